@@ -1,0 +1,177 @@
+//! Typed, layered configuration for every store tsp-job uses.
+//!
+//! # Layout
+//! - [`schema`]: every key, its type, default, and historical environment variable.
+//! - `sources`: reads TOML files (with line numbers), the environment and `--set` into layers.
+//! - `validate`: turns the merged layers into a typed [`Config`], reporting every problem at once.
+//! - [`settings`]: the typed configuration the hub reads.
+//!
+//! Precedence, lowest first: built-in defaults < `default.toml` < `{TSP_ENV}.toml` <
+//! `local.toml` < environment < `--set key=value`.
+//!
+//! Secrets are `secrecy::SecretString`: `Debug` prints `[REDACTED]`, and every rendering of a
+//! value (`config show`, problems) masks them.
+
+mod error;
+mod origin;
+mod raw;
+pub mod schema;
+pub mod settings;
+mod sources;
+mod validate;
+
+use std::path::PathBuf;
+
+pub use error::{ConfigError, Problem};
+pub use origin::Origin;
+pub use raw::{MASK, mask_url};
+pub use settings::*;
+pub use validate::parse_duration;
+
+/// Where to read configuration from. Tests build one by hand; the binary uses
+/// [`LoadOptions::from_process`].
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Folder holding `default.toml`, `{env}.toml`, `local.toml`.
+    pub config_dir: PathBuf,
+    /// `TSP_ENV`; `None` means `development`.
+    pub env_name: Option<String>,
+    /// The environment variables to read (a snapshot, so tests need not touch the process's).
+    pub env: Vec<(String, String)>,
+    /// `--set key=value` arguments.
+    pub overrides: Vec<String>,
+}
+
+impl LoadOptions {
+    /// Options from the process: `config_dir` (from `--config-dir`) or `TSP_CONFIG_DIR` or
+    /// `./config`; `TSP_ENV`; all environment variables.
+    pub fn from_process(config_dir: Option<PathBuf>, overrides: Vec<String>) -> Self {
+        let env: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let config_dir = config_dir
+            .or_else(|| std::env::var_os("TSP_CONFIG_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("config"));
+        let env_name = std::env::var("TSP_ENV").ok().filter(|s| !s.is_empty());
+        LoadOptions {
+            config_dir,
+            env_name,
+            env,
+            overrides,
+        }
+    }
+}
+
+/// Loads and validates the configuration.
+///
+/// # Errors
+/// Every problem found, each with key, masked value and origin.
+pub fn load(opts: &LoadOptions) -> Result<Config, ConfigError> {
+    let env_name = opts
+        .env_name
+        .clone()
+        .unwrap_or_else(|| "development".to_string());
+    let mut layers = sources::Layers::default();
+    let mut warnings = Vec::new();
+    if !opts.config_dir.is_dir() {
+        // A missing folder is fine when everything comes from the environment; say so.
+        warnings.push(format!(
+            "configuration folder {} does not exist; using defaults and environment only",
+            opts.config_dir.display()
+        ));
+    }
+    if env_name.contains(['/', '\\', '.']) {
+        return Err(ConfigError {
+            problems: vec![Problem {
+                key: "TSP_ENV".into(),
+                value: Some(env_name),
+                origin: Some(Origin::Env {
+                    var: "TSP_ENV".into(),
+                }),
+                message: "must be a plain name such as development or production".into(),
+            }],
+        });
+    }
+    layers.add_file(&opts.config_dir.join("default.toml"));
+    let env_file = opts.config_dir.join(format!("{env_name}.toml"));
+    if opts.env_name.is_some() && opts.config_dir.is_dir() && !env_file.is_file() {
+        warnings.push(format!(
+            "TSP_ENV={env_name} but {} does not exist",
+            env_file.display()
+        ));
+    }
+    layers.add_file(&env_file);
+    layers.add_file(&opts.config_dir.join("local.toml"));
+    layers.add_env(&opts.env);
+    layers.add_overrides(&opts.overrides);
+    let mut config =
+        validate::build(layers, env_name).map_err(|problems| ConfigError { problems })?;
+    config.warnings.extend(warnings);
+    Ok(config)
+}
+
+/// One row of the configuration reference: key pattern, type, default, variables, description.
+#[derive(Debug, Clone)]
+pub struct ReferenceRow {
+    pub key: String,
+    pub ty: String,
+    pub default: String,
+    pub env: Vec<String>,
+    pub doc: String,
+}
+
+/// The configuration reference, generated from the schema (the README's table comes from here).
+pub fn reference() -> Vec<ReferenceRow> {
+    use schema::{Field, Kind};
+    let historical = schema::historical_env();
+    let row = |key: String, field: &Field, instance: &str| {
+        let mut env: Vec<String> = historical
+            .iter()
+            .filter(|(_, k)| *k == key)
+            .map(|(v, _)| v.clone())
+            .collect();
+        env.push(schema::generic_env_name(&key));
+        if field.ty.is_secret() {
+            let files: Vec<String> = env.iter().map(|v| format!("{v}_FILE")).collect();
+            env.extend(files);
+        }
+        let default = (field.default)(instance)
+            .map(|d| d.render())
+            .unwrap_or_else(|| "—".into());
+        ReferenceRow {
+            key,
+            ty: field.ty.describe(),
+            default,
+            env,
+            doc: field.doc.to_string(),
+        }
+    };
+    let mut rows = Vec::new();
+    for kind in Kind::ALL {
+        for inst in kind.builtin_instances() {
+            rows.push(ReferenceRow {
+                key: format!("stores.{}.{inst}.required", kind.name()),
+                ty: "true | false".into(),
+                default: kind.required_by_default(inst).to_string(),
+                env: vec![schema::generic_env_name(&format!(
+                    "stores.{}.{inst}.required",
+                    kind.name()
+                ))],
+                doc: schema::REQUIRED_FIELD.doc.into(),
+            });
+            for field in kind.fields() {
+                rows.push(row(
+                    format!("{}.{inst}.{}", kind.name(), field.key),
+                    field,
+                    inst,
+                ));
+            }
+        }
+    }
+    for (section, fields) in schema::FIXED_SECTIONS {
+        for field in *fields {
+            rows.push(row(format!("{section}.{}", field.key), field, ""));
+        }
+    }
+    rows
+}

@@ -1,0 +1,793 @@
+//! The schema: every key, its type, its default and its historical environment variable.
+//!
+//! This table is the single source of truth. Loading, validation, `config show`, and the
+//! configuration reference in the README (`tsp-job config reference`) are all driven by it, so a
+//! key cannot be documented with one default and built with another.
+
+use crate::raw::RawValue;
+
+/// The four kinds of store. Each has named instances (`mysql.portal`, `redis.cache`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Mysql,
+    Redis,
+    Mongo,
+    Influx,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Mysql, Kind::Redis, Kind::Mongo, Kind::Influx];
+
+    /// The key prefix (`mysql`, `redis`, `mongo`, `influx`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Mysql => "mysql",
+            Kind::Redis => "redis",
+            Kind::Mongo => "mongo",
+            Kind::Influx => "influx",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Instances present out of the box, first one first.
+    pub fn builtin_instances(self) -> &'static [&'static str] {
+        match self {
+            Kind::Mysql => &["portal", "dataset", "gtfs", "incentive"],
+            Kind::Redis => &["cache"],
+            Kind::Mongo => &["cache", "dataset"],
+            Kind::Influx => &["primary", "uis"],
+        }
+    }
+
+    /// Whether an instance is required (start-up and readiness depend on it) unless configured.
+    ///
+    /// The first built-in instance of each kind is required. Of the others, the MySQL `dataset`
+    /// and `incentive` and the Mongo `dataset` instances hold data that jobs write, so a service
+    /// without them cannot do its work: they are required too. `gtfs` (read-only schedules),
+    /// `influx.uis` (metrics) and instances added by users are optional.
+    pub fn required_by_default(self, instance: &str) -> bool {
+        matches!(
+            (self, instance),
+            (Kind::Mysql, "portal" | "dataset" | "incentive")
+                | (Kind::Redis, "cache")
+                | (Kind::Mongo, "cache" | "dataset")
+                | (Kind::Influx, "primary")
+        )
+    }
+
+    /// The keys that a user-added instance must set, one of them at least, so that a typo in an
+    /// instance name (`mysql.portl.password`) is reported rather than silently creating a store.
+    pub fn locator_keys(self) -> &'static [&'static str] {
+        match self {
+            Kind::Mysql | Kind::Redis => &["host", "url"],
+            Kind::Mongo => &["host", "uri"],
+            Kind::Influx => &["url"],
+        }
+    }
+
+    pub fn fields(self) -> &'static [Field] {
+        match self {
+            Kind::Mysql => MYSQL_FIELDS,
+            Kind::Redis => REDIS_FIELDS,
+            Kind::Mongo => MONGO_FIELDS,
+            Kind::Influx => INFLUX_FIELDS,
+        }
+    }
+}
+
+/// Names under `influx.` that are settings sections, not instances.
+pub const INFLUX_RESERVED: [&str; 2] = ["service_monitor", "tags"];
+
+/// The type of a key, which decides how its value is parsed and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    /// Any string, possibly empty.
+    Str,
+    /// A host name or address; must not be empty for a required store.
+    Host,
+    /// 1–65535.
+    Port,
+    /// A password or token: never shown.
+    Secret,
+    /// A URL with one of these schemes that may embed credentials: shown with the password masked.
+    SecretUrl(&'static [&'static str]),
+    /// A URL with one of these schemes.
+    Url(&'static [&'static str]),
+    /// `500ms`, `30s`, `2m`, `1h`, or a bare integer of milliseconds; must be greater than zero.
+    Duration,
+    /// An integer within bounds.
+    UInt { min: u64, max: u64 },
+    /// One of these words.
+    Enum(&'static [&'static str]),
+    Bool,
+    /// A path to a file that must exist (TLS material).
+    File,
+    /// A list of `host:port` (a TOML array, or a comma-separated string).
+    HostPortList,
+    /// `ip:port` to listen on.
+    ListenAddr,
+}
+
+impl FieldType {
+    pub fn is_secret(self) -> bool {
+        matches!(self, FieldType::Secret | FieldType::SecretUrl(_))
+    }
+
+    /// A short human description, for the reference and for "expected …" messages.
+    pub fn describe(self) -> String {
+        match self {
+            FieldType::Str => "string".into(),
+            FieldType::Host => "host name or address".into(),
+            FieldType::Port => "port (1-65535)".into(),
+            FieldType::Secret => "secret".into(),
+            FieldType::SecretUrl(s) | FieldType::Url(s) => format!("URL ({})", s.join(", ")),
+            FieldType::Duration => "duration (e.g. 500ms, 30s, 2m; bare integer = ms)".into(),
+            FieldType::UInt { min, max } => format!("integer {min}-{max}"),
+            FieldType::Enum(v) => v.join(" | "),
+            FieldType::Bool => "true | false".into(),
+            FieldType::File => "path to an existing file".into(),
+            FieldType::HostPortList => "list of host:port".into(),
+            FieldType::ListenAddr => "ip:port".into(),
+        }
+    }
+}
+
+/// A default that may depend on the instance name (`gtfs` pools differ from `portal` pools).
+pub type DefaultFn = fn(instance: &str) -> Option<RawValue>;
+
+/// One key of a section, relative to it (`pool.max` under `mysql.portal`).
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    pub key: &'static str,
+    pub ty: FieldType,
+    pub default: DefaultFn,
+    pub doc: &'static str,
+}
+
+const fn field(key: &'static str, ty: FieldType, default: DefaultFn, doc: &'static str) -> Field {
+    Field {
+        key,
+        ty,
+        default,
+        doc,
+    }
+}
+
+fn none(_: &str) -> Option<RawValue> {
+    None
+}
+fn s(v: &str) -> Option<RawValue> {
+    Some(RawValue::Str(v.to_string()))
+}
+fn i(v: i64) -> Option<RawValue> {
+    Some(RawValue::Int(v))
+}
+fn b(v: bool) -> Option<RawValue> {
+    Some(RawValue::Bool(v))
+}
+
+const TLS_MODES: &[&str] = &[
+    "disabled",
+    "preferred",
+    "required",
+    "verify_ca",
+    "verify_identity",
+];
+
+/// The MySQL pool sizes per instance: (min, max).
+fn mysql_pool(instance: &str) -> (i64, i64) {
+    match instance {
+        "dataset" => (5, 20),
+        "gtfs" => (3, 15),
+        "incentive" => (2, 8),
+        _ => (2, 10),
+    }
+}
+
+static MYSQL_FIELDS: &[Field] = &[
+    field(
+        "url",
+        FieldType::SecretUrl(&["mysql", "mariadb"]),
+        none,
+        "mysql://user:password@host:port/database; when set it replaces host, port, user, password and database",
+    ),
+    field("host", FieldType::Host, |_| s("127.0.0.1"), "server host"),
+    field("port", FieldType::Port, |_| i(3306), "server port"),
+    field("user", FieldType::Str, |_| s("tsp"), "user name"),
+    field("password", FieldType::Secret, |_| s(""), "password"),
+    field(
+        "database",
+        FieldType::Str,
+        |inst| s(&format!("tsp_{inst}")),
+        "database (schema) name; default tsp_<instance>",
+    ),
+    field(
+        "charset",
+        FieldType::Enum(&["utf8mb4", "utf8", "utf8mb3", "latin1", "ascii", "binary"]),
+        |inst| s(if inst == "incentive" { "utf8" } else { "utf8mb4" }),
+        "connection character set; utf8 for incentive, utf8mb4 elsewhere",
+    ),
+    field(
+        "pool.min",
+        FieldType::UInt { min: 0, max: 1000 },
+        |inst| i(mysql_pool(inst).0),
+        "connections kept open; portal 2, dataset 5, gtfs 3, incentive 2",
+    ),
+    field(
+        "pool.max",
+        FieldType::UInt { min: 1, max: 1000 },
+        |inst| i(mysql_pool(inst).1),
+        "pool size limit; portal 10, dataset 20, gtfs 15, incentive 8",
+    ),
+    field(
+        "pool.acquire_timeout",
+        FieldType::Duration,
+        |_| s("30s"),
+        "longest wait for a free connection",
+    ),
+    field(
+        "pool.idle_timeout",
+        FieldType::Duration,
+        |inst| s(if inst == "gtfs" { "60s" } else { "30s" }),
+        "idle connections above min are closed after this; gtfs 60s",
+    ),
+    field(
+        "pool.max_lifetime",
+        FieldType::Duration,
+        |_| s("30m"),
+        "connections are recycled after this age",
+    ),
+    field(
+        "tls.mode",
+        FieldType::Enum(TLS_MODES),
+        |_| s("preferred"),
+        "TLS: disabled, preferred (use when offered), required, verify_ca, verify_identity",
+    ),
+    field("tls.ca", FieldType::File, none, "CA certificate (PEM)"),
+    field(
+        "tls.cert",
+        FieldType::File,
+        none,
+        "client certificate (PEM)",
+    ),
+    field("tls.key", FieldType::File, none, "client key (PEM)"),
+];
+
+static REDIS_FIELDS: &[Field] = &[
+    field(
+        "url",
+        FieldType::SecretUrl(&["redis", "rediss"]),
+        none,
+        "redis[s]://[user:password@]host:port/db; when set it replaces host, port, username, password, db and tls",
+    ),
+    field("host", FieldType::Host, |_| s("127.0.0.1"), "server host"),
+    field("port", FieldType::Port, |_| i(6379), "server port"),
+    field(
+        "username",
+        FieldType::Str,
+        |_| s(""),
+        "ACL user name (empty: default user)",
+    ),
+    field("password", FieldType::Secret, |_| s(""), "password"),
+    field(
+        "db",
+        FieldType::UInt { min: 0, max: 15 },
+        |_| i(0),
+        "database number (standalone only)",
+    ),
+    field(
+        "key_prefix",
+        FieldType::Str,
+        |_| s("tsp:"),
+        "prefix of every key the service writes",
+    ),
+    field(
+        "connect_timeout",
+        FieldType::Duration,
+        |_| s("10s"),
+        "bound on establishing a connection",
+    ),
+    field(
+        "command_timeout",
+        FieldType::Duration,
+        |_| s("5s"),
+        "bound on one command's reply",
+    ),
+    field(
+        "max_retries",
+        FieldType::UInt { min: 0, max: 100 },
+        |_| i(3),
+        "reconnect attempts before a command fails",
+    ),
+    field(
+        "tls.mode",
+        FieldType::Enum(&["disabled", "required", "verify_identity"]),
+        |_| s("disabled"),
+        "TLS: disabled, required (no certificate check), verify_identity",
+    ),
+    field("tls.ca", FieldType::File, none, "CA certificate (PEM)"),
+    field(
+        "tls.cert",
+        FieldType::File,
+        none,
+        "client certificate (PEM)",
+    ),
+    field("tls.key", FieldType::File, none, "client key (PEM)"),
+    field(
+        "cluster_nodes",
+        FieldType::HostPortList,
+        |_| Some(RawValue::List(Vec::new())),
+        "Redis Cluster seed nodes; non-empty switches to cluster mode",
+    ),
+];
+
+fn mongo_pool(instance: &str) -> (i64, i64, &'static str) {
+    match instance {
+        "dataset" => (5, 20, "60s"),
+        _ => (2, 10, "30s"),
+    }
+}
+
+static MONGO_FIELDS: &[Field] = &[
+    field(
+        "uri",
+        FieldType::SecretUrl(&["mongodb", "mongodb+srv"]),
+        none,
+        "mongodb://… connection string; when set it replaces host, port, username, password, auth_source and replica_set",
+    ),
+    field("host", FieldType::Host, |_| s("127.0.0.1"), "server host"),
+    field("port", FieldType::Port, |_| i(27017), "server port"),
+    field(
+        "username",
+        FieldType::Str,
+        |_| s(""),
+        "user name (empty: no authentication)",
+    ),
+    field("password", FieldType::Secret, |_| s(""), "password"),
+    field(
+        "database",
+        FieldType::Str,
+        |inst| s(&format!("tsp_{inst}")),
+        "database name; default tsp_<instance>",
+    ),
+    field(
+        "auth_source",
+        FieldType::Str,
+        |_| s("admin"),
+        "database holding the user",
+    ),
+    field(
+        "replica_set",
+        FieldType::Str,
+        |_| s(""),
+        "replica set name (empty: connect directly to the one host)",
+    ),
+    field(
+        "pool.min",
+        FieldType::UInt { min: 0, max: 1000 },
+        |inst| i(mongo_pool(inst).0),
+        "connections kept open; cache 2, dataset 5",
+    ),
+    field(
+        "pool.max",
+        FieldType::UInt { min: 1, max: 1000 },
+        |inst| i(mongo_pool(inst).1),
+        "pool size limit; cache 10, dataset 20",
+    ),
+    field(
+        "pool.max_idle",
+        FieldType::Duration,
+        |inst| s(mongo_pool(inst).2),
+        "idle connections are closed after this; cache 30s, dataset 60s",
+    ),
+    field(
+        "server_selection_timeout",
+        FieldType::Duration,
+        |_| s("5s"),
+        "bound on finding a usable server",
+    ),
+    field(
+        "connect_timeout",
+        FieldType::Duration,
+        |_| s("10s"),
+        "bound on opening a connection",
+    ),
+    field(
+        "socket_timeout",
+        FieldType::Duration,
+        |_| s("30s"),
+        "bound on one operation run through the hub",
+    ),
+    field(
+        "tls.mode",
+        FieldType::Enum(&["disabled", "required", "verify_identity"]),
+        |_| s("disabled"),
+        "TLS: disabled, required (no certificate check), verify_identity",
+    ),
+    field("tls.ca", FieldType::File, none, "CA certificate (PEM)"),
+    field(
+        "tls.cert",
+        FieldType::File,
+        none,
+        "client certificate and key (PEM, one file)",
+    ),
+];
+
+static INFLUX_FIELDS: &[Field] = &[
+    field(
+        "url",
+        FieldType::Url(&["http", "https"]),
+        |_| s("http://127.0.0.1:8086"),
+        "server URL",
+    ),
+    field(
+        "api",
+        FieldType::Enum(&["v1", "v2"]),
+        none,
+        "HTTP API: v1 (/write, /query) or v2 (/api/v2/*); default v2 when a token is set, else v1",
+    ),
+    field("token", FieldType::Secret, |_| s(""), "v2 API token"),
+    field("org", FieldType::Str, |_| s(""), "v2 organisation"),
+    field(
+        "bucket",
+        FieldType::Str,
+        |_| s(""),
+        "v2 bucket; v1 falls back to it when database is empty",
+    ),
+    field(
+        "database",
+        FieldType::Str,
+        |inst| s(if inst == "primary" { "tsp" } else { "tsp_uis" }),
+        "v1 database; primary tsp, others tsp_uis",
+    ),
+    field(
+        "retention_policy",
+        FieldType::Str,
+        |_| s(""),
+        "v1 retention policy (empty: the database default)",
+    ),
+    field("username", FieldType::Str, |_| s(""), "v1 user name"),
+    field("password", FieldType::Secret, |_| s(""), "v1 password"),
+    field(
+        "timeout",
+        FieldType::Duration,
+        |_| s("10s"),
+        "bound on one HTTP request",
+    ),
+    field(
+        "batch.max_points",
+        FieldType::UInt {
+            min: 1,
+            max: 1_000_000,
+        },
+        |_| i(5000),
+        "points per write request; a full batch is sent at once",
+    ),
+    field(
+        "batch.flush_interval",
+        FieldType::Duration,
+        |_| s("1s"),
+        "a partial batch is sent after this",
+    ),
+    field(
+        "batch.max_retries",
+        FieldType::UInt { min: 0, max: 100 },
+        |_| i(5),
+        "retries of a batch on 429/5xx/network errors before it is dropped (counted)",
+    ),
+    field(
+        "batch.retry_interval",
+        FieldType::Duration,
+        |_| s("500ms"),
+        "first retry delay; doubles each retry unless the server sends Retry-After",
+    ),
+    field(
+        "batch.max_retry_delay",
+        FieldType::Duration,
+        |_| s("30s"),
+        "cap on one retry delay",
+    ),
+    field(
+        "batch.max_buffer_points",
+        FieldType::UInt {
+            min: 1,
+            max: 100_000_000,
+        },
+        |_| i(200_000),
+        "points held while the server is slow or down; beyond it the oldest are dropped (counted)",
+    ),
+    field(
+        "batch.jitter",
+        FieldType::Duration,
+        |_| s("200ms"),
+        "random extra delay added to each retry",
+    ),
+];
+
+/// `influx.service_monitor.*`: where vendor latency points go.
+pub static SERVICE_MONITOR_FIELDS: &[Field] = &[
+    field(
+        "instance",
+        FieldType::Str,
+        |_| s("primary"),
+        "influx instance that carries the points",
+    ),
+    field(
+        "bucket",
+        FieldType::Str,
+        |_| s("service-monitoring"),
+        "bucket (v2) or database (v1)",
+    ),
+    field(
+        "measurement",
+        FieldType::Str,
+        |_| s("vendor_latency"),
+        "measurement name",
+    ),
+    field(
+        "timeout",
+        FieldType::Duration,
+        |_| s("2000ms"),
+        "bound on one write",
+    ),
+];
+
+/// `influx.tags.*`: tags added to every point.
+pub static INFLUX_TAG_FIELDS: &[Field] = &[
+    field(
+        "datacenter",
+        FieldType::Str,
+        |_| s("local"),
+        "datacenter tag",
+    ),
+    field("project", FieldType::Str, |_| s("tsp-job"), "project tag"),
+    field(
+        "stage",
+        FieldType::Str,
+        |_| s("development"),
+        "stage tag",
+    ),
+];
+
+/// `health.*`
+pub static HEALTH_FIELDS: &[Field] = &[field(
+    "timeout",
+    FieldType::Duration,
+    |_| s("2s"),
+    "bound on each instance's health check",
+)];
+
+/// `server.*`
+pub static SERVER_FIELDS: &[Field] = &[field(
+    "listen",
+    FieldType::ListenAddr,
+    |_| s("127.0.0.1:8080"),
+    "HTTP address of `tsp-job serve`",
+)];
+
+/// A fixed section (not instance-named) and its fields.
+pub static FIXED_SECTIONS: &[(&str, &[Field])] = &[
+    ("influx.service_monitor", SERVICE_MONITOR_FIELDS),
+    ("influx.tags", INFLUX_TAG_FIELDS),
+    ("health", HEALTH_FIELDS),
+    ("server", SERVER_FIELDS),
+];
+
+/// The field of `stores.<kind>.<instance>.required`.
+pub static REQUIRED_FIELD: Field = field(
+    "required",
+    FieldType::Bool,
+    |_| b(false),
+    "start-up and readiness depend on this store",
+);
+
+/// Top-level names, for "did you mean" on an unknown section.
+pub const TOP_LEVEL: &[&str] = &["mysql", "redis", "mongo", "influx", "stores", "health", "server"];
+
+/// The original service's environment variables and the keys they set.
+pub fn historical_env() -> Vec<(String, String)> {
+    let mut map = Vec::new();
+    for inst in ["portal", "dataset", "gtfs", "incentive"] {
+        let up = inst.to_ascii_uppercase();
+        for (suffix, key) in [
+            ("HOST", "host"),
+            ("PORT", "port"),
+            ("USER", "user"),
+            ("PASSWORD", "password"),
+            ("DB", "database"),
+        ] {
+            map.push((format!("MYSQL_{up}_{suffix}"), format!("mysql.{inst}.{key}")));
+        }
+    }
+    for (suffix, key) in [("HOST", "host"), ("PORT", "port"), ("PASSWORD", "password")] {
+        map.push((format!("REDIS_CACHE_{suffix}"), format!("redis.cache.{key}")));
+    }
+    for inst in ["cache", "dataset"] {
+        let up = inst.to_ascii_uppercase();
+        for (suffix, key) in [
+            ("HOST", "host"),
+            ("PORT", "port"),
+            ("USER", "username"),
+            ("PASSWORD", "password"),
+            ("DB", "database"),
+        ] {
+            map.push((format!("MONGO_{up}_{suffix}"), format!("mongo.{inst}.{key}")));
+        }
+    }
+    for (var, key) in [
+        ("INFLUXDB_URL", "influx.primary.url"),
+        ("INFLUXDB_TOKEN", "influx.primary.token"),
+        ("INFLUXDB_ORG", "influx.primary.org"),
+        ("INFLUXDB_BUCKET", "influx.primary.bucket"),
+        ("INFLUX_URL", "influx.uis.url"),
+        ("INFLUX_TOKEN", "influx.uis.token"),
+        ("INFLUX_ORG", "influx.uis.org"),
+        ("INFLUX_BUCKET_UIS", "influx.uis.bucket"),
+        (
+            "INFLUXDB_SERVICE_MONITOR_BUCKET",
+            "influx.service_monitor.bucket",
+        ),
+        (
+            "INFLUXDB_SERVICE_MONITOR_MEASUREMENT",
+            "influx.service_monitor.measurement",
+        ),
+        (
+            "INFLUXDB_SERVICE_MONITOR_TIMEOUT",
+            "influx.service_monitor.timeout",
+        ),
+        ("CLUSTER_DATACENTER", "influx.tags.datacenter"),
+        ("PROJECT_NAME", "influx.tags.project"),
+        ("PROJECT_STAGE", "influx.tags.stage"),
+    ] {
+        map.push((var.to_string(), key.to_string()));
+    }
+    map
+}
+
+/// The prefix of generic variables: `TSP__MYSQL__PORTAL__POOL__MAX` sets `mysql.portal.pool.max`.
+pub const ENV_PREFIX: &str = "TSP__";
+
+/// The generic variable for a key.
+pub fn generic_env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "__").to_ascii_uppercase())
+}
+
+/// What a dotted key refers to in the schema.
+#[derive(Debug, Clone, Copy)]
+pub enum Resolved<'a> {
+    /// `kind.instance.field`
+    Instance {
+        kind: Kind,
+        instance: &'a str,
+        field: &'static Field,
+    },
+    /// `stores.kind.instance.required`
+    Required { kind: Kind, instance: &'a str },
+    /// A fixed section's field (`health.timeout`).
+    Fixed { field: &'static Field },
+}
+
+/// Why a key is not in the schema, with the closest known key when one is near.
+#[derive(Debug, Clone)]
+pub struct UnknownKey {
+    pub suggestion: Option<String>,
+}
+
+/// Resolves a dotted key against the schema.
+pub fn resolve(key: &str) -> Result<Resolved<'_>, UnknownKey> {
+    let (top, rest) = key.split_once('.').unwrap_or((key, ""));
+    for (section, fields) in FIXED_SECTIONS {
+        if let Some(sub) = key.strip_prefix(section).and_then(|r| r.strip_prefix('.')) {
+            return match fields.iter().find(|f| f.key == sub) {
+                Some(field) => Ok(Resolved::Fixed { field }),
+                None => Err(UnknownKey {
+                    suggestion: closest(sub, fields.iter().map(|f| f.key))
+                        .map(|s| format!("{section}.{s}")),
+                }),
+            };
+        }
+    }
+    if let Some(kind) = Kind::from_name(top) {
+        let (instance, sub) = rest.split_once('.').unwrap_or((rest, ""));
+        if instance.is_empty() || sub.is_empty() || !valid_instance_name(instance) {
+            return Err(UnknownKey {
+                suggestion: closest(rest, kind.fields().iter().map(|f| f.key))
+                    .map(|s| format!("{top}.{}.{s}", kind.builtin_instances()[0])),
+            });
+        }
+        return match kind.fields().iter().find(|f| f.key == sub) {
+            Some(field) => Ok(Resolved::Instance {
+                kind,
+                instance,
+                field,
+            }),
+            None => Err(UnknownKey {
+                suggestion: closest(sub, kind.fields().iter().map(|f| f.key))
+                    .map(|s| format!("{top}.{instance}.{s}")),
+            }),
+        };
+    }
+    if top == "stores" {
+        let parts: Vec<&str> = rest.split('.').collect();
+        if let [kind, instance, "required"] = parts.as_slice()
+            && let Some(kind) = Kind::from_name(kind)
+            && valid_instance_name(instance)
+        {
+            return Ok(Resolved::Required { kind, instance });
+        }
+        return Err(UnknownKey {
+            suggestion: Some("stores.<mysql|redis|mongo|influx>.<instance>.required".into()),
+        });
+    }
+    Err(UnknownKey {
+        suggestion: closest(top, TOP_LEVEL.iter().copied()).map(|s| {
+            if rest.is_empty() {
+                s.to_string()
+            } else {
+                format!("{s}.{rest}")
+            }
+        }),
+    })
+}
+
+/// Instance names are lowercase words: they become part of environment variables and metrics.
+pub fn valid_instance_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
+/// The candidate nearest to `word` when it is close enough to be a likely typo.
+pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.len() / 3).clamp(1, 3);
+    candidates
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_instance_fixed_and_store_keys() {
+        assert!(matches!(
+            resolve("mysql.portal.pool.max"),
+            Ok(Resolved::Instance { kind: Kind::Mysql, instance: "portal", field }) if field.key == "pool.max"
+        ));
+        assert!(matches!(
+            resolve("influx.tags.stage"),
+            Ok(Resolved::Fixed { .. })
+        ));
+        assert!(matches!(
+            resolve("stores.redis.cache.required"),
+            Ok(Resolved::Required { .. })
+        ));
+    }
+
+    #[test]
+    fn suggests_close_keys() {
+        let err = resolve("mysql.portal.pool.mx").unwrap_err();
+        assert_eq!(err.suggestion.as_deref(), Some("mysql.portal.pool.max"));
+        let err = resolve("mysqll.portal.host").unwrap_err();
+        assert_eq!(err.suggestion.as_deref(), Some("mysql.portal.host"));
+        let err = resolve("health.timout").unwrap_err();
+        assert_eq!(err.suggestion.as_deref(), Some("health.timeout"));
+    }
+
+    #[test]
+    fn generic_env_names() {
+        assert_eq!(
+            generic_env_name("mysql.portal.pool.max"),
+            "TSP__MYSQL__PORTAL__POOL__MAX"
+        );
+    }
+}

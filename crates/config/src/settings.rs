@@ -1,0 +1,234 @@
+//! The typed configuration that the rest of the service reads. Built only by [`crate::load`],
+//! after validation, so every value here is known to be well-formed.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::origin::Origin;
+
+/// TLS settings shared by the stores. Which modes a store accepts is in the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Disabled,
+    /// Use TLS when the server offers it (MySQL only).
+    Preferred,
+    /// Encrypt, do not verify the certificate.
+    Required,
+    /// Verify the certificate chain, not the host name (MySQL only).
+    VerifyCa,
+    /// Verify chain and host name.
+    VerifyIdentity,
+}
+
+impl TlsMode {
+    pub fn parse(s: &str) -> Option<TlsMode> {
+        Some(match s {
+            "disabled" => TlsMode::Disabled,
+            "preferred" => TlsMode::Preferred,
+            "required" => TlsMode::Required,
+            "verify_ca" => TlsMode::VerifyCa,
+            "verify_identity" => TlsMode::VerifyIdentity,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub mode: TlsMode,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub min: u32,
+    pub max: u32,
+    pub acquire_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct MysqlSettings {
+    pub name: String,
+    pub required: bool,
+    /// When set, replaces host/port/user/password/database.
+    pub url: Option<SecretString>,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: SecretString,
+    pub database: String,
+    pub charset: String,
+    pub pool: PoolSettings,
+    pub tls: TlsSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub name: String,
+    pub required: bool,
+    pub url: Option<SecretString>,
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub password: SecretString,
+    pub db: u32,
+    pub key_prefix: String,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub max_retries: u32,
+    pub tls: TlsSettings,
+    /// Non-empty: Redis Cluster seed nodes (`host:port`).
+    pub cluster_nodes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MongoPoolSettings {
+    pub min: u32,
+    pub max: u32,
+    pub max_idle: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct MongoSettings {
+    pub name: String,
+    pub required: bool,
+    pub uri: Option<SecretString>,
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub password: SecretString,
+    pub database: String,
+    pub auth_source: String,
+    pub replica_set: String,
+    pub pool: MongoPoolSettings,
+    pub server_selection_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub socket_timeout: Duration,
+    pub tls: TlsSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InfluxApi {
+    V1,
+    V2,
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchSettings {
+    pub max_points: usize,
+    pub flush_interval: Duration,
+    pub max_retries: u32,
+    pub retry_interval: Duration,
+    pub max_retry_delay: Duration,
+    pub max_buffer_points: usize,
+    pub jitter: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct InfluxSettings {
+    pub name: String,
+    pub required: bool,
+    pub url: String,
+    pub api: InfluxApi,
+    pub token: SecretString,
+    pub org: String,
+    pub bucket: String,
+    pub database: String,
+    pub retention_policy: String,
+    pub username: String,
+    pub password: SecretString,
+    pub timeout: Duration,
+    pub batch: BatchSettings,
+}
+
+impl InfluxSettings {
+    /// The v1 database, or the bucket when no database is set.
+    pub fn v1_database(&self) -> &str {
+        if self.database.is_empty() {
+            &self.bucket
+        } else {
+            &self.database
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceMonitorSettings {
+    pub instance: String,
+    pub bucket: String,
+    pub measurement: String,
+    pub timeout: Duration,
+}
+
+/// Tags added to every Influx point.
+#[derive(Debug, Clone)]
+pub struct InfluxTags {
+    pub datacenter: String,
+    pub project: String,
+    pub stage: String,
+}
+
+impl InfluxTags {
+    /// As (key, value) pairs, skipping empty values (Influx rejects empty tag values).
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        [
+            ("datacenter", &self.datacenter),
+            ("project", &self.project),
+            ("stage", &self.stage),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthSettings {
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+}
+
+/// One effective value for `config show`: masked when secret.
+#[derive(Debug, Clone)]
+pub struct ShownValue {
+    pub key: String,
+    /// TOML-like rendering, secrets masked.
+    pub display: String,
+    /// JSON rendering, secrets masked.
+    pub json: serde_json::Value,
+    pub origin: Origin,
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The environment name (`TSP_ENV`, default `development`).
+    pub env: String,
+    pub mysql: BTreeMap<String, MysqlSettings>,
+    pub redis: BTreeMap<String, RedisSettings>,
+    pub mongo: BTreeMap<String, MongoSettings>,
+    pub influx: BTreeMap<String, InfluxSettings>,
+    pub service_monitor: ServiceMonitorSettings,
+    pub influx_tags: InfluxTags,
+    pub health: HealthSettings,
+    pub server: ServerSettings,
+    /// Every effective value with its origin, in key order.
+    pub shown: Vec<ShownValue>,
+    /// The files that were read, lowest precedence first.
+    pub files: Vec<PathBuf>,
+    /// Things worth telling the operator that are not errors.
+    pub warnings: Vec<String>,
+}

@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Local services for tsp-job: MariaDB (MySQL), Redis, InfluxDB 1.x and SecantusDB (MongoDB wire protocol).
+#
+#   scripts/services.sh up       install what is missing, start everything, create databases and users
+#   scripts/services.sh down     stop what this script started
+#   scripts/services.sh status   show what answers where
+#
+# Everything runs on loopback with its data under .data/ (git-ignored). Running `up` twice is harmless:
+# a service that already answers is left alone. The ports and credentials here are the ones that
+# config/development.toml names, so `tsp-job health` is green right after `up`.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+D="$ROOT/.data"
+MYSQL_PORT=${TSP_LOCAL_MYSQL_PORT:-3306}
+REDIS_PORT=${TSP_LOCAL_REDIS_PORT:-6379}
+MONGO_PORT=${TSP_LOCAL_MONGO_PORT:-27017}
+INFLUX_PORT=${TSP_LOCAL_INFLUX_PORT:-8086}
+INFLUX_RPC_PORT=${TSP_LOCAL_INFLUX_RPC_PORT:-8088}
+# Local development credentials only (config/development.toml repeats them); never used in production.
+MYSQL_USER=tsp
+MYSQL_PASSWORD=tsp-local-dev
+MYSQL_DATABASES="tsp_portal tsp_dataset tsp_gtfs tsp_incentive"
+INFLUX_DATABASES="tsp tsp_uis service-monitoring"
+
+log() { printf '[services] %s\n' "$*"; }
+die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && exec 3>&- ; }
+
+# pid_alive FILE: the pid in FILE names a live process.
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# wait_for NAME SECONDS COMMAND...: poll COMMAND until it succeeds.
+wait_for() {
+  local name=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then
+      die "$name did not answer within ${secs}s (see $D/*.log, $D/*.err)"
+    fi
+    sleep 0.2
+  done
+}
+
+# free_port PORT PIDFILE NAME: if something other than our own process listens on PORT (a system
+# service started by the package install), stop it so ours can take the port.
+free_port() {
+  local port=$1 pidfile=$2 name=$3
+  if pid_alive "$pidfile" || ! port_open "$port"; then return 0; fi
+  log "port $port is held by a process this script did not start; stopping the system $name"
+  for unit in "$name" "${name}-server" mariadb mysql redis-server influxdb; do
+    as_root service "$unit" stop >/dev/null 2>&1 || true
+  done
+  local holder
+  holder=$(ss -ltnpH "sport = :$port" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
+  [ -n "$holder" ] && as_root kill "$holder" 2>/dev/null || true
+  local deadline=$((SECONDS + 15))
+  while port_open "$port"; do
+    [ $SECONDS -ge $deadline ] && die "port $port is still taken; free it or set TSP_LOCAL_*_PORT"
+    sleep 0.2
+  done
+}
+
+install_missing() {
+  local pkgs=()
+  command -v mariadbd >/dev/null 2>&1 || pkgs+=(mariadb-server)
+  command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
+  command -v influxd >/dev/null 2>&1 || pkgs+=(influxdb)
+  command -v ss >/dev/null 2>&1 || pkgs+=(iproute2)
+  command -v curl >/dev/null 2>&1 || pkgs+=(curl)
+  if [ ${#pkgs[@]} -gt 0 ]; then
+    log "installing ${pkgs[*]} (apt)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >"$D/apt.log" 2>&1 \
+      || die "apt-get install failed; see $D/apt.log"
+  fi
+  if [ ! -x "$ROOT/.venv/bin/secantusd-py" ]; then
+    log "installing secantusdb into .venv (pip)"
+    python3 -m venv "$ROOT/.venv"
+    "$ROOT/.venv/bin/pip" install -q secantusdb >"$D/pip.log" 2>&1 || die "pip install secantusdb failed; see $D/pip.log"
+  fi
+}
+
+mysql_root() { mariadb --socket="$D/mysql.sock" -uroot "$@"; }
+
+up_mysql() {
+  if pid_alive "$D/mysql.pid" && mariadb-admin --socket="$D/mysql.sock" -uroot ping >/dev/null 2>&1; then
+    log "mariadb already running"
+  else
+    free_port "$MYSQL_PORT" "$D/mysql.pid" mariadb
+    if [ ! -d "$D/mysql/mysql" ]; then
+      mariadb-install-db --no-defaults --datadir="$D/mysql" --user=root \
+        --auth-root-authentication-method=normal --skip-test-db >"$D/mysql-install.log" 2>&1 \
+        || die "mariadb-install-db failed; see $D/mysql-install.log"
+    fi
+    # max_connections: parallel tests each open small pools for four instances.
+    nohup mariadbd --no-defaults --datadir="$D/mysql" --socket="$D/mysql.sock" --port="$MYSQL_PORT" \
+      --bind-address=127.0.0.1 --user=root --pid-file="$D/mysql.pid" --log-error="$D/mysql.err" \
+      --max-connections=1000 --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
+      --default-time-zone=+00:00 --innodb-flush-log-at-trx-commit=2 >/dev/null 2>&1 &
+    wait_for mariadb 60 mariadb-admin --socket="$D/mysql.sock" -uroot ping
+  fi
+  local sql="CREATE USER IF NOT EXISTS '$MYSQL_USER'@'127.0.0.1' IDENTIFIED BY '$MYSQL_PASSWORD';
+CREATE USER IF NOT EXISTS '$MYSQL_USER'@'localhost' IDENTIFIED BY '$MYSQL_PASSWORD';
+GRANT ALL PRIVILEGES ON \`tsp%\`.* TO '$MYSQL_USER'@'127.0.0.1';
+GRANT ALL PRIVILEGES ON \`tsp%\`.* TO '$MYSQL_USER'@'localhost';"
+  for db in $MYSQL_DATABASES; do
+    sql="$sql
+CREATE DATABASE IF NOT EXISTS \`$db\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
+  done
+  mysql_root -e "$sql" || die "creating MariaDB databases and user failed"
+}
+
+up_redis() {
+  if pid_alive "$D/redis.pid" && redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+    log "redis already running"
+    return
+  fi
+  free_port "$REDIS_PORT" "$D/redis.pid" redis-server
+  mkdir -p "$D/redis"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$D/redis" --daemonize yes --save "" \
+    --appendonly yes --appendfsync everysec --pidfile "$D/redis.pid" --logfile "$D/redis.log" \
+    --maxclients 10000
+  wait_for redis 30 redis-cli -p "$REDIS_PORT" ping
+}
+
+up_influx() {
+  if pid_alive "$D/influx.pid" && curl -sf "http://127.0.0.1:$INFLUX_PORT/ping" >/dev/null; then
+    log "influxdb already running"
+  else
+    free_port "$INFLUX_PORT" "$D/influx.pid" influxdb
+    mkdir -p "$D/influx"
+    cat >"$D/influx.conf" <<EOF
+reporting-disabled = true
+bind-address = "127.0.0.1:$INFLUX_RPC_PORT"
+[meta]
+  dir = "$D/influx/meta"
+[data]
+  dir = "$D/influx/data"
+  wal-dir = "$D/influx/wal"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:$INFLUX_PORT"
+  log-enabled = false
+  max-body-size = 0
+[monitor]
+  store-enabled = false
+EOF
+    nohup influxd -config "$D/influx.conf" >"$D/influx.log" 2>&1 &
+    echo $! >"$D/influx.pid"
+    wait_for influxdb 60 curl -sf "http://127.0.0.1:$INFLUX_PORT/ping"
+  fi
+  for db in $INFLUX_DATABASES; do
+    curl -sf -XPOST "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode "q=CREATE DATABASE \"$db\"" >/dev/null \
+      || die "creating InfluxDB database $db failed"
+  done
+}
+
+mongo_ping() {
+  "$ROOT/.venv/bin/python" - "$MONGO_PORT" <<'EOF'
+import socket, struct, sys
+# A minimal OP_MSG {ping: 1, $db: "admin"}: answers when the server is ready, with no extra packages.
+def bson_doc(items):
+    body = b""
+    for k, v in items:
+        if isinstance(v, int):
+            body += b"\x10" + k.encode() + b"\x00" + struct.pack("<i", v)
+        else:
+            s = v.encode() + b"\x00"
+            body += b"\x02" + k.encode() + b"\x00" + struct.pack("<i", len(s)) + s
+    return struct.pack("<i", len(body) + 5) + body + b"\x00"
+doc = bson_doc([("ping", 1), ("$db", "admin")])
+msg = struct.pack("<I", 0) + b"\x00" + doc
+header = struct.pack("<iiii", 16 + len(msg), 1, 0, 2013)
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+s.sendall(header + msg)
+data = s.recv(4096)
+sys.exit(0 if len(data) > 16 and b"ok" in data else 1)
+EOF
+}
+
+up_mongo() {
+  if pid_alive "$D/mongo.pid" && mongo_ping; then
+    log "secantusdb already running"
+    return
+  fi
+  free_port "$MONGO_PORT" "$D/mongo.pid" mongod
+  mkdir -p "$D/mongo"
+  nohup "$ROOT/.venv/bin/secantusd-py" --host 127.0.0.1 --port "$MONGO_PORT" --storage-path "$D/mongo" \
+    >"$D/mongo.log" 2>&1 &
+  echo $! >"$D/mongo.pid"
+  wait_for secantusdb 60 mongo_ping
+}
+
+status() {
+  local ok=0
+  printf '%-12s %-22s %s\n' SERVICE ADDRESS STATE
+  for row in "mariadb:$MYSQL_PORT" "redis:$REDIS_PORT" "secantusdb:$MONGO_PORT" "influxdb:$INFLUX_PORT"; do
+    local name=${row%%:*} port=${row##*:} state="down"
+    if port_open "$port"; then state="up"; else ok=1; fi
+    printf '%-12s %-22s %s\n' "$name" "127.0.0.1:$port" "$state"
+  done
+  printf '\nMySQL user %s (password in config/development.toml), databases: %s\n' "$MYSQL_USER" "$MYSQL_DATABASES"
+  printf 'InfluxDB databases: %s; data under %s\n' "$INFLUX_DATABASES" "$D"
+  return $ok
+}
+
+down() {
+  if [ -S "$D/mysql.sock" ]; then mariadb-admin --socket="$D/mysql.sock" -uroot shutdown 2>/dev/null || true; fi
+  if pid_alive "$D/redis.pid"; then redis-cli -p "$REDIS_PORT" shutdown nosave 2>/dev/null || true; fi
+  for p in influx mongo; do
+    if pid_alive "$D/$p.pid"; then kill "$(cat "$D/$p.pid")" 2>/dev/null || true; fi
+    rm -f "$D/$p.pid"
+  done
+  log "stopped"
+}
+
+mkdir -p "$D"
+case "${1:-up}" in
+  up)
+    install_missing
+    up_mysql
+    up_redis
+    up_influx
+    up_mongo
+    status
+    ;;
+  down) down ;;
+  status) status ;;
+  *) die "usage: $0 up|down|status" ;;
+esac
