@@ -1,1 +1,335 @@
+//! The database hub: one place that owns every store's connections, health and metrics.
+//!
+//! # Layout
+//! - [`mysql`], [`redis`], [`mongo`], [`influx`]: one module per store; each builds its client
+//!   from settings, checks its health under a timeout, and records every command it runs.
+//! - [`health`]: the health report types. [`metrics`]: metric names and per-operation handles.
+//! - [`Hub`]: built from a [`tsp_config::Config`]; a cheap-to-clone handle on all instances.
+//!
+//! Building a hub never waits on the network: pools and clients connect lazily, so a store that
+//! is down cannot hold up the others. [`Hub::health`] checks every instance concurrently, each
+//! bounded by `health.timeout`; [`Hub::require`] turns that into a start-up gate on the
+//! required stores only.
 
+pub mod error;
+pub mod health;
+pub mod influx;
+pub mod metrics;
+pub mod mongo;
+pub mod mysql;
+pub mod redis;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use tsp_config::Config;
+
+pub use error::{HubError, Redactor};
+pub use health::{HubHealth, InstanceHealth, PoolStats, Status};
+pub use influx::{FieldValue, InfluxStore, Point, PointError, PointWriter, WriterStats};
+pub use mongo::MongoStore;
+pub use mysql::MysqlStore;
+pub use redis::{RedisConn, RedisStore};
+
+struct Inner {
+    config: Arc<Config>,
+    mysql: BTreeMap<String, MysqlStore>,
+    redis: BTreeMap<String, RedisStore>,
+    mongo: BTreeMap<String, MongoStore>,
+    influx: BTreeMap<String, InfluxStore>,
+    redactor: Redactor,
+}
+
+/// Every configured store instance. Cloning is an `Arc` increment.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+/// Every secret in the configuration, for the [`Redactor`].
+fn secrets_of(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut push_url = |u: &str| {
+        out.push(u.to_string());
+        if let Ok(parsed) = url::Url::parse(u)
+            && let Some(p) = parsed.password()
+        {
+            out.push(p.to_string());
+            if let Ok(decoded) = urlencoding_decode(p) {
+                out.push(decoded);
+            }
+        }
+    };
+    for s in config.mysql.values() {
+        if let Some(u) = &s.url {
+            push_url(u.expose_secret());
+        }
+    }
+    for s in config.redis.values() {
+        if let Some(u) = &s.url {
+            push_url(u.expose_secret());
+        }
+    }
+    for s in config.mongo.values() {
+        if let Some(u) = &s.uri {
+            push_url(u.expose_secret());
+        }
+    }
+    for s in config.mysql.values() {
+        out.push(s.password.expose_secret().to_string());
+    }
+    for s in config.redis.values() {
+        out.push(s.password.expose_secret().to_string());
+    }
+    for s in config.mongo.values() {
+        out.push(s.password.expose_secret().to_string());
+    }
+    for s in config.influx.values() {
+        out.push(s.token.expose_secret().to_string());
+        out.push(s.password.expose_secret().to_string());
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+fn urlencoding_decode(s: &str) -> Result<String, std::str::Utf8Error> {
+    let bytes: Vec<u8> = url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned().into_bytes())
+        .unwrap_or_default();
+    std::str::from_utf8(&bytes).map(str::to_string)
+}
+
+impl Hub {
+    /// Builds a client or pool for every configured instance. Nothing here waits on a server;
+    /// call [`Hub::health`] or [`Hub::require`] to find out what answers.
+    ///
+    /// # Errors
+    /// Settings a driver refuses (e.g. an unreadable TLS file). Every such problem is reported.
+    pub async fn connect(config: &Config) -> Result<Hub, HubError> {
+        let redactor = Redactor::new(secrets_of(config));
+        let mut errors = Vec::new();
+        let mut mysql = BTreeMap::new();
+        for (name, s) in &config.mysql {
+            match MysqlStore::new(s, redactor.clone()) {
+                Ok(store) => {
+                    mysql.insert(name.clone(), store);
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        let redis = config
+            .redis
+            .iter()
+            .map(|(name, s)| (name.clone(), RedisStore::new(s, redactor.clone())))
+            .collect();
+        // Mongo option parsing may resolve DNS (mongodb+srv), so the instances go concurrently.
+        let mongo_results = futures::future::join_all(config.mongo.iter().map(|(name, s)| {
+            let redactor = redactor.clone();
+            async move { (name.clone(), MongoStore::new(s, redactor).await) }
+        }))
+        .await;
+        let mut mongo = BTreeMap::new();
+        for (name, r) in mongo_results {
+            match r {
+                Ok(store) => {
+                    mongo.insert(name, store);
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        let tags = config.influx_tags.pairs();
+        let mut influx = BTreeMap::new();
+        for (name, s) in &config.influx {
+            match InfluxStore::new(s, tags.clone(), redactor.clone()) {
+                Ok(store) => {
+                    influx.insert(name.clone(), store);
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(HubError::Settings {
+                store: "hub",
+                instance: "*".into(),
+                message: errors.join("; "),
+            });
+        }
+        Ok(Hub {
+            inner: Arc::new(Inner {
+                config: Arc::new(config.clone()),
+                mysql,
+                redis,
+                mongo,
+                influx,
+                redactor,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Removes configured secrets from a message.
+    pub fn redactor(&self) -> &Redactor {
+        &self.inner.redactor
+    }
+
+    pub fn mysql(&self, name: &str) -> Result<&MysqlStore, HubError> {
+        self.inner
+            .mysql
+            .get(name)
+            .ok_or_else(|| unknown("mysql", name))
+    }
+
+    pub fn redis(&self, name: &str) -> Result<&RedisStore, HubError> {
+        self.inner
+            .redis
+            .get(name)
+            .ok_or_else(|| unknown("redis", name))
+    }
+
+    pub fn mongo(&self, name: &str) -> Result<&MongoStore, HubError> {
+        self.inner
+            .mongo
+            .get(name)
+            .ok_or_else(|| unknown("mongo", name))
+    }
+
+    pub fn influx(&self, name: &str) -> Result<&InfluxStore, HubError> {
+        self.inner
+            .influx
+            .get(name)
+            .ok_or_else(|| unknown("influx", name))
+    }
+
+    pub fn mysql_instances(&self) -> impl Iterator<Item = &MysqlStore> {
+        self.inner.mysql.values()
+    }
+    pub fn redis_instances(&self) -> impl Iterator<Item = &RedisStore> {
+        self.inner.redis.values()
+    }
+    pub fn mongo_instances(&self) -> impl Iterator<Item = &MongoStore> {
+        self.inner.mongo.values()
+    }
+    pub fn influx_instances(&self) -> impl Iterator<Item = &InfluxStore> {
+        self.inner.influx.values()
+    }
+
+    /// The writer for vendor-latency points (`influx.service_monitor`).
+    pub fn service_monitor_writer(&self) -> Result<PointWriter, HubError> {
+        let sm = &self.inner.config.service_monitor;
+        Ok(self.influx(&sm.instance)?.writer_for(&sm.bucket))
+    }
+
+    /// Checks every instance concurrently, each bounded by `health.timeout`.
+    pub async fn health(&self) -> HubHealth {
+        self.health_with_timeout(self.inner.config.health.timeout)
+            .await
+    }
+
+    pub async fn health_with_timeout(&self, timeout: Duration) -> HubHealth {
+        use futures::FutureExt;
+        let mut checks = Vec::new();
+        for s in self.inner.mysql.values() {
+            checks.push(s.health(timeout).boxed());
+        }
+        for s in self.inner.redis.values() {
+            checks.push(s.health(timeout).boxed());
+        }
+        for s in self.inner.mongo.values() {
+            checks.push(s.health(timeout).boxed());
+        }
+        for s in self.inner.influx.values() {
+            checks.push(s.health(timeout).boxed());
+        }
+        let mut instances = futures::future::join_all(checks).await;
+        for i in &mut instances {
+            if let Some(e) = &i.error {
+                i.error = Some(self.inner.redactor.clean(e.clone()));
+            }
+            let labels = [
+                ("store", i.store.to_string()),
+                ("instance", i.instance.clone()),
+            ];
+            ::metrics::gauge!(metrics::names::UP, &labels).set(if i.status == Status::Up {
+                1.0
+            } else {
+                0.0
+            });
+            ::metrics::gauge!(metrics::names::HEALTH_LATENCY, &labels).set(i.latency_ms / 1000.0);
+        }
+        HubHealth::from_instances(instances)
+    }
+
+    /// Checks health and fails when a required store is down, naming each one and why.
+    pub async fn require(&self) -> Result<HubHealth, HubError> {
+        let health = self.health().await;
+        let down: Vec<String> = health
+            .instances
+            .iter()
+            .filter(|i| i.required && i.status == Status::Down)
+            .map(|i| {
+                format!(
+                    "{}.{} ({})",
+                    i.store,
+                    i.instance,
+                    i.error.as_deref().unwrap_or("down")
+                )
+            })
+            .collect();
+        if down.is_empty() {
+            Ok(health)
+        } else {
+            Err(HubError::RequiredDown(down.join(", ")))
+        }
+    }
+
+    /// Updates the gauges that are read, not counted: pool sizes and Influx buffers.
+    pub fn refresh_gauges(&self) {
+        let pool_gauges = |store: &'static str, instance: &str, p: PoolStats| {
+            for (state, v) in [
+                ("size", p.size),
+                ("idle", p.idle),
+                ("in_use", p.in_use),
+                ("max", p.max),
+            ] {
+                ::metrics::gauge!(metrics::names::POOL, "store" => store, "instance" => instance.to_string(), "state" => state)
+                    .set(f64::from(v));
+            }
+        };
+        for s in self.inner.mysql.values() {
+            pool_gauges("mysql", s.name(), s.pool_stats());
+        }
+        for s in self.inner.mongo.values() {
+            pool_gauges("mongo", s.name(), s.pool_stats());
+        }
+        for s in self.inner.influx.values() {
+            let buffered: u64 = s.writers().iter().map(|w| w.stats().buffered).sum();
+            ::metrics::gauge!(metrics::names::INFLUX_BUFFERED, "instance" => s.name().to_string())
+                .set(buffered as f64);
+        }
+    }
+
+    /// Flushes every Influx writer (within `grace`) and closes the MySQL pools.
+    pub async fn shutdown(&self, grace: Duration) {
+        let writers: Vec<PointWriter> = self
+            .inner
+            .influx
+            .values()
+            .flat_map(|s| s.writers())
+            .collect();
+        futures::future::join_all(writers.iter().map(|w| w.close(grace))).await;
+        futures::future::join_all(self.inner.mysql.values().map(|s| s.close())).await;
+    }
+}
+
+fn unknown(store: &'static str, name: &str) -> HubError {
+    HubError::UnknownInstance {
+        store,
+        instance: name.to_string(),
+    }
+}

@@ -1,0 +1,77 @@
+//! Health reports: per instance and overall.
+
+use serde::Serialize;
+
+/// Up or down. Serialized as `"up"`/`"down"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Up,
+    Down,
+}
+
+/// Connection pool figures, where the driver exposes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PoolStats {
+    /// Open connections.
+    pub size: u32,
+    pub idle: u32,
+    pub in_use: u32,
+    pub max: u32,
+}
+
+/// The health of one store instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceHealth {
+    pub store: &'static str,
+    pub instance: String,
+    pub required: bool,
+    pub status: Status,
+    /// Round trip of the check, in milliseconds.
+    pub latency_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolStats>,
+    /// Why it is down; secrets are removed before it gets here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The health of every instance; `status` is down when any required instance is down.
+#[derive(Debug, Clone, Serialize)]
+pub struct HubHealth {
+    pub status: Status,
+    /// RFC 3339 time of the check.
+    pub checked_at: String,
+    pub instances: Vec<InstanceHealth>,
+}
+
+impl HubHealth {
+    pub fn from_instances(instances: Vec<InstanceHealth>) -> Self {
+        let status = if instances
+            .iter()
+            .any(|i| i.required && i.status == Status::Down)
+        {
+            Status::Down
+        } else {
+            Status::Up
+        };
+        HubHealth {
+            status,
+            checked_at: now_rfc3339(),
+            instances,
+        }
+    }
+
+    /// The instance named `store.instance`, if any.
+    pub fn get(&self, store: &str, instance: &str) -> Option<&InstanceHealth> {
+        self.instances
+            .iter()
+            .find(|i| i.store == store && i.instance == instance)
+    }
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,361 @@
+//! The InfluxDB HTTP client: v1 (`/ping`, `/write`, `/query`) and v2 (`/health`,
+//! `/api/v2/write`, `/api/v2/query`), over one keep-alive `reqwest` client per instance.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use secrecy::ExposeSecret;
+use tsp_config::{InfluxApi, InfluxSettings};
+
+use super::writer::PointWriter;
+use crate::error::{HubError, Redactor};
+use crate::health::{InstanceHealth, Status};
+use crate::metrics::StoreMetrics;
+
+const STORE: &str = "influx";
+
+/// Why a write failed, and whether sending it again may work.
+#[derive(Debug, Clone)]
+pub enum WriteFailure {
+    /// 429, 5xx, timeouts and connection errors: retry, after `retry_after` if the server said.
+    Retryable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Anything else (bad line protocol, unknown database, auth): retrying cannot help.
+    Permanent { message: String },
+}
+
+impl WriteFailure {
+    pub fn message(&self) -> &str {
+        match self {
+            WriteFailure::Retryable { message, .. } | WriteFailure::Permanent { message } => {
+                message
+            }
+        }
+    }
+}
+
+/// One InfluxDB instance.
+#[derive(Clone)]
+pub struct InfluxStore {
+    settings: Arc<InfluxSettings>,
+    http: reqwest::Client,
+    base: String,
+    metrics: StoreMetrics,
+    redactor: Redactor,
+    tags: Arc<Vec<(String, String)>>,
+    writers: Arc<Mutex<HashMap<String, PointWriter>>>,
+}
+
+impl InfluxStore {
+    pub(crate) fn new(
+        s: &InfluxSettings,
+        tags: Vec<(String, String)>,
+        redactor: Redactor,
+    ) -> Result<Self, HubError> {
+        let http = reqwest::Client::builder()
+            .timeout(s.timeout)
+            .connect_timeout(s.timeout.min(Duration::from_secs(5)))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(32)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| HubError::Settings {
+                store: STORE,
+                instance: s.name.clone(),
+                message: redactor.clean(e.without_url().to_string()),
+            })?;
+        Ok(InfluxStore {
+            settings: Arc::new(s.clone()),
+            http,
+            base: s.url.trim_end_matches('/').to_string(),
+            metrics: StoreMetrics::new(STORE, &s.name),
+            redactor,
+            tags: Arc::new(tags),
+            writers: Arc::default(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    pub fn required(&self) -> bool {
+        self.settings.required
+    }
+
+    pub fn settings(&self) -> &InfluxSettings {
+        &self.settings
+    }
+
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
+    }
+
+    /// The tags added to every point written through this instance's writers.
+    pub fn default_tags(&self) -> &[(String, String)] {
+        &self.tags
+    }
+
+    /// The default bucket (v2) or database (v1).
+    pub fn default_target(&self) -> String {
+        match self.settings.api {
+            InfluxApi::V2 => self.settings.bucket.clone(),
+            InfluxApi::V1 => self.settings.v1_database().to_string(),
+        }
+    }
+
+    /// The batching writer for the default bucket/database, created on first use.
+    pub fn writer(&self) -> PointWriter {
+        self.writer_for(&self.default_target())
+    }
+
+    /// The batching writer for `target` (a v2 bucket or v1 database), created on first use.
+    pub fn writer_for(&self, target: &str) -> PointWriter {
+        let mut writers = match self.writers.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        writers
+            .entry(target.to_string())
+            .or_insert_with(|| PointWriter::spawn(self.clone(), target.to_string()))
+            .clone()
+    }
+
+    /// Every writer created so far (for metrics and shutdown).
+    pub fn writers(&self) -> Vec<PointWriter> {
+        match self.writers.lock() {
+            Ok(w) => w.values().cloned().collect(),
+            Err(poisoned) => poisoned.into_inner().values().cloned().collect(),
+        }
+    }
+
+    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let s = &self.settings;
+        match s.api {
+            InfluxApi::V2 => req.header(
+                "Authorization",
+                format!("Token {}", s.token.expose_secret()),
+            ),
+            InfluxApi::V1 if !s.username.is_empty() => {
+                req.basic_auth(&s.username, Some(s.password.expose_secret()))
+            }
+            InfluxApi::V1 => req,
+        }
+    }
+
+    fn clean_reqwest(&self, e: reqwest::Error) -> String {
+        // Without the URL: the message then cannot carry query parameters.
+        self.redactor.clean(e.without_url().to_string())
+    }
+
+    /// Sends one body of line protocol to `target` (bucket or database). Not retried here: the
+    /// writer decides.
+    pub async fn write_body(&self, target: &str, body: Bytes) -> Result<(), WriteFailure> {
+        let started = Instant::now();
+        let out = self.write_body_once(target, body).await;
+        self.metrics.record("write", started, out.is_ok());
+        out
+    }
+
+    async fn write_body_once(&self, target: &str, body: Bytes) -> Result<(), WriteFailure> {
+        let s = &self.settings;
+        let req = match s.api {
+            InfluxApi::V2 => self
+                .http
+                .post(format!("{}/api/v2/write", self.base))
+                .query(&[("org", s.org.as_str()), ("bucket", target), ("precision", "ns")]),
+            InfluxApi::V1 => {
+                let mut q = vec![("db", target), ("precision", "ns")];
+                if !s.retention_policy.is_empty() {
+                    q.push(("rp", s.retention_policy.as_str()));
+                }
+                self.http.post(format!("{}/write", self.base)).query(&q)
+            }
+        };
+        let resp = self
+            .auth(req)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| WriteFailure::Retryable {
+                message: self.clean_reqwest(e),
+                retry_after: None,
+            })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = resp
+            .headers()
+            .get("Retry-After")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = resp.text().await.unwrap_or_default();
+        let message = self.redactor.clean(format!(
+            "HTTP {}: {}",
+            status.as_u16(),
+            text.chars().take(300).collect::<String>().trim()
+        ));
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            Err(WriteFailure::Retryable {
+                message,
+                retry_after,
+            })
+        } else {
+            Err(WriteFailure::Permanent { message })
+        }
+    }
+
+    fn http_error(&self, op: &str, message: String) -> HubError {
+        HubError::Store {
+            store: STORE,
+            instance: self.settings.name.clone(),
+            op: op.into(),
+            message,
+        }
+    }
+
+    /// An InfluxQL statement through the v1 `/query` endpoint (also served by 2.x for
+    /// compatibility). Returns the JSON response.
+    pub async fn query_v1(&self, database: &str, q: &str) -> Result<serde_json::Value, HubError> {
+        let started = Instant::now();
+        let out = async {
+            let req = self
+                .http
+                .post(format!("{}/query", self.base))
+                .form(&[("db", database), ("q", q)]);
+            let resp = self
+                .auth(req)
+                .send()
+                .await
+                .map_err(|e| self.http_error("query", self.clean_reqwest(e)))?;
+            let status = resp.status();
+            let body: serde_json::Value = resp
+                .json()
+                .await
+                .map_err(|e| self.http_error("query", self.clean_reqwest(e)))?;
+            if !status.is_success() {
+                return Err(self.http_error("query", format!("HTTP {}: {body}", status.as_u16())));
+            }
+            if let Some(err) = body
+                .pointer("/results/0/error")
+                .or_else(|| body.get("error"))
+                .and_then(|e| e.as_str())
+            {
+                return Err(self.http_error("query", self.redactor.clean(err)));
+            }
+            Ok(body)
+        }
+        .await;
+        self.metrics.record("query", started, out.is_ok());
+        out
+    }
+
+    /// A Flux query through `/api/v2/query`; returns annotated CSV.
+    pub async fn query_flux(&self, flux: &str) -> Result<String, HubError> {
+        let started = Instant::now();
+        let out = async {
+            let req = self
+                .http
+                .post(format!("{}/api/v2/query", self.base))
+                .query(&[("org", self.settings.org.as_str())])
+                .header("Content-Type", "application/vnd.flux")
+                .header("Accept", "application/csv")
+                .body(flux.to_string());
+            let resp = self
+                .auth(req)
+                .send()
+                .await
+                .map_err(|e| self.http_error("query", self.clean_reqwest(e)))?;
+            let status = resp.status();
+            let text = resp
+                .text()
+                .await
+                .map_err(|e| self.http_error("query", self.clean_reqwest(e)))?;
+            if !status.is_success() {
+                return Err(self.http_error(
+                    "query",
+                    self.redactor.clean(format!("HTTP {}: {}", status.as_u16(), text.trim())),
+                ));
+            }
+            Ok(text)
+        }
+        .await;
+        self.metrics.record("query", started, out.is_ok());
+        out
+    }
+
+    /// v1 `/ping` (version from `X-Influxdb-Version`) or v2 `/health` (version from the body).
+    pub async fn ping(&self) -> Result<Option<String>, HubError> {
+        let started = Instant::now();
+        let out = async {
+            match self.settings.api {
+                InfluxApi::V1 => {
+                    let resp = self
+                        .auth(self.http.get(format!("{}/ping", self.base)))
+                        .send()
+                        .await
+                        .map_err(|e| self.http_error("ping", self.clean_reqwest(e)))?;
+                    if !resp.status().is_success() {
+                        return Err(self.http_error("ping", format!("HTTP {}", resp.status().as_u16())));
+                    }
+                    Ok(resp
+                        .headers()
+                        .get("X-Influxdb-Version")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string))
+                }
+                InfluxApi::V2 => {
+                    let resp = self
+                        .http
+                        .get(format!("{}/health", self.base))
+                        .send()
+                        .await
+                        .map_err(|e| self.http_error("ping", self.clean_reqwest(e)))?;
+                    let status = resp.status();
+                    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+                    if !status.is_success() || body.get("status").and_then(|s| s.as_str()) != Some("pass") {
+                        return Err(self.http_error(
+                            "ping",
+                            format!("HTTP {}: {}", status.as_u16(), body.get("message").and_then(|m| m.as_str()).unwrap_or("not healthy")),
+                        ));
+                    }
+                    Ok(body.get("version").and_then(|v| v.as_str()).map(str::to_string))
+                }
+            }
+        }
+        .await;
+        self.metrics.record("ping", started, out.is_ok());
+        out
+    }
+
+    pub async fn health(&self, timeout: Duration) -> InstanceHealth {
+        let started = Instant::now();
+        let (status, version, error) = match tokio::time::timeout(timeout, self.ping()).await {
+            Ok(Ok(v)) => (Status::Up, v, None),
+            Ok(Err(e)) => (Status::Down, None, Some(e.to_string())),
+            Err(_) => (
+                Status::Down,
+                None,
+                Some(format!("no answer within {timeout:?}")),
+            ),
+        };
+        InstanceHealth {
+            store: STORE,
+            instance: self.settings.name.clone(),
+            required: self.settings.required,
+            status,
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            version,
+            pool: None,
+            error,
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The batching point writer.
+//!
+//! `write` formats a point into the open batch and returns at once; a background task sends
+//! batches. A batch is sealed when it holds `batch.max_points` points, or when the open batch is
+//! `batch.flush_interval` old. Sending is one request at a time, in order. A batch that fails with
+//! 429, 5xx or a network error is retried after `retry_interval · 2^attempt` (capped at
+//! `max_retry_delay`, plus up to `jitter`), or after the server's `Retry-After`, at most
+//! `max_retries` times; then it is counted as failed. Points wait in a bounded buffer
+//! (`max_buffer_points`): past it the oldest sealed batch is dropped and counted, so a long outage
+//! costs old metrics, never the process's memory.
+//!
+//! `flush()` returns when every point accepted before the call has been written, failed or
+//! dropped (retries included); `close()` flushes and stops the task.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::Rng;
+use tokio::sync::Notify;
+use tsp_config::BatchSettings;
+
+use super::client::{InfluxStore, WriteFailure};
+use super::line::{Point, PointError};
+use crate::metrics::names;
+
+/// Counters of one writer. `accepted = written + failed + dropped + buffered + in flight`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WriterStats {
+    pub accepted: u64,
+    pub written: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    pub retries: u64,
+    pub buffered: u64,
+}
+
+struct Batch {
+    body: Bytes,
+    points: u64,
+}
+
+#[derive(Default)]
+struct State {
+    open: String,
+    open_points: u64,
+    open_since: Option<Instant>,
+    sealed: VecDeque<Batch>,
+    /// Points in `open` and `sealed` (not the batch being sent).
+    buffered: u64,
+}
+
+struct Shared {
+    store: InfluxStore,
+    target: String,
+    cfg: BatchSettings,
+    state: Mutex<State>,
+    /// Wakes the sending task: a batch was sealed, a flush was asked for, or close.
+    wake: Notify,
+    /// Wakes `flush()` callers when points settle.
+    settled: Notify,
+    flush_requested: AtomicBool,
+    closed: AtomicBool,
+    accepted: AtomicU64,
+    written: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+    retries: AtomicU64,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// A cheap-to-clone handle on one instance's writer for one bucket/database.
+#[derive(Clone)]
+pub struct PointWriter {
+    shared: Arc<Shared>,
+}
+
+impl PointWriter {
+    /// Starts a writer's sending task. Needs a Tokio runtime.
+    pub(crate) fn spawn(store: InfluxStore, target: String) -> Self {
+        let cfg = store.settings().batch.clone();
+        let shared = Arc::new(Shared {
+            store,
+            target,
+            cfg,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            settled: Notify::new(),
+            flush_requested: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            accepted: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            task: Mutex::new(None),
+        });
+        let task = tokio::spawn(run(shared.clone()));
+        if let Ok(mut slot) = shared.task.lock() {
+            *slot = Some(task);
+        }
+        PointWriter { shared }
+    }
+
+    /// The bucket (v2) or database (v1) this writer sends to.
+    pub fn target(&self) -> &str {
+        &self.shared.target
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.shared.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Queues one point. Never waits on the network.
+    ///
+    /// # Errors
+    /// The point cannot be expressed in line protocol (see [`PointError`]); nothing is queued.
+    pub fn write(&self, point: &Point) -> Result<(), PointError> {
+        let sh = &self.shared;
+        let mut st = self.lock();
+        let before = st.open.len();
+        if let Err(e) = point.write_line(sh.store.default_tags(), &mut st.open) {
+            st.open.truncate(before);
+            return Err(e);
+        }
+        st.open_points += 1;
+        st.buffered += 1;
+        st.open_since.get_or_insert_with(Instant::now);
+        sh.accepted.fetch_add(1, Ordering::Relaxed);
+        if st.open_points >= sh.cfg.max_points as u64 {
+            seal(&mut st);
+            sh.wake.notify_one();
+        }
+        let max = sh.cfg.max_buffer_points as u64;
+        let mut dropped = 0;
+        while st.buffered > max {
+            match st.sealed.pop_front() {
+                Some(b) => {
+                    st.buffered -= b.points;
+                    dropped += b.points;
+                }
+                None => break,
+            }
+        }
+        drop(st);
+        if dropped > 0 {
+            sh.dropped.fetch_add(dropped, Ordering::Relaxed);
+            metrics::counter!(names::INFLUX_DROPPED, "instance" => sh.store.name().to_string())
+                .increment(dropped);
+            tracing::warn!(
+                instance = sh.store.name(),
+                target = %sh.target,
+                dropped,
+                "influx buffer full: dropped the oldest points"
+            );
+            sh.settled.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Queues many points; stops at the first that cannot be written.
+    pub fn write_all<'a>(&self, points: impl IntoIterator<Item = &'a Point>) -> Result<(), PointError> {
+        for p in points {
+            self.write(p)?;
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        let sh = &self.shared;
+        WriterStats {
+            accepted: sh.accepted.load(Ordering::Relaxed),
+            written: sh.written.load(Ordering::Relaxed),
+            failed: sh.failed.load(Ordering::Relaxed),
+            dropped: sh.dropped.load(Ordering::Relaxed),
+            retries: sh.retries.load(Ordering::Relaxed),
+            buffered: self.lock().buffered,
+        }
+    }
+
+    fn settled_count(&self) -> u64 {
+        let sh = &self.shared;
+        sh.written.load(Ordering::Acquire)
+            + sh.failed.load(Ordering::Acquire)
+            + sh.dropped.load(Ordering::Acquire)
+    }
+
+    /// Waits until every point accepted before this call is written, failed or dropped.
+    pub async fn flush(&self) {
+        let target = self.shared.accepted.load(Ordering::Acquire);
+        loop {
+            let notified = self.shared.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.settled_count() >= target {
+                return;
+            }
+            self.shared.flush_requested.store(true, Ordering::Release);
+            self.shared.wake.notify_one();
+            if self.shared.closed.load(Ordering::Acquire) && self.task_finished() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn task_finished(&self) -> bool {
+        match self.shared.task.lock() {
+            Ok(t) => t.as_ref().is_none_or(|h| h.is_finished()),
+            Err(_) => true,
+        }
+    }
+
+    /// Flushes and stops the sending task, waiting at most `grace`. Returns the stats after.
+    pub async fn close(&self, grace: Duration) -> WriterStats {
+        let _ = tokio::time::timeout(grace, self.flush()).await;
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+        let handle = self.shared.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(h) = handle {
+            let _ = tokio::time::timeout(Duration::from_secs(1), h).await;
+        }
+        self.stats()
+    }
+}
+
+fn seal(st: &mut State) {
+    if st.open_points == 0 {
+        return;
+    }
+    let body = std::mem::take(&mut st.open);
+    st.sealed.push_back(Batch {
+        body: Bytes::from(body),
+        points: st.open_points,
+    });
+    st.open_points = 0;
+    st.open_since = None;
+}
+
+/// The next batch to send, sealing the open one when it is due. `None` and the time to wait.
+fn next_batch(sh: &Shared) -> (Option<Batch>, Option<Instant>) {
+    let mut st = match sh.state.lock() {
+        Ok(s) => s,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if st.sealed.is_empty() && st.open_points > 0 {
+        let due = st
+            .open_since
+            .map(|t| t + sh.cfg.flush_interval)
+            .unwrap_or_else(Instant::now);
+        if sh.flush_requested.swap(false, Ordering::AcqRel)
+            || sh.closed.load(Ordering::Acquire)
+            || Instant::now() >= due
+        {
+            seal(&mut st);
+        } else {
+            return (None, Some(due));
+        }
+    }
+    match st.sealed.pop_front() {
+        Some(b) => {
+            st.buffered -= b.points;
+            (Some(b), None)
+        }
+        None => (None, None),
+    }
+}
+
+async fn run(sh: Arc<Shared>) {
+    let instance = sh.store.name().to_string();
+    let written = metrics::counter!(names::INFLUX_WRITTEN, "instance" => instance.clone());
+    let failed = metrics::counter!(names::INFLUX_FAILED, "instance" => instance.clone());
+    loop {
+        let notified = sh.wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match next_batch(&sh) {
+            (Some(batch), _) => {
+                let ok = send_with_retries(&sh, &batch).await;
+                if ok {
+                    sh.written.fetch_add(batch.points, Ordering::Release);
+                    written.increment(batch.points);
+                } else {
+                    sh.failed.fetch_add(batch.points, Ordering::Release);
+                    failed.increment(batch.points);
+                }
+                sh.settled.notify_waiters();
+            }
+            (None, due) => {
+                if sh.closed.load(Ordering::Acquire) {
+                    sh.settled.notify_waiters();
+                    return;
+                }
+                match due {
+                    Some(at) => {
+                        tokio::select! {
+                            _ = &mut notified => {}
+                            _ = tokio::time::sleep_until(at.into()) => {}
+                        }
+                    }
+                    None => notified.await,
+                }
+            }
+        }
+    }
+}
+
+/// Sends one batch, retrying what may succeed later. `true` when written.
+async fn send_with_retries(sh: &Shared, batch: &Batch) -> bool {
+    let cfg = &sh.cfg;
+    let mut attempt: u32 = 0;
+    loop {
+        match sh.store.write_body(&sh.target, batch.body.clone()).await {
+            Ok(()) => return true,
+            Err(WriteFailure::Retryable {
+                message,
+                retry_after,
+            }) if attempt < cfg.max_retries => {
+                let backoff = cfg
+                    .retry_interval
+                    .saturating_mul(2u32.saturating_pow(attempt))
+                    .min(cfg.max_retry_delay);
+                let jitter_ms = u64::try_from(cfg.jitter.as_millis()).unwrap_or(0);
+                let jitter = Duration::from_millis(if jitter_ms > 0 {
+                    rand::rng().random_range(0..jitter_ms)
+                } else {
+                    0
+                });
+                let delay = retry_after.unwrap_or(backoff).min(cfg.max_retry_delay) + jitter;
+                attempt += 1;
+                sh.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    instance = sh.store.name(),
+                    target = %sh.target,
+                    attempt,
+                    delay_ms = delay.as_millis() as u64,
+                    error = %message,
+                    "influx write failed; retrying"
+                );
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => {
+                tracing::error!(
+                    instance = sh.store.name(),
+                    target = %sh.target,
+                    points = batch.points,
+                    error = %e.message(),
+                    "influx write failed; batch dropped"
+                );
+                return false;
+            }
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! MongoDB instances: one official-driver `Client` each.
+//!
+//! The driver's command monitoring feeds the hub metrics (every command, whoever runs it), and its
+//! connection-pool events give the pool figures that the driver does not otherwise expose.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use mongodb::bson::{Document, doc};
+use mongodb::event::EventHandler;
+use mongodb::event::cmap::CmapEvent;
+use mongodb::event::command::CommandEvent;
+use mongodb::options::{ClientOptions, Credential, ServerAddress, Tls, TlsOptions};
+use mongodb::{Client, Database};
+use secrecy::ExposeSecret;
+use tokio::sync::OnceCell;
+use tsp_config::{MongoSettings, TlsMode};
+
+use crate::error::{HubError, Redactor};
+use crate::health::{InstanceHealth, PoolStats, Status};
+use crate::metrics::{StoreMetrics, names};
+
+const STORE: &str = "mongo";
+
+#[derive(Default)]
+struct PoolCounters {
+    open: AtomicI64,
+    checked_out: AtomicI64,
+}
+
+/// One MongoDB instance.
+#[derive(Clone)]
+pub struct MongoStore {
+    settings: Arc<MongoSettings>,
+    client: Client,
+    pool: Arc<PoolCounters>,
+    version: Arc<OnceCell<String>>,
+    metrics: StoreMetrics,
+    redactor: Redactor,
+}
+
+async fn client_options(
+    s: &MongoSettings,
+    metrics: &StoreMetrics,
+    pool: &Arc<PoolCounters>,
+) -> Result<ClientOptions, String> {
+    let mut opts = match &s.uri {
+        Some(uri) => ClientOptions::parse(uri.expose_secret())
+            .await
+            // The driver may quote the connection string: report the kind of error only.
+            .map_err(|e| format!("uri is not a valid connection string ({})", kind_name(&e)))?,
+        None => {
+            let mut o = ClientOptions::builder()
+                .hosts(vec![ServerAddress::Tcp {
+                    host: s.host.clone(),
+                    port: Some(s.port),
+                }])
+                .build();
+            if s.replica_set.is_empty() {
+                o.direct_connection = Some(true);
+            } else {
+                o.repl_set_name = Some(s.replica_set.clone());
+            }
+            if !s.username.is_empty() {
+                o.credential = Some(
+                    Credential::builder()
+                        .username(s.username.clone())
+                        .password(s.password.expose_secret().to_string())
+                        .source(s.auth_source.clone())
+                        .build(),
+                );
+            }
+            o
+        }
+    };
+    opts.app_name = Some("tsp-job".into());
+    opts.min_pool_size = Some(s.pool.min);
+    opts.max_pool_size = Some(s.pool.max);
+    opts.max_idle_time = Some(s.pool.max_idle);
+    opts.server_selection_timeout = Some(s.server_selection_timeout);
+    opts.connect_timeout = Some(s.connect_timeout);
+    if s.tls.mode != TlsMode::Disabled {
+        let mut tls = TlsOptions::default();
+        tls.ca_file_path = s.tls.ca.clone();
+        tls.cert_key_file_path = s.tls.cert.clone();
+        tls.allow_invalid_certificates = Some(s.tls.mode == TlsMode::Required);
+        opts.tls = Some(Tls::Enabled(tls));
+    }
+    let m = metrics.clone();
+    opts.command_event_handler = Some(EventHandler::callback(move |ev: CommandEvent| {
+        match ev {
+            CommandEvent::Succeeded(e) => m.record_elapsed(&e.command_name, e.duration, true),
+            CommandEvent::Failed(e) => m.record_elapsed(&e.command_name, e.duration, false),
+            CommandEvent::Started(_) => {}
+            _ => {}
+        }
+    }));
+    let p = pool.clone();
+    opts.cmap_event_handler = Some(EventHandler::callback(move |ev: CmapEvent| match ev {
+        CmapEvent::ConnectionCreated(_) => {
+            p.open.fetch_add(1, Ordering::Relaxed);
+        }
+        CmapEvent::ConnectionClosed(_) => {
+            p.open.fetch_sub(1, Ordering::Relaxed);
+        }
+        CmapEvent::ConnectionCheckedOut(_) => {
+            p.checked_out.fetch_add(1, Ordering::Relaxed);
+        }
+        CmapEvent::ConnectionCheckedIn(_) => {
+            p.checked_out.fetch_sub(1, Ordering::Relaxed);
+        }
+        _ => {}
+    }));
+    Ok(opts)
+}
+
+fn kind_name(e: &mongodb::error::Error) -> &'static str {
+    use mongodb::error::ErrorKind;
+    match *e.kind {
+        ErrorKind::InvalidArgument { .. } => "invalid argument",
+        ErrorKind::DnsResolve { .. } => "DNS resolution failed",
+        _ => "parse error",
+    }
+}
+
+impl MongoStore {
+    pub(crate) async fn new(s: &MongoSettings, redactor: Redactor) -> Result<Self, HubError> {
+        let metrics = StoreMetrics::new(STORE, &s.name);
+        let pool = Arc::new(PoolCounters::default());
+        let opts = client_options(s, &metrics, &pool)
+            .await
+            .map_err(|message| HubError::Settings {
+                store: STORE,
+                instance: s.name.clone(),
+                message,
+            })?;
+        // `with_options` does not touch the network: the driver connects in the background.
+        let client = Client::with_options(opts).map_err(|e| HubError::Settings {
+            store: STORE,
+            instance: s.name.clone(),
+            message: redactor.clean(e.to_string()),
+        })?;
+        Ok(MongoStore {
+            settings: Arc::new(s.clone()),
+            client,
+            pool,
+            version: Arc::new(OnceCell::new()),
+            metrics,
+            redactor,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    pub fn required(&self) -> bool {
+        self.settings.required
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The configured database.
+    pub fn database(&self) -> Database {
+        self.client.database(&self.settings.database)
+    }
+
+    pub fn database_name(&self) -> &str {
+        &self.settings.database
+    }
+
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
+    }
+
+    pub fn error(&self, op: &str, e: &mongodb::error::Error) -> HubError {
+        HubError::Store {
+            store: STORE,
+            instance: self.settings.name.clone(),
+            op: op.to_string(),
+            message: self.redactor.clean(e.to_string()),
+        }
+    }
+
+    /// Runs `fut` bounded by `socket_timeout`, with a secret-free error. (The driver already
+    /// counts each command through command monitoring.)
+    pub async fn timed<T, F>(&self, op: &str, fut: F) -> Result<T, HubError>
+    where
+        F: IntoFuture<Output = mongodb::error::Result<T>>,
+    {
+        let after = self.settings.socket_timeout;
+        match tokio::time::timeout(after, fut.into_future()).await {
+            Ok(r) => r.map_err(|e| self.error(op, &e)),
+            Err(_) => Err(HubError::Timeout {
+                store: STORE,
+                instance: self.settings.name.clone(),
+                op: op.to_string(),
+                after,
+            }),
+        }
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        let open = u32::try_from(self.pool.open.load(Ordering::Relaxed).max(0)).unwrap_or(0);
+        let out = u32::try_from(self.pool.checked_out.load(Ordering::Relaxed).max(0)).unwrap_or(0);
+        PoolStats {
+            size: open,
+            idle: open.saturating_sub(out),
+            in_use: out.min(open),
+            max: self.settings.pool.max,
+        }
+    }
+
+    async fn run_admin(&self, command: Document) -> Result<Document, HubError> {
+        let name = command.keys().next().cloned().unwrap_or_default();
+        self.timed(&name, self.client.database("admin").run_command(command))
+            .await
+    }
+
+    /// `ping` (and `buildInfo` once, for the version), bounded by `timeout`.
+    pub async fn health(&self, timeout: Duration) -> InstanceHealth {
+        let started = Instant::now();
+        let check = async {
+            self.run_admin(doc! {"ping": 1}).await?;
+            let version = self
+                .version
+                .get_or_try_init(|| async {
+                    let info = self.run_admin(doc! {"buildInfo": 1}).await?;
+                    Ok::<_, HubError>(info.get_str("version").unwrap_or("unknown").to_string())
+                })
+                .await?;
+            Ok::<_, HubError>(version.clone())
+        };
+        let (status, version, error) = match tokio::time::timeout(timeout, check).await {
+            Ok(Ok(v)) => (Status::Up, Some(v), None),
+            Ok(Err(e)) => (Status::Down, None, Some(e.to_string())),
+            Err(_) => (
+                Status::Down,
+                None,
+                Some(format!("no answer within {timeout:?}")),
+            ),
+        };
+        metrics::gauge!(names::MONGO_CONNECTED, "instance" => self.settings.name.clone())
+            .set(if status == Status::Up { 1.0 } else { 0.0 });
+        InstanceHealth {
+            store: STORE,
+            instance: self.settings.name.clone(),
+            required: self.settings.required,
+            status,
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            version,
+            pool: Some(self.pool_stats()),
+            error,
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! MySQL (and MariaDB) instances: one `sqlx` pool each.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use secrecy::ExposeSecret;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
+use tsp_config::{MysqlSettings, TlsMode};
+
+use crate::error::{HubError, Redactor};
+use crate::health::{InstanceHealth, PoolStats, Status};
+use crate::metrics::StoreMetrics;
+
+const STORE: &str = "mysql";
+
+/// One MySQL instance.
+#[derive(Clone)]
+pub struct MysqlStore {
+    name: String,
+    required: bool,
+    max: u32,
+    pool: MySqlPool,
+    metrics: StoreMetrics,
+    redactor: Redactor,
+}
+
+/// Driver options from settings. The pool is lazy: building it never waits on the server.
+pub fn connect_options(s: &MysqlSettings) -> Result<MySqlConnectOptions, String> {
+    let mut opts = match &s.url {
+        Some(url) => MySqlConnectOptions::from_str(url.expose_secret())
+            // sqlx's message may quote the URL; keep only that it failed.
+            .map_err(|_| "url is not a valid MySQL URL".to_string())?,
+        None => MySqlConnectOptions::new()
+            .host(&s.host)
+            .port(s.port)
+            .username(&s.user)
+            .password(s.password.expose_secret())
+            .database(&s.database),
+    };
+    opts = opts.charset(&s.charset).ssl_mode(match s.tls.mode {
+        TlsMode::Disabled => MySqlSslMode::Disabled,
+        TlsMode::Preferred => MySqlSslMode::Preferred,
+        TlsMode::Required => MySqlSslMode::Required,
+        TlsMode::VerifyCa => MySqlSslMode::VerifyCa,
+        TlsMode::VerifyIdentity => MySqlSslMode::VerifyIdentity,
+    });
+    if let Some(ca) = &s.tls.ca {
+        opts = opts.ssl_ca(ca);
+    }
+    if let (Some(cert), Some(key)) = (&s.tls.cert, &s.tls.key) {
+        opts = opts.ssl_client_cert(cert).ssl_client_key(key);
+    }
+    // Times are UTC in and out, whatever the server's zone.
+    Ok(opts.timezone(Some("+00:00".to_string())))
+}
+
+impl MysqlStore {
+    pub(crate) fn new(s: &MysqlSettings, redactor: Redactor) -> Result<Self, HubError> {
+        let opts = connect_options(s).map_err(|message| HubError::Settings {
+            store: STORE,
+            instance: s.name.clone(),
+            message,
+        })?;
+        let pool = MySqlPoolOptions::new()
+            .min_connections(s.pool.min)
+            .max_connections(s.pool.max)
+            .acquire_timeout(s.pool.acquire_timeout)
+            .idle_timeout(Some(s.pool.idle_timeout))
+            .max_lifetime(Some(s.pool.max_lifetime))
+            .connect_lazy_with(opts);
+        Ok(MysqlStore {
+            name: s.name.clone(),
+            required: s.required,
+            max: s.pool.max,
+            pool,
+            metrics: StoreMetrics::new(STORE, &s.name),
+            redactor,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn required(&self) -> bool {
+        self.required
+    }
+
+    /// The pool, for queries. Run them through [`MysqlStore::timed`] to have them counted.
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
+    }
+
+    /// Runs a query future as operation `op`: counted, timed, and its error made secret-free.
+    pub async fn timed<T, F>(&self, op: &str, fut: F) -> Result<T, HubError>
+    where
+        F: Future<Output = Result<T, sqlx::Error>>,
+    {
+        self.metrics
+            .timed(op, fut)
+            .await
+            .map_err(|e| self.error(op, &e))
+    }
+
+    pub fn error(&self, op: &str, e: &sqlx::Error) -> HubError {
+        HubError::Store {
+            store: STORE,
+            instance: self.name.clone(),
+            op: op.to_string(),
+            message: self.redactor.clean(e.to_string()),
+        }
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        PoolStats {
+            size,
+            idle,
+            in_use: size.saturating_sub(idle),
+            max: self.max,
+        }
+    }
+
+    /// `SELECT 1` (with the server version in the same round trip), bounded by `timeout`.
+    pub async fn health(&self, timeout: Duration) -> InstanceHealth {
+        let started = Instant::now();
+        let check = self.timed(
+            "health",
+            sqlx::query_as::<_, (i64, String)>("SELECT 1, VERSION()").fetch_one(&self.pool),
+        );
+        let (status, version, error) = match tokio::time::timeout(timeout, check).await {
+            Ok(Ok((_, version))) => (Status::Up, Some(version), None),
+            Ok(Err(e)) => (Status::Down, None, Some(e.to_string())),
+            Err(_) => (
+                Status::Down,
+                None,
+                Some(format!("no answer within {timeout:?}")),
+            ),
+        };
+        InstanceHealth {
+            store: STORE,
+            instance: self.name.clone(),
+            required: self.required,
+            status,
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            version,
+            pool: Some(self.pool_stats()),
+            error,
+        }
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

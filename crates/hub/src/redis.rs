@@ -1,0 +1,351 @@
+//! Redis instances: an auto-reconnecting multiplexed connection (standalone) or a cluster
+//! connection, each wrapped so that every command is counted and timed.
+//!
+//! The connection is made on first use, not at start-up: a Redis that is down must not hold up
+//! the other stores. A failed attempt leaves the slot empty, so the next use tries again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+use secrecy::ExposeSecret;
+use tokio::sync::OnceCell;
+use tsp_config::{RedisSettings, TlsMode};
+
+use crate::error::{HubError, Redactor};
+use crate::health::{InstanceHealth, PoolStats, Status};
+use crate::metrics::{StoreMetrics, names};
+
+const STORE: &str = "redis";
+
+#[derive(Clone)]
+enum Inner {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// A cheap-to-clone Redis connection that records every command in the hub metrics.
+/// Use it like any `redis` async connection (`redis::cmd(..).query_async(&mut conn)`).
+#[derive(Clone)]
+pub struct RedisConn {
+    inner: Inner,
+    metrics: StoreMetrics,
+}
+
+fn command_name(cmd: &Cmd) -> String {
+    match cmd.args_iter().next() {
+        Some(redis::Arg::Simple(word)) if word.len() <= 24 => {
+            String::from_utf8_lossy(word).to_ascii_lowercase()
+        }
+        _ => "other".to_string(),
+    }
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let out = match &mut self.inner {
+                Inner::Single(c) => c.req_packed_command(cmd).await,
+                Inner::Cluster(c) => c.req_packed_command(cmd).await,
+            };
+            self.metrics
+                .record(&command_name(cmd), started, out.is_ok());
+            out
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let out = match &mut self.inner {
+                Inner::Single(c) => c.req_packed_commands(pipeline, offset, count).await,
+                Inner::Cluster(c) => c.req_packed_commands(pipeline, offset, count).await,
+            };
+            self.metrics.record("pipeline", started, out.is_ok());
+            out
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.inner {
+            Inner::Single(c) => c.get_db(),
+            Inner::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// One Redis instance.
+#[derive(Clone)]
+pub struct RedisStore {
+    settings: Arc<RedisSettings>,
+    conn: Arc<OnceCell<RedisConn>>,
+    metrics: StoreMetrics,
+    redactor: Redactor,
+}
+
+fn userinfo(s: &RedisSettings) -> String {
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let password = s.password.expose_secret();
+    match (s.username.is_empty(), password.is_empty()) {
+        (true, true) => String::new(),
+        (true, false) => format!(":{}@", enc(password)),
+        (false, true) => format!("{}@", enc(&s.username)),
+        (false, false) => format!("{}:{}@", enc(&s.username), enc(password)),
+    }
+}
+
+/// The connection URL for a standalone server (or one cluster seed node).
+fn node_url(s: &RedisSettings, host_port: &str, db: bool) -> String {
+    let scheme = if s.tls.mode == TlsMode::Disabled {
+        "redis"
+    } else {
+        "rediss"
+    };
+    let db = if db { format!("/{}", s.db) } else { String::new() };
+    // `#insecure` is the redis crate's switch for "encrypt, do not verify".
+    let insecure = if s.tls.mode == TlsMode::Required {
+        "#insecure"
+    } else {
+        ""
+    };
+    format!("{scheme}://{}{host_port}{db}{insecure}", userinfo(s))
+}
+
+fn tls_certificates(s: &RedisSettings) -> Result<Option<redis::TlsCertificates>, String> {
+    if s.tls.ca.is_none() && s.tls.cert.is_none() {
+        return Ok(None);
+    }
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let root_cert = s.tls.ca.as_deref().map(read).transpose()?;
+    let client_tls = match (&s.tls.cert, &s.tls.key) {
+        (Some(c), Some(k)) => Some(redis::ClientTlsConfig {
+            client_cert: read(c)?,
+            client_key: read(k)?,
+        }),
+        _ => None,
+    };
+    Ok(Some(redis::TlsCertificates {
+        client_tls,
+        root_cert,
+    }))
+}
+
+impl RedisStore {
+    pub(crate) fn new(s: &RedisSettings, redactor: Redactor) -> Self {
+        RedisStore {
+            settings: Arc::new(s.clone()),
+            conn: Arc::new(OnceCell::new()),
+            metrics: StoreMetrics::new(STORE, &s.name),
+            redactor,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    pub fn required(&self) -> bool {
+        self.settings.required
+    }
+
+    pub fn settings(&self) -> &RedisSettings {
+        &self.settings
+    }
+
+    /// The configured key prefix; every key the service writes starts with it.
+    pub fn key_prefix(&self) -> &str {
+        &self.settings.key_prefix
+    }
+
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
+    }
+
+    fn error(&self, op: &str, e: &redis::RedisError) -> HubError {
+        HubError::Store {
+            store: STORE,
+            instance: self.settings.name.clone(),
+            op: op.to_string(),
+            message: self.redactor.clean(e.to_string()),
+        }
+    }
+
+    /// Wraps a Redis error from a command run on [`RedisStore::conn`].
+    pub fn command_error(&self, op: &str, e: &redis::RedisError) -> HubError {
+        self.error(op, e)
+    }
+
+    /// A client for dedicated connections (pub/sub, blocking commands). Standalone only.
+    pub fn client(&self) -> Result<redis::Client, HubError> {
+        let s = &self.settings;
+        let url = match &s.url {
+            Some(u) => u.expose_secret().to_string(),
+            None => node_url(s, &format!("{}:{}", s.host, s.port), true),
+        };
+        let settings_error = |message: String| HubError::Settings {
+            store: STORE,
+            instance: s.name.clone(),
+            message,
+        };
+        let client = match tls_certificates(s).map_err(settings_error)? {
+            Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
+            None => redis::Client::open(url.as_str()),
+        };
+        // The redis crate may quote the URL in its message: report the kind only.
+        client.map_err(|e| settings_error(format!("invalid connection settings ({:?})", e.kind())))
+    }
+
+    async fn open(&self) -> Result<RedisConn, HubError> {
+        let s = &self.settings;
+        let inner = if s.cluster_nodes.is_empty() {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(s.connect_timeout))
+                .set_response_timeout(Some(s.command_timeout))
+                .set_number_of_retries(s.max_retries as usize)
+                .set_max_delay(Duration::from_secs(2));
+            let client = self.client()?;
+            let manager = ConnectionManager::new_with_config(client, config)
+                .await
+                .map_err(|e| self.error("connect", &e))?;
+            Inner::Single(manager)
+        } else {
+            let nodes: Vec<String> = s
+                .cluster_nodes
+                .iter()
+                .map(|n| node_url(s, n, false))
+                .collect();
+            let mut builder = redis::cluster::ClusterClientBuilder::new(nodes)
+                .connection_timeout(s.connect_timeout)
+                .response_timeout(s.command_timeout)
+                .retries(s.max_retries);
+            if let Some(certs) = tls_certificates(s).map_err(|message| HubError::Settings {
+                store: STORE,
+                instance: s.name.clone(),
+                message,
+            })? {
+                builder = builder.certs(certs);
+            }
+            let client = builder.build().map_err(|e| self.error("connect", &e))?;
+            Inner::Cluster(
+                client
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| self.error("connect", &e))?,
+            )
+        };
+        Ok(RedisConn {
+            inner,
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    /// The shared connection, opened on first use within `connect_timeout`.
+    pub async fn conn(&self) -> Result<RedisConn, HubError> {
+        let timeout = self.settings.connect_timeout;
+        let conn = self
+            .conn
+            .get_or_try_init(|| async {
+                match tokio::time::timeout(timeout, self.open()).await {
+                    Ok(r) => r,
+                    Err(_) => Err(HubError::Timeout {
+                        store: STORE,
+                        instance: self.settings.name.clone(),
+                        op: "connect".into(),
+                        after: timeout,
+                    }),
+                }
+            })
+            .await?;
+        Ok(conn.clone())
+    }
+
+    /// `PING` then `INFO`, bounded by `timeout`. Also updates the memory and hit-rate gauges.
+    pub async fn health(&self, timeout: Duration) -> InstanceHealth {
+        let started = Instant::now();
+        let check = async {
+            let mut conn = self.conn().await?;
+            let _: String = redis::cmd("PING")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.error("ping", &e))?;
+            let info: String = redis::cmd("INFO")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.error("info", &e))?;
+            Ok::<_, HubError>(parse_info(&info))
+        };
+        let (status, version, error) = match tokio::time::timeout(timeout, check).await {
+            Ok(Ok(info)) => {
+                self.update_gauges(&info);
+                (Status::Up, info.get("redis_version").cloned(), None)
+            }
+            Ok(Err(e)) => (Status::Down, None, Some(e.to_string())),
+            Err(_) => (
+                Status::Down,
+                None,
+                Some(format!("no answer within {timeout:?}")),
+            ),
+        };
+        let connected = u32::from(self.conn.initialized());
+        InstanceHealth {
+            store: STORE,
+            instance: self.settings.name.clone(),
+            required: self.settings.required,
+            status,
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            version,
+            // One multiplexed connection carries every command.
+            pool: Some(PoolStats {
+                size: connected,
+                idle: 0,
+                in_use: connected,
+                max: 1,
+            }),
+            error,
+        }
+    }
+
+    fn update_gauges(&self, info: &HashMap<String, String>) {
+        let labels = [("instance", self.settings.name.clone())];
+        let num = |k: &str| info.get(k).and_then(|v| v.parse::<f64>().ok());
+        if let Some(used) = num("used_memory") {
+            metrics::gauge!(names::REDIS_USED_MEMORY, &labels).set(used);
+        }
+        if let (Some(h), Some(m)) = (num("keyspace_hits"), num("keyspace_misses")) {
+            let ratio = if h + m > 0.0 { h / (h + m) } else { 0.0 };
+            metrics::gauge!(names::REDIS_HIT_RATIO, &labels).set(ratio);
+        }
+    }
+}
+
+/// `INFO` text → field map.
+fn parse_info(info: &str) -> HashMap<String, String> {
+    info.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.trim().split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_parsing() {
+        let m = parse_info("# Server\r\nredis_version:7.0.15\r\nused_memory:1024\r\n");
+        assert_eq!(m.get("redis_version").map(String::as_str), Some("7.0.15"));
+        assert_eq!(m.get("used_memory").map(String::as_str), Some("1024"));
+    }
+}
