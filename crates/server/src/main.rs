@@ -1,1 +1,139 @@
-fn main(){}
+//! `tsp-job`: see `tsp-job --help`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tsp_config::{Config, LoadOptions};
+use tsp_hub::{Hub, Status};
+use tsp_server::cli::{BenchCommand, Cli, Command, ConfigCommand};
+use tsp_server::{commands, http, shutdown_signal, telemetry};
+
+/// Exit codes: 0 ok, 1 failure, 2 invalid configuration.
+const EXIT_FAILURE: u8 = 1;
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_logging();
+    let opts = LoadOptions::from_process(cli.global.config_dir.clone(), cli.global.sets.clone());
+    if let Command::Config(ConfigCommand::Reference) = cli.command {
+        print!("{}", commands::config::reference());
+        return ExitCode::SUCCESS;
+    }
+    let config = match tsp_config::load(&opts) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    match cli.command {
+        Command::Config(ConfigCommand::Show { json, origin }) => {
+            println!("{}", commands::config::show(&config, json, origin));
+            return ExitCode::SUCCESS;
+        }
+        Command::Config(ConfigCommand::Check) => {
+            println!("configuration is valid ({} values)", config.shown.len());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<u8> {
+    let prometheus = telemetry::prometheus();
+    let hub = Hub::connect(&config).await.context("cannot set up the stores")?;
+    let code = match command {
+        Command::Health { json } => {
+            let h = hub.health().await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&h)?);
+            } else {
+                print!("{}", commands::health::table(&h));
+            }
+            if h.status == Status::Up { 0 } else { EXIT_FAILURE }
+        }
+        Command::Serve => {
+            let health = hub.require().await.context("cannot start")?;
+            for i in health.instances.iter().filter(|i| i.status == Status::Down) {
+                tracing::warn!(store = i.store, instance = %i.instance, error = i.error.as_deref().unwrap_or(""), "optional store is down; it will be retried");
+            }
+            let listener = tokio::net::TcpListener::bind(config.server.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+            let addr = listener.local_addr()?;
+            println!("listening on http://{addr}");
+            tracing::info!(%addr, "serving /health, /health/live, /health/ready, /metrics");
+            let watcher = tokio::spawn(watch_health(hub.clone()));
+            http::serve(listener, http::AppState { hub: hub.clone(), prometheus }, shutdown_signal()).await?;
+            watcher.abort();
+            tracing::info!("shutting down");
+            0
+        }
+        Command::Roundtrip => {
+            let outcomes = commands::roundtrip::run(&hub, Duration::from_secs(15)).await;
+            let mut failed_required = false;
+            for o in &outcomes {
+                println!(
+                    "{} {:<7} {:<11} {:>8.1}ms  {}",
+                    if o.ok { "ok  " } else { "FAIL" },
+                    o.store,
+                    o.instance,
+                    o.ms,
+                    o.detail
+                );
+                failed_required |= !o.ok && o.required;
+            }
+            let h = hub.health().await;
+            println!();
+            print!("{}", commands::health::table(&h));
+            if failed_required || h.status != Status::Up { EXIT_FAILURE } else { 0 }
+        }
+        Command::Bench(BenchCommand::Hub(args)) => {
+            let out = commands::bench::run(&hub, &args).await?;
+            println!("{}", serde_json::to_string(&out)?);
+            0
+        }
+        Command::Config(_) => 0,
+    };
+    hub.shutdown(Duration::from_secs(10)).await;
+    Ok(code)
+}
+
+/// Re-checks health every 15 s: keeps the `tsp_store_up` gauges current, retries optional stores
+/// that were down, and logs each change of state.
+async fn watch_health(hub: Hub) {
+    let mut last: std::collections::HashMap<String, Status> = Default::default();
+    loop {
+        let h = hub.health().await;
+        for i in &h.instances {
+            let key = format!("{}.{}", i.store, i.instance);
+            if last.insert(key.clone(), i.status) != Some(i.status) && !last.is_empty() {
+                match i.status {
+                    Status::Up => tracing::info!(store = %key, "store is up"),
+                    Status::Down => tracing::warn!(store = %key, error = i.error.as_deref().unwrap_or(""), "store is down"),
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(15)).await;
+    }
+}

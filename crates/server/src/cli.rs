@@ -1,0 +1,86 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// tsp-job: the TSP job service of the MaaS platform.
+#[derive(Debug, Parser)]
+#[command(name = "tsp-job", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Folder with default.toml, {TSP_ENV}.toml and local.toml [env: TSP_CONFIG_DIR; default: ./config]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+    /// Override one configuration key (highest precedence); repeatable.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Check every store; exit 0 when all required stores are up, 1 otherwise.
+    Health {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the HTTP server (/health, /health/live, /health/ready, /metrics).
+    Serve,
+    /// Write and read back through every store instance, then print health.
+    Roundtrip,
+    /// Benchmarks (build with --release).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration, secrets masked.
+    Show {
+        #[arg(long)]
+        json: bool,
+        /// Show where each value came from.
+        #[arg(long)]
+        origin: bool,
+    },
+    /// Validate; exit 0 when valid, 2 otherwise.
+    Check,
+    /// Print the reference of every key as a Markdown table.
+    Reference,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Health checks, Influx writer, MySQL and Redis throughput; prints one JSON line.
+    Hub(HubBenchArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct HubBenchArgs {
+    /// Health checks of all instances to time.
+    #[arg(long, default_value_t = 50)]
+    pub health_rounds: usize,
+    /// Points through the batching writer.
+    #[arg(long, default_value_t = 500_000)]
+    pub points: usize,
+    /// Points sent one request each, for comparison.
+    #[arg(long, default_value_t = 5_000)]
+    pub single_points: usize,
+    /// Seconds of each MySQL / Redis throughput run.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Concurrent tasks for MySQL, Redis and single-point Influx runs.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+}

@@ -1,0 +1,190 @@
+//! `tsp-job bench hub`: health latency, Influx writer throughput against one request per point,
+//! and MySQL / Redis throughput through the hub's pools, as one JSON line.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::json;
+use tsp_hub::{Hub, Point};
+
+use crate::cli::HubBenchArgs;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn bench_point(run: &str, n: usize, t: i64) -> Point {
+    Point::new("hub_bench")
+        .tag("run", run)
+        .tag("shard", format!("s{}", n % 16))
+        .field("value", n as f64 * 0.5)
+        .field("seq", n as i64)
+        .timestamp_ns(t)
+}
+
+/// Runs `tasks` copies of `op` for `seconds`; returns completed operations per second.
+async fn throughput<F, Fut>(tasks: usize, seconds: f64, op: F) -> anyhow::Result<f64>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let op = op.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    op().await?;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.context("benchmark task panicked")??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+pub async fn run(hub: &Hub, args: &HubBenchArgs) -> anyhow::Result<serde_json::Value> {
+    // 1. Health of every instance.
+    let mut lat = Vec::with_capacity(args.health_rounds);
+    for _ in 0..args.health_rounds {
+        let started = Instant::now();
+        let h = hub.health().await;
+        lat.push(started.elapsed().as_secs_f64() * 1000.0);
+        if h.status != tsp_hub::Status::Up {
+            bail!("a required store is down; run `tsp-job health`");
+        }
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+
+    // 2. Influx: the batching writer, then one request per point.
+    let influx = hub.influx("primary")?;
+    let target = "tsp_bench";
+    if influx.settings().api == tsp_config::InfluxApi::V1 {
+        influx
+            .query_v1(target, &format!("CREATE DATABASE \"{target}\""))
+            .await?;
+    }
+    let target = if influx.settings().api == tsp_config::InfluxApi::V1 {
+        target.to_string()
+    } else {
+        influx.default_target()
+    };
+    let writer = influx.writer_for(&target);
+    let run = format!("{:x}", now_ns());
+    let base = now_ns() - 3_600_000_000_000;
+    let before = writer.stats();
+    let started = Instant::now();
+    for n in 0..args.points {
+        writer.write(&bench_point(&run, n, base + n as i64))?;
+    }
+    writer.flush().await;
+    let writer_secs = started.elapsed().as_secs_f64();
+    let after = writer.stats();
+    let written = after.written - before.written;
+    if written != args.points as u64 {
+        bail!(
+            "writer wrote {written} of {} points (failed {}, dropped {})",
+            args.points,
+            after.failed - before.failed,
+            after.dropped - before.dropped
+        );
+    }
+
+    let single_run = format!("{run}-single");
+    let next = Arc::new(AtomicU64::new(0));
+    let total = args.single_points as u64;
+    let started = Instant::now();
+    let handles: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let influx = influx.clone();
+            let next = next.clone();
+            let target = target.clone();
+            let single_run = single_run.clone();
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        return Ok::<_, anyhow::Error>(());
+                    }
+                    let mut line = String::new();
+                    bench_point(&single_run, n as usize, base + n as i64)
+                        .write_line(influx.default_tags(), &mut line)?;
+                    influx
+                        .write_body(&target, line.into())
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.context("benchmark task panicked")??;
+    }
+    let single_secs = started.elapsed().as_secs_f64();
+
+    // 3. MySQL SELECT 1 through the pool.
+    let mysql = hub.mysql("portal")?.clone();
+    let mysql_qps = throughput(args.concurrency, args.seconds, move || {
+        let mysql = mysql.clone();
+        async move {
+            mysql
+                .timed("select_1", sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(mysql.pool()))
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+
+    // 4. Redis GET through the multiplexed connection.
+    let redis = hub.redis("cache")?.clone();
+    let key = format!("{}bench:get", redis.key_prefix());
+    let mut conn = redis.conn().await?;
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("x".repeat(64))
+        .query_async(&mut conn)
+        .await?;
+    let redis_ops = throughput(args.concurrency, args.seconds, move || {
+        let mut conn = conn.clone();
+        let key = key.clone();
+        async move {
+            let _: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+            Ok(())
+        }
+    })
+    .await?;
+
+    Ok(json!({
+        "bench": "hub",
+        "health_all_instances_ms": {"p50": round2(percentile(&lat, 50.0)), "p99": round2(percentile(&lat, 99.0)), "rounds": args.health_rounds, "instances": hub.health().await.instances.len()},
+        "influx_writer": {"points": args.points, "points_per_s": (args.points as f64 / writer_secs).round(), "batch_max_points": influx.settings().batch.max_points},
+        "influx_one_request_per_point": {"points": args.single_points, "points_per_s": (args.single_points as f64 / single_secs).round(), "concurrency": args.concurrency},
+        "mysql_select_1": {"queries_per_s": mysql_qps.round(), "concurrency": args.concurrency, "pool_max": hub.mysql("portal")?.pool_stats().max},
+        "redis_get": {"ops_per_s": redis_ops.round(), "concurrency": args.concurrency},
+    }))
+}

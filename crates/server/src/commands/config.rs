@@ -1,0 +1,83 @@
+//! `tsp-job config show | check | reference`.
+
+use serde_json::{Map, Value};
+use tsp_config::Config;
+
+/// The effective configuration, secrets masked; with `origin`, where each value came from.
+pub fn show(config: &Config, json: bool, origin: bool) -> String {
+    if json {
+        let value = if origin {
+            Value::Array(
+                config
+                    .shown
+                    .iter()
+                    .map(|v| {
+                        serde_json::json!({"key": v.key, "value": v.json, "origin": v.origin.to_string()})
+                    })
+                    .collect(),
+            )
+        } else {
+            let mut root = Map::new();
+            for v in &config.shown {
+                insert_nested(&mut root, &v.key, v.json.clone());
+            }
+            Value::Object(root)
+        };
+        return serde_json::to_string_pretty(&value).unwrap_or_default();
+    }
+    let mut out = format!("# environment: {}\n", config.env);
+    let files: Vec<String> = config.files.iter().map(|f| f.display().to_string()).collect();
+    out.push_str(&format!(
+        "# files read: {}\n",
+        if files.is_empty() { "none".into() } else { files.join(", ") }
+    ));
+    let width = config.shown.iter().map(|v| v.key.len() + v.display.len() + 3).max().unwrap_or(0);
+    for v in &config.shown {
+        let line = format!("{} = {}", v.key, v.display);
+        if origin {
+            out.push_str(&format!("{line:<width$}  # {}\n", v.origin));
+        } else {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn insert_nested(root: &mut Map<String, Value>, key: &str, value: Value) {
+    let mut parts = key.split('.').peekable();
+    let mut node = root;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            node.insert(part.to_string(), value);
+            return;
+        }
+        let entry = node
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        match entry {
+            Value::Object(m) => node = m,
+            _ => return,
+        }
+    }
+}
+
+/// The reference of every key as a Markdown table (the README's "Configuration" section).
+pub fn reference() -> String {
+    let mut out = String::from("| key | type | default | environment | description |\n|---|---|---|---|---|\n");
+    for r in tsp_config::reference() {
+        let env: Vec<String> = r.env.iter().map(|e| format!("`{e}`")).collect();
+        out.push_str(&format!(
+            "| `{}` | {} | `{}` | {} | {} |\n",
+            r.key,
+            r.ty.replace('|', "\\|"),
+            r.default.replace('|', "\\|"),
+            env.join(" "),
+            r.doc.replace('|', "\\|")
+        ));
+    }
+    out
+}

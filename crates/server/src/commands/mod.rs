@@ -1,0 +1,6 @@
+//! The subcommands that are more than a few lines.
+
+pub mod bench;
+pub mod config;
+pub mod health;
+pub mod roundtrip;
