@@ -63,32 +63,66 @@ impl fmt::Debug for RawValue {
 /// The text shown in place of a secret.
 pub const MASK: &str = "****";
 
-/// Renders a URL with its password (if any) masked. A URL that does not parse is masked whole,
+/// Renders a URL with its password (if any) masked. Works on URLs the `url` crate cannot parse
+/// (MongoDB's multi-host form); a value that does not look like a URL at all is masked whole,
 /// since we cannot tell which part is the secret.
 pub fn mask_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) => {
-            if u.password().is_some() && u.set_password(Some(MASK)).is_err() {
-                return MASK.to_string();
-            }
-            // Query parameters may carry credentials too (e.g. `?password=` or `authSource` pairs).
-            let pairs: Vec<(String, String)> = u
-                .query_pairs()
-                .map(|(k, v)| {
-                    let lower = k.to_ascii_lowercase();
-                    if lower.contains("pass") || lower.contains("token") || lower.contains("secret")
-                    {
-                        (k.into_owned(), MASK.to_string())
-                    } else {
-                        (k.into_owned(), v.into_owned())
-                    }
-                })
-                .collect();
-            if !pairs.is_empty() {
-                u.query_pairs_mut().clear().extend_pairs(pairs);
-            }
-            u.to_string()
+    let Some(scheme_end) = raw.find("://") else {
+        return MASK.to_string();
+    };
+    let rest = &raw[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let mut out = match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let masked = if userinfo.contains(':') {
+                format!("{user}:{MASK}")
+            } else {
+                user.to_string()
+            };
+            format!("{}{masked}{}", &raw[..scheme_end + 3], &rest[at..])
         }
-        Err(_) => MASK.to_string(),
+        None => raw.to_string(),
+    };
+    // Query parameters may carry credentials too (`?password=…`, `?token=…`).
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _))
+                    if ["pass", "token", "secret"]
+                        .iter()
+                        .any(|s| k.to_ascii_lowercase().contains(s)) =>
+                {
+                    format!("{k}={MASK}")
+                }
+                _ => pair.to_string(),
+            })
+            .collect();
+        out = format!("{head}{}", masked.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_passwords_in_every_url_shape() {
+        assert_eq!(mask_url("mysql://u:p@h:1/db"), "mysql://u:****@h:1/db");
+        assert_eq!(
+            mask_url("mongodb://u:p@a:1,b:2/?replicaSet=rs&authSource=admin"),
+            "mongodb://u:****@a:1,b:2/?replicaSet=rs&authSource=admin"
+        );
+        assert_eq!(mask_url("redis://:p@h/0"), "redis://:****@h/0");
+        assert_eq!(
+            mask_url("http://h/?token=abc&x=1"),
+            "http://h/?token=****&x=1"
+        );
+        assert_eq!(mask_url("redis://h:6379"), "redis://h:6379");
+        assert_eq!(mask_url("not a url secret"), MASK);
     }
 }

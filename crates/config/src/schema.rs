@@ -99,7 +99,10 @@ pub enum FieldType {
     /// `500ms`, `30s`, `2m`, `1h`, or a bare integer of milliseconds; must be greater than zero.
     Duration,
     /// An integer within bounds.
-    UInt { min: u64, max: u64 },
+    UInt {
+        min: u64,
+        max: u64,
+    },
     /// One of these words.
     Enum(&'static [&'static str]),
     Bool,
@@ -207,7 +210,13 @@ static MYSQL_FIELDS: &[Field] = &[
     field(
         "charset",
         FieldType::Enum(&["utf8mb4", "utf8", "utf8mb3", "latin1", "ascii", "binary"]),
-        |inst| s(if inst == "incentive" { "utf8" } else { "utf8mb4" }),
+        |inst| {
+            s(if inst == "incentive" {
+                "utf8"
+            } else {
+                "utf8mb4"
+            })
+        },
         "connection character set; utf8 for incentive, utf8mb4 elsewhere",
     ),
     field(
@@ -544,12 +553,7 @@ pub static INFLUX_TAG_FIELDS: &[Field] = &[
         "datacenter tag",
     ),
     field("project", FieldType::Str, |_| s("tsp-job"), "project tag"),
-    field(
-        "stage",
-        FieldType::Str,
-        |_| s("development"),
-        "stage tag",
-    ),
+    field("stage", FieldType::Str, |_| s("development"), "stage tag"),
 ];
 
 /// `health.*`
@@ -585,7 +589,9 @@ pub static REQUIRED_FIELD: Field = field(
 );
 
 /// Top-level names, for "did you mean" on an unknown section.
-pub const TOP_LEVEL: &[&str] = &["mysql", "redis", "mongo", "influx", "stores", "health", "server"];
+pub const TOP_LEVEL: &[&str] = &[
+    "mysql", "redis", "mongo", "influx", "stores", "health", "server",
+];
 
 /// The original service's environment variables and the keys they set.
 pub fn historical_env() -> Vec<(String, String)> {
@@ -599,11 +605,17 @@ pub fn historical_env() -> Vec<(String, String)> {
             ("PASSWORD", "password"),
             ("DB", "database"),
         ] {
-            map.push((format!("MYSQL_{up}_{suffix}"), format!("mysql.{inst}.{key}")));
+            map.push((
+                format!("MYSQL_{up}_{suffix}"),
+                format!("mysql.{inst}.{key}"),
+            ));
         }
     }
     for (suffix, key) in [("HOST", "host"), ("PORT", "port"), ("PASSWORD", "password")] {
-        map.push((format!("REDIS_CACHE_{suffix}"), format!("redis.cache.{key}")));
+        map.push((
+            format!("REDIS_CACHE_{suffix}"),
+            format!("redis.cache.{key}"),
+        ));
     }
     for inst in ["cache", "dataset"] {
         let up = inst.to_ascii_uppercase();
@@ -614,7 +626,10 @@ pub fn historical_env() -> Vec<(String, String)> {
             ("PASSWORD", "password"),
             ("DB", "database"),
         ] {
-            map.push((format!("MONGO_{up}_{suffix}"), format!("mongo.{inst}.{key}")));
+            map.push((
+                format!("MONGO_{up}_{suffix}"),
+                format!("mongo.{inst}.{key}"),
+            ));
         }
     }
     for (var, key) in [
@@ -652,7 +667,10 @@ pub const ENV_PREFIX: &str = "TSP__";
 
 /// The generic variable for a key.
 pub fn generic_env_name(key: &str) -> String {
-    format!("{ENV_PREFIX}{}", key.replace('.', "__").to_ascii_uppercase())
+    format!(
+        "{ENV_PREFIX}{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
 }
 
 /// What a dotted key refers to in the schema.

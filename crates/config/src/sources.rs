@@ -55,7 +55,14 @@ impl Layers {
         match ImDocument::parse(text.as_str()) {
             Ok(doc) => {
                 let mut out = Vec::new();
-                flatten_table(doc.as_table(), "", path, &lines, &mut out, &mut self.problems);
+                flatten_table(
+                    doc.as_table(),
+                    "",
+                    path,
+                    &lines,
+                    &mut out,
+                    &mut self.problems,
+                );
                 for (key, value, origin) in out {
                     self.set(key, value, origin);
                 }
@@ -80,10 +87,8 @@ impl Layers {
     /// when both name the same key. `…_FILE` variants read secrets from files.
     pub fn add_env(&mut self, env: &[(String, String)]) {
         let historical: BTreeMap<String, String> = schema::historical_env().into_iter().collect();
-        let vars: BTreeMap<&str, &str> = env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let vars: BTreeMap<&str, &str> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut historical_sets = Vec::new();
         let mut generic_sets = Vec::new();
         for (&var, &value) in &vars {

@@ -190,7 +190,10 @@ fn parse_bool(raw: &RawValue) -> Result<bool, String> {
             "false" | "0" | "no" | "off" => Ok(false),
             _ => Err("expected true or false".into()),
         },
-        other => Err(format!("expected true or false, found a {}", other.type_name())),
+        other => Err(format!(
+            "expected true or false, found a {}",
+            other.type_name()
+        )),
     }
 }
 
@@ -208,6 +211,45 @@ fn parse_host_port(item: &str) -> Result<String, String> {
     }
 }
 
+/// MongoDB connection strings may list several hosts (`a:1,b:2`), which generic URL parsers
+/// refuse; check the shape by hand.
+fn parse_mongo_uri(s: &str, schemes: &[&str]) -> Result<String, String> {
+    let s = s.trim();
+    let (scheme, rest) = s
+        .split_once("://")
+        .ok_or_else(|| "malformed URL: expected mongodb://host[:port][,host…]/…".to_string())?;
+    if !schemes.contains(&scheme) {
+        return Err(format!(
+            "malformed URL: scheme `{scheme}` is not one of {}",
+            schemes.join(", ")
+        ));
+    }
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let hosts = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
+    if hosts.is_empty() {
+        return Err("malformed URL: no host".into());
+    }
+    for host in hosts.split(',') {
+        match host.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() => {
+                if !matches!(p.parse::<u16>(), Ok(n) if n > 0) {
+                    return Err(format!(
+                        "malformed URL: invalid port in `{}`",
+                        host.split('@').next_back().unwrap_or(host)
+                    ));
+                }
+            }
+            Some(_) => return Err("malformed URL: empty host".into()),
+            None if host.is_empty() => return Err("malformed URL: empty host".into()),
+            None => {}
+        }
+    }
+    Ok(s.to_string())
+}
+
 fn parse(raw: &RawValue, ty: FieldType) -> Result<Typed, String> {
     match ty {
         FieldType::Str | FieldType::Secret => as_text(raw).map(Typed::Str),
@@ -220,6 +262,9 @@ fn parse(raw: &RawValue, ty: FieldType) -> Result<Typed, String> {
             Ok(Typed::Str(s))
         }
         FieldType::Port => parse_uint(raw, 1, 65535, "a port 1-65535").map(Typed::Int),
+        FieldType::SecretUrl(schemes) if schemes.iter().any(|s| s.starts_with("mongodb")) => {
+            parse_mongo_uri(&as_text(raw)?, schemes).map(Typed::Str)
+        }
         FieldType::SecretUrl(schemes) | FieldType::Url(schemes) => {
             let s = as_text(raw)?;
             let u = url::Url::parse(s.trim()).map_err(|e| format!("malformed URL: {e}"))?;
@@ -232,6 +277,11 @@ fn parse(raw: &RawValue, ty: FieldType) -> Result<Typed, String> {
             }
             if u.host_str().is_none_or(str::is_empty) {
                 return Err("malformed URL: no host".into());
+            }
+            if matches!(ty, FieldType::Url(_))
+                && (u.password().is_some() || !u.username().is_empty())
+            {
+                return Err("credentials do not belong in this URL: use the username/password or token keys".into());
             }
             Ok(Typed::Str(s.trim().to_string()))
         }
@@ -272,7 +322,12 @@ fn parse(raw: &RawValue, ty: FieldType) -> Result<Typed, String> {
                 RawValue::List(items) => items.iter().map(as_text).collect::<Result<_, _>>()?,
                 RawValue::Str(s) if s.trim().is_empty() => Vec::new(),
                 RawValue::Str(s) => s.split(',').map(|x| x.trim().to_string()).collect(),
-                other => return Err(format!("expected a list of host:port, found a {}", other.type_name())),
+                other => {
+                    return Err(format!(
+                        "expected a list of host:port, found a {}",
+                        other.type_name()
+                    ));
+                }
             };
             items
                 .iter()
@@ -341,7 +396,12 @@ impl Section {
     }
 }
 
-fn read_section(b: &mut Builder, prefix: &str, fields: &'static [Field], instance: &str) -> Section {
+fn read_section(
+    b: &mut Builder,
+    prefix: &str,
+    fields: &'static [Field],
+    instance: &str,
+) -> Section {
     let mut values = BTreeMap::new();
     for field in fields {
         let key = format!("{prefix}.{}", field.key);
@@ -368,7 +428,10 @@ fn secret(t: &Typed) -> SecretString {
 
 fn check_pool(b: &mut Builder, s: &Section) {
     let (kmin, kmax) = (s.key("pool.min"), s.key("pool.max"));
-    if !b.bad.contains(&kmin) && !b.bad.contains(&kmax) && int(s.get("pool.min")) > int(s.get("pool.max")) {
+    if !b.bad.contains(&kmin)
+        && !b.bad.contains(&kmax)
+        && int(s.get("pool.min")) > int(s.get("pool.max"))
+    {
         let msg = format!(
             "pool.min ({}) is greater than pool.max ({})",
             int(s.get("pool.min")),
@@ -381,7 +444,11 @@ fn check_pool(b: &mut Builder, s: &Section) {
 
 fn check_host(b: &mut Builder, s: &Section, required: bool, url_key: &str) {
     let host_key = s.key("host");
-    if required && opt_text(s.get(url_key)).is_none() && text(s.get("host")).is_empty() && !b.bad.contains(&host_key) {
+    if required
+        && opt_text(s.get(url_key)).is_none()
+        && text(s.get("host")).is_empty()
+        && !b.bad.contains(&host_key)
+    {
         b.problem(&host_key, "empty host for a required store");
     }
 }
@@ -389,19 +456,37 @@ fn check_host(b: &mut Builder, s: &Section, required: bool, url_key: &str) {
 fn check_tls(b: &mut Builder, s: &Section) {
     let tls = tls(s);
     if tls.cert.is_some() != tls.key.is_some() && s.values.contains_key("tls.key") {
-        let at = if tls.cert.is_some() { s.key("tls.key") } else { s.key("tls.cert") };
+        let at = if tls.cert.is_some() {
+            s.key("tls.key")
+        } else {
+            s.key("tls.cert")
+        };
         b.problem(&at, "tls.cert and tls.key must be set together");
     }
     if tls.mode == TlsMode::Disabled && (tls.ca.is_some() || tls.cert.is_some()) {
-        b.problem(&s.key("tls.mode"), "TLS files are set but tls.mode is disabled");
+        b.problem(
+            &s.key("tls.mode"),
+            "TLS files are set but tls.mode is disabled",
+        );
     }
 }
 
 fn instance_names(b: &Builder, kind: Kind) -> Vec<String> {
-    let mut names: Vec<String> = kind.builtin_instances().iter().map(|s| s.to_string()).collect();
+    let mut names: Vec<String> = kind
+        .builtin_instances()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     for key in b.entries.keys() {
         let found = match schema::resolve(key) {
-            Ok(Resolved::Instance { kind: k, instance, .. }) | Ok(Resolved::Required { kind: k, instance }) if k == kind => Some(instance),
+            Ok(Resolved::Instance {
+                kind: k, instance, ..
+            })
+            | Ok(Resolved::Required { kind: k, instance })
+                if k == kind =>
+            {
+                Some(instance)
+            }
             _ => None,
         };
         if let Some(inst) = found
@@ -419,7 +504,12 @@ fn required(b: &mut Builder, kind: Kind, instance: &str) -> bool {
     match b.entries.get(&key).cloned() {
         Some(e) => match parse(&e.value, FieldType::Bool) {
             Ok(Typed::Bool(v)) => {
-                b.shown.push(ShownValue { key, display: v.to_string(), json: v.into(), origin: e.origin });
+                b.shown.push(ShownValue {
+                    key,
+                    display: v.to_string(),
+                    json: v.into(),
+                    origin: e.origin,
+                });
                 v
             }
             Ok(_) => default,
@@ -429,7 +519,12 @@ fn required(b: &mut Builder, kind: Kind, instance: &str) -> bool {
             }
         },
         None => {
-            b.shown.push(ShownValue { key, display: default.to_string(), json: default.into(), origin: Origin::Default });
+            b.shown.push(ShownValue {
+                key,
+                display: default.to_string(),
+                json: default.into(),
+                origin: Origin::Default,
+            });
             default
         }
     }
@@ -437,13 +532,21 @@ fn required(b: &mut Builder, kind: Kind, instance: &str) -> bool {
 
 /// Validates merged layers into a [`Config`], or returns every problem found.
 pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
-    let mut b = Builder { entries: layers.entries, problems: layers.problems, shown: Vec::new(), bad: BTreeSet::new() };
+    let mut b = Builder {
+        entries: layers.entries,
+        problems: layers.problems,
+        shown: Vec::new(),
+        bad: BTreeSet::new(),
+    };
 
     // Unknown keys first: they are the most common mistake, and they get a suggestion.
     let keys: Vec<String> = b.entries.keys().cloned().collect();
     for key in &keys {
         if let Err(unknown) = schema::resolve(key) {
-            let hint = unknown.suggestion.map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+            let hint = unknown
+                .suggestion
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
             b.problem(key, format!("unknown key{hint}"));
             b.entries.remove(key);
         }
@@ -460,12 +563,23 @@ pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
                 continue;
             }
             let prefix = format!("{}.{name}", kind.name());
-            let located = kind.locator_keys().iter().any(|k| b.is_set(&format!("{prefix}.{k}")));
+            let located = kind
+                .locator_keys()
+                .iter()
+                .any(|k| b.is_set(&format!("{prefix}.{k}")));
             if !located {
                 let near = schema::closest(name, kind.builtin_instances().iter().copied())
                     .map(|c| format!("; did you mean `{}.{c}`?", kind.name()))
                     .unwrap_or_default();
-                let any_key = b.entries.keys().find(|k| k.starts_with(&format!("{prefix}.")) || k.starts_with(&format!("stores.{prefix}."))).cloned().unwrap_or(prefix.clone());
+                let any_key = b
+                    .entries
+                    .keys()
+                    .find(|k| {
+                        k.starts_with(&format!("{prefix}."))
+                            || k.starts_with(&format!("stores.{prefix}."))
+                    })
+                    .cloned()
+                    .unwrap_or(prefix.clone());
                 b.problem(
                     &any_key,
                     format!(
@@ -479,9 +593,18 @@ pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
     }
 
     let mut mysql = BTreeMap::new();
-    for name in config_instances.get(&Kind::Mysql).cloned().unwrap_or_default() {
+    for name in config_instances
+        .get(&Kind::Mysql)
+        .cloned()
+        .unwrap_or_default()
+    {
         let req = required(&mut b, Kind::Mysql, &name);
-        let s = read_section(&mut b, &format!("mysql.{name}"), Kind::Mysql.fields(), &name);
+        let s = read_section(
+            &mut b,
+            &format!("mysql.{name}"),
+            Kind::Mysql.fields(),
+            &name,
+        );
         check_pool(&mut b, &s);
         check_host(&mut b, &s, req, "url");
         check_tls(&mut b, &s);
@@ -510,9 +633,18 @@ pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
     }
 
     let mut redis = BTreeMap::new();
-    for name in config_instances.get(&Kind::Redis).cloned().unwrap_or_default() {
+    for name in config_instances
+        .get(&Kind::Redis)
+        .cloned()
+        .unwrap_or_default()
+    {
         let req = required(&mut b, Kind::Redis, &name);
-        let s = read_section(&mut b, &format!("redis.{name}"), Kind::Redis.fields(), &name);
+        let s = read_section(
+            &mut b,
+            &format!("redis.{name}"),
+            Kind::Redis.fields(),
+            &name,
+        );
         check_host(&mut b, &s, req, "url");
         check_tls(&mut b, &s);
         let cluster_nodes = list(s.get("cluster_nodes"));
@@ -541,13 +673,25 @@ pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
     }
 
     let mut mongo = BTreeMap::new();
-    for name in config_instances.get(&Kind::Mongo).cloned().unwrap_or_default() {
+    for name in config_instances
+        .get(&Kind::Mongo)
+        .cloned()
+        .unwrap_or_default()
+    {
         let req = required(&mut b, Kind::Mongo, &name);
-        let s = read_section(&mut b, &format!("mongo.{name}"), Kind::Mongo.fields(), &name);
+        let s = read_section(
+            &mut b,
+            &format!("mongo.{name}"),
+            Kind::Mongo.fields(),
+            &name,
+        );
         check_pool(&mut b, &s);
         check_host(&mut b, &s, req, "uri");
         check_tls(&mut b, &s);
-        if !text(s.get("username")).is_empty() && text(s.get("password")).is_empty() && opt_text(s.get("uri")).is_none() {
+        if !text(s.get("username")).is_empty()
+            && text(s.get("password")).is_empty()
+            && opt_text(s.get("uri")).is_none()
+        {
             b.problem(&s.key("password"), "username is set but password is empty");
         }
         mongo.insert(
@@ -577,7 +721,11 @@ pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
     }
 
     let mut influx = BTreeMap::new();
-    for name in config_instances.get(&Kind::Influx).cloned().unwrap_or_default() {
+    for name in config_instances
+        .get(&Kind::Influx)
+        .cloned()
+        .unwrap_or_default()
+    {
         let req = required(&mut b, Kind::Influx, &name);
         let prefix = format!("influx.{name}");
         let s = read_section(&mut b, &prefix, Kind::Influx.fields(), &name);
@@ -594,21 +742,42 @@ pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
                     json: inferred.into(),
                     origin: Origin::Default,
                 });
-                if token.is_empty() { InfluxApi::V1 } else { InfluxApi::V2 }
+                if token.is_empty() {
+                    InfluxApi::V1
+                } else {
+                    InfluxApi::V2
+                }
             }
         };
         if api == InfluxApi::V2 && !b.bad.contains(&s.key("api")) {
-            let missing: Vec<&str> = [("token", &token), ("org", &text(s.get("org"))), ("bucket", &text(s.get("bucket")))]
-                .into_iter()
-                .filter(|(_, v)| v.is_empty())
-                .map(|(k, _)| k)
-                .collect();
+            let missing: Vec<&str> = [
+                ("token", &token),
+                ("org", &text(s.get("org"))),
+                ("bucket", &text(s.get("bucket"))),
+            ]
+            .into_iter()
+            .filter(|(_, v)| v.is_empty())
+            .map(|(k, _)| k)
+            .collect();
             if !missing.is_empty() {
-                b.problem(&s.key("api"), format!("the v2 API needs {} (missing: {})", "token, org and bucket", missing.join(", ")));
+                b.problem(
+                    &s.key("api"),
+                    format!(
+                        "the v2 API needs {} (missing: {})",
+                        "token, org and bucket",
+                        missing.join(", ")
+                    ),
+                );
             }
         }
-        if api == InfluxApi::V1 && text(s.get("database")).is_empty() && text(s.get("bucket")).is_empty() {
-            b.problem(&s.key("database"), "the v1 API needs a database (or bucket)");
+        if api == InfluxApi::V1
+            && text(s.get("database")).is_empty()
+            && text(s.get("bucket")).is_empty()
+        {
+            b.problem(
+                &s.key("database"),
+                "the v1 API needs a database (or bucket)",
+            );
         }
         let batch = BatchSettings {
             max_points: usize::try_from(int(s.get("batch.max_points"))).unwrap_or(5000),
@@ -616,11 +785,18 @@ pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
             max_retries: u32_of(s.get("batch.max_retries")),
             retry_interval: dur(s.get("batch.retry_interval")),
             max_retry_delay: dur(s.get("batch.max_retry_delay")),
-            max_buffer_points: usize::try_from(int(s.get("batch.max_buffer_points"))).unwrap_or(200_000),
+            max_buffer_points: usize::try_from(int(s.get("batch.max_buffer_points")))
+                .unwrap_or(200_000),
             jitter: dur(s.get("batch.jitter")),
         };
         if batch.max_points > batch.max_buffer_points {
-            b.problem(&s.key("batch.max_points"), format!("batch.max_points ({}) is larger than batch.max_buffer_points ({})", batch.max_points, batch.max_buffer_points));
+            b.problem(
+                &s.key("batch.max_points"),
+                format!(
+                    "batch.max_points ({}) is larger than batch.max_buffer_points ({})",
+                    batch.max_points, batch.max_buffer_points
+                ),
+            );
         }
         if req && text(s.get("url")).is_empty() {
             b.problem(&s.key("url"), "empty url for a required store");
@@ -645,7 +821,12 @@ pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
         );
     }
 
-    let sm = read_section(&mut b, "influx.service_monitor", schema::SERVICE_MONITOR_FIELDS, "");
+    let sm = read_section(
+        &mut b,
+        "influx.service_monitor",
+        schema::SERVICE_MONITOR_FIELDS,
+        "",
+    );
     let service_monitor = ServiceMonitorSettings {
         instance: text(sm.get("instance")),
         bucket: text(sm.get("bucket")),
@@ -653,16 +834,25 @@ pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
         timeout: dur(sm.get("timeout")),
     };
     if !influx.contains_key(&service_monitor.instance) {
-        b.problem(&sm.key("instance"), format!("no influx instance named `{}`", service_monitor.instance));
+        b.problem(
+            &sm.key("instance"),
+            format!("no influx instance named `{}`", service_monitor.instance),
+        );
     }
     if service_monitor.measurement.is_empty() {
         b.problem(&sm.key("measurement"), "must not be empty");
     }
     let tags = read_section(&mut b, "influx.tags", schema::INFLUX_TAG_FIELDS, "");
-    let influx_tags = InfluxTags { datacenter: text(tags.get("datacenter")), project: text(tags.get("project")), stage: text(tags.get("stage")) };
+    let influx_tags = InfluxTags {
+        datacenter: text(tags.get("datacenter")),
+        project: text(tags.get("project")),
+        stage: text(tags.get("stage")),
+    };
     let health = read_section(&mut b, "health", schema::HEALTH_FIELDS, "");
     let server = read_section(&mut b, "server", schema::SERVER_FIELDS, "");
-    let listen = text(server.get("listen")).parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let listen = text(server.get("listen"))
+        .parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)));
 
     if !b.problems.is_empty() {
         return Err(b.problems);
@@ -677,7 +867,9 @@ pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
         influx,
         service_monitor,
         influx_tags,
-        health: HealthSettings { timeout: dur(health.get("timeout")) },
+        health: HealthSettings {
+            timeout: dur(health.get("timeout")),
+        },
         server: ServerSettings { listen },
         shown,
         files: layers.files,
@@ -697,7 +889,10 @@ mod tests {
         assert_eq!(d("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(d("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(d("2000"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration(&RawValue::Int(250)), Ok(Duration::from_millis(250)));
+        assert_eq!(
+            parse_duration(&RawValue::Int(250)),
+            Ok(Duration::from_millis(250))
+        );
         assert!(d("0s").is_err());
         assert!(d("-5s").is_err());
         assert!(d("5 parsecs").is_err());
@@ -706,7 +901,10 @@ mod tests {
 
     #[test]
     fn host_port_lists() {
-        let ok = parse(&RawValue::Str("a:7000, b:7001".into()), FieldType::HostPortList);
+        let ok = parse(
+            &RawValue::Str("a:7000, b:7001".into()),
+            FieldType::HostPortList,
+        );
         assert!(matches!(ok, Ok(Typed::List(l)) if l == vec!["a:7000", "b:7001"]));
         assert!(parse(&RawValue::Str("a:70000".into()), FieldType::HostPortList).is_err());
         assert!(parse(&RawValue::Str("nohost".into()), FieldType::HostPortList).is_err());

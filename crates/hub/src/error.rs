@@ -87,7 +87,10 @@ mod tests {
     fn redacts_plain_and_encoded() {
         let r = Redactor::new(vec!["p@ss word".into(), "x".into()]);
         assert_eq!(r.clean("auth p@ss word failed"), "auth **** failed");
-        assert_eq!(r.clean("url redis://u:p%40ss+word@h"), "url redis://u:****@h");
+        assert_eq!(
+            r.clean("url redis://u:p%40ss+word@h"),
+            "url redis://u:****@h"
+        );
         assert_eq!(r.clean("x marks"), "x marks");
     }
 }

@@ -88,13 +88,11 @@ async fn client_options(
         opts.tls = Some(Tls::Enabled(tls));
     }
     let m = metrics.clone();
-    opts.command_event_handler = Some(EventHandler::callback(move |ev: CommandEvent| {
-        match ev {
-            CommandEvent::Succeeded(e) => m.record_elapsed(&e.command_name, e.duration, true),
-            CommandEvent::Failed(e) => m.record_elapsed(&e.command_name, e.duration, false),
-            CommandEvent::Started(_) => {}
-            _ => {}
-        }
+    opts.command_event_handler = Some(EventHandler::callback(move |ev: CommandEvent| match ev {
+        CommandEvent::Succeeded(e) => m.record_elapsed(&e.command_name, e.duration, true),
+        CommandEvent::Failed(e) => m.record_elapsed(&e.command_name, e.duration, false),
+        CommandEvent::Started(_) => {}
+        _ => {}
     }));
     let p = pool.clone();
     opts.cmap_event_handler = Some(EventHandler::callback(move |ev: CmapEvent| match ev {

@@ -110,7 +110,11 @@ fn node_url(s: &RedisSettings, host_port: &str, db: bool) -> String {
     } else {
         "rediss"
     };
-    let db = if db { format!("/{}", s.db) } else { String::new() };
+    let db = if db {
+        format!("/{}", s.db)
+    } else {
+        String::new()
+    };
     // `#insecure` is the redis crate's switch for "encrypt, do not verify".
     let insecure = if s.tls.mode == TlsMode::Required {
         "#insecure"

@@ -57,7 +57,11 @@ async fn ready(State(s): State<AppState>) -> Response {
         .filter(|i| i.required && i.status == Status::Down)
         .map(|i| format!("{}.{}", i.store, i.instance))
         .collect();
-    (code(h.status), Json(json!({"status": h.status, "down": down}))).into_response()
+    (
+        code(h.status),
+        Json(json!({"status": h.status, "down": down})),
+    )
+        .into_response()
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
@@ -68,7 +72,11 @@ async fn metrics(State(s): State<AppState>) -> Response {
             p.render(),
         )
             .into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder not installed\n").into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder not installed\n",
+        )
+            .into_response(),
     }
 }
 

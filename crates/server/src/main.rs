@@ -43,7 +43,10 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -61,7 +64,9 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<u8> {
     let prometheus = telemetry::prometheus();
-    let hub = Hub::connect(&config).await.context("cannot set up the stores")?;
+    let hub = Hub::connect(&config)
+        .await
+        .context("cannot set up the stores")?;
     let code = match command {
         Command::Health { json } => {
             let h = hub.health().await;
@@ -70,7 +75,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<u8> {
             } else {
                 print!("{}", commands::health::table(&h));
             }
-            if h.status == Status::Up { 0 } else { EXIT_FAILURE }
+            if h.status == Status::Up {
+                0
+            } else {
+                EXIT_FAILURE
+            }
         }
         Command::Serve => {
             let health = hub.require().await.context("cannot start")?;
@@ -84,7 +93,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<u8> {
             println!("listening on http://{addr}");
             tracing::info!(%addr, "serving /health, /health/live, /health/ready, /metrics");
             let watcher = tokio::spawn(watch_health(hub.clone()));
-            http::serve(listener, http::AppState { hub: hub.clone(), prometheus }, shutdown_signal()).await?;
+            http::serve(
+                listener,
+                http::AppState {
+                    hub: hub.clone(),
+                    prometheus,
+                },
+                shutdown_signal(),
+            )
+            .await?;
             watcher.abort();
             tracing::info!("shutting down");
             0
@@ -106,7 +123,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<u8> {
             let h = hub.health().await;
             println!();
             print!("{}", commands::health::table(&h));
-            if failed_required || h.status != Status::Up { EXIT_FAILURE } else { 0 }
+            if failed_required || h.status != Status::Up {
+                EXIT_FAILURE
+            } else {
+                0
+            }
         }
         Command::Bench(BenchCommand::Hub(args)) => {
             let out = commands::bench::run(&hub, &args).await?;
@@ -130,7 +151,9 @@ async fn watch_health(hub: Hub) {
             if last.insert(key.clone(), i.status) != Some(i.status) && !last.is_empty() {
                 match i.status {
                     Status::Up => tracing::info!(store = %key, "store is up"),
-                    Status::Down => tracing::warn!(store = %key, error = i.error.as_deref().unwrap_or(""), "store is down"),
+                    Status::Down => {
+                        tracing::warn!(store = %key, error = i.error.as_deref().unwrap_or(""), "store is down")
+                    }
                 }
             }
         }

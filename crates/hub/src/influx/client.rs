@@ -168,7 +168,11 @@ impl InfluxStore {
             InfluxApi::V2 => self
                 .http
                 .post(format!("{}/api/v2/write", self.base))
-                .query(&[("org", s.org.as_str()), ("bucket", target), ("precision", "ns")]),
+                .query(&[
+                    ("org", s.org.as_str()),
+                    ("bucket", target),
+                    ("precision", "ns"),
+                ]),
             InfluxApi::V1 => {
                 let mut q = vec![("db", target), ("precision", "ns")];
                 if !s.retention_policy.is_empty() {
@@ -282,7 +286,8 @@ impl InfluxStore {
             if !status.is_success() {
                 return Err(self.http_error(
                     "query",
-                    self.redactor.clean(format!("HTTP {}: {}", status.as_u16(), text.trim())),
+                    self.redactor
+                        .clean(format!("HTTP {}: {}", status.as_u16(), text.trim())),
                 ));
             }
             Ok(text)
@@ -304,7 +309,9 @@ impl InfluxStore {
                         .await
                         .map_err(|e| self.http_error("ping", self.clean_reqwest(e)))?;
                     if !resp.status().is_success() {
-                        return Err(self.http_error("ping", format!("HTTP {}", resp.status().as_u16())));
+                        return Err(
+                            self.http_error("ping", format!("HTTP {}", resp.status().as_u16()))
+                        );
                     }
                     Ok(resp
                         .headers()
@@ -321,13 +328,24 @@ impl InfluxStore {
                         .map_err(|e| self.http_error("ping", self.clean_reqwest(e)))?;
                     let status = resp.status();
                     let body: serde_json::Value = resp.json().await.unwrap_or_default();
-                    if !status.is_success() || body.get("status").and_then(|s| s.as_str()) != Some("pass") {
+                    if !status.is_success()
+                        || body.get("status").and_then(|s| s.as_str()) != Some("pass")
+                    {
                         return Err(self.http_error(
                             "ping",
-                            format!("HTTP {}: {}", status.as_u16(), body.get("message").and_then(|m| m.as_str()).unwrap_or("not healthy")),
+                            format!(
+                                "HTTP {}: {}",
+                                status.as_u16(),
+                                body.get("message")
+                                    .and_then(|m| m.as_str())
+                                    .unwrap_or("not healthy")
+                            ),
                         ));
                     }
-                    Ok(body.get("version").and_then(|v| v.as_str()).map(str::to_string))
+                    Ok(body
+                        .get("version")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string))
                 }
             }
         }

@@ -263,7 +263,10 @@ mod tests {
 
     #[test]
     fn sorts_tags_and_adds_defaults_without_overriding() {
-        let p = Point::new("m").tag("z", "1").tag("stage", "mine").field("v", 1i64);
+        let p = Point::new("m")
+            .tag("z", "1")
+            .tag("stage", "mine")
+            .field("v", 1i64);
         let mut s = String::new();
         p.write_line(
             &[("stage".into(), "dev".into()), ("dc".into(), "eu".into())],
@@ -277,11 +280,17 @@ mod tests {
     fn refuses_what_the_protocol_cannot_carry() {
         let mut s = String::new();
         assert!(matches!(
-            Point::new("m").tag("t", "a\nb").field("v", 1i64).write_line(&[], &mut s),
+            Point::new("m")
+                .tag("t", "a\nb")
+                .field("v", 1i64)
+                .write_line(&[], &mut s),
             Err(PointError::Newline { .. })
         ));
         assert!(matches!(
-            Point::new("m").tag("t", "ends\\").field("v", 1i64).write_line(&[], &mut s),
+            Point::new("m")
+                .tag("t", "ends\\")
+                .field("v", 1i64)
+                .write_line(&[], &mut s),
             Err(PointError::AmbiguousBackslash { .. })
         ));
         assert!(matches!(

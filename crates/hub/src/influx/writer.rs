@@ -164,7 +164,10 @@ impl PointWriter {
     }
 
     /// Queues many points; stops at the first that cannot be written.
-    pub fn write_all<'a>(&self, points: impl IntoIterator<Item = &'a Point>) -> Result<(), PointError> {
+    pub fn write_all<'a>(
+        &self,
+        points: impl IntoIterator<Item = &'a Point>,
+    ) -> Result<(), PointError> {
         for p in points {
             self.write(p)?;
         }

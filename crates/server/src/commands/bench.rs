@@ -153,7 +153,10 @@ pub async fn run(hub: &Hub, args: &HubBenchArgs) -> anyhow::Result<serde_json::V
         let mysql = mysql.clone();
         async move {
             mysql
-                .timed("select_1", sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(mysql.pool()))
+                .timed(
+                    "select_1",
+                    sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(mysql.pool()),
+                )
                 .await?;
             Ok(())
         }

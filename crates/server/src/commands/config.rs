@@ -26,12 +26,25 @@ pub fn show(config: &Config, json: bool, origin: bool) -> String {
         return serde_json::to_string_pretty(&value).unwrap_or_default();
     }
     let mut out = format!("# environment: {}\n", config.env);
-    let files: Vec<String> = config.files.iter().map(|f| f.display().to_string()).collect();
+    let files: Vec<String> = config
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
     out.push_str(&format!(
         "# files read: {}\n",
-        if files.is_empty() { "none".into() } else { files.join(", ") }
+        if files.is_empty() {
+            "none".into()
+        } else {
+            files.join(", ")
+        }
     ));
-    let width = config.shown.iter().map(|v| v.key.len() + v.display.len() + 3).max().unwrap_or(0);
+    let width = config
+        .shown
+        .iter()
+        .map(|v| v.key.len() + v.display.len() + 3)
+        .max()
+        .unwrap_or(0);
     for v in &config.shown {
         let line = format!("{} = {}", v.key, v.display);
         if origin {
@@ -67,7 +80,9 @@ fn insert_nested(root: &mut Map<String, Value>, key: &str, value: Value) {
 
 /// The reference of every key as a Markdown table (the README's "Configuration" section).
 pub fn reference() -> String {
-    let mut out = String::from("| key | type | default | environment | description |\n|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "| key | type | default | environment | description |\n|---|---|---|---|---|\n",
+    );
     for r in tsp_config::reference() {
         let env: Vec<String> = r.env.iter().map(|e| format!("`{e}`")).collect();
         out.push_str(&format!(

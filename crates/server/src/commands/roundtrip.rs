@@ -52,8 +52,11 @@ async fn mysql(s: &MysqlStore, id: &str) -> Result<String, HubError> {
                 .fetch_one(&mut *conn),
         )
         .await?;
-    s.timed("drop_table", sqlx::query("DROP TEMPORARY TABLE hub_roundtrip").execute(&mut *conn))
-        .await?;
+    s.timed(
+        "drop_table",
+        sqlx::query("DROP TEMPORARY TABLE hub_roundtrip").execute(&mut *conn),
+    )
+    .await?;
     if note != "tsp-job roundtrip ✓" {
         return Err(mismatch("mysql", s.name(), &note));
     }
@@ -97,7 +100,9 @@ async fn redis(s: &RedisStore, id: &str) -> Result<String, HubError> {
 }
 
 async fn mongo(s: &MongoStore, id: &str) -> Result<String, HubError> {
-    let coll = s.database().collection::<mongodb::bson::Document>("hub_roundtrip");
+    let coll = s
+        .database()
+        .collection::<mongodb::bson::Document>("hub_roundtrip");
     s.timed("insert", coll.insert_one(doc! {"_id": id, "note": "ok ✓"}))
         .await?;
     let found = s.timed("find", coll.find_one(doc! {"_id": id})).await?;
@@ -110,7 +115,10 @@ async fn mongo(s: &MongoStore, id: &str) -> Result<String, HubError> {
     if note != "ok ✓" {
         return Err(mismatch("mongo", s.name(), &note));
     }
-    Ok(format!("insert/find/delete in {}.hub_roundtrip", s.database_name()))
+    Ok(format!(
+        "insert/find/delete in {}.hub_roundtrip",
+        s.database_name()
+    ))
 }
 
 async fn influx(s: &InfluxStore, id: &str) -> Result<String, HubError> {
@@ -156,35 +164,72 @@ async fn influx(s: &InfluxStore, id: &str) -> Result<String, HubError> {
     if count != POINTS {
         return Err(mismatch("influx", s.name(), &format!("{count} points")));
     }
-    Ok(format!("{POINTS} points written and counted in {}", writer.target()))
+    Ok(format!(
+        "{POINTS} points written and counted in {}",
+        writer.target()
+    ))
 }
 
 /// Runs the round trip on every instance concurrently, each bounded by `timeout`.
 pub async fn run(hub: &Hub, timeout: Duration) -> Vec<Outcome> {
     let id = run_id();
-    let mut jobs: Vec<(&'static str, String, bool, BoxFuture<'_, Result<String, HubError>>)> = Vec::new();
+    let mut jobs: Vec<(
+        &'static str,
+        String,
+        bool,
+        BoxFuture<'_, Result<String, HubError>>,
+    )> = Vec::new();
     for s in hub.mysql_instances() {
-        jobs.push(("mysql", s.name().into(), s.required(), mysql(s, &id).boxed()));
+        jobs.push((
+            "mysql",
+            s.name().into(),
+            s.required(),
+            mysql(s, &id).boxed(),
+        ));
     }
     for s in hub.redis_instances() {
-        jobs.push(("redis", s.name().into(), s.required(), redis(s, &id).boxed()));
+        jobs.push((
+            "redis",
+            s.name().into(),
+            s.required(),
+            redis(s, &id).boxed(),
+        ));
     }
     for s in hub.mongo_instances() {
-        jobs.push(("mongo", s.name().into(), s.required(), mongo(s, &id).boxed()));
+        jobs.push((
+            "mongo",
+            s.name().into(),
+            s.required(),
+            mongo(s, &id).boxed(),
+        ));
     }
     for s in hub.influx_instances() {
-        jobs.push(("influx", s.name().into(), s.required(), influx(s, &id).boxed()));
+        jobs.push((
+            "influx",
+            s.name().into(),
+            s.required(),
+            influx(s, &id).boxed(),
+        ));
     }
-    let runs = jobs.into_iter().map(|(store, instance, required, fut)| async move {
-        let started = Instant::now();
-        let result = tokio::time::timeout(timeout, fut).await;
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        let (ok, detail) = match result {
-            Ok(Ok(d)) => (true, d),
-            Ok(Err(e)) => (false, e.to_string()),
-            Err(_) => (false, format!("no answer within {timeout:?}")),
-        };
-        Outcome { store, instance, required, ok, ms, detail: hub.redactor().clean(detail) }
-    });
+    let runs = jobs
+        .into_iter()
+        .map(|(store, instance, required, fut)| async move {
+            let started = Instant::now();
+            let result = tokio::time::timeout(timeout, fut).await;
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            let (ok, detail) = match result {
+                Ok(Ok(d)) => (true, d),
+                Ok(Err(e)) => (false, e.to_string()),
+                Err(_) => (false, format!("no answer within {timeout:?}")),
+            };
+            Outcome {
+                store,
+                instance,
+                required,
+                ok,
+                ms,
+                detail: hub.redactor().clean(detail),
+            }
+        });
     futures::future::join_all(runs).await
 }
