@@ -1,0 +1,235 @@
+//! The hub against the real local services: every default instance healthy; a store on a closed
+//! port or stopped is exactly the one reported down, within its timeout plus one second.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tsp_hub::{Hub, HubHealth, Status};
+
+fn assert_only_down(h: &HubHealth, store: &str, instance: &str) {
+    for i in &h.instances {
+        let expect_down = i.store == store && i.instance == instance;
+        let want = if expect_down {
+            Status::Down
+        } else {
+            Status::Up
+        };
+        assert_eq!(i.status, want, "{}.{}: {:?}", i.store, i.instance, i.error);
+        if expect_down {
+            assert!(i.error.is_some(), "a down instance says why");
+        }
+    }
+}
+
+#[tokio::test]
+async fn connects_to_all_nine_default_instances() {
+    let config = common::config(&[]);
+    let hub = Hub::connect(&config).await.unwrap();
+    let h = hub.health().await;
+    assert_eq!(h.instances.len(), 9);
+    assert_eq!(h.status, Status::Up);
+    for i in &h.instances {
+        assert_eq!(
+            i.status,
+            Status::Up,
+            "{}.{}: {:?}",
+            i.store,
+            i.instance,
+            i.error
+        );
+        assert!(
+            i.version.as_deref().is_some_and(|v| !v.is_empty()),
+            "{}.{} version",
+            i.store,
+            i.instance
+        );
+        assert!(i.latency_ms > 0.0);
+    }
+    for (name, s) in &config.mysql {
+        let p = h
+            .get("mysql", name)
+            .and_then(|i| i.pool)
+            .expect("mysql pool figures");
+        assert_eq!(p.max, s.pool.max);
+        assert!(p.size >= 1 && p.size <= p.max, "{name}: {p:?}");
+        assert_eq!(p.idle + p.in_use, p.size);
+    }
+    for (name, s) in &config.mongo {
+        let p = h
+            .get("mongo", name)
+            .and_then(|i| i.pool)
+            .expect("mongo pool figures");
+        assert_eq!(p.max, s.pool.max);
+        assert!(p.size >= 1, "{name}: {p:?}");
+    }
+    // The first instance of each kind is required; gtfs and uis are not.
+    let required: Vec<String> = h
+        .instances
+        .iter()
+        .filter(|i| i.required)
+        .map(|i| format!("{}.{}", i.store, i.instance))
+        .collect();
+    assert_eq!(
+        required,
+        [
+            "mysql.dataset",
+            "mysql.incentive",
+            "mysql.portal",
+            "redis.cache",
+            "mongo.cache",
+            "mongo.dataset",
+            "influx.primary"
+        ]
+    );
+}
+
+async fn closed_port_case(store: &str, instance: &str, key: &str) {
+    let port = common::closed_port();
+    let config = common::config(&[
+        &format!("{key}={}", port_value(key, port)),
+        "health.timeout=2s",
+    ]);
+    let hub = Hub::connect(&config).await.unwrap();
+    let started = Instant::now();
+    let h = hub.health().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "health took {took:?}");
+    assert_only_down(&h, store, instance);
+}
+
+fn port_value(key: &str, port: u16) -> String {
+    if key.ends_with(".url") {
+        format!("http://127.0.0.1:{port}")
+    } else {
+        port.to_string()
+    }
+}
+
+#[tokio::test]
+async fn mysql_on_a_closed_port_is_the_only_instance_down() {
+    closed_port_case("mysql", "gtfs", "mysql.gtfs.port").await;
+}
+
+#[tokio::test]
+async fn redis_on_a_closed_port_is_the_only_instance_down() {
+    closed_port_case("redis", "cache", "redis.cache.port").await;
+}
+
+#[tokio::test]
+async fn mongo_on_a_closed_port_is_the_only_instance_down() {
+    closed_port_case("mongo", "dataset", "mongo.dataset.port").await;
+}
+
+#[tokio::test]
+async fn influx_on_a_closed_port_is_the_only_instance_down() {
+    closed_port_case("influx", "uis", "influx.uis.url").await;
+}
+
+#[tokio::test]
+async fn required_store_down_fails_require_and_optional_does_not() {
+    let port = common::closed_port();
+    let optional = common::config(&[&format!("mysql.gtfs.port={port}")]);
+    let hub = Hub::connect(&optional).await.unwrap();
+    let h = hub
+        .require()
+        .await
+        .expect("an optional store does not block start-up");
+    assert_eq!(h.status, Status::Up);
+
+    let required = common::config(&[&format!("mysql.portal.port={port}")]);
+    let hub = Hub::connect(&required).await.unwrap();
+    let err = hub
+        .require()
+        .await
+        .expect_err("a required store blocks start-up");
+    let text = err.to_string();
+    assert!(
+        text.contains("required stores are down: mysql.portal"),
+        "{text}"
+    );
+    assert!(!text.contains("tsp-local-dev"), "{text}");
+}
+
+/// A private Redis, started for this test and killed during it.
+struct ScratchRedis {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl ScratchRedis {
+    fn start() -> ScratchRedis {
+        let port = common::closed_port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (scripts/services.sh up installs it)");
+        ScratchRedis {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ScratchRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test]
+async fn a_stopped_store_turns_unhealthy_and_the_others_stay_up() {
+    let mut scratch = ScratchRedis::start();
+    let config = common::config(&[
+        "redis.spare.host=127.0.0.1",
+        &format!("redis.spare.port={}", scratch.port),
+        "redis.spare.connect_timeout=1s",
+        "health.timeout=2s",
+    ]);
+    let hub = Hub::connect(&config).await.unwrap();
+    // The server needs a moment to listen: wait for it, bounded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = hub.health().await;
+        if h.get("redis", "spare")
+            .is_some_and(|i| i.status == Status::Up)
+        {
+            assert_eq!(h.instances.len(), 10);
+            break;
+        }
+        assert!(Instant::now() < deadline, "scratch redis never came up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    scratch.kill();
+    let started = Instant::now();
+    let h = hub.health().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_only_down(&h, "redis", "spare");
+    assert_eq!(h.status, Status::Up, "redis.spare is optional");
+}
