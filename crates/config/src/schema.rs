@@ -557,12 +557,20 @@ pub static INFLUX_TAG_FIELDS: &[Field] = &[
 ];
 
 /// `health.*`
-pub static HEALTH_FIELDS: &[Field] = &[field(
-    "timeout",
-    FieldType::Duration,
-    |_| s("2s"),
-    "bound on each instance's health check",
-)];
+pub static HEALTH_FIELDS: &[Field] = &[
+    field(
+        "timeout",
+        FieldType::Duration,
+        |_| s("2s"),
+        "bound on each instance's health check",
+    ),
+    field(
+        "interval",
+        FieldType::Duration,
+        |_| s("15s"),
+        "how often `serve` re-checks every store (gauges, logs, store_health points)",
+    ),
+];
 
 /// `server.*`
 pub static SERVER_FIELDS: &[Field] = &[field(

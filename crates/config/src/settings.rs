@@ -194,6 +194,7 @@ impl InfluxTags {
 #[derive(Debug, Clone)]
 pub struct HealthSettings {
     pub timeout: Duration,
+    pub interval: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -233,18 +233,15 @@ fn parse_mongo_uri(s: &str, schemes: &[&str]) -> Result<String, String> {
         return Err("malformed URL: no host".into());
     }
     for host in hosts.split(',') {
-        match host.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() => {
-                if !matches!(p.parse::<u16>(), Ok(n) if n > 0) {
-                    return Err(format!(
-                        "malformed URL: invalid port in `{}`",
-                        host.split('@').next_back().unwrap_or(host)
-                    ));
-                }
-            }
-            Some(_) => return Err("malformed URL: empty host".into()),
-            None if host.is_empty() => return Err("malformed URL: empty host".into()),
-            None => {}
+        let (name, port) = match host.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host, None),
+        };
+        if name.is_empty() {
+            return Err("malformed URL: empty host".into());
+        }
+        if port.is_some_and(|p| !matches!(p.parse::<u16>(), Ok(n) if n > 0)) {
+            return Err(format!("malformed URL: invalid port in `{host}`"));
         }
     }
     Ok(s.to_string())
@@ -869,6 +866,7 @@ pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
         influx_tags,
         health: HealthSettings {
             timeout: dur(health.get("timeout")),
+            interval: dur(health.get("interval")),
         },
         server: ServerSettings { listen },
         shown,

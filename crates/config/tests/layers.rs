@@ -1,5 +1,7 @@
 //! Precedence of every source, the historical variables, `_FILE` secrets and `--set`.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::path::Path;
 
 use secrecy::ExposeSecret;

@@ -1,6 +1,8 @@
 //! The hub against the real local services: every default instance healthy; a store on a closed
 //! port or stopped is exactly the one reported down, within its timeout plus one second.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod common;
 
 use std::process::{Command, Stdio};

@@ -140,15 +140,29 @@ async fn run(command: Command, config: Config) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-/// Re-checks health every 15 s: keeps the `tsp_store_up` gauges current, retries optional stores
-/// that were down, and logs each change of state.
+/// Re-checks health every `health.interval`: keeps the `tsp_store_up` gauges current, retries
+/// optional stores that were down, logs each change of state, and records each check as a
+/// `store_health` point in the service-monitor bucket (history that outlives the process).
 async fn watch_health(hub: Hub) {
     let mut last: std::collections::HashMap<String, Status> = Default::default();
+    let monitor = hub.service_monitor_writer().ok();
+    let interval = hub.config().health.interval;
     loop {
         let h = hub.health().await;
+        let first_round = last.is_empty();
         for i in &h.instances {
+            if let Some(w) = &monitor {
+                let point = tsp_hub::Point::new("store_health")
+                    .tag("store", i.store)
+                    .tag("instance", i.instance.as_str())
+                    .field("up", i.status == Status::Up)
+                    .field("latency_ms", i.latency_ms);
+                if let Err(e) = w.write(&point) {
+                    tracing::warn!(error = %e, "cannot record store health");
+                }
+            }
             let key = format!("{}.{}", i.store, i.instance);
-            if last.insert(key.clone(), i.status) != Some(i.status) && !last.is_empty() {
+            if last.insert(key.clone(), i.status) != Some(i.status) && !first_round {
                 match i.status {
                     Status::Up => tracing::info!(store = %key, "store is up"),
                     Status::Down => {
@@ -157,6 +171,6 @@ async fn watch_health(hub: Hub) {
                 }
             }
         }
-        tokio::time::sleep(Duration::from_secs(15)).await;
+        tokio::time::sleep(interval).await;
     }
 }

@@ -130,8 +130,12 @@ impl PointWriter {
         }
         st.open_points += 1;
         st.buffered += 1;
-        st.open_since.get_or_insert_with(Instant::now);
         sh.accepted.fetch_add(1, Ordering::Relaxed);
+        if st.open_since.is_none() {
+            // A new open batch: the sending task must learn its deadline.
+            st.open_since = Some(Instant::now());
+            sh.wake.notify_one();
+        }
         if st.open_points >= sh.cfg.max_points as u64 {
             seal(&mut st);
             sh.wake.notify_one();

@@ -144,7 +144,7 @@ async fn influx(s: &InfluxStore, id: &str) -> Result<String, HubError> {
     let count = match s.settings().api {
         tsp_config::InfluxApi::V1 => {
             let q = format!("SELECT count(n) FROM hub_roundtrip WHERE run = '{id}'");
-            let body = s.query_v1(&writer.target().to_string(), &q).await?;
+            let body = s.query_v1(writer.target(), &q).await?;
             body.pointer("/results/0/series/0/values/0/1")
                 .and_then(|v| v.as_i64())
                 .unwrap_or(0)
@@ -170,15 +170,18 @@ async fn influx(s: &InfluxStore, id: &str) -> Result<String, HubError> {
     ))
 }
 
+/// One instance's round trip: store, instance, required, the work.
+type Check<'a> = (
+    &'static str,
+    String,
+    bool,
+    BoxFuture<'a, Result<String, HubError>>,
+);
+
 /// Runs the round trip on every instance concurrently, each bounded by `timeout`.
 pub async fn run(hub: &Hub, timeout: Duration) -> Vec<Outcome> {
     let id = run_id();
-    let mut jobs: Vec<(
-        &'static str,
-        String,
-        bool,
-        BoxFuture<'_, Result<String, HubError>>,
-    )> = Vec::new();
+    let mut jobs: Vec<Check<'_>> = Vec::new();
     for s in hub.mysql_instances() {
         jobs.push((
             "mysql",

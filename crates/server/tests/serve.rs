@@ -1,0 +1,216 @@
+//! `tsp-job serve`: health probes and Prometheus metrics over HTTP, against the real services.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, closed_port, metric, run, text};
+
+#[test]
+fn health_probes_answer_and_metrics_move_after_real_commands() {
+    let mut server = Server::start(&["health.interval=200ms"], &[]);
+
+    let (code, body) = server.get("/health/live");
+    assert_eq!((code, body.as_str()), (200, r#"{"status":"up"}"#));
+    let (code, body) = server.get("/health/ready");
+    assert_eq!(code, 200, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready, serde_json::json!({"status": "up", "down": []}));
+
+    let (_, before) = server.get("/metrics");
+    let ping = |t: &str| {
+        metric(
+            t,
+            "tsp_store_commands_total",
+            &[("store", "redis"), ("instance", "cache"), ("op", "ping")],
+        )
+        .unwrap_or(0.0)
+    };
+    let mysql = |t: &str| {
+        metric(
+            t,
+            "tsp_store_commands_total",
+            &[("store", "mysql"), ("instance", "portal"), ("op", "health")],
+        )
+        .unwrap_or(0.0)
+    };
+    let mongo = |t: &str| {
+        metric(
+            t,
+            "tsp_store_commands_total",
+            &[("store", "mongo"), ("instance", "dataset"), ("op", "ping")],
+        )
+        .unwrap_or(0.0)
+    };
+    let influx = |t: &str| {
+        metric(
+            t,
+            "tsp_store_commands_total",
+            &[("store", "influx"), ("instance", "uis"), ("op", "ping")],
+        )
+        .unwrap_or(0.0)
+    };
+
+    let (code, body) = server.get("/health");
+    assert_eq!(code, 200, "{body}");
+    let h: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["status"], "up");
+    assert_eq!(h["instances"].as_array().unwrap().len(), 9);
+
+    let (code, after) = server.get("/metrics");
+    assert_eq!(code, 200);
+    for (name, f) in [
+        ("redis ping", &ping as &dyn Fn(&str) -> f64),
+        ("mysql health", &mysql),
+        ("mongo ping", &mongo),
+        ("influx ping", &influx),
+    ] {
+        assert!(
+            f(&after) > f(&before),
+            "{name}: {} → {}",
+            f(&before),
+            f(&after)
+        );
+    }
+    // Latency histograms, pool gauges and store gauges are there.
+    assert!(
+        after.contains("tsp_store_command_duration_seconds_bucket{"),
+        "histogram buckets"
+    );
+    assert!(
+        metric(
+            &after,
+            "tsp_store_pool_connections",
+            &[
+                ("store", "mysql"),
+                ("instance", "dataset"),
+                ("state", "max")
+            ]
+        ) == Some(20.0)
+    );
+    assert!(
+        metric(
+            &after,
+            "tsp_store_pool_connections",
+            &[("store", "mongo"), ("instance", "cache"), ("state", "max")]
+        ) == Some(10.0)
+    );
+    assert!(
+        metric(
+            &after,
+            "tsp_redis_used_memory_bytes",
+            &[("instance", "cache")]
+        )
+        .is_some_and(|v| v > 0.0)
+    );
+    assert!(
+        metric(
+            &after,
+            "tsp_redis_keyspace_hit_ratio",
+            &[("instance", "cache")]
+        )
+        .is_some()
+    );
+    assert_eq!(
+        metric(
+            &after,
+            "tsp_mongo_connection_state",
+            &[("instance", "dataset")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &after,
+            "tsp_store_up",
+            &[("store", "influx"), ("instance", "primary")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &after,
+            "tsp_influx_points_dropped_total",
+            &[("instance", "primary")]
+        )
+        .unwrap_or(0.0),
+        0.0
+    );
+
+    // The health watcher writes store_health points every 200 ms; the writer flushes each second.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, m) = server.get("/metrics");
+        if metric(
+            &m,
+            "tsp_influx_points_written_total",
+            &[("instance", "primary")],
+        )
+        .is_some_and(|v| v >= 9.0)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no influx points written:\n{m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    assert_eq!(server.terminate(), Some(0), "SIGTERM ends serve cleanly");
+}
+
+#[test]
+fn serve_fails_fast_when_a_required_store_is_down() {
+    let port = closed_port();
+    let started = Instant::now();
+    let out = run(
+        &[
+            "serve",
+            "--set",
+            "server.listen=127.0.0.1:0",
+            "--set",
+            &format!("mongo.cache.port={port}"),
+            "--set",
+            "health.timeout=2s",
+        ],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("cannot start: required stores are down: mongo.cache"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("listening"), "{stdout}");
+}
+
+#[test]
+fn serve_starts_with_an_optional_store_down_and_reports_it() {
+    let port = closed_port();
+    let server = Server::start(&[&format!("influx.uis.url=http://127.0.0.1:{port}")], &[]);
+    let (code, body) = server.get("/health");
+    assert_eq!(code, 200, "only optional stores are down: {body}");
+    let h: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let uis = h["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["instance"] == "uis")
+        .unwrap();
+    assert_eq!(uis["status"], "down");
+    assert_eq!(server.get("/health/ready").0, 200);
+    let (_, m) = server.get("/metrics");
+    assert_eq!(
+        metric(
+            &m,
+            "tsp_store_up",
+            &[("store", "influx"), ("instance", "uis")]
+        ),
+        Some(0.0)
+    );
+}
