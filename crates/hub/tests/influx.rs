@@ -336,3 +336,22 @@ async fn shutdown_flushes_what_is_buffered() {
     assert_eq!(f.count("at_shutdown").await, 1_234);
     f.drop_db().await;
 }
+
+#[tokio::test]
+async fn write_wait_slows_the_producer_instead_of_dropping() {
+    let f = Fixture::new(&[
+        "influx.primary.batch.max_points=100",
+        "influx.primary.batch.max_buffer_points=1000",
+    ])
+    .await;
+    let w = f.influx().writer_for(&f.db);
+    for n in 0..20_000 {
+        w.write_wait(&seq_point("paced", n)).await.unwrap();
+        assert!(w.stats().buffered <= 1_000);
+    }
+    w.flush().await;
+    let s = w.stats();
+    assert_eq!((s.written, s.dropped, s.failed), (20_000, 0, 0), "{s:?}");
+    assert_eq!(f.count("paced").await, 20_000);
+    f.drop_db().await;
+}

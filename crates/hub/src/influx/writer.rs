@@ -121,8 +121,33 @@ impl PointWriter {
     /// # Errors
     /// The point cannot be expressed in line protocol (see [`PointError`]); nothing is queued.
     pub fn write(&self, point: &Point) -> Result<(), PointError> {
+        self.write_inner(point, true).map(|_| ())
+    }
+
+    /// Queues one point, waiting for room in the buffer instead of dropping old points: for
+    /// producers that must not lose points and may be slowed to the server's pace.
+    ///
+    /// # Errors
+    /// As [`PointWriter::write`].
+    pub async fn write_wait(&self, point: &Point) -> Result<(), PointError> {
+        loop {
+            let notified = self.shared.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.write_inner(point, false)? {
+                return Ok(());
+            }
+            notified.await;
+        }
+    }
+
+    /// `Ok(false)`: the buffer is full and `may_drop` is false; nothing was queued.
+    fn write_inner(&self, point: &Point, may_drop: bool) -> Result<bool, PointError> {
         let sh = &self.shared;
         let mut st = self.lock();
+        if !may_drop && st.buffered >= sh.cfg.max_buffer_points as u64 {
+            return Ok(false);
+        }
         let before = st.open.len();
         if let Err(e) = point.write_line(sh.store.default_tags(), &mut st.open) {
             st.open.truncate(before);
@@ -164,18 +189,7 @@ impl PointWriter {
             );
             sh.settled.notify_waiters();
         }
-        Ok(())
-    }
-
-    /// Queues many points; stops at the first that cannot be written.
-    pub fn write_all<'a>(
-        &self,
-        points: impl IntoIterator<Item = &'a Point>,
-    ) -> Result<(), PointError> {
-        for p in points {
-            self.write(p)?;
-        }
-        Ok(())
+        Ok(true)
     }
 
     pub fn stats(&self) -> WriterStats {

@@ -100,7 +100,9 @@ pub async fn run(hub: &Hub, args: &HubBenchArgs) -> anyhow::Result<serde_json::V
     let before = writer.stats();
     let started = Instant::now();
     for n in 0..args.points {
-        writer.write(&bench_point(&run, n, base + n as i64))?;
+        writer
+            .write_wait(&bench_point(&run, n, base + n as i64))
+            .await?;
     }
     writer.flush().await;
     let writer_secs = started.elapsed().as_secs_f64();
