@@ -177,11 +177,21 @@ impl RedisStore {
     }
 
     fn error(&self, op: &str, e: &redis::RedisError) -> HubError {
+        // Some errors quote a whole reply; a health report needs the gist.
+        let mut message = self.redactor.clean(e.to_string());
+        if message.len() > 400 {
+            let cut = (0..=400)
+                .rev()
+                .find(|i| message.is_char_boundary(*i))
+                .unwrap_or(0);
+            message.truncate(cut);
+            message.push('…');
+        }
         HubError::Store {
             store: STORE,
             instance: self.settings.name.clone(),
             op: op.to_string(),
-            message: self.redactor.clean(e.to_string()),
+            message,
         }
     }
 
@@ -283,11 +293,12 @@ impl RedisStore {
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| self.error("ping", &e))?;
-            let info: String = redis::cmd("INFO")
+            // A cluster answers with one INFO text per node.
+            let info: Value = redis::cmd("INFO")
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| self.error("info", &e))?;
-            Ok::<_, HubError>(parse_info(&info))
+            Ok::<_, HubError>(merge_info(&info))
         };
         let (status, version, error) = match tokio::time::timeout(timeout, check).await {
             Ok(Ok(info)) => {
@@ -331,6 +342,44 @@ impl RedisStore {
             metrics::gauge!(names::REDIS_HIT_RATIO, &labels).set(ratio);
         }
     }
+}
+
+fn texts(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::BulkString(b) => out.push(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => out.push(s.clone()),
+        Value::VerbatimString { text, .. } => out.push(text.clone()),
+        Value::Map(pairs) => pairs.iter().for_each(|(_, v)| texts(v, out)),
+        Value::Array(items) => items.iter().for_each(|v| texts(v, out)),
+        _ => {}
+    }
+}
+
+/// One node's `INFO`, or every node's merged: the first node's version, counters summed.
+fn merge_info(v: &Value) -> HashMap<String, String> {
+    let mut all = Vec::new();
+    texts(v, &mut all);
+    let mut merged = HashMap::new();
+    for text in &all {
+        for (k, val) in parse_info(text) {
+            match merged.get_mut(&k) {
+                None => {
+                    merged.insert(k, val);
+                }
+                Some(existing) => {
+                    if let (Ok(a), Ok(b)) = (existing.parse::<u64>(), val.parse::<u64>())
+                        && matches!(
+                            k.as_str(),
+                            "used_memory" | "keyspace_hits" | "keyspace_misses"
+                        )
+                    {
+                        *existing = (a + b).to_string();
+                    }
+                }
+            }
+        }
+    }
+    merged
 }
 
 /// `INFO` text → field map.
