@@ -26,7 +26,7 @@ pub use error::{ConfigError, Problem};
 pub use origin::Origin;
 pub use raw::{MASK, mask_url};
 pub use settings::*;
-pub use validate::parse_duration;
+pub use validate::parse_duration_text;
 
 /// Where to read configuration from. Tests build one by hand; the binary uses
 /// [`LoadOptions::from_process`].

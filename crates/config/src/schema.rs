@@ -580,12 +580,131 @@ pub static SERVER_FIELDS: &[Field] = &[field(
     "HTTP address of `tsp-job serve`",
 )];
 
+/// `queue.*`: the job queue and its workers.
+pub static QUEUE_FIELDS: &[Field] = &[
+    field(
+        "redis",
+        FieldType::Str,
+        |_| s("cache"),
+        "redis instance holding the queues",
+    ),
+    field(
+        "lease",
+        FieldType::Duration,
+        |_| s("30s"),
+        "how long a fetched job stays leased without a heartbeat; an expired lease sends the job back",
+    ),
+    field(
+        "fetch_batch",
+        FieldType::UInt {
+            min: 1,
+            max: 10_000,
+        },
+        |_| i(256),
+        "jobs fetched per round trip",
+    ),
+    field(
+        "concurrency",
+        FieldType::UInt {
+            min: 1,
+            max: 100_000,
+        },
+        |_| i(64),
+        "jobs run at once per queue in one worker process",
+    ),
+    field(
+        "max_attempts",
+        FieldType::UInt { min: 1, max: 1000 },
+        |_| i(3),
+        "attempts of a job unless it says otherwise",
+    ),
+    field(
+        "backoff",
+        FieldType::Duration,
+        |_| s("1s"),
+        "first retry delay (exponential with jitter) unless a job says otherwise",
+    ),
+    field(
+        "timeout",
+        FieldType::Duration,
+        |_| s("5m"),
+        "a job's run time limit unless it says otherwise",
+    ),
+    field(
+        "keep_completed",
+        FieldType::UInt {
+            min: 0,
+            max: 100_000_000,
+        },
+        |_| i(100_000),
+        "completed jobs kept per queue (newest)",
+    ),
+    field(
+        "keep_completed_age",
+        FieldType::Duration,
+        |_| s("24h"),
+        "completed jobs older than this are removed",
+    ),
+    field(
+        "keep_dead",
+        FieldType::UInt {
+            min: 0,
+            max: 100_000_000,
+        },
+        |_| i(1_000_000),
+        "dead-lettered jobs kept per queue (newest)",
+    ),
+    field(
+        "keep_dead_age",
+        FieldType::Duration,
+        |_| s("7d"),
+        "dead-lettered jobs older than this are removed",
+    ),
+    field(
+        "shutdown_grace",
+        FieldType::Duration,
+        |_| s("30s"),
+        "on SIGINT/SIGTERM, how long in-flight jobs may finish before their leases are returned",
+    ),
+    field(
+        "records.mongo",
+        FieldType::Bool,
+        |_| b(true),
+        "write each finished job's record to mongo.cache job_queue",
+    ),
+    field(
+        "records.influx",
+        FieldType::Bool,
+        |_| b(true),
+        "write a job_execution point per finished job",
+    ),
+    field(
+        "records.batch",
+        FieldType::UInt {
+            min: 1,
+            max: 100_000,
+        },
+        |_| i(1000),
+        "records per MongoDB insert",
+    ),
+    field(
+        "records.buffer",
+        FieldType::UInt {
+            min: 1,
+            max: 10_000_000,
+        },
+        |_| i(50_000),
+        "records waiting for MongoDB; when full, workers wait (backpressure)",
+    ),
+];
+
 /// A fixed section (not instance-named) and its fields.
 pub static FIXED_SECTIONS: &[(&str, &[Field])] = &[
     ("influx.service_monitor", SERVICE_MONITOR_FIELDS),
     ("influx.tags", INFLUX_TAG_FIELDS),
     ("health", HEALTH_FIELDS),
     ("server", SERVER_FIELDS),
+    ("queue", QUEUE_FIELDS),
 ];
 
 /// The field of `stores.<kind>.<instance>.required`.

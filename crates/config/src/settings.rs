@@ -202,6 +202,27 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
 }
 
+/// The job queue.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    pub redis: String,
+    pub lease: Duration,
+    pub fetch_batch: usize,
+    pub concurrency: usize,
+    pub max_attempts: u32,
+    pub backoff: Duration,
+    pub timeout: Duration,
+    pub keep_completed: u64,
+    pub keep_completed_age: Duration,
+    pub keep_dead: u64,
+    pub keep_dead_age: Duration,
+    pub shutdown_grace: Duration,
+    pub records_mongo: bool,
+    pub records_influx: bool,
+    pub records_batch: usize,
+    pub records_buffer: usize,
+}
+
 /// One effective value for `config show`: masked when secret.
 #[derive(Debug, Clone)]
 pub struct ShownValue {
@@ -226,6 +247,7 @@ pub struct Config {
     pub influx_tags: InfluxTags,
     pub health: HealthSettings,
     pub server: ServerSettings,
+    pub queue: QueueSettings,
     /// Every effective value with its origin, in key order.
     pub shown: Vec<ShownValue>,
     /// The files that were read, lowest precedence first.

@@ -142,8 +142,13 @@ fn parse_uint(raw: &RawValue, min: u64, max: u64, what: &str) -> Result<u64, Str
     u64::try_from(n).map_err(|_| format!("out of range: expected {what}"))
 }
 
+/// A duration written as text (`500ms`, `30s`, `2m`, bare ms), as on the command line.
+pub fn parse_duration_text(s: &str) -> Result<Duration, String> {
+    parse_duration(&RawValue::Str(s.to_string()))
+}
+
 /// `500ms`, `30s`, `2m`, `1h`, `1.5s`, or a bare integer of milliseconds.
-pub fn parse_duration(raw: &RawValue) -> Result<Duration, String> {
+pub(crate) fn parse_duration(raw: &RawValue) -> Result<Duration, String> {
     let text = match raw {
         RawValue::Int(i) => format!("{i}ms"),
         RawValue::Float(_) | RawValue::List(_) | RawValue::Bool(_) => {
@@ -166,9 +171,10 @@ pub fn parse_duration(raw: &RawValue) -> Result<Duration, String> {
         "s" => 1.0,
         "m" | "min" => 60.0,
         "h" => 3600.0,
+        "d" => 86_400.0,
         other => {
             return Err(format!(
-                "unknown duration unit `{other}`: use ms, s, m or h"
+                "unknown duration unit `{other}`: use ms, s, m, h or d"
             ));
         }
     };
@@ -176,8 +182,8 @@ pub fn parse_duration(raw: &RawValue) -> Result<Duration, String> {
         return Err("must be greater than zero".into());
     }
     let secs = value * scale;
-    if secs > 7.0 * 24.0 * 3600.0 {
-        return Err("too long: at most 7 days".into());
+    if secs > 366.0 * 24.0 * 3600.0 {
+        return Err("too long: at most 366 days".into());
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -373,6 +379,12 @@ fn list(t: &Typed) -> Vec<String> {
         Typed::List(l) => l.clone(),
         _ => Vec::new(),
     }
+}
+fn flag(t: &Typed) -> bool {
+    matches!(t, Typed::Bool(true))
+}
+fn usize_of(t: &Typed) -> usize {
+    usize::try_from(int(t)).unwrap_or(usize::MAX)
 }
 fn u32_of(t: &Typed) -> u32 {
     u32::try_from(int(t)).unwrap_or(u32::MAX)
@@ -851,6 +863,38 @@ pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
         .parse()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)));
 
+    let q = read_section(&mut b, "queue", schema::QUEUE_FIELDS, "");
+    let queue = QueueSettings {
+        redis: text(q.get("redis")),
+        lease: dur(q.get("lease")),
+        fetch_batch: usize_of(q.get("fetch_batch")),
+        concurrency: usize_of(q.get("concurrency")),
+        max_attempts: u32_of(q.get("max_attempts")),
+        backoff: dur(q.get("backoff")),
+        timeout: dur(q.get("timeout")),
+        keep_completed: int(q.get("keep_completed")),
+        keep_completed_age: dur(q.get("keep_completed_age")),
+        keep_dead: int(q.get("keep_dead")),
+        keep_dead_age: dur(q.get("keep_dead_age")),
+        shutdown_grace: dur(q.get("shutdown_grace")),
+        records_mongo: flag(q.get("records.mongo")),
+        records_influx: flag(q.get("records.influx")),
+        records_batch: usize_of(q.get("records.batch")),
+        records_buffer: usize_of(q.get("records.buffer")),
+    };
+    if !redis.contains_key(&queue.redis) {
+        b.problem(
+            &q.key("redis"),
+            format!("no redis instance named `{}`", queue.redis),
+        );
+    }
+    if queue.lease < Duration::from_secs(1) {
+        b.problem(
+            &q.key("lease"),
+            "at least 1s: heartbeats run every third of it",
+        );
+    }
+
     if !b.problems.is_empty() {
         return Err(b.problems);
     }
@@ -869,6 +913,7 @@ pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
             interval: dur(health.get("interval")),
         },
         server: ServerSettings { listen },
+        queue,
         shown,
         files: layers.files,
         warnings: Vec::new(),

@@ -42,6 +42,85 @@ pub enum Command {
     /// Benchmarks (build with --release).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Process jobs until SIGINT/SIGTERM.
+    Worker(WorkerArgs),
+    /// Put jobs on a queue.
+    Enqueue(EnqueueArgs),
+    /// Inspect and operate queues.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct WorkerArgs {
+    /// Queues to work (repeatable).
+    #[arg(long = "queue", default_value = "default")]
+    pub queues: Vec<String>,
+    /// Jobs run at once per queue [default: queue.concurrency].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct EnqueueArgs {
+    /// Job type, e.g. builtin.noop.
+    pub job_type: String,
+    /// JSON payload.
+    #[arg(long, default_value = "{}")]
+    pub payload: String,
+    #[arg(long, default_value = "default")]
+    pub queue: String,
+    /// 0-1023, higher runs first.
+    #[arg(long, default_value_t = 0)]
+    pub priority: u16,
+    /// Run no earlier than this from now (e.g. 500ms, 10s, 5m).
+    #[arg(long)]
+    pub delay: Option<String>,
+    #[arg(long)]
+    pub dedup_key: Option<String>,
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// Enqueue this many copies (bulk).
+    #[arg(long, default_value_t = 1)]
+    pub count: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Counts per state of every queue.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job in full.
+    Show {
+        id: String,
+        #[arg(long, default_value = "default")]
+        queue: String,
+    },
+    /// Jobs in a state: waiting, delayed, active, completed, dead (or failed).
+    List {
+        #[arg(long)]
+        state: String,
+        #[arg(long, default_value = "default")]
+        queue: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Requeue a dead-lettered job, or all of them.
+    Retry {
+        id: Option<String>,
+        #[arg(long)]
+        all_failed: bool,
+        #[arg(long, default_value = "default")]
+        queue: String,
+    },
+    Pause {
+        queue: String,
+    },
+    Resume {
+        queue: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +143,19 @@ pub enum ConfigCommand {
 pub enum BenchCommand {
     /// Health checks, Influx writer, MySQL and Redis throughput; prints one JSON line.
     Hub(HubBenchArgs),
+    /// Queue throughput: bulk enqueue, then one worker drains; prints one JSON line.
+    Queue(QueueBenchArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct QueueBenchArgs {
+    #[arg(long, default_value_t = 200_000)]
+    pub jobs: usize,
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Write Mongo records and Influx points for every job.
+    #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+    pub records: String,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -134,6 +134,36 @@ async fn run(command: Command, config: Config) -> anyhow::Result<u8> {
             println!("{}", serde_json::to_string(&out)?);
             0
         }
+        Command::Worker(args) => {
+            let report = commands::jobs::worker(&hub, &args, shutdown_signal()).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            0
+        }
+        Command::Enqueue(args) => {
+            let ids = commands::jobs::enqueue(&hub, &args).await?;
+            if ids.len() <= 20 {
+                for id in &ids {
+                    println!("{id}");
+                }
+            } else {
+                println!(
+                    "enqueued {} jobs ({} … {})",
+                    ids.len(),
+                    ids[0],
+                    ids[ids.len() - 1]
+                );
+            }
+            0
+        }
+        Command::Jobs(cmd) => {
+            println!("{}", commands::jobs::jobs(&hub, &cmd).await?);
+            0
+        }
+        Command::Bench(BenchCommand::Queue(args)) => {
+            let out = commands::bench::queue(&hub, &args).await?;
+            println!("{}", serde_json::to_string(&out)?);
+            0
+        }
         Command::Config(_) => 0,
     };
     hub.shutdown(Duration::from_secs(10)).await;

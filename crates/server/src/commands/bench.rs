@@ -9,7 +9,9 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use tsp_hub::{Hub, Point};
 
-use crate::cli::HubBenchArgs;
+use crate::cli::{HubBenchArgs, QueueBenchArgs};
+use crate::commands::jobs;
+use tsp_queue::{NewJob, Worker};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -191,5 +193,83 @@ pub async fn run(hub: &Hub, args: &HubBenchArgs) -> anyhow::Result<serde_json::V
         "influx_one_request_per_point": {"points": args.single_points, "points_per_s": (args.single_points as f64 / single_secs).round(), "concurrency": args.concurrency},
         "mysql_select_1": {"queries_per_s": mysql_qps.round(), "concurrency": args.concurrency, "pool_max": hub.mysql("portal")?.pool_stats().max},
         "redis_get": {"ops_per_s": redis_ops.round(), "concurrency": args.concurrency},
+    }))
+}
+
+/// Bulk-enqueues `jobs` no-op jobs, then one in-process worker drains them.
+pub async fn queue(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_json::Value> {
+    let name = format!("bench-{:x}", now_ns());
+    let q = jobs::queue(hub, &name)?;
+    let records_on = args.records == "on";
+
+    let batch = vec![NewJob::raw("builtin.noop", "{}"); args.jobs];
+    let started = Instant::now();
+    let ids = q.enqueue_many(batch).await?;
+    let enqueue_secs = started.elapsed().as_secs_f64();
+    if ids.len() != args.jobs {
+        bail!("enqueued {} of {} jobs", ids.len(), args.jobs);
+    }
+
+    let (sink, task) = if records_on {
+        jobs::records(hub).await?
+    } else {
+        (tsp_queue::RecordSink::none(), None)
+    };
+    let worker = Worker::new(vec![q.clone()], jobs::registry())
+        .with_concurrency(args.concurrency)
+        .with_records(sink);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stop_rx.await;
+    }));
+    jobs::drained(&q, Duration::from_secs(600)).await?;
+    let process_secs = started.elapsed().as_secs_f64();
+    let _ = stop_tx.send(());
+    let report = running.await.context("worker task")?;
+    let mut records = serde_json::Value::Null;
+    if let Some(t) = task {
+        let unwritten = t.finish(Duration::from_secs(600)).await;
+        let all_done_secs = started.elapsed().as_secs_f64();
+        let mongo = hub.mongo("cache")?;
+        let coll = mongo
+            .database()
+            .collection::<mongodb::bson::Document>(tsp_queue::records::COLLECTION);
+        let docs = mongo
+            .timed(
+                "count",
+                coll.count_documents(mongodb::bson::doc! {"queue": &name}),
+            )
+            .await?;
+        records = json!({"mongo_documents": docs, "unwritten": unwritten, "all_records_written_per_s": (args.jobs as f64 / all_done_secs).round()});
+    }
+    if report.completed != args.jobs as u64 {
+        bail!(
+            "completed {} of {} jobs: {report:?}",
+            report.completed,
+            args.jobs
+        );
+    }
+    // The bench queue's keys are removed; nothing else uses them.
+    let store = q.store();
+    let mut conn = store.conn().await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", q.base_key()))
+        .query_async(&mut conn)
+        .await?;
+    for chunk in keys.chunks(500) {
+        let _: i64 = redis::cmd("UNLINK")
+            .arg(chunk)
+            .query_async(&mut conn)
+            .await?;
+    }
+    Ok(json!({
+        "bench": "queue",
+        "jobs": args.jobs,
+        "concurrency": args.concurrency,
+        "records": records_on,
+        "enqueue_per_s": (args.jobs as f64 / enqueue_secs).round(),
+        "process_per_s": (args.jobs as f64 / process_secs).round(),
+        "record_check": records,
     }))
 }

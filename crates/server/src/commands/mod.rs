@@ -3,4 +3,5 @@
 pub mod bench;
 pub mod config;
 pub mod health;
+pub mod jobs;
 pub mod roundtrip;

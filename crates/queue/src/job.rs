@@ -1,0 +1,327 @@
+//! Jobs as producers describe them and as the queue reports them.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::QueueError;
+
+/// The highest priority; jobs run highest priority first, FIFO within a priority.
+pub const MAX_PRIORITY: u16 = 1023;
+
+/// How long to wait before the next attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "base_ms", rename_all = "lowercase")]
+pub enum Backoff {
+    /// `base · 2^(attempt-1)`, plus up to the same again at random (full jitter on top of the
+    /// floor, so retries of jobs that failed together spread out), capped at one hour.
+    Exponential(u64),
+    /// The same delay every time.
+    Fixed(u64),
+}
+
+impl Backoff {
+    /// The wire form stored with the job (`exp:500`, `fixed:1000`).
+    pub fn encode(self) -> String {
+        match self {
+            Backoff::Exponential(ms) => format!("exp:{ms}"),
+            Backoff::Fixed(ms) => format!("fixed:{ms}"),
+        }
+    }
+
+    pub fn decode(s: &str) -> Backoff {
+        match s.split_once(':') {
+            Some(("fixed", ms)) => Backoff::Fixed(ms.parse().unwrap_or(1000)),
+            Some((_, ms)) => Backoff::Exponential(ms.parse().unwrap_or(1000)),
+            None => Backoff::Exponential(1000),
+        }
+    }
+
+    /// The delay before attempt `attempt + 1`, after attempt `attempt` (1-based) failed.
+    pub fn delay(self, attempt: u32) -> Duration {
+        match self {
+            Backoff::Fixed(ms) => Duration::from_millis(ms),
+            Backoff::Exponential(ms) => {
+                let floor = ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
+                let floor = floor.min(3_600_000);
+                let jitter = if floor > 0 {
+                    rand::random_range(0..=floor / 2)
+                } else {
+                    0
+                };
+                Duration::from_millis(floor + jitter)
+            }
+        }
+    }
+}
+
+/// A job to enqueue. Build with [`NewJob::new`] and the `with_*` methods.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub job_type: String,
+    /// JSON text.
+    pub payload: String,
+    pub priority: u16,
+    pub delay: Duration,
+    pub max_attempts: Option<u32>,
+    pub backoff: Option<Backoff>,
+    pub timeout: Option<Duration>,
+    pub dedup_key: Option<String>,
+}
+
+impl NewJob {
+    /// A job of `job_type` with a payload that serializes to JSON.
+    pub fn new(job_type: impl Into<String>, payload: &impl Serialize) -> Result<Self, QueueError> {
+        let payload = serde_json::to_string(payload).map_err(|e| QueueError::Invalid {
+            field: "payload".into(),
+            message: e.to_string(),
+        })?;
+        Ok(Self::raw(job_type, payload))
+    }
+
+    /// A job whose payload is JSON text already (checked by [`NewJob::validate`]).
+    pub fn raw(job_type: impl Into<String>, payload: impl Into<String>) -> Self {
+        NewJob {
+            job_type: job_type.into(),
+            payload: payload.into(),
+            priority: 0,
+            delay: Duration::ZERO,
+            max_attempts: None,
+            backoff: None,
+            timeout: None,
+            dedup_key: None,
+        }
+    }
+
+    pub fn with_priority(mut self, p: u16) -> Self {
+        self.priority = p;
+        self
+    }
+    pub fn with_delay(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
+    }
+    pub fn with_max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+    pub fn with_backoff(mut self, b: Backoff) -> Self {
+        self.backoff = Some(b);
+        self
+    }
+    pub fn with_timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+    pub fn with_dedup_key(mut self, k: impl Into<String>) -> Self {
+        self.dedup_key = Some(k.into());
+        self
+    }
+
+    /// Checks what the queue cannot fix later, naming the field.
+    pub fn validate(&self) -> Result<(), QueueError> {
+        let invalid = |field: &str, message: String| {
+            Err(QueueError::Invalid {
+                field: field.into(),
+                message,
+            })
+        };
+        if self.job_type.is_empty() || self.job_type.len() > 200 {
+            return invalid("type", "must be 1-200 characters".into());
+        }
+        if self.priority > MAX_PRIORITY {
+            return invalid("priority", format!("must be 0-{MAX_PRIORITY}"));
+        }
+        if self.max_attempts == Some(0) {
+            return invalid("max_attempts", "must be at least 1".into());
+        }
+        if self.timeout == Some(Duration::ZERO) {
+            return invalid("timeout", "must be greater than zero".into());
+        }
+        if self
+            .dedup_key
+            .as_deref()
+            .is_some_and(|k| k.is_empty() || k.len() > 500)
+        {
+            return invalid("dedup_key", "must be 1-500 characters".into());
+        }
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&self.payload) {
+            return invalid("payload", format!("not valid JSON: {e}"));
+        }
+        Ok(())
+    }
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Waiting,
+    Delayed,
+    Active,
+    Completed,
+    Dead,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 5] = [
+        JobState::Waiting,
+        JobState::Delayed,
+        JobState::Active,
+        JobState::Completed,
+        JobState::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Waiting => "waiting",
+            JobState::Delayed => "delayed",
+            JobState::Active => "active",
+            JobState::Completed => "completed",
+            JobState::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .or(match s {
+                "failed" => Some(JobState::Dead),
+                _ => None,
+            })
+    }
+
+    /// The sorted set holding jobs in this state.
+    pub(crate) fn set(self) -> &'static str {
+        match self {
+            JobState::Waiting => "ready",
+            JobState::Delayed => "delayed",
+            JobState::Active => "active",
+            JobState::Completed => "completed",
+            JobState::Dead => "dead",
+        }
+    }
+}
+
+/// One attempt's failure.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct AttemptError {
+    pub attempt: u32,
+    /// Unix ms.
+    pub at: i64,
+    pub error: String,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobInfo {
+    pub id: String,
+    pub queue: String,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub payload: serde_json::Value,
+    pub state: String,
+    pub priority: u16,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub timeout_ms: u64,
+    pub dedup_key: Option<String>,
+    /// Unix ms.
+    pub created_at: i64,
+    pub run_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub progress: Option<serde_json::Value>,
+    pub result: Option<serde_json::Value>,
+    pub last_error: Option<String>,
+    pub errors: Vec<AttemptError>,
+}
+
+impl JobInfo {
+    pub(crate) fn from_hash(id: &str, queue: &str, h: &HashMap<String, String>) -> JobInfo {
+        let num = |k: &str| h.get(k).and_then(|v| v.parse::<i64>().ok());
+        let json = |k: &str| {
+            h.get(k)
+                .map(|v| serde_json::from_str(v).unwrap_or(serde_json::Value::String(v.clone())))
+        };
+        JobInfo {
+            id: id.to_string(),
+            queue: queue.to_string(),
+            job_type: h.get("type").cloned().unwrap_or_default(),
+            payload: json("payload").unwrap_or(serde_json::Value::Null),
+            state: h.get("s").cloned().unwrap_or_default(),
+            priority: num("prio").and_then(|p| u16::try_from(p).ok()).unwrap_or(0),
+            attempts: num("a").and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+            max_attempts: num("max").and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+            backoff: Backoff::decode(h.get("backoff").map(String::as_str).unwrap_or("")),
+            timeout_ms: num("timeout")
+                .and_then(|p| u64::try_from(p).ok())
+                .unwrap_or(0),
+            dedup_key: h.get("dedup").filter(|d| !d.is_empty()).cloned(),
+            created_at: num("created").unwrap_or(0),
+            run_at: num("run_at").unwrap_or(0),
+            started_at: num("started"),
+            finished_at: num("finished"),
+            progress: json("progress"),
+            result: json("result"),
+            last_error: h.get("error").cloned(),
+            errors: h
+                .get("errors")
+                .and_then(|e| serde_json::from_str(e).ok())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Per-state sizes (each an O(1) `ZCARD`) and lifetime counters of one queue.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QueueCounts {
+    pub queue: String,
+    pub paused: bool,
+    pub waiting: u64,
+    pub delayed: u64,
+    pub active: u64,
+    pub completed: u64,
+    pub dead: u64,
+    /// Lifetime counters: enqueued, completed, failed (attempts), retried, dead, stalled, requeued.
+    pub totals: HashMap<String, u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponential_backoff_grows_with_bounded_jitter() {
+        for attempt in 1..6u32 {
+            let floor = 100u64 << (attempt - 1);
+            for _ in 0..50 {
+                let d = Backoff::Exponential(100).delay(attempt).as_millis() as u64;
+                assert!(
+                    d >= floor && d <= floor + floor / 2,
+                    "attempt {attempt}: {d}"
+                );
+            }
+        }
+        assert_eq!(Backoff::Fixed(250).delay(7), Duration::from_millis(250));
+        assert_eq!(
+            Backoff::decode(&Backoff::Fixed(5).encode()),
+            Backoff::Fixed(5)
+        );
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let e = NewJob::raw("t", "{not json").validate().unwrap_err();
+        assert!(e.to_string().contains("payload"), "{e}");
+        let e = NewJob::raw("t", "{}")
+            .with_priority(5000)
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("priority"), "{e}");
+        assert!(NewJob::raw("t", "{}").validate().is_ok());
+    }
+}

@@ -1,0 +1,29 @@
+//! A reliable Redis job queue and worker runtime.
+//!
+//! At-least-once: a job leaves Redis only when a worker's acknowledgement is stored; a worker
+//! that dies or hangs loses its leases, and the jobs run again elsewhere. Handlers must be
+//! idempotent (the trip jobs are, by their unique keys).
+//!
+//! # Layout
+//! - [`queue`]: a named queue: enqueue, inspect, pause, requeue, and the state transitions
+//!   (each one Lua script in `lua/`, atomic, for a whole batch of jobs).
+//! - [`worker`]: the runtime: batched fetch, concurrent handlers with timeout and panic capture,
+//!   batched acknowledgement, heartbeats, stalled-job recovery, graceful shutdown.
+//! - [`handler`]: handlers by job type with typed payloads; built-ins `builtin.noop`,
+//!   `builtin.sleep`.
+//! - [`records`]: MongoDB records and Influx points of finished jobs, batched, with backpressure.
+
+pub mod error;
+pub mod handler;
+pub mod job;
+pub mod metrics;
+pub mod queue;
+pub mod records;
+pub mod worker;
+
+pub use error::{JobError, QueueError};
+pub use handler::{JobContext, Registry};
+pub use job::{Backoff, JobInfo, JobState, NewJob, QueueCounts};
+pub use queue::{Queue, valid_queue_name};
+pub use records::{JobRecord, RecordSink, RecordTask};
+pub use worker::{Worker, WorkerReport};

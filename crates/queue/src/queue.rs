@@ -1,0 +1,594 @@
+//! One named queue in Redis: producing, inspecting, and the state transitions workers use.
+//!
+//! # Storage
+//! Sorted sets and one hash per job, changed only by the Lua scripts in `lua/`, each one atomic:
+//! - `ready`: score `(1023 − priority) · 2^43 + seq`, so `ZPOPMIN` takes the highest priority,
+//!   oldest first;
+//! - `delayed`: score = run-at time (delays and retry backoff); promoted by `fetch`;
+//! - `active`: score = lease deadline; heartbeats push it forward, `recover` takes back what
+//!   expired;
+//! - `completed`, `dead`: score = finish time, trimmed by age and count;
+//! - `j:<id>`: the job (type, payload, options, attempts, state, lease token, result, errors);
+//! - `stats` (lifetime counters), `dedup` (key → id), `paused`, `wake` (a one-element list idle
+//!   workers block on), `seq`.
+//!
+//! Sorted sets rather than Streams: Streams give consumer groups and pending lists, but not
+//! priorities, delays or dead letters, which would need sorted sets beside them anyway, and the
+//! scripts would then keep two structures in step. With sorted sets every state is one `ZCARD`
+//! away (O(1) counts) and every transition is one script call for a whole batch of jobs.
+//!
+//! Every key of a queue is `<key_prefix>q:{<name>}:…`: one Redis Cluster hash tag per queue, so
+//! the scripts run on Cluster unchanged.
+//!
+//! Times are the callers' clocks in Unix milliseconds (workers on one host, or NTP-synced hosts).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use redis::{Script, Value};
+use tsp_config::QueueSettings;
+use tsp_hub::{RedisConn, RedisStore};
+
+use crate::error::QueueError;
+use crate::job::{Backoff, JobInfo, JobState, NewJob, QueueCounts};
+
+struct Scripts {
+    enqueue: Script,
+    fetch: Script,
+    finish: Script,
+    extend: Script,
+    recover: Script,
+    release: Script,
+    requeue: Script,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    enqueue: Script::new(include_str!("lua/enqueue.lua")),
+    fetch: Script::new(include_str!("lua/fetch.lua")),
+    finish: Script::new(include_str!("lua/finish.lua")),
+    extend: Script::new(include_str!("lua/extend.lua")),
+    recover: Script::new(include_str!("lua/recover.lua")),
+    release: Script::new(include_str!("lua/release.lua")),
+    requeue: Script::new(include_str!("lua/requeue.lua")),
+});
+
+/// Jobs per enqueue script call: big enough to amortize the round trip, small enough that one
+/// call does not hold Redis for long (about a millisecond).
+const ENQUEUE_CHUNK: usize = 500;
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A job leased to a worker.
+#[derive(Debug, Clone)]
+pub struct LeasedJob {
+    pub id: String,
+    pub job_type: String,
+    pub payload: String,
+    /// This attempt's number, from 1.
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub timeout: Duration,
+    /// Proves this worker holds the current lease.
+    pub token: String,
+    /// When the job became runnable (Unix ms): wait time is measured from here.
+    pub runnable_at: i64,
+    pub priority: u16,
+    /// When it was enqueued (Unix ms).
+    pub created_at: i64,
+    /// When it was leased (Unix ms).
+    pub leased_at: i64,
+}
+
+/// The result of one fetch.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub jobs: Vec<LeasedJob>,
+    /// The earliest delayed job's run time, if any (Unix ms).
+    pub next_delayed_at: Option<i64>,
+    pub ready_left: u64,
+}
+
+/// How an attempt ended, as the worker reports it.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Completed { result: String },
+    Retry { error: String, at: i64 },
+    Dead { error: String },
+}
+
+/// What the queue made of a reported outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    Completed,
+    Retrying,
+    Dead,
+    /// The lease was no longer this worker's (expired and recovered): nothing was changed.
+    Stale,
+}
+
+struct Inner {
+    name: String,
+    base: String,
+    events: String,
+    registry: String,
+    store: RedisStore,
+    settings: QueueSettings,
+    registered: AtomicBool,
+}
+
+/// A handle on one queue. Cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+/// Queue names: letters, digits, `_`, `-`, `.`; up to 64.
+pub fn valid_queue_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        Value::SimpleString(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        _ => String::new(),
+    }
+}
+
+impl Queue {
+    /// A handle on queue `name` in `store` (no round trip).
+    pub fn new(
+        store: RedisStore,
+        name: &str,
+        settings: &QueueSettings,
+    ) -> Result<Queue, QueueError> {
+        if !valid_queue_name(name) {
+            return Err(QueueError::Invalid {
+                field: "queue".into(),
+                message: format!("`{name}`: use 1-64 letters, digits, `_`, `-` or `.`"),
+            });
+        }
+        let prefix = store.key_prefix().to_string();
+        Ok(Queue {
+            inner: Arc::new(Inner {
+                name: name.to_string(),
+                base: format!("{prefix}q:{{{name}}}:"),
+                events: format!("{prefix}events:{name}"),
+                registry: format!("{prefix}queues"),
+                store,
+                settings: settings.clone(),
+                registered: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The key prefix of every key of this queue.
+    pub fn base_key(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// The pub/sub channel of completed/failed events: JSON `{"event": "completed"|"failed",
+    /// "ids": [...]}`, one message per acknowledged batch.
+    pub fn events_channel(&self) -> &str {
+        &self.inner.events
+    }
+
+    pub fn settings(&self) -> &QueueSettings {
+        &self.inner.settings
+    }
+
+    pub fn store(&self) -> &RedisStore {
+        &self.inner.store
+    }
+
+    pub(crate) async fn conn(&self) -> Result<RedisConn, QueueError> {
+        Ok(self.inner.store.conn().await?)
+    }
+
+    fn err(&self, op: &str, e: &redis::RedisError) -> QueueError {
+        QueueError::Hub(self.inner.store.command_error(op, e))
+    }
+
+    /// Every queue that has had a job enqueued under this prefix.
+    pub async fn known(store: &RedisStore) -> Result<Vec<String>, QueueError> {
+        let mut conn = store.conn().await?;
+        let mut names: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(format!("{}queues", store.key_prefix()))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| QueueError::Hub(store.command_error("smembers", &e)))?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// Enqueues one job; returns its id (or, for a duplicate dedup key, the pending job's id).
+    pub async fn enqueue(&self, job: NewJob) -> Result<String, QueueError> {
+        let ids = self.enqueue_many(vec![job]).await?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| QueueError::Protocol("enqueue returned no id".into()))
+    }
+
+    /// Enqueues many jobs in as few round trips as possible; ids in order.
+    ///
+    /// Jobs are sent in chunks; the chunks go concurrently over the multiplexed connection,
+    /// which pipelines them. If an error is returned, chunks before it may have been stored.
+    pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<String>, QueueError> {
+        for (n, j) in jobs.iter().enumerate() {
+            j.validate().map_err(|e| match e {
+                QueueError::Invalid { field, message } if jobs.len() > 1 => QueueError::Invalid {
+                    field: format!("jobs[{n}].{field}"),
+                    message,
+                },
+                other => other,
+            })?;
+        }
+        let conn = self.conn().await?;
+        if !self.inner.registered.load(Ordering::Relaxed) {
+            let mut c = conn.clone();
+            let _: i64 = redis::cmd("SADD")
+                .arg(&self.inner.registry)
+                .arg(&self.inner.name)
+                .query_async(&mut c)
+                .await
+                .map_err(|e| self.err("sadd", &e))?;
+            self.inner.registered.store(true, Ordering::Relaxed);
+        }
+        let s = &self.inner.settings;
+        let now = now_ms();
+        let default_backoff =
+            Backoff::Exponential(u64::try_from(s.backoff.as_millis()).unwrap_or(1000));
+        let calls = jobs.chunks(ENQUEUE_CHUNK).map(|chunk| {
+            let mut inv = SCRIPTS.enqueue.key(&self.inner.base);
+            inv.arg(now).arg(chunk.len());
+            for j in chunk {
+                inv.arg(ulid::Ulid::new().to_string())
+                    .arg(&j.job_type)
+                    .arg(&j.payload)
+                    .arg(j.priority)
+                    .arg(j.max_attempts.unwrap_or(s.max_attempts))
+                    .arg(j.backoff.unwrap_or(default_backoff).encode())
+                    .arg(
+                        u64::try_from(j.timeout.unwrap_or(s.timeout).as_millis())
+                            .unwrap_or(u64::MAX),
+                    )
+                    .arg(j.dedup_key.as_deref().unwrap_or(""))
+                    .arg(u64::try_from(j.delay.as_millis()).unwrap_or(u64::MAX));
+            }
+            let mut conn = conn.clone();
+            async move { inv.invoke_async::<Vec<String>>(&mut conn).await }
+        });
+        let results = futures::future::join_all(calls).await;
+        let mut ids = Vec::with_capacity(jobs.len());
+        for r in results {
+            ids.extend(r.map_err(|e| self.err("enqueue", &e))?);
+        }
+        metrics::counter!(crate::metrics::ENQUEUED, "queue" => self.inner.name.clone())
+            .increment(ids.len() as u64);
+        Ok(ids)
+    }
+
+    /// Leases up to `n` jobs to `worker` (promoting due delayed jobs first).
+    pub async fn fetch(&self, n: usize, worker: &str) -> Result<Fetched, QueueError> {
+        let mut conn = self.conn().await?;
+        let lease = u64::try_from(self.inner.settings.lease.as_millis()).unwrap_or(30_000);
+        let now = now_ms();
+        let reply: Vec<Value> = SCRIPTS
+            .fetch
+            .key(&self.inner.base)
+            .arg(now)
+            .arg(n)
+            .arg(lease)
+            .arg(worker)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err("fetch", &e))?;
+        if reply.len() < 2 || (reply.len() - 2) % 11 != 0 {
+            return Err(QueueError::Protocol(format!(
+                "fetch returned {} values",
+                reply.len()
+            )));
+        }
+        let next = int(&reply[0]).filter(|t| *t >= 0);
+        let ready_left = int(&reply[1])
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0);
+        let jobs = reply[2..]
+            .chunks(11)
+            .map(|f| LeasedJob {
+                id: text(&f[0]),
+                job_type: text(&f[1]),
+                payload: text(&f[2]),
+                attempts: int(&f[3]).and_then(|v| u32::try_from(v).ok()).unwrap_or(1),
+                max_attempts: int(&f[4]).and_then(|v| u32::try_from(v).ok()).unwrap_or(1),
+                backoff: Backoff::decode(&text(&f[5])),
+                timeout: Duration::from_millis(
+                    int(&f[6])
+                        .and_then(|v| u64::try_from(v).ok())
+                        .unwrap_or(60_000),
+                ),
+                token: text(&f[7]),
+                runnable_at: int(&f[8]).unwrap_or(now),
+                priority: int(&f[9]).and_then(|v| u16::try_from(v).ok()).unwrap_or(0),
+                created_at: int(&f[10]).unwrap_or(now),
+                leased_at: now,
+            })
+            .collect();
+        Ok(Fetched {
+            jobs,
+            next_delayed_at: next,
+            ready_left,
+        })
+    }
+
+    /// Reports finished attempts in one round trip.
+    pub async fn finish(
+        &self,
+        acks: &[(String, String, Outcome)],
+    ) -> Result<Vec<Finished>, QueueError> {
+        if acks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let s = &self.inner.settings;
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let mut inv = SCRIPTS.finish.key(&self.inner.base);
+        inv.arg(now_ms())
+            .arg(acks.len())
+            .arg(s.keep_completed)
+            .arg(ms(s.keep_completed_age))
+            .arg(s.keep_dead)
+            .arg(ms(s.keep_dead_age))
+            .arg(&self.inner.events);
+        for (id, token, outcome) in acks {
+            inv.arg(id).arg(token);
+            match outcome {
+                Outcome::Completed { result } => inv.arg("ok").arg(result).arg(0),
+                Outcome::Retry { error, at } => inv.arg("retry").arg(error).arg(*at),
+                Outcome::Dead { error } => inv.arg("dead").arg(error).arg(0),
+            };
+        }
+        let mut conn = self.conn().await?;
+        let reply: Vec<String> = inv
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err("finish", &e))?;
+        reply
+            .iter()
+            .map(|r| match r.as_str() {
+                "completed" => Ok(Finished::Completed),
+                "retrying" => Ok(Finished::Retrying),
+                "dead" => Ok(Finished::Dead),
+                "stale" => Ok(Finished::Stale),
+                other => Err(QueueError::Protocol(format!("finish: {other}"))),
+            })
+            .collect()
+    }
+
+    /// Extends the given leases; returns the ids whose lease this worker no longer holds.
+    pub async fn extend(&self, leases: &[(String, String)]) -> Result<Vec<String>, QueueError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = SCRIPTS.extend.key(&self.inner.base);
+        inv.arg(now_ms())
+            .arg(u64::try_from(self.inner.settings.lease.as_millis()).unwrap_or(30_000));
+        for (id, token) in leases {
+            inv.arg(id).arg(token);
+        }
+        let mut conn = self.conn().await?;
+        inv.invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err("extend", &e))
+    }
+
+    /// Takes back jobs whose lease expired; returns (sent back, dead-lettered).
+    pub async fn recover_stalled(&self) -> Result<(u64, u64), QueueError> {
+        let mut conn = self.conn().await?;
+        let (back, dead): (u64, u64) = SCRIPTS
+            .recover
+            .key(&self.inner.base)
+            .arg(now_ms())
+            .arg(1000)
+            .arg(&self.inner.events)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err("recover", &e))?;
+        if back + dead > 0 {
+            metrics::counter!(crate::metrics::STALLED, "queue" => self.inner.name.clone())
+                .increment(back + dead);
+            if dead > 0 {
+                metrics::counter!(crate::metrics::DEAD, "queue" => self.inner.name.clone())
+                    .increment(dead);
+            }
+        }
+        Ok((back, dead))
+    }
+
+    /// Returns leases without counting the attempt (graceful shutdown).
+    pub async fn release(&self, leases: &[(String, String)]) -> Result<u64, QueueError> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let mut inv = SCRIPTS.release.key(&self.inner.base);
+        for (id, token) in leases {
+            inv.arg(id).arg(token);
+        }
+        let mut conn = self.conn().await?;
+        inv.invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err("release", &e))
+    }
+
+    /// Moves dead-lettered jobs back to waiting, attempts reset. `None`: all of them.
+    pub async fn requeue(&self, ids: Option<&[String]>) -> Result<u64, QueueError> {
+        let mut inv = SCRIPTS.requeue.key(&self.inner.base);
+        match ids {
+            None => {
+                inv.arg("all");
+            }
+            Some(ids) => {
+                inv.arg("ids");
+                for id in ids {
+                    inv.arg(id);
+                }
+            }
+        }
+        let mut conn = self.conn().await?;
+        inv.invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err("requeue", &e))
+    }
+
+    pub async fn pause(&self) -> Result<(), QueueError> {
+        let mut conn = self.conn().await?;
+        redis::cmd("SET")
+            .arg(format!("{}paused", self.inner.base))
+            .arg(1)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.err("pause", &e))
+    }
+
+    pub async fn resume(&self) -> Result<(), QueueError> {
+        let mut conn = self.conn().await?;
+        let _: i64 = redis::pipe()
+            .cmd("DEL")
+            .arg(format!("{}paused", self.inner.base))
+            .ignore()
+            .cmd("LPUSH")
+            .arg(format!("{}wake", self.inner.base))
+            .arg(1)
+            .query_async::<(i64,)>(&mut conn)
+            .await
+            .map_err(|e| self.err("resume", &e))?
+            .0;
+        Ok(())
+    }
+
+    /// Records progress (any JSON) of a job this worker holds.
+    pub async fn set_progress(
+        &self,
+        id: &str,
+        progress: &serde_json::Value,
+    ) -> Result<(), QueueError> {
+        let mut conn = self.conn().await?;
+        let value = progress.to_string();
+        redis::pipe()
+            .cmd("HSET")
+            .arg(format!("{}j:{id}", self.inner.base))
+            .arg("progress")
+            .arg(&value)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(&self.inner.events)
+            .arg(
+                serde_json::json!({"event": "progress", "ids": [id], "progress": progress})
+                    .to_string(),
+            )
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.err("progress", &e))
+    }
+
+    /// Per-state sizes and lifetime counters: one pipelined round trip of O(1) commands.
+    pub async fn counts(&self) -> Result<QueueCounts, QueueError> {
+        let mut conn = self.conn().await?;
+        let b = &self.inner.base;
+        let mut p = redis::pipe();
+        for st in JobState::ALL {
+            p.cmd("ZCARD").arg(format!("{b}{}", st.set()));
+        }
+        p.cmd("HGETALL").arg(format!("{b}stats"));
+        p.cmd("EXISTS").arg(format!("{b}paused"));
+        let (w, d, a, c, x, totals, paused): (u64, u64, u64, u64, u64, HashMap<String, u64>, bool) =
+            p.query_async(&mut conn)
+                .await
+                .map_err(|e| self.err("counts", &e))?;
+        Ok(QueueCounts {
+            queue: self.inner.name.clone(),
+            paused,
+            waiting: w,
+            delayed: d,
+            active: a,
+            completed: c,
+            dead: x,
+            totals,
+        })
+    }
+
+    /// One job, if it exists (completed and dead jobs exist until retention removes them).
+    pub async fn job(&self, id: &str) -> Result<Option<JobInfo>, QueueError> {
+        if id.is_empty() || id.len() > 64 || id.contains(['{', '}', ':']) {
+            return Err(QueueError::Invalid {
+                field: "id".into(),
+                message: "not a job id".into(),
+            });
+        }
+        let mut conn = self.conn().await?;
+        let h: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(format!("{}j:{id}", self.inner.base))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err("hgetall", &e))?;
+        Ok((!h.is_empty()).then(|| JobInfo::from_hash(id, &self.inner.name, &h)))
+    }
+
+    /// Up to `limit` jobs in `state`, oldest (or, for waiting, next to run) first.
+    pub async fn list(&self, state: JobState, limit: usize) -> Result<Vec<JobInfo>, QueueError> {
+        let mut conn = self.conn().await?;
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(format!("{}{}", self.inner.base, state.set()))
+            .arg(0)
+            .arg(limit.saturating_sub(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err("zrange", &e))?;
+        let mut p = redis::pipe();
+        for id in &ids {
+            p.cmd("HGETALL").arg(format!("{}j:{id}", self.inner.base));
+        }
+        let hashes: Vec<HashMap<String, String>> = p
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err("hgetall", &e))?;
+        Ok(ids
+            .iter()
+            .zip(hashes.iter())
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(id, h)| JobInfo::from_hash(id, &self.inner.name, h))
+            .collect())
+    }
+
+    /// The key of the list idle workers block on.
+    pub(crate) fn wake_key(&self) -> String {
+        format!("{}wake", self.inner.base)
+    }
+}

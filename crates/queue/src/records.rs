@@ -1,0 +1,289 @@
+//! Job records: one MongoDB document and one InfluxDB point per finished job, written in
+//! batches off the job's hot path.
+//!
+//! Memory is bounded: records wait in a channel of `queue.records.buffer`; when it is full the
+//! worker's acknowledgement path waits, which slows the queue to the rate MongoDB absorbs instead
+//! of dropping records. A batch that fails is retried with backoff until it is written; only
+//! when the process stops and the grace period is over are the records still unwritten counted
+//! as failed and logged.
+
+use std::time::Duration;
+
+use mongodb::bson::{DateTime, Document, doc};
+use mongodb::options::IndexOptions;
+use mongodb::{Collection, IndexModel};
+use tokio::sync::mpsc;
+use tsp_hub::{MongoStore, Point, PointWriter};
+
+use crate::metrics;
+
+/// The collection of job records in `mongo.cache`.
+pub const COLLECTION: &str = "job_queue";
+
+/// One finished job.
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    pub id: String,
+    pub queue: String,
+    pub job_type: String,
+    pub payload: String,
+    /// `completed` or `dead`.
+    pub status: &'static str,
+    pub priority: u16,
+    pub attempts: u32,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub run_ms: f64,
+    pub wait_ms: f64,
+}
+
+impl JobRecord {
+    fn document(&self) -> Document {
+        let json = |s: &str| {
+            serde_json::from_str::<serde_json::Value>(s)
+                .ok()
+                .and_then(|v| mongodb::bson::to_bson(&v).ok())
+                .unwrap_or_else(|| mongodb::bson::Bson::String(s.to_string()))
+        };
+        let mut d = doc! {
+            "_id": &self.id,
+            "queue": &self.queue,
+            "jobType": &self.job_type,
+            "payload": json(&self.payload),
+            "status": self.status,
+            "priority": i32::from(self.priority),
+            "attempts": i64::from(self.attempts),
+            "createdAt": DateTime::from_millis(self.created_at),
+            "startedAt": DateTime::from_millis(self.started_at),
+            "finishedAt": DateTime::from_millis(self.finished_at),
+            "durationMs": self.run_ms,
+            "waitMs": self.wait_ms,
+        };
+        if let Some(r) = &self.result {
+            d.insert("result", json(r));
+        }
+        if let Some(e) = &self.error {
+            d.insert("error", e.as_str());
+        }
+        d
+    }
+
+    fn point(&self) -> Point {
+        Point::new("job_execution")
+            .tag("job_type", self.job_type.as_str())
+            .tag("queue", self.queue.as_str())
+            .tag("outcome", self.status)
+            .field("duration_ms", self.run_ms)
+            .field("attempts", i64::from(self.attempts))
+            .field("wait_ms", self.wait_ms)
+            .timestamp_ns(self.finished_at.saturating_mul(1_000_000))
+    }
+}
+
+/// Creates the record indexes (idempotent): a 24 h TTL on `createdAt`, `{status, priority,
+/// createdAt}` and `{jobType, status}`.
+pub async fn ensure_indexes(store: &MongoStore) -> Result<(), tsp_hub::HubError> {
+    let coll: Collection<Document> = store.database().collection(COLLECTION);
+    let models = vec![
+        IndexModel::builder()
+            .keys(doc! {"createdAt": 1})
+            .options(
+                IndexOptions::builder()
+                    .name("ttl_createdAt".to_string())
+                    .expire_after(Duration::from_secs(24 * 3600))
+                    .build(),
+            )
+            .build(),
+        IndexModel::builder()
+            .keys(doc! {"status": 1, "priority": -1, "createdAt": -1})
+            .options(
+                IndexOptions::builder()
+                    .name("status_priority_createdAt".to_string())
+                    .build(),
+            )
+            .build(),
+        IndexModel::builder()
+            .keys(doc! {"jobType": 1, "status": 1})
+            .options(
+                IndexOptions::builder()
+                    .name("jobType_status".to_string())
+                    .build(),
+            )
+            .build(),
+    ];
+    store
+        .timed("create_indexes", coll.create_indexes(models))
+        .await?;
+    Ok(())
+}
+
+/// Where finished jobs' records go. Cheap to clone.
+#[derive(Clone)]
+pub struct RecordSink {
+    mongo: Option<mpsc::Sender<Document>>,
+    influx: Option<PointWriter>,
+}
+
+/// The background task that writes Mongo records; await [`RecordTask::finish`] at shutdown.
+pub struct RecordTask {
+    handle: Option<tokio::task::JoinHandle<u64>>,
+}
+
+impl RecordTask {
+    /// Waits (at most `grace`) for every record sent so far to be written. Returns how many
+    /// could not be written.
+    pub async fn finish(mut self, grace: Duration) -> u64 {
+        let Some(h) = self.handle.take() else {
+            return 0;
+        };
+        match tokio::time::timeout(grace, h).await {
+            Ok(Ok(unwritten)) => unwritten,
+            _ => {
+                tracing::error!("job records still unwritten when the grace period ended");
+                1
+            }
+        }
+    }
+}
+
+impl RecordSink {
+    /// A sink writing to `mongo` (batched) and/or `influx` (through its batching writer, with
+    /// backpressure). Either may be off.
+    pub fn start(
+        mongo: Option<MongoStore>,
+        influx: Option<PointWriter>,
+        batch: usize,
+        buffer: usize,
+    ) -> (RecordSink, RecordTask) {
+        let (tx, handle) = match mongo {
+            Some(store) => {
+                let (tx, rx) = mpsc::channel(buffer.max(1));
+                (
+                    Some(tx),
+                    Some(tokio::spawn(write_loop(store, rx, batch.max(1)))),
+                )
+            }
+            None => (None, None),
+        };
+        (RecordSink { mongo: tx, influx }, RecordTask { handle })
+    }
+
+    /// A sink that records nothing.
+    pub fn none() -> RecordSink {
+        RecordSink {
+            mongo: None,
+            influx: None,
+        }
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.mongo.is_some() || self.influx.is_some()
+    }
+
+    /// Hands records over; waits while the buffers are full.
+    pub async fn send(&self, records: &[JobRecord]) {
+        if let Some(w) = &self.influx {
+            for r in records {
+                if let Err(e) = w.write_wait(&r.point()).await {
+                    tracing::warn!(job = %r.id, error = %e, "job_execution point refused");
+                }
+            }
+        }
+        if let Some(tx) = &self.mongo {
+            for r in records {
+                if tx.send(r.document()).await.is_err() {
+                    metrics::counter(metrics::RECORDS_FAILED, &r.queue).increment(1);
+                    tracing::error!(job = %r.id, "job record writer has stopped; record lost");
+                }
+            }
+        }
+    }
+}
+
+async fn write_loop(store: MongoStore, mut rx: mpsc::Receiver<Document>, batch: usize) -> u64 {
+    let coll: Collection<Document> = store.database().collection(COLLECTION);
+    let mut buf: Vec<Document> = Vec::with_capacity(batch);
+    loop {
+        if buf.is_empty() {
+            match rx.recv().await {
+                Some(d) => buf.push(d),
+                None => return 0,
+            }
+        }
+        // Gather what is already waiting, up to a batch; a short pause lets a trickle batch up.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
+        while buf.len() < batch {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(d)) => buf.push(d),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match insert_batch(&store, &coll, &buf).await {
+                Ok(()) => {
+                    metrics::counter(metrics::RECORDS_WRITTEN, "").increment(buf.len() as u64);
+                    buf.clear();
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, records = buf.len(), "job records not written; retrying");
+                    if rx.is_closed() && delay >= Duration::from_secs(5) {
+                        // Shutting down and the store stays down: report, do not spin forever.
+                        let n = buf.len() as u64;
+                        metrics::counter(metrics::RECORDS_FAILED, "").increment(n);
+                        tracing::error!(
+                            records = n,
+                            "job records could not be written before shutdown"
+                        );
+                        buf.clear();
+                        let mut rest = 0;
+                        while rx.try_recv().is_ok() {
+                            rest += 1;
+                        }
+                        return n + rest;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// Inserts a batch; a job re-run after a lost acknowledgement already has its record, so
+/// duplicate ids are replaced instead (the newer outcome wins).
+async fn insert_batch(
+    store: &MongoStore,
+    coll: &Collection<Document>,
+    docs: &[Document],
+) -> Result<(), tsp_hub::HubError> {
+    let opts = mongodb::options::InsertManyOptions::builder()
+        .ordered(false)
+        .build();
+    let result = store
+        .timed(
+            "insert_many",
+            coll.insert_many(docs.iter()).with_options(opts),
+        )
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.to_string().contains("E11000") || e.to_string().contains("duplicate key") => {
+            for d in docs {
+                let id = d.get("_id").cloned().unwrap_or(mongodb::bson::Bson::Null);
+                store
+                    .timed(
+                        "replace_one",
+                        coll.replace_one(doc! {"_id": id}, d).upsert(true),
+                    )
+                    .await?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,534 @@
+//! The worker runtime: fetch in batches, run handlers concurrently, acknowledge in batches,
+//! keep leases alive, recover stalled jobs, and shut down without losing anything.
+//!
+//! Per queue, one process runs:
+//! - a **fetch loop**: waits until about half the concurrency is free, leases that many jobs in
+//!   one script call, and spawns a task per job; when the queue is empty it blocks on the
+//!   queue's wake list (on its own connection) until a producer pushes, the next delayed job is
+//!   due, or one second passes;
+//! - **job tasks**: the handler under the job's timeout, with panics caught;
+//! - an **acknowledger**: gathers finished attempts and reports them in one script call per batch,
+//!   retrying until Redis takes them (a job stays leased, so safe, until its outcome is stored);
+//! - a **heartbeat**: every third of the lease, extends the leases of every job held;
+//! - a **recoverer**: every half lease, sends expired leases (dead workers) back to the queue.
+//!
+//! Shutdown: stop fetching; let running jobs finish within `shutdown_grace`; acknowledge what
+//! finished; return the leases of what did not (the attempt is not counted), so nothing is
+//! left active.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::error::{JobError, QueueError};
+use crate::handler::{JobContext, Registry};
+use crate::metrics;
+use crate::queue::{Finished, LeasedJob, Outcome, Queue, now_ms};
+use crate::records::{JobRecord, RecordSink};
+
+/// Totals of one worker run.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct WorkerReport {
+    pub completed: u64,
+    pub retried: u64,
+    pub dead: u64,
+    /// Outcomes refused because the lease had already expired and been taken back.
+    pub stale: u64,
+    /// Leases returned at shutdown.
+    pub released: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    completed: AtomicU64,
+    retried: AtomicU64,
+    dead: AtomicU64,
+    stale: AtomicU64,
+    released: AtomicU64,
+}
+
+/// A finished attempt on its way to Redis.
+struct Done {
+    job: LeasedJob,
+    result: Result<serde_json::Value, JobError>,
+    run: Duration,
+    finished_at: i64,
+}
+
+/// Runs handlers for one or more queues.
+pub struct Worker {
+    queues: Vec<Queue>,
+    registry: Arc<Registry>,
+    concurrency: usize,
+    fetch_batch: usize,
+    id: String,
+    records: RecordSink,
+}
+
+impl Worker {
+    /// A worker for `queues`, with each queue's concurrency and batch from its settings.
+    pub fn new(queues: Vec<Queue>, registry: Registry) -> Worker {
+        let (concurrency, fetch_batch) = queues
+            .first()
+            .map(|q| (q.settings().concurrency, q.settings().fetch_batch))
+            .unwrap_or((1, 1));
+        let id = format!(
+            "{}-{}-{:08x}",
+            hostname(),
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        Worker {
+            queues,
+            registry: Arc::new(registry),
+            concurrency,
+            fetch_batch,
+            id,
+            records: RecordSink::none(),
+        }
+    }
+
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    pub fn with_records(mut self, sink: RecordSink) -> Self {
+        self.records = sink;
+        self
+    }
+
+    /// This worker's id (the prefix of its lease tokens).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Runs until `shutdown` resolves, then shuts down gracefully.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> WorkerReport {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let counters = Arc::new(Counters::default());
+        let mut loops = JoinSet::new();
+        for q in &self.queues {
+            loops.spawn(run_queue(
+                q.clone(),
+                self.registry.clone(),
+                self.concurrency,
+                self.fetch_batch,
+                self.id.clone(),
+                self.records.clone(),
+                counters.clone(),
+                stop_rx.clone(),
+            ));
+        }
+        drop(self.records);
+        shutdown.await;
+        tracing::info!(worker = %self.id, "shutting down: no new jobs; waiting for running ones");
+        let _ = stop_tx.send(true);
+        while loops.join_next().await.is_some() {}
+        WorkerReport {
+            completed: counters.completed.load(Ordering::Relaxed),
+            retried: counters.retried.load(Ordering::Relaxed),
+            dead: counters.dead.load(Ordering::Relaxed),
+            stale: counters.stale.load(Ordering::Relaxed),
+            released: counters.released.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into())
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-text payload".into()
+    }
+}
+
+/// Retries a queue operation until it succeeds (Redis down or reconnecting), with backoff.
+async fn persist<T, F, Fut>(what: &str, mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, QueueError>>,
+{
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} failed; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+type Held = Arc<Mutex<HashMap<String, String>>>;
+
+fn held_snapshot(held: &Held) -> Vec<(String, String)> {
+    match held.lock() {
+        Ok(h) => h.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Err(p) => p
+            .into_inner()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_queue(
+    queue: Queue,
+    registry: Arc<Registry>,
+    concurrency: usize,
+    fetch_batch: usize,
+    worker_id: String,
+    records: RecordSink,
+    counters: Arc<Counters>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let held: Held = Arc::default();
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
+    let acker = tokio::spawn(acknowledge(
+        queue.clone(),
+        done_rx,
+        held.clone(),
+        records,
+        counters.clone(),
+    ));
+    let lease = queue.settings().lease;
+    let heartbeat = tokio::spawn({
+        let (queue, held) = (queue.clone(), held.clone());
+        async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let leases = held_snapshot(&held);
+                match queue.extend(&leases).await {
+                    Ok(lost) if !lost.is_empty() => {
+                        tracing::warn!(
+                            queue = queue.name(),
+                            jobs = lost.len(),
+                            "leases lost: those jobs run elsewhere now"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(queue = queue.name(), error = %e, "heartbeat failed"),
+                }
+            }
+        }
+    });
+    let recoverer = tokio::spawn({
+        let queue = queue.clone();
+        async move {
+            loop {
+                match queue.recover_stalled().await {
+                    Ok((back, dead)) if back + dead > 0 => {
+                        tracing::warn!(
+                            queue = queue.name(),
+                            back,
+                            dead,
+                            "recovered jobs whose lease expired"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(queue = queue.name(), error = %e, "stalled-job check failed")
+                    }
+                }
+                tokio::time::sleep((lease / 2).max(Duration::from_millis(500))).await;
+            }
+        }
+    });
+
+    // Blocking waits need a connection of their own (standalone Redis); on Cluster, poll.
+    let mut waiter = match queue.store().client() {
+        Ok(c) => c.get_multiplexed_async_connection().await.ok(),
+        Err(_) => None,
+    };
+    let sem = Arc::new(Semaphore::new(concurrency));
+    let mut tasks = JoinSet::new();
+    let want = (concurrency / 2).clamp(1, fetch_batch);
+    let mut fetch_delay = Duration::from_millis(50);
+    'fetching: loop {
+        if *stop.borrow() {
+            break;
+        }
+        let permit = tokio::select! {
+            p = sem.clone().acquire_many_owned(u32::try_from(want).unwrap_or(1)) => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.changed() => break,
+        };
+        let mut permit = permit;
+        let extra = sem.available_permits().min(fetch_batch - want);
+        if extra > 0
+            && let Ok(more) = sem
+                .clone()
+                .try_acquire_many_owned(u32::try_from(extra).unwrap_or(0))
+        {
+            permit.merge(more);
+        }
+        while tasks.try_join_next().is_some() {}
+        let n = permit.num_permits();
+        let fetched = match queue.fetch(n, &worker_id).await {
+            Ok(f) => {
+                fetch_delay = Duration::from_millis(50);
+                f
+            }
+            Err(e) => {
+                tracing::warn!(queue = queue.name(), error = %e, "fetch failed; retrying");
+                drop(permit);
+                tokio::select! {
+                    _ = tokio::time::sleep(fetch_delay) => {}
+                    _ = stop.changed() => {}
+                }
+                fetch_delay = (fetch_delay * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        if fetched.jobs.is_empty() {
+            drop(permit);
+            let wait = match fetched.next_delayed_at {
+                Some(at) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
+                    .clamp(Duration::from_millis(5), Duration::from_secs(1)),
+                None => Duration::from_secs(1),
+            };
+            let blocked = async {
+                match waiter.as_mut() {
+                    Some(conn) => {
+                        let r: redis::RedisResult<Option<(String, String)>> = redis::cmd("BLPOP")
+                            .arg(queue.wake_key())
+                            .arg(wait.as_secs_f64())
+                            .query_async(conn)
+                            .await;
+                        if r.is_err() {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                    None => tokio::time::sleep(wait.min(Duration::from_millis(100))).await,
+                }
+            };
+            tokio::select! {
+                _ = blocked => {}
+                _ = stop.changed() => break 'fetching,
+            }
+            continue;
+        }
+        {
+            let mut h = match held.lock() {
+                Ok(h) => h,
+                Err(p) => p.into_inner(),
+            };
+            for j in &fetched.jobs {
+                h.insert(j.id.clone(), j.token.clone());
+            }
+        }
+        let mut permits = permit;
+        for job in fetched.jobs {
+            let one = permits.split(1);
+            let registry = registry.clone();
+            let done_tx = done_tx.clone();
+            let queue = queue.clone();
+            tasks.spawn(async move {
+                let _permit = one;
+                let started = Instant::now();
+                let result = run_one(&registry, &queue, &job).await;
+                let _ = done_tx.send(Done {
+                    job,
+                    result,
+                    run: started.elapsed(),
+                    finished_at: now_ms(),
+                });
+            });
+        }
+        drop(permits);
+    }
+
+    // Graceful shutdown: wait for running jobs, then take back what did not finish.
+    let grace = queue.settings().shutdown_grace;
+    let deadline = tokio::time::Instant::now() + grace;
+    while !tasks.is_empty() {
+        match tokio::time::timeout_at(deadline, tasks.join_next()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(_) => {
+                tracing::warn!(
+                    queue = queue.name(),
+                    jobs = tasks.len(),
+                    "grace period over; returning the leases of unfinished jobs"
+                );
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+            }
+        }
+    }
+    drop(done_tx);
+    // Every finished attempt is acknowledged before the leases of the rest are returned.
+    let _ = acker.await;
+    heartbeat.abort();
+    recoverer.abort();
+    let unfinished = held_snapshot(&held);
+    if !unfinished.is_empty() {
+        let returned = persist("returning leases", || queue.release(&unfinished)).await;
+        counters.released.fetch_add(returned, Ordering::Relaxed);
+    }
+}
+
+/// Runs one job's handler: decode, timeout, panic capture.
+async fn run_one(
+    registry: &Registry,
+    queue: &Queue,
+    job: &LeasedJob,
+) -> Result<serde_json::Value, JobError> {
+    let ctx = JobContext {
+        id: job.id.clone(),
+        job_type: job.job_type.clone(),
+        attempt: job.attempts,
+        max_attempts: job.max_attempts,
+        queue: queue.clone(),
+    };
+    let Some(fut) = registry.call(ctx, &job.payload) else {
+        return Err(JobError::Retry(format!(
+            "no handler for job type `{}` in this worker (it knows: {})",
+            job.job_type,
+            registry.types().join(", ")
+        )));
+    };
+    match tokio::time::timeout(job.timeout, AssertUnwindSafe(fut).catch_unwind()).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(panic)) => Err(JobError::Retry(format!(
+            "handler panicked: {}",
+            panic_message(&panic)
+        ))),
+        Err(_) => Err(JobError::Retry(format!(
+            "timed out after {:?}",
+            job.timeout
+        ))),
+    }
+}
+
+/// Acknowledges finished attempts in batches, then hands records over.
+async fn acknowledge(
+    queue: Queue,
+    mut rx: mpsc::UnboundedReceiver<Done>,
+    held: Held,
+    records: RecordSink,
+    counters: Arc<Counters>,
+) {
+    let name = queue.name().to_string();
+    let m_completed = metrics::counter(metrics::COMPLETED, &name);
+    let m_failed = metrics::counter(metrics::FAILED, &name);
+    let m_retried = metrics::counter(metrics::RETRIED, &name);
+    let m_dead = metrics::counter(metrics::DEAD, &name);
+    let mut batch: Vec<Done> = Vec::with_capacity(1024);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < 1024 {
+            match rx.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
+            }
+        }
+        let now = now_ms();
+        let acks: Vec<(String, String, Outcome)> = batch
+            .iter()
+            .map(|d| {
+                let outcome = match &d.result {
+                    Ok(v) => Outcome::Completed {
+                        result: v.to_string(),
+                    },
+                    Err(JobError::Retry(e)) if d.job.attempts < d.job.max_attempts => {
+                        let delay = d.job.backoff.delay(d.job.attempts);
+                        Outcome::Retry {
+                            error: e.clone(),
+                            at: now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
+                        }
+                    }
+                    Err(JobError::Retry(e)) | Err(JobError::Abort(e)) => {
+                        Outcome::Dead { error: e.clone() }
+                    }
+                };
+                (d.job.id.clone(), d.job.token.clone(), outcome)
+            })
+            .collect();
+        let outcomes = persist("acknowledging jobs", || queue.finish(&acks)).await;
+        {
+            let mut h = match held.lock() {
+                Ok(h) => h,
+                Err(p) => p.into_inner(),
+            };
+            for d in &batch {
+                h.remove(&d.job.id);
+            }
+        }
+        let mut finished = Vec::new();
+        for (d, f) in batch.iter().zip(outcomes) {
+            let wait_ms = (d.job.leased_at - d.job.runnable_at.max(d.job.created_at)).max(0) as f64;
+            ::metrics::histogram!(metrics::WAIT, "queue" => name.clone(), "type" => d.job.job_type.clone()).record(wait_ms / 1000.0);
+            ::metrics::histogram!(metrics::RUN, "queue" => name.clone(), "type" => d.job.job_type.clone()).record(d.run.as_secs_f64());
+            let status = match f {
+                Finished::Completed => {
+                    counters.completed.fetch_add(1, Ordering::Relaxed);
+                    m_completed.increment(1);
+                    "completed"
+                }
+                Finished::Retrying => {
+                    counters.retried.fetch_add(1, Ordering::Relaxed);
+                    m_failed.increment(1);
+                    m_retried.increment(1);
+                    continue;
+                }
+                Finished::Dead => {
+                    counters.dead.fetch_add(1, Ordering::Relaxed);
+                    m_failed.increment(1);
+                    m_dead.increment(1);
+                    "dead"
+                }
+                Finished::Stale => {
+                    counters.stale.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            };
+            if records.is_on() {
+                let (result, error) = match &d.result {
+                    Ok(v) => (Some(v.to_string()), None),
+                    Err(e) => (None, Some(e.to_string())),
+                };
+                finished.push(JobRecord {
+                    id: d.job.id.clone(),
+                    queue: name.clone(),
+                    job_type: d.job.job_type.clone(),
+                    payload: d.job.payload.clone(),
+                    status,
+                    priority: d.job.priority,
+                    attempts: d.job.attempts,
+                    result,
+                    error,
+                    created_at: d.job.created_at,
+                    started_at: d.job.leased_at,
+                    finished_at: d.finished_at,
+                    run_ms: d.run.as_secs_f64() * 1000.0,
+                    wait_ms,
+                });
+            }
+        }
+        if !finished.is_empty() {
+            records.send(&finished).await;
+        }
+        batch.clear();
+    }
+}

@@ -1,0 +1,185 @@
+//! `tsp-job worker`, `tsp-job enqueue`, `tsp-job jobs …`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tsp_hub::Hub;
+use tsp_queue::{JobState, NewJob, Queue, RecordSink, RecordTask, Registry, Worker, WorkerReport};
+
+use crate::cli::{EnqueueArgs, JobsCommand, WorkerArgs};
+
+/// The queue named `name` on the configured Redis instance.
+pub fn queue(hub: &Hub, name: &str) -> anyhow::Result<Queue> {
+    let config = hub.config();
+    let store = hub.redis(&config.queue.redis)?.clone();
+    Ok(Queue::new(store, name, &config.queue)?)
+}
+
+/// The record sink the configuration asks for (Mongo `cache.job_queue`, Influx `primary`).
+pub async fn records(hub: &Hub) -> anyhow::Result<(RecordSink, Option<RecordTask>)> {
+    let q = &hub.config().queue;
+    let mongo = if q.records_mongo {
+        let m = hub.mongo("cache")?.clone();
+        tsp_queue::records::ensure_indexes(&m)
+            .await
+            .context("cannot create the job_queue indexes")?;
+        Some(m)
+    } else {
+        None
+    };
+    let influx = if q.records_influx {
+        Some(hub.influx("primary")?.writer())
+    } else {
+        None
+    };
+    if mongo.is_none() && influx.is_none() {
+        return Ok((RecordSink::none(), None));
+    }
+    let (sink, task) = RecordSink::start(mongo, influx, q.records_batch, q.records_buffer);
+    Ok((sink, Some(task)))
+}
+
+/// The handlers every worker has.
+pub fn registry() -> Registry {
+    Registry::new()
+}
+
+pub async fn worker(
+    hub: &Hub,
+    args: &WorkerArgs,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<WorkerReport> {
+    let queues = args
+        .queues
+        .iter()
+        .map(|q| queue(hub, q))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (sink, task) = records(hub).await?;
+    let mut w = Worker::new(queues, registry()).with_records(sink);
+    if let Some(c) = args.concurrency {
+        w = w.with_concurrency(c);
+    }
+    tracing::info!(worker = w.id(), queues = ?args.queues, "worker started");
+    let report = w.run(shutdown).await;
+    if let Some(t) = task {
+        let unwritten = t.finish(hub.config().queue.shutdown_grace).await;
+        if unwritten > 0 {
+            tracing::error!(unwritten, "job records were not written");
+        }
+    }
+    Ok(report)
+}
+
+pub async fn enqueue(hub: &Hub, a: &EnqueueArgs) -> anyhow::Result<Vec<String>> {
+    let q = queue(hub, &a.queue)?;
+    let mut job = NewJob::raw(&a.job_type, &a.payload).with_priority(a.priority);
+    if let Some(d) = &a.delay {
+        let d = tsp_config::parse_duration_text(d).map_err(|e| anyhow::anyhow!("--delay: {e}"))?;
+        job = job.with_delay(d);
+    }
+    if let Some(k) = &a.dedup_key {
+        job = job.with_dedup_key(k);
+    }
+    if let Some(n) = a.max_attempts {
+        job = job.with_max_attempts(n);
+    }
+    if a.count == 0 {
+        bail!("--count: must be at least 1");
+    }
+    let jobs = vec![job; a.count];
+    Ok(q.enqueue_many(jobs).await?)
+}
+
+pub async fn jobs(hub: &Hub, cmd: &JobsCommand) -> anyhow::Result<String> {
+    Ok(match cmd {
+        JobsCommand::Stats { json } => {
+            let store = hub.redis(&hub.config().queue.redis)?;
+            let names = Queue::known(store).await?;
+            let mut all = Vec::new();
+            for n in &names {
+                all.push(queue(hub, n)?.counts().await?);
+            }
+            if *json {
+                serde_json::to_string_pretty(&all)?
+            } else {
+                let mut out = format!(
+                    "{:<20} {:>8} {:>8} {:>8} {:>10} {:>8}  {}\n",
+                    "QUEUE", "WAITING", "DELAYED", "ACTIVE", "COMPLETED", "DEAD", "PAUSED"
+                );
+                for c in &all {
+                    out.push_str(&format!(
+                        "{:<20} {:>8} {:>8} {:>8} {:>10} {:>8}  {}\n",
+                        c.queue,
+                        c.waiting,
+                        c.delayed,
+                        c.active,
+                        c.completed,
+                        c.dead,
+                        if c.paused { "yes" } else { "no" }
+                    ));
+                }
+                out
+            }
+        }
+        JobsCommand::Show { id, queue: qn } => {
+            let job = queue(hub, qn)?
+                .job(id)
+                .await?
+                .with_context(|| format!("job {id} not found in queue {qn}"))?;
+            serde_json::to_string_pretty(&job)?
+        }
+        JobsCommand::List {
+            state,
+            queue: qn,
+            limit,
+        } => {
+            let st = JobState::parse(state).with_context(|| {
+                format!("--state: unknown state `{state}`: use waiting, delayed, active, completed or dead")
+            })?;
+            let jobs = queue(hub, qn)?.list(st, *limit).await?;
+            serde_json::to_string_pretty(&jobs)?
+        }
+        JobsCommand::Retry {
+            id,
+            all_failed,
+            queue: qn,
+        } => {
+            let q = queue(hub, qn)?;
+            let n = match (id, all_failed) {
+                (Some(id), false) => q.requeue(Some(std::slice::from_ref(id))).await?,
+                (None, true) => q.requeue(None).await?,
+                _ => bail!("give a job id or --all-failed"),
+            };
+            if id.is_some() && n == 0 {
+                bail!(
+                    "job {} is not dead-lettered in queue {qn}",
+                    id.as_deref().unwrap_or("")
+                );
+            }
+            format!("requeued {n}")
+        }
+        JobsCommand::Pause { queue: qn } => {
+            queue(hub, qn)?.pause().await?;
+            format!("paused {qn}")
+        }
+        JobsCommand::Resume { queue: qn } => {
+            queue(hub, qn)?.resume().await?;
+            format!("resumed {qn}")
+        }
+    })
+}
+
+/// Waits until every job of `q` is finished (none waiting, delayed or active), bounded.
+pub async fn drained(q: &Queue, limit: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let c = q.counts().await?;
+        if c.waiting + c.delayed + c.active == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            bail!("queue {} not drained after {limit:?}: {c:?}", q.name());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
