@@ -79,7 +79,28 @@ impl JobRecord {
             .field("duration_ms", self.run_ms)
             .field("attempts", i64::from(self.attempts))
             .field("wait_ms", self.wait_ms)
-            .timestamp_ns(self.finished_at.saturating_mul(1_000_000))
+            .timestamp_ns(unique_ns(self.finished_at))
+    }
+}
+
+/// A timestamp in ns at or after `ms`, never repeated in this process. Points of the same job
+/// type, queue and outcome differ only in time, and InfluxDB keeps one point per series and
+/// timestamp: two jobs finishing in the same millisecond must not overwrite each other.
+fn unique_ns(ms: i64) -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+        .max(ms.saturating_mul(1_000_000));
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = wall.max(last + 1);
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(actual) => last = actual,
+        }
     }
 }
 

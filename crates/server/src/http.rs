@@ -8,7 +8,7 @@
 
 use std::future::Future;
 
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,6 +17,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tsp_hub::{Hub, Status};
+use tsp_queue::{NewJob, Queue, QueueError};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -30,6 +31,10 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/jobs", axum::routing::post(post_job))
+        .route("/jobs/{id}", get(get_job))
+        .route("/jobs/{id}/retry", axum::routing::post(retry_job))
+        .route("/queues", get(queues))
         .with_state(state)
 }
 
@@ -66,6 +71,7 @@ async fn ready(State(s): State<AppState>) -> Response {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     s.hub.refresh_gauges();
+    refresh_queue_gauges(&s.hub).await;
     match &s.prometheus {
         Some(p) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -89,4 +95,188 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+fn queue_error(e: QueueError) -> Response {
+    match e {
+        QueueError::Invalid { field, message } => {
+            error(StatusCode::BAD_REQUEST, format!("{field}: {message}"))
+        }
+        QueueError::NotFound(id) => error(StatusCode::NOT_FOUND, format!("job {id} not found")),
+        other => error(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+    }
+}
+
+fn queue_of(hub: &Hub, name: &str) -> Result<Queue, Response> {
+    let store = hub
+        .redis(&hub.config().queue.redis)
+        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Queue::new(store.clone(), name, &hub.config().queue).map_err(queue_error)
+}
+
+/// `POST /jobs` body.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostJob {
+    #[serde(rename = "type")]
+    job_type: String,
+    #[serde(default = "empty_object")]
+    payload: serde_json::Value,
+    #[serde(default = "default_queue")]
+    queue: String,
+    #[serde(default)]
+    priority: u16,
+    #[serde(default)]
+    delay_ms: u64,
+    dedup_key: Option<String>,
+    max_attempts: Option<u32>,
+    timeout_ms: Option<u64>,
+}
+
+fn empty_object() -> serde_json::Value {
+    json!({})
+}
+
+fn default_queue() -> String {
+    "default".into()
+}
+
+#[derive(serde::Deserialize)]
+struct QueueParam {
+    #[serde(default = "default_queue")]
+    queue: String,
+}
+
+async fn post_job(State(s): State<AppState>, body: axum::body::Bytes) -> Response {
+    let req: PostJob = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        // serde names the field: "missing field `type`", "unknown field `x`", "invalid type … for `priority`".
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
+    };
+    let q = match queue_of(&s.hub, &req.queue) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let mut job = NewJob::raw(req.job_type, req.payload.to_string())
+        .with_priority(req.priority)
+        .with_delay(std::time::Duration::from_millis(req.delay_ms));
+    if let Some(k) = req.dedup_key {
+        job = job.with_dedup_key(k);
+    }
+    if let Some(n) = req.max_attempts {
+        job = job.with_max_attempts(n);
+    }
+    if let Some(t) = req.timeout_ms {
+        job = job.with_timeout(std::time::Duration::from_millis(t));
+    }
+    match q.enqueue(job).await {
+        Ok(id) => (
+            StatusCode::CREATED,
+            Json(json!({"id": id, "queue": q.name()})),
+        )
+            .into_response(),
+        Err(e) => queue_error(e),
+    }
+}
+
+async fn get_job(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(p): Query<QueueParam>,
+) -> Response {
+    let q = match queue_of(&s.hub, &p.queue) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    match q.job(&id).await {
+        Ok(Some(job)) => Json(job).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("job {id} not found in queue {}", p.queue),
+        ),
+        Err(e) => queue_error(e),
+    }
+}
+
+async fn retry_job(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(p): Query<QueueParam>,
+) -> Response {
+    let q = match queue_of(&s.hub, &p.queue) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    match q.job(&id).await {
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("job {id} not found in queue {}", p.queue),
+            );
+        }
+        Err(e) => return queue_error(e),
+        Ok(Some(_)) => {}
+    }
+    match q.requeue(Some(std::slice::from_ref(&id))).await {
+        Ok(1) => Json(json!({"id": id, "requeued": true})).into_response(),
+        Ok(_) => error(
+            StatusCode::CONFLICT,
+            format!("job {id} is not dead-lettered"),
+        ),
+        Err(e) => queue_error(e),
+    }
+}
+
+async fn queues(State(s): State<AppState>) -> Response {
+    let store = match s.hub.redis(&s.hub.config().queue.redis) {
+        Ok(st) => st.clone(),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let names = match Queue::known(&store).await {
+        Ok(n) => n,
+        Err(e) => return queue_error(e),
+    };
+    let mut out = Vec::new();
+    for n in names {
+        match queue_of(&s.hub, &n) {
+            Ok(q) => match q.counts().await {
+                Ok(c) => out.push(c),
+                Err(e) => return queue_error(e),
+            },
+            Err(r) => return r,
+        }
+    }
+    Json(out).into_response()
+}
+
+/// Queue depth per state, for every known queue (O(1) per state).
+async fn refresh_queue_gauges(hub: &Hub) {
+    let Ok(store) = hub.redis(&hub.config().queue.redis) else {
+        return;
+    };
+    let Ok(Ok(names)) =
+        tokio::time::timeout(std::time::Duration::from_secs(1), Queue::known(store)).await
+    else {
+        return;
+    };
+    for n in names {
+        let Ok(q) = queue_of(hub, &n) else { continue };
+        if let Ok(Ok(c)) = tokio::time::timeout(std::time::Duration::from_secs(1), q.counts()).await
+        {
+            for (state, v) in [
+                ("waiting", c.waiting),
+                ("delayed", c.delayed),
+                ("active", c.active),
+                ("completed", c.completed),
+                ("dead", c.dead),
+            ] {
+                metrics::gauge!(tsp_queue::metrics::DEPTH, "queue" => n.clone(), "state" => state)
+                    .set(v as f64);
+            }
+        }
+    }
 }

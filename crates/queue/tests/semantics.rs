@@ -1,0 +1,393 @@
+//! Queue semantics against the real Redis: order, delays, retries and dead letters, dedup,
+//! timeouts, panics, bad payloads, a killed connection, and records in MongoDB and InfluxDB.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Running, drained, now_ms, setup, worker};
+use tsp_queue::{Backoff, JobError, JobState, NewJob, Registry};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priority_first_then_fifo() {
+    let (_hub, q) = setup(&[]).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut reg = Registry::new();
+    let s = seen.clone();
+    reg.register("order", move |_ctx, n: u32| {
+        let s = s.clone();
+        async move {
+            s.lock().unwrap().push(n);
+            Ok(())
+        }
+    });
+    q.pause().await.unwrap();
+    let plan = [(1, 0), (2, 5), (3, 5), (4, 0), (5, 9), (6, 1023), (7, 5)];
+    for (n, p) in plan {
+        q.enqueue(NewJob::new("order", &n).unwrap().with_priority(p))
+            .await
+            .unwrap();
+    }
+    let running = Running::start(worker(&q, reg, 1));
+    q.resume().await.unwrap();
+    drained(&q, Duration::from_secs(10)).await;
+    running.stop().await;
+    assert_eq!(*seen.lock().unwrap(), vec![6, 5, 2, 3, 7, 1, 4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_job_runs_on_time() {
+    let (_hub, q) = setup(&[]).await;
+    let started = Arc::new(Mutex::new(None));
+    let mut reg = Registry::new();
+    let s = started.clone();
+    reg.register("stamp", move |_ctx, _p: serde_json::Value| {
+        let s = s.clone();
+        async move {
+            *s.lock().unwrap() = Some(now_ms());
+            Ok(())
+        }
+    });
+    let running = Running::start(worker(&q, reg, 4));
+    // Let the worker go idle first: it must wake for the delayed job by itself.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = q
+        .enqueue(NewJob::raw("stamp", "{}").with_delay(Duration::from_millis(700)))
+        .await
+        .unwrap();
+    let run_at = q.job(&id).await.unwrap().unwrap().run_at;
+    drained(&q, Duration::from_secs(10)).await;
+    running.stop().await;
+    let at = started.lock().unwrap().expect("ran");
+    assert!(at >= run_at, "ran {}ms early", run_at - at);
+    assert!(at - run_at <= 200, "ran {}ms late", at - run_at);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_follow_the_backoff_then_dead_letter_then_requeue() {
+    let (_hub, q) = setup(&[]).await;
+    let fail = Arc::new(AtomicBool::new(true));
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let mut reg = Registry::new();
+    let (f, a) = (fail.clone(), attempts.clone());
+    reg.register("flaky", move |ctx, _p: serde_json::Value| {
+        let (f, a) = (f.clone(), a.clone());
+        async move {
+            a.lock().unwrap().push((ctx.attempt, now_ms()));
+            if f.load(Ordering::SeqCst) {
+                Err(JobError::retry(format!("attempt {} failed", ctx.attempt)))
+            } else {
+                Ok(())
+            }
+        }
+    });
+    let running = Running::start(worker(&q, reg, 4));
+    let id = q
+        .enqueue(
+            NewJob::raw("flaky", "{}")
+                .with_max_attempts(3)
+                .with_backoff(Backoff::Fixed(300)),
+        )
+        .await
+        .unwrap();
+    drained(&q, Duration::from_secs(10)).await;
+    let job = q.job(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, "dead");
+    assert_eq!(job.attempts, 3);
+    let errors: Vec<&str> = job.errors.iter().map(|e| e.error.as_str()).collect();
+    assert_eq!(
+        errors,
+        ["attempt 1 failed", "attempt 2 failed", "attempt 3 failed"]
+    );
+    let times: Vec<i64> = attempts.lock().unwrap().iter().map(|(_, t)| *t).collect();
+    for w in times.windows(2) {
+        assert!(
+            w[1] - w[0] >= 300,
+            "retried after {}ms, backoff is 300ms",
+            w[1] - w[0]
+        );
+    }
+    assert_eq!(q.counts().await.unwrap().dead, 1);
+
+    fail.store(false, Ordering::SeqCst);
+    assert_eq!(q.requeue(Some(&[id.clone()])).await.unwrap(), 1);
+    drained(&q, Duration::from_secs(10)).await;
+    running.stop().await;
+    let job = q.job(&id).await.unwrap().unwrap();
+    assert_eq!((job.state.as_str(), job.attempts), ("completed", 1));
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.dead, c.completed), (0, 1));
+    assert_eq!(c.totals.get("retried"), Some(&2));
+    assert_eq!(c.totals.get("requeued"), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dedup_key_returns_the_pending_job() {
+    let (_hub, q) = setup(&[]).await;
+    q.pause().await.unwrap();
+    let a = q
+        .enqueue(NewJob::raw("builtin.noop", "{}").with_dedup_key("trip-42"))
+        .await
+        .unwrap();
+    let b = q
+        .enqueue(NewJob::raw("builtin.noop", "{}").with_dedup_key("trip-42"))
+        .await
+        .unwrap();
+    let other = q
+        .enqueue(NewJob::raw("builtin.noop", "{}").with_dedup_key("trip-43"))
+        .await
+        .unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a, other);
+    assert_eq!(q.counts().await.unwrap().waiting, 2);
+    let running = Running::start(worker(&q, Registry::new(), 4));
+    q.resume().await.unwrap();
+    drained(&q, Duration::from_secs(10)).await;
+    running.stop().await;
+    let c = q
+        .enqueue(NewJob::raw("builtin.noop", "{}").with_dedup_key("trip-42"))
+        .await
+        .unwrap();
+    assert_ne!(a, c, "a finished job no longer deduplicates");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_times_out_is_retried_then_dead() {
+    let (_hub, q) = setup(&[]).await;
+    let mut reg = Registry::new();
+    reg.register("slow", |_ctx, _p: serde_json::Value| async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(())
+    });
+    let running = Running::start(worker(&q, reg, 4));
+    let id = q
+        .enqueue(
+            NewJob::raw("slow", "{}")
+                .with_timeout(Duration::from_millis(100))
+                .with_max_attempts(2)
+                .with_backoff(Backoff::Fixed(10)),
+        )
+        .await
+        .unwrap();
+    drained(&q, Duration::from_secs(10)).await;
+    running.stop().await;
+    let job = q.job(&id).await.unwrap().unwrap();
+    assert_eq!((job.state.as_str(), job.attempts), ("dead", 2));
+    assert!(
+        job.errors
+            .iter()
+            .all(|e| e.error == "timed out after 100ms"),
+        "{:?}",
+        job.errors
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_fails_its_attempt_and_the_worker_goes_on() {
+    let (_hub, q) = setup(&[]).await;
+    let mut reg = Registry::new();
+    reg.register("boom", |_ctx, _p: serde_json::Value| async {
+        if true {
+            panic!("boom at {}", 42);
+        }
+        Ok(())
+    });
+    let running = Running::start(worker(&q, reg, 4));
+    let id = q
+        .enqueue(NewJob::raw("boom", "{}").with_max_attempts(1))
+        .await
+        .unwrap();
+    drained(&q, Duration::from_secs(10)).await;
+    let after = q.enqueue(NewJob::raw("builtin.noop", "{}")).await.unwrap();
+    drained(&q, Duration::from_secs(10)).await;
+    let report = running.stop().await;
+    let job = q.job(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, "dead");
+    assert_eq!(
+        job.last_error.as_deref(),
+        Some("handler panicked: boom at 42")
+    );
+    assert_eq!(q.job(&after).await.unwrap().unwrap().state, "completed");
+    assert_eq!((report.completed, report.dead), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_that_does_not_decode_fails_with_the_decode_error() {
+    let (_hub, q) = setup(&[]).await;
+    let running = Running::start(worker(&q, Registry::new(), 4));
+    let bad = q
+        .enqueue(NewJob::raw("builtin.sleep", r#"{"ms": "soon"}"#))
+        .await
+        .unwrap();
+    let good = q
+        .enqueue(NewJob::raw("builtin.sleep", r#"{"ms": 1}"#))
+        .await
+        .unwrap();
+    drained(&q, Duration::from_secs(10)).await;
+    running.stop().await;
+    let job = q.job(&bad).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state.as_str(), job.attempts),
+        ("dead", 1),
+        "no retry for a bad payload"
+    );
+    assert!(
+        job.last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("payload does not decode as builtin.sleep: invalid type: string \"soon\""),
+        "{:?}",
+        job.last_error
+    );
+    assert_eq!(q.job(&good).await.unwrap().unwrap().state, "completed");
+    // Producers get field-named errors before anything is stored.
+    let e = q.enqueue(NewJob::raw("x", "{oops")).await.unwrap_err();
+    assert!(
+        e.to_string().starts_with("invalid payload: not valid JSON"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_connections_lose_no_job() {
+    let (hub, q) = setup(&[]).await;
+    let set = common::unique("kill");
+    let n = 20_000;
+    let jobs = vec![NewJob::raw("builtin.mark", format!(r#"{{"set":"{set}"}}"#)); n];
+    q.enqueue_many(jobs).await.unwrap();
+    let running = Running::start(worker(&q, Registry::new(), 64));
+    // Kill every client connection three times while the worker runs.
+    let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let mut kills = 0;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .arg("SKIPME")
+            .arg("yes")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        kills += killed;
+    }
+    assert!(kills >= 3, "connections were killed ({kills})");
+    drained(&q, Duration::from_secs(60)).await;
+    let report = running.stop().await;
+    let c = q.counts().await.unwrap();
+    assert_eq!(
+        (c.completed, c.dead, c.active),
+        (n as u64, 0, 0),
+        "{report:?}"
+    );
+    let store = hub.redis("cache").unwrap();
+    let mut conn = store.conn().await.unwrap();
+    let marks: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
+        .arg(format!("{}marks:{set}", store.key_prefix()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(marks.len(), n, "every job ran");
+    assert!(marks.values().all(|v| *v >= 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_have_exactly_one_mongo_record_and_one_influx_point() {
+    let db = common::unique("tsp_t_");
+    let (hub, q) = setup(&[
+        &format!("mongo.cache.database={db}"),
+        &format!("influx.primary.database={db}"),
+    ])
+    .await;
+    let influx = hub.influx("primary").unwrap();
+    influx
+        .query_v1(&db, &format!("CREATE DATABASE \"{db}\""))
+        .await
+        .unwrap();
+    let mongo = hub.mongo("cache").unwrap().clone();
+    tsp_queue::records::ensure_indexes(&mongo).await.unwrap();
+    let (sink, task) =
+        tsp_queue::RecordSink::start(Some(mongo.clone()), Some(influx.writer()), 500, 2_000);
+    let good = vec![NewJob::raw("builtin.noop", "{}"); 1_200];
+    let bad = vec![NewJob::raw("builtin.sleep", "[]"); 300];
+    q.enqueue_many(good).await.unwrap();
+    q.enqueue_many(bad).await.unwrap();
+    let running = Running::start(worker(&q, Registry::new(), 64).with_records(sink));
+    drained(&q, Duration::from_secs(60)).await;
+    running.stop().await;
+    assert_eq!(task.finish(Duration::from_secs(60)).await, 0);
+    influx.writer().flush().await;
+
+    let coll = mongo
+        .database()
+        .collection::<mongodb::bson::Document>("job_queue");
+    let count = |f: mongodb::bson::Document| {
+        let coll = coll.clone();
+        async move { coll.count_documents(f).await.unwrap() }
+    };
+    assert_eq!(count(mongodb::bson::doc! {"queue": "jobs"}).await, 1_500);
+    assert_eq!(
+        count(mongodb::bson::doc! {"status": "completed", "jobType": "builtin.noop"}).await,
+        1_200
+    );
+    assert_eq!(
+        count(mongodb::bson::doc! {"status": "dead", "jobType": "builtin.sleep"}).await,
+        300
+    );
+    let mut names = mongo
+        .database()
+        .collection::<mongodb::bson::Document>("job_queue")
+        .list_index_names()
+        .await
+        .unwrap();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "_id_",
+            "jobType_status",
+            "status_priority_createdAt",
+            "ttl_createdAt"
+        ]
+    );
+
+    let body = influx
+        .query_v1(
+            &db,
+            "SELECT count(duration_ms) FROM job_execution GROUP BY outcome",
+        )
+        .await
+        .unwrap();
+    let series = body
+        .pointer("/results/0/series")
+        .and_then(|s| s.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let by_outcome: std::collections::HashMap<String, i64> = series
+        .iter()
+        .map(|s| {
+            (
+                s.pointer("/tags/outcome")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string(),
+                s.pointer("/values/0/1")
+                    .and_then(|v| v.as_i64())
+                    .unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(by_outcome.get("completed"), Some(&1_200), "{body}");
+    assert_eq!(by_outcome.get("dead"), Some(&300), "{body}");
+    let _ = influx
+        .query_v1(&db, &format!("DROP DATABASE \"{db}\""))
+        .await;
+    let _ = mongo.database().drop().await;
+    let _ = JobState::Dead;
+}
