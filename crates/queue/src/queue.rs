@@ -238,8 +238,8 @@ impl Queue {
 
     /// Enqueues many jobs in as few round trips as possible; ids in order.
     ///
-    /// Jobs are sent in chunks; the chunks go concurrently over the multiplexed connection,
-    /// which pipelines them. If an error is returned, chunks before it may have been stored.
+    /// Jobs are sent in chunks, a few at a time over the multiplexed connection, which
+    /// pipelines them. If an error is returned, chunks before it may have been stored.
     pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<String>, QueueError> {
         for (n, j) in jobs.iter().enumerate() {
             j.validate().map_err(|e| match e {
@@ -265,27 +265,39 @@ impl Queue {
         let now = now_ms();
         let default_backoff =
             Backoff::Exponential(u64::try_from(s.backoff.as_millis()).unwrap_or(1000));
-        let calls = jobs.chunks(ENQUEUE_CHUNK).map(|chunk| {
-            let mut inv = SCRIPTS.enqueue.key(&self.inner.base);
-            inv.arg(now).arg(chunk.len());
-            for j in chunk {
-                inv.arg(ulid::Ulid::new().to_string())
-                    .arg(&j.job_type)
-                    .arg(&j.payload)
-                    .arg(j.priority)
-                    .arg(j.max_attempts.unwrap_or(s.max_attempts))
-                    .arg(j.backoff.unwrap_or(default_backoff).encode())
-                    .arg(
-                        u64::try_from(j.timeout.unwrap_or(s.timeout).as_millis())
-                            .unwrap_or(u64::MAX),
-                    )
-                    .arg(j.dedup_key.as_deref().unwrap_or(""))
-                    .arg(u64::try_from(j.delay.as_millis()).unwrap_or(u64::MAX));
-            }
-            let mut conn = conn.clone();
-            async move { inv.invoke_async::<Vec<String>>(&mut conn).await }
-        });
-        let results = futures::future::join_all(calls).await;
+        let invocations: Vec<redis::ScriptInvocation<'static>> = jobs
+            .chunks(ENQUEUE_CHUNK)
+            .map(|chunk| {
+                let mut inv = SCRIPTS.enqueue.key(&self.inner.base);
+                inv.arg(now).arg(chunk.len());
+                for j in chunk {
+                    inv.arg(ulid::Ulid::new().to_string())
+                        .arg(&j.job_type)
+                        .arg(&j.payload)
+                        .arg(j.priority)
+                        .arg(j.max_attempts.unwrap_or(s.max_attempts))
+                        .arg(j.backoff.unwrap_or(default_backoff).encode())
+                        .arg(
+                            u64::try_from(j.timeout.unwrap_or(s.timeout).as_millis())
+                                .unwrap_or(u64::MAX),
+                        )
+                        .arg(j.dedup_key.as_deref().unwrap_or(""))
+                        .arg(u64::try_from(j.delay.as_millis()).unwrap_or(u64::MAX));
+                }
+                inv
+            })
+            .collect();
+        // A few calls in flight keep the connection busy without queueing seconds of work
+        // behind one another (each call must answer within the command timeout).
+        let mut results: Vec<redis::RedisResult<Vec<String>>> =
+            Vec::with_capacity(invocations.len());
+        for group in invocations.chunks(4) {
+            let calls = group.iter().map(|inv| {
+                let mut conn = conn.clone();
+                async move { inv.invoke_async::<Vec<String>>(&mut conn).await }
+            });
+            results.extend(futures::future::join_all(calls).await);
+        }
         let mut ids = Vec::with_capacity(jobs.len());
         for r in results {
             ids.extend(r.map_err(|e| self.err("enqueue", &e))?);

@@ -1,0 +1,361 @@
+//! Worker processes against the real Redis: a worker killed with SIGKILL loses nothing; four
+//! workers run each of 50 000 jobs exactly once; SIGTERM under load finishes or returns every
+//! job; the HTTP job API.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Server, run, text, tsp_job};
+
+fn prefix() -> String {
+    format!("w{:012x}:", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+/// `--set` arguments that put a test in its own key space with a short lease.
+fn sets(prefix: &str) -> Vec<String> {
+    vec![
+        format!("redis.cache.key_prefix={prefix}"),
+        "queue.lease=2s".into(),
+        "queue.records.mongo=false".into(),
+        "queue.records.influx=false".into(),
+    ]
+}
+
+fn with_sets(args: &[&str], sets: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    for s in sets {
+        v.push("--set".into());
+        v.push(s.clone());
+    }
+    v
+}
+
+fn cli(args: &[&str], sets: &[String]) -> String {
+    let args = with_sets(args, sets);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&refs, &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    stdout
+}
+
+fn spawn_worker(extra: &[&str], sets: &[String]) -> Child {
+    let args = with_sets(&[&["worker"], extra].concat(), sets);
+    tsp_job(&[("TSP_LOG", "warn")])
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn counts(sets: &[String]) -> serde_json::Value {
+    let out = cli(&["jobs", "stats", "--json"], sets);
+    let all: serde_json::Value = serde_json::from_str(&out).unwrap();
+    all.as_array()
+        .and_then(|a| a.iter().find(|q| q["queue"] == "default").cloned())
+        .unwrap_or(serde_json::json!({}))
+}
+
+fn n(v: &serde_json::Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or(0)
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ok() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn marks(prefix: &str, set: &str) -> HashMap<String, i64> {
+    let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let mut conn = client.get_connection().unwrap();
+    redis::cmd("HGETALL")
+        .arg(format!("{prefix}marks:{set}"))
+        .query(&mut conn)
+        .unwrap()
+}
+
+fn signal(child: &Child, sig: &str) {
+    std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+#[test]
+fn a_killed_worker_loses_no_job() {
+    let p = prefix();
+    let s = sets(&p);
+    cli(
+        &[
+            "enqueue",
+            "builtin.sleep",
+            "--payload",
+            r#"{"ms": 1500}"#,
+            "--count",
+            "60",
+        ],
+        &s,
+    );
+    let mut a = spawn_worker(&["--concurrency", "40"], &s);
+    wait_for("worker A to hold 40 jobs", Duration::from_secs(20), || {
+        n(&counts(&s), "active") == 40
+    });
+    signal(&a, "-KILL");
+    a.wait().unwrap();
+    // A is gone mid-job: its 40 leases expire (2 s) and worker B runs those jobs again.
+    let mut b = spawn_worker(&["--concurrency", "100"], &s);
+    wait_for("every job to complete", Duration::from_secs(60), || {
+        n(&counts(&s), "completed") == 60
+    });
+    signal(&b, "-TERM");
+    assert!(b.wait().unwrap().success());
+    let c = counts(&s);
+    assert_eq!(
+        (n(&c, "dead"), n(&c, "active"), n(&c, "waiting")),
+        (0, 0, 0),
+        "{c}"
+    );
+    assert_eq!(c["totals"]["stalled"], 40, "{c}");
+}
+
+#[test]
+fn four_workers_run_each_of_50000_jobs_exactly_once() {
+    let p = prefix();
+    let s = sets(&p);
+    let set = "exactly-once";
+    cli(
+        &[
+            "enqueue",
+            "builtin.mark",
+            "--payload",
+            &format!(r#"{{"set": "{set}"}}"#),
+            "--count",
+            "50000",
+        ],
+        &s,
+    );
+    let mut workers: Vec<Child> = (0..4)
+        .map(|_| spawn_worker(&["--concurrency", "64"], &s))
+        .collect();
+    wait_for("the queue to drain", Duration::from_secs(300), || {
+        let c = counts(&s);
+        n(&c, "completed") == 50_000 || n(&c, "dead") > 0
+    });
+    let mut per_worker = Vec::new();
+    for w in &mut workers {
+        signal(w, "-TERM");
+    }
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        per_worker.push(report["completed"].as_u64().unwrap());
+    }
+    assert_eq!(per_worker.iter().sum::<u64>(), 50_000, "{per_worker:?}");
+    assert!(
+        per_worker.iter().all(|c| *c > 0),
+        "every worker took part: {per_worker:?}"
+    );
+    let m = marks(&p, set);
+    assert_eq!(m.len(), 50_000, "every job ran");
+    let twice: Vec<_> = m.iter().filter(|(_, v)| **v != 1).collect();
+    assert!(twice.is_empty(), "{} jobs ran more than once", twice.len());
+    let c = counts(&s);
+    assert_eq!(
+        (n(&c, "dead"), n(&c, "active"), n(&c, "waiting")),
+        (0, 0, 0),
+        "{c}"
+    );
+}
+
+#[test]
+fn sigterm_under_load_loses_nothing_and_leaves_nothing_active() {
+    let p = prefix();
+    let mut s = sets(&p);
+    s.push("queue.shutdown_grace=500ms".into());
+    cli(
+        &[
+            "enqueue",
+            "builtin.sleep",
+            "--payload",
+            r#"{"ms": 300}"#,
+            "--count",
+            "400",
+        ],
+        &s,
+    );
+    cli(
+        &[
+            "enqueue",
+            "builtin.sleep",
+            "--payload",
+            r#"{"ms": 5000}"#,
+            "--count",
+            "5",
+        ],
+        &s,
+    );
+    let mut w = spawn_worker(&["--concurrency", "50"], &s);
+    wait_for("some jobs to complete", Duration::from_secs(20), || {
+        n(&counts(&s), "completed") >= 50
+    });
+    signal(&w, "-TERM");
+    let started = Instant::now();
+    let status = w.wait().unwrap();
+    assert!(status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let c = counts(&s);
+    assert_eq!(n(&c, "active"), 0, "nothing left active: {c}");
+    assert_eq!(n(&c, "completed") + n(&c, "waiting"), 405, "{c}");
+    assert_eq!(n(&c, "dead"), 0);
+    let returned: u64 = 405 - n(&c, "completed");
+    assert!(returned >= 5, "the 5 s jobs were returned, not failed: {c}");
+
+    // The returned jobs run later, their interrupted attempt not counted.
+    let mut again = spawn_worker(&["--concurrency", "100"], &s);
+    wait_for("the rest to complete", Duration::from_secs(30), || {
+        n(&counts(&s), "completed") == 405
+    });
+    signal(&again, "-TERM");
+    assert!(again.wait().unwrap().success());
+    let list = cli(
+        &["jobs", "list", "--state", "completed", "--limit", "1000"],
+        &s,
+    );
+    let jobs: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
+    assert_eq!(jobs.len(), 405);
+    assert!(
+        jobs.iter().all(|j| j["attempts"] == 1),
+        "no attempt was spent by the shutdown"
+    );
+}
+
+#[test]
+fn the_http_job_api_validates_and_serves_jobs() {
+    let p = prefix();
+    let s = sets(&p);
+    let set_refs: Vec<&str> = s.iter().map(String::as_str).collect();
+    let server = Server::start(&set_refs, &[]);
+    let client = reqwest::blocking::Client::new();
+    let post = |body: serde_json::Value| {
+        let r = client
+            .post(format!("{}/jobs", server.base))
+            .json(&body)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json::<serde_json::Value>().unwrap())
+    };
+    let (code, body) =
+        post(serde_json::json!({"type": "builtin.noop", "payload": {"a": 1}, "priority": 7}));
+    assert_eq!(code, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+
+    for (bad, field) in [
+        (serde_json::json!({"payload": {}}), "missing field `type`"),
+        (
+            serde_json::json!({"type": "x", "priority": 5000}),
+            "priority: must be 0-1023",
+        ),
+        (
+            serde_json::json!({"type": "x", "priority": "high"}),
+            "invalid type: string \"high\"",
+        ),
+        (
+            serde_json::json!({"type": "x", "colour": "red"}),
+            "unknown field `colour`",
+        ),
+        (
+            serde_json::json!({"type": "x", "queue": "no spaces"}),
+            "queue: `no spaces`",
+        ),
+        (
+            serde_json::json!({"type": "x", "max_attempts": 0}),
+            "max_attempts: must be at least 1",
+        ),
+    ] {
+        let (code, body) = post(bad.clone());
+        assert_eq!(code, 400, "{bad} → {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(field),
+            "{bad} → {body}"
+        );
+    }
+
+    let (code, body) = server.get(&format!("/jobs/{id}"));
+    assert_eq!(code, 200, "{body}");
+    let job: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            job["type"].as_str(),
+            job["priority"].as_u64(),
+            job["state"].as_str()
+        ),
+        (Some("builtin.noop"), Some(7), Some("waiting"))
+    );
+    assert_eq!(job["payload"], serde_json::json!({"a": 1}));
+    assert_eq!(server.get("/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV").0, 404);
+    assert_eq!(server.get("/jobs/bad{id}").0, 400);
+
+    let (code, body) = server.get("/queues");
+    assert_eq!(code, 200);
+    let queues: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(queues[0]["queue"], "default");
+    assert_eq!(queues[0]["waiting"], 1);
+
+    let r = client
+        .post(format!("{}/jobs/{id}/retry", server.base))
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        409,
+        "a waiting job is not dead-lettered"
+    );
+    let r = client
+        .post(format!(
+            "{}/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/retry",
+            server.base
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+
+    // A dead job can be retried over HTTP.
+    let (_, body) = post(serde_json::json!({"type": "builtin.sleep", "payload": {"ms": "bad"}}));
+    let dead_id = body["id"].as_str().unwrap().to_string();
+    let mut w = spawn_worker(&[], &s);
+    wait_for(
+        "the bad job to be dead-lettered",
+        Duration::from_secs(20),
+        || n(&counts(&s), "dead") == 1,
+    );
+    signal(&w, "-TERM");
+    w.wait().unwrap();
+    let r = client
+        .post(format!("{}/jobs/{dead_id}/retry", server.base))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (_, m) = server.get("/metrics");
+    assert!(
+        m.contains("tsp_queue_depth{queue=\"default\",state=\"waiting\"} 1"),
+        "{}",
+        m.lines()
+            .filter(|l| l.contains("queue"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
