@@ -322,7 +322,7 @@ impl Queue {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.err("fetch", &e))?;
-        if reply.len() < 2 || (reply.len() - 2) % 11 != 0 {
+        if reply.len() < 2 || !(reply.len() - 2).is_multiple_of(11) {
             return Err(QueueError::Protocol(format!(
                 "fetch returned {} values",
                 reply.len()

@@ -114,7 +114,7 @@ async fn retries_follow_the_backoff_then_dead_letter_then_requeue() {
     assert_eq!(q.counts().await.unwrap().dead, 1);
 
     fail.store(false, Ordering::SeqCst);
-    assert_eq!(q.requeue(Some(&[id.clone()])).await.unwrap(), 1);
+    assert_eq!(q.requeue(Some(std::slice::from_ref(&id))).await.unwrap(), 1);
     drained(&q, Duration::from_secs(10)).await;
     running.stop().await;
     let job = q.job(&id).await.unwrap().unwrap();
@@ -260,24 +260,32 @@ async fn killed_connections_lose_no_job() {
     let jobs = vec![NewJob::raw("builtin.mark", format!(r#"{{"set":"{set}"}}"#)); n];
     q.enqueue_many(jobs).await.unwrap();
     let running = Running::start(worker(&q, Registry::new(), 64));
-    // Kill every client connection three times while the worker runs.
+    // Kill the worker's connection three times while it runs (only ours: other tests share
+    // this Redis). Its id is asked through the connection itself.
     let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
     let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let store = hub.redis("cache").unwrap();
     let mut kills = 0;
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(150)).await;
+        let mut ours = store.conn().await.unwrap();
+        let Ok(id) = redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async::<i64>(&mut ours)
+            .await
+        else {
+            continue;
+        };
         let killed: i64 = redis::cmd("CLIENT")
             .arg("KILL")
-            .arg("TYPE")
-            .arg("normal")
-            .arg("SKIPME")
-            .arg("yes")
+            .arg("ID")
+            .arg(id)
             .query_async(&mut admin)
             .await
             .unwrap();
         kills += killed;
     }
-    assert!(kills >= 3, "connections were killed ({kills})");
+    assert!(kills >= 2, "connections were killed ({kills})");
     drained(&q, Duration::from_secs(60)).await;
     let report = running.stop().await;
     let c = q.counts().await.unwrap();
@@ -286,7 +294,6 @@ async fn killed_connections_lose_no_job() {
         (n as u64, 0, 0),
         "{report:?}"
     );
-    let store = hub.redis("cache").unwrap();
     let mut conn = store.conn().await.unwrap();
     let marks: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
         .arg(format!("{}marks:{set}", store.key_prefix()))

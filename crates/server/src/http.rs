@@ -97,25 +97,38 @@ pub async fn serve(
         .await
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": message.into()}))).into_response()
-}
+/// An error answer: `{"error": "…"}` naming the field when the request is at fault.
+struct ApiError(StatusCode, String);
 
-fn queue_error(e: QueueError) -> Response {
-    match e {
-        QueueError::Invalid { field, message } => {
-            error(StatusCode::BAD_REQUEST, format!("{field}: {message}"))
-        }
-        QueueError::NotFound(id) => error(StatusCode::NOT_FOUND, format!("job {id} not found")),
-        other => error(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
     }
 }
 
-fn queue_of(hub: &Hub, name: &str) -> Result<Queue, Response> {
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    ApiError(status, message.into()).into_response()
+}
+
+fn api_error(e: QueueError) -> ApiError {
+    match e {
+        QueueError::Invalid { field, message } => {
+            ApiError(StatusCode::BAD_REQUEST, format!("{field}: {message}"))
+        }
+        QueueError::NotFound(id) => ApiError(StatusCode::NOT_FOUND, format!("job {id} not found")),
+        other => ApiError(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+    }
+}
+
+fn queue_error(e: QueueError) -> Response {
+    api_error(e).into_response()
+}
+
+fn queue_of(hub: &Hub, name: &str) -> Result<Queue, ApiError> {
     let store = hub
         .redis(&hub.config().queue.redis)
-        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    Queue::new(store.clone(), name, &hub.config().queue).map_err(queue_error)
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Queue::new(store.clone(), name, &hub.config().queue).map_err(api_error)
 }
 
 /// `POST /jobs` body.
@@ -159,7 +172,7 @@ async fn post_job(State(s): State<AppState>, body: axum::body::Bytes) -> Respons
     };
     let q = match queue_of(&s.hub, &req.queue) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let mut job = NewJob::raw(req.job_type, req.payload.to_string())
         .with_priority(req.priority)
@@ -190,7 +203,7 @@ async fn get_job(
 ) -> Response {
     let q = match queue_of(&s.hub, &p.queue) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match q.job(&id).await {
         Ok(Some(job)) => Json(job).into_response(),
@@ -209,7 +222,7 @@ async fn retry_job(
 ) -> Response {
     let q = match queue_of(&s.hub, &p.queue) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match q.job(&id).await {
         Ok(None) => {
@@ -247,7 +260,7 @@ async fn queues(State(s): State<AppState>) -> Response {
                 Ok(c) => out.push(c),
                 Err(e) => return queue_error(e),
             },
-            Err(r) => return r,
+            Err(r) => return r.into_response(),
         }
     }
     Json(out).into_response()

@@ -73,8 +73,11 @@ pub fn worker(q: &Queue, registry: Registry, concurrency: usize) -> Worker {
 pub async fn drained(q: &Queue, limit: Duration) {
     let started = Instant::now();
     loop {
-        let c = q.counts().await.unwrap();
-        if c.waiting + c.delayed + c.active == 0 {
+        // A command may fail while a killed connection is re-established: just ask again.
+        let c = q.counts().await;
+        if let Ok(c) = &c
+            && c.waiting + c.delayed + c.active == 0
+        {
             return;
         }
         assert!(
