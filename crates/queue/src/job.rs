@@ -240,42 +240,6 @@ pub struct JobInfo {
     pub errors: Vec<AttemptError>,
 }
 
-impl JobInfo {
-    pub(crate) fn from_hash(id: &str, queue: &str, h: &HashMap<String, String>) -> JobInfo {
-        let num = |k: &str| h.get(k).and_then(|v| v.parse::<i64>().ok());
-        let json = |k: &str| {
-            h.get(k)
-                .map(|v| serde_json::from_str(v).unwrap_or(serde_json::Value::String(v.clone())))
-        };
-        JobInfo {
-            id: id.to_string(),
-            queue: queue.to_string(),
-            job_type: h.get("type").cloned().unwrap_or_default(),
-            payload: json("payload").unwrap_or(serde_json::Value::Null),
-            state: h.get("s").cloned().unwrap_or_default(),
-            priority: num("prio").and_then(|p| u16::try_from(p).ok()).unwrap_or(0),
-            attempts: num("a").and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
-            max_attempts: num("max").and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
-            backoff: Backoff::decode(h.get("backoff").map(String::as_str).unwrap_or("")),
-            timeout_ms: num("timeout")
-                .and_then(|p| u64::try_from(p).ok())
-                .unwrap_or(0),
-            dedup_key: h.get("dedup").filter(|d| !d.is_empty()).cloned(),
-            created_at: num("created").unwrap_or(0),
-            run_at: num("run_at").unwrap_or(0),
-            started_at: num("started"),
-            finished_at: num("finished"),
-            progress: json("progress"),
-            result: json("result"),
-            last_error: h.get("error").cloned(),
-            errors: h
-                .get("errors")
-                .and_then(|e| serde_json::from_str(e).ok())
-                .unwrap_or_default(),
-        }
-    }
-}
-
 /// Per-state sizes (each an O(1) `ZCARD`) and lifetime counters of one queue.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct QueueCounts {

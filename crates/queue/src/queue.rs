@@ -1,14 +1,20 @@
 //! One named queue in Redis: producing, inspecting, and the state transitions workers use.
 //!
 //! # Storage
-//! Sorted sets and one hash per job, changed only by the Lua scripts in `lua/`, each one atomic:
+//! Sorted sets and per-queue hashes keyed by job id, changed only by the Lua scripts in `lua/`,
+//! each one atomic:
 //! - `ready`: score `(1023 − priority) · 2^43 + seq`, so `ZPOPMIN` takes the highest priority,
 //!   oldest first;
 //! - `delayed`: score = run-at time (delays and retry backoff); promoted by `fetch`;
 //! - `active`: score = lease deadline; heartbeats push it forward, `recover` takes back what
 //!   expired;
 //! - `completed`, `dead`: score = finish time, trimmed by age and count;
-//! - `j:<id>`: the job (type, payload, options, attempts, state, lease token, result, errors);
+//! - hashes by job id: `data` (the spec: type, payload, options), `scores` (place in line),
+//!   `attempts`, `tokens` (current lease), `started`, `runat` (retry time), `results`,
+//!   `errors`, `progress`, `dedupof`. A job's state is the sorted set that holds its id.
+//!   Keeping a field of every job in one hash turns a batch of N jobs into a few variadic
+//!   commands instead of N: Redis's per-command cost, not per-element cost, is what limits a
+//!   queue.
 //! - `stats` (lifetime counters), `dedup` (key → id), `paused`, `wake` (a one-element list idle
 //!   workers block on), `seq`.
 //!
@@ -45,15 +51,55 @@ struct Scripts {
     requeue: Script,
 }
 
+/// Each script is `common.lua` (shared helpers) followed by its own file.
+macro_rules! script {
+    ($file:literal) => {
+        Script::new(concat!(include_str!("lua/common.lua"), "\n", include_str!($file)))
+    };
+}
+
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    enqueue: Script::new(include_str!("lua/enqueue.lua")),
-    fetch: Script::new(include_str!("lua/fetch.lua")),
-    finish: Script::new(include_str!("lua/finish.lua")),
-    extend: Script::new(include_str!("lua/extend.lua")),
-    recover: Script::new(include_str!("lua/recover.lua")),
-    release: Script::new(include_str!("lua/release.lua")),
-    requeue: Script::new(include_str!("lua/requeue.lua")),
+    enqueue: script!("lua/enqueue.lua"),
+    fetch: script!("lua/fetch.lua"),
+    finish: script!("lua/finish.lua"),
+    extend: script!("lua/extend.lua"),
+    recover: script!("lua/recover.lua"),
+    release: script!("lua/release.lua"),
+    requeue: script!("lua/requeue.lua"),
 });
+
+/// A job's immutable part, stored as one JSON array per job in the queue's `data` hash:
+/// `[type, payload, priority, max_attempts, backoff, timeout_ms, dedup_key, created_ms, run_at_ms]`.
+/// (Position 4, max_attempts, is read by `recover.lua`.)
+#[derive(serde::Deserialize)]
+struct Spec<'a>(
+    String,
+    #[serde(borrow)] &'a serde_json::value::RawValue,
+    u16,
+    u32,
+    String,
+    u64,
+    String,
+    i64,
+    i64,
+);
+
+fn encode_spec(j: &NewJob, max: u32, backoff: Backoff, timeout_ms: u64, created: i64) -> String {
+    let run_at = created + i64::try_from(j.delay.as_millis()).unwrap_or(i64::MAX / 2);
+    // The payload was checked to be JSON; it is embedded as is, not re-encoded.
+    format!(
+        "[{},{},{},{},{},{},{},{},{}]",
+        serde_json::Value::String(j.job_type.clone()),
+        j.payload,
+        j.priority,
+        max,
+        serde_json::Value::String(backoff.encode()),
+        timeout_ms,
+        serde_json::Value::String(j.dedup_key.clone().unwrap_or_default()),
+        created,
+        run_at
+    )
+}
 
 /// Jobs per enqueue script call: big enough to amortize the round trip, small enough that one
 /// call does not hold Redis for long (about a millisecond).
@@ -271,16 +317,18 @@ impl Queue {
                 let mut inv = SCRIPTS.enqueue.key(&self.inner.base);
                 inv.arg(now).arg(chunk.len());
                 for j in chunk {
+                    let timeout_ms = u64::try_from(j.timeout.unwrap_or(s.timeout).as_millis())
+                        .unwrap_or(u64::MAX);
+                    let spec = encode_spec(
+                        j,
+                        j.max_attempts.unwrap_or(s.max_attempts),
+                        j.backoff.unwrap_or(default_backoff),
+                        timeout_ms,
+                        now,
+                    );
                     inv.arg(ulid::Ulid::new().to_string())
-                        .arg(&j.job_type)
-                        .arg(&j.payload)
+                        .arg(spec)
                         .arg(j.priority)
-                        .arg(j.max_attempts.unwrap_or(s.max_attempts))
-                        .arg(j.backoff.unwrap_or(default_backoff).encode())
-                        .arg(
-                            u64::try_from(j.timeout.unwrap_or(s.timeout).as_millis())
-                                .unwrap_or(u64::MAX),
-                        )
                         .arg(j.dedup_key.as_deref().unwrap_or(""))
                         .arg(u64::try_from(j.delay.as_millis()).unwrap_or(u64::MAX));
                 }
@@ -322,37 +370,33 @@ impl Queue {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.err("fetch", &e))?;
-        if reply.len() < 2 || !(reply.len() - 2).is_multiple_of(11) {
-            return Err(QueueError::Protocol(format!(
-                "fetch returned {} values",
-                reply.len()
-            )));
+        if reply.len() < 2 || !(reply.len() - 2).is_multiple_of(5) {
+            return Err(QueueError::Protocol(format!("fetch returned {} values", reply.len())));
         }
         let next = int(&reply[0]).filter(|t| *t >= 0);
-        let ready_left = int(&reply[1])
-            .and_then(|n| u64::try_from(n).ok())
-            .unwrap_or(0);
-        let jobs = reply[2..]
-            .chunks(11)
-            .map(|f| LeasedJob {
-                id: text(&f[0]),
-                job_type: text(&f[1]),
-                payload: text(&f[2]),
-                attempts: int(&f[3]).and_then(|v| u32::try_from(v).ok()).unwrap_or(1),
-                max_attempts: int(&f[4]).and_then(|v| u32::try_from(v).ok()).unwrap_or(1),
-                backoff: Backoff::decode(&text(&f[5])),
-                timeout: Duration::from_millis(
-                    int(&f[6])
-                        .and_then(|v| u64::try_from(v).ok())
-                        .unwrap_or(60_000),
-                ),
-                token: text(&f[7]),
-                runnable_at: int(&f[8]).unwrap_or(now),
-                priority: int(&f[9]).and_then(|v| u16::try_from(v).ok()).unwrap_or(0),
-                created_at: int(&f[10]).unwrap_or(now),
+        let ready_left = int(&reply[1]).and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+        let mut jobs = Vec::with_capacity((reply.len() - 2) / 5);
+        for f in reply[2..].chunks(5) {
+            let id = text(&f[0]);
+            let spec_text = text(&f[1]);
+            let spec: Spec<'_> = serde_json::from_str(&spec_text)
+                .map_err(|e| QueueError::Protocol(format!("job {id}: unreadable spec: {e}")))?;
+            let retry_at = int(&f[4]);
+            jobs.push(LeasedJob {
+                job_type: spec.0,
+                payload: spec.1.get().to_string(),
+                priority: spec.2,
+                max_attempts: spec.3,
+                backoff: Backoff::decode(&spec.4),
+                timeout: Duration::from_millis(spec.5),
+                created_at: spec.7,
+                runnable_at: retry_at.unwrap_or(spec.8),
+                attempts: int(&f[2]).and_then(|v| u32::try_from(v).ok()).unwrap_or(1),
+                token: text(&f[3]),
                 leased_at: now,
-            })
-            .collect();
+                id,
+            });
+        }
         Ok(Fetched {
             jobs,
             next_delayed_at: next,
@@ -514,8 +558,8 @@ impl Queue {
         let value = progress.to_string();
         redis::pipe()
             .cmd("HSET")
-            .arg(format!("{}j:{id}", self.inner.base))
-            .arg("progress")
+            .arg(format!("{}progress", self.inner.base))
+            .arg(id)
             .arg(&value)
             .ignore()
             .cmd("PUBLISH")
@@ -565,12 +609,59 @@ impl Queue {
             });
         }
         let mut conn = self.conn().await?;
-        let h: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(format!("{}j:{id}", self.inner.base))
+        let b = &self.inner.base;
+        let mut p = redis::pipe();
+        for h in ["data", "attempts", "started", "results", "errors", "progress", "runat"] {
+            p.cmd("HGET").arg(format!("{b}{h}")).arg(id);
+        }
+        for st in JobState::ALL {
+            p.cmd("ZSCORE").arg(format!("{b}{}", st.set())).arg(id);
+        }
+        let v: Vec<Option<String>> = p
             .query_async(&mut conn)
             .await
-            .map_err(|e| self.err("hgetall", &e))?;
-        Ok((!h.is_empty()).then(|| JobInfo::from_hash(id, &self.inner.name, &h)))
+            .map_err(|e| self.err("job", &e))?;
+        let Some(spec_text) = v[0].as_deref() else {
+            return Ok(None);
+        };
+        let spec: Spec<'_> = serde_json::from_str(spec_text)
+            .map_err(|e| QueueError::Protocol(format!("job {id}: unreadable spec: {e}")))?;
+        let scores = &v[7..12];
+        let state = JobState::ALL
+            .into_iter()
+            .zip(scores.iter())
+            .find(|(_, sc)| sc.is_some())
+            .map(|(st, _)| st);
+        let score_ms = |i: usize| scores[i].as_deref().and_then(|x| x.parse::<f64>().ok()).map(|x| x as i64);
+        let json = |t: &Option<String>| t.as_deref().map(|x| serde_json::from_str(x).unwrap_or(serde_json::Value::String(x.to_string())));
+        let finished_at = match state {
+            Some(JobState::Completed) => score_ms(3),
+            Some(JobState::Dead) => score_ms(4),
+            _ => None,
+        };
+        let errors: Vec<crate::job::AttemptError> =
+            v[4].as_deref().and_then(|e| serde_json::from_str(e).ok()).unwrap_or_default();
+        Ok(Some(JobInfo {
+            id: id.to_string(),
+            queue: self.inner.name.clone(),
+            job_type: spec.0,
+            payload: serde_json::from_str(spec.1.get()).unwrap_or(serde_json::Value::Null),
+            state: state.map(JobState::as_str).unwrap_or("unknown").to_string(),
+            priority: spec.2,
+            attempts: v[1].as_deref().and_then(|a| a.parse().ok()).unwrap_or(0),
+            max_attempts: spec.3,
+            backoff: Backoff::decode(&spec.4),
+            timeout_ms: spec.5,
+            dedup_key: Some(spec.6).filter(|d| !d.is_empty()),
+            created_at: spec.7,
+            run_at: v[6].as_deref().and_then(|r| r.parse().ok()).unwrap_or(spec.8),
+            started_at: v[2].as_deref().and_then(|r| r.parse().ok()),
+            finished_at,
+            progress: json(&v[5]),
+            result: json(&v[3]).or(if state == Some(JobState::Completed) { Some(serde_json::Value::Null) } else { None }),
+            last_error: errors.last().map(|e| e.error.clone()),
+            errors,
+        }))
     }
 
     /// Up to `limit` jobs in `state`, oldest (or, for waiting, next to run) first.
@@ -583,20 +674,14 @@ impl Queue {
             .query_async(&mut conn)
             .await
             .map_err(|e| self.err("zrange", &e))?;
-        let mut p = redis::pipe();
-        for id in &ids {
-            p.cmd("HGETALL").arg(format!("{}j:{id}", self.inner.base));
+        let infos = futures::future::join_all(ids.iter().map(|id| self.job(id))).await;
+        let mut out = Vec::with_capacity(ids.len());
+        for info in infos {
+            if let Some(j) = info? {
+                out.push(j);
+            }
         }
-        let hashes: Vec<HashMap<String, String>> = p
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.err("hgetall", &e))?;
-        Ok(ids
-            .iter()
-            .zip(hashes.iter())
-            .filter(|(_, h)| !h.is_empty())
-            .map(|(id, h)| JobInfo::from_hash(id, &self.inner.name, h))
-            .collect())
+        Ok(out)
     }
 
     /// The key of the list idle workers block on.

@@ -2,16 +2,28 @@
 -- KEYS[1]: the queue's base key
 -- ARGV[1]: now (ms); ARGV[2]: lease (ms); then pairs: id, token
 -- Returns: the ids whose lease was lost (recovered by someone else, or finished).
-local base = KEYS[1]
 local deadline = tonumber(ARGV[1]) + tonumber(ARGV[2])
-local lost = {}
+local ids, toks = {}, {}
 for i = 3, #ARGV, 2 do
-  local id, token = ARGV[i], ARGV[i + 1]
-  if redis.call("HGET", base .. "j:" .. id, "token") == token
-      and redis.call("ZSCORE", base .. "active", id) then
-    redis.call("ZADD", base .. "active", "XX", deadline, id)
+  ids[#ids + 1] = ARGV[i]
+  toks[#toks + 1] = ARGV[i + 1]
+end
+local held = hmget("tokens", ids)
+local active = members("active", ids)
+local keep, lost = {}, {}
+for i = 1, #ids do
+  if held[i] == toks[i] and active[i] then
+    keep[#keep + 1] = deadline; keep[#keep + 1] = ids[i]
   else
-    lost[#lost + 1] = id
+    lost[#lost + 1] = ids[i]
+  end
+end
+if #keep > 0 then
+  local i = 1
+  while i <= #keep do
+    local j = math.min(i + 3999, #keep)
+    redis.call("ZADD", base .. "active", "XX", unpack(keep, i, j))
+    i = j + 1
   end
 end
 return lost

@@ -7,94 +7,92 @@
 -- then per job 5 values: id, token, outcome ("ok" | "retry" | "dead"), result or error text,
 --   retry_at (ms; for "retry")
 -- Returns: per job "completed" | "retrying" | "dead" | "stale".
-local base = KEYS[1]
 local now = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
-local out = {}
-local completed, retried, dead, failed = 0, 0, 0, 0
-local done_ids, dead_ids = {}, {}
-
-local function record_error(key, attempt, text)
-  local errs = redis.call("HGET", key, "errors")
-  local list = {}
-  if errs then list = cjson.decode(errs) end
-  list[#list + 1] = {attempt = tonumber(attempt), at = now, error = text}
-  while #list > 25 do table.remove(list, 1) end
-  redis.call("HSET", key, "errors", cjson.encode(list), "error", text)
-end
-
-local function release_dedup(key, id)
-  local d = redis.call("HGET", key, "dedup")
-  if d and d ~= "" and redis.call("HGET", base .. "dedup", d) == id then
-    redis.call("HDEL", base .. "dedup", d)
-  end
-end
-
+local ids, toks = {}, {}
 for i = 0, n - 1 do
-  local o = 8 + i * 5
-  local id, token, outcome, text, retry_at = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4]
-  local key = base .. "j:" .. id
-  if redis.call("HGET", key, "token") ~= token or redis.call("ZREM", base .. "active", id) == 0 then
-    out[#out + 1] = "stale"
+  ids[#ids + 1] = ARGV[8 + i * 5]
+  toks[#toks + 1] = ARGV[9 + i * 5]
+end
+local held = hmget("tokens", ids)
+local active = members("active", ids)
+local att = hmget("attempts", ids)
+local out = {}
+local valid, done, done_z, results, retry_z, runat, dead_z = {}, {}, {}, {}, {}, {}, {}
+local failed, failed_att, failed_txt, dead = {}, {}, {}, {}
+for i = 1, n do
+  local o = 8 + (i - 1) * 5
+  local outcome, text, at = ARGV[o + 2], ARGV[o + 3], ARGV[o + 4]
+  if held[i] ~= toks[i] or not active[i] then
+    out[i] = "stale"
   else
-    redis.call("HDEL", key, "token")
+    local id = ids[i]
+    valid[#valid + 1] = id
     if outcome == "ok" then
-      redis.call("HSET", key, "s", "completed", "finished", now, "result", text)
-      redis.call("ZADD", base .. "completed", now, id)
-      release_dedup(key, id)
-      completed = completed + 1
-      done_ids[#done_ids + 1] = id
-      out[#out + 1] = "completed"
+      out[i] = "completed"
+      done[#done + 1] = id
+      done_z[#done_z + 1] = now; done_z[#done_z + 1] = id
+      if text ~= "null" then results[#results + 1] = id; results[#results + 1] = text end
     else
-      failed = failed + 1
-      record_error(key, redis.call("HGET", key, "a"), text)
+      failed[#failed + 1] = id
+      failed_att[#failed_att + 1] = att[i]
+      failed_txt[#failed_txt + 1] = text
       if outcome == "retry" then
-        redis.call("HSET", key, "s", "delayed", "run_at", retry_at)
-        redis.call("ZADD", base .. "delayed", retry_at, id)
-        retried = retried + 1
-        out[#out + 1] = "retrying"
+        out[i] = "retrying"
+        retry_z[#retry_z + 1] = tonumber(at); retry_z[#retry_z + 1] = id
+        runat[#runat + 1] = id; runat[#runat + 1] = at
       else
-        redis.call("HSET", key, "s", "dead", "finished", now)
-        redis.call("ZADD", base .. "dead", now, id)
-        release_dedup(key, id)
-        dead = dead + 1
-        dead_ids[#dead_ids + 1] = id
-        out[#out + 1] = "dead"
+        out[i] = "dead"
+        dead[#dead + 1] = id
+        dead_z[#dead_z + 1] = now; dead_z[#dead_z + 1] = id
       end
     end
   end
 end
+if #valid > 0 then
+  bulk("ZREM", base .. "active", valid)
+  bulk("HDEL", base .. "tokens", valid)
+end
+if #done_z > 0 then bulk("ZADD", base .. "completed", done_z) end
+if #results > 0 then bulk("HSET", base .. "results", results) end
+if #retry_z > 0 then
+  bulk("ZADD", base .. "delayed", retry_z)
+  bulk("HSET", base .. "runat", runat)
+  wake()
+end
+if #dead_z > 0 then bulk("ZADD", base .. "dead", dead_z) end
+record_errors(failed, failed_att, failed_txt, now)
+release_dedup(done)
+release_dedup(dead)
 
 -- Retention, a bounded amount per call so no call is slow.
 local function trim(set, keep, age)
-  local old = redis.call("ZRANGEBYSCORE", base .. set, "-inf", now - age, "LIMIT", 0, 200)
-  for _, id in ipairs(old) do
-    redis.call("DEL", base .. "j:" .. id)
-    redis.call("ZREM", base .. set, id)
+  local old = redis.call("ZRANGEBYSCORE", base .. set, "-inf", now - age, "LIMIT", 0, 1000)
+  if #old > 0 then
+    forget(old)
+    bulk("ZREM", base .. set, old)
   end
   local excess = redis.call("ZCARD", base .. set) - keep
   if excess > 0 then
-    if excess > 200 then excess = 200 end
-    local ids = redis.call("ZRANGE", base .. set, 0, excess - 1)
-    for _, id in ipairs(ids) do redis.call("DEL", base .. "j:" .. id) end
+    if excess > 1000 then excess = 1000 end
+    local gone = redis.call("ZRANGE", base .. set, 0, excess - 1)
+    forget(gone)
     redis.call("ZREMRANGEBYRANK", base .. set, 0, excess - 1)
   end
 end
-if completed > 0 then trim("completed", tonumber(ARGV[3]), tonumber(ARGV[4])) end
-if dead > 0 then trim("dead", tonumber(ARGV[5]), tonumber(ARGV[6])) end
+if #done > 0 then trim("completed", tonumber(ARGV[3]), tonumber(ARGV[4])) end
+if #dead > 0 then trim("dead", tonumber(ARGV[5]), tonumber(ARGV[6])) end
 
-if completed > 0 then redis.call("HINCRBY", base .. "stats", "completed", completed) end
-if failed > 0 then redis.call("HINCRBY", base .. "stats", "failed", failed) end
-if retried > 0 then redis.call("HINCRBY", base .. "stats", "retried", retried) end
-if dead > 0 then redis.call("HINCRBY", base .. "stats", "dead", dead) end
-if retried > 0 then
-  redis.call("LPUSH", base .. "wake", "1")
-  redis.call("LTRIM", base .. "wake", 0, 0)
+local stats = {}
+if #done > 0 then stats[#stats + 1] = {"completed", #done} end
+if #failed > 0 then stats[#stats + 1] = {"failed", #failed} end
+if #retry_z > 0 then stats[#stats + 1] = {"retried", #retry_z / 2} end
+if #dead > 0 then stats[#stats + 1] = {"dead", #dead} end
+for _, s in ipairs(stats) do redis.call("HINCRBY", base .. "stats", s[1], s[2]) end
+if #done > 0 then
+  redis.call("PUBLISH", ARGV[7], cjson.encode({event = "completed", ids = done}))
 end
-if #done_ids > 0 then
-  redis.call("PUBLISH", ARGV[7], cjson.encode({event = "completed", ids = done_ids}))
-end
-if #dead_ids > 0 then
-  redis.call("PUBLISH", ARGV[7], cjson.encode({event = "failed", ids = dead_ids}))
+if #dead > 0 then
+  redis.call("PUBLISH", ARGV[7], cjson.encode({event = "failed", ids = dead}))
 end
 return out

@@ -3,45 +3,35 @@
 -- KEYS[1]: the queue's base key
 -- ARGV[1]: now (ms); ARGV[2]: at most this many; ARGV[3]: events channel
 -- Returns: { recovered, dead }
-local base = KEYS[1]
 local now = tonumber(ARGV[1])
 local ids = redis.call("ZRANGEBYSCORE", base .. "active", "-inf", now, "LIMIT", 0, tonumber(ARGV[2]))
-local recovered, dead = 0, 0
-local dead_ids = {}
-for _, id in ipairs(ids) do
-  local key = base .. "j:" .. id
-  redis.call("ZREM", base .. "active", id)
-  redis.call("HDEL", key, "token")
-  local attempts = tonumber(redis.call("HGET", key, "a"))
-  local errs = redis.call("HGET", key, "errors")
-  local list = {}
-  if errs then list = cjson.decode(errs) end
-  local text = "lease expired: the worker died or stopped heartbeating"
-  list[#list + 1] = {attempt = attempts, at = now, error = text}
-  while #list > 25 do table.remove(list, 1) end
-  redis.call("HSET", key, "errors", cjson.encode(list), "error", text)
-  if attempts >= tonumber(redis.call("HGET", key, "max")) then
-    redis.call("HSET", key, "s", "dead", "finished", now)
-    redis.call("ZADD", base .. "dead", now, id)
-    local d = redis.call("HGET", key, "dedup")
-    if d and d ~= "" and redis.call("HGET", base .. "dedup", d) == id then
-      redis.call("HDEL", base .. "dedup", d)
-    end
-    dead = dead + 1
-    dead_ids[#dead_ids + 1] = id
+if #ids == 0 then return {0, 0} end
+bulk("ZREM", base .. "active", ids)
+bulk("HDEL", base .. "tokens", ids)
+local att = hmget("attempts", ids)
+local specs = hmget("data", ids)
+local sc = hmget("scores", ids)
+local texts = {}
+local back, dead, dead_ids = {}, {}, {}
+for i = 1, #ids do
+  texts[i] = "lease expired: the worker died or stopped heartbeating"
+  local max = 1
+  if specs[i] then max = tonumber(cjson.decode(specs[i])[4]) or 1 end
+  if (tonumber(att[i]) or 0) >= max then
+    dead[#dead + 1] = now; dead[#dead + 1] = ids[i]
+    dead_ids[#dead_ids + 1] = ids[i]
   else
-    redis.call("HSET", key, "s", "waiting")
-    redis.call("ZADD", base .. "ready", redis.call("HGET", key, "score"), id)
-    recovered = recovered + 1
+    back[#back + 1] = sc[i]; back[#back + 1] = ids[i]
   end
 end
-if #ids > 0 then
-  redis.call("HINCRBY", base .. "stats", "stalled", #ids)
-  if dead > 0 then redis.call("HINCRBY", base .. "stats", "dead", dead) end
-  redis.call("LPUSH", base .. "wake", "1")
-  redis.call("LTRIM", base .. "wake", 0, 0)
-end
-if #dead_ids > 0 then
+record_errors(ids, att, texts, now)
+if #back > 0 then bulk("ZADD", base .. "ready", back) end
+if #dead > 0 then
+  bulk("ZADD", base .. "dead", dead)
+  release_dedup(dead_ids)
+  redis.call("HINCRBY", base .. "stats", "dead", #dead_ids)
   redis.call("PUBLISH", ARGV[3], cjson.encode({event = "failed", ids = dead_ids}))
 end
-return {recovered, dead}
+redis.call("HINCRBY", base .. "stats", "stalled", #ids)
+wake()
+return {#back / 2, #dead_ids}

@@ -3,21 +3,28 @@
 -- KEYS[1]: the queue's base key
 -- ARGV: pairs of id, token
 -- Returns: how many were returned.
-local base = KEYS[1]
-local returned = 0
+local ids, toks = {}, {}
 for i = 1, #ARGV, 2 do
-  local id, token = ARGV[i], ARGV[i + 1]
-  local key = base .. "j:" .. id
-  if redis.call("HGET", key, "token") == token and redis.call("ZREM", base .. "active", id) == 1 then
-    redis.call("HDEL", key, "token")
-    redis.call("HINCRBY", key, "a", -1)
-    redis.call("HSET", key, "s", "waiting")
-    redis.call("ZADD", base .. "ready", redis.call("HGET", key, "score"), id)
-    returned = returned + 1
+  ids[#ids + 1] = ARGV[i]
+  toks[#toks + 1] = ARGV[i + 1]
+end
+local held = hmget("tokens", ids)
+local active = members("active", ids)
+local att = hmget("attempts", ids)
+local sc = hmget("scores", ids)
+local back, gone, a_args = {}, {}, {}
+for i = 1, #ids do
+  if held[i] == toks[i] and active[i] then
+    gone[#gone + 1] = ids[i]
+    back[#back + 1] = sc[i]; back[#back + 1] = ids[i]
+    a_args[#a_args + 1] = ids[i]; a_args[#a_args + 1] = math.max((tonumber(att[i]) or 1) - 1, 0)
   end
 end
-if returned > 0 then
-  redis.call("LPUSH", base .. "wake", "1")
-  redis.call("LTRIM", base .. "wake", 0, 0)
+if #gone > 0 then
+  bulk("ZREM", base .. "active", gone)
+  bulk("HDEL", base .. "tokens", gone)
+  bulk("HSET", base .. "attempts", a_args)
+  bulk("ZADD", base .. "ready", back)
+  wake()
 end
-return returned
+return #gone

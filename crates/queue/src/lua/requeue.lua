@@ -2,7 +2,6 @@
 -- KEYS[1]: the queue's base key
 -- ARGV[1]: "all" or "ids"; ARGV[2..]: ids (for "ids")
 -- Returns: how many were requeued.
-local base = KEYS[1]
 local ids
 if ARGV[1] == "all" then
   ids = redis.call("ZRANGE", base .. "dead", 0, -1)
@@ -10,19 +9,20 @@ else
   ids = {}
   for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
 end
-local n = 0
-for _, id in ipairs(ids) do
-  if redis.call("ZREM", base .. "dead", id) == 1 then
-    local key = base .. "j:" .. id
-    redis.call("HSET", key, "a", 0, "s", "waiting")
-    redis.call("HDEL", key, "finished")
-    redis.call("ZADD", base .. "ready", redis.call("HGET", key, "score"), id)
-    n = n + 1
-  end
+local dead = members("dead", ids)
+local found = {}
+for i = 1, #ids do if dead[i] then found[#found + 1] = ids[i] end end
+if #found == 0 then return 0 end
+local sc = hmget("scores", found)
+local back, a_args = {}, {}
+for i = 1, #found do
+  back[#back + 1] = sc[i]; back[#back + 1] = found[i]
+  a_args[#a_args + 1] = found[i]; a_args[#a_args + 1] = 0
 end
-if n > 0 then
-  redis.call("HINCRBY", base .. "stats", "requeued", n)
-  redis.call("LPUSH", base .. "wake", "1")
-  redis.call("LTRIM", base .. "wake", 0, 0)
-end
-return n
+bulk("ZREM", base .. "dead", found)
+bulk("HSET", base .. "attempts", a_args)
+bulk("HDEL", base .. "runat", found)
+bulk("ZADD", base .. "ready", back)
+redis.call("HINCRBY", base .. "stats", "requeued", #found)
+wake()
+return #found

@@ -1,0 +1,89 @@
+-- Shared helpers, prepended to every script (see queue.rs).
+-- Job data lives in per-queue hashes keyed by job id, so a batch of N jobs costs a few
+-- variadic commands rather than N commands: data (the job spec, JSON array), scores (place in
+-- line), attempts, tokens (current lease), started, runat (retry time), results, errors,
+-- progress, dedupof (id -> dedup key). The state is the sorted set that holds the id.
+local base = KEYS[1]
+
+-- redis.call with a long argument list, in slices (Lua's unpack has a stack limit).
+local function bulk(cmd, key, args)
+  local n = #args
+  local i = 1
+  while i <= n do
+    local j = math.min(i + 3999, n)
+    redis.call(cmd, key, unpack(args, i, j))
+    i = j + 1
+  end
+end
+
+-- Values of `field` for each id, from hash `name`.
+local function hmget(name, ids)
+  if #ids == 0 then return {} end
+  local out = {}
+  local i = 1
+  while i <= #ids do
+    local j = math.min(i + 3999, #ids)
+    local part = redis.call("HMGET", base .. name, unpack(ids, i, j))
+    for k = 1, #part do out[#out + 1] = part[k] end
+    i = j + 1
+  end
+  return out
+end
+
+-- Whether each id is in sorted set `name`.
+local function members(name, ids)
+  if #ids == 0 then return {} end
+  local out = {}
+  local i = 1
+  while i <= #ids do
+    local j = math.min(i + 3999, #ids)
+    local part = redis.call("ZMSCORE", base .. name, unpack(ids, i, j))
+    for k = 1, #part do out[#out + 1] = part[k] ~= false end
+    i = j + 1
+  end
+  return out
+end
+
+local function wake()
+  redis.call("LPUSH", base .. "wake", "1")
+  redis.call("LTRIM", base .. "wake", 0, 0)
+end
+
+-- Appends an attempt's error to each job's history (the last 25 are kept).
+local function record_errors(ids, attempts, texts, now)
+  if #ids == 0 then return end
+  local old = hmget("errors", ids)
+  local args = {}
+  for i = 1, #ids do
+    local list = {}
+    if old[i] then list = cjson.decode(old[i]) end
+    list[#list + 1] = {attempt = tonumber(attempts[i]) or 0, at = now, error = texts[i]}
+    while #list > 25 do table.remove(list, 1) end
+    args[#args + 1] = ids[i]
+    args[#args + 1] = cjson.encode(list)
+  end
+  bulk("HSET", base .. "errors", args)
+end
+
+-- Frees the dedup keys of finished jobs (when they still point at them).
+local function release_dedup(ids)
+  if #ids == 0 then return end
+  local keys = hmget("dedupof", ids)
+  local found = {}
+  for i = 1, #ids do
+    if keys[i] and redis.call("HGET", base .. "dedup", keys[i]) == ids[i] then
+      redis.call("HDEL", base .. "dedup", keys[i])
+    end
+    if keys[i] then found[#found + 1] = ids[i] end
+  end
+  if #found > 0 then bulk("HDEL", base .. "dedupof", found) end
+end
+
+-- Deletes everything stored for these jobs.
+local function forget(ids)
+  if #ids == 0 then return end
+  for _, h in ipairs({"data", "scores", "attempts", "tokens", "started", "runat", "results",
+      "errors", "progress", "dedupof"}) do
+    bulk("HDEL", base .. h, ids)
+  end
+end
