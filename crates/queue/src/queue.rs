@@ -54,7 +54,11 @@ struct Scripts {
 /// Each script is `common.lua` (shared helpers) followed by its own file.
 macro_rules! script {
     ($file:literal) => {
-        Script::new(concat!(include_str!("lua/common.lua"), "\n", include_str!($file)))
+        Script::new(concat!(
+            include_str!("lua/common.lua"),
+            "\n",
+            include_str!($file)
+        ))
     };
 }
 
@@ -132,6 +136,8 @@ pub struct LeasedJob {
     pub created_at: i64,
     /// When it was leased (Unix ms).
     pub leased_at: i64,
+    /// Whether it has a dedup key (to release when it finishes).
+    pub has_dedup: bool,
 }
 
 /// The result of one fetch.
@@ -371,10 +377,15 @@ impl Queue {
             .await
             .map_err(|e| self.err("fetch", &e))?;
         if reply.len() < 2 || !(reply.len() - 2).is_multiple_of(5) {
-            return Err(QueueError::Protocol(format!("fetch returned {} values", reply.len())));
+            return Err(QueueError::Protocol(format!(
+                "fetch returned {} values",
+                reply.len()
+            )));
         }
         let next = int(&reply[0]).filter(|t| *t >= 0);
-        let ready_left = int(&reply[1]).and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+        let ready_left = int(&reply[1])
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0);
         let mut jobs = Vec::with_capacity((reply.len() - 2) / 5);
         for f in reply[2..].chunks(5) {
             let id = text(&f[0]);
@@ -394,6 +405,7 @@ impl Queue {
                 attempts: int(&f[2]).and_then(|v| u32::try_from(v).ok()).unwrap_or(1),
                 token: text(&f[3]),
                 leased_at: now,
+                has_dedup: !spec.6.is_empty(),
                 id,
             });
         }
@@ -404,10 +416,12 @@ impl Queue {
         })
     }
 
-    /// Reports finished attempts in one round trip.
+    /// Reports finished attempts in one round trip. `any_dedup`: some of these jobs have a
+    /// dedup key to release (skips that work for the common batch without any).
     pub async fn finish(
         &self,
         acks: &[(String, String, Outcome)],
+        any_dedup: bool,
     ) -> Result<Vec<Finished>, QueueError> {
         if acks.is_empty() {
             return Ok(Vec::new());
@@ -421,7 +435,8 @@ impl Queue {
             .arg(ms(s.keep_completed_age))
             .arg(s.keep_dead)
             .arg(ms(s.keep_dead_age))
-            .arg(&self.inner.events);
+            .arg(&self.inner.events)
+            .arg(if any_dedup { "1" } else { "0" });
         for (id, token, outcome) in acks {
             inv.arg(id).arg(token);
             match outcome {
@@ -611,7 +626,7 @@ impl Queue {
         let mut conn = self.conn().await?;
         let b = &self.inner.base;
         let mut p = redis::pipe();
-        for h in ["data", "attempts", "started", "results", "errors", "progress", "runat"] {
+        for h in ["data", "lease", "results", "errors", "progress"] {
             p.cmd("HGET").arg(format!("{b}{h}")).arg(id);
         }
         for st in JobState::ALL {
@@ -626,21 +641,35 @@ impl Queue {
         };
         let spec: Spec<'_> = serde_json::from_str(spec_text)
             .map_err(|e| QueueError::Protocol(format!("job {id}: unreadable spec: {e}")))?;
-        let scores = &v[7..12];
+        let scores = &v[5..10];
+        // lease: "attempts|token|started|run_at|score"
+        let lease: Vec<&str> = v[1].as_deref().unwrap_or("").split('|').collect();
+        let lease_num = |i: usize| lease.get(i).and_then(|x| x.parse::<i64>().ok());
         let state = JobState::ALL
             .into_iter()
             .zip(scores.iter())
             .find(|(_, sc)| sc.is_some())
             .map(|(st, _)| st);
-        let score_ms = |i: usize| scores[i].as_deref().and_then(|x| x.parse::<f64>().ok()).map(|x| x as i64);
-        let json = |t: &Option<String>| t.as_deref().map(|x| serde_json::from_str(x).unwrap_or(serde_json::Value::String(x.to_string())));
+        let score_ms = |i: usize| {
+            scores[i]
+                .as_deref()
+                .and_then(|x| x.parse::<f64>().ok())
+                .map(|x| x as i64)
+        };
+        let json = |t: &Option<String>| {
+            t.as_deref().map(|x| {
+                serde_json::from_str(x).unwrap_or(serde_json::Value::String(x.to_string()))
+            })
+        };
         let finished_at = match state {
             Some(JobState::Completed) => score_ms(3),
             Some(JobState::Dead) => score_ms(4),
             _ => None,
         };
-        let errors: Vec<crate::job::AttemptError> =
-            v[4].as_deref().and_then(|e| serde_json::from_str(e).ok()).unwrap_or_default();
+        let errors: Vec<crate::job::AttemptError> = v[3]
+            .as_deref()
+            .and_then(|e| serde_json::from_str(e).ok())
+            .unwrap_or_default();
         Ok(Some(JobInfo {
             id: id.to_string(),
             queue: self.inner.name.clone(),
@@ -648,17 +677,23 @@ impl Queue {
             payload: serde_json::from_str(spec.1.get()).unwrap_or(serde_json::Value::Null),
             state: state.map(JobState::as_str).unwrap_or("unknown").to_string(),
             priority: spec.2,
-            attempts: v[1].as_deref().and_then(|a| a.parse().ok()).unwrap_or(0),
+            attempts: lease_num(0)
+                .and_then(|a| u32::try_from(a).ok())
+                .unwrap_or(0),
             max_attempts: spec.3,
             backoff: Backoff::decode(&spec.4),
             timeout_ms: spec.5,
             dedup_key: Some(spec.6).filter(|d| !d.is_empty()),
             created_at: spec.7,
-            run_at: v[6].as_deref().and_then(|r| r.parse().ok()).unwrap_or(spec.8),
-            started_at: v[2].as_deref().and_then(|r| r.parse().ok()),
+            run_at: lease_num(3).unwrap_or(spec.8),
+            started_at: lease_num(2),
             finished_at,
-            progress: json(&v[5]),
-            result: json(&v[3]).or(if state == Some(JobState::Completed) { Some(serde_json::Value::Null) } else { None }),
+            progress: json(&v[4]),
+            result: json(&v[2]).or(if state == Some(JobState::Completed) {
+                Some(serde_json::Value::Null)
+            } else {
+                None
+            }),
             last_error: errors.last().map(|e| e.error.clone()),
             errors,
         }))

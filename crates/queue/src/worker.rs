@@ -465,7 +465,8 @@ async fn acknowledge(
                 (d.job.id.clone(), d.job.token.clone(), outcome)
             })
             .collect();
-        let outcomes = persist("acknowledging jobs", || queue.finish(&acks)).await;
+        let any_dedup = batch.iter().any(|d| d.job.has_dedup);
+        let outcomes = persist("acknowledging jobs", || queue.finish(&acks, any_dedup)).await;
         {
             let mut h = match held.lock() {
                 Ok(h) => h,

@@ -82,8 +82,29 @@ end
 -- Deletes everything stored for these jobs.
 local function forget(ids)
   if #ids == 0 then return end
-  for _, h in ipairs({"data", "scores", "attempts", "tokens", "started", "runat", "results",
-      "errors", "progress", "dedupof"}) do
-    bulk("HDEL", base .. h, ids)
+  bulk("HDEL", base .. "data", ids)
+  bulk("HDEL", base .. "lease", ids)
+  -- The rest exist for some jobs only; skip an empty hash without touching each id.
+  for _, h in ipairs({"results", "errors", "progress", "dedupof"}) do
+    if redis.call("HLEN", base .. h) > 0 then bulk("HDEL", base .. h, ids) end
   end
+end
+
+-- Parses a lease field: attempts, token, started, run_at, score (strings; "" when unset).
+local function parse_lease(v)
+  if not v then return 0, "", "", "", "" end
+  local a, t, s, r, sc = string.match(v, "^(%d*)|([^|]*)|(%d*)|(%d*)|([%d.e+]*)$")
+  return tonumber(a) or 0, t or "", s or "", r or "", sc or ""
+end
+
+local function lease_value(a, token, started, run_at, score)
+  return a .. "|" .. token .. "|" .. started .. "|" .. run_at .. "|" .. score
+end
+
+-- A place in `ready` for a job that has none yet: its priority, then now.
+local function new_score(id)
+  local spec = redis.call("HGET", base .. "data", id)
+  local prio = 0
+  if spec then prio = tonumber(cjson.decode(spec)[3]) or 0 end
+  return (1023 - prio) * 8796093022208 + redis.call("INCR", base .. "seq")
 end

@@ -7,7 +7,7 @@
 local now = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 local seq = redis.call("INCRBY", base .. "seq", n) - n
-local out, data, scores, ready, delayed, dedupof = {}, {}, {}, {}, {}, {}
+local out, data, ready, delayed, leases, dedupof = {}, {}, {}, {}, {}, {}
 for i = 0, n - 1 do
   local o = 3 + i * 5
   local id, spec, prio, key, delay = ARGV[o], ARGV[o + 1], tonumber(ARGV[o + 2]), ARGV[o + 3], tonumber(ARGV[o + 4])
@@ -26,9 +26,9 @@ for i = 0, n - 1 do
     -- Higher priority sorts first; FIFO within a priority (seq fits 43 bits: the score is exact).
     local score = (1023 - prio) * 8796093022208 + seq
     data[#data + 1] = id; data[#data + 1] = spec
-    scores[#scores + 1] = id; scores[#scores + 1] = score
     if delay > 0 then
       delayed[#delayed + 1] = now + delay; delayed[#delayed + 1] = id
+      leases[#leases + 1] = id; leases[#leases + 1] = lease_value(0, "", "", now + delay, score)
     else
       ready[#ready + 1] = score; ready[#ready + 1] = id
     end
@@ -44,9 +44,9 @@ end
 local added = #data / 2
 if added > 0 then
   bulk("HSET", base .. "data", data)
-  bulk("HSET", base .. "scores", scores)
   if #ready > 0 then bulk("ZADD", base .. "ready", ready) end
   if #delayed > 0 then bulk("ZADD", base .. "delayed", delayed) end
+  if #leases > 0 then bulk("HSET", base .. "lease", leases) end
   if #dedupof > 0 then bulk("HSET", base .. "dedupof", dedupof) end
   redis.call("HINCRBY", base .. "stats", "enqueued", added)
   wake()

@@ -8,22 +8,21 @@ for i = 3, #ARGV, 2 do
   ids[#ids + 1] = ARGV[i]
   toks[#toks + 1] = ARGV[i + 1]
 end
-local held = hmget("tokens", ids)
+local ls = hmget("lease", ids)
 local active = members("active", ids)
 local keep, lost = {}, {}
 for i = 1, #ids do
-  if held[i] == toks[i] and active[i] then
+  local _, held = parse_lease(ls[i])
+  if held == toks[i] and active[i] then
     keep[#keep + 1] = deadline; keep[#keep + 1] = ids[i]
   else
     lost[#lost + 1] = ids[i]
   end
 end
-if #keep > 0 then
-  local i = 1
-  while i <= #keep do
-    local j = math.min(i + 3999, #keep)
-    redis.call("ZADD", base .. "active", "XX", unpack(keep, i, j))
-    i = j + 1
-  end
+local i = 1
+while i <= #keep do
+  local j = math.min(i + 3999, #keep)
+  redis.call("ZADD", base .. "active", "XX", unpack(keep, i, j))
+  i = j + 1
 end
 return lost

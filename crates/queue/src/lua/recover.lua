@@ -7,24 +7,27 @@ local now = tonumber(ARGV[1])
 local ids = redis.call("ZRANGEBYSCORE", base .. "active", "-inf", now, "LIMIT", 0, tonumber(ARGV[2]))
 if #ids == 0 then return {0, 0} end
 bulk("ZREM", base .. "active", ids)
-bulk("HDEL", base .. "tokens", ids)
-local att = hmget("attempts", ids)
+local ls = hmget("lease", ids)
 local specs = hmget("data", ids)
-local sc = hmget("scores", ids)
-local texts = {}
+local texts, atts, leases = {}, {}, {}
 local back, dead, dead_ids = {}, {}, {}
 for i = 1, #ids do
+  local a, _, started, run_at, score = parse_lease(ls[i])
+  atts[i] = a
   texts[i] = "lease expired: the worker died or stopped heartbeating"
+  leases[#leases + 1] = ids[i]; leases[#leases + 1] = lease_value(a, "", started, run_at, score)
   local max = 1
   if specs[i] then max = tonumber(cjson.decode(specs[i])[4]) or 1 end
-  if (tonumber(att[i]) or 0) >= max then
+  if a >= max then
     dead[#dead + 1] = now; dead[#dead + 1] = ids[i]
     dead_ids[#dead_ids + 1] = ids[i]
   else
-    back[#back + 1] = sc[i]; back[#back + 1] = ids[i]
+    if score == "" then score = new_score(ids[i]) end
+    back[#back + 1] = score; back[#back + 1] = ids[i]
   end
 end
-record_errors(ids, att, texts, now)
+bulk("HSET", base .. "lease", leases)
+record_errors(ids, atts, texts, now)
 if #back > 0 then bulk("ZADD", base .. "ready", back) end
 if #dead > 0 then
   bulk("ZADD", base .. "dead", dead)

@@ -8,22 +8,21 @@ for i = 1, #ARGV, 2 do
   ids[#ids + 1] = ARGV[i]
   toks[#toks + 1] = ARGV[i + 1]
 end
-local held = hmget("tokens", ids)
+local ls = hmget("lease", ids)
 local active = members("active", ids)
-local att = hmget("attempts", ids)
-local sc = hmget("scores", ids)
-local back, gone, a_args = {}, {}, {}
+local back, gone, leases = {}, {}, {}
 for i = 1, #ids do
-  if held[i] == toks[i] and active[i] then
+  local a, held, started, run_at, score = parse_lease(ls[i])
+  if held == toks[i] and active[i] then
+    if score == "" then score = new_score(ids[i]) end
     gone[#gone + 1] = ids[i]
-    back[#back + 1] = sc[i]; back[#back + 1] = ids[i]
-    a_args[#a_args + 1] = ids[i]; a_args[#a_args + 1] = math.max((tonumber(att[i]) or 1) - 1, 0)
+    back[#back + 1] = score; back[#back + 1] = ids[i]
+    leases[#leases + 1] = ids[i]; leases[#leases + 1] = lease_value(math.max(a - 1, 0), "", "", run_at, score)
   end
 end
 if #gone > 0 then
   bulk("ZREM", base .. "active", gone)
-  bulk("HDEL", base .. "tokens", gone)
-  bulk("HSET", base .. "attempts", a_args)
+  bulk("HSET", base .. "lease", leases)
   bulk("ZADD", base .. "ready", back)
   wake()
 end

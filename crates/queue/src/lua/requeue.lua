@@ -13,15 +13,14 @@ local dead = members("dead", ids)
 local found = {}
 for i = 1, #ids do if dead[i] then found[#found + 1] = ids[i] end end
 if #found == 0 then return 0 end
-local sc = hmget("scores", found)
-local back, a_args = {}, {}
+local back, leases = {}, {}
 for i = 1, #found do
-  back[#back + 1] = sc[i]; back[#back + 1] = found[i]
-  a_args[#a_args + 1] = found[i]; a_args[#a_args + 1] = 0
+  local score = new_score(found[i])
+  back[#back + 1] = score; back[#back + 1] = found[i]
+  leases[#leases + 1] = found[i]; leases[#leases + 1] = lease_value(0, "", "", "", score)
 end
 bulk("ZREM", base .. "dead", found)
-bulk("HSET", base .. "attempts", a_args)
-bulk("HDEL", base .. "runat", found)
+bulk("HSET", base .. "lease", leases)
 bulk("ZADD", base .. "ready", back)
 redis.call("HINCRBY", base .. "stats", "requeued", #found)
 wake()
