@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Side-by-side queue benchmark on the same local Redis, in one run: tsp-job (records off, then
+# on) and BullMQ 5.81.5 (one Node process). Each prints one JSON line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${1:-200000}
+
+scripts/services.sh up >/dev/null
+cargo build --release -p tsp-server >/dev/null
+if [ ! -d bench/bullmq/node_modules/bullmq ]; then
+  (cd bench/bullmq && npm install --no-audit --no-fund --silent)
+fi
+target/release/tsp-job bench queue --jobs "$JOBS" --records off 2>/dev/null
+target/release/tsp-job bench queue --jobs "$JOBS" --records on 2>/dev/null
+node bench/bullmq/bench.mjs "$JOBS" 50
