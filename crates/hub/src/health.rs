@@ -1,6 +1,10 @@
 //! Health reports: per instance and overall.
 
+use std::time::Duration;
+
 use serde::Serialize;
+
+use crate::error::HubError;
 
 /// Up or down. Serialized as `"up"`/`"down"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -69,6 +73,25 @@ impl HubHealth {
         self.instances
             .iter()
             .find(|i| i.store == store && i.instance == instance)
+    }
+}
+
+/// Runs one store's check bounded by `timeout`: up with the server's version, or down with why.
+pub(crate) async fn bounded<F>(
+    timeout: Duration,
+    check: F,
+) -> (Status, Option<String>, Option<String>)
+where
+    F: Future<Output = Result<Option<String>, HubError>>,
+{
+    match tokio::time::timeout(timeout, check).await {
+        Ok(Ok(version)) => (Status::Up, version, None),
+        Ok(Err(e)) => (Status::Down, None, Some(e.to_string())),
+        Err(_) => (
+            Status::Down,
+            None,
+            Some(format!("no answer within {timeout:?}")),
+        ),
     }
 }
 

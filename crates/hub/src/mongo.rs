@@ -230,17 +230,9 @@ impl MongoStore {
                     Ok::<_, HubError>(info.get_str("version").unwrap_or("unknown").to_string())
                 })
                 .await?;
-            Ok::<_, HubError>(version.clone())
+            Ok::<_, HubError>(Some(version.clone()))
         };
-        let (status, version, error) = match tokio::time::timeout(timeout, check).await {
-            Ok(Ok(v)) => (Status::Up, Some(v), None),
-            Ok(Err(e)) => (Status::Down, None, Some(e.to_string())),
-            Err(_) => (
-                Status::Down,
-                None,
-                Some(format!("no answer within {timeout:?}")),
-            ),
-        };
+        let (status, version, error) = crate::health::bounded(timeout, check).await;
         metrics::gauge!(names::MONGO_CONNECTED, "instance" => self.settings.name.clone())
             .set(if status == Status::Up { 1.0 } else { 0.0 });
         InstanceHealth {

@@ -8,7 +8,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode
 use tsp_config::{MysqlSettings, TlsMode};
 
 use crate::error::{HubError, Redactor};
-use crate::health::{InstanceHealth, PoolStats, Status};
+use crate::health::{InstanceHealth, PoolStats};
 use crate::metrics::StoreMetrics;
 
 const STORE: &str = "mysql";
@@ -129,19 +129,16 @@ impl MysqlStore {
     /// `SELECT 1` (with the server version in the same round trip), bounded by `timeout`.
     pub async fn health(&self, timeout: Duration) -> InstanceHealth {
         let started = Instant::now();
-        let check = self.timed(
-            "health",
-            sqlx::query_as::<_, (i64, String)>("SELECT 1, VERSION()").fetch_one(&self.pool),
-        );
-        let (status, version, error) = match tokio::time::timeout(timeout, check).await {
-            Ok(Ok((_, version))) => (Status::Up, Some(version), None),
-            Ok(Err(e)) => (Status::Down, None, Some(e.to_string())),
-            Err(_) => (
-                Status::Down,
-                None,
-                Some(format!("no answer within {timeout:?}")),
-            ),
+        let check = async {
+            let (_, version) = self
+                .timed(
+                    "health",
+                    sqlx::query_as::<_, (i64, String)>("SELECT 1, VERSION()").fetch_one(&self.pool),
+                )
+                .await?;
+            Ok(Some(version))
         };
+        let (status, version, error) = crate::health::bounded(timeout, check).await;
         InstanceHealth {
             store: STORE,
             instance: self.name.clone(),

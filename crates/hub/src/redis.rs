@@ -16,7 +16,7 @@ use tokio::sync::OnceCell;
 use tsp_config::{RedisSettings, TlsMode};
 
 use crate::error::{HubError, Redactor};
-use crate::health::{InstanceHealth, PoolStats, Status};
+use crate::health::{InstanceHealth, PoolStats};
 use crate::metrics::{StoreMetrics, names};
 
 const STORE: &str = "redis";
@@ -298,20 +298,11 @@ impl RedisStore {
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| self.error("info", &e))?;
-            Ok::<_, HubError>(merge_info(&info))
+            let info = merge_info(&info);
+            self.update_gauges(&info);
+            Ok::<_, HubError>(info.get("redis_version").cloned())
         };
-        let (status, version, error) = match tokio::time::timeout(timeout, check).await {
-            Ok(Ok(info)) => {
-                self.update_gauges(&info);
-                (Status::Up, info.get("redis_version").cloned(), None)
-            }
-            Ok(Err(e)) => (Status::Down, None, Some(e.to_string())),
-            Err(_) => (
-                Status::Down,
-                None,
-                Some(format!("no answer within {timeout:?}")),
-            ),
-        };
+        let (status, version, error) = crate::health::bounded(timeout, check).await;
         let connected = u32::from(self.conn.initialized());
         InstanceHealth {
             store: STORE,

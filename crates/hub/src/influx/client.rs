@@ -12,7 +12,7 @@ use tsp_config::{InfluxApi, InfluxSettings};
 
 use super::writer::PointWriter;
 use crate::error::{HubError, Redactor};
-use crate::health::{InstanceHealth, Status};
+use crate::health::InstanceHealth;
 use crate::metrics::StoreMetrics;
 
 const STORE: &str = "influx";
@@ -356,15 +356,7 @@ impl InfluxStore {
 
     pub async fn health(&self, timeout: Duration) -> InstanceHealth {
         let started = Instant::now();
-        let (status, version, error) = match tokio::time::timeout(timeout, self.ping()).await {
-            Ok(Ok(v)) => (Status::Up, v, None),
-            Ok(Err(e)) => (Status::Down, None, Some(e.to_string())),
-            Err(_) => (
-                Status::Down,
-                None,
-                Some(format!("no answer within {timeout:?}")),
-            ),
-        };
+        let (status, version, error) = crate::health::bounded(timeout, self.ping()).await;
         InstanceHealth {
             store: STORE,
             instance: self.settings.name.clone(),
