@@ -14,7 +14,7 @@ use tsp_queue::{Backoff, JobError, JobState, NewJob, Registry};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn priority_first_then_fifo() {
-    let (_hub, q) = setup(&[]).await;
+    let (_hub, q, _cleanup) = setup(&[]).await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mut reg = Registry::new();
     let s = seen.clone();
@@ -41,7 +41,7 @@ async fn priority_first_then_fifo() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_job_runs_on_time() {
-    let (_hub, q) = setup(&[]).await;
+    let (_hub, q, _cleanup) = setup(&[]).await;
     let started = Arc::new(Mutex::new(None));
     let mut reg = Registry::new();
     let s = started.clone();
@@ -69,7 +69,7 @@ async fn a_delayed_job_runs_on_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_follow_the_backoff_then_dead_letter_then_requeue() {
-    let (_hub, q) = setup(&[]).await;
+    let (_hub, q, _cleanup) = setup(&[]).await;
     let fail = Arc::new(AtomicBool::new(true));
     let attempts = Arc::new(Mutex::new(Vec::new()));
     let mut reg = Registry::new();
@@ -127,7 +127,7 @@ async fn retries_follow_the_backoff_then_dead_letter_then_requeue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dedup_key_returns_the_pending_job() {
-    let (_hub, q) = setup(&[]).await;
+    let (_hub, q, _cleanup) = setup(&[]).await;
     q.pause().await.unwrap();
     let a = q
         .enqueue(NewJob::raw("builtin.noop", "{}").with_dedup_key("trip-42"))
@@ -157,7 +157,7 @@ async fn a_dedup_key_returns_the_pending_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_that_times_out_is_retried_then_dead() {
-    let (_hub, q) = setup(&[]).await;
+    let (_hub, q, _cleanup) = setup(&[]).await;
     let mut reg = Registry::new();
     reg.register("slow", |_ctx, _p: serde_json::Value| async {
         tokio::time::sleep(Duration::from_secs(30)).await;
@@ -188,7 +188,7 @@ async fn a_handler_that_times_out_is_retried_then_dead() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_fails_its_attempt_and_the_worker_goes_on() {
-    let (_hub, q) = setup(&[]).await;
+    let (_hub, q, _cleanup) = setup(&[]).await;
     let mut reg = Registry::new();
     reg.register("boom", |_ctx, _p: serde_json::Value| async {
         if true {
@@ -217,7 +217,7 @@ async fn a_panicking_handler_fails_its_attempt_and_the_worker_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payload_that_does_not_decode_fails_with_the_decode_error() {
-    let (_hub, q) = setup(&[]).await;
+    let (_hub, q, _cleanup) = setup(&[]).await;
     let running = Running::start(worker(&q, Registry::new(), 4));
     let bad = q
         .enqueue(NewJob::raw("builtin.sleep", r#"{"ms": "soon"}"#))
@@ -254,7 +254,7 @@ async fn a_payload_that_does_not_decode_fails_with_the_decode_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_connections_lose_no_job() {
-    let (hub, q) = setup(&[]).await;
+    let (hub, q, _cleanup) = setup(&[]).await;
     let set = common::unique("kill");
     let n = 20_000;
     let jobs = vec![NewJob::raw("builtin.mark", format!(r#"{{"set":"{set}"}}"#)); n];
@@ -307,7 +307,7 @@ async fn killed_connections_lose_no_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_jobs_have_exactly_one_mongo_record_and_one_influx_point() {
     let db = common::unique("tsp_t_");
-    let (hub, q) = setup(&[
+    let (hub, q, _cleanup) = setup(&[
         &format!("mongo.cache.database={db}"),
         &format!("influx.primary.database={db}"),
     ])

@@ -12,8 +12,30 @@ use std::time::{Duration, Instant};
 
 use common::{Server, run, text, tsp_job};
 
-fn prefix() -> String {
-    format!("w{:012x}:", rand::random::<u64>() & 0xffff_ffff_ffff)
+/// A key prefix of the test's own; its keys are deleted when the guard drops.
+fn prefix() -> (String, Cleanup) {
+    let p = format!("w{:012x}:", rand::random::<u64>() & 0xffff_ffff_ffff);
+    (p.clone(), Cleanup(p))
+}
+
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open("redis://127.0.0.1:6379/") else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.0))
+            .query(&mut conn)
+            .unwrap_or_default();
+        for chunk in keys.chunks(500) {
+            let _: redis::RedisResult<i64> = redis::cmd("UNLINK").arg(chunk).query(&mut conn);
+        }
+    }
 }
 
 /// `--set` arguments that put a test in its own key space with a short lease.
@@ -92,7 +114,7 @@ fn signal(child: &Child, sig: &str) {
 
 #[test]
 fn a_killed_worker_loses_no_job() {
-    let p = prefix();
+    let (p, _cleanup) = prefix();
     let s = sets(&p);
     cli(
         &[
@@ -129,7 +151,7 @@ fn a_killed_worker_loses_no_job() {
 
 #[test]
 fn four_workers_run_each_of_50000_jobs_exactly_once() {
-    let p = prefix();
+    let (p, _cleanup) = prefix();
     let s = sets(&p);
     let set = "exactly-once";
     cli(
@@ -179,7 +201,7 @@ fn four_workers_run_each_of_50000_jobs_exactly_once() {
 
 #[test]
 fn sigterm_under_load_loses_nothing_and_leaves_nothing_active() {
-    let p = prefix();
+    let (p, _cleanup) = prefix();
     let mut s = sets(&p);
     s.push("queue.shutdown_grace=500ms".into());
     cli(
@@ -245,7 +267,7 @@ fn sigterm_under_load_loses_nothing_and_leaves_nothing_active() {
 
 #[test]
 fn the_http_job_api_validates_and_serves_jobs() {
-    let p = prefix();
+    let (p, _cleanup) = prefix();
     let s = sets(&p);
     let set_refs: Vec<&str> = s.iter().map(String::as_str).collect();
     let server = Server::start(&set_refs, &[]);

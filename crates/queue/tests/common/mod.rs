@@ -32,11 +32,33 @@ pub fn config(sets: &[&str]) -> Config {
     .unwrap()
 }
 
-pub async fn setup(sets: &[&str]) -> (Hub, Queue) {
+/// Deletes a test's Redis keys (its own prefix) when dropped, even when the test fails.
+pub struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open("redis://127.0.0.1:6379/") else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.0))
+            .query(&mut conn)
+            .unwrap_or_default();
+        for chunk in keys.chunks(500) {
+            let _: redis::RedisResult<i64> = redis::cmd("UNLINK").arg(chunk).query(&mut conn);
+        }
+    }
+}
+
+pub async fn setup(sets: &[&str]) -> (Hub, Queue, Cleanup) {
     let hub = Hub::connect(&config(sets)).await.unwrap();
     let store = hub.redis("cache").unwrap().clone();
+    let cleanup = Cleanup(store.key_prefix().to_string());
     let q = Queue::new(store, "jobs", &hub.config().queue).unwrap();
-    (hub, q)
+    (hub, q, cleanup)
 }
 
 /// A worker running in this process until [`Running::stop`].
