@@ -17,7 +17,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tsp_hub::{Hub, Status};
-use tsp_queue::{NewJob, Queue, QueueError};
+use tsp_queue::{JobInfo, NewJob, Queue, QueueError};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -196,22 +196,27 @@ async fn post_job(State(s): State<AppState>, body: axum::body::Bytes) -> Respons
     }
 }
 
+/// The queue and the job `id` in it, or the answer to give (400 bad id, 404 unknown job).
+async fn find_job(hub: &Hub, queue: &str, id: &str) -> Result<(Queue, JobInfo), ApiError> {
+    let q = queue_of(hub, queue)?;
+    match q.job(id).await {
+        Ok(Some(job)) => Ok((q, job)),
+        Ok(None) => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("job {id} not found in queue {queue}"),
+        )),
+        Err(e) => Err(api_error(e)),
+    }
+}
+
 async fn get_job(
     State(s): State<AppState>,
     Path(id): Path<String>,
     Query(p): Query<QueueParam>,
 ) -> Response {
-    let q = match queue_of(&s.hub, &p.queue) {
-        Ok(q) => q,
-        Err(r) => return r.into_response(),
-    };
-    match q.job(&id).await {
-        Ok(Some(job)) => Json(job).into_response(),
-        Ok(None) => error(
-            StatusCode::NOT_FOUND,
-            format!("job {id} not found in queue {}", p.queue),
-        ),
-        Err(e) => queue_error(e),
+    match find_job(&s.hub, &p.queue, &id).await {
+        Ok((_, job)) => Json(job).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -220,20 +225,10 @@ async fn retry_job(
     Path(id): Path<String>,
     Query(p): Query<QueueParam>,
 ) -> Response {
-    let q = match queue_of(&s.hub, &p.queue) {
-        Ok(q) => q,
-        Err(r) => return r.into_response(),
+    let q = match find_job(&s.hub, &p.queue, &id).await {
+        Ok((q, _)) => q,
+        Err(e) => return e.into_response(),
     };
-    match q.job(&id).await {
-        Ok(None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("job {id} not found in queue {}", p.queue),
-            );
-        }
-        Err(e) => return queue_error(e),
-        Ok(Some(_)) => {}
-    }
     match q.requeue(Some(std::slice::from_ref(&id))).await {
         Ok(1) => Json(json!({"id": id, "requeued": true})).into_response(),
         Ok(_) => error(
