@@ -15,6 +15,7 @@ pub mod error;
 pub mod health;
 pub mod influx;
 pub mod metrics;
+pub mod migrate;
 pub mod mongo;
 pub mod mysql;
 pub mod redis;

@@ -17,6 +17,7 @@ const STORE: &str = "mysql";
 #[derive(Clone)]
 pub struct MysqlStore {
     name: String,
+    database: String,
     required: bool,
     max: u32,
     pool: MySqlPool,
@@ -70,6 +71,7 @@ impl MysqlStore {
             .connect_lazy_with(opts);
         Ok(MysqlStore {
             name: s.name.clone(),
+            database: s.database.clone(),
             required: s.required,
             max: s.pool.max,
             pool,
@@ -84,6 +86,11 @@ impl MysqlStore {
 
     pub fn required(&self) -> bool {
         self.required
+    }
+
+    /// The configured database (with a `url`, the URL's database is what connections use).
+    pub fn database_name(&self) -> &str {
+        &self.database
     }
 
     /// The pool, for queries. Run them through [`MysqlStore::timed`] to have them counted.

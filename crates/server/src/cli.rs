@@ -49,6 +49,20 @@ pub enum Command {
     /// Inspect and operate queues.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Apply schema migrations (MySQL instances), or show what is pending.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct MigrateArgs {
+    /// `up` applies what is pending; `status` only reports.
+    #[arg(default_value = "up", value_parser = ["up", "status"])]
+    pub action: String,
+    /// Report what `up` would apply, without applying.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -164,6 +164,38 @@ async fn run(command: Command, config: Config) -> anyhow::Result<u8> {
             println!("{}", serde_json::to_string(&out)?);
             0
         }
+        Command::Migrate(args) => {
+            let dry = args.dry_run || args.action == "status";
+            let (reports, failure) = match tsp_mobility::migrations::run_mysql(&hub, dry).await {
+                Ok(r) => (r, None),
+                Err((r, e)) => (r, Some(e)),
+            };
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                for r in &reports {
+                    let verb = if dry { "pending" } else { "applied" };
+                    if r.applied.is_empty() {
+                        println!(
+                            "{}.{}: up to date ({} applied)",
+                            r.store,
+                            r.instance,
+                            r.already.len()
+                        );
+                    }
+                    for m in &r.applied {
+                        println!("{}.{}: {verb} {m}", r.store, r.instance);
+                    }
+                }
+            }
+            match failure {
+                Some(e) => {
+                    eprintln!("error: {e}");
+                    EXIT_FAILURE
+                }
+                None => 0,
+            }
+        }
         Command::Config(_) => 0,
     };
     hub.shutdown(Duration::from_secs(10)).await;

@@ -1,0 +1,7 @@
+//! The TSP domain on top of the hub: the schemas of every store and (in later steps) the trip
+//! jobs and queries.
+//!
+//! # Layout
+//! - [`migrations`]: the versioned schema of each MySQL instance (`migrations/mysql/<instance>/`).
+
+pub mod migrations;
