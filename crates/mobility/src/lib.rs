@@ -3,5 +3,7 @@
 //!
 //! # Layout
 //! - [`migrations`]: the versioned schema of each MySQL instance (`migrations/mysql/<instance>/`).
+//! - [`mongo_schema`]: the indexes of each MongoDB collection, as versioned steps.
 
 pub mod migrations;
+pub mod mongo_schema;

@@ -104,37 +104,33 @@ fn unique_ns(ms: i64) -> i64 {
     }
 }
 
-/// Creates the record indexes (idempotent): a 24 h TTL on `createdAt`, `{status, priority,
-/// createdAt}` and `{jobType, status}`.
+/// The record indexes: a 24 h TTL on `createdAt`, `{status, priority, createdAt}` and
+/// `{jobType, status}`.
+pub fn indexes() -> Vec<(Document, IndexOptions)> {
+    let named = |n: &str| IndexOptions::builder().name(n.to_string()).build();
+    vec![
+        (
+            doc! {"createdAt": 1},
+            IndexOptions::builder()
+                .name("ttl_createdAt".to_string())
+                .expire_after(Duration::from_secs(24 * 3600))
+                .build(),
+        ),
+        (
+            doc! {"status": 1, "priority": -1, "createdAt": -1},
+            named("status_priority_createdAt"),
+        ),
+        (doc! {"jobType": 1, "status": 1}, named("jobType_status")),
+    ]
+}
+
+/// Creates the record indexes (idempotent).
 pub async fn ensure_indexes(store: &MongoStore) -> Result<(), tsp_hub::HubError> {
     let coll: Collection<Document> = store.database().collection(COLLECTION);
-    let models = vec![
-        IndexModel::builder()
-            .keys(doc! {"createdAt": 1})
-            .options(
-                IndexOptions::builder()
-                    .name("ttl_createdAt".to_string())
-                    .expire_after(Duration::from_secs(24 * 3600))
-                    .build(),
-            )
-            .build(),
-        IndexModel::builder()
-            .keys(doc! {"status": 1, "priority": -1, "createdAt": -1})
-            .options(
-                IndexOptions::builder()
-                    .name("status_priority_createdAt".to_string())
-                    .build(),
-            )
-            .build(),
-        IndexModel::builder()
-            .keys(doc! {"jobType": 1, "status": 1})
-            .options(
-                IndexOptions::builder()
-                    .name("jobType_status".to_string())
-                    .build(),
-            )
-            .build(),
-    ];
+    let models: Vec<IndexModel> = indexes()
+        .into_iter()
+        .map(|(keys, opts)| IndexModel::builder().keys(keys).options(opts).build())
+        .collect();
     store
         .timed("create_indexes", coll.create_indexes(models))
         .await?;

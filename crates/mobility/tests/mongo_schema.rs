@@ -1,0 +1,137 @@
+//! MongoDB schema steps against the real server, each test on a fresh database.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::path::PathBuf;
+
+use mongodb::bson::{Document, doc};
+use rand::Rng;
+use tsp_config::LoadOptions;
+use tsp_hub::Hub;
+use tsp_mobility::mongo_schema;
+
+async fn fresh() -> (Hub, String) {
+    let db = format!(
+        "tsp_t_{:010x}",
+        rand::rng().random::<u64>() & 0xff_ffff_ffff
+    );
+    let config = tsp_config::load(&LoadOptions {
+        config_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config"),
+        env_name: Some("development".into()),
+        env: Vec::new(),
+        overrides: vec![
+            format!("mongo.dataset.database={db}"),
+            format!("mongo.cache.database={db}c"),
+        ],
+    })
+    .unwrap();
+    (Hub::connect(&config).await.unwrap(), db)
+}
+
+async fn drop(hub: &Hub) {
+    let _ = hub.mongo("dataset").unwrap().database().drop().await;
+    let _ = hub.mongo("cache").unwrap().database().drop().await;
+}
+
+#[tokio::test]
+async fn steps_create_the_indexes_once_and_geo_queries_use_them() {
+    let (hub, _) = fresh().await;
+    let store = hub.mongo("dataset").unwrap();
+    let dry = mongo_schema::run(store, &mongo_schema::steps("dataset"), true)
+        .await
+        .unwrap();
+    assert_eq!(dry.applied.len(), 2);
+    assert!(
+        store
+            .database()
+            .list_collection_names()
+            .await
+            .unwrap()
+            .is_empty(),
+        "a dry run creates nothing"
+    );
+
+    let first = mongo_schema::run_all(&hub, false)
+        .await
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let applied: Vec<usize> = first.iter().map(|r| r.applied.len()).collect();
+    assert_eq!(applied, [1, 2], "cache 1 step, dataset 2 steps");
+    let mut names = store
+        .database()
+        .collection::<Document>("trip_trajectories")
+        .list_index_names()
+        .await
+        .unwrap();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "_id_",
+            "endLocation_2dsphere",
+            "mode_createdAt",
+            "startLocation_2dsphere",
+            "tripId_unique",
+            "userId_createdAt"
+        ]
+    );
+    let again = mongo_schema::run_all(&hub, false)
+        .await
+        .map_err(|(_, e)| e)
+        .unwrap();
+    assert!(again.iter().all(|r| r.applied.is_empty()), "{again:?}");
+
+    // The unique trip index and a $geoNear over the 2dsphere index.
+    let trips = store.database().collection::<Document>("trip_trajectories");
+    let point = |lng: f64, lat: f64| doc! {"type": "Point", "coordinates": [lng, lat]};
+    trips
+        .insert_many([
+            doc! {"tripId": "a", "startLocation": point(145.7700, -16.9200), "endLocation": point(145.78, -16.93)},
+            doc! {"tripId": "b", "startLocation": point(145.7800, -16.9300), "endLocation": point(145.79, -16.94)},
+        ])
+        .await
+        .unwrap();
+    assert!(
+        trips.insert_one(doc! {"tripId": "a"}).await.is_err(),
+        "tripId is unique"
+    );
+    let near: Vec<Document> = {
+        use futures::TryStreamExt;
+        trips
+            .aggregate([doc! {"$geoNear": {"near": point(145.7701, -16.9201), "distanceField": "d", "key": "startLocation", "maxDistance": 500.0}}])
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    };
+    assert_eq!(near.len(), 1);
+    assert_eq!(near[0].get_str("tripId").unwrap(), "a");
+    drop(&hub).await;
+}
+
+#[tokio::test]
+async fn a_changed_step_is_refused() {
+    let (hub, _) = fresh().await;
+    mongo_schema::run_all(&hub, false)
+        .await
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let store = hub.mongo("dataset").unwrap();
+    store
+        .database()
+        .collection::<Document>("_tsp_migrations")
+        .update_one(doc! {"_id": 2i64}, doc! {"$set": {"checksum": "0000"}})
+        .await
+        .unwrap();
+    let (_, err) = mongo_schema::run_all(&hub, false).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("mongo.dataset"), "{text}");
+    assert!(
+        text.contains(
+            "step 2 activity_log: user and time indexes was changed after it was applied"
+        ),
+        "{text}"
+    );
+    drop(&hub).await;
+}
