@@ -172,6 +172,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<u8> {
                     Err((r, e)) => (r, Some(e)),
                 };
             if failure.is_none() {
+                match tsp_mobility::store_schema::run_all(&hub, dry).await {
+                    Ok(r) => reports.extend(r),
+                    Err((r, e)) => {
+                        reports.extend(r);
+                        failure = Some(e);
+                    }
+                }
+            }
+            if failure.is_none() {
                 match tsp_mobility::mongo_schema::run_all(&hub, dry).await {
                     Ok(r) => reports.extend(r),
                     Err((r, e)) => {

@@ -1,0 +1,293 @@
+//! InfluxDB and Redis schema: versioned, checksummed steps with their state in the store itself.
+//!
+//! - **InfluxDB (v1 API)**: each database with its default retention policy. State: points of
+//!   measurement `_tsp_migrations` (tag `version`, fields `checksum`, `description`) in that
+//!   database. `CREATE DATABASE` and an identical `CREATE RETENTION POLICY` are no-ops when they
+//!   exist, so concurrent runs are safe. Instances speaking the v2 API are skipped: their buckets
+//!   and retention belong to the InfluxDB 2/3 organisation and are created there.
+//! - **Redis**: a key-schema version, `<key_prefix>schema` (hash version → checksum), advanced by
+//!   ordered steps under a `SET NX` lock with expiry (`<key_prefix>schema:lock`).
+
+use tsp_config::InfluxApi;
+use tsp_hub::migrate::MigrationReport;
+use tsp_hub::{Hub, HubError, InfluxStore, RedisStore};
+
+fn fnv(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn refused(store: &'static str, instance: &str, message: String) -> HubError {
+    HubError::Store {
+        store,
+        instance: instance.to_string(),
+        op: "migrate".into(),
+        message,
+    }
+}
+
+/// One InfluxDB database and its default retention policy.
+pub struct InfluxStep {
+    pub version: i64,
+    pub database: String,
+    pub retention_policy: &'static str,
+    pub duration: &'static str,
+}
+
+impl InfluxStep {
+    fn description(&self) -> String {
+        format!(
+            "database {} with default retention {} ({})",
+            self.database, self.retention_policy, self.duration
+        )
+    }
+
+    fn statements(&self) -> [String; 2] {
+        [
+            format!("CREATE DATABASE \"{}\"", self.database),
+            format!(
+                "CREATE RETENTION POLICY \"{}\" ON \"{}\" DURATION {} REPLICATION 1 DEFAULT",
+                self.retention_policy, self.database, self.duration
+            ),
+        ]
+    }
+
+    fn checksum(&self) -> String {
+        fnv(&self.statements().join(";"))
+    }
+}
+
+/// The databases of an instance: its own; the primary also carries the service-monitor one.
+pub fn influx_steps(hub: &Hub, store: &InfluxStore) -> Vec<InfluxStep> {
+    let mut steps = vec![InfluxStep {
+        version: 1,
+        database: store.settings().v1_database().to_string(),
+        retention_policy: "tsp_90d",
+        duration: "90d",
+    }];
+    let sm = &hub.config().service_monitor;
+    if sm.instance == store.name() {
+        steps.push(InfluxStep {
+            version: 2,
+            database: sm.bucket.clone(),
+            retention_policy: "tsp_30d",
+            duration: "30d",
+        });
+    }
+    steps
+}
+
+async fn influx_recorded(
+    store: &InfluxStore,
+    step: &InfluxStep,
+) -> Result<Option<String>, HubError> {
+    let q = format!(
+        "SELECT last(\"checksum\") FROM \"_tsp_migrations\" WHERE \"version\" = '{}'",
+        step.version
+    );
+    let body = match store.query_v1(&step.database, &q).await {
+        Ok(b) => b,
+        // Before step 1 the database does not exist yet: nothing is recorded.
+        Err(e) if e.to_string().contains("database not found") => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(body
+        .pointer("/results/0/series/0/values/0/1")
+        .and_then(|v| v.as_str())
+        .map(str::to_string))
+}
+
+/// Applies (or reports) the steps of one v1 instance.
+pub async fn run_influx(
+    hub: &Hub,
+    store: &InfluxStore,
+    dry_run: bool,
+) -> Result<MigrationReport, HubError> {
+    let mut report = MigrationReport {
+        store: "influx",
+        instance: store.name().to_string(),
+        already: Vec::new(),
+        applied: Vec::new(),
+        dry_run,
+    };
+    for step in influx_steps(hub, store) {
+        let name = format!("{} {}", step.version, step.description());
+        let sum = step.checksum();
+        match influx_recorded(store, &step).await? {
+            Some(found) if found == sum => {
+                report.already.push(name);
+                continue;
+            }
+            Some(_) => {
+                return Err(refused(
+                    "influx",
+                    store.name(),
+                    format!("step {name} was changed after it was applied (checksum differs)"),
+                ));
+            }
+            None => {}
+        }
+        if !dry_run {
+            for statement in step.statements() {
+                store.query_v1(&step.database, &statement).await?;
+            }
+            let line = format!(
+                "_tsp_migrations,version={} checksum=\"{sum}\",description=\"{}\"\n",
+                step.version,
+                step.description().replace('"', "'")
+            );
+            let body = line.into_bytes();
+            store
+                .write_body(&step.database, body.into())
+                .await
+                .map_err(|e| refused("influx", store.name(), e.message().to_string()))?;
+        }
+        report.applied.push(name);
+    }
+    Ok(report)
+}
+
+/// One Redis key-schema step. `apply` transforms data written under the previous layout; the
+/// first step marks the layout this build writes (nothing older exists to transform).
+pub struct RedisStep {
+    pub version: i64,
+    pub description: &'static str,
+}
+
+/// The ordered Redis key-schema steps.
+pub fn redis_steps() -> Vec<RedisStep> {
+    vec![RedisStep {
+        version: 1,
+        description: "queues under <prefix>q:{<queue>}: (sorted sets; data and lease hashes by job id); marks under <prefix>marks:",
+    }]
+}
+
+/// Records (or reports) the key-schema steps of one Redis instance.
+pub async fn run_redis(store: &RedisStore, dry_run: bool) -> Result<MigrationReport, HubError> {
+    let mut conn = store.conn().await?;
+    let key = format!("{}schema", store.key_prefix());
+    let lock = format!("{key}:lock");
+    let err = |op: &str, e: redis::RedisError| store.command_error(op, &e);
+    let mut report = MigrationReport {
+        store: "redis",
+        instance: store.name().to_string(),
+        already: Vec::new(),
+        applied: Vec::new(),
+        dry_run,
+    };
+    // A lock with an expiry: a runner that dies cannot hold it forever.
+    let token = format!("{}-{}", std::process::id(), rand_token());
+    if !dry_run {
+        let mut waited = 0;
+        loop {
+            let got: Option<String> = redis::cmd("SET")
+                .arg(&lock)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(60_000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| err("set", e))?;
+            if got.is_some() {
+                break;
+            }
+            waited += 1;
+            if waited > 600 {
+                return Err(refused(
+                    "redis",
+                    store.name(),
+                    "another migration held the schema lock for a minute".into(),
+                ));
+            }
+            tokio_sleep_100ms().await;
+        }
+    }
+    let result = async {
+        for step in redis_steps() {
+            let name = format!("{} {}", step.version, step.description);
+            let sum = fnv(step.description);
+            let found: Option<String> = redis::cmd("HGET")
+                .arg(&key)
+                .arg(step.version)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| err("hget", e))?;
+            match found {
+                Some(f) if f == sum => report.already.push(name),
+                Some(_) => {
+                    return Err(refused(
+                        "redis",
+                        store.name(),
+                        format!("step {name} was changed after it was applied (checksum differs)"),
+                    ));
+                }
+                None => {
+                    if !dry_run {
+                        let _: i64 = redis::cmd("HSET")
+                            .arg(&key)
+                            .arg(step.version)
+                            .arg(&sum)
+                            .query_async(&mut conn)
+                            .await
+                            .map_err(|e| err("hset", e))?;
+                    }
+                    report.applied.push(name);
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if !dry_run {
+        // Release only our own lock.
+        let _: redis::RedisResult<i64> = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+        )
+        .key(&lock)
+        .arg(&token)
+        .invoke_async(&mut conn)
+        .await;
+    }
+    result.map(|()| report)
+}
+
+fn rand_token() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{nanos:08x}")
+}
+
+async fn tokio_sleep_100ms() {
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+}
+
+/// Migrates every InfluxDB (v1) and Redis instance.
+pub async fn run_all(
+    hub: &Hub,
+    dry_run: bool,
+) -> Result<Vec<MigrationReport>, (Vec<MigrationReport>, HubError)> {
+    let mut reports = Vec::new();
+    for store in hub.influx_instances() {
+        if store.settings().api != InfluxApi::V1 {
+            continue;
+        }
+        match run_influx(hub, store, dry_run).await {
+            Ok(r) => reports.push(r),
+            Err(e) => return Err((reports, e)),
+        }
+    }
+    for store in hub.redis_instances() {
+        match run_redis(store, dry_run).await {
+            Ok(r) => reports.push(r),
+            Err(e) => return Err((reports, e)),
+        }
+    }
+    Ok(reports)
+}

@@ -1,0 +1,130 @@
+//! InfluxDB and Redis schema steps against the real servers, each test on its own database or
+//! key prefix.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::path::PathBuf;
+
+use rand::Rng;
+use tsp_config::LoadOptions;
+use tsp_hub::Hub;
+use tsp_mobility::store_schema;
+
+fn tag() -> String {
+    format!("{:010x}", rand::rng().random::<u64>() & 0xff_ffff_ffff)
+}
+
+async fn hub(sets: &[String]) -> Hub {
+    let config = tsp_config::load(&LoadOptions {
+        config_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config"),
+        env_name: Some("development".into()),
+        env: Vec::new(),
+        overrides: sets.to_vec(),
+    })
+    .unwrap();
+    Hub::connect(&config).await.unwrap()
+}
+
+#[tokio::test]
+async fn influx_databases_get_their_retention_policy_once() {
+    let db = format!("tsp_t_{}", tag());
+    let hub = hub(&[format!("influx.uis.database={db}")]).await;
+    let uis = hub.influx("uis").unwrap();
+    let dry = store_schema::run_influx(&hub, uis, true).await.unwrap();
+    assert_eq!(dry.applied.len(), 1);
+    let dbs = uis
+        .query_v1("", "SHOW DATABASES")
+        .await
+        .unwrap()
+        .to_string();
+    assert!(!dbs.contains(&db), "a dry run creates nothing");
+
+    let first = store_schema::run_influx(&hub, uis, false).await.unwrap();
+    assert_eq!(
+        first.applied,
+        [format!(
+            "1 database {db} with default retention tsp_90d (90d)"
+        )]
+    );
+    let rps = uis
+        .query_v1(&db, &format!("SHOW RETENTION POLICIES ON \"{db}\""))
+        .await
+        .unwrap();
+    let rows = rps
+        .pointer("/results/0/series/0/values")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    let default: Vec<&serde_json::Value> = rows.iter().filter(|r| r[4] == true).collect();
+    assert_eq!(default.len(), 1);
+    assert_eq!(default[0][0], "tsp_90d");
+    assert_eq!(default[0][1], "2160h0m0s");
+
+    let again = store_schema::run_influx(&hub, uis, false).await.unwrap();
+    assert!(
+        again.applied.is_empty() && again.already.len() == 1,
+        "{again:?}"
+    );
+
+    // A recorded step whose definition no longer matches is refused.
+    uis.write_body(
+        &db,
+        b"_tsp_migrations,version=1 checksum=\"0000\"\n"
+            .to_vec()
+            .into(),
+    )
+    .await
+    .unwrap();
+    let err = store_schema::run_influx(&hub, uis, false)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("was changed after it was applied"),
+        "{err}"
+    );
+    let _ = uis.query_v1(&db, &format!("DROP DATABASE \"{db}\"")).await;
+}
+
+#[tokio::test]
+async fn the_redis_key_schema_version_advances_once() {
+    let prefix = format!("t{}:", tag());
+    let hub = hub(&[format!("redis.cache.key_prefix={prefix}")]).await;
+    let store = hub.redis("cache").unwrap();
+    let mut conn = store.conn().await.unwrap();
+    let dry = store_schema::run_redis(store, true).await.unwrap();
+    assert_eq!(dry.applied.len(), 1);
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(format!("{prefix}schema"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!exists, "a dry run writes nothing");
+
+    let (a, b) = tokio::join!(
+        store_schema::run_redis(store, false),
+        store_schema::run_redis(store, false)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.applied.len() + b.applied.len(), 1, "{a:?} {b:?}");
+    let again = store_schema::run_redis(store, false).await.unwrap();
+    assert!(again.applied.is_empty());
+
+    let _: i64 = redis::cmd("HSET")
+        .arg(format!("{prefix}schema"))
+        .arg(1)
+        .arg("0000")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = store_schema::run_redis(store, false).await.unwrap_err();
+    assert!(
+        err.to_string().contains("was changed after it was applied"),
+        "{err}"
+    );
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{prefix}schema"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
