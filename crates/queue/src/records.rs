@@ -151,7 +151,8 @@ pub struct RecordTask {
 
 impl RecordTask {
     /// Waits (at most `grace`) for every record sent so far to be written. Returns how many
-    /// could not be written.
+    /// could not be written; when the grace period ends first, the count is unknown and 1 is
+    /// returned (the error is logged), so callers can tell "all written" (0) from the rest.
     pub async fn finish(mut self, grace: Duration) -> u64 {
         let Some(h) = self.handle.take() else {
             return 0;
