@@ -1,0 +1,228 @@
+//! The `trip.complete` payload: its shape, the rules it must meet, and the distance and duration
+//! computed from its trajectory. Pure functions; the job that writes the stores builds on them.
+
+use serde::{Deserialize, Serialize};
+
+/// Travel modes a trip may have. Points per km are configured per mode.
+pub const MODES: &[&str] = &[
+    "walk", "bike", "ebike", "scooter", "bus", "tram", "metro", "train", "ferry", "car", "taxi",
+    "carpool",
+];
+
+/// One GPS fix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackPoint {
+    pub lat: f64,
+    pub lng: f64,
+    /// Unix milliseconds.
+    pub timestamp: i64,
+    /// Metres, as the device reported it.
+    #[serde(default)]
+    pub accuracy: Option<f64>,
+    /// Metres per second, as the device reported it.
+    #[serde(default)]
+    pub speed: Option<f64>,
+}
+
+/// The `trip.complete` job payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TripCompletion {
+    pub trip_id: String,
+    pub user_id: u64,
+    pub mode: String,
+    pub trajectory: Vec<TrackPoint>,
+    #[serde(default)]
+    pub cost: Option<f64>,
+}
+
+/// Why a payload is refused, naming the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InvalidTrip {
+    pub field: String,
+    pub message: String,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> InvalidTrip {
+    InvalidTrip {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+impl TripCompletion {
+    /// Checks every rule that needs no database (the user's existence is checked by the job).
+    pub fn validate(&self) -> Result<(), InvalidTrip> {
+        if self.trip_id.is_empty() || self.trip_id.len() > 64 {
+            return Err(invalid("tripId", "must be 1-64 characters"));
+        }
+        if self.user_id == 0 {
+            return Err(invalid("userId", "must be a positive id"));
+        }
+        if !MODES.contains(&self.mode.as_str()) {
+            return Err(invalid(
+                "mode",
+                format!("unknown mode `{}`: one of {}", self.mode, MODES.join(", ")),
+            ));
+        }
+        if self.trajectory.len() < 2 {
+            return Err(invalid("trajectory", "needs at least two points"));
+        }
+        for (i, p) in self.trajectory.iter().enumerate() {
+            if !(p.lat.is_finite() && (-90.0..=90.0).contains(&p.lat)) {
+                return Err(invalid(
+                    format!("trajectory[{i}].lat"),
+                    format!("{} is not a latitude (-90 to 90)", p.lat),
+                ));
+            }
+            if !(p.lng.is_finite() && (-180.0..=180.0).contains(&p.lng)) {
+                return Err(invalid(
+                    format!("trajectory[{i}].lng"),
+                    format!("{} is not a longitude (-180 to 180)", p.lng),
+                ));
+            }
+            if i > 0 && p.timestamp <= self.trajectory[i - 1].timestamp {
+                return Err(invalid(
+                    format!("trajectory[{i}].timestamp"),
+                    "timestamps must strictly increase",
+                ));
+            }
+        }
+        if let Some(c) = self.cost
+            && !(c.is_finite() && c >= 0.0)
+        {
+            return Err(invalid("cost", "must be zero or more"));
+        }
+        Ok(())
+    }
+
+    /// Metres along the trajectory (haversine between consecutive points).
+    pub fn distance_m(&self) -> f64 {
+        self.trajectory
+            .windows(2)
+            .map(|w| haversine_m(w[0].lat, w[0].lng, w[1].lat, w[1].lng))
+            .sum()
+    }
+
+    /// Seconds from the first point to the last.
+    pub fn duration_s(&self) -> f64 {
+        match (self.trajectory.first(), self.trajectory.last()) {
+            (Some(a), Some(b)) => (b.timestamp - a.timestamp) as f64 / 1000.0,
+            _ => 0.0,
+        }
+    }
+}
+
+/// Mean Earth radius (IUGG), metres.
+pub const EARTH_RADIUS_M: f64 = 6_371_008.8;
+
+/// Great-circle distance in metres.
+pub fn haversine_m(lat1: f64, lng1: f64, lat2: f64, lng2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = (lat2 - lat1).to_radians();
+    let dl = (lng2 - lng1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_M * a.sqrt().atan2((1.0 - a).sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trip(points: &[(f64, f64, i64)]) -> TripCompletion {
+        TripCompletion {
+            trip_id: "t-1".into(),
+            user_id: 7,
+            mode: "bus".into(),
+            trajectory: points
+                .iter()
+                .map(|&(lat, lng, timestamp)| TrackPoint {
+                    lat,
+                    lng,
+                    timestamp,
+                    accuracy: None,
+                    speed: None,
+                })
+                .collect(),
+            cost: Some(2.5),
+        }
+    }
+
+    #[test]
+    fn haversine_matches_known_distances() {
+        // One degree of latitude on the mean sphere: 2πR/360.
+        let one_degree = 2.0 * std::f64::consts::PI * EARTH_RADIUS_M / 360.0;
+        assert!((haversine_m(0.0, 0.0, 1.0, 0.0) - one_degree).abs() < 1e-6);
+        // A quarter of the equator.
+        assert!((haversine_m(0.0, 0.0, 0.0, 90.0) - one_degree * 90.0).abs() < 1e-3);
+        assert_eq!(haversine_m(-16.92, 145.77, -16.92, 145.77), 0.0);
+    }
+
+    #[test]
+    fn distance_and_duration_follow_the_trajectory() {
+        let t = trip(&[(0.0, 0.0, 1_000), (1.0, 0.0, 61_000), (1.0, 1.0, 121_000)]);
+        let expected = haversine_m(0.0, 0.0, 1.0, 0.0) + haversine_m(1.0, 0.0, 1.0, 1.0);
+        assert!((t.distance_m() - expected).abs() < 1e-9);
+        assert_eq!(t.duration_s(), 120.0);
+        assert_eq!(t.validate(), Ok(()));
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let cases = [
+            (
+                trip(&[(0.0, 0.0, 1)]),
+                "trajectory: needs at least two points",
+            ),
+            (
+                trip(&[(0.0, 0.0, 1), (91.0, 0.0, 2)]),
+                "trajectory[1].lat: 91 is not a latitude (-90 to 90)",
+            ),
+            (
+                trip(&[(0.0, 181.0, 1), (0.0, 0.0, 2)]),
+                "trajectory[0].lng: 181 is not a longitude (-180 to 180)",
+            ),
+            (
+                trip(&[(0.0, 0.0, 5), (0.0, 0.1, 5)]),
+                "trajectory[1].timestamp: timestamps must strictly increase",
+            ),
+        ];
+        for (t, msg) in cases {
+            assert_eq!(t.validate().unwrap_err().to_string(), msg);
+        }
+        let mut t = trip(&[(0.0, 0.0, 1), (0.0, 0.1, 2)]);
+        t.mode = "rocket".into();
+        assert!(
+            t.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("mode: unknown mode `rocket`")
+        );
+        let mut t = trip(&[(0.0, 0.0, 1), (0.0, 0.1, 2)]);
+        t.cost = Some(-1.0);
+        assert_eq!(
+            t.validate().unwrap_err().to_string(),
+            "cost: must be zero or more"
+        );
+        let mut t = trip(&[(0.0, 0.0, 1), (0.0, 0.1, 2)]);
+        t.trip_id = String::new();
+        assert_eq!(t.validate().unwrap_err().field, "tripId");
+    }
+
+    #[test]
+    fn payloads_decode_from_the_job_json_and_refuse_unknown_fields() {
+        let json = r#"{"tripId":"t9","userId":3,"mode":"bike","trajectory":[{"lat":-16.9,"lng":145.7,"timestamp":1,"accuracy":5,"speed":3.2},{"lat":-16.91,"lng":145.71,"timestamp":2}],"cost":0}"#;
+        let t: TripCompletion = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            (t.trip_id.as_str(), t.user_id, t.trajectory.len()),
+            ("t9", 3, 2)
+        );
+        let err = serde_json::from_str::<TripCompletion>(
+            r#"{"tripId":"t","userId":1,"mode":"bus","trajectory":[],"colour":1}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `colour`"), "{err}");
+    }
+}
