@@ -76,15 +76,20 @@ impl HubHealth {
     }
 }
 
-/// Runs one store's check bounded by `timeout`: up with the server's version, or down with why.
-pub(crate) async fn bounded<F>(
+/// Runs one store's check bounded by `timeout` and reports it: up with the server's version, or
+/// down with why; `latency_ms` is the whole check. Stores add their pool figures after.
+pub(crate) async fn check<F>(
+    store: &'static str,
+    instance: &str,
+    required: bool,
     timeout: Duration,
     check: F,
-) -> (Status, Option<String>, Option<String>)
+) -> InstanceHealth
 where
     F: Future<Output = Result<Option<String>, HubError>>,
 {
-    match tokio::time::timeout(timeout, check).await {
+    let started = std::time::Instant::now();
+    let (status, version, error) = match tokio::time::timeout(timeout, check).await {
         Ok(Ok(version)) => (Status::Up, version, None),
         Ok(Err(e)) => (Status::Down, None, Some(e.to_string())),
         Err(_) => (
@@ -92,6 +97,16 @@ where
             None,
             Some(format!("no answer within {timeout:?}")),
         ),
+    };
+    InstanceHealth {
+        store,
+        instance: instance.to_string(),
+        required,
+        status,
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        version,
+        pool: None,
+        error,
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mongodb::bson::{Document, doc};
 use mongodb::event::EventHandler;
@@ -220,7 +220,6 @@ impl MongoStore {
 
     /// `ping` (and `buildInfo` once, for the version), bounded by `timeout`.
     pub async fn health(&self, timeout: Duration) -> InstanceHealth {
-        let started = Instant::now();
         let check = async {
             self.run_admin(doc! {"ping": 1}).await?;
             let version = self
@@ -232,18 +231,17 @@ impl MongoStore {
                 .await?;
             Ok::<_, HubError>(Some(version.clone()))
         };
-        let (status, version, error) = crate::health::bounded(timeout, check).await;
+        let mut h = crate::health::check(
+            STORE,
+            &self.settings.name,
+            self.settings.required,
+            timeout,
+            check,
+        )
+        .await;
         metrics::gauge!(names::MONGO_CONNECTED, "instance" => self.settings.name.clone())
-            .set(if status == Status::Up { 1.0 } else { 0.0 });
-        InstanceHealth {
-            store: STORE,
-            instance: self.settings.name.clone(),
-            required: self.settings.required,
-            status,
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-            version,
-            pool: Some(self.pool_stats()),
-            error,
-        }
+            .set(if h.status == Status::Up { 1.0 } else { 0.0 });
+        h.pool = Some(self.pool_stats());
+        h
     }
 }

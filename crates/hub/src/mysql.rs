@@ -1,7 +1,7 @@
 //! MySQL (and MariaDB) instances: one `sqlx` pool each.
 
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
@@ -135,7 +135,6 @@ impl MysqlStore {
 
     /// `SELECT 1` (with the server version in the same round trip), bounded by `timeout`.
     pub async fn health(&self, timeout: Duration) -> InstanceHealth {
-        let started = Instant::now();
         let check = async {
             let (_, version) = self
                 .timed(
@@ -145,17 +144,9 @@ impl MysqlStore {
                 .await?;
             Ok(Some(version))
         };
-        let (status, version, error) = crate::health::bounded(timeout, check).await;
-        InstanceHealth {
-            store: STORE,
-            instance: self.name.clone(),
-            required: self.required,
-            status,
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-            version,
-            pool: Some(self.pool_stats()),
-            error,
-        }
+        let mut h = crate::health::check(STORE, &self.name, self.required, timeout, check).await;
+        h.pool = Some(self.pool_stats());
+        h
     }
 
     pub async fn close(&self) {

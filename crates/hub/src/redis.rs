@@ -286,7 +286,6 @@ impl RedisStore {
 
     /// `PING` then `INFO`, bounded by `timeout`. Also updates the memory and hit-rate gauges.
     pub async fn health(&self, timeout: Duration) -> InstanceHealth {
-        let started = Instant::now();
         let check = async {
             let mut conn = self.conn().await?;
             let _: String = redis::cmd("PING")
@@ -302,24 +301,23 @@ impl RedisStore {
             self.update_gauges(&info);
             Ok::<_, HubError>(info.get("redis_version").cloned())
         };
-        let (status, version, error) = crate::health::bounded(timeout, check).await;
+        let mut h = crate::health::check(
+            STORE,
+            &self.settings.name,
+            self.settings.required,
+            timeout,
+            check,
+        )
+        .await;
+        // One multiplexed connection carries every command.
         let connected = u32::from(self.conn.initialized());
-        InstanceHealth {
-            store: STORE,
-            instance: self.settings.name.clone(),
-            required: self.settings.required,
-            status,
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-            version,
-            // One multiplexed connection carries every command.
-            pool: Some(PoolStats {
-                size: connected,
-                idle: 0,
-                in_use: connected,
-                max: 1,
-            }),
-            error,
-        }
+        h.pool = Some(PoolStats {
+            size: connected,
+            idle: 0,
+            in_use: connected,
+            max: 1,
+        });
+        h
     }
 
     fn update_gauges(&self, info: &HashMap<String, String>) {

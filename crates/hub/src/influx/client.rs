@@ -355,17 +355,13 @@ impl InfluxStore {
     }
 
     pub async fn health(&self, timeout: Duration) -> InstanceHealth {
-        let started = Instant::now();
-        let (status, version, error) = crate::health::bounded(timeout, self.ping()).await;
-        InstanceHealth {
-            store: STORE,
-            instance: self.settings.name.clone(),
-            required: self.settings.required,
-            status,
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-            version,
-            pool: None,
-            error,
-        }
+        crate::health::check(
+            STORE,
+            &self.settings.name,
+            self.settings.required,
+            timeout,
+            self.ping(),
+        )
+        .await
     }
 }

@@ -5,42 +5,42 @@
 -- progress, dedupof (id -> dedup key). The state is the sorted set that holds the id.
 local base = KEYS[1]
 
--- redis.call with a long argument list, in slices (Lua's unpack has a stack limit).
-local function bulk(cmd, key, args)
-  local n = #args
-  local i = 1
-  while i <= n do
-    local j = math.min(i + 3999, n)
-    redis.call(cmd, key, unpack(args, i, j))
-    i = j + 1
-  end
-end
-
--- Values of `field` for each id, from hash `name`.
-local function hmget(name, ids)
-  if #ids == 0 then return {} end
+-- redis.call(cmd, key, [flag,] ...args) with a long argument list, in slices (Lua's unpack has a
+-- stack limit); the replies of the slices, concatenated. Slices hold 4 000 arguments, an even
+-- number, so pairs stay together.
+local function sliced(cmd, key, args, flag)
   local out = {}
   local i = 1
-  while i <= #ids do
-    local j = math.min(i + 3999, #ids)
-    local part = redis.call("HMGET", base .. name, unpack(ids, i, j))
-    for k = 1, #part do out[#out + 1] = part[k] end
+  while i <= #args do
+    local j = math.min(i + 3999, #args)
+    local part
+    if flag then
+      part = redis.call(cmd, key, flag, unpack(args, i, j))
+    else
+      part = redis.call(cmd, key, unpack(args, i, j))
+    end
+    if type(part) == "table" then
+      for k = 1, #part do out[#out + 1] = part[k] end
+    end
     i = j + 1
   end
   return out
 end
 
+local function bulk(cmd, key, args)
+  sliced(cmd, key, args)
+end
+
+-- Values for each id, from hash `name` (false where absent).
+local function hmget(name, ids)
+  return sliced("HMGET", base .. name, ids)
+end
+
 -- Whether each id is in sorted set `name`.
 local function members(name, ids)
-  if #ids == 0 then return {} end
+  local scores = sliced("ZMSCORE", base .. name, ids)
   local out = {}
-  local i = 1
-  while i <= #ids do
-    local j = math.min(i + 3999, #ids)
-    local part = redis.call("ZMSCORE", base .. name, unpack(ids, i, j))
-    for k = 1, #part do out[#out + 1] = part[k] ~= false end
-    i = j + 1
-  end
+  for k = 1, #scores do out[k] = scores[k] ~= false end
   return out
 end
 

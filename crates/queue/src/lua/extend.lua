@@ -19,10 +19,5 @@ for i = 1, #ids do
     lost[#lost + 1] = ids[i]
   end
 end
-local i = 1
-while i <= #keep do
-  local j = math.min(i + 3999, #keep)
-  redis.call("ZADD", base .. "active", "XX", unpack(keep, i, j))
-  i = j + 1
-end
+if #keep > 0 then sliced("ZADD", base .. "active", keep, "XX") end
 return lost
