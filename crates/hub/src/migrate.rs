@@ -38,6 +38,19 @@ pub struct MigrationReport {
     pub dry_run: bool,
 }
 
+impl MigrationReport {
+    /// An empty report for one instance.
+    pub fn new(store: &'static str, instance: &str, dry_run: bool) -> Self {
+        MigrationReport {
+            store,
+            instance: instance.to_string(),
+            already: Vec::new(),
+            applied: Vec::new(),
+            dry_run,
+        }
+    }
+}
+
 fn name(m: &sqlx::migrate::Migration) -> String {
     format!("{} {}", m.version, m.description)
 }
@@ -107,13 +120,7 @@ pub async fn mysql(
                 _ => {}
             }
         }
-        let mut report = MigrationReport {
-            store: "mysql",
-            instance: store.name().to_string(),
-            already: Vec::new(),
-            applied: Vec::new(),
-            dry_run,
-        };
+        let mut report = MigrationReport::new("mysql", store.name(), dry_run);
         for m in migrator
             .iter()
             .filter(|m| !m.migration_type.is_down_migration())

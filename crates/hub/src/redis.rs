@@ -200,6 +200,37 @@ impl RedisStore {
         self.error(op, e)
     }
 
+    /// Deletes every key matching `pattern` (SCAN, so other clients are not blocked); returns
+    /// how many. For operations and benchmarks, never a hot path.
+    pub async fn delete_matching(&self, pattern: &str) -> Result<u64, HubError> {
+        let mut conn = self.conn().await?;
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.error("scan", &e))?;
+            if !keys.is_empty() {
+                let n: u64 = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| self.error("unlink", &e))?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
     /// A client for dedicated connections (pub/sub, blocking commands). Standalone only.
     pub fn client(&self) -> Result<redis::Client, HubError> {
         let s = &self.settings;

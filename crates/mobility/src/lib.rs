@@ -11,3 +11,36 @@ pub mod migrations;
 pub mod mongo_schema;
 pub mod store_schema;
 pub mod trip;
+
+use tsp_hub::migrate::MigrationReport;
+use tsp_hub::{Hub, HubError};
+
+/// What one store kind's runner returns: the reports, and on failure those so far with the error.
+type Run = Result<Vec<MigrationReport>, (Vec<MigrationReport>, HubError)>;
+
+fn collect(reports: &mut Vec<MigrationReport>, run: Run) -> Option<HubError> {
+    match run {
+        Ok(r) => {
+            reports.extend(r);
+            None
+        }
+        Err((r, e)) => {
+            reports.extend(r);
+            Some(e)
+        }
+    }
+}
+
+/// Every store's migrations, in order: MySQL, then InfluxDB and Redis, then MongoDB. Stops at the
+/// first failure; the reports say what ran before it.
+pub async fn migrate_all(hub: &Hub, dry_run: bool) -> (Vec<MigrationReport>, Option<HubError>) {
+    let mut reports = Vec::new();
+    if let Some(e) = collect(&mut reports, migrations::run_mysql(hub, dry_run).await) {
+        return (reports, Some(e));
+    }
+    if let Some(e) = collect(&mut reports, store_schema::run_all(hub, dry_run).await) {
+        return (reports, Some(e));
+    }
+    let failure = collect(&mut reports, mongo_schema::run_all(hub, dry_run).await);
+    (reports, failure)
+}

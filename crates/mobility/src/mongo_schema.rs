@@ -109,13 +109,7 @@ pub async fn run(
 ) -> Result<MigrationReport, HubError> {
     let db = store.database();
     let state = db.collection::<Document>("_tsp_migrations");
-    let mut report = MigrationReport {
-        store: "mongo",
-        instance: store.name().to_string(),
-        already: Vec::new(),
-        applied: Vec::new(),
-        dry_run,
-    };
+    let mut report = MigrationReport::new("mongo", store.name(), dry_run);
     for step in steps {
         let name = format!("{} {}", step.version, step.description);
         let sum = step.checksum();

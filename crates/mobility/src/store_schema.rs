@@ -107,13 +107,7 @@ pub async fn run_influx(
     store: &InfluxStore,
     dry_run: bool,
 ) -> Result<MigrationReport, HubError> {
-    let mut report = MigrationReport {
-        store: "influx",
-        instance: store.name().to_string(),
-        already: Vec::new(),
-        applied: Vec::new(),
-        dry_run,
-    };
+    let mut report = MigrationReport::new("influx", store.name(), dry_run);
     for step in influx_steps(hub, store) {
         let name = format!("{} {}", step.version, step.description());
         let sum = step.checksum();
@@ -172,13 +166,7 @@ pub async fn run_redis(store: &RedisStore, dry_run: bool) -> Result<MigrationRep
     let key = format!("{}schema", store.key_prefix());
     let lock = format!("{key}:lock");
     let err = |op: &str, e: redis::RedisError| store.command_error(op, &e);
-    let mut report = MigrationReport {
-        store: "redis",
-        instance: store.name().to_string(),
-        already: Vec::new(),
-        applied: Vec::new(),
-        dry_run,
-    };
+    let mut report = MigrationReport::new("redis", store.name(), dry_run);
     // A lock with an expiry: a runner that dies cannot hold it forever.
     let token = format!("{}-{}", std::process::id(), rand_token());
     if !dry_run {

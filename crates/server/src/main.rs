@@ -166,29 +166,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<u8> {
         }
         Command::Migrate(args) => {
             let dry = args.dry_run || args.action == "status";
-            let (mut reports, mut failure) =
-                match tsp_mobility::migrations::run_mysql(&hub, dry).await {
-                    Ok(r) => (r, None),
-                    Err((r, e)) => (r, Some(e)),
-                };
-            if failure.is_none() {
-                match tsp_mobility::store_schema::run_all(&hub, dry).await {
-                    Ok(r) => reports.extend(r),
-                    Err((r, e)) => {
-                        reports.extend(r);
-                        failure = Some(e);
-                    }
-                }
-            }
-            if failure.is_none() {
-                match tsp_mobility::mongo_schema::run_all(&hub, dry).await {
-                    Ok(r) => reports.extend(r),
-                    Err((r, e)) => {
-                        reports.extend(r);
-                        failure = Some(e);
-                    }
-                }
-            }
+            let (reports, failure) = tsp_mobility::migrate_all(&hub, dry).await;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);
             } else {

@@ -251,18 +251,9 @@ pub async fn queue(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_jso
         );
     }
     // The bench queue's keys are removed; nothing else uses them.
-    let store = q.store();
-    let mut conn = store.conn().await?;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", q.base_key()))
-        .query_async(&mut conn)
+    q.store()
+        .delete_matching(&format!("{}*", q.base_key()))
         .await?;
-    for chunk in keys.chunks(500) {
-        let _: i64 = redis::cmd("UNLINK")
-            .arg(chunk)
-            .query_async(&mut conn)
-            .await?;
-    }
     Ok(json!({
         "bench": "queue",
         "jobs": args.jobs,
