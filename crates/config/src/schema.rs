@@ -698,6 +698,195 @@ pub static QUEUE_FIELDS: &[Field] = &[
     ),
 ];
 
+/// `trips.*`: the `trip.complete` job.
+pub static TRIP_FIELDS: &[Field] = &[
+    field(
+        "queue",
+        FieldType::Str,
+        |_| s("trips"),
+        "queue that trip.complete jobs go to",
+    ),
+    field(
+        "points_per_km.walk",
+        FieldType::UInt {
+            min: 0,
+            max: 10_000,
+        },
+        |_| i(20),
+        "points awarded per km walked (each mode has a key: walk, bike, ebike, scooter, bus, tram, metro, train, ferry, car, taxi, carpool)",
+    ),
+    field(
+        "points_per_km.bike",
+        FieldType::UInt {
+            min: 0,
+            max: 10_000,
+        },
+        |_| i(15),
+        "points per km by bike",
+    ),
+    field(
+        "points_per_km.ebike",
+        FieldType::UInt {
+            min: 0,
+            max: 10_000,
+        },
+        |_| i(10),
+        "points per km by e-bike",
+    ),
+    field(
+        "points_per_km.scooter",
+        FieldType::UInt {
+            min: 0,
+            max: 10_000,
+        },
+        |_| i(8),
+        "points per km by scooter",
+    ),
+    field(
+        "points_per_km.bus",
+        FieldType::UInt {
+            min: 0,
+            max: 10_000,
+        },
+        |_| i(10),
+        "points per km by bus",
+    ),
+    field(
+        "points_per_km.tram",
+        FieldType::UInt {
+            min: 0,
+            max: 10_000,
+        },
+        |_| i(10),
+        "points per km by tram",
+    ),
+    field(
+        "points_per_km.metro",
+        FieldType::UInt {
+            min: 0,
+            max: 10_000,
+        },
+        |_| i(10),
+        "points per km by metro",
+    ),
+    field(
+        "points_per_km.train",
+        FieldType::UInt {
+            min: 0,
+            max: 10_000,
+        },
+        |_| i(8),
+        "points per km by train",
+    ),
+    field(
+        "points_per_km.ferry",
+        FieldType::UInt {
+            min: 0,
+            max: 10_000,
+        },
+        |_| i(8),
+        "points per km by ferry",
+    ),
+    field(
+        "points_per_km.car",
+        FieldType::UInt {
+            min: 0,
+            max: 10_000,
+        },
+        |_| i(0),
+        "points per km by car",
+    ),
+    field(
+        "points_per_km.taxi",
+        FieldType::UInt {
+            min: 0,
+            max: 10_000,
+        },
+        |_| i(0),
+        "points per km by taxi",
+    ),
+    field(
+        "points_per_km.carpool",
+        FieldType::UInt {
+            min: 0,
+            max: 10_000,
+        },
+        |_| i(5),
+        "points per km in a carpool",
+    ),
+    field(
+        "active_window",
+        FieldType::Duration,
+        |_| s("24h"),
+        "a user counts as recently active (`/users/near`) this long after a completed trip",
+    ),
+    field(
+        "fault.mode",
+        FieldType::Enum(&["off", "error", "abort"]),
+        |_| s("off"),
+        "fault injection for drills and tests: after a step, fail the attempt (`error`) or abort the process (`abort`)",
+    ),
+    field(
+        "fault.rate",
+        FieldType::UInt { min: 0, max: 1000 },
+        |_| i(0),
+        "chance of a fault after each step, per mille",
+    ),
+    field(
+        "fault.step",
+        FieldType::Enum(&[
+            "any",
+            "trip",
+            "points",
+            "trajectory",
+            "activity",
+            "metrics",
+            "geo",
+            "cache",
+            "publish",
+        ]),
+        |_| s("any"),
+        "the step after which faults happen, or `any`",
+    ),
+];
+
+/// `cache.*`: the two-level query cache.
+pub static CACHE_FIELDS: &[Field] = &[
+    field(
+        "redis",
+        FieldType::Str,
+        |_| s("cache"),
+        "redis instance of the shared (L2) cache and its invalidation channel",
+    ),
+    field(
+        "l1_capacity",
+        FieldType::UInt {
+            min: 0,
+            max: 10_000_000,
+        },
+        |_| i(10_000),
+        "entries kept in each process (L1); 0 turns L1 off",
+    ),
+    field(
+        "l1_ttl",
+        FieldType::Duration,
+        |_| s("30s"),
+        "how long a process keeps an entry (L1)",
+    ),
+    field(
+        "l2_ttl",
+        FieldType::Duration,
+        |_| s("5m"),
+        "how long Redis keeps an entry (L2)",
+    ),
+    field(
+        "ack_timeout",
+        FieldType::Duration,
+        |_| s("500ms"),
+        "how long an invalidation waits for every subscribed process to drop its L1 copies",
+    ),
+];
+
 /// A fixed section (not instance-named) and its fields.
 pub static FIXED_SECTIONS: &[(&str, &[Field])] = &[
     ("influx.service_monitor", SERVICE_MONITOR_FIELDS),
@@ -705,6 +894,8 @@ pub static FIXED_SECTIONS: &[(&str, &[Field])] = &[
     ("health", HEALTH_FIELDS),
     ("server", SERVER_FIELDS),
     ("queue", QUEUE_FIELDS),
+    ("trips", TRIP_FIELDS),
+    ("cache", CACHE_FIELDS),
 ];
 
 /// The field of `stores.<kind>.<instance>.required`.
@@ -717,7 +908,7 @@ pub static REQUIRED_FIELD: Field = field(
 
 /// Top-level names, for "did you mean" on an unknown section.
 pub const TOP_LEVEL: &[&str] = &[
-    "mysql", "redis", "mongo", "influx", "stores", "health", "server",
+    "mysql", "redis", "mongo", "influx", "stores", "health", "server", "queue", "trips", "cache",
 ];
 
 /// The original service's environment variables and the keys they set.

@@ -223,6 +223,40 @@ pub struct QueueSettings {
     pub records_buffer: usize,
 }
 
+/// Where a drill injects faults into the `trip.complete` job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultMode {
+    Off,
+    /// The attempt fails with an error after the step (and is retried).
+    Error,
+    /// The process aborts after the step, as if killed.
+    Abort,
+}
+
+/// The `trip.complete` job.
+#[derive(Debug, Clone)]
+pub struct TripSettings {
+    pub queue: String,
+    /// Points per km, by mode (every mode of the schema has an entry).
+    pub points_per_km: BTreeMap<String, u32>,
+    pub active_window: Duration,
+    pub fault_mode: FaultMode,
+    /// Per mille, per step.
+    pub fault_rate: u32,
+    /// `None`: any step.
+    pub fault_step: Option<String>,
+}
+
+/// The two-level query cache.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    pub redis: String,
+    pub l1_capacity: usize,
+    pub l1_ttl: Duration,
+    pub l2_ttl: Duration,
+    pub ack_timeout: Duration,
+}
+
 /// One effective value for `config show`: masked when secret.
 #[derive(Debug, Clone)]
 pub struct ShownValue {
@@ -248,6 +282,8 @@ pub struct Config {
     pub health: HealthSettings,
     pub server: ServerSettings,
     pub queue: QueueSettings,
+    pub trips: TripSettings,
+    pub cache: CacheSettings,
     /// Every effective value with its origin, in key order.
     pub shown: Vec<ShownValue>,
     /// The files that were read, lowest precedence first.

@@ -895,6 +895,50 @@ pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
         );
     }
 
+    let t = read_section(&mut b, "trips", schema::TRIP_FIELDS, "");
+    let points_per_km = schema::TRIP_FIELDS
+        .iter()
+        .filter_map(|f| f.key.strip_prefix("points_per_km."))
+        .map(|mode| {
+            (
+                mode.to_string(),
+                u32_of(t.get(&format!("points_per_km.{mode}"))),
+            )
+        })
+        .collect();
+    let trips = TripSettings {
+        queue: text(t.get("queue")),
+        points_per_km,
+        active_window: dur(t.get("active_window")),
+        fault_mode: match text(t.get("fault.mode")).as_str() {
+            "error" => FaultMode::Error,
+            "abort" => FaultMode::Abort,
+            _ => FaultMode::Off,
+        },
+        fault_rate: u32_of(t.get("fault.rate")),
+        fault_step: Some(text(t.get("fault.step"))).filter(|s| s != "any"),
+    };
+    if !queue_name_ok(&trips.queue) {
+        b.problem(
+            &t.key("queue"),
+            "1-64 characters: letters, digits, `.`, `_`, `-`",
+        );
+    }
+    let c = read_section(&mut b, "cache", schema::CACHE_FIELDS, "");
+    let cache = CacheSettings {
+        redis: text(c.get("redis")),
+        l1_capacity: usize_of(c.get("l1_capacity")),
+        l1_ttl: dur(c.get("l1_ttl")),
+        l2_ttl: dur(c.get("l2_ttl")),
+        ack_timeout: dur(c.get("ack_timeout")),
+    };
+    if !redis.contains_key(&cache.redis) {
+        b.problem(
+            &c.key("redis"),
+            format!("no redis instance named `{}`", cache.redis),
+        );
+    }
+
     if !b.problems.is_empty() {
         return Err(b.problems);
     }
@@ -914,6 +958,8 @@ pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
         },
         server: ServerSettings { listen },
         queue,
+        trips,
+        cache,
         shown,
         files: layers.files,
         warnings: Vec::new(),
@@ -952,4 +998,14 @@ mod tests {
         assert!(parse(&RawValue::Str("a:70000".into()), FieldType::HostPortList).is_err());
         assert!(parse(&RawValue::Str("nohost".into()), FieldType::HostPortList).is_err());
     }
+}
+
+/// The queue's rule for names (`tsp_queue::valid_queue_name`), here too so a bad `trips.queue`
+/// fails at load; the config crate sits below the queue crate.
+fn queue_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }

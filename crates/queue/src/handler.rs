@@ -35,11 +35,17 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<serde_json::Value, J
 
 type ErasedHandler = Arc<dyn Fn(JobContext, &str) -> HandlerFuture + Send + Sync>;
 
+/// A dead-letter hook's future: `Err` (why) makes the worker run it again later.
+pub type HookFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+type ErasedHook = Arc<dyn Fn(String, &str) -> HookFuture + Send + Sync>;
+
 /// Handlers by job type. [`Registry::new`] includes the built-ins: `builtin.noop`,
 /// `builtin.sleep` (payload `{"ms": N}`) and `builtin.mark` (payload `{"set": "name"}`).
 #[derive(Clone)]
 pub struct Registry {
     handlers: HashMap<String, ErasedHandler>,
+    dead_hooks: HashMap<String, ErasedHook>,
 }
 
 #[derive(serde::Deserialize)]
@@ -64,6 +70,7 @@ impl Registry {
     pub fn new() -> Self {
         let mut r = Registry {
             handlers: HashMap::new(),
+            dead_hooks: HashMap::new(),
         };
         r.register("builtin.noop", |_ctx, _p: serde::de::IgnoredAny| async {
             Ok(())
@@ -124,6 +131,38 @@ impl Registry {
             }) as HandlerFuture
         });
         self.handlers.insert(job_type.to_string(), erased);
+    }
+
+    /// Registers a dead-letter hook for `job_type`: it runs once a job of that type is
+    /// dead-lettered (out of attempts, aborted, or stalled for the last time), with the job's id
+    /// and payload, typically to compensate for the work of its failed attempts. It runs in some
+    /// worker of the queue, at least once: if it fails, or its worker dies, it runs again, so it
+    /// must be idempotent. Every worker of a queue should register the same hooks: a worker
+    /// without one for a dead job's type marks it handled.
+    pub fn on_dead<P, F, Fut>(&mut self, job_type: &str, hook: F)
+    where
+        P: DeserializeOwned + Send + 'static,
+        F: Fn(String, P) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let hook = Arc::new(hook);
+        let erased: ErasedHook = Arc::new(move |id: String, payload: &str| {
+            match serde_json::from_str::<P>(payload) {
+                // A payload that never decoded never ran: there is nothing to undo.
+                Err(_) => Box::pin(async { Ok(()) }) as HookFuture,
+                Ok(p) => {
+                    let hook = hook.clone();
+                    Box::pin(async move { hook(id, p).await }) as HookFuture
+                }
+            }
+        });
+        self.dead_hooks.insert(job_type.to_string(), erased);
+    }
+
+    /// The dead-letter hook's future for a job, or `None` when its type has none.
+    pub(crate) fn dead_hook(&self, id: &str, job_type: &str, payload: &str) -> Option<HookFuture> {
+        let h = self.dead_hooks.get(job_type)?.clone();
+        Some(h(id.to_string(), payload))
     }
 
     pub fn types(&self) -> Vec<String> {

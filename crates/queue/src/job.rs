@@ -250,6 +250,8 @@ pub struct QueueCounts {
     pub active: u64,
     pub completed: u64,
     pub dead: u64,
+    /// Dead jobs whose dead-letter hook has not run yet (compensation pending).
+    pub dead_unhandled: u64,
     /// Lifetime counters: enqueued, completed, failed (attempts), retried, dead, stalled, requeued.
     pub totals: HashMap<String, u64>,
 }

@@ -10,6 +10,8 @@ pub const DEAD: &str = "tsp_queue_jobs_dead_lettered_total";
 pub const STALLED: &str = "tsp_queue_jobs_stalled_recovered_total";
 pub const WAIT: &str = "tsp_queue_job_wait_seconds";
 pub const RUN: &str = "tsp_queue_job_run_seconds";
+/// Dead-letter hooks that ran to the end (e.g. compensations).
+pub const DEAD_HOOKS: &str = "tsp_queue_dead_hooks_total";
 pub const DEPTH: &str = "tsp_queue_depth";
 pub const RECORDS_WRITTEN: &str = "tsp_queue_records_written_total";
 pub const RECORDS_FAILED: &str = "tsp_queue_records_failed_total";

@@ -17,6 +17,8 @@
 //!   queue.
 //! - `stats` (lifetime counters), `dedup` (key → id), `paused`, `wake` (a one-element list idle
 //!   workers block on), `seq`.
+//! - `deadhook`: dead jobs whose dead-letter hook (see `Registry::on_dead`) has not run yet;
+//!   score = when a worker may claim it (its death time, then the end of a claim).
 //!
 //! Sorted sets rather than Streams: Streams give consumer groups and pending lists, but not
 //! priorities, delays or dead letters, which would need sorted sets beside them anyway, and the
@@ -49,6 +51,7 @@ struct Scripts {
     recover: Script,
     release: Script,
     requeue: Script,
+    deadclaim: Script,
 }
 
 /// Each script is `common.lua` (shared helpers) followed by its own file.
@@ -70,6 +73,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     recover: script!("lua/recover.lua"),
     release: script!("lua/release.lua"),
     requeue: script!("lua/requeue.lua"),
+    deadclaim: script!("lua/deadclaim.lua"),
 });
 
 /// A job's immutable part, stored as one JSON array per job in the queue's `data` hash:
@@ -138,6 +142,22 @@ pub struct LeasedJob {
     pub leased_at: i64,
     /// Whether it has a dedup key (to release when it finishes).
     pub has_dedup: bool,
+}
+
+/// A dead job waiting for its dead-letter hook.
+#[derive(Debug, Clone)]
+pub struct DeadJob {
+    pub id: String,
+    pub job_type: String,
+    pub payload: String,
+}
+
+/// What a requeue did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Requeued {
+    pub requeued: u64,
+    /// Left dead because their dead-letter hook is running; try again shortly.
+    pub hook_running: u64,
 }
 
 /// The result of one fetch.
@@ -517,9 +537,11 @@ impl Queue {
             .map_err(|e| self.err("release", &e))
     }
 
-    /// Moves dead-lettered jobs back to waiting, attempts reset. `None`: all of them.
-    pub async fn requeue(&self, ids: Option<&[String]>) -> Result<u64, QueueError> {
+    /// Moves dead-lettered jobs back to waiting, attempts reset. `None`: all of them. Jobs whose
+    /// dead-letter hook is running stay dead (counted in `hook_running`).
+    pub async fn requeue(&self, ids: Option<&[String]>) -> Result<Requeued, QueueError> {
         let mut inv = SCRIPTS.requeue.key(&self.inner.base);
+        inv.arg(now_ms());
         match ids {
             None => {
                 inv.arg("all");
@@ -532,9 +554,75 @@ impl Queue {
             }
         }
         let mut conn = self.conn().await?;
-        inv.invoke_async(&mut conn)
+        let (requeued, hook_running): (u64, u64) = inv
+            .invoke_async(&mut conn)
             .await
-            .map_err(|e| self.err("requeue", &e))
+            .map_err(|e| self.err("requeue", &e))?;
+        Ok(Requeued {
+            requeued,
+            hook_running,
+        })
+    }
+
+    /// Claims up to `limit` dead jobs whose dead-letter hook has not run, for `claim` (after
+    /// which another worker may claim them again).
+    pub async fn claim_dead(
+        &self,
+        claim: Duration,
+        limit: usize,
+    ) -> Result<Vec<DeadJob>, QueueError> {
+        let mut conn = self.conn().await?;
+        let flat: Vec<String> = SCRIPTS
+            .deadclaim
+            .key(&self.inner.base)
+            .arg(now_ms())
+            .arg(u64::try_from(claim.as_millis()).unwrap_or(u64::MAX))
+            .arg(limit)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err("deadclaim", &e))?;
+        let mut out = Vec::with_capacity(flat.len() / 2);
+        for pair in flat.chunks_exact(2) {
+            let spec: Spec<'_> = serde_json::from_str(&pair[1]).map_err(|e| {
+                QueueError::Protocol(format!("job {}: unreadable spec: {e}", pair[0]))
+            })?;
+            out.push(DeadJob {
+                id: pair[0].clone(),
+                job_type: spec.0,
+                payload: spec.1.get().to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Marks dead jobs as handled: their hook ran (or they need none).
+    pub async fn dead_handled(&self, ids: &[String]) -> Result<(), QueueError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        redis::cmd("ZREM")
+            .arg(format!("{}deadhook", self.inner.base))
+            .arg(ids)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.err("zrem", &e))
+    }
+
+    /// Lets the hooks of these claimed dead jobs run again at `at` (Unix ms) after a failure.
+    pub async fn dead_retry_at(&self, ids: &[String], at: i64) -> Result<(), QueueError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(format!("{}deadhook", self.inner.base)).arg("XX");
+        for id in ids {
+            cmd.arg(at).arg(id);
+        }
+        let mut conn = self.conn().await?;
+        cmd.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.err("zadd", &e))
     }
 
     pub async fn pause(&self) -> Result<(), QueueError> {
@@ -599,10 +687,21 @@ impl Queue {
         }
         p.cmd("HGETALL").arg(format!("{b}stats"));
         p.cmd("EXISTS").arg(format!("{b}paused"));
-        let (w, d, a, c, x, totals, paused): (u64, u64, u64, u64, u64, HashMap<String, u64>, bool) =
-            p.query_async(&mut conn)
-                .await
-                .map_err(|e| self.err("counts", &e))?;
+        p.cmd("ZCARD").arg(format!("{b}deadhook"));
+        #[allow(clippy::type_complexity)]
+        let (w, d, a, c, x, totals, paused, unhandled): (
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            HashMap<String, u64>,
+            bool,
+            u64,
+        ) = p
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err("counts", &e))?;
         Ok(QueueCounts {
             queue: self.inner.name.clone(),
             paused,
@@ -611,6 +710,7 @@ impl Queue {
             active: a,
             completed: c,
             dead: x,
+            dead_unhandled: unhandled,
             totals,
         })
     }

@@ -10,7 +10,9 @@
 //! - an **acknowledger**: gathers finished attempts and reports them in one script call per batch,
 //!   retrying until Redis takes them (a job stays leased, so safe, until its outcome is stored);
 //! - a **heartbeat**: every third of the lease, extends the leases of every job held;
-//! - a **recoverer**: every half lease, sends expired leases (dead workers) back to the queue.
+//! - a **recoverer**: every half lease, sends expired leases (dead workers) back to the queue;
+//! - a **dead-letter sweeper**: claims dead jobs whose hook has not run, runs their hooks
+//!   (`Registry::on_dead`), and marks them handled; a failed hook runs again later.
 //!
 //! Shutdown: stop fetching; let running jobs finish within `shutdown_grace`; acknowledge what
 //! finished; return the leases of what did not (the attempt is not counted), so nothing is
@@ -256,6 +258,8 @@ async fn run_queue(
         }
     });
 
+    let sweeper = tokio::spawn(sweep_dead(queue.clone(), registry.clone()));
+
     // Blocking waits need a connection of their own (standalone Redis); on Cluster, poll.
     let mut waiter = match queue.store().client() {
         Ok(c) => c.get_multiplexed_async_connection().await.ok(),
@@ -381,10 +385,77 @@ async fn run_queue(
     let _ = acker.await;
     heartbeat.abort();
     recoverer.abort();
+    // A hook cut short is claimed again by another worker when its claim ends.
+    sweeper.abort();
     let unfinished = held_snapshot(&held);
     if !unfinished.is_empty() {
         let returned = persist("returning leases", || queue.release(&unfinished)).await;
         counters.released.fetch_add(returned, Ordering::Relaxed);
+    }
+}
+
+/// How long a claimed dead-letter hook may run before another worker may claim it again.
+const HOOK_CLAIM: Duration = Duration::from_secs(60);
+
+/// Runs the dead-letter hooks of dead jobs, forever (aborted at shutdown).
+async fn sweep_dead(queue: Queue, registry: Arc<Registry>) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let claimed = match queue.claim_dead(HOOK_CLAIM, 64).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(queue = queue.name(), error = %e, "claiming dead jobs failed");
+                Vec::new()
+            }
+        };
+        if claimed.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        let runs = claimed.iter().map(|d| {
+            let fut = registry.dead_hook(&d.id, &d.job_type, &d.payload);
+            async move {
+                let r = match fut {
+                    None => Ok(()),
+                    Some(f) => match tokio::time::timeout(
+                        HOOK_CLAIM / 2,
+                        AssertUnwindSafe(f).catch_unwind(),
+                    )
+                    .await
+                    {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(p)) => Err(format!("hook panicked: {}", panic_message(&p))),
+                        Err(_) => Err(format!("hook timed out after {:?}", HOOK_CLAIM / 2)),
+                    },
+                };
+                (d.id.clone(), r)
+            }
+        });
+        let results = futures::future::join_all(runs).await;
+        let mut ok = Vec::new();
+        let mut again = Vec::new();
+        for (id, r) in results {
+            match r {
+                Ok(()) => ok.push(id),
+                Err(e) => {
+                    tracing::warn!(queue = queue.name(), job = %id, error = %e, "dead-letter hook failed; it runs again later");
+                    again.push(id);
+                }
+            }
+        }
+        ::metrics::counter!(metrics::DEAD_HOOKS, "queue" => queue.name().to_string())
+            .increment(ok.len() as u64);
+        persist("marking dead jobs handled", || queue.dead_handled(&ok)).await;
+        if again.is_empty() {
+            backoff = Duration::from_secs(1);
+        } else {
+            let at = now_ms() + i64::try_from(backoff.as_millis()).unwrap_or(1000);
+            persist("rescheduling dead-letter hooks", || {
+                queue.dead_retry_at(&again, at)
+            })
+            .await;
+            backoff = (backoff * 2).min(Duration::from_secs(60));
+        }
     }
 }
 

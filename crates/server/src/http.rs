@@ -230,7 +230,11 @@ async fn retry_job(
         Err(e) => return e.into_response(),
     };
     match q.requeue(Some(std::slice::from_ref(&id))).await {
-        Ok(1) => Json(json!({"id": id, "requeued": true})).into_response(),
+        Ok(r) if r.requeued == 1 => Json(json!({"id": id, "requeued": true})).into_response(),
+        Ok(r) if r.hook_running == 1 => error(
+            StatusCode::CONFLICT,
+            format!("job {id}: its dead-letter hook is running; try again shortly"),
+        ),
         Ok(_) => error(
             StatusCode::CONFLICT,
             format!("job {id} is not dead-lettered"),

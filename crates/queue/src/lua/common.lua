@@ -3,6 +3,7 @@
 -- variadic commands rather than N commands: data (the job spec, JSON array), scores (place in
 -- line), attempts, tokens (current lease), started, runat (retry time), results, errors,
 -- progress, dedupof (id -> dedup key). The state is the sorted set that holds the id.
+-- deadhook: dead jobs whose dead-letter hook has not yet run; score = when a worker may claim it.
 local base = KEYS[1]
 
 -- redis.call(cmd, key, [flag,] ...args) with a long argument list, in slices (Lua's unpack has a
@@ -88,6 +89,7 @@ local function forget(ids)
   for _, h in ipairs({"results", "errors", "progress", "dedupof"}) do
     if redis.call("HLEN", base .. h) > 0 then bulk("HDEL", base .. h, ids) end
   end
+  if redis.call("ZCARD", base .. "deadhook") > 0 then bulk("ZREM", base .. "deadhook", ids) end
 end
 
 -- Parses a lease field: attempts, token, started, run_at, score (strings; "" when unset).

@@ -56,7 +56,10 @@ if #retry_z > 0 then
   bulk("HSET", base .. "lease", leases)
   wake()
 end
-if #dead_z > 0 then bulk("ZADD", base .. "dead", dead_z) end
+if #dead_z > 0 then
+  bulk("ZADD", base .. "dead", dead_z)
+  bulk("ZADD", base .. "deadhook", dead_z)
+end
 record_errors(failed, failed_att, failed_txt, now)
 if ARGV[8] == "1" then
   release_dedup(done)

@@ -31,6 +31,7 @@ record_errors(ids, atts, texts, now)
 if #back > 0 then bulk("ZADD", base .. "ready", back) end
 if #dead > 0 then
   bulk("ZADD", base .. "dead", dead)
+  bulk("ZADD", base .. "deadhook", dead)
   release_dedup(dead_ids)
   redis.call("HINCRBY", base .. "stats", "dead", #dead_ids)
   redis.call("PUBLISH", ARGV[3], cjson.encode({event = "failed", ids = dead_ids}))

@@ -1,18 +1,27 @@
--- Requeues dead-lettered jobs: attempts start over, the error history is kept.
+-- Requeues dead-lettered jobs: attempts start over, the error history is kept. A job whose
+-- dead-letter hook is running right now (claimed) stays dead: requeueing it would race the hook
+-- (a compensation could undo the new attempt's work). One whose hook has not started no longer
+-- needs it.
 -- KEYS[1]: the queue's base key
--- ARGV[1]: "all" or "ids"; ARGV[2..]: ids (for "ids")
--- Returns: how many were requeued.
+-- ARGV[1]: now (ms); ARGV[2]: "all" or "ids"; ARGV[3..]: ids (for "ids")
+-- Returns: { requeued, skipped because their hook is running }
+local now = tonumber(ARGV[1])
 local ids
-if ARGV[1] == "all" then
+if ARGV[2] == "all" then
   ids = redis.call("ZRANGE", base .. "dead", 0, -1)
 else
   ids = {}
-  for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+  for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
 end
 local dead = members("dead", ids)
-local found = {}
-for i = 1, #ids do if dead[i] then found[#found + 1] = ids[i] end end
-if #found == 0 then return 0 end
+local found, busy = {}, 0
+for i = 1, #ids do
+  if dead[i] then
+    local claim = tonumber(redis.call("ZSCORE", base .. "deadhook", ids[i]))
+    if claim and claim > now then busy = busy + 1 else found[#found + 1] = ids[i] end
+  end
+end
+if #found == 0 then return {0, busy} end
 local back, leases = {}, {}
 for i = 1, #found do
   local score = new_score(found[i])
@@ -20,8 +29,9 @@ for i = 1, #found do
   leases[#leases + 1] = found[i]; leases[#leases + 1] = lease_value(0, "", "", "", score)
 end
 bulk("ZREM", base .. "dead", found)
+bulk("ZREM", base .. "deadhook", found)
 bulk("HSET", base .. "lease", leases)
 bulk("ZADD", base .. "ready", back)
 redis.call("HINCRBY", base .. "stats", "requeued", #found)
 wake()
-return #found
+return {#found, busy}

@@ -110,6 +110,24 @@ pub async fn drained(q: &Queue, limit: Duration) {
     }
 }
 
+/// Waits until drained and every dead job's dead-letter hook has run (bounded).
+pub async fn settled(q: &Queue, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let c = q.counts().await;
+        if let Ok(c) = &c
+            && c.waiting + c.delayed + c.active + c.dead_unhandled == 0
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "not settled after {limit:?}: {c:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -150,13 +150,26 @@ pub async fn jobs(hub: &Hub, cmd: &JobsCommand) -> anyhow::Result<String> {
                 (None, true) => q.requeue(None).await?,
                 _ => bail!("give a job id or --all-failed"),
             };
-            if id.is_some() && n == 0 {
+            if id.is_some() && n.hook_running > 0 {
+                bail!(
+                    "job {}: its dead-letter hook is running; try again shortly",
+                    id.as_deref().unwrap_or("")
+                );
+            }
+            if id.is_some() && n.requeued == 0 {
                 bail!(
                     "job {} is not dead-lettered in queue {qn}",
                     id.as_deref().unwrap_or("")
                 );
             }
-            format!("requeued {n}")
+            if n.hook_running > 0 {
+                format!(
+                    "requeued {}; {} left dead while their dead-letter hook runs",
+                    n.requeued, n.hook_running
+                )
+            } else {
+                format!("requeued {}", n.requeued)
+            }
         }
         JobsCommand::Pause { queue: qn } => {
             queue(hub, qn)?.pause().await?;
