@@ -966,6 +966,16 @@ pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
     })
 }
 
+/// The queue's rule for names (`tsp_queue::valid_queue_name`), here too so a bad `trips.queue`
+/// fails at load; the config crate sits below the queue crate.
+fn queue_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -998,14 +1008,4 @@ mod tests {
         assert!(parse(&RawValue::Str("a:70000".into()), FieldType::HostPortList).is_err());
         assert!(parse(&RawValue::Str("nohost".into()), FieldType::HostPortList).is_err());
     }
-}
-
-/// The queue's rule for names (`tsp_queue::valid_queue_name`), here too so a bad `trips.queue`
-/// fails at load; the config crate sits below the queue crate.
-fn queue_name_ok(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
