@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`mysql`], [`redis`], [`mongo`], [`influx`]: one module per store; each builds its client
 //!   from settings, checks its health under a timeout, and records every command it runs.
+//! - [`cache`]: the two-level (process, Redis) query cache with cross-process invalidation.
 //! - [`health`]: the health report types. [`metrics`]: metric names and per-operation handles.
 //! - [`Hub`]: built from a [`tsp_config::Config`]; a cheap-to-clone handle on all instances.
 //!
@@ -11,6 +12,7 @@
 //! bounded by `health.timeout`; [`Hub::require`] turns that into a start-up gate on the
 //! required stores only.
 
+pub mod cache;
 pub mod error;
 pub mod health;
 pub mod influx;
@@ -27,6 +29,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use tsp_config::Config;
 
+pub use cache::{Cache, CacheStats, Invalidation, Level};
 pub use error::{HubError, Redactor};
 pub use health::{HubHealth, InstanceHealth, PoolStats, Status};
 pub use influx::{FieldValue, InfluxStore, Point, PointError, PointWriter, WriterStats};
