@@ -842,6 +842,7 @@ pub static TRIP_FIELDS: &[Field] = &[
             "activity",
             "metrics",
             "geo",
+            "complete",
             "cache",
             "publish",
         ]),

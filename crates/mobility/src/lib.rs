@@ -6,9 +6,13 @@
 //! - [`mongo_schema`]: the indexes of each MongoDB collection, as versioned steps.
 //! - [`store_schema`]: InfluxDB databases and retention policies; the Redis key-schema version.
 //! - [`trip`]: the `trip.complete` payload, its validation, distance and duration.
+//! - [`complete`]: the `trip.complete` job across every store, and its compensation.
+//! - [`queries`]: cached user stats and points, trips and users near a point, engagement.
 
+pub mod complete;
 pub mod migrations;
 pub mod mongo_schema;
+pub mod queries;
 pub mod store_schema;
 pub mod trip;
 

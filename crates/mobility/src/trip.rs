@@ -9,6 +9,15 @@ pub const MODES: &[&str] = &[
     "carpool",
 ];
 
+/// Points a trajectory may have (a day at one fix per 5 s): keeps a trajectory document far
+/// below MongoDB's 16 MB limit.
+pub const MAX_POINTS: usize = 20_000;
+/// 2000-01-01 and 2100-01-01 in Unix milliseconds: anything outside is a unit mistake.
+pub const MIN_TIMESTAMP_MS: i64 = 946_684_800_000;
+pub const MAX_TIMESTAMP_MS: i64 = 4_102_444_800_000;
+/// Costs are stored as DECIMAL(10, 2).
+pub const MAX_COST: f64 = 1_000_000.0;
+
 /// One GPS fix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +79,12 @@ impl TripCompletion {
         if self.trajectory.len() < 2 {
             return Err(invalid("trajectory", "needs at least two points"));
         }
+        if self.trajectory.len() > MAX_POINTS {
+            return Err(invalid(
+                "trajectory",
+                format!("at most {MAX_POINTS} points ({} given)", self.trajectory.len()),
+            ));
+        }
         for (i, p) in self.trajectory.iter().enumerate() {
             if !(p.lat.is_finite() && (-90.0..=90.0).contains(&p.lat)) {
                 return Err(invalid(
@@ -83,6 +98,12 @@ impl TripCompletion {
                     format!("{} is not a longitude (-180 to 180)", p.lng),
                 ));
             }
+            if !(MIN_TIMESTAMP_MS..MAX_TIMESTAMP_MS).contains(&p.timestamp) {
+                return Err(invalid(
+                    format!("trajectory[{i}].timestamp"),
+                    format!("{} is not Unix milliseconds between 2000 and 2100", p.timestamp),
+                ));
+            }
             if i > 0 && p.timestamp <= self.trajectory[i - 1].timestamp {
                 return Err(invalid(
                     format!("trajectory[{i}].timestamp"),
@@ -91,9 +112,9 @@ impl TripCompletion {
             }
         }
         if let Some(c) = self.cost
-            && !(c.is_finite() && c >= 0.0)
+            && !(c.is_finite() && (0.0..MAX_COST).contains(&c))
         {
-            return Err(invalid("cost", "must be zero or more"));
+            return Err(invalid("cost", format!("must be from 0 to below {MAX_COST}")));
         }
         Ok(())
     }
@@ -131,6 +152,9 @@ pub fn haversine_m(lat1: f64, lng1: f64, lat2: f64, lng2: f64) -> f64 {
 mod tests {
     use super::*;
 
+    /// 2026-01-01T00:00:00Z; test timestamps are offsets from it.
+    const T0: i64 = 1_767_225_600_000;
+
     fn trip(points: &[(f64, f64, i64)]) -> TripCompletion {
         TripCompletion {
             trip_id: "t-1".into(),
@@ -141,7 +165,7 @@ mod tests {
                 .map(|&(lat, lng, timestamp)| TrackPoint {
                     lat,
                     lng,
-                    timestamp,
+                    timestamp: T0 + timestamp,
                     accuracy: None,
                     speed: None,
                 })
@@ -188,6 +212,10 @@ mod tests {
                 trip(&[(0.0, 0.0, 5), (0.0, 0.1, 5)]),
                 "trajectory[1].timestamp: timestamps must strictly increase",
             ),
+            (
+                trip(&[(0.0, 0.0, -T0 + 1_700_000_000), (0.0, 0.1, 5)]),
+                "trajectory[0].timestamp: 1700000000 is not Unix milliseconds between 2000 and 2100",
+            ),
         ];
         for (t, msg) in cases {
             assert_eq!(t.validate().unwrap_err().to_string(), msg);
@@ -204,8 +232,18 @@ mod tests {
         t.cost = Some(-1.0);
         assert_eq!(
             t.validate().unwrap_err().to_string(),
-            "cost: must be zero or more"
+            "cost: must be from 0 to below 1000000"
         );
+        t.cost = Some(2e6);
+        assert_eq!(t.validate().unwrap_err().field, "cost");
+        let many: Vec<(f64, f64, i64)> = (0..=MAX_POINTS as i64).map(|i| (0.0, 0.0, i)).collect();
+        assert_eq!(
+            trip(&many).validate().unwrap_err().to_string(),
+            "trajectory: at most 20000 points (20001 given)"
+        );
+        let mut t = trip(&[(0.0, 0.0, 1), (0.0, 0.1, 2)]);
+        t.user_id = 0;
+        assert_eq!(t.validate().unwrap_err().field, "userId");
         let mut t = trip(&[(0.0, 0.0, 1), (0.0, 0.1, 2)]);
         t.trip_id = String::new();
         assert_eq!(t.validate().unwrap_err().field, "tripId");

@@ -1,0 +1,717 @@
+//! The `trip.complete` job: one completed trip, written consistently to every store.
+//!
+//! # Steps, in order
+//! 1. **trip**: `dataset.trips` row, status `active` (in progress);
+//! 2. **points**: the `earn` transaction in `incentive.points_transactions`;
+//! 3. **trajectory**: the `dataset.trip_trajectories` document (GeoJSON start and end points);
+//! 4. **activity**: the `dataset.activity_log` document;
+//! 5. **metrics**: a `trip_bookings` point (InfluxDB `primary`);
+//! 6. **geo**: the user's position in the Redis GEO set, and their last-active time;
+//! 7. **complete**: the trips row becomes `completed`, recording this job's id;
+//! 8. **cache**: the user's cached stats and points are invalidated (every process);
+//! 9. **publish**: `trip.completed` on Redis pub/sub.
+//!
+//! # Consistency
+//! Each step is idempotent on the trip id: unique keys with no-op updates in MySQL, upserts that
+//! only insert (`$setOnInsert`) in MongoDB, a point whose series and timestamp derive from the
+//! trip (a rewrite replaces it), GEO/ZADD updates that never move a user back in time. A failed
+//! attempt is retried and redoes every step; what an earlier attempt wrote is found, not doubled.
+//! The first write of a trip wins: a second job with the same trip id and other content changes
+//! nothing.
+//!
+//! A job that fails for good (out of attempts, or a payload the data refuses) is **compensated**
+//! by its dead-letter hook ([`Trips::compensate`]): its earn transaction, trajectory, activity
+//! and trips row are deleted (in that order: never points without a trip) unless the trip was
+//! completed by another job, and `trip.compensated` is published. Influx points and the GEO
+//! position are observations and stay.
+//!
+//! Attempts and compensations of one trip never overlap: each holds a MySQL named lock on the
+//! trip (`GET_LOCK`) on the `dataset` connection it writes with, for its whole run. A worker that
+//! dies loses its connection and so its lock; a hung one keeps it, and the next attempt or the
+//! compensation waits, then retries later. So a compensation cannot undo the work of an attempt
+//! still running, nor an attempt half-redo a compensated trip.
+//!
+//! After the queue is drained and every dead job handled: every completed job's trip has one
+//! completed trips row, one earn transaction and one trajectory; a dead job's trip has none,
+//! unless another job completed that trip.
+
+use std::sync::Arc;
+
+use mongodb::bson::{self, Bson, doc};
+use redis::Script;
+use serde::Serialize;
+use sqlx::MySql;
+use sqlx::pool::PoolConnection;
+use tsp_config::{FaultMode, TripSettings};
+use tsp_hub::{Cache, Hub, HubError, MysqlStore, Point, PointWriter, RedisStore};
+use tsp_queue::{JobContext, JobError, NewJob, Registry};
+
+use crate::trip::TripCompletion;
+
+/// The job type.
+pub const JOB_TYPE: &str = "trip.complete";
+pub const TRAJECTORIES: &str = "trip_trajectories";
+pub const ACTIVITY_LOG: &str = "activity_log";
+/// How long an attempt waits for another attempt (or compensation) of the same trip.
+const LOCK_WAIT_S: u64 = 10;
+
+/// The steps, in order (names as `trips.fault.step` takes them).
+pub const STEPS: [&str; 9] = [
+    "trip",
+    "points",
+    "trajectory",
+    "activity",
+    "metrics",
+    "geo",
+    "complete",
+    "cache",
+    "publish",
+];
+
+/// What a completed job returns (its result in the queue).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Completed {
+    pub trip_id: String,
+    pub distance_m: f64,
+    pub duration_s: f64,
+    pub points: i64,
+    /// The trip had been completed before (a redelivered or resubmitted job).
+    pub already_completed: bool,
+}
+
+/// What a compensation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compensation {
+    /// The trip's partial data was removed.
+    Undone,
+    /// Another job completed this trip: nothing to undo.
+    CompletedElsewhere,
+}
+
+struct Inner {
+    hub: Hub,
+    cache: Cache,
+    settings: TripSettings,
+    bookings: PointWriter,
+    redis: RedisStore,
+}
+
+/// The trip flows on one hub: the job, its compensation, and (see `queries`) the reads.
+#[derive(Clone)]
+pub struct Trips {
+    inner: Arc<Inner>,
+}
+
+/// Updates a user's GEO position and last-active time, unless a later trip already did; and
+/// forgets users inactive for longer than the window (a bounded amount per call).
+/// KEYS: geo set, active zset (one hash slot). ARGV: user, lng, lat, at (ms), window (ms).
+static GEO_UPDATE: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(
+        r#"
+local at = tonumber(ARGV[4])
+local cur = tonumber(redis.call("ZSCORE", KEYS[2], ARGV[1]))
+if not cur or cur <= at then
+  redis.call("GEOADD", KEYS[1], ARGV[2], ARGV[3], ARGV[1])
+  redis.call("ZADD", KEYS[2], at, ARGV[1])
+end
+local old = redis.call("ZRANGEBYSCORE", KEYS[2], "-inf", "(" .. (at - tonumber(ARGV[5])), "LIMIT", 0, 100)
+if #old > 0 then
+  redis.call("ZREM", KEYS[2], unpack(old))
+  redis.call("ZREM", KEYS[1], unpack(old))
+end
+return 1
+"#,
+    )
+});
+
+fn ms_to_naive(ms: i64) -> chrono::NaiveDateTime {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .naive_utc()
+}
+
+/// FNV-1a: a stable hash (std's is not stable across releases) for lock names and timestamps.
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0u8]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// A `dataset` connection holding the trip's named lock. Dropped without [`TripLock::release`]
+/// (a cancelled or timed-out attempt), it closes its connection so the server frees the lock:
+/// a pooled connection must never carry a lock to another job.
+struct TripLock {
+    conn: Option<PoolConnection<MySql>>,
+    name: String,
+}
+
+impl TripLock {
+    async fn acquire(store: &MysqlStore, trip_id: &str) -> Result<TripLock, HubError> {
+        let name = format!(
+            "tsp.trip.{:016x}",
+            fnv1a(&[store.database_name(), trip_id])
+        );
+        let mut conn = store
+            .timed("acquire", store.pool().acquire())
+            .await?;
+        let got: Option<i64> = store
+            .timed(
+                "get_lock",
+                sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
+                    .bind(&name)
+                    .bind(LOCK_WAIT_S)
+                    .fetch_one(&mut *conn),
+            )
+            .await?;
+        if got != Some(1) {
+            return Err(HubError::Store {
+                store: "mysql",
+                instance: store.name().to_string(),
+                op: "get_lock".into(),
+                message: format!("trip lock busy for {LOCK_WAIT_S}s (another attempt holds it)"),
+            });
+        }
+        Ok(TripLock {
+            conn: Some(conn),
+            name,
+        })
+    }
+
+    fn conn(&mut self) -> &mut sqlx::MySqlConnection {
+        // Present until release or drop.
+        match self.conn.as_mut() {
+            Some(c) => c,
+            None => unreachable!("TripLock used after release"),
+        }
+    }
+
+    async fn release(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let r: Result<Option<i64>, _> = sqlx::query_scalar("SELECT RELEASE_LOCK(?)")
+                .bind(&self.name)
+                .fetch_one(&mut *conn)
+                .await;
+            if r.is_err() {
+                drop(conn.detach());
+            }
+        }
+    }
+}
+
+impl Drop for TripLock {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
+fn hub_err(e: HubError) -> JobError {
+    JobError::Retry(e.to_string())
+}
+
+impl Trips {
+    /// The trip flows on `hub`, invalidating through `cache`.
+    pub fn new(hub: &Hub, cache: Cache) -> Result<Trips, HubError> {
+        let config = hub.config();
+        let redis = hub.redis(&config.cache.redis)?.clone();
+        let bookings = hub.influx("primary")?.writer();
+        Ok(Trips {
+            inner: Arc::new(Inner {
+                hub: hub.clone(),
+                cache,
+                settings: config.trips.clone(),
+                bookings,
+                redis,
+            }),
+        })
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.inner.cache
+    }
+
+    pub fn settings(&self) -> &TripSettings {
+        &self.inner.settings
+    }
+
+    /// The Redis GEO set of user positions and the sorted set of last-active times.
+    pub(crate) fn geo_keys(&self) -> (String, String) {
+        let p = self.inner.redis.key_prefix();
+        (format!("{p}{{users}}:geo"), format!("{p}{{users}}:active"))
+    }
+
+    pub(crate) fn redis(&self) -> &RedisStore {
+        &self.inner.redis
+    }
+
+    /// The pub/sub channel of trip events (`trip.completed`, `trip.compensated`).
+    pub fn events_channel(&self) -> String {
+        format!("{}events:trips", self.inner.redis.key_prefix())
+    }
+
+    /// The cache tag of everything cached about one user.
+    pub fn user_tag(user_id: u64) -> String {
+        format!("user:{user_id}")
+    }
+
+    /// Points for a trip: whole points per km by mode, rounded down.
+    pub fn points_for(&self, mode: &str, distance_m: f64) -> i64 {
+        let per_km = self.inner.settings.points_per_km.get(mode).copied().unwrap_or(0);
+        (distance_m / 1000.0 * f64::from(per_km)).floor() as i64
+    }
+
+    /// Registers the job and its compensation on `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        let me = self.clone();
+        registry.register(JOB_TYPE, move |ctx: JobContext, trip: TripCompletion| {
+            let me = me.clone();
+            async move { me.complete(&ctx.id, &trip).await }
+        });
+        let me = self.clone();
+        registry.on_dead(JOB_TYPE, move |id: String, trip: TripCompletion| {
+            let me = me.clone();
+            async move {
+                me.compensate(&id, &trip)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        });
+    }
+
+    /// The queue job for a trip: deduplicated on the trip id while pending.
+    pub fn job(trip: &TripCompletion) -> Result<NewJob, tsp_queue::QueueError> {
+        Ok(NewJob::new(JOB_TYPE, trip)?.with_dedup_key(format!("trip:{}", trip.trip_id)))
+    }
+
+    /// A drill's fault after `step`, when configured.
+    fn fault(&self, step: &str) -> Result<(), JobError> {
+        let s = &self.inner.settings;
+        if s.fault_mode == FaultMode::Off
+            || s.fault_rate == 0
+            || s.fault_step.as_deref().is_some_and(|only| only != step)
+            || rand::random_range(0..1000) >= s.fault_rate
+        {
+            return Ok(());
+        }
+        match s.fault_mode {
+            FaultMode::Abort => {
+                eprintln!("fault injection: aborting the process after step `{step}`");
+                std::process::abort();
+            }
+            _ => Err(JobError::Retry(format!("injected fault after step `{step}`"))),
+        }
+    }
+
+    /// Runs the job for one trip (see the module documentation).
+    pub async fn complete(&self, job_id: &str, trip: &TripCompletion) -> Result<Completed, JobError> {
+        trip.validate().map_err(JobError::abort)?;
+        let hub = &self.inner.hub;
+        let portal = hub.mysql("portal").map_err(hub_err)?;
+        let status: Option<String> = portal
+            .timed(
+                "select user",
+                sqlx::query_scalar("SELECT CAST(status AS CHAR) FROM users WHERE id = ?")
+                    .bind(trip.user_id)
+                    .fetch_optional(portal.pool()),
+            )
+            .await
+            .map_err(hub_err)?;
+        match status.as_deref() {
+            Some("active") => {}
+            Some(other) => {
+                return Err(JobError::abort(format!(
+                    "userId: user {} is {other}",
+                    trip.user_id
+                )));
+            }
+            None => {
+                return Err(JobError::abort(format!(
+                    "userId: no user {} in portal",
+                    trip.user_id
+                )));
+            }
+        }
+        let dataset = hub.mysql("dataset").map_err(hub_err)?;
+        let mut lock = TripLock::acquire(dataset, &trip.trip_id)
+            .await
+            .map_err(hub_err)?;
+        let r = self.steps(&mut lock, dataset, job_id, trip).await;
+        lock.release().await;
+        r
+    }
+
+    async fn steps(
+        &self,
+        lock: &mut TripLock,
+        dataset: &MysqlStore,
+        job_id: &str,
+        trip: &TripCompletion,
+    ) -> Result<Completed, JobError> {
+        let hub = &self.inner.hub;
+        let distance_m = trip.distance_m();
+        let duration_s = trip.duration_s();
+        let points = self.points_for(&trip.mode, distance_m);
+        let (first, last) = match (trip.trajectory.first(), trip.trajectory.last()) {
+            (Some(a), Some(b)) => (a, b),
+            _ => return Err(JobError::abort("trajectory: needs at least two points")),
+        };
+
+        // 1. trip
+        dataset
+            .timed(
+                "insert trip",
+                sqlx::query(
+                    "INSERT INTO trips (trip_id, user_id, mode, status, started_at, ended_at, \
+                     distance_m, duration_s, cost, start_lat, start_lng, end_lat, end_lng) \
+                     VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                     ON DUPLICATE KEY UPDATE trip_id = trip_id",
+                )
+                .bind(&trip.trip_id)
+                .bind(trip.user_id)
+                .bind(&trip.mode)
+                .bind(ms_to_naive(first.timestamp))
+                .bind(ms_to_naive(last.timestamp))
+                .bind(distance_m)
+                .bind(duration_s.round() as u32)
+                .bind(trip.cost)
+                .bind(first.lat)
+                .bind(first.lng)
+                .bind(last.lat)
+                .bind(last.lng)
+                .execute(&mut *lock.conn()),
+            )
+            .await
+            .map_err(hub_err)?;
+        let (owner, status): (u64, String) = dataset
+            .timed(
+                "select trip",
+                sqlx::query_as("SELECT user_id, CAST(status AS CHAR) FROM trips WHERE trip_id = ?")
+                    .bind(&trip.trip_id)
+                    .fetch_one(&mut *lock.conn()),
+            )
+            .await
+            .map_err(hub_err)?;
+        if owner != trip.user_id {
+            return Err(JobError::abort(format!(
+                "tripId: trip {} belongs to another user",
+                trip.trip_id
+            )));
+        }
+        let already_completed = status == "completed";
+        self.fault("trip")?;
+
+        // 2. points
+        let incentive = hub.mysql("incentive").map_err(hub_err)?;
+        incentive
+            .timed(
+                "insert earn",
+                sqlx::query(
+                    "INSERT INTO points_transactions (user_id, transaction_type, points, \
+                     reference_type, reference_id, description, created_at) \
+                     VALUES (?, 'earn', ?, 'trip', ?, ?, ?) ON DUPLICATE KEY UPDATE id = id",
+                )
+                .bind(trip.user_id)
+                .bind(points)
+                .bind(&trip.trip_id)
+                .bind(format!("{} trip, {:.1} km", trip.mode, distance_m / 1000.0))
+                .bind(ms_to_naive(last.timestamp))
+                .execute(incentive.pool()),
+            )
+            .await
+            .map_err(hub_err)?;
+        self.fault("points")?;
+
+        // 3. trajectory
+        let mongo = hub.mongo("dataset").map_err(hub_err)?;
+        let db = mongo.database();
+        let ended = bson::DateTime::from_millis(last.timestamp);
+        let track: Vec<Bson> = trip
+            .trajectory
+            .iter()
+            .map(|p| {
+                let mut d = doc! {
+                    "lat": p.lat,
+                    "lng": p.lng,
+                    "timestamp": bson::DateTime::from_millis(p.timestamp),
+                };
+                if let Some(a) = p.accuracy {
+                    d.insert("accuracy", a);
+                }
+                if let Some(s) = p.speed {
+                    d.insert("speed", s);
+                }
+                Bson::Document(d)
+            })
+            .collect();
+        let trajectory = doc! {
+            "tripId": &trip.trip_id,
+            "userId": trip.user_id as i64,
+            "mode": &trip.mode,
+            "startLocation": {"type": "Point", "coordinates": [first.lng, first.lat]},
+            "endLocation": {"type": "Point", "coordinates": [last.lng, last.lat]},
+            "points": track,
+            "distanceM": distance_m,
+            "durationS": duration_s,
+            "startedAt": bson::DateTime::from_millis(first.timestamp),
+            "createdAt": ended,
+        };
+        mongo
+            .timed(
+                "upsert trajectory",
+                db.collection::<bson::Document>(TRAJECTORIES)
+                    .update_one(
+                        doc! {"tripId": &trip.trip_id},
+                        doc! {"$setOnInsert": trajectory},
+                    )
+                    .upsert(true),
+            )
+            .await
+            .map_err(hub_err)?;
+        self.fault("trajectory")?;
+
+        // 4. activity
+        let mut activity = doc! {
+            "userId": trip.user_id as i64,
+            "type": "trip.completed",
+            "tripId": &trip.trip_id,
+            "mode": &trip.mode,
+            "distanceM": distance_m,
+            "durationS": duration_s,
+            "points": points,
+            "at": ended,
+        };
+        if let Some(c) = trip.cost {
+            activity.insert("cost", c);
+        }
+        mongo
+            .timed(
+                "upsert activity",
+                db.collection::<bson::Document>(ACTIVITY_LOG)
+                    .update_one(
+                        doc! {"_id": format!("trip.completed:{}", trip.trip_id)},
+                        doc! {"$setOnInsert": activity},
+                    )
+                    .upsert(true),
+            )
+            .await
+            .map_err(hub_err)?;
+        self.fault("activity")?;
+
+        // 5. metrics: the timestamp is the trip's end plus a per-trip offset below 1 ms, so a
+        // rewrite replaces the point and two trips ending in the same millisecond do not collide.
+        let offset_ns = (fnv1a(&[&trip.trip_id]) % 1_000_000) as i64;
+        let mut point = Point::new("trip_bookings")
+            .tag("mode", &trip.mode)
+            .field("distance_m", distance_m)
+            .field("duration_s", duration_s)
+            .field("points", points)
+            .field("count", 1i64)
+            .timestamp_ns(last.timestamp * 1_000_000 + offset_ns);
+        if let Some(c) = trip.cost {
+            point = point.field("cost", c);
+        }
+        self.inner
+            .bookings
+            .write_wait(&point)
+            .await
+            .map_err(|e| JobError::abort(format!("trip_bookings point: {e}")))?;
+        self.fault("metrics")?;
+
+        // 6. geo
+        let (geo, active) = self.geo_keys();
+        let redis = &self.inner.redis;
+        let window_ms = self.inner.settings.active_window.as_millis() as u64;
+        {
+            let mut conn = redis.conn().await.map_err(hub_err)?;
+            GEO_UPDATE
+                .key(&geo)
+                .key(&active)
+                .arg(trip.user_id)
+                .arg(last.lng)
+                .arg(last.lat)
+                .arg(last.timestamp)
+                .arg(window_ms)
+                .invoke_async::<i64>(&mut conn)
+                .await
+                .map_err(|e| hub_err(redis.command_error("geo update", &e)))?;
+        }
+        self.fault("geo")?;
+
+        // 7. complete
+        dataset
+            .timed(
+                "complete trip",
+                sqlx::query(
+                    "UPDATE trips SET status = 'completed', job_id = ? \
+                     WHERE trip_id = ? AND status <> 'completed'",
+                )
+                .bind(job_id)
+                .bind(&trip.trip_id)
+                .execute(&mut *lock.conn()),
+            )
+            .await
+            .map_err(hub_err)?;
+        self.fault("complete")?;
+
+        // 8. cache
+        self.inner
+            .cache
+            .invalidate(&[Self::user_tag(trip.user_id)])
+            .await
+            .map_err(hub_err)?;
+        self.fault("cache")?;
+
+        // 9. publish
+        let event = serde_json::json!({
+            "event": "trip.completed",
+            "tripId": trip.trip_id,
+            "userId": trip.user_id,
+            "mode": trip.mode,
+            "distanceM": distance_m,
+            "durationS": duration_s,
+            "points": points,
+            "jobId": job_id,
+        });
+        self.publish(&event).await.map_err(hub_err)?;
+        self.fault("publish")?;
+
+        Ok(Completed {
+            trip_id: trip.trip_id.clone(),
+            distance_m,
+            duration_s,
+            points,
+            already_completed,
+        })
+    }
+
+    async fn publish(&self, event: &serde_json::Value) -> Result<(), HubError> {
+        let redis = &self.inner.redis;
+        let mut conn = redis.conn().await?;
+        redis::cmd("PUBLISH")
+            .arg(self.events_channel())
+            .arg(event.to_string())
+            .query_async::<i64>(&mut conn)
+            .await
+            .map_err(|e| redis.command_error("publish", &e))?;
+        Ok(())
+    }
+
+    /// Undoes what the attempts of dead job `job_id` wrote for `trip`, unless another job
+    /// completed the trip. Idempotent.
+    pub async fn compensate(&self, job_id: &str, trip: &TripCompletion) -> Result<Compensation, HubError> {
+        let hub = &self.inner.hub;
+        let dataset = hub.mysql("dataset")?;
+        let mut lock = TripLock::acquire(dataset, &trip.trip_id).await?;
+        let r = self.undo(&mut lock, dataset, job_id, trip).await;
+        lock.release().await;
+        r
+    }
+
+    async fn undo(
+        &self,
+        lock: &mut TripLock,
+        dataset: &MysqlStore,
+        job_id: &str,
+        trip: &TripCompletion,
+    ) -> Result<Compensation, HubError> {
+        let hub = &self.inner.hub;
+        let row: Option<(String, Option<String>, u64)> = dataset
+            .timed(
+                "select trip",
+                sqlx::query_as(
+                    "SELECT CAST(status AS CHAR), job_id, user_id FROM trips WHERE trip_id = ?",
+                )
+                .bind(&trip.trip_id)
+                .fetch_optional(&mut *lock.conn()),
+            )
+            .await?;
+        if let Some((status, owner, _)) = &row
+            && status == "completed"
+            && owner.as_deref() != Some(job_id)
+        {
+            return Ok(Compensation::CompletedElsewhere);
+        }
+        // Another user's trip under this id is not this job's to undo.
+        if let Some((_, _, user)) = &row
+            && *user != trip.user_id
+        {
+            return Ok(Compensation::CompletedElsewhere);
+        }
+        let incentive = hub.mysql("incentive")?;
+        incentive
+            .timed(
+                "delete earn",
+                sqlx::query(
+                    "DELETE FROM points_transactions WHERE reference_type = 'trip' \
+                     AND reference_id = ? AND transaction_type = 'earn' AND user_id = ?",
+                )
+                .bind(&trip.trip_id)
+                .bind(trip.user_id)
+                .execute(incentive.pool()),
+            )
+            .await?;
+        let mongo = hub.mongo("dataset")?;
+        let db = mongo.database();
+        mongo
+            .timed(
+                "delete trajectory",
+                db.collection::<bson::Document>(TRAJECTORIES)
+                    .delete_one(doc! {"tripId": &trip.trip_id, "userId": trip.user_id as i64}),
+            )
+            .await?;
+        mongo
+            .timed(
+                "delete activity",
+                db.collection::<bson::Document>(ACTIVITY_LOG)
+                    .delete_one(doc! {"_id": format!("trip.completed:{}", trip.trip_id)}),
+            )
+            .await?;
+        dataset
+            .timed(
+                "delete trip",
+                sqlx::query("DELETE FROM trips WHERE trip_id = ? AND user_id = ?")
+                    .bind(&trip.trip_id)
+                    .bind(trip.user_id)
+                    .execute(&mut *lock.conn()),
+            )
+            .await?;
+        self.inner
+            .cache
+            .invalidate(&[Self::user_tag(trip.user_id)])
+            .await?;
+        self.publish(&serde_json::json!({
+            "event": "trip.compensated",
+            "tripId": trip.trip_id,
+            "userId": trip.user_id,
+            "jobId": job_id,
+        }))
+        .await?;
+        Ok(Compensation::Undone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_is_stable() {
+        // Lock names and point timestamps must not change between releases.
+        assert_eq!(fnv1a(&[]), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(&["a"]), fnv1a(&["a"]));
+        assert_ne!(fnv1a(&["ab", "c"]), fnv1a(&["a", "bc"]));
+        assert_eq!(fnv1a(&["trip-1"]), 0xeee0_5c00_91a5_d294);
+    }
+}

@@ -1,0 +1,404 @@
+//! Reads for the API and CLI: user stats and points (cached per user, invalidated by trip
+//! completions), trips and users near a point, and engagement analytics (cached, expiring).
+//!
+//! Parameters are checked here, so HTTP and CLI refuse the same things with the same words.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::TryStreamExt;
+use mongodb::bson::{self, Bson, Document, doc};
+use serde::{Deserialize, Serialize};
+use tsp_hub::{HubError, Level};
+
+use crate::complete::{ACTIVITY_LOG, TRAJECTORIES, Trips};
+use crate::trip::haversine_m;
+
+/// Why a query could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// A bad parameter, named.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] HubError),
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> QueryError {
+    QueryError::Invalid {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// An answer and where it came from (`l1`, `l2`, `source`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Cached<T> {
+    #[serde(flatten)]
+    pub value: T,
+    pub cache: Level,
+}
+
+/// `GET /users/{id}/stats?days=N`: completed trips that started in the last N days.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserStats {
+    pub user_id: u64,
+    pub days: u32,
+    pub trips: u64,
+    pub total_distance_m: f64,
+    /// `null` without trips.
+    pub average_duration_s: Option<f64>,
+    pub total_cost: f64,
+}
+
+/// `GET /users/{id}/points`. Transactions carry signed amounts: earn > 0, redeem < 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserPoints {
+    pub user_id: u64,
+    pub earned: i64,
+    /// As a positive number.
+    pub redeemed: i64,
+    /// The sum of every transaction (earn, redeem, expire, adjust, reversal).
+    pub balance: i64,
+}
+
+/// One trip of `GET /trips/near`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NearTrip {
+    pub trip_id: String,
+    pub user_id: u64,
+    pub mode: String,
+    /// From the query point to the trip's start.
+    pub distance_from_m: f64,
+    pub trip_distance_m: f64,
+    pub started_at_ms: i64,
+}
+
+/// One user of `GET /users/near`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NearUser {
+    pub user_id: u64,
+    pub distance_m: f64,
+    pub last_active_ms: i64,
+}
+
+/// One user's row of `GET /analytics/engagement`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Engagement {
+    pub user_id: u64,
+    pub trips: u64,
+    pub distance_m: f64,
+    pub duration_s: f64,
+    /// Distinct modes used.
+    pub mode_variety: u32,
+}
+
+/// A point and radius, checked.
+#[derive(Debug, Clone, Copy)]
+pub struct Around {
+    pub lat: f64,
+    pub lng: f64,
+    pub radius_km: f64,
+}
+
+/// The largest radius a near query takes.
+pub const MAX_RADIUS_KM: f64 = 100.0;
+/// Most rows a list query returns.
+pub const MAX_LIMIT: u32 = 1000;
+
+impl Around {
+    /// Checks each parameter, naming the first bad one. `None` means missing.
+    pub fn new(lat: Option<f64>, lng: Option<f64>, radius_km: Option<f64>) -> Result<Around, QueryError> {
+        let lat = lat.ok_or_else(|| invalid("lat", "required"))?;
+        let lng = lng.ok_or_else(|| invalid("lng", "required"))?;
+        let radius_km = radius_km.ok_or_else(|| invalid("radius_km", "required"))?;
+        if !(lat.is_finite() && (-90.0..=90.0).contains(&lat)) {
+            return Err(invalid("lat", format!("{lat} is not a latitude (-90 to 90)")));
+        }
+        if !(lng.is_finite() && (-180.0..=180.0).contains(&lng)) {
+            return Err(invalid("lng", format!("{lng} is not a longitude (-180 to 180)")));
+        }
+        if !(radius_km.is_finite() && radius_km > 0.0 && radius_km <= MAX_RADIUS_KM) {
+            return Err(invalid(
+                "radius_km",
+                format!("{radius_km}: must be above 0 and at most {MAX_RADIUS_KM}"),
+            ));
+        }
+        Ok(Around { lat, lng, radius_km })
+    }
+}
+
+/// Checks `days` (1-366).
+pub fn check_days(days: u32) -> Result<u32, QueryError> {
+    if (1..=366).contains(&days) {
+        Ok(days)
+    } else {
+        Err(invalid("days", format!("{days}: must be 1 to 366")))
+    }
+}
+
+/// Checks `limit` (1-1000).
+pub fn check_limit(limit: u32) -> Result<u32, QueryError> {
+    if (1..=MAX_LIMIT).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(invalid("limit", format!("{limit}: must be 1 to {MAX_LIMIT}")))
+    }
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl Trips {
+    async fn user_exists(&self, user_id: u64) -> Result<(), QueryError> {
+        let portal = self.hub().mysql("portal")?;
+        let found: Option<u64> = portal
+            .timed(
+                "select user",
+                sqlx::query_scalar("SELECT id FROM users WHERE id = ?")
+                    .bind(user_id)
+                    .fetch_optional(portal.pool()),
+            )
+            .await?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(QueryError::NotFound(format!("no user {user_id}"))),
+        }
+    }
+
+    /// Trip count, distance, average duration and cost of a user's completed trips that
+    /// started in the last `days` days. Cached under the user's tag.
+    pub async fn user_stats(&self, user_id: u64, days: u32) -> Result<Cached<UserStats>, QueryError> {
+        let days = check_days(days)?;
+        let (value, cache) = self
+            .cache()
+            .get_or_load(&Self::user_tag(user_id), &format!("stats:{days}"), || async {
+                self.user_exists(user_id).await?;
+                let dataset = self.hub().mysql("dataset")?;
+                let since = chrono::DateTime::from_timestamp_millis(now_ms() - i64::from(days) * DAY_MS)
+                    .unwrap_or_default()
+                    .naive_utc();
+                let (trips, distance, avg, cost): (i64, f64, Option<f64>, f64) = dataset
+                    .timed(
+                        "user stats",
+                        sqlx::query_as(
+                            "SELECT COUNT(*), CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
+                             CAST(AVG(duration_s) AS DOUBLE), CAST(COALESCE(SUM(cost), 0) AS DOUBLE) \
+                             FROM trips WHERE user_id = ? AND status = 'completed' AND started_at >= ?",
+                        )
+                        .bind(user_id)
+                        .bind(since)
+                        .fetch_one(dataset.pool()),
+                    )
+                    .await?;
+                Ok::<_, QueryError>(UserStats {
+                    user_id,
+                    days,
+                    trips: trips.max(0) as u64,
+                    total_distance_m: distance,
+                    average_duration_s: avg,
+                    total_cost: cost,
+                })
+            })
+            .await?;
+        Ok(Cached { value, cache })
+    }
+
+    /// Earned, redeemed and balance of a user's points. Cached under the user's tag.
+    pub async fn user_points(&self, user_id: u64) -> Result<Cached<UserPoints>, QueryError> {
+        let (value, cache) = self
+            .cache()
+            .get_or_load(&Self::user_tag(user_id), "points", || async {
+                self.user_exists(user_id).await?;
+                let incentive = self.hub().mysql("incentive")?;
+                let (earned, redeemed, balance): (i64, i64, i64) = incentive
+                    .timed(
+                        "user points",
+                        sqlx::query_as(
+                            "SELECT \
+                             CAST(COALESCE(SUM(CASE WHEN transaction_type = 'earn' THEN points END), 0) AS SIGNED), \
+                             CAST(COALESCE(-SUM(CASE WHEN transaction_type = 'redeem' THEN points END), 0) AS SIGNED), \
+                             CAST(COALESCE(SUM(points), 0) AS SIGNED) \
+                             FROM points_transactions WHERE user_id = ?",
+                        )
+                        .bind(user_id)
+                        .fetch_one(incentive.pool()),
+                    )
+                    .await?;
+                Ok::<_, QueryError>(UserPoints {
+                    user_id,
+                    earned,
+                    redeemed,
+                    balance,
+                })
+            })
+            .await?;
+        Ok(Cached { value, cache })
+    }
+
+    /// Trips that started within the radius, nearest first (`$near` on the 2dsphere index).
+    pub async fn trips_near(&self, at: Around, limit: u32) -> Result<Vec<NearTrip>, QueryError> {
+        let limit = check_limit(limit)?;
+        let mongo = self.hub().mongo("dataset")?;
+        let filter = doc! {
+            "startLocation": {
+                "$near": {
+                    "$geometry": {"type": "Point", "coordinates": [at.lng, at.lat]},
+                    "$maxDistance": at.radius_km * 1000.0,
+                }
+            }
+        };
+        let coll = mongo.database().collection::<Document>(TRAJECTORIES);
+        let cursor = mongo
+            .timed(
+                "trips near",
+                coll.find(filter)
+                    .projection(doc! {"tripId": 1, "userId": 1, "mode": 1, "startLocation": 1, "distanceM": 1, "startedAt": 1})
+                    .limit(i64::from(limit)),
+            )
+            .await?;
+        let docs: Vec<Document> = mongo.timed("trips near", cursor.try_collect()).await?;
+        let mut out = Vec::with_capacity(docs.len());
+        for d in docs {
+            let coords = d
+                .get_document("startLocation")
+                .ok()
+                .and_then(|l| l.get_array("coordinates").ok())
+                .map(|c| c.iter().filter_map(Bson::as_f64).collect::<Vec<f64>>())
+                .unwrap_or_default();
+            let [lng, lat] = coords[..] else { continue };
+            out.push(NearTrip {
+                trip_id: d.get_str("tripId").unwrap_or_default().to_string(),
+                user_id: number(&d, "userId") as u64,
+                mode: d.get_str("mode").unwrap_or_default().to_string(),
+                distance_from_m: haversine_m(at.lat, at.lng, lat, lng),
+                trip_distance_m: number(&d, "distanceM"),
+                started_at_ms: d
+                    .get_datetime("startedAt")
+                    .map(|t| t.timestamp_millis())
+                    .unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Users whose last completed trip ended within the radius and the active window, nearest
+    /// first (Redis GEO).
+    pub async fn users_near(&self, at: Around, limit: u32) -> Result<Vec<NearUser>, QueryError> {
+        let limit = check_limit(limit)?;
+        let (geo, active) = self.geo_keys();
+        let redis = self.redis();
+        let mut conn = redis.conn().await?;
+        // Ask for more than `limit`: some may be outside the active window.
+        let found: Vec<(String, f64)> = redis::cmd("GEOSEARCH")
+            .arg(&geo)
+            .arg("FROMLONLAT")
+            .arg(at.lng)
+            .arg(at.lat)
+            .arg("BYRADIUS")
+            .arg(at.radius_km)
+            .arg("km")
+            .arg("ASC")
+            .arg("COUNT")
+            .arg(limit.saturating_mul(4))
+            .arg("WITHDIST")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis.command_error("geosearch", &e))?;
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("ZMSCORE");
+        cmd.arg(&active);
+        for (m, _) in &found {
+            cmd.arg(m);
+        }
+        let seen: Vec<Option<f64>> = cmd
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis.command_error("zmscore", &e))?;
+        let since = now_ms() - self.settings().active_window.as_millis() as i64;
+        Ok(found
+            .into_iter()
+            .zip(seen)
+            .filter_map(|((member, km), at)| {
+                let at = at? as i64;
+                (at >= since).then(|| NearUser {
+                    user_id: member.parse().unwrap_or(0),
+                    distance_m: km * 1000.0,
+                    last_active_ms: at,
+                })
+            })
+            .take(limit as usize)
+            .collect())
+    }
+
+    /// Per user, over the last `days` days of completed trips: count, distance, duration and
+    /// distinct modes; most trips first. Cached (tag `analytics`) for the cache's TTLs: trip
+    /// completions do not invalidate it.
+    pub async fn engagement(&self, days: u32, limit: u32) -> Result<Cached<Vec<Engagement>>, QueryError> {
+        let days = check_days(days)?;
+        let limit = check_limit(limit)?;
+        let (value, cache) = self
+            .cache()
+            .get_or_load("analytics", &format!("engagement:{days}:{limit}"), || async {
+                let mongo = self.hub().mongo("dataset")?;
+                let since = bson::DateTime::from_millis(now_ms() - i64::from(days) * DAY_MS);
+                let pipeline = vec![
+                    doc! {"$match": {"type": "trip.completed", "at": {"$gte": since}}},
+                    doc! {"$group": {
+                        "_id": "$userId",
+                        "trips": {"$sum": 1},
+                        "distanceM": {"$sum": "$distanceM"},
+                        "durationS": {"$sum": "$durationS"},
+                        "modes": {"$addToSet": "$mode"},
+                    }},
+                    doc! {"$project": {
+                        "trips": 1, "distanceM": 1, "durationS": 1,
+                        "modeVariety": {"$size": "$modes"},
+                    }},
+                    doc! {"$sort": {"trips": -1, "_id": 1}},
+                    doc! {"$limit": i64::from(limit)},
+                ];
+                let coll = mongo.database().collection::<Document>(ACTIVITY_LOG);
+                let cursor = mongo.timed("engagement", coll.aggregate(pipeline)).await?;
+                let docs: Vec<Document> = mongo.timed("engagement", cursor.try_collect()).await?;
+                Ok::<_, QueryError>(
+                    docs.iter()
+                        .map(|d| Engagement {
+                            user_id: number(d, "_id") as u64,
+                            trips: number(d, "trips") as u64,
+                            distance_m: number(d, "distanceM"),
+                            duration_s: number(d, "durationS"),
+                            mode_variety: number(d, "modeVariety") as u32,
+                        })
+                        .collect(),
+                )
+            })
+            .await?;
+        Ok(Cached { value, cache })
+    }
+}
+
+
+/// A numeric field whatever its BSON number type (0 when absent).
+fn number(d: &Document, key: &str) -> f64 {
+    match d.get(key) {
+        Some(Bson::Int32(i)) => f64::from(*i),
+        Some(Bson::Int64(i)) => *i as f64,
+        Some(Bson::Double(x)) => *x,
+        _ => 0.0,
+    }
+}
