@@ -153,13 +153,8 @@ struct TripLock {
 
 impl TripLock {
     async fn acquire(store: &MysqlStore, trip_id: &str) -> Result<TripLock, HubError> {
-        let name = format!(
-            "tsp.trip.{:016x}",
-            fnv1a(&[store.database_name(), trip_id])
-        );
-        let mut conn = store
-            .timed("acquire", store.pool().acquire())
-            .await?;
+        let name = format!("tsp.trip.{:016x}", fnv1a(&[store.database_name(), trip_id]));
+        let mut conn = store.timed("acquire", store.pool().acquire()).await?;
         let got: Option<i64> = store
             .timed(
                 "get_lock",
@@ -267,7 +262,13 @@ impl Trips {
 
     /// Points for a trip: whole points per km by mode, rounded down.
     pub fn points_for(&self, mode: &str, distance_m: f64) -> i64 {
-        let per_km = self.inner.settings.points_per_km.get(mode).copied().unwrap_or(0);
+        let per_km = self
+            .inner
+            .settings
+            .points_per_km
+            .get(mode)
+            .copied()
+            .unwrap_or(0);
         (distance_m / 1000.0 * f64::from(per_km)).floor() as i64
     }
 
@@ -310,12 +311,18 @@ impl Trips {
                 eprintln!("fault injection: aborting the process after step `{step}`");
                 std::process::abort();
             }
-            _ => Err(JobError::Retry(format!("injected fault after step `{step}`"))),
+            _ => Err(JobError::Retry(format!(
+                "injected fault after step `{step}`"
+            ))),
         }
     }
 
     /// Runs the job for one trip (see the module documentation).
-    pub async fn complete(&self, job_id: &str, trip: &TripCompletion) -> Result<Completed, JobError> {
+    pub async fn complete(
+        &self,
+        job_id: &str,
+        trip: &TripCompletion,
+    ) -> Result<Completed, JobError> {
         trip.validate().map_err(JobError::abort)?;
         let hub = &self.inner.hub;
         let portal = hub.mysql("portal").map_err(hub_err)?;
@@ -610,7 +617,11 @@ impl Trips {
 
     /// Undoes what the attempts of dead job `job_id` wrote for `trip`, unless another job
     /// completed the trip. Idempotent.
-    pub async fn compensate(&self, job_id: &str, trip: &TripCompletion) -> Result<Compensation, HubError> {
+    pub async fn compensate(
+        &self,
+        job_id: &str,
+        trip: &TripCompletion,
+    ) -> Result<Compensation, HubError> {
         let hub = &self.inner.hub;
         let dataset = hub.mysql("dataset")?;
         let mut lock = TripLock::acquire(dataset, &trip.trip_id).await?;

@@ -8,11 +8,15 @@
 //! - [`trip`]: the `trip.complete` payload, its validation, distance and duration.
 //! - [`complete`]: the `trip.complete` job across every store, and its compensation.
 //! - [`queries`]: cached user stats and points, trips and users near a point, engagement.
+//! - [`sandbox`]: an isolated, migrated set of databases for benchmarks, drills and tests.
+//! - [`seed`]: deterministic users and trips between the real bus stops of Cairns.
 
 pub mod complete;
 pub mod migrations;
 pub mod mongo_schema;
 pub mod queries;
+pub mod sandbox;
+pub mod seed;
 pub mod store_schema;
 pub mod trip;
 

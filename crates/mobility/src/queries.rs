@@ -121,15 +121,25 @@ pub const MAX_LIMIT: u32 = 1000;
 
 impl Around {
     /// Checks each parameter, naming the first bad one. `None` means missing.
-    pub fn new(lat: Option<f64>, lng: Option<f64>, radius_km: Option<f64>) -> Result<Around, QueryError> {
+    pub fn new(
+        lat: Option<f64>,
+        lng: Option<f64>,
+        radius_km: Option<f64>,
+    ) -> Result<Around, QueryError> {
         let lat = lat.ok_or_else(|| invalid("lat", "required"))?;
         let lng = lng.ok_or_else(|| invalid("lng", "required"))?;
         let radius_km = radius_km.ok_or_else(|| invalid("radius_km", "required"))?;
         if !(lat.is_finite() && (-90.0..=90.0).contains(&lat)) {
-            return Err(invalid("lat", format!("{lat} is not a latitude (-90 to 90)")));
+            return Err(invalid(
+                "lat",
+                format!("{lat} is not a latitude (-90 to 90)"),
+            ));
         }
         if !(lng.is_finite() && (-180.0..=180.0).contains(&lng)) {
-            return Err(invalid("lng", format!("{lng} is not a longitude (-180 to 180)")));
+            return Err(invalid(
+                "lng",
+                format!("{lng} is not a longitude (-180 to 180)"),
+            ));
         }
         if !(radius_km.is_finite() && radius_km > 0.0 && radius_km <= MAX_RADIUS_KM) {
             return Err(invalid(
@@ -137,7 +147,11 @@ impl Around {
                 format!("{radius_km}: must be above 0 and at most {MAX_RADIUS_KM}"),
             ));
         }
-        Ok(Around { lat, lng, radius_km })
+        Ok(Around {
+            lat,
+            lng,
+            radius_km,
+        })
     }
 }
 
@@ -155,7 +169,10 @@ pub fn check_limit(limit: u32) -> Result<u32, QueryError> {
     if (1..=MAX_LIMIT).contains(&limit) {
         Ok(limit)
     } else {
-        Err(invalid("limit", format!("{limit}: must be 1 to {MAX_LIMIT}")))
+        Err(invalid(
+            "limit",
+            format!("{limit}: must be 1 to {MAX_LIMIT}"),
+        ))
     }
 }
 
@@ -180,7 +197,11 @@ impl Trips {
 
     /// Trip count, distance, average duration and cost of a user's completed trips that
     /// started in the last `days` days. Cached under the user's tag.
-    pub async fn user_stats(&self, user_id: u64, days: u32) -> Result<Cached<UserStats>, QueryError> {
+    pub async fn user_stats(
+        &self,
+        user_id: u64,
+        days: u32,
+    ) -> Result<Cached<UserStats>, QueryError> {
         let days = check_days(days)?;
         let (value, cache) = self
             .cache()
@@ -348,50 +369,58 @@ impl Trips {
     /// Per user, over the last `days` days of completed trips: count, distance, duration and
     /// distinct modes; most trips first. Cached (tag `analytics`) for the cache's TTLs: trip
     /// completions do not invalidate it.
-    pub async fn engagement(&self, days: u32, limit: u32) -> Result<Cached<Vec<Engagement>>, QueryError> {
+    pub async fn engagement(
+        &self,
+        days: u32,
+        limit: u32,
+    ) -> Result<Cached<Vec<Engagement>>, QueryError> {
         let days = check_days(days)?;
         let limit = check_limit(limit)?;
         let (value, cache) = self
             .cache()
-            .get_or_load("analytics", &format!("engagement:{days}:{limit}"), || async {
-                let mongo = self.hub().mongo("dataset")?;
-                let since = bson::DateTime::from_millis(now_ms() - i64::from(days) * DAY_MS);
-                let pipeline = vec![
-                    doc! {"$match": {"type": "trip.completed", "at": {"$gte": since}}},
-                    doc! {"$group": {
-                        "_id": "$userId",
-                        "trips": {"$sum": 1},
-                        "distanceM": {"$sum": "$distanceM"},
-                        "durationS": {"$sum": "$durationS"},
-                        "modes": {"$addToSet": "$mode"},
-                    }},
-                    doc! {"$project": {
-                        "trips": 1, "distanceM": 1, "durationS": 1,
-                        "modeVariety": {"$size": "$modes"},
-                    }},
-                    doc! {"$sort": {"trips": -1, "_id": 1}},
-                    doc! {"$limit": i64::from(limit)},
-                ];
-                let coll = mongo.database().collection::<Document>(ACTIVITY_LOG);
-                let cursor = mongo.timed("engagement", coll.aggregate(pipeline)).await?;
-                let docs: Vec<Document> = mongo.timed("engagement", cursor.try_collect()).await?;
-                Ok::<_, QueryError>(
-                    docs.iter()
-                        .map(|d| Engagement {
-                            user_id: number(d, "_id") as u64,
-                            trips: number(d, "trips") as u64,
-                            distance_m: number(d, "distanceM"),
-                            duration_s: number(d, "durationS"),
-                            mode_variety: number(d, "modeVariety") as u32,
-                        })
-                        .collect(),
-                )
-            })
+            .get_or_load(
+                "analytics",
+                &format!("engagement:{days}:{limit}"),
+                || async {
+                    let mongo = self.hub().mongo("dataset")?;
+                    let since = bson::DateTime::from_millis(now_ms() - i64::from(days) * DAY_MS);
+                    let pipeline = vec![
+                        doc! {"$match": {"type": "trip.completed", "at": {"$gte": since}}},
+                        doc! {"$group": {
+                            "_id": "$userId",
+                            "trips": {"$sum": 1},
+                            "distanceM": {"$sum": "$distanceM"},
+                            "durationS": {"$sum": "$durationS"},
+                            "modes": {"$addToSet": "$mode"},
+                        }},
+                        doc! {"$project": {
+                            "trips": 1, "distanceM": 1, "durationS": 1,
+                            "modeVariety": {"$size": "$modes"},
+                        }},
+                        doc! {"$sort": {"trips": -1, "_id": 1}},
+                        doc! {"$limit": i64::from(limit)},
+                    ];
+                    let coll = mongo.database().collection::<Document>(ACTIVITY_LOG);
+                    let cursor = mongo.timed("engagement", coll.aggregate(pipeline)).await?;
+                    let docs: Vec<Document> =
+                        mongo.timed("engagement", cursor.try_collect()).await?;
+                    Ok::<_, QueryError>(
+                        docs.iter()
+                            .map(|d| Engagement {
+                                user_id: number(d, "_id") as u64,
+                                trips: number(d, "trips") as u64,
+                                distance_m: number(d, "distanceM"),
+                                duration_s: number(d, "durationS"),
+                                mode_variety: number(d, "modeVariety") as u32,
+                            })
+                            .collect(),
+                    )
+                },
+            )
             .await?;
         Ok(Cached { value, cache })
     }
 }
-
 
 /// A numeric field whatever its BSON number type (0 when absent).
 fn number(d: &Document, key: &str) -> f64 {

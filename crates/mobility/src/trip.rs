@@ -82,7 +82,10 @@ impl TripCompletion {
         if self.trajectory.len() > MAX_POINTS {
             return Err(invalid(
                 "trajectory",
-                format!("at most {MAX_POINTS} points ({} given)", self.trajectory.len()),
+                format!(
+                    "at most {MAX_POINTS} points ({} given)",
+                    self.trajectory.len()
+                ),
             ));
         }
         for (i, p) in self.trajectory.iter().enumerate() {
@@ -101,7 +104,10 @@ impl TripCompletion {
             if !(MIN_TIMESTAMP_MS..MAX_TIMESTAMP_MS).contains(&p.timestamp) {
                 return Err(invalid(
                     format!("trajectory[{i}].timestamp"),
-                    format!("{} is not Unix milliseconds between 2000 and 2100", p.timestamp),
+                    format!(
+                        "{} is not Unix milliseconds between 2000 and 2100",
+                        p.timestamp
+                    ),
                 ));
             }
             if i > 0 && p.timestamp <= self.trajectory[i - 1].timestamp {
@@ -114,7 +120,10 @@ impl TripCompletion {
         if let Some(c) = self.cost
             && !(c.is_finite() && (0.0..MAX_COST).contains(&c))
         {
-            return Err(invalid("cost", format!("must be from 0 to below {MAX_COST}")));
+            return Err(invalid(
+                "cost",
+                format!("must be from 0 to below {MAX_COST}"),
+            ));
         }
         Ok(())
     }

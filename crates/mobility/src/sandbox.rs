@@ -1,0 +1,144 @@
+//! A sandbox: a complete, isolated set of databases on the configured servers (four MySQL
+//! databases, two MongoDB databases, two InfluxDB databases, a Redis key prefix), migrated,
+//! and removed afterwards. Benchmarks and drills run in one so they never touch real data;
+//! tests run one each, in parallel.
+
+use std::time::Duration;
+
+use tsp_config::{Config, LoadOptions};
+use tsp_hub::{Hub, HubError};
+
+/// The configuration overrides that point every instance at sandbox `tag`'s databases.
+pub fn overrides(tag: &str) -> Vec<String> {
+    let mut o = Vec::new();
+    for i in ["portal", "dataset", "gtfs", "incentive"] {
+        o.push(format!("mysql.{i}.database=tsp_sb_{tag}_{i}"));
+    }
+    for i in ["cache", "dataset"] {
+        o.push(format!("mongo.{i}.database=tsp_sb_{tag}_{i}"));
+    }
+    for i in ["primary", "uis"] {
+        o.push(format!("influx.{i}.database=tsp_sb_{tag}_{i}"));
+    }
+    o.push(format!("redis.cache.key_prefix=sb:{tag}:"));
+    o
+}
+
+/// A new sandbox tag: short, lowercase, unique enough.
+pub fn new_tag() -> String {
+    format!("{:010x}", rand::random::<u64>() & 0xff_ffff_ffff)
+}
+
+/// A live sandbox: its hub (pointing at its databases) and what to remove afterwards.
+pub struct Sandbox {
+    pub tag: String,
+    pub hub: Hub,
+    /// The overrides that configure another process for this sandbox.
+    pub overrides: Vec<String>,
+}
+
+impl Sandbox {
+    /// Creates the sandbox's MySQL databases (the others appear on first write) and migrates
+    /// every store. `options` supplies the configuration (its overrides come first).
+    pub async fn create(options: &LoadOptions) -> Result<Sandbox, String> {
+        let tag = new_tag();
+        let sb = overrides(&tag);
+        let mut opts = options.clone();
+        opts.overrides.extend(sb.iter().cloned());
+        let config = tsp_config::load(&opts).map_err(|e| e.to_string())?;
+        let hub = Hub::connect(&config).await.map_err(|e| e.to_string())?;
+        create_mysql(&config, &hub)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (_, failure) = crate::migrate_all(&hub, false).await;
+        if let Some(e) = failure {
+            return Err(format!("migrating the sandbox: {e}"));
+        }
+        Ok(Sandbox {
+            tag,
+            hub,
+            overrides: sb,
+        })
+    }
+
+    /// Removes every database and key of the sandbox. Best effort: reports what failed.
+    pub async fn remove(self) -> Vec<String> {
+        let mut failed = Vec::new();
+        let hub = &self.hub;
+        for store in hub.mysql_instances() {
+            let db = store.database_name().to_string();
+            if !db.starts_with("tsp_sb_") {
+                continue;
+            }
+            if let Err(e) = store
+                .timed(
+                    "drop database",
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS `{db}`")).execute(store.pool()),
+                )
+                .await
+            {
+                failed.push(e.to_string());
+            }
+        }
+        for store in hub.mongo_instances() {
+            if store.database_name().starts_with("tsp_sb_")
+                && let Err(e) = store.timed("drop database", store.database().drop()).await
+            {
+                failed.push(e.to_string());
+            }
+        }
+        for store in hub.influx_instances() {
+            let db = store.settings().database.clone();
+            if db.starts_with("tsp_sb_")
+                && let Err(e) = store.query_v1("", &format!("DROP DATABASE \"{db}\"")).await
+            {
+                failed.push(e.to_string());
+            }
+        }
+        for store in hub.redis_instances() {
+            if store.key_prefix().starts_with("sb:")
+                && let Err(e) = store
+                    .delete_matching(&format!("{}*", store.key_prefix()))
+                    .await
+            {
+                failed.push(e.to_string());
+            }
+        }
+        hub.shutdown(Duration::from_secs(2)).await;
+        failed
+    }
+}
+
+/// `CREATE DATABASE IF NOT EXISTS` for each MySQL instance, with the instance's charset.
+async fn create_mysql(config: &Config, hub: &Hub) -> Result<(), HubError> {
+    for (name, settings) in &config.mysql {
+        let store = hub.mysql(name)?;
+        // Connect to a database every user may use: the instance's does not exist yet.
+        let options = tsp_hub::mysql::connect_options(settings)
+            .map_err(|message| HubError::Settings {
+                store: "mysql",
+                instance: name.clone(),
+                message,
+            })?
+            .database("information_schema");
+        let mut conn = store
+            .timed("connect", sqlx::ConnectOptions::connect(&options))
+            .await?;
+        let charset = if settings.charset.is_empty() {
+            "utf8mb4"
+        } else {
+            &settings.charset
+        };
+        store
+            .timed(
+                "create database",
+                sqlx::query(&format!(
+                    "CREATE DATABASE IF NOT EXISTS `{}` CHARACTER SET {charset}",
+                    settings.database
+                ))
+                .execute(&mut conn),
+            )
+            .await?;
+    }
+    Ok(())
+}

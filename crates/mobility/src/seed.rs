@@ -1,0 +1,286 @@
+//! Deterministic demo data: portal users, and trips between the real bus stops of Cairns
+//! (`data/gtfs-cairns/stops.txt`, shipped with the project). The same seed gives the same
+//! trips on every machine and release: the generator is SplitMix64, written here because the
+//! `rand` crate does not promise stable sequences across versions.
+
+use tsp_hub::{Hub, HubError};
+
+use crate::trip::{TrackPoint, TripCompletion, haversine_m};
+
+const STOPS_TXT: &str = include_str!("../../../data/gtfs-cairns/stops.txt");
+
+/// A stop: name, latitude, longitude.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stop {
+    pub name: String,
+    pub lat: f64,
+    pub lng: f64,
+}
+
+/// The Cairns stops, parsed from the shipped GTFS file (columns found by header name).
+pub fn cairns_stops() -> Result<Vec<Stop>, String> {
+    parse_stops(STOPS_TXT)
+}
+
+/// Parses a GTFS `stops.txt` (no quoted fields with commas in this feed; such a line is
+/// refused, naming it).
+pub fn parse_stops(text: &str) -> Result<Vec<Stop>, String> {
+    let mut lines = text.lines().enumerate();
+    let header: Vec<&str> = lines
+        .next()
+        .map(|(_, h)| h.trim_start_matches('\u{feff}').split(',').collect())
+        .ok_or("stops.txt: empty")?;
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or(format!("stops.txt: no `{name}` column"))
+    };
+    let (ci_name, ci_lat, ci_lng) = (col("stop_name")?, col("stop_lat")?, col("stop_lon")?);
+    let mut stops = Vec::new();
+    for (i, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if line.contains('"') {
+            return Err(format!(
+                "stops.txt line {}: quoted fields are not supported",
+                i + 1
+            ));
+        }
+        let f: Vec<&str> = line.split(',').collect();
+        let get = |c: usize| f.get(c).copied().unwrap_or("");
+        let num = |c: usize, what: &str| {
+            get(c).trim().parse::<f64>().map_err(|_| {
+                format!(
+                    "stops.txt line {}: {what} `{}` is not a number",
+                    i + 1,
+                    get(c)
+                )
+            })
+        };
+        stops.push(Stop {
+            name: get(ci_name).to_string(),
+            lat: num(ci_lat, "stop_lat")?,
+            lng: num(ci_lng, "stop_lon")?,
+        });
+    }
+    Ok(stops)
+}
+
+/// SplitMix64: a small, stable, well-mixed generator.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [0, n).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+}
+
+/// Inserts users `1..=count` into `portal.users` (existing ids are left as they are).
+pub async fn seed_users(hub: &Hub, count: u64) -> Result<u64, HubError> {
+    let portal = hub.mysql("portal")?;
+    let mut inserted = 0;
+    let ids: Vec<u64> = (1..=count).collect();
+    for chunk in ids.chunks(500) {
+        let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(
+            "INSERT INTO users (id, email, display_name, status) ",
+        );
+        q.push_values(chunk, |mut b, id| {
+            b.push_bind(*id)
+                .push_bind(format!("rider{id}@example.test"))
+                .push_bind(format!("Rider {id}"))
+                .push_bind("active");
+        });
+        q.push(" ON DUPLICATE KEY UPDATE id = id");
+        let r = portal
+            .timed("seed users", q.build().execute(portal.pool()))
+            .await?;
+        inserted += r.rows_affected();
+    }
+    Ok(inserted)
+}
+
+/// Mode, share of trips (per mille), speed in m/s, fare (none, flat, or per km).
+const MODE_MIX: &[(&str, u64, f64, Fare)] = &[
+    ("walk", 200, 1.4, Fare::None),
+    ("bike", 150, 4.5, Fare::None),
+    ("ebike", 80, 6.0, Fare::PerKm(0.30)),
+    ("scooter", 70, 5.0, Fare::PerKm(0.45)),
+    ("bus", 300, 7.0, Fare::Flat(2.40)),
+    ("taxi", 60, 11.0, Fare::PerKm(2.10)),
+    ("carpool", 60, 10.0, Fare::PerKm(0.50)),
+    ("car", 80, 11.0, Fare::None),
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Fare {
+    None,
+    Flat(f64),
+    PerKm(f64),
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct TripPlan {
+    pub seed: u64,
+    pub trips: usize,
+    /// Users are `1..=users`.
+    pub users: u64,
+    /// Trips end within this many days before `now_ms`.
+    pub days: u32,
+    pub now_ms: i64,
+}
+
+/// `plan.trips` trips: each from one stop to another (at most ~8 km apart), a GPS fix every
+/// 10-40 s along the way with a few metres of noise, at the mode's speed.
+pub fn generate_trips(plan: &TripPlan, stops: &[Stop]) -> Vec<TripCompletion> {
+    let mut rng = SplitMix64::new(plan.seed);
+    let mut out = Vec::with_capacity(plan.trips);
+    if stops.len() < 2 || plan.users == 0 {
+        return out;
+    }
+    let total_share: u64 = MODE_MIX.iter().map(|m| m.1).sum();
+    for i in 0..plan.trips {
+        let mut pick = rng.below(total_share);
+        let &(mode, _, speed, fare) = MODE_MIX
+            .iter()
+            .find(|m| {
+                if pick < m.1 {
+                    true
+                } else {
+                    pick -= m.1;
+                    false
+                }
+            })
+            .unwrap_or(&MODE_MIX[0]);
+        let a = &stops[rng.below(stops.len() as u64) as usize];
+        // Walkers stay near: the nearest of a few candidates; others take any stop within 8 km.
+        let mut b = &stops[rng.below(stops.len() as u64) as usize];
+        for _ in 0..8 {
+            let d = haversine_m(a.lat, a.lng, b.lat, b.lng);
+            let max = if mode == "walk" { 2_500.0 } else { 8_000.0 };
+            if d > 50.0 && d <= max {
+                break;
+            }
+            b = &stops[rng.below(stops.len() as u64) as usize];
+        }
+        let direct = haversine_m(a.lat, a.lng, b.lat, b.lng).max(200.0);
+        let fixes = 5 + (direct / 250.0).min(40.0) as usize;
+        let end_ms =
+            plan.now_ms - (rng.unit() * f64::from(plan.days.max(1)) * 86_400_000.0) as i64 - 60_000;
+        let total_s = direct * 1.25 / speed;
+        let start_ms = end_ms - (total_s * 1000.0) as i64;
+        let mut trajectory = Vec::with_capacity(fixes);
+        for k in 0..fixes {
+            let f = k as f64 / (fixes - 1) as f64;
+            // A little bend so the path is not a straight line, and GPS noise (~5 m).
+            let bend = (f * std::f64::consts::PI).sin() * 0.002;
+            let noise = |r: &mut SplitMix64| (r.unit() - 0.5) * 0.0001;
+            trajectory.push(TrackPoint {
+                lat: a.lat + (b.lat - a.lat) * f + bend + noise(&mut rng),
+                lng: a.lng + (b.lng - a.lng) * f + noise(&mut rng),
+                timestamp: start_ms + ((end_ms - start_ms) as f64 * f) as i64 + k as i64,
+                accuracy: Some(3.0 + rng.unit() * 12.0),
+                speed: Some(speed * (0.7 + rng.unit() * 0.6)),
+            });
+        }
+        let km = direct / 1000.0;
+        let cost = match fare {
+            Fare::None => None,
+            Fare::Flat(x) => Some(x),
+            Fare::PerKm(x) => Some((x * km * 100.0).round() / 100.0),
+        };
+        out.push(TripCompletion {
+            trip_id: format!("trip-{:x}-{i:07}", plan.seed),
+            user_id: 1 + rng.below(plan.users),
+            mode: mode.to_string(),
+            trajectory,
+            cost,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_stops_parse() {
+        let stops = cairns_stops().unwrap();
+        assert_eq!(stops.len(), 416);
+        assert_eq!(
+            stops[0].name,
+            "Cedar Rd (Palm Cove) - Hail and Ride Location"
+        );
+        assert_eq!((stops[0].lat, stops[0].lng), (-16.74359, 145.668217));
+        // Every stop is in or near Cairns.
+        assert!(
+            stops
+                .iter()
+                .all(|s| (-17.5..-16.5).contains(&s.lat) && (145.5..146.0).contains(&s.lng))
+        );
+    }
+
+    #[test]
+    fn bad_stop_files_name_the_line() {
+        let e = parse_stops("stop_id,stop_name,stop_lat,stop_lon\n1,A,x,1\n").unwrap_err();
+        assert_eq!(e, "stops.txt line 2: stop_lat `x` is not a number");
+        let e = parse_stops("stop_id,stop_name,stop_lat\n").unwrap_err();
+        assert_eq!(e, "stops.txt: no `stop_lon` column");
+    }
+
+    #[test]
+    fn trips_are_deterministic_and_valid() {
+        let stops = cairns_stops().unwrap();
+        let plan = TripPlan {
+            seed: 42,
+            trips: 2_000,
+            users: 300,
+            days: 30,
+            now_ms: 1_790_000_000_000,
+        };
+        let a = generate_trips(&plan, &stops);
+        let b = generate_trips(&plan, &stops);
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 2_000);
+        for t in &a {
+            t.validate().unwrap();
+            assert!((1..=300).contains(&t.user_id));
+            let last = t.trajectory.last().unwrap().timestamp;
+            assert!(last < plan.now_ms && last > plan.now_ms - 31 * 86_400_000);
+        }
+        let modes: std::collections::BTreeSet<&str> = a.iter().map(|t| t.mode.as_str()).collect();
+        assert_eq!(modes.len(), MODE_MIX.len());
+        let other = generate_trips(&TripPlan { seed: 43, ..plan }, &stops);
+        assert_ne!(a[0], other[0]);
+    }
+
+    #[test]
+    fn splitmix_matches_its_reference_sequence() {
+        // First outputs for seed 0 (reference implementation by Vigna).
+        let mut r = SplitMix64::new(0);
+        assert_eq!(r.next_u64(), 0xe220_a839_7b1d_cdaf);
+        assert_eq!(r.next_u64(), 0x6e78_9e6a_a1b9_65f4);
+    }
+}
