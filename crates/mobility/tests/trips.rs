@@ -1,0 +1,473 @@
+//! The trip.complete job and the queries against the real servers, each test in a sandbox of
+//! its own (fresh databases on every store).
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::StreamExt;
+use mongodb::bson::{Document, doc};
+use tsp_config::LoadOptions;
+use tsp_hub::{Cache, Level};
+use tsp_mobility::complete::{ACTIVITY_LOG, Compensation, TRAJECTORIES, Trips};
+use tsp_mobility::queries::{Around, QueryError};
+use tsp_mobility::sandbox::Sandbox;
+use tsp_mobility::trip::{TrackPoint, TripCompletion};
+use tsp_queue::JobError;
+
+fn options(sets: &[&str]) -> LoadOptions {
+    LoadOptions {
+        config_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config"),
+        env_name: Some("development".into()),
+        env: Vec::new(),
+        overrides: sets.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+struct Env {
+    sandbox: Sandbox,
+    trips: Trips,
+}
+
+impl Env {
+    async fn new(sets: &[&str]) -> Env {
+        let sandbox = Sandbox::create(&options(sets)).await.unwrap();
+        let hub = &sandbox.hub;
+        tsp_mobility::seed::seed_users(hub, 5).await.unwrap();
+        let cache = Cache::start(hub.redis("cache").unwrap().clone(), &hub.config().cache);
+        assert!(cache.wait_l1(Duration::from_secs(5)).await);
+        let trips = Trips::new(hub, cache).unwrap();
+        Env { sandbox, trips }
+    }
+
+    async fn count(&self, instance: &str, sql: &str) -> i64 {
+        let store = self.sandbox.hub.mysql(instance).unwrap();
+        sqlx::query_scalar(sql)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    }
+
+    async fn docs(&self, coll: &str, filter: Document) -> u64 {
+        let db = self.sandbox.hub.mongo("dataset").unwrap().database();
+        db.collection::<Document>(coll)
+            .count_documents(filter)
+            .await
+            .unwrap()
+    }
+
+    /// Rows, earn transactions and trajectories of one trip.
+    async fn footprint(&self, trip_id: &str) -> (i64, i64, u64, u64) {
+        (
+            self.count(
+                "dataset",
+                &format!("SELECT COUNT(*) FROM trips WHERE trip_id = '{trip_id}'"),
+            )
+            .await,
+            self.count(
+                "incentive",
+                &format!(
+                    "SELECT COUNT(*) FROM points_transactions WHERE reference_id = '{trip_id}' \
+                     AND transaction_type = 'earn'"
+                ),
+            )
+            .await,
+            self.docs(TRAJECTORIES, doc! {"tripId": trip_id}).await,
+            self.docs(ACTIVITY_LOG, doc! {"tripId": trip_id}).await,
+        )
+    }
+
+    async fn done(self) {
+        let failed = self.sandbox.remove().await;
+        assert!(failed.is_empty(), "{failed:?}");
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// 0.01° of latitude on the mean sphere.
+const HUNDREDTH_DEG_M: f64 = 1_111.950_802_335_329_4;
+
+/// A trip due north from (lat, lng) in `steps` steps of 0.01°, one minute each, ending
+/// `ago_ms` before now.
+fn north(
+    id: &str,
+    user: u64,
+    mode: &str,
+    lat: f64,
+    lng: f64,
+    steps: usize,
+    ago_ms: i64,
+) -> TripCompletion {
+    let end = now_ms() - ago_ms;
+    let start = end - steps as i64 * 60_000;
+    TripCompletion {
+        trip_id: id.into(),
+        user_id: user,
+        mode: mode.into(),
+        trajectory: (0..=steps)
+            .map(|k| TrackPoint {
+                lat: lat + 0.01 * k as f64,
+                lng,
+                timestamp: start + k as i64 * 60_000,
+                accuracy: Some(5.0),
+                speed: None,
+            })
+            .collect(),
+        cost: Some(2.5),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trip_lands_in_every_store_once_however_often_it_runs() {
+    let env = Env::new(&[]).await;
+    let hub = env.sandbox.hub.clone();
+    let mut events = {
+        let client = hub.redis("cache").unwrap().client().unwrap();
+        let mut ps = client.get_async_pubsub().await.unwrap();
+        ps.subscribe(env.trips.events_channel()).await.unwrap();
+        ps.into_on_message()
+    };
+    let trip = north("t-1", 1, "bike", -16.92, 145.77, 3, 3_600_000);
+    let first = env.trips.complete("job-a", &trip).await.unwrap();
+    assert!((first.distance_m - 3.0 * HUNDREDTH_DEG_M).abs() < 1e-6);
+    assert_eq!(first.duration_s, 180.0);
+    // bike: 15 points per km, rounded down: 3.336 km → 50.
+    assert_eq!((first.points, first.already_completed), (50, false));
+    let again = env.trips.complete("job-b", &trip).await.unwrap();
+    assert!(again.already_completed);
+    assert_eq!(env.footprint("t-1").await, (1, 1, 1, 1));
+
+    let row: (String, String, String, f64) = sqlx::query_as(
+        "SELECT CAST(status AS CHAR), job_id, mode, CAST(distance_m AS DOUBLE) FROM trips WHERE trip_id = 't-1'",
+    )
+    .fetch_one(hub.mysql("dataset").unwrap().pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        (row.0.as_str(), row.1.as_str(), row.2.as_str()),
+        ("completed", "job-a", "bike")
+    );
+    assert!((row.3 - 3335.85).abs() < 0.006);
+    let points: i64 =
+        sqlx::query_scalar("SELECT points FROM points_transactions WHERE reference_id = 't-1'")
+            .fetch_one(hub.mysql("incentive").unwrap().pool())
+            .await
+            .unwrap();
+    assert_eq!(points, 50);
+    let traj = hub
+        .mongo("dataset")
+        .unwrap()
+        .database()
+        .collection::<Document>(TRAJECTORIES)
+        .find_one(doc! {"tripId": "t-1"})
+        .await
+        .unwrap()
+        .unwrap();
+    let start = traj.get_document("startLocation").unwrap();
+    assert_eq!(start.get_str("type").unwrap(), "Point");
+    let coords: Vec<f64> = start
+        .get_array("coordinates")
+        .unwrap()
+        .iter()
+        .map(|c| c.as_f64().unwrap())
+        .collect();
+    assert_eq!(coords, vec![145.77, -16.92]);
+    assert_eq!(traj.get_array("points").unwrap().len(), 4);
+
+    // Both runs published trip.completed.
+    for _ in 0..2 {
+        let msg = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(msg.get_payload_bytes()).unwrap();
+        assert_eq!(
+            (v["event"].as_str(), v["tripId"].as_str()),
+            (Some("trip.completed"), Some("t-1"))
+        );
+    }
+
+    // The trip_bookings point, once (a rewrite replaces it).
+    let writer = hub.influx("primary").unwrap().writer();
+    writer.flush().await;
+    let influx = hub.influx("primary").unwrap();
+    let db = influx.settings().database.clone();
+    let r = influx
+        .query_v1(&db, "SELECT count(\"distance_m\") FROM trip_bookings")
+        .await
+        .unwrap();
+    assert_eq!(
+        r.pointer("/results/0/series/0/values/0/1"),
+        Some(&serde_json::json!(1)),
+        "{r}"
+    );
+
+    // Near: the user is at the trip's end.
+    let near = env
+        .trips
+        .users_near(
+            Around::new(Some(-16.89), Some(145.77), Some(1.0)).unwrap(),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(near.len(), 1);
+    assert_eq!(near[0].user_id, 1);
+    assert!(near[0].distance_m < 5.0, "{near:?}");
+    env.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_payload_writes_nothing() {
+    let env = Env::new(&[]).await;
+    let cases = [
+        (
+            north("t-2", 999, "bus", -16.9, 145.7, 2, 0),
+            "userId: no user 999 in portal",
+        ),
+        (
+            {
+                let mut t = north("t-3", 1, "bus", -16.9, 145.7, 2, 0);
+                t.trajectory[2].timestamp = t.trajectory[1].timestamp;
+                t
+            },
+            "trajectory[2].timestamp: timestamps must strictly increase",
+        ),
+        (
+            north("t-4", 1, "hovercraft", -16.9, 145.7, 2, 0),
+            "mode: unknown mode `hovercraft`",
+        ),
+        (
+            north("t-5", 1, "bus", 95.0, 145.7, 2, 0),
+            "trajectory[0].lat: 95 is not a latitude",
+        ),
+        (
+            north("t-6", 1, "bus", -16.9, 145.7, 0, 0),
+            "trajectory: needs at least two points",
+        ),
+    ];
+    for (trip, message) in cases {
+        match env.trips.complete("job", &trip).await {
+            Err(JobError::Abort(m)) => assert!(m.starts_with(message), "{m}"),
+            other => panic!("{}: {other:?}", trip.trip_id),
+        }
+        assert_eq!(env.footprint(&trip.trip_id).await, (0, 0, 0, 0));
+    }
+    // A trip id that belongs to another user is refused too.
+    env.trips
+        .complete("job", &north("t-7", 1, "bus", -16.9, 145.7, 2, 0))
+        .await
+        .unwrap();
+    match env
+        .trips
+        .complete("job", &north("t-7", 2, "bus", -16.9, 145.7, 2, 0))
+        .await
+    {
+        Err(JobError::Abort(m)) => assert_eq!(m, "tripId: trip t-7 belongs to another user"),
+        other => panic!("{other:?}"),
+    }
+    env.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_after_each_step_leaves_a_state_that_a_retry_or_the_compensation_resolves() {
+    for (i, step) in tsp_mobility::complete::STEPS.iter().enumerate() {
+        let set = format!("trips.fault.step={step}");
+        let env = Env::new(&["trips.fault.mode=error", "trips.fault.rate=1000", &set]).await;
+        let id = format!("t-{i}");
+        let trip = north(&id, 1, "bus", -16.9, 145.7, 2, 0);
+        match env.trips.complete("job-1", &trip).await {
+            Err(JobError::Retry(m)) => assert_eq!(m, format!("injected fault after step `{step}`")),
+            other => panic!("{step}: {other:?}"),
+        }
+        let partial = env.footprint(&id).await;
+        assert_eq!(partial.0, 1, "{step}: the trip row is the first step");
+        // Compensation removes whatever the failed attempt wrote, and is idempotent.
+        assert_eq!(
+            env.trips.compensate("job-1", &trip).await.unwrap(),
+            Compensation::Undone
+        );
+        assert_eq!(env.footprint(&id).await, (0, 0, 0, 0), "{step}");
+        env.trips.compensate("job-1", &trip).await.unwrap();
+        assert_eq!(env.footprint(&id).await, (0, 0, 0, 0), "{step}");
+        // The same trip, retried on a healthy worker after a partial attempt, completes once.
+        let healthy_hub = tsp_hub::Hub::connect(
+            &tsp_config::load(&options(
+                &env.sandbox.overrides.iter().map(String::as_str).collect::<Vec<_>>(),
+            ))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+        let healthy_trips = Trips::new(&healthy_hub, env.trips.cache().clone()).unwrap();
+        let _ = env.trips.complete("job-2", &trip).await;
+        let r = healthy_trips.complete("job-2", &trip).await.unwrap();
+        assert_eq!(r.points, 22, "{step}");
+        assert_eq!(env.footprint(&id).await, (1, 1, 1, 1), "{step}");
+        // A completed trip is not undone by another dead job's compensation …
+        assert_eq!(
+            env.trips.compensate("job-3", &trip).await.unwrap(),
+            Compensation::CompletedElsewhere
+        );
+        assert_eq!(env.footprint(&id).await, (1, 1, 1, 1), "{step}");
+        // … but is by its own (the job died after completing, e.g. at publish).
+        assert_eq!(
+            env.trips.compensate("job-2", &trip).await.unwrap(),
+            Compensation::Undone
+        );
+        assert_eq!(env.footprint(&id).await, (0, 0, 0, 0), "{step}");
+        env.done().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_answer_with_exact_figures() {
+    let env = Env::new(&[]).await;
+    let t = &env.trips;
+    let day = 86_400_000;
+    // User 1: two bus trips (2 and 4 steps) in the last week, one walk 40 days ago.
+    // User 2: one bike trip of 1 step an hour ago (active: the window is 24 h). User 3: none.
+    let plan = [
+        north("q-1", 1, "bus", -16.90, 145.70, 2, day),
+        north("q-2", 1, "bus", -16.80, 145.80, 4, 2 * day),
+        north("q-3", 1, "walk", -16.90, 145.70, 1, 40 * day),
+        north("q-4", 2, "bike", -16.905, 145.70, 1, 3_600_000),
+    ];
+    for trip in &plan {
+        t.complete(&format!("job-{}", trip.trip_id), trip)
+            .await
+            .unwrap();
+    }
+    let s = t.user_stats(1, 30).await.unwrap();
+    assert_eq!(s.value.trips, 2);
+    assert!(
+        (s.value.total_distance_m - 6.0 * HUNDREDTH_DEG_M).abs() < 0.02,
+        "{s:?}"
+    );
+    assert_eq!(s.value.average_duration_s, Some(180.0));
+    assert_eq!(s.value.total_cost, 5.0);
+    assert_eq!(s.cache, Level::Source);
+    assert_eq!(t.user_stats(1, 30).await.unwrap().cache, Level::L1);
+    let s = t.user_stats(1, 60).await.unwrap().value;
+    assert_eq!((s.trips, s.average_duration_s), (3, Some(140.0)));
+    let s = t.user_stats(3, 30).await.unwrap().value;
+    assert_eq!(
+        (
+            s.trips,
+            s.total_distance_m,
+            s.average_duration_s,
+            s.total_cost
+        ),
+        (0, 0.0, None, 0.0)
+    );
+
+    // Points: bus 10/km: 2.22 km → 22, 4.45 km → 44; walk 20/km: 1.11 km → 22.
+    let p = t.user_points(1).await.unwrap();
+    assert_eq!(
+        (p.value.earned, p.value.redeemed, p.value.balance),
+        (88, 0, 88)
+    );
+    sqlx::query(
+        "INSERT INTO points_transactions (user_id, transaction_type, points, reference_type, reference_id) \
+         VALUES (1, 'redeem', -30, 'reward', 'r-1')",
+    )
+    .execute(env.sandbox.hub.mysql("incentive").unwrap().pool())
+    .await
+    .unwrap();
+    // Cached until invalidated: a write outside the job must invalidate too.
+    assert_eq!(t.user_points(1).await.unwrap().value.balance, 88);
+    t.cache().invalidate(&[Trips::user_tag(1)]).await.unwrap();
+    let p = t.user_points(1).await.unwrap();
+    assert_eq!(
+        (p.value.earned, p.value.redeemed, p.value.balance, p.cache),
+        (88, 30, 58, Level::Source)
+    );
+
+    // A completed trip invalidates the user's stats in every process.
+    t.complete("job-q5", &north("q-5", 1, "bus", -16.70, 145.70, 1, day))
+        .await
+        .unwrap();
+    assert_eq!(t.user_stats(1, 30).await.unwrap().value.trips, 3);
+
+    // Unknown users: not found. Bad parameters: named.
+    assert!(matches!(
+        t.user_stats(99, 30).await,
+        Err(QueryError::NotFound(_))
+    ));
+    assert!(matches!(
+        t.user_points(99).await,
+        Err(QueryError::NotFound(_))
+    ));
+    match t.user_stats(1, 0).await {
+        Err(QueryError::Invalid { field, .. }) => assert_eq!(field, "days"),
+        other => panic!("{other:?}"),
+    }
+    for (lat, lng, r, field) in [
+        (None, Some(1.0), Some(1.0), "lat"),
+        (Some(91.0), Some(1.0), Some(1.0), "lat"),
+        (Some(1.0), Some(181.0), Some(1.0), "lng"),
+        (Some(1.0), Some(1.0), Some(0.0), "radius_km"),
+        (Some(1.0), Some(1.0), Some(500.0), "radius_km"),
+    ] {
+        match Around::new(lat, lng, r) {
+            Err(QueryError::Invalid { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // Trips starting within 1 km of (-16.90, 145.70): q-1 and q-3 (0 m), q-4 (556 m), nearest
+    // first; q-2 starts 15 km away.
+    let near = t
+        .trips_near(
+            Around::new(Some(-16.90), Some(145.70), Some(1.0)).unwrap(),
+            50,
+        )
+        .await
+        .unwrap();
+    let ids: Vec<&str> = near.iter().map(|n| n.trip_id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "{near:?}");
+    assert_eq!(ids[2], "q-4");
+    assert!((near[2].distance_from_m - HUNDREDTH_DEG_M / 2.0).abs() < 0.01);
+    let near = t
+        .trips_near(
+            Around::new(Some(-16.90), Some(145.70), Some(0.5)).unwrap(),
+            50,
+        )
+        .await
+        .unwrap();
+    assert_eq!(near.len(), 2);
+
+    // Users near the end of user 2's trip (-16.895, 145.70): user 2 (0 m); user 1 ended at
+    // -16.69 (q-5, the latest), 22 km away.
+    let users = t
+        .users_near(
+            Around::new(Some(-16.895), Some(145.70), Some(5.0)).unwrap(),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(users.iter().map(|u| u.user_id).collect::<Vec<_>>(), vec![2]);
+
+    // Engagement over 7 days: user 1 has q-1, q-2, q-5 (bus only); user 2 has q-4.
+    let e = t.engagement(7, 100).await.unwrap();
+    assert_eq!(e.cache, Level::Source);
+    let rows: Vec<(u64, u64, u32)> = e
+        .value
+        .iter()
+        .map(|r| (r.user_id, r.trips, r.mode_variety))
+        .collect();
+    assert_eq!(rows, vec![(1, 3, 1), (2, 1, 1)]);
+    assert!((e.value[0].distance_m - 7.0 * HUNDREDTH_DEG_M).abs() < 1e-6);
+    assert_eq!(e.value[0].duration_s, 420.0);
+    let e = t.engagement(60, 100).await.unwrap();
+    assert_eq!((e.value[0].trips, e.value[0].mode_variety), (4, 2));
+    assert_eq!(t.engagement(60, 100).await.unwrap().cache, Level::L1);
+    env.done().await;
+}
