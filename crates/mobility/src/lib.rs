@@ -7,10 +7,12 @@
 //! - [`store_schema`]: InfluxDB databases and retention policies; the Redis key-schema version.
 //! - [`trip`]: the `trip.complete` payload, its validation, distance and duration.
 //! - [`complete`]: the `trip.complete` job across every store, and its compensation.
+//! - [`batch`]: a batch of trips through the queue: enqueue, work, measure, count per store.
 //! - [`queries`]: cached user stats and points, trips and users near a point, engagement.
 //! - [`sandbox`]: an isolated, migrated set of databases for benchmarks, drills and tests.
 //! - [`seed`]: deterministic users and trips between the real bus stops of Cairns.
 
+pub mod batch;
 pub mod complete;
 pub mod migrations;
 pub mod mongo_schema;

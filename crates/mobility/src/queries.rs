@@ -205,36 +205,46 @@ impl Trips {
         let days = check_days(days)?;
         let (value, cache) = self
             .cache()
-            .get_or_load(&Self::user_tag(user_id), &format!("stats:{days}"), || async {
-                self.user_exists(user_id).await?;
-                let dataset = self.hub().mysql("dataset")?;
-                let since = chrono::DateTime::from_timestamp_millis(now_ms() - i64::from(days) * DAY_MS)
-                    .unwrap_or_default()
-                    .naive_utc();
-                let (trips, distance, avg, cost): (i64, f64, Option<f64>, f64) = dataset
-                    .timed(
-                        "user stats",
-                        sqlx::query_as(
-                            "SELECT COUNT(*), CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
-                             CAST(AVG(duration_s) AS DOUBLE), CAST(COALESCE(SUM(cost), 0) AS DOUBLE) \
-                             FROM trips WHERE user_id = ? AND status = 'completed' AND started_at >= ?",
-                        )
-                        .bind(user_id)
-                        .bind(since)
-                        .fetch_one(dataset.pool()),
-                    )
-                    .await?;
-                Ok::<_, QueryError>(UserStats {
-                    user_id,
-                    days,
-                    trips: trips.max(0) as u64,
-                    total_distance_m: distance,
-                    average_duration_s: avg,
-                    total_cost: cost,
-                })
+            .get_or_load(&Self::user_tag(user_id), &format!("stats:{days}"), || {
+                self.user_stats_from_source(user_id, days)
             })
             .await?;
         Ok(Cached { value, cache })
+    }
+
+    /// [`Trips::user_stats`] from MySQL, bypassing the cache.
+    pub async fn user_stats_from_source(
+        &self,
+        user_id: u64,
+        days: u32,
+    ) -> Result<UserStats, QueryError> {
+        let days = check_days(days)?;
+        self.user_exists(user_id).await?;
+        let dataset = self.hub().mysql("dataset")?;
+        let since = chrono::DateTime::from_timestamp_millis(now_ms() - i64::from(days) * DAY_MS)
+            .unwrap_or_default()
+            .naive_utc();
+        let (trips, distance, avg, cost): (i64, f64, Option<f64>, f64) = dataset
+            .timed(
+                "user stats",
+                sqlx::query_as(
+                    "SELECT COUNT(*), CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
+                     CAST(AVG(duration_s) AS DOUBLE), CAST(COALESCE(SUM(cost), 0) AS DOUBLE) \
+                     FROM trips WHERE user_id = ? AND status = 'completed' AND started_at >= ?",
+                )
+                .bind(user_id)
+                .bind(since)
+                .fetch_one(dataset.pool()),
+            )
+            .await?;
+        Ok(UserStats {
+            user_id,
+            days,
+            trips: trips.max(0) as u64,
+            total_distance_m: distance,
+            average_duration_s: avg,
+            total_cost: cost,
+        })
     }
 
     /// Earned, redeemed and balance of a user's points. Cached under the user's tag.

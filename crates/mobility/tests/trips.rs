@@ -300,7 +300,11 @@ async fn a_fault_after_each_step_leaves_a_state_that_a_retry_or_the_compensation
         // The same trip, retried on a healthy worker after a partial attempt, completes once.
         let healthy_hub = tsp_hub::Hub::connect(
             &tsp_config::load(&options(
-                &env.sandbox.overrides.iter().map(String::as_str).collect::<Vec<_>>(),
+                &env.sandbox
+                    .overrides
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
             ))
             .unwrap(),
         )

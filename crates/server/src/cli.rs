@@ -49,8 +49,70 @@ pub enum Command {
     /// Inspect and operate queues.
     #[command(subcommand)]
     Jobs(JobsCommand),
-    /// Apply schema migrations (MySQL instances), or show what is pending.
+    /// Apply schema migrations (every store), or show what is pending.
     Migrate(MigrateArgs),
+    /// The main job: seed users, enqueue a batch of generated trips, work them all, summarize.
+    Simulate(SimulateArgs),
+    /// Ask what the API answers: user stats and points, trips and users near, engagement.
+    #[command(subcommand)]
+    Query(QueryCommand),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SimulateArgs {
+    /// Portal users to seed (ids 1..=N; existing ones are kept).
+    #[arg(long, default_value_t = 300)]
+    pub users: u64,
+    /// Trips to generate and complete.
+    #[arg(long, default_value_t = 10_000)]
+    pub trips: usize,
+    /// Generator seed: the same seed gives the same trips (and, rerun, the same trip ids).
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
+    /// Trips end within this many days before now.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Trip jobs run at once [default: the smaller of queue.concurrency and the dataset pool].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// The summary as JSON, and no progress bar.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum QueryCommand {
+    /// Trip count, distance, average duration, cost over the last DAYS days.
+    Stats {
+        user: u64,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// Points earned, redeemed, and the balance.
+    Points { user: u64 },
+    /// Trips that started within RADIUS_KM of a point.
+    TripsNear(NearArgs),
+    /// Recently active users within RADIUS_KM of a point.
+    UsersNear(NearArgs),
+    /// Per user trips, distance, duration and mode variety over DAYS days.
+    Engagement {
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct NearArgs {
+    #[arg(long, allow_hyphen_values = true)]
+    pub lat: f64,
+    #[arg(long, allow_hyphen_values = true)]
+    pub lng: f64,
+    #[arg(long)]
+    pub radius_km: f64,
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -67,8 +129,8 @@ pub struct MigrateArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct WorkerArgs {
-    /// Queues to work (repeatable).
-    #[arg(long = "queue", default_value = "default")]
+    /// Queues to work (repeatable) [default: `default` and the trips queue].
+    #[arg(long = "queue")]
     pub queues: Vec<String>,
     /// Jobs run at once per queue [default: queue.concurrency].
     #[arg(long)]
@@ -159,6 +221,34 @@ pub enum BenchCommand {
     Hub(HubBenchArgs),
     /// Queue throughput: bulk enqueue, then one worker drains; prints one JSON line.
     Queue(QueueBenchArgs),
+    /// trip.complete end to end on every store, in a sandbox; prints one JSON line.
+    Trips(TripBenchArgs),
+    /// Cache hit latency per level and queries/s, in a sandbox; prints one JSON line.
+    Cache(CacheBenchArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TripBenchArgs {
+    #[arg(long, default_value_t = 5_000)]
+    pub trips: usize,
+    #[arg(long, default_value_t = 300)]
+    pub users: u64,
+    /// Trip jobs run at once [default: the smaller of queue.concurrency and the dataset pool].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Write the queue's Mongo records and job_execution points too.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    pub records: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CacheBenchArgs {
+    /// Reads timed per level.
+    #[arg(long, default_value_t = 20_000)]
+    pub reads: usize,
+    /// Concurrent readers for the queries/s figures.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -5,6 +5,13 @@
 //!   get the process restarted).
 //! - `GET /health/ready`: 200 when every required store is up, else 503, naming those down.
 //! - `GET /metrics`: Prometheus text.
+//! - Jobs: `POST /jobs`, `GET /jobs/{id}`, `POST /jobs/{id}/retry`, `GET /queues`.
+//! - Trips: `GET /users/{id}/stats?days=30`, `GET /users/{id}/points`,
+//!   `GET /trips/near?lat&lng&radius_km[&limit]`, `GET /users/near?lat&lng&radius_km[&limit]`,
+//!   `GET /analytics/engagement?days=7[&limit]`.
+//!
+//! Errors are JSON `{"error": "..."}`: 400 naming the parameter, 404 for an unknown user or job,
+//! 503 when a store cannot answer.
 
 use std::future::Future;
 
@@ -15,14 +22,19 @@ use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
+use std::collections::HashMap;
 use tokio::net::TcpListener;
+
 use tsp_hub::{Hub, Status};
+use tsp_mobility::complete::Trips;
+use tsp_mobility::queries::{Around, QueryError};
 use tsp_queue::{JobInfo, NewJob, Queue, QueueError};
 
 #[derive(Clone)]
 pub struct AppState {
     pub hub: Hub,
     pub prometheus: Option<PrometheusHandle>,
+    pub trips: Trips,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -35,6 +47,11 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}", get(get_job))
         .route("/jobs/{id}/retry", axum::routing::post(retry_job))
         .route("/queues", get(queues))
+        .route("/users/{id}/stats", get(user_stats))
+        .route("/users/{id}/points", get(user_points))
+        .route("/users/near", get(users_near))
+        .route("/trips/near", get(trips_near))
+        .route("/analytics/engagement", get(engagement))
         .with_state(state)
 }
 
@@ -291,4 +308,128 @@ async fn refresh_queue_gauges(hub: &Hub) {
             }
         }
     }
+}
+
+type Params = Query<HashMap<String, String>>;
+
+/// A query parameter parsed as `T`, or a 400 naming it. Unknown parameters are refused too, so a
+/// misspelt `radius` does not silently fall back to a default.
+fn param<T: std::str::FromStr>(
+    p: &HashMap<String, String>,
+    name: &str,
+    known: &[&str],
+) -> Result<Option<T>, ApiError> {
+    if let Some(unknown) = p.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{unknown}: unknown parameter (known: {})", known.join(", ")),
+        ));
+    }
+    match p.get(name) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("{name}: `{v}` is not a valid value"),
+            )
+        }),
+    }
+}
+
+fn user_id(id: &str) -> Result<u64, ApiError> {
+    id.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("id: `{id}` is not a user id"),
+        )
+    })
+}
+
+fn query_error(e: QueryError) -> ApiError {
+    match e {
+        QueryError::Invalid { .. } => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
+        QueryError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
+        QueryError::Store(e) => ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+fn answer<T: serde::Serialize>(r: Result<T, ApiError>) -> Response {
+    match r {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn user_stats(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(p): Params,
+) -> Response {
+    answer(
+        async {
+            let id = user_id(&id)?;
+            let days = param::<u32>(&p, "days", &["days"])?.unwrap_or(30);
+            s.trips.user_stats(id, days).await.map_err(query_error)
+        }
+        .await,
+    )
+}
+
+async fn user_points(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(p): Params,
+) -> Response {
+    answer(
+        async {
+            let id = user_id(&id)?;
+            param::<u32>(&p, "", &[])?;
+            s.trips.user_points(id).await.map_err(query_error)
+        }
+        .await,
+    )
+}
+
+const NEAR: &[&str] = &["lat", "lng", "radius_km", "limit"];
+
+fn around(p: &HashMap<String, String>) -> Result<(Around, u32), ApiError> {
+    let at = Around::new(
+        param(p, "lat", NEAR)?,
+        param(p, "lng", NEAR)?,
+        param(p, "radius_km", NEAR)?,
+    )
+    .map_err(query_error)?;
+    Ok((at, param(p, "limit", NEAR)?.unwrap_or(50)))
+}
+
+async fn trips_near(State(s): State<AppState>, Query(p): Params) -> Response {
+    answer(
+        async {
+            let (at, limit) = around(&p)?;
+            s.trips.trips_near(at, limit).await.map_err(query_error)
+        }
+        .await,
+    )
+}
+
+async fn users_near(State(s): State<AppState>, Query(p): Params) -> Response {
+    answer(
+        async {
+            let (at, limit) = around(&p)?;
+            s.trips.users_near(at, limit).await.map_err(query_error)
+        }
+        .await,
+    )
+}
+
+async fn engagement(State(s): State<AppState>, Query(p): Params) -> Response {
+    answer(
+        async {
+            let known = ["days", "limit"];
+            let days = param::<u32>(&p, "days", &known)?.unwrap_or(7);
+            let limit = param::<u32>(&p, "limit", &known)?.unwrap_or(100);
+            s.trips.engagement(days, limit).await.map_err(query_error)
+        }
+        .await,
+    )
 }

@@ -53,7 +53,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
+    match runtime.block_on(run(cli.command, config, opts)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, config: Config) -> anyhow::Result<u8> {
+async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Result<u8> {
     let prometheus = telemetry::prometheus();
     let hub = Hub::connect(&config)
         .await
@@ -98,6 +98,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<u8> {
                 http::AppState {
                     hub: hub.clone(),
                     prometheus,
+                    trips: commands::jobs::trips(&hub)?,
                 },
                 shutdown_signal(),
             )
@@ -192,6 +193,21 @@ async fn run(command: Command, config: Config) -> anyhow::Result<u8> {
                 }
                 None => 0,
             }
+        }
+        Command::Simulate(args) => commands::trips::simulate(&hub, &args).await?,
+        Command::Query(cmd) => {
+            println!("{}", commands::trips::query(&hub, &cmd).await?);
+            0
+        }
+        Command::Bench(BenchCommand::Trips(args)) => {
+            let out = commands::trips::bench_trips(&opts, &args).await?;
+            println!("{}", serde_json::to_string(&out)?);
+            0
+        }
+        Command::Bench(BenchCommand::Cache(args)) => {
+            let out = commands::trips::bench_cache(&opts, &args).await?;
+            println!("{}", serde_json::to_string(&out)?);
+            0
         }
         Command::Config(_) => 0,
     };

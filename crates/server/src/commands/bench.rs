@@ -215,7 +215,7 @@ pub async fn queue(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_jso
     } else {
         (tsp_queue::RecordSink::none(), None)
     };
-    let worker = Worker::new(vec![q.clone()], jobs::registry())
+    let worker = Worker::new(vec![q.clone()], tsp_queue::Registry::new())
         .with_concurrency(args.concurrency)
         .with_records(sink);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tsp_hub::Hub;
+use tsp_hub::{Cache, Hub};
+use tsp_mobility::complete::Trips;
 use tsp_queue::{JobState, NewJob, Queue, RecordSink, RecordTask, Registry, Worker, WorkerReport};
 
 use crate::cli::{EnqueueArgs, JobsCommand, WorkerArgs};
@@ -39,9 +40,30 @@ pub async fn records(hub: &Hub) -> anyhow::Result<(RecordSink, Option<RecordTask
     Ok((sink, Some(task)))
 }
 
-/// The handlers every worker has.
-pub fn registry() -> Registry {
-    Registry::new()
+/// The handlers every worker has: the built-ins and the trip job (with its compensation).
+pub fn registry(trips: &Trips) -> Registry {
+    let mut r = Registry::new();
+    trips.register(&mut r);
+    r
+}
+
+/// The trip flows on `hub`, with a cache subscribed to invalidations.
+pub fn trips(hub: &Hub) -> anyhow::Result<Trips> {
+    let config = hub.config();
+    let cache = Cache::start(hub.redis(&config.cache.redis)?.clone(), &config.cache);
+    Ok(Trips::new(hub, cache)?)
+}
+
+/// Trip jobs each hold a `dataset` connection (their trip's lock) while they run: more at once
+/// than the pool has would only queue on the pool.
+pub fn trip_concurrency(hub: &Hub) -> usize {
+    let config = hub.config();
+    let pool = config
+        .mysql
+        .get("dataset")
+        .map(|m| m.pool.max as usize)
+        .unwrap_or(10);
+    config.queue.concurrency.min(pool).max(1)
 }
 
 pub async fn worker(
@@ -49,23 +71,35 @@ pub async fn worker(
     args: &WorkerArgs,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<WorkerReport> {
-    let queues = args
-        .queues
+    let trips_queue = hub.config().trips.queue.clone();
+    let names = if args.queues.is_empty() {
+        vec!["default".to_string(), trips_queue.clone()]
+    } else {
+        args.queues.clone()
+    };
+    let queues = names
         .iter()
         .map(|q| queue(hub, q))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (sink, task) = records(hub).await?;
-    let mut w = Worker::new(queues, registry()).with_records(sink);
-    if let Some(c) = args.concurrency {
-        w = w.with_concurrency(c);
+    let trips = trips(hub)?;
+    let mut w = Worker::new(queues, registry(&trips)).with_records(sink);
+    match args.concurrency {
+        Some(c) => w = w.with_concurrency(c),
+        None if names.contains(&trips_queue) => w = w.with_concurrency(trip_concurrency(hub)),
+        None => {}
     }
-    tracing::info!(worker = w.id(), queues = ?args.queues, "worker started");
+    tracing::info!(worker = w.id(), queues = ?names, "worker started");
     let report = w.run(shutdown).await;
     if let Some(t) = task {
         let unwritten = t.finish(hub.config().queue.shutdown_grace).await;
         if unwritten > 0 {
             tracing::error!(unwritten, "job records were not written");
         }
+    }
+    // Buffered trip_bookings points go out before the process ends.
+    for w in hub.influx("primary")?.writers() {
+        w.flush().await;
     }
     Ok(report)
 }

@@ -5,3 +5,4 @@ pub mod config;
 pub mod health;
 pub mod jobs;
 pub mod roundtrip;
+pub mod trips;

@@ -1,0 +1,366 @@
+//! `tsp-job simulate` (the main job), `tsp-job query …`, `tsp-job bench trips|cache`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tsp_config::LoadOptions;
+use tsp_hub::{Cache, Hub, HubHealth, Level, Status};
+use tsp_mobility::batch::{self, Footprint, JobTimes, Rate};
+use tsp_mobility::complete::Trips;
+use tsp_mobility::queries::{Around, QueryError};
+use tsp_mobility::sandbox::Sandbox;
+use tsp_mobility::seed::{self, TripPlan};
+use tsp_queue::QueueCounts;
+
+use crate::cli::{CacheBenchArgs, QueryCommand, SimulateArgs, TripBenchArgs};
+use crate::commands::jobs;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What `simulate` and `bench trips` report.
+#[derive(Debug, Serialize)]
+pub struct BatchSummary {
+    pub trips: usize,
+    pub users_seeded: u64,
+    pub concurrency: usize,
+    pub completed: u64,
+    /// Dead-lettered (and compensated).
+    pub failed: u64,
+    pub retried: u64,
+    /// Enqueue to settled.
+    pub run: Rate,
+    pub times: JobTimes,
+    pub stores: Footprint,
+}
+
+fn lifetime(c: &QueueCounts, key: &str) -> u64 {
+    c.totals.get(key).copied().unwrap_or(0)
+}
+
+/// Seeds users, enqueues generated trips, works them until settled, and measures.
+async fn run_batch(
+    hub: &Hub,
+    trips: &Trips,
+    plan: &TripPlan,
+    concurrency: usize,
+    bar: Option<&ProgressBar>,
+) -> anyhow::Result<BatchSummary> {
+    let users_seeded = seed::seed_users(hub, plan.users)
+        .await
+        .context("seeding portal users")?;
+    let stops = seed::cairns_stops().map_err(anyhow::Error::msg)?;
+    let generated = seed::generate_trips(plan, &stops);
+    let queue = jobs::queue(hub, &trips.settings().queue)?;
+    let before = queue.counts().await?;
+    let started = Instant::now();
+    let ids = batch::enqueue(&queue, &generated).await?;
+    if let Some(b) = bar {
+        b.set_length(ids.len() as u64);
+        b.set_message("working");
+    }
+    let (sink, task) = jobs::records(hub).await?;
+    let report = batch::work_until_settled(trips, &queue, concurrency, sink, |c| {
+        if let Some(b) = bar {
+            let done = lifetime(c, "completed") + lifetime(c, "dead")
+                - lifetime(&before, "completed")
+                - lifetime(&before, "dead");
+            b.set_position(done.min(ids.len() as u64));
+        }
+    })
+    .await?;
+    let run = Rate::of(report.completed + report.dead, started);
+    if let Some(t) = task {
+        let unwritten = t.finish(hub.config().queue.shutdown_grace).await;
+        if unwritten > 0 {
+            tracing::error!(unwritten, "job records were not written");
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_with_message("done");
+    }
+    let times = batch::job_times(&queue, &ids).await?;
+    let stores = batch::footprint(trips).await?;
+    Ok(BatchSummary {
+        trips: generated.len(),
+        users_seeded,
+        concurrency,
+        completed: report.completed,
+        failed: report.dead,
+        retried: report.retried,
+        run,
+        times,
+        stores,
+    })
+}
+
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} {msg:8} [{bar:40}] {pos}/{len} trips  {per_sec}  eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// The main job.
+pub async fn simulate(hub: &Hub, args: &SimulateArgs) -> anyhow::Result<u8> {
+    if args.trips == 0 || args.users == 0 {
+        anyhow::bail!("--trips and --users: must be at least 1");
+    }
+    hub.require().await.context("cannot start")?;
+    let trips = jobs::trips(hub)?;
+    let concurrency = args
+        .concurrency
+        .unwrap_or_else(|| jobs::trip_concurrency(hub));
+    let plan = TripPlan {
+        seed: args.seed,
+        trips: args.trips,
+        users: args.users,
+        days: args.days,
+        now_ms: now_ms(),
+    };
+    let bar = (!args.json).then(progress_bar);
+    let summary = run_batch(hub, &trips, &plan, concurrency, bar.as_ref()).await?;
+    let health = hub.health().await;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"summary": summary, "health": health})
+            )?
+        );
+    } else {
+        print!("{}", summary_text(&summary, &health));
+    }
+    Ok(if summary.failed == 0 && health.status == Status::Up {
+        0
+    } else {
+        1
+    })
+}
+
+fn summary_text(s: &BatchSummary, health: &HubHealth) -> String {
+    let f = &s.stores;
+    let t = &s.times;
+    let up = health
+        .instances
+        .iter()
+        .filter(|i| i.status == Status::Up)
+        .count();
+    format!(
+        "\ntrips        {} generated, {} completed, {} failed (dead-lettered and compensated), {} retried attempts\n\
+         throughput   {:.0} trips/s over {:.1} s, {} at once\n\
+         job run      p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n\
+         latency      p50 {:.0} ms, p99 {:.0} ms (enqueue to done, queueing included)\n\
+         mysql        portal.users {} ({} new) · dataset.trips {} completed, {} unfinished\n\
+         \x20            incentive.points_transactions {} earn, {} points awarded\n\
+         mongo        dataset.trip_trajectories {} · dataset.activity_log {}\n\
+         influx       primary trip_bookings {} points\n\
+         redis        {} users located\n\
+         health       {} of {} instances up\n\n{}",
+        s.trips,
+        s.completed,
+        s.failed,
+        s.retried,
+        s.run.per_second,
+        s.run.seconds,
+        s.concurrency,
+        t.run_ms.p50,
+        t.run_ms.p99,
+        t.run_ms.max,
+        t.latency_ms.p50,
+        t.latency_ms.p99,
+        f.users,
+        s.users_seeded,
+        f.trips_completed,
+        f.trips_unfinished,
+        f.earn_transactions,
+        f.points_awarded,
+        f.trajectories,
+        f.activities,
+        f.booking_points,
+        f.users_located,
+        up,
+        health.instances.len(),
+        crate::commands::health::table(health),
+    )
+}
+
+/// `tsp-job query …`: the answer as JSON. Errors name the parameter or the missing user.
+pub async fn query(hub: &Hub, cmd: &QueryCommand) -> anyhow::Result<String> {
+    let trips = jobs::trips(hub)?;
+    let out = match cmd {
+        QueryCommand::Stats { user, days } => {
+            serde_json::to_value(trips.user_stats(*user, *days).await?)?
+        }
+        QueryCommand::Points { user } => serde_json::to_value(trips.user_points(*user).await?)?,
+        QueryCommand::TripsNear(a) => {
+            let at = Around::new(Some(a.lat), Some(a.lng), Some(a.radius_km))?;
+            serde_json::to_value(trips.trips_near(at, a.limit).await?)?
+        }
+        QueryCommand::UsersNear(a) => {
+            let at = Around::new(Some(a.lat), Some(a.lng), Some(a.radius_km))?;
+            serde_json::to_value(trips.users_near(at, a.limit).await?)?
+        }
+        QueryCommand::Engagement { days, limit } => {
+            serde_json::to_value(trips.engagement(*days, *limit).await?)?
+        }
+    };
+    Ok(serde_json::to_string_pretty(&out)?)
+}
+
+/// `tsp-job bench trips`: one JSON line.
+pub async fn bench_trips(
+    options: &LoadOptions,
+    args: &TripBenchArgs,
+) -> anyhow::Result<serde_json::Value> {
+    let mut opts = options.clone();
+    if args.records == "off" {
+        opts.overrides.push("queue.records.mongo=false".into());
+        opts.overrides.push("queue.records.influx=false".into());
+    }
+    let sandbox = Sandbox::create(&opts).await.map_err(anyhow::Error::msg)?;
+    let result = async {
+        let hub = &sandbox.hub;
+        let trips = jobs::trips(hub)?;
+        let concurrency = args
+            .concurrency
+            .unwrap_or_else(|| jobs::trip_concurrency(hub));
+        let plan = TripPlan {
+            seed: 7,
+            trips: args.trips,
+            users: args.users,
+            days: 30,
+            now_ms: now_ms(),
+        };
+        let s = run_batch(hub, &trips, &plan, concurrency, None).await?;
+        anyhow::ensure!(
+            s.stores.trips_completed as u64 == s.completed && s.stores.trajectories == s.completed,
+            "stores disagree with the queue: {:?} vs {} completed",
+            s.stores,
+            s.completed
+        );
+        Ok(serde_json::json!({
+            "bench": "trips",
+            "trips": s.trips,
+            "concurrency": s.concurrency,
+            "records": args.records,
+            "completed": s.completed,
+            "failed": s.failed,
+            "seconds": s.run.seconds,
+            "trips_per_s": s.run.per_second,
+            "run_p50_ms": s.times.run_ms.p50,
+            "run_p99_ms": s.times.run_ms.p99,
+            "latency_p50_ms": s.times.latency_ms.p50,
+            "latency_p99_ms": s.times.latency_ms.p99,
+        }))
+    }
+    .await;
+    let failed = sandbox.remove().await;
+    if !failed.is_empty() {
+        tracing::warn!(?failed, "sandbox not fully removed");
+    }
+    result
+}
+
+/// One user-stats read at `level`: through the cache (L1, or L2 with L1 off), or straight
+/// from MySQL (the source).
+async fn one_read(t: &Trips, level: Level) -> Result<(Duration, Level), QueryError> {
+    let started = Instant::now();
+    let got = if level == Level::Source {
+        t.user_stats_from_source(1, 30).await?;
+        Level::Source
+    } else {
+        t.user_stats(1, 30).await?.cache
+    };
+    Ok((started.elapsed(), got))
+}
+
+fn latency_stats(mut v: Vec<f64>) -> serde_json::Value {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        v.get(((v.len().max(1) - 1) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    serde_json::json!({"p50_us": at(0.5), "p99_us": at(0.99)})
+}
+
+/// `tsp-job bench cache`: per level, the latency of one read and reads/s with `concurrency`
+/// readers, on `GET /users/{id}/stats` in a sandbox (one user, 50 trips).
+pub async fn bench_cache(
+    options: &LoadOptions,
+    args: &CacheBenchArgs,
+) -> anyhow::Result<serde_json::Value> {
+    let sandbox = Sandbox::create(options).await.map_err(anyhow::Error::msg)?;
+    let result = async {
+        let hub = &sandbox.hub;
+        let trips = jobs::trips(hub)?;
+        anyhow::ensure!(trips.cache().wait_l1(Duration::from_secs(5)).await, "cache: no subscription");
+        // L2 only: a second cache without L1, on the same Redis.
+        let mut no_l1 = hub.config().cache.clone();
+        no_l1.l1_capacity = 0;
+        let l2_cache = Cache::start(hub.redis(&no_l1.redis)?.clone(), &no_l1);
+        let l2_trips = Trips::new(hub, l2_cache)?;
+        let plan = TripPlan { seed: 11, trips: 50, users: 1, days: 10, now_ms: now_ms() };
+        seed::seed_users(hub, 1).await?;
+        for (i, t) in seed::generate_trips(&plan, &seed::cairns_stops().map_err(anyhow::Error::msg)?).iter().enumerate() {
+            trips.complete(&format!("bench-{i}"), t).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let mut out = serde_json::Map::new();
+        for (name, level) in [("l1", Level::L1), ("l2", Level::L2), ("source", Level::Source)] {
+            let t = match level {
+                Level::L1 => &trips,
+                _ => &l2_trips,
+            };
+            one_read(t, level).await?; // warm
+            let reads = if level == Level::Source { args.reads.min(5_000) } else { args.reads };
+            let mut lat = Vec::with_capacity(reads);
+            for _ in 0..reads {
+                let (d, got) = one_read(t, level).await?;
+                anyhow::ensure!(got == level, "expected a {name} answer, got {got:?}");
+                lat.push(d.as_secs_f64() * 1e6);
+            }
+            let started = Instant::now();
+            let per_task = reads / args.concurrency.max(1);
+            let mut tasks = Vec::new();
+            for _ in 0..args.concurrency.max(1) {
+                let t = t.clone();
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        one_read(&t, level).await?;
+                    }
+                    Ok::<_, QueryError>(())
+                }));
+            }
+            for task in tasks {
+                task.await??;
+            }
+            let qps = (per_task * args.concurrency.max(1)) as f64 / started.elapsed().as_secs_f64();
+            let mut entry = latency_stats(lat);
+            entry["queries_per_s"] = serde_json::json!(qps.round());
+            out.insert(name.to_string(), entry);
+        }
+        let mut v = serde_json::json!({"bench": "cache", "reads": args.reads, "concurrency": args.concurrency});
+        if let Some(o) = v.as_object_mut() {
+            o.extend(out);
+        }
+        v["stats"] = serde_json::to_value(trips.cache().stats())?;
+        Ok(v)
+    }
+    .await;
+    let failed = sandbox.remove().await;
+    if !failed.is_empty() {
+        tracing::warn!(?failed, "sandbox not fully removed");
+    }
+    result
+}
