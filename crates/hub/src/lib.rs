@@ -33,7 +33,7 @@ pub use cache::{Cache, CacheStats, Invalidation, Level};
 pub use error::{HubError, Redactor};
 pub use health::{HubHealth, InstanceHealth, PoolStats, Status};
 pub use influx::{FieldValue, InfluxStore, Point, PointError, PointWriter, WriterStats};
-pub use mongo::MongoStore;
+pub use mongo::{InsertBatcher, Inserted, MongoStore};
 pub use mysql::MysqlStore;
 pub use redis::{RedisConn, RedisStore};
 

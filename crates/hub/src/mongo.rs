@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use mongodb::bson::{Document, doc};
+use mongodb::error::ErrorKind;
 use mongodb::event::EventHandler;
 use mongodb::event::cmap::CmapEvent;
 use mongodb::event::command::CommandEvent;
@@ -201,6 +202,27 @@ impl MongoStore {
         }
     }
 
+    /// Like [`MongoStore::timed`], but hands back the driver's error (for callers that look
+    /// into it, e.g. per-document write errors); only the timeout becomes a [`HubError`].
+    pub async fn timed_raw<T, F>(
+        &self,
+        op: &str,
+        fut: F,
+    ) -> Result<mongodb::error::Result<T>, HubError>
+    where
+        F: IntoFuture<Output = mongodb::error::Result<T>>,
+    {
+        let after = self.settings.socket_timeout;
+        tokio::time::timeout(after, fut.into_future())
+            .await
+            .map_err(|_| HubError::Timeout {
+                store: STORE,
+                instance: self.settings.name.clone(),
+                op: op.to_string(),
+                after,
+            })
+    }
+
     pub fn pool_stats(&self) -> PoolStats {
         let open = u32::try_from(self.pool.open.load(Ordering::Relaxed).max(0)).unwrap_or(0);
         let out = u32::try_from(self.pool.checked_out.load(Ordering::Relaxed).max(0)).unwrap_or(0);
@@ -243,5 +265,99 @@ impl MongoStore {
             .set(if h.status == Status::Up { 1.0 } else { 0.0 });
         h.pool = Some(self.pool_stats());
         h
+    }
+}
+
+/// What happened to one document given to an [`InsertBatcher`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    /// A document with the same unique key (`_id` or a unique index) was there already.
+    Duplicate,
+}
+
+type Waiting = (
+    mongodb::bson::Document,
+    tokio::sync::oneshot::Sender<Result<Inserted, HubError>>,
+);
+
+/// Group commit for one collection: concurrent callers each hand over a document and wait for
+/// its outcome, while one task inserts whatever is waiting with one unordered `insert_many`.
+/// A caller returns only once its document is stored (or refused), so nothing is acknowledged
+/// early; round trips, and per-command server work, drop by the batch size.
+#[derive(Clone)]
+pub struct InsertBatcher {
+    tx: tokio::sync::mpsc::Sender<Waiting>,
+    store: String,
+}
+
+impl InsertBatcher {
+    /// Starts the batching task for `collection` of `store`: up to `max_batch` documents per
+    /// insert.
+    pub fn start(store: MongoStore, collection: &str, max_batch: usize) -> InsertBatcher {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Waiting>(max_batch.max(1) * 4);
+        let coll = store
+            .database()
+            .collection::<mongodb::bson::Document>(collection);
+        let op = format!("insert {collection}");
+        let name = store.name().to_string();
+        let label = name.clone();
+        tokio::spawn(async move {
+            let mut batch: Vec<Waiting> = Vec::with_capacity(max_batch);
+            while let Some(first) = rx.recv().await {
+                batch.push(first);
+                while batch.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(w) => batch.push(w),
+                        Err(_) => break,
+                    }
+                }
+                let docs: Vec<&mongodb::bson::Document> = batch.iter().map(|(d, _)| d).collect();
+                let outcome = store
+                    .timed_raw(&op, coll.insert_many(docs).ordered(false))
+                    .await;
+                let mut results: Vec<Result<Inserted, HubError>> =
+                    vec![Ok(Inserted::New); batch.len()];
+                match outcome {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => match e.kind.as_ref() {
+                        ErrorKind::InsertMany(m) if m.write_concern_error.is_none() => {
+                            for w in m.write_errors.iter().flatten() {
+                                if let Some(r) = results.get_mut(w.index) {
+                                    *r = if w.code == 11000 {
+                                        Ok(Inserted::Duplicate)
+                                    } else {
+                                        Err(store.error(&op, &e))
+                                    };
+                                }
+                            }
+                        }
+                        _ => {
+                            let err = store.error(&op, &e);
+                            results.iter_mut().for_each(|r| *r = Err(err.clone()));
+                        }
+                    },
+                    Err(timeout) => results.iter_mut().for_each(|r| *r = Err(timeout.clone())),
+                }
+                for ((_, reply), r) in batch.drain(..).zip(results) {
+                    let _ = reply.send(r);
+                }
+            }
+            tracing::debug!(instance = %name, "insert batcher stopped");
+        });
+        InsertBatcher { tx, store: label }
+    }
+
+    /// Stores `doc` (in the next batch) and returns once it is stored.
+    pub async fn insert(&self, doc: mongodb::bson::Document) -> Result<Inserted, HubError> {
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let stopped = || HubError::Store {
+            store: STORE,
+            instance: self.store.clone(),
+            op: "insert".into(),
+            message: "the insert batcher stopped".into(),
+        };
+        self.tx.send((doc, reply)).await.map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
     }
 }

@@ -13,7 +13,7 @@
 //!
 //! # Consistency
 //! Each step is idempotent on the trip id: unique keys with no-op updates in MySQL, upserts that
-//! only insert (`$setOnInsert`) in MongoDB, a point whose series and timestamp derive from the
+//! insert-if-absent on a unique key in MongoDB, a point whose series and timestamp derive from the
 //! trip (a rewrite replaces it), GEO/ZADD updates that never move a user back in time. A failed
 //! attempt is retried and redoes every step; what an earlier attempt wrote is found, not doubled.
 //! The first write of a trip wins: a second job with the same trip id and other content changes
@@ -36,6 +36,8 @@
 //! unless another job completed that trip.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use mongodb::bson::{self, Bson, doc};
 use redis::Script;
@@ -43,7 +45,7 @@ use serde::Serialize;
 use sqlx::MySql;
 use sqlx::pool::PoolConnection;
 use tsp_config::{FaultMode, TripSettings};
-use tsp_hub::{Cache, Hub, HubError, MysqlStore, Point, PointWriter, RedisStore};
+use tsp_hub::{Cache, Hub, HubError, InsertBatcher, MysqlStore, Point, PointWriter, RedisStore};
 use tsp_queue::{JobContext, JobError, NewJob, Registry};
 
 use crate::trip::TripCompletion;
@@ -89,7 +91,61 @@ pub enum Compensation {
     CompletedElsewhere,
 }
 
+/// Total time and count of one step.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepTiming {
+    pub step: String,
+    pub count: u64,
+    pub mean_ms: f64,
+}
+
+/// Per-step time sums (µs) and counts; "prepare" is validation, the user check and the lock.
+#[derive(Default)]
+struct Timings {
+    sums: [AtomicU64; 10],
+    counts: [AtomicU64; 10],
+}
+
+impl Timings {
+    fn index(step: &str) -> usize {
+        STEPS
+            .iter()
+            .position(|s| *s == step)
+            .map(|i| i + 1)
+            .unwrap_or(0)
+    }
+
+    fn record(&self, step: &str, d: Duration) {
+        let i = Self::index(step);
+        self.sums[i].fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Vec<StepTiming> {
+        std::iter::once("prepare")
+            .chain(STEPS)
+            .enumerate()
+            .map(|(i, step)| {
+                let count = self.counts[i].load(Ordering::Relaxed);
+                let sum = self.sums[i].load(Ordering::Relaxed);
+                StepTiming {
+                    step: step.to_string(),
+                    count,
+                    mean_ms: if count == 0 {
+                        0.0
+                    } else {
+                        sum as f64 / count as f64 / 1000.0
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
 struct Inner {
+    timings: Timings,
+    trajectories: InsertBatcher,
+    activities: InsertBatcher,
     hub: Hub,
     cache: Cache,
     settings: TripSettings,
@@ -217,8 +273,12 @@ impl Trips {
         let config = hub.config();
         let redis = hub.redis(&config.cache.redis)?.clone();
         let bookings = hub.influx("primary")?.writer();
+        let mongo = hub.mongo("dataset")?;
         Ok(Trips {
             inner: Arc::new(Inner {
+                timings: Timings::default(),
+                trajectories: InsertBatcher::start(mongo.clone(), TRAJECTORIES, 256),
+                activities: InsertBatcher::start(mongo.clone(), ACTIVITY_LOG, 256),
                 hub: hub.clone(),
                 cache,
                 settings: config.trips.clone(),
@@ -296,6 +356,21 @@ impl Trips {
         Ok(NewJob::new(JOB_TYPE, trip)?.with_dedup_key(format!("trip:{}", trip.trip_id)))
     }
 
+    /// Records the time since `clock` as `step`'s, restarts the clock, then injects a fault
+    /// when configured.
+    fn step_done(&self, step: &str, clock: &mut Instant) -> Result<(), JobError> {
+        self.inner.timings.record(step, clock.elapsed());
+        ::metrics::histogram!("tsp_trip_step_seconds", "step" => step.to_string())
+            .record(clock.elapsed().as_secs_f64());
+        *clock = Instant::now();
+        self.fault(step)
+    }
+
+    /// Time spent per step so far in this process (attempts that reached the step).
+    pub fn step_timings(&self) -> Vec<StepTiming> {
+        self.inner.timings.snapshot()
+    }
+
     /// A drill's fault after `step`, when configured.
     fn fault(&self, step: &str) -> Result<(), JobError> {
         let s = &self.inner.settings;
@@ -323,6 +398,7 @@ impl Trips {
         job_id: &str,
         trip: &TripCompletion,
     ) -> Result<Completed, JobError> {
+        let mut clock = Instant::now();
         trip.validate().map_err(JobError::abort)?;
         let hub = &self.inner.hub;
         let portal = hub.mysql("portal").map_err(hub_err)?;
@@ -354,7 +430,11 @@ impl Trips {
         let mut lock = TripLock::acquire(dataset, &trip.trip_id)
             .await
             .map_err(hub_err)?;
-        let r = self.steps(&mut lock, dataset, job_id, trip).await;
+        self.inner.timings.record("prepare", clock.elapsed());
+        clock = Instant::now();
+        let r = self
+            .steps(&mut lock, dataset, job_id, trip, &mut clock)
+            .await;
         lock.release().await;
         r
     }
@@ -365,6 +445,7 @@ impl Trips {
         dataset: &MysqlStore,
         job_id: &str,
         trip: &TripCompletion,
+        clock: &mut Instant,
     ) -> Result<Completed, JobError> {
         let hub = &self.inner.hub;
         let distance_m = trip.distance_m();
@@ -417,7 +498,7 @@ impl Trips {
             )));
         }
         let already_completed = status == "completed";
-        self.fault("trip")?;
+        self.step_done("trip", clock)?;
 
         // 2. points
         let incentive = hub.mysql("incentive").map_err(hub_err)?;
@@ -438,11 +519,9 @@ impl Trips {
             )
             .await
             .map_err(hub_err)?;
-        self.fault("points")?;
+        self.step_done("points", clock)?;
 
         // 3. trajectory
-        let mongo = hub.mongo("dataset").map_err(hub_err)?;
-        let db = mongo.database();
         let ended = bson::DateTime::from_millis(last.timestamp);
         let track: Vec<Bson> = trip
             .trajectory
@@ -474,22 +553,18 @@ impl Trips {
             "startedAt": bson::DateTime::from_millis(first.timestamp),
             "createdAt": ended,
         };
-        mongo
-            .timed(
-                "upsert trajectory",
-                db.collection::<bson::Document>(TRAJECTORIES)
-                    .update_one(
-                        doc! {"tripId": &trip.trip_id},
-                        doc! {"$setOnInsert": trajectory},
-                    )
-                    .upsert(true),
-            )
+        // Insert-if-absent on the unique tripId: the first write wins. Batched with the other
+        // jobs' trajectories (the call returns once this one is stored).
+        self.inner
+            .trajectories
+            .insert(trajectory)
             .await
             .map_err(hub_err)?;
-        self.fault("trajectory")?;
+        self.step_done("trajectory", clock)?;
 
         // 4. activity
         let mut activity = doc! {
+            "_id": format!("trip.completed:{}", trip.trip_id),
             "userId": trip.user_id as i64,
             "type": "trip.completed",
             "tripId": &trip.trip_id,
@@ -502,19 +577,12 @@ impl Trips {
         if let Some(c) = trip.cost {
             activity.insert("cost", c);
         }
-        mongo
-            .timed(
-                "upsert activity",
-                db.collection::<bson::Document>(ACTIVITY_LOG)
-                    .update_one(
-                        doc! {"_id": format!("trip.completed:{}", trip.trip_id)},
-                        doc! {"$setOnInsert": activity},
-                    )
-                    .upsert(true),
-            )
+        self.inner
+            .activities
+            .insert(activity)
             .await
             .map_err(hub_err)?;
-        self.fault("activity")?;
+        self.step_done("activity", clock)?;
 
         // 5. metrics: the timestamp is the trip's end plus a per-trip offset below 1 ms, so a
         // rewrite replaces the point and two trips ending in the same millisecond do not collide.
@@ -534,7 +602,7 @@ impl Trips {
             .write_wait(&point)
             .await
             .map_err(|e| JobError::abort(format!("trip_bookings point: {e}")))?;
-        self.fault("metrics")?;
+        self.step_done("metrics", clock)?;
 
         // 6. geo
         let (geo, active) = self.geo_keys();
@@ -554,7 +622,7 @@ impl Trips {
                 .await
                 .map_err(|e| hub_err(redis.command_error("geo update", &e)))?;
         }
-        self.fault("geo")?;
+        self.step_done("geo", clock)?;
 
         // 7. complete
         dataset
@@ -570,7 +638,7 @@ impl Trips {
             )
             .await
             .map_err(hub_err)?;
-        self.fault("complete")?;
+        self.step_done("complete", clock)?;
 
         // 8. cache
         self.inner
@@ -578,7 +646,7 @@ impl Trips {
             .invalidate(&[Self::user_tag(trip.user_id)])
             .await
             .map_err(hub_err)?;
-        self.fault("cache")?;
+        self.step_done("cache", clock)?;
 
         // 9. publish
         let event = serde_json::json!({
@@ -592,7 +660,7 @@ impl Trips {
             "jobId": job_id,
         });
         self.publish(&event).await.map_err(hub_err)?;
-        self.fault("publish")?;
+        self.step_done("publish", clock)?;
 
         Ok(Completed {
             trip_id: trip.trip_id.clone(),

@@ -38,6 +38,8 @@ pub struct BatchSummary {
     pub run: Rate,
     pub times: JobTimes,
     pub stores: Footprint,
+    /// Mean time per step of the trip job in this process.
+    pub steps: Vec<tsp_mobility::complete::StepTiming>,
 }
 
 fn lifetime(c: &QueueCounts, key: &str) -> u64 {
@@ -97,6 +99,7 @@ async fn run_batch(
         run,
         times,
         stores,
+        steps: trips.step_timings(),
     })
 }
 
@@ -166,6 +169,7 @@ fn summary_text(s: &BatchSummary, health: &HubHealth) -> String {
          mongo        dataset.trip_trajectories {} · dataset.activity_log {}\n\
          influx       primary trip_bookings {} points\n\
          redis        {} users located\n\
+         steps (ms)   {}\n\
          health       {} of {} instances up\n\n{}",
         s.trips,
         s.completed,
@@ -189,6 +193,11 @@ fn summary_text(s: &BatchSummary, health: &HubHealth) -> String {
         f.activities,
         f.booking_points,
         f.users_located,
+        s.steps
+            .iter()
+            .map(|t| format!("{} {:.1}", t.step, t.mean_ms))
+            .collect::<Vec<_>>()
+            .join(" · "),
         up,
         health.instances.len(),
         crate::commands::health::table(health),
@@ -262,6 +271,7 @@ pub async fn bench_trips(
             "run_p99_ms": s.times.run_ms.p99,
             "latency_p50_ms": s.times.latency_ms.p50,
             "latency_p99_ms": s.times.latency_ms.p99,
+            "step_mean_ms": s.steps.iter().map(|t| (t.step.clone(), serde_json::json!(t.mean_ms))).collect::<serde_json::Map<_, _>>(),
         }))
     }
     .await;
