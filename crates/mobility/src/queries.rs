@@ -106,6 +106,14 @@ pub struct Engagement {
     pub mode_variety: u32,
 }
 
+/// `GET /analytics/engagement`: one row per user, most trips first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EngagementReport {
+    pub days: u32,
+    pub users: Vec<Engagement>,
+}
+
 /// A point and radius, checked.
 #[derive(Debug, Clone, Copy)]
 pub struct Around {
@@ -383,7 +391,7 @@ impl Trips {
         &self,
         days: u32,
         limit: u32,
-    ) -> Result<Cached<Vec<Engagement>>, QueryError> {
+    ) -> Result<Cached<EngagementReport>, QueryError> {
         let days = check_days(days)?;
         let limit = check_limit(limit)?;
         let (value, cache) = self
@@ -414,8 +422,10 @@ impl Trips {
                     let cursor = mongo.timed("engagement", coll.aggregate(pipeline)).await?;
                     let docs: Vec<Document> =
                         mongo.timed("engagement", cursor.try_collect()).await?;
-                    Ok::<_, QueryError>(
-                        docs.iter()
+                    Ok::<_, QueryError>(EngagementReport {
+                        days,
+                        users: docs
+                            .iter()
                             .map(|d| Engagement {
                                 user_id: number(d, "_id") as u64,
                                 trips: number(d, "trips") as u64,
@@ -424,7 +434,7 @@ impl Trips {
                                 mode_variety: number(d, "modeVariety") as u32,
                             })
                             .collect(),
-                    )
+                    })
                 },
             )
             .await?;

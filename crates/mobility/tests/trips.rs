@@ -464,14 +464,18 @@ async fn queries_answer_with_exact_figures() {
     assert_eq!(e.cache, Level::Source);
     let rows: Vec<(u64, u64, u32)> = e
         .value
+        .users
         .iter()
         .map(|r| (r.user_id, r.trips, r.mode_variety))
         .collect();
     assert_eq!(rows, vec![(1, 3, 1), (2, 1, 1)]);
-    assert!((e.value[0].distance_m - 7.0 * HUNDREDTH_DEG_M).abs() < 1e-6);
-    assert_eq!(e.value[0].duration_s, 420.0);
+    assert!((e.value.users[0].distance_m - 7.0 * HUNDREDTH_DEG_M).abs() < 1e-6);
+    assert_eq!(e.value.users[0].duration_s, 420.0);
     let e = t.engagement(60, 100).await.unwrap();
-    assert_eq!((e.value[0].trips, e.value[0].mode_variety), (4, 2));
+    assert_eq!(
+        (e.value.users[0].trips, e.value.users[0].mode_variety),
+        (4, 2)
+    );
     assert_eq!(t.engagement(60, 100).await.unwrap().cache, Level::L1);
     env.done().await;
 }

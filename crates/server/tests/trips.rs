@@ -1,0 +1,181 @@
+//! The trip flow through `tsp-job` processes, each test in a sandbox (fresh databases on every
+//! store): the HTTP queries and their errors, and cache coherence across processes.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::time::Duration;
+
+use common::Server;
+use tsp_config::LoadOptions;
+use tsp_hub::Cache;
+use tsp_mobility::complete::Trips;
+use tsp_mobility::sandbox::Sandbox;
+use tsp_mobility::trip::{TrackPoint, TripCompletion};
+
+fn options() -> LoadOptions {
+    LoadOptions {
+        config_dir: common::config_dir(),
+        env_name: Some("development".into()),
+        env: Vec::new(),
+        overrides: Vec::new(),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A bus trip due north, `steps` steps of 0.01° (1.112 km) a minute each, ending an hour ago.
+fn trip(id: &str, user: u64, steps: usize) -> TripCompletion {
+    let end = now_ms() - 3_600_000;
+    TripCompletion {
+        trip_id: id.into(),
+        user_id: user,
+        mode: "bus".into(),
+        trajectory: (0..=steps)
+            .map(|k| TrackPoint {
+                lat: -16.9 + 0.01 * k as f64,
+                lng: 145.75,
+                timestamp: end - (steps - k) as i64 * 60_000,
+                accuracy: None,
+                speed: None,
+            })
+            .collect(),
+        cost: Some(1.5),
+    }
+}
+
+async fn get(server: &Server, path: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(format!("{}{path}", server.base))
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap();
+    match serde_json::from_str(&body) {
+        Ok(v) => (status, v),
+        Err(_) => panic!("{path}: {status} {body}"),
+    }
+}
+
+fn start(sandbox: &Sandbox) -> Server {
+    let sets: Vec<&str> = sandbox.overrides.iter().map(String::as_str).collect();
+    // `Server::start` waits on a thread for the process's first line.
+    tokio::task::block_in_place(|| Server::start(&sets, &[]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_answer_queries_and_never_serve_an_invalidated_entry() {
+    let sandbox = Sandbox::create(&options()).await.unwrap();
+    let hub = sandbox.hub.clone();
+    tsp_mobility::seed::seed_users(&hub, 3).await.unwrap();
+    let cache = Cache::start(hub.redis("cache").unwrap().clone(), &hub.config().cache);
+    assert!(cache.wait_l1(Duration::from_secs(5)).await);
+    let trips = Trips::new(&hub, cache).unwrap();
+    trips.complete("j-0", &trip("c-0", 1, 2)).await.unwrap();
+
+    let a = start(&sandbox);
+    let b = start(&sandbox);
+    // Both processes subscribe to invalidations shortly after start: wait until an
+    // invalidation reaches three processes (this one, A and B).
+    let mut receivers = 0;
+    for _ in 0..100 {
+        receivers = trips
+            .cache()
+            .invalidate(&[Trips::user_tag(1)])
+            .await
+            .unwrap()
+            .receivers;
+        if receivers == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(receivers, 3);
+
+    // bus, 10 points per km: 2.224 km → 22 points; every further 1-step trip adds 11.
+    let mut balance = 22;
+    for round in 1..=15 {
+        for server in [&a, &b] {
+            let (status, first) = get(server, "/users/1/points").await;
+            assert_eq!(status, 200, "{first}");
+            assert_eq!(first["balance"], balance, "round {round}: {first}");
+            let (_, second) = get(server, "/users/1/points").await;
+            assert_eq!(
+                (second["balance"].clone(), second["cache"].as_str()),
+                (balance.into(), Some("l1"))
+            );
+        }
+        // This process completes a trip: when `complete` returns, A and B have dropped their
+        // L1 copies, so their next answers include it.
+        trips
+            .complete(&format!("j-{round}"), &trip(&format!("c-{round}"), 1, 1))
+            .await
+            .unwrap();
+        balance += 11;
+    }
+    let (_, stats) = get(&a, "/users/1/stats?days=30").await;
+    assert_eq!(stats["trips"], 16);
+    assert_eq!(stats["totalCost"], 24.0);
+
+    // Errors name what is wrong.
+    for (path, status, starts) in [
+        ("/users/abc/stats", 400, "id: `abc` is not a user id"),
+        ("/users/99/points", 404, "no user 99"),
+        ("/users/99/stats", 404, "no user 99"),
+        ("/users/1/stats?days=0", 400, "days: 0: must be 1 to 366"),
+        (
+            "/users/1/stats?days=x",
+            400,
+            "days: `x` is not a valid value",
+        ),
+        ("/users/1/stats?day=3", 400, "day: unknown parameter"),
+        ("/trips/near?lat=1&lng=2", 400, "radius_km: required"),
+        (
+            "/trips/near?lat=100&lng=2&radius_km=1",
+            400,
+            "lat: 100 is not a latitude",
+        ),
+        (
+            "/users/near?lat=1&lng=200&radius_km=1",
+            400,
+            "lng: 200 is not a longitude",
+        ),
+        (
+            "/users/near?lat=1&lng=2&radius_km=1000",
+            400,
+            "radius_km: 1000: must be above 0",
+        ),
+        (
+            "/trips/near?lat=1&lng=2&radius_km=1&limit=0",
+            400,
+            "limit: 0: must be 1 to 1000",
+        ),
+        (
+            "/analytics/engagement?days=400",
+            400,
+            "days: 400: must be 1 to 366",
+        ),
+    ] {
+        let (got, body) = get(&a, path).await;
+        let error = body["error"].as_str().unwrap_or_default();
+        assert_eq!(got, status, "{path}: {body}");
+        assert!(error.starts_with(starts), "{path}: {error}");
+    }
+
+    // The geospatial and analytics routes answer with the data.
+    let (_, near) = get(&b, "/trips/near?lat=-16.9&lng=145.75&radius_km=0.5").await;
+    assert_eq!(near.as_array().unwrap().len(), 16, "{near}");
+    let (_, users) = get(&b, "/users/near?lat=-16.89&lng=145.75&radius_km=2").await;
+    assert_eq!(users[0]["userId"], 1, "{users}");
+    let (_, engagement) = get(&b, "/analytics/engagement?days=7").await;
+    assert_eq!(engagement["cache"], "source", "{engagement}");
+    assert_eq!(engagement["users"][0]["userId"], 1, "{engagement}");
+    assert_eq!(engagement["users"][0]["trips"], 16, "{engagement}");
+    drop((a, b));
+    assert!(sandbox.remove().await.is_empty());
+}
