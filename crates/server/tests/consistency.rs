@@ -1,0 +1,234 @@
+//! The consistency drill: 1 000 trips worked by `tsp-job worker` processes that fail at random
+//! after every step (errors in two workers, process aborts in a third, restarted each time it
+//! dies), one of them killed with SIGKILL mid-run; once the queue has settled, the invariant is
+//! checked with SQL and MongoDB queries: every completed job's trip has exactly one completed
+//! trips row, one earn transaction and one trajectory; every dead job's trip has none; and each
+//! user's points balance is the sum of their completed trips' points.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use mongodb::bson::{Document, doc};
+use tsp_config::LoadOptions;
+use tsp_hub::Cache;
+use tsp_mobility::batch;
+use tsp_mobility::complete::{TRAJECTORIES, Trips};
+use tsp_mobility::sandbox::Sandbox;
+use tsp_mobility::seed::{self, TripPlan};
+use tsp_queue::Queue;
+
+const TRIPS: usize = 1_000;
+const USERS: u64 = 40;
+
+fn options() -> LoadOptions {
+    LoadOptions {
+        config_dir: common::config_dir(),
+        env_name: Some("development".into()),
+        env: Vec::new(),
+        overrides: Vec::new(),
+    }
+}
+
+/// A worker process on the sandbox's trips queue, failing as `fault` says.
+fn worker(sandbox: &Sandbox, fault: &[&str]) -> Child {
+    let mut cmd = common::tsp_job(&[("TSP_LOG", "warn")]);
+    cmd.args(["worker", "--queue", "trips", "--concurrency", "8"]);
+    let mut sets: Vec<String> = sandbox.overrides.clone();
+    sets.extend(
+        [
+            "queue.lease=2s",
+            "queue.backoff=50ms",
+            "queue.max_attempts=3",
+            "queue.shutdown_grace=5s",
+            "queue.records.mongo=false",
+            "queue.records.influx=false",
+        ]
+        .map(String::from),
+    );
+    sets.extend(fault.iter().map(|s| s.to_string()));
+    for s in &sets {
+        cmd.args(["--set", s]);
+    }
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_after_every_step_and_killed_workers_leave_every_trip_whole_or_absent() {
+    let sandbox = Sandbox::create(&options()).await.unwrap();
+    let hub = sandbox.hub.clone();
+    seed::seed_users(&hub, USERS).await.unwrap();
+    let cache = Cache::start(hub.redis("cache").unwrap().clone(), &hub.config().cache);
+    let trips = Trips::new(&hub, cache).unwrap();
+    let stops = seed::cairns_stops().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let generated = seed::generate_trips(
+        &TripPlan {
+            seed: 99,
+            trips: TRIPS,
+            users: USERS,
+            days: 20,
+            now_ms: now,
+        },
+        &stops,
+    );
+    let queue = Queue::new(
+        hub.redis("cache").unwrap().clone(),
+        "trips",
+        &hub.config().queue,
+    )
+    .unwrap();
+    let ids = batch::enqueue(&queue, &generated).await.unwrap();
+    let trip_of: HashMap<&str, &tsp_mobility::trip::TripCompletion> = ids
+        .iter()
+        .map(String::as_str)
+        .zip(generated.iter())
+        .collect();
+
+    // 4 % per step: about a third of the attempts fail, and some jobs use up their 3 attempts.
+    let errors = ["trips.fault.mode=error", "trips.fault.rate=40"];
+    // 2 ‰ per step: the abort worker dies every few dozen jobs.
+    let aborts = ["trips.fault.mode=abort", "trips.fault.rate=2"];
+    let mut error_workers = vec![worker(&sandbox, &errors), worker(&sandbox, &errors)];
+    let mut abort_worker = worker(&sandbox, &aborts);
+    let mut restarts = 0;
+    let mut killed = false;
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let c = queue.counts().await.unwrap();
+        let finished = c.completed + c.dead;
+        if !killed && finished >= (TRIPS / 3) as u64 {
+            // SIGKILL while it holds jobs: their leases expire and others take them.
+            error_workers[0].kill().unwrap();
+            error_workers[0].wait().unwrap();
+            error_workers[0] = worker(&sandbox, &errors);
+            killed = true;
+        }
+        if let Ok(Some(_)) = abort_worker.try_wait() {
+            restarts += 1;
+            abort_worker = worker(&sandbox, &aborts);
+        }
+        if killed && batch::settled(&c) && finished == TRIPS as u64 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "not settled: {c:?}"
+        );
+    }
+    for mut w in error_workers.into_iter().chain([abort_worker]) {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+
+    // The queue's view: each job completed or dead.
+    let mut completed = BTreeSet::new();
+    let mut dead = BTreeSet::new();
+    for id in &ids {
+        let job = queue.job(id).await.unwrap().unwrap();
+        let trip_id = trip_of[id.as_str()].trip_id.clone();
+        match job.state.as_str() {
+            "completed" => completed.insert(trip_id),
+            "dead" => dead.insert(trip_id),
+            other => panic!("job {id} is {other}"),
+        };
+    }
+    assert_eq!(completed.len() + dead.len(), TRIPS);
+    assert!(
+        !dead.is_empty(),
+        "the faults should have exhausted some jobs' attempts"
+    );
+    assert!(
+        restarts > 0,
+        "the abort worker should have died at least once"
+    );
+
+    // The stores' view.
+    let dataset = hub.mysql("dataset").unwrap();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT trip_id, CAST(status AS CHAR) FROM trips")
+            .fetch_all(dataset.pool())
+            .await
+            .unwrap();
+    let mut trip_rows = BTreeMap::new();
+    for (id, status) in rows {
+        assert!(trip_rows.insert(id, status).is_none());
+    }
+    assert!(
+        trip_rows.values().all(|s| s == "completed"),
+        "unfinished rows left"
+    );
+    let row_ids: BTreeSet<String> = trip_rows.into_keys().collect();
+    assert_eq!(row_ids, completed, "trips rows = completed jobs' trips");
+
+    let incentive = hub.mysql("incentive").unwrap();
+    let earns: Vec<String> = sqlx::query_scalar(
+        "SELECT reference_id FROM points_transactions WHERE transaction_type = 'earn'",
+    )
+    .fetch_all(incentive.pool())
+    .await
+    .unwrap();
+    assert_eq!(earns.len(), completed.len(), "one earn per completed trip");
+    assert_eq!(earns.into_iter().collect::<BTreeSet<_>>(), completed);
+
+    let mongo = hub.mongo("dataset").unwrap();
+    let docs: Vec<Document> = mongo
+        .database()
+        .collection::<Document>(TRAJECTORIES)
+        .find(doc! {})
+        .projection(doc! {"tripId": 1})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let traj: Vec<String> = docs
+        .iter()
+        .map(|d| d.get_str("tripId").unwrap().to_string())
+        .collect();
+    assert_eq!(
+        traj.len(),
+        completed.len(),
+        "one trajectory per completed trip"
+    );
+    assert_eq!(traj.into_iter().collect::<BTreeSet<_>>(), completed);
+
+    // Balances: per user, the points of their completed trips, by the configured rates.
+    let mut expected: BTreeMap<u64, i64> = BTreeMap::new();
+    for t in generated.iter().filter(|t| completed.contains(&t.trip_id)) {
+        *expected.entry(t.user_id).or_default() += trips.points_for(&t.mode, t.distance_m());
+    }
+    let balances: Vec<(u64, i64)> = sqlx::query_as(
+        "SELECT user_id, CAST(SUM(points) AS SIGNED) FROM points_transactions GROUP BY user_id",
+    )
+    .fetch_all(incentive.pool())
+    .await
+    .unwrap();
+    let balances: BTreeMap<u64, i64> = balances.into_iter().collect();
+    let expected_nonzero: BTreeMap<u64, i64> = expected.into_iter().collect();
+    assert_eq!(
+        balances.keys().collect::<Vec<_>>(),
+        expected_nonzero.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(balances, expected_nonzero);
+    // And the API's answer agrees.
+    for (user, points) in balances.iter().take(5) {
+        assert_eq!(
+            trips.user_points(*user).await.unwrap().value.balance,
+            *points
+        );
+    }
+    assert!(sandbox.remove().await.is_empty());
+}
