@@ -96,8 +96,8 @@ async fn faults_after_every_step_and_killed_workers_leave_every_trip_whole_or_ab
         .zip(generated.iter())
         .collect();
 
-    // 4 % per step: about a third of the attempts fail, and some jobs use up their 3 attempts.
-    let errors = ["trips.fault.mode=error", "trips.fault.rate=40"];
+    // 6 % per step: over a third of the attempts fail, and some jobs use up their 3 attempts.
+    let errors = ["trips.fault.mode=error", "trips.fault.rate=60"];
     // 2 ‰ per step: the abort worker dies every few dozen jobs.
     let aborts = ["trips.fault.mode=abort", "trips.fault.rate=2"];
     let mut error_workers = vec![worker(&sandbox, &errors), worker(&sandbox, &errors)];
@@ -146,6 +146,17 @@ async fn faults_after_every_step_and_killed_workers_leave_every_trip_whole_or_ab
         };
     }
     assert_eq!(completed.len() + dead.len(), TRIPS);
+    let c = queue.counts().await.unwrap();
+    eprintln!(
+        "drill: {} completed, {} dead (compensated), {} failed attempts, {} stalled, \
+         {} abort-worker restarts, {:.1} s",
+        completed.len(),
+        dead.len(),
+        c.totals.get("failed").copied().unwrap_or(0),
+        c.totals.get("stalled").copied().unwrap_or(0),
+        restarts,
+        started.elapsed().as_secs_f64()
+    );
     assert!(
         !dead.is_empty(),
         "the faults should have exhausted some jobs' attempts"
