@@ -110,6 +110,8 @@ pub struct JobTimes {
     pub latency_ms: Percentiles,
     pub completed: u64,
     pub dead: u64,
+    /// The most frequent last errors of dead jobs (up to 5), with their counts.
+    pub dead_errors: Vec<(String, u64)>,
 }
 
 /// Reads each job's times (pipelined, 256 at a time).
@@ -117,12 +119,25 @@ pub async fn job_times(queue: &Queue, ids: &[String]) -> Result<JobTimes, QueueE
     let mut run = Vec::with_capacity(ids.len());
     let mut latency = Vec::with_capacity(ids.len());
     let (mut completed, mut dead) = (0, 0);
+    let mut errors: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     for chunk in ids.chunks(256) {
         for info in join_all(chunk.iter().map(|id| queue.job(id))).await {
             let Some(j) = info? else { continue };
             match j.state.as_str() {
                 "completed" => completed += 1,
-                "dead" => dead += 1,
+                "dead" => {
+                    dead += 1;
+                    // Group by the message's shape: ids and numbers vary.
+                    let shape: String = j
+                        .last_error
+                        .as_deref()
+                        .unwrap_or("")
+                        .chars()
+                        .map(|c| if c.is_ascii_digit() { '#' } else { c })
+                        .take(100)
+                        .collect();
+                    *errors.entry(shape).or_default() += 1;
+                }
                 _ => {}
             }
             if let Some(end) = j.finished_at {
@@ -133,11 +148,15 @@ pub async fn job_times(queue: &Queue, ids: &[String]) -> Result<JobTimes, QueueE
             }
         }
     }
+    let mut dead_errors: Vec<(String, u64)> = errors.into_iter().collect();
+    dead_errors.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    dead_errors.truncate(5);
     Ok(JobTimes {
         run_ms: percentiles(run),
         latency_ms: percentiles(latency),
         completed,
         dead,
+        dead_errors,
     })
 }
 

@@ -96,10 +96,23 @@ impl SplitMix64 {
     }
 }
 
-/// Inserts users `1..=count` into `portal.users` (existing ids are left as they are).
+/// Inserts users `1..=count` into `portal.users` (existing ids are left as they are); returns
+/// how many were new.
 pub async fn seed_users(hub: &Hub, count: u64) -> Result<u64, HubError> {
     let portal = hub.mysql("portal")?;
-    let mut inserted = 0;
+    // Counted rather than taken from rows_affected, whose meaning for a no-op duplicate depends
+    // on the server and the client's found-rows flag.
+    let existing = || async {
+        portal
+            .timed(
+                "count users",
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users WHERE id BETWEEN 1 AND ?")
+                    .bind(count)
+                    .fetch_one(portal.pool()),
+            )
+            .await
+    };
+    let before = existing().await?;
     let ids: Vec<u64> = (1..=count).collect();
     for chunk in ids.chunks(500) {
         let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(
@@ -112,12 +125,11 @@ pub async fn seed_users(hub: &Hub, count: u64) -> Result<u64, HubError> {
                 .push_bind("active");
         });
         q.push(" ON DUPLICATE KEY UPDATE id = id");
-        let r = portal
+        portal
             .timed("seed users", q.build().execute(portal.pool()))
             .await?;
-        inserted += r.rows_affected();
     }
-    Ok(inserted)
+    Ok((existing().await? - before).max(0) as u64)
 }
 
 /// Mode, share of trips (per mille), speed in m/s, fare (none, flat, or per km).
@@ -211,7 +223,10 @@ pub fn generate_trips(plan: &TripPlan, stops: &[Stop]) -> Vec<TripCompletion> {
             Fare::PerKm(x) => Some((x * km * 100.0).round() / 100.0),
         };
         out.push(TripCompletion {
-            trip_id: format!("trip-{:x}-{i:07}", plan.seed),
+            // The plan's seed and user count name the trips: rerunning a plan finds its own trips
+            // (idempotent), another plan makes others (the same id with another user would be
+            // refused as someone else's trip).
+            trip_id: format!("trip-{:x}u{}-{i:07}", plan.seed, plan.users),
             user_id: 1 + rng.below(plan.users),
             mode: mode.to_string(),
             trajectory,

@@ -194,6 +194,13 @@ fn held_snapshot(held: &Held) -> Vec<(String, String)> {
     }
 }
 
+fn still_held(held: &Held, id: &str) -> bool {
+    match held.lock() {
+        Ok(h) => h.contains_key(id),
+        Err(p) => p.into_inner().contains_key(id),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_queue(
     queue: Queue,
@@ -222,10 +229,11 @@ async fn run_queue(
                 tokio::time::sleep(lease / 3).await;
                 let leases = held_snapshot(&held);
                 match queue.extend(&leases).await {
-                    Ok(lost) if !lost.is_empty() => {
+                    // A job acknowledged since the snapshot is no longer leased, but not lost.
+                    Ok(lost) if lost.iter().any(|id| still_held(&held, id)) => {
                         tracing::warn!(
                             queue = queue.name(),
-                            jobs = lost.len(),
+                            jobs = lost.iter().filter(|id| still_held(&held, id)).count(),
                             "leases lost: those jobs run elsewhere now"
                         );
                     }

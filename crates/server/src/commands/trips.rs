@@ -169,7 +169,7 @@ fn summary_text(s: &BatchSummary, health: &HubHealth) -> String {
          mongo        dataset.trip_trajectories {} · dataset.activity_log {}\n\
          influx       primary trip_bookings {} points\n\
          redis        {} users located\n\
-         steps (ms)   {}\n\
+         steps (ms)   {}\n{}\
          health       {} of {} instances up\n\n{}",
         s.trips,
         s.completed,
@@ -198,6 +198,11 @@ fn summary_text(s: &BatchSummary, health: &HubHealth) -> String {
             .map(|t| format!("{} {:.1}", t.step, t.mean_ms))
             .collect::<Vec<_>>()
             .join(" · "),
+        s.times
+            .dead_errors
+            .iter()
+            .map(|(e, n)| format!("failed       {n} × {e}\n"))
+            .collect::<String>(),
         up,
         health.instances.len(),
         crate::commands::health::table(health),
