@@ -243,3 +243,92 @@ async fn faults_after_every_step_and_killed_workers_leave_every_trip_whole_or_ab
     }
     assert!(sandbox.remove().await.is_empty());
 }
+
+/// A worker process that aborts after each step in turn: after each abort, the trip it held
+/// is completed whole by a healthy worker once the lease expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_abort_after_each_step_is_finished_by_another_worker() {
+    let sandbox = Sandbox::create(&options()).await.unwrap();
+    let hub = sandbox.hub.clone();
+    seed::seed_users(&hub, 3).await.unwrap();
+    let stops = seed::cairns_stops().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let steps = tsp_mobility::complete::STEPS;
+    let generated = seed::generate_trips(
+        &TripPlan {
+            seed: 5,
+            trips: steps.len(),
+            users: 3,
+            days: 2,
+            now_ms: now,
+        },
+        &stops,
+    );
+    let queue = Queue::new(
+        hub.redis("cache").unwrap().clone(),
+        "trips",
+        &hub.config().queue,
+    )
+    .unwrap();
+    let ids = batch::enqueue(&queue, &generated).await.unwrap();
+    for step in steps {
+        let at = format!("trips.fault.step={step}");
+        let mut w = {
+            let mut cmd = common::tsp_job(&[("TSP_LOG", "error")]);
+            cmd.args(["worker", "--queue", "trips", "--concurrency", "1"]);
+            for s in sandbox.overrides.iter().map(String::as_str).chain([
+                "queue.lease=1s",
+                "queue.records.mongo=false",
+                "queue.records.influx=false",
+                "trips.fault.mode=abort",
+                "trips.fault.rate=1000",
+                at.as_str(),
+            ]) {
+                cmd.args(["--set", s]);
+            }
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let status = tokio::task::block_in_place(|| w.wait().unwrap());
+        // Aborted (SIGABRT), not a clean exit.
+        assert_eq!(status.code(), None, "{step}: {status:?}");
+    }
+    let mut healthy = worker(&sandbox, &[]);
+    let started = Instant::now();
+    loop {
+        let c = queue.counts().await.unwrap();
+        if batch::settled(&c) && c.completed == steps.len() as u64 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{c:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = healthy.kill();
+    let _ = healthy.wait();
+    let mut lease_expiries = 0;
+    for id in &ids {
+        let job = queue.job(id).await.unwrap().unwrap();
+        assert_eq!(job.state, "completed");
+        lease_expiries += job
+            .errors
+            .iter()
+            .filter(|e| e.error.starts_with("lease expired"))
+            .count();
+    }
+    assert_eq!(lease_expiries, steps.len(), "one abort per step");
+    let cache = Cache::start(hub.redis("cache").unwrap().clone(), &hub.config().cache);
+    let trips = Trips::new(&hub, cache).unwrap();
+    let f = batch::footprint(&trips).await.unwrap();
+    let n = steps.len() as i64;
+    assert_eq!(
+        (f.trips_completed, f.trips_unfinished, f.earn_transactions),
+        (n, 0, n)
+    );
+    assert_eq!((f.trajectories, f.activities), (n as u64, n as u64));
+    assert!(sandbox.remove().await.is_empty());
+}

@@ -179,3 +179,99 @@ async fn two_servers_answer_queries_and_never_serve_an_invalidated_entry() {
     drop((a, b));
     assert!(sandbox.remove().await.is_empty());
 }
+
+fn tsp_job_in(sandbox: &Sandbox, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = common::tsp_job(&[("TSP_LOG", "warn")]);
+    cmd.args(args);
+    for s in &sandbox.overrides {
+        cmd.args(["--set", s]);
+    }
+    let out = tokio::task::block_in_place(|| cmd.output().unwrap());
+    let (stdout, stderr) = common::text(&out);
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_main_job_and_the_query_commands_run_in_a_sandbox() {
+    let sandbox = Sandbox::create(&options()).await.unwrap();
+    let (code, out, err) = tsp_job_in(
+        &sandbox,
+        &[
+            "simulate", "--users", "5", "--trips", "60", "--seed", "3", "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let s = &v["summary"];
+    assert_eq!(
+        (
+            s["trips"].as_u64(),
+            s["completed"].as_u64(),
+            s["failed"].as_u64()
+        ),
+        (Some(60), Some(60), Some(0)),
+        "{s}"
+    );
+    let stores = &s["stores"];
+    for key in [
+        "trips_completed",
+        "earn_transactions",
+        "trajectories",
+        "activities",
+        "booking_points",
+    ] {
+        assert_eq!(stores[key], 60, "{key}: {stores}");
+    }
+    assert_eq!(stores["users"], 5);
+    assert_eq!(v["health"]["status"], "up");
+    // The same plan again changes nothing: every trip is found complete.
+    let (code, out, _) = tsp_job_in(
+        &sandbox,
+        &[
+            "simulate", "--users", "5", "--trips", "60", "--seed", "3", "--json",
+        ],
+    );
+    assert_eq!(code, 0);
+    let again: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(again["summary"]["stores"]["trips_completed"], 60);
+    assert_eq!(
+        again["summary"]["stores"]["points_awarded"],
+        stores["points_awarded"]
+    );
+
+    // The query commands answer from the same data, and name bad input.
+    let (code, out, _) = tsp_job_in(&sandbox, &["query", "points", "1"]);
+    assert_eq!(code, 0);
+    let p: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(p["userId"], 1);
+    assert_eq!(p["balance"], p["earned"]);
+    let (code, out, _) = tsp_job_in(&sandbox, &["query", "engagement", "--days", "30"]);
+    assert_eq!(code, 0);
+    let e: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let total: u64 = e["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["trips"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 60);
+    let (code, _, err) = tsp_job_in(&sandbox, &["query", "stats", "99"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no user 99"), "{err}");
+    let (code, _, err) = tsp_job_in(
+        &sandbox,
+        &[
+            "query",
+            "trips-near",
+            "--lat",
+            "-100",
+            "--lng",
+            "145",
+            "--radius-km",
+            "1",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("lat: -100 is not a latitude"), "{err}");
+    assert!(sandbox.remove().await.is_empty());
+}
