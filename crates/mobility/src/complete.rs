@@ -89,6 +89,8 @@ pub enum Compensation {
     Undone,
     /// Another job completed this trip: nothing to undo.
     CompletedElsewhere,
+    /// No attempt wrote anything (e.g. a refused payload), or a compensation already ran.
+    NothingWritten,
 }
 
 /// Total time and count of one step.
@@ -729,7 +731,7 @@ impl Trips {
             return Ok(Compensation::CompletedElsewhere);
         }
         let incentive = hub.mysql("incentive")?;
-        incentive
+        let earns = incentive
             .timed(
                 "delete earn",
                 sqlx::query(
@@ -740,24 +742,28 @@ impl Trips {
                 .bind(trip.user_id)
                 .execute(incentive.pool()),
             )
-            .await?;
+            .await?
+            .rows_affected();
         let mongo = hub.mongo("dataset")?;
         let db = mongo.database();
-        mongo
+        let owned = doc! {"tripId": &trip.trip_id, "userId": trip.user_id as i64};
+        let trajectories = mongo
             .timed(
                 "delete trajectory",
                 db.collection::<bson::Document>(TRAJECTORIES)
-                    .delete_one(doc! {"tripId": &trip.trip_id, "userId": trip.user_id as i64}),
+                    .delete_one(owned.clone()),
             )
-            .await?;
-        mongo
+            .await?
+            .deleted_count;
+        let activities = mongo
             .timed(
                 "delete activity",
                 db.collection::<bson::Document>(ACTIVITY_LOG)
-                    .delete_one(doc! {"_id": format!("trip.completed:{}", trip.trip_id)}),
+                    .delete_one(owned),
             )
-            .await?;
-        dataset
+            .await?
+            .deleted_count;
+        let rows = dataset
             .timed(
                 "delete trip",
                 sqlx::query("DELETE FROM trips WHERE trip_id = ? AND user_id = ?")
@@ -765,7 +771,11 @@ impl Trips {
                     .bind(trip.user_id)
                     .execute(&mut *lock.conn()),
             )
-            .await?;
+            .await?
+            .rows_affected();
+        if earns + trajectories + activities + rows == 0 {
+            return Ok(Compensation::NothingWritten);
+        }
         self.inner
             .cache
             .invalidate(&[Self::user_tag(trip.user_id)])

@@ -295,7 +295,10 @@ async fn a_fault_after_each_step_leaves_a_state_that_a_retry_or_the_compensation
             Compensation::Undone
         );
         assert_eq!(env.footprint(&id).await, (0, 0, 0, 0), "{step}");
-        env.trips.compensate("job-1", &trip).await.unwrap();
+        assert_eq!(
+            env.trips.compensate("job-1", &trip).await.unwrap(),
+            Compensation::NothingWritten
+        );
         assert_eq!(env.footprint(&id).await, (0, 0, 0, 0), "{step}");
         // The same trip, retried on a healthy worker after a partial attempt, completes once.
         let healthy_hub = tsp_hub::Hub::connect(
