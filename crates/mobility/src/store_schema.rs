@@ -3,8 +3,12 @@
 //! - **InfluxDB (v1 API)**: each database with its default retention policy. State: points of
 //!   measurement `_tsp_migrations` (tag `version`, fields `checksum`, `description`) in that
 //!   database. `CREATE DATABASE` and an identical `CREATE RETENTION POLICY` are no-ops when they
-//!   exist, so concurrent runs are safe. Instances speaking the v2 API are skipped: their buckets
-//!   and retention belong to the InfluxDB 2/3 organisation and are created there.
+//!   exist, so concurrent runs are safe.
+//! - **InfluxDB (v2 API)**: each bucket (the instance's; the service-monitor one on its
+//!   instance) with its retention, created in the configured organisation through
+//!   `/api/v2/buckets` (the token needs bucket-write permission). State: the bucket itself; one
+//!   that exists with another retention is refused, naming both. A concurrent creation that
+//!   loses the race (HTTP 422, name taken) counts as done.
 //! - **Redis**: a key-schema version, `<key_prefix>schema` (hash version → checksum), advanced by
 //!   ordered steps under a `SET NX` lock with expiry (`<key_prefix>schema:lock`).
 
@@ -145,6 +149,97 @@ pub async fn run_influx(
     Ok(report)
 }
 
+/// A v2 bucket step: name and retention in seconds.
+fn bucket_steps(hub: &Hub, store: &InfluxStore) -> Vec<(String, u64)> {
+    let mut steps = vec![(store.settings().bucket.clone(), 90 * 86_400)];
+    let sm = &hub.config().service_monitor;
+    if sm.instance == store.name() && sm.bucket != store.settings().bucket {
+        steps.push((sm.bucket.clone(), 30 * 86_400));
+    }
+    steps
+}
+
+/// The retention of a bucket as the v2 API describes it (0: forever).
+fn bucket_retention(bucket: &serde_json::Value) -> u64 {
+    bucket["retentionRules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["type"] == "expire")
+        .and_then(|r| r["everySeconds"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Creates (or reports) the buckets of one v2 instance.
+pub async fn run_influx_v2(
+    hub: &Hub,
+    store: &InfluxStore,
+    dry_run: bool,
+) -> Result<MigrationReport, HubError> {
+    use reqwest::Method;
+    let mut report = MigrationReport::new("influx", store.name(), dry_run);
+    let org = store.settings().org.clone();
+    let orgs = store
+        .api_v2(Method::GET, "/api/v2/orgs", &[("org", org.as_str())], None)
+        .await?;
+    let org_id = orgs["orgs"][0]["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| {
+            refused(
+                "influx",
+                store.name(),
+                format!("no organisation named `{org}`"),
+            )
+        })?;
+    for (bucket, seconds) in bucket_steps(hub, store) {
+        let name = format!("bucket {bucket} with retention {}d", seconds / 86_400);
+        let found = store
+            .api_v2(
+                Method::GET,
+                "/api/v2/buckets",
+                &[("orgID", org_id.as_str()), ("name", bucket.as_str())],
+                None,
+            )
+            .await?;
+        if let Some(existing) = found["buckets"].as_array().and_then(|b| b.first()) {
+            let have = bucket_retention(existing);
+            if have != seconds {
+                return Err(refused(
+                    "influx",
+                    store.name(),
+                    format!(
+                        "bucket {bucket} exists with retention {have}s, this release wants {seconds}s"
+                    ),
+                ));
+            }
+            report.already.push(name);
+            continue;
+        }
+        if !dry_run {
+            let body = serde_json::json!({
+                "orgID": org_id,
+                "name": bucket,
+                "description": "created by tsp-job migrate",
+                "retentionRules": [{"type": "expire", "everySeconds": seconds}],
+            });
+            match store
+                .api_v2(Method::POST, "/api/v2/buckets", &[], Some(&body))
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.to_string().contains("HTTP 422") => {
+                    report.already.push(name);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        report.applied.push(name);
+    }
+    Ok(report)
+}
+
 /// One Redis key-schema step. `apply` transforms data written under the previous layout; the
 /// first step marks the layout this build writes (nothing older exists to transform).
 pub struct RedisStep {
@@ -263,10 +358,11 @@ pub async fn run_all(
 ) -> Result<Vec<MigrationReport>, (Vec<MigrationReport>, HubError)> {
     let mut reports = Vec::new();
     for store in hub.influx_instances() {
-        if store.settings().api != InfluxApi::V1 {
-            continue;
-        }
-        match run_influx(hub, store, dry_run).await {
+        let run = match store.settings().api {
+            InfluxApi::V1 => run_influx(hub, store, dry_run).await,
+            _ => run_influx_v2(hub, store, dry_run).await,
+        };
+        match run {
             Ok(r) => reports.push(r),
             Err(e) => return Err((reports, e)),
         }

@@ -128,3 +128,25 @@ async fn the_redis_key_schema_version_advances_once() {
         .await
         .unwrap();
 }
+
+/// The v2 bucket path against a server without the v2 API (InfluxDB 1.6 here): a clear error
+/// naming the instance and the call, not a silent skip. (No InfluxDB 2 server runs here.)
+#[tokio::test]
+async fn a_v2_instance_on_a_server_without_the_v2_api_is_a_clear_error() {
+    let hub = hub(&[
+        "influx.uis.api=v2".into(),
+        "influx.uis.token=t0k3n-never-shown".into(),
+        "influx.uis.org=tsp".into(),
+        "influx.uis.bucket=tsp_uis".into(),
+    ])
+    .await;
+    let uis = hub.influx("uis").unwrap();
+    let err = store_schema::run_influx_v2(&hub, uis, true)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("influx.uis"), "{err}");
+    assert!(err.contains("GET /api/v2/orgs"), "{err}");
+    assert!(err.contains("HTTP 404"), "{err}");
+    assert!(!err.contains("t0k3n-never-shown"), "{err}");
+}

@@ -262,6 +262,54 @@ impl InfluxStore {
         out
     }
 
+    /// A JSON call to the v2 management API (`/api/v2/orgs`, `/api/v2/buckets`, …): the parsed
+    /// answer, or an error with the server's message.
+    pub async fn api_v2(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, HubError> {
+        let started = Instant::now();
+        let op = format!("{method} {path}");
+        let out = async {
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .query(query)
+                .header("Accept", "application/json");
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let resp = self
+                .auth(req)
+                .send()
+                .await
+                .map_err(|e| self.http_error(&op, self.clean_reqwest(e)))?;
+            let status = resp.status();
+            let text = resp
+                .text()
+                .await
+                .map_err(|e| self.http_error(&op, self.clean_reqwest(e)))?;
+            if !status.is_success() {
+                return Err(self.http_error(
+                    &op,
+                    self.redactor
+                        .clean(format!("HTTP {}: {}", status.as_u16(), text.trim())),
+                ));
+            }
+            if text.trim().is_empty() {
+                return Ok(serde_json::Value::Null);
+            }
+            serde_json::from_str(&text)
+                .map_err(|e| self.http_error(&op, format!("answer is not JSON: {e}")))
+        }
+        .await;
+        self.metrics.record("api", started, out.is_ok());
+        out
+    }
+
     /// A Flux query through `/api/v2/query`; returns annotated CSV.
     pub async fn query_flux(&self, flux: &str) -> Result<String, HubError> {
         let started = Instant::now();
