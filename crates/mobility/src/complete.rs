@@ -438,6 +438,14 @@ impl Trips {
             .steps(&mut lock, dataset, job_id, trip, &mut clock)
             .await;
         lock.release().await;
+        if let Ok(done) = &r {
+            let kind = if done.already_completed {
+                "again"
+            } else {
+                "new"
+            };
+            ::metrics::counter!("tsp_trips_completed_total", "kind" => kind).increment(1);
+        }
         r
     }
 
@@ -697,6 +705,14 @@ impl Trips {
         let mut lock = TripLock::acquire(dataset, &trip.trip_id).await?;
         let r = self.undo(&mut lock, dataset, job_id, trip).await;
         lock.release().await;
+        if let Ok(c) = &r {
+            let result = match c {
+                Compensation::Undone => "undone",
+                Compensation::CompletedElsewhere => "completed_elsewhere",
+                Compensation::NothingWritten => "nothing_written",
+            };
+            ::metrics::counter!("tsp_trips_compensations_total", "result" => result).increment(1);
+        }
         r
     }
 
