@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`mysql`], [`redis`], [`mongo`], [`influx`]: one module per store; each builds its client
 //!   from settings, checks its health under a timeout, and records every command it runs.
+//!   [`mongo::InsertBatcher`] groups concurrent inserts into one `insert_many`.
 //! - [`cache`]: the two-level (process, Redis) query cache with cross-process invalidation.
 //! - [`health`]: the health report types. [`metrics`]: metric names and per-operation handles.
 //! - [`Hub`]: built from a [`tsp_config::Config`]; a cheap-to-clone handle on all instances.

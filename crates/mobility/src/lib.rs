@@ -1,10 +1,11 @@
-//! The TSP domain on top of the hub: the schemas of every store and (in later steps) the trip
-//! jobs and queries.
+//! The TSP domain on top of the hub: the schemas of every store, the trip job and its
+//! compensation, the queries, and the data the main job generates.
 //!
 //! # Layout
 //! - [`migrations`]: the versioned schema of each MySQL instance (`migrations/mysql/<instance>/`).
 //! - [`mongo_schema`]: the indexes of each MongoDB collection, as versioned steps.
-//! - [`store_schema`]: InfluxDB databases and retention policies; the Redis key-schema version.
+//! - [`store_schema`]: InfluxDB databases (v1) or buckets (v2) with retention; the Redis
+//!   key-schema version.
 //! - [`trip`]: the `trip.complete` payload, its validation, distance and duration.
 //! - [`complete`]: the `trip.complete` job across every store, and its compensation.
 //! - [`batch`]: a batch of trips through the queue: enqueue, work, measure, count per store.
