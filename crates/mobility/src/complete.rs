@@ -82,6 +82,20 @@ pub struct Completed {
     pub already_completed: bool,
 }
 
+/// Checks a payload before it is enqueued, for the job types this crate knows: a
+/// `trip.complete` payload must decode and pass [`TripCompletion::validate`]. Returns the trip's
+/// dedup key (`trip:<tripId>`) for a trip, `None` for other types; the error names the field
+/// (`payload.trajectory[2].timestamp: …`).
+pub fn check_payload(job_type: &str, payload: &str) -> Result<Option<String>, String> {
+    if job_type != JOB_TYPE {
+        return Ok(None);
+    }
+    let trip: TripCompletion =
+        serde_json::from_str(payload).map_err(|e| format!("payload: {e}"))?;
+    trip.validate().map_err(|e| format!("payload.{e}"))?;
+    Ok(Some(format!("trip:{}", trip.trip_id)))
+}
+
 /// What a compensation did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compensation {

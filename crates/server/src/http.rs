@@ -191,10 +191,15 @@ async fn post_job(State(s): State<AppState>, body: axum::body::Bytes) -> Respons
         Ok(q) => q,
         Err(r) => return r.into_response(),
     };
-    let mut job = NewJob::raw(req.job_type, req.payload.to_string())
+    let payload = req.payload.to_string();
+    let trip_key = match tsp_mobility::complete::check_payload(&req.job_type, &payload) {
+        Ok(k) => k,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let mut job = NewJob::raw(req.job_type, payload)
         .with_priority(req.priority)
         .with_delay(std::time::Duration::from_millis(req.delay_ms));
-    if let Some(k) = req.dedup_key {
+    if let Some(k) = req.dedup_key.or(trip_key) {
         job = job.with_dedup_key(k);
     }
     if let Some(n) = req.max_attempts {

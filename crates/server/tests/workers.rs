@@ -307,6 +307,18 @@ fn the_http_job_api_validates_and_serves_jobs() {
             serde_json::json!({"type": "x", "max_attempts": 0}),
             "max_attempts: must be at least 1",
         ),
+        // A trip is checked before it is queued.
+        (
+            serde_json::json!({"type": "trip.complete", "payload": {"tripId": "t"}}),
+            "payload: missing field `userId`",
+        ),
+        (
+            serde_json::json!({"type": "trip.complete", "payload": {
+                "tripId": "t", "userId": 1, "mode": "bus", "trajectory": [
+                    {"lat": -16.9, "lng": 145.7, "timestamp": 1_790_000_000_000_i64},
+                    {"lat": -16.9, "lng": 145.7, "timestamp": 1_789_000_000_000_i64}]}}),
+            "payload.trajectory[1].timestamp: timestamps must strictly increase",
+        ),
     ] {
         let (code, body) = post(bad.clone());
         assert_eq!(code, 400, "{bad} → {body}");
@@ -315,6 +327,15 @@ fn the_http_job_api_validates_and_serves_jobs() {
             "{bad} → {body}"
         );
     }
+
+    let trip = serde_json::json!({"type": "trip.complete", "queue": "trips", "payload": {
+        "tripId": "t-http", "userId": 1, "mode": "bus", "trajectory": [
+            {"lat": -16.9, "lng": 145.7, "timestamp": 1_790_000_000_000_i64},
+            {"lat": -16.8, "lng": 145.7, "timestamp": 1_790_000_600_000_i64}]}});
+    let (code, first) = post(trip.clone());
+    assert_eq!(code, 201, "{first}");
+    let (_, second) = post(trip);
+    assert_eq!(first["id"], second["id"], "deduplicated on the trip id");
 
     let (code, body) = server.get(&format!("/jobs/{id}"));
     assert_eq!(code, 200, "{body}");

@@ -106,12 +106,14 @@ pub async fn worker(
 
 pub async fn enqueue(hub: &Hub, a: &EnqueueArgs) -> anyhow::Result<Vec<String>> {
     let q = queue(hub, &a.queue)?;
+    let trip_key = tsp_mobility::complete::check_payload(&a.job_type, &a.payload)
+        .map_err(|e| anyhow::anyhow!("--{e}"))?;
     let mut job = NewJob::raw(&a.job_type, &a.payload).with_priority(a.priority);
     if let Some(d) = &a.delay {
         let d = tsp_config::parse_duration_text(d).map_err(|e| anyhow::anyhow!("--delay: {e}"))?;
         job = job.with_delay(d);
     }
-    if let Some(k) = &a.dedup_key {
+    if let Some(k) = a.dedup_key.clone().or(trip_key) {
         job = job.with_dedup_key(k);
     }
     if let Some(n) = a.max_attempts {
