@@ -698,6 +698,21 @@ pub static QUEUE_FIELDS: &[Field] = &[
     ),
 ];
 
+/// The values of `trips.fault.step`: `any`, then the steps of the `trip.complete` job in order
+/// (the job takes its step list from here, so the two cannot disagree).
+pub const FAULT_STEPS: &[&str] = &[
+    "any",
+    "trip",
+    "points",
+    "trajectory",
+    "activity",
+    "metrics",
+    "geo",
+    "complete",
+    "cache",
+    "publish",
+];
+
 /// `trips.*`: the `trip.complete` job.
 pub static TRIP_FIELDS: &[Field] = &[
     field(
@@ -834,18 +849,7 @@ pub static TRIP_FIELDS: &[Field] = &[
     ),
     field(
         "fault.step",
-        FieldType::Enum(&[
-            "any",
-            "trip",
-            "points",
-            "trajectory",
-            "activity",
-            "metrics",
-            "geo",
-            "complete",
-            "cache",
-            "publish",
-        ]),
+        FieldType::Enum(FAULT_STEPS),
         |_| s("any"),
         "the step after which faults happen, or `any`",
     ),

@@ -328,13 +328,7 @@ impl Cache {
         }
         // Single flight: the first miss of a key loads it; the others wait, then read.
         let full = format!("{tag}\u{0}{key}");
-        let lock = {
-            let mut f = match self.inner.flights.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            f.entry(full.clone()).or_default().clone()
-        };
+        let lock = { self.flights().entry(full.clone()).or_default().clone() };
         let (guard, waited) = match lock.clone().try_lock_owned() {
             Ok(g) => (g, false),
             Err(_) => (lock.clone().lock_owned().await, true),
@@ -350,11 +344,15 @@ impl Cache {
         result
     }
 
-    fn forget_flight(&self, full: &str, lock: Arc<tokio::sync::Mutex<()>>) {
-        let mut f = match self.inner.flights.lock() {
+    fn flights(&self) -> MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        match self.inner.flights.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
-        };
+        }
+    }
+
+    fn forget_flight(&self, full: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut f = self.flights();
         // The map's reference and ours: nobody else waits.
         if Arc::strong_count(&lock) == 2 {
             f.remove(full);

@@ -24,7 +24,7 @@ use crate::error::HubError;
 
 /// The longest a run waits for another process's migration of the same database.
 pub const LOCK_WAIT: Duration = Duration::from_secs(300);
-use crate::mysql::MysqlStore;
+use crate::mysql::{MysqlStore, NamedLock};
 
 /// What a migration run did (or, dry, would do) on one instance.
 #[derive(Debug, Clone, Serialize)]
@@ -83,26 +83,15 @@ pub async fn mysql(
     migrator: &Migrator,
     dry_run: bool,
 ) -> Result<MigrationReport, HubError> {
-    let mut conn = store.timed("acquire", store.pool().acquire()).await?;
     let err = |e| migrate_error(store, e);
-    let lock: String = format!("tsp_migrate:{}", store.database_name());
-    let got: Option<i64> = store
-        .timed(
-            "migrate_lock",
-            sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
-                .bind(&lock)
-                .bind(LOCK_WAIT.as_secs())
-                .fetch_one(&mut *conn),
-        )
-        .await?;
-    if got != Some(1) {
-        return Err(HubError::Store {
-            store: "mysql",
-            instance: store.name().to_string(),
-            op: "migrate".into(),
-            message: format!("another migration of this database held the lock for {LOCK_WAIT:?}"),
-        });
-    }
+    let mut lock = NamedLock::acquire(
+        store,
+        &format!("tsp_migrate:{}", store.database_name()),
+        LOCK_WAIT,
+        "another migration of this database",
+    )
+    .await?;
+    let conn = lock.conn();
     let result = async {
         conn.ensure_migrations_table().await.map_err(err)?;
         if let Some(v) = conn.dirty_version().await.map_err(err)? {
@@ -137,10 +126,6 @@ pub async fn mysql(
         Ok(report)
     }
     .await;
-    // Released on every path; a dropped connection would release it too.
-    let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
-        .bind(&lock)
-        .execute(&mut *conn)
-        .await;
+    lock.release().await;
     result
 }

@@ -153,3 +153,81 @@ impl MysqlStore {
         self.pool.close().await;
     }
 }
+
+/// A pooled connection holding a MySQL named lock (`GET_LOCK`), for work that must not overlap
+/// across processes. The lock belongs to the connection's session, so:
+/// - a process that dies loses its connection and, with it, the lock;
+/// - dropped without [`NamedLock::release`] (a cancelled future), the connection is closed
+///   rather than returned to the pool: a pooled connection must never carry a lock to its next
+///   user, who would then hold it without knowing.
+///
+/// Do the locked work on [`NamedLock::conn`] when it must be on the locking session.
+pub struct NamedLock {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::MySql>>,
+    name: String,
+}
+
+impl NamedLock {
+    /// Takes lock `name` (at most 64 characters), waiting at most `wait`; `busy` says, in the
+    /// error, what holding it means (e.g. "another migration of this database").
+    pub async fn acquire(
+        store: &MysqlStore,
+        name: &str,
+        wait: Duration,
+        busy: &str,
+    ) -> Result<NamedLock, HubError> {
+        let mut conn = store.timed("acquire", store.pool().acquire()).await?;
+        let got: Option<i64> = store
+            .timed(
+                "get_lock",
+                sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
+                    .bind(name)
+                    .bind(wait.as_secs())
+                    .fetch_one(&mut *conn),
+            )
+            .await?;
+        if got != Some(1) {
+            return Err(HubError::Store {
+                store: STORE,
+                instance: store.name().to_string(),
+                op: "get_lock".into(),
+                message: format!("{busy} held lock `{name}` for {wait:?}"),
+            });
+        }
+        Ok(NamedLock {
+            conn: Some(conn),
+            name: name.to_string(),
+        })
+    }
+
+    /// The locking session's connection.
+    pub fn conn(&mut self) -> &mut sqlx::MySqlConnection {
+        match self.conn.as_mut() {
+            Some(c) => c,
+            // `release` consumes the lock, so a live NamedLock always has its connection.
+            None => unreachable!("NamedLock used after release"),
+        }
+    }
+
+    /// Releases the lock and returns the connection to the pool (or closes it if the release
+    /// fails, which frees the lock too).
+    pub async fn release(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let r: Result<Option<i64>, _> = sqlx::query_scalar("SELECT RELEASE_LOCK(?)")
+                .bind(&self.name)
+                .fetch_one(&mut *conn)
+                .await;
+            if r.is_err() {
+                drop(conn.detach());
+            }
+        }
+    }
+}
+
+impl Drop for NamedLock {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
+}

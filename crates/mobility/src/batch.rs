@@ -88,16 +88,19 @@ pub struct Percentiles {
     pub max: f64,
 }
 
-fn percentiles(mut v: Vec<f64>) -> Percentiles {
-    if v.is_empty() {
-        return Percentiles::default();
-    }
-    v.sort_by(f64::total_cmp);
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    Percentiles {
-        p50: at(0.5),
-        p99: at(0.99),
-        max: v[v.len() - 1],
+impl Percentiles {
+    /// The percentiles of `v` (nearest rank); zeros when empty.
+    pub fn of(mut v: Vec<f64>) -> Percentiles {
+        if v.is_empty() {
+            return Percentiles::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        Percentiles {
+            p50: at(0.5),
+            p99: at(0.99),
+            max: v[v.len() - 1],
+        }
     }
 }
 
@@ -152,8 +155,8 @@ pub async fn job_times(queue: &Queue, ids: &[String]) -> Result<JobTimes, QueueE
     dead_errors.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     dead_errors.truncate(5);
     Ok(JobTimes {
-        run_ms: percentiles(run),
-        latency_ms: percentiles(latency),
+        run_ms: Percentiles::of(run),
+        latency_ms: Percentiles::of(latency),
         completed,
         dead,
         dead_errors,

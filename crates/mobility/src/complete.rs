@@ -42,9 +42,8 @@ use std::time::{Duration, Instant};
 use mongodb::bson::{self, Bson, doc};
 use redis::Script;
 use serde::Serialize;
-use sqlx::MySql;
-use sqlx::pool::PoolConnection;
 use tsp_config::{FaultMode, TripSettings};
+use tsp_hub::mysql::NamedLock;
 use tsp_hub::{Cache, Hub, HubError, InsertBatcher, MysqlStore, Point, PointWriter, RedisStore};
 use tsp_queue::{JobContext, JobError, NewJob, Registry};
 
@@ -55,20 +54,10 @@ pub const JOB_TYPE: &str = "trip.complete";
 pub const TRAJECTORIES: &str = "trip_trajectories";
 pub const ACTIVITY_LOG: &str = "activity_log";
 /// How long an attempt waits for another attempt (or compensation) of the same trip.
-const LOCK_WAIT_S: u64 = 10;
+const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// The steps, in order (names as `trips.fault.step` takes them).
-pub const STEPS: [&str; 9] = [
-    "trip",
-    "points",
-    "trajectory",
-    "activity",
-    "metrics",
-    "geo",
-    "complete",
-    "cache",
-    "publish",
-];
+pub const STEPS: &[&str] = tsp_config::schema::FAULT_STEPS.split_at(1).1;
 
 /// What a completed job returns (its result in the queue).
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -118,8 +107,8 @@ pub struct StepTiming {
 /// Per-step time sums (µs) and counts; "prepare" is validation, the user check and the lock.
 #[derive(Default)]
 struct Timings {
-    sums: [AtomicU64; 10],
-    counts: [AtomicU64; 10],
+    sums: [AtomicU64; STEPS.len() + 1],
+    counts: [AtomicU64; STEPS.len() + 1],
 }
 
 impl Timings {
@@ -139,7 +128,7 @@ impl Timings {
 
     fn snapshot(&self) -> Vec<StepTiming> {
         std::iter::once("prepare")
-            .chain(STEPS)
+            .chain(STEPS.iter().copied())
             .enumerate()
             .map(|(i, step)| {
                 let count = self.counts[i].load(Ordering::Relaxed);
@@ -197,86 +186,23 @@ return 1
     )
 });
 
-fn ms_to_naive(ms: i64) -> chrono::NaiveDateTime {
+pub(crate) fn ms_to_naive(ms: i64) -> chrono::NaiveDateTime {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .naive_utc()
 }
 
-/// FNV-1a: a stable hash (std's is not stable across releases) for lock names and timestamps.
+/// A stable hash of `parts`, each followed by a zero byte (so `["ab", "c"]` and `["a", "bc"]`
+/// differ), for lock names and point timestamps.
 fn fnv1a(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.bytes().chain([0u8]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
+    crate::fnv1a(parts.iter().flat_map(|p| p.bytes().chain([0u8])))
 }
 
-/// A `dataset` connection holding the trip's named lock. Dropped without [`TripLock::release`]
-/// (a cancelled or timed-out attempt), it closes its connection so the server frees the lock:
-/// a pooled connection must never carry a lock to another job.
-struct TripLock {
-    conn: Option<PoolConnection<MySql>>,
-    name: String,
-}
-
-impl TripLock {
-    async fn acquire(store: &MysqlStore, trip_id: &str) -> Result<TripLock, HubError> {
-        let name = format!("tsp.trip.{:016x}", fnv1a(&[store.database_name(), trip_id]));
-        let mut conn = store.timed("acquire", store.pool().acquire()).await?;
-        let got: Option<i64> = store
-            .timed(
-                "get_lock",
-                sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
-                    .bind(&name)
-                    .bind(LOCK_WAIT_S)
-                    .fetch_one(&mut *conn),
-            )
-            .await?;
-        if got != Some(1) {
-            return Err(HubError::Store {
-                store: "mysql",
-                instance: store.name().to_string(),
-                op: "get_lock".into(),
-                message: format!("trip lock busy for {LOCK_WAIT_S}s (another attempt holds it)"),
-            });
-        }
-        Ok(TripLock {
-            conn: Some(conn),
-            name,
-        })
-    }
-
-    fn conn(&mut self) -> &mut sqlx::MySqlConnection {
-        // Present until release or drop.
-        match self.conn.as_mut() {
-            Some(c) => c,
-            None => unreachable!("TripLock used after release"),
-        }
-    }
-
-    async fn release(mut self) {
-        if let Some(mut conn) = self.conn.take() {
-            let r: Result<Option<i64>, _> = sqlx::query_scalar("SELECT RELEASE_LOCK(?)")
-                .bind(&self.name)
-                .fetch_one(&mut *conn)
-                .await;
-            if r.is_err() {
-                drop(conn.detach());
-            }
-        }
-    }
-}
-
-impl Drop for TripLock {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            drop(conn.detach());
-        }
-    }
+/// The trip's named lock on `dataset` (see the module documentation), held on the connection
+/// that writes the trips row.
+async fn trip_lock(store: &MysqlStore, trip_id: &str) -> Result<NamedLock, HubError> {
+    let name = format!("tsp.trip.{:016x}", fnv1a(&[store.database_name(), trip_id]));
+    NamedLock::acquire(store, &name, LOCK_WAIT, "another attempt of this trip").await
 }
 
 fn hub_err(e: HubError) -> JobError {
@@ -375,9 +301,10 @@ impl Trips {
     /// Records the time since `clock` as `step`'s, restarts the clock, then injects a fault
     /// when configured.
     fn step_done(&self, step: &str, clock: &mut Instant) -> Result<(), JobError> {
-        self.inner.timings.record(step, clock.elapsed());
+        let took = clock.elapsed();
+        self.inner.timings.record(step, took);
         ::metrics::histogram!("tsp_trip_step_seconds", "step" => step.to_string())
-            .record(clock.elapsed().as_secs_f64());
+            .record(took.as_secs_f64());
         *clock = Instant::now();
         self.fault(step)
     }
@@ -408,6 +335,19 @@ impl Trips {
         }
     }
 
+    /// A portal user's status (`active`, `suspended`, `deleted`), or `None` when there is none.
+    pub(crate) async fn user_status(&self, user_id: u64) -> Result<Option<String>, HubError> {
+        let portal = self.inner.hub.mysql("portal")?;
+        portal
+            .timed(
+                "select user",
+                sqlx::query_scalar("SELECT CAST(status AS CHAR) FROM users WHERE id = ?")
+                    .bind(user_id)
+                    .fetch_optional(portal.pool()),
+            )
+            .await
+    }
+
     /// Runs the job for one trip (see the module documentation).
     pub async fn complete(
         &self,
@@ -417,16 +357,7 @@ impl Trips {
         let mut clock = Instant::now();
         trip.validate().map_err(JobError::abort)?;
         let hub = &self.inner.hub;
-        let portal = hub.mysql("portal").map_err(hub_err)?;
-        let status: Option<String> = portal
-            .timed(
-                "select user",
-                sqlx::query_scalar("SELECT CAST(status AS CHAR) FROM users WHERE id = ?")
-                    .bind(trip.user_id)
-                    .fetch_optional(portal.pool()),
-            )
-            .await
-            .map_err(hub_err)?;
+        let status = self.user_status(trip.user_id).await.map_err(hub_err)?;
         match status.as_deref() {
             Some("active") => {}
             Some(other) => {
@@ -443,9 +374,7 @@ impl Trips {
             }
         }
         let dataset = hub.mysql("dataset").map_err(hub_err)?;
-        let mut lock = TripLock::acquire(dataset, &trip.trip_id)
-            .await
-            .map_err(hub_err)?;
+        let mut lock = trip_lock(dataset, &trip.trip_id).await.map_err(hub_err)?;
         self.inner.timings.record("prepare", clock.elapsed());
         clock = Instant::now();
         let r = self
@@ -465,7 +394,7 @@ impl Trips {
 
     async fn steps(
         &self,
-        lock: &mut TripLock,
+        lock: &mut NamedLock,
         dataset: &MysqlStore,
         job_id: &str,
         trip: &TripCompletion,
@@ -716,7 +645,7 @@ impl Trips {
     ) -> Result<Compensation, HubError> {
         let hub = &self.inner.hub;
         let dataset = hub.mysql("dataset")?;
-        let mut lock = TripLock::acquire(dataset, &trip.trip_id).await?;
+        let mut lock = trip_lock(dataset, &trip.trip_id).await?;
         let r = self.undo(&mut lock, dataset, job_id, trip).await;
         lock.release().await;
         if let Ok(c) = &r {
@@ -732,7 +661,7 @@ impl Trips {
 
     async fn undo(
         &self,
-        lock: &mut TripLock,
+        lock: &mut NamedLock,
         dataset: &MysqlStore,
         job_id: &str,
         trip: &TripCompletion,

@@ -26,6 +26,17 @@ pub mod trip;
 use tsp_hub::migrate::MigrationReport;
 use tsp_hub::{Hub, HubError};
 
+/// FNV-1a, 64 bits: a stable hash (std's may change between releases) for migration checksums,
+/// lock names and point timestamps, whose values are stored or shared between processes.
+pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// What one store kind's runner returns: the reports, and on failure those so far with the error.
 type Run = Result<Vec<MigrationReport>, (Vec<MigrationReport>, HubError)>;
 

@@ -27,12 +27,7 @@ impl Step {
         for (keys, opts) in &self.indexes {
             text.push_str(&format!("|{keys}|{opts:?}"));
         }
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in text.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("{h:016x}")
+        format!("{:016x}", crate::fnv1a(text.bytes()))
     }
 }
 

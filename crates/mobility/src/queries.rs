@@ -10,7 +10,7 @@ use mongodb::bson::{self, Bson, Document, doc};
 use serde::{Deserialize, Serialize};
 use tsp_hub::{HubError, Level};
 
-use crate::complete::{ACTIVITY_LOG, TRAJECTORIES, Trips};
+use crate::complete::{ACTIVITY_LOG, TRAJECTORIES, Trips, ms_to_naive};
 use crate::trip::haversine_m;
 
 /// Why a query could not answer.
@@ -188,16 +188,7 @@ const DAY_MS: i64 = 86_400_000;
 
 impl Trips {
     async fn user_exists(&self, user_id: u64) -> Result<(), QueryError> {
-        let portal = self.hub().mysql("portal")?;
-        let found: Option<u64> = portal
-            .timed(
-                "select user",
-                sqlx::query_scalar("SELECT id FROM users WHERE id = ?")
-                    .bind(user_id)
-                    .fetch_optional(portal.pool()),
-            )
-            .await?;
-        match found {
+        match self.user_status(user_id).await? {
             Some(_) => Ok(()),
             None => Err(QueryError::NotFound(format!("no user {user_id}"))),
         }
@@ -229,9 +220,7 @@ impl Trips {
         let days = check_days(days)?;
         self.user_exists(user_id).await?;
         let dataset = self.hub().mysql("dataset")?;
-        let since = chrono::DateTime::from_timestamp_millis(now_ms() - i64::from(days) * DAY_MS)
-            .unwrap_or_default()
-            .naive_utc();
+        let since = ms_to_naive(now_ms() - i64::from(days) * DAY_MS);
         let (trips, distance, avg, cost): (i64, f64, Option<f64>, f64) = dataset
             .timed(
                 "user stats",

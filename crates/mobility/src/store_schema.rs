@@ -17,12 +17,7 @@ use tsp_hub::migrate::MigrationReport;
 use tsp_hub::{Hub, HubError, InfluxStore, RedisStore};
 
 fn fnv(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    format!("{:016x}", crate::fnv1a(text.bytes()))
 }
 
 fn refused(store: &'static str, instance: &str, message: String) -> HubError {

@@ -317,19 +317,23 @@ async fn refresh_queue_gauges(hub: &Hub) {
 
 type Params = Query<HashMap<String, String>>;
 
-/// A query parameter parsed as `T`, or a 400 naming it. Unknown parameters are refused too, so a
-/// misspelt `radius` does not silently fall back to a default.
+/// Refuses parameters outside `known`, so a misspelt `radius` does not silently fall back to a
+/// default.
+fn known_only(p: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+    match p.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{unknown}: unknown parameter (known: {})", known.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A query parameter parsed as `T` (`None` when absent), or a 400 naming it.
 fn param<T: std::str::FromStr>(
     p: &HashMap<String, String>,
     name: &str,
-    known: &[&str],
 ) -> Result<Option<T>, ApiError> {
-    if let Some(unknown) = p.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("{unknown}: unknown parameter (known: {})", known.join(", ")),
-        ));
-    }
     match p.get(name) {
         None => Ok(None),
         Some(v) => v.parse().map(Some).map_err(|_| {
@@ -373,7 +377,8 @@ async fn user_stats(
     answer(
         async {
             let id = user_id(&id)?;
-            let days = param::<u32>(&p, "days", &["days"])?.unwrap_or(30);
+            known_only(&p, &["days"])?;
+            let days = param::<u32>(&p, "days")?.unwrap_or(30);
             s.trips.user_stats(id, days).await.map_err(query_error)
         }
         .await,
@@ -388,7 +393,7 @@ async fn user_points(
     answer(
         async {
             let id = user_id(&id)?;
-            param::<u32>(&p, "", &[])?;
+            known_only(&p, &[])?;
             s.trips.user_points(id).await.map_err(query_error)
         }
         .await,
@@ -398,13 +403,10 @@ async fn user_points(
 const NEAR: &[&str] = &["lat", "lng", "radius_km", "limit"];
 
 fn around(p: &HashMap<String, String>) -> Result<(Around, u32), ApiError> {
-    let at = Around::new(
-        param(p, "lat", NEAR)?,
-        param(p, "lng", NEAR)?,
-        param(p, "radius_km", NEAR)?,
-    )
-    .map_err(query_error)?;
-    Ok((at, param(p, "limit", NEAR)?.unwrap_or(50)))
+    known_only(p, NEAR)?;
+    let at = Around::new(param(p, "lat")?, param(p, "lng")?, param(p, "radius_km")?)
+        .map_err(query_error)?;
+    Ok((at, param(p, "limit")?.unwrap_or(50)))
 }
 
 async fn trips_near(State(s): State<AppState>, Query(p): Params) -> Response {
@@ -430,9 +432,9 @@ async fn users_near(State(s): State<AppState>, Query(p): Params) -> Response {
 async fn engagement(State(s): State<AppState>, Query(p): Params) -> Response {
     answer(
         async {
-            let known = ["days", "limit"];
-            let days = param::<u32>(&p, "days", &known)?.unwrap_or(7);
-            let limit = param::<u32>(&p, "limit", &known)?.unwrap_or(100);
+            known_only(&p, &["days", "limit"])?;
+            let days = param::<u32>(&p, "days")?.unwrap_or(7);
+            let limit = param::<u32>(&p, "limit")?.unwrap_or(100);
             s.trips.engagement(days, limit).await.map_err(query_error)
         }
         .await,

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
-use tsp_config::LoadOptions;
 use tsp_hub::Cache;
 use tsp_mobility::batch;
 use tsp_mobility::complete::{TRAJECTORIES, Trips};
@@ -26,23 +25,26 @@ use tsp_queue::Queue;
 const TRIPS: usize = 1_000;
 const USERS: u64 = 40;
 
-fn options() -> LoadOptions {
-    LoadOptions {
-        config_dir: common::config_dir(),
-        env_name: Some("development".into()),
-        env: Vec::new(),
-        overrides: Vec::new(),
-    }
-}
-
 /// A worker process on the sandbox's trips queue, failing as `fault` says.
 fn worker(sandbox: &Sandbox, fault: &[&str]) -> Child {
+    worker_with(sandbox, 8, "2s", fault)
+}
+
+/// A worker process on the sandbox's trips queue: `concurrency` jobs at once, leases of
+/// `lease`, no queue records, then the `extra` settings.
+fn worker_with(sandbox: &Sandbox, concurrency: usize, lease: &str, extra: &[&str]) -> Child {
     let mut cmd = common::tsp_job(&[("TSP_LOG", "warn")]);
-    cmd.args(["worker", "--queue", "trips", "--concurrency", "8"]);
+    cmd.args([
+        "worker",
+        "--queue",
+        "trips",
+        "--concurrency",
+        &concurrency.to_string(),
+    ]);
     let mut sets: Vec<String> = sandbox.overrides.clone();
+    sets.push(format!("queue.lease={lease}"));
     sets.extend(
         [
-            "queue.lease=2s",
             "queue.backoff=50ms",
             "queue.max_attempts=3",
             "queue.shutdown_grace=5s",
@@ -51,7 +53,7 @@ fn worker(sandbox: &Sandbox, fault: &[&str]) -> Child {
         ]
         .map(String::from),
     );
-    sets.extend(fault.iter().map(|s| s.to_string()));
+    sets.extend(extra.iter().map(|s| s.to_string()));
     for s in &sets {
         cmd.args(["--set", s]);
     }
@@ -63,7 +65,7 @@ fn worker(sandbox: &Sandbox, fault: &[&str]) -> Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_after_every_step_and_killed_workers_leave_every_trip_whole_or_absent() {
-    let sandbox = Sandbox::create(&options()).await.unwrap();
+    let sandbox = Sandbox::create(&common::load_options()).await.unwrap();
     let hub = sandbox.hub.clone();
     seed::seed_users(&hub, USERS).await.unwrap();
     let cache = Cache::start(hub.redis("cache").unwrap().clone(), &hub.config().cache);
@@ -248,7 +250,7 @@ async fn faults_after_every_step_and_killed_workers_leave_every_trip_whole_or_ab
 /// is completed whole by a healthy worker once the lease expires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_abort_after_each_step_is_finished_by_another_worker() {
-    let sandbox = Sandbox::create(&options()).await.unwrap();
+    let sandbox = Sandbox::create(&common::load_options()).await.unwrap();
     let hub = sandbox.hub.clone();
     seed::seed_users(&hub, 3).await.unwrap();
     let stops = seed::cairns_stops().unwrap();
@@ -276,26 +278,14 @@ async fn a_process_abort_after_each_step_is_finished_by_another_worker() {
     let ids = batch::enqueue(&queue, &generated).await.unwrap();
     for step in steps {
         let at = format!("trips.fault.step={step}");
-        let mut w = {
-            let mut cmd = common::tsp_job(&[("TSP_LOG", "error")]);
-            cmd.args(["worker", "--queue", "trips", "--concurrency", "1"]);
-            for s in sandbox.overrides.iter().map(String::as_str).chain([
-                // Long enough that no aborted job is recovered (and aborted again) before every
-                // step has had its abort: each abort hits a different trip.
-                "queue.lease=10s",
-                "queue.records.mongo=false",
-                "queue.records.influx=false",
-                "trips.fault.mode=abort",
-                "trips.fault.rate=1000",
-                at.as_str(),
-            ]) {
-                cmd.args(["--set", s]);
-            }
-            cmd.stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        };
+        // Leases long enough that no aborted job is recovered (and aborted again) before every
+        // step has had its abort: each abort hits a different trip.
+        let mut w = worker_with(
+            &sandbox,
+            1,
+            "10s",
+            &["trips.fault.mode=abort", "trips.fault.rate=1000", &at],
+        );
         let status = tokio::task::block_in_place(|| w.wait().unwrap());
         // Aborted (SIGABRT), not a clean exit.
         assert_eq!(status.code(), None, "{step}: {status:?}");

@@ -8,20 +8,10 @@ mod common;
 use std::time::Duration;
 
 use common::Server;
-use tsp_config::LoadOptions;
 use tsp_hub::Cache;
 use tsp_mobility::complete::Trips;
 use tsp_mobility::sandbox::Sandbox;
 use tsp_mobility::trip::{TrackPoint, TripCompletion};
-
-fn options() -> LoadOptions {
-    LoadOptions {
-        config_dir: common::config_dir(),
-        env_name: Some("development".into()),
-        env: Vec::new(),
-        overrides: Vec::new(),
-    }
-}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -70,7 +60,7 @@ fn start(sandbox: &Sandbox) -> Server {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_answer_queries_and_never_serve_an_invalidated_entry() {
-    let sandbox = Sandbox::create(&options()).await.unwrap();
+    let sandbox = Sandbox::create(&common::load_options()).await.unwrap();
     let hub = sandbox.hub.clone();
     tsp_mobility::seed::seed_users(&hub, 3).await.unwrap();
     let cache = Cache::start(hub.redis("cache").unwrap().clone(), &hub.config().cache);
@@ -193,7 +183,7 @@ fn tsp_job_in(sandbox: &Sandbox, args: &[&str]) -> (i32, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_main_job_and_the_query_commands_run_in_a_sandbox() {
-    let sandbox = Sandbox::create(&options()).await.unwrap();
+    let sandbox = Sandbox::create(&common::load_options()).await.unwrap();
     let (code, out, err) = tsp_job_in(
         &sandbox,
         &[

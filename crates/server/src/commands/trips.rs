@@ -300,14 +300,9 @@ async fn one_read(t: &Trips, level: Level) -> Result<(Duration, Level), QueryErr
     Ok((started.elapsed(), got))
 }
 
-fn latency_stats(mut v: Vec<f64>) -> serde_json::Value {
-    v.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        v.get(((v.len().max(1) - 1) as f64 * q).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    serde_json::json!({"p50_us": at(0.5), "p99_us": at(0.99)})
+fn latency_stats(v: Vec<f64>) -> serde_json::Value {
+    let p = batch::Percentiles::of(v);
+    serde_json::json!({"p50_us": p.p50, "p99_us": p.p99})
 }
 
 /// `tsp-job bench cache`: per level, the latency of one read and reads/s with `concurrency`

@@ -11,6 +11,16 @@ pub fn config_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config")
 }
 
+/// Configuration options for this process: the project's config folder, `development`.
+pub fn load_options() -> tsp_config::LoadOptions {
+    tsp_config::LoadOptions {
+        config_dir: config_dir(),
+        env_name: Some("development".into()),
+        env: Vec::new(),
+        overrides: Vec::new(),
+    }
+}
+
 /// The binary with a clean environment: only PATH, HOME and the config folder, plus `env`.
 pub fn tsp_job(env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsp-job"));
