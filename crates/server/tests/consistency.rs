@@ -20,6 +20,7 @@ use tsp_mobility::batch;
 use tsp_mobility::complete::{TRAJECTORIES, Trips};
 use tsp_mobility::sandbox::Sandbox;
 use tsp_mobility::seed::{self, TripPlan};
+use tsp_mobility::trip::TripCompletion;
 use tsp_queue::Queue;
 
 const TRIPS: usize = 1_000;
@@ -63,28 +64,29 @@ fn worker_with(sandbox: &Sandbox, concurrency: usize, lease: &str, extra: &[&str
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn faults_after_every_step_and_killed_workers_leave_every_trip_whole_or_absent() {
-    let sandbox = Sandbox::create(&common::load_options()).await.unwrap();
-    let hub = sandbox.hub.clone();
-    seed::seed_users(&hub, USERS).await.unwrap();
-    let cache = Cache::start(hub.redis("cache").unwrap().clone(), &hub.config().cache);
-    let trips = Trips::new(&hub, cache).unwrap();
-    let stops = seed::cairns_stops().unwrap();
+/// Seeds `users` users, then enqueues `n` generated trips (seed `seed`, ending within `days`) on
+/// the sandbox's trips queue: the queue, the trips, and their job ids in order.
+async fn enqueue_trips(
+    sandbox: &Sandbox,
+    seed: u64,
+    n: usize,
+    users: u64,
+    days: u32,
+) -> (Queue, Vec<TripCompletion>, Vec<String>) {
+    let hub = &sandbox.hub;
+    seed::seed_users(hub, users).await.unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let generated = seed::generate_trips(
-        &TripPlan {
-            seed: 99,
-            trips: TRIPS,
-            users: USERS,
-            days: 20,
-            now_ms: now,
-        },
-        &stops,
-    );
+    let plan = TripPlan {
+        seed,
+        trips: n,
+        users,
+        days,
+        now_ms: now,
+    };
+    let generated = seed::generate_trips(&plan, &seed::cairns_stops().unwrap());
     let queue = Queue::new(
         hub.redis("cache").unwrap().clone(),
         "trips",
@@ -92,7 +94,17 @@ async fn faults_after_every_step_and_killed_workers_leave_every_trip_whole_or_ab
     )
     .unwrap();
     let ids = batch::enqueue(&queue, &generated).await.unwrap();
-    let trip_of: HashMap<&str, &tsp_mobility::trip::TripCompletion> = ids
+    (queue, generated, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_after_every_step_and_killed_workers_leave_every_trip_whole_or_absent() {
+    let sandbox = Sandbox::create(&common::load_options()).await.unwrap();
+    let hub = sandbox.hub.clone();
+    let (queue, generated, ids) = enqueue_trips(&sandbox, 99, TRIPS, USERS, 20).await;
+    let cache = Cache::start(hub.redis("cache").unwrap().clone(), &hub.config().cache);
+    let trips = Trips::new(&hub, cache).unwrap();
+    let trip_of: HashMap<&str, &TripCompletion> = ids
         .iter()
         .map(String::as_str)
         .zip(generated.iter())
@@ -252,30 +264,8 @@ async fn faults_after_every_step_and_killed_workers_leave_every_trip_whole_or_ab
 async fn a_process_abort_after_each_step_is_finished_by_another_worker() {
     let sandbox = Sandbox::create(&common::load_options()).await.unwrap();
     let hub = sandbox.hub.clone();
-    seed::seed_users(&hub, 3).await.unwrap();
-    let stops = seed::cairns_stops().unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
     let steps = tsp_mobility::complete::STEPS;
-    let generated = seed::generate_trips(
-        &TripPlan {
-            seed: 5,
-            trips: steps.len(),
-            users: 3,
-            days: 2,
-            now_ms: now,
-        },
-        &stops,
-    );
-    let queue = Queue::new(
-        hub.redis("cache").unwrap().clone(),
-        "trips",
-        &hub.config().queue,
-    )
-    .unwrap();
-    let ids = batch::enqueue(&queue, &generated).await.unwrap();
+    let (queue, _, ids) = enqueue_trips(&sandbox, 5, steps.len(), 3, 2).await;
     for step in steps {
         let at = format!("trips.fault.step={step}");
         // Leases long enough that no aborted job is recovered (and aborted again) before every
