@@ -192,17 +192,6 @@ impl JobState {
                 _ => None,
             })
     }
-
-    /// The sorted set holding jobs in this state.
-    pub(crate) fn set(self) -> &'static str {
-        match self {
-            JobState::Waiting => "ready",
-            JobState::Delayed => "delayed",
-            JobState::Active => "active",
-            JobState::Completed => "completed",
-            JobState::Dead => "dead",
-        }
-    }
 }
 
 /// One attempt's failure.

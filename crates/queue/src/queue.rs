@@ -1,29 +1,37 @@
 //! One named queue in Redis: producing, inspecting, and the state transitions workers use.
 //!
 //! # Storage
-//! Sorted sets and per-queue hashes keyed by job id, changed only by the Lua scripts in `lua/`,
-//! each one atomic:
-//! - `ready`: score `(1023 − priority) · 2^43 + seq`, so `ZPOPMIN` takes the highest priority,
-//!   oldest first;
-//! - `delayed`: score = run-at time (delays and retry backoff); promoted by `fetch`;
-//! - `active`: score = lease deadline; heartbeats push it forward, `recover` takes back what
-//!   expired;
-//! - `completed`, `dead`: score = finish time, trimmed by age and count;
-//! - hashes by job id: `data` (the spec: type, payload, options), `scores` (place in line),
-//!   `attempts`, `tokens` (current lease), `started`, `runat` (retry time), `results`,
-//!   `errors`, `progress`, `dedupof`. A job's state is the sorted set that holds its id.
-//!   Keeping a field of every job in one hash turns a batch of N jobs into a few variadic
-//!   commands instead of N: Redis's per-command cost, not per-element cost, is what limits a
-//!   queue.
-//! - `stats` (lifetime counters), `dedup` (key → id), `paused`, `wake` (a one-element list idle
-//!   workers block on), `seq`.
-//! - `deadhook`: dead jobs whose dead-letter hook (see `Registry::on_dead`) has not run yet;
-//!   score = when a worker may claim it (its death time, then the end of a claim).
+//! Changed only by the Lua scripts in `lua/`, each one atomic. A job's id is in exactly one of:
+//! - `wait:<p>`: a list per priority `p` (0–1023), FIFO; `prios` (sorted set) names the
+//!   priorities that have waiting jobs, highest first. A job taken back from a worker (lease
+//!   expired, shutdown) goes to the front of its list: it had reached the front already.
+//! - `delayed`: sorted set, score = run-at time (delays and retry backoff); promoted by `fetch`
+//!   to the back of its list when due;
+//! - `active:<lease id>`: the set of jobs one worker holds. `workers` (sorted set) maps each
+//!   lease id to its deadline, which the worker's heartbeat pushes forward; `recover` takes back
+//!   the jobs of a lease whose deadline passed and evicts that lease id (`evicted`), so the
+//!   worker's late outcomes are refused and it continues under a new lease id.
+//! - `completed`, `dead`: sorted sets, score = finish time, trimmed by age and count.
 //!
-//! Sorted sets rather than Streams: Streams give consumer groups and pending lists, but not
-//! priorities, delays or dead letters, which would need sorted sets beside them anyway, and the
-//! scripts would then keep two structures in step. With sorted sets every state is one `ZCARD`
-//! away (O(1) counts) and every transition is one script call for a whole batch of jobs.
+//! Hashes keyed by job id hold the rest: `data` (the spec: type, payload, options), `lease` (the
+//! attempt record: attempts, started, run-at, holder), `results`, `errors`, `progress`,
+//! `dedupof`. Also `stats` (lifetime counters), `dedup` (key → id), `paused`, `wake` (a
+//! one-element list idle workers block on), and `deadhook`: dead jobs whose dead-letter hook
+//! (see `Registry::on_dead`) has not run yet, score = when a worker may claim it.
+//!
+//! Why this shape: on the hot path (enqueue → fetch → finish) a job costs Redis a list push and
+//! pop, a set add and remove, two hash writes and reads, and one sorted-set add (`completed`,
+//! which must be searchable by id and trimmable by time). Sorted sets cost about ten times what
+//! lists and sets cost per element here, so waiting jobs are in lists and leases are held per
+//! worker, not per job; every transition is one script call for a whole batch of jobs, with its
+//! arguments laid out so the script hands them to Redis without a per-job Lua loop.
+//!
+//! Lists and sorted sets rather than Streams: Streams give consumer groups and pending lists,
+//! but not priorities, delays or dead letters, which would need other structures beside them,
+//! and the scripts would then keep two structures in step.
+//!
+//! Counts per state cost one command per priority in use and per worker holding jobs (see
+//! `counts.lua`), never a scan of jobs or keys.
 //!
 //! Every key of a queue is `<key_prefix>q:{<name>}:…`: one Redis Cluster hash tag per queue, so
 //! the scripts run on Cluster unchanged.
@@ -52,6 +60,9 @@ struct Scripts {
     release: Script,
     requeue: Script,
     deadclaim: Script,
+    counts: Script,
+    job: Script,
+    list: Script,
 }
 
 /// Each script is `common.lua` (shared helpers) followed by its own file.
@@ -74,6 +85,9 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     release: script!("lua/release.lua"),
     requeue: script!("lua/requeue.lua"),
     deadclaim: script!("lua/deadclaim.lua"),
+    counts: script!("lua/counts.lua"),
+    job: script!("lua/job.lua"),
+    list: script!("lua/list.lua"),
 });
 
 /// A job's immutable part, stored as one JSON array per job in the queue's `data` hash:
@@ -109,6 +123,24 @@ fn encode_spec(j: &NewJob, max: u32, backoff: Backoff, timeout_ms: u64, created:
     )
 }
 
+/// Expired worker leases taken back per recover call (each holds up to its concurrency).
+const RECOVER_WORKERS: usize = 20;
+
+/// Jobs per finish script call (its arguments stay within Lua's `unpack` limit).
+const FINISH_CHUNK: usize = 1000;
+
+/// Indexes of `tokens` grouped by lease id, groups in order of first appearance.
+fn by_holder<'a>(tokens: impl Iterator<Item = &'a str>) -> Vec<(&'a str, Vec<usize>)> {
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, t) in tokens.enumerate() {
+        match groups.iter_mut().find(|(h, _)| *h == t) {
+            Some((_, idx)) => idx.push(i),
+            None => groups.push((t, vec![i])),
+        }
+    }
+    groups
+}
+
 /// Jobs per enqueue script call: big enough to amortize the round trip, small enough that one
 /// call does not hold Redis for long (about a millisecond).
 const ENQUEUE_CHUNK: usize = 500;
@@ -131,7 +163,7 @@ pub struct LeasedJob {
     pub max_attempts: u32,
     pub backoff: Backoff,
     pub timeout: Duration,
-    /// Proves this worker holds the current lease.
+    /// The lease id it is held under: proves this worker holds the current attempt.
     pub token: String,
     /// When the job became runnable (Unix ms): wait time is measured from here.
     pub runnable_at: i64,
@@ -167,6 +199,8 @@ pub struct Fetched {
     /// The earliest delayed job's run time, if any (Unix ms).
     pub next_delayed_at: Option<i64>,
     pub ready_left: u64,
+    /// The lease id was evicted (its deadline passed and its jobs were taken back).
+    pub evicted: bool,
 }
 
 /// How an attempt ended, as the worker reports it.
@@ -337,82 +371,159 @@ impl Queue {
         let now = now_ms();
         let default_backoff =
             Backoff::Exponential(u64::try_from(s.backoff.as_millis()).unwrap_or(1000));
-        let invocations: Vec<redis::ScriptInvocation<'static>> = jobs
-            .chunks(ENQUEUE_CHUNK)
-            .map(|chunk| {
+        // Runs of plain jobs (no delay, no dedup key) and of the others, in order: a plain chunk
+        // is stored by a few variadic commands (its ids are the ones made here), the others one
+        // by one (a dedup key may answer with an existing id). Splitting at every change of kind
+        // keeps FIFO across the runs.
+        let plain = |j: &NewJob| j.dedup_key.is_none() && j.delay.is_zero();
+        let mut chunks: Vec<(bool, &[NewJob])> = Vec::new();
+        let mut rest: &[NewJob] = &jobs;
+        while let Some(first) = rest.first() {
+            let kind = plain(first);
+            let len = rest
+                .iter()
+                .take(ENQUEUE_CHUNK)
+                .take_while(|j| plain(j) == kind)
+                .count();
+            let (chunk, tail) = rest.split_at(len);
+            chunks.push((kind, chunk));
+            rest = tail;
+        }
+        let spec = |j: &NewJob| {
+            let timeout_ms =
+                u64::try_from(j.timeout.unwrap_or(s.timeout).as_millis()).unwrap_or(u64::MAX);
+            encode_spec(
+                j,
+                j.max_attempts.unwrap_or(s.max_attempts),
+                j.backoff.unwrap_or(default_backoff),
+                timeout_ms,
+                now,
+            )
+        };
+        let invocations: Vec<(Option<Vec<String>>, redis::ScriptInvocation<'static>)> = chunks
+            .into_iter()
+            .map(|(is_plain, chunk)| {
                 let mut inv = SCRIPTS.enqueue.key(&self.inner.base);
-                inv.arg(now).arg(chunk.len());
-                for j in chunk {
-                    let timeout_ms = u64::try_from(j.timeout.unwrap_or(s.timeout).as_millis())
-                        .unwrap_or(u64::MAX);
-                    let spec = encode_spec(
-                        j,
-                        j.max_attempts.unwrap_or(s.max_attempts),
-                        j.backoff.unwrap_or(default_backoff),
-                        timeout_ms,
-                        now,
-                    );
-                    inv.arg(ulid::Ulid::new().to_string())
-                        .arg(spec)
-                        .arg(j.priority)
-                        .arg(j.dedup_key.as_deref().unwrap_or(""))
-                        .arg(u64::try_from(j.delay.as_millis()).unwrap_or(u64::MAX));
+                inv.arg(now);
+                if is_plain {
+                    let ids: Vec<String> =
+                        chunk.iter().map(|_| ulid::Ulid::new().to_string()).collect();
+                    inv.arg(chunk.len());
+                    for (id, j) in ids.iter().zip(chunk) {
+                        inv.arg(id).arg(spec(j));
+                    }
+                    let mut prios: Vec<u16> = chunk.iter().map(|j| j.priority).collect();
+                    prios.sort_unstable();
+                    prios.dedup();
+                    inv.arg(prios.len());
+                    for p in prios {
+                        let members: Vec<&String> = ids
+                            .iter()
+                            .zip(chunk)
+                            .filter(|(_, j)| j.priority == p)
+                            .map(|(id, _)| id)
+                            .collect();
+                        inv.arg(p).arg(members.len()).arg(members);
+                    }
+                    inv.arg(0);
+                    (Some(ids), inv)
+                } else {
+                    inv.arg(0).arg(0).arg(chunk.len());
+                    for j in chunk {
+                        inv.arg(ulid::Ulid::new().to_string())
+                            .arg(spec(j))
+                            .arg(j.priority)
+                            .arg(j.dedup_key.as_deref().unwrap_or(""))
+                            .arg(u64::try_from(j.delay.as_millis()).unwrap_or(u64::MAX));
+                    }
+                    (None, inv)
                 }
-                inv
             })
             .collect();
         // A few calls in flight keep the connection busy without queueing seconds of work
         // behind one another (each call must answer within the command timeout).
-        let mut results: Vec<redis::RedisResult<Vec<String>>> =
-            Vec::with_capacity(invocations.len());
+        let mut ids = Vec::with_capacity(jobs.len());
         for group in invocations.chunks(4) {
-            let calls = group.iter().map(|inv| {
+            let calls = group.iter().map(|(_, inv)| {
                 let mut conn = conn.clone();
                 async move { inv.invoke_async::<Vec<String>>(&mut conn).await }
             });
-            results.extend(futures::future::join_all(calls).await);
-        }
-        let mut ids = Vec::with_capacity(jobs.len());
-        for r in results {
-            ids.extend(r.map_err(|e| self.err("enqueue", &e))?);
+            let results = futures::future::join_all(calls).await;
+            for ((made, _), r) in group.iter().zip(results) {
+                let returned = r.map_err(|e| self.err("enqueue", &e))?;
+                match made {
+                    Some(made) => ids.extend(made.iter().cloned()),
+                    None => ids.extend(returned),
+                }
+            }
         }
         metrics::counter!(crate::metrics::ENQUEUED, "queue" => self.inner.name.clone())
             .increment(ids.len() as u64);
         Ok(ids)
     }
 
-    /// Leases up to `n` jobs to `worker` (promoting due delayed jobs first).
-    pub async fn fetch(&self, n: usize, worker: &str) -> Result<Fetched, QueueError> {
+    /// Leases up to `n` jobs under lease id `holder` (promoting due delayed jobs first).
+    /// `Fetched::evicted`: that lease id expired and its jobs were taken back; fetch again under
+    /// a new one.
+    pub async fn fetch(&self, n: usize, holder: &str) -> Result<Fetched, QueueError> {
         let mut conn = self.conn().await?;
-        let lease = u64::try_from(self.inner.settings.lease.as_millis()).unwrap_or(30_000);
+        let lease = i64::try_from(self.inner.settings.lease.as_millis()).unwrap_or(30_000);
         let now = now_ms();
         let reply: Vec<Value> = SCRIPTS
             .fetch
             .key(&self.inner.base)
             .arg(now)
             .arg(n)
-            .arg(lease)
-            .arg(worker)
+            .arg(now + lease)
+            .arg(holder)
+            .arg(format!("1|{now}||{holder}"))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.err("fetch", &e))?;
-        if reply.len() < 2 || !(reply.len() - 2).is_multiple_of(5) {
-            return Err(QueueError::Protocol(format!(
-                "fetch returned {} values",
-                reply.len()
-            )));
+        if reply.len() == 1 {
+            return Ok(Fetched {
+                evicted: true,
+                ..Fetched::default()
+            });
         }
+        let (ids, specs, before) = match reply.as_slice() {
+            [_, _, Value::Array(i), Value::Array(s), Value::Array(b)]
+                if i.len() == s.len() && i.len() == b.len() =>
+            {
+                (i, s, b)
+            }
+            _ => {
+                return Err(QueueError::Protocol(format!(
+                    "fetch returned {} values",
+                    reply.len()
+                )));
+            }
+        };
         let next = int(&reply[0]).filter(|t| *t >= 0);
         let ready_left = int(&reply[1])
             .and_then(|n| u64::try_from(n).ok())
             .unwrap_or(0);
-        let mut jobs = Vec::with_capacity((reply.len() - 2) / 5);
-        for f in reply[2..].chunks(5) {
-            let id = text(&f[0]);
-            let spec_text = text(&f[1]);
-            let spec: Spec<'_> = serde_json::from_str(&spec_text)
+        let mut jobs = Vec::with_capacity(ids.len());
+        for ((id, spec), before) in ids.iter().zip(specs).zip(before) {
+            let id = text(id);
+            let spec_text = match spec {
+                Value::BulkString(b) => std::str::from_utf8(b).map_err(|e| {
+                    QueueError::Protocol(format!("job {id}: spec is not UTF-8: {e}"))
+                })?,
+                _ => "",
+            };
+            let spec: Spec<'_> = serde_json::from_str(spec_text)
                 .map_err(|e| QueueError::Protocol(format!("job {id}: unreadable spec: {e}")))?;
-            let retry_at = int(&f[4]);
+            // The record before this attempt: "attempts|started|run_at|holder"; none for a
+            // first attempt.
+            let before = text(before);
+            let mut fields = before.split('|');
+            let attempts = fields
+                .next()
+                .and_then(|a| a.parse::<u32>().ok())
+                .unwrap_or(0)
+                + 1;
+            let run_at = fields.nth(1).and_then(|r| r.parse::<i64>().ok());
             jobs.push(LeasedJob {
                 job_type: spec.0,
                 payload: spec.1.get().to_string(),
@@ -421,9 +532,9 @@ impl Queue {
                 backoff: Backoff::decode(&spec.4),
                 timeout: Duration::from_millis(spec.5),
                 created_at: spec.7,
-                runnable_at: retry_at.unwrap_or(spec.8),
-                attempts: int(&f[2]).and_then(|v| u32::try_from(v).ok()).unwrap_or(1),
-                token: text(&f[3]),
+                runnable_at: run_at.unwrap_or(spec.8),
+                attempts,
+                token: holder.to_string(),
                 leased_at: now,
                 has_dedup: !spec.6.is_empty(),
                 id,
@@ -433,33 +544,64 @@ impl Queue {
             jobs,
             next_delayed_at: next,
             ready_left,
+            evicted: false,
         })
     }
 
-    /// Reports finished attempts in one round trip. `any_dedup`: some of these jobs have a
-    /// dedup key to release (skips that work for the common batch without any).
+    /// Reports finished attempts: one round trip per lease id among them (usually one).
+    /// `any_dedup`: some of these jobs have a dedup key to release (skips that work for the
+    /// common batch without any). Outcomes in the order of `acks`.
     pub async fn finish(
         &self,
         acks: &[(String, String, Outcome)],
         any_dedup: bool,
     ) -> Result<Vec<Finished>, QueueError> {
-        if acks.is_empty() {
-            return Ok(Vec::new());
+        let mut out = vec![Finished::Stale; acks.len()];
+        for (holder, idx) in by_holder(acks.iter().map(|(_, t, _)| t.as_str())) {
+            for part in idx.chunks(FINISH_CHUNK) {
+                let got = self.finish_held(holder, acks, part, any_dedup).await?;
+                for (i, f) in got {
+                    out[i] = f;
+                }
+            }
         }
+        Ok(out)
+    }
+
+    /// One finish call for jobs held under `holder`: `part` indexes `acks`.
+    async fn finish_held(
+        &self,
+        holder: &str,
+        acks: &[(String, String, Outcome)],
+        part: &[usize],
+        any_dedup: bool,
+    ) -> Result<Vec<(usize, Finished)>, QueueError> {
         let s = &self.inner.settings;
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let now = now_ms().to_string();
+        let (plain, other): (Vec<usize>, Vec<usize>) = part.iter().partition(
+            |&&i| matches!(&acks[i].2, Outcome::Completed { result } if result == "null"),
+        );
         let mut inv = SCRIPTS.finish.key(&self.inner.base);
-        inv.arg(now_ms())
-            .arg(acks.len())
+        inv.arg(&now)
             .arg(s.keep_completed)
             .arg(ms(s.keep_completed_age))
             .arg(s.keep_dead)
             .arg(ms(s.keep_dead_age))
             .arg(&self.inner.events)
-            .arg(if any_dedup { "1" } else { "0" });
-        for (id, token, outcome) in acks {
-            inv.arg(id).arg(token);
-            match outcome {
+            .arg(if any_dedup { "1" } else { "0" })
+            .arg(holder)
+            .arg(plain.len());
+        for &i in &plain {
+            inv.arg(&acks[i].0);
+        }
+        for &i in &plain {
+            inv.arg(&now).arg(&acks[i].0);
+        }
+        inv.arg(other.len());
+        for &i in &other {
+            inv.arg(&acks[i].0);
+            match &acks[i].2 {
                 Outcome::Completed { result } => inv.arg("ok").arg(result).arg(0),
                 Outcome::Retry { error, at } => inv.arg("retry").arg(error).arg(*at),
                 Outcome::Dead { error } => inv.arg("dead").arg(error).arg(0),
@@ -470,33 +612,50 @@ impl Queue {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.err("finish", &e))?;
-        reply
+        if reply.len() != part.len() {
+            return Err(QueueError::Protocol(format!(
+                "finish answered {} of {} jobs",
+                reply.len(),
+                part.len()
+            )));
+        }
+        plain
             .iter()
-            .map(|r| match r.as_str() {
-                "completed" => Ok(Finished::Completed),
-                "retrying" => Ok(Finished::Retrying),
-                "dead" => Ok(Finished::Dead),
-                "stale" => Ok(Finished::Stale),
-                other => Err(QueueError::Protocol(format!("finish: {other}"))),
+            .chain(&other)
+            .zip(&reply)
+            .map(|(&i, r)| {
+                let f = match r.as_str() {
+                    "completed" => Finished::Completed,
+                    "retrying" => Finished::Retrying,
+                    "dead" => Finished::Dead,
+                    "stale" => Finished::Stale,
+                    other => return Err(QueueError::Protocol(format!("finish: {other}"))),
+                };
+                Ok((i, f))
             })
             .collect()
     }
 
-    /// Extends the given leases; returns the ids whose lease this worker no longer holds.
+    /// Heartbeat: extends the leases of these (id, lease id) pairs; returns the ids whose
+    /// lease this worker no longer holds.
     pub async fn extend(&self, leases: &[(String, String)]) -> Result<Vec<String>, QueueError> {
-        if leases.is_empty() {
-            return Ok(Vec::new());
+        let deadline =
+            now_ms() + i64::try_from(self.inner.settings.lease.as_millis()).unwrap_or(30_000);
+        let mut lost = Vec::new();
+        for (holder, idx) in by_holder(leases.iter().map(|(_, t)| t.as_str())) {
+            let mut inv = SCRIPTS.extend.key(&self.inner.base);
+            inv.arg(deadline).arg(holder);
+            for i in idx {
+                inv.arg(&leases[i].0);
+            }
+            let mut conn = self.conn().await?;
+            let l: Vec<String> = inv
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.err("extend", &e))?;
+            lost.extend(l);
         }
-        let mut inv = SCRIPTS.extend.key(&self.inner.base);
-        inv.arg(now_ms())
-            .arg(u64::try_from(self.inner.settings.lease.as_millis()).unwrap_or(30_000));
-        for (id, token) in leases {
-            inv.arg(id).arg(token);
-        }
-        let mut conn = self.conn().await?;
-        inv.invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.err("extend", &e))
+        Ok(lost)
     }
 
     /// Takes back jobs whose lease expired; returns (sent back, dead-lettered).
@@ -506,7 +665,7 @@ impl Queue {
             .recover
             .key(&self.inner.base)
             .arg(now_ms())
-            .arg(1000)
+            .arg(RECOVER_WORKERS)
             .arg(&self.inner.events)
             .invoke_async(&mut conn)
             .await
@@ -522,19 +681,24 @@ impl Queue {
         Ok((back, dead))
     }
 
-    /// Returns leases without counting the attempt (graceful shutdown).
+    /// Returns leases of (id, lease id) pairs without counting the attempt (graceful
+    /// shutdown); returns how many were still held.
     pub async fn release(&self, leases: &[(String, String)]) -> Result<u64, QueueError> {
-        if leases.is_empty() {
-            return Ok(0);
+        let mut returned = 0;
+        for (holder, idx) in by_holder(leases.iter().map(|(_, t)| t.as_str())) {
+            let mut inv = SCRIPTS.release.key(&self.inner.base);
+            inv.arg(holder);
+            for i in idx {
+                inv.arg(&leases[i].0);
+            }
+            let mut conn = self.conn().await?;
+            let n: u64 = inv
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.err("release", &e))?;
+            returned += n;
         }
-        let mut inv = SCRIPTS.release.key(&self.inner.base);
-        for (id, token) in leases {
-            inv.arg(id).arg(token);
-        }
-        let mut conn = self.conn().await?;
-        inv.invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.err("release", &e))
+        Ok(returned)
     }
 
     /// Moves dead-lettered jobs back to waiting, attempts reset. `None`: all of them. Jobs whose
@@ -677,40 +841,34 @@ impl Queue {
             .map_err(|e| self.err("progress", &e))
     }
 
-    /// Per-state sizes and lifetime counters: one pipelined round trip of O(1) commands.
+    /// Per-state sizes and lifetime counters: one script call, O(priorities + workers).
     pub async fn counts(&self) -> Result<QueueCounts, QueueError> {
         let mut conn = self.conn().await?;
-        let b = &self.inner.base;
-        let mut p = redis::pipe();
-        for st in JobState::ALL {
-            p.cmd("ZCARD").arg(format!("{b}{}", st.set()));
-        }
-        p.cmd("HGETALL").arg(format!("{b}stats"));
-        p.cmd("EXISTS").arg(format!("{b}paused"));
-        p.cmd("ZCARD").arg(format!("{b}deadhook"));
         #[allow(clippy::type_complexity)]
-        let (w, d, a, c, x, totals, paused, unhandled): (
+        let (waiting, delayed, active, completed, dead, dead_unhandled, paused, totals): (
             u64,
             u64,
             u64,
             u64,
             u64,
-            HashMap<String, u64>,
+            u64,
             bool,
-            u64,
-        ) = p
-            .query_async(&mut conn)
+            HashMap<String, u64>,
+        ) = SCRIPTS
+            .counts
+            .key(&self.inner.base)
+            .invoke_async(&mut conn)
             .await
             .map_err(|e| self.err("counts", &e))?;
         Ok(QueueCounts {
             queue: self.inner.name.clone(),
             paused,
-            waiting: w,
-            delayed: d,
-            active: a,
-            completed: c,
-            dead: x,
-            dead_unhandled: unhandled,
+            waiting,
+            delayed,
+            active,
+            completed,
+            dead,
+            dead_unhandled,
             totals,
         })
     }
@@ -724,49 +882,34 @@ impl Queue {
             });
         }
         let mut conn = self.conn().await?;
-        let b = &self.inner.base;
-        let mut p = redis::pipe();
-        for h in ["data", "lease", "results", "errors", "progress"] {
-            p.cmd("HGET").arg(format!("{b}{h}")).arg(id);
-        }
-        for st in JobState::ALL {
-            p.cmd("ZSCORE").arg(format!("{b}{}", st.set())).arg(id);
-        }
-        let v: Vec<Option<String>> = p
-            .query_async(&mut conn)
+        let v: Vec<Option<String>> = SCRIPTS
+            .job
+            .key(&self.inner.base)
+            .arg(id)
+            .invoke_async(&mut conn)
             .await
             .map_err(|e| self.err("job", &e))?;
-        let Some(spec_text) = v[0].as_deref() else {
+        let [spec_text, record, result, errors, progress, state, finished] = v.as_slice() else {
+            return Err(QueueError::Protocol(format!(
+                "job returned {} values",
+                v.len()
+            )));
+        };
+        let Some(spec_text) = spec_text.as_deref() else {
             return Ok(None);
         };
         let spec: Spec<'_> = serde_json::from_str(spec_text)
             .map_err(|e| QueueError::Protocol(format!("job {id}: unreadable spec: {e}")))?;
-        let scores = &v[5..10];
-        // lease: "attempts|token|started|run_at|score"
-        let lease: Vec<&str> = v[1].as_deref().unwrap_or("").split('|').collect();
-        let lease_num = |i: usize| lease.get(i).and_then(|x| x.parse::<i64>().ok());
-        let state = JobState::ALL
-            .into_iter()
-            .zip(scores.iter())
-            .find(|(_, sc)| sc.is_some())
-            .map(|(st, _)| st);
-        let score_ms = |i: usize| {
-            scores[i]
-                .as_deref()
-                .and_then(|x| x.parse::<f64>().ok())
-                .map(|x| x as i64)
-        };
+        // The attempt record: "attempts|started|run_at|holder".
+        let record: Vec<&str> = record.as_deref().unwrap_or("").split('|').collect();
+        let field = |i: usize| record.get(i).and_then(|x| x.parse::<i64>().ok());
+        let state = state.as_deref().and_then(JobState::parse);
         let json = |t: &Option<String>| {
             t.as_deref().map(|x| {
                 serde_json::from_str(x).unwrap_or(serde_json::Value::String(x.to_string()))
             })
         };
-        let finished_at = match state {
-            Some(JobState::Completed) => score_ms(3),
-            Some(JobState::Dead) => score_ms(4),
-            _ => None,
-        };
-        let errors: Vec<crate::job::AttemptError> = v[3]
+        let errors: Vec<crate::job::AttemptError> = errors
             .as_deref()
             .and_then(|e| serde_json::from_str(e).ok())
             .unwrap_or_default();
@@ -777,19 +920,20 @@ impl Queue {
             payload: serde_json::from_str(spec.1.get()).unwrap_or(serde_json::Value::Null),
             state: state.map(JobState::as_str).unwrap_or("unknown").to_string(),
             priority: spec.2,
-            attempts: lease_num(0)
-                .and_then(|a| u32::try_from(a).ok())
-                .unwrap_or(0),
+            attempts: field(0).and_then(|a| u32::try_from(a).ok()).unwrap_or(0),
             max_attempts: spec.3,
             backoff: Backoff::decode(&spec.4),
             timeout_ms: spec.5,
             dedup_key: Some(spec.6).filter(|d| !d.is_empty()),
             created_at: spec.7,
-            run_at: lease_num(3).unwrap_or(spec.8),
-            started_at: lease_num(2),
-            finished_at,
-            progress: json(&v[4]),
-            result: json(&v[2]).or(if state == Some(JobState::Completed) {
+            run_at: field(2).unwrap_or(spec.8),
+            started_at: field(1),
+            finished_at: finished
+                .as_deref()
+                .and_then(|x| x.parse::<f64>().ok())
+                .map(|x| x as i64),
+            progress: json(progress),
+            result: json(result).or(if state == Some(JobState::Completed) {
                 Some(serde_json::Value::Null)
             } else {
                 None
@@ -799,16 +943,18 @@ impl Queue {
         }))
     }
 
-    /// Up to `limit` jobs in `state`, oldest (or, for waiting, next to run) first.
+    /// Up to `limit` jobs in `state`: waiting ones in the order they will run, the others
+    /// oldest first (active ones by worker).
     pub async fn list(&self, state: JobState, limit: usize) -> Result<Vec<JobInfo>, QueueError> {
         let mut conn = self.conn().await?;
-        let ids: Vec<String> = redis::cmd("ZRANGE")
-            .arg(format!("{}{}", self.inner.base, state.set()))
-            .arg(0)
-            .arg(limit.saturating_sub(1))
-            .query_async(&mut conn)
+        let ids: Vec<String> = SCRIPTS
+            .list
+            .key(&self.inner.base)
+            .arg(state.as_str())
+            .arg(limit)
+            .invoke_async(&mut conn)
             .await
-            .map_err(|e| self.err("zrange", &e))?;
+            .map_err(|e| self.err("list", &e))?;
         let infos = futures::future::join_all(ids.iter().map(|id| self.job(id))).await;
         let mut out = Vec::with_capacity(ids.len());
         for info in infos {

@@ -107,7 +107,7 @@ impl Worker {
         self
     }
 
-    /// This worker's id (the prefix of its lease tokens).
+    /// This worker's id (its lease id, or the prefix of later ones).
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -276,6 +276,9 @@ async fn run_queue(
     let sem = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
     let want = (concurrency / 2).clamp(1, fetch_batch);
+    // The lease id jobs are held under: this worker's id, then a new one after an eviction.
+    let mut holder = worker_id.clone();
+    let mut generation = 0u32;
     let mut fetch_delay = Duration::from_millis(50);
     'fetching: loop {
         if *stop.borrow() {
@@ -296,7 +299,7 @@ async fn run_queue(
         }
         while tasks.try_join_next().is_some() {}
         let n = permit.num_permits();
-        let fetched = match queue.fetch(n, &worker_id).await {
+        let fetched = match queue.fetch(n, &holder).await {
             Ok(f) => {
                 fetch_delay = Duration::from_millis(50);
                 f
@@ -312,6 +315,16 @@ async fn run_queue(
                 continue;
             }
         };
+        if fetched.evicted {
+            // This worker missed its heartbeats for a whole lease (paused, partitioned): its
+            // jobs run elsewhere now and their outcomes here will be refused as stale.
+            generation += 1;
+            let next = format!("{worker_id}.{generation}");
+            tracing::warn!(queue = queue.name(), lease = %holder, next = %next, "lease expired and taken back; continuing under a new lease id");
+            holder = next;
+            drop(permit);
+            continue;
+        }
         if fetched.jobs.is_empty() {
             drop(permit);
             let wait = match fetched.next_delayed_at {

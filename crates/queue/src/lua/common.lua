@@ -1,15 +1,22 @@
--- Shared helpers, prepended to every script (see queue.rs).
--- Job data lives in per-queue hashes keyed by job id, so a batch of N jobs costs a few
--- variadic commands rather than N commands: data (the job spec, JSON array), scores (place in
--- line), attempts, tokens (current lease), started, runat (retry time), results, errors,
--- progress, dedupof (id -> dedup key). The state is the sorted set that holds the id.
--- deadhook: dead jobs whose dead-letter hook has not yet run; score = when a worker may claim it.
+-- Shared helpers, prepended to every script (see queue.rs for the layout of the keys).
+--
+-- Cost model, measured on the development machine: Redis spends ~0.1-0.3 us per element on
+-- lists and sets, ~0.4-1.3 us on large hashes, ~2 us on sorted sets, and the Lua layer adds
+-- ~1 us for every string it builds or number it formats. So the hot scripts (enqueue, fetch,
+-- finish) take their arguments laid out by the client in the order the variadic commands need
+-- them and pass `unpack(ARGV, i, j)` straight through; per-job Lua loops are for rare paths.
 local base = KEYS[1]
 
 -- redis.call(cmd, key, [flag,] ...args) with a long argument list, in slices (Lua's unpack has a
 -- stack limit); the replies of the slices, concatenated. Slices hold 4 000 arguments, an even
 -- number, so pairs stay together.
 local function sliced(cmd, key, args, flag)
+  if #args <= 4000 then
+    local part
+    if flag then part = redis.call(cmd, key, flag, unpack(args)) else part = redis.call(cmd, key, unpack(args)) end
+    if type(part) == "table" then return part end
+    return {}
+  end
   local out = {}
   local i = 1
   while i <= #args do
@@ -29,25 +36,77 @@ local function sliced(cmd, key, args, flag)
 end
 
 local function bulk(cmd, key, args)
-  sliced(cmd, key, args)
+  if #args > 0 then sliced(cmd, key, args) end
 end
 
 -- Values for each id, from hash `name` (false where absent).
 local function hmget(name, ids)
+  if #ids == 0 then return {} end
   return sliced("HMGET", base .. name, ids)
-end
-
--- Whether each id is in sorted set `name`.
-local function members(name, ids)
-  local scores = sliced("ZMSCORE", base .. name, ids)
-  local out = {}
-  for k = 1, #scores do out[k] = scores[k] ~= false end
-  return out
 end
 
 local function wake()
   redis.call("LPUSH", base .. "wake", "1")
   redis.call("LTRIM", base .. "wake", 0, 0)
+end
+
+-- A job's lease record: "attempts|started|run_at|holder" (strings; "" when unset). `holder` is
+-- the lease id of the worker running it (set while active), `run_at` when the current attempt
+-- became runnable (a delay or a retry), `started` when the last attempt began.
+local function parse_lease(v)
+  if not v then return 0, "", "", "" end
+  local a, s, r, h = string.match(v, "^(%d*)|(%d*)|(%d*)|(.*)$")
+  return tonumber(a) or 0, s or "", r or "", h or ""
+end
+
+local function lease_value(a, started, run_at, holder)
+  return a .. "|" .. started .. "|" .. run_at .. "|" .. holder
+end
+
+-- Puts jobs in line at the back of their priority's list, or at its front (a job taken back
+-- from a worker had reached the front already). Waiting jobs live in one list per priority,
+-- `wait:<p>`; `prios` holds the priorities that have waiting jobs, highest first.
+local function push_waiting(ids, front)
+  if #ids == 0 then return end
+  local specs = hmget("data", ids)
+  local groups, order = {}, {}
+  for i = 1, #ids do
+    local p = 0
+    if specs[i] then p = tonumber(cjson.decode(specs[i])[3]) or 0 end
+    if not groups[p] then groups[p] = {}; order[#order + 1] = p end
+    local g = groups[p]
+    g[#g + 1] = ids[i]
+  end
+  for _, p in ipairs(order) do
+    local g = groups[p]
+    if front then
+      -- LPUSH a b c leaves c b a at the head: push in reverse to keep their order.
+      local rev = {}
+      for i = #g, 1, -1 do rev[#rev + 1] = g[i] end
+      bulk("LPUSH", base .. "wait:" .. p, rev)
+    else
+      bulk("RPUSH", base .. "wait:" .. p, g)
+    end
+    redis.call("ZADD", base .. "prios", 1023 - p, p)
+  end
+end
+
+-- How many jobs wait (one LLEN per priority in use, not per job).
+local function waiting_count()
+  local n = 0
+  for _, p in ipairs(redis.call("ZRANGE", base .. "prios", 0, -1)) do
+    n = n + redis.call("LLEN", base .. "wait:" .. p)
+  end
+  return n
+end
+
+-- Whether each id is in set `key` (a worker's active set).
+local function in_set(key, ids)
+  if #ids == 0 then return {} end
+  local m = sliced("SMISMEMBER", key, ids)
+  local out = {}
+  for k = 1, #ids do out[k] = m[k] == 1 end
+  return out
 end
 
 -- Appends an attempt's error to each job's history (the last 25 are kept).
@@ -77,7 +136,7 @@ local function release_dedup(ids)
     end
     if keys[i] then found[#found + 1] = ids[i] end
   end
-  if #found > 0 then bulk("HDEL", base .. "dedupof", found) end
+  bulk("HDEL", base .. "dedupof", found)
 end
 
 -- Deletes everything stored for these jobs.
@@ -92,21 +151,13 @@ local function forget(ids)
   if redis.call("ZCARD", base .. "deadhook") > 0 then bulk("ZREM", base .. "deadhook", ids) end
 end
 
--- Parses a lease field: attempts, token, started, run_at, score (strings; "" when unset).
-local function parse_lease(v)
-  if not v then return 0, "", "", "", "" end
-  local a, t, s, r, sc = string.match(v, "^(%d*)|([^|]*)|(%d*)|(%d*)|([%d.e+]*)$")
-  return tonumber(a) or 0, t or "", s or "", r or "", sc or ""
-end
-
-local function lease_value(a, token, started, run_at, score)
-  return a .. "|" .. token .. "|" .. started .. "|" .. run_at .. "|" .. score
-end
-
--- A place in `ready` for a job that has none yet: its priority, then now.
-local function new_score(id)
-  local spec = redis.call("HGET", base .. "data", id)
-  local prio = 0
-  if spec then prio = tonumber(cjson.decode(spec)[3]) or 0 end
-  return (1023 - prio) * 8796093022208 + redis.call("INCR", base .. "seq")
+-- Moves jobs out of attempts to the dead-letter set (their hook pending), with events.
+local function to_dead(ids, now, channel)
+  if #ids == 0 then return end
+  local z = {}
+  for i = 1, #ids do z[#z + 1] = now; z[#z + 1] = ids[i] end
+  bulk("ZADD", base .. "dead", z)
+  bulk("ZADD", base .. "deadhook", z)
+  redis.call("HINCRBY", base .. "stats", "dead", #ids)
+  redis.call("PUBLISH", channel, cjson.encode({event = "failed", ids = ids}))
 end

@@ -1,55 +1,59 @@
--- Leases up to N ready jobs to a worker, promoting due delayed jobs first.
+-- Leases up to N waiting jobs to a worker, promoting due delayed jobs first.
+-- A worker's leases are one entry in `workers` (lease id -> deadline, pushed forward by its
+-- heartbeat) and the set `active:<lease id>` of the jobs it holds: one sorted-set write per
+-- batch instead of one per job. A lease id whose deadline passed is evicted by `recover`; an
+-- evicted lease id is refused here, so a worker that lost its jobs starts a new lease id
+-- rather than mixing old and new attempts.
 -- KEYS[1]: the queue's base key
--- ARGV[1]: now (ms); ARGV[2]: N; ARGV[3]: lease (ms); ARGV[4]: worker id (lease token prefix)
--- Returns: { next_delayed_due_ms or -1, ready_left, then per job 5 values:
---   id, spec, attempts (this one included), token, run-at (ms) or "" }
+-- ARGV[1]: now (ms); ARGV[2]: N; ARGV[3]: lease deadline (ms); ARGV[4]: lease id;
+-- ARGV[5]: the lease record of a first attempt ("1|<now>||<lease id>")
+-- Returns: {"evicted"} or { next_delayed_due_ms or -1, waiting_left, ids, specs, records }
+--   where records are the jobs' lease records before this attempt (false for a first attempt).
 local now = tonumber(ARGV[1])
 local want = tonumber(ARGV[2])
-local lease = tonumber(ARGV[3])
-local worker = ARGV[4]
+local holder = ARGV[4]
+if redis.call("ZSCORE", base .. "evicted", holder) then return {"evicted"} end
 
 local due = redis.call("ZRANGEBYSCORE", base .. "delayed", "-inf", now, "LIMIT", 0, 1000)
 if #due > 0 then
   bulk("ZREM", base .. "delayed", due)
-  local ls = hmget("lease", due)
-  local args = {}
-  for i = 1, #due do
-    local _, _, _, _, sc = parse_lease(ls[i])
-    if sc == "" then sc = new_score(due[i]) end
-    args[#args + 1] = sc; args[#args + 1] = due[i]
-  end
-  bulk("ZADD", base .. "ready", args)
+  push_waiting(due, false)
 end
 
-local out = {-1, 0}
+local ids, specs, before = {}, {}, {}
 if redis.call("EXISTS", base .. "paused") == 0 then
-  local popped = redis.call("ZPOPMIN", base .. "ready", want)
-  local ids, scores = {}, {}
-  for i = 1, #popped, 2 do ids[#ids + 1] = popped[i]; scores[#scores + 1] = popped[i + 1] end
-  if #ids > 0 then
-    local ls = hmget("lease", ids)
-    local specs = hmget("data", ids)
-    local l_args, z_args = {}, {}
-    for i = 1, #ids do
-      local a, _, _, run_at = parse_lease(ls[i])
-      a = a + 1
-      local token = worker .. ":" .. a
-      l_args[#l_args + 1] = ids[i]
-      l_args[#l_args + 1] = lease_value(a, token, now, run_at, scores[i])
-      z_args[#z_args + 1] = now + lease; z_args[#z_args + 1] = ids[i]
-      local n = #out
-      out[n + 1] = ids[i]
-      out[n + 2] = specs[i] or "[]"
-      out[n + 3] = a
-      out[n + 4] = token
-      out[n + 5] = run_at
+  while #ids < want do
+    local top = redis.call("ZRANGE", base .. "prios", 0, 0)
+    if #top == 0 then break end
+    local key = base .. "wait:" .. top[1]
+    local got = redis.call("LPOP", key, want - #ids)
+    if got then
+      if #ids == 0 then ids = got else for i = 1, #got do ids[#ids + 1] = got[i] end end
     end
-    bulk("HSET", base .. "lease", l_args)
-    bulk("ZADD", base .. "active", z_args)
+    if redis.call("LLEN", key) == 0 then redis.call("ZREM", base .. "prios", top[1]) end
+  end
+  if #ids > 0 then
+    specs = hmget("data", ids)
+    before = hmget("lease", ids)
+    local records = {}
+    local first = ARGV[5]
+    for i = 1, #ids do
+      records[#records + 1] = ids[i]
+      if before[i] then
+        local a, _, run_at = parse_lease(before[i])
+        records[#records + 1] = lease_value(a + 1, ARGV[1], run_at, holder)
+      else
+        records[#records + 1] = first
+      end
+    end
+    bulk("HSET", base .. "lease", records)
+    bulk("SADD", base .. "active:" .. holder, ids)
+    redis.call("ZADD", base .. "workers", ARGV[3], holder)
   end
 end
 local nxt = redis.call("ZRANGE", base .. "delayed", 0, 0, "WITHSCORES")
-if #nxt > 0 then out[1] = tonumber(nxt[2]) end
-out[2] = redis.call("ZCARD", base .. "ready")
-if out[2] > 0 and #out > 2 then wake() end
-return out
+local next_due = -1
+if #nxt > 0 then next_due = tonumber(nxt[2]) end
+local left = waiting_count()
+if left > 0 and #ids > 0 then wake() end
+return {next_due, left, ids, specs, before}

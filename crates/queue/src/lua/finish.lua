@@ -1,67 +1,101 @@
 -- Acknowledges finished attempts: completed, retried later, or dead-lettered.
--- Only the holder of the current lease (token, and still in `active`) may finish a job; a stale
+-- Only the lease that holds a job (the job is in `active:<lease id>`) may finish it; a stale
 -- outcome is ignored, so a worker whose lease expired cannot overwrite the job's next attempt,
 -- and an acknowledgement sent twice counts once.
 -- KEYS[1]: the queue's base key
--- ARGV[1]: now (ms); ARGV[2]: N; ARGV[3]: keep_completed; ARGV[4]: keep_completed_age (ms);
--- ARGV[5]: keep_dead; ARGV[6]: keep_dead_age (ms); ARGV[7]: events channel;
--- ARGV[8]: "1" if any job of the batch has a dedup key
--- then per job 5 values: id, token, outcome ("ok" | "retry" | "dead"), result or error text,
---   retry_at (ms; for "retry")
--- Returns: per job "completed" | "retrying" | "dead" | "stale".
+-- ARGV[1]: now (ms); ARGV[2]: keep_completed; ARGV[3]: keep_completed_age (ms);
+-- ARGV[4]: keep_dead; ARGV[5]: keep_dead_age (ms); ARGV[6]: events channel;
+-- ARGV[7]: "1" if any job of the batch has a dedup key; ARGV[8]: the lease id
+-- ARGV[9]: K, the number of plain completions (no result to keep); then their K ids; then K
+--   pairs now, id (for ZADD)
+-- then M, the number of other outcomes; per job 4 values: id, outcome ("ok" | "retry" | "dead"),
+--   result or error text, retry_at (ms; for "retry")
+-- Returns: per job, plain completions first, "completed" | "retrying" | "dead" | "stale".
 local now = tonumber(ARGV[1])
-local n = tonumber(ARGV[2])
-local ids = {}
-for i = 0, n - 1 do ids[#ids + 1] = ARGV[9 + i * 5] end
-local ls = hmget("lease", ids)
-local active = members("active", ids)
+local active = base .. "active:" .. ARGV[8]
+local k = tonumber(ARGV[9])
 local out = {}
-local valid, done, done_z, results, retry_z, dead_z, leases = {}, {}, {}, {}, {}, {}, {}
-local failed, failed_att, failed_txt, dead = {}, {}, {}, {}
-for i = 1, n do
-  local o = 9 + (i - 1) * 5
-  local token, outcome, text, at = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4]
-  local a, held, started, _, score = parse_lease(ls[i])
-  if held ~= token or not active[i] then
-    out[i] = "stale"
+local done = {}
+if k > 0 then
+  local member = redis.call("SMISMEMBER", active, unpack(ARGV, 10, 9 + k))
+  local all = true
+  for i = 1, k do
+    if member[i] == 0 then all = false; break end
+  end
+  if all then
+    redis.call("SREM", active, unpack(ARGV, 10, 9 + k))
+    redis.call("ZADD", base .. "completed", unpack(ARGV, 10 + k, 9 + 3 * k))
+    done = {unpack(ARGV, 10, 9 + k)}
+    for i = 1, k do out[i] = "completed" end
   else
-    local id = ids[i]
-    valid[#valid + 1] = id
-    if outcome == "ok" then
-      out[i] = "completed"
-      done[#done + 1] = id
-      done_z[#done_z + 1] = now; done_z[#done_z + 1] = id
-      if text ~= "null" then results[#results + 1] = id; results[#results + 1] = text end
-    else
-      failed[#failed + 1] = id
-      failed_att[#failed_att + 1] = a
-      failed_txt[#failed_txt + 1] = text
-      if outcome == "retry" then
-        out[i] = "retrying"
-        retry_z[#retry_z + 1] = tonumber(at); retry_z[#retry_z + 1] = id
-        leases[#leases + 1] = id; leases[#leases + 1] = lease_value(a, "", started, at, score)
+    local z = {}
+    for i = 1, k do
+      if member[i] == 1 then
+        done[#done + 1] = ARGV[9 + i]
+        z[#z + 1] = ARGV[1]; z[#z + 1] = ARGV[9 + i]
+        out[i] = "completed"
       else
-        out[i] = "dead"
-        dead[#dead + 1] = id
-        dead_z[#dead_z + 1] = now; dead_z[#dead_z + 1] = id
+        out[i] = "stale"
+      end
+    end
+    bulk("SREM", active, done)
+    bulk("ZADD", base .. "completed", z)
+  end
+end
+
+local o = 10 + 3 * k
+local m = tonumber(ARGV[o])
+o = o + 1
+local dead = {}
+if m > 0 then
+  local ids = {}
+  for i = 0, m - 1 do ids[#ids + 1] = ARGV[o + i * 4] end
+  local held = in_set(active, ids)
+  local ls = hmget("lease", ids)
+  local valid, done_z, results, retry_z, records = {}, {}, {}, {}, {}
+  local failed, failed_att, failed_txt = {}, {}, {}
+  for i = 1, m do
+    local q = o + (i - 1) * 4
+    local id, outcome, text, at = ids[i], ARGV[q + 1], ARGV[q + 2], ARGV[q + 3]
+    if not held[i] then
+      out[#out + 1] = "stale"
+    else
+      valid[#valid + 1] = id
+      local a, started = parse_lease(ls[i])
+      if outcome == "ok" then
+        out[#out + 1] = "completed"
+        done[#done + 1] = id
+        done_z[#done_z + 1] = ARGV[1]; done_z[#done_z + 1] = id
+        if text ~= "null" then results[#results + 1] = id; results[#results + 1] = text end
+      else
+        failed[#failed + 1] = id
+        failed_att[#failed_att + 1] = a
+        failed_txt[#failed_txt + 1] = text
+        if outcome == "retry" then
+          out[#out + 1] = "retrying"
+          retry_z[#retry_z + 1] = at; retry_z[#retry_z + 1] = id
+          records[#records + 1] = id; records[#records + 1] = lease_value(a, started, at, "")
+        else
+          out[#out + 1] = "dead"
+          dead[#dead + 1] = id
+        end
       end
     end
   end
+  bulk("SREM", active, valid)
+  bulk("ZADD", base .. "completed", done_z)
+  bulk("HSET", base .. "results", results)
+  if #retry_z > 0 then
+    bulk("ZADD", base .. "delayed", retry_z)
+    bulk("HSET", base .. "lease", records)
+    redis.call("HINCRBY", base .. "stats", "retried", #retry_z / 2)
+    wake()
+  end
+  record_errors(failed, failed_att, failed_txt, now)
+  if #failed > 0 then redis.call("HINCRBY", base .. "stats", "failed", #failed) end
+  to_dead(dead, now, ARGV[6])
 end
-if #valid > 0 then bulk("ZREM", base .. "active", valid) end
-if #done_z > 0 then bulk("ZADD", base .. "completed", done_z) end
-if #results > 0 then bulk("HSET", base .. "results", results) end
-if #retry_z > 0 then
-  bulk("ZADD", base .. "delayed", retry_z)
-  bulk("HSET", base .. "lease", leases)
-  wake()
-end
-if #dead_z > 0 then
-  bulk("ZADD", base .. "dead", dead_z)
-  bulk("ZADD", base .. "deadhook", dead_z)
-end
-record_errors(failed, failed_att, failed_txt, now)
-if ARGV[8] == "1" then
+if ARGV[7] == "1" then
   release_dedup(done)
   release_dedup(dead)
 end
@@ -81,17 +115,10 @@ local function trim(set, keep, age)
     redis.call("ZREMRANGEBYRANK", base .. set, 0, excess - 1)
   end
 end
-if #done > 0 then trim("completed", tonumber(ARGV[3]), tonumber(ARGV[4])) end
-if #dead > 0 then trim("dead", tonumber(ARGV[5]), tonumber(ARGV[6])) end
-
-if #done > 0 then redis.call("HINCRBY", base .. "stats", "completed", #done) end
-if #failed > 0 then redis.call("HINCRBY", base .. "stats", "failed", #failed) end
-if #retry_z > 0 then redis.call("HINCRBY", base .. "stats", "retried", #retry_z / 2) end
-if #dead > 0 then redis.call("HINCRBY", base .. "stats", "dead", #dead) end
 if #done > 0 then
-  redis.call("PUBLISH", ARGV[7], cjson.encode({event = "completed", ids = done}))
+  trim("completed", tonumber(ARGV[2]), tonumber(ARGV[3]))
+  redis.call("HINCRBY", base .. "stats", "completed", #done)
+  redis.call("PUBLISH", ARGV[6], cjson.encode({event = "completed", ids = done}))
 end
-if #dead > 0 then
-  redis.call("PUBLISH", ARGV[7], cjson.encode({event = "failed", ids = dead}))
-end
+if #dead > 0 then trim("dead", tonumber(ARGV[4]), tonumber(ARGV[5])) end
 return out

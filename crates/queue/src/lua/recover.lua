@@ -1,41 +1,43 @@
--- Stalled-job recovery: jobs whose lease expired (their worker died or hung) go back to the
--- ready set, the lost attempt counted; jobs out of attempts are dead-lettered.
+-- Stalled-job recovery: the jobs of workers whose lease deadline passed (they died or stopped
+-- heartbeating) go back to the front of their line, the lost attempt counted; jobs out of
+-- attempts are dead-lettered. The lease id is evicted: that worker's late outcomes are stale
+-- and its next fetch is refused (it starts a new lease id).
 -- KEYS[1]: the queue's base key
--- ARGV[1]: now (ms); ARGV[2]: at most this many; ARGV[3]: events channel
+-- ARGV[1]: now (ms); ARGV[2]: at most this many workers; ARGV[3]: events channel
 -- Returns: { recovered, dead }
 local now = tonumber(ARGV[1])
-local ids = redis.call("ZRANGEBYSCORE", base .. "active", "-inf", now, "LIMIT", 0, tonumber(ARGV[2]))
-if #ids == 0 then return {0, 0} end
-bulk("ZREM", base .. "active", ids)
-local ls = hmget("lease", ids)
-local specs = hmget("data", ids)
-local texts, atts, leases = {}, {}, {}
-local back, dead, dead_ids = {}, {}, {}
-for i = 1, #ids do
-  local a, _, started, run_at, score = parse_lease(ls[i])
-  atts[i] = a
-  texts[i] = "lease expired: the worker died or stopped heartbeating"
-  leases[#leases + 1] = ids[i]; leases[#leases + 1] = lease_value(a, "", started, run_at, score)
-  local max = 1
-  if specs[i] then max = tonumber(cjson.decode(specs[i])[4]) or 1 end
-  if a >= max then
-    dead[#dead + 1] = now; dead[#dead + 1] = ids[i]
-    dead_ids[#dead_ids + 1] = ids[i]
-  else
-    if score == "" then score = new_score(ids[i]) end
-    back[#back + 1] = score; back[#back + 1] = ids[i]
+local expired = redis.call("ZRANGEBYSCORE", base .. "workers", "-inf", now, "LIMIT", 0, tonumber(ARGV[2]))
+local back_n, dead_n = 0, 0
+for _, holder in ipairs(expired) do
+  redis.call("ZREM", base .. "workers", holder)
+  local key = base .. "active:" .. holder
+  local ids = redis.call("SMEMBERS", key)
+  if #ids > 0 then
+    redis.call("DEL", key)
+    redis.call("ZADD", base .. "evicted", now, holder)
+    local ls = hmget("lease", ids)
+    local specs = hmget("data", ids)
+    local texts, atts, records, back, dead = {}, {}, {}, {}, {}
+    for i = 1, #ids do
+      local a, started, run_at = parse_lease(ls[i])
+      atts[i] = a
+      texts[i] = "lease expired: the worker died or stopped heartbeating"
+      records[#records + 1] = ids[i]; records[#records + 1] = lease_value(a, started, run_at, "")
+      local max = 1
+      if specs[i] then max = tonumber(cjson.decode(specs[i])[4]) or 1 end
+      if a >= max then dead[#dead + 1] = ids[i] else back[#back + 1] = ids[i] end
+    end
+    bulk("HSET", base .. "lease", records)
+    record_errors(ids, atts, texts, now)
+    push_waiting(back, true)
+    to_dead(dead, now, ARGV[3])
+    release_dedup(dead)
+    redis.call("HINCRBY", base .. "stats", "stalled", #ids)
+    back_n = back_n + #back
+    dead_n = dead_n + #dead
   end
 end
-bulk("HSET", base .. "lease", leases)
-record_errors(ids, atts, texts, now)
-if #back > 0 then bulk("ZADD", base .. "ready", back) end
-if #dead > 0 then
-  bulk("ZADD", base .. "dead", dead)
-  bulk("ZADD", base .. "deadhook", dead)
-  release_dedup(dead_ids)
-  redis.call("HINCRBY", base .. "stats", "dead", #dead_ids)
-  redis.call("PUBLISH", ARGV[3], cjson.encode({event = "failed", ids = dead_ids}))
-end
-redis.call("HINCRBY", base .. "stats", "stalled", #ids)
-wake()
-return {#back / 2, #dead_ids}
+-- An evicted lease id is remembered for a day: long enough for any late outcome of it.
+redis.call("ZREMRANGEBYSCORE", base .. "evicted", "-inf", now - 86400000)
+if back_n > 0 then wake() end
+return {back_n, dead_n}

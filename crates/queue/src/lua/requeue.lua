@@ -10,10 +10,13 @@ local ids
 if ARGV[2] == "all" then
   ids = redis.call("ZRANGE", base .. "dead", 0, -1)
 else
-  ids = {}
-  for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
+  ids = {unpack(ARGV, 3)}
 end
-local dead = members("dead", ids)
+local dead = {}
+if #ids > 0 then
+  local scores = sliced("ZMSCORE", base .. "dead", ids)
+  for i = 1, #ids do dead[i] = scores[i] ~= false end
+end
 local found, busy = {}, 0
 for i = 1, #ids do
   if dead[i] then
@@ -22,16 +25,14 @@ for i = 1, #ids do
   end
 end
 if #found == 0 then return {0, busy} end
-local back, leases = {}, {}
+local records = {}
 for i = 1, #found do
-  local score = new_score(found[i])
-  back[#back + 1] = score; back[#back + 1] = found[i]
-  leases[#leases + 1] = found[i]; leases[#leases + 1] = lease_value(0, "", "", "", score)
+  records[#records + 1] = found[i]; records[#records + 1] = lease_value(0, "", "", "")
 end
 bulk("ZREM", base .. "dead", found)
 bulk("ZREM", base .. "deadhook", found)
-bulk("HSET", base .. "lease", leases)
-bulk("ZADD", base .. "ready", back)
+bulk("HSET", base .. "lease", records)
+push_waiting(found, false)
 redis.call("HINCRBY", base .. "stats", "requeued", #found)
 wake()
 return {#found, busy}
