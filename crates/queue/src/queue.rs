@@ -145,6 +145,22 @@ fn by_holder<'a>(tokens: impl Iterator<Item = &'a str>) -> Vec<(&'a str, Vec<usi
 /// call does not hold Redis for long (about a millisecond).
 const ENQUEUE_CHUNK: usize = 500;
 
+/// A new job id: a ULID, strictly increasing within this process, so that sorting ids restores
+/// the order one producer enqueued them in (used when jobs taken back are put in line again).
+fn new_id() -> String {
+    static IDS: LazyLock<std::sync::Mutex<ulid::Generator>> =
+        LazyLock::new(|| std::sync::Mutex::new(ulid::Generator::new()));
+    let mut generator = match IDS.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    // The random part overflows only after 2^80 ids in one millisecond.
+    generator
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::new())
+        .to_string()
+}
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -407,7 +423,7 @@ impl Queue {
                 inv.arg(now);
                 if is_plain {
                     let ids: Vec<String> =
-                        chunk.iter().map(|_| ulid::Ulid::new().to_string()).collect();
+                        chunk.iter().map(|_| new_id()).collect();
                     inv.arg(chunk.len());
                     for (id, j) in ids.iter().zip(chunk) {
                         inv.arg(id).arg(spec(j));
@@ -430,7 +446,7 @@ impl Queue {
                 } else {
                     inv.arg(0).arg(0).arg(chunk.len());
                     for j in chunk {
-                        inv.arg(ulid::Ulid::new().to_string())
+                        inv.arg(new_id())
                             .arg(spec(j))
                             .arg(j.priority)
                             .arg(j.dedup_key.as_deref().unwrap_or(""))

@@ -479,3 +479,122 @@ async fn a_dead_job_is_not_requeued_while_its_hook_runs() {
     let r = q.requeue(Some(std::slice::from_ref(&id))).await.unwrap();
     assert_eq!((r.requeued, r.hook_running), (1, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_is_taken_back_and_its_late_outcomes_are_stale() {
+    use tsp_queue::{Finished, Outcome};
+    // queue.lease = 2 s in the tests' config.
+    let (_hub, q, _cleanup) = setup(&[]).await;
+    let ids = q
+        .enqueue_many((0..3).map(|n| NewJob::new("t", &n).unwrap()).collect())
+        .await
+        .unwrap();
+    let fetched = q.fetch(10, "w1").await.unwrap();
+    let got: Vec<&str> = fetched.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(got, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(fetched.jobs.iter().all(|j| j.attempts == 1 && j.token == "w1"));
+    assert_eq!(q.counts().await.unwrap().active, 3);
+    assert_eq!(q.job(&ids[0]).await.unwrap().unwrap().state, "active");
+
+    // Within the lease nothing is taken back; the heartbeat keeps it.
+    assert_eq!(q.recover_stalled().await.unwrap(), (0, 0));
+    let held: Vec<(String, String)> = ids.iter().map(|i| (i.clone(), "w1".into())).collect();
+    assert!(q.extend(&held).await.unwrap().is_empty());
+
+    // No heartbeat for a whole lease: the three go back, the attempt counted.
+    let leased_at = now_ms();
+    let mut recovered = (0, 0);
+    while recovered == (0, 0) {
+        assert!(now_ms() - leased_at < 5_000, "not recovered within 5 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        recovered = q.recover_stalled().await.unwrap();
+    }
+    assert!(now_ms() - leased_at >= 1_900, "recovered before the lease ended");
+    assert_eq!(recovered, (3, 0));
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.waiting, c.active), (3, 0));
+    let info = q.job(&ids[0]).await.unwrap().unwrap();
+    assert_eq!((info.state.as_str(), info.attempts), ("waiting", 1));
+    assert!(info.errors[0].error.starts_with("lease expired"), "{info:?}");
+
+    // The old holder's outcome, heartbeat and next fetch are all refused.
+    let late = q
+        .finish(
+            &[(
+                ids[0].clone(),
+                "w1".into(),
+                Outcome::Completed {
+                    result: "null".into(),
+                },
+            )],
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(late, vec![Finished::Stale]);
+    assert_eq!(q.extend(&held).await.unwrap().len(), 3);
+    assert!(q.fetch(10, "w1").await.unwrap().evicted);
+
+    // Another lease takes them, in their order, as second attempts; its outcomes count.
+    let again = q.fetch(10, "w2").await.unwrap();
+    let got: Vec<&str> = again.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(got, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(again.jobs.iter().all(|j| j.attempts == 2));
+    let acks: Vec<(String, String, Outcome)> = ids
+        .iter()
+        .map(|i| {
+            (
+                i.clone(),
+                "w2".into(),
+                Outcome::Completed {
+                    result: "null".into(),
+                },
+            )
+        })
+        .collect();
+    assert_eq!(
+        q.finish(&acks, false).await.unwrap(),
+        vec![Finished::Completed; 3]
+    );
+    // Twice: counted once.
+    assert_eq!(
+        q.finish(&acks, false).await.unwrap(),
+        vec![Finished::Stale; 3]
+    );
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.completed, c.active, c.waiting), (3, 0, 0));
+    assert_eq!(c.totals.get("completed"), Some(&3));
+    assert_eq!(c.totals.get("stalled"), Some(&3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_jobs_go_back_to_the_front_without_counting_the_attempt() {
+    let (_hub, q, _cleanup) = setup(&[]).await;
+    let ids = q
+        .enqueue_many((0..5).map(|n| NewJob::new("t", &n).unwrap()).collect())
+        .await
+        .unwrap();
+    let first = q.fetch(2, "w1").await.unwrap();
+    assert_eq!(first.jobs.len(), 2);
+    assert_eq!(first.ready_left, 3);
+    let held: Vec<(String, String)> = first
+        .jobs
+        .iter()
+        .map(|j| (j.id.clone(), j.token.clone()))
+        .collect();
+    assert_eq!(q.release(&held).await.unwrap(), 2);
+    // Released twice: nothing more to return.
+    assert_eq!(q.release(&held).await.unwrap(), 0);
+    let all = q.fetch(10, "w2").await.unwrap();
+    let got: Vec<&str> = all.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(got, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(all.jobs.iter().all(|j| j.attempts == 1), "{:?}", all.jobs);
+    let listed: Vec<String> = q
+        .list(JobState::Active, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(listed.len(), 5);
+}

@@ -14,6 +14,8 @@ for _, holder in ipairs(expired) do
   local ids = redis.call("SMEMBERS", key)
   if #ids > 0 then
     redis.call("DEL", key)
+    -- Ids grow with enqueue order (per producer): sorted, they go back in line in that order.
+    table.sort(ids)
     redis.call("ZADD", base .. "evicted", now, holder)
     local ls = hmget("lease", ids)
     local specs = hmget("data", ids)

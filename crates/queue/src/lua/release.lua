@@ -11,6 +11,7 @@ for i = 1, #ids do
   if held[i] then gone[#gone + 1] = ids[i] end
 end
 if #gone > 0 then
+  table.sort(gone) -- enqueue order (see recover.lua)
   local ls = hmget("lease", gone)
   local records = {}
   for i = 1, #gone do
