@@ -503,8 +503,7 @@ impl Queue {
             });
         }
         let (ids, specs, before) = match reply.as_slice() {
-            [_, _, Value::Array(i), Value::Array(s), Value::Array(b)]
-                if i.len() == s.len() && i.len() == b.len() =>
+            [_, _, Value::Array(i), Value::Array(s), Value::Array(b)] if i.len() == s.len() =>
             {
                 (i, s, b)
             }
@@ -519,8 +518,16 @@ impl Queue {
         let ready_left = int(&reply[1])
             .and_then(|n| u64::try_from(n).ok())
             .unwrap_or(0);
+        // Lease records before this attempt, for the jobs that had one: "attempts|started|
+        // run_at|holder". The others are first attempts.
+        let mut records: HashMap<usize, String> = HashMap::new();
+        for pair in before.chunks_exact(2) {
+            if let Some(i) = int(&pair[0]).and_then(|i| usize::try_from(i).ok()) {
+                records.insert(i, text(&pair[1]));
+            }
+        }
         let mut jobs = Vec::with_capacity(ids.len());
-        for ((id, spec), before) in ids.iter().zip(specs).zip(before) {
+        for (i, (id, spec)) in ids.iter().zip(specs).enumerate() {
             let id = text(id);
             let spec_text = match spec {
                 Value::BulkString(b) => std::str::from_utf8(b).map_err(|e| {
@@ -530,16 +537,14 @@ impl Queue {
             };
             let spec: Spec<'_> = serde_json::from_str(spec_text)
                 .map_err(|e| QueueError::Protocol(format!("job {id}: unreadable spec: {e}")))?;
-            // The record before this attempt: "attempts|started|run_at|holder"; none for a
-            // first attempt.
-            let before = text(before);
-            let mut fields = before.split('|');
-            let attempts = fields
-                .next()
-                .and_then(|a| a.parse::<u32>().ok())
-                .unwrap_or(0)
-                + 1;
-            let run_at = fields.nth(1).and_then(|r| r.parse::<i64>().ok());
+            let (attempts, run_at) = match records.get(&i) {
+                None => (1, None),
+                Some(r) => {
+                    let mut fields = r.split('|');
+                    let a = fields.next().and_then(|a| a.parse::<u32>().ok()).unwrap_or(0);
+                    (a + 1, fields.nth(1).and_then(|r| r.parse::<i64>().ok()))
+                }
+            };
             jobs.push(LeasedJob {
                 job_type: spec.0,
                 payload: spec.1.get().to_string(),
@@ -610,9 +615,6 @@ impl Queue {
             .arg(plain.len());
         for &i in &plain {
             inv.arg(&acks[i].0);
-        }
-        for &i in &plain {
-            inv.arg(&now).arg(&acks[i].0);
         }
         inv.arg(other.len());
         for &i in &other {

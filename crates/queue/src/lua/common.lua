@@ -63,9 +63,11 @@ local function lease_value(a, started, run_at, holder)
   return a .. "|" .. started .. "|" .. run_at .. "|" .. holder
 end
 
--- Puts jobs in line at the back of their priority's list, or at its front (a job taken back
--- from a worker had reached the front already). Waiting jobs live in one list per priority,
--- `wait:<p>`; `prios` holds the priorities that have waiting jobs, highest first.
+-- Puts jobs that have a lease record (an attempt before, a delay, a requeue) in line: at the
+-- back of their priority's list, or at its front (a job taken back from a worker had reached
+-- the front already). Waiting jobs live in one list per priority, `wait:<p>`; `prios` holds the
+-- priorities that have waiting jobs, highest first. These jobs are listed as "~<id>", so that
+-- fetch reads lease records only for them, not for every first attempt.
 local function push_waiting(ids, front)
   if #ids == 0 then return end
   local specs = hmget("data", ids)
@@ -75,7 +77,7 @@ local function push_waiting(ids, front)
     if specs[i] then p = tonumber(cjson.decode(specs[i])[3]) or 0 end
     if not groups[p] then groups[p] = {}; order[#order + 1] = p end
     local g = groups[p]
-    g[#g + 1] = ids[i]
+    g[#g + 1] = "~" .. ids[i]
   end
   for _, p in ipairs(order) do
     local g = groups[p]

@@ -7,8 +7,9 @@
 -- KEYS[1]: the queue's base key
 -- ARGV[1]: now (ms); ARGV[2]: N; ARGV[3]: lease deadline (ms); ARGV[4]: lease id;
 -- ARGV[5]: the lease record of a first attempt ("1|<now>||<lease id>")
--- Returns: {"evicted"} or { next_delayed_due_ms or -1, waiting_left, ids, specs, records }
---   where records are the jobs' lease records before this attempt (false for a first attempt).
+-- Returns: {"evicted"} or { next_delayed_due_ms or -1, waiting_left, ids, specs, before }
+--   where `before` is flat pairs (index from 0, lease record before this attempt) for the jobs
+--   that had one; the others are first attempts.
 local now = tonumber(ARGV[1])
 local want = tonumber(ARGV[2])
 local holder = ARGV[4]
@@ -33,17 +34,31 @@ if redis.call("EXISTS", base .. "paused") == 0 then
     if redis.call("LLEN", key) == 0 then redis.call("ZREM", base .. "prios", top[1]) end
   end
   if #ids > 0 then
+    -- "~<id>": a job with a lease record (see push_waiting); the others are first attempts.
+    local marked = {}
+    for i = 1, #ids do
+      if string.byte(ids[i], 1) == 126 then
+        ids[i] = string.sub(ids[i], 2)
+        marked[#marked + 1] = i
+      end
+    end
     specs = hmget("data", ids)
-    before = hmget("lease", ids)
     local records = {}
     local first = ARGV[5]
     for i = 1, #ids do
       records[#records + 1] = ids[i]
-      if before[i] then
-        local a, _, run_at = parse_lease(before[i])
-        records[#records + 1] = lease_value(a + 1, ARGV[1], run_at, holder)
-      else
-        records[#records + 1] = first
+      records[#records + 1] = first
+    end
+    if #marked > 0 then
+      local ls = {}
+      for k = 1, #marked do ls[k] = ids[marked[k]] end
+      ls = hmget("lease", ls)
+      for k = 1, #marked do
+        local i = marked[k]
+        local a, _, run_at = parse_lease(ls[k])
+        records[2 * i] = lease_value(a + 1, ARGV[1], run_at, holder)
+        before[#before + 1] = i - 1
+        before[#before + 1] = ls[k]
       end
     end
     bulk("HSET", base .. "lease", records)

@@ -6,8 +6,7 @@
 -- ARGV[1]: now (ms); ARGV[2]: keep_completed; ARGV[3]: keep_completed_age (ms);
 -- ARGV[4]: keep_dead; ARGV[5]: keep_dead_age (ms); ARGV[6]: events channel;
 -- ARGV[7]: "1" if any job of the batch has a dedup key; ARGV[8]: the lease id
--- ARGV[9]: K, the number of plain completions (no result to keep); then their K ids; then K
---   pairs now, id (for ZADD)
+-- ARGV[9]: K, the number of plain completions (no result to keep); then their K ids
 -- then M, the number of other outcomes; per job 4 values: id, outcome ("ok" | "retry" | "dead"),
 --   result or error text, retry_at (ms; for "retry")
 -- Returns: per job, plain completions first, "completed" | "retrying" | "dead" | "stale".
@@ -24,9 +23,14 @@ if k > 0 then
   end
   if all then
     redis.call("SREM", active, unpack(ARGV, 10, 9 + k))
-    redis.call("ZADD", base .. "completed", unpack(ARGV, 10 + k, 9 + 3 * k))
     done = {unpack(ARGV, 10, 9 + k)}
-    for i = 1, k do out[i] = "completed" end
+    -- Built here from strings Lua already has: cheaper than passing them in.
+    local z = {}
+    for i = 1, k do
+      z[2 * i - 1] = ARGV[1]; z[2 * i] = done[i]
+      out[i] = "completed"
+    end
+    redis.call("ZADD", base .. "completed", unpack(z))
   else
     local z = {}
     for i = 1, k do
@@ -43,7 +47,7 @@ if k > 0 then
   end
 end
 
-local o = 10 + 3 * k
+local o = 10 + k
 local m = tonumber(ARGV[o])
 o = o + 1
 local dead = {}

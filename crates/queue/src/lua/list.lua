@@ -6,7 +6,10 @@ local out = {}
 if n <= 0 then return out end
 if state == "waiting" then
   for _, p in ipairs(redis.call("ZRANGE", base .. "prios", 0, -1)) do
-    for _, id in ipairs(redis.call("LRANGE", base .. "wait:" .. p, 0, n - #out - 1)) do out[#out + 1] = id end
+    for _, id in ipairs(redis.call("LRANGE", base .. "wait:" .. p, 0, n - #out - 1)) do
+      if string.byte(id, 1) == 126 then id = string.sub(id, 2) end -- "~<id>": see push_waiting
+      out[#out + 1] = id
+    end
     if #out >= n then break end
   end
 elseif state == "active" then
