@@ -91,8 +91,9 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 });
 
 /// A job's immutable part, stored as one JSON array per job in the queue's `data` hash:
-/// `[type, payload, priority, max_attempts, backoff, timeout_ms, dedup_key, created_ms, run_at_ms]`.
-/// (Position 4, max_attempts, is read by `recover.lua`.)
+/// `[type, payload, priority, max_attempts, backoff, timeout_ms, dedup_key, created_ms,
+/// run_at_ms, id]`. (Lua reads position 3, priority, and 4, max_attempts; `fetch` answers with
+/// specs alone, so the id is in it.)
 #[derive(serde::Deserialize)]
 struct Spec<'a>(
     String,
@@ -104,13 +105,22 @@ struct Spec<'a>(
     String,
     i64,
     i64,
+    String,
 );
 
-fn encode_spec(j: &NewJob, max: u32, backoff: Backoff, timeout_ms: u64, created: i64) -> String {
+fn encode_spec(
+    id: &str,
+    j: &NewJob,
+    max: u32,
+    backoff: Backoff,
+    timeout_ms: u64,
+    created: i64,
+) -> String {
     let run_at = created + i64::try_from(j.delay.as_millis()).unwrap_or(i64::MAX / 2);
-    // The payload was checked to be JSON; it is embedded as is, not re-encoded.
+    // The payload was checked to be JSON; it is embedded as is, not re-encoded. Ids are ULIDs
+    // (no characters to escape).
     format!(
-        "[{},{},{},{},{},{},{},{},{}]",
+        "[{},{},{},{},{},{},{},{},{},\"{id}\"]",
         serde_json::Value::String(j.job_type.clone()),
         j.payload,
         j.priority,
@@ -405,10 +415,11 @@ impl Queue {
             chunks.push((kind, chunk));
             rest = tail;
         }
-        let spec = |j: &NewJob| {
+        let spec = |id: &str, j: &NewJob| {
             let timeout_ms =
                 u64::try_from(j.timeout.unwrap_or(s.timeout).as_millis()).unwrap_or(u64::MAX);
             encode_spec(
+                id,
                 j,
                 j.max_attempts.unwrap_or(s.max_attempts),
                 j.backoff.unwrap_or(default_backoff),
@@ -426,7 +437,7 @@ impl Queue {
                         chunk.iter().map(|_| new_id()).collect();
                     inv.arg(chunk.len());
                     for (id, j) in ids.iter().zip(chunk) {
-                        inv.arg(id).arg(spec(j));
+                        inv.arg(id).arg(spec(id, j));
                     }
                     let mut prios: Vec<u16> = chunk.iter().map(|j| j.priority).collect();
                     prios.sort_unstable();
@@ -446,8 +457,9 @@ impl Queue {
                 } else {
                     inv.arg(0).arg(0).arg(chunk.len());
                     for j in chunk {
-                        inv.arg(new_id())
-                            .arg(spec(j))
+                        let id = new_id();
+                        inv.arg(&id)
+                            .arg(spec(&id, j))
                             .arg(j.priority)
                             .arg(j.dedup_key.as_deref().unwrap_or(""))
                             .arg(u64::try_from(j.delay.as_millis()).unwrap_or(u64::MAX));
@@ -502,11 +514,8 @@ impl Queue {
                 ..Fetched::default()
             });
         }
-        let (ids, specs, before) = match reply.as_slice() {
-            [_, _, Value::Array(i), Value::Array(s), Value::Array(b)] if i.len() == s.len() =>
-            {
-                (i, s, b)
-            }
+        let (specs, before) = match reply.as_slice() {
+            [_, _, Value::Array(s), Value::Array(b)] => (s, b),
             _ => {
                 return Err(QueueError::Protocol(format!(
                     "fetch returned {} values",
@@ -526,17 +535,17 @@ impl Queue {
                 records.insert(i, text(&pair[1]));
             }
         }
-        let mut jobs = Vec::with_capacity(ids.len());
-        for (i, (id, spec)) in ids.iter().zip(specs).enumerate() {
-            let id = text(id);
+        let mut jobs = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
             let spec_text = match spec {
                 Value::BulkString(b) => std::str::from_utf8(b).map_err(|e| {
-                    QueueError::Protocol(format!("job {id}: spec is not UTF-8: {e}"))
+                    QueueError::Protocol(format!("fetched spec is not UTF-8: {e}"))
                 })?,
                 _ => "",
             };
-            let spec: Spec<'_> = serde_json::from_str(spec_text)
-                .map_err(|e| QueueError::Protocol(format!("job {id}: unreadable spec: {e}")))?;
+            let spec: Spec<'_> = serde_json::from_str(spec_text).map_err(|e| {
+                QueueError::Protocol(format!("unreadable spec `{spec_text:.120}`: {e}"))
+            })?;
             let (attempts, run_at) = match records.get(&i) {
                 None => (1, None),
                 Some(r) => {
@@ -558,7 +567,7 @@ impl Queue {
                 token: holder.to_string(),
                 leased_at: now,
                 has_dedup: !spec.6.is_empty(),
-                id,
+                id: spec.9,
             });
         }
         Ok(Fetched {

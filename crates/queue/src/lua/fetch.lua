@@ -7,7 +7,7 @@
 -- KEYS[1]: the queue's base key
 -- ARGV[1]: now (ms); ARGV[2]: N; ARGV[3]: lease deadline (ms); ARGV[4]: lease id;
 -- ARGV[5]: the lease record of a first attempt ("1|<now>||<lease id>")
--- Returns: {"evicted"} or { next_delayed_due_ms or -1, waiting_left, ids, specs, before }
+-- Returns: {"evicted"} or { next_delayed_due_ms or -1, waiting_left, specs, before }
 --   where `before` is flat pairs (index from 0, lease record before this attempt) for the jobs
 --   that had one; the others are first attempts.
 local now = tonumber(ARGV[1])
@@ -43,6 +43,24 @@ if redis.call("EXISTS", base .. "paused") == 0 then
       end
     end
     specs = hmget("data", ids)
+    -- A job whose data was deleted (by hand) cannot run: it leaves the line.
+    local n = #ids
+    for i = 1, #ids do
+      if not specs[i] then n = n - 1 end
+    end
+    if n < #ids then
+      local keep_ids, keep_specs, keep_marked, at = {}, {}, {}, {}
+      for i = 1, #ids do
+        if specs[i] then
+          keep_ids[#keep_ids + 1] = ids[i]; keep_specs[#keep_specs + 1] = specs[i]
+          at[i] = #keep_ids
+        end
+      end
+      for k = 1, #marked do
+        if at[marked[k]] then keep_marked[#keep_marked + 1] = at[marked[k]] end
+      end
+      ids, specs, marked = keep_ids, keep_specs, keep_marked
+    end
     local records = {}
     local first = ARGV[5]
     for i = 1, #ids do
@@ -71,4 +89,4 @@ local next_due = -1
 if #nxt > 0 then next_due = tonumber(nxt[2]) end
 local left = waiting_count()
 if left > 0 and #ids > 0 then wake() end
-return {next_due, left, ids, specs, before}
+return {next_due, left, specs, before}

@@ -16,34 +16,37 @@ local k = tonumber(ARGV[9])
 local out = {}
 local done = {}
 if k > 0 then
-  local member = redis.call("SMISMEMBER", active, unpack(ARGV, 10, 9 + k))
-  local all = true
-  for i = 1, k do
-    if member[i] == 0 then all = false; break end
-  end
-  if all then
-    redis.call("SREM", active, unpack(ARGV, 10, 9 + k))
-    done = {unpack(ARGV, 10, 9 + k)}
-    -- Built here from strings Lua already has: cheaper than passing them in.
-    local z = {}
-    for i = 1, k do
-      z[2 * i - 1] = ARGV[1]; z[2 * i] = done[i]
-      out[i] = "completed"
-    end
-    redis.call("ZADD", base .. "completed", unpack(z))
+  -- The common case: every job is still held, which SREM's count shows without asking about
+  -- each job first.
+  local removed = redis.call("SREM", active, unpack(ARGV, 10, 9 + k))
+  local ids = {unpack(ARGV, 10, 9 + k)}
+  if removed == k then
+    done = ids
+    for i = 1, k do out[i] = "completed" end
   else
-    local z = {}
+    -- Some were not held (an expired lease, an acknowledgement sent twice). The held ones
+    -- were just removed; they are the ones whose lease record names this holder and that are
+    -- in no other state (recovery, release and retries clear the holder; completion and
+    -- death put the job in a set).
+    local ls = hmget("lease", ids)
     for i = 1, k do
-      if member[i] == 1 then
-        done[#done + 1] = ARGV[9 + i]
-        z[#z + 1] = ARGV[1]; z[#z + 1] = ARGV[9 + i]
+      local _, _, _, holder = parse_lease(ls[i])
+      local id = ids[i]
+      if holder == ARGV[8] and not redis.call("ZSCORE", base .. "completed", id)
+          and not redis.call("ZSCORE", base .. "dead", id)
+          and not redis.call("ZSCORE", base .. "delayed", id) then
+        done[#done + 1] = id
         out[i] = "completed"
       else
         out[i] = "stale"
       end
     end
-    bulk("SREM", active, done)
-    bulk("ZADD", base .. "completed", z)
+  end
+  if #done > 0 then
+    -- Built here from strings Lua already has: cheaper than passing them in.
+    local z = {}
+    for i = 1, #done do z[2 * i - 1] = ARGV[1]; z[2 * i] = done[i] end
+    redis.call("ZADD", base .. "completed", unpack(z))
   end
 end
 
