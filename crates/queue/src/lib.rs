@@ -24,6 +24,8 @@ pub mod worker;
 pub use error::{JobError, QueueError};
 pub use handler::{JobContext, Registry};
 pub use job::{Backoff, JobInfo, JobState, NewJob, QueueCounts};
-pub use queue::{DeadJob, Fetched, Finished, LeasedJob, Outcome, Queue, Requeued, valid_queue_name};
+pub use queue::{
+    DeadJob, Fetched, Finished, LeasedJob, Outcome, Queue, Requeued, valid_queue_name,
+};
 pub use records::{JobRecord, RecordSink, RecordTask};
 pub use worker::{Worker, WorkerReport};

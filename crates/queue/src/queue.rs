@@ -136,8 +136,11 @@ fn encode_spec(
 /// Expired worker leases taken back per recover call (each holds up to its concurrency).
 const RECOVER_WORKERS: usize = 20;
 
-/// Jobs per finish script call (its arguments stay within Lua's `unpack` limit).
+/// Jobs per finish script call (its arguments stay within Lua's `unpack` limit, 8 000).
 const FINISH_CHUNK: usize = 1000;
+
+/// Job ids per heartbeat or release call (same limit).
+const IDS_PER_CALL: usize = 4000;
 
 /// Indexes of `tokens` grouped by lease id, groups in order of first appearance.
 fn by_holder<'a>(tokens: impl Iterator<Item = &'a str>) -> Vec<(&'a str, Vec<usize>)> {
@@ -433,8 +436,7 @@ impl Queue {
                 let mut inv = SCRIPTS.enqueue.key(&self.inner.base);
                 inv.arg(now);
                 if is_plain {
-                    let ids: Vec<String> =
-                        chunk.iter().map(|_| new_id()).collect();
+                    let ids: Vec<String> = chunk.iter().map(|_| new_id()).collect();
                     inv.arg(chunk.len());
                     for (id, j) in ids.iter().zip(chunk) {
                         inv.arg(id).arg(spec(id, j));
@@ -538,9 +540,8 @@ impl Queue {
         let mut jobs = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             let spec_text = match spec {
-                Value::BulkString(b) => std::str::from_utf8(b).map_err(|e| {
-                    QueueError::Protocol(format!("fetched spec is not UTF-8: {e}"))
-                })?,
+                Value::BulkString(b) => std::str::from_utf8(b)
+                    .map_err(|e| QueueError::Protocol(format!("fetched spec is not UTF-8: {e}")))?,
                 _ => "",
             };
             let spec: Spec<'_> = serde_json::from_str(spec_text).map_err(|e| {
@@ -550,7 +551,10 @@ impl Queue {
                 None => (1, None),
                 Some(r) => {
                     let mut fields = r.split('|');
-                    let a = fields.next().and_then(|a| a.parse::<u32>().ok()).unwrap_or(0);
+                    let a = fields
+                        .next()
+                        .and_then(|a| a.parse::<u32>().ok())
+                        .unwrap_or(0);
                     (a + 1, fields.nth(1).and_then(|r| r.parse::<i64>().ok()))
                 }
             };
@@ -670,17 +674,19 @@ impl Queue {
             now_ms() + i64::try_from(self.inner.settings.lease.as_millis()).unwrap_or(30_000);
         let mut lost = Vec::new();
         for (holder, idx) in by_holder(leases.iter().map(|(_, t)| t.as_str())) {
-            let mut inv = SCRIPTS.extend.key(&self.inner.base);
-            inv.arg(deadline).arg(holder);
-            for i in idx {
-                inv.arg(&leases[i].0);
+            for part in idx.chunks(IDS_PER_CALL) {
+                let mut inv = SCRIPTS.extend.key(&self.inner.base);
+                inv.arg(deadline).arg(holder);
+                for &i in part {
+                    inv.arg(&leases[i].0);
+                }
+                let mut conn = self.conn().await?;
+                let l: Vec<String> = inv
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(|e| self.err("extend", &e))?;
+                lost.extend(l);
             }
-            let mut conn = self.conn().await?;
-            let l: Vec<String> = inv
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| self.err("extend", &e))?;
-            lost.extend(l);
         }
         Ok(lost)
     }
@@ -713,17 +719,19 @@ impl Queue {
     pub async fn release(&self, leases: &[(String, String)]) -> Result<u64, QueueError> {
         let mut returned = 0;
         for (holder, idx) in by_holder(leases.iter().map(|(_, t)| t.as_str())) {
-            let mut inv = SCRIPTS.release.key(&self.inner.base);
-            inv.arg(holder);
-            for i in idx {
-                inv.arg(&leases[i].0);
+            for part in idx.chunks(IDS_PER_CALL) {
+                let mut inv = SCRIPTS.release.key(&self.inner.base);
+                inv.arg(holder);
+                for &i in part {
+                    inv.arg(&leases[i].0);
+                }
+                let mut conn = self.conn().await?;
+                let n: u64 = inv
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(|e| self.err("release", &e))?;
+                returned += n;
             }
-            let mut conn = self.conn().await?;
-            let n: u64 = inv
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| self.err("release", &e))?;
-            returned += n;
         }
         Ok(returned)
     }

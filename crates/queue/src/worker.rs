@@ -527,8 +527,7 @@ async fn acknowledge(
     let m_retried = metrics::counter(metrics::RETRIED, &name);
     let m_dead = metrics::counter(metrics::DEAD, &name);
     let mut batch: Vec<Done> = Vec::with_capacity(1024);
-    let mut timings: HashMap<String, (::metrics::Histogram, ::metrics::Histogram)> =
-        HashMap::new();
+    let mut timings: HashMap<String, (::metrics::Histogram, ::metrics::Histogram)> = HashMap::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
         while batch.len() < 1024 {

@@ -492,7 +492,12 @@ async fn an_expired_lease_is_taken_back_and_its_late_outcomes_are_stale() {
     let fetched = q.fetch(10, "w1").await.unwrap();
     let got: Vec<&str> = fetched.jobs.iter().map(|j| j.id.as_str()).collect();
     assert_eq!(got, ids.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(fetched.jobs.iter().all(|j| j.attempts == 1 && j.token == "w1"));
+    assert!(
+        fetched
+            .jobs
+            .iter()
+            .all(|j| j.attempts == 1 && j.token == "w1")
+    );
     assert_eq!(q.counts().await.unwrap().active, 3);
     assert_eq!(q.job(&ids[0]).await.unwrap().unwrap().state, "active");
 
@@ -509,13 +514,19 @@ async fn an_expired_lease_is_taken_back_and_its_late_outcomes_are_stale() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         recovered = q.recover_stalled().await.unwrap();
     }
-    assert!(now_ms() - leased_at >= 1_900, "recovered before the lease ended");
+    assert!(
+        now_ms() - leased_at >= 1_900,
+        "recovered before the lease ended"
+    );
     assert_eq!(recovered, (3, 0));
     let c = q.counts().await.unwrap();
     assert_eq!((c.waiting, c.active), (3, 0));
     let info = q.job(&ids[0]).await.unwrap().unwrap();
     assert_eq!((info.state.as_str(), info.attempts), ("waiting", 1));
-    assert!(info.errors[0].error.starts_with("lease expired"), "{info:?}");
+    assert!(
+        info.errors[0].error.starts_with("lease expired"),
+        "{info:?}"
+    );
 
     // The old holder's outcome, heartbeat and next fetch are all refused.
     let late = q
