@@ -241,8 +241,14 @@ async fn write_loop(store: MongoStore, mut rx: mpsc::Receiver<Document>, batch: 
         }
         let mut delay = Duration::from_millis(100);
         loop {
+            let started = std::time::Instant::now();
             match insert_batch(&store, &coll, &buf).await {
                 Ok(()) => {
+                    tracing::debug!(
+                        records = buf.len(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "job records written"
+                    );
                     metrics::counter(metrics::RECORDS_WRITTEN, "").increment(buf.len() as u64);
                     buf.clear();
                     break;
@@ -291,6 +297,10 @@ async fn insert_batch(
     match result {
         Ok(_) => Ok(()),
         Err(e) if e.to_string().contains("E11000") || e.to_string().contains("duplicate key") => {
+            tracing::debug!(
+                records = docs.len(),
+                "some job records exist already (a job re-run): replacing the batch one by one"
+            );
             for d in docs {
                 let id = d.get("_id").cloned().unwrap_or(mongodb::bson::Bson::Null);
                 store

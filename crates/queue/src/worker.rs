@@ -62,6 +62,10 @@ struct Done {
     result: Result<serde_json::Value, JobError>,
     run: Duration,
     finished_at: i64,
+    /// The job's concurrency slot, freed only once its outcome and records are handed over:
+    /// jobs waiting for acknowledgement count against the concurrency, so a slow record store
+    /// slows fetching instead of piling up leased jobs in memory.
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Runs handlers for one or more queues.
@@ -369,7 +373,6 @@ async fn run_queue(
             let done_tx = done_tx.clone();
             let queue = queue.clone();
             tasks.spawn(async move {
-                let _permit = one;
                 let started = Instant::now();
                 let result = run_one(&registry, &queue, &job).await;
                 let _ = done_tx.send(Done {
@@ -377,6 +380,7 @@ async fn run_queue(
                     result,
                     run: started.elapsed(),
                     finished_at: now_ms(),
+                    _slot: one,
                 });
             });
         }

@@ -196,16 +196,80 @@ pub async fn run(hub: &Hub, args: &HubBenchArgs) -> anyhow::Result<serde_json::V
     }))
 }
 
+/// CPU seconds used so far: by the Redis server's main thread (from `INFO cpu`) and by this
+/// process (all threads), plus how many background AOF rewrites and RDB saves Redis has done
+/// (a forked child competing for the same cores).
+#[derive(Clone, Copy)]
+struct CpuMark {
+    redis_s: f64,
+    process_s: f64,
+    redis_forks: u64,
+}
+
+async fn cpu_mark(conn: &mut tsp_hub::RedisConn) -> CpuMark {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .arg("persistence")
+        .query_async(conn)
+        .await
+        .unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    CpuMark {
+        redis_s: field("used_cpu_user_main_thread") + field("used_cpu_sys_main_thread"),
+        process_s: process_cpu_s(),
+        redis_forks: (field("aof_rewrites") + field("rdb_saves")) as u64,
+    }
+}
+
+/// This process's user + system time, from `/proc/self/stat` (Linux; 0 elsewhere). Its unit is
+/// USER_HZ, 100 per second on every Linux platform this runs on.
+fn process_cpu_s() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The command name (field 2) may hold spaces; the fields after it are plain numbers.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Microseconds of CPU per job between two marks, for Redis and for this process.
+fn cpu_per_job(from: CpuMark, to: CpuMark, jobs: usize) -> serde_json::Value {
+    let us = |s: f64| (s * 1e6 / jobs.max(1) as f64 * 10.0).round() / 10.0;
+    json!({
+        "redis_us_per_job": us(to.redis_s - from.redis_s),
+        "worker_us_per_job": us(to.process_s - from.process_s),
+        "redis_background_forks": to.redis_forks.saturating_sub(from.redis_forks),
+    })
+}
+
 /// Bulk-enqueues `jobs` no-op jobs, then one in-process worker drains them.
 pub async fn queue(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_json::Value> {
     let name = format!("bench-{:x}", now_ns());
     let q = jobs::queue(hub, &name)?;
     let records_on = args.records == "on";
+    let mut info_conn = q.store().conn().await?;
 
     let batch = vec![NewJob::raw("builtin.noop", "{}"); args.jobs];
+    let mark_start = cpu_mark(&mut info_conn).await;
     let started = Instant::now();
     let ids = q.enqueue_many(batch).await?;
     let enqueue_secs = started.elapsed().as_secs_f64();
+    let mark_enqueued = cpu_mark(&mut info_conn).await;
     if ids.len() != args.jobs {
         bail!("enqueued {} of {} jobs", ids.len(), args.jobs);
     }
@@ -225,6 +289,7 @@ pub async fn queue(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_jso
     }));
     jobs::drained(&q, Duration::from_secs(600)).await?;
     let process_secs = started.elapsed().as_secs_f64();
+    let mark_processed = cpu_mark(&mut info_conn).await;
     let _ = stop_tx.send(());
     let report = running.await.context("worker task")?;
     let mut records = serde_json::Value::Null;
@@ -261,6 +326,10 @@ pub async fn queue(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_jso
         "records": records_on,
         "enqueue_per_s": (args.jobs as f64 / enqueue_secs).round(),
         "process_per_s": (args.jobs as f64 / process_secs).round(),
+        "cpu": {
+            "enqueue": cpu_per_job(mark_start, mark_enqueued, args.jobs),
+            "process": cpu_per_job(mark_enqueued, mark_processed, args.jobs),
+        },
         "record_check": records,
     }))
 }
