@@ -62,10 +62,6 @@ struct Done {
     result: Result<serde_json::Value, JobError>,
     run: Duration,
     finished_at: i64,
-    /// The job's concurrency slot, freed only once its outcome and records are handed over:
-    /// jobs waiting for acknowledgement count against the concurrency, so a slow record store
-    /// slows fetching instead of piling up leased jobs in memory.
-    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Runs handlers for one or more queues.
@@ -217,7 +213,7 @@ async fn run_queue(
     mut stop: watch::Receiver<bool>,
 ) {
     let held: Held = Arc::default();
-    let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
+    let (done_tx, done_rx) = mpsc::channel::<Done>(concurrency.max(1));
     let acker = tokio::spawn(acknowledge(
         queue.clone(),
         done_rx,
@@ -373,15 +369,21 @@ async fn run_queue(
             let done_tx = done_tx.clone();
             let queue = queue.clone();
             tasks.spawn(async move {
+                // The slot is freed once the outcome is queued for acknowledgement; that queue
+                // is bounded, so when acknowledgements (or the record stores behind them) fall
+                // behind, finished jobs keep their slots and fetching slows down instead of
+                // leased jobs piling up in memory.
+                let _slot = one;
                 let started = Instant::now();
                 let result = run_one(&registry, &queue, &job).await;
-                let _ = done_tx.send(Done {
-                    job,
-                    result,
-                    run: started.elapsed(),
-                    finished_at: now_ms(),
-                    _slot: one,
-                });
+                let _ = done_tx
+                    .send(Done {
+                        job,
+                        result,
+                        run: started.elapsed(),
+                        finished_at: now_ms(),
+                    })
+                    .await;
             });
         }
         drop(permits);
@@ -520,7 +522,7 @@ async fn run_one(
 /// Acknowledges finished attempts in batches, then hands records over.
 async fn acknowledge(
     queue: Queue,
-    mut rx: mpsc::UnboundedReceiver<Done>,
+    mut rx: mpsc::Receiver<Done>,
     held: Held,
     records: RecordSink,
     counters: Arc<Counters>,
