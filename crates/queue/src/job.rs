@@ -229,7 +229,8 @@ pub struct JobInfo {
     pub errors: Vec<AttemptError>,
 }
 
-/// Per-state sizes (each an O(1) `ZCARD`) and lifetime counters of one queue.
+/// Per-state sizes (one command per priority in use and per worker holding jobs, never a scan)
+/// and lifetime counters of one queue.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct QueueCounts {
     pub queue: String,
