@@ -181,24 +181,32 @@ where
     }
 }
 
-type Held = Arc<Mutex<HashMap<String, String>>>;
+/// A job this worker holds: its lease id, and whether its outcome is on its way to Redis.
+struct HeldJob {
+    token: String,
+    acknowledging: bool,
+}
 
-fn held_snapshot(held: &Held) -> Vec<(String, String)> {
+type Held = Arc<Mutex<HashMap<String, HeldJob>>>;
+
+fn lock_held(held: &Held) -> std::sync::MutexGuard<'_, HashMap<String, HeldJob>> {
     match held.lock() {
-        Ok(h) => h.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        Err(p) => p
-            .into_inner()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        Ok(h) => h,
+        Err(p) => p.into_inner(),
     }
 }
 
-fn still_held(held: &Held, id: &str) -> bool {
-    match held.lock() {
-        Ok(h) => h.contains_key(id),
-        Err(p) => p.into_inner().contains_key(id),
-    }
+fn held_snapshot(held: &Held) -> Vec<(String, String)> {
+    lock_held(held)
+        .iter()
+        .map(|(k, v)| (k.clone(), v.token.clone()))
+        .collect()
+}
+
+/// Whether the job still runs here: held, and its outcome not yet sent (an acknowledgement
+/// that lands between a heartbeat's snapshot and its call is not a lost lease).
+fn still_running(held: &Held, id: &str) -> bool {
+    lock_held(held).get(id).is_some_and(|j| !j.acknowledging)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -230,10 +238,10 @@ async fn run_queue(
                 let leases = held_snapshot(&held);
                 match queue.extend(&leases).await {
                     // A job acknowledged since the snapshot is no longer leased, but not lost.
-                    Ok(lost) if lost.iter().any(|id| still_held(&held, id)) => {
+                    Ok(lost) if lost.iter().any(|id| still_running(&held, id)) => {
                         tracing::warn!(
                             queue = queue.name(),
-                            jobs = lost.iter().filter(|id| still_held(&held, id)).count(),
+                            jobs = lost.iter().filter(|id| still_running(&held, id)).count(),
                             "leases lost: those jobs run elsewhere now"
                         );
                     }
@@ -354,12 +362,15 @@ async fn run_queue(
             continue;
         }
         {
-            let mut h = match held.lock() {
-                Ok(h) => h,
-                Err(p) => p.into_inner(),
-            };
+            let mut h = lock_held(&held);
             for j in &fetched.jobs {
-                h.insert(j.id.clone(), j.token.clone());
+                h.insert(
+                    j.id.clone(),
+                    HeldJob {
+                        token: j.token.clone(),
+                        acknowledging: false,
+                    },
+                );
             }
         }
         let mut permits = permit;
@@ -565,12 +576,17 @@ async fn acknowledge(
             })
             .collect();
         let any_dedup = batch.iter().any(|d| d.job.has_dedup);
+        {
+            let mut h = lock_held(&held);
+            for d in &batch {
+                if let Some(j) = h.get_mut(&d.job.id) {
+                    j.acknowledging = true;
+                }
+            }
+        }
         let outcomes = persist("acknowledging jobs", || queue.finish(&acks, any_dedup)).await;
         {
-            let mut h = match held.lock() {
-                Ok(h) => h,
-                Err(p) => p.into_inner(),
-            };
+            let mut h = lock_held(&held);
             for d in &batch {
                 h.remove(&d.job.id);
             }

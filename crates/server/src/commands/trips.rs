@@ -17,6 +17,9 @@ use tsp_queue::QueueCounts;
 use crate::cli::{CacheBenchArgs, QueryCommand, SimulateArgs, TripBenchArgs};
 use crate::commands::jobs;
 
+/// How long the main job waits, at most, for its job records once every job is done.
+const RECORDS_GRACE: Duration = Duration::from_secs(600);
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -79,7 +82,13 @@ async fn run_batch(
     .await?;
     let run = Rate::of(report.completed + report.dead, started);
     if let Some(t) = task {
-        let unwritten = t.finish(hub.config().queue.shutdown_grace).await;
+        if let Some(b) = bar {
+            b.set_message("writing job records");
+        }
+        // The records are part of the main job's output, and nothing here is in a hurry (unlike
+        // a worker told to stop): wait for a slow record store well past the shutdown grace.
+        let grace = hub.config().queue.shutdown_grace.max(RECORDS_GRACE);
+        let unwritten = t.finish(grace).await;
         if unwritten > 0 {
             tracing::error!(unwritten, "job records were not written");
         }
