@@ -595,14 +595,17 @@ async fn acknowledge(
         for (d, f) in batch.iter().zip(outcomes) {
             let wait_ms = (d.job.leased_at - d.job.runnable_at.max(d.job.created_at)).max(0) as f64;
             // One registry lookup per job type, not two per job.
-            let (wait, run) = timings
-                .entry(d.job.job_type.clone())
-                .or_insert_with_key(|t| {
-                    (
-                        ::metrics::histogram!(metrics::WAIT, "queue" => name.clone(), "type" => t.clone()),
-                        ::metrics::histogram!(metrics::RUN, "queue" => name.clone(), "type" => t.clone()),
-                    )
-                });
+            if !timings.contains_key(&d.job.job_type) {
+                let t = d.job.job_type.clone();
+                let pair = (
+                    ::metrics::histogram!(metrics::WAIT, "queue" => name.clone(), "type" => t.clone()),
+                    ::metrics::histogram!(metrics::RUN, "queue" => name.clone(), "type" => t.clone()),
+                );
+                timings.insert(t, pair);
+            }
+            let Some((wait, run)) = timings.get(&d.job.job_type) else {
+                continue;
+            };
             wait.record(wait_ms / 1000.0);
             run.record(d.run.as_secs_f64());
             let status = match f {

@@ -485,13 +485,9 @@ async fn an_expired_lease_is_taken_back_and_its_late_outcomes_are_stale() {
     use tsp_queue::{Finished, Outcome};
     // queue.lease = 2 s in the tests' config.
     let (_hub, q, _cleanup) = setup(&[]).await;
-    let ids = q
-        .enqueue_many((0..3).map(|n| NewJob::new("t", &n).unwrap()).collect())
-        .await
-        .unwrap();
+    let ids = enqueue_numbered(&q, 3).await;
     let fetched = q.fetch(10, "w1").await.unwrap();
-    let got: Vec<&str> = fetched.jobs.iter().map(|j| j.id.as_str()).collect();
-    assert_eq!(got, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(job_ids(&fetched.jobs), ids);
     assert!(
         fetched
             .jobs
@@ -548,8 +544,7 @@ async fn an_expired_lease_is_taken_back_and_its_late_outcomes_are_stale() {
 
     // Another lease takes them, in their order, as second attempts; its outcomes count.
     let again = q.fetch(10, "w2").await.unwrap();
-    let got: Vec<&str> = again.jobs.iter().map(|j| j.id.as_str()).collect();
-    assert_eq!(got, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(job_ids(&again.jobs), ids);
     assert!(again.jobs.iter().all(|j| j.attempts == 2));
     let acks: Vec<(String, String, Outcome)> = ids
         .iter()
@@ -581,10 +576,7 @@ async fn an_expired_lease_is_taken_back_and_its_late_outcomes_are_stale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn released_jobs_go_back_to_the_front_without_counting_the_attempt() {
     let (_hub, q, _cleanup) = setup(&[]).await;
-    let ids = q
-        .enqueue_many((0..5).map(|n| NewJob::new("t", &n).unwrap()).collect())
-        .await
-        .unwrap();
+    let ids = enqueue_numbered(&q, 5).await;
     let first = q.fetch(2, "w1").await.unwrap();
     assert_eq!(first.jobs.len(), 2);
     assert_eq!(first.ready_left, 3);
@@ -597,8 +589,7 @@ async fn released_jobs_go_back_to_the_front_without_counting_the_attempt() {
     // Released twice: nothing more to return.
     assert_eq!(q.release(&held).await.unwrap(), 0);
     let all = q.fetch(10, "w2").await.unwrap();
-    let got: Vec<&str> = all.jobs.iter().map(|j| j.id.as_str()).collect();
-    assert_eq!(got, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(job_ids(&all.jobs), ids);
     assert!(all.jobs.iter().all(|j| j.attempts == 1), "{:?}", all.jobs);
     let listed: Vec<String> = q
         .list(JobState::Active, 10)
@@ -608,4 +599,15 @@ async fn released_jobs_go_back_to_the_front_without_counting_the_attempt() {
         .map(|j| j.id)
         .collect();
     assert_eq!(listed.len(), 5);
+}
+
+/// Enqueues `n` jobs of type "t" with payloads 0..n; their ids in order.
+async fn enqueue_numbered(q: &tsp_queue::Queue, n: u32) -> Vec<String> {
+    q.enqueue_many((0..n).map(|i| NewJob::new("t", &i).unwrap()).collect())
+        .await
+        .unwrap()
+}
+
+fn job_ids(jobs: &[tsp_queue::LeasedJob]) -> Vec<String> {
+    jobs.iter().map(|j| j.id.clone()).collect()
 }
