@@ -3,7 +3,7 @@
 //!
 //! Per queue, one process runs:
 //! - a **fetch loop**: waits until about half the concurrency is free, leases that many jobs in
-//!   one script call, and spawns a task per job; when the queue is empty it blocks on the
+//!   one script call, and runs them in tasks of `JOBS_PER_TASK` jobs each; when the queue is empty it blocks on the
 //!   queue's wake list (on its own connection) until a producer pushes, the next delayed job is
 //!   due, or one second passes;
 //! - **job tasks**: the handler under the job's timeout, with panics caught;
@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -374,27 +375,22 @@ async fn run_queue(
             }
         }
         let mut permits = permit;
-        for job in fetched.jobs {
-            let one = permits.split(1);
+        let mut jobs = fetched.jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            let group: Vec<_> = jobs
+                .by_ref()
+                .take(JOBS_PER_TASK)
+                .map(|job| (job, permits.split(1)))
+                .collect();
             let registry = registry.clone();
             let done_tx = done_tx.clone();
             let queue = queue.clone();
             tasks.spawn(async move {
-                // The slot is freed once the outcome is queued for acknowledgement; that queue
-                // is bounded, so when acknowledgements (or the record stores behind them) fall
-                // behind, finished jobs keep their slots and fetching slows down instead of
-                // leased jobs piling up in memory.
-                let _slot = one;
-                let started = Instant::now();
-                let result = run_one(&registry, &queue, &job).await;
-                let _ = done_tx
-                    .send(Done {
-                        job,
-                        result,
-                        run: started.elapsed(),
-                        finished_at: now_ms(),
-                    })
-                    .await;
+                let mut running: FuturesUnordered<_> = group
+                    .into_iter()
+                    .map(|(job, slot)| run_and_report(&registry, &queue, &done_tx, job, slot))
+                    .collect();
+                while running.next().await.is_some() {}
             });
         }
         drop(permits);
@@ -495,6 +491,37 @@ async fn sweep_dead(queue: Queue, registry: Arc<Registry>) {
             backoff = (backoff * 2).min(Duration::from_secs(60));
         }
     }
+}
+
+/// Jobs per spawned task. A task per job cost more than a no-op job itself (the task's
+/// allocation, its scheduling and its join), so a fetched batch is run by tasks of this many
+/// jobs each, concurrently within the task. Handlers are async and mostly wait on stores; a
+/// handler that computes for long holds up the others of its group only as it would hold up a
+/// runtime thread anyway, and groups still spread over the runtime's threads.
+const JOBS_PER_TASK: usize = 16;
+
+/// Runs one job and queues its outcome for acknowledgement.
+async fn run_and_report(
+    registry: &Registry,
+    queue: &Queue,
+    done_tx: &mpsc::Sender<Done>,
+    job: LeasedJob,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
+    // The slot is freed once the outcome is queued for acknowledgement; that queue is bounded,
+    // so when acknowledgements (or the record stores behind them) fall behind, finished jobs
+    // keep their slots and fetching slows down instead of leased jobs piling up in memory.
+    let _slot = slot;
+    let started = Instant::now();
+    let result = run_one(registry, queue, &job).await;
+    let _ = done_tx
+        .send(Done {
+            job,
+            result,
+            run: started.elapsed(),
+            finished_at: now_ms(),
+        })
+        .await;
 }
 
 /// Runs one job's handler: decode, timeout, panic capture.
