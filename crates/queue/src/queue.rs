@@ -351,6 +351,24 @@ impl Queue {
         QueueError::Hub(self.inner.store.command_error(op, e))
     }
 
+    /// Deletes every key of this queue and forgets its name: for throwaway queues such as a
+    /// benchmark's. Not for a queue that workers still use (their next call recreates keys).
+    pub async fn delete(&self) -> Result<u64, QueueError> {
+        let deleted = self
+            .inner
+            .store
+            .delete_matching(&format!("{}*", self.inner.base))
+            .await?;
+        let mut conn = self.conn().await?;
+        let _: i64 = redis::cmd("SREM")
+            .arg(&self.inner.registry)
+            .arg(&self.inner.name)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err("srem", &e))?;
+        Ok(deleted)
+    }
+
     /// Every queue that has had a job enqueued under this prefix.
     pub async fn known(store: &RedisStore) -> Result<Vec<String>, QueueError> {
         let mut conn = store.conn().await?;
@@ -639,31 +657,41 @@ impl Queue {
             };
         }
         let mut conn = self.conn().await?;
-        let reply: Vec<String> = inv
+        let reply: Vec<Value> = inv
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.err("finish", &e))?;
-        if reply.len() != part.len() {
+        // {L, statuses...}: the first L jobs completed, then one status per remaining job.
+        let lead = reply
+            .first()
+            .and_then(int)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(usize::MAX);
+        let answered = lead.saturating_add(reply.len().saturating_sub(1));
+        if answered != part.len() {
             return Err(QueueError::Protocol(format!(
-                "finish answered {} of {} jobs",
-                reply.len(),
+                "finish answered {answered} of {} jobs",
                 part.len()
             )));
         }
+        let statuses = reply[1..].iter().map(|r| match r {
+            Value::BulkString(b) => match b.as_slice() {
+                b"completed" => Ok(Finished::Completed),
+                b"retrying" => Ok(Finished::Retrying),
+                b"dead" => Ok(Finished::Dead),
+                b"stale" => Ok(Finished::Stale),
+                other => Err(QueueError::Protocol(format!(
+                    "finish: {}",
+                    String::from_utf8_lossy(other)
+                ))),
+            },
+            other => Err(QueueError::Protocol(format!("finish: {other:?}"))),
+        });
         plain
             .iter()
             .chain(&other)
-            .zip(&reply)
-            .map(|(&i, r)| {
-                let f = match r.as_str() {
-                    "completed" => Finished::Completed,
-                    "retrying" => Finished::Retrying,
-                    "dead" => Finished::Dead,
-                    "stale" => Finished::Stale,
-                    other => return Err(QueueError::Protocol(format!("finish: {other}"))),
-                };
-                Ok((i, f))
-            })
+            .zip(std::iter::repeat_n(Ok(Finished::Completed), lead).chain(statuses))
+            .map(|(&i, f)| f.map(|f| (i, f)))
             .collect()
     }
 

@@ -255,7 +255,10 @@ pub struct CacheBenchArgs {
 pub struct QueueBenchArgs {
     #[arg(long, default_value_t = 200_000)]
     pub jobs: usize,
-    #[arg(long, default_value_t = 256)]
+    /// Jobs in flight in the worker. No-op jobs take microseconds, so this is the depth of the
+    /// pipeline between fetching and acknowledging: at a few hundred, a fetch often waits for
+    /// the acknowledgement of the previous batch and Redis idles meanwhile.
+    #[arg(long, default_value_t = 1024)]
     pub concurrency: usize,
     /// Write Mongo records and Influx points for every job.
     #[arg(long, default_value = "off", value_parser = ["on", "off"])]

@@ -9,11 +9,13 @@
 -- ARGV[9]: K, the number of plain completions (no result to keep); then their K ids
 -- then M, the number of other outcomes; per job 4 values: id, outcome ("ok" | "retry" | "dead"),
 --   result or error text, retry_at (ms; for "retry")
--- Returns: per job, plain completions first, "completed" | "retrying" | "dead" | "stale".
+-- Returns: {L, s...}: the first L jobs (plain completions first, as given) completed; then one
+--   status per remaining job: "completed" | "retrying" | "dead" | "stale". (When every plain
+--   completion went through, as nearly always, that is one number instead of K strings.)
 local now = tonumber(ARGV[1])
 local active = base .. "active:" .. ARGV[8]
 local k = tonumber(ARGV[9])
-local out = {}
+local out = {0}
 local done = {}
 if k > 0 then
   -- The common case: every job is still held, which SREM's count shows without asking about
@@ -22,7 +24,7 @@ if k > 0 then
   local ids = {unpack(ARGV, 10, 9 + k)}
   if removed == k then
     done = ids
-    for i = 1, k do out[i] = "completed" end
+    out[1] = k
   else
     -- Some were not held (an expired lease, an acknowledgement sent twice). The held ones
     -- were just removed; they are the ones whose lease record names this holder and that are
@@ -36,9 +38,9 @@ if k > 0 then
           and not redis.call("ZSCORE", base .. "dead", id)
           and not redis.call("ZSCORE", base .. "delayed", id) then
         done[#done + 1] = id
-        out[i] = "completed"
+        out[#out + 1] = "completed"
       else
-        out[i] = "stale"
+        out[#out + 1] = "stale"
       end
     end
   end

@@ -315,10 +315,8 @@ pub async fn queue(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_jso
             args.jobs
         );
     }
-    // The bench queue's keys are removed; nothing else uses them.
-    q.store()
-        .delete_matching(&format!("{}*", q.base_key()))
-        .await?;
+    // The bench queue is removed (keys and name); nothing else uses it.
+    q.delete().await?;
     Ok(json!({
         "bench": "queue",
         "jobs": args.jobs,
