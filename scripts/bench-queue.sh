@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side queue benchmark on the same local Redis, in one run: tsp-job (records off, then
-# on) and BullMQ 5.81.5 (one Node process). Each prints one JSON line.
+# on) and BullMQ 5.81.5 (one Node process, two concurrencies). Each prints one JSON line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${1:-200000}
@@ -12,4 +12,6 @@ if [ ! -d bench/bullmq/node_modules/bullmq ]; then
 fi
 target/release/tsp-job bench queue --jobs "$JOBS" --records off 2>/dev/null
 target/release/tsp-job bench queue --jobs "$JOBS" --records on 2>/dev/null
+# BullMQ at the concurrency of its published figure (50), then at tsp-job's default (1024).
 node bench/bullmq/bench.mjs "$JOBS" 50
+node bench/bullmq/bench.mjs "$JOBS" 1024
