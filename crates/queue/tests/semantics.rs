@@ -611,3 +611,38 @@ async fn enqueue_numbered(q: &tsp_queue::Queue, n: u32) -> Vec<String> {
 fn job_ids(jobs: &[tsp_queue::LeasedJob]) -> Vec<String> {
     jobs.iter().map(|j| j.id.clone()).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_queue_removes_its_keys_and_its_name() {
+    let (_hub, q, _cleanup) = setup(&[]).await;
+    for n in 0..3u32 {
+        q.enqueue(NewJob::new("noop", &n).unwrap()).await.unwrap();
+    }
+    let known = tsp_queue::Queue::known(q.store()).await.unwrap();
+    assert!(known.iter().any(|n| n == q.name()));
+    let keys = |q: tsp_queue::Queue| async move {
+        let mut conn = q.store().conn().await.unwrap();
+        let (mut cursor, mut all) = (0u64, Vec::new());
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}*", q.base_key()))
+                .arg("COUNT")
+                .arg(10_000)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            all.extend(keys);
+            if next == 0 {
+                return all;
+            }
+            cursor = next;
+        }
+    };
+    assert!(!keys(q.clone()).await.is_empty());
+    assert!(q.delete().await.unwrap() > 0);
+    assert_eq!(keys(q.clone()).await, Vec::<String>::new());
+    let known = tsp_queue::Queue::known(q.store()).await.unwrap();
+    assert!(!known.iter().any(|n| n == q.name()));
+}
