@@ -3,9 +3,9 @@
 //!
 //! Per queue, one process runs:
 //! - a **fetch loop**: waits until about half the concurrency is free, leases that many jobs in
-//!   one script call, and runs them in tasks of `JOBS_PER_TASK` jobs each; when the queue is empty it blocks on the
-//!   queue's wake list (on its own connection) until a producer pushes, the next delayed job is
-//!   due, or one second passes;
+//!   one script call, and runs them in tasks of `JOBS_PER_TASK` jobs each; when the queue is
+//!   empty it blocks on the queue's wake list (on its own connection) until a producer pushes,
+//!   the next delayed job is due, or one second passes;
 //! - **job tasks**: the handler under the job's timeout, with panics caught;
 //! - an **acknowledger**: gathers finished attempts and reports them in one script call per batch,
 //!   retrying until Redis takes them (a job stays leased, so safe, until its outcome is stored);

@@ -646,3 +646,47 @@ async fn deleting_a_queue_removes_its_keys_and_its_name() {
     let known = tsp_queue::Queue::known(q.store()).await.unwrap();
     assert!(!known.iter().any(|n| n == q.name()));
 }
+
+/// A fetched batch runs in tasks of several jobs each: a job that waits must not hold up the
+/// others of its task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_job_does_not_hold_up_the_jobs_fetched_with_it() {
+    let (_hub, q, _cleanup) = setup(&[]).await;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let mut reg = Registry::new();
+    let r = release.clone();
+    reg.register("slow", move |_ctx, _p: serde_json::Value| {
+        let r = r.clone();
+        async move {
+            r.notified().await;
+            Ok(())
+        }
+    });
+    reg.register("fast", |_ctx, _p: serde_json::Value| async { Ok(()) });
+    q.pause().await.unwrap();
+    let slow = q.enqueue(NewJob::raw("slow", "{}")).await.unwrap();
+    for _ in 0..15 {
+        q.enqueue(NewJob::raw("fast", "{}")).await.unwrap();
+    }
+    // 16 jobs, one fetch, one task: the slow job first in it.
+    let running = Running::start(worker(&q, reg, 32));
+    q.resume().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = q.counts().await.unwrap();
+        if c.completed == 15 {
+            assert_eq!(c.active, 1, "{c:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fast jobs did not complete while the slow one ran: {c:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(q.job(&slow).await.unwrap().unwrap().state, "active");
+    release.notify_one();
+    drained(&q, Duration::from_secs(10)).await;
+    let report = running.stop().await;
+    assert_eq!(report.completed, 16);
+}
