@@ -359,14 +359,21 @@ impl Queue {
             .store
             .delete_matching(&format!("{}*", self.inner.base))
             .await?;
-        let mut conn = self.conn().await?;
-        let _: i64 = redis::cmd("SREM")
+        self.set_registered(&mut self.conn().await?, false).await?;
+        Ok(deleted)
+    }
+
+    /// Adds this queue's name to (or removes it from) the set of known queues.
+    async fn set_registered(&self, conn: &mut RedisConn, known: bool) -> Result<(), QueueError> {
+        let cmd = if known { "SADD" } else { "SREM" };
+        let _: i64 = redis::cmd(cmd)
             .arg(&self.inner.registry)
             .arg(&self.inner.name)
-            .query_async(&mut conn)
+            .query_async(conn)
             .await
-            .map_err(|e| self.err("srem", &e))?;
-        Ok(deleted)
+            .map_err(|e| self.err(&cmd.to_lowercase(), &e))?;
+        self.inner.registered.store(known, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Every queue that has had a job enqueued under this prefix.
@@ -405,14 +412,7 @@ impl Queue {
         }
         let conn = self.conn().await?;
         if !self.inner.registered.load(Ordering::Relaxed) {
-            let mut c = conn.clone();
-            let _: i64 = redis::cmd("SADD")
-                .arg(&self.inner.registry)
-                .arg(&self.inner.name)
-                .query_async(&mut c)
-                .await
-                .map_err(|e| self.err("sadd", &e))?;
-            self.inner.registered.store(true, Ordering::Relaxed);
+            self.set_registered(&mut conn.clone(), true).await?;
         }
         let s = &self.inner.settings;
         let now = now_ms();
