@@ -63,6 +63,7 @@ struct Scripts {
     counts: Script,
     job: Script,
     list: Script,
+    upgrade: Script,
 }
 
 /// Each script is `common.lua` (shared helpers) followed by its own file.
@@ -88,6 +89,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     counts: script!("lua/counts.lua"),
     job: script!("lua/job.lua"),
     list: script!("lua/list.lua"),
+    upgrade: script!("lua/upgrade.lua"),
 });
 
 /// A job's immutable part, stored as one JSON array per job in the queue's `data` hash:
@@ -196,6 +198,8 @@ pub struct LeasedJob {
     pub token: String,
     /// When the job became runnable (Unix ms): wait time is measured from here.
     pub runnable_at: i64,
+    /// The run-at time a delay or a retry set for this attempt, if one did (Unix ms).
+    pub run_at: Option<i64>,
     pub priority: u16,
     /// When it was enqueued (Unix ms).
     pub created_at: i64,
@@ -203,6 +207,26 @@ pub struct LeasedJob {
     pub leased_at: i64,
     /// Whether it has a dedup key (to release when it finishes).
     pub has_dedup: bool,
+}
+
+impl LeasedJob {
+    /// This attempt's lease record, "attempts|started|run_at|lease id" (see `common.lua`),
+    /// followed by `|<finished>` when given: the worker builds it, as it knows every part.
+    fn lease_record(&self, finished: Option<&str>) -> String {
+        use std::fmt::Write;
+        let mut r = String::with_capacity(64);
+        let _ = write!(r, "{}|{}|", self.attempts, self.leased_at);
+        if let Some(t) = self.run_at {
+            let _ = write!(r, "{t}");
+        }
+        r.push('|');
+        r.push_str(&self.token);
+        if let Some(f) = finished {
+            r.push('|');
+            r.push_str(f);
+        }
+        r
+    }
 }
 
 /// A dead job waiting for its dead-letter hook.
@@ -388,6 +412,32 @@ impl Queue {
         Ok(names)
     }
 
+    /// Converts completed jobs stored by earlier builds (a sorted set `completed`) to the
+    /// current layout (see `upgrade.lua`); returns how many it converted. Workers run it when
+    /// they start on a queue; it costs one command when there is nothing to convert.
+    pub async fn upgrade_storage(&self) -> Result<u64, QueueError> {
+        let mut conn = self.conn().await?;
+        let mut converted = 0;
+        loop {
+            let before: u64 = redis::cmd("ZCARD")
+                .arg(format!("{}completed", self.inner.base))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.err("upgrade", &e))?;
+            if before == 0 {
+                return Ok(converted);
+            }
+            let left: u64 = SCRIPTS
+                .upgrade
+                .key(&self.inner.base)
+                .arg(1000)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.err("upgrade", &e))?;
+            converted += before.saturating_sub(left);
+        }
+    }
+
     /// Enqueues one job; returns its id (or, for a duplicate dedup key, the pending job's id).
     pub async fn enqueue(&self, job: NewJob) -> Result<String, QueueError> {
         let ids = self.enqueue_many(vec![job]).await?;
@@ -524,7 +574,6 @@ impl Queue {
             .arg(n)
             .arg(now + lease)
             .arg(holder)
-            .arg(format!("1|{now}||{holder}"))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.err("fetch", &e))?;
@@ -585,6 +634,7 @@ impl Queue {
                 timeout: Duration::from_millis(spec.5),
                 created_at: spec.7,
                 runnable_at: run_at.unwrap_or(spec.8),
+                run_at,
                 attempts,
                 token: holder.to_string(),
                 leased_at: now,
@@ -605,11 +655,11 @@ impl Queue {
     /// common batch without any). Outcomes in the order of `acks`.
     pub async fn finish(
         &self,
-        acks: &[(String, String, Outcome)],
+        acks: &[(&LeasedJob, Outcome)],
         any_dedup: bool,
     ) -> Result<Vec<Finished>, QueueError> {
         let mut out = vec![Finished::Stale; acks.len()];
-        for (holder, idx) in by_holder(acks.iter().map(|(_, t, _)| t.as_str())) {
+        for (holder, idx) in by_holder(acks.iter().map(|(j, _)| j.token.as_str())) {
             for part in idx.chunks(FINISH_CHUNK) {
                 let got = self.finish_held(holder, acks, part, any_dedup).await?;
                 for (i, f) in got {
@@ -624,7 +674,7 @@ impl Queue {
     async fn finish_held(
         &self,
         holder: &str,
-        acks: &[(String, String, Outcome)],
+        acks: &[(&LeasedJob, Outcome)],
         part: &[usize],
         any_dedup: bool,
     ) -> Result<Vec<(usize, Finished)>, QueueError> {
@@ -632,7 +682,7 @@ impl Queue {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let now = now_ms().to_string();
         let (plain, other): (Vec<usize>, Vec<usize>) = part.iter().partition(
-            |&&i| matches!(&acks[i].2, Outcome::Completed { result } if result == "null"),
+            |&&i| matches!(&acks[i].1, Outcome::Completed { result } if result == "null"),
         );
         let mut inv = SCRIPTS.finish.key(&self.inner.base);
         inv.arg(&now)
@@ -645,16 +695,19 @@ impl Queue {
             .arg(holder)
             .arg(plain.len());
         for &i in &plain {
-            inv.arg(&acks[i].0);
+            let job = acks[i].0;
+            inv.arg(&job.id).arg(job.lease_record(Some(&now)));
         }
         inv.arg(other.len());
         for &i in &other {
-            inv.arg(&acks[i].0);
-            match &acks[i].2 {
+            let job = acks[i].0;
+            inv.arg(&job.id);
+            match &acks[i].1 {
                 Outcome::Completed { result } => inv.arg("ok").arg(result).arg(0),
                 Outcome::Retry { error, at } => inv.arg("retry").arg(error).arg(*at),
                 Outcome::Dead { error } => inv.arg("dead").arg(error).arg(0),
             };
+            inv.arg(job.lease_record(None));
         }
         let mut conn = self.conn().await?;
         let reply: Vec<Value> = inv
@@ -695,18 +748,22 @@ impl Queue {
             .collect()
     }
 
-    /// Heartbeat: extends the leases of these (id, lease id) pairs; returns the ids whose
-    /// lease this worker no longer holds.
-    pub async fn extend(&self, leases: &[(String, String)]) -> Result<Vec<String>, QueueError> {
+    /// Heartbeat: extends the leases of these (id, lease id, leased at) triples; returns the
+    /// ids whose lease this worker no longer holds. Jobs on their first attempt get the lease
+    /// record their fetch left out (see `common.lua`), so their start shows while they run.
+    pub async fn extend(
+        &self,
+        leases: &[(String, String, i64)],
+    ) -> Result<Vec<String>, QueueError> {
         let deadline =
             now_ms() + i64::try_from(self.inner.settings.lease.as_millis()).unwrap_or(30_000);
         let mut lost = Vec::new();
-        for (holder, idx) in by_holder(leases.iter().map(|(_, t)| t.as_str())) {
-            for part in idx.chunks(IDS_PER_CALL) {
+        for (holder, idx) in by_holder(leases.iter().map(|(_, t, _)| t.as_str())) {
+            for part in idx.chunks(IDS_PER_CALL / 2) {
                 let mut inv = SCRIPTS.extend.key(&self.inner.base);
                 inv.arg(deadline).arg(holder);
                 for &i in part {
-                    inv.arg(&leases[i].0);
+                    inv.arg(&leases[i].0).arg(leases[i].2);
                 }
                 let mut conn = self.conn().await?;
                 let l: Vec<String> = inv

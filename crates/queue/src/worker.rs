@@ -182,9 +182,11 @@ where
     }
 }
 
-/// A job this worker holds: its lease id, and whether its outcome is on its way to Redis.
+/// A job this worker holds: its lease id, when it was leased, and whether its outcome is on its
+/// way to Redis.
 struct HeldJob {
     token: String,
+    leased_at: i64,
     acknowledging: bool,
 }
 
@@ -197,10 +199,10 @@ fn lock_held(held: &Held) -> std::sync::MutexGuard<'_, HashMap<String, HeldJob>>
     }
 }
 
-fn held_snapshot(held: &Held) -> Vec<(String, String)> {
+fn held_snapshot(held: &Held) -> Vec<(String, String, i64)> {
     lock_held(held)
         .iter()
-        .map(|(k, v)| (k.clone(), v.token.clone()))
+        .map(|(k, v)| (k.clone(), v.token.clone(), v.leased_at))
         .collect()
 }
 
@@ -221,6 +223,20 @@ async fn run_queue(
     counters: Arc<Counters>,
     mut stop: watch::Receiver<bool>,
 ) {
+    match queue.upgrade_storage().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            queue = queue.name(),
+            jobs = n,
+            "converted completed jobs stored by an earlier build"
+        ),
+        // Not fatal: jobs finish in the current layout either way; the next start tries again.
+        Err(e) => tracing::warn!(
+            queue = queue.name(),
+            error = %e,
+            "could not convert completed jobs stored by an earlier build"
+        ),
+    }
     let held: Held = Arc::default();
     let (done_tx, done_rx) = mpsc::channel::<Done>(concurrency.max(1));
     let acker = tokio::spawn(acknowledge(
@@ -369,6 +385,7 @@ async fn run_queue(
                     j.id.clone(),
                     HeldJob {
                         token: j.token.clone(),
+                        leased_at: j.leased_at,
                         acknowledging: false,
                     },
                 );
@@ -421,7 +438,10 @@ async fn run_queue(
     recoverer.abort();
     // A hook cut short is claimed again by another worker when its claim ends.
     sweeper.abort();
-    let unfinished = held_snapshot(&held);
+    let unfinished: Vec<(String, String)> = held_snapshot(&held)
+        .into_iter()
+        .map(|(id, token, _)| (id, token))
+        .collect();
     if !unfinished.is_empty() {
         let returned = persist("returning leases", || queue.release(&unfinished)).await;
         counters.released.fetch_add(returned, Ordering::Relaxed);
@@ -581,7 +601,7 @@ async fn acknowledge(
             }
         }
         let now = now_ms();
-        let acks: Vec<(String, String, Outcome)> = batch
+        let acks: Vec<(&LeasedJob, Outcome)> = batch
             .iter()
             .map(|d| {
                 let outcome = match &d.result {
@@ -599,7 +619,7 @@ async fn acknowledge(
                         Outcome::Dead { error: e.clone() }
                     }
                 };
-                (d.job.id.clone(), d.job.token.clone(), outcome)
+                (&d.job, outcome)
             })
             .collect();
         let any_dedup = batch.iter().any(|d| d.job.has_dedup);

@@ -482,7 +482,7 @@ async fn a_dead_job_is_not_requeued_while_its_hook_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_lease_is_taken_back_and_its_late_outcomes_are_stale() {
-    use tsp_queue::{Finished, Outcome};
+    use tsp_queue::{Finished, LeasedJob, Outcome};
     // queue.lease = 2 s in the tests' config.
     let (_hub, q, _cleanup) = setup(&[]).await;
     let ids = enqueue_numbered(&q, 3).await;
@@ -495,12 +495,22 @@ async fn an_expired_lease_is_taken_back_and_its_late_outcomes_are_stale() {
             .all(|j| j.attempts == 1 && j.token == "w1")
     );
     assert_eq!(q.counts().await.unwrap().active, 3);
-    assert_eq!(q.job(&ids[0]).await.unwrap().unwrap().state, "active");
+    let info = q.job(&ids[0]).await.unwrap().unwrap();
+    assert_eq!((info.state.as_str(), info.attempts), ("active", 1));
+    // A first attempt's start is stored by its holder's first heartbeat (or when it finishes).
+    assert_eq!(info.started_at, None);
 
     // Within the lease nothing is taken back; the heartbeat keeps it.
     assert_eq!(q.recover_stalled().await.unwrap(), (0, 0));
-    let held: Vec<(String, String)> = ids.iter().map(|i| (i.clone(), "w1".into())).collect();
+    let held: Vec<(String, String, i64)> = fetched
+        .jobs
+        .iter()
+        .map(|j| (j.id.clone(), j.token.clone(), j.leased_at))
+        .collect();
     assert!(q.extend(&held).await.unwrap().is_empty());
+    let info = q.job(&ids[0]).await.unwrap().unwrap();
+    assert_eq!((info.state.as_str(), info.attempts), ("active", 1));
+    assert_eq!(info.started_at, Some(fetched.jobs[0].leased_at));
 
     // No heartbeat for a whole lease: the three go back, the attempt counted.
     let leased_at = now_ms();
@@ -528,8 +538,7 @@ async fn an_expired_lease_is_taken_back_and_its_late_outcomes_are_stale() {
     let late = q
         .finish(
             &[(
-                ids[0].clone(),
-                "w1".into(),
+                &fetched.jobs[0],
                 Outcome::Completed {
                     result: "null".into(),
                 },
@@ -546,12 +555,12 @@ async fn an_expired_lease_is_taken_back_and_its_late_outcomes_are_stale() {
     let again = q.fetch(10, "w2").await.unwrap();
     assert_eq!(job_ids(&again.jobs), ids);
     assert!(again.jobs.iter().all(|j| j.attempts == 2));
-    let acks: Vec<(String, String, Outcome)> = ids
+    let acks: Vec<(&LeasedJob, Outcome)> = again
+        .jobs
         .iter()
-        .map(|i| {
+        .map(|j| {
             (
-                i.clone(),
-                "w2".into(),
+                j,
                 Outcome::Completed {
                     result: "null".into(),
                 },
@@ -689,4 +698,171 @@ async fn a_slow_job_does_not_hold_up_the_jobs_fetched_with_it() {
     drained(&q, Duration::from_secs(10)).await;
     let report = running.stop().await;
     assert_eq!(report.completed, 16);
+}
+
+fn completions(jobs: &[tsp_queue::LeasedJob]) -> Vec<(&tsp_queue::LeasedJob, tsp_queue::Outcome)> {
+    jobs.iter()
+        .map(|j| {
+            (
+                j,
+                tsp_queue::Outcome::Completed {
+                    result: "null".into(),
+                },
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_acknowledgement_completes_the_jobs_still_held_and_refuses_the_rest() {
+    use tsp_queue::Finished;
+    let (_hub, q, _cleanup) = setup(&[]).await;
+    let ids = enqueue_numbered(&q, 4).await;
+    let got = q.fetch(10, "w1").await.unwrap();
+    assert_eq!(job_ids(&got.jobs), ids);
+    // Jobs 0 and 1 complete; then all four are acknowledged in one call: 0 and 1 a second time.
+    let first = q.finish(&completions(&got.jobs[..2]), false).await.unwrap();
+    assert_eq!(first, vec![Finished::Completed; 2]);
+    let all = q.finish(&completions(&got.jobs), false).await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            Finished::Stale,
+            Finished::Stale,
+            Finished::Completed,
+            Finished::Completed
+        ]
+    );
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.completed, c.active), (4, 0));
+    assert_eq!(c.totals.get("completed"), Some(&4));
+    for (id, job) in ids.iter().zip(&got.jobs) {
+        let info = q.job(id).await.unwrap().unwrap();
+        assert_eq!((info.state.as_str(), info.attempts), ("completed", 1));
+        assert_eq!(info.started_at, Some(job.leased_at));
+        assert!(info.finished_at.unwrap() >= job.leased_at, "{info:?}");
+    }
+    let listed: Vec<String> = q
+        .list(JobState::Completed, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(listed, ids, "completion order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_jobs_are_kept_within_the_count_and_age_limits() {
+    let (hub, q, _cleanup) = setup(&["queue.keep_completed=5"]).await;
+    let ids = enqueue_numbered(&q, 12).await;
+    let got = q.fetch(12, "w1").await.unwrap();
+    for part in got.jobs.chunks(4) {
+        q.finish(&completions(part), false).await.unwrap();
+    }
+    // The five completed last are kept; the seven before them are gone, data and all.
+    assert_eq!(q.counts().await.unwrap().completed, 5);
+    for id in &ids[..7] {
+        assert!(q.job(id).await.unwrap().is_none(), "{id} kept");
+    }
+    for id in &ids[7..] {
+        assert_eq!(q.job(id).await.unwrap().unwrap().state, "completed");
+    }
+
+    // By age: jobs completed more than 300 ms before a later completion are removed by it.
+    let mut settings = hub.config().queue.clone();
+    settings.keep_completed_age = Duration::from_millis(300);
+    let aged = tsp_queue::Queue::new(q.store().clone(), "aged", &settings).unwrap();
+    let old = enqueue_numbered(&aged, 3).await;
+    let got = aged.fetch(3, "w1").await.unwrap();
+    let old_done = now_ms();
+    aged.finish(&completions(&got.jobs), false).await.unwrap();
+    let young = enqueue_numbered(&aged, 2).await;
+    let got = aged.fetch(2, "w1").await.unwrap();
+    aged.finish(&completions(&got.jobs[..1]), false)
+        .await
+        .unwrap();
+    let done_at = now_ms();
+    // Within 300 ms (checked, not assumed) of the first completions, all four are kept.
+    if now_ms() - old_done < 300 {
+        assert_eq!(aged.counts().await.unwrap().completed, 4);
+    }
+    while now_ms() - done_at <= 400 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Now all four are over 300 ms old: the next completion removes them and is kept.
+    aged.finish(&completions(&got.jobs[1..]), false)
+        .await
+        .unwrap();
+    for id in old.iter().chain(&young[..1]) {
+        assert!(aged.job(id).await.unwrap().is_none(), "{id} kept");
+    }
+    let kept: Vec<String> = aged
+        .list(JobState::Completed, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(kept, young[1..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_jobs_stored_by_an_earlier_build_are_converted() {
+    let (_hub, q, _cleanup) = setup(&[]).await;
+    let ids = enqueue_numbered(&q, 3).await;
+    let got = q.fetch(3, "w1").await.unwrap();
+    // The earlier layout: completed jobs in a sorted set (score = finish time), the lease
+    // record without a finish time.
+    let base = q.base_key().to_string();
+    let mut conn = q.store().conn().await.unwrap();
+    let t = now_ms();
+    for (i, j) in got.jobs.iter().enumerate() {
+        let _: () = redis::pipe()
+            .cmd("SREM")
+            .arg(format!("{base}active:w1"))
+            .arg(&j.id)
+            .cmd("HSET")
+            .arg(format!("{base}lease"))
+            .arg(&j.id)
+            .arg(format!("1|{}||w1", j.leased_at))
+            .cmd("ZADD")
+            .arg(format!("{base}completed"))
+            .arg(t + i as i64)
+            .arg(&j.id)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    // One completed in the current layout meanwhile.
+    let later = enqueue_numbered(&q, 1).await;
+    let got_later = q.fetch(1, "w1").await.unwrap();
+    q.finish(&completions(&got_later.jobs), false)
+        .await
+        .unwrap();
+
+    assert_eq!(q.upgrade_storage().await.unwrap(), 3);
+    assert_eq!(q.upgrade_storage().await.unwrap(), 0);
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(format!("{base}completed"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!exists);
+    for (i, id) in ids.iter().enumerate() {
+        let info = q.job(id).await.unwrap().unwrap();
+        assert_eq!((info.state.as_str(), info.attempts), ("completed", 1));
+        assert_eq!(info.finished_at, Some(t + i as i64));
+    }
+    assert_eq!(q.counts().await.unwrap().completed, 4);
+    let listed: Vec<String> = q
+        .list(JobState::Completed, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    let mut want = ids.clone();
+    want.extend(later);
+    assert_eq!(listed, want, "oldest first");
 }

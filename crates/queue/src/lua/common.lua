@@ -50,13 +50,25 @@ local function wake()
   redis.call("LTRIM", base .. "wake", 0, 0)
 end
 
--- A job's lease record: "attempts|started|run_at|holder" (strings; "" when unset). `holder` is
--- the lease id of the worker running it (set while active), `run_at` when the current attempt
--- became runnable (a delay or a retry), `started` when the last attempt began.
+-- A job's lease record: "attempts|started|run_at|holder[|finished]" (strings; "" when unset).
+-- `holder` is the lease id of the worker that ran the last attempt, `run_at` when the current
+-- attempt became runnable (a delay or a retry), `started` when the last attempt began,
+-- `finished` when the job completed (completed jobs alone have it).
+-- A job on its first attempt has no record until it finishes (the worker sends the whole
+-- record then) or its holder's heartbeat writes one; every other change of hands (recovery,
+-- release, retry, death) writes one. So a job without a record has never left its first
+-- holder.
 local function parse_lease(v)
-  if not v then return 0, "", "", "" end
-  local a, s, r, h = string.match(v, "^(%d*)|(%d*)|(%d*)|(.*)$")
-  return tonumber(a) or 0, s or "", r or "", h or ""
+  if not v then return 0, "", "", "", "" end
+  local a, s, r, h, f = string.match(v, "^(%d*)|(%d*)|(%d*)|([^|]*)|?(%d*)$")
+  return tonumber(a) or 0, s or "", r or "", h or "", f or ""
+end
+
+-- Whether the lease record says the job completed.
+local function completed_record(v)
+  if not v then return false end
+  local _, _, _, _, f = parse_lease(v)
+  return f ~= ""
 end
 
 local function lease_value(a, started, run_at, holder)

@@ -9,7 +9,7 @@ return {
   waiting_count(),
   redis.call("ZCARD", base .. "delayed"),
   active,
-  redis.call("ZCARD", base .. "completed"),
+  redis.call("LLEN", base .. "done"),
   redis.call("ZCARD", base .. "dead"),
   redis.call("ZCARD", base .. "deadhook"),
   redis.call("EXISTS", base .. "paused"),

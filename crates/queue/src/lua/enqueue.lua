@@ -32,7 +32,7 @@ for i = 0, s - 1 do
     -- Finishing releases a job's key, so a key still held names a pending or active job; the
     -- checks guard against a job removed by retention or an operator.
     if other and redis.call("HEXISTS", base .. "data", other) == 1
-        and not redis.call("ZSCORE", base .. "completed", other)
+        and not completed_record(redis.call("HGET", base .. "lease", other))
         and not redis.call("ZSCORE", base .. "dead", other) then
       existing = other
     end

@@ -5,8 +5,7 @@
 -- evicted lease id is refused here, so a worker that lost its jobs starts a new lease id
 -- rather than mixing old and new attempts.
 -- KEYS[1]: the queue's base key
--- ARGV[1]: now (ms); ARGV[2]: N; ARGV[3]: lease deadline (ms); ARGV[4]: lease id;
--- ARGV[5]: the lease record of a first attempt ("1|<now>||<lease id>")
+-- ARGV[1]: now (ms); ARGV[2]: N; ARGV[3]: lease deadline (ms); ARGV[4]: lease id
 -- Returns: {"evicted"} or { next_delayed_due_ms or -1, waiting_left, specs, before }
 --   where `before` is flat pairs (index from 0, lease record before this attempt) for the jobs
 --   that had one; the others are first attempts.
@@ -61,25 +60,22 @@ if redis.call("EXISTS", base .. "paused") == 0 then
       end
       ids, specs, marked = keep_ids, keep_specs, keep_marked
     end
-    local records = {}
-    local first = ARGV[5]
-    for i = 1, #ids do
-      records[#records + 1] = ids[i]
-      records[#records + 1] = first
-    end
+    -- First attempts get no lease record here (see parse_lease): a hash write per job saved.
     if #marked > 0 then
       local ls = {}
       for k = 1, #marked do ls[k] = ids[marked[k]] end
       ls = hmget("lease", ls)
+      local records = {}
       for k = 1, #marked do
         local i = marked[k]
         local a, _, run_at = parse_lease(ls[k])
-        records[2 * i] = lease_value(a + 1, ARGV[1], run_at, holder)
+        records[#records + 1] = ids[i]
+        records[#records + 1] = lease_value(a + 1, ARGV[1], run_at, holder)
         before[#before + 1] = i - 1
         before[#before + 1] = ls[k]
       end
+      bulk("HSET", base .. "lease", records)
     end
-    bulk("HSET", base .. "lease", records)
     bulk("SADD", base .. "active:" .. holder, ids)
     redis.call("ZADD", base .. "workers", ARGV[3], holder)
   end

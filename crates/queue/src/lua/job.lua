@@ -8,18 +8,23 @@ local spec = redis.call("HGET", base .. "data", id)
 if not spec then return {false, false, false, false, false, false, false} end
 local record = redis.call("HGET", base .. "lease", id)
 local state, finished = "waiting", false
-local c = redis.call("ZSCORE", base .. "completed", id)
+local _, _, _, holder, fin = parse_lease(record)
 local d = redis.call("ZSCORE", base .. "dead", id)
-if c then
-  state, finished = "completed", c
-elseif d then
+if d then
   state, finished = "dead", d
+elseif fin ~= "" then
+  state, finished = "completed", fin
 elseif redis.call("ZSCORE", base .. "delayed", id) then
   state = "delayed"
-else
-  local _, _, _, holder = parse_lease(record)
-  if holder ~= "" and redis.call("SISMEMBER", base .. "active:" .. holder, id) == 1 then
-    state = "active"
+elseif holder ~= "" then
+  if redis.call("SISMEMBER", base .. "active:" .. holder, id) == 1 then state = "active" end
+elseif not record then
+  -- A first attempt has no record until its holder's first heartbeat: ask each worker.
+  for _, h in ipairs(redis.call("ZRANGE", base .. "workers", 0, -1)) do
+    if redis.call("SISMEMBER", base .. "active:" .. h, id) == 1 then
+      state, record = "active", lease_value(1, "", "", h)
+      break
+    end
   end
 end
 return {

@@ -17,6 +17,8 @@ elseif state == "active" then
     for _, id in ipairs(redis.call("SRANDMEMBER", base .. "active:" .. holder, n - #out)) do out[#out + 1] = id end
     if #out >= n then break end
   end
+elseif state == "completed" then
+  out = redis.call("LRANGE", base .. "done", 0, n - 1)
 else
   out = redis.call("ZRANGE", base .. state, 0, n - 1)
 end

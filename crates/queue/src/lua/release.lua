@@ -16,6 +16,7 @@ if #gone > 0 then
   local records = {}
   for i = 1, #gone do
     local a, started, run_at = parse_lease(ls[i])
+    if not ls[i] then a = 1 end -- a first attempt
     records[#records + 1] = gone[i]; records[#records + 1] = lease_value(math.max(a - 1, 0), started, run_at, "")
   end
   bulk("SREM", key, gone)
