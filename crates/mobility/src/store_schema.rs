@@ -244,10 +244,31 @@ pub struct RedisStep {
 
 /// The ordered Redis key-schema steps.
 pub fn redis_steps() -> Vec<RedisStep> {
-    vec![RedisStep {
-        version: 1,
-        description: "queues under <prefix>q:{<queue>}: (sorted sets; data and lease hashes by job id); marks under <prefix>marks:",
-    }]
+    vec![
+        RedisStep {
+            version: 1,
+            description: "queues under <prefix>q:{<queue>}: (sorted sets; data and lease hashes by job id); marks under <prefix>marks:",
+        },
+        RedisStep {
+            version: 2,
+            description: "queues: completed jobs in the list `done`, their finish time in the lease record (was the sorted set `completed`); a first attempt has a lease record only once it finishes or heartbeats",
+        },
+    ]
+}
+
+/// Transforms the data of the layout before `version` (version 1 marks the first layout).
+async fn apply_redis_step(store: &RedisStore, version: i64) -> Result<(), HubError> {
+    if version == 2 {
+        let n = tsp_queue::Queue::upgrade_all(store)
+            .await
+            .map_err(|e| refused("redis", store.name(), format!("converting queues: {e}")))?;
+        tracing::info!(
+            instance = store.name(),
+            jobs = n,
+            "converted completed jobs"
+        );
+    }
+    Ok(())
 }
 
 /// Records (or reports) the key-schema steps of one Redis instance.
@@ -306,6 +327,7 @@ pub async fn run_redis(store: &RedisStore, dry_run: bool) -> Result<MigrationRep
                 }
                 None => {
                     if !dry_run {
+                        apply_redis_step(store, step.version).await?;
                         let _: i64 = redis::cmd("HSET")
                             .arg(&key)
                             .arg(step.version)

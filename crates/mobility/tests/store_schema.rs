@@ -92,8 +92,30 @@ async fn the_redis_key_schema_version_advances_once() {
     let hub = hub(&[format!("redis.cache.key_prefix={prefix}")]).await;
     let store = hub.redis("cache").unwrap();
     let mut conn = store.conn().await.unwrap();
+    // A queue as the layout of step 1 stored a completed job: in the sorted set `completed`,
+    // finish time 7, the lease record without it. Step 2 converts it.
+    let q = format!("{prefix}q:{{jobs}}:");
+    let _: () = redis::pipe()
+        .cmd("SADD")
+        .arg(format!("{prefix}queues"))
+        .arg("jobs")
+        .cmd("HSET")
+        .arg(format!("{q}data"))
+        .arg("J1")
+        .arg("[]")
+        .cmd("HSET")
+        .arg(format!("{q}lease"))
+        .arg("J1")
+        .arg("1|5||w")
+        .cmd("ZADD")
+        .arg(format!("{q}completed"))
+        .arg(7)
+        .arg("J1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let dry = store_schema::run_redis(store, true).await.unwrap();
-    assert_eq!(dry.applied.len(), 1);
+    assert_eq!(dry.applied.len(), 2);
     let exists: bool = redis::cmd("EXISTS")
         .arg(format!("{prefix}schema"))
         .query_async(&mut conn)
@@ -106,9 +128,26 @@ async fn the_redis_key_schema_version_advances_once() {
         store_schema::run_redis(store, false)
     );
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.applied.len() + b.applied.len(), 1, "{a:?} {b:?}");
+    assert_eq!(a.applied.len() + b.applied.len(), 2, "{a:?} {b:?}");
     let again = store_schema::run_redis(store, false).await.unwrap();
     assert!(again.applied.is_empty());
+    let (done, record, old): (Vec<String>, String, bool) = redis::pipe()
+        .cmd("LRANGE")
+        .arg(format!("{q}done"))
+        .arg(0)
+        .arg(-1)
+        .cmd("HGET")
+        .arg(format!("{q}lease"))
+        .arg("J1")
+        .cmd("EXISTS")
+        .arg(format!("{q}completed"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        (done, record.as_str(), old),
+        (vec!["J1".to_string()], "1|5||w|7", false)
+    );
 
     let _: i64 = redis::cmd("HSET")
         .arg(format!("{prefix}schema"))
@@ -124,6 +163,10 @@ async fn the_redis_key_schema_version_advances_once() {
     );
     let _: i64 = redis::cmd("DEL")
         .arg(format!("{prefix}schema"))
+        .arg(format!("{prefix}queues"))
+        .arg(format!("{q}data"))
+        .arg(format!("{q}lease"))
+        .arg(format!("{q}done"))
         .query_async(&mut conn)
         .await
         .unwrap();

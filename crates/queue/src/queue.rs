@@ -11,20 +11,34 @@
 //!   lease id to its deadline, which the worker's heartbeat pushes forward; `recover` takes back
 //!   the jobs of a lease whose deadline passed and evicts that lease id (`evicted`), so the
 //!   worker's late outcomes are refused and it continues under a new lease id.
-//! - `completed`, `dead`: sorted sets, score = finish time, trimmed by age and count.
+//! - `done`: a list of completed jobs in completion order, trimmed from its head by age and
+//!   count; `dead`: sorted set, score = when the job died, trimmed the same way.
 //!
 //! Hashes keyed by job id hold the rest: `data` (the spec: type, payload, options), `lease` (the
-//! attempt record: attempts, started, run-at, holder), `results`, `errors`, `progress`,
-//! `dedupof`. Also `stats` (lifetime counters), `dedup` (key → id), `paused`, `wake` (a
-//! one-element list idle workers block on), and `deadhook`: dead jobs whose dead-letter hook
-//! (see `Registry::on_dead`) has not run yet, score = when a worker may claim it.
+//! attempt record: attempts, started, run-at, holder, and for a completed job its finish time),
+//! `results`, `errors`, `progress`, `dedupof`. Also `stats` (lifetime counters), `dedup` (key →
+//! id), `paused`, `wake` (a one-element list idle workers block on), and `deadhook`: dead jobs
+//! whose dead-letter hook (see `Registry::on_dead`) has not run yet, score = when a worker may
+//! claim it.
 //!
-//! Why this shape: on the hot path (enqueue → fetch → finish) a job costs Redis a list push and
-//! pop, a set add and remove, two hash writes and reads, and one sorted-set add (`completed`,
-//! which must be searchable by id and trimmable by time). Sorted sets cost about ten times what
-//! lists and sets cost per element here, so waiting jobs are in lists and leases are held per
-//! worker, not per job; every transition is one script call for a whole batch of jobs, with its
-//! arguments laid out so the script hands them to Redis without a per-job Lua loop.
+//! Why this shape: on the hot path (enqueue → fetch → finish → retention) a job costs Redis two
+//! list pushes and pops, a set add and remove, and in hashes of every job one spec written, read
+//! and deleted and one lease record written and deleted. Measured here, a sorted set costs about
+//! ten times what a list or set costs per element, and an element of a hash of 100 000 jobs
+//! several times what one of a worker's small set costs. So:
+//! - waiting jobs are in lists, leases are held per worker (`active:<lease id>`), not per job;
+//! - a first attempt gets no lease record when it is fetched: the worker sends the whole record
+//!   (attempts, started, run-at, holder, finish time) with the completion, and its heartbeat
+//!   writes one for a job still running, so a long job shows its start and holder. Recovery,
+//!   release, retries and death write one too, so a job without a record has never left its
+//!   first holder (`finish` relies on that when an acknowledgement mixes held and stale jobs);
+//! - completed jobs are a list, not a sorted set: found by id through the finish time in their
+//!   record, trimmed by age with a binary search over the head of the list;
+//! - every transition is one script call for a whole batch of jobs, with its arguments laid out
+//!   so the script hands them to Redis without a per-job Lua loop.
+//!
+//! Queues written by builds that kept completed jobs in a sorted set `completed` are converted
+//! when a worker starts on them (`Queue::upgrade_storage`).
 //!
 //! Lists and sorted sets rather than Streams: Streams give consumer groups and pending lists,
 //! but not priorities, delays or dead letters, which would need other structures beside them,
@@ -181,6 +195,30 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+async fn upgrade_queue(store: &RedisStore, base: &str) -> Result<u64, QueueError> {
+    let err = |e: redis::RedisError| QueueError::Hub(store.command_error("upgrade", &e));
+    let mut conn = store.conn().await?;
+    let mut converted = 0;
+    loop {
+        let before: u64 = redis::cmd("ZCARD")
+            .arg(format!("{base}completed"))
+            .query_async(&mut conn)
+            .await
+            .map_err(err)?;
+        if before == 0 {
+            return Ok(converted);
+        }
+        let left: u64 = SCRIPTS
+            .upgrade
+            .key(base)
+            .arg(1000)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(err)?;
+        converted += before.saturating_sub(left);
+    }
 }
 
 /// A job leased to a worker.
@@ -414,28 +452,20 @@ impl Queue {
 
     /// Converts completed jobs stored by earlier builds (a sorted set `completed`) to the
     /// current layout (see `upgrade.lua`); returns how many it converted. Workers run it when
-    /// they start on a queue; it costs one command when there is nothing to convert.
+    /// they start on a queue (one command when there is nothing to convert); the Redis
+    /// key-schema step that introduced the layout runs it for every known queue.
     pub async fn upgrade_storage(&self) -> Result<u64, QueueError> {
-        let mut conn = self.conn().await?;
+        upgrade_queue(&self.inner.store, &self.inner.base).await
+    }
+
+    /// [`Queue::upgrade_storage`] for every queue known under the store's prefix.
+    pub async fn upgrade_all(store: &RedisStore) -> Result<u64, QueueError> {
         let mut converted = 0;
-        loop {
-            let before: u64 = redis::cmd("ZCARD")
-                .arg(format!("{}completed", self.inner.base))
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| self.err("upgrade", &e))?;
-            if before == 0 {
-                return Ok(converted);
-            }
-            let left: u64 = SCRIPTS
-                .upgrade
-                .key(&self.inner.base)
-                .arg(1000)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| self.err("upgrade", &e))?;
-            converted += before.saturating_sub(left);
+        for name in Queue::known(store).await? {
+            let base = format!("{}q:{{{name}}}:", store.key_prefix());
+            converted += upgrade_queue(store, &base).await?;
         }
+        Ok(converted)
     }
 
     /// Enqueues one job; returns its id (or, for a duplicate dedup key, the pending job's id).
