@@ -38,7 +38,8 @@
 //!   so the script hands them to Redis without a per-job Lua loop.
 //!
 //! Queues written by builds that kept completed jobs in a sorted set `completed` are converted
-//! when a worker starts on them (`Queue::upgrade_storage`).
+//! by the Redis key-schema step 2 (`tsp-job migrate`, through `Queue::upgrade_all`) and, for a
+//! worker upgraded before that ran, when it starts on them (`Queue::upgrade_storage`).
 //!
 //! Lists and sorted sets rather than Streams: Streams give consumer groups and pending lists,
 //! but not priorities, delays or dead letters, which would need other structures beside them,
