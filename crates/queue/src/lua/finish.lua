@@ -83,7 +83,7 @@ if m > 0 then
       out[#out + 1] = "stale"
     else
       valid[#valid + 1] = id
-      local a, started, run_at = parse_lease(rec)
+      local a, started = parse_lease(rec)
       if outcome == "ok" then
         out[#out + 1] = "completed"
         done[#done + 1] = id
