@@ -199,26 +199,20 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 async fn upgrade_queue(store: &RedisStore, base: &str) -> Result<u64, QueueError> {
-    let err = |e: redis::RedisError| QueueError::Hub(store.command_error("upgrade", &e));
     let mut conn = store.conn().await?;
     let mut converted = 0;
     loop {
-        let before: u64 = redis::cmd("ZCARD")
-            .arg(format!("{base}completed"))
-            .query_async(&mut conn)
-            .await
-            .map_err(err)?;
-        if before == 0 {
-            return Ok(converted);
-        }
-        let left: u64 = SCRIPTS
+        let (n, left): (u64, u64) = SCRIPTS
             .upgrade
             .key(base)
             .arg(1000)
             .invoke_async(&mut conn)
             .await
-            .map_err(err)?;
-        converted += before.saturating_sub(left);
+            .map_err(|e| QueueError::Hub(store.command_error("upgrade", &e)))?;
+        converted += n;
+        if left == 0 {
+            return Ok(converted);
+        }
     }
 }
 

@@ -482,7 +482,7 @@ async fn a_dead_job_is_not_requeued_while_its_hook_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_lease_is_taken_back_and_its_late_outcomes_are_stale() {
-    use tsp_queue::{Finished, LeasedJob, Outcome};
+    use tsp_queue::Finished;
     // queue.lease = 2 s in the tests' config.
     let (_hub, q, _cleanup) = setup(&[]).await;
     let ids = enqueue_numbered(&q, 3).await;
@@ -536,15 +536,7 @@ async fn an_expired_lease_is_taken_back_and_its_late_outcomes_are_stale() {
 
     // The old holder's outcome, heartbeat and next fetch are all refused.
     let late = q
-        .finish(
-            &[(
-                &fetched.jobs[0],
-                Outcome::Completed {
-                    result: "null".into(),
-                },
-            )],
-            false,
-        )
+        .finish(&completions(&fetched.jobs[..1]), false)
         .await
         .unwrap();
     assert_eq!(late, vec![Finished::Stale]);
@@ -555,18 +547,7 @@ async fn an_expired_lease_is_taken_back_and_its_late_outcomes_are_stale() {
     let again = q.fetch(10, "w2").await.unwrap();
     assert_eq!(job_ids(&again.jobs), ids);
     assert!(again.jobs.iter().all(|j| j.attempts == 2));
-    let acks: Vec<(&LeasedJob, Outcome)> = again
-        .jobs
-        .iter()
-        .map(|j| {
-            (
-                j,
-                Outcome::Completed {
-                    result: "null".into(),
-                },
-            )
-        })
-        .collect();
+    let acks = completions(&again.jobs);
     assert_eq!(
         q.finish(&acks, false).await.unwrap(),
         vec![Finished::Completed; 3]
@@ -700,6 +681,17 @@ async fn a_slow_job_does_not_hold_up_the_jobs_fetched_with_it() {
     assert_eq!(report.completed, 16);
 }
 
+/// The ids `list` gives for completed jobs (oldest first), up to 10.
+async fn completed_ids(q: &tsp_queue::Queue) -> Vec<String> {
+    q.list(JobState::Completed, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect()
+}
+
+/// Plain completions (no result) of these jobs, for `Queue::finish`.
 fn completions(jobs: &[tsp_queue::LeasedJob]) -> Vec<(&tsp_queue::LeasedJob, tsp_queue::Outcome)> {
     jobs.iter()
         .map(|j| {
@@ -742,13 +734,7 @@ async fn one_acknowledgement_completes_the_jobs_still_held_and_refuses_the_rest(
         assert_eq!(info.started_at, Some(job.leased_at));
         assert!(info.finished_at.unwrap() >= job.leased_at, "{info:?}");
     }
-    let listed: Vec<String> = q
-        .list(JobState::Completed, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|j| j.id)
-        .collect();
+    let listed = completed_ids(&q).await;
     assert_eq!(listed, ids, "completion order");
 }
 
@@ -797,13 +783,7 @@ async fn completed_jobs_are_kept_within_the_count_and_age_limits() {
     for id in old.iter().chain(&young[..1]) {
         assert!(aged.job(id).await.unwrap().is_none(), "{id} kept");
     }
-    let kept: Vec<String> = aged
-        .list(JobState::Completed, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|j| j.id)
-        .collect();
+    let kept = completed_ids(&aged).await;
     assert_eq!(kept, young[1..]);
 }
 
@@ -855,13 +835,7 @@ async fn completed_jobs_stored_by_an_earlier_build_are_converted() {
         assert_eq!(info.finished_at, Some(t + i as i64));
     }
     assert_eq!(q.counts().await.unwrap().completed, 4);
-    let listed: Vec<String> = q
-        .list(JobState::Completed, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|j| j.id)
-        .collect();
+    let listed = completed_ids(&q).await;
     let mut want = ids.clone();
     want.extend(later);
     assert_eq!(listed, want, "oldest first");

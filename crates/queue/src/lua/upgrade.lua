@@ -3,9 +3,9 @@
 -- the id to `done`. Newest first, each batch pushed onto the head of `done`, so the list stays in
 -- completion order ahead of anything completed since.
 -- KEYS[1]: the queue's base key; ARGV[1]: at most this many per call
--- Returns: how many are left to convert.
+-- Returns: { converted by this call, left to convert }
 local key = base .. "completed"
-if redis.call("TYPE", key).ok ~= "zset" then return 0 end
+if redis.call("TYPE", key).ok ~= "zset" then return {0, 0} end
 local batch = redis.call("ZREVRANGE", key, 0, tonumber(ARGV[1]) - 1, "WITHSCORES")
 local ids, finished = {}, {}
 for i = 1, #batch, 2 do
@@ -23,4 +23,4 @@ end
 bulk("HSET", base .. "lease", records)
 bulk("LPUSH", base .. "done", ids)
 bulk("ZREM", key, ids)
-return redis.call("ZCARD", key)
+return {#ids, redis.call("ZCARD", key)}
