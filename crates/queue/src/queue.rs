@@ -108,9 +108,11 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 });
 
 /// A job's immutable part, stored as one JSON array per job in the queue's `data` hash:
-/// `[type, payload, priority, max_attempts, backoff, timeout_ms, dedup_key, created_ms,
-/// run_at_ms, id]`. (Lua reads position 3, priority, and 4, max_attempts; `fetch` answers with
-/// specs alone, so the id is in it.)
+/// `[type, payload, priority, max_attempts, backoff, timeout_ms, dedup_key, created_ms]`.
+/// (Lua reads position 3, priority, and 4, max_attempts.) The id is the hash field and `fetch`
+/// answers with ids beside the specs; a delayed job's run-at is in its lease record. Specs
+/// written by earlier builds have two more elements, run-at and the id again: they are read as
+/// before, and new specs leave them out because each copy of a spec is written to the AOF.
 #[derive(serde::Deserialize)]
 struct Spec<'a>(
     String,
@@ -121,23 +123,18 @@ struct Spec<'a>(
     u64,
     String,
     i64,
-    i64,
-    String,
+    /// Run-at (earlier builds only).
+    #[serde(default)]
+    Option<i64>,
+    /// The id again (earlier builds only).
+    #[serde(default)]
+    serde::de::IgnoredAny,
 );
 
-fn encode_spec(
-    id: &str,
-    j: &NewJob,
-    max: u32,
-    backoff: Backoff,
-    timeout_ms: u64,
-    created: i64,
-) -> String {
-    let run_at = created + i64::try_from(j.delay.as_millis()).unwrap_or(i64::MAX / 2);
-    // The payload was checked to be JSON; it is embedded as is, not re-encoded. Ids are ULIDs
-    // (no characters to escape).
+fn encode_spec(j: &NewJob, max: u32, backoff: Backoff, timeout_ms: u64, created: i64) -> String {
+    // The payload was checked to be JSON; it is embedded as is, not re-encoded.
     format!(
-        "[{},{},{},{},{},{},{},{},{},\"{id}\"]",
+        "[{},{},{},{},{},{},{},{}]",
         serde_json::Value::String(j.job_type.clone()),
         j.payload,
         j.priority,
@@ -146,7 +143,6 @@ fn encode_spec(
         timeout_ms,
         serde_json::Value::String(j.dedup_key.clone().unwrap_or_default()),
         created,
-        run_at
     )
 }
 
@@ -227,8 +223,9 @@ pub struct LeasedJob {
     pub max_attempts: u32,
     pub backoff: Backoff,
     pub timeout: Duration,
-    /// The lease id it is held under: proves this worker holds the current attempt.
-    pub token: String,
+    /// The lease id it is held under: proves this worker holds the current attempt. (Shared:
+    /// every job of a fetch has the same one.)
+    pub token: Arc<str>,
     /// When the job became runnable (Unix ms): wait time is measured from here.
     pub runnable_at: i64,
     /// The run-at time a delay or a retry set for this attempt, if one did (Unix ms).
@@ -511,11 +508,10 @@ impl Queue {
             chunks.push((kind, chunk));
             rest = tail;
         }
-        let spec = |id: &str, j: &NewJob| {
+        let spec = |j: &NewJob| {
             let timeout_ms =
                 u64::try_from(j.timeout.unwrap_or(s.timeout).as_millis()).unwrap_or(u64::MAX);
             encode_spec(
-                id,
                 j,
                 j.max_attempts.unwrap_or(s.max_attempts),
                 j.backoff.unwrap_or(default_backoff),
@@ -532,7 +528,7 @@ impl Queue {
                     let ids: Vec<String> = chunk.iter().map(|_| new_id()).collect();
                     inv.arg(chunk.len());
                     for (id, j) in ids.iter().zip(chunk) {
-                        inv.arg(id).arg(spec(id, j));
+                        inv.arg(id).arg(spec(j));
                     }
                     let mut prios: Vec<u16> = chunk.iter().map(|j| j.priority).collect();
                     prios.sort_unstable();
@@ -554,7 +550,7 @@ impl Queue {
                     for j in chunk {
                         let id = new_id();
                         inv.arg(&id)
-                            .arg(spec(&id, j))
+                            .arg(spec(j))
                             .arg(j.priority)
                             .arg(j.dedup_key.as_deref().unwrap_or(""))
                             .arg(u64::try_from(j.delay.as_millis()).unwrap_or(u64::MAX));
@@ -608,8 +604,10 @@ impl Queue {
                 ..Fetched::default()
             });
         }
-        let (specs, before) = match reply.as_slice() {
-            [_, _, Value::Array(s), Value::Array(b)] => (s, b),
+        let (specs, before, ids) = match reply.as_slice() {
+            [_, _, Value::Array(s), Value::Array(b), Value::Array(i)] if i.len() == s.len() => {
+                (s, b, i)
+            }
             _ => {
                 return Err(QueueError::Protocol(format!(
                     "fetch returned {} values",
@@ -629,8 +627,9 @@ impl Queue {
                 records.insert(i, text(&pair[1]));
             }
         }
+        let token: Arc<str> = Arc::from(holder);
         let mut jobs = Vec::with_capacity(specs.len());
-        for (i, spec) in specs.iter().enumerate() {
+        for (i, (spec, id)) in specs.iter().zip(ids).enumerate() {
             let spec_text = match spec {
                 Value::BulkString(b) => std::str::from_utf8(b)
                     .map_err(|e| QueueError::Protocol(format!("fetched spec is not UTF-8: {e}")))?,
@@ -658,13 +657,13 @@ impl Queue {
                 backoff: Backoff::decode(&spec.4),
                 timeout: Duration::from_millis(spec.5),
                 created_at: spec.7,
-                runnable_at: run_at.unwrap_or(spec.8),
+                runnable_at: run_at.or(spec.8).unwrap_or(spec.7),
                 run_at,
                 attempts,
-                token: holder.to_string(),
+                token: token.clone(),
                 leased_at: now,
                 has_dedup: !spec.6.is_empty(),
-                id: spec.9,
+                id: text(id),
             });
         }
         Ok(Fetched {
@@ -684,7 +683,7 @@ impl Queue {
         any_dedup: bool,
     ) -> Result<Vec<Finished>, QueueError> {
         let mut out = vec![Finished::Stale; acks.len()];
-        for (holder, idx) in by_holder(acks.iter().map(|(j, _)| j.token.as_str())) {
+        for (holder, idx) in by_holder(acks.iter().map(|(j, _)| &*j.token)) {
             for part in idx.chunks(FINISH_CHUNK) {
                 let got = self.finish_held(holder, acks, part, any_dedup).await?;
                 for (i, f) in got {
@@ -1071,7 +1070,7 @@ impl Queue {
             timeout_ms: spec.5,
             dedup_key: Some(spec.6).filter(|d| !d.is_empty()),
             created_at: spec.7,
-            run_at: field(2).unwrap_or(spec.8),
+            run_at: field(2).or(spec.8).unwrap_or(spec.7),
             started_at: field(1),
             finished_at: finished
                 .as_deref()

@@ -185,14 +185,17 @@ where
 /// A job this worker holds: its lease id, when it was leased, and whether its outcome is on its
 /// way to Redis.
 struct HeldJob {
-    token: String,
+    token: Arc<str>,
     leased_at: i64,
     acknowledging: bool,
 }
 
-type Held = Arc<Mutex<HashMap<String, HeldJob>>>;
+/// Keyed by job id. Ids are made by this crate (ULIDs), not chosen by callers, so a fast hash
+/// without flooding resistance is fine; the map sees two lookups per job.
+type Held = Arc<Mutex<HeldMap>>;
+type HeldMap = HashMap<String, HeldJob, rustc_hash::FxBuildHasher>;
 
-fn lock_held(held: &Held) -> std::sync::MutexGuard<'_, HashMap<String, HeldJob>> {
+fn lock_held(held: &Held) -> std::sync::MutexGuard<'_, HeldMap> {
     match held.lock() {
         Ok(h) => h,
         Err(p) => p.into_inner(),
@@ -202,7 +205,7 @@ fn lock_held(held: &Held) -> std::sync::MutexGuard<'_, HashMap<String, HeldJob>>
 fn held_snapshot(held: &Held) -> Vec<(String, String, i64)> {
     lock_held(held)
         .iter()
-        .map(|(k, v)| (k.clone(), v.token.clone(), v.leased_at))
+        .map(|(k, v)| (k.clone(), v.token.to_string(), v.leased_at))
         .collect()
 }
 

@@ -492,7 +492,7 @@ async fn an_expired_lease_is_taken_back_and_its_late_outcomes_are_stale() {
         fetched
             .jobs
             .iter()
-            .all(|j| j.attempts == 1 && j.token == "w1")
+            .all(|j| j.attempts == 1 && &*j.token == "w1")
     );
     assert_eq!(q.counts().await.unwrap().active, 3);
     let info = q.job(&ids[0]).await.unwrap().unwrap();
@@ -505,7 +505,7 @@ async fn an_expired_lease_is_taken_back_and_its_late_outcomes_are_stale() {
     let held: Vec<(String, String, i64)> = fetched
         .jobs
         .iter()
-        .map(|j| (j.id.clone(), j.token.clone(), j.leased_at))
+        .map(|j| (j.id.clone(), j.token.to_string(), j.leased_at))
         .collect();
     assert!(q.extend(&held).await.unwrap().is_empty());
     let info = q.job(&ids[0]).await.unwrap().unwrap();
@@ -573,7 +573,7 @@ async fn released_jobs_go_back_to_the_front_without_counting_the_attempt() {
     let held: Vec<(String, String)> = first
         .jobs
         .iter()
-        .map(|j| (j.id.clone(), j.token.clone()))
+        .map(|j| (j.id.clone(), j.token.to_string()))
         .collect();
     assert_eq!(q.release(&held).await.unwrap(), 2);
     // Released twice: nothing more to return.
@@ -839,4 +839,70 @@ async fn completed_jobs_stored_by_an_earlier_build_are_converted() {
     let mut want = ids.clone();
     want.extend(later);
     assert_eq!(listed, want, "oldest first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn specs_stored_by_an_earlier_build_are_read() {
+    let (_hub, q, _cleanup) = setup(&[]).await;
+    // Earlier builds wrote two more elements, run-at and the id again; a waiting job of theirs
+    // is listed as its bare id.
+    let base = q.base_key().to_string();
+    let mut conn = q.store().conn().await.unwrap();
+    let (id, created) = ("01KAQ0000000000000000000AB", now_ms() - 5_000);
+    let spec = format!(
+        r#"["builtin.noop",{{"n":7}},4,5,"fixed:250",60000,"",{created},{},"{id}"]"#,
+        created + 1_000
+    );
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(format!("{base}data"))
+        .arg(id)
+        .arg(&spec)
+        .cmd("RPUSH")
+        .arg(format!("{base}wait:4"))
+        .arg(id)
+        .cmd("ZADD")
+        .arg(format!("{base}prios"))
+        .arg(1023 - 4)
+        .arg(4)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let info = q.job(id).await.unwrap().unwrap();
+    assert_eq!(
+        (info.state.as_str(), info.priority, info.max_attempts),
+        ("waiting", 4, 5)
+    );
+    assert_eq!((info.created_at, info.run_at), (created, created + 1_000));
+    let got = q.fetch(10, "w1").await.unwrap();
+    let [job] = got.jobs.as_slice() else {
+        panic!("fetched {} jobs", got.jobs.len())
+    };
+    assert_eq!(
+        (job.id.as_str(), job.job_type.as_str()),
+        (id, "builtin.noop")
+    );
+    assert_eq!(job.payload, r#"{"n":7}"#);
+    assert_eq!((job.attempts, job.max_attempts, job.priority), (1, 5, 4));
+    assert_eq!(job.backoff, Backoff::Fixed(250));
+    assert_eq!(job.timeout, Duration::from_millis(60_000));
+    assert_eq!(
+        (job.created_at, job.runnable_at),
+        (created, created + 1_000)
+    );
+    q.finish(&completions(&got.jobs), false).await.unwrap();
+    assert_eq!(q.job(id).await.unwrap().unwrap().state, "completed");
+
+    // A spec written now leaves both out: the job's run-at is its creation time.
+    let new = q.enqueue(NewJob::raw("builtin.noop", "{}")).await.unwrap();
+    let stored: String = redis::cmd("HGET")
+        .arg(format!("{base}data"))
+        .arg(&new)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!stored.contains(&new), "{stored}");
+    let info = q.job(&new).await.unwrap().unwrap();
+    assert_eq!(info.run_at, info.created_at);
 }

@@ -6,7 +6,7 @@
 -- rather than mixing old and new attempts.
 -- KEYS[1]: the queue's base key
 -- ARGV[1]: now (ms); ARGV[2]: N; ARGV[3]: lease deadline (ms); ARGV[4]: lease id
--- Returns: {"evicted"} or { next_delayed_due_ms or -1, waiting_left, specs, before }
+-- Returns: {"evicted"} or { next_delayed_due_ms or -1, waiting_left, specs, before, ids }
 --   where `before` is flat pairs (index from 0, lease record before this attempt) for the jobs
 --   that had one; the others are first attempts.
 local now = tonumber(ARGV[1])
@@ -85,4 +85,4 @@ local next_due = -1
 if #nxt > 0 then next_due = tonumber(nxt[2]) end
 local left = waiting_count()
 if left > 0 and #ids > 0 then wake() end
-return {next_due, left, specs, before}
+return {next_due, left, specs, before, ids}
