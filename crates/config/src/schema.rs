@@ -573,12 +573,20 @@ pub static HEALTH_FIELDS: &[Field] = &[
 ];
 
 /// `server.*`
-pub static SERVER_FIELDS: &[Field] = &[field(
-    "listen",
-    FieldType::ListenAddr,
-    |_| s("127.0.0.1:8080"),
-    "HTTP address of `tsp-job serve`",
-)];
+pub static SERVER_FIELDS: &[Field] = &[
+    field(
+        "listen",
+        FieldType::ListenAddr,
+        |_| s("127.0.0.1:8080"),
+        "HTTP address of `tsp-job serve`",
+    ),
+    field(
+        "threads",
+        FieldType::UInt { min: 0, max: 1024 },
+        |_| i(0),
+        "async runtime threads of a tsp-job process (0 = one per core); fewer leave cores to stores on the same machine",
+    ),
+];
 
 /// `queue.*`: the job queue and its workers.
 pub static QUEUE_FIELDS: &[Field] = &[

@@ -862,6 +862,7 @@ pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
     let listen = text(server.get("listen"))
         .parse()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let threads = usize_of(server.get("threads"));
 
     let q = read_section(&mut b, "queue", schema::QUEUE_FIELDS, "");
     let queue = QueueSettings {
@@ -956,7 +957,7 @@ pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
             timeout: dur(health.get("timeout")),
             interval: dur(health.get("interval")),
         },
-        server: ServerSettings { listen },
+        server: ServerSettings { listen, threads },
         queue,
         trips,
         cache,

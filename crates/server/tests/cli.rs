@@ -29,6 +29,8 @@ fn config_check_reports_every_problem_and_exits_2_without_a_backtrace() {
             "mongo.cache.tls.mode=maybe",
             "--set",
             "mysql.portal.pool.mx=3",
+            "--set",
+            "server.threads=5000",
         ],
         &[
             ("RUST_BACKTRACE", "1"),
@@ -58,7 +60,8 @@ fn config_check_reports_every_problem_and_exits_2_without_a_backtrace() {
             "mysql.dataset.port: out of range: expected a port 1-65535 [value \"70000\", from env MYSQL_DATASET_PORT]",
             "mysql.incentive.host: empty host for a required store [value \"\", from env MYSQL_INCENTIVE_HOST]",
             "influx.primary.url: malformed URL",
-            "invalid configuration: 9 problems",
+            "server.threads: out of range: expected an integer 0-1024 [value \"5000\", from --set #4]",
+            "invalid configuration: 10 problems",
         ]
         .map(String::from),
     )

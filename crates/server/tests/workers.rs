@@ -402,3 +402,29 @@ fn the_http_job_api_validates_and_serves_jobs() {
             .join("\n")
     );
 }
+
+#[test]
+fn the_queue_benchmark_reports_its_rates_on_the_threads_configured() {
+    let (prefix, _cleanup) = prefix();
+    let mut s = sets(&prefix);
+    // Not the default on any machine without exactly three cores.
+    s.push("server.threads=3".into());
+    let out = cli(
+        &["bench", "queue", "--jobs", "3000", "--records", "off"],
+        &s,
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["threads"], 3, "{v}");
+    assert_eq!(v["jobs"], 3000, "{v}");
+    for rate in ["enqueue_per_s", "process_per_s"] {
+        assert!(v[rate].as_f64().unwrap() > 0.0, "{v}");
+    }
+    // The benchmark removes its queue: nothing of it is left under the prefix.
+    let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}q:*"))
+        .query(&mut conn)
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}

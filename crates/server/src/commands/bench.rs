@@ -326,6 +326,8 @@ pub async fn queue(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_jso
         "bench": "queue",
         "jobs": args.jobs,
         "concurrency": args.concurrency,
+        // The async runtime's worker threads (`server.threads`).
+        "threads": tokio::runtime::Handle::current().metrics().num_workers(),
         "records": records_on,
         "enqueue_per_s": (args.jobs as f64 / enqueue_secs).round(),
         "process_per_s": (args.jobs as f64 / process_secs).round(),
