@@ -201,9 +201,8 @@ pub struct HealthSettings {
 pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Worker threads of the async runtime; 0 = one per core. On a machine that also runs the
-    /// stores, fewer threads than cores leave them room: on the two-core development machine
-    /// the queue benchmark processes about a quarter more jobs per second on one thread than
-    /// on two, because the second one takes CPU from the local Redis (docs/benchmarks.md).
+    /// stores, fewer threads than cores leave them room (measured on the two-core development
+    /// machine in docs/benchmarks.md: a small gain for the queue benchmark).
     pub threads: usize,
 }
 
