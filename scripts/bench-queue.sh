@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Side-by-side queue benchmark on the same local Redis, in one run: tsp-job (records off, then
-# on) and BullMQ 5.81.5 (one Node process, two concurrencies). Each prints one JSON line.
+# Side-by-side queue benchmark on the same local Redis, in one run: tsp-job (records off with a
+# runtime thread per core, records off on one runtime thread, records on) and BullMQ 5.81.5 (one
+# Node process, two concurrencies). Each prints one JSON line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${1:-200000}
@@ -11,6 +12,8 @@ if [ ! -d bench/bullmq/node_modules/bullmq ]; then
   (cd bench/bullmq && npm install --no-audit --no-fund --silent)
 fi
 target/release/tsp-job bench queue --jobs "$JOBS" --records off 2>/dev/null
+# One runtime thread leaves the other core to Redis on a two-core machine (like one Node process).
+target/release/tsp-job --set server.threads=1 bench queue --jobs "$JOBS" --records off 2>/dev/null
 target/release/tsp-job bench queue --jobs "$JOBS" --records on 2>/dev/null
 # BullMQ at the concurrency of its published figure (50), then at tsp-job's default (1024).
 node bench/bullmq/bench.mjs "$JOBS" 50
