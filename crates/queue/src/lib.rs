@@ -25,7 +25,8 @@ pub use error::{JobError, QueueError};
 pub use handler::{JobContext, Registry};
 pub use job::{Backoff, JobInfo, JobState, NewJob, QueueCounts};
 pub use queue::{
-    DeadJob, Fetched, Finished, LeasedJob, Outcome, Queue, Requeued, valid_queue_name,
+    DeadJob, Fetched, Finished, LeasedJob, Outcome, Queue, Requeued, UNREADABLE_TYPE,
+    valid_queue_name,
 };
 pub use records::{JobRecord, RecordSink, RecordTask};
 pub use worker::{Worker, WorkerReport};

@@ -146,6 +146,15 @@ fn encode_spec(j: &NewJob, max: u32, backoff: Backoff, timeout_ms: u64, created:
     )
 }
 
+/// A stored spec, or why it cannot be read (with its start, to recognise it by).
+fn read_spec(v: &Value) -> Result<Spec<'_>, String> {
+    let Value::BulkString(b) = v else {
+        return Err(format!("not a string: {v:?}"));
+    };
+    let text = std::str::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))?;
+    serde_json::from_str(text).map_err(|e| format!("{e} in `{text:.120}`"))
+}
+
 /// Expired worker leases taken back per recover call (each holds up to its concurrency).
 const RECOVER_WORKERS: usize = 20;
 
@@ -237,7 +246,15 @@ pub struct LeasedJob {
     pub leased_at: i64,
     /// Whether it has a dedup key (to release when it finishes).
     pub has_dedup: bool,
+    /// Its spec could not be read (corrupted, or written by a newer build): why. The worker
+    /// fails the attempt with this instead of running anything, so the job is retried (perhaps
+    /// by a worker that reads it) and dead-lettered after the queue's `max_attempts`, while the
+    /// rest of its batch runs. Its type is then [`UNREADABLE_TYPE`], its options the queue's.
+    pub unreadable: Option<String>,
 }
+
+/// The job type reported for a job whose spec could not be read.
+pub const UNREADABLE_TYPE: &str = "(unreadable spec)";
 
 impl LeasedJob {
     /// This attempt's lease record, "attempts|started|run_at|lease id" (see `common.lua`),
@@ -630,14 +647,6 @@ impl Queue {
         let token: Arc<str> = Arc::from(holder);
         let mut jobs = Vec::with_capacity(specs.len());
         for (i, (spec, id)) in specs.iter().zip(ids).enumerate() {
-            let spec_text = match spec {
-                Value::BulkString(b) => std::str::from_utf8(b)
-                    .map_err(|e| QueueError::Protocol(format!("fetched spec is not UTF-8: {e}")))?,
-                _ => "",
-            };
-            let spec: Spec<'_> = serde_json::from_str(spec_text).map_err(|e| {
-                QueueError::Protocol(format!("unreadable spec `{spec_text:.120}`: {e}"))
-            })?;
             let (attempts, run_at) = match records.get(&i) {
                 None => (1, None),
                 Some(r) => {
@@ -647,6 +656,14 @@ impl Queue {
                         .and_then(|a| a.parse::<u32>().ok())
                         .unwrap_or(0);
                     (a + 1, fields.nth(1).and_then(|r| r.parse::<i64>().ok()))
+                }
+            };
+            let id = text(id);
+            let spec = match read_spec(spec) {
+                Ok(spec) => spec,
+                Err(why) => {
+                    jobs.push(self.unreadable_job(id, why, attempts, run_at, &token, now));
+                    continue;
                 }
             };
             jobs.push(LeasedJob {
@@ -663,7 +680,8 @@ impl Queue {
                 token: token.clone(),
                 leased_at: now,
                 has_dedup: !spec.6.is_empty(),
-                id: text(id),
+                id,
+                unreadable: None,
             });
         }
         Ok(Fetched {
@@ -672,6 +690,65 @@ impl Queue {
             ready_left,
             evicted: false,
         })
+    }
+
+    /// A fetched job whose spec could not be read, with the queue's options (see
+    /// `LeasedJob::unreadable`).
+    fn unreadable_job(
+        &self,
+        id: String,
+        why: String,
+        attempts: u32,
+        run_at: Option<i64>,
+        token: &Arc<str>,
+        now: i64,
+    ) -> LeasedJob {
+        let s = &self.inner.settings;
+        tracing::warn!(queue = %self.inner.name, job = %id, error = %why, "unreadable job spec; the attempt fails");
+        LeasedJob {
+            id,
+            job_type: UNREADABLE_TYPE.to_string(),
+            payload: "null".to_string(),
+            attempts,
+            max_attempts: s.max_attempts,
+            backoff: Backoff::Exponential(u64::try_from(s.backoff.as_millis()).unwrap_or(1000)),
+            timeout: s.timeout,
+            token: token.clone(),
+            runnable_at: run_at.unwrap_or(now),
+            run_at,
+            priority: 0,
+            created_at: now,
+            leased_at: now,
+            has_dedup: false,
+            unreadable: Some(why),
+        }
+    }
+
+    /// Returns to the front of their line the jobs held under lease id `holder` that `known`
+    /// does not claim: jobs a `fetch` leased whose answer never reached the worker (the
+    /// connection dropped after the script ran). Without this they would stay leased for as
+    /// long as the worker's heartbeat keeps `holder` alive. The attempt is not counted. Call it
+    /// only while no fetch under `holder` is in flight.
+    pub async fn release_unknown(
+        &self,
+        holder: &str,
+        known: impl Fn(&str) -> bool,
+    ) -> Result<u64, QueueError> {
+        let mut conn = self.conn().await?;
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(format!("{}active:{holder}", self.inner.base))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err("release_unknown", &e))?;
+        let unknown: Vec<(String, String)> = members
+            .into_iter()
+            .filter(|id| !known(id))
+            .map(|id| (id, holder.to_string()))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(0);
+        }
+        self.release(&unknown).await
     }
 
     /// Reports finished attempts: one round trip per lease id among them (usually one).
@@ -891,13 +968,15 @@ impl Queue {
             .map_err(|e| self.err("deadclaim", &e))?;
         let mut out = Vec::with_capacity(flat.len() / 2);
         for pair in flat.chunks_exact(2) {
-            let spec: Spec<'_> = serde_json::from_str(&pair[1]).map_err(|e| {
-                QueueError::Protocol(format!("job {}: unreadable spec: {e}", pair[0]))
-            })?;
+            // A spec that cannot be read has no hook to run; it must not stop the others'.
+            let (job_type, payload) = match serde_json::from_str::<Spec<'_>>(&pair[1]) {
+                Ok(spec) => (spec.0, spec.1.get().to_string()),
+                Err(_) => (UNREADABLE_TYPE.to_string(), "null".to_string()),
+            };
             out.push(DeadJob {
                 id: pair[0].clone(),
-                job_type: spec.0,
-                payload: spec.1.get().to_string(),
+                job_type,
+                payload,
             });
         }
         Ok(out)

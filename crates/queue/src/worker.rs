@@ -308,9 +308,39 @@ async fn run_queue(
     let mut holder = worker_id.clone();
     let mut generation = 0u32;
     let mut fetch_delay = Duration::from_millis(50);
+    // A fetch that failed may have leased jobs whose answer was lost: take those back before
+    // fetching again (see `Queue::release_unknown`).
+    let mut unsure = false;
     'fetching: loop {
         if *stop.borrow() {
             break;
+        }
+        if unsure {
+            match queue
+                .release_unknown(&holder, |id| lock_held(&held).contains_key(id))
+                .await
+            {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::warn!(
+                            queue = queue.name(),
+                            jobs = n,
+                            "took back jobs leased by a fetch whose answer was lost"
+                        );
+                        counters.released.fetch_add(n, Ordering::Relaxed);
+                    }
+                    unsure = false;
+                }
+                Err(e) => {
+                    tracing::warn!(queue = queue.name(), error = %e, "checking this worker's leases failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(fetch_delay) => {}
+                        _ = stop.changed() => {}
+                    }
+                    fetch_delay = (fetch_delay * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            }
         }
         let permit = tokio::select! {
             p = sem.clone().acquire_many_owned(u32::try_from(want).unwrap_or(1)) => match p { Ok(p) => p, Err(_) => break },
@@ -334,6 +364,7 @@ async fn run_queue(
             }
             Err(e) => {
                 tracing::warn!(queue = queue.name(), error = %e, "fetch failed; retrying");
+                unsure = true;
                 drop(permit);
                 tokio::select! {
                     _ = tokio::time::sleep(fetch_delay) => {}
@@ -449,6 +480,15 @@ async fn run_queue(
         let returned = persist("returning leases", || queue.release(&unfinished)).await;
         counters.released.fetch_add(returned, Ordering::Relaxed);
     }
+    if unsure {
+        // Everything this worker knew of is finished or returned; what is left under its lease
+        // id was leased by a fetch whose answer was lost.
+        let returned = persist("returning leases", || {
+            queue.release_unknown(&holder, |_| false)
+        })
+        .await;
+        counters.released.fetch_add(returned, Ordering::Relaxed);
+    }
 }
 
 /// How long a claimed dead-letter hook may run before another worker may claim it again.
@@ -553,6 +593,9 @@ async fn run_one(
     queue: &Queue,
     job: &LeasedJob,
 ) -> Result<serde_json::Value, JobError> {
+    if let Some(why) = &job.unreadable {
+        return Err(JobError::Retry(format!("unreadable job spec: {why}")));
+    }
     let ctx = JobContext {
         id: job.id.clone(),
         job_type: job.job_type.clone(),

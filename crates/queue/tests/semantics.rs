@@ -906,3 +906,153 @@ async fn specs_stored_by_an_earlier_build_are_read() {
     let info = q.job(&new).await.unwrap().unwrap();
     assert_eq!(info.run_at, info.created_at);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_spec_fails_its_own_job_only() {
+    let (_hub, q, _cleanup) = setup(&["queue.max_attempts=2", "queue.backoff=50ms"]).await;
+    let hooked = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let mut reg = Registry::new();
+    reg.register("t", |_ctx, _n: u32| async { Ok(()) });
+    reg.register("doomed", |_ctx, _n: u32| async {
+        Err::<(), _>(JobError::abort("no"))
+    });
+    let h = hooked.clone();
+    reg.on_dead("doomed", move |_id, n: u32| {
+        let h = h.clone();
+        async move {
+            h.lock().unwrap().push(n);
+            Ok(())
+        }
+    });
+    // A spec nobody can read (corrupted, or from a newer build) waits between readable jobs.
+    let before = enqueue_numbered(&q, 3).await;
+    let base = q.base_key().to_string();
+    let mut conn = q.store().conn().await.unwrap();
+    let bad = "01KAQ0000000000000000000ZZ";
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(format!("{base}data"))
+        .arg(bad)
+        .arg(r#"{"v":9,"type":"from.the.future"}"#)
+        .cmd("RPUSH")
+        .arg(format!("{base}wait:0"))
+        .arg(bad)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let after = enqueue_numbered(&q, 3).await;
+    q.enqueue(NewJob::new("doomed", &7u32).unwrap())
+        .await
+        .unwrap();
+
+    let running = Running::start(worker(&q, reg, 8));
+    common::settled(&q, Duration::from_secs(20)).await;
+    let report = running.stop().await;
+    for id in before.iter().chain(&after) {
+        assert_eq!(q.job(id).await.unwrap().unwrap().state, "completed");
+    }
+    // Tried the queue's max_attempts times, then dead, each attempt's error kept.
+    let dead: Option<f64> = redis::cmd("ZSCORE")
+        .arg(format!("{base}dead"))
+        .arg(bad)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(dead.is_some(), "{report:?}");
+    let errors: String = redis::cmd("HGET")
+        .arg(format!("{base}errors"))
+        .arg(bad)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let errors: Vec<serde_json::Value> = serde_json::from_str(&errors).unwrap();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for e in &errors {
+        assert!(
+            e["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("unreadable job spec: invalid type: map, expected"),
+            "{e}"
+        );
+    }
+    // Operators get a clear error for it, and the dead-letter hooks of the others still run.
+    let e = q.job(bad).await.unwrap_err();
+    assert!(e.to_string().contains("unreadable spec"), "{e}");
+    assert_eq!(*hooked.lock().unwrap(), vec![7]);
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.completed, c.dead, c.dead_unhandled), (6, 2, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_leased_by_a_fetch_whose_answer_was_lost_are_taken_back() {
+    let (_hub, q, _cleanup) = setup(&[]).await;
+    let ids = enqueue_numbered(&q, 5).await;
+    // The worker got the answer for the first two only (say the connection dropped while the
+    // second fetch's answer was on its way).
+    let first = q.fetch(2, "w1").await.unwrap();
+    let lost = q.fetch(3, "w1").await.unwrap();
+    assert_eq!(lost.jobs.len(), 3);
+    let known = job_ids(&first.jobs);
+    let returned = q
+        .release_unknown("w1", |id| known.iter().any(|k| k == id))
+        .await
+        .unwrap();
+    assert_eq!(returned, 3);
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.active, c.waiting), (2, 3));
+    // Back at the front, in order, the attempt not counted.
+    let again = q.fetch(10, "w2").await.unwrap();
+    assert_eq!(job_ids(&again.jobs), ids[2..]);
+    assert!(again.jobs.iter().all(|j| j.attempts == 1));
+    // The known ones are still held by w1 and complete normally.
+    q.finish(&completions(&first.jobs), false).await.unwrap();
+    assert_eq!(q.release_unknown("w1", |_| false).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_takes_back_what_a_failed_fetch_leased() {
+    let (_hub, q, _cleanup) = setup(&[]).await;
+    let ids = enqueue_numbered(&q, 20).await;
+    // `workers` of the wrong type makes every fetch fail after it has leased its jobs (scripts
+    // are not rolled back): the worker never sees them, as when an answer is lost.
+    let base = q.base_key().to_string();
+    let mut conn = q.store().conn().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{base}workers"))
+        .arg("not a sorted set")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut reg = Registry::new();
+    reg.register("t", |_ctx, _n: u32| async { Ok(()) });
+    let running = Running::start(worker(&q, reg, 8));
+    // A release writes the returned jobs' lease records: wait for the first one.
+    let started = std::time::Instant::now();
+    loop {
+        let n: u64 = redis::cmd("HLEN")
+            .arg(format!("{base}lease"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if n > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nothing was taken back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{base}workers"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    drained(&q, Duration::from_secs(20)).await;
+    running.stop().await;
+    for id in &ids {
+        let info = q.job(id).await.unwrap().unwrap();
+        assert_eq!((info.state.as_str(), info.attempts), ("completed", 1));
+    }
+}
