@@ -505,8 +505,7 @@ impl Queue {
         }
         let s = &self.inner.settings;
         let now = now_ms();
-        let default_backoff =
-            Backoff::Exponential(u64::try_from(s.backoff.as_millis()).unwrap_or(1000));
+        let default_backoff = self.default_backoff();
         // Runs of plain jobs (no delay, no dedup key) and of the others, in order: a plain chunk
         // is stored by a few variadic commands (its ids are the ones made here), the others one
         // by one (a dedup key may answer with an existing id). Splitting at every change of kind
@@ -692,6 +691,11 @@ impl Queue {
         })
     }
 
+    /// The backoff of jobs that set none: exponential from `queue.backoff`.
+    fn default_backoff(&self) -> Backoff {
+        Backoff::Exponential(u64::try_from(self.inner.settings.backoff.as_millis()).unwrap_or(1000))
+    }
+
     /// A fetched job whose spec could not be read, with the queue's options (see
     /// `LeasedJob::unreadable`).
     fn unreadable_job(
@@ -711,7 +715,7 @@ impl Queue {
             payload: "null".to_string(),
             attempts,
             max_attempts: s.max_attempts,
-            backoff: Backoff::Exponential(u64::try_from(s.backoff.as_millis()).unwrap_or(1000)),
+            backoff: self.default_backoff(),
             timeout: s.timeout,
             token: token.clone(),
             runnable_at: run_at.unwrap_or(now),
@@ -1121,8 +1125,7 @@ impl Queue {
         let Some(spec_text) = spec_text.as_deref() else {
             return Ok(None);
         };
-        let spec: Spec<'_> = serde_json::from_str(spec_text)
-            .map_err(|e| QueueError::Protocol(format!("job {id}: unreadable spec: {e}")))?;
+        let spec = serde_json::from_str::<Spec<'_>>(spec_text).ok();
         // The attempt record: "attempts|started|run_at|holder".
         let record: Vec<&str> = record.as_deref().unwrap_or("").split('|').collect();
         let field = |i: usize| record.get(i).and_then(|x| x.parse::<i64>().ok());
@@ -1136,20 +1139,52 @@ impl Queue {
             .as_deref()
             .and_then(|e| serde_json::from_str(e).ok())
             .unwrap_or_default();
+        // A spec that cannot be read is shown as such with the options a worker applies to it
+        // (see `LeasedJob::unreadable`), so one bad job does not hide the others of a listing.
+        let s = &self.inner.settings;
+        let (job_type, payload, priority, max_attempts, backoff, timeout_ms, dedup_key, created) =
+            match spec {
+                Some(spec) => (
+                    spec.0,
+                    serde_json::from_str(spec.1.get()).unwrap_or(serde_json::Value::Null),
+                    spec.2,
+                    spec.3,
+                    Backoff::decode(&spec.4),
+                    spec.5,
+                    Some(spec.6).filter(|d| !d.is_empty()),
+                    (spec.7, spec.8),
+                ),
+                None => (
+                    UNREADABLE_TYPE.to_string(),
+                    serde_json::Value::Null,
+                    0,
+                    s.max_attempts,
+                    self.default_backoff(),
+                    u64::try_from(s.timeout.as_millis()).unwrap_or(u64::MAX),
+                    None,
+                    // Ids are ULIDs, which start with their creation time.
+                    (
+                        ulid::Ulid::from_string(id)
+                            .map(|u| i64::try_from(u.timestamp_ms()).unwrap_or(0))
+                            .unwrap_or(0),
+                        None,
+                    ),
+                ),
+            };
         Ok(Some(JobInfo {
             id: id.to_string(),
             queue: self.inner.name.clone(),
-            job_type: spec.0,
-            payload: serde_json::from_str(spec.1.get()).unwrap_or(serde_json::Value::Null),
+            job_type,
+            payload,
             state: state.map(JobState::as_str).unwrap_or("unknown").to_string(),
-            priority: spec.2,
+            priority,
             attempts: field(0).and_then(|a| u32::try_from(a).ok()).unwrap_or(0),
-            max_attempts: spec.3,
-            backoff: Backoff::decode(&spec.4),
-            timeout_ms: spec.5,
-            dedup_key: Some(spec.6).filter(|d| !d.is_empty()),
-            created_at: spec.7,
-            run_at: field(2).or(spec.8).unwrap_or(spec.7),
+            max_attempts,
+            backoff,
+            timeout_ms,
+            dedup_key,
+            created_at: created.0,
+            run_at: field(2).or(created.1).unwrap_or(created.0),
             started_at: field(1),
             finished_at: finished
                 .as_deref()

@@ -976,9 +976,17 @@ async fn an_unreadable_spec_fails_its_own_job_only() {
             "{e}"
         );
     }
-    // Operators get a clear error for it, and the dead-letter hooks of the others still run.
-    let e = q.job(bad).await.unwrap_err();
-    assert!(e.to_string().contains("unreadable spec"), "{e}");
+    // Operators see it as such, in listings too, and the others' dead-letter hooks still run.
+    let info = q.job(bad).await.unwrap().unwrap();
+    assert_eq!(
+        (info.job_type.as_str(), info.state.as_str(), info.attempts),
+        (tsp_queue::UNREADABLE_TYPE, "dead", 2)
+    );
+    assert!(info.last_error.unwrap().starts_with("unreadable job spec"));
+    let dead = q.list(JobState::Dead, 10).await.unwrap();
+    let mut types: Vec<&str> = dead.iter().map(|j| j.job_type.as_str()).collect();
+    types.sort();
+    assert_eq!(types, ["(unreadable spec)", "doomed"]);
     assert_eq!(*hooked.lock().unwrap(), vec![7]);
     let c = q.counts().await.unwrap();
     assert_eq!((c.completed, c.dead, c.dead_unhandled), (6, 2, 0));
