@@ -155,6 +155,13 @@ fn read_spec(v: &Value) -> Result<Spec<'_>, String> {
     serde_json::from_str(text).map_err(|e| format!("{e} in `{text:.120}`"))
 }
 
+/// When the job with this id was enqueued: ids are ULIDs, which start with their creation time
+/// (for a job whose spec, which holds it too, cannot be read).
+fn created_from_id(id: &str) -> Option<i64> {
+    let ms = ulid::Ulid::from_string(id).ok()?.timestamp_ms();
+    i64::try_from(ms).ok()
+}
+
 /// Expired worker leases taken back per recover call (each holds up to its concurrency).
 const RECOVER_WORKERS: usize = 20;
 
@@ -709,6 +716,7 @@ impl Queue {
     ) -> LeasedJob {
         let s = &self.inner.settings;
         tracing::warn!(queue = %self.inner.name, job = %id, error = %why, "unreadable job spec; the attempt fails");
+        let created_at = created_from_id(&id).unwrap_or(now);
         LeasedJob {
             id,
             job_type: UNREADABLE_TYPE.to_string(),
@@ -721,7 +729,7 @@ impl Queue {
             runnable_at: run_at.unwrap_or(now),
             run_at,
             priority: 0,
-            created_at: now,
+            created_at,
             leased_at: now,
             has_dedup: false,
             unreadable: Some(why),
@@ -1162,13 +1170,7 @@ impl Queue {
                     self.default_backoff(),
                     u64::try_from(s.timeout.as_millis()).unwrap_or(u64::MAX),
                     None,
-                    // Ids are ULIDs, which start with their creation time.
-                    (
-                        ulid::Ulid::from_string(id)
-                            .map(|u| i64::try_from(u.timestamp_ms()).unwrap_or(0))
-                            .unwrap_or(0),
-                        None,
-                    ),
+                    (created_from_id(id).unwrap_or(0), None),
                 ),
             };
         Ok(Some(JobInfo {

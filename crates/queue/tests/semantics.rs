@@ -928,7 +928,9 @@ async fn an_unreadable_spec_fails_its_own_job_only() {
     let before = enqueue_numbered(&q, 3).await;
     let base = q.base_key().to_string();
     let mut conn = q.store().conn().await.unwrap();
-    let bad = "01KAQ0000000000000000000ZZ";
+    let bad_created = now_ms() - 60_000;
+    let bad = ulid::Ulid::from_parts(u64::try_from(bad_created).unwrap(), 7).to_string();
+    let bad = bad.as_str();
     let _: () = redis::pipe()
         .cmd("HSET")
         .arg(format!("{base}data"))
@@ -982,6 +984,7 @@ async fn an_unreadable_spec_fails_its_own_job_only() {
         (info.job_type.as_str(), info.state.as_str(), info.attempts),
         (tsp_queue::UNREADABLE_TYPE, "dead", 2)
     );
+    assert_eq!(info.created_at, bad_created, "from its id");
     assert!(info.last_error.unwrap().starts_with("unreadable job spec"));
     let dead = q.list(JobState::Dead, 10).await.unwrap();
     let mut types: Vec<&str> = dead.iter().map(|j| j.job_type.as_str()).collect();
