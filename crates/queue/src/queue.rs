@@ -155,6 +155,11 @@ fn read_spec(v: &Value) -> Result<Spec<'_>, String> {
     serde_json::from_str(text).map_err(|e| format!("{e} in `{text:.120}`"))
 }
 
+/// The prefix of every key of queue `name`: one Redis Cluster hash tag per queue.
+fn base_key(prefix: &str, name: &str) -> String {
+    format!("{prefix}q:{{{name}}}:")
+}
+
 /// When the job with this id was enqueued: ids are ULIDs, which start with their creation time
 /// (for a job whose spec, which holds it too, cannot be read).
 fn created_from_id(id: &str) -> Option<i64> {
@@ -388,7 +393,7 @@ impl Queue {
         Ok(Queue {
             inner: Arc::new(Inner {
                 name: name.to_string(),
-                base: format!("{prefix}q:{{{name}}}:"),
+                base: base_key(&prefix, name),
                 events: format!("{prefix}events:{name}"),
                 registry: format!("{prefix}queues"),
                 store,
@@ -478,7 +483,7 @@ impl Queue {
     pub async fn upgrade_all(store: &RedisStore) -> Result<u64, QueueError> {
         let mut converted = 0;
         for name in Queue::known(store).await? {
-            let base = format!("{}q:{{{name}}}:", store.key_prefix());
+            let base = base_key(store.key_prefix(), &name);
             converted += upgrade_queue(store, &base).await?;
         }
         Ok(converted)

@@ -182,6 +182,16 @@ where
     }
 }
 
+/// Waits `delay` after a failed Redis call (less if the worker is stopping), then doubles it,
+/// up to 2 s.
+async fn back_off(delay: &mut Duration, stop: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(*delay) => {}
+        _ = stop.changed() => {}
+    }
+    *delay = (*delay * 2).min(Duration::from_secs(2));
+}
+
 /// A job this worker holds: its lease id, when it was leased, and whether its outcome is on its
 /// way to Redis.
 struct HeldJob {
@@ -333,11 +343,7 @@ async fn run_queue(
                 }
                 Err(e) => {
                     tracing::warn!(queue = queue.name(), error = %e, "checking this worker's leases failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(fetch_delay) => {}
-                        _ = stop.changed() => {}
-                    }
-                    fetch_delay = (fetch_delay * 2).min(Duration::from_secs(2));
+                    back_off(&mut fetch_delay, &mut stop).await;
                     continue;
                 }
             }
@@ -366,11 +372,7 @@ async fn run_queue(
                 tracing::warn!(queue = queue.name(), error = %e, "fetch failed; retrying");
                 unsure = true;
                 drop(permit);
-                tokio::select! {
-                    _ = tokio::time::sleep(fetch_delay) => {}
-                    _ = stop.changed() => {}
-                }
-                fetch_delay = (fetch_delay * 2).min(Duration::from_secs(2));
+                back_off(&mut fetch_delay, &mut stop).await;
                 continue;
             }
         };

@@ -598,6 +598,27 @@ async fn enqueue_numbered(q: &tsp_queue::Queue, n: u32) -> Vec<String> {
         .unwrap()
 }
 
+/// Puts a job in line by hand, as a given spec: for specs this build would not write.
+async fn store_waiting(q: &tsp_queue::Queue, id: &str, spec: &str, priority: u16) {
+    let base = q.base_key();
+    let mut conn = q.store().conn().await.unwrap();
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(format!("{base}data"))
+        .arg(id)
+        .arg(spec)
+        .cmd("RPUSH")
+        .arg(format!("{base}wait:{priority}"))
+        .arg(id)
+        .cmd("ZADD")
+        .arg(format!("{base}prios"))
+        .arg(1023 - priority)
+        .arg(priority)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
 fn job_ids(jobs: &[tsp_queue::LeasedJob]) -> Vec<String> {
     jobs.iter().map(|j| j.id.clone()).collect()
 }
@@ -853,21 +874,7 @@ async fn specs_stored_by_an_earlier_build_are_read() {
         r#"["builtin.noop",{{"n":7}},4,5,"fixed:250",60000,"",{created},{},"{id}"]"#,
         created + 1_000
     );
-    let _: () = redis::pipe()
-        .cmd("HSET")
-        .arg(format!("{base}data"))
-        .arg(id)
-        .arg(&spec)
-        .cmd("RPUSH")
-        .arg(format!("{base}wait:4"))
-        .arg(id)
-        .cmd("ZADD")
-        .arg(format!("{base}prios"))
-        .arg(1023 - 4)
-        .arg(4)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    store_waiting(&q, id, &spec, 4).await;
 
     let info = q.job(id).await.unwrap().unwrap();
     assert_eq!(
@@ -931,17 +938,7 @@ async fn an_unreadable_spec_fails_its_own_job_only() {
     let bad_created = now_ms() - 60_000;
     let bad = ulid::Ulid::from_parts(u64::try_from(bad_created).unwrap(), 7).to_string();
     let bad = bad.as_str();
-    let _: () = redis::pipe()
-        .cmd("HSET")
-        .arg(format!("{base}data"))
-        .arg(bad)
-        .arg(r#"{"v":9,"type":"from.the.future"}"#)
-        .cmd("RPUSH")
-        .arg(format!("{base}wait:0"))
-        .arg(bad)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    store_waiting(&q, bad, r#"{"v":9,"type":"from.the.future"}"#, 0).await;
     let after = enqueue_numbered(&q, 3).await;
     q.enqueue(NewJob::new("doomed", &7u32).unwrap())
         .await

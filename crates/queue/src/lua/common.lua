@@ -64,6 +64,14 @@ local function parse_lease(v)
   return tonumber(a) or 0, s or "", r or "", h or "", f or ""
 end
 
+-- parse_lease for a job that is (or was) held by a worker: one without a record is on its
+-- first attempt, never handed on (see above), so its attempts are 1, not 0.
+local function parse_held(v)
+  local a, s, r, h, f = parse_lease(v)
+  if not v then a = 1 end
+  return a, s, r, h, f
+end
+
 -- Whether the lease record says the job completed.
 local function completed_record(v)
   if not v then return false end

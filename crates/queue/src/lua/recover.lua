@@ -21,8 +21,7 @@ for _, holder in ipairs(expired) do
     local specs = hmget("data", ids)
     local texts, atts, records, back, dead = {}, {}, {}, {}, {}
     for i = 1, #ids do
-      local a, started, run_at = parse_lease(ls[i])
-      if not ls[i] then a = 1 end -- a first attempt (no record yet; its start unknown)
+      local a, started, run_at = parse_held(ls[i])
       atts[i] = a
       texts[i] = "lease expired: the worker died or stopped heartbeating"
       records[#records + 1] = ids[i]; records[#records + 1] = lease_value(a, started, run_at, "")

@@ -15,8 +15,7 @@ if #gone > 0 then
   local ls = hmget("lease", gone)
   local records = {}
   for i = 1, #gone do
-    local a, started, run_at = parse_lease(ls[i])
-    if not ls[i] then a = 1 end -- a first attempt
+    local a, started, run_at = parse_held(ls[i])
     records[#records + 1] = gone[i]; records[#records + 1] = lease_value(math.max(a - 1, 0), started, run_at, "")
   end
   bulk("SREM", key, gone)

@@ -15,8 +15,7 @@ end
 local ls = hmget("lease", ids)
 local records = {}
 for i = 1, #ids do
-  local a, started, run_at, holder = parse_lease(ls[i])
-  if not ls[i] then a = 1 end
+  local a, started, run_at, holder = parse_held(ls[i])
   records[#records + 1] = ids[i]
   records[#records + 1] = lease_value(a, started, run_at, holder) .. "|" .. finished[i]
 end
