@@ -265,6 +265,26 @@ pub struct LeasedJob {
     pub unreadable: Option<String>,
 }
 
+/// The parts of a lease record ("attempts|started|run_at|holder[|finished]", see `common.lua`)
+/// that Rust reads; an empty or missing part is 0 attempts or `None`.
+struct LeaseRecord {
+    attempts: u32,
+    started: Option<i64>,
+    run_at: Option<i64>,
+}
+
+impl LeaseRecord {
+    fn parse(record: &str) -> LeaseRecord {
+        let mut fields = record.split('|');
+        let mut next = || fields.next().and_then(|x| x.parse::<i64>().ok());
+        LeaseRecord {
+            attempts: next().and_then(|a| u32::try_from(a).ok()).unwrap_or(0),
+            started: next(),
+            run_at: next(),
+        }
+    }
+}
+
 /// The job type reported for a job whose spec could not be read.
 pub const UNREADABLE_TYPE: &str = "(unreadable spec)";
 
@@ -661,12 +681,8 @@ impl Queue {
             let (attempts, run_at) = match records.get(&i) {
                 None => (1, None),
                 Some(r) => {
-                    let mut fields = r.split('|');
-                    let a = fields
-                        .next()
-                        .and_then(|a| a.parse::<u32>().ok())
-                        .unwrap_or(0);
-                    (a + 1, fields.nth(1).and_then(|r| r.parse::<i64>().ok()))
+                    let before = LeaseRecord::parse(r);
+                    (before.attempts + 1, before.run_at)
                 }
             };
             let id = text(id);
@@ -1139,9 +1155,7 @@ impl Queue {
             return Ok(None);
         };
         let spec = serde_json::from_str::<Spec<'_>>(spec_text).ok();
-        // The attempt record: "attempts|started|run_at|holder".
-        let record: Vec<&str> = record.as_deref().unwrap_or("").split('|').collect();
-        let field = |i: usize| record.get(i).and_then(|x| x.parse::<i64>().ok());
+        let record = LeaseRecord::parse(record.as_deref().unwrap_or(""));
         let state = state.as_deref().and_then(JobState::parse);
         let json = |t: &Option<String>| {
             t.as_deref().map(|x| {
@@ -1185,14 +1199,14 @@ impl Queue {
             payload,
             state: state.map(JobState::as_str).unwrap_or("unknown").to_string(),
             priority,
-            attempts: field(0).and_then(|a| u32::try_from(a).ok()).unwrap_or(0),
+            attempts: record.attempts,
             max_attempts,
             backoff,
             timeout_ms,
             dedup_key,
             created_at: created.0,
-            run_at: field(2).or(created.1).unwrap_or(created.0),
-            started_at: field(1),
+            run_at: record.run_at.or(created.1).unwrap_or(created.0),
+            started_at: record.started,
             finished_at: finished
                 .as_deref()
                 .and_then(|x| x.parse::<f64>().ok())

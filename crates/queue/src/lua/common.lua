@@ -74,7 +74,6 @@ end
 
 -- Whether the lease record says the job completed.
 local function completed_record(v)
-  if not v then return false end
   local _, _, _, _, f = parse_lease(v)
   return f ~= ""
 end
