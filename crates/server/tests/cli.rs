@@ -261,10 +261,13 @@ fn config_reference_covers_every_key_and_the_readme_carries_it() {
         "{reference}"
     );
     assert!(reference.contains("`INFLUX_BUCKET_UIS`"));
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/configuration.md"
+    ))
+    .unwrap();
     assert!(
-        readme.contains(reference.trim()),
-        "README.md's configuration table is out of date: regenerate it with `tsp-job config reference`"
+        doc.contains(reference.trim()),
+        "docs/configuration.md's reference table is out of date: regenerate it with `tsp-job config reference`"
     );
 }
