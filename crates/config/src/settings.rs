@@ -1,5 +1,9 @@
 //! The typed configuration that the rest of the service reads. Built only by [`crate::load`],
 //! after validation, so every value here is known to be well-formed.
+//!
+//! Each section struct is deserialized from that section's validated values, so its fields are
+//! the schema's keys (a dotted key is a nested struct: `pool.max` is `pool: PoolSettings`), and
+//! `deny_unknown_fields` makes a schema key without a field fail every load.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -7,11 +11,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
+use serde::Deserialize;
 
 use crate::origin::Origin;
 
 /// TLS settings shared by the stores. Which modes a store accepts is in the schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TlsMode {
     Disabled,
     /// Use TLS when the server offers it (MySQL only).
@@ -24,20 +30,8 @@ pub enum TlsMode {
     VerifyIdentity,
 }
 
-impl TlsMode {
-    pub fn parse(s: &str) -> Option<TlsMode> {
-        Some(match s {
-            "disabled" => TlsMode::Disabled,
-            "preferred" => TlsMode::Preferred,
-            "required" => TlsMode::Required,
-            "verify_ca" => TlsMode::VerifyCa,
-            "verify_identity" => TlsMode::VerifyIdentity,
-            _ => return None,
-        })
-    }
-}
-
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TlsSettings {
     pub mode: TlsMode,
     pub ca: Option<PathBuf>,
@@ -45,7 +39,8 @@ pub struct TlsSettings {
     pub key: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PoolSettings {
     pub min: u32,
     pub max: u32,
@@ -54,7 +49,8 @@ pub struct PoolSettings {
     pub max_lifetime: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MysqlSettings {
     pub name: String,
     pub required: bool,
@@ -70,7 +66,8 @@ pub struct MysqlSettings {
     pub tls: TlsSettings,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RedisSettings {
     pub name: String,
     pub required: bool,
@@ -89,14 +86,16 @@ pub struct RedisSettings {
     pub cluster_nodes: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MongoPoolSettings {
     pub min: u32,
     pub max: u32,
     pub max_idle: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MongoSettings {
     pub name: String,
     pub required: bool,
@@ -115,13 +114,15 @@ pub struct MongoSettings {
     pub tls: TlsSettings,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum InfluxApi {
     V1,
     V2,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BatchSettings {
     pub max_points: usize,
     pub flush_interval: Duration,
@@ -132,7 +133,8 @@ pub struct BatchSettings {
     pub jitter: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InfluxSettings {
     pub name: String,
     pub required: bool,
@@ -160,7 +162,8 @@ impl InfluxSettings {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServiceMonitorSettings {
     pub instance: String,
     pub bucket: String,
@@ -169,7 +172,8 @@ pub struct ServiceMonitorSettings {
 }
 
 /// Tags added to every Influx point.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InfluxTags {
     pub datacenter: String,
     pub project: String,
@@ -191,13 +195,15 @@ impl InfluxTags {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HealthSettings {
     pub timeout: Duration,
     pub interval: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Worker threads of the async runtime; 0 = one per core. On a machine that also runs the
@@ -207,7 +213,8 @@ pub struct ServerSettings {
 }
 
 /// The job queue.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct QueueSettings {
     pub redis: String,
     pub lease: Duration,
@@ -221,14 +228,26 @@ pub struct QueueSettings {
     pub keep_dead: u64,
     pub keep_dead_age: Duration,
     pub shutdown_grace: Duration,
-    pub records_mongo: bool,
-    pub records_influx: bool,
-    pub records_batch: usize,
-    pub records_buffer: usize,
+    pub records: RecordSettings,
+}
+
+/// Records of finished jobs (`queue.records.*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSettings {
+    /// Write each finished job's record to `mongo.cache` `job_queue`.
+    pub mongo: bool,
+    /// Write a `job_execution` point per finished job.
+    pub influx: bool,
+    /// Records per MongoDB insert.
+    pub batch: usize,
+    /// Records waiting for MongoDB; when full, workers wait.
+    pub buffer: usize,
 }
 
 /// Where a drill injects faults into the `trip.complete` job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FaultMode {
     Off,
     /// The attempt fails with an error after the step (and is retried).
@@ -238,21 +257,30 @@ pub enum FaultMode {
 }
 
 /// The `trip.complete` job.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TripSettings {
     pub queue: String,
     /// Points per km, by mode (every mode of the schema has an entry).
     pub points_per_km: BTreeMap<String, u32>,
     pub active_window: Duration,
-    pub fault_mode: FaultMode,
+    pub fault: FaultSettings,
+}
+
+/// Fault injection into the trip job, for drills and tests (`trips.fault.*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSettings {
+    pub mode: FaultMode,
     /// Per mille, per step.
-    pub fault_rate: u32,
+    pub rate: u32,
     /// `None`: any step.
-    pub fault_step: Option<String>,
+    pub step: Option<String>,
 }
 
 /// The two-level query cache.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CacheSettings {
     pub redis: String,
     pub l1_capacity: usize,

@@ -317,14 +317,14 @@ impl Trips {
     /// A drill's fault after `step`, when configured.
     fn fault(&self, step: &str) -> Result<(), JobError> {
         let s = &self.inner.settings;
-        if s.fault_mode == FaultMode::Off
-            || s.fault_rate == 0
-            || s.fault_step.as_deref().is_some_and(|only| only != step)
-            || rand::random_range(0..1000) >= s.fault_rate
+        if s.fault.mode == FaultMode::Off
+            || s.fault.rate == 0
+            || s.fault.step.as_deref().is_some_and(|only| only != step)
+            || rand::random_range(0..1000) >= s.fault.rate
         {
             return Ok(());
         }
-        match s.fault_mode {
+        match s.fault.mode {
             FaultMode::Abort => {
                 eprintln!("fault injection: aborting the process after step `{step}`");
                 std::process::abort();

@@ -19,7 +19,7 @@ pub fn queue(hub: &Hub, name: &str) -> anyhow::Result<Queue> {
 /// The record sink the configuration asks for (Mongo `cache.job_queue`, Influx `primary`).
 pub async fn records(hub: &Hub) -> anyhow::Result<(RecordSink, Option<RecordTask>)> {
     let q = &hub.config().queue;
-    let mongo = if q.records_mongo {
+    let mongo = if q.records.mongo {
         let m = hub.mongo("cache")?.clone();
         tsp_queue::records::ensure_indexes(&m)
             .await
@@ -28,7 +28,7 @@ pub async fn records(hub: &Hub) -> anyhow::Result<(RecordSink, Option<RecordTask
     } else {
         None
     };
-    let influx = if q.records_influx {
+    let influx = if q.records.influx {
         Some(hub.influx("primary")?.writer())
     } else {
         None
@@ -36,7 +36,7 @@ pub async fn records(hub: &Hub) -> anyhow::Result<(RecordSink, Option<RecordTask
     if mongo.is_none() && influx.is_none() {
         return Ok((RecordSink::none(), None));
     }
-    let (sink, task) = RecordSink::start(mongo, influx, q.records_batch, q.records_buffer);
+    let (sink, task) = RecordSink::start(mongo, influx, q.records.batch, q.records.buffer);
     Ok((sink, Some(task)))
 }
 

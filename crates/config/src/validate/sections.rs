@@ -1,0 +1,104 @@
+//! The fixed sections (`queue`, `trips`, `cache`, …), read into their settings, with the rules
+//! that span keys or sections.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::Builder;
+use crate::schema::{self, Field};
+use crate::settings::{
+    CacheSettings, InfluxSettings, QueueSettings, RedisSettings, ServiceMonitorSettings,
+    TripSettings,
+};
+
+/// A section without rules beyond its keys' types.
+pub(super) fn plain<T: DeserializeOwned>(
+    b: &mut Builder,
+    prefix: &str,
+    fields: &'static [Field],
+) -> Option<T> {
+    let v = b.section(prefix, fields, "");
+    b.typed(v)
+}
+
+pub(super) fn service_monitor(
+    b: &mut Builder,
+    influx: &BTreeMap<String, InfluxSettings>,
+) -> Option<ServiceMonitorSettings> {
+    let prefix = "influx.service_monitor";
+    let s: ServiceMonitorSettings = plain(b, prefix, schema::SERVICE_MONITOR_FIELDS)?;
+    if !influx.contains_key(&s.instance) {
+        b.problem(
+            &format!("{prefix}.instance"),
+            format!("no influx instance named `{}`", s.instance),
+        );
+    }
+    if s.measurement.is_empty() {
+        b.problem(&format!("{prefix}.measurement"), "must not be empty");
+    }
+    Some(s)
+}
+
+fn check_redis_instance(
+    b: &mut Builder,
+    key: &str,
+    name: &str,
+    redis: &BTreeMap<String, RedisSettings>,
+) {
+    if !redis.contains_key(name) {
+        b.problem(key, format!("no redis instance named `{name}`"));
+    }
+}
+
+pub(super) fn queue(
+    b: &mut Builder,
+    redis: &BTreeMap<String, RedisSettings>,
+) -> Option<QueueSettings> {
+    let q: QueueSettings = plain(b, "queue", schema::QUEUE_FIELDS)?;
+    check_redis_instance(b, "queue.redis", &q.redis, redis);
+    if q.lease < Duration::from_secs(1) {
+        b.problem(
+            "queue.lease",
+            "at least 1s: heartbeats run every third of it",
+        );
+    }
+    Some(q)
+}
+
+pub(super) fn trips(b: &mut Builder) -> Option<TripSettings> {
+    let mut v = b.section("trips", schema::TRIP_FIELDS, "");
+    // `any` is the schema's word for "no particular step".
+    if v.get("fault.step").as_str() == Some("any") {
+        v.set("fault.step", Value::Null);
+    }
+    let t: TripSettings = b.typed(v)?;
+    if !queue_name_ok(&t.queue) {
+        b.problem(
+            "trips.queue",
+            "1-64 characters: letters, digits, `.`, `_`, `-`",
+        );
+    }
+    Some(t)
+}
+
+pub(super) fn cache(
+    b: &mut Builder,
+    redis: &BTreeMap<String, RedisSettings>,
+) -> Option<CacheSettings> {
+    let c: CacheSettings = plain(b, "cache", schema::CACHE_FIELDS)?;
+    check_redis_instance(b, "cache.redis", &c.redis, redis);
+    Some(c)
+}
+
+/// The queue's rule for names (`tsp_queue::valid_queue_name`), here too so a bad `trips.queue`
+/// fails at load; the config crate sits below the queue crate.
+fn queue_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}

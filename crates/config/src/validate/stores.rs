@@ -1,0 +1,186 @@
+//! The store instances of each kind, read into their settings, with the rules that span keys.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::Builder;
+use super::values::Values;
+use crate::schema::Kind;
+use crate::settings::{
+    InfluxApi, InfluxSettings, MongoSettings, MysqlSettings, RedisSettings, TlsMode, TlsSettings,
+};
+
+/// Reads an instance's section, with its name and `required` flag.
+fn instance(b: &mut Builder, kind: Kind, name: &str) -> Values {
+    let required = b.required(kind, name);
+    let mut v = b.section(&format!("{}.{name}", kind.name()), kind.fields(), name);
+    v.set("name", Value::from(name));
+    v.set("required", Value::Bool(required));
+    v
+}
+
+fn check_pool(b: &mut Builder, prefix: &str, min: u32, max: u32) {
+    let (kmin, kmax) = (format!("{prefix}.pool.min"), format!("{prefix}.pool.max"));
+    if !b.is_bad(&kmin) && !b.is_bad(&kmax) && min > max {
+        let at = if b.is_set(&kmin) { kmin } else { kmax };
+        b.problem(
+            &at,
+            format!("pool.min ({min}) is greater than pool.max ({max})"),
+        );
+    }
+}
+
+fn check_host(b: &mut Builder, prefix: &str, required: bool, has_url: bool, host: &str) {
+    let key = format!("{prefix}.host");
+    if required && !has_url && host.is_empty() && !b.is_bad(&key) {
+        b.problem(&key, "empty host for a required store");
+    }
+}
+
+/// `has_key`: the kind takes a separate key file (Mongo's certificate file holds both).
+fn check_tls(b: &mut Builder, prefix: &str, tls: &TlsSettings, has_key: bool) {
+    if has_key && tls.cert.is_some() != tls.key.is_some() {
+        let at = if tls.cert.is_some() { "key" } else { "cert" };
+        b.problem(
+            &format!("{prefix}.tls.{at}"),
+            "tls.cert and tls.key must be set together",
+        );
+    }
+    if tls.mode == TlsMode::Disabled && (tls.ca.is_some() || tls.cert.is_some()) {
+        b.problem(
+            &format!("{prefix}.tls.mode"),
+            "TLS files are set but tls.mode is disabled",
+        );
+    }
+}
+
+pub(super) fn mysql(b: &mut Builder, names: &[String]) -> BTreeMap<String, MysqlSettings> {
+    let mut out = BTreeMap::new();
+    for name in names {
+        let v = instance(b, Kind::Mysql, name);
+        let prefix = v.prefix.clone();
+        let Some(s) = b.typed::<MysqlSettings>(v) else {
+            continue;
+        };
+        check_pool(b, &prefix, s.pool.min, s.pool.max);
+        check_host(b, &prefix, s.required, s.url.is_some(), &s.host);
+        check_tls(b, &prefix, &s.tls, true);
+        out.insert(name.clone(), s);
+    }
+    out
+}
+
+pub(super) fn redis(b: &mut Builder, names: &[String]) -> BTreeMap<String, RedisSettings> {
+    let mut out = BTreeMap::new();
+    for name in names {
+        let v = instance(b, Kind::Redis, name);
+        let prefix = v.prefix.clone();
+        let Some(s) = b.typed::<RedisSettings>(v) else {
+            continue;
+        };
+        check_host(b, &prefix, s.required, s.url.is_some(), &s.host);
+        check_tls(b, &prefix, &s.tls, true);
+        if !s.cluster_nodes.is_empty() && s.db != 0 {
+            b.problem(&format!("{prefix}.db"), "Redis Cluster has only database 0");
+        }
+        out.insert(name.clone(), s);
+    }
+    out
+}
+
+pub(super) fn mongo(b: &mut Builder, names: &[String]) -> BTreeMap<String, MongoSettings> {
+    let mut out = BTreeMap::new();
+    for name in names {
+        let v = instance(b, Kind::Mongo, name);
+        let prefix = v.prefix.clone();
+        let Some(s) = b.typed::<MongoSettings>(v) else {
+            continue;
+        };
+        check_pool(b, &prefix, s.pool.min, s.pool.max);
+        check_host(b, &prefix, s.required, s.uri.is_some(), &s.host);
+        check_tls(b, &prefix, &s.tls, false);
+        if !s.username.is_empty()
+            && secrecy::ExposeSecret::expose_secret(&s.password).is_empty()
+            && s.uri.is_none()
+        {
+            b.problem(
+                &format!("{prefix}.password"),
+                "username is set but password is empty",
+            );
+        }
+        out.insert(name.clone(), s);
+    }
+    out
+}
+
+/// An unset `api` is inferred: a token means the deployment speaks v2 (the original service's
+/// `INFLUXDB_TOKEN`), otherwise v1. Shown in `config show` as a default.
+fn infer_influx_api(b: &mut Builder, v: &mut Values) {
+    if !v.get("api").is_null() {
+        return;
+    }
+    let inferred = if v.text("token").is_empty() {
+        "v1"
+    } else {
+        "v2"
+    };
+    b.shown.push(crate::settings::ShownValue {
+        key: v.key("api"),
+        display: format!("{inferred:?}"),
+        json: inferred.into(),
+        origin: crate::origin::Origin::Default,
+    });
+    v.set("api", Value::from(inferred));
+}
+
+pub(super) fn influx(b: &mut Builder, names: &[String]) -> BTreeMap<String, InfluxSettings> {
+    let mut out = BTreeMap::new();
+    for name in names {
+        let mut v = instance(b, Kind::Influx, name);
+        infer_influx_api(b, &mut v);
+        let prefix = v.prefix.clone();
+        let Some(s) = b.typed::<InfluxSettings>(v) else {
+            continue;
+        };
+        check_influx(b, &prefix, &s);
+        out.insert(name.clone(), s);
+    }
+    out
+}
+
+fn check_influx(b: &mut Builder, prefix: &str, s: &InfluxSettings) {
+    let key = |k: &str| format!("{prefix}.{k}");
+    if s.api == InfluxApi::V2 && !b.is_bad(&key("api")) {
+        let token = secrecy::ExposeSecret::expose_secret(&s.token);
+        let missing: Vec<&str> = [("token", token), ("org", &s.org), ("bucket", &s.bucket)]
+            .into_iter()
+            .filter(|(_, v)| v.is_empty())
+            .map(|(k, _)| k)
+            .collect();
+        if !missing.is_empty() {
+            b.problem(
+                &key("api"),
+                format!(
+                    "the v2 API needs token, org and bucket (missing: {})",
+                    missing.join(", ")
+                ),
+            );
+        }
+    }
+    if s.api == InfluxApi::V1 && s.database.is_empty() && s.bucket.is_empty() {
+        b.problem(&key("database"), "the v1 API needs a database (or bucket)");
+    }
+    if s.batch.max_points > s.batch.max_buffer_points {
+        b.problem(
+            &key("batch.max_points"),
+            format!(
+                "batch.max_points ({}) is larger than batch.max_buffer_points ({})",
+                s.batch.max_points, s.batch.max_buffer_points
+            ),
+        );
+    }
+    if s.required && s.url.is_empty() {
+        b.problem(&key("url"), "empty url for a required store");
+    }
+}
