@@ -9,9 +9,11 @@
 //!   (each one Lua script in `lua/`, atomic, for a whole batch of jobs).
 //! - [`worker`]: the runtime: batched fetch, concurrent handlers with timeout and panic capture,
 //!   batched acknowledgement, heartbeats, stalled-job recovery, graceful shutdown.
-//! - [`handler`]: handlers by job type with typed payloads; built-ins `builtin.noop`,
-//!   `builtin.sleep`.
+//! - [`handler`]: the registry of job types: handlers with typed payloads, their payload
+//!   checks, dedup keys and dead-letter hooks; the built-ins (docs/queue.md#built-in-job-types).
 //! - [`records`]: MongoDB records and Influx points of finished jobs, batched, with backpressure.
+//!
+//! Design and guarantees: docs/queue.md.
 
 pub mod error;
 pub mod handler;
@@ -29,4 +31,4 @@ pub use queue::{
     valid_queue_name,
 };
 pub use records::{JobRecord, RecordSink, RecordTask};
-pub use worker::{Worker, WorkerReport};
+pub use worker::{Ran, Worker, WorkerReport};

@@ -1,0 +1,115 @@
+//! Dead letters: requeueing them, and claiming those whose dead-letter hook has not run.
+
+use std::time::Duration;
+
+use super::spec::{Spec, UNREADABLE_TYPE};
+use super::{Queue, SCRIPTS, now_ms};
+use crate::error::QueueError;
+
+/// A dead job waiting for its dead-letter hook.
+#[derive(Debug, Clone)]
+pub struct DeadJob {
+    pub id: String,
+    pub job_type: String,
+    pub payload: String,
+}
+
+/// What a requeue did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Requeued {
+    pub requeued: u64,
+    /// Left dead because their dead-letter hook is running; try again shortly.
+    pub hook_running: u64,
+}
+
+impl Queue {
+    /// Moves dead-lettered jobs back to waiting, attempts reset. `None`: all of them. Jobs whose
+    /// dead-letter hook is running stay dead (counted in `hook_running`).
+    pub async fn requeue(&self, ids: Option<&[String]>) -> Result<Requeued, QueueError> {
+        let mut inv = SCRIPTS.requeue.key(&self.inner.base);
+        inv.arg(now_ms());
+        match ids {
+            None => {
+                inv.arg("all");
+            }
+            Some(ids) => {
+                inv.arg("ids");
+                for id in ids {
+                    inv.arg(id);
+                }
+            }
+        }
+        let mut conn = self.conn().await?;
+        let (requeued, hook_running): (u64, u64) = inv
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err("requeue", &e))?;
+        Ok(Requeued {
+            requeued,
+            hook_running,
+        })
+    }
+
+    /// Claims up to `limit` dead jobs whose dead-letter hook has not run, for `claim` (after
+    /// which another worker may claim them again).
+    pub async fn claim_dead(
+        &self,
+        claim: Duration,
+        limit: usize,
+    ) -> Result<Vec<DeadJob>, QueueError> {
+        let mut conn = self.conn().await?;
+        let flat: Vec<String> = SCRIPTS
+            .deadclaim
+            .key(&self.inner.base)
+            .arg(now_ms())
+            .arg(u64::try_from(claim.as_millis()).unwrap_or(u64::MAX))
+            .arg(limit)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err("deadclaim", &e))?;
+        let mut out = Vec::with_capacity(flat.len() / 2);
+        for pair in flat.chunks_exact(2) {
+            // A spec that cannot be read has no hook to run; it must not stop the others'.
+            let (job_type, payload) = match Spec::parse(&pair[1]) {
+                Ok(spec) => (spec.job_type, spec.payload.get().to_string()),
+                Err(_) => (UNREADABLE_TYPE.to_string(), "null".to_string()),
+            };
+            out.push(DeadJob {
+                id: pair[0].clone(),
+                job_type,
+                payload,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Marks dead jobs as handled: their hook ran (or they need none).
+    pub async fn dead_handled(&self, ids: &[String]) -> Result<(), QueueError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        redis::cmd("ZREM")
+            .arg(format!("{}deadhook", self.inner.base))
+            .arg(ids)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.err("zrem", &e))
+    }
+
+    /// Lets the hooks of these claimed dead jobs run again at `at` (Unix ms) after a failure.
+    pub async fn dead_retry_at(&self, ids: &[String], at: i64) -> Result<(), QueueError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(format!("{}deadhook", self.inner.base)).arg("XX");
+        for id in ids {
+            cmd.arg(at).arg(id);
+        }
+        let mut conn = self.conn().await?;
+        cmd.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.err("zadd", &e))
+    }
+}

@@ -1,0 +1,180 @@
+//! Inspection: counts per state, one job, listings by state.
+
+use std::collections::HashMap;
+
+use super::lease::LeaseRecord;
+use super::spec::{Spec, UNREADABLE_TYPE, created_from_id};
+use super::{Queue, SCRIPTS};
+use crate::error::QueueError;
+use crate::job::{Backoff, JobInfo, JobState, QueueCounts};
+
+/// The spec's part of a [`JobInfo`].
+struct SpecView {
+    job_type: String,
+    payload: serde_json::Value,
+    priority: u16,
+    max_attempts: u32,
+    backoff: Backoff,
+    timeout_ms: u64,
+    dedup_key: Option<String>,
+    created_at: i64,
+    legacy_run_at: Option<i64>,
+}
+
+impl Queue {
+    /// A spec that cannot be read is shown as such with the options a worker applies to it
+    /// (see `LeasedJob::unreadable`), so one bad job does not hide the others of a listing.
+    fn spec_view(&self, id: &str, spec: Option<Spec<'_>>) -> SpecView {
+        let s = &self.inner.settings;
+        match spec {
+            Some(spec) => SpecView {
+                payload: serde_json::from_str(spec.payload.get())
+                    .unwrap_or(serde_json::Value::Null),
+                priority: spec.priority,
+                max_attempts: spec.max_attempts,
+                backoff: spec.backoff(),
+                timeout_ms: spec.timeout_ms,
+                dedup_key: spec.dedup_key().map(str::to_string),
+                created_at: spec.created_ms,
+                legacy_run_at: spec.legacy_run_at,
+                job_type: spec.job_type,
+            },
+            None => SpecView {
+                job_type: UNREADABLE_TYPE.to_string(),
+                payload: serde_json::Value::Null,
+                priority: 0,
+                max_attempts: s.max_attempts,
+                backoff: self.default_backoff(),
+                timeout_ms: u64::try_from(s.timeout.as_millis()).unwrap_or(u64::MAX),
+                dedup_key: None,
+                created_at: created_from_id(id).unwrap_or(0),
+                legacy_run_at: None,
+            },
+        }
+    }
+
+    /// Per-state sizes and lifetime counters: one script call, O(priorities + workers).
+    pub async fn counts(&self) -> Result<QueueCounts, QueueError> {
+        let mut conn = self.conn().await?;
+        #[allow(clippy::type_complexity)]
+        let (waiting, delayed, active, completed, dead, dead_unhandled, paused, totals): (
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            bool,
+            HashMap<String, u64>,
+        ) = SCRIPTS
+            .counts
+            .key(&self.inner.base)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err("counts", &e))?;
+        Ok(QueueCounts {
+            queue: self.inner.name.clone(),
+            paused,
+            waiting,
+            delayed,
+            active,
+            completed,
+            dead,
+            dead_unhandled,
+            totals,
+        })
+    }
+
+    /// One job, if it exists (completed and dead jobs exist until retention removes them).
+    pub async fn job(&self, id: &str) -> Result<Option<JobInfo>, QueueError> {
+        if id.is_empty() || id.len() > 64 || id.contains(['{', '}', ':']) {
+            return Err(QueueError::Invalid {
+                field: "id".into(),
+                message: "not a job id".into(),
+            });
+        }
+        let mut conn = self.conn().await?;
+        let v: Vec<Option<String>> = SCRIPTS
+            .job
+            .key(&self.inner.base)
+            .arg(id)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err("job", &e))?;
+        let [spec_text, record, result, errors, progress, state, finished] = v.as_slice() else {
+            return Err(QueueError::Protocol(format!(
+                "job returned {} values",
+                v.len()
+            )));
+        };
+        let Some(spec_text) = spec_text.as_deref() else {
+            return Ok(None);
+        };
+        let spec = Spec::parse(spec_text).ok();
+        let record = LeaseRecord::parse(record.as_deref().unwrap_or(""));
+        let state = state.as_deref().and_then(JobState::parse);
+        let json = |t: &Option<String>| {
+            t.as_deref().map(|x| {
+                serde_json::from_str(x).unwrap_or(serde_json::Value::String(x.to_string()))
+            })
+        };
+        let errors: Vec<crate::job::AttemptError> = errors
+            .as_deref()
+            .and_then(|e| serde_json::from_str(e).ok())
+            .unwrap_or_default();
+        let spec = self.spec_view(id, spec);
+        Ok(Some(JobInfo {
+            id: id.to_string(),
+            queue: self.inner.name.clone(),
+            state: state.map(JobState::as_str).unwrap_or("unknown").to_string(),
+            attempts: record.attempts,
+            run_at: record
+                .run_at
+                .or(spec.legacy_run_at)
+                .unwrap_or(spec.created_at),
+            job_type: spec.job_type,
+            payload: spec.payload,
+            priority: spec.priority,
+            max_attempts: spec.max_attempts,
+            backoff: spec.backoff,
+            timeout_ms: spec.timeout_ms,
+            dedup_key: spec.dedup_key,
+            created_at: spec.created_at,
+            started_at: record.started,
+            finished_at: finished
+                .as_deref()
+                .and_then(|x| x.parse::<f64>().ok())
+                .map(|x| x as i64),
+            progress: json(progress),
+            result: json(result).or(if state == Some(JobState::Completed) {
+                Some(serde_json::Value::Null)
+            } else {
+                None
+            }),
+            last_error: errors.last().map(|e| e.error.clone()),
+            errors,
+        }))
+    }
+
+    /// Up to `limit` jobs in `state`: waiting ones in the order they will run, the others
+    /// oldest first (active ones by worker).
+    pub async fn list(&self, state: JobState, limit: usize) -> Result<Vec<JobInfo>, QueueError> {
+        let mut conn = self.conn().await?;
+        let ids: Vec<String> = SCRIPTS
+            .list
+            .key(&self.inner.base)
+            .arg(state.as_str())
+            .arg(limit)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err("list", &e))?;
+        let infos = futures::future::join_all(ids.iter().map(|id| self.job(id))).await;
+        let mut out = Vec::with_capacity(ids.len());
+        for info in infos {
+            if let Some(j) = info? {
+                out.push(j);
+            }
+        }
+        Ok(out)
+    }
+}

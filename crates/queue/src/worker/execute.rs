@@ -1,0 +1,96 @@
+//! Running one job: its handler under the job's timeout, with panics caught.
+
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use tokio::sync::mpsc;
+
+use crate::error::JobError;
+use crate::handler::{JobContext, Registry};
+use crate::queue::{LeasedJob, Queue, now_ms};
+
+/// A finished attempt on its way to Redis.
+pub(super) struct Done {
+    pub(super) job: LeasedJob,
+    pub(super) result: Result<serde_json::Value, JobError>,
+    pub(super) run: Duration,
+    pub(super) finished_at: i64,
+}
+
+/// Jobs per spawned task. A task per job cost more than a no-op job itself (the task's
+/// allocation, its scheduling and its join), so a fetched batch is run by tasks of this many
+/// jobs each, concurrently within the task. Handlers are async and mostly wait on stores; a
+/// handler that computes for long holds up the others of its group only as it would hold up a
+/// runtime thread anyway, and groups still spread over the runtime's threads.
+pub(super) const JOBS_PER_TASK: usize = 16;
+
+/// Runs one job and queues its outcome for acknowledgement.
+pub(super) async fn run_and_report(
+    registry: &Registry,
+    queue: &Queue,
+    done_tx: &mpsc::Sender<Done>,
+    job: LeasedJob,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
+    // The slot is freed once the outcome is queued for acknowledgement; that queue is bounded,
+    // so when acknowledgements (or the record stores behind them) fall behind, finished jobs
+    // keep their slots and fetching slows down instead of leased jobs piling up in memory.
+    let _slot = slot;
+    let started = Instant::now();
+    let result = run_one(registry, queue, &job).await;
+    let _ = done_tx
+        .send(Done {
+            job,
+            result,
+            run: started.elapsed(),
+            finished_at: now_ms(),
+        })
+        .await;
+}
+
+/// Runs one job's handler: decode, timeout, panic capture.
+pub(super) async fn run_one(
+    registry: &Registry,
+    queue: &Queue,
+    job: &LeasedJob,
+) -> Result<serde_json::Value, JobError> {
+    if let Some(why) = &job.unreadable {
+        return Err(JobError::Retry(format!("unreadable job spec: {why}")));
+    }
+    let ctx = JobContext {
+        id: job.id.clone(),
+        job_type: job.job_type.clone(),
+        attempt: job.attempts,
+        max_attempts: job.max_attempts,
+        queue: queue.clone(),
+    };
+    let Some(fut) = registry.call(ctx, &job.payload) else {
+        return Err(JobError::Retry(format!(
+            "no handler for job type `{}` in this worker (it knows: {})",
+            job.job_type,
+            registry.types().join(", ")
+        )));
+    };
+    match tokio::time::timeout(job.timeout, AssertUnwindSafe(fut).catch_unwind()).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(panic)) => Err(JobError::Retry(format!(
+            "handler panicked: {}",
+            panic_message(&panic)
+        ))),
+        Err(_) => Err(JobError::Retry(format!(
+            "timed out after {:?}",
+            job.timeout
+        ))),
+    }
+}
+
+pub(super) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-text payload".into()
+    }
+}
