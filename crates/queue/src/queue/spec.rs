@@ -74,7 +74,6 @@ impl Spec<'_> {
 
 /// Encodes a new job's spec. The field order is the order [`Spec`] reads, and what `common.lua`
 /// indexes (position 3, priority; 4, max_attempts).
-
 pub(super) fn encode_spec(
     j: &NewJob,
     max: u32,
