@@ -34,12 +34,40 @@ pub enum HubError {
     },
     #[error("required stores are down: {0}")]
     RequiredDown(String),
+    /// Instances a component needs that the configuration does not have: found at start-up,
+    /// when the component resolves its stores, never mid-job.
+    #[error("{component} needs {missing}, which the configuration does not define")]
+    MissingInstances {
+        component: &'static str,
+        /// `kind.instance`, comma-separated.
+        missing: String,
+    },
+}
+
+/// What kind of failure a [`HubError`] is: what a caller steers on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The configuration is wrong or lacks something: retrying cannot help.
+    Config,
+    /// An operation did not answer in time: the store may be slow or gone.
+    Timeout,
+    /// The store refused or failed an operation, or could not be reached.
+    Store,
+    /// Required stores are down (start-up, readiness).
+    Down,
 }
 
 impl HubError {
-    /// Whether retrying the same operation may succeed (timeouts and connection trouble).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, HubError::Timeout { .. } | HubError::Store { .. })
+    /// The kind of failure, for callers that decide whether to retry.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            HubError::UnknownInstance { .. }
+            | HubError::Settings { .. }
+            | HubError::MissingInstances { .. } => ErrorKind::Config,
+            HubError::Timeout { .. } => ErrorKind::Timeout,
+            HubError::Store { .. } => ErrorKind::Store,
+            HubError::RequiredDown(_) => ErrorKind::Down,
+        }
     }
 }
 

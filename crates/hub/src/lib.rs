@@ -31,7 +31,7 @@ use secrecy::ExposeSecret;
 use tsp_config::Config;
 
 pub use cache::{Cache, CacheStats, Invalidation, Level};
-pub use error::{HubError, Redactor};
+pub use error::{ErrorKind, HubError, Redactor};
 pub use health::{HubHealth, InstanceHealth, PoolStats, Status};
 pub use influx::{FieldValue, InfluxStore, Point, PointError, PointWriter, WriterStats};
 pub use mongo::{InsertBatcher, Inserted, MongoStore};

@@ -243,7 +243,7 @@ pub async fn footprint(trips: &Trips) -> Result<Footprint, HubError> {
         .and_then(serde_json::Value::as_u64)
         .unwrap_or(0);
     let (geo, _) = trips.geo_keys();
-    let redis = trips.redis();
+    let redis = &trips.stores().redis;
     let mut conn = redis.conn().await?;
     let users_located: u64 = redis::cmd("ZCARD")
         .arg(&geo)

@@ -21,6 +21,7 @@ pub mod queries;
 pub mod sandbox;
 pub mod seed;
 pub mod store_schema;
+pub mod stores;
 pub mod trip;
 
 use tsp_hub::migrate::MigrationReport;

@@ -219,7 +219,7 @@ impl Trips {
     ) -> Result<UserStats, QueryError> {
         let days = check_days(days)?;
         self.user_exists(user_id).await?;
-        let dataset = self.hub().mysql("dataset")?;
+        let dataset = &self.stores().dataset;
         let since = ms_to_naive(now_ms() - i64::from(days) * DAY_MS);
         let (trips, distance, avg, cost): (i64, f64, Option<f64>, f64) = dataset
             .timed(
@@ -250,7 +250,7 @@ impl Trips {
             .cache()
             .get_or_load(&Self::user_tag(user_id), "points", || async {
                 self.user_exists(user_id).await?;
-                let incentive = self.hub().mysql("incentive")?;
+                let incentive = &self.stores().incentive;
                 let (earned, redeemed, balance): (i64, i64, i64) = incentive
                     .timed(
                         "user points",
@@ -279,7 +279,7 @@ impl Trips {
     /// Trips that started within the radius, nearest first (`$near` on the 2dsphere index).
     pub async fn trips_near(&self, at: Around, limit: u32) -> Result<Vec<NearTrip>, QueryError> {
         let limit = check_limit(limit)?;
-        let mongo = self.hub().mongo("dataset")?;
+        let mongo = &self.stores().documents;
         let filter = doc! {
             "startLocation": {
                 "$near": {
@@ -327,7 +327,7 @@ impl Trips {
     pub async fn users_near(&self, at: Around, limit: u32) -> Result<Vec<NearUser>, QueryError> {
         let limit = check_limit(limit)?;
         let (geo, active) = self.geo_keys();
-        let redis = self.redis();
+        let redis = &self.stores().redis;
         let mut conn = redis.conn().await?;
         // Ask for more than `limit`: some may be outside the active window.
         let found: Vec<(String, f64)> = redis::cmd("GEOSEARCH")
@@ -389,7 +389,7 @@ impl Trips {
                 "analytics",
                 &format!("engagement:{days}:{limit}"),
                 || async {
-                    let mongo = self.hub().mongo("dataset")?;
+                    let mongo = &self.stores().documents;
                     let since = bson::DateTime::from_millis(now_ms() - i64::from(days) * DAY_MS);
                     let pipeline = vec![
                         doc! {"$match": {"type": "trip.completed", "at": {"$gte": since}}},

@@ -39,8 +39,35 @@ impl JobError {
 }
 
 impl From<HubError> for JobError {
-    /// Store trouble is usually passing: retry.
+    /// Store trouble is usually passing: retry. A configuration error is not: no attempt can
+    /// succeed until the configuration changes, so the job is dead-lettered at once.
     fn from(e: HubError) -> Self {
-        JobError::Retry(e.to_string())
+        match e.kind() {
+            tsp_hub::ErrorKind::Config => JobError::Abort(e.to_string()),
+            _ => JobError::Retry(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_trouble_is_retried_and_configuration_errors_are_not() {
+        let timeout = HubError::Timeout {
+            store: "redis",
+            instance: "cache".into(),
+            op: "get".into(),
+            after: std::time::Duration::from_secs(1),
+        };
+        assert!(matches!(JobError::from(timeout), JobError::Retry(_)));
+        let missing = HubError::UnknownInstance {
+            store: "mysql",
+            instance: "reporting".into(),
+        };
+        assert!(
+            matches!(JobError::from(missing), JobError::Abort(m) if m.contains("mysql.reporting"))
+        );
     }
 }

@@ -1,4 +1,7 @@
-//! Job handlers: registered by type, with a typed payload.
+//! The registry of job types: each with its handler (typed payload), and optionally the rules
+//! producers apply before enqueueing ([`JobRules`]: a payload check and a dedup key) and a
+//! dead-letter hook. A job type owns its rules, so the CLI and HTTP enqueue paths apply them
+//! through [`Registry::prepare`] without naming any type.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -35,8 +38,59 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<serde_json::Value, J
 
 type ErasedHandler = Arc<dyn Fn(JobContext, &str) -> HandlerFuture + Send + Sync>;
 
+/// A type's producer-side rules over a raw payload: the dedup key, or why it is refused.
+type ErasedRules = Arc<dyn Fn(&str) -> Result<Option<String>, String> + Send + Sync>;
+
+/// What producers check before a job of a type is enqueued. Built with [`JobRules::new`],
+/// then [`JobRules::check`] and [`JobRules::dedup_key`].
+pub struct JobRules<P> {
+    check: Option<Check<P>>,
+    dedup_key: Option<DedupKey<P>>,
+}
+
+/// A payload check: why the payload is refused, naming the field.
+type Check<P> = Box<dyn Fn(&P) -> Result<(), String> + Send + Sync>;
+
+/// A payload's dedup key.
+type DedupKey<P> = Box<dyn Fn(&P) -> String + Send + Sync>;
+
+impl<P> Default for JobRules<P> {
+    fn default() -> Self {
+        JobRules {
+            check: None,
+            dedup_key: None,
+        }
+    }
+}
+
+impl<P> JobRules<P> {
+    /// No rules beyond the payload decoding as `P`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Refuses payloads that `check` refuses; its error names the field
+    /// (`trajectory[2].timestamp: …`).
+    pub fn check(
+        mut self,
+        check: impl Fn(&P) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.check = Some(Box::new(check));
+        self
+    }
+
+    /// Deduplicates jobs on this key while one is pending (unless the producer gives its own).
+    pub fn dedup_key(mut self, key: impl Fn(&P) -> String + Send + Sync + 'static) -> Self {
+        self.dedup_key = Some(Box::new(key));
+        self
+    }
+}
+
+/// Why a dead-letter hook failed (any error type).
+pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A dead-letter hook's future: `Err` (why) makes the worker run it again later.
-pub type HookFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+pub type HookFuture = Pin<Box<dyn Future<Output = Result<(), HookError>> + Send>>;
 
 type ErasedHook = Arc<dyn Fn(String, &str) -> HookFuture + Send + Sync>;
 
@@ -45,6 +99,7 @@ type ErasedHook = Arc<dyn Fn(String, &str) -> HookFuture + Send + Sync>;
 #[derive(Clone)]
 pub struct Registry {
     handlers: HashMap<String, ErasedHandler>,
+    rules: HashMap<String, ErasedRules>,
     dead_hooks: HashMap<String, ErasedHook>,
 }
 
@@ -70,6 +125,7 @@ impl Registry {
     pub fn new() -> Self {
         let mut r = Registry {
             handlers: HashMap::new(),
+            rules: HashMap::new(),
             dead_hooks: HashMap::new(),
         };
         r.register("builtin.noop", |_ctx, _p: serde::de::IgnoredAny| async {
@@ -115,6 +171,26 @@ impl Registry {
         F: Fn(JobContext, P) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, JobError>> + Send + 'static,
     {
+        self.register_with(job_type, JobRules::new(), handler);
+    }
+
+    /// [`Registry::register`], with the rules producers apply before enqueueing a job of this
+    /// type (see [`Registry::prepare`]).
+    pub fn register_with<P, R, F, Fut>(&mut self, job_type: &str, rules: JobRules<P>, handler: F)
+    where
+        P: DeserializeOwned + Send + 'static,
+        R: Serialize,
+        F: Fn(JobContext, P) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, JobError>> + Send + 'static,
+    {
+        let erased_rules: ErasedRules = Arc::new(move |payload: &str| {
+            let p: P = serde_json::from_str(payload).map_err(|e| format!("payload: {e}"))?;
+            if let Some(check) = &rules.check {
+                check(&p).map_err(|e| format!("payload.{e}"))?;
+            }
+            Ok(rules.dedup_key.as_ref().map(|key| key(&p)))
+        });
+        self.rules.insert(job_type.to_string(), erased_rules);
         let handler = Arc::new(handler);
         let name = job_type.to_string();
         let erased: ErasedHandler = Arc::new(move |ctx: JobContext, payload: &str| {
@@ -139,11 +215,12 @@ impl Registry {
     /// worker of the queue, at least once: if it fails, or its worker dies, it runs again, so it
     /// must be idempotent. Every worker of a queue should register the same hooks: a worker
     /// without one for a dead job's type marks it handled.
-    pub fn on_dead<P, F, Fut>(&mut self, job_type: &str, hook: F)
+    pub fn on_dead<P, E, F, Fut>(&mut self, job_type: &str, hook: F)
     where
         P: DeserializeOwned + Send + 'static,
+        E: Into<HookError>,
         F: Fn(String, P) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
     {
         let hook = Arc::new(hook);
         let erased: ErasedHook = Arc::new(move |id: String, payload: &str| {
@@ -152,7 +229,7 @@ impl Registry {
                 Err(_) => Box::pin(async { Ok(()) }) as HookFuture,
                 Ok(p) => {
                     let hook = hook.clone();
-                    Box::pin(async move { hook(id, p).await }) as HookFuture
+                    Box::pin(async move { hook(id, p).await.map_err(Into::into) }) as HookFuture
                 }
             }
         });
@@ -163,6 +240,28 @@ impl Registry {
     pub(crate) fn dead_hook(&self, id: &str, job_type: &str, payload: &str) -> Option<HookFuture> {
         let h = self.dead_hooks.get(job_type)?.clone();
         Some(h(id.to_string(), payload))
+    }
+
+    /// Applies a job type's rules to a payload before it is enqueued: it must decode as the
+    /// handler's payload type and pass the type's check. Returns the type's dedup key for it,
+    /// if the type has one. A type this registry does not know passes unchecked: another
+    /// worker's build may know it.
+    ///
+    /// # Errors
+    /// [`QueueError::Invalid`] naming the field of the payload (`payload.tripId: …`).
+    pub fn prepare(&self, job_type: &str, payload: &str) -> Result<Option<String>, QueueError> {
+        let Some(rules) = self.rules.get(job_type) else {
+            return Ok(None);
+        };
+        rules(payload).map_err(|message| {
+            let (field, message) = match message.split_once(": ") {
+                Some((field, rest)) if !field.contains(' ') => {
+                    (field.to_string(), rest.to_string())
+                }
+                _ => ("payload".to_string(), message),
+            };
+            QueueError::Invalid { field, message }
+        })
     }
 
     pub fn types(&self) -> Vec<String> {

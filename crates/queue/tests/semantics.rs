@@ -928,7 +928,7 @@ async fn an_unreadable_spec_fails_its_own_job_only() {
         let h = h.clone();
         async move {
             h.lock().unwrap().push(n);
-            Ok(())
+            Ok::<(), tsp_queue::HookError>(())
         }
     });
     // A spec nobody can read (corrupted, or from a newer build) waits between readable jobs.

@@ -26,15 +26,16 @@ use std::collections::HashMap;
 use tokio::net::TcpListener;
 
 use tsp_hub::{Hub, Status};
-use tsp_mobility::complete::Trips;
+
+use crate::app::App;
 use tsp_mobility::queries::{Around, QueryError};
 use tsp_queue::{JobInfo, NewJob, Queue, QueueError};
 
+/// What every handler shares: the service's components and the metrics exporter.
 #[derive(Clone)]
 pub struct AppState {
-    pub hub: Hub,
+    pub app: App,
     pub prometheus: Option<PrometheusHandle>,
-    pub trips: Trips,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -63,7 +64,7 @@ fn code(status: Status) -> StatusCode {
 }
 
 async fn health(State(s): State<AppState>) -> Response {
-    let h = s.hub.health().await;
+    let h = s.app.hub().health().await;
     (code(h.status), Json(h)).into_response()
 }
 
@@ -72,7 +73,7 @@ async fn live() -> Response {
 }
 
 async fn ready(State(s): State<AppState>) -> Response {
-    let h = s.hub.health().await;
+    let h = s.app.hub().health().await;
     let down: Vec<String> = h
         .instances
         .iter()
@@ -87,8 +88,8 @@ async fn ready(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    s.hub.refresh_gauges();
-    refresh_queue_gauges(&s.hub).await;
+    s.app.hub().refresh_gauges();
+    refresh_queue_gauges(s.app.hub()).await;
     match &s.prometheus {
         Some(p) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -187,19 +188,14 @@ async fn post_job(State(s): State<AppState>, body: axum::body::Bytes) -> Respons
         // serde names the field: "missing field `type`", "unknown field `x`", "invalid type … for `priority`".
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
     };
-    let q = match queue_of(&s.hub, &req.queue) {
+    let q = match queue_of(s.app.hub(), &req.queue) {
         Ok(q) => q,
         Err(r) => return r.into_response(),
     };
-    let payload = req.payload.to_string();
-    let trip_key = match tsp_mobility::complete::check_payload(&req.job_type, &payload) {
-        Ok(k) => k,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    let mut job = NewJob::raw(req.job_type, payload)
+    let mut job = NewJob::raw(req.job_type, req.payload.to_string())
         .with_priority(req.priority)
         .with_delay(std::time::Duration::from_millis(req.delay_ms));
-    if let Some(k) = req.dedup_key.or(trip_key) {
+    if let Some(k) = req.dedup_key {
         job = job.with_dedup_key(k);
     }
     if let Some(n) = req.max_attempts {
@@ -208,6 +204,10 @@ async fn post_job(State(s): State<AppState>, body: axum::body::Bytes) -> Respons
     if let Some(t) = req.timeout_ms {
         job = job.with_timeout(std::time::Duration::from_millis(t));
     }
+    let job = match s.app.prepare(job) {
+        Ok(j) => j,
+        Err(e) => return queue_error(e),
+    };
     match q.enqueue(job).await {
         Ok(id) => (
             StatusCode::CREATED,
@@ -236,7 +236,7 @@ async fn get_job(
     Path(id): Path<String>,
     Query(p): Query<QueueParam>,
 ) -> Response {
-    match find_job(&s.hub, &p.queue, &id).await {
+    match find_job(s.app.hub(), &p.queue, &id).await {
         Ok((_, job)) => Json(job).into_response(),
         Err(e) => e.into_response(),
     }
@@ -247,7 +247,7 @@ async fn retry_job(
     Path(id): Path<String>,
     Query(p): Query<QueueParam>,
 ) -> Response {
-    let q = match find_job(&s.hub, &p.queue, &id).await {
+    let q = match find_job(s.app.hub(), &p.queue, &id).await {
         Ok((q, _)) => q,
         Err(e) => return e.into_response(),
     };
@@ -266,7 +266,7 @@ async fn retry_job(
 }
 
 async fn queues(State(s): State<AppState>) -> Response {
-    let store = match s.hub.redis(&s.hub.config().queue.redis) {
+    let store = match s.app.hub().redis(&s.app.hub().config().queue.redis) {
         Ok(st) => st.clone(),
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
@@ -276,7 +276,7 @@ async fn queues(State(s): State<AppState>) -> Response {
     };
     let mut out = Vec::new();
     for n in names {
-        match queue_of(&s.hub, &n) {
+        match queue_of(s.app.hub(), &n) {
             Ok(q) => match q.counts().await {
                 Ok(c) => out.push(c),
                 Err(e) => return queue_error(e),
@@ -379,7 +379,11 @@ async fn user_stats(
             let id = user_id(&id)?;
             known_only(&p, &["days"])?;
             let days = param::<u32>(&p, "days")?.unwrap_or(30);
-            s.trips.user_stats(id, days).await.map_err(query_error)
+            s.app
+                .trips()
+                .user_stats(id, days)
+                .await
+                .map_err(query_error)
         }
         .await,
     )
@@ -394,7 +398,7 @@ async fn user_points(
         async {
             let id = user_id(&id)?;
             known_only(&p, &[])?;
-            s.trips.user_points(id).await.map_err(query_error)
+            s.app.trips().user_points(id).await.map_err(query_error)
         }
         .await,
     )
@@ -413,7 +417,11 @@ async fn trips_near(State(s): State<AppState>, Query(p): Params) -> Response {
     answer(
         async {
             let (at, limit) = around(&p)?;
-            s.trips.trips_near(at, limit).await.map_err(query_error)
+            s.app
+                .trips()
+                .trips_near(at, limit)
+                .await
+                .map_err(query_error)
         }
         .await,
     )
@@ -423,7 +431,11 @@ async fn users_near(State(s): State<AppState>, Query(p): Params) -> Response {
     answer(
         async {
             let (at, limit) = around(&p)?;
-            s.trips.users_near(at, limit).await.map_err(query_error)
+            s.app
+                .trips()
+                .users_near(at, limit)
+                .await
+                .map_err(query_error)
         }
         .await,
     )
@@ -435,7 +447,11 @@ async fn engagement(State(s): State<AppState>, Query(p): Params) -> Response {
             known_only(&p, &["days", "limit"])?;
             let days = param::<u32>(&p, "days")?.unwrap_or(7);
             let limit = param::<u32>(&p, "limit")?.unwrap_or(100);
-            s.trips.engagement(days, limit).await.map_err(query_error)
+            s.app
+                .trips()
+                .engagement(days, limit)
+                .await
+                .map_err(query_error)
         }
         .await,
     )

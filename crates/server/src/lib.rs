@@ -3,6 +3,7 @@
 //! `main.rs` only parses arguments and maps outcomes to exit codes: 0 success, 1 a store or
 //! run failure, 2 invalid configuration or usage.
 
+pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod http;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use tsp_config::{Config, LoadOptions};
 use tsp_hub::{Hub, Status};
+use tsp_server::app::App;
 use tsp_server::cli::{BenchCommand, Cli, Command, ConfigCommand};
 use tsp_server::{commands, http, shutdown_signal, telemetry};
 
@@ -103,9 +104,8 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
             http::serve(
                 listener,
                 http::AppState {
-                    hub: hub.clone(),
+                    app: App::build(&hub).context("cannot start")?,
                     prometheus,
-                    trips: commands::jobs::trips(&hub)?,
                 },
                 shutdown_signal(),
             )
@@ -143,12 +143,13 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
             0
         }
         Command::Worker(args) => {
-            let report = commands::jobs::worker(&hub, &args, shutdown_signal()).await?;
+            let app = App::build(&hub).context("cannot start")?;
+            let report = commands::jobs::worker(&app, &args, shutdown_signal()).await?;
             println!("{}", serde_json::to_string(&report)?);
             0
         }
         Command::Enqueue(args) => {
-            let ids = commands::jobs::enqueue(&hub, &args).await?;
+            let ids = commands::jobs::enqueue(&App::build(&hub)?, &args).await?;
             if ids.len() <= 20 {
                 for id in &ids {
                     println!("{id}");

@@ -42,8 +42,8 @@ pub(super) async fn sweep_dead(queue: Queue, registry: Arc<Registry>) {
                     .await
                     {
                         Ok(Ok(r)) => r,
-                        Ok(Err(p)) => Err(format!("hook panicked: {}", panic_message(&p))),
-                        Err(_) => Err(format!("hook timed out after {:?}", HOOK_CLAIM / 2)),
+                        Ok(Err(p)) => Err(format!("hook panicked: {}", panic_message(&p)).into()),
+                        Err(_) => Err(format!("hook timed out after {:?}", HOOK_CLAIM / 2).into()),
                     },
                 };
                 (d.id.clone(), r)

@@ -265,7 +265,7 @@ fn cpu_per_job(from: CpuMark, to: CpuMark, jobs: usize) -> serde_json::Value {
 /// Bulk-enqueues `jobs` no-op jobs, then one in-process worker drains them.
 pub async fn queue(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_json::Value> {
     let name = format!("bench-{:x}", now_ns());
-    let q = jobs::queue(hub, &name)?;
+    let q = crate::app::queue(hub, &name)?;
     let records_on = args.records == "on";
     let mut info_conn = q.store().conn().await?;
 
@@ -280,7 +280,7 @@ pub async fn queue(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_jso
     }
 
     let (sink, task) = if records_on {
-        jobs::records(hub).await?
+        crate::app::records(hub).await?
     } else {
         (tsp_queue::RecordSink::none(), None)
     };

@@ -3,74 +3,20 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tsp_hub::{Cache, Hub};
-use tsp_mobility::complete::Trips;
-use tsp_queue::{JobState, NewJob, Queue, RecordSink, RecordTask, Registry, Worker, WorkerReport};
+use tsp_hub::Hub;
+use tsp_queue::{JobState, NewJob, Queue, Worker, WorkerReport};
 
+use crate::app::{App, queue, records, trip_concurrency};
 use crate::cli::{EnqueueArgs, JobsCommand, WorkerArgs};
 
-/// The queue named `name` on the configured Redis instance.
-pub fn queue(hub: &Hub, name: &str) -> anyhow::Result<Queue> {
-    let config = hub.config();
-    let store = hub.redis(&config.queue.redis)?.clone();
-    Ok(Queue::new(store, name, &config.queue)?)
-}
-
-/// The record sink the configuration asks for (Mongo `cache.job_queue`, Influx `primary`).
-pub async fn records(hub: &Hub) -> anyhow::Result<(RecordSink, Option<RecordTask>)> {
-    let q = &hub.config().queue;
-    let mongo = if q.records.mongo {
-        let m = hub.mongo("cache")?.clone();
-        tsp_queue::records::ensure_indexes(&m)
-            .await
-            .context("cannot create the job_queue indexes")?;
-        Some(m)
-    } else {
-        None
-    };
-    let influx = if q.records.influx {
-        Some(hub.influx("primary")?.writer())
-    } else {
-        None
-    };
-    if mongo.is_none() && influx.is_none() {
-        return Ok((RecordSink::none(), None));
-    }
-    let (sink, task) = RecordSink::start(mongo, influx, q.records.batch, q.records.buffer);
-    Ok((sink, Some(task)))
-}
-
-/// The handlers every worker has: the built-ins and the trip job (with its compensation).
-pub fn registry(trips: &Trips) -> Registry {
-    let mut r = Registry::new();
-    trips.register(&mut r);
-    r
-}
-
-/// The trip flows on `hub`, with a cache subscribed to invalidations.
-pub fn trips(hub: &Hub) -> anyhow::Result<Trips> {
-    let config = hub.config();
-    let cache = Cache::start(hub.redis(&config.cache.redis)?.clone(), &config.cache);
-    Ok(Trips::new(hub, cache)?)
-}
-
-/// Trip jobs each hold a `dataset` connection (their trip's lock) while they run: more at once
-/// than the pool has would only queue on the pool.
-pub fn trip_concurrency(hub: &Hub) -> usize {
-    let config = hub.config();
-    let pool = config
-        .mysql
-        .get("dataset")
-        .map(|m| m.pool.max as usize)
-        .unwrap_or(10);
-    config.queue.concurrency.min(pool).max(1)
-}
-
+/// `tsp-job worker`: runs every job type of this build on the queues named (default: `default`
+/// and the trips queue) until `shutdown`.
 pub async fn worker(
-    hub: &Hub,
+    app: &App,
     args: &WorkerArgs,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<WorkerReport> {
+    let hub = app.hub();
     let trips_queue = hub.config().trips.queue.clone();
     let names = if args.queues.is_empty() {
         vec!["default".to_string(), trips_queue.clone()]
@@ -80,10 +26,9 @@ pub async fn worker(
     let queues = names
         .iter()
         .map(|q| queue(hub, q))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let (sink, task) = records(hub).await?;
-    let trips = trips(hub)?;
-    let mut w = Worker::new(queues, registry(&trips)).with_records(sink);
+    let mut w = Worker::new(queues, app.registry().clone()).with_records(sink);
     match args.concurrency {
         Some(c) => w = w.with_concurrency(c),
         None if names.contains(&trips_queue) => w = w.with_concurrency(trip_concurrency(hub)),
@@ -104,16 +49,15 @@ pub async fn worker(
     Ok(report)
 }
 
-pub async fn enqueue(hub: &Hub, a: &EnqueueArgs) -> anyhow::Result<Vec<String>> {
-    let q = queue(hub, &a.queue)?;
-    let trip_key = tsp_mobility::complete::check_payload(&a.job_type, &a.payload)
-        .map_err(|e| anyhow::anyhow!("--{e}"))?;
+/// `tsp-job enqueue`: the job type's rules apply (see `Registry::prepare`).
+pub async fn enqueue(app: &App, a: &EnqueueArgs) -> anyhow::Result<Vec<String>> {
+    let q = app.queue(&a.queue)?;
     let mut job = NewJob::raw(&a.job_type, &a.payload).with_priority(a.priority);
     if let Some(d) = &a.delay {
         let d = tsp_config::parse_duration_text(d).map_err(|e| anyhow::anyhow!("--delay: {e}"))?;
         job = job.with_delay(d);
     }
-    if let Some(k) = a.dedup_key.clone().or(trip_key) {
+    if let Some(k) = a.dedup_key.clone() {
         job = job.with_dedup_key(k);
     }
     if let Some(n) = a.max_attempts {
@@ -122,8 +66,13 @@ pub async fn enqueue(hub: &Hub, a: &EnqueueArgs) -> anyhow::Result<Vec<String>> 
     if a.count == 0 {
         bail!("--count: must be at least 1");
     }
-    let jobs = vec![job; a.count];
-    Ok(q.enqueue_many(jobs).await?)
+    let job = app.prepare(job).map_err(|e| match e {
+        tsp_queue::QueueError::Invalid { field, message } => {
+            anyhow::anyhow!("--{field}: {message}")
+        }
+        other => other.into(),
+    })?;
+    Ok(q.enqueue_many(vec![job; a.count]).await?)
 }
 
 pub async fn jobs(hub: &Hub, cmd: &JobsCommand) -> anyhow::Result<String> {

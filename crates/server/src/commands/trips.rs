@@ -15,7 +15,6 @@ use tsp_mobility::seed::{self, TripPlan};
 use tsp_queue::QueueCounts;
 
 use crate::cli::{CacheBenchArgs, QueryCommand, SimulateArgs, TripBenchArgs};
-use crate::commands::jobs;
 
 /// How long the main job waits, at most, for its job records once every job is done.
 const RECORDS_GRACE: Duration = Duration::from_secs(600);
@@ -62,7 +61,7 @@ async fn run_batch(
         .context("seeding portal users")?;
     let stops = seed::cairns_stops().map_err(anyhow::Error::msg)?;
     let generated = seed::generate_trips(plan, &stops);
-    let queue = jobs::queue(hub, &trips.settings().queue)?;
+    let queue = crate::app::queue(hub, &trips.settings().queue)?;
     let before = queue.counts().await?;
     let started = Instant::now();
     let ids = batch::enqueue(&queue, &generated).await?;
@@ -70,7 +69,7 @@ async fn run_batch(
         b.set_length(ids.len() as u64);
         b.set_message("working");
     }
-    let (sink, task) = jobs::records(hub).await?;
+    let (sink, task) = crate::app::records(hub).await?;
     let report = batch::work_until_settled(trips, &queue, concurrency, sink, |c| {
         if let Some(b) = bar {
             let done = lifetime(c, "completed") + lifetime(c, "dead")
@@ -129,10 +128,10 @@ pub async fn simulate(hub: &Hub, args: &SimulateArgs) -> anyhow::Result<u8> {
         anyhow::bail!("--trips and --users: must be at least 1");
     }
     hub.require().await.context("cannot start")?;
-    let trips = jobs::trips(hub)?;
+    let trips = crate::app::trips(hub)?;
     let concurrency = args
         .concurrency
-        .unwrap_or_else(|| jobs::trip_concurrency(hub));
+        .unwrap_or_else(|| crate::app::trip_concurrency(hub));
     let plan = TripPlan {
         seed: args.seed,
         trips: args.trips,
@@ -220,7 +219,7 @@ fn summary_text(s: &BatchSummary, health: &HubHealth) -> String {
 
 /// `tsp-job query …`: the answer as JSON. Errors name the parameter or the missing user.
 pub async fn query(hub: &Hub, cmd: &QueryCommand) -> anyhow::Result<String> {
-    let trips = jobs::trips(hub)?;
+    let trips = crate::app::trips(hub)?;
     let out = match cmd {
         QueryCommand::Stats { user, days } => {
             serde_json::to_value(trips.user_stats(*user, *days).await?)?
@@ -254,10 +253,10 @@ pub async fn bench_trips(
     let sandbox = Sandbox::create(&opts).await.map_err(anyhow::Error::msg)?;
     let result = async {
         let hub = &sandbox.hub;
-        let trips = jobs::trips(hub)?;
+        let trips = crate::app::trips(hub)?;
         let concurrency = args
             .concurrency
-            .unwrap_or_else(|| jobs::trip_concurrency(hub));
+            .unwrap_or_else(|| crate::app::trip_concurrency(hub));
         let plan = TripPlan {
             seed: 7,
             trips: args.trips,
@@ -323,7 +322,7 @@ pub async fn bench_cache(
     let sandbox = Sandbox::create(options).await.map_err(anyhow::Error::msg)?;
     let result = async {
         let hub = &sandbox.hub;
-        let trips = jobs::trips(hub)?;
+        let trips = crate::app::trips(hub)?;
         anyhow::ensure!(trips.cache().wait_l1(Duration::from_secs(5)).await, "cache: no subscription");
         // L2 only: a second cache without L1, on the same Redis.
         let mut no_l1 = hub.config().cache.clone();

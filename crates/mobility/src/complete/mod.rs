@@ -1,0 +1,302 @@
+//! The `trip.complete` job: one completed trip, written consistently to every store, and its
+//! compensation when the job fails for good.
+//!
+//! The nine steps, why each is idempotent, how attempts and compensations of a trip never
+//! overlap, and the invariant the consistency drill checks: docs/consistency.md. One function
+//! per step is in [`steps`]; the compensation in `compensate`.
+
+mod compensate;
+mod steps;
+mod timings;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tsp_config::{FaultMode, TripSettings};
+use tsp_hub::mysql::NamedLock;
+use tsp_hub::{Cache, Hub, HubError, InsertBatcher, MysqlStore, PointWriter};
+use tsp_queue::{JobContext, JobError, JobRules, NewJob, Registry};
+
+use crate::stores::TripStores;
+use crate::trip::TripCompletion;
+pub use compensate::Compensation;
+pub use timings::StepTiming;
+use timings::Timings;
+
+/// The job type.
+pub const JOB_TYPE: &str = "trip.complete";
+pub const TRAJECTORIES: &str = "trip_trajectories";
+pub const ACTIVITY_LOG: &str = "activity_log";
+/// How long an attempt waits for another attempt (or compensation) of the same trip.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// The steps, in order (names as `trips.fault.step` takes them).
+pub const STEPS: &[&str] = tsp_config::schema::FAULT_STEPS.split_at(1).1;
+
+/// What a completed job returns (its result in the queue).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Completed {
+    pub trip_id: String,
+    pub distance_m: f64,
+    pub duration_s: f64,
+    pub points: i64,
+    /// The trip had been completed before (a redelivered or resubmitted job).
+    pub already_completed: bool,
+}
+
+struct Inner {
+    timings: Timings,
+    trajectories: InsertBatcher,
+    activities: InsertBatcher,
+    hub: Hub,
+    stores: TripStores,
+    cache: Cache,
+    settings: TripSettings,
+    bookings: PointWriter,
+}
+
+/// The trip flows on one hub: the job, its compensation, and (see `queries`) the reads.
+#[derive(Clone)]
+pub struct Trips {
+    inner: Arc<Inner>,
+}
+
+/// A stable hash of `parts`, each followed by a zero byte (so `["ab", "c"]` and `["a", "bc"]`
+/// differ), for lock names and point timestamps.
+fn fnv1a(parts: &[&str]) -> u64 {
+    crate::fnv1a(parts.iter().flat_map(|p| p.bytes().chain([0u8])))
+}
+
+/// The trip's named lock on `dataset` (see docs/consistency.md), held on the connection that
+/// writes the trips row.
+async fn trip_lock(store: &MysqlStore, trip_id: &str) -> Result<NamedLock, HubError> {
+    let name = format!("tsp.trip.{:016x}", fnv1a(&[store.database_name(), trip_id]));
+    NamedLock::acquire(store, &name, LOCK_WAIT, "another attempt of this trip").await
+}
+
+impl Trips {
+    /// The trip flows on `hub`, invalidating through `cache`.
+    ///
+    /// # Errors
+    /// [`HubError::MissingInstances`] when the configuration lacks a store they use.
+    pub fn new(hub: &Hub, cache: Cache) -> Result<Trips, HubError> {
+        let stores = TripStores::resolve(hub)?;
+        let documents = stores.documents.clone();
+        Ok(Trips {
+            inner: Arc::new(Inner {
+                timings: Timings::default(),
+                trajectories: InsertBatcher::start(documents.clone(), TRAJECTORIES, 256),
+                activities: InsertBatcher::start(documents, ACTIVITY_LOG, 256),
+                bookings: stores.metrics.writer(),
+                hub: hub.clone(),
+                stores,
+                cache,
+                settings: hub.config().trips.clone(),
+            }),
+        })
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// The store instances the flows use.
+    pub fn stores(&self) -> &TripStores {
+        &self.inner.stores
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.inner.cache
+    }
+
+    pub fn settings(&self) -> &TripSettings {
+        &self.inner.settings
+    }
+
+    /// The Redis GEO set of user positions and the sorted set of last-active times.
+    pub(crate) fn geo_keys(&self) -> (String, String) {
+        let p = self.inner.stores.redis.key_prefix();
+        (format!("{p}{{users}}:geo"), format!("{p}{{users}}:active"))
+    }
+
+    /// The pub/sub channel of trip events (`trip.completed`, `trip.compensated`).
+    pub fn events_channel(&self) -> String {
+        format!("{}events:trips", self.inner.stores.redis.key_prefix())
+    }
+
+    /// The cache tag of everything cached about one user.
+    pub fn user_tag(user_id: u64) -> String {
+        format!("user:{user_id}")
+    }
+
+    /// Points for a trip: whole points per km by mode, rounded down.
+    pub fn points_for(&self, mode: &str, distance_m: f64) -> i64 {
+        let per_km = self
+            .inner
+            .settings
+            .points_per_km
+            .get(mode)
+            .copied()
+            .unwrap_or(0);
+        (distance_m / 1000.0 * f64::from(per_km)).floor() as i64
+    }
+
+    /// The rules producers apply to a trip before it is queued: it must pass
+    /// [`TripCompletion::validate`], and it is deduplicated on its trip id while pending.
+    pub fn rules() -> JobRules<TripCompletion> {
+        JobRules::new()
+            .check(|trip: &TripCompletion| trip.validate().map_err(|e| e.to_string()))
+            .dedup_key(|trip: &TripCompletion| dedup_key(trip))
+    }
+
+    /// Registers the job, its rules and its compensation on `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        let me = self.clone();
+        registry.register_with(
+            JOB_TYPE,
+            Self::rules(),
+            move |ctx: JobContext, trip: TripCompletion| {
+                let me = me.clone();
+                async move { me.complete(&ctx.id, &trip).await }
+            },
+        );
+        let me = self.clone();
+        registry.on_dead(JOB_TYPE, move |id: String, trip: TripCompletion| {
+            let me = me.clone();
+            async move { me.compensate(&id, &trip).await.map(|_| ()) }
+        });
+    }
+
+    /// The queue job for a trip: deduplicated on the trip id while pending.
+    pub fn job(trip: &TripCompletion) -> Result<NewJob, tsp_queue::QueueError> {
+        Ok(NewJob::new(JOB_TYPE, trip)?.with_dedup_key(dedup_key(trip)))
+    }
+
+    /// Records the time since `clock` as `step`'s, restarts the clock, then injects a fault
+    /// when configured.
+    fn step_done(&self, step: &str, clock: &mut Instant) -> Result<(), JobError> {
+        let took = clock.elapsed();
+        self.inner.timings.record(step, took);
+        ::metrics::histogram!("tsp_trip_step_seconds", "step" => step.to_string())
+            .record(took.as_secs_f64());
+        *clock = Instant::now();
+        self.fault(step)
+    }
+
+    /// Time spent per step so far in this process (attempts that reached the step).
+    pub fn step_timings(&self) -> Vec<StepTiming> {
+        self.inner.timings.snapshot()
+    }
+
+    /// A drill's fault after `step`, when configured (`trips.fault.*`).
+    fn fault(&self, step: &str) -> Result<(), JobError> {
+        let f = &self.inner.settings.fault;
+        if f.mode == FaultMode::Off
+            || f.rate == 0
+            || f.step.as_deref().is_some_and(|only| only != step)
+            || rand::random_range(0..1000) >= f.rate
+        {
+            return Ok(());
+        }
+        match f.mode {
+            FaultMode::Abort => {
+                eprintln!("fault injection: aborting the process after step `{step}`");
+                std::process::abort();
+            }
+            _ => Err(JobError::Retry(format!(
+                "injected fault after step `{step}`"
+            ))),
+        }
+    }
+
+    /// A portal user's status (`active`, `suspended`, `deleted`), or `None` when there is none.
+    pub(crate) async fn user_status(&self, user_id: u64) -> Result<Option<String>, HubError> {
+        let portal = &self.inner.stores.portal;
+        portal
+            .timed(
+                "select user",
+                sqlx::query_scalar("SELECT CAST(status AS CHAR) FROM users WHERE id = ?")
+                    .bind(user_id)
+                    .fetch_optional(portal.pool()),
+            )
+            .await
+    }
+
+    /// Runs the job for one trip (see docs/consistency.md).
+    pub async fn complete(
+        &self,
+        job_id: &str,
+        trip: &TripCompletion,
+    ) -> Result<Completed, JobError> {
+        let clock = Instant::now();
+        trip.validate().map_err(JobError::abort)?;
+        match self.user_status(trip.user_id).await?.as_deref() {
+            Some("active") => {}
+            Some(other) => {
+                return Err(JobError::abort(format!(
+                    "userId: user {} is {other}",
+                    trip.user_id
+                )));
+            }
+            None => {
+                return Err(JobError::abort(format!(
+                    "userId: no user {} in portal",
+                    trip.user_id
+                )));
+            }
+        }
+        let dataset = &self.inner.stores.dataset;
+        let mut lock = trip_lock(dataset, &trip.trip_id).await?;
+        self.inner.timings.record("prepare", clock.elapsed());
+        let r = self.steps(&mut lock, job_id, trip).await;
+        lock.release().await;
+        if let Ok(done) = &r {
+            let kind = if done.already_completed {
+                "again"
+            } else {
+                "new"
+            };
+            ::metrics::counter!("tsp_trips_completed_total", "kind" => kind).increment(1);
+        }
+        r
+    }
+
+    async fn publish(&self, event: &serde_json::Value) -> Result<(), HubError> {
+        let redis = &self.inner.stores.redis;
+        let mut conn = redis.conn().await?;
+        redis::cmd("PUBLISH")
+            .arg(self.events_channel())
+            .arg(event.to_string())
+            .query_async::<i64>(&mut conn)
+            .await
+            .map_err(|e| redis.command_error("publish", &e))?;
+        Ok(())
+    }
+}
+
+/// A trip's dedup key in the queue.
+fn dedup_key(trip: &TripCompletion) -> String {
+    format!("trip:{}", trip.trip_id)
+}
+
+pub(crate) fn ms_to_naive(ms: i64) -> chrono::NaiveDateTime {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .naive_utc()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_is_stable() {
+        // Lock names and point timestamps must not change between releases.
+        assert_eq!(fnv1a(&[]), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(&["a"]), fnv1a(&["a"]));
+        assert_ne!(fnv1a(&["ab", "c"]), fnv1a(&["a", "bc"]));
+        assert_eq!(fnv1a(&["trip-1"]), 0xeee0_5c00_91a5_d294);
+    }
+}

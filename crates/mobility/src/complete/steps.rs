@@ -1,0 +1,285 @@
+//! The nine steps of a trip's attempt, one function each, in order (docs/consistency.md). Each
+//! is idempotent on the trip id, so a retried attempt finds what an earlier one wrote.
+
+use std::sync::LazyLock;
+use std::time::Instant;
+
+use mongodb::bson::{self, Bson, Document, doc};
+use redis::Script;
+use tsp_hub::Point;
+use tsp_hub::mysql::NamedLock;
+use tsp_queue::JobError;
+
+use super::{Completed, Trips, fnv1a, ms_to_naive};
+use crate::trip::{TrackPoint, TripCompletion};
+
+/// See `geo.lua`.
+static GEO_UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("geo.lua")));
+
+/// One attempt's facts, computed once and shared by its steps.
+struct Attempt<'a> {
+    job_id: &'a str,
+    trip: &'a TripCompletion,
+    first: &'a TrackPoint,
+    last: &'a TrackPoint,
+    distance_m: f64,
+    duration_s: f64,
+    points: i64,
+}
+
+impl Trips {
+    /// Runs the steps under the trip's lock; `clock` started when the lock was taken.
+    pub(super) async fn steps(
+        &self,
+        lock: &mut NamedLock,
+        job_id: &str,
+        trip: &TripCompletion,
+    ) -> Result<Completed, JobError> {
+        let (Some(first), Some(last)) = (trip.trajectory.first(), trip.trajectory.last()) else {
+            return Err(JobError::abort("trajectory: needs at least two points"));
+        };
+        let distance_m = trip.distance_m();
+        let a = Attempt {
+            job_id,
+            trip,
+            first,
+            last,
+            distance_m,
+            duration_s: trip.duration_s(),
+            points: self.points_for(&trip.mode, distance_m),
+        };
+        let clock = &mut Instant::now();
+        let already_completed = self.insert_trip(lock, &a).await?;
+        self.step_done("trip", clock)?;
+        self.insert_earn(&a).await?;
+        self.step_done("points", clock)?;
+        self.inner.trajectories.insert(trajectory(&a)).await?;
+        self.step_done("trajectory", clock)?;
+        self.inner.activities.insert(activity(&a)).await?;
+        self.step_done("activity", clock)?;
+        self.write_booking(&a).await?;
+        self.step_done("metrics", clock)?;
+        self.update_position(&a).await?;
+        self.step_done("geo", clock)?;
+        self.mark_completed(lock, &a).await?;
+        self.step_done("complete", clock)?;
+        self.inner
+            .cache
+            .invalidate(&[Self::user_tag(trip.user_id)])
+            .await?;
+        self.step_done("cache", clock)?;
+        self.publish(&completed_event(&a)).await?;
+        self.step_done("publish", clock)?;
+        Ok(Completed {
+            trip_id: trip.trip_id.clone(),
+            distance_m,
+            duration_s: a.duration_s,
+            points: a.points,
+            already_completed,
+        })
+    }
+
+    /// Step 1: The `dataset.trips` row, status `active` (a no-op when it exists). Returns whether
+    /// the trip was completed already; refuses a trip id that belongs to another user.
+    async fn insert_trip(&self, lock: &mut NamedLock, a: &Attempt<'_>) -> Result<bool, JobError> {
+        let (trip, dataset) = (a.trip, &self.inner.stores.dataset);
+        dataset
+            .timed(
+                "insert trip",
+                sqlx::query(
+                    "INSERT INTO trips (trip_id, user_id, mode, status, started_at, ended_at, \
+                     distance_m, duration_s, cost, start_lat, start_lng, end_lat, end_lng) \
+                     VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                     ON DUPLICATE KEY UPDATE trip_id = trip_id",
+                )
+                .bind(&trip.trip_id)
+                .bind(trip.user_id)
+                .bind(&trip.mode)
+                .bind(ms_to_naive(a.first.timestamp))
+                .bind(ms_to_naive(a.last.timestamp))
+                .bind(a.distance_m)
+                .bind(a.duration_s.round() as u32)
+                .bind(trip.cost)
+                .bind(a.first.lat)
+                .bind(a.first.lng)
+                .bind(a.last.lat)
+                .bind(a.last.lng)
+                .execute(&mut *lock.conn()),
+            )
+            .await?;
+        let (owner, status): (u64, String) = dataset
+            .timed(
+                "select trip",
+                sqlx::query_as("SELECT user_id, CAST(status AS CHAR) FROM trips WHERE trip_id = ?")
+                    .bind(&trip.trip_id)
+                    .fetch_one(&mut *lock.conn()),
+            )
+            .await?;
+        if owner != trip.user_id {
+            return Err(JobError::abort(format!(
+                "tripId: trip {} belongs to another user",
+                trip.trip_id
+            )));
+        }
+        Ok(status == "completed")
+    }
+
+    /// Step 2: The `earn` transaction in `incentive.points_transactions` (unique per trip).
+    async fn insert_earn(&self, a: &Attempt<'_>) -> Result<(), JobError> {
+        let (trip, incentive) = (a.trip, &self.inner.stores.incentive);
+        incentive
+            .timed(
+                "insert earn",
+                sqlx::query(
+                    "INSERT INTO points_transactions (user_id, transaction_type, points, \
+                     reference_type, reference_id, description, created_at) \
+                     VALUES (?, 'earn', ?, 'trip', ?, ?, ?) ON DUPLICATE KEY UPDATE id = id",
+                )
+                .bind(trip.user_id)
+                .bind(a.points)
+                .bind(&trip.trip_id)
+                .bind(format!(
+                    "{} trip, {:.1} km",
+                    trip.mode,
+                    a.distance_m / 1000.0
+                ))
+                .bind(ms_to_naive(a.last.timestamp))
+                .execute(incentive.pool()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Step 5: A `trip_bookings` point. Its timestamp is the trip's end plus a per-trip offset below
+    /// 1 ms, so a rewrite replaces the point and two trips ending in the same millisecond do
+    /// not collide.
+    async fn write_booking(&self, a: &Attempt<'_>) -> Result<(), JobError> {
+        let trip = a.trip;
+        let offset_ns = (fnv1a(&[&trip.trip_id]) % 1_000_000) as i64;
+        let mut point = Point::new("trip_bookings")
+            .tag("mode", &trip.mode)
+            .field("distance_m", a.distance_m)
+            .field("duration_s", a.duration_s)
+            .field("points", a.points)
+            .field("count", 1i64)
+            .timestamp_ns(a.last.timestamp * 1_000_000 + offset_ns);
+        if let Some(c) = trip.cost {
+            point = point.field("cost", c);
+        }
+        self.inner
+            .bookings
+            .write_wait(&point)
+            .await
+            .map_err(|e| JobError::abort(format!("trip_bookings point: {e}")))
+    }
+
+    /// Step 6: The user's position in the Redis GEO set and last-active time, unless a later trip
+    /// already moved them (see `geo.lua`).
+    async fn update_position(&self, a: &Attempt<'_>) -> Result<(), JobError> {
+        let (geo, active) = self.geo_keys();
+        let redis = &self.inner.stores.redis;
+        let window_ms = self.inner.settings.active_window.as_millis() as u64;
+        let mut conn = redis.conn().await?;
+        GEO_UPDATE
+            .key(&geo)
+            .key(&active)
+            .arg(a.trip.user_id)
+            .arg(a.last.lng)
+            .arg(a.last.lat)
+            .arg(a.last.timestamp)
+            .arg(window_ms)
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map_err(|e| redis.command_error("geo update", &e))?;
+        Ok(())
+    }
+
+    /// Step 7: The trips row becomes `completed`, recording this job's id (once).
+    async fn mark_completed(&self, lock: &mut NamedLock, a: &Attempt<'_>) -> Result<(), JobError> {
+        self.inner
+            .stores
+            .dataset
+            .timed(
+                "complete trip",
+                sqlx::query(
+                    "UPDATE trips SET status = 'completed', job_id = ? \
+                     WHERE trip_id = ? AND status <> 'completed'",
+                )
+                .bind(a.job_id)
+                .bind(&a.trip.trip_id)
+                .execute(&mut *lock.conn()),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Step 3: The `dataset.trip_trajectories` document (GeoJSON start and end, every fix), inserted
+/// if absent on the unique `tripId`: the first write wins.
+fn trajectory(a: &Attempt<'_>) -> Document {
+    let trip = a.trip;
+    let track: Vec<Bson> = trip
+        .trajectory
+        .iter()
+        .map(|p| {
+            let mut d = doc! {
+                "lat": p.lat,
+                "lng": p.lng,
+                "timestamp": bson::DateTime::from_millis(p.timestamp),
+            };
+            if let Some(acc) = p.accuracy {
+                d.insert("accuracy", acc);
+            }
+            if let Some(s) = p.speed {
+                d.insert("speed", s);
+            }
+            Bson::Document(d)
+        })
+        .collect();
+    doc! {
+        "tripId": &trip.trip_id,
+        "userId": trip.user_id as i64,
+        "mode": &trip.mode,
+        "startLocation": {"type": "Point", "coordinates": [a.first.lng, a.first.lat]},
+        "endLocation": {"type": "Point", "coordinates": [a.last.lng, a.last.lat]},
+        "points": track,
+        "distanceM": a.distance_m,
+        "durationS": a.duration_s,
+        "startedAt": bson::DateTime::from_millis(a.first.timestamp),
+        "createdAt": bson::DateTime::from_millis(a.last.timestamp),
+    }
+}
+
+/// Step 4: The `dataset.activity_log` document, keyed by the trip.
+fn activity(a: &Attempt<'_>) -> Document {
+    let trip = a.trip;
+    let mut activity = doc! {
+        "_id": format!("trip.completed:{}", trip.trip_id),
+        "userId": trip.user_id as i64,
+        "type": "trip.completed",
+        "tripId": &trip.trip_id,
+        "mode": &trip.mode,
+        "distanceM": a.distance_m,
+        "durationS": a.duration_s,
+        "points": a.points,
+        "at": bson::DateTime::from_millis(a.last.timestamp),
+    };
+    if let Some(c) = trip.cost {
+        activity.insert("cost", c);
+    }
+    activity
+}
+
+/// Step 9: The `trip.completed` event.
+fn completed_event(a: &Attempt<'_>) -> serde_json::Value {
+    serde_json::json!({
+        "event": "trip.completed",
+        "tripId": a.trip.trip_id,
+        "userId": a.trip.user_id,
+        "mode": a.trip.mode,
+        "distanceM": a.distance_m,
+        "durationS": a.duration_s,
+        "points": a.points,
+        "jobId": a.job_id,
+    })
+}

@@ -1,0 +1,130 @@
+//! The composition root: what the hub's consumers are built from, in one place shared by
+//! `serve`, `worker`, `simulate`, the benchmarks and the tests. A new job type or component is
+//! wired here (docs/contributing.md).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tsp_hub::{Cache, Hub, HubError};
+use tsp_mobility::complete::Trips;
+use tsp_queue::{NewJob, Queue, QueueError, RecordSink, RecordTask, Registry};
+
+/// The service's components on one hub.
+#[derive(Clone)]
+pub struct App {
+    hub: Hub,
+    trips: Trips,
+    registry: Arc<Registry>,
+}
+
+impl App {
+    /// Builds every component on `hub`. Touches no store; fails, naming them, when the
+    /// configuration lacks instances the components need.
+    pub fn build(hub: &Hub) -> Result<App, HubError> {
+        let trips = trips(hub)?;
+        let registry = Arc::new(registry(&trips));
+        Ok(App {
+            hub: hub.clone(),
+            trips,
+            registry,
+        })
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    pub fn trips(&self) -> &Trips {
+        &self.trips
+    }
+
+    /// Every job type this build runs, with its rules and dead-letter hooks.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The queue named `name`.
+    pub fn queue(&self, name: &str) -> Result<Queue, QueueError> {
+        queue(&self.hub, name)
+    }
+
+    /// Applies the job type's rules (payload check, dedup key) to a job a producer built,
+    /// then enqueues it; an explicit dedup key wins over the type's.
+    pub async fn enqueue(
+        &self,
+        queue: &Queue,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<String>, QueueError> {
+        let mut prepared = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            prepared.push(self.prepare(job)?);
+        }
+        queue.enqueue_many(prepared).await
+    }
+
+    /// See [`App::enqueue`].
+    pub fn prepare(&self, job: NewJob) -> Result<NewJob, QueueError> {
+        let key = self.registry.prepare(&job.job_type, &job.payload)?;
+        Ok(match (key, job.dedup_key.is_some()) {
+            (Some(k), false) => job.with_dedup_key(k),
+            _ => job,
+        })
+    }
+}
+
+/// The queue named `name` on the configured Redis instance.
+pub fn queue(hub: &Hub, name: &str) -> Result<Queue, QueueError> {
+    let config = hub.config();
+    let store = hub.redis(&config.queue.redis)?.clone();
+    Queue::new(store, name, &config.queue)
+}
+
+/// The record sink the configuration asks for (Mongo `cache.job_queue`, Influx `primary`).
+pub async fn records(hub: &Hub) -> anyhow::Result<(RecordSink, Option<RecordTask>)> {
+    let q = &hub.config().queue;
+    let mongo = if q.records.mongo {
+        let m = hub.mongo("cache")?.clone();
+        tsp_queue::records::ensure_indexes(&m)
+            .await
+            .context("cannot create the job_queue indexes")?;
+        Some(m)
+    } else {
+        None
+    };
+    let influx = if q.records.influx {
+        Some(hub.influx("primary")?.writer())
+    } else {
+        None
+    };
+    if mongo.is_none() && influx.is_none() {
+        return Ok((RecordSink::none(), None));
+    }
+    let (sink, task) = RecordSink::start(mongo, influx, q.records.batch, q.records.buffer);
+    Ok((sink, Some(task)))
+}
+
+/// The handlers every worker has: the built-ins and the trip job (with its compensation).
+pub fn registry(trips: &Trips) -> Registry {
+    let mut r = Registry::new();
+    trips.register(&mut r);
+    r
+}
+
+/// The trip flows on `hub`, with a cache subscribed to invalidations.
+pub fn trips(hub: &Hub) -> Result<Trips, HubError> {
+    let config = hub.config();
+    let cache = Cache::start(hub.redis(&config.cache.redis)?.clone(), &config.cache);
+    Trips::new(hub, cache)
+}
+
+/// Trip jobs each hold a `dataset` connection (their trip's lock) while they run: more at once
+/// than the pool has would only queue on the pool.
+pub fn trip_concurrency(hub: &Hub) -> usize {
+    let config = hub.config();
+    let pool = config
+        .mysql
+        .get("dataset")
+        .map(|m| m.pool.max as usize)
+        .unwrap_or(10);
+    config.queue.concurrency.min(pool).max(1)
+}
