@@ -268,7 +268,7 @@ async fn killed_connections_lose_no_job() {
     let running = Running::start(worker(&q, Registry::new(), 64));
     // Kill the worker's connection three times while it runs (only ours: other tests share
     // this Redis). Its id is asked through the connection itself.
-    let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let client = redis::Client::open(tsp_testkit::redis_url(hub.config())).unwrap();
     let mut admin = client.get_multiplexed_async_connection().await.unwrap();
     let store = hub.redis("cache").unwrap();
     let mut kills = 0;

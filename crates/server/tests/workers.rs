@@ -13,29 +13,15 @@ use std::time::{Duration, Instant};
 use common::{Server, run, text, tsp_job};
 
 /// A key prefix of the test's own; its keys are deleted when the guard drops.
-fn prefix() -> (String, Cleanup) {
-    let p = format!("w{:012x}:", rand::random::<u64>() & 0xffff_ffff_ffff);
-    (p.clone(), Cleanup(p))
+fn prefix() -> (String, tsp_testkit::RedisKeys) {
+    let p = tsp_testkit::unique("w") + ":";
+    let guard = tsp_testkit::RedisKeys::new(&tsp_testkit::config(&[]), &p);
+    (p, guard)
 }
 
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let Ok(client) = redis::Client::open("redis://127.0.0.1:6379/") else {
-            return;
-        };
-        let Ok(mut conn) = client.get_connection() else {
-            return;
-        };
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.0))
-            .query(&mut conn)
-            .unwrap_or_default();
-        for chunk in keys.chunks(500) {
-            let _: redis::RedisResult<i64> = redis::cmd("UNLINK").arg(chunk).query(&mut conn);
-        }
-    }
+/// The development Redis, for the test's own commands.
+fn redis_client() -> redis::Client {
+    redis::Client::open(tsp_testkit::redis_url(&tsp_testkit::config(&[]))).unwrap()
 }
 
 /// `--set` arguments that put a test in its own key space with a short lease.
@@ -97,7 +83,7 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 fn marks(prefix: &str, set: &str) -> HashMap<String, i64> {
-    let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let client = redis_client();
     let mut conn = client.get_connection().unwrap();
     redis::cmd("HGETALL")
         .arg(format!("{prefix}marks:{set}"))
@@ -420,7 +406,7 @@ fn the_queue_benchmark_reports_its_rates_on_the_threads_configured() {
         assert!(v[rate].as_f64().unwrap() > 0.0, "{v}");
     }
     // The benchmark removes its queue: nothing of it is left under the prefix.
-    let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let client = redis_client();
     let mut conn = client.get_connection().unwrap();
     let left: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}q:*"))

@@ -1,62 +1,30 @@
 //! Helpers: a hub on the local services with a key prefix of its own, and an in-process worker.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use tokio::sync::oneshot;
-use tsp_config::{Config, LoadOptions};
+use tsp_config::Config;
 use tsp_hub::Hub;
 use tsp_queue::{Queue, Registry, Worker, WorkerReport};
 
-pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}{:012x}",
-        rand::rng().random::<u64>() & 0xffff_ffff_ffff
-    )
-}
+pub use tsp_testkit::unique;
 
+/// The development configuration with a key prefix of its own and a short lease, `sets` on top.
 pub fn config(sets: &[&str]) -> Config {
-    let mut overrides: Vec<String> = vec![
-        format!("redis.cache.key_prefix={}:", unique("t")),
-        "queue.lease=2s".into(),
-    ];
-    overrides.extend(sets.iter().map(|s| s.to_string()));
-    tsp_config::load(&LoadOptions {
-        config_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config"),
-        env_name: Some("development".into()),
-        env: Vec::new(),
-        overrides,
-    })
-    .unwrap()
+    let prefix = format!("redis.cache.key_prefix={}:", unique("t"));
+    let mut all: Vec<&str> = vec![&prefix, "queue.lease=2s"];
+    all.extend(sets);
+    tsp_testkit::config(&all)
 }
 
-/// Deletes a test's Redis keys (its own prefix) when dropped, even when the test fails.
-pub struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let Ok(client) = redis::Client::open("redis://127.0.0.1:6379/") else {
-            return;
-        };
-        let Ok(mut conn) = client.get_connection() else {
-            return;
-        };
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.0))
-            .query(&mut conn)
-            .unwrap_or_default();
-        for chunk in keys.chunks(500) {
-            let _: redis::RedisResult<i64> = redis::cmd("UNLINK").arg(chunk).query(&mut conn);
-        }
-    }
-}
+/// Deletes the test's Redis keys when dropped, even when the test fails.
+pub type Cleanup = tsp_testkit::RedisKeys;
 
 pub async fn setup(sets: &[&str]) -> (Hub, Queue, Cleanup) {
     let hub = Hub::connect(&config(sets)).await.unwrap();
     let store = hub.redis("cache").unwrap().clone();
-    let cleanup = Cleanup(store.key_prefix().to_string());
+    let cleanup = Cleanup::new(hub.config(), store.key_prefix());
     let q = Queue::new(store, "jobs", &hub.config().queue).unwrap();
     (hub, q, cleanup)
 }

@@ -1,0 +1,96 @@
+//! Helpers the tests of every crate share: the development configuration, names no other test
+//! uses, closed ports, and a guard that deletes a test's Redis keys even when the test fails.
+//! Addresses always come from the configuration, never from literals.
+
+use std::path::PathBuf;
+
+use rand::Rng;
+use tsp_config::{Config, LoadOptions};
+
+/// The project's `config/` folder.
+pub fn config_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config")
+}
+
+/// Load options for the development configuration with `sets` (`key=value`) on top.
+pub fn load_options(sets: &[&str]) -> LoadOptions {
+    LoadOptions {
+        config_dir: config_dir(),
+        env_name: Some("development".into()),
+        env: Vec::new(),
+        overrides: sets.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// The development configuration with `sets` applied on top; panics naming every problem.
+pub fn config(sets: &[&str]) -> Config {
+    tsp_config::load(&load_options(sets)).unwrap_or_else(|e| panic!("test configuration: {e}"))
+}
+
+/// `prefix` followed by 12 random hex digits: a name no other test (or run) uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{:012x}",
+        rand::rng().random::<u64>() & 0xffff_ffff_ffff
+    )
+}
+
+/// A loopback port with nothing listening on it.
+pub fn closed_port() -> u16 {
+    let Ok(l) = std::net::TcpListener::bind("127.0.0.1:0") else {
+        panic!("cannot bind a loopback port");
+    };
+    let Ok(addr) = l.local_addr() else {
+        panic!("no local address");
+    };
+    addr.port()
+}
+
+/// The URL of the configured Redis `cache` instance (standalone), for a test's own admin
+/// connection (killing clients, reading keys).
+pub fn redis_url(config: &Config) -> String {
+    let Some(r) = config.redis.get("cache") else {
+        panic!("no redis.cache in the test configuration");
+    };
+    format!("redis://{}:{}/{}", r.host, r.port, r.db)
+}
+
+/// Deletes every Redis key under a test's own prefix when dropped: at the end of the test,
+/// and also when it fails, so a failed run leaves nothing behind.
+pub struct RedisKeys {
+    url: String,
+    prefix: String,
+}
+
+impl RedisKeys {
+    /// Guards the keys under `prefix` on the `cache` instance of `config`.
+    pub fn new(config: &Config, prefix: &str) -> RedisKeys {
+        RedisKeys {
+            url: redis_url(config),
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// The guarded prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+impl Drop for RedisKeys {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query(&mut conn)
+            .unwrap_or_default();
+        for chunk in keys.chunks(500) {
+            let _: redis::RedisResult<i64> = redis::cmd("UNLINK").arg(chunk).query(&mut conn);
+        }
+    }
+}
