@@ -362,8 +362,19 @@ fn the_http_job_api_validates_and_serves_jobs() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
 
-    // A dead job can be retried over HTTP.
-    let (_, body) = post(serde_json::json!({"type": "builtin.sleep", "payload": {"ms": "bad"}}));
+    // A payload its type cannot decode is refused before it is queued.
+    let (code, body) = post(serde_json::json!({"type": "builtin.sleep", "payload": {"ms": "bad"}}));
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("payload: invalid type: string"),
+        "{body}"
+    );
+    // A dead job (its handler refuses the payload: over an hour) can be retried over HTTP.
+    let (_, body) =
+        post(serde_json::json!({"type": "builtin.sleep", "payload": {"ms": 3_600_001}}));
     let dead_id = body["id"].as_str().unwrap().to_string();
     let mut w = spawn_worker(&[], &s);
     wait_for(
