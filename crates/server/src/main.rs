@@ -8,7 +8,7 @@ use clap::Parser;
 use tsp_config::{Config, LoadOptions};
 use tsp_hub::{Hub, Status};
 use tsp_server::app::App;
-use tsp_server::cli::{BenchCommand, Cli, Command, ConfigCommand};
+use tsp_server::cli::{BenchCommand, Cli, Command, ConfigCommand, MigrateArgs};
 use tsp_server::{commands, http, shutdown_signal, telemetry};
 
 /// Exit codes: 0 ok, 1 failure, 2 invalid configuration.
@@ -76,92 +76,19 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
         .await
         .context("cannot set up the stores")?;
     let code = match command {
-        Command::Health { json } => {
-            let h = hub.health().await;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&h)?);
-            } else {
-                print!("{}", commands::health::table(&h));
-            }
-            if h.status == Status::Up {
-                0
-            } else {
-                EXIT_FAILURE
-            }
-        }
-        Command::Serve => {
-            let health = hub.require().await.context("cannot start")?;
-            for i in health.instances.iter().filter(|i| i.status == Status::Down) {
-                tracing::warn!(store = i.store, instance = %i.instance, error = i.error.as_deref().unwrap_or(""), "optional store is down; it will be retried");
-            }
-            let listener = tokio::net::TcpListener::bind(config.server.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-            let addr = listener.local_addr()?;
-            println!("listening on http://{addr}");
-            tracing::info!(%addr, "serving /health, /health/live, /health/ready, /metrics");
-            let watcher = tokio::spawn(watch_health(hub.clone()));
-            http::serve(
-                listener,
-                http::AppState {
-                    app: App::build(&hub).context("cannot start")?,
-                    prometheus,
-                },
-                shutdown_signal(),
-            )
-            .await?;
-            watcher.abort();
-            tracing::info!("shutting down");
-            0
-        }
-        Command::Roundtrip => {
-            let outcomes = commands::roundtrip::run(&hub, Duration::from_secs(15)).await;
-            let mut failed_required = false;
-            for o in &outcomes {
-                println!(
-                    "{} {:<7} {:<11} {:>8.1}ms  {}",
-                    if o.ok { "ok  " } else { "FAIL" },
-                    o.store,
-                    o.instance,
-                    o.ms,
-                    o.detail
-                );
-                failed_required |= !o.ok && o.required;
-            }
-            let h = hub.health().await;
-            println!();
-            print!("{}", commands::health::table(&h));
-            if failed_required || h.status != Status::Up {
-                EXIT_FAILURE
-            } else {
-                0
-            }
-        }
+        Command::Health { json } => health(&hub, json).await?,
+        Command::Serve => serve(&hub, prometheus).await?,
+        Command::Roundtrip => roundtrip(&hub).await,
         Command::Bench(BenchCommand::Hub(args)) => {
-            let out = commands::bench::run(&hub, &args).await?;
-            println!("{}", serde_json::to_string(&out)?);
-            0
+            print_json(&commands::bench::run(&hub, &args).await?)?
         }
         Command::Worker(args) => {
             let app = App::build(&hub).context("cannot start")?;
-            let report = commands::jobs::worker(&app, &args, shutdown_signal()).await?;
-            println!("{}", serde_json::to_string(&report)?);
-            0
+            print_json(&commands::jobs::worker(&app, &args, shutdown_signal()).await?)?
         }
         Command::Enqueue(args) => {
             let ids = commands::jobs::enqueue(&App::build(&hub)?, &args).await?;
-            if ids.len() <= 20 {
-                for id in &ids {
-                    println!("{id}");
-                }
-            } else {
-                println!(
-                    "enqueued {} jobs ({} … {})",
-                    ids.len(),
-                    ids[0],
-                    ids[ids.len() - 1]
-                );
-            }
+            print_ids(&ids);
             0
         }
         Command::Jobs(cmd) => {
@@ -169,58 +96,140 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
             0
         }
         Command::Bench(BenchCommand::Queue(args)) => {
-            let out = commands::bench::queue(&hub, &args).await?;
-            println!("{}", serde_json::to_string(&out)?);
-            0
+            print_json(&commands::bench::queue(&hub, &args).await?)?
         }
-        Command::Migrate(args) => {
-            let dry = args.dry_run || args.action == "status";
-            let (reports, failure) = tsp_mobility::migrate_all(&hub, dry).await;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&reports)?);
-            } else {
-                for r in &reports {
-                    let verb = if dry { "pending" } else { "applied" };
-                    if r.applied.is_empty() {
-                        println!(
-                            "{}.{}: up to date ({} applied)",
-                            r.store,
-                            r.instance,
-                            r.already.len()
-                        );
-                    }
-                    for m in &r.applied {
-                        println!("{}.{}: {verb} {m}", r.store, r.instance);
-                    }
-                }
-            }
-            match failure {
-                Some(e) => {
-                    eprintln!("error: {e}");
-                    EXIT_FAILURE
-                }
-                None => 0,
-            }
-        }
+        Command::Migrate(args) => migrate(&hub, &args).await?,
         Command::Simulate(args) => commands::trips::simulate(&hub, &args).await?,
         Command::Query(cmd) => {
             println!("{}", commands::trips::query(&hub, &cmd).await?);
             0
         }
         Command::Bench(BenchCommand::Trips(args)) => {
-            let out = commands::trips::bench_trips(&opts, &args).await?;
-            println!("{}", serde_json::to_string(&out)?);
-            0
+            print_json(&commands::trips::bench_trips(&opts, &args).await?)?
         }
         Command::Bench(BenchCommand::Cache(args)) => {
-            let out = commands::trips::bench_cache(&opts, &args).await?;
-            println!("{}", serde_json::to_string(&out)?);
-            0
+            print_json(&commands::trips::bench_cache(&opts, &args).await?)?
         }
         Command::Config(_) => 0,
     };
     hub.shutdown(Duration::from_secs(10)).await;
     Ok(code)
+}
+
+/// Prints one JSON line (what the benchmarks and `worker` report); exit code 0.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<u8> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(0)
+}
+
+/// Prints enqueued ids, or a summary when there are many.
+fn print_ids(ids: &[String]) {
+    match ids {
+        [first, .., last] if ids.len() > 20 => {
+            println!("enqueued {} jobs ({first} … {last})", ids.len())
+        }
+        _ => ids.iter().for_each(|id| println!("{id}")),
+    }
+}
+
+/// `tsp-job health`: 0 when every required store is up.
+async fn health(hub: &Hub, json: bool) -> anyhow::Result<u8> {
+    let h = hub.health().await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&h)?);
+    } else {
+        print!("{}", commands::health::table(&h));
+    }
+    Ok(if h.status == Status::Up {
+        0
+    } else {
+        EXIT_FAILURE
+    })
+}
+
+/// `tsp-job serve`: fails fast when a required store is down, then serves until a signal.
+async fn serve(
+    hub: &Hub,
+    prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> anyhow::Result<u8> {
+    let health = hub.require().await.context("cannot start")?;
+    for i in health.instances.iter().filter(|i| i.status == Status::Down) {
+        tracing::warn!(store = i.store, instance = %i.instance, error = i.error.as_deref().unwrap_or(""), "optional store is down; it will be retried");
+    }
+    let app = App::build(hub).context("cannot start")?;
+    let listen = hub.config().server.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    println!("listening on http://{addr}");
+    tracing::info!(%addr, "serving /health, /health/live, /health/ready, /metrics");
+    let watcher = tokio::spawn(watch_health(hub.clone()));
+    http::serve(
+        listener,
+        http::AppState { app, prometheus },
+        shutdown_signal(),
+    )
+    .await?;
+    watcher.abort();
+    tracing::info!("shutting down");
+    Ok(0)
+}
+
+/// `tsp-job roundtrip`: 1 when a required store failed its round trip or is down.
+async fn roundtrip(hub: &Hub) -> u8 {
+    let outcomes = commands::roundtrip::run(hub, Duration::from_secs(15)).await;
+    let mut failed_required = false;
+    for o in &outcomes {
+        println!(
+            "{} {:<7} {:<11} {:>8.1}ms  {}",
+            if o.ok { "ok  " } else { "FAIL" },
+            o.store,
+            o.instance,
+            o.ms,
+            o.detail
+        );
+        failed_required |= !o.ok && o.required;
+    }
+    let h = hub.health().await;
+    println!();
+    print!("{}", commands::health::table(&h));
+    if failed_required || h.status != Status::Up {
+        EXIT_FAILURE
+    } else {
+        0
+    }
+}
+
+/// `tsp-job migrate`: 1 on a refused or failed migration.
+async fn migrate(hub: &Hub, args: &MigrateArgs) -> anyhow::Result<u8> {
+    let dry = args.dry_run || args.action == "status";
+    let (reports, failure) = tsp_mobility::migrate_all(hub, dry).await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        for r in &reports {
+            let verb = if dry { "pending" } else { "applied" };
+            if r.applied.is_empty() {
+                println!(
+                    "{}.{}: up to date ({} applied)",
+                    r.store,
+                    r.instance,
+                    r.already.len()
+                );
+            }
+            for m in &r.applied {
+                println!("{}.{}: {verb} {m}", r.store, r.instance);
+            }
+        }
+    }
+    Ok(match failure {
+        Some(e) => {
+            eprintln!("error: {e}");
+            EXIT_FAILURE
+        }
+        None => 0,
+    })
 }
 
 /// Re-checks health every `health.interval`: keeps the `tsp_store_up` gauges current, retries

@@ -71,9 +71,29 @@ where
 }
 
 pub async fn run(hub: &Hub, args: &HubBenchArgs) -> anyhow::Result<serde_json::Value> {
-    // 1. Health of every instance.
-    let mut lat = Vec::with_capacity(args.health_rounds);
-    for _ in 0..args.health_rounds {
+    let lat = health_latencies(hub, args.health_rounds).await?;
+    let influx = hub.influx("primary")?;
+    let target = bench_target(influx).await?;
+    let run = format!("{:x}", now_ns());
+    let base = now_ns() - 3_600_000_000_000;
+    let writer_secs = influx_writer(influx, &target, &run, base, args.points).await?;
+    let single_secs = influx_single(influx, &target, &run, base, args).await?;
+    let mysql_qps = mysql_select_1(hub.mysql("portal")?, args).await?;
+    let redis_ops = redis_get(hub.redis("cache")?, args).await?;
+    Ok(json!({
+        "bench": "hub",
+        "health_all_instances_ms": {"p50": round2(percentile(&lat, 50.0)), "p99": round2(percentile(&lat, 99.0)), "rounds": args.health_rounds, "instances": hub.health().await.instances.len()},
+        "influx_writer": {"points": args.points, "points_per_s": (args.points as f64 / writer_secs).round(), "batch_max_points": influx.settings().batch.max_points},
+        "influx_one_request_per_point": {"points": args.single_points, "points_per_s": (args.single_points as f64 / single_secs).round(), "concurrency": args.concurrency},
+        "mysql_select_1": {"queries_per_s": mysql_qps.round(), "concurrency": args.concurrency, "pool_max": hub.mysql("portal")?.pool_stats().max},
+        "redis_get": {"ops_per_s": redis_ops.round(), "concurrency": args.concurrency},
+    }))
+}
+
+/// Health of every instance, `rounds` times: the latencies (ms), sorted.
+async fn health_latencies(hub: &Hub, rounds: usize) -> anyhow::Result<Vec<f64>> {
+    let mut lat = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
         let started = Instant::now();
         let h = hub.health().await;
         lat.push(started.elapsed().as_secs_f64() * 1000.0);
@@ -82,43 +102,59 @@ pub async fn run(hub: &Hub, args: &HubBenchArgs) -> anyhow::Result<serde_json::V
         }
     }
     lat.sort_by(|a, b| a.total_cmp(b));
+    Ok(lat)
+}
 
-    // 2. Influx: the batching writer, then one request per point.
-    let influx = hub.influx("primary")?;
+/// Where the Influx benchmarks write: a database of their own (v1), or the default bucket (v2).
+async fn bench_target(influx: &tsp_hub::InfluxStore) -> anyhow::Result<String> {
     let target = "tsp_bench";
     if influx.settings().api == tsp_config::InfluxApi::V1 {
         influx
             .query_v1(target, &format!("CREATE DATABASE \"{target}\""))
             .await?;
+        return Ok(target.to_string());
     }
-    let target = if influx.settings().api == tsp_config::InfluxApi::V1 {
-        target.to_string()
-    } else {
-        influx.default_target()
-    };
-    let writer = influx.writer_for(&target);
-    let run = format!("{:x}", now_ns());
-    let base = now_ns() - 3_600_000_000_000;
+    Ok(influx.default_target())
+}
+
+/// The batching writer: seconds to write `points` (every one, or an error).
+async fn influx_writer(
+    influx: &tsp_hub::InfluxStore,
+    target: &str,
+    run: &str,
+    base: i64,
+    points: usize,
+) -> anyhow::Result<f64> {
+    let writer = influx.writer_for(target);
     let before = writer.stats();
     let started = Instant::now();
-    for n in 0..args.points {
+    for n in 0..points {
         writer
-            .write_wait(&bench_point(&run, n, base + n as i64))
+            .write_wait(&bench_point(run, n, base + n as i64))
             .await?;
     }
     writer.flush().await;
-    let writer_secs = started.elapsed().as_secs_f64();
+    let secs = started.elapsed().as_secs_f64();
     let after = writer.stats();
     let written = after.written - before.written;
-    if written != args.points as u64 {
+    if written != points as u64 {
         bail!(
-            "writer wrote {written} of {} points (failed {}, dropped {})",
-            args.points,
+            "writer wrote {written} of {points} points (failed {}, dropped {})",
             after.failed - before.failed,
             after.dropped - before.dropped
         );
     }
+    Ok(secs)
+}
 
+/// One request per point, `concurrency` in flight: seconds for `single_points`.
+async fn influx_single(
+    influx: &tsp_hub::InfluxStore,
+    target: &str,
+    run: &str,
+    base: i64,
+    args: &HubBenchArgs,
+) -> anyhow::Result<f64> {
     let single_run = format!("{run}-single");
     let next = Arc::new(AtomicU64::new(0));
     let total = args.single_points as u64;
@@ -127,7 +163,7 @@ pub async fn run(hub: &Hub, args: &HubBenchArgs) -> anyhow::Result<serde_json::V
         .map(|_| {
             let influx = influx.clone();
             let next = next.clone();
-            let target = target.clone();
+            let target = target.to_string();
             let single_run = single_run.clone();
             tokio::spawn(async move {
                 loop {
@@ -149,11 +185,13 @@ pub async fn run(hub: &Hub, args: &HubBenchArgs) -> anyhow::Result<serde_json::V
     for h in handles {
         h.await.context("benchmark task panicked")??;
     }
-    let single_secs = started.elapsed().as_secs_f64();
+    Ok(started.elapsed().as_secs_f64())
+}
 
-    // 3. MySQL SELECT 1 through the pool.
-    let mysql = hub.mysql("portal")?.clone();
-    let mysql_qps = throughput(args.concurrency, args.seconds, move || {
+/// `SELECT 1` through the pool: queries per second.
+async fn mysql_select_1(mysql: &tsp_hub::MysqlStore, args: &HubBenchArgs) -> anyhow::Result<f64> {
+    let mysql = mysql.clone();
+    throughput(args.concurrency, args.seconds, move || {
         let mysql = mysql.clone();
         async move {
             mysql
@@ -165,10 +203,11 @@ pub async fn run(hub: &Hub, args: &HubBenchArgs) -> anyhow::Result<serde_json::V
             Ok(())
         }
     })
-    .await?;
+    .await
+}
 
-    // 4. Redis GET through the multiplexed connection.
-    let redis = hub.redis("cache")?.clone();
+/// `GET` of one key through the multiplexed connection: operations per second.
+async fn redis_get(redis: &tsp_hub::RedisStore, args: &HubBenchArgs) -> anyhow::Result<f64> {
     let key = format!("{}bench:get", redis.key_prefix());
     let mut conn = redis.conn().await?;
     let _: () = redis::cmd("SET")
@@ -176,7 +215,7 @@ pub async fn run(hub: &Hub, args: &HubBenchArgs) -> anyhow::Result<serde_json::V
         .arg("x".repeat(64))
         .query_async(&mut conn)
         .await?;
-    let redis_ops = throughput(args.concurrency, args.seconds, move || {
+    throughput(args.concurrency, args.seconds, move || {
         let mut conn = conn.clone();
         let key = key.clone();
         async move {
@@ -184,16 +223,7 @@ pub async fn run(hub: &Hub, args: &HubBenchArgs) -> anyhow::Result<serde_json::V
             Ok(())
         }
     })
-    .await?;
-
-    Ok(json!({
-        "bench": "hub",
-        "health_all_instances_ms": {"p50": round2(percentile(&lat, 50.0)), "p99": round2(percentile(&lat, 99.0)), "rounds": args.health_rounds, "instances": hub.health().await.instances.len()},
-        "influx_writer": {"points": args.points, "points_per_s": (args.points as f64 / writer_secs).round(), "batch_max_points": influx.settings().batch.max_points},
-        "influx_one_request_per_point": {"points": args.single_points, "points_per_s": (args.single_points as f64 / single_secs).round(), "concurrency": args.concurrency},
-        "mysql_select_1": {"queries_per_s": mysql_qps.round(), "concurrency": args.concurrency, "pool_max": hub.mysql("portal")?.pool_stats().max},
-        "redis_get": {"ops_per_s": redis_ops.round(), "concurrency": args.concurrency},
-    }))
+    .await
 }
 
 /// CPU seconds used so far: by the Redis server's main thread (from `INFO cpu`) and by this

@@ -77,35 +77,7 @@ pub async fn enqueue(app: &App, a: &EnqueueArgs) -> anyhow::Result<Vec<String>> 
 
 pub async fn jobs(hub: &Hub, cmd: &JobsCommand) -> anyhow::Result<String> {
     Ok(match cmd {
-        JobsCommand::Stats { json } => {
-            let store = hub.redis(&hub.config().queue.redis)?;
-            let names = Queue::known(store).await?;
-            let mut all = Vec::new();
-            for n in &names {
-                all.push(queue(hub, n)?.counts().await?);
-            }
-            if *json {
-                serde_json::to_string_pretty(&all)?
-            } else {
-                let mut out = format!(
-                    "{:<20} {:>8} {:>8} {:>8} {:>10} {:>8}  {}\n",
-                    "QUEUE", "WAITING", "DELAYED", "ACTIVE", "COMPLETED", "DEAD", "PAUSED"
-                );
-                for c in &all {
-                    out.push_str(&format!(
-                        "{:<20} {:>8} {:>8} {:>8} {:>10} {:>8}  {}\n",
-                        c.queue,
-                        c.waiting,
-                        c.delayed,
-                        c.active,
-                        c.completed,
-                        c.dead,
-                        if c.paused { "yes" } else { "no" }
-                    ));
-                }
-                out
-            }
-        }
+        JobsCommand::Stats { json } => stats(hub, *json).await?,
         JobsCommand::Show { id, queue: qn } => {
             let job = queue(hub, qn)?
                 .job(id)
@@ -128,34 +100,7 @@ pub async fn jobs(hub: &Hub, cmd: &JobsCommand) -> anyhow::Result<String> {
             id,
             all_failed,
             queue: qn,
-        } => {
-            let q = queue(hub, qn)?;
-            let n = match (id, all_failed) {
-                (Some(id), false) => q.requeue(Some(std::slice::from_ref(id))).await?,
-                (None, true) => q.requeue(None).await?,
-                _ => bail!("give a job id or --all-failed"),
-            };
-            if id.is_some() && n.hook_running > 0 {
-                bail!(
-                    "job {}: its dead-letter hook is running; try again shortly",
-                    id.as_deref().unwrap_or("")
-                );
-            }
-            if id.is_some() && n.requeued == 0 {
-                bail!(
-                    "job {} is not dead-lettered in queue {qn}",
-                    id.as_deref().unwrap_or("")
-                );
-            }
-            if n.hook_running > 0 {
-                format!(
-                    "requeued {}; {} left dead while their dead-letter hook runs",
-                    n.requeued, n.hook_running
-                )
-            } else {
-                format!("requeued {}", n.requeued)
-            }
-        }
+        } => retry(hub, qn, id.as_deref(), *all_failed).await?,
         JobsCommand::Pause { queue: qn } => {
             queue(hub, qn)?.pause().await?;
             format!("paused {qn}")
@@ -164,6 +109,61 @@ pub async fn jobs(hub: &Hub, cmd: &JobsCommand) -> anyhow::Result<String> {
             queue(hub, qn)?.resume().await?;
             format!("resumed {qn}")
         }
+    })
+}
+
+/// `jobs stats`: counts per state of every known queue, as a table or JSON.
+async fn stats(hub: &Hub, json: bool) -> anyhow::Result<String> {
+    let store = hub.redis(&hub.config().queue.redis)?;
+    let mut all = Vec::new();
+    for n in &Queue::known(store).await? {
+        all.push(queue(hub, n)?.counts().await?);
+    }
+    if json {
+        return Ok(serde_json::to_string_pretty(&all)?);
+    }
+    let mut out = format!(
+        "{:<20} {:>8} {:>8} {:>8} {:>10} {:>8}  {}\n",
+        "QUEUE", "WAITING", "DELAYED", "ACTIVE", "COMPLETED", "DEAD", "PAUSED"
+    );
+    for c in &all {
+        out.push_str(&format!(
+            "{:<20} {:>8} {:>8} {:>8} {:>10} {:>8}  {}\n",
+            c.queue,
+            c.waiting,
+            c.delayed,
+            c.active,
+            c.completed,
+            c.dead,
+            if c.paused { "yes" } else { "no" }
+        ));
+    }
+    Ok(out)
+}
+
+/// `jobs retry ID | --all-failed`: requeues dead jobs.
+async fn retry(hub: &Hub, qn: &str, id: Option<&str>, all_failed: bool) -> anyhow::Result<String> {
+    let q = queue(hub, qn)?;
+    let n = match (id, all_failed) {
+        (Some(id), false) => q.requeue(Some(&[id.to_string()])).await?,
+        (None, true) => q.requeue(None).await?,
+        _ => bail!("give a job id or --all-failed"),
+    };
+    if let Some(id) = id {
+        if n.hook_running > 0 {
+            bail!("job {id}: its dead-letter hook is running; try again shortly");
+        }
+        if n.requeued == 0 {
+            bail!("job {id} is not dead-lettered in queue {qn}");
+        }
+    }
+    Ok(if n.hook_running > 0 {
+        format!(
+            "requeued {}; {} left dead while their dead-letter hook runs",
+            n.requeued, n.hook_running
+        )
+    } else {
+        format!("requeued {}", n.requeued)
     })
 }
 

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# A/B of the queue benchmark: this checkout against an earlier revision, interleaved runs in one
+# sitting on the same services (the machine's speed drifts, so only interleaved runs compare).
+#   scripts/bench-ab.sh BASE_REV [RUNS] [JOBS]
+# Prints each run's JSON line prefixed with A (BASE_REV) or B (this checkout), then the medians.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+base=${1:?usage: scripts/bench-ab.sh BASE_REV [RUNS] [JOBS]}
+runs=${2:-10}
+jobs=${3:-200000}
+
+scripts/services.sh up >/dev/null
+tree=target/ab/src
+rm -rf "$tree"
+mkdir -p target/ab
+git worktree prune
+git worktree add --detach "$tree" "$base" >/dev/null
+trap 'git worktree remove --force "$tree" >/dev/null 2>&1 || true' EXIT
+echo "building $base and this checkout (release)" >&2
+(cd "$tree" && CARGO_TARGET_DIR=../target cargo build --release -q -p tsp-server)
+cargo build --release -q -p tsp-server
+a=target/ab/target/release/tsp-job
+b=target/release/tsp-job
+
+out=$(mktemp)
+for i in $(seq 1 "$runs"); do
+  for side in A B; do
+    bin=$a; [ "$side" = B ] && bin=$b
+    line=$("$bin" bench queue --jobs "$jobs" --records off 2>/dev/null)
+    echo "$side $line" | tee -a "$out"
+  done
+done
+python3 - "$out" <<'PY'
+import json, statistics, sys
+rows = {"A": [], "B": []}
+for line in open(sys.argv[1]):
+    side, js = line.split(" ", 1)
+    rows[side].append(json.loads(js))
+for side, rs in rows.items():
+    p = [r["process_per_s"] for r in rs]
+    e = [r["enqueue_per_s"] for r in rs]
+    quiet = [r["process_per_s"] for r in rs if r["cpu"]["process"]["redis_background_forks"] == 0]
+    print(f"{side}: {len(rs)} runs; processed/s median {statistics.median(p):.0f} "
+          f"(min {min(p):.0f}, max {max(p):.0f}); without an AOF rewrite "
+          f"{statistics.median(quiet) if quiet else float('nan'):.0f} ({len(quiet)} runs); "
+          f"enqueue/s median {statistics.median(e):.0f}")
+PY
+rm -f "$out"
