@@ -188,6 +188,26 @@ fn parse_mongo_uri(s: &str, schemes: &[&str]) -> Result<String, String> {
     }
     Ok(s.to_string())
 }
+/// A URL with one of `schemes` and a host; `no_credentials`: refuse a user or password in it.
+fn parse_url(s: &str, schemes: &[&str], no_credentials: bool) -> Result<String, String> {
+    let u = url::Url::parse(s.trim()).map_err(|e| format!("malformed URL: {e}"))?;
+    if !schemes.contains(&u.scheme()) {
+        return Err(format!(
+            "malformed URL: scheme `{}` is not one of {}",
+            u.scheme(),
+            schemes.join(", ")
+        ));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err("malformed URL: no host".into());
+    }
+    if no_credentials && (u.password().is_some() || !u.username().is_empty()) {
+        return Err(
+            "credentials do not belong in this URL: use the username/password or token keys".into(),
+        );
+    }
+    Ok(s.trim().to_string())
+}
 
 pub(super) fn parse(raw: &RawValue, ty: FieldType) -> Result<Typed, String> {
     match ty {
@@ -205,24 +225,7 @@ pub(super) fn parse(raw: &RawValue, ty: FieldType) -> Result<Typed, String> {
             parse_mongo_uri(&as_text(raw)?, schemes).map(Typed::Str)
         }
         FieldType::SecretUrl(schemes) | FieldType::Url(schemes) => {
-            let s = as_text(raw)?;
-            let u = url::Url::parse(s.trim()).map_err(|e| format!("malformed URL: {e}"))?;
-            if !schemes.contains(&u.scheme()) {
-                return Err(format!(
-                    "malformed URL: scheme `{}` is not one of {}",
-                    u.scheme(),
-                    schemes.join(", ")
-                ));
-            }
-            if u.host_str().is_none_or(str::is_empty) {
-                return Err("malformed URL: no host".into());
-            }
-            if matches!(ty, FieldType::Url(_))
-                && (u.password().is_some() || !u.username().is_empty())
-            {
-                return Err("credentials do not belong in this URL: use the username/password or token keys".into());
-            }
-            Ok(Typed::Str(s.trim().to_string()))
+            parse_url(&as_text(raw)?, schemes, matches!(ty, FieldType::Url(_))).map(Typed::Str)
         }
         FieldType::Duration => parse_duration(raw).map(Typed::Dur),
         FieldType::UInt { min, max } => {

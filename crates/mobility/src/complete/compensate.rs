@@ -42,15 +42,18 @@ impl Trips {
         r
     }
 
-    async fn undo(
+    /// `Some` when the trip is not this job's to undo: completed by another job, or another
+    /// user's trip under the same id.
+    async fn not_ours(
         &self,
         lock: &mut NamedLock,
         job_id: &str,
         trip: &TripCompletion,
-    ) -> Result<Compensation, HubError> {
-        let stores = &self.inner.stores;
-        let dataset = &stores.dataset;
-        let row: Option<(String, Option<String>, u64)> = dataset
+    ) -> Result<Option<Compensation>, HubError> {
+        let row: Option<(String, Option<String>, u64)> = self
+            .inner
+            .stores
+            .dataset
             .timed(
                 "select trip",
                 sqlx::query_as(
@@ -60,18 +63,28 @@ impl Trips {
                 .fetch_optional(&mut *lock.conn()),
             )
             .await?;
-        if let Some((status, owner, _)) = &row
-            && status == "completed"
-            && owner.as_deref() != Some(job_id)
-        {
-            return Ok(Compensation::CompletedElsewhere);
+        Ok(match row {
+            Some((status, owner, _))
+                if status == "completed" && owner.as_deref() != Some(job_id) =>
+            {
+                Some(Compensation::CompletedElsewhere)
+            }
+            Some((_, _, user)) if user != trip.user_id => Some(Compensation::CompletedElsewhere),
+            _ => None,
+        })
+    }
+
+    async fn undo(
+        &self,
+        lock: &mut NamedLock,
+        job_id: &str,
+        trip: &TripCompletion,
+    ) -> Result<Compensation, HubError> {
+        if let Some(c) = self.not_ours(lock, job_id, trip).await? {
+            return Ok(c);
         }
-        // Another user's trip under this id is not this job's to undo.
-        if let Some((_, _, user)) = &row
-            && *user != trip.user_id
-        {
-            return Ok(Compensation::CompletedElsewhere);
-        }
+        let stores = &self.inner.stores;
+        let dataset = &stores.dataset;
         let incentive = &stores.incentive;
         let earns = incentive
             .timed(
