@@ -65,13 +65,7 @@ async fn mark_counts_each_run_under_the_job_id() {
         assert_eq!(r.finished, Finished::Completed);
         assert_eq!(r.result.as_ref().unwrap()["runs"], 1);
     }
-    let store = hub.redis("cache").unwrap();
-    let mut conn = store.conn().await.unwrap();
-    let marks: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
-        .arg(format!("{}marks:{set}", store.key_prefix()))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let marks = common::marks(&hub, &set).await;
     let mut marked: Vec<&String> = marks.keys().collect();
     marked.sort();
     let mut expected: Vec<&String> = ids.iter().collect();

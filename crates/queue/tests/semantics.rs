@@ -300,12 +300,7 @@ async fn killed_connections_lose_no_job() {
         (n as u64, 0, 0),
         "{report:?}"
     );
-    let mut conn = store.conn().await.unwrap();
-    let marks: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
-        .arg(format!("{}marks:{set}", store.key_prefix()))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let marks = common::marks(&hub, &set).await;
     assert_eq!(marks.len(), n, "every job ran");
     assert!(marks.values().all(|v| *v >= 1));
 }

@@ -351,6 +351,15 @@ mod tests {
         );
     }
 
+    /// Reading the `health` section into `T` is refused, naming `key`.
+    fn assert_refused<T: DeserializeOwned>(key: &str) {
+        let mut b = builder();
+        let values = b.section("health", schema::HEALTH_FIELDS, "");
+        assert!(b.typed::<T>(values).is_none());
+        let message = &b.problems[0].message;
+        assert!(message.contains(key), "{message}");
+    }
+
     #[test]
     fn a_struct_that_disagrees_with_its_schema_fails_the_load() {
         // The health section read into a struct that lacks `interval`: refused, not ignored.
@@ -360,14 +369,7 @@ mod tests {
         struct HealthWithoutInterval {
             timeout: std::time::Duration,
         }
-        let mut b = builder();
-        let values = b.section("health", schema::HEALTH_FIELDS, "");
-        assert!(b.typed::<HealthWithoutInterval>(values).is_none());
-        assert!(
-            b.problems[0].message.contains("interval"),
-            "{}",
-            b.problems[0].message
-        );
+        assert_refused::<HealthWithoutInterval>("interval");
         // And a struct field the schema does not give is missing, not defaulted.
         #[derive(Debug, serde::Deserialize)]
         #[allow(dead_code)]
@@ -376,13 +378,6 @@ mod tests {
             interval: std::time::Duration,
             grace: std::time::Duration,
         }
-        let mut b = builder();
-        let values = b.section("health", schema::HEALTH_FIELDS, "");
-        assert!(b.typed::<HealthWithExtra>(values).is_none());
-        assert!(
-            b.problems[0].message.contains("grace"),
-            "{}",
-            b.problems[0].message
-        );
+        assert_refused::<HealthWithExtra>("grace");
     }
 }

@@ -102,3 +102,14 @@ pub fn now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+/// The runs `builtin.mark` counted for `set`, by job id.
+pub async fn marks(hub: &Hub, set: &str) -> std::collections::HashMap<String, i64> {
+    let store = hub.redis("cache").unwrap();
+    let mut conn = store.conn().await.unwrap();
+    redis::cmd("HGETALL")
+        .arg(format!("{}marks:{set}", store.key_prefix()))
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
