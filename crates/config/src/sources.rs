@@ -96,14 +96,18 @@ impl Layers {
                 Some(base) => (base, true),
                 None => (var, false),
             };
-            let key = if let Some(key) = historical.get(base) {
-                key.clone()
-            } else if let Some(rest) = base.strip_prefix(ENV_PREFIX) {
-                rest.split("__")
-                    .map(|s| s.to_ascii_lowercase())
-                    .collect::<Vec<_>>()
-                    .join(".")
+            let Some(key) = env_key(base, &historical) else {
+                continue;
+            };
+            let set = if from_file {
+                self.secret_file(var, value, &key, vars.contains_key(base))
             } else {
+                let origin = Origin::Env {
+                    var: var.to_string(),
+                };
+                Some((RawValue::Str(value.to_string()), origin))
+            };
+            let Some((raw, origin)) = set else {
                 continue;
             };
             let target = if historical.contains_key(base) {
@@ -111,70 +115,64 @@ impl Layers {
             } else {
                 &mut generic_sets
             };
-            if from_file {
-                if vars.contains_key(base) {
-                    self.problems.push(Problem {
-                        key: key.clone(),
-                        value: None,
-                        origin: Some(Origin::Env {
-                            var: var.to_string(),
-                        }),
-                        message: format!("both {base} and {var} are set; set only one"),
-                    });
-                    continue;
-                }
-                let secret = matches!(
-                    schema::resolve(&key),
-                    Ok(schema::Resolved::Instance { field, .. }) if field.ty.is_secret()
-                );
-                if !secret {
-                    self.problems.push(Problem {
-                        key: key.clone(),
-                        value: None,
-                        origin: Some(Origin::Env {
-                            var: var.to_string(),
-                        }),
-                        message: format!(
-                            "{var}: the _FILE form is only accepted for passwords, tokens and URLs"
-                        ),
-                    });
-                    continue;
-                }
-                let path = PathBuf::from(value);
-                match std::fs::read_to_string(&path) {
-                    Ok(content) => {
-                        // Secret files conventionally end with a newline that is not part of the secret.
-                        let secret = content.trim_end_matches(['\n', '\r']).to_string();
-                        target.push((
-                            key,
-                            RawValue::Str(secret),
-                            Origin::EnvFile {
-                                var: var.to_string(),
-                                path,
-                            },
-                        ));
-                    }
-                    Err(e) => self.problems.push(Problem {
-                        key,
-                        value: Some(value.to_string()),
-                        origin: Some(Origin::Env {
-                            var: var.to_string(),
-                        }),
-                        message: format!("cannot read the secret file: {e}"),
-                    }),
-                }
-            } else {
-                target.push((
-                    key,
-                    RawValue::Str(value.to_string()),
-                    Origin::Env {
-                        var: var.to_string(),
-                    },
-                ));
-            }
+            target.push((key, raw, origin));
         }
         for (key, value, origin) in historical_sets.into_iter().chain(generic_sets) {
             self.set(key, value, origin);
+        }
+    }
+
+    /// The secret that `var` (a `…_FILE` variable) names the file of, or `None` after
+    /// recording why it cannot be used: the plain form is set too, the key is no secret, or
+    /// the file cannot be read.
+    fn secret_file(
+        &mut self,
+        var: &str,
+        path: &str,
+        key: &str,
+        plain_set: bool,
+    ) -> Option<(RawValue, Origin)> {
+        let base = var.strip_suffix("_FILE").unwrap_or(var);
+        let problem = |value: Option<String>, message: String| Problem {
+            key: key.to_string(),
+            value,
+            origin: Some(Origin::Env {
+                var: var.to_string(),
+            }),
+            message,
+        };
+        let secret = matches!(
+            schema::resolve(key),
+            Ok(schema::Resolved::Instance { field, .. }) if field.ty.is_secret()
+        );
+        if plain_set {
+            let message = format!("both {base} and {var} are set; set only one");
+            self.problems.push(problem(None, message));
+            return None;
+        }
+        if !secret {
+            let message =
+                format!("{var}: the _FILE form is only accepted for passwords, tokens and URLs");
+            self.problems.push(problem(None, message));
+            return None;
+        }
+        let path = PathBuf::from(path);
+        match std::fs::read_to_string(&path) {
+            Ok(content) => {
+                // Secret files conventionally end with a newline that is not part of the secret.
+                let secret = content.trim_end_matches(['\n', '\r']).to_string();
+                let origin = Origin::EnvFile {
+                    var: var.to_string(),
+                    path,
+                };
+                Some((RawValue::Str(secret), origin))
+            }
+            Err(e) => {
+                let value = Some(path.display().to_string());
+                let message = format!("cannot read the secret file: {e}");
+                self.problems.push(problem(value, message));
+                None
+            }
         }
     }
 
@@ -317,6 +315,21 @@ fn scalar(value: &Value) -> Option<RawValue> {
         Value::Datetime(d) => RawValue::Str(d.value().to_string()),
         Value::Array(_) | Value::InlineTable(_) => return None,
     })
+}
+
+/// The key a variable sets: a historical name's, or `TSP__A__B` as `a.b`; `None` for any other
+/// variable.
+fn env_key(base: &str, historical: &BTreeMap<String, String>) -> Option<String> {
+    if let Some(key) = historical.get(base) {
+        return Some(key.clone());
+    }
+    let rest = base.strip_prefix(ENV_PREFIX)?;
+    Some(
+        rest.split("__")
+            .map(|s| s.to_ascii_lowercase())
+            .collect::<Vec<_>>()
+            .join("."),
+    )
 }
 
 #[cfg(test)]

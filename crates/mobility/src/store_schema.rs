@@ -14,7 +14,7 @@
 
 use tsp_config::InfluxApi;
 use tsp_hub::migrate::MigrationReport;
-use tsp_hub::{Hub, HubError, InfluxStore, RedisStore};
+use tsp_hub::{Hub, HubError, InfluxStore, RedisConn, RedisStore};
 
 fn fnv(text: &str) -> String {
     format!("{:016x}", crate::fnv1a(text.bytes()))
@@ -276,73 +276,12 @@ pub async fn run_redis(store: &RedisStore, dry_run: bool) -> Result<MigrationRep
     let mut conn = store.conn().await?;
     let key = format!("{}schema", store.key_prefix());
     let lock = format!("{key}:lock");
-    let err = |op: &str, e: redis::RedisError| store.command_error(op, &e);
-    let mut report = MigrationReport::new("redis", store.name(), dry_run);
     // A lock with an expiry: a runner that dies cannot hold it forever.
     let token = format!("{}-{}", std::process::id(), rand_token());
     if !dry_run {
-        let mut waited = 0;
-        loop {
-            let got: Option<String> = redis::cmd("SET")
-                .arg(&lock)
-                .arg(&token)
-                .arg("NX")
-                .arg("PX")
-                .arg(60_000)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| err("set", e))?;
-            if got.is_some() {
-                break;
-            }
-            waited += 1;
-            if waited > 600 {
-                return Err(refused(
-                    "redis",
-                    store.name(),
-                    "another migration held the schema lock for a minute".into(),
-                ));
-            }
-            tokio_sleep_100ms().await;
-        }
+        lock_schema(store, &mut conn, &lock, &token).await?;
     }
-    let result = async {
-        for step in redis_steps() {
-            let name = format!("{} {}", step.version, step.description);
-            let sum = fnv(step.description);
-            let found: Option<String> = redis::cmd("HGET")
-                .arg(&key)
-                .arg(step.version)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| err("hget", e))?;
-            match found {
-                Some(f) if f == sum => report.already.push(name),
-                Some(_) => {
-                    return Err(refused(
-                        "redis",
-                        store.name(),
-                        format!("step {name} was changed after it was applied (checksum differs)"),
-                    ));
-                }
-                None => {
-                    if !dry_run {
-                        apply_redis_step(store, step.version).await?;
-                        let _: i64 = redis::cmd("HSET")
-                            .arg(&key)
-                            .arg(step.version)
-                            .arg(&sum)
-                            .query_async(&mut conn)
-                            .await
-                            .map_err(|e| err("hset", e))?;
-                    }
-                    report.applied.push(name);
-                }
-            }
-        }
-        Ok(())
-    }
-    .await;
+    let result = redis_steps_on(store, &mut conn, &key, dry_run).await;
     if !dry_run {
         // Release only our own lock.
         let _: redis::RedisResult<i64> = redis::Script::new(
@@ -353,7 +292,82 @@ pub async fn run_redis(store: &RedisStore, dry_run: bool) -> Result<MigrationRep
         .invoke_async(&mut conn)
         .await;
     }
-    result.map(|()| report)
+    result
+}
+
+/// Takes the schema lock under `token`, waiting for another runner up to a minute.
+async fn lock_schema(
+    store: &RedisStore,
+    conn: &mut RedisConn,
+    lock: &str,
+    token: &str,
+) -> Result<(), HubError> {
+    for _ in 0..=600 {
+        let got: Option<String> = redis::cmd("SET")
+            .arg(lock)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(60_000)
+            .query_async(conn)
+            .await
+            .map_err(|e| store.command_error("set", &e))?;
+        if got.is_some() {
+            return Ok(());
+        }
+        tokio_sleep_100ms().await;
+    }
+    Err(refused(
+        "redis",
+        store.name(),
+        "another migration held the schema lock for a minute".into(),
+    ))
+}
+
+/// Applies (or, dry, reports) each step not yet recorded in `key`; refuses a recorded step
+/// whose checksum changed.
+async fn redis_steps_on(
+    store: &RedisStore,
+    conn: &mut RedisConn,
+    key: &str,
+    dry_run: bool,
+) -> Result<MigrationReport, HubError> {
+    let err = |op: &str, e: redis::RedisError| store.command_error(op, &e);
+    let mut report = MigrationReport::new("redis", store.name(), dry_run);
+    for step in redis_steps() {
+        let name = format!("{} {}", step.version, step.description);
+        let sum = fnv(step.description);
+        let found: Option<String> = redis::cmd("HGET")
+            .arg(key)
+            .arg(step.version)
+            .query_async(conn)
+            .await
+            .map_err(|e| err("hget", e))?;
+        match found {
+            Some(f) if f == sum => report.already.push(name),
+            Some(_) => {
+                return Err(refused(
+                    "redis",
+                    store.name(),
+                    format!("step {name} was changed after it was applied (checksum differs)"),
+                ));
+            }
+            None => {
+                if !dry_run {
+                    apply_redis_step(store, step.version).await?;
+                    let _: i64 = redis::cmd("HSET")
+                        .arg(key)
+                        .arg(step.version)
+                        .arg(&sum)
+                        .query_async(conn)
+                        .await
+                        .map_err(|e| err("hset", e))?;
+                }
+                report.applied.push(name);
+            }
+        }
+    }
+    Ok(report)
 }
 
 fn rand_token() -> String {

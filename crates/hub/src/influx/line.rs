@@ -116,50 +116,8 @@ impl Point {
         default_tags: &[(String, String)],
         out: &mut String,
     ) -> Result<(), PointError> {
-        if self.measurement.is_empty() {
-            return Err(PointError::EmptyMeasurement);
-        }
-        if self.fields.is_empty() {
-            return Err(PointError::NoFields(self.measurement.clone()));
-        }
-        check_name("measurement", &self.measurement, &self.measurement)?;
-        let mut tags: Vec<(&str, &str)> = self
-            .tags
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        for (k, v) in default_tags {
-            if !tags.iter().any(|(tk, _)| tk == k) {
-                tags.push((k, v));
-            }
-        }
-        // Sorted tags are what the server stores; sending them sorted saves it the work.
-        tags.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for (k, v) in &tags {
-            if k.is_empty() {
-                return Err(PointError::Empty {
-                    what: "tag key",
-                    name: self.measurement.clone(),
-                });
-            }
-            check_name("tag key", k, k)?;
-            check_name("tag value", v, k)?;
-        }
-        for (k, v) in &self.fields {
-            if k.is_empty() {
-                return Err(PointError::Empty {
-                    what: "field key",
-                    name: self.measurement.clone(),
-                });
-            }
-            check_name("field key", k, k)?;
-            if let FieldValue::Float(x) = v
-                && !x.is_finite()
-            {
-                return Err(PointError::NonFinite(k.clone()));
-            }
-        }
-
+        let tags = self.tags_with(default_tags);
+        self.check(&tags)?;
         escape_into(out, &self.measurement, &[',', ' ']);
         for (k, v) in &tags {
             // Influx rejects empty tag values; an empty tag is the same as no tag.
@@ -175,31 +133,88 @@ impl Point {
             out.push(if n == 0 { ' ' } else { ',' });
             escape_into(out, k, &[',', '=', ' ']);
             out.push('=');
-            match v {
-                FieldValue::Float(x) => {
-                    let _ = write!(out, "{x}");
-                }
-                FieldValue::Int(i) => {
-                    let _ = write!(out, "{i}i");
-                }
-                FieldValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-                FieldValue::Str(s) => {
-                    out.push('"');
-                    for c in s.chars() {
-                        if c == '"' || c == '\\' {
-                            out.push('\\');
-                        }
-                        out.push(c);
-                    }
-                    out.push('"');
-                }
-            }
+            write_value(out, v);
         }
         if let Some(t) = self.time_ns {
             let _ = write!(out, " {t}");
         }
         out.push('\n');
         Ok(())
+    }
+
+    /// The point's tags plus the defaults it does not override, sorted by key (what the server
+    /// stores; sending them sorted saves it the work).
+    fn tags_with<'a>(&'a self, default_tags: &'a [(String, String)]) -> Vec<(&'a str, &'a str)> {
+        let mut tags: Vec<(&str, &str)> = self
+            .tags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        for (k, v) in default_tags {
+            if !tags.iter().any(|(tk, _)| tk == k) {
+                tags.push((k, v));
+            }
+        }
+        tags.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        tags
+    }
+
+    /// Refuses what line protocol cannot carry (see docs/influx.md), before anything is written.
+    fn check(&self, tags: &[(&str, &str)]) -> Result<(), PointError> {
+        if self.measurement.is_empty() {
+            return Err(PointError::EmptyMeasurement);
+        }
+        if self.fields.is_empty() {
+            return Err(PointError::NoFields(self.measurement.clone()));
+        }
+        check_name("measurement", &self.measurement, &self.measurement)?;
+        let empty = |what| PointError::Empty {
+            what,
+            name: self.measurement.clone(),
+        };
+        for (k, v) in tags {
+            if k.is_empty() {
+                return Err(empty("tag key"));
+            }
+            check_name("tag key", k, k)?;
+            check_name("tag value", v, k)?;
+        }
+        for (k, v) in &self.fields {
+            if k.is_empty() {
+                return Err(empty("field key"));
+            }
+            check_name("field key", k, k)?;
+            if let FieldValue::Float(x) = v
+                && !x.is_finite()
+            {
+                return Err(PointError::NonFinite(k.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A field value in line protocol: floats as written, integers with `i`, strings quoted with `"`
+/// and `\` escaped.
+fn write_value(out: &mut String, v: &FieldValue) {
+    match v {
+        FieldValue::Float(x) => {
+            let _ = write!(out, "{x}");
+        }
+        FieldValue::Int(i) => {
+            let _ = write!(out, "{i}i");
+        }
+        FieldValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        FieldValue::Str(s) => {
+            out.push('"');
+            for c in s.chars() {
+                if c == '"' || c == '\\' {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
+        }
     }
 }
 
