@@ -8,7 +8,7 @@ use futures::future::join_all;
 use mongodb::bson::{Document, doc};
 use serde::Serialize;
 use tokio::sync::oneshot;
-use tsp_hub::{Hub, HubError};
+use tsp_hub::HubError;
 use tsp_queue::{Queue, QueueCounts, QueueError, RecordSink, Registry, Worker, WorkerReport};
 
 use crate::complete::{ACTIVITY_LOG, TRAJECTORIES, Trips};
@@ -184,8 +184,8 @@ pub struct Footprint {
 
 /// Counts what every store holds for the trip flows.
 pub async fn footprint(trips: &Trips) -> Result<Footprint, HubError> {
-    let hub: &Hub = trips.hub();
-    let dataset = hub.mysql("dataset")?;
+    let stores = trips.stores();
+    let dataset = &stores.dataset;
     let (done, unfinished): (i64, i64) = dataset
         .timed(
             "count trips",
@@ -196,7 +196,7 @@ pub async fn footprint(trips: &Trips) -> Result<Footprint, HubError> {
             .fetch_one(dataset.pool()),
         )
         .await?;
-    let incentive = hub.mysql("incentive")?;
+    let incentive = &stores.incentive;
     let (earns, points): (i64, i64) = incentive
         .timed(
             "count points",
@@ -207,14 +207,14 @@ pub async fn footprint(trips: &Trips) -> Result<Footprint, HubError> {
             .fetch_one(incentive.pool()),
         )
         .await?;
-    let portal = hub.mysql("portal")?;
+    let portal = &stores.portal;
     let users: i64 = portal
         .timed(
             "count users",
             sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(portal.pool()),
         )
         .await?;
-    let mongo = hub.mongo("dataset")?;
+    let mongo = &stores.documents;
     let db = mongo.database();
     let trajectories = mongo
         .timed(
@@ -230,7 +230,7 @@ pub async fn footprint(trips: &Trips) -> Result<Footprint, HubError> {
                 .count_documents(doc! {"type": "trip.completed"}),
         )
         .await?;
-    let influx = hub.influx("primary")?;
+    let influx = &stores.metrics;
     influx.writer().flush().await;
     let r = influx
         .query_v1(

@@ -30,37 +30,49 @@ impl TripStores {
     /// [`HubError::MissingInstances`] naming each instance the configuration lacks.
     pub fn resolve(hub: &Hub) -> Result<TripStores, HubError> {
         let mut missing = Vec::new();
-        let mut need = |r: Result<(), HubError>, name: String| {
-            if r.is_err() {
-                missing.push(name);
-            }
-        };
-        let redis_name = hub.config().cache.redis.clone();
-        need(hub.mysql("portal").map(drop), "mysql.portal".into());
-        need(hub.mysql("dataset").map(drop), "mysql.dataset".into());
-        need(hub.mysql("incentive").map(drop), "mysql.incentive".into());
-        need(hub.mongo("dataset").map(drop), "mongo.dataset".into());
-        need(hub.influx("primary").map(drop), "influx.primary".into());
-        need(
-            hub.redis(&redis_name).map(drop),
-            format!("redis.{redis_name}"),
-        );
-        let all = || -> Result<TripStores, HubError> {
-            Ok(TripStores {
-                portal: hub.mysql("portal")?.clone(),
-                dataset: hub.mysql("dataset")?.clone(),
-                incentive: hub.mysql("incentive")?.clone(),
-                documents: hub.mongo("dataset")?.clone(),
-                metrics: hub.influx("primary")?.clone(),
-                redis: hub.redis(&redis_name)?.clone(),
-            })
-        };
-        if !missing.is_empty() {
-            return Err(HubError::MissingInstances {
+        let m = &mut missing;
+        let redis_name = &hub.config().cache.redis;
+        let portal = take(hub.mysql("portal"), m);
+        let dataset = take(hub.mysql("dataset"), m);
+        let incentive = take(hub.mysql("incentive"), m);
+        let documents = take(hub.mongo("dataset"), m);
+        let metrics = take(hub.influx("primary"), m);
+        let redis = take(hub.redis(redis_name), m);
+        match (portal, dataset, incentive, documents, metrics, redis) {
+            (
+                Some(portal),
+                Some(dataset),
+                Some(incentive),
+                Some(documents),
+                Some(metrics),
+                Some(redis),
+            ) => Ok(TripStores {
+                portal,
+                dataset,
+                incentive,
+                documents,
+                metrics,
+                redis,
+            }),
+            _ => Err(HubError::MissingInstances {
                 component: "the trip flows",
                 missing: missing.join(", "),
-            });
+            }),
         }
-        all()
+    }
+}
+
+/// The instance a lookup found, or `None` after noting its name (`kind.instance`) as missing.
+fn take<T: Clone>(lookup: Result<&T, HubError>, missing: &mut Vec<String>) -> Option<T> {
+    match lookup {
+        Ok(store) => Some(store.clone()),
+        Err(HubError::UnknownInstance { store, instance }) => {
+            missing.push(format!("{store}.{instance}"));
+            None
+        }
+        Err(other) => {
+            missing.push(other.to_string());
+            None
+        }
     }
 }

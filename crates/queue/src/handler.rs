@@ -39,7 +39,15 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<serde_json::Value, J
 type ErasedHandler = Arc<dyn Fn(JobContext, &str) -> HandlerFuture + Send + Sync>;
 
 /// A type's producer-side rules over a raw payload: the dedup key, or why it is refused.
-type ErasedRules = Arc<dyn Fn(&str) -> Result<Option<String>, String> + Send + Sync>;
+type ErasedRules = Arc<dyn Fn(&str) -> Result<Option<String>, QueueError> + Send + Sync>;
+
+/// Why a payload check refused a payload: the field (within the payload, e.g.
+/// `trajectory[2].timestamp`) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadError {
+    pub field: String,
+    pub message: String,
+}
 
 /// What producers check before a job of a type is enqueued. Built with [`JobRules::new`],
 /// then [`JobRules::check`] and [`JobRules::dedup_key`].
@@ -49,7 +57,7 @@ pub struct JobRules<P> {
 }
 
 /// A payload check: why the payload is refused, naming the field.
-type Check<P> = Box<dyn Fn(&P) -> Result<(), String> + Send + Sync>;
+type Check<P> = Box<dyn Fn(&P) -> Result<(), PayloadError> + Send + Sync>;
 
 /// A payload's dedup key.
 type DedupKey<P> = Box<dyn Fn(&P) -> String + Send + Sync>;
@@ -69,11 +77,10 @@ impl<P> JobRules<P> {
         Self::default()
     }
 
-    /// Refuses payloads that `check` refuses; its error names the field
-    /// (`trajectory[2].timestamp: …`).
+    /// Refuses payloads that `check` refuses, naming the field.
     pub fn check(
         mut self,
-        check: impl Fn(&P) -> Result<(), String> + Send + Sync + 'static,
+        check: impl Fn(&P) -> Result<(), PayloadError> + Send + Sync + 'static,
     ) -> Self {
         self.check = Some(Box::new(check));
         self
@@ -184,9 +191,15 @@ impl Registry {
         Fut: Future<Output = Result<R, JobError>> + Send + 'static,
     {
         let erased_rules: ErasedRules = Arc::new(move |payload: &str| {
-            let p: P = serde_json::from_str(payload).map_err(|e| format!("payload: {e}"))?;
+            let p: P = serde_json::from_str(payload).map_err(|e| QueueError::Invalid {
+                field: "payload".into(),
+                message: e.to_string(),
+            })?;
             if let Some(check) = &rules.check {
-                check(&p).map_err(|e| format!("payload.{e}"))?;
+                check(&p).map_err(|e| QueueError::Invalid {
+                    field: format!("payload.{}", e.field),
+                    message: e.message,
+                })?;
             }
             Ok(rules.dedup_key.as_ref().map(|key| key(&p)))
         });
@@ -253,15 +266,7 @@ impl Registry {
         let Some(rules) = self.rules.get(job_type) else {
             return Ok(None);
         };
-        rules(payload).map_err(|message| {
-            let (field, message) = match message.split_once(": ") {
-                Some((field, rest)) if !field.contains(' ') => {
-                    (field.to_string(), rest.to_string())
-                }
-                _ => ("payload".to_string(), message),
-            };
-            QueueError::Invalid { field, message }
-        })
+        rules(payload)
     }
 
     pub fn types(&self) -> Vec<String> {

@@ -24,7 +24,7 @@ pub mod records;
 pub mod worker;
 
 pub use error::{JobError, QueueError};
-pub use handler::{HookError, JobContext, JobRules, Registry};
+pub use handler::{HookError, JobContext, JobRules, PayloadError, Registry};
 pub use job::{Backoff, JobInfo, JobState, NewJob, QueueCounts};
 pub use queue::{
     DeadJob, Fetched, Finished, LeasedJob, Outcome, Queue, Requeued, UNREADABLE_TYPE,

@@ -104,7 +104,10 @@ async fn a_type_s_rules_refuse_a_payload_before_it_is_queued() {
                 if *n > 0 {
                     Ok(())
                 } else {
-                    Err("count: must be positive".into())
+                    Err(tsp_queue::PayloadError {
+                        field: "count".into(),
+                        message: "must be positive".into(),
+                    })
                 }
             })
             .dedup_key(|n: &u32| format!("order:{n}")),

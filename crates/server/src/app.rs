@@ -48,21 +48,8 @@ impl App {
         queue(&self.hub, name)
     }
 
-    /// Applies the job type's rules (payload check, dedup key) to a job a producer built,
-    /// then enqueues it; an explicit dedup key wins over the type's.
-    pub async fn enqueue(
-        &self,
-        queue: &Queue,
-        jobs: Vec<NewJob>,
-    ) -> Result<Vec<String>, QueueError> {
-        let mut prepared = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            prepared.push(self.prepare(job)?);
-        }
-        queue.enqueue_many(prepared).await
-    }
-
-    /// See [`App::enqueue`].
+    /// Applies the job type's rules (payload check, dedup key) to a job a producer built;
+    /// an explicit dedup key wins over the type's.
     pub fn prepare(&self, job: NewJob) -> Result<NewJob, QueueError> {
         let key = self.registry.prepare(&job.job_type, &job.payload)?;
         Ok(match (key, job.dedup_key.is_some()) {

@@ -143,10 +143,7 @@ fn queue_error(e: QueueError) -> Response {
 }
 
 fn queue_of(hub: &Hub, name: &str) -> Result<Queue, ApiError> {
-    let store = hub
-        .redis(&hub.config().queue.redis)
-        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    Queue::new(store.clone(), name, &hub.config().queue).map_err(api_error)
+    crate::app::queue(hub, name).map_err(api_error)
 }
 
 /// `POST /jobs` body.

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tsp_config::{FaultMode, TripSettings};
 use tsp_hub::mysql::NamedLock;
 use tsp_hub::{Cache, Hub, HubError, InsertBatcher, MysqlStore, PointWriter};
-use tsp_queue::{JobContext, JobError, JobRules, NewJob, Registry};
+use tsp_queue::{JobContext, JobError, JobRules, NewJob, PayloadError, Registry};
 
 use crate::stores::TripStores;
 use crate::trip::TripCompletion;
@@ -147,7 +147,12 @@ impl Trips {
     /// [`TripCompletion::validate`], and it is deduplicated on its trip id while pending.
     pub fn rules() -> JobRules<TripCompletion> {
         JobRules::new()
-            .check(|trip: &TripCompletion| trip.validate().map_err(|e| e.to_string()))
+            .check(|trip: &TripCompletion| {
+                trip.validate().map_err(|e| PayloadError {
+                    field: e.field,
+                    message: e.message,
+                })
+            })
             .dedup_key(|trip: &TripCompletion| dedup_key(trip))
     }
 
