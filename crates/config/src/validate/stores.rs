@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::Builder;
@@ -55,63 +56,79 @@ fn check_tls(b: &mut Builder, prefix: &str, tls: &TlsSettings, has_key: bool) {
     }
 }
 
-pub(super) fn mysql(b: &mut Builder, names: &[String]) -> BTreeMap<String, MysqlSettings> {
+/// Reads every instance of `kind` into its settings; `prepare` may adjust an instance's values
+/// first, `check` applies the rules that span its keys (given the instance's key prefix).
+fn instances<T: DeserializeOwned>(
+    b: &mut Builder,
+    kind: Kind,
+    names: &[String],
+    prepare: impl Fn(&mut Builder, &mut Values),
+    check: impl Fn(&mut Builder, &str, &T),
+) -> BTreeMap<String, T> {
     let mut out = BTreeMap::new();
     for name in names {
-        let v = instance(b, Kind::Mysql, name);
+        let mut v = instance(b, kind, name);
+        prepare(b, &mut v);
         let prefix = v.prefix.clone();
-        let Some(s) = b.typed::<MysqlSettings>(v) else {
-            continue;
-        };
-        check_pool(b, &prefix, s.pool.min, s.pool.max);
-        check_host(b, &prefix, s.required, s.url.is_some(), &s.host);
-        check_tls(b, &prefix, &s.tls, true);
-        out.insert(name.clone(), s);
+        if let Some(s) = b.typed::<T>(v) {
+            check(b, &prefix, &s);
+            out.insert(name.clone(), s);
+        }
     }
     out
+}
+
+pub(super) fn mysql(b: &mut Builder, names: &[String]) -> BTreeMap<String, MysqlSettings> {
+    instances(
+        b,
+        Kind::Mysql,
+        names,
+        |_, _| {},
+        |b, prefix, s: &MysqlSettings| {
+            check_pool(b, prefix, s.pool.min, s.pool.max);
+            check_host(b, prefix, s.required, s.url.is_some(), &s.host);
+            check_tls(b, prefix, &s.tls, true);
+        },
+    )
 }
 
 pub(super) fn redis(b: &mut Builder, names: &[String]) -> BTreeMap<String, RedisSettings> {
-    let mut out = BTreeMap::new();
-    for name in names {
-        let v = instance(b, Kind::Redis, name);
-        let prefix = v.prefix.clone();
-        let Some(s) = b.typed::<RedisSettings>(v) else {
-            continue;
-        };
-        check_host(b, &prefix, s.required, s.url.is_some(), &s.host);
-        check_tls(b, &prefix, &s.tls, true);
-        if !s.cluster_nodes.is_empty() && s.db != 0 {
-            b.problem(&format!("{prefix}.db"), "Redis Cluster has only database 0");
-        }
-        out.insert(name.clone(), s);
-    }
-    out
+    instances(
+        b,
+        Kind::Redis,
+        names,
+        |_, _| {},
+        |b, prefix, s: &RedisSettings| {
+            check_host(b, prefix, s.required, s.url.is_some(), &s.host);
+            check_tls(b, prefix, &s.tls, true);
+            if !s.cluster_nodes.is_empty() && s.db != 0 {
+                b.problem(&format!("{prefix}.db"), "Redis Cluster has only database 0");
+            }
+        },
+    )
 }
 
 pub(super) fn mongo(b: &mut Builder, names: &[String]) -> BTreeMap<String, MongoSettings> {
-    let mut out = BTreeMap::new();
-    for name in names {
-        let v = instance(b, Kind::Mongo, name);
-        let prefix = v.prefix.clone();
-        let Some(s) = b.typed::<MongoSettings>(v) else {
-            continue;
-        };
-        check_pool(b, &prefix, s.pool.min, s.pool.max);
-        check_host(b, &prefix, s.required, s.uri.is_some(), &s.host);
-        check_tls(b, &prefix, &s.tls, false);
-        if !s.username.is_empty()
-            && secrecy::ExposeSecret::expose_secret(&s.password).is_empty()
-            && s.uri.is_none()
-        {
-            b.problem(
-                &format!("{prefix}.password"),
-                "username is set but password is empty",
-            );
-        }
-        out.insert(name.clone(), s);
-    }
-    out
+    instances(
+        b,
+        Kind::Mongo,
+        names,
+        |_, _| {},
+        |b, prefix, s: &MongoSettings| {
+            check_pool(b, prefix, s.pool.min, s.pool.max);
+            check_host(b, prefix, s.required, s.uri.is_some(), &s.host);
+            check_tls(b, prefix, &s.tls, false);
+            if !s.username.is_empty()
+                && secrecy::ExposeSecret::expose_secret(&s.password).is_empty()
+                && s.uri.is_none()
+            {
+                b.problem(
+                    &format!("{prefix}.password"),
+                    "username is set but password is empty",
+                );
+            }
+        },
+    )
 }
 
 /// An unset `api` is inferred: a token means the deployment speaks v2 (the original service's
@@ -135,18 +152,7 @@ fn infer_influx_api(b: &mut Builder, v: &mut Values) {
 }
 
 pub(super) fn influx(b: &mut Builder, names: &[String]) -> BTreeMap<String, InfluxSettings> {
-    let mut out = BTreeMap::new();
-    for name in names {
-        let mut v = instance(b, Kind::Influx, name);
-        infer_influx_api(b, &mut v);
-        let prefix = v.prefix.clone();
-        let Some(s) = b.typed::<InfluxSettings>(v) else {
-            continue;
-        };
-        check_influx(b, &prefix, &s);
-        out.insert(name.clone(), s);
-    }
-    out
+    instances(b, Kind::Influx, names, infer_influx_api, check_influx)
 }
 
 fn check_influx(b: &mut Builder, prefix: &str, s: &InfluxSettings) {
