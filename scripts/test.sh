@@ -13,6 +13,8 @@ fi
 if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# Every public item documented (missing_docs), and no doc link pointing nowhere.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
 else

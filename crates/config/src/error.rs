@@ -32,6 +32,7 @@ impl fmt::Display for Problem {
 /// Every problem found in one load, reported together so one run fixes them all.
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct ConfigError {
+    /// Every problem found.
     pub problems: Vec<Problem>,
 }
 

@@ -4,7 +4,7 @@
 //! - [`schema`]: every key, its type, default, and historical environment variable.
 //! - `sources`: reads TOML files (with line numbers), the environment and `--set` into layers.
 //! - `validate`: turns the merged layers into a typed [`Config`], reporting every problem at once.
-//! - [`settings`]: the typed configuration the hub reads.
+//! - `settings`: the typed configuration the hub reads ([`Config`] and its sections).
 //!
 //! Precedence, lowest first: built-in defaults < `default.toml` < `{TSP_ENV}.toml` <
 //! `local.toml` < environment < `--set key=value`.
@@ -12,11 +12,16 @@
 //! Secrets are `secrecy::SecretString`: `Debug` prints `[REDACTED]`, and every rendering of a
 //! value (`config show`, problems) masks them.
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod error;
 mod origin;
 mod raw;
 pub mod schema;
-pub mod settings;
+// Each settings field is a configuration key, documented once: in the schema, from which
+// `docs/configuration.md` is generated. Field docs here would be a second copy to drift.
+#[allow(missing_docs)]
+mod settings;
 mod sources;
 mod validate;
 
@@ -113,10 +118,15 @@ pub fn load(opts: &LoadOptions) -> Result<Config, ConfigError> {
 /// One row of the configuration reference: key pattern, type, default, variables, description.
 #[derive(Debug, Clone)]
 pub struct ReferenceRow {
+    /// The dotted key; `<name>` stands for an instance name.
     pub key: String,
+    /// The value's type, described.
     pub ty: String,
+    /// The built-in default, masked if secret; empty when there is none.
     pub default: String,
+    /// Environment variables that set it.
     pub env: Vec<String>,
+    /// What it does.
     pub doc: String,
 }
 

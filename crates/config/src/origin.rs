@@ -9,13 +9,29 @@ pub enum Origin {
     /// The built-in default in the schema.
     Default,
     /// A TOML file, with the 1-based line of the value.
-    File { path: PathBuf, line: usize },
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+    },
     /// An environment variable.
-    Env { var: String },
+    Env {
+        /// The variable's name.
+        var: String,
+    },
     /// A file named by a `…_FILE` environment variable (secrets).
-    EnvFile { var: String, path: PathBuf },
+    EnvFile {
+        /// The variable's name.
+        var: String,
+        /// The file it names.
+        path: PathBuf,
+    },
     /// `--set key=value` on the command line.
-    Cli { arg: usize },
+    Cli {
+        /// Which `--set`, counting from 1.
+        arg: usize,
+    },
 }
 
 impl fmt::Display for Origin {

@@ -9,13 +9,18 @@ use crate::raw::RawValue;
 /// The four kinds of store. Each has named instances (`mysql.portal`, `redis.cache`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
+    /// MySQL (or MariaDB).
     Mysql,
+    /// Redis.
     Redis,
+    /// MongoDB.
     Mongo,
+    /// InfluxDB.
     Influx,
 }
 
 impl Kind {
+    /// Every kind, in the order reports list them.
     pub const ALL: [Kind; 4] = [Kind::Mysql, Kind::Redis, Kind::Mongo, Kind::Influx];
 
     /// The key prefix (`mysql`, `redis`, `mongo`, `influx`).
@@ -28,6 +33,7 @@ impl Kind {
         }
     }
 
+    /// The kind whose key prefix is `name`.
     pub fn from_name(name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.name() == name)
     }
@@ -68,6 +74,7 @@ impl Kind {
         }
     }
 
+    /// The keys of one instance of this kind.
     pub fn fields(self) -> &'static [Field] {
         match self {
             Kind::Mysql => MYSQL_FIELDS,
@@ -100,11 +107,14 @@ pub enum FieldType {
     Duration,
     /// An integer within bounds.
     UInt {
+        /// The least value allowed.
         min: u64,
+        /// The greatest value allowed.
         max: u64,
     },
     /// One of these words.
     Enum(&'static [&'static str]),
+    /// `true` or `false`.
     Bool,
     /// A path to a file that must exist (TLS material).
     File,
@@ -115,6 +125,7 @@ pub enum FieldType {
 }
 
 impl FieldType {
+    /// Whether values of this type are masked wherever they are shown.
     pub fn is_secret(self) -> bool {
         matches!(self, FieldType::Secret | FieldType::SecretUrl(_))
     }
@@ -144,9 +155,13 @@ pub type DefaultFn = fn(instance: &str) -> Option<RawValue>;
 /// One key of a section, relative to it (`pool.max` under `mysql.portal`).
 #[derive(Debug, Clone, Copy)]
 pub struct Field {
+    /// The key, relative to its section.
     pub key: &'static str,
+    /// The value's type.
     pub ty: FieldType,
+    /// The default, per instance.
     pub default: DefaultFn,
+    /// What it does: one sentence for the reference.
     pub doc: &'static str,
 }
 
@@ -1009,19 +1024,31 @@ pub fn generic_env_name(key: &str) -> String {
 pub enum Resolved<'a> {
     /// `kind.instance.field`
     Instance {
+        /// The store kind.
         kind: Kind,
+        /// The instance's name.
         instance: &'a str,
+        /// The field.
         field: &'static Field,
     },
     /// `stores.kind.instance.required`
-    Required { kind: Kind, instance: &'a str },
+    Required {
+        /// The store kind.
+        kind: Kind,
+        /// The instance's name.
+        instance: &'a str,
+    },
     /// A fixed section's field (`health.timeout`).
-    Fixed { field: &'static Field },
+    Fixed {
+        /// The field.
+        field: &'static Field,
+    },
 }
 
 /// Why a key is not in the schema, with the closest known key when one is near.
 #[derive(Debug, Clone)]
 pub struct UnknownKey {
+    /// The closest known key, when one is near.
     pub suggestion: Option<String>,
 }
 

@@ -16,14 +16,14 @@ use crate::schema::{self, ENV_PREFIX};
 
 /// One set value and where it came from.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub value: RawValue,
     pub origin: Origin,
 }
 
 /// The merged, not yet validated, values: later layers replace earlier ones key by key.
 #[derive(Debug, Default)]
-pub struct Layers {
+pub(crate) struct Layers {
     pub entries: BTreeMap<String, Entry>,
     pub problems: Vec<Problem>,
     /// Files that were read, in order, for `config show`.
@@ -36,7 +36,7 @@ impl Layers {
     }
 
     /// Reads one TOML file if it exists.
-    pub fn add_file(&mut self, path: &Path) {
+    pub(crate) fn add_file(&mut self, path: &Path) {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
@@ -85,7 +85,7 @@ impl Layers {
 
     /// Reads the environment: historical names first, then `TSP__…`, so the generic form wins
     /// when both name the same key. `…_FILE` variants read secrets from files.
-    pub fn add_env(&mut self, env: &[(String, String)]) {
+    pub(crate) fn add_env(&mut self, env: &[(String, String)]) {
         let historical: BTreeMap<String, String> = schema::historical_env().into_iter().collect();
         let vars: BTreeMap<&str, &str> =
             env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -177,7 +177,7 @@ impl Layers {
     }
 
     /// Applies `--set key=value` arguments, in order.
-    pub fn add_overrides(&mut self, sets: &[String]) {
+    pub(crate) fn add_overrides(&mut self, sets: &[String]) {
         for (n, arg) in sets.iter().enumerate() {
             let origin = Origin::Cli { arg: n + 1 };
             match arg.split_once('=') {

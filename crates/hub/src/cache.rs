@@ -44,20 +44,28 @@ use crate::redis::RedisStore;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
+    /// The process's own map.
     L1,
+    /// Redis, shared by every process.
     L2,
+    /// The loader: a miss at both levels.
     Source,
 }
 
 /// Counts since the cache started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct CacheStats {
+    /// Answers found in the process's map.
     pub l1_hits: u64,
+    /// Lookups the process's map could not answer.
     pub l1_misses: u64,
+    /// Answers found in Redis.
     pub l2_hits: u64,
+    /// Lookups Redis could not answer (or Redis was down).
     pub l2_misses: u64,
     /// Loads from the source.
     pub loads: u64,
+    /// Invalidations this process published.
     pub invalidations: u64,
 }
 
@@ -279,6 +287,7 @@ impl Cache {
         true
     }
 
+    /// The counts so far.
     pub fn stats(&self) -> CacheStats {
         let c = &self.inner.shared.counters;
         CacheStats {

@@ -10,7 +10,9 @@ use crate::error::HubError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Answered its check in time.
     Up,
+    /// Did not answer, refused, or timed out.
     Down,
 }
 
@@ -19,23 +21,32 @@ pub enum Status {
 pub struct PoolStats {
     /// Open connections.
     pub size: u32,
+    /// Open and idle.
     pub idle: u32,
+    /// Open and lent out.
     pub in_use: u32,
+    /// The configured maximum.
     pub max: u32,
 }
 
 /// The health of one store instance.
 #[derive(Debug, Clone, Serialize)]
 pub struct InstanceHealth {
+    /// `mysql`, `redis`, `mongo` or `influx`.
     pub store: &'static str,
+    /// The instance's configured name.
     pub instance: String,
+    /// Whether the service refuses to start (and is not ready) without it.
     pub required: bool,
+    /// The outcome of the check.
     pub status: Status,
     /// Round trip of the check, in milliseconds.
     pub latency_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The server's version, when it says.
     pub version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The connection pool, for stores that pool.
     pub pool: Option<PoolStats>,
     /// Why it is down; secrets are removed before it gets here.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -45,13 +56,16 @@ pub struct InstanceHealth {
 /// The health of every instance; `status` is down when any required instance is down.
 #[derive(Debug, Clone, Serialize)]
 pub struct HubHealth {
+    /// Up when every required instance is up.
     pub status: Status,
     /// RFC 3339 time of the check.
     pub checked_at: String,
+    /// Every configured instance.
     pub instances: Vec<InstanceHealth>,
 }
 
 impl HubHealth {
+    /// The report for these instances: up unless a required one is down.
     pub fn from_instances(instances: Vec<InstanceHealth>) -> Self {
         let status = if instances
             .iter()

@@ -1,11 +1,14 @@
 //! The database hub: one place that owns every store's connections, health and metrics.
 //!
 //! # Layout
-//! - [`mysql`], [`redis`], [`mongo`], [`influx`]: one module per store; each builds its client
-//!   from settings, checks its health under a timeout, and records every command it runs.
-//!   [`mongo::InsertBatcher`] groups concurrent inserts into one `insert_many`.
-//! - [`cache`]: the two-level (process, Redis) query cache with cross-process invalidation.
-//! - [`health`]: the health report types. [`metrics`]: metric names and per-operation handles.
+//! - `mysql`, `redis`, `mongo`, `influx` ([`MysqlStore`], …): one module per store; each
+//!   builds its client from settings, checks its health under a timeout, and records every
+//!   command it runs.
+//!   [`InsertBatcher`] groups concurrent inserts into one `insert_many`.
+//! - `cache` ([`Cache`]): the two-level (process, Redis) query cache with cross-process
+//!   invalidation.
+//! - `health` ([`HubHealth`]): the health report types. `metrics`: metric names
+//!   ([`metric_names`]) and per-operation handles ([`StoreMetrics`]).
 //! - [`Hub`]: built from a [`tsp_config::Config`]; a cheap-to-clone handle on all instances.
 //!
 //! Building a hub never waits on the network: pools and clients connect lazily, so a store that
@@ -13,15 +16,17 @@
 //! bounded by `health.timeout`; [`Hub::require`] turns that into a start-up gate on the
 //! required stores only.
 
-pub mod cache;
-pub mod error;
-pub mod health;
-pub mod influx;
-pub mod metrics;
-pub mod migrate;
-pub mod mongo;
-pub mod mysql;
-pub mod redis;
+#![warn(missing_docs, unreachable_pub)]
+
+mod cache;
+mod error;
+mod health;
+mod influx;
+mod metrics;
+mod migrate;
+mod mongo;
+mod mysql;
+mod redis;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,11 +36,14 @@ use secrecy::ExposeSecret;
 use tsp_config::Config;
 
 pub use cache::{Cache, CacheStats, Invalidation, Level};
-pub use error::{ErrorKind, HubError, Redactor};
+pub use error::{Cause, ErrorKind, HubError, Redactor};
 pub use health::{HubHealth, InstanceHealth, PoolStats, Status};
 pub use influx::{FieldValue, InfluxStore, Point, PointError, PointWriter, WriterStats};
+pub use metrics::{StoreMetrics, names as metric_names};
+pub use migrate::{MigrationReport, migrate_mysql};
 pub use mongo::{InsertBatcher, Inserted, MongoStore};
 pub use mysql::MysqlStore;
+pub use mysql::{NamedLock, mysql_connect_options};
 pub use redis::{RedisConn, RedisStore};
 
 struct Inner {
@@ -174,6 +182,7 @@ impl Hub {
         })
     }
 
+    /// The configuration the hub was built from.
     pub fn config(&self) -> &Config {
         &self.inner.config
     }
@@ -183,6 +192,7 @@ impl Hub {
         &self.inner.redactor
     }
 
+    /// MySQL instance `name`, or [`HubError::UnknownInstance`].
     pub fn mysql(&self, name: &str) -> Result<&MysqlStore, HubError> {
         self.inner
             .mysql
@@ -190,6 +200,7 @@ impl Hub {
             .ok_or_else(|| unknown("mysql", name))
     }
 
+    /// Redis instance `name`, or [`HubError::UnknownInstance`].
     pub fn redis(&self, name: &str) -> Result<&RedisStore, HubError> {
         self.inner
             .redis
@@ -197,6 +208,7 @@ impl Hub {
             .ok_or_else(|| unknown("redis", name))
     }
 
+    /// MongoDB instance `name`, or [`HubError::UnknownInstance`].
     pub fn mongo(&self, name: &str) -> Result<&MongoStore, HubError> {
         self.inner
             .mongo
@@ -204,6 +216,7 @@ impl Hub {
             .ok_or_else(|| unknown("mongo", name))
     }
 
+    /// InfluxDB instance `name`, or [`HubError::UnknownInstance`].
     pub fn influx(&self, name: &str) -> Result<&InfluxStore, HubError> {
         self.inner
             .influx
@@ -211,15 +224,19 @@ impl Hub {
             .ok_or_else(|| unknown("influx", name))
     }
 
+    /// Every MySQL instance, by name.
     pub fn mysql_instances(&self) -> impl Iterator<Item = &MysqlStore> {
         self.inner.mysql.values()
     }
+    /// Every Redis instance, by name.
     pub fn redis_instances(&self) -> impl Iterator<Item = &RedisStore> {
         self.inner.redis.values()
     }
+    /// Every MongoDB instance, by name.
     pub fn mongo_instances(&self) -> impl Iterator<Item = &MongoStore> {
         self.inner.mongo.values()
     }
+    /// Every InfluxDB instance, by name.
     pub fn influx_instances(&self) -> impl Iterator<Item = &InfluxStore> {
         self.inner.influx.values()
     }
@@ -236,6 +253,7 @@ impl Hub {
             .await
     }
 
+    /// Checks every instance concurrently, each bounded by `timeout`.
     pub async fn health_with_timeout(&self, timeout: Duration) -> HubHealth {
         use futures::FutureExt;
         let mut checks = Vec::new();

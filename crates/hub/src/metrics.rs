@@ -13,18 +13,31 @@ use metrics::{Counter, Histogram, counter, histogram};
 
 /// Metric names, in one place so dashboards and tests agree.
 pub mod names {
+    /// Commands run, by store, instance and operation.
     pub const COMMANDS: &str = "tsp_store_commands_total";
+    /// Commands that failed, by store, instance and operation.
     pub const ERRORS: &str = "tsp_store_command_errors_total";
+    /// How long commands took.
     pub const DURATION: &str = "tsp_store_command_duration_seconds";
+    /// 1 when the instance's last health check passed, else 0.
     pub const UP: &str = "tsp_store_up";
+    /// How long the last health check took.
     pub const HEALTH_LATENCY: &str = "tsp_store_health_latency_seconds";
+    /// Pool connections, by state (`size`, `idle`, `in_use`, `max`).
     pub const POOL: &str = "tsp_store_pool_connections";
+    /// Redis `used_memory`, from `INFO`.
     pub const REDIS_USED_MEMORY: &str = "tsp_redis_used_memory_bytes";
+    /// Redis keyspace hits over hits plus misses, from `INFO`.
     pub const REDIS_HIT_RATIO: &str = "tsp_redis_keyspace_hit_ratio";
+    /// 1 when the MongoDB instance passed its last health check, else 0.
     pub const MONGO_CONNECTED: &str = "tsp_mongo_connection_state";
+    /// Points InfluxDB accepted.
     pub const INFLUX_WRITTEN: &str = "tsp_influx_points_written_total";
+    /// Points InfluxDB refused for good.
     pub const INFLUX_FAILED: &str = "tsp_influx_points_failed_total";
+    /// Points dropped because the writer's buffer was full.
     pub const INFLUX_DROPPED: &str = "tsp_influx_points_dropped_total";
+    /// Points waiting in the writer's buffer.
     pub const INFLUX_BUFFERED: &str = "tsp_influx_points_buffered";
 }
 
@@ -43,6 +56,7 @@ pub struct StoreMetrics {
 }
 
 impl StoreMetrics {
+    /// Handles for instance `instance` of `store`.
     pub fn new(store: &'static str, instance: &str) -> Self {
         StoreMetrics {
             store,
@@ -51,10 +65,12 @@ impl StoreMetrics {
         }
     }
 
+    /// `mysql`, `redis`, `mongo` or `influx`.
     pub fn store(&self) -> &'static str {
         self.store
     }
 
+    /// The instance's configured name.
     pub fn instance(&self) -> &str {
         &self.instance
     }

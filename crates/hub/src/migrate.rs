@@ -20,21 +20,24 @@ use sqlx::migrate::{Migrate, MigrateError, Migrator};
 
 use std::time::Duration;
 
-use crate::error::HubError;
+use crate::error::{Cause, HubError};
 
 /// The longest a run waits for another process's migration of the same database.
-pub const LOCK_WAIT: Duration = Duration::from_secs(300);
+pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(300);
 use crate::mysql::{MysqlStore, NamedLock};
 
 /// What a migration run did (or, dry, would do) on one instance.
 #[derive(Debug, Clone, Serialize)]
 pub struct MigrationReport {
+    /// `mysql`, `redis`, `mongo` or `influx`.
     pub store: &'static str,
+    /// The instance's configured name.
     pub instance: String,
     /// Already applied before this run (`version description`).
     pub already: Vec<String>,
     /// Applied by this run; with `dry_run`, what would be.
     pub applied: Vec<String>,
+    /// Whether this run only reported what it would apply.
     pub dry_run: bool,
 }
 
@@ -73,12 +76,13 @@ fn migrate_error(store: &MysqlStore, e: MigrateError) -> HubError {
         instance: store.name().to_string(),
         op: "migrate".into(),
         message,
+        cause: Some(Cause::new(e, store.redactor())),
     }
 }
 
 /// Applies the pending migrations of `migrator` to `store` (or, with `dry_run`, only reports
 /// them), under the database's migration lock.
-pub async fn mysql(
+pub async fn migrate_mysql(
     store: &MysqlStore,
     migrator: &Migrator,
     dry_run: bool,

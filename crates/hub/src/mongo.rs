@@ -18,7 +18,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
 use tsp_config::{MongoSettings, TlsMode};
 
-use crate::error::{HubError, Redactor};
+use crate::error::{Cause, HubError, Redactor};
 use crate::health::{InstanceHealth, PoolStats, Status};
 use crate::metrics::{StoreMetrics, names};
 
@@ -150,14 +150,17 @@ impl MongoStore {
         })
     }
 
+    /// The instance's configured name.
     pub fn name(&self) -> &str {
         &self.settings.name
     }
 
+    /// Whether the service needs this instance to start.
     pub fn required(&self) -> bool {
         self.settings.required
     }
 
+    /// The driver's client (it pools connections itself).
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -167,20 +170,46 @@ impl MongoStore {
         self.client.database(&self.settings.database)
     }
 
+    /// The name of the instance's database.
     pub fn database_name(&self) -> &str {
         &self.settings.database
     }
 
+    /// The instance's command metrics.
     pub fn metrics(&self) -> &StoreMetrics {
         &self.metrics
     }
 
+    /// Wraps a driver error from operation `op`, kept as the (redacted) cause.
     pub fn error(&self, op: &str, e: &mongodb::error::Error) -> HubError {
+        let cause = Cause::new(e.clone(), &self.redactor);
         HubError::Store {
             store: STORE,
             instance: self.settings.name.clone(),
             op: op.to_string(),
-            message: self.redactor.clean(e.to_string()),
+            message: cause.text().to_string(),
+            cause: Some(cause),
+        }
+    }
+
+    /// Whether `e` is a write refused only for duplicate keys (code 11000), e.g. an unordered
+    /// `insert_many` some of whose documents exist already.
+    pub fn only_duplicates(e: &HubError) -> bool {
+        let Some(driver) = e
+            .cause()
+            .and_then(|c| c.downcast_ref::<mongodb::error::Error>())
+        else {
+            return false;
+        };
+        match driver.kind.as_ref() {
+            ErrorKind::InsertMany(m) => {
+                m.write_concern_error.is_none()
+                    && m.write_errors
+                        .as_ref()
+                        .is_some_and(|w| !w.is_empty() && w.iter().all(|w| w.code == 11000))
+            }
+            ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => w.code == 11000,
+            _ => false,
         }
     }
 
@@ -223,6 +252,7 @@ impl MongoStore {
             })
     }
 
+    /// The driver's pool, as counted by its connection events.
     pub fn pool_stats(&self) -> PoolStats {
         let open = u32::try_from(self.pool.open.load(Ordering::Relaxed).max(0)).unwrap_or(0);
         let out = u32::try_from(self.pool.checked_out.load(Ordering::Relaxed).max(0)).unwrap_or(0);
@@ -271,6 +301,7 @@ impl MongoStore {
 /// What happened to one document given to an [`InsertBatcher`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
+    /// Stored now.
     New,
     /// A document with the same unique key (`_id` or a unique index) was there already.
     Duplicate,
@@ -351,12 +382,8 @@ impl InsertBatcher {
     /// Stores `doc` (in the next batch) and returns once it is stored.
     pub async fn insert(&self, doc: mongodb::bson::Document) -> Result<Inserted, HubError> {
         let (reply, outcome) = tokio::sync::oneshot::channel();
-        let stopped = || HubError::Store {
-            store: STORE,
-            instance: self.store.clone(),
-            op: "insert".into(),
-            message: "the insert batcher stopped".into(),
-        };
+        let stopped =
+            || HubError::store(STORE, &self.store, "insert", "the insert batcher stopped");
         self.tx.send((doc, reply)).await.map_err(|_| stopped())?;
         outcome.await.map_err(|_| stopped())?
     }

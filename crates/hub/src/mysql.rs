@@ -7,7 +7,7 @@ use secrecy::ExposeSecret;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
 use tsp_config::{MysqlSettings, TlsMode};
 
-use crate::error::{HubError, Redactor};
+use crate::error::{Cause, HubError, Redactor};
 use crate::health::{InstanceHealth, PoolStats};
 use crate::metrics::StoreMetrics;
 
@@ -26,11 +26,15 @@ pub struct MysqlStore {
 }
 
 /// Driver options from settings. The pool is lazy: building it never waits on the server.
-pub fn connect_options(s: &MysqlSettings) -> Result<MySqlConnectOptions, String> {
+pub fn mysql_connect_options(s: &MysqlSettings) -> Result<MySqlConnectOptions, HubError> {
     let mut opts = match &s.url {
         Some(url) => MySqlConnectOptions::from_str(url.expose_secret())
             // sqlx's message may quote the URL; keep only that it failed.
-            .map_err(|_| "url is not a valid MySQL URL".to_string())?,
+            .map_err(|_| HubError::Settings {
+                store: STORE,
+                instance: s.name.clone(),
+                message: "url is not a valid MySQL URL".into(),
+            })?,
         None => MySqlConnectOptions::new()
             .host(&s.host)
             .port(s.port)
@@ -57,11 +61,7 @@ pub fn connect_options(s: &MysqlSettings) -> Result<MySqlConnectOptions, String>
 
 impl MysqlStore {
     pub(crate) fn new(s: &MysqlSettings, redactor: Redactor) -> Result<Self, HubError> {
-        let opts = connect_options(s).map_err(|message| HubError::Settings {
-            store: STORE,
-            instance: s.name.clone(),
-            message,
-        })?;
+        let opts = mysql_connect_options(s)?;
         let pool = MySqlPoolOptions::new()
             .min_connections(s.pool.min)
             .max_connections(s.pool.max)
@@ -80,10 +80,12 @@ impl MysqlStore {
         })
     }
 
+    /// The instance's configured name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// Whether the service needs this instance to start.
     pub fn required(&self) -> bool {
         self.required
     }
@@ -98,6 +100,7 @@ impl MysqlStore {
         &self.pool
     }
 
+    /// The instance's command metrics.
     pub fn metrics(&self) -> &StoreMetrics {
         &self.metrics
     }
@@ -110,18 +113,26 @@ impl MysqlStore {
         self.metrics
             .timed(op, fut)
             .await
-            .map_err(|e| self.error(op, &e))
+            .map_err(|e| self.error(op, e))
     }
 
-    pub fn error(&self, op: &str, e: &sqlx::Error) -> HubError {
+    /// Wraps a driver error from operation `op`, kept as the (redacted) cause.
+    pub fn error(&self, op: &str, e: sqlx::Error) -> HubError {
+        let cause = Cause::new(e, &self.redactor);
         HubError::Store {
             store: STORE,
             instance: self.name.clone(),
             op: op.to_string(),
-            message: self.redactor.clean(e.to_string()),
+            message: cause.text().to_string(),
+            cause: Some(cause),
         }
     }
 
+    pub(crate) fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// The pool's connections now.
     pub fn pool_stats(&self) -> PoolStats {
         let size = self.pool.size();
         let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
@@ -149,6 +160,7 @@ impl MysqlStore {
         h
     }
 
+    /// Closes the pool, waiting for lent connections to come back.
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -187,12 +199,12 @@ impl NamedLock {
             )
             .await?;
         if got != Some(1) {
-            return Err(HubError::Store {
-                store: STORE,
-                instance: store.name().to_string(),
-                op: "get_lock".into(),
-                message: format!("{busy} held lock `{name}` for {wait:?}"),
-            });
+            return Err(HubError::store(
+                STORE,
+                store.name(),
+                "get_lock",
+                format!("{busy} held lock `{name}` for {wait:?}"),
+            ));
         }
         Ok(NamedLock {
             conn: Some(conn),

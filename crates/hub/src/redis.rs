@@ -15,7 +15,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
 use tsp_config::{RedisSettings, TlsMode};
 
-use crate::error::{HubError, Redactor};
+use crate::error::{Cause, HubError, Redactor};
 use crate::health::{InstanceHealth, PoolStats};
 use crate::metrics::{StoreMetrics, names};
 
@@ -155,14 +155,17 @@ impl RedisStore {
         }
     }
 
+    /// The instance's configured name.
     pub fn name(&self) -> &str {
         &self.settings.name
     }
 
+    /// Whether the service needs this instance to start.
     pub fn required(&self) -> bool {
         self.settings.required
     }
 
+    /// The instance's settings.
     pub fn settings(&self) -> &RedisSettings {
         &self.settings
     }
@@ -172,13 +175,15 @@ impl RedisStore {
         &self.settings.key_prefix
     }
 
+    /// The instance's command metrics.
     pub fn metrics(&self) -> &StoreMetrics {
         &self.metrics
     }
 
     fn error(&self, op: &str, e: &redis::RedisError) -> HubError {
         // Some errors quote a whole reply; a health report needs the gist.
-        let mut message = self.redactor.clean(e.to_string());
+        let cause = Cause::new(e.clone(), &self.redactor);
+        let mut message = cause.text().to_string();
         if message.len() > 400 {
             let cut = (0..=400)
                 .rev()
@@ -192,6 +197,7 @@ impl RedisStore {
             instance: self.settings.name.clone(),
             op: op.to_string(),
             message,
+            cause: Some(cause),
         }
     }
 

@@ -83,8 +83,11 @@ pub async fn work_until_settled(
 /// Percentiles of job times, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Percentiles {
+    /// The median, in milliseconds.
     pub p50: f64,
+    /// The 99th percentile.
     pub p99: f64,
+    /// The slowest.
     pub max: f64,
 }
 
@@ -111,7 +114,9 @@ pub struct JobTimes {
     pub run_ms: Percentiles,
     /// From enqueue to the end: what a client waits, queueing included.
     pub latency_ms: Percentiles,
+    /// Jobs completed.
     pub completed: u64,
+    /// Jobs dead-lettered.
     pub dead: u64,
     /// The most frequent last errors of dead jobs (up to 5), with their counts.
     pub dead_errors: Vec<(String, u64)>,
@@ -171,14 +176,19 @@ pub struct Footprint {
     /// `dataset.trips` rows not completed (in progress, or left by a failure not yet
     /// compensated).
     pub trips_unfinished: i64,
+    /// `incentive.point_transactions` rows of type `earn`.
     pub earn_transactions: i64,
+    /// The points those rows award, summed.
     pub points_awarded: i64,
+    /// Documents in MongoDB `dataset.trip_trajectories`.
     pub trajectories: u64,
+    /// Documents in MongoDB `dataset.activity_log`.
     pub activities: u64,
     /// `trip_bookings` points in InfluxDB `primary`.
     pub booking_points: u64,
     /// Users in the Redis GEO set.
     pub users_located: u64,
+    /// `portal.users` rows.
     pub users: i64,
 }
 
@@ -266,11 +276,14 @@ pub async fn footprint(trips: &Trips) -> Result<Footprint, HubError> {
 /// A run's wall time and rate.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Rate {
+    /// Seconds elapsed.
     pub seconds: f64,
+    /// Items per second over them.
     pub per_second: f64,
 }
 
 impl Rate {
+    /// The rate of `count` items since `since`.
     pub fn of(count: u64, since: Instant) -> Rate {
         let seconds = since.elapsed().as_secs_f64();
         Rate {

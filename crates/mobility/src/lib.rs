@@ -13,6 +13,8 @@
 //! - [`sandbox`]: an isolated, migrated set of databases for benchmarks, drills and tests.
 //! - [`seed`]: deterministic users and trips between the real bus stops of Cairns.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod batch;
 pub mod complete;
 pub mod migrations;
@@ -24,7 +26,7 @@ pub mod store_schema;
 pub mod stores;
 pub mod trip;
 
-use tsp_hub::migrate::MigrationReport;
+use tsp_hub::MigrationReport;
 use tsp_hub::{Hub, HubError};
 
 /// FNV-1a, 64 bits: a stable hash (std's may change between releases) for migration checksums,

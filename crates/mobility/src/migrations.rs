@@ -1,12 +1,12 @@
 //! The schema of each store, as versioned migrations.
 //!
 //! MySQL: one migration set per instance, embedded at build time from
-//! `migrations/mysql/<instance>/<version>_<name>.sql` and run by [`tsp_hub::migrate`].
+//! `migrations/mysql/<instance>/<version>_<name>.sql` and run by [`tsp_hub::migrate_mysql`].
 //! Files are append-only: an applied migration must not be edited (its checksum is checked);
 //! change a schema with a new file.
 
 use sqlx::migrate::Migrator;
-use tsp_hub::migrate::MigrationReport;
+use tsp_hub::MigrationReport;
 use tsp_hub::{Hub, HubError};
 
 static PORTAL: Migrator = sqlx::migrate!("migrations/mysql/portal");
@@ -36,7 +36,7 @@ pub async fn run_mysql(
         let Some(m) = mysql(store.name()) else {
             continue;
         };
-        match tsp_hub::migrate::mysql(store, m, dry_run).await {
+        match tsp_hub::migrate_mysql(store, m, dry_run).await {
             Ok(r) => reports.push(r),
             Err(e) => return Err((reports, e)),
         }

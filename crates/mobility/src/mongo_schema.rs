@@ -9,14 +9,18 @@
 use mongodb::IndexModel;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::options::IndexOptions;
-use tsp_hub::migrate::MigrationReport;
+use tsp_hub::MigrationReport;
 use tsp_hub::{Hub, HubError, MongoStore};
 
 /// One step: indexes to create on one collection.
 pub struct Step {
+    /// The step's number: steps apply in order, once.
     pub version: i64,
+    /// What it does, for reports.
     pub description: &'static str,
+    /// The collection it indexes.
     pub collection: &'static str,
+    /// The indexes (keys and options).
     pub indexes: Vec<(Document, IndexOptions)>,
 }
 
@@ -42,8 +46,8 @@ pub fn steps(instance: &str) -> Vec<Step> {
         "cache" => vec![Step {
             version: 1,
             description: "job_queue: 24 h TTL and query indexes",
-            collection: tsp_queue::records::COLLECTION,
-            indexes: tsp_queue::records::indexes(),
+            collection: tsp_queue::RECORDS_COLLECTION,
+            indexes: tsp_queue::record_indexes(),
         }],
         "dataset" => vec![
             Step {
@@ -88,12 +92,7 @@ pub fn steps(instance: &str) -> Vec<Step> {
 }
 
 fn refused(store: &MongoStore, message: String) -> HubError {
-    HubError::Store {
-        store: "mongo",
-        instance: store.name().to_string(),
-        op: "migrate".into(),
-        message,
-    }
+    HubError::store("mongo", store.name(), "migrate", message)
 }
 
 /// Applies (or, with `dry_run`, reports) the pending steps of one instance.

@@ -18,10 +18,17 @@ use crate::trip::haversine_m;
 pub enum QueryError {
     /// A bad parameter, named.
     #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
+    Invalid {
+        /// The parameter.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
     #[error("{0}")]
+    /// Nothing matches (an unknown user).
     NotFound(String),
     #[error(transparent)]
+    /// A store failed.
     Store(#[from] HubError),
 }
 
@@ -43,7 +50,9 @@ fn now_ms() -> i64 {
 #[derive(Debug, Clone, Serialize)]
 pub struct Cached<T> {
     #[serde(flatten)]
+    /// The answer.
     pub value: T,
+    /// Where it came from.
     pub cache: Level,
 }
 
@@ -51,12 +60,17 @@ pub struct Cached<T> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserStats {
+    /// The user.
     pub user_id: u64,
+    /// The window, in days back from now.
     pub days: u32,
+    /// Completed trips in it.
     pub trips: u64,
+    /// Their distance, summed.
     pub total_distance_m: f64,
     /// `null` without trips.
     pub average_duration_s: Option<f64>,
+    /// Their cost, summed.
     pub total_cost: f64,
 }
 
@@ -64,7 +78,9 @@ pub struct UserStats {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserPoints {
+    /// The user.
     pub user_id: u64,
+    /// Points earned, all time.
     pub earned: i64,
     /// As a positive number.
     pub redeemed: i64,
@@ -76,12 +92,17 @@ pub struct UserPoints {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NearTrip {
+    /// The trip.
     pub trip_id: String,
+    /// Its user.
     pub user_id: u64,
+    /// Its mode (`bus`, `bike`, …).
     pub mode: String,
     /// From the query point to the trip's start.
     pub distance_from_m: f64,
+    /// Its length.
     pub trip_distance_m: f64,
+    /// When it started (Unix ms).
     pub started_at_ms: i64,
 }
 
@@ -89,8 +110,11 @@ pub struct NearTrip {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NearUser {
+    /// The user.
     pub user_id: u64,
+    /// From the query point to their last known position.
     pub distance_m: f64,
+    /// When that position was recorded (Unix ms).
     pub last_active_ms: i64,
 }
 
@@ -98,9 +122,13 @@ pub struct NearUser {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Engagement {
+    /// The user.
     pub user_id: u64,
+    /// Completed trips in the window.
     pub trips: u64,
+    /// Their distance, summed.
     pub distance_m: f64,
+    /// Their duration, summed.
     pub duration_s: f64,
     /// Distinct modes used.
     pub mode_variety: u32,
@@ -110,15 +138,20 @@ pub struct Engagement {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EngagementReport {
+    /// The window, in days back from now.
     pub days: u32,
+    /// One row per user.
     pub users: Vec<Engagement>,
 }
 
 /// A point and radius, checked.
 #[derive(Debug, Clone, Copy)]
 pub struct Around {
+    /// Latitude, degrees.
     pub lat: f64,
+    /// Longitude, degrees.
     pub lng: f64,
+    /// Radius, kilometres.
     pub radius_km: f64,
 }
 

@@ -5,8 +5,27 @@
 
 use std::time::Duration;
 
-use tsp_config::{Config, LoadOptions};
+use tsp_config::{Config, ConfigError, LoadOptions};
 use tsp_hub::{Hub, HubError};
+
+/// Why a sandbox could not be made. Whatever was created before the failure is removed.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("the sandbox's configuration does not load")]
+    /// The configuration with the sandbox's overrides is invalid.
+    Config(#[source] ConfigError),
+    #[error("sandbox {tag}: {step}")]
+    /// A store failed during one step of the set-up.
+    Store {
+        /// The sandbox's tag.
+        tag: String,
+        /// The step: connecting, creating databases, migrating.
+        step: &'static str,
+        #[source]
+        /// What failed.
+        source: HubError,
+    },
+}
 
 /// The configuration overrides that point every instance at sandbox `tag`'s databases.
 pub fn overrides(tag: &str) -> Vec<String> {
@@ -31,7 +50,9 @@ pub fn new_tag() -> String {
 
 /// A live sandbox: its hub (pointing at its databases) and what to remove afterwards.
 pub struct Sandbox {
+    /// The tag naming its databases (`tsp_sb_{tag}_…`) and key prefix.
     pub tag: String,
+    /// A hub on the sandbox's databases.
     pub hub: Hub,
     /// The overrides that configure another process for this sandbox.
     pub overrides: Vec<String>,
@@ -40,25 +61,42 @@ pub struct Sandbox {
 impl Sandbox {
     /// Creates the sandbox's MySQL databases (the others appear on first write) and migrates
     /// every store. `options` supplies the configuration (its overrides come first).
-    pub async fn create(options: &LoadOptions) -> Result<Sandbox, String> {
+    pub async fn create(options: &LoadOptions) -> Result<Sandbox, SandboxError> {
         let tag = new_tag();
         let sb = overrides(&tag);
         let mut opts = options.clone();
         opts.overrides.extend(sb.iter().cloned());
-        let config = tsp_config::load(&opts).map_err(|e| e.to_string())?;
-        let hub = Hub::connect(&config).await.map_err(|e| e.to_string())?;
-        create_mysql(&config, &hub)
+        let config = tsp_config::load(&opts).map_err(SandboxError::Config)?;
+        let failed = |step, source| SandboxError::Store {
+            tag: tag.clone(),
+            step,
+            source,
+        };
+        let hub = Hub::connect(&config)
             .await
-            .map_err(|e| e.to_string())?;
-        let (_, failure) = crate::migrate_all(&hub, false).await;
-        if let Some(e) = failure {
-            return Err(format!("migrating the sandbox: {e}"));
-        }
-        Ok(Sandbox {
-            tag,
+            .map_err(|e| failed("connecting", e))?;
+        let sandbox = Sandbox {
+            tag: tag.clone(),
             hub,
             overrides: sb,
-        })
+        };
+        let made = match create_mysql(&config, &sandbox.hub).await {
+            Err(e) => Err(failed("creating its MySQL databases", e)),
+            Ok(()) => match crate::migrate_all(&sandbox.hub, false).await {
+                (_, Some(e)) => Err(failed("migrating", e)),
+                (_, None) => Ok(()),
+            },
+        };
+        match made {
+            Ok(()) => Ok(sandbox),
+            Err(e) => {
+                // Half a sandbox is still databases on the servers: take them away again.
+                for problem in sandbox.remove().await {
+                    tracing::warn!(%problem, "removing a sandbox that failed to set up");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Removes every database and key of the sandbox. Best effort: reports what failed.
@@ -114,13 +152,7 @@ async fn create_mysql(config: &Config, hub: &Hub) -> Result<(), HubError> {
     for (name, settings) in &config.mysql {
         let store = hub.mysql(name)?;
         // Connect to a database every user may use: the instance's does not exist yet.
-        let options = tsp_hub::mysql::connect_options(settings)
-            .map_err(|message| HubError::Settings {
-                store: "mysql",
-                instance: name.clone(),
-                message,
-            })?
-            .database("information_schema");
+        let options = tsp_hub::mysql_connect_options(settings)?.database("information_schema");
         let mut conn = store
             .timed("connect", sqlx::ConnectOptions::connect(&options))
             .await?;

@@ -12,8 +12,11 @@ const STOPS_TXT: &str = include_str!("../../../data/gtfs-cairns/stops.txt");
 /// A stop: name, latitude, longitude.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stop {
+    /// The stop's name.
     pub name: String,
+    /// Latitude, degrees.
     pub lat: f64,
+    /// Longitude, degrees.
     pub lng: f64,
 }
 
@@ -73,10 +76,12 @@ pub fn parse_stops(text: &str) -> Result<Vec<Stop>, String> {
 pub struct SplitMix64(u64);
 
 impl SplitMix64 {
+    /// A generator started from `seed`.
     pub fn new(seed: u64) -> Self {
         SplitMix64(seed)
     }
 
+    /// The next value.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -154,12 +159,15 @@ enum Fare {
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct TripPlan {
+    /// Same seed, same trips.
     pub seed: u64,
+    /// How many trips.
     pub trips: usize,
     /// Users are `1..=users`.
     pub users: u64,
     /// Trips end within this many days before `now_ms`.
     pub days: u32,
+    /// "Now", Unix ms: fixed, so a plan gives the same trips whenever it runs.
     pub now_ms: i64,
 }
 

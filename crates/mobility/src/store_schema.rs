@@ -13,7 +13,7 @@
 //!   ordered steps under a `SET NX` lock with expiry (`<key_prefix>schema:lock`).
 
 use tsp_config::InfluxApi;
-use tsp_hub::migrate::MigrationReport;
+use tsp_hub::MigrationReport;
 use tsp_hub::{Hub, HubError, InfluxStore, RedisConn, RedisStore};
 
 fn fnv(text: &str) -> String {
@@ -21,19 +21,18 @@ fn fnv(text: &str) -> String {
 }
 
 fn refused(store: &'static str, instance: &str, message: String) -> HubError {
-    HubError::Store {
-        store,
-        instance: instance.to_string(),
-        op: "migrate".into(),
-        message,
-    }
+    HubError::store(store, instance, "migrate", message)
 }
 
 /// One InfluxDB database and its default retention policy.
 pub struct InfluxStep {
+    /// The step's number: steps apply in order, once.
     pub version: i64,
+    /// The database to create.
     pub database: String,
+    /// The name of its default retention policy.
     pub retention_policy: &'static str,
+    /// How long that policy keeps data (an InfluxQL duration, `30d`).
     pub duration: &'static str,
 }
 
@@ -238,7 +237,9 @@ pub async fn run_influx_v2(
 /// One Redis key-schema step. `apply` transforms data written under the previous layout; the
 /// first step marks the layout this build writes (nothing older exists to transform).
 pub struct RedisStep {
+    /// The step's number: steps apply in order, once.
     pub version: i64,
+    /// What it does, for reports.
     pub description: &'static str,
 }
 

@@ -12,8 +12,9 @@ pub const MODES: &[&str] = &[
 /// Points a trajectory may have (a day at one fix per 5 s): keeps a trajectory document far
 /// below MongoDB's 16 MB limit.
 pub const MAX_POINTS: usize = 20_000;
-/// 2000-01-01 and 2100-01-01 in Unix milliseconds: anything outside is a unit mistake.
+/// 2000-01-01 in Unix milliseconds: an earlier timestamp is a unit mistake.
 pub const MIN_TIMESTAMP_MS: i64 = 946_684_800_000;
+/// 2100-01-01 in Unix milliseconds: a later timestamp is a unit mistake.
 pub const MAX_TIMESTAMP_MS: i64 = 4_102_444_800_000;
 /// Costs are stored as DECIMAL(10, 2).
 pub const MAX_COST: f64 = 1_000_000.0;
@@ -22,7 +23,9 @@ pub const MAX_COST: f64 = 1_000_000.0;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrackPoint {
+    /// Latitude, degrees (-90 to 90).
     pub lat: f64,
+    /// Longitude, degrees (-180 to 180).
     pub lng: f64,
     /// Unix milliseconds.
     pub timestamp: i64,
@@ -38,11 +41,16 @@ pub struct TrackPoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TripCompletion {
+    /// The trip's id (`dataset.trips.trip_id`): completing it twice awards once.
     pub trip_id: String,
+    /// The user (`portal.users.id`).
     pub user_id: u64,
+    /// One of [`MODES`].
     pub mode: String,
+    /// The GPS fixes, in time order.
     pub trajectory: Vec<TrackPoint>,
     #[serde(default)]
+    /// The fare, if any.
     pub cost: Option<f64>,
 }
 
@@ -50,7 +58,9 @@ pub struct TripCompletion {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct InvalidTrip {
+    /// The field (`trajectory[2].timestamp`).
     pub field: String,
+    /// What is wrong with it.
     pub message: String,
 }
 

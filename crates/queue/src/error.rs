@@ -8,10 +8,17 @@ use tsp_hub::HubError;
 pub enum QueueError {
     /// Bad input from a producer or operator, naming the field.
     #[error("invalid {field}: {message}")]
-    Invalid { field: String, message: String },
+    Invalid {
+        /// The field, as the producer named it (`priority`, `payload.user_id`).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
     #[error("job {0} not found")]
+    /// No job with this id (or it has expired).
     NotFound(String),
     #[error(transparent)]
+    /// The queue's Redis store failed.
     Hub(#[from] HubError),
     /// A reply the scripts never send: a bug or a foreign key in the way.
     #[error("unexpected reply from redis: {0}")]
@@ -30,9 +37,11 @@ pub enum JobError {
 }
 
 impl JobError {
+    /// A retryable failure, with `e`'s message.
     pub fn retry(e: impl std::fmt::Display) -> Self {
         JobError::Retry(e.to_string())
     }
+    /// A failure retrying cannot fix, with `e`'s message.
     pub fn abort(e: impl std::fmt::Display) -> Self {
         JobError::Abort(e.to_string())
     }

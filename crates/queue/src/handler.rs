@@ -18,11 +18,15 @@ use crate::queue::Queue;
 /// What a handler knows about the job it runs.
 #[derive(Clone)]
 pub struct JobContext {
+    /// The job's id.
     pub id: String,
+    /// The job's type.
     pub job_type: String,
     /// This attempt's number, from 1.
     pub attempt: u32,
+    /// Attempts allowed in all.
     pub max_attempts: u32,
+    /// The queue it came from (for progress, or to enqueue follow-ups).
     pub queue: Queue,
 }
 
@@ -45,7 +49,9 @@ type ErasedRules = Arc<dyn Fn(&str) -> Result<Option<String>, QueueError> + Send
 /// `trajectory[2].timestamp`) and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayloadError {
+    /// The field within the payload.
     pub field: String,
+    /// What is wrong with it.
     pub message: String,
 }
 
@@ -129,6 +135,7 @@ impl Default for Registry {
 }
 
 impl Registry {
+    /// A registry holding the built-in job types.
     pub fn new() -> Self {
         let mut r = Registry {
             handlers: HashMap::new(),
@@ -269,6 +276,7 @@ impl Registry {
         rules(payload)
     }
 
+    /// The registered job types, sorted.
     pub fn types(&self) -> Vec<String> {
         let mut t: Vec<String> = self.handlers.keys().cloned().collect();
         t.sort();

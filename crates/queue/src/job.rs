@@ -30,6 +30,7 @@ impl Backoff {
         }
     }
 
+    /// Reads the stored form (`exp:1000`, `fixed:500`); an unreadable one is exponential from one second.
     pub fn decode(s: &str) -> Backoff {
         match s.split_once(':') {
             Some(("fixed", ms)) => Backoff::Fixed(ms.parse().unwrap_or(1000)),
@@ -59,14 +60,21 @@ impl Backoff {
 /// A job to enqueue. Build with [`NewJob::new`] and the `with_*` methods.
 #[derive(Debug, Clone)]
 pub struct NewJob {
+    /// Which handler runs it.
     pub job_type: String,
     /// JSON text.
     pub payload: String,
+    /// Higher runs first (0 to 1000).
     pub priority: u16,
+    /// How long to wait before it may run.
     pub delay: Duration,
+    /// Attempts allowed in all; `None`: the queue's default.
     pub max_attempts: Option<u32>,
+    /// The wait between attempts; `None`: the queue's default.
     pub backoff: Option<Backoff>,
+    /// How long one attempt may run; `None`: the queue's default.
     pub timeout: Option<Duration>,
+    /// While a job with this key is not finished, enqueueing another returns that job.
     pub dedup_key: Option<String>,
 }
 
@@ -94,26 +102,32 @@ impl NewJob {
         }
     }
 
+    /// Sets the priority.
     pub fn with_priority(mut self, p: u16) -> Self {
         self.priority = p;
         self
     }
+    /// Sets the delay before the first attempt.
     pub fn with_delay(mut self, d: Duration) -> Self {
         self.delay = d;
         self
     }
+    /// Sets the attempts allowed.
     pub fn with_max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = Some(n);
         self
     }
+    /// Sets the backoff between attempts.
     pub fn with_backoff(mut self, b: Backoff) -> Self {
         self.backoff = Some(b);
         self
     }
+    /// Sets the bound on one attempt.
     pub fn with_timeout(mut self, t: Duration) -> Self {
         self.timeout = Some(t);
         self
     }
+    /// Sets the dedup key.
     pub fn with_dedup_key(mut self, k: impl Into<String>) -> Self {
         self.dedup_key = Some(k.into());
         self
@@ -157,14 +171,20 @@ impl NewJob {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
+    /// Ready to run, by priority.
     Waiting,
+    /// Waiting for its run-at time (a delay or a retry's backoff).
     Delayed,
+    /// Leased to a worker.
     Active,
+    /// Finished; kept for the retention period.
     Completed,
+    /// Failed for good: in the dead letters.
     Dead,
 }
 
 impl JobState {
+    /// Every state, in a job's order.
     pub const ALL: [JobState; 5] = [
         JobState::Waiting,
         JobState::Delayed,
@@ -173,6 +193,7 @@ impl JobState {
         JobState::Dead,
     ];
 
+    /// The state's name in the API and in Redis.
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Waiting => "waiting",
@@ -183,6 +204,7 @@ impl JobState {
         }
     }
 
+    /// The state named `s`.
     pub fn parse(s: &str) -> Option<JobState> {
         JobState::ALL
             .into_iter()
@@ -197,35 +219,55 @@ impl JobState {
 /// One attempt's failure.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct AttemptError {
+    /// The attempt's number, from 1.
     pub attempt: u32,
     /// Unix ms.
     pub at: i64,
+    /// What went wrong.
     pub error: String,
 }
 
 /// A job as stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobInfo {
+    /// The job's id.
     pub id: String,
+    /// The queue's name.
     pub queue: String,
     #[serde(rename = "type")]
+    /// Which handler runs it.
     pub job_type: String,
+    /// The payload (JSON).
     pub payload: serde_json::Value,
+    /// One of [`JobState`]'s names.
     pub state: String,
+    /// Higher runs first.
     pub priority: u16,
+    /// Attempts started so far.
     pub attempts: u32,
+    /// Attempts allowed in all.
     pub max_attempts: u32,
+    /// The wait between attempts.
     pub backoff: Backoff,
+    /// The bound on one attempt.
     pub timeout_ms: u64,
+    /// The dedup key, if it has one.
     pub dedup_key: Option<String>,
     /// Unix ms.
     pub created_at: i64,
+    /// When it may run next (Unix ms).
     pub run_at: i64,
+    /// When the current or last attempt started (Unix ms).
     pub started_at: Option<i64>,
+    /// When it finished (Unix ms).
     pub finished_at: Option<i64>,
+    /// The last progress its handler reported.
     pub progress: Option<serde_json::Value>,
+    /// Its handler's result, once completed.
     pub result: Option<serde_json::Value>,
+    /// The last attempt's error.
     pub last_error: Option<String>,
+    /// Every failed attempt's error.
     pub errors: Vec<AttemptError>,
 }
 
@@ -233,12 +275,19 @@ pub struct JobInfo {
 /// and lifetime counters of one queue.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct QueueCounts {
+    /// The queue's name.
     pub queue: String,
+    /// Whether workers are held from fetching.
     pub paused: bool,
+    /// Jobs ready to run.
     pub waiting: u64,
+    /// Jobs waiting for their run-at time.
     pub delayed: u64,
+    /// Jobs leased to workers.
     pub active: u64,
+    /// Finished jobs kept.
     pub completed: u64,
+    /// Jobs in the dead letters.
     pub dead: u64,
     /// Dead jobs whose dead-letter hook has not run yet (compensation pending).
     pub dead_unhandled: u64,

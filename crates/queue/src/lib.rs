@@ -5,30 +5,37 @@
 //! idempotent (the trip jobs are, by their unique keys).
 //!
 //! # Layout
-//! - [`queue`]: a named queue: enqueue, inspect, pause, requeue, and the state transitions
+//! - `queue` ([`Queue`]): a named queue: enqueue, inspect, pause, requeue, and the state transitions
 //!   (each one Lua script in `lua/`, atomic, for a whole batch of jobs).
-//! - [`worker`]: the runtime: batched fetch, concurrent handlers with timeout and panic capture,
+//! - `worker` ([`Worker`]): the runtime: batched fetch, concurrent handlers with timeout and panic capture,
 //!   batched acknowledgement, heartbeats, stalled-job recovery, graceful shutdown.
-//! - [`handler`]: the registry of job types: handlers with typed payloads, their payload
+//! - `handler` ([`Registry`]): the registry of job types: handlers with typed payloads, their payload
 //!   checks, dedup keys and dead-letter hooks; the built-ins (docs/queue.md#built-in-job-types).
-//! - [`records`]: MongoDB records and Influx points of finished jobs, batched, with backpressure.
+//! - `records` ([`RecordSink`]): MongoDB records and Influx points of finished jobs, batched, with backpressure.
 //!
 //! Design and guarantees: docs/queue.md.
 
-pub mod error;
-pub mod handler;
-pub mod job;
+#![warn(missing_docs, unreachable_pub)]
+
+mod error;
+mod handler;
+mod job;
 pub mod metrics;
-pub mod queue;
-pub mod records;
-pub mod worker;
+mod queue;
+mod records;
+mod worker;
 
 pub use error::{JobError, QueueError};
-pub use handler::{HookError, JobContext, JobRules, PayloadError, Registry};
-pub use job::{Backoff, JobInfo, JobState, NewJob, QueueCounts};
+pub use handler::{
+    HandlerFuture, HookError, HookFuture, JobContext, JobRules, PayloadError, Registry,
+};
+pub use job::{Backoff, JobInfo, JobState, MAX_PRIORITY, NewJob, QueueCounts};
 pub use queue::{
     DeadJob, Fetched, Finished, LeasedJob, Outcome, Queue, Requeued, UNREADABLE_TYPE,
     valid_queue_name,
 };
-pub use records::{JobRecord, RecordSink, RecordTask};
+pub use records::{
+    COLLECTION as RECORDS_COLLECTION, JobRecord, RecordSink, RecordTask,
+    ensure_indexes as ensure_record_indexes, indexes as record_indexes,
+};
 pub use worker::{Ran, Worker, WorkerReport};

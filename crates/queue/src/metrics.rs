@@ -1,19 +1,29 @@
 //! Queue metric names (Prometheus, through the `metrics` facade). Labels: `queue`, and `type`
 //! on the time histograms.
 
+/// Jobs enqueued.
 pub const ENQUEUED: &str = "tsp_queue_jobs_enqueued_total";
+/// Jobs completed.
 pub const COMPLETED: &str = "tsp_queue_jobs_completed_total";
 /// Failed attempts (each one, whether it will be retried or not).
 pub const FAILED: &str = "tsp_queue_jobs_failed_total";
+/// Failed attempts that will run again.
 pub const RETRIED: &str = "tsp_queue_jobs_retried_total";
+/// Jobs moved to the dead letters.
 pub const DEAD: &str = "tsp_queue_jobs_dead_lettered_total";
+/// Jobs taken back from a worker whose lease expired.
 pub const STALLED: &str = "tsp_queue_jobs_stalled_recovered_total";
+/// From runnable to leased.
 pub const WAIT: &str = "tsp_queue_job_wait_seconds";
+/// From leased to finished.
 pub const RUN: &str = "tsp_queue_job_run_seconds";
 /// Dead-letter hooks that ran to the end (e.g. compensations).
 pub const DEAD_HOOKS: &str = "tsp_queue_dead_hooks_total";
+/// Jobs per state (gauge, label `state`).
 pub const DEPTH: &str = "tsp_queue_depth";
+/// Job records stored in MongoDB.
 pub const RECORDS_WRITTEN: &str = "tsp_queue_records_written_total";
+/// Job records given up on: the record writer had stopped, or MongoDB stayed down at shutdown.
 pub const RECORDS_FAILED: &str = "tsp_queue_records_failed_total";
 
 /// A counter labelled with `queue` (none when `queue` is empty).

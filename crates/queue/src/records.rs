@@ -23,20 +23,33 @@ pub const COLLECTION: &str = "job_queue";
 /// One finished job.
 #[derive(Debug, Clone)]
 pub struct JobRecord {
+    /// The job's id.
     pub id: String,
+    /// The queue's name.
     pub queue: String,
+    /// The job's type.
     pub job_type: String,
+    /// The payload, JSON text.
     pub payload: String,
     /// `completed` or `dead`.
     pub status: &'static str,
+    /// Its priority.
     pub priority: u16,
+    /// Attempts it took.
     pub attempts: u32,
+    /// Its handler's result, JSON text, if completed.
     pub result: Option<String>,
+    /// The last attempt's error, if dead.
     pub error: Option<String>,
+    /// When it was enqueued (Unix ms).
     pub created_at: i64,
+    /// When its last attempt started (Unix ms).
     pub started_at: i64,
+    /// When it finished (Unix ms).
     pub finished_at: i64,
+    /// How long its last attempt ran.
     pub run_ms: f64,
+    /// How long it waited from runnable to leased.
     pub wait_ms: f64,
 }
 
@@ -197,6 +210,7 @@ impl RecordSink {
         }
     }
 
+    /// Whether any sink is configured.
     pub fn is_on(&self) -> bool {
         self.mongo.is_some() || self.influx.is_some()
     }
@@ -296,7 +310,7 @@ async fn insert_batch(
         .await;
     match result {
         Ok(_) => Ok(()),
-        Err(e) if e.to_string().contains("E11000") || e.to_string().contains("duplicate key") => {
+        Err(e) if MongoStore::only_duplicates(&e) => {
             tracing::debug!(
                 records = docs.len(),
                 "some job records exist already (a job re-run): replacing the batch one by one"

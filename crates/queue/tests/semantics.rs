@@ -319,7 +319,7 @@ async fn finished_jobs_have_exactly_one_mongo_record_and_one_influx_point() {
         .await
         .unwrap();
     let mongo = hub.mongo("cache").unwrap().clone();
-    tsp_queue::records::ensure_indexes(&mongo).await.unwrap();
+    tsp_queue::ensure_record_indexes(&mongo).await.unwrap();
     let (sink, task) =
         tsp_queue::RecordSink::start(Some(mongo.clone()), Some(influx.writer()), 500, 2_000);
     let good = vec![NewJob::raw("builtin.noop", "{}"); 1_200];

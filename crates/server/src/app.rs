@@ -71,7 +71,7 @@ pub async fn records(hub: &Hub) -> anyhow::Result<(RecordSink, Option<RecordTask
     let q = &hub.config().queue;
     let mongo = if q.records.mongo {
         let m = hub.mongo("cache")?.clone();
-        tsp_queue::records::ensure_indexes(&m)
+        tsp_queue::ensure_record_indexes(&m)
             .await
             .context("cannot create the job_queue indexes")?;
         Some(m)

@@ -30,3 +30,35 @@ pub async fn shutdown_signal() {
         _ = term => {}
     }
 }
+
+/// An error and its causes on one line, each cause once: a store error already quotes its
+/// driver's (redacted) message, which is also its source.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_chain_says_each_cause_once() {
+        let driver = std::io::Error::other("connection refused");
+        let e = anyhow::Error::new(driver)
+            .context("mysql.portal: connect failed: connection refused")
+            .context("cannot set up the stores");
+        assert_eq!(
+            super::error_chain(&e),
+            "cannot set up the stores: mysql.portal: connect failed: connection refused"
+        );
+    }
+}

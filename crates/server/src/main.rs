@@ -64,7 +64,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command, config, opts)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", tsp_server::error_chain(&e));
             ExitCode::from(EXIT_FAILURE)
         }
     }

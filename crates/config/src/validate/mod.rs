@@ -253,7 +253,7 @@ impl Builder {
 }
 
 /// Validates merged layers into a [`Config`], or returns every problem found.
-pub fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
+pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>> {
     let mut b = Builder {
         entries: layers.entries,
         problems: layers.problems,

@@ -80,18 +80,22 @@ impl InfluxStore {
         })
     }
 
+    /// The instance's configured name.
     pub fn name(&self) -> &str {
         &self.settings.name
     }
 
+    /// Whether the service needs this instance to start.
     pub fn required(&self) -> bool {
         self.settings.required
     }
 
+    /// The instance's settings.
     pub fn settings(&self) -> &InfluxSettings {
         &self.settings
     }
 
+    /// The instance's command metrics.
     pub fn metrics(&self) -> &StoreMetrics {
         &self.metrics
     }
@@ -218,12 +222,7 @@ impl InfluxStore {
     }
 
     fn http_error(&self, op: &str, message: String) -> HubError {
-        HubError::Store {
-            store: STORE,
-            instance: self.settings.name.clone(),
-            op: op.into(),
-            message,
-        }
+        HubError::store(STORE, &self.settings.name, op, message)
     }
 
     /// An InfluxQL statement through the v1 `/query` endpoint (also served by 2.x for
@@ -402,6 +401,7 @@ impl InfluxStore {
         out
     }
 
+    /// Pings the server (and reads its version), bounded by `timeout`.
     pub async fn health(&self, timeout: Duration) -> InstanceHealth {
         crate::health::check(
             STORE,

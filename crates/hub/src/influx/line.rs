@@ -14,9 +14,13 @@ use std::fmt::Write as _;
 /// A field value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldValue {
+    /// A float (`1.5`).
     Float(f64),
+    /// A signed integer (`15i`).
     Int(i64),
+    /// A boolean.
     Bool(bool),
+    /// A string, quoted and escaped on the wire.
     Str(String),
 }
 
@@ -55,18 +59,39 @@ impl From<String> for FieldValue {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PointError {
     #[error("point has an empty measurement")]
+    /// The measurement name is empty.
     EmptyMeasurement,
     #[error("point `{0}` has no fields")]
+    /// A point needs at least one field; the measurement is given.
     NoFields(String),
     #[error("{what} `{name}` is empty")]
-    Empty { what: &'static str, name: String },
+    /// A tag key, tag value or field key is empty.
+    Empty {
+        /// `measurement`, `tag key`, `tag value` or `field key`.
+        what: &'static str,
+        /// The measurement or key concerned.
+        name: String,
+    },
     #[error("{what} of `{name}` contains a newline, which line protocol cannot carry there")]
-    Newline { what: &'static str, name: String },
+    /// A name or value contains a newline.
+    Newline {
+        /// `measurement`, `tag key`, `tag value` or `field key`.
+        what: &'static str,
+        /// The measurement or key concerned.
+        name: String,
+    },
     #[error(
         "{what} of `{name}` has a backslash at its end or before `,`, `=` or space, which line protocol cannot carry unambiguously"
     )]
-    AmbiguousBackslash { what: &'static str, name: String },
+    /// A backslash that line protocol would read as an escape.
+    AmbiguousBackslash {
+        /// `measurement`, `tag key`, `tag value` or `field key`.
+        what: &'static str,
+        /// The measurement or key concerned.
+        name: String,
+    },
     #[error("field `{0}` is not a finite number")]
+    /// A float field that is NaN or infinite; the field key is given.
     NonFinite(String),
 }
 
@@ -80,6 +105,7 @@ pub struct Point {
 }
 
 impl Point {
+    /// A point of `measurement`, with no tags, fields or timestamp yet.
     pub fn new(measurement: impl Into<String>) -> Self {
         Point {
             measurement: measurement.into(),
@@ -89,11 +115,13 @@ impl Point {
         }
     }
 
+    /// Adds tag `key=value` (tags are indexed; keep their values few).
     pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.tags.push((key.into(), value.into()));
         self
     }
 
+    /// Adds field `key=value`.
     pub fn field(mut self, key: impl Into<String>, value: impl Into<FieldValue>) -> Self {
         self.fields.push((key.into(), value.into()));
         self
@@ -105,6 +133,7 @@ impl Point {
         self
     }
 
+    /// The measurement name.
     pub fn measurement(&self) -> &str {
         &self.measurement
     }

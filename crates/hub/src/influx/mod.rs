@@ -4,6 +4,6 @@ mod client;
 mod line;
 mod writer;
 
-pub use client::{InfluxStore, WriteFailure};
+pub use client::InfluxStore;
 pub use line::{FieldValue, Point, PointError};
 pub use writer::{PointWriter, WriterStats};

@@ -29,11 +29,17 @@ use crate::metrics::names;
 /// Counters of one writer. `accepted = written + failed + dropped + buffered + in flight`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WriterStats {
+    /// Points handed to the writer.
     pub accepted: u64,
+    /// Points the server accepted.
     pub written: u64,
+    /// Points the server refused for good (bad data, wrong schema).
     pub failed: u64,
+    /// Points thrown away because the buffer was full.
     pub dropped: u64,
+    /// Batches sent again after a retryable failure.
     pub retries: u64,
+    /// Points waiting in the buffer now.
     pub buffered: u64,
 }
 
@@ -192,6 +198,7 @@ impl PointWriter {
         Ok(true)
     }
 
+    /// The counts so far.
     pub fn stats(&self) -> WriterStats {
         let sh = &self.shared;
         WriterStats {

@@ -1,6 +1,6 @@
 //! Shared helpers for the hub's integration tests: configuration pointing at the local services
 //! (`scripts/services.sh up`), unique names, free ports (see `tsp-testkit`).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub use tsp_testkit::{closed_port, config};
 

@@ -3,7 +3,7 @@
 
 use mongodb::bson::{self, doc};
 use tsp_hub::HubError;
-use tsp_hub::mysql::NamedLock;
+use tsp_hub::NamedLock;
 
 use super::{ACTIVITY_LOG, TRAJECTORIES, Trips, trip_lock};
 use crate::trip::TripCompletion;

@@ -3,7 +3,7 @@
 //!
 //! The nine steps, why each is idempotent, how attempts and compensations of a trip never
 //! overlap, and the invariant the consistency drill checks: docs/consistency.md. One function
-//! per step is in [`steps`]; the compensation in `compensate`.
+//! per step is in `steps`; the compensation in `compensate`.
 
 mod compensate;
 mod steps;
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tsp_config::{FaultMode, TripSettings};
-use tsp_hub::mysql::NamedLock;
+use tsp_hub::NamedLock;
 use tsp_hub::{Cache, Hub, HubError, InsertBatcher, MysqlStore, PointWriter};
 use tsp_queue::{JobContext, JobError, JobRules, NewJob, PayloadError, Registry};
 
@@ -26,7 +26,9 @@ use timings::Timings;
 
 /// The job type.
 pub const JOB_TYPE: &str = "trip.complete";
+/// The MongoDB collection of trip trajectories (`dataset`).
 pub const TRAJECTORIES: &str = "trip_trajectories";
+/// The MongoDB collection of user activities (`dataset`).
 pub const ACTIVITY_LOG: &str = "activity_log";
 /// How long an attempt waits for another attempt (or compensation) of the same trip.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -38,9 +40,13 @@ pub const STEPS: &[&str] = tsp_config::schema::FAULT_STEPS.split_at(1).1;
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Completed {
+    /// The trip's id.
     pub trip_id: String,
+    /// Its distance along the trajectory, in metres.
     pub distance_m: f64,
+    /// From its first fix to its last, in seconds.
     pub duration_s: f64,
+    /// Points awarded for it.
     pub points: i64,
     /// The trip had been completed before (a redelivered or resubmitted job).
     pub already_completed: bool,
@@ -98,6 +104,7 @@ impl Trips {
         })
     }
 
+    /// The hub the stores come from.
     pub fn hub(&self) -> &Hub {
         &self.inner.hub
     }
@@ -107,10 +114,12 @@ impl Trips {
         &self.inner.stores
     }
 
+    /// The query cache the trip flows invalidate.
     pub fn cache(&self) -> &Cache {
         &self.inner.cache
     }
 
+    /// The `trips.*` settings.
     pub fn settings(&self) -> &TripSettings {
         &self.inner.settings
     }

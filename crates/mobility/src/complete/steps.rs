@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use mongodb::bson::{self, Bson, Document, doc};
 use redis::Script;
+use tsp_hub::NamedLock;
 use tsp_hub::Point;
-use tsp_hub::mysql::NamedLock;
 use tsp_queue::JobError;
 
 use super::{Completed, Trips, fnv1a, ms_to_naive};

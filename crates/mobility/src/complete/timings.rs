@@ -10,8 +10,11 @@ use super::STEPS;
 /// Total time and count of one step.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepTiming {
+    /// The step's name.
     pub step: String,
+    /// How often it ran.
     pub count: u64,
+    /// Its mean time.
     pub mean_ms: f64,
 }
 

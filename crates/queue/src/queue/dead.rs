@@ -9,14 +9,18 @@ use crate::error::QueueError;
 /// A dead job waiting for its dead-letter hook.
 #[derive(Debug, Clone)]
 pub struct DeadJob {
+    /// The job's id.
     pub id: String,
+    /// The job's type.
     pub job_type: String,
+    /// The payload, JSON text.
     pub payload: String,
 }
 
 /// What a requeue did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Requeued {
+    /// Moved back to waiting.
     pub requeued: u64,
     /// Left dead because their dead-letter hook is running; try again shortly.
     pub hook_running: u64,

@@ -14,16 +14,33 @@ const FINISH_CHUNK: usize = 1000;
 /// How an attempt ended, as the worker reports it.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Completed { result: String },
-    Retry { error: String, at: i64 },
-    Dead { error: String },
+    /// The handler succeeded.
+    Completed {
+        /// Its result, JSON text.
+        result: String,
+    },
+    /// The attempt failed and the job runs again.
+    Retry {
+        /// Why the attempt failed.
+        error: String,
+        /// When to run again (Unix ms).
+        at: i64,
+    },
+    /// The job failed for good: it goes to the dead letters.
+    Dead {
+        /// Why the last attempt failed.
+        error: String,
+    },
 }
 
 /// What the queue made of a reported outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finished {
+    /// It completed.
     Completed,
+    /// It will run again.
     Retrying,
+    /// It is in the dead letters.
     Dead,
     /// The lease was no longer this worker's (expired and recovered): nothing was changed.
     Stale,

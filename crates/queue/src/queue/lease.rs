@@ -33,13 +33,19 @@ pub(super) fn by_holder<'a>(tokens: impl Iterator<Item = &'a str>) -> Vec<(&'a s
 /// A job leased to a worker.
 #[derive(Debug, Clone)]
 pub struct LeasedJob {
+    /// The job's id.
     pub id: String,
+    /// The job's type.
     pub job_type: String,
+    /// The payload, JSON text.
     pub payload: String,
     /// This attempt's number, from 1.
     pub attempts: u32,
+    /// Attempts allowed in all.
     pub max_attempts: u32,
+    /// The wait between attempts.
     pub backoff: Backoff,
+    /// The bound on this attempt.
     pub timeout: Duration,
     /// The lease id it is held under: proves this worker holds the current attempt. (Shared:
     /// every job of a fetch has the same one.)
@@ -48,6 +54,7 @@ pub struct LeasedJob {
     pub runnable_at: i64,
     /// The run-at time a delay or a retry set for this attempt, if one did (Unix ms).
     pub run_at: Option<i64>,
+    /// Higher runs first.
     pub priority: u16,
     /// When it was enqueued (Unix ms).
     pub created_at: i64,
@@ -105,9 +112,11 @@ impl LeasedJob {
 /// The result of one fetch.
 #[derive(Debug, Default)]
 pub struct Fetched {
+    /// The jobs leased, at most the number asked for.
     pub jobs: Vec<LeasedJob>,
     /// The earliest delayed job's run time, if any (Unix ms).
     pub next_delayed_at: Option<i64>,
+    /// Jobs still ready after this fetch.
     pub ready_left: u64,
     /// The lease id was evicted (its deadline passed and its jobs were taken back).
     pub evicted: bool,

@@ -133,6 +133,7 @@ impl Queue {
         })
     }
 
+    /// The queue's name.
     pub fn name(&self) -> &str {
         &self.inner.name
     }
@@ -148,10 +149,12 @@ impl Queue {
         &self.inner.events
     }
 
+    /// The queue's settings.
     pub fn settings(&self) -> &QueueSettings {
         &self.inner.settings
     }
 
+    /// The Redis store holding it.
     pub fn store(&self) -> &RedisStore {
         &self.inner.store
     }
@@ -224,6 +227,7 @@ impl Queue {
         Backoff::Exponential(u64::try_from(self.inner.settings.backoff.as_millis()).unwrap_or(1000))
     }
 
+    /// Holds workers from fetching (jobs already leased run on).
     pub async fn pause(&self) -> Result<(), QueueError> {
         let mut conn = self.conn().await?;
         redis::cmd("SET")
@@ -234,6 +238,7 @@ impl Queue {
             .map_err(|e| self.err("pause", &e))
     }
 
+    /// Lets workers fetch again.
     pub async fn resume(&self) -> Result<(), QueueError> {
         let mut conn = self.conn().await?;
         let _: i64 = redis::pipe()

@@ -33,8 +33,11 @@ use runtime::QueueRuntime;
 /// Totals of one worker run.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct WorkerReport {
+    /// Jobs completed.
     pub completed: u64,
+    /// Failed attempts that will run again.
     pub retried: u64,
+    /// Jobs dead-lettered.
     pub dead: u64,
     /// Outcomes refused because the lease had already expired and been taken back.
     pub stale: u64,
@@ -55,9 +58,13 @@ struct Counters {
 /// it.
 #[derive(Debug)]
 pub struct Ran {
+    /// The job's id.
     pub id: String,
+    /// The job's type.
     pub job_type: String,
+    /// What its handler returned.
     pub result: Result<serde_json::Value, JobError>,
+    /// What the queue made of it.
     pub finished: Finished,
 }
 
@@ -94,11 +101,13 @@ impl Worker {
         }
     }
 
+    /// Runs up to `n` jobs at once (at least one).
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
     }
 
+    /// Stores a record of each finished job through `sink`.
     pub fn with_records(mut self, sink: RecordSink) -> Self {
         self.records = sink;
         self

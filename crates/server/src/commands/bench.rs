@@ -334,7 +334,7 @@ pub async fn queue(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_jso
         let mongo = hub.mongo("cache")?;
         let coll = mongo
             .database()
-            .collection::<mongodb::bson::Document>(tsp_queue::records::COLLECTION);
+            .collection::<mongodb::bson::Document>(tsp_queue::RECORDS_COLLECTION);
         let docs = mongo
             .timed(
                 "count",

@@ -64,12 +64,12 @@ async fn mysql(s: &MysqlStore, id: &str) -> Result<String, HubError> {
 }
 
 fn mismatch(store: &'static str, instance: &str, got: &str) -> HubError {
-    HubError::Store {
+    HubError::store(
         store,
-        instance: instance.to_string(),
-        op: "roundtrip".into(),
-        message: format!("read back {got:?}, not what was written"),
-    }
+        instance,
+        "roundtrip",
+        format!("read back {got:?}, not what was written"),
+    )
 }
 
 async fn redis(s: &RedisStore, id: &str) -> Result<String, HubError> {
@@ -133,12 +133,9 @@ async fn influx(s: &InfluxStore, id: &str) -> Result<String, HubError> {
             .tag("run", id)
             .field("n", n)
             .timestamp_ns(base + n);
-        writer.write(&p).map_err(|e| HubError::Store {
-            store: "influx",
-            instance: s.name().to_string(),
-            op: "write".into(),
-            message: e.to_string(),
-        })?;
+        writer
+            .write(&p)
+            .map_err(|e| HubError::store("influx", s.name(), "write", e.to_string()))?;
     }
     writer.flush().await;
     let count = match s.settings().api {

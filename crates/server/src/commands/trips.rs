@@ -250,7 +250,7 @@ pub async fn bench_trips(
         opts.overrides.push("queue.records.mongo=false".into());
         opts.overrides.push("queue.records.influx=false".into());
     }
-    let sandbox = Sandbox::create(&opts).await.map_err(anyhow::Error::msg)?;
+    let sandbox = Sandbox::create(&opts).await?;
     let result = async {
         let hub = &sandbox.hub;
         let trips = crate::app::trips(hub)?;
@@ -319,7 +319,7 @@ pub async fn bench_cache(
     options: &LoadOptions,
     args: &CacheBenchArgs,
 ) -> anyhow::Result<serde_json::Value> {
-    let sandbox = Sandbox::create(options).await.map_err(anyhow::Error::msg)?;
+    let sandbox = Sandbox::create(options).await?;
     let result = async {
         let hub = &sandbox.hub;
         let trips = crate::app::trips(hub)?;
