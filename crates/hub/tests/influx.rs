@@ -203,7 +203,7 @@ async fn start_faults(plan: Vec<(StatusCode, Option<&'static str>)>) -> (String,
     let state = Faults {
         seen: seen.clone(),
         plan: Arc::new(plan),
-        upstream: "http://127.0.0.1:8086".into(),
+        upstream: common::config(&[]).influx["primary"].url.clone(),
         http: reqwest::Client::new(),
     };
     let app = axum::Router::new().fallback(faulty).with_state(state);

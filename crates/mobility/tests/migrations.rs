@@ -2,10 +2,6 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use std::path::PathBuf;
-
-use rand::Rng;
-use tsp_config::LoadOptions;
 use tsp_hub::Hub;
 
 const INSTANCES: [&str; 4] = ["portal", "dataset", "gtfs", "incentive"];
@@ -24,7 +20,7 @@ struct Fresh {
 
 impl Fresh {
     async fn new() -> Fresh {
-        let tag = format!("{:010x}", rand::rng().random::<u64>() & 0xff_ffff_ffff);
+        let tag = tsp_testkit::unique("");
         let dbs: Vec<String> = INSTANCES
             .iter()
             .map(|i| format!("tsp_t_{tag}_{i}"))
@@ -72,13 +68,7 @@ impl Fresh {
 }
 
 async fn hub(sets: &[&str]) -> Hub {
-    let config = tsp_config::load(&LoadOptions {
-        config_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config"),
-        env_name: Some("development".into()),
-        env: Vec::new(),
-        overrides: sets.iter().map(|s| s.to_string()).collect(),
-    })
-    .unwrap();
+    let config = tsp_testkit::config(sets);
     Hub::connect(&config).await.unwrap()
 }
 

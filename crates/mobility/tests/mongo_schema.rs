@@ -2,29 +2,16 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use std::path::PathBuf;
-
 use mongodb::bson::{Document, doc};
-use rand::Rng;
-use tsp_config::LoadOptions;
 use tsp_hub::Hub;
 use tsp_mobility::mongo_schema;
 
 async fn fresh() -> (Hub, String) {
-    let db = format!(
-        "tsp_t_{:010x}",
-        rand::rng().random::<u64>() & 0xff_ffff_ffff
-    );
-    let config = tsp_config::load(&LoadOptions {
-        config_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config"),
-        env_name: Some("development".into()),
-        env: Vec::new(),
-        overrides: vec![
-            format!("mongo.dataset.database={db}"),
-            format!("mongo.cache.database={db}c"),
-        ],
-    })
-    .unwrap();
+    let db = tsp_testkit::unique("tsp_t_");
+    let config = tsp_testkit::config(&[
+        &format!("mongo.dataset.database={db}"),
+        &format!("mongo.cache.database={db}c"),
+    ]);
     (Hub::connect(&config).await.unwrap(), db)
 }
 

@@ -3,25 +3,16 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use std::path::PathBuf;
-
-use rand::Rng;
-use tsp_config::LoadOptions;
 use tsp_hub::Hub;
 use tsp_mobility::store_schema;
 
 fn tag() -> String {
-    format!("{:010x}", rand::rng().random::<u64>() & 0xff_ffff_ffff)
+    tsp_testkit::unique("")
 }
 
 async fn hub(sets: &[String]) -> Hub {
-    let config = tsp_config::load(&LoadOptions {
-        config_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config"),
-        env_name: Some("development".into()),
-        env: Vec::new(),
-        overrides: sets.to_vec(),
-    })
-    .unwrap();
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    let config = tsp_testkit::config(&sets);
     Hub::connect(&config).await.unwrap()
 }
 

@@ -3,20 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use std::path::PathBuf;
-
-use tsp_config::LoadOptions;
 use tsp_hub::{ErrorKind, Hub};
 use tsp_mobility::stores::TripStores;
 
 fn config() -> tsp_config::Config {
-    tsp_config::load(&LoadOptions {
-        config_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config"),
-        env_name: Some("development".into()),
-        env: Vec::new(),
-        overrides: Vec::new(),
-    })
-    .unwrap()
+    tsp_testkit::config(&[])
 }
 
 #[tokio::test]

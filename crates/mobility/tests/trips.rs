@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -17,12 +16,7 @@ use tsp_mobility::trip::{TrackPoint, TripCompletion};
 use tsp_queue::JobError;
 
 fn options(sets: &[&str]) -> LoadOptions {
-    LoadOptions {
-        config_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config"),
-        env_name: Some("development".into()),
-        env: Vec::new(),
-        overrides: sets.iter().map(|s| s.to_string()).collect(),
-    }
+    tsp_testkit::load_options(sets)
 }
 
 struct Env {

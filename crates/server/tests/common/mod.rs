@@ -1,24 +1,16 @@
 //! Helpers for running the `tsp-job` binary against the local services.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-pub fn config_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config")
-}
+pub use tsp_testkit::{closed_port, config, config_dir, unique};
 
 /// Configuration options for this process: the project's config folder, `development`.
 pub fn load_options() -> tsp_config::LoadOptions {
-    tsp_config::LoadOptions {
-        config_dir: config_dir(),
-        env_name: Some("development".into()),
-        env: Vec::new(),
-        overrides: Vec::new(),
-    }
+    tsp_testkit::load_options(&[])
 }
 
 /// The binary with a clean environment: only PATH, HOME and the config folder, plus `env`.
@@ -44,11 +36,6 @@ pub fn text(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-pub fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 /// A running `tsp-job serve`, killed on drop.

@@ -1,4 +1,5 @@
-//! A two-level cache for query results: in-process (L1) over Redis (L2) over the source.
+//! A two-level cache for query results: in-process (L1) over Redis (L2) over the source
+//! (overview: docs/cache.md).
 //!
 //! # Keys and versions
 //! Every entry belongs to a **tag** (`user:42`): what a write invalidates. A tag has a version
@@ -24,14 +25,12 @@
 //! Metrics: `tsp_cache_requests_total{level="l1"|"l2", result="hit"|"miss"}`,
 //! `tsp_cache_loads_total`, `tsp_cache_invalidations_total`.
 
-use std::any::Any;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use redis::Script;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -39,6 +38,12 @@ use tsp_config::CacheSettings;
 
 use crate::error::HubError;
 use crate::redis::RedisStore;
+
+mod invalidation;
+mod l1;
+
+use invalidation::subscribe;
+use l1::L1;
 
 /// Where an answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -76,102 +81,6 @@ pub struct Invalidation {
     pub receivers: u64,
     /// Of those, how many dropped their L1 entries within `ack_timeout`.
     pub acknowledged: u64,
-}
-
-struct Entry {
-    value: Arc<dyn Any + Send + Sync>,
-    expires: Instant,
-    seq: u64,
-}
-
-#[derive(Default)]
-struct L1 {
-    /// tag → key → entry.
-    tags: HashMap<String, HashMap<String, Entry>>,
-    len: usize,
-    /// Insertion order for eviction: (tag, key, seq); items whose seq no longer matches are
-    /// skipped.
-    order: VecDeque<(String, String, u64)>,
-    seq: u64,
-    /// Loads in flight by tag: (count, invalidated meanwhile).
-    loading: HashMap<String, (usize, bool)>,
-}
-
-impl L1 {
-    fn get(&self, tag: &str, key: &str, now: Instant) -> Option<Arc<dyn Any + Send + Sync>> {
-        let e = self.tags.get(tag)?.get(key)?;
-        (e.expires > now).then(|| e.value.clone())
-    }
-
-    fn insert(
-        &mut self,
-        tag: &str,
-        key: &str,
-        value: Arc<dyn Any + Send + Sync>,
-        ttl: Duration,
-        cap: usize,
-    ) {
-        self.seq += 1;
-        let seq = self.seq;
-        let old = self.tags.entry(tag.to_string()).or_default().insert(
-            key.to_string(),
-            Entry {
-                value,
-                expires: Instant::now() + ttl,
-                seq,
-            },
-        );
-        if old.is_none() {
-            self.len += 1;
-        }
-        self.order
-            .push_back((tag.to_string(), key.to_string(), seq));
-        while self.len > cap {
-            let Some((t, k, s)) = self.order.pop_front() else {
-                break;
-            };
-            self.remove_if(&t, &k, s);
-        }
-        // Replaced entries leave stale order items behind: compact now and then.
-        if self.order.len() > 2 * cap.max(16) {
-            let tags = &self.tags;
-            self.order.retain(|(t, k, s)| {
-                tags.get(t)
-                    .and_then(|m| m.get(k))
-                    .is_some_and(|e| e.seq == *s)
-            });
-        }
-    }
-
-    fn remove_if(&mut self, tag: &str, key: &str, seq: u64) {
-        if let Some(m) = self.tags.get_mut(tag)
-            && m.get(key).is_some_and(|e| e.seq == seq)
-        {
-            m.remove(key);
-            self.len -= 1;
-            if m.is_empty() {
-                self.tags.remove(tag);
-            }
-        }
-    }
-
-    fn drop_tag(&mut self, tag: &str) {
-        if let Some(m) = self.tags.remove(tag) {
-            self.len -= m.len();
-        }
-        if let Some(l) = self.loading.get_mut(tag) {
-            l.1 = true;
-        }
-    }
-
-    fn clear(&mut self) {
-        self.tags.clear();
-        self.order.clear();
-        self.len = 0;
-        for l in self.loading.values_mut() {
-            l.1 = true;
-        }
-    }
 }
 
 #[derive(Default)]
@@ -499,147 +408,4 @@ impl Cache {
             tracing::debug!(error = %e, "cache L2 write failed");
         }
     }
-
-    /// Invalidates every entry of `tags` in every process: new versions in Redis, this
-    /// process's L1 entries dropped, then the others', waiting for their acknowledgements.
-    pub async fn invalidate(&self, tags: &[String]) -> Result<Invalidation, HubError> {
-        if tags.is_empty() {
-            return Ok(Invalidation {
-                receivers: 0,
-                acknowledged: 0,
-            });
-        }
-        let store = &self.inner.store;
-        {
-            let mut l1 = self.inner.shared.l1();
-            for t in tags {
-                l1.drop_tag(t);
-            }
-        }
-        let ack_id = format!("{:032x}", rand::random::<u128>());
-        let ack_key = format!("{}cache:ack:{ack_id}", store.key_prefix());
-        let message = serde_json::json!({"tags": tags, "ack": ack_key}).to_string();
-        let mut p = redis::pipe();
-        for t in tags {
-            let ver = format!("{}ver", self.base(t));
-            p.cmd("INCR").arg(&ver).ignore();
-            p.cmd("EXPIRE").arg(&ver).arg(VERSION_TTL_S).ignore();
-        }
-        p.cmd("PUBLISH").arg(&self.inner.channel).arg(&message);
-        let mut conn = store.conn().await?;
-        let (receivers,): (u64,) = p
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| store.command_error("cache invalidate", &e))?;
-        self.inner
-            .shared
-            .counters
-            .invalidations
-            .fetch_add(1, Ordering::Relaxed);
-        ::metrics::counter!("tsp_cache_invalidations_total").increment(1);
-        // Each subscriber INCRs the ack key once it has dropped its entries.
-        let until = Instant::now() + self.inner.settings.ack_timeout;
-        let mut pause = Duration::from_micros(200);
-        let acknowledged = loop {
-            let n: Option<u64> = redis::cmd("GET")
-                .arg(&ack_key)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| store.command_error("cache ack", &e))?;
-            let n = n.unwrap_or(0);
-            if n >= receivers || Instant::now() >= until {
-                break n;
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(10));
-        };
-        if acknowledged < receivers {
-            tracing::warn!(
-                receivers,
-                acknowledged,
-                "cache invalidation: not every process acknowledged in time"
-            );
-        }
-        Ok(Invalidation {
-            receivers,
-            acknowledged,
-        })
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct Message {
-    tags: Vec<String>,
-    ack: String,
-}
-
-/// Keeps the invalidation subscription up; L1 is served only while it is.
-async fn subscribe(store: RedisStore, channel: String, shared: Arc<Shared>) {
-    let client = match store.client() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::info!(error = %e, "cache: no invalidation subscription (L1 stays off)");
-            return;
-        }
-    };
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
-                Ok(()) => {
-                    delay = Duration::from_millis(100);
-                    shared.generation.fetch_add(1, Ordering::AcqRel);
-                    shared.subscribed.store(true, Ordering::Release);
-                    let mut messages = pubsub.into_on_message();
-                    while let Some(msg) = messages.next().await {
-                        let Ok(m) = serde_json::from_slice::<Message>(msg.get_payload_bytes())
-                        else {
-                            continue;
-                        };
-                        {
-                            let mut l1 = shared.l1();
-                            for t in &m.tags {
-                                l1.drop_tag(t);
-                            }
-                        }
-                        if let Err(e) = acknowledge(&store, &m.ack).await {
-                            tracing::debug!(error = %e, "cache: acknowledging an invalidation failed");
-                        }
-                    }
-                    tracing::warn!(
-                        "cache: invalidation subscription lost; L1 off until it is back"
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(error = %store.command_error("subscribe", &e), "cache: subscribing failed")
-                }
-            },
-            Err(e) => {
-                tracing::debug!(error = %store.command_error("subscribe", &e), "cache: no subscription connection")
-            }
-        }
-        shared.subscribed.store(false, Ordering::Release);
-        shared.generation.fetch_add(1, Ordering::AcqRel);
-        shared.l1().clear();
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
-}
-
-async fn acknowledge(store: &RedisStore, ack_key: &str) -> Result<(), HubError> {
-    if !ack_key.starts_with(store.key_prefix()) {
-        return Ok(());
-    }
-    let mut conn = store.conn().await?;
-    redis::pipe()
-        .cmd("INCR")
-        .arg(ack_key)
-        .ignore()
-        .cmd("EXPIRE")
-        .arg(ack_key)
-        .arg(60)
-        .ignore()
-        .query_async::<()>(&mut conn)
-        .await
-        .map_err(|e| store.command_error("cache ack", &e))
 }
