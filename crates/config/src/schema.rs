@@ -601,6 +601,195 @@ pub static SERVER_FIELDS: &[Field] = &[
         |_| i(0),
         "async runtime threads of a tsp-job process (0 = one per core); fewer leave cores to stores on the same machine",
     ),
+    field(
+        "max_body",
+        FieldType::UInt {
+            min: 1_024,
+            max: 1 << 30,
+        },
+        |_| i(1 << 20),
+        "largest request body, bytes; a larger one is refused with 413",
+    ),
+    field(
+        "request_timeout",
+        FieldType::Duration,
+        |_| s("30s"),
+        "a request still unanswered after this gets 503",
+    ),
+    field(
+        "max_concurrent",
+        FieldType::UInt {
+            min: 1,
+            max: 1_000_000,
+        },
+        |_| i(1_024),
+        "requests handled at once; more wait for a slot",
+    ),
+];
+
+/// `auth.*`: credentials, sessions and login throttling (docs/security.md).
+pub static AUTH_FIELDS: &[Field] = &[
+    field(
+        "redis",
+        FieldType::Str,
+        |_| s("cache"),
+        "redis instance holding sessions, login throttles and rate limits",
+    ),
+    field(
+        "session_ttl",
+        FieldType::Duration,
+        |_| s("24h"),
+        "a session unused this long expires; each use renews it",
+    ),
+    field(
+        "session_max",
+        FieldType::Duration,
+        |_| s("30d"),
+        "a session expires this long after login however often it is used",
+    ),
+    field(
+        "argon2.memory_kib",
+        FieldType::UInt {
+            min: 8,
+            max: 4_194_304,
+        },
+        |_| i(19_456),
+        "argon2id memory cost of a password hash, KiB (new hashes; old ones keep theirs)",
+    ),
+    field(
+        "argon2.iterations",
+        FieldType::UInt { min: 1, max: 100 },
+        |_| i(2),
+        "argon2id passes over the memory",
+    ),
+    field(
+        "argon2.parallelism",
+        FieldType::UInt { min: 1, max: 64 },
+        |_| i(1),
+        "argon2id lanes",
+    ),
+    field(
+        "login.max_failures",
+        FieldType::UInt {
+            min: 1,
+            max: 1_000_000,
+        },
+        |_| i(5),
+        "failed logins of one account within `login.window` before its logins get 429",
+    ),
+    field(
+        "login.max_failures_per_address",
+        FieldType::UInt {
+            min: 1,
+            max: 1_000_000,
+        },
+        |_| i(50),
+        "failed logins from one client address within `login.window` before its logins get 429",
+    ),
+    field(
+        "login.window",
+        FieldType::Duration,
+        |_| s("15m"),
+        "how long a failed login counts against an account and an address",
+    ),
+];
+
+/// `limits.*`: request rate limits, shared by every process through Redis (docs/security.md).
+pub static LIMIT_FIELDS: &[Field] = &[
+    field(
+        "read.per_second",
+        FieldType::UInt {
+            min: 1,
+            max: 10_000_000,
+        },
+        |_| i(200),
+        "sustained reads (GET) per second per credential",
+    ),
+    field(
+        "read.burst",
+        FieldType::UInt {
+            min: 1,
+            max: 10_000_000,
+        },
+        |_| i(400),
+        "reads per credential allowed at once above the sustained rate",
+    ),
+    field(
+        "write.per_second",
+        FieldType::UInt {
+            min: 1,
+            max: 10_000_000,
+        },
+        |_| i(50),
+        "sustained writes (POST, DELETE) per second per credential",
+    ),
+    field(
+        "write.burst",
+        FieldType::UInt {
+            min: 1,
+            max: 10_000_000,
+        },
+        |_| i(100),
+        "writes per credential allowed at once above the sustained rate",
+    ),
+    field(
+        "address.per_second",
+        FieldType::UInt {
+            min: 1,
+            max: 10_000_000,
+        },
+        |_| i(1_000),
+        "sustained requests per second per client address, logins and bad credentials included",
+    ),
+    field(
+        "address.burst",
+        FieldType::UInt {
+            min: 1,
+            max: 10_000_000,
+        },
+        |_| i(2_000),
+        "requests per client address allowed at once above the sustained rate",
+    ),
+];
+
+/// `activity.*`: the per-request activity log (MongoDB) and request points (InfluxDB `uis`).
+pub static ACTIVITY_FIELDS: &[Field] = &[
+    field(
+        "mongo",
+        FieldType::Bool,
+        |_| b(true),
+        "write an event per authenticated request to MongoDB `dataset.request_activity`",
+    ),
+    field(
+        "influx",
+        FieldType::Bool,
+        |_| b(true),
+        "write an `http_request` point per request to InfluxDB `uis`",
+    ),
+    field(
+        "buffer",
+        FieldType::UInt {
+            min: 1,
+            max: 10_000_000,
+        },
+        |_| i(20_000),
+        "activity events waiting for MongoDB; beyond it they are dropped and counted, never waited for",
+    ),
+    field(
+        "batch",
+        FieldType::UInt {
+            min: 1,
+            max: 100_000,
+        },
+        |_| i(500),
+        "activity events per MongoDB insert",
+    ),
+    field(
+        "keep",
+        FieldType::Duration,
+        |_| s("30d"),
+        "how long MongoDB keeps an activity event (TTL index)",
+    ),
 ];
 
 /// `queue.*`: the job queue and its workers.
@@ -853,6 +1042,99 @@ pub static TRIP_FIELDS: &[Field] = &[
         "points per km in a carpool",
     ),
     field(
+        "max_speed_kmh.walk",
+        FieldType::UInt { min: 1, max: 2_000 },
+        |_| i(15),
+        "fastest plausible speed by walking, km/h, between two fixes and over the trip; each mode has a key (see points_per_km); a faster trip is refused before any write",
+    ),
+    field(
+        "max_speed_kmh.bike",
+        FieldType::UInt { min: 1, max: 2_000 },
+        |_| i(60),
+        "fastest plausible bike speed, km/h, between fixes and overall",
+    ),
+    field(
+        "max_speed_kmh.ebike",
+        FieldType::UInt { min: 1, max: 2_000 },
+        |_| i(60),
+        "fastest plausible ebike speed, km/h, between fixes and overall",
+    ),
+    field(
+        "max_speed_kmh.scooter",
+        FieldType::UInt { min: 1, max: 2_000 },
+        |_| i(60),
+        "fastest plausible scooter speed, km/h, between fixes and overall",
+    ),
+    field(
+        "max_speed_kmh.bus",
+        FieldType::UInt { min: 1, max: 2_000 },
+        |_| i(120),
+        "fastest plausible bus speed, km/h, between fixes and overall",
+    ),
+    field(
+        "max_speed_kmh.tram",
+        FieldType::UInt { min: 1, max: 2_000 },
+        |_| i(100),
+        "fastest plausible tram speed, km/h, between fixes and overall",
+    ),
+    field(
+        "max_speed_kmh.metro",
+        FieldType::UInt { min: 1, max: 2_000 },
+        |_| i(120),
+        "fastest plausible metro speed, km/h, between fixes and overall",
+    ),
+    field(
+        "max_speed_kmh.train",
+        FieldType::UInt { min: 1, max: 2_000 },
+        |_| i(350),
+        "fastest plausible train speed, km/h, between fixes and overall",
+    ),
+    field(
+        "max_speed_kmh.ferry",
+        FieldType::UInt { min: 1, max: 2_000 },
+        |_| i(80),
+        "fastest plausible ferry speed, km/h, between fixes and overall",
+    ),
+    field(
+        "max_speed_kmh.car",
+        FieldType::UInt { min: 1, max: 2_000 },
+        |_| i(250),
+        "fastest plausible car speed, km/h, between fixes and overall",
+    ),
+    field(
+        "max_speed_kmh.taxi",
+        FieldType::UInt { min: 1, max: 2_000 },
+        |_| i(250),
+        "fastest plausible taxi speed, km/h, between fixes and overall",
+    ),
+    field(
+        "max_speed_kmh.carpool",
+        FieldType::UInt { min: 1, max: 2_000 },
+        |_| i(250),
+        "fastest plausible carpool speed, km/h, between fixes and overall",
+    ),
+    field(
+        "max_distance_km",
+        FieldType::UInt {
+            min: 1,
+            max: 100_000,
+        },
+        |_| i(1_000),
+        "longest plausible trip, km; a longer one is refused before any write",
+    ),
+    field(
+        "max_duration",
+        FieldType::Duration,
+        |_| s("24h"),
+        "longest plausible trip, first fix to last",
+    ),
+    field(
+        "gps_tolerance_m",
+        FieldType::UInt { min: 0, max: 1_000 },
+        |_| i(25),
+        "GPS error allowed per fix when a segment's speed is checked (a fix's own accuracy counts when larger): jitter between close fixes is not speed",
+    ),
+    field(
         "active_window",
         FieldType::Duration,
         |_| s("24h"),
@@ -924,6 +1206,9 @@ pub static FIXED_SECTIONS: &[(&str, &[Field])] = &[
     ("queue", QUEUE_FIELDS),
     ("trips", TRIP_FIELDS),
     ("cache", CACHE_FIELDS),
+    ("auth", AUTH_FIELDS),
+    ("limits", LIMIT_FIELDS),
+    ("activity", ACTIVITY_FIELDS),
 ];
 
 /// The field of `stores.<kind>.<instance>.required`.
@@ -937,6 +1222,7 @@ pub static REQUIRED_FIELD: Field = field(
 /// Top-level names, for "did you mean" on an unknown section.
 pub const TOP_LEVEL: &[&str] = &[
     "mysql", "redis", "mongo", "influx", "stores", "health", "server", "queue", "trips", "cache",
+    "auth", "limits", "activity",
 ];
 
 /// The original service's environment variables and the keys they set.

@@ -210,6 +210,9 @@ pub struct ServerSettings {
     /// stores, fewer threads than cores leave them room (measured on the two-core development
     /// machine in docs/benchmarks.md: a small gain for the queue benchmark).
     pub threads: usize,
+    pub max_body: usize,
+    pub request_timeout: Duration,
+    pub max_concurrent: usize,
 }
 
 /// The job queue.
@@ -263,6 +266,11 @@ pub struct TripSettings {
     pub queue: String,
     /// Points per km, by mode (every mode of the schema has an entry).
     pub points_per_km: BTreeMap<String, u32>,
+    /// Fastest plausible speed by mode, km/h (every mode of the schema has an entry).
+    pub max_speed_kmh: BTreeMap<String, u32>,
+    pub max_distance_km: u32,
+    pub max_duration: Duration,
+    pub gps_tolerance_m: u32,
     pub active_window: Duration,
     pub fault: FaultSettings,
 }
@@ -287,6 +295,63 @@ pub struct CacheSettings {
     pub l1_ttl: Duration,
     pub l2_ttl: Duration,
     pub ack_timeout: Duration,
+}
+
+/// Credentials, sessions and login throttling (`auth.*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub redis: String,
+    pub session_ttl: Duration,
+    pub session_max: Duration,
+    pub argon2: Argon2Settings,
+    pub login: LoginSettings,
+}
+
+/// The cost of new password hashes (`auth.argon2.*`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Argon2Settings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+/// Failed-login throttles (`auth.login.*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginSettings {
+    pub max_failures: u32,
+    pub max_failures_per_address: u32,
+    pub window: Duration,
+}
+
+/// Request rate limits (`limits.*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    pub read: RateSettings,
+    pub write: RateSettings,
+    pub address: RateSettings,
+}
+
+/// A sustained rate and the burst allowed above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSettings {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// The request activity log and request points (`activity.*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivitySettings {
+    pub mongo: bool,
+    pub influx: bool,
+    pub buffer: usize,
+    pub batch: usize,
+    pub keep: Duration,
 }
 
 /// One effective value for `config show`: masked when secret.
@@ -316,6 +381,9 @@ pub struct Config {
     pub queue: QueueSettings,
     pub trips: TripSettings,
     pub cache: CacheSettings,
+    pub auth: AuthSettings,
+    pub limits: LimitSettings,
+    pub activity: ActivitySettings,
     /// Every effective value with its origin, in key order.
     pub shown: Vec<ShownValue>,
     /// The files that were read, lowest precedence first.

@@ -138,6 +138,63 @@ impl TripCompletion {
         Ok(())
     }
 
+    /// Checks that the trip could have happened as described: no segment and not the whole
+    /// trip faster than its mode allows, not longer or lasting longer than `rules` allow. A
+    /// segment's distance is first reduced by the GPS error of its two fixes (their
+    /// `accuracy`, at least `rules.gps_tolerance_m` each), so jitter between close fixes is
+    /// not taken for speed while a teleport still is.
+    pub fn plausible(&self, rules: &Plausibility) -> Result<(), InvalidTrip> {
+        let limit = rules.max_speed_kmh(&self.mode);
+        let tolerance = |p: &TrackPoint| p.accuracy.unwrap_or(0.0).max(rules.gps_tolerance_m);
+        for (i, w) in self.trajectory.windows(2).enumerate() {
+            let metres = haversine_m(w[0].lat, w[0].lng, w[1].lat, w[1].lng);
+            let beyond_error = (metres - tolerance(&w[0]) - tolerance(&w[1])).max(0.0);
+            let hours = (w[1].timestamp - w[0].timestamp) as f64 / 3_600_000.0;
+            let kmh = beyond_error / 1000.0 / hours;
+            if kmh > limit {
+                return Err(invalid(
+                    format!("trajectory[{}]", i + 1),
+                    format!(
+                        "{kmh:.0} km/h between fixes {i} and {} exceeds {}'s {limit:.0} km/h",
+                        i + 1,
+                        self.mode
+                    ),
+                ));
+            }
+        }
+        let km = self.distance_m() / 1000.0;
+        if km > rules.max_distance_km {
+            return Err(invalid(
+                "trajectory",
+                format!(
+                    "{km:.0} km exceeds the longest plausible trip, {:.0} km",
+                    rules.max_distance_km
+                ),
+            ));
+        }
+        let hours = self.duration_s() / 3600.0;
+        if hours > rules.max_duration_h {
+            return Err(invalid(
+                "trajectory",
+                format!(
+                    "{hours:.1} h exceeds the longest plausible trip, {:.1} h",
+                    rules.max_duration_h
+                ),
+            ));
+        }
+        let overall = km / hours;
+        if overall > limit {
+            return Err(invalid(
+                "trajectory",
+                format!(
+                    "{overall:.0} km/h over the whole trip exceeds {}'s {limit:.0} km/h",
+                    self.mode
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Metres along the trajectory (haversine between consecutive points).
     pub fn distance_m(&self) -> f64 {
         self.trajectory
@@ -152,6 +209,37 @@ impl TripCompletion {
             (Some(a), Some(b)) => (b.timestamp - a.timestamp) as f64 / 1000.0,
             _ => 0.0,
         }
+    }
+}
+
+/// What a plausible trip looks like (`trips.max_speed_kmh.*`, `trips.max_distance_km`,
+/// `trips.max_duration`, `trips.gps_tolerance_m`).
+#[derive(Debug, Clone)]
+pub struct Plausibility {
+    /// Fastest plausible speed by mode, km/h.
+    pub max_speed_kmh: std::collections::BTreeMap<String, u32>,
+    /// Longest plausible trip, km.
+    pub max_distance_km: f64,
+    /// Longest plausible trip, hours.
+    pub max_duration_h: f64,
+    /// GPS error allowed per fix, metres.
+    pub gps_tolerance_m: f64,
+}
+
+impl Plausibility {
+    /// The rules the configuration sets.
+    pub fn from_settings(s: &tsp_config::TripSettings) -> Plausibility {
+        Plausibility {
+            max_speed_kmh: s.max_speed_kmh.clone(),
+            max_distance_km: f64::from(s.max_distance_km),
+            max_duration_h: s.max_duration.as_secs_f64() / 3600.0,
+            gps_tolerance_m: f64::from(s.gps_tolerance_m),
+        }
+    }
+
+    fn max_speed_kmh(&self, mode: &str) -> f64 {
+        // Every mode has a key (the schema lists them); an unknown mode was refused already.
+        f64::from(self.max_speed_kmh.get(mode).copied().unwrap_or(0))
     }
 }
 

@@ -88,8 +88,8 @@ fn now_ms() -> i64 {
 /// 0.01° of latitude on the mean sphere.
 const HUNDREDTH_DEG_M: f64 = 1_111.950_802_335_329_4;
 
-/// A trip due north from (lat, lng) in `steps` steps of 0.01°, one minute each, ending
-/// `ago_ms` before now.
+/// A trip due north from (lat, lng) in `steps` steps of 0.01° (1.1 km), one minute each (two
+/// by bike, ten on foot: every trip is plausible), ending `ago_ms` before now.
 fn north(
     id: &str,
     user: u64,
@@ -99,8 +99,13 @@ fn north(
     steps: usize,
     ago_ms: i64,
 ) -> TripCompletion {
+    let step_ms = match mode {
+        "walk" => 600_000,
+        "bike" => 120_000,
+        _ => 60_000,
+    };
     let end = now_ms() - ago_ms;
-    let start = end - steps as i64 * 60_000;
+    let start = end - steps as i64 * step_ms;
     TripCompletion {
         trip_id: id.into(),
         user_id: user,
@@ -109,7 +114,7 @@ fn north(
             .map(|k| TrackPoint {
                 lat: lat + 0.01 * k as f64,
                 lng,
-                timestamp: start + k as i64 * 60_000,
+                timestamp: start + k as i64 * step_ms,
                 accuracy: Some(5.0),
                 speed: None,
             })
@@ -131,7 +136,7 @@ async fn a_trip_lands_in_every_store_once_however_often_it_runs() {
     let trip = north("t-1", 1, "bike", -16.92, 145.77, 3, 3_600_000);
     let first = env.trips.complete("job-a", &trip).await.unwrap();
     assert!((first.distance_m - 3.0 * HUNDREDTH_DEG_M).abs() < 1e-6);
-    assert_eq!(first.duration_s, 180.0);
+    assert_eq!(first.duration_s, 360.0);
     // bike: 15 points per km, rounded down: 3.336 km → 50.
     assert_eq!((first.points, first.already_completed), (50, false));
     let again = env.trips.complete("job-b", &trip).await.unwrap();
@@ -357,7 +362,7 @@ async fn queries_answer_with_exact_figures() {
     assert_eq!(s.cache, Level::Source);
     assert_eq!(t.user_stats(1, 30).await.unwrap().cache, Level::L1);
     let s = t.user_stats(1, 60).await.unwrap().value;
-    assert_eq!((s.trips, s.average_duration_s), (3, Some(140.0)));
+    assert_eq!((s.trips, s.average_duration_s), (3, Some(320.0)));
     let s = t.user_stats(3, 30).await.unwrap().value;
     assert_eq!(
         (

@@ -132,6 +132,29 @@ async fn retries_follow_the_backoff_then_dead_letter_then_requeue() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dedup_key_holds_only_within_its_job_type() {
+    let (_hub, q, _cleanup) = setup(&[]).await;
+    q.pause().await.unwrap();
+    let noop = q
+        .enqueue(NewJob::raw("builtin.noop", "{}").with_dedup_key("trip:7"))
+        .await
+        .unwrap();
+    let other = q
+        .enqueue(NewJob::raw("builtin.fail", "{}").with_dedup_key("trip:7"))
+        .await
+        .unwrap();
+    assert_ne!(
+        noop, other,
+        "another type's job with the same key is its own job"
+    );
+    let again = q
+        .enqueue(NewJob::raw("builtin.noop", "{}").with_dedup_key("trip:7"))
+        .await
+        .unwrap();
+    assert_eq!(noop, again);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dedup_key_returns_the_pending_job() {
     let (_hub, q, _cleanup) = setup(&[]).await;
     q.pause().await.unwrap();

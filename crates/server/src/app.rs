@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tsp_hub::{Cache, Hub, HubError};
+use tsp_mobility::auth::Auth;
 use tsp_mobility::complete::Trips;
 use tsp_queue::{NewJob, Queue, QueueError, RecordSink, RecordTask, Registry};
 
@@ -15,6 +16,7 @@ pub struct App {
     hub: Hub,
     trips: Trips,
     registry: Arc<Registry>,
+    auth: Auth,
 }
 
 impl App {
@@ -23,10 +25,12 @@ impl App {
     pub fn build(hub: &Hub) -> Result<App, HubError> {
         let trips = trips(hub)?;
         let registry = Arc::new(registry(&trips));
+        let auth = Auth::new(hub, trips.cache().clone())?;
         Ok(App {
             hub: hub.clone(),
             trips,
             registry,
+            auth,
         })
     }
 
@@ -48,14 +52,23 @@ impl App {
         queue(&self.hub, name)
     }
 
-    /// Applies the job type's rules (payload check, dedup key) to a job a producer built;
-    /// an explicit dedup key wins over the type's.
+    /// Applies the job type's rules (payload check, dedup key) to a job a producer built. A
+    /// type that deduplicates by its own rule refuses a key chosen by the producer.
     pub fn prepare(&self, job: NewJob) -> Result<NewJob, QueueError> {
         let key = self.registry.prepare(&job.job_type, &job.payload)?;
-        Ok(match (key, job.dedup_key.is_some()) {
-            (Some(k), false) => job.with_dedup_key(k),
-            _ => job,
-        })
+        match (key, job.dedup_key.is_some()) {
+            (Some(_), true) => Err(QueueError::Invalid {
+                field: "dedup_key".into(),
+                message: format!("{} jobs are deduplicated by their own rule", job.job_type),
+            }),
+            (Some(k), false) => Ok(job.with_dedup_key(k)),
+            (None, _) => Ok(job),
+        }
+    }
+
+    /// The credential side: logins, sessions, keys, limits.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
     }
 }
 

@@ -56,6 +56,78 @@ pub enum Command {
     /// Ask what the API answers: user stats and points, trips and users near, engagement.
     #[command(subcommand)]
     Query(QueryCommand),
+    /// Platform users: create, set a password (read from stdin), suspend, reactivate.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Operators of the service (`portal.admin_users`).
+    #[command(subcommand)]
+    Admins(AdminsCommand),
+    /// API keys for machine clients.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user (they cannot log in until a password is set); prints the id.
+    Create {
+        /// Their email (unique).
+        #[arg(long)]
+        email: String,
+        /// Their display name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Set a user's password, read from stdin (one line): never from an argument, which other
+    /// users of the machine could read.
+    SetPassword {
+        /// The user's id.
+        id: u64,
+    },
+    /// Suspend a user: their sessions stop working in every process before this returns.
+    Suspend {
+        /// The user's id.
+        id: u64,
+    },
+    /// Make a suspended user active again.
+    Activate {
+        /// The user's id.
+        id: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminsCommand {
+    /// Create an operator (or change an existing one's role and password); the password is
+    /// read from stdin.
+    Create {
+        /// Their login name.
+        username: String,
+        /// viewer, operator or admin.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Make a key; prints it once (only its hash is stored).
+    Create {
+        /// What the key is for.
+        #[arg(long)]
+        name: String,
+        /// A scope it grants (repeatable): jobs:write, jobs:read, trips:write, users:read,
+        /// analytics:read, admin.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
+    /// Every key, without the keys.
+    List,
+    /// Revoke a key: no process accepts it after this returns.
+    Revoke {
+        /// The key's id.
+        id: u64,
+    },
 }
 
 #[derive(Debug, Args, Clone)]

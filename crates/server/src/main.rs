@@ -110,6 +110,9 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
         Command::Bench(BenchCommand::Cache(args)) => {
             print_json(&commands::trips::bench_cache(&opts, &args).await?)?
         }
+        Command::Users(cmd) => commands::accounts::users(&App::build(&hub)?, &cmd).await?,
+        Command::Admins(cmd) => commands::accounts::admins(&App::build(&hub)?, &cmd).await?,
+        Command::Apikey(cmd) => commands::accounts::apikey(&App::build(&hub)?, &cmd).await?,
         Command::Config(_) => 0,
     };
     hub.shutdown(Duration::from_secs(10)).await;
@@ -165,10 +168,15 @@ async fn serve(
     println!("listening on http://{addr}");
     tracing::info!(%addr, "serving /health, /health/live, /health/ready, /metrics");
     let watcher = tokio::spawn(watch_health(hub.clone()));
+    let activity = http::Activity::start(hub)
+        .await
+        .context("cannot start the activity log")?;
+    let grace = hub.config().queue.shutdown_grace;
     http::serve(
         listener,
-        http::AppState { app, prometheus },
+        http::AppState::new(app, prometheus, activity),
         shutdown_signal(),
+        grace,
     )
     .await?;
     watcher.abort();

@@ -6,11 +6,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, closed_port, metric, run, text};
+use common::{Server, api_key, closed_port, metric, run, text};
 
 #[test]
 fn health_probes_answer_and_metrics_move_after_real_commands() {
-    let mut server = Server::start(&["health.interval=200ms"], &[]);
+    let key = api_key(&[], &["admin"]);
+    let mut server = Server::start(&["health.interval=200ms"], &[]).with_credential(key);
 
     let (code, body) = server.get("/health/live");
     assert_eq!((code, body.as_str()), (200, r#"{"status":"up"}"#));
@@ -192,7 +193,11 @@ fn serve_fails_fast_when_a_required_store_is_down() {
 #[test]
 fn serve_starts_with_an_optional_store_down_and_reports_it() {
     let port = closed_port();
-    let server = Server::start(&[&format!("influx.uis.url=http://127.0.0.1:{port}")], &[]);
+    let sets = [format!("influx.uis.url=http://127.0.0.1:{port}")];
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    // The key lives in MySQL, which this server shares with the default configuration.
+    let key = api_key(&[], &["admin"]);
+    let server = Server::start(&sets, &[]).with_credential(key);
     let (code, body) = server.get("/health");
     assert_eq!(code, 200, "only optional stores are down: {body}");
     let h: serde_json::Value = serde_json::from_str(&body).unwrap();

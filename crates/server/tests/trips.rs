@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::Server;
 use tsp_hub::Cache;
+use tsp_mobility::auth::Scope;
 use tsp_mobility::complete::Trips;
 use tsp_mobility::sandbox::Sandbox;
 use tsp_mobility::trip::{TrackPoint, TripCompletion};
@@ -41,9 +42,11 @@ fn trip(id: &str, user: u64, steps: usize) -> TripCompletion {
 }
 
 async fn get(server: &Server, path: &str) -> (u16, serde_json::Value) {
-    let r = reqwest::get(format!("{}{path}", server.base))
-        .await
-        .unwrap();
+    let mut req = reqwest::Client::new().get(format!("{}{path}", server.base));
+    if let Some(c) = &server.credential {
+        req = req.bearer_auth(c);
+    }
+    let r = req.send().await.unwrap();
     let status = r.status().as_u16();
     let body = r.text().await.unwrap();
     match serde_json::from_str(&body) {
@@ -52,10 +55,18 @@ async fn get(server: &Server, path: &str) -> (u16, serde_json::Value) {
     }
 }
 
-fn start(sandbox: &Sandbox) -> Server {
+/// A server on the sandbox, presenting a key that holds every scope.
+async fn start(sandbox: &Sandbox) -> Server {
+    let app = tsp_server::app::App::build(&sandbox.hub).unwrap();
+    let key = app
+        .auth()
+        .create_key("test", &Scope::ALL)
+        .await
+        .unwrap()
+        .key;
     let sets: Vec<&str> = sandbox.overrides.iter().map(String::as_str).collect();
     // `Server::start` waits on a thread for the process's first line.
-    tokio::task::block_in_place(|| Server::start(&sets, &[]))
+    tokio::task::block_in_place(|| Server::start(&sets, &[])).with_credential(key)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,8 +79,8 @@ async fn two_servers_answer_queries_and_never_serve_an_invalidated_entry() {
     let trips = Trips::new(&hub, cache).unwrap();
     trips.complete("j-0", &trip("c-0", 1, 2)).await.unwrap();
 
-    let a = start(&sandbox);
-    let b = start(&sandbox);
+    let a = start(&sandbox).await;
+    let b = start(&sandbox).await;
     // Both processes subscribe to invalidations shortly after start: wait until an
     // invalidation reaches three processes (this one, A and B).
     let mut receivers = 0;

@@ -256,15 +256,14 @@ fn the_http_job_api_validates_and_serves_jobs() {
     let (p, _cleanup) = prefix();
     let s = sets(&p);
     let set_refs: Vec<&str> = s.iter().map(String::as_str).collect();
-    let server = Server::start(&set_refs, &[]);
-    let client = reqwest::blocking::Client::new();
+    let key = common::api_key(&set_refs, common::ALL_SCOPES);
+    let server = Server::start(&set_refs, &[]).with_credential(key);
     let post = |body: serde_json::Value| {
-        let r = client
-            .post(format!("{}/jobs", server.base))
-            .json(&body)
-            .send()
-            .unwrap();
-        (r.status().as_u16(), r.json::<serde_json::Value>().unwrap())
+        let (code, text) = server.post("/jobs", &body);
+        (
+            code,
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+        )
     };
     let (code, body) =
         post(serde_json::json!({"type": "builtin.noop", "payload": {"a": 1}, "priority": 7}));
@@ -274,24 +273,32 @@ fn the_http_job_api_validates_and_serves_jobs() {
     for (bad, field) in [
         (serde_json::json!({"payload": {}}), "missing field `type`"),
         (
-            serde_json::json!({"type": "x", "priority": 5000}),
+            serde_json::json!({"type": "builtin.noop", "priority": 5000}),
             "priority: must be 0-1023",
         ),
         (
-            serde_json::json!({"type": "x", "priority": "high"}),
+            serde_json::json!({"type": "builtin.noop", "priority": "high"}),
             "invalid type: string \"high\"",
         ),
         (
-            serde_json::json!({"type": "x", "colour": "red"}),
+            serde_json::json!({"type": "builtin.noop", "colour": "red"}),
             "unknown field `colour`",
         ),
         (
-            serde_json::json!({"type": "x", "queue": "no spaces"}),
+            serde_json::json!({"type": "builtin.noop", "queue": "no spaces"}),
             "queue: `no spaces`",
         ),
         (
-            serde_json::json!({"type": "x", "max_attempts": 0}),
-            "max_attempts: must be at least 1",
+            serde_json::json!({"type": "builtin.noop", "max_attempts": 0}),
+            "max_attempts: 1 to 25",
+        ),
+        (
+            serde_json::json!({"type": "no.such.type"}),
+            "type: no job type `no.such.type`",
+        ),
+        (
+            serde_json::json!({"type": "builtin.noop", "delay_ms": 31_u64 * 24 * 3600 * 1000}),
+            "delay_ms: at most 30 days",
         ),
         // A trip is checked before it is queued.
         (
@@ -344,23 +351,11 @@ fn the_http_job_api_validates_and_serves_jobs() {
     assert_eq!(queues[0]["queue"], "default");
     assert_eq!(queues[0]["waiting"], 1);
 
-    let r = client
-        .post(format!("{}/jobs/{id}/retry", server.base))
-        .send()
-        .unwrap();
-    assert_eq!(
-        r.status().as_u16(),
-        409,
-        "a waiting job is not dead-lettered"
-    );
-    let r = client
-        .post(format!(
-            "{}/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/retry",
-            server.base
-        ))
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 404);
+    let none = serde_json::json!({});
+    let (code, _) = server.post(&format!("/jobs/{id}/retry"), &none);
+    assert_eq!(code, 409, "a waiting job is not dead-lettered");
+    let (code, _) = server.post("/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/retry", &none);
+    assert_eq!(code, 404);
 
     // A payload its type cannot decode is refused before it is queued.
     let (code, body) = post(serde_json::json!({"type": "builtin.sleep", "payload": {"ms": "bad"}}));
@@ -384,11 +379,8 @@ fn the_http_job_api_validates_and_serves_jobs() {
     );
     signal(&w, "-TERM");
     w.wait().unwrap();
-    let r = client
-        .post(format!("{}/jobs/{dead_id}/retry", server.base))
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    let (code, _) = server.post(&format!("/jobs/{dead_id}/retry"), &none);
+    assert_eq!(code, 200);
     let (_, m) = server.get("/metrics");
     assert!(
         m.contains("tsp_queue_depth{queue=\"default\",state=\"waiting\"} 1"),

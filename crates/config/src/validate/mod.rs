@@ -275,6 +275,9 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
     let queue = sections::queue(&mut b, &redis);
     let trips = sections::trips(&mut b);
     let cache = sections::cache(&mut b, &redis);
+    let auth = sections::auth(&mut b, &redis);
+    let limits = sections::plain(&mut b, "limits", schema::LIMIT_FIELDS);
+    let activity = sections::plain(&mut b, "activity", schema::ACTIVITY_FIELDS);
     let (
         Some(service_monitor),
         Some(influx_tags),
@@ -283,6 +286,9 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
         Some(queue),
         Some(trips),
         Some(cache),
+        Some(auth),
+        Some(limits),
+        Some(activity),
     ) = (
         service_monitor,
         influx_tags,
@@ -291,6 +297,9 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
         queue,
         trips,
         cache,
+        auth,
+        limits,
+        activity,
     )
     else {
         return Err(b.problems);
@@ -313,6 +322,9 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
         queue,
         trips,
         cache,
+        auth,
+        limits,
+        activity,
         shown,
         files: layers.files,
         warnings: Vec::new(),

@@ -10,8 +10,8 @@ use serde_json::Value;
 use super::Builder;
 use crate::schema::{self, Field};
 use crate::settings::{
-    CacheSettings, InfluxSettings, QueueSettings, RedisSettings, ServiceMonitorSettings,
-    TripSettings,
+    AuthSettings, CacheSettings, InfluxSettings, QueueSettings, RedisSettings,
+    ServiceMonitorSettings, TripSettings,
 };
 
 /// A section without rules beyond its keys' types.
@@ -91,6 +91,21 @@ pub(super) fn cache(
     let c: CacheSettings = plain(b, "cache", schema::CACHE_FIELDS)?;
     check_redis_instance(b, "cache.redis", &c.redis, redis);
     Some(c)
+}
+
+pub(super) fn auth(
+    b: &mut Builder,
+    redis: &BTreeMap<String, RedisSettings>,
+) -> Option<AuthSettings> {
+    let a: AuthSettings = plain(b, "auth", schema::AUTH_FIELDS)?;
+    check_redis_instance(b, "auth.redis", &a.redis, redis);
+    if a.session_max < a.session_ttl {
+        b.problem(
+            "auth.session_max",
+            "must be at least `auth.session_ttl`: the cap cannot be shorter than one idle period",
+        );
+    }
+    Some(a)
 }
 
 /// The queue's rule for names (`tsp_queue::valid_queue_name`), here too so a bad `trips.queue`

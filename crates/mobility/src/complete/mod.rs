@@ -19,7 +19,7 @@ use tsp_hub::{Cache, Hub, HubError, InsertBatcher, MysqlStore, PointWriter};
 use tsp_queue::{JobContext, JobError, JobRules, NewJob, PayloadError, Registry};
 
 use crate::stores::TripStores;
-use crate::trip::TripCompletion;
+use crate::trip::{Plausibility, TripCompletion};
 pub use compensate::Compensation;
 pub use timings::StepTiming;
 use timings::Timings;
@@ -60,6 +60,7 @@ struct Inner {
     stores: TripStores,
     cache: Cache,
     settings: TripSettings,
+    plausibility: Plausibility,
     bookings: PointWriter,
 }
 
@@ -100,6 +101,7 @@ impl Trips {
                 stores,
                 cache,
                 settings: hub.config().trips.clone(),
+                plausibility: Plausibility::from_settings(&hub.config().trips),
             }),
         })
     }
@@ -153,14 +155,18 @@ impl Trips {
     }
 
     /// The rules producers apply to a trip before it is queued: it must pass
-    /// [`TripCompletion::validate`], and it is deduplicated on its trip id while pending.
-    pub fn rules() -> JobRules<TripCompletion> {
+    /// [`TripCompletion::validate`] and [`TripCompletion::plausible`], and it is deduplicated
+    /// on its trip id while pending.
+    pub fn rules(&self) -> JobRules<TripCompletion> {
+        let plausibility = self.inner.plausibility.clone();
         JobRules::new()
-            .check(|trip: &TripCompletion| {
-                trip.validate().map_err(|e| PayloadError {
-                    field: e.field,
-                    message: e.message,
-                })
+            .check(move |trip: &TripCompletion| {
+                trip.validate()
+                    .and_then(|()| trip.plausible(&plausibility))
+                    .map_err(|e| PayloadError {
+                        field: e.field,
+                        message: e.message,
+                    })
             })
             .dedup_key(|trip: &TripCompletion| dedup_key(trip))
     }
@@ -170,7 +176,7 @@ impl Trips {
         let me = self.clone();
         registry.register_with(
             JOB_TYPE,
-            Self::rules(),
+            self.rules(),
             move |ctx: JobContext, trip: TripCompletion| {
                 let me = me.clone();
                 async move { me.complete(&ctx.id, &trip).await }
@@ -245,7 +251,9 @@ impl Trips {
         trip: &TripCompletion,
     ) -> Result<Completed, JobError> {
         let clock = Instant::now();
-        trip.validate().map_err(JobError::abort)?;
+        trip.validate()
+            .and_then(|()| trip.plausible(&self.inner.plausibility))
+            .map_err(JobError::abort)?;
         match self.user_status(trip.user_id).await?.as_deref() {
             Some("active") => {}
             Some(other) => {

@@ -108,7 +108,7 @@ impl Queue {
                 inv.arg(new_id())
                     .arg(self.spec_of(j, now))
                     .arg(j.priority)
-                    .arg(j.dedup_key.as_deref().unwrap_or(""))
+                    .arg(dedup_slot(j))
                     .arg(u64::try_from(j.delay.as_millis()).unwrap_or(u64::MAX));
             }
             return (None, inv);
@@ -138,6 +138,15 @@ impl Queue {
 
 /// An enqueue call, with the ids it stores when they are known before it runs.
 type Invocation = (Option<Vec<String>>, redis::ScriptInvocation<'static>);
+
+/// Where a job's dedup key is held: in its type's namespace, so a key chosen for one type can
+/// never hold back a job of another (a no-op cannot sit on a trip's key).
+fn dedup_slot(j: &NewJob) -> String {
+    match &j.dedup_key {
+        Some(k) => format!("{}:{k}", j.job_type),
+        None => String::new(),
+    }
+}
 
 /// Runs of plain jobs (no delay, no dedup key) and of the others, in order, each at most
 /// [`ENQUEUE_CHUNK`] long. Splitting at every change of kind keeps FIFO across the runs.

@@ -1,5 +1,6 @@
 //! The subcommands that are more than a few lines.
 
+pub mod accounts;
 pub mod bench;
 pub mod config;
 pub mod health;

@@ -43,6 +43,8 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     pub stderr: mpsc::Receiver<String>,
+    /// The bearer credential `get` presents, if any.
+    pub credential: Option<String>,
 }
 
 impl Server {
@@ -83,11 +85,48 @@ impl Server {
             child,
             base,
             stderr: erx,
+            credential: None,
         }
     }
 
+    /// Presents `credential` on every request from now on.
+    pub fn with_credential(mut self, credential: String) -> Server {
+        self.credential = Some(credential);
+        self
+    }
+
+    /// GET with this server's credential.
     pub fn get(&self, path: &str) -> (u16, String) {
-        let resp = reqwest::blocking::get(format!("{}{path}", self.base)).expect("GET");
+        self.send(reqwest::Method::GET, path, None, self.credential.as_deref())
+    }
+
+    /// POST `body` as JSON with this server's credential.
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> (u16, String) {
+        self.send(
+            reqwest::Method::POST,
+            path,
+            Some(body),
+            self.credential.as_deref(),
+        )
+    }
+
+    /// Any request, with `credential` (or none) as the bearer.
+    pub fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        credential: Option<&str>,
+    ) -> (u16, String) {
+        let client = reqwest::blocking::Client::new();
+        let mut req = client.request(method, format!("{}{path}", self.base));
+        if let Some(c) = credential {
+            req = req.bearer_auth(c);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().expect("HTTP request");
         (resp.status().as_u16(), resp.text().unwrap_or_default())
     }
 
@@ -116,6 +155,38 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// An API key with `scopes` on the databases `sets` point at (migrated first, idempotently).
+pub fn api_key(sets: &[&str], scopes: &[&str]) -> String {
+    let with_sets = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        for s in sets {
+            all.extend(["--set", s]);
+        }
+        let out = run(&all, &[]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        stdout
+    };
+    with_sets(&["migrate"]);
+    let mut create = vec!["apikey", "create", "--name", "test"];
+    for s in scopes {
+        create.extend(["--scope", s]);
+    }
+    let printed = with_sets(&create);
+    let key: serde_json::Value = serde_json::from_str(printed.trim()).expect("apikey JSON");
+    key["key"].as_str().expect("a key").to_string()
+}
+
+/// Every scope: what an admin's key holds.
+pub const ALL_SCOPES: &[&str] = &[
+    "jobs:write",
+    "jobs:read",
+    "trips:write",
+    "users:read",
+    "analytics:read",
+    "admin",
+];
 
 /// The value of the first sample of `name` whose labels include every `labels` pair.
 pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {

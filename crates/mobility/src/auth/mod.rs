@@ -1,0 +1,124 @@
+//! Who is calling: users, operators and service keys; their sessions in Redis; login throttling
+//! and request rate limits. The HTTP layer decides what each principal may do
+//! (docs/security.md); this module proves who it is.
+//!
+//! - `principal`: [`Principal`], [`Role`], [`Scope`].
+//! - `password`: argon2id hashing, on blocking threads.
+//! - `sessions`: opaque tokens, stored in Redis under their hash, sliding expiry, revocation.
+//! - `keys`: API keys, stored in MySQL as hashes, looked up through the cache.
+//! - `accounts`: creating users and operators, passwords, suspension, login.
+//! - `limits`: failed-login throttles and the GCRA rate limiter, in Redis.
+
+mod accounts;
+mod keys;
+mod limits;
+mod password;
+mod principal;
+mod sessions;
+
+use std::sync::Arc;
+
+use tsp_config::{AuthSettings, LimitSettings};
+use tsp_hub::{Cache, Hub, HubError, MysqlStore, RedisStore};
+
+pub use accounts::{Login, LoginError, NewUser};
+pub use keys::{ApiKey, NewApiKey};
+pub use limits::{RateClass, RateError, Throttled};
+pub use principal::{Principal, Role, Scope};
+pub use sessions::Session;
+
+use password::Hasher;
+
+/// Errors of account administration (CLI) and of credential checks.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Input refused, naming the field.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No such user, operator or key.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A store failed.
+    #[error(transparent)]
+    Store(#[from] HubError),
+}
+
+/// The credential side of the service: one per process, cheap to clone.
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    portal: MysqlStore,
+    redis: RedisStore,
+    cache: Cache,
+    settings: AuthSettings,
+    limits: LimitSettings,
+    hasher: Hasher,
+}
+
+impl Auth {
+    /// Credentials on `hub`'s `portal` database and the `auth.redis` instance, with `cache`
+    /// holding user status and API keys between requests.
+    pub fn new(hub: &Hub, cache: Cache) -> Result<Auth, HubError> {
+        let config = hub.config();
+        let portal = hub.mysql("portal")?.clone();
+        let redis = hub.redis(&config.auth.redis)?.clone();
+        Ok(Auth {
+            inner: Arc::new(Inner {
+                portal,
+                redis,
+                cache,
+                hasher: Hasher::new(config.auth.argon2),
+                settings: config.auth.clone(),
+                limits: config.limits.clone(),
+            }),
+        })
+    }
+
+    /// The `auth.*` settings.
+    pub fn settings(&self) -> &AuthSettings {
+        &self.inner.settings
+    }
+
+    /// Who `credential` (a session token or an API key) belongs to, or `None` when it is
+    /// unknown, expired, revoked, or its user is no longer active.
+    pub async fn authenticate(&self, credential: &str) -> Result<Option<Principal>, HubError> {
+        if keys::looks_like_key(credential) {
+            return keys::principal(self, credential).await;
+        }
+        let Some(principal) = sessions::check(self, credential).await? else {
+            return Ok(None);
+        };
+        if let Principal::User { id } = principal
+            && !accounts::is_active(self, id).await?
+        {
+            return Ok(None);
+        }
+        Ok(Some(principal))
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}auth:{rest}", self.inner.redis.key_prefix())
+    }
+}
+
+/// The SHA-256 of `text`, hex: how tokens and keys are stored (they carry 256 random bits, so
+/// a fast hash is enough; passwords get argon2id).
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// 32 random bytes, base64url without padding.
+fn random_token() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}

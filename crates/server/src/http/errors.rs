@@ -1,0 +1,83 @@
+//! Error answers: JSON `{"error": "…"}`. A request's own mistakes are named (400 with the
+//! field). A store's failure is 503; its detail (driver text, store and instance names) is kept
+//! in the response's extensions, and the guard shows it to operators only and logs it with the
+//! request id (docs/security.md).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tsp_mobility::queries::QueryError;
+use tsp_queue::QueueError;
+
+/// What a non-operator is told when a store fails.
+pub(super) const UNAVAILABLE: &str = "a store is unavailable; retry later";
+
+/// The detail of a store failure, for operators and the log.
+#[derive(Debug, Clone)]
+pub(super) struct StoreFailure(pub(super) String);
+
+/// An error answer.
+#[derive(Debug)]
+pub(super) enum ApiError {
+    /// The request is at fault (or not allowed); the message is for the caller.
+    Client(StatusCode, String),
+    /// A store failed; the detail is not the caller's business unless they operate the service.
+    Store(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Client(status, message) => error(status, message),
+            ApiError::Store(detail) => {
+                let mut r = error(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
+                r.extensions_mut().insert(StoreFailure(detail));
+                r
+            }
+        }
+    }
+}
+
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+pub(super) fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError::Client(StatusCode::BAD_REQUEST, message.into())
+}
+
+pub(super) fn forbidden() -> ApiError {
+    ApiError::Client(StatusCode::FORBIDDEN, "forbidden".into())
+}
+
+pub(super) fn queue_error(e: QueueError) -> ApiError {
+    match e {
+        QueueError::Invalid { field, message } => bad_request(format!("{field}: {message}")),
+        QueueError::NotFound(id) => {
+            ApiError::Client(StatusCode::NOT_FOUND, format!("job {id} not found"))
+        }
+        other => ApiError::Store(other.to_string()),
+    }
+}
+
+pub(super) fn query_error(e: QueryError) -> ApiError {
+    match e {
+        QueryError::Invalid { .. } => bad_request(e.to_string()),
+        QueryError::NotFound(m) => ApiError::Client(StatusCode::NOT_FOUND, m),
+        QueryError::Store(e) => ApiError::Store(e.to_string()),
+    }
+}
+
+/// A JSON answer, or the error's.
+pub(super) fn answer<T: serde::Serialize>(r: Result<T, ApiError>) -> Response {
+    match r {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// No route here.
+pub(super) async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such route")
+}

@@ -1,0 +1,196 @@
+//! The guard every routed request passes: content type, rate limits, authentication, the
+//! route's access rule; afterwards, store-failure detail for operators only, the activity event
+//! and the request metrics. Rules and their reasons: docs/security.md.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tsp_mobility::auth::{Principal, RateClass, RateError, Throttled};
+
+use super::activity::Event;
+use super::errors::{StoreFailure, error};
+use super::{AppState, routes::Access};
+
+/// Who is calling, for handlers (`Extension<Caller>`).
+#[derive(Debug, Clone)]
+pub(super) struct Caller {
+    /// `None` on public routes.
+    pub(super) principal: Option<Principal>,
+    /// The bearer credential as presented (logout ends this session).
+    pub(super) credential: Option<String>,
+    /// The client's address.
+    pub(super) address: IpAddr,
+}
+
+impl Caller {
+    /// The principal of an authenticated route (the guard has checked there is one).
+    pub(super) fn who(&self) -> Result<&Principal, super::errors::ApiError> {
+        self.principal.as_ref().ok_or_else(|| {
+            super::errors::ApiError::Client(StatusCode::UNAUTHORIZED, "unauthorized".into())
+        })
+    }
+}
+
+pub(super) fn unauthorized() -> Response {
+    let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized");
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
+pub(super) fn too_many(t: Throttled) -> Response {
+    let secs = t.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut r = error(StatusCode::TOO_MANY_REQUESTS, "too many requests");
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
+        .then(|| token.trim().to_string())
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A limit check; a limiter that cannot answer lets the request through (counted), since
+/// refusing every request while Redis is away would turn a degraded store into an outage.
+async fn within(s: &AppState, subject: &str, rate: tsp_config::RateSettings) -> Option<Response> {
+    match s.app.auth().rate(subject, rate).await {
+        Ok(()) => None,
+        Err(RateError::Throttled(t)) => Some(too_many(t)),
+        Err(RateError::Store(e)) => {
+            metrics::counter!("tsp_http_limit_errors_total").increment(1);
+            tracing::warn!(error = %e, "rate limit not checked: its store failed");
+            None
+        }
+    }
+}
+
+/// What the guard decided before the handler: the caller, or the answer to give instead.
+async fn admit(
+    s: &AppState,
+    method: &Method,
+    access: Access,
+    headers: &HeaderMap,
+    address: IpAddr,
+) -> Result<Caller, Response> {
+    if *method == Method::POST && !is_json(headers) {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content-type must be application/json",
+        ));
+    }
+    if let Some(refused) = within(s, &format!("addr:{address}"), s.app.auth().address_rate()).await
+    {
+        return Err(refused);
+    }
+    let mut caller = Caller {
+        principal: None,
+        credential: None,
+        address,
+    };
+    if access == Access::Public {
+        return Ok(caller);
+    }
+    let credential = bearer(headers).ok_or_else(unauthorized)?;
+    let principal = match s.app.auth().authenticate(&credential).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err(unauthorized()),
+        Err(e) => {
+            tracing::warn!(error = %e, "credential not checked: its store failed");
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                super::errors::UNAVAILABLE,
+            ));
+        }
+    };
+    let class = if *method == Method::GET {
+        RateClass::Read
+    } else {
+        RateClass::Write
+    };
+    if let Some(refused) = within(s, &principal.subject(), s.app.auth().class_rate(class)).await {
+        return Err(refused);
+    }
+    let allowed = match access {
+        Access::Public | Access::Authenticated => true,
+        Access::Scope(scope) => principal.has(scope),
+        Access::Operator => principal.is_operator(),
+    };
+    if !allowed {
+        return Err(error(StatusCode::FORBIDDEN, "forbidden"));
+    }
+    caller.principal = Some(principal);
+    caller.credential = Some(credential);
+    Ok(caller)
+}
+
+/// The middleware on every route.
+pub(super) async fn guard(
+    State(s): State<AppState>,
+    matched: MatchedPath,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let template = matched.as_str().to_string();
+    let address = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    // A route missing from the map is refused as if operator-only: fail closed.
+    let access = s
+        .access
+        .get(&(method.clone(), matched.as_str()))
+        .copied()
+        .unwrap_or(Access::Operator);
+    let admitted = admit(&s, &method, access, req.headers(), address).await;
+    let (caller, mut response) = match admitted {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller.clone());
+            (Some(caller), next.run(req).await)
+        }
+        Err(refused) => (None, refused),
+    };
+    let principal = caller.as_ref().and_then(|c| c.principal.clone());
+    if let Some(StoreFailure(detail)) = response.extensions().get::<StoreFailure>().cloned() {
+        tracing::warn!(%request_id, route = %template, %detail, "store failure answered 503");
+        if principal.as_ref().is_some_and(Principal::is_operator) {
+            let status = response.status();
+            response = (status, Json(json!({"error": detail}))).into_response();
+        }
+    }
+    s.activity.record(Event {
+        principal,
+        method: method.to_string(),
+        route: template,
+        status: response.status().as_u16(),
+        address,
+        request_id,
+        elapsed: started.elapsed(),
+    });
+    response
+}

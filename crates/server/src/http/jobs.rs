@@ -1,0 +1,264 @@
+//! Job routes: enqueue (with the caller's rights and bounded options), read, retry, queues.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tsp_mobility::auth::{Principal, Scope};
+use tsp_mobility::complete::JOB_TYPE as TRIP_JOB;
+use tsp_queue::{JobInfo, NewJob, Queue, QueueError};
+
+use super::AppState;
+use super::errors::{ApiError, answer, bad_request, forbidden, queue_error};
+use super::guard::Caller;
+
+/// Priorities from here up are for operators: nobody else can jump every queue.
+pub const OPERATOR_PRIORITY: u16 = 900;
+/// The longest delay a job may ask for.
+pub const MAX_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The most attempts a job may ask for.
+pub const MAX_ATTEMPTS: u32 = 25;
+/// The longest attempt a job may ask for.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// `POST /jobs` body.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostJob {
+    #[serde(rename = "type")]
+    job_type: String,
+    #[serde(default = "empty_object")]
+    payload: serde_json::Value,
+    #[serde(default = "default_queue")]
+    queue: String,
+    #[serde(default)]
+    priority: u16,
+    #[serde(default)]
+    delay_ms: u64,
+    dedup_key: Option<String>,
+    max_attempts: Option<u32>,
+    timeout_ms: Option<u64>,
+}
+
+fn empty_object() -> serde_json::Value {
+    json!({})
+}
+
+fn default_queue() -> String {
+    "default".into()
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct QueueParam {
+    #[serde(default = "default_queue")]
+    queue: String,
+}
+
+/// Whether `who` may enqueue this job: `trip.complete` with `trips:write` or as the trip's
+/// own user; anything else with `jobs:write`.
+fn may_enqueue(who: &Principal, req: &PostJob) -> Result<(), ApiError> {
+    if req.job_type == TRIP_JOB {
+        let own = who.user_id().is_some()
+            && req.payload.get("userId").and_then(|v| v.as_u64()) == who.user_id();
+        if own || who.has(Scope::TripsWrite) {
+            return Ok(());
+        }
+    } else if who.has(Scope::JobsWrite) {
+        return Ok(());
+    }
+    Err(forbidden())
+}
+
+/// The options a caller may set, within bounds; the top priorities are for operators.
+fn bounded(who: &Principal, req: &PostJob) -> Result<(), ApiError> {
+    if req.priority >= OPERATOR_PRIORITY && !who.is_operator() {
+        return Err(bad_request(format!(
+            "priority: {OPERATOR_PRIORITY} and above are reserved for operators"
+        )));
+    }
+    if Duration::from_millis(req.delay_ms) > MAX_DELAY {
+        return Err(bad_request("delay_ms: at most 30 days"));
+    }
+    if req
+        .max_attempts
+        .is_some_and(|n| !(1..=MAX_ATTEMPTS).contains(&n))
+    {
+        return Err(bad_request(format!("max_attempts: 1 to {MAX_ATTEMPTS}")));
+    }
+    if req
+        .timeout_ms
+        .is_some_and(|t| t == 0 || Duration::from_millis(t) > MAX_TIMEOUT)
+    {
+        return Err(bad_request("timeout_ms: above 0 and at most one hour"));
+    }
+    Ok(())
+}
+
+/// The queue a job may go to: one that exists (or the configured ones); only operators make
+/// new queues, so a request cannot mint queues, metric labels or Influx tags.
+async fn target_queue(s: &AppState, who: &Principal, name: &str) -> Result<Queue, ApiError> {
+    let config = s.app.hub().config();
+    let q = s.app.queue(name).map_err(queue_error)?;
+    if name == "default" || name == config.trips.queue || who.is_operator() {
+        return Ok(q);
+    }
+    let known = Queue::known(q.store()).await.map_err(queue_error)?;
+    if known.iter().any(|k| k == name) {
+        Ok(q)
+    } else {
+        Err(bad_request(format!("queue: no queue named `{name}`")))
+    }
+}
+
+/// `POST /jobs`.
+pub(super) async fn post_job(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let who = caller.who()?;
+        // serde names the field: "missing field `type`", "unknown field `x`", …
+        let req: PostJob =
+            serde_json::from_slice(&body).map_err(|e| bad_request(format!("body: {e}")))?;
+        may_enqueue(who, &req)?;
+        bounded(who, &req)?;
+        if !s.app.registry().types().contains(&req.job_type) {
+            return Err(bad_request(format!("type: no job type `{}`", req.job_type)));
+        }
+        let q = target_queue(&s, who, &req.queue).await?;
+        let mut job = NewJob::raw(req.job_type, req.payload.to_string())
+            .with_priority(req.priority)
+            .with_delay(Duration::from_millis(req.delay_ms));
+        if let Some(k) = req.dedup_key {
+            job = job.with_dedup_key(k);
+        }
+        if let Some(n) = req.max_attempts {
+            job = job.with_max_attempts(n);
+        }
+        if let Some(t) = req.timeout_ms {
+            job = job.with_timeout(Duration::from_millis(t));
+        }
+        let job = s.app.prepare(job).map_err(queue_error)?;
+        let id = q.enqueue(job).await.map_err(queue_error)?;
+        Ok((id, q.name().to_string()))
+    }
+    .await;
+    match result {
+        Ok((id, queue)) => {
+            (StatusCode::CREATED, Json(json!({"id": id, "queue": queue}))).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The queue and the job `id` in it, or the answer to give (400 bad id, 404 unknown job).
+async fn find_job(s: &AppState, queue: &str, id: &str) -> Result<(Queue, JobInfo), ApiError> {
+    let q = s.app.queue(queue).map_err(queue_error)?;
+    match q.job(id).await {
+        Ok(Some(job)) => Ok((q, job)),
+        Ok(None) => Err(ApiError::Client(
+            StatusCode::NOT_FOUND,
+            format!("job {id} not found in queue {queue}"),
+        )),
+        Err(e) => Err(queue_error(e)),
+    }
+}
+
+/// `GET /jobs/{id}`: with `jobs:read`, any job; a user, only a job whose payload is theirs
+/// (any other id is 403, whether it exists or not).
+pub(super) async fn get_job(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Query(p): Query<QueueParam>,
+) -> Response {
+    answer(
+        async {
+            let who = caller.who()?;
+            if who.has(Scope::JobsRead) {
+                return find_job(&s, &p.queue, &id).await.map(|(_, j)| j);
+            }
+            let Some(user) = who.user_id() else {
+                return Err(forbidden());
+            };
+            match find_job(&s, &p.queue, &id).await {
+                Ok((_, job))
+                    if job.payload.get("userId").and_then(|v| v.as_u64()) == Some(user) =>
+                {
+                    Ok(job)
+                }
+                Ok(_) | Err(ApiError::Client(StatusCode::NOT_FOUND, _)) => Err(forbidden()),
+                Err(e) => Err(e),
+            }
+        }
+        .await,
+    )
+}
+
+/// `POST /jobs/{id}/retry`: a dead job runs again (operators).
+pub(super) async fn retry_job(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(p): Query<QueueParam>,
+) -> Response {
+    let result = async {
+        let (q, _) = find_job(&s, &p.queue, &id).await?;
+        let r = q
+            .requeue(Some(std::slice::from_ref(&id)))
+            .await
+            .map_err(queue_error)?;
+        if r.requeued == 1 {
+            return Ok(json!({"id": id, "requeued": true}));
+        }
+        let why = if r.hook_running == 1 {
+            format!("job {id}: its dead-letter hook is running; try again shortly")
+        } else {
+            format!("job {id} is not dead-lettered")
+        };
+        Err(ApiError::Client(StatusCode::CONFLICT, why))
+    }
+    .await;
+    answer(result)
+}
+
+/// `GET /queues`: every known queue's counts.
+pub(super) async fn queues(State(s): State<AppState>) -> Response {
+    let result = async {
+        let q = s.app.queue("default").map_err(queue_error)?;
+        let names = Queue::known(q.store()).await.map_err(queue_error)?;
+        let mut out = Vec::new();
+        for n in names {
+            let q = s.app.queue(&n).map_err(queue_error)?;
+            out.push(q.counts().await.map_err(queue_error)?);
+        }
+        Ok::<_, ApiError>(out)
+    }
+    .await;
+    answer(result)
+}
+
+async fn set_paused(s: &AppState, name: &str, paused: bool) -> Result<serde_json::Value, ApiError> {
+    let q = s.app.queue(name).map_err(queue_error)?;
+    let done: Result<(), QueueError> = if paused {
+        q.pause().await
+    } else {
+        q.resume().await
+    };
+    done.map_err(queue_error)?;
+    Ok(json!({"queue": name, "paused": paused}))
+}
+
+/// `POST /queues/{name}/pause` (operators).
+pub(super) async fn pause(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    answer(set_paused(&s, &name, true).await)
+}
+
+/// `POST /queues/{name}/resume` (operators).
+pub(super) async fn resume(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    answer(set_paused(&s, &name, false).await)
+}

@@ -1,0 +1,143 @@
+//! The HTTP API: what each route does is in docs/api.md, who may call it in
+//! docs/security.md. The route table (`routes`) is the one list of routes: the router is built
+//! from it, and every route's access rule sits beside its handler, so a route cannot exist
+//! without a rule.
+//!
+//! Every request passes, outermost first: a request id (`x-request-id`, made when absent), the
+//! body limit (413), the concurrency limit, the timeout (503), then, once the route is known,
+//! the guard (`guard`): content type, rate limits, authentication, the route's access rule, and
+//! the activity event and request metrics (`activity`).
+
+mod activity;
+mod errors;
+mod guard;
+mod jobs;
+mod probes;
+mod queries;
+mod routes;
+mod sessions;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use axum::{BoxError, Router, middleware};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+
+use crate::app::App;
+
+pub use activity::Activity;
+pub use routes::{Access, RouteRule, rules};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The service's components.
+    pub app: App,
+    /// The Prometheus exporter, when installed.
+    pub prometheus: Option<PrometheusHandle>,
+    /// Where activity events and request points go.
+    pub activity: Activity,
+    access: Arc<routes::AccessMap>,
+}
+
+impl AppState {
+    /// The state for `app`: activity written as `activity.*` configures.
+    pub fn new(app: App, prometheus: Option<PrometheusHandle>, activity: Activity) -> AppState {
+        AppState {
+            app,
+            prometheus,
+            activity,
+            access: Arc::new(routes::access_map()),
+        }
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Random request ids: 16 hex digits.
+#[derive(Clone, Copy)]
+struct RandomId;
+
+impl MakeRequestId for RandomId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let id = format!("{:016x}", rand::random::<u64>());
+        axum::http::HeaderValue::from_str(&id)
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// The router: every route of the table behind the guard, and the service-wide limits.
+pub fn router(state: AppState) -> Router {
+    let server = state.app.hub().config().server.clone();
+    let mut by_path: BTreeMap<&'static str, MethodRouter<AppState>> = BTreeMap::new();
+    for route in routes::table() {
+        let merged = match by_path.remove(route.rule.path) {
+            Some(existing) => existing.merge(route.handler),
+            None => route.handler,
+        };
+        by_path.insert(route.rule.path, merged);
+    }
+    let mut router = Router::new();
+    for (path, handler) in by_path {
+        router = router.route(path, handler);
+    }
+    router
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard::guard))
+        .fallback(errors::not_found)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, RandomId))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                    server.max_body,
+                ))
+                .layer(DefaultBodyLimit::disable())
+                .layer(HandleErrorLayer::new(overloaded))
+                .layer(tower::limit::ConcurrencyLimitLayer::new(
+                    server.max_concurrent,
+                ))
+                .layer(tower::timeout::TimeoutLayer::new(server.request_timeout)),
+        )
+        .with_state(state)
+}
+
+/// A request the timeout cut short (or another layer failure): 503, JSON like every error.
+async fn overloaded(e: BoxError) -> Response {
+    if e.is::<tower::timeout::error::Elapsed>() {
+        errors::error(StatusCode::SERVICE_UNAVAILABLE, "the request timed out").into_response()
+    } else {
+        errors::error(StatusCode::SERVICE_UNAVAILABLE, "the service is overloaded").into_response()
+    }
+}
+
+/// Serves until `shutdown` completes, then flushes the activity log (bounded by `grace`).
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let activity = state.activity.clone();
+    let served = axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    activity.close(grace).await;
+    served
+}

@@ -1,0 +1,91 @@
+//! Health probes and Prometheus metrics.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tsp_hub::{Hub, Status};
+
+use super::AppState;
+
+fn code(status: Status) -> StatusCode {
+    match status {
+        Status::Up => StatusCode::OK,
+        Status::Down => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// `GET /health`: every instance, with versions and pools (operators only).
+pub(super) async fn health(State(s): State<AppState>) -> Response {
+    let h = s.app.hub().health().await;
+    (code(h.status), Json(h)).into_response()
+}
+
+/// `GET /health/live`: the process answers; never touches a store (a store outage must not get
+/// the process restarted).
+pub(super) async fn live() -> Response {
+    Json(json!({"status": "up"})).into_response()
+}
+
+/// `GET /health/ready`: 200 when every required store is up, else 503 naming those down.
+pub(super) async fn ready(State(s): State<AppState>) -> Response {
+    let h = s.app.hub().health().await;
+    let down: Vec<String> = h
+        .instances
+        .iter()
+        .filter(|i| i.required && i.status == Status::Down)
+        .map(|i| format!("{}.{}", i.store, i.instance))
+        .collect();
+    (
+        code(h.status),
+        Json(json!({"status": h.status, "down": down})),
+    )
+        .into_response()
+}
+
+/// `GET /metrics`: Prometheus text.
+pub(super) async fn metrics(State(s): State<AppState>) -> Response {
+    s.app.hub().refresh_gauges();
+    refresh_queue_gauges(s.app.hub()).await;
+    match &s.prometheus {
+        Some(p) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            p.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder not installed\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Queue depth per state, for every known queue (O(1) per state).
+async fn refresh_queue_gauges(hub: &Hub) {
+    let Ok(store) = hub.redis(&hub.config().queue.redis) else {
+        return;
+    };
+    let wait = std::time::Duration::from_secs(1);
+    let Ok(Ok(names)) = tokio::time::timeout(wait, tsp_queue::Queue::known(store)).await else {
+        return;
+    };
+    for n in names {
+        let Ok(q) = crate::app::queue(hub, &n) else {
+            continue;
+        };
+        if let Ok(Ok(c)) = tokio::time::timeout(wait, q.counts()).await {
+            for (state, v) in [
+                ("waiting", c.waiting),
+                ("delayed", c.delayed),
+                ("active", c.active),
+                ("completed", c.completed),
+                ("dead", c.dead),
+            ] {
+                metrics::gauge!(tsp_queue::metrics::DEPTH, "queue" => n.clone(), "state" => state)
+                    .set(v as f64);
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Read routes over the trip data: a user's stats and points (theirs only, unless the caller
+//! reads users), nearby trips and users, engagement analytics.
+
+use std::collections::HashMap;
+
+use axum::extract::{Extension, Path, Query, State};
+use axum::response::Response;
+use serde_json::json;
+use tsp_mobility::auth::{Principal, Scope};
+use tsp_mobility::queries::{Around, MAX_LIMIT};
+
+use super::AppState;
+use super::errors::{ApiError, answer, bad_request, forbidden, query_error};
+use super::guard::Caller;
+
+type Params = Query<HashMap<String, String>>;
+
+/// Refuses parameters outside `known`, so a misspelt `radius` does not silently fall back to a
+/// default.
+fn known_only(p: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+    match p.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => Err(bad_request(format!(
+            "{unknown}: unknown parameter (known: {})",
+            known.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A query parameter parsed as `T` (`None` when absent), or a 400 naming it.
+fn param<T: std::str::FromStr>(
+    p: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<T>, ApiError> {
+    match p.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| bad_request(format!("{name}: `{v}` is not a valid value"))),
+    }
+}
+
+pub(super) fn user_id(id: &str) -> Result<u64, ApiError> {
+    id.parse::<u64>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| bad_request(format!("id: `{id}` is not a user id")))
+}
+
+/// A user reads their own data; operators and keys with `users:read` read anyone's.
+fn may_read_user(who: &Principal, id: u64) -> Result<(), ApiError> {
+    if who.user_id() == Some(id) || who.has(Scope::UsersRead) {
+        Ok(())
+    } else {
+        Err(forbidden())
+    }
+}
+
+/// `GET /users/{id}/stats?days=30`.
+pub(super) async fn user_stats(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Query(p): Params,
+) -> Response {
+    answer(
+        async {
+            let id = user_id(&id)?;
+            may_read_user(caller.who()?, id)?;
+            known_only(&p, &["days"])?;
+            let days = param::<u32>(&p, "days")?.unwrap_or(30);
+            s.app
+                .trips()
+                .user_stats(id, days)
+                .await
+                .map_err(query_error)
+        }
+        .await,
+    )
+}
+
+/// `GET /users/{id}/points`.
+pub(super) async fn user_points(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Query(p): Params,
+) -> Response {
+    answer(
+        async {
+            let id = user_id(&id)?;
+            may_read_user(caller.who()?, id)?;
+            known_only(&p, &[])?;
+            s.app.trips().user_points(id).await.map_err(query_error)
+        }
+        .await,
+    )
+}
+
+const NEAR: &[&str] = &["lat", "lng", "radius_km", "limit"];
+
+fn around(p: &HashMap<String, String>) -> Result<(Around, u32), ApiError> {
+    known_only(p, NEAR)?;
+    let at = Around::new(param(p, "lat")?, param(p, "lng")?, param(p, "radius_km")?)
+        .map_err(query_error)?;
+    Ok((at, param(p, "limit")?.unwrap_or(50)))
+}
+
+/// `GET /trips/near`: trips starting near a point. Other users' ids are shown only to callers
+/// that read users.
+pub(super) async fn trips_near(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(p): Params,
+) -> Response {
+    answer(
+        async {
+            let who = caller.who()?;
+            let (at, limit) = around(&p)?;
+            let trips = s
+                .app
+                .trips()
+                .trips_near(at, limit)
+                .await
+                .map_err(query_error)?;
+            let everyone = who.has(Scope::UsersRead);
+            Ok(trips
+                .into_iter()
+                .map(|t| {
+                    let mut v = serde_json::to_value(&t).unwrap_or_default();
+                    if !everyone && who.user_id() != Some(t.user_id) {
+                        v["userId"] = serde_json::Value::Null;
+                    }
+                    v
+                })
+                .collect::<Vec<_>>())
+        }
+        .await,
+    )
+}
+
+/// `GET /users/near`: operators see users and distances. Others get one count for a snapped
+/// point and radius (0.01° grid, whole km): no ids, no distances, nothing finer than about a
+/// kilometre to triangulate with.
+pub(super) async fn users_near(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(p): Params,
+) -> Response {
+    answer(
+        async {
+            let who = caller.who()?;
+            let (at, limit) = around(&p)?;
+            if who.is_operator() {
+                let users = s
+                    .app
+                    .trips()
+                    .users_near(at, limit)
+                    .await
+                    .map_err(query_error)?;
+                return Ok(serde_json::to_value(users).unwrap_or_default());
+            }
+            let snap = |x: f64| (x * 100.0).round() / 100.0;
+            let coarse = Around::new(
+                Some(snap(at.lat)),
+                Some(snap(at.lng)),
+                Some(at.radius_km.ceil().max(1.0)),
+            )
+            .map_err(query_error)?;
+            let users = s
+                .app
+                .trips()
+                .users_near(coarse, MAX_LIMIT)
+                .await
+                .map_err(query_error)?;
+            Ok(json!({
+                "lat": coarse.lat,
+                "lng": coarse.lng,
+                "radiusKm": coarse.radius_km,
+                "users": users.len(),
+                "atLeast": users.len() as u32 >= MAX_LIMIT,
+            }))
+        }
+        .await,
+    )
+}
+
+/// `GET /analytics/engagement?days=7[&limit]`.
+pub(super) async fn engagement(State(s): State<AppState>, Query(p): Params) -> Response {
+    answer(
+        async {
+            known_only(&p, &["days", "limit"])?;
+            let days = param::<u32>(&p, "days")?.unwrap_or(7);
+            let limit = param::<u32>(&p, "limit")?.unwrap_or(100);
+            s.app
+                .trips()
+                .engagement(days, limit)
+                .await
+                .map_err(query_error)
+        }
+        .await,
+    )
+}

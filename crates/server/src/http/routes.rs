@@ -1,0 +1,140 @@
+//! The route table: each route's method, path, access rule and handler, in one list. The
+//! router is built from it, and the tests generate the 401/403 matrix from it.
+
+use std::collections::HashMap;
+
+use axum::http::Method;
+use axum::routing::{MethodRouter, delete, get, post};
+use tsp_mobility::auth::Scope as S;
+
+use super::{AppState, jobs, probes, queries, sessions};
+
+/// Who may call a route, before its handler looks at the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: probes and login.
+    Public,
+    /// Any valid credential; the handler decides per request (ownership, payload).
+    Authenticated,
+    /// A credential holding this scope (operators hold their role's scopes).
+    Scope(S),
+    /// An operator or admin, or a key with `admin`.
+    Operator,
+}
+
+/// One route's rule, without its handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteRule {
+    /// The HTTP method.
+    pub method: &'static str,
+    /// The path template (`/jobs/{id}`).
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+}
+
+pub(super) struct Route {
+    pub(super) rule: RouteRule,
+    pub(super) handler: MethodRouter<AppState>,
+}
+
+fn route(
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    handler: MethodRouter<AppState>,
+) -> Route {
+    Route {
+        rule: RouteRule {
+            method,
+            path,
+            access,
+        },
+        handler,
+    }
+}
+
+/// Every route.
+pub(super) fn table() -> Vec<Route> {
+    use Access::*;
+    vec![
+        route("GET", "/health/live", Public, get(probes::live)),
+        route("GET", "/health/ready", Public, get(probes::ready)),
+        route("GET", "/health", Operator, get(probes::health)),
+        route("GET", "/metrics", Operator, get(probes::metrics)),
+        route("POST", "/auth/login", Public, post(sessions::login)),
+        route(
+            "POST",
+            "/auth/logout",
+            Authenticated,
+            post(sessions::logout),
+        ),
+        route(
+            "DELETE",
+            "/users/{id}/sessions",
+            Authenticated,
+            delete(sessions::revoke_all),
+        ),
+        route("POST", "/jobs", Authenticated, post(jobs::post_job)),
+        route("GET", "/jobs/{id}", Authenticated, get(jobs::get_job)),
+        route("POST", "/jobs/{id}/retry", Operator, post(jobs::retry_job)),
+        route("GET", "/queues", Scope(S::JobsRead), get(jobs::queues)),
+        route("POST", "/queues/{name}/pause", Operator, post(jobs::pause)),
+        route(
+            "POST",
+            "/queues/{name}/resume",
+            Operator,
+            post(jobs::resume),
+        ),
+        route(
+            "GET",
+            "/users/{id}/stats",
+            Authenticated,
+            get(queries::user_stats),
+        ),
+        route(
+            "GET",
+            "/users/{id}/points",
+            Authenticated,
+            get(queries::user_points),
+        ),
+        route(
+            "GET",
+            "/users/near",
+            Authenticated,
+            get(queries::users_near),
+        ),
+        route(
+            "GET",
+            "/trips/near",
+            Authenticated,
+            get(queries::trips_near),
+        ),
+        route(
+            "GET",
+            "/analytics/engagement",
+            Scope(S::AnalyticsRead),
+            get(queries::engagement),
+        ),
+    ]
+}
+
+/// Every route's rule, in table order.
+pub fn rules() -> Vec<RouteRule> {
+    table().into_iter().map(|r| r.rule).collect()
+}
+
+/// Rules by (method, path template), for the guard.
+pub(super) type AccessMap = HashMap<(Method, &'static str), Access>;
+
+pub(super) fn access_map() -> AccessMap {
+    rules()
+        .into_iter()
+        .filter_map(|r| {
+            Some((
+                (Method::from_bytes(r.method.as_bytes()).ok()?, r.path),
+                r.access,
+            ))
+        })
+        .collect()
+}

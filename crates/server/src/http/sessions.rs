@@ -1,0 +1,80 @@
+//! Login, logout, and revoking a user's sessions.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tsp_mobility::auth::{Login, LoginError, Principal};
+
+use super::AppState;
+use super::errors::{ApiError, answer, error, forbidden};
+use super::guard::{Caller, too_many};
+use super::queries::user_id;
+
+/// `POST /auth/login`: `{"email","password"}` or `{"username","password"}` → a session. Any
+/// refusal is the same 401 after the same work; repeated failures get 429.
+pub(super) async fn login(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    // A malformed body is refused like a wrong password: the answer says nothing more.
+    let Ok(login) = serde_json::from_slice::<Login>(&body) else {
+        return refused();
+    };
+    match s.app.auth().login(login, &caller.address.to_string()).await {
+        Ok(session) => Json(session).into_response(),
+        Err(LoginError::Refused) => refused(),
+        Err(LoginError::Throttled(t)) => too_many(t),
+        Err(LoginError::Store(e)) => ApiError::Store(e.to_string()).into_response(),
+    }
+}
+
+fn refused() -> Response {
+    error(StatusCode::UNAUTHORIZED, "invalid credentials")
+}
+
+/// `POST /auth/logout`: ends the presented session.
+pub(super) async fn logout(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let Some(credential) = caller.credential else {
+        return refused();
+    };
+    answer(
+        s.app
+            .auth()
+            .end_session(&credential)
+            .await
+            .map(|ended| json!({"ended": ended}))
+            .map_err(|e| ApiError::Store(e.to_string())),
+    )
+}
+
+/// `DELETE /users/{id}/sessions`: ends every session of the user (the user, or an operator).
+pub(super) async fn revoke_all(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    answer(
+        async {
+            let id = user_id(&id)?;
+            let who = caller.who()?;
+            if who.user_id() != Some(id) && !who.is_operator() {
+                return Err(forbidden());
+            }
+            let ended = s
+                .app
+                .auth()
+                .end_all_sessions(&Principal::User { id })
+                .await
+                .map_err(|e| ApiError::Store(e.to_string()))?;
+            Ok(json!({"userId": id, "ended": ended}))
+        }
+        .await,
+    )
+}
