@@ -1131,8 +1131,8 @@ pub static TRIP_FIELDS: &[Field] = &[
     field(
         "gps_tolerance_m",
         FieldType::UInt { min: 0, max: 1_000 },
-        |_| i(25),
-        "GPS error allowed per fix when a segment's speed is checked (a fix's own accuracy counts when larger): jitter between close fixes is not speed",
+        |_| i(100),
+        "GPS error allowed per fix when a speed is checked (a fix's own accuracy counts when larger): jitter and a stray fix are not speed",
     ),
     field(
         "active_window",

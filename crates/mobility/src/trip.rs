@@ -138,25 +138,47 @@ impl TripCompletion {
         Ok(())
     }
 
-    /// Checks that the trip could have happened as described: no segment and not the whole
-    /// trip faster than its mode allows, not longer or lasting longer than `rules` allow. A
-    /// segment's distance is first reduced by the GPS error of its two fixes (their
-    /// `accuracy`, at least `rules.gps_tolerance_m` each), so jitter between close fixes is
-    /// not taken for speed while a teleport still is.
+    /// Checks that the trip could have happened as described: no segment, no stretch of
+    /// [`SUSTAINED_MS`] and not the whole trip faster than its mode allows, and not longer or
+    /// lasting longer than `rules` allow. Distances between two fixes are first reduced by
+    /// their GPS error (their `accuracy`, at least `rules.gps_tolerance_m` each), so jitter
+    /// and a stray fix are not taken for speed while a teleport still is (docs/security.md).
     pub fn plausible(&self, rules: &Plausibility) -> Result<(), InvalidTrip> {
         let limit = rules.max_speed_kmh(&self.mode);
         let tolerance = |p: &TrackPoint| p.accuracy.unwrap_or(0.0).max(rules.gps_tolerance_m);
+        let kmh_between = |a: &TrackPoint, b: &TrackPoint| {
+            let metres = haversine_m(a.lat, a.lng, b.lat, b.lng);
+            let beyond_error = (metres - tolerance(a) - tolerance(b)).max(0.0);
+            beyond_error / 1000.0 / ((b.timestamp - a.timestamp) as f64 / 3_600_000.0)
+        };
         for (i, w) in self.trajectory.windows(2).enumerate() {
-            let metres = haversine_m(w[0].lat, w[0].lng, w[1].lat, w[1].lng);
-            let beyond_error = (metres - tolerance(&w[0]) - tolerance(&w[1])).max(0.0);
-            let hours = (w[1].timestamp - w[0].timestamp) as f64 / 3_600_000.0;
-            let kmh = beyond_error / 1000.0 / hours;
+            let kmh = kmh_between(&w[0], &w[1]);
             if kmh > limit {
                 return Err(invalid(
                     format!("trajectory[{}]", i + 1),
                     format!(
                         "{kmh:.0} km/h between fixes {i} and {} exceeds {}'s {limit:.0} km/h",
                         i + 1,
+                        self.mode
+                    ),
+                ));
+            }
+        }
+        let points = &self.trajectory;
+        let mut j = 0;
+        for (i, a) in points.iter().enumerate() {
+            while j < points.len() && points[j].timestamp - a.timestamp < SUSTAINED_MS {
+                j += 1;
+            }
+            let Some(b) = points.get(j) else {
+                break;
+            };
+            let kmh = kmh_between(a, b);
+            if kmh > limit {
+                return Err(invalid(
+                    format!("trajectory[{j}]"),
+                    format!(
+                        "{kmh:.0} km/h sustained from fix {i} to fix {j} exceeds {}'s {limit:.0} km/h",
                         self.mode
                     ),
                 ));
@@ -211,6 +233,9 @@ impl TripCompletion {
         }
     }
 }
+
+/// The stretch over which a mode's speed must hold, not just between two fixes: five minutes.
+pub const SUSTAINED_MS: i64 = 5 * 60 * 1000;
 
 /// What a plausible trip looks like (`trips.max_speed_kmh.*`, `trips.max_distance_km`,
 /// `trips.max_duration`, `trips.gps_tolerance_m`).
@@ -369,5 +394,56 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("unknown field `colour`"), "{err}");
+    }
+
+    fn rules() -> Plausibility {
+        Plausibility {
+            max_speed_kmh: MODES.iter().map(|m| (m.to_string(), 15)).collect(),
+            max_distance_km: 1000.0,
+            max_duration_h: 24.0,
+            gps_tolerance_m: 100.0,
+        }
+    }
+
+    /// Extends `points` due north at `kmh` for `minutes`, a fix every 2 s.
+    fn leg(points: &mut Vec<(f64, f64, i64)>, kmh: f64, minutes: i64) {
+        let (mut lat, _, mut t) = points.last().copied().unwrap_or((0.0, 0.0, 0));
+        for _ in 0..minutes * 30 {
+            lat += kmh / 3.6 * 2.0 / 111_195.0;
+            t += 2_000;
+            points.push((lat, 0.0, t));
+        }
+    }
+
+    #[test]
+    fn a_short_ride_inside_a_long_walk_is_caught_by_the_sustained_speed() {
+        // An hour at 5 km/h, ten minutes at 60, ten more at 5: 12.9 km/h over the whole trip,
+        // and 33 m between fixes, within the GPS tolerance; but 60 km/h for ten minutes.
+        let mut points = vec![(0.0, 0.0, 0)];
+        leg(&mut points, 5.0, 60);
+        let mut walk = trip(&points);
+        walk.mode = "walk".into();
+        assert_eq!(walk.plausible(&rules()), Ok(()));
+        leg(&mut points, 60.0, 10);
+        leg(&mut points, 5.0, 10);
+        let mut mixed = trip(&points);
+        mixed.mode = "walk".into();
+        let e = mixed.plausible(&rules()).unwrap_err();
+        assert!(e.message.contains("sustained"), "{e}");
+        assert!(e.message.ends_with("exceeds walk's 15 km/h"), "{e}");
+    }
+
+    #[test]
+    fn distance_and_duration_have_ceilings() {
+        let mut r = rules();
+        r.max_speed_kmh.insert("bus".into(), 120);
+        let mut points = vec![(0.0, 0.0, 0)];
+        leg(&mut points, 100.0, 60 * 11);
+        let e = trip(&points).plausible(&r).unwrap_err();
+        assert!(e.message.contains("longest plausible trip, 1000 km"), "{e}");
+        let mut points = vec![(0.0, 0.0, 0)];
+        leg(&mut points, 1.0, 60 * 25);
+        let e = trip(&points).plausible(&r).unwrap_err();
+        assert!(e.message.contains("longest plausible trip, 24.0 h"), "{e}");
     }
 }

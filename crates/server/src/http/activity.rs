@@ -11,6 +11,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use mongodb::IndexModel;
@@ -101,7 +102,8 @@ impl Activity {
                 .tag("method", e.method.as_str())
                 .tag("status", status.as_str())
                 .field("duration_ms", e.elapsed.as_secs_f64() * 1000.0)
-                .field("request_id", e.request_id.as_str());
+                .field("request_id", e.request_id.as_str())
+                .timestamp_ns(unique_ns());
             if let Err(err) = w.write(&point) {
                 tracing::debug!(error = %err, "http_request point refused");
             }
@@ -133,6 +135,22 @@ impl Activity {
         self.closing.notify_one();
         if tokio::time::timeout(grace, task).await.is_err() {
             tracing::warn!("activity events still unwritten at shutdown were dropped");
+        }
+    }
+}
+
+/// Now in Unix nanoseconds, strictly increasing within the process: InfluxDB keeps one point per
+/// series and timestamp, so two requests to one route in the same nanosecond (or in one batch
+/// stamped by the server) would otherwise count once.
+fn unique_ns() -> i64 {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let mut prev = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(prev + 1);
+        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => prev = seen,
         }
     }
 }
