@@ -83,7 +83,7 @@ pub async fn work_until_settled(
 /// Percentiles of job times, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Percentiles {
-    /// The median, in milliseconds.
+    /// The median (in the unit of the values).
     pub p50: f64,
     /// The 99th percentile.
     pub p99: f64,

@@ -35,7 +35,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the HTTP server (/health, /health/live, /health/ready, /metrics).
+    /// Run the HTTP API (docs/api.md); credentials as in docs/security.md.
     Serve,
     /// Write and read back through every store instance, then print health.
     Roundtrip,
@@ -297,6 +297,18 @@ pub enum BenchCommand {
     Trips(TripBenchArgs),
     /// Cache hit latency per level and queries/s, in a sandbox; prints one JSON line.
     Cache(CacheBenchArgs),
+    /// Authenticated cached reads over HTTP, with and without authentication and limits.
+    Http(HttpBenchArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct HttpBenchArgs {
+    /// Concurrent client connections.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Seconds of load per variant.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -80,9 +80,8 @@ impl MakeRequestId for RandomId {
     }
 }
 
-/// The router: every route of the table behind the guard, and the service-wide limits.
-pub fn router(state: AppState) -> Router {
-    let server = state.app.hub().config().server.clone();
+/// Every route of the table, without layers.
+fn routes_only() -> Router<AppState> {
     let mut by_path: BTreeMap<&'static str, MethodRouter<AppState>> = BTreeMap::new();
     for route in routes::table() {
         let merged = match by_path.remove(route.rule.path) {
@@ -96,6 +95,31 @@ pub fn router(state: AppState) -> Router {
         router = router.route(path, handler);
     }
     router
+}
+
+/// The routes with no guard at all: every request acts as `principal`, and nothing is checked,
+/// limited or recorded. Only `tsp-job bench http` builds it, to measure what the guard costs
+/// against the same handlers; nothing serves it.
+pub fn unguarded_router(state: AppState, principal: tsp_mobility::auth::Principal) -> Router {
+    let caller = guard::Caller {
+        principal: Some(principal),
+        credential: None,
+        address: std::net::IpAddr::from([127, 0, 0, 1]),
+    };
+    routes_only()
+        .layer(middleware::from_fn(
+            move |mut req: axum::extract::Request, next: middleware::Next| {
+                req.extensions_mut().insert(caller.clone());
+                next.run(req)
+            },
+        ))
+        .with_state(state)
+}
+
+/// The router: every route of the table behind the guard, and the service-wide limits.
+pub fn router(state: AppState) -> Router {
+    let server = state.app.hub().config().server.clone();
+    routes_only()
         .route_layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .fallback(errors::not_found)
         .layer(
