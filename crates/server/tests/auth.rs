@@ -282,7 +282,7 @@ async fn sessions_slide_up_to_their_cap_and_expire_when_idle() {
     let key = {
         use sha2::Digest;
         let hash = hex::encode(sha2::Sha256::digest(idle.as_bytes()));
-        format!("{}auth:s:{hash}", redis.key_prefix())
+        format!("{}{{auth}}:s:{hash}", redis.key_prefix())
     };
     let mut conn = redis.conn().await.unwrap();
     loop {

@@ -232,6 +232,40 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        self.lookup(tag, key, true, load).await
+    }
+
+    /// Like [`Cache::get_or_load`] without the shared level: the process's own map, then the
+    /// loader. For values whose source is Redis already (sessions), where L2 would only add a
+    /// round trip; invalidation reaches these entries exactly as the others.
+    pub async fn get_or_load_local<T, E, F, Fut>(
+        &self,
+        tag: &str,
+        key: &str,
+        load: F,
+    ) -> Result<(T, Level), E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: From<HubError>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.lookup(tag, key, false, load).await
+    }
+
+    async fn lookup<T, E, F, Fut>(
+        &self,
+        tag: &str,
+        key: &str,
+        shared_level: bool,
+        load: F,
+    ) -> Result<(T, Level), E>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: From<HubError>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         if !valid_part(tag) || !valid_part(key) {
             return Err(E::from(HubError::Settings {
                 store: "cache",
@@ -256,7 +290,7 @@ impl Cache {
             self.forget_flight(&full, lock);
             return Ok((v, Level::L1));
         }
-        let result = self.l2_then_load(tag, key, load).await;
+        let result = self.l2_then_load(tag, key, shared_level, load).await;
         drop(guard);
         self.forget_flight(&full, lock);
         result
@@ -301,6 +335,7 @@ impl Cache {
         &self,
         tag: &str,
         key: &str,
+        shared_level: bool,
         load: F,
     ) -> Result<(T, Level), E>
     where
@@ -319,7 +354,11 @@ impl Cache {
             .0 += 1;
         let base = self.base(tag);
         let suffix = format!(":{key}");
-        let read = self.l2_read(&base, &suffix).await;
+        let read = if shared_level {
+            self.l2_read(&base, &suffix).await
+        } else {
+            Ok((String::new(), None))
+        };
         let (version, from_l2) = match read {
             Ok((v, Some(bytes))) => match serde_json::from_slice::<T>(&bytes) {
                 Ok(value) => (Some(v), Some(value)),
@@ -339,12 +378,14 @@ impl Cache {
                 (Ok(v), Level::L2)
             }
             None => {
-                c.l2_misses.fetch_add(1, Ordering::Relaxed);
-                elapsed_counter("l2", "miss");
+                if shared_level {
+                    c.l2_misses.fetch_add(1, Ordering::Relaxed);
+                    elapsed_counter("l2", "miss");
+                }
                 c.loads.fetch_add(1, Ordering::Relaxed);
                 ::metrics::counter!("tsp_cache_loads_total").increment(1);
                 let loaded = load().await;
-                if let (Ok(v), Some(version)) = (&loaded, &version) {
+                if let (Ok(v), Some(version), true) = (&loaded, &version, shared_level) {
                     self.l2_write(&format!("{base}{version}{suffix}"), v).await;
                 }
                 (loaded, Level::Source)

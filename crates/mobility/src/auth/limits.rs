@@ -1,11 +1,8 @@
 //! Abuse limits, kept in Redis so every process shares them and a restart forgets nothing:
-//! failed-login counters per account and per address, and request rates (GCRA: one key per
-//! subject holding its "theoretical arrival time", one script per check).
+//! failed-login counters per account and per address; the request rates are in `rate`.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::Script;
 use tsp_config::RateSettings;
 use tsp_hub::HubError;
 
@@ -27,48 +24,7 @@ pub enum RateClass {
     Write,
 }
 
-/// GCRA. KEYS[1] the subject's key; ARGV[1] emission interval (µs), ARGV[2] burst.
-/// Returns 0 when allowed, else the µs until a request would be.
-static GCRA: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call("GET", KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - burst * interval
-if allow_at > now then return allow_at - now end
-redis.call("SET", KEYS[1], new_tat, "PX", math.ceil((new_tat - now) / 1000) + 1)
-return 0
-"#,
-    )
-});
-
 impl Auth {
-    /// Counts one request of `subject` (`user:5`, `addr:10.0.0.1`) against `rate`.
-    pub async fn rate(&self, subject: &str, rate: RateSettings) -> Result<(), RateError> {
-        let store = &self.inner.redis;
-        let interval_us = 1_000_000 / u64::from(rate.per_second.max(1));
-        let mut conn = store.conn().await?;
-        let wait_us: u64 = GCRA
-            .key(self.key(&format!("rl:{subject}")))
-            .arg(interval_us.max(1))
-            .arg(rate.burst.max(1))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| store.command_error("rate limit", &e))?;
-        if wait_us == 0 {
-            Ok(())
-        } else {
-            Err(RateError::Throttled(Throttled {
-                retry_after: Duration::from_micros(wait_us),
-            }))
-        }
-    }
-
     /// The configured rate for requests of `class` per credential.
     pub fn class_rate(&self, class: RateClass) -> RateSettings {
         match class {

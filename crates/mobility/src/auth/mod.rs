@@ -7,13 +7,16 @@
 //! - `sessions`: opaque tokens, stored in Redis under their hash, sliding expiry, revocation.
 //! - `keys`: API keys, stored in MySQL as hashes, looked up through the cache.
 //! - `accounts`: creating users and operators, passwords, suspension, login.
-//! - `limits`: failed-login throttles and the GCRA rate limiter, in Redis.
+//! - `limits`: failed-login throttles; `rate`: the request rate limits (GCRA in Redis).
+//! - `admission`: a request's limits and credential, checked in one Redis round trip.
 
 mod accounts;
+mod admission;
 mod keys;
 mod limits;
 mod password;
 mod principal;
+mod rate;
 mod sessions;
 
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use tsp_config::{AuthSettings, LimitSettings};
 use tsp_hub::{Cache, Hub, HubError, MysqlStore, RedisStore};
 
 pub use accounts::{Login, LoginError, NewUser};
+pub use admission::Admission;
 pub use keys::{ApiKey, NewApiKey};
 pub use limits::{RateClass, RateError, Throttled};
 pub use principal::{Principal, Role, Scope};
@@ -61,6 +65,7 @@ struct Inner {
     settings: AuthSettings,
     limits: LimitSettings,
     hasher: Hasher,
+    reservations: rate::Reservations,
 }
 
 impl Auth {
@@ -78,6 +83,7 @@ impl Auth {
                 hasher: Hasher::new(config.auth.argon2),
                 settings: config.auth.clone(),
                 limits: config.limits.clone(),
+                reservations: rate::Reservations::default(),
             }),
         })
     }
@@ -87,25 +93,10 @@ impl Auth {
         &self.inner.settings
     }
 
-    /// Who `credential` (a session token or an API key) belongs to, or `None` when it is
-    /// unknown, expired, revoked, or its user is no longer active.
-    pub async fn authenticate(&self, credential: &str) -> Result<Option<Principal>, HubError> {
-        if keys::looks_like_key(credential) {
-            return keys::principal(self, credential).await;
-        }
-        let Some(principal) = sessions::check(self, credential).await? else {
-            return Ok(None);
-        };
-        if let Principal::User { id } = principal
-            && !accounts::is_active(self, id).await?
-        {
-            return Ok(None);
-        }
-        Ok(Some(principal))
-    }
-
+    /// A key of the auth data. All share the `{auth}` hash tag, so one script can check a
+    /// request's session and limits together on a Redis Cluster too (one slot holds them).
     fn key(&self, rest: &str) -> String {
-        format!("{}auth:{rest}", self.inner.redis.key_prefix())
+        format!("{}{{auth}}:{rest}", self.inner.redis.key_prefix())
     }
 }
 

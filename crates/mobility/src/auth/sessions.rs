@@ -1,12 +1,17 @@
 //! Sessions: random opaque tokens (256 bits), stored in Redis under their SHA-256 with the
-//! principal and an absolute deadline. Each use renews the idle expiry (`auth.session_ttl`) up
-//! to the deadline (`auth.session_max`), in one script: one round trip per request, and a
-//! revoked session is gone for every process at once (nothing is kept in process memory).
+//! principal, an absolute deadline and when it was last renewed. Checking one is a single
+//! `HMGET` (one round trip, nothing written), and nothing is kept in process memory, so a
+//! revoked session is gone for every process at once. Use renews the idle expiry
+//! (`auth.session_ttl`), never past the deadline (`auth.session_max`); to keep checks
+//! read-only, a renewal is written (off the request's path) only once a tenth of the TTL has
+//! passed since the last, so a session idles out between 0.9 and 1 TTL after its last use.
 
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::Script;
+
 use tsp_hub::HubError;
 
 use super::{Auth, Principal, random_token, sha256_hex};
@@ -20,31 +25,26 @@ pub struct Session {
     pub expires_at: i64,
 }
 
-/// Reads a session and renews its idle expiry, never past its deadline.
-/// KEYS[1] the session; ARGV[1] the idle TTL (ms). Returns the principal JSON or false.
-static CHECK: LazyLock<Script> = LazyLock::new(|| {
+fn session_key(auth: &Auth, token: &str) -> String {
+    key_of_hash(auth, &sha256_hex(token))
+}
+
+fn key_of_hash(auth: &Auth, hash: &str) -> String {
+    auth.key(&format!("s:{hash}"))
+}
+
+/// Renews a session's idle expiry, if it still exists (a logout may have just removed it).
+/// KEYS[1] the session; ARGV[1] the TTL (ms), ARGV[2] now (ms).
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local v = redis.call("HMGET", KEYS[1], "p", "max")
-if not v[1] then return false end
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local left = tonumber(v[2]) - now
-if left <= 0 then
-  redis.call("DEL", KEYS[1])
-  return false
-end
-local ttl = tonumber(ARGV[1])
-if left < ttl then ttl = left end
-redis.call("PEXPIRE", KEYS[1], ttl)
-return v[1]
+if redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
+redis.call("PEXPIRE", KEYS[1], ARGV[1])
+redis.call("HSET", KEYS[1], "seen", ARGV[2])
+return 1
 "#,
     )
 });
-
-fn session_key(auth: &Auth, token: &str) -> String {
-    auth.key(&format!("s:{}", sha256_hex(token)))
-}
 
 fn index_key(auth: &Auth, subject: &str) -> String {
     auth.key(&format!("u:{subject}"))
@@ -67,7 +67,14 @@ pub(super) async fn create(auth: &Auth, principal: &Principal) -> Result<Session
     let mut conn = store.conn().await?;
     redis::pipe()
         .atomic()
-        .hset_multiple(&key, &[("p", json), ("max", deadline.to_string())])
+        .hset_multiple(
+            &key,
+            &[
+                ("p", json),
+                ("max", deadline.to_string()),
+                ("seen", now.to_string()),
+            ],
+        )
         .ignore()
         .pexpire(&key, ms(s.session_ttl))
         .ignore()
@@ -84,21 +91,122 @@ pub(super) async fn create(auth: &Auth, principal: &Principal) -> Result<Session
     })
 }
 
-/// The principal of a live session, renewing it; `None` when unknown, expired or revoked.
-pub(super) async fn check(auth: &Auth, token: &str) -> Result<Option<Principal>, HubError> {
-    let store = &auth.inner.redis;
-    let mut conn = store.conn().await?;
-    let found: Option<String> = CHECK
-        .key(session_key(auth, token))
-        .arg(ms(auth.inner.settings.session_ttl))
-        .invoke_async(&mut conn)
-        .await
-        .map_err(|e| store.command_error("session check", &e))?;
-    // A session written by another build that this one cannot read is no session.
-    Ok(found.and_then(|j| serde_json::from_str(&j).ok()))
+/// A session as this process holds it (in the cache's process level, tag `session:<hash>`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct View {
+    principal: String,
+    deadline: i64,
+    /// When it was last renewed (Unix ms). Shared by every copy of the entry, so a renewal
+    /// made here is seen by the next request without reloading.
+    seen: Seen,
 }
 
-/// Ends the session of `token`. Returns whether there was one.
+/// An `i64` shared between clones of a cached value.
+#[derive(Debug, Clone, Default)]
+struct Seen(Arc<AtomicI64>);
+
+impl serde::Serialize for Seen {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(self.0.load(Ordering::Relaxed))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Seen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Seen, D::Error> {
+        let v = i64::deserialize(d)?;
+        Ok(Seen(Arc::new(AtomicI64::new(v))))
+    }
+}
+
+pub(super) fn tag(hash: &str) -> String {
+    format!("session:{hash}")
+}
+
+async fn read(auth: &Auth, key: &str) -> Result<Option<View>, HubError> {
+    let store = &auth.inner.redis;
+    let mut conn = store.conn().await?;
+    let (principal, deadline, seen): (Option<String>, Option<i64>, Option<i64>) =
+        redis::cmd("HMGET")
+            .arg(key)
+            .arg("p")
+            .arg("max")
+            .arg("seen")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| store.command_error("session check", &e))?;
+    Ok(match (principal, deadline) {
+        (Some(principal), Some(deadline)) => Some(View {
+            principal,
+            deadline,
+            seen: Seen(Arc::new(AtomicI64::new(seen.unwrap_or(0)))),
+        }),
+        _ => None,
+    })
+}
+
+/// The principal of the live session whose token hashes to `hash`; `None` when unknown,
+/// expired or revoked.
+///
+/// The session is read from Redis once (one `HMGET`) and then held in the process level of the
+/// cache: logout, revoke-all and suspension invalidate it in every process before they return
+/// (docs/security.md#sessions). A held session that looks idle for its whole TTL is read again,
+/// as another process may have renewed it.
+pub(super) async fn check(auth: &Auth, hash: &str) -> Result<Option<Principal>, HubError> {
+    let key = key_of_hash(auth, hash);
+    let loader_key = key.clone();
+    let (view, _) = auth
+        .inner
+        .cache
+        .get_or_load_local(&tag(hash), "s", || read(auth, &loader_key))
+        .await?;
+    let Some(view) = view else {
+        return Ok(None);
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let ttl = ms(auth.inner.settings.session_ttl);
+    if now - view.seen.0.load(Ordering::Relaxed) >= ttl {
+        match read(auth, &key).await? {
+            Some(fresh) if now - fresh.seen.0.load(Ordering::Relaxed) < ttl => {
+                view.seen
+                    .0
+                    .store(fresh.seen.0.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            _ => return Ok(None),
+        }
+    }
+    if view.deadline <= now {
+        return Ok(None);
+    }
+    if now - view.seen.0.load(Ordering::Relaxed) > ttl / 10 {
+        view.seen.0.store(now, Ordering::Relaxed);
+        renew(auth, key, ttl.min(view.deadline - now), now);
+    }
+    // A session written by another build that this one cannot read is no session.
+    Ok(serde_json::from_str(&view.principal).ok())
+}
+
+/// Renews a session off the request's path.
+fn renew(auth: &Auth, key: String, ttl: i64, now: i64) {
+    let store = auth.inner.redis.clone();
+    tokio::spawn(async move {
+        let renewed = async {
+            let mut conn = store.conn().await?;
+            RENEW
+                .key(&key)
+                .arg(ttl)
+                .arg(now)
+                .invoke_async::<u8>(&mut conn)
+                .await
+                .map_err(|e| store.command_error("session renew", &e))
+        };
+        if let Err(e) = renewed.await {
+            tracing::warn!(error = %e, "session not renewed");
+        }
+    });
+}
+
+/// Ends the session of `token`, in Redis and in every process's cache. Returns whether there
+/// was one.
 pub(super) async fn revoke(auth: &Auth, token: &str) -> Result<bool, HubError> {
     let store = &auth.inner.redis;
     let mut conn = store.conn().await?;
@@ -107,6 +215,10 @@ pub(super) async fn revoke(auth: &Auth, token: &str) -> Result<bool, HubError> {
         .query_async(&mut conn)
         .await
         .map_err(|e| store.command_error("session revoke", &e))?;
+    auth.inner
+        .cache
+        .invalidate(&[tag(&sha256_hex(token))])
+        .await?;
     Ok(n > 0)
 }
 
@@ -121,7 +233,6 @@ pub(super) async fn revoke_all(auth: &Auth, subject: &str) -> Result<u64, HubErr
         .await
         .map_err(|e| store.command_error("session index", &e))?;
     let mut live = 0;
-    // One key per command: sessions hash to different slots on a cluster.
     for key in &keys {
         let n: u64 = redis::cmd("DEL")
             .arg(key)
@@ -135,6 +246,11 @@ pub(super) async fn revoke_all(auth: &Auth, subject: &str) -> Result<u64, HubErr
         .query_async(&mut conn)
         .await
         .map_err(|e| store.command_error("session index", &e))?;
+    let tags: Vec<String> = keys
+        .iter()
+        .filter_map(|k| k.rsplit_once(":s:").map(|(_, hash)| tag(hash)))
+        .collect();
+    auth.inner.cache.invalidate(&tags).await?;
     Ok(live)
 }
 

@@ -1,8 +1,9 @@
 //! `tsp-job bench http`: authenticated cached reads of `GET /users/{id}/stats` at a fixed
-//! number of connections, against three servers on the same sandbox in one run: without the
-//! guard (no authentication, no limits), with the guard (session check and rate limits, the
-//! activity log off), and as configured (the guard and the activity log). The load generator
-//! runs in the same process (docs/benchmarks.md).
+//! number of connections, against three servers on the same sandbox in one run: without
+//! authentication and limits (every request taken for the user; the rest of the guard, the
+//! layers and the request metrics as usual), with them (the activity log off), and as
+//! configured (with the activity log). The load generator runs in the same process
+//! (docs/benchmarks.md).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use tsp_mobility::sandbox::Sandbox;
 
 use crate::app::App;
 use crate::cli::HttpBenchArgs;
-use crate::http::{Activity, AppState, router, unguarded_router};
+use crate::http::{Activity, AppState, router, router_without_auth};
 
 /// What one variant served.
 struct Served {
@@ -109,7 +110,7 @@ async fn run(sandbox: &Sandbox, args: &HttpBenchArgs) -> anyhow::Result<serde_js
     tsp_mobility::seed::seed_users(hub, 1).await?;
     let app = App::build(hub)?;
     let state = |activity| AppState::new(app.clone(), None, activity);
-    let bare = spawn(unguarded_router(
+    let bare = spawn(router_without_auth(
         state(Activity::off()),
         Principal::User { id: 1 },
     ))

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tsp_mobility::auth::{Principal, RateClass, RateError, Throttled};
+use tsp_mobility::auth::{Admission, Principal, RateClass, Throttled};
 
 use super::activity::Event;
 use super::errors::{StoreFailure, error};
@@ -67,21 +67,13 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// A limit check; a limiter that cannot answer lets the request through (counted), since
-/// refusing every request while Redis is away would turn a degraded store into an outage.
-async fn within(s: &AppState, subject: &str, rate: tsp_config::RateSettings) -> Option<Response> {
-    match s.app.auth().rate(subject, rate).await {
-        Ok(()) => None,
-        Err(RateError::Throttled(t)) => Some(too_many(t)),
-        Err(RateError::Store(e)) => {
-            metrics::counter!("tsp_http_limit_errors_total").increment(1);
-            tracing::warn!(error = %e, "rate limit not checked: its store failed");
-            None
-        }
-    }
-}
-
 /// What the guard decided before the handler: the caller, or the answer to give instead.
+///
+/// One Redis round trip either way: the address's limit alone on a public route; the address's
+/// limit, the credential and its limit together otherwise (`Auth::admit`). When Redis cannot
+/// answer, a public route is served (refusing logins and probes because a limiter is away would
+/// turn a degraded store into an outage; counted in `tsp_http_limit_errors_total`), while an
+/// authenticated route is 503: a session cannot be checked without its store.
 async fn admit(
     s: &AppState,
     method: &Method,
@@ -95,22 +87,33 @@ async fn admit(
             "content-type must be application/json",
         ));
     }
-    if let Some(refused) = within(s, &format!("addr:{address}"), s.app.auth().address_rate()).await
-    {
-        return Err(refused);
-    }
+    let auth = s.app.auth();
     let mut caller = Caller {
         principal: None,
         credential: None,
         address,
     };
     if access == Access::Public {
-        return Ok(caller);
+        return match auth.admit_address(&address.to_string()).await {
+            Ok(None) => Ok(caller),
+            Ok(Some(t)) => Err(too_many(t)),
+            Err(e) => {
+                metrics::counter!("tsp_http_limit_errors_total").increment(1);
+                tracing::warn!(error = %e, "rate limit not checked: its store failed");
+                Ok(caller)
+            }
+        };
     }
     let credential = bearer(headers).ok_or_else(unauthorized)?;
-    let principal = match s.app.auth().authenticate(&credential).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return Err(unauthorized()),
+    let class = if *method == Method::GET {
+        RateClass::Read
+    } else {
+        RateClass::Write
+    };
+    let principal = match auth.admit(&credential, &address.to_string(), class).await {
+        Ok(Admission::Admitted(p)) => p,
+        Ok(Admission::Unknown) => return Err(unauthorized()),
+        Ok(Admission::Limited(t)) => return Err(too_many(t)),
         Err(e) => {
             tracing::warn!(error = %e, "credential not checked: its store failed");
             return Err(error(
@@ -119,14 +122,6 @@ async fn admit(
             ));
         }
     };
-    let class = if *method == Method::GET {
-        RateClass::Read
-    } else {
-        RateClass::Write
-    };
-    if let Some(refused) = within(s, &principal.subject(), s.app.auth().class_rate(class)).await {
-        return Err(refused);
-    }
     let allowed = match access {
         Access::Public | Access::Authenticated => true,
         Access::Scope(scope) => principal.has(scope),
@@ -167,7 +162,10 @@ pub(super) async fn guard(
         .get(&(method.clone(), matched.as_str()))
         .copied()
         .unwrap_or(Access::Operator);
-    let admitted = admit(&s, &method, access, req.headers(), address).await;
+    let admitted = match &s.assume {
+        Some(caller) => Ok(Caller::clone(caller)),
+        None => admit(&s, &method, access, req.headers(), address).await,
+    };
     let (caller, mut response) = match admitted {
         Ok(caller) => {
             req.extensions_mut().insert(caller.clone());

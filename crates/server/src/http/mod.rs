@@ -51,6 +51,8 @@ pub struct AppState {
     /// Where activity events and request points go.
     pub activity: Activity,
     access: Arc<routes::AccessMap>,
+    /// Set only by [`router_without_auth`]: the caller every request is taken for.
+    assume: Option<Arc<guard::Caller>>,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
             prometheus,
             activity,
             access: Arc::new(routes::access_map()),
+            assume: None,
         }
     }
 }
@@ -97,23 +100,20 @@ fn routes_only() -> Router<AppState> {
     router
 }
 
-/// The routes with no guard at all: every request acts as `principal`, and nothing is checked,
-/// limited or recorded. Only `tsp-job bench http` builds it, to measure what the guard costs
-/// against the same handlers; nothing serves it.
-pub fn unguarded_router(state: AppState, principal: tsp_mobility::auth::Principal) -> Router {
-    let caller = guard::Caller {
+/// The same router with the credential checks and rate limits switched off: every request
+/// acts as `principal`; everything else (layers, metrics, activity) is as in [`router`]. Only
+/// `tsp-job bench http` builds it, to measure what authentication and limits cost; nothing
+/// serves it.
+pub fn router_without_auth(
+    mut state: AppState,
+    principal: tsp_mobility::auth::Principal,
+) -> Router {
+    state.assume = Some(Arc::new(guard::Caller {
         principal: Some(principal),
         credential: None,
         address: std::net::IpAddr::from([127, 0, 0, 1]),
-    };
-    routes_only()
-        .layer(middleware::from_fn(
-            move |mut req: axum::extract::Request, next: middleware::Next| {
-                req.extensions_mut().insert(caller.clone());
-                next.run(req)
-            },
-        ))
-        .with_state(state)
+    }));
+    router(state)
 }
 
 /// The router: every route of the table behind the guard, and the service-wide limits.
