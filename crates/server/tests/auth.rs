@@ -227,7 +227,12 @@ async fn logout_revoke_and_suspension_reach_a_second_process_at_once() {
 
     let first = token_of(&a, &email).await;
     let second = token_of(&a, &email).await;
-    assert_eq!(get(&b, "/users/1/points", &first).await.0, 200);
+    // Both processes now hold both sessions in their caches.
+    for server in [&a, &b] {
+        for token in [&first, &second] {
+            assert_eq!(get(server, "/users/1/points", token).await.0, 200);
+        }
+    }
     let (code, _, _) = call(
         &b,
         Method::POST,
@@ -254,6 +259,7 @@ async fn logout_revoke_and_suspension_reach_a_second_process_at_once() {
     // A suspended user's sessions stop at once in both processes, and logins are refused.
     let third = token_of(&b, &email).await;
     assert_eq!(get(&a, "/users/1/stats", &third).await.0, 200);
+    assert_eq!(get(&b, "/users/1/stats", &third).await.0, 200);
     site.app.auth().set_user_status(1, false).await.unwrap();
     assert_eq!(get(&a, "/users/1/stats", &third).await.0, 401);
     assert_eq!(get(&b, "/users/1/stats", &third).await.0, 401);
@@ -698,5 +704,112 @@ async fn each_request_leaves_one_activity_event_and_one_point_and_no_secret_in_t
     for secret in [PASSWORD, token.as_str(), key.as_str()] {
         assert!(!log.contains(secret), "a secret in the log");
     }
+    site.done().await;
+}
+
+/// Waits (bounded) until `f` holds, asking every 100 ms.
+async fn until<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f().await {
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrying_a_compensated_trip_over_the_api_awards_it_once() {
+    let site = Site::new(&[]).await;
+    let email = site.user_with_password(1).await;
+    let server = site.server(&[]);
+    let user = token_of(&server, &email).await;
+    let admin = site.key(&[Scope::Admin]).await;
+    let queue = site.app.queue("trips").unwrap();
+
+    // Every attempt fails after the points step: one attempt, then dead and compensated.
+    let mut failing = common::trip_worker(
+        &site.sandbox.overrides,
+        2,
+        "2s",
+        &[
+            "queue.max_attempts=1",
+            "trips.fault.mode=error",
+            "trips.fault.rate=1000",
+            "trips.fault.step=points",
+        ],
+    );
+    let job = json!({"type": "trip.complete", "queue": "trips", "payload": trip("r-1", 1, 2, 1)});
+    let (code, _, v) = call(
+        &server,
+        Method::POST,
+        "/jobs",
+        Some(&user),
+        Some(job.clone()),
+    )
+    .await;
+    assert_eq!(code, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    until("the job dead and compensated", async || {
+        let c = queue.counts().await.unwrap();
+        c.dead == 1 && c.dead_unhandled == 0
+    })
+    .await;
+    failing.kill().unwrap();
+    failing.wait().unwrap();
+    let points = async || get(&server, "/users/1/points", &user).await.1["earned"].as_i64();
+    assert_eq!(
+        points().await,
+        Some(0),
+        "the compensation took the points back"
+    );
+
+    // A user may not retry; an operator may, and the trip is awarded once.
+    let retry = format!("/jobs/{id}/retry?queue=trips");
+    let (code, _, _) = call(&server, Method::POST, &retry, Some(&user), Some(json!({}))).await;
+    assert_eq!(code, 403);
+    let (code, _, v) = call(&server, Method::POST, &retry, Some(&admin), Some(json!({}))).await;
+    assert_eq!(code, 200, "{v}");
+    let mut working = common::trip_worker(&site.sandbox.overrides, 2, "2s", &[]);
+    until("the retried job completed", async || {
+        queue.counts().await.unwrap().completed == 1
+    })
+    .await;
+    // bus, 10 points per km: 2.224 km → 22.
+    assert_eq!(points().await, Some(22));
+    // Neither a second retry nor the same trip posted again awards it twice.
+    let (code, _, _) = call(&server, Method::POST, &retry, Some(&admin), Some(json!({}))).await;
+    assert_eq!(code, 409, "a completed job is not dead-lettered");
+    let (code, _, _) = call(&server, Method::POST, "/jobs", Some(&user), Some(job)).await;
+    assert_eq!(code, 201);
+    until("the resubmitted job completed", async || {
+        queue.counts().await.unwrap().completed == 2
+    })
+    .await;
+    assert_eq!(points().await, Some(22));
+    working.kill().unwrap();
+    working.wait().unwrap();
+    drop(server);
+    site.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_shows_its_detail_to_operators_only() {
+    let site = Site::new(&[]).await;
+    let email = site.user_with_password(1).await;
+    let port = common::closed_port();
+    let down = format!("mongo.dataset.port={port}");
+    let server = site.server(&[&down, "stores.mongo.dataset.required=false"]);
+    let user = token_of(&server, &email).await;
+    let admin = site.key(&[Scope::Admin]).await;
+    let near = "/trips/near?lat=-16.9&lng=145.75&radius_km=5";
+    let (code, v) = get(&server, near, &user).await;
+    assert_eq!(
+        (code, v),
+        (503, json!({"error": "a store is unavailable; retry later"}))
+    );
+    let (code, v) = get(&server, near, &admin).await;
+    let detail = v["error"].as_str().unwrap();
+    assert_eq!(code, 503);
+    assert!(detail.starts_with("mongo.dataset: "), "{detail}");
+    drop(server);
     site.done().await;
 }

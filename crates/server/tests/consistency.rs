@@ -10,7 +10,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
@@ -31,37 +31,9 @@ fn worker(sandbox: &Sandbox, fault: &[&str]) -> Child {
     worker_with(sandbox, 8, "2s", fault)
 }
 
-/// A worker process on the sandbox's trips queue: `concurrency` jobs at once, leases of
-/// `lease`, no queue records, then the `extra` settings.
+/// A worker process on the sandbox's trips queue (see `common::trip_worker`).
 fn worker_with(sandbox: &Sandbox, concurrency: usize, lease: &str, extra: &[&str]) -> Child {
-    let mut cmd = common::tsp_job(&[("TSP_LOG", "warn")]);
-    cmd.args([
-        "worker",
-        "--queue",
-        "trips",
-        "--concurrency",
-        &concurrency.to_string(),
-    ]);
-    let mut sets: Vec<String> = sandbox.overrides.clone();
-    sets.push(format!("queue.lease={lease}"));
-    sets.extend(
-        [
-            "queue.backoff=50ms",
-            "queue.max_attempts=3",
-            "queue.shutdown_grace=5s",
-            "queue.records.mongo=false",
-            "queue.records.influx=false",
-        ]
-        .map(String::from),
-    );
-    sets.extend(extra.iter().map(|s| s.to_string()));
-    for s in &sets {
-        cmd.args(["--set", s]);
-    }
-    cmd.stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    common::trip_worker(&sandbox.overrides, concurrency, lease, extra)
 }
 
 /// Seeds `users` users, then enqueues `n` generated trips (seed `seed`, ending within `days`) on

@@ -156,6 +156,40 @@ impl Drop for Server {
     }
 }
 
+/// A worker process on the trips queue of the databases `overrides` point at: `concurrency`
+/// jobs at once, leases of `lease`, three attempts 50 ms apart, no queue records, then the
+/// `extra` settings. Its output is discarded.
+pub fn trip_worker(overrides: &[String], concurrency: usize, lease: &str, extra: &[&str]) -> Child {
+    let mut cmd = tsp_job(&[("TSP_LOG", "warn")]);
+    cmd.args([
+        "worker",
+        "--queue",
+        "trips",
+        "--concurrency",
+        &concurrency.to_string(),
+    ]);
+    let mut sets: Vec<String> = overrides.to_vec();
+    sets.push(format!("queue.lease={lease}"));
+    sets.extend(
+        [
+            "queue.backoff=50ms",
+            "queue.max_attempts=3",
+            "queue.shutdown_grace=5s",
+            "queue.records.mongo=false",
+            "queue.records.influx=false",
+        ]
+        .map(String::from),
+    );
+    sets.extend(extra.iter().map(|s| s.to_string()));
+    for s in &sets {
+        cmd.args(["--set", s]);
+    }
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn worker")
+}
+
 /// An API key with `scopes` on the databases `sets` point at (migrated first, idempotently).
 pub fn api_key(sets: &[&str], scopes: &[&str]) -> String {
     let with_sets = |args: &[&str]| {
