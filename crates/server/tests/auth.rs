@@ -701,6 +701,9 @@ async fn each_request_leaves_one_activity_event_and_one_point_and_no_secret_in_t
         log.contains("DEBUG") || log.contains("debug"),
         "the log ran at debug: {log}"
     );
+    for id in &ids {
+        assert!(log.contains(id.as_str()), "request id {id} in the log");
+    }
     for secret in [PASSWORD, token.as_str(), key.as_str()] {
         assert!(!log.contains(secret), "a secret in the log");
     }

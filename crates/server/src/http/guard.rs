@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use tracing::Instrument;
 use tsp_mobility::auth::{Admission, Principal, RateClass, Throttled};
 
 use super::activity::Event;
@@ -166,13 +167,26 @@ pub(super) async fn guard(
         Some(caller) => Ok(Caller::clone(caller)),
         None => admit(&s, &method, access, req.headers(), address).await,
     };
+    // Every log line of the request carries its id and route.
+    let span = tracing::info_span!("request", id = %request_id, route = %template);
     let (caller, mut response) = match admitted {
         Ok(caller) => {
             req.extensions_mut().insert(caller.clone());
-            (Some(caller), next.run(req).await)
+            (Some(caller), next.run(req).instrument(span.clone()).await)
         }
         Err(refused) => (None, refused),
     };
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            subject = caller
+                .as_ref()
+                .and_then(|c| c.principal.as_ref())
+                .map(Principal::subject),
+            "answered"
+        )
+    });
     let principal = caller.as_ref().and_then(|c| c.principal.clone());
     if let Some(StoreFailure(detail)) = response.extensions().get::<StoreFailure>().cloned() {
         tracing::warn!(%request_id, route = %template, %detail, "store failure answered 503");
