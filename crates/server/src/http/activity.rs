@@ -127,13 +127,15 @@ impl Activity {
         }
     }
 
-    /// Stops taking events and waits (at most `grace`) for the buffered ones to be written.
+    /// Stops taking events and waits (at most `grace`) for the buffered ones to be written;
+    /// what is left then is dropped (and logged).
     pub async fn close(&self, grace: Duration) {
-        let Some(task) = self.task.lock().await.take() else {
+        let Some(mut task) = self.task.lock().await.take() else {
             return;
         };
         self.closing.notify_one();
-        if tokio::time::timeout(grace, task).await.is_err() {
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            task.abort();
             tracing::warn!("activity events still unwritten at shutdown were dropped");
         }
     }
