@@ -90,6 +90,7 @@ const SECRETS: [&str; 6] = [
 ];
 
 fn secret_env(file: &str) -> Vec<(&'static str, String)> {
+    let gtfs = tsp_testkit::config(&[]).mysql["gtfs"].clone();
     vec![
         ("MYSQL_PORTAL_PASSWORD", SECRETS[0].into()),
         ("REDIS_CACHE_PASSWORD", SECRETS[1].into()),
@@ -100,7 +101,10 @@ fn secret_env(file: &str) -> Vec<(&'static str, String)> {
         ("MONGO_DATASET_USER", "someone".into()),
         (
             "TSP__MYSQL__GTFS__URL",
-            format!("mysql://tsp:{}@127.0.0.1:3306/tsp_gtfs", SECRETS[4]),
+            format!(
+                "mysql://tsp:{}@{}:{}/tsp_gtfs",
+                SECRETS[4], gtfs.host, gtfs.port
+            ),
         ),
         ("MYSQL_INCENTIVE_PASSWORD_FILE", file.into()),
         ("TSP_LOG", "debug".into()),
@@ -137,10 +141,12 @@ fn config_show_masks_every_secret_in_every_format() {
     let stdout = text(&out).0;
     assert!(stdout.contains("mysql.portal.password = ****"), "{stdout}");
     assert!(stdout.contains("# env MYSQL_PORTAL_PASSWORD"), "{stdout}");
-    assert!(
-        stdout.contains("mysql.gtfs.url = \"mysql://tsp:****@127.0.0.1:3306/tsp_gtfs\""),
-        "{stdout}"
+    let gtfs = tsp_testkit::config(&[]).mysql["gtfs"].clone();
+    let masked = format!(
+        "mysql.gtfs.url = \"mysql://tsp:****@{}:{}/tsp_gtfs\"",
+        gtfs.host, gtfs.port
     );
+    assert!(stdout.contains(&masked), "{stdout}");
     assert!(
         stdout.contains(&format!(
             "# env MYSQL_INCENTIVE_PASSWORD_FILE (file {})",
