@@ -23,6 +23,7 @@ mod job;
 pub mod metrics;
 mod queue;
 mod records;
+mod schedule;
 mod worker;
 
 pub use error::{JobError, QueueError};
@@ -31,11 +32,12 @@ pub use handler::{
 };
 pub use job::{Backoff, JobInfo, JobState, MAX_PRIORITY, NewJob, QueueCounts};
 pub use queue::{
-    DeadJob, Fetched, Finished, LeasedJob, Outcome, Queue, Requeued, UNREADABLE_TYPE,
-    valid_queue_name,
+    DeadJob, Fetched, Finished, LeasedJob, Outcome, Queue, Requeued, StoredSchedule,
+    UNREADABLE_TYPE, valid_queue_name,
 };
 pub use records::{
     COLLECTION as RECORDS_COLLECTION, JobRecord, RecordSink, RecordTask,
     ensure_indexes as ensure_record_indexes, indexes as record_indexes,
 };
+pub use schedule::{Missed, Schedule, ScheduleError, ScheduleState, Schedules};
 pub use worker::{Ran, Worker, WorkerReport};

@@ -8,7 +8,7 @@ use anyhow::Context;
 use tsp_hub::{Cache, Hub, HubError};
 use tsp_mobility::auth::Auth;
 use tsp_mobility::complete::Trips;
-use tsp_queue::{NewJob, Queue, QueueError, RecordSink, RecordTask, Registry};
+use tsp_queue::{NewJob, Queue, QueueError, RecordSink, RecordTask, Registry, Schedules};
 
 /// The service's components on one hub.
 #[derive(Clone)]
@@ -64,6 +64,13 @@ impl App {
             (Some(k), false) => Ok(job.with_dedup_key(k)),
             (None, _) => Ok(job),
         }
+    }
+
+    /// The schedules of repeatable jobs, on every queue.
+    pub fn schedules(&self) -> Result<Schedules, HubError> {
+        let store = self.hub.redis(&self.hub.config().queue.redis)?.clone();
+        let hub = self.hub.clone();
+        Ok(Schedules::new(store, move |name| queue(&hub, name)))
     }
 
     /// The credential side: logins, sessions, keys, limits.

@@ -65,6 +65,70 @@ pub enum Command {
     /// API keys for machine clients.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// Repeatable jobs: a job per tick of a cron expression or an interval (docs/queue.md).
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Add a schedule (or replace the one of that name); prints it with its next run.
+    Add(ScheduleArgs),
+    /// Every schedule with its next and last run.
+    List,
+    /// One schedule.
+    Show {
+        /// Its name.
+        name: String,
+    },
+    /// Remove a schedule: no worker enqueues a tick of it after this returns.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+    /// Hold a schedule's ticks.
+    Pause {
+        /// Its name.
+        name: String,
+    },
+    /// Release a held schedule: it carries on from its next tick after now.
+    Resume {
+        /// Its name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ScheduleArgs {
+    /// Its name.
+    pub name: String,
+    /// A cron expression: five fields, or six with seconds first (`*/10 * * * * *`).
+    #[arg(long, conflicts_with = "every")]
+    pub cron: Option<String>,
+    /// The IANA time zone of `--cron` (default UTC).
+    #[arg(long)]
+    pub tz: Option<String>,
+    /// A fixed interval instead (`30s`, `5m`, `1h`).
+    #[arg(long)]
+    pub every: Option<String>,
+    /// The job type each tick enqueues.
+    #[arg(long = "type")]
+    pub job_type: String,
+    /// Its payload (JSON).
+    #[arg(long, default_value = "{}")]
+    pub payload: String,
+    /// The queue.
+    #[arg(long, default_value = "default")]
+    pub queue: String,
+    /// The job's priority.
+    #[arg(long, default_value_t = 0)]
+    pub priority: u16,
+    /// Missed ticks: `skip` (run only the latest) or `catch-up`.
+    #[arg(long, default_value = "skip")]
+    pub missed: String,
+    /// With `--missed catch-up`: the most missed ticks run.
+    #[arg(long, default_value_t = 100)]
+    pub catch_up_max: u32,
 }
 
 #[derive(Debug, Subcommand)]

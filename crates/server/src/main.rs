@@ -116,6 +116,13 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
         Command::Users(cmd) => commands::accounts::users(&App::build(&hub)?, &cmd).await?,
         Command::Admins(cmd) => commands::accounts::admins(&App::build(&hub)?, &cmd).await?,
         Command::Apikey(cmd) => commands::accounts::apikey(&App::build(&hub)?, &cmd).await?,
+        Command::Schedule(cmd) => {
+            println!(
+                "{}",
+                commands::schedules::run(&App::build(&hub)?, &cmd).await?
+            );
+            0
+        }
         Command::Config(_) => 0,
     };
     hub.shutdown(Duration::from_secs(10)).await;

@@ -16,6 +16,7 @@ mod lease;
 mod produce;
 mod scripts;
 mod spec;
+mod timetable;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +33,7 @@ pub use dead::{DeadJob, Requeued};
 pub use finish::{Finished, Outcome};
 pub use lease::{Fetched, LeasedJob};
 pub use spec::UNREADABLE_TYPE;
+pub use timetable::StoredSchedule;
 
 /// The prefix of every key of queue `name`: one Redis Cluster hash tag per queue.
 fn base_key(prefix: &str, name: &str) -> String {
@@ -180,7 +182,11 @@ impl Queue {
     }
 
     /// Adds this queue's name to (or removes it from) the set of known queues.
-    async fn set_registered(&self, conn: &mut RedisConn, known: bool) -> Result<(), QueueError> {
+    pub(super) async fn set_registered(
+        &self,
+        conn: &mut RedisConn,
+        known: bool,
+    ) -> Result<(), QueueError> {
         let cmd = if known { "SADD" } else { "SREM" };
         let _: i64 = redis::cmd(cmd)
             .arg(&self.inner.registry)

@@ -14,7 +14,7 @@ const ENQUEUE_CHUNK: usize = 500;
 
 /// A new job id: a ULID, strictly increasing within this process, so that sorting ids restores
 /// the order one producer enqueued them in (used when jobs taken back are put in line again).
-fn new_id() -> String {
+pub(super) fn new_id() -> String {
     static IDS: LazyLock<std::sync::Mutex<ulid::Generator>> =
         LazyLock::new(|| std::sync::Mutex::new(ulid::Generator::new()));
     let mut generator = match IDS.lock() {
@@ -83,7 +83,7 @@ impl Queue {
     }
 
     /// The spec of a new job, with the queue's options where the job sets none.
-    fn spec_of(&self, j: &NewJob, now: i64) -> String {
+    pub(super) fn spec_of(&self, j: &NewJob, now: i64) -> String {
         let s = &self.inner.settings;
         let timeout_ms =
             u64::try_from(j.timeout.unwrap_or(s.timeout).as_millis()).unwrap_or(u64::MAX);
@@ -141,7 +141,7 @@ type Invocation = (Option<Vec<String>>, redis::ScriptInvocation<'static>);
 
 /// Where a job's dedup key is held: in its type's namespace, so a key chosen for one type can
 /// never hold back a job of another (a no-op cannot sit on a trip's key).
-fn dedup_slot(j: &NewJob) -> String {
+pub(super) fn dedup_slot(j: &NewJob) -> String {
     match &j.dedup_key {
         Some(k) => format!("{}:{k}", j.job_type),
         None => String::new(),

@@ -17,6 +17,7 @@ pub(super) struct Scripts {
     pub(super) job: Script,
     pub(super) list: Script,
     pub(super) upgrade: Script,
+    pub(super) tick: Script,
 }
 
 /// Each script is `common.lua` (shared helpers) followed by its own file.
@@ -43,4 +44,5 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     job: script!("../lua/job.lua"),
     list: script!("../lua/list.lua"),
     upgrade: script!("../lua/upgrade.lua"),
+    tick: script!("../lua/tick.lua"),
 });

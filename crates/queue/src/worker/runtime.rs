@@ -47,6 +47,7 @@ struct Background {
     heartbeat: JoinHandle<()>,
     recoverer: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    ticker: JoinHandle<()>,
 }
 
 impl QueueRuntime {
@@ -67,6 +68,7 @@ impl QueueRuntime {
             heartbeat: tokio::spawn(loops::heartbeat(self.queue.clone(), held.clone())),
             recoverer: tokio::spawn(loops::recover(self.queue.clone())),
             sweeper: tokio::spawn(dead::sweep_dead(self.queue.clone(), self.registry.clone())),
+            ticker: tokio::spawn(crate::schedule::tick_loop(self.queue.clone())),
         };
         let mut tasks = JoinSet::new();
         let state = self.fetch_loop(&held, &done_tx, &mut tasks).await;
@@ -304,6 +306,8 @@ impl QueueRuntime {
         let _ = background.acker.await;
         background.heartbeat.abort();
         background.recoverer.abort();
+        // A claim is one script: stopping between claims loses nothing.
+        background.ticker.abort();
         // A hook cut short is claimed again by another worker when its claim ends.
         background.sweeper.abort();
         let queue = &self.queue;

@@ -7,4 +7,5 @@ pub mod config;
 pub mod health;
 pub mod jobs;
 pub mod roundtrip;
+pub mod schedules;
 pub mod trips;

@@ -15,6 +15,7 @@ mod jobs;
 mod probes;
 mod queries;
 mod routes;
+mod schedules;
 mod sessions;
 
 use std::collections::BTreeMap;

@@ -7,7 +7,7 @@ use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, post};
 use tsp_mobility::auth::Scope as S;
 
-use super::{AppState, jobs, probes, queries, sessions};
+use super::{AppState, jobs, probes, queries, schedules, sessions};
 
 /// Who may call a route, before its handler looks at the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +85,14 @@ pub(super) fn table() -> Vec<Route> {
             "/queues/{name}/resume",
             Operator,
             post(jobs::resume),
+        ),
+        route("GET", "/schedules", Operator, get(schedules::list)),
+        route("POST", "/schedules", Operator, post(schedules::put)),
+        route(
+            "DELETE",
+            "/schedules/{name}",
+            Operator,
+            delete(schedules::remove),
         ),
         route(
             "GET",

@@ -1,0 +1,245 @@
+//! Repeatable jobs through real worker processes in a sandbox: exactly one job per tick while
+//! workers are killed, restarted, stopped and resumed; removing a schedule stops it everywhere;
+//! the CLI and the HTTP routes manage them.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tsp_mobility::sandbox::Sandbox;
+use tsp_queue::{JobState, Missed, Schedule};
+use tsp_server::app::App;
+
+/// A worker process on queue `sched` of the sandbox.
+fn worker(sandbox: &Sandbox) -> Child {
+    let mut cmd = common::tsp_job(&[("TSP_LOG", "warn")]);
+    cmd.args(["worker", "--queue", "sched", "--concurrency", "4"]);
+    for s in sandbox.overrides.iter().map(String::as_str).chain([
+        "queue.lease=2s",
+        "queue.records.mongo=false",
+        "queue.records.influx=false",
+    ]) {
+        cmd.args(["--set", s]);
+    }
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, sig: &str) {
+    Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+/// The tick a scheduled job stands for, from its dedup key (`…schedule:<name>:<ms>`).
+fn tick_of(dedup: &str) -> i64 {
+    dedup.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_job_per_tick_while_workers_die_restart_and_stall() {
+    let sandbox = Sandbox::create(&common::load_options()).await.unwrap();
+    let app = App::build(&sandbox.hub).unwrap();
+    let schedules = app.schedules().unwrap();
+    let queue = app.queue("sched").unwrap();
+    let set = format!("ticks-{}", rand::random::<u32>());
+    schedules
+        .put(Schedule {
+            name: "every-second".into(),
+            cron: None,
+            tz: None,
+            every_ms: Some(1000),
+            job_type: "builtin.mark".into(),
+            payload: serde_json::json!({"set": set}),
+            queue: "sched".into(),
+            priority: 0,
+            max_attempts: None,
+            timeout_ms: None,
+            missed: Missed::CatchUp { max: 1000 },
+            since: None,
+        })
+        .await
+        .unwrap();
+    let mut workers: Vec<Child> = (0..4).map(|_| worker(&sandbox)).collect();
+
+    // 64 seconds: worker 0 killed at 15 s and restarted at 20 s; worker 1 stopped from 30 s to
+    // 40 s (its leases expire and its jobs run elsewhere).
+    let started = Instant::now();
+    let at = |s: u64| started + Duration::from_secs(s);
+    let mut events: Vec<(Instant, &str)> = vec![
+        (at(15), "kill"),
+        (at(20), "restart"),
+        (at(30), "stop"),
+        (at(40), "continue"),
+        (at(64), "remove"),
+    ];
+    events.reverse();
+    while let Some((when, what)) = events.pop() {
+        tokio::time::sleep_until(when.into()).await;
+        match what {
+            "kill" => {
+                signal(&workers[0], "-KILL");
+                workers[0].wait().unwrap();
+            }
+            "restart" => workers[0] = worker(&sandbox),
+            "stop" => signal(&workers[1], "-STOP"),
+            "continue" => signal(&workers[1], "-CONT"),
+            _ => schedules.remove("every-second").await.unwrap(),
+        }
+    }
+    let removed_at = chrono::Utc::now().timestamp_millis();
+
+    // Every job finishes (bounded); then count.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let c = queue.counts().await.unwrap();
+        if c.waiting + c.delayed + c.active == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "jobs still pending: {c:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let jobs = queue.list(JobState::Completed, 10_000).await.unwrap();
+    let mut per_tick: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for j in &jobs {
+        per_tick
+            .entry(tick_of(j.dedup_key.as_deref().unwrap()))
+            .or_default()
+            .push(j.id.clone());
+    }
+    let ticks: Vec<i64> = per_tick.keys().copied().collect();
+    assert!(ticks.len() >= 60, "{} ticks", ticks.len());
+    for (tick, ids) in &per_tick {
+        assert_eq!(ids.len(), 1, "tick {tick}: {ids:?}");
+    }
+    for w in ticks.windows(2) {
+        assert_eq!(w[1] - w[0], 1000, "no tick missed: {} then {}", w[0], w[1]);
+    }
+    assert!(
+        *ticks.last().unwrap() <= removed_at,
+        "nothing enqueued after the removal"
+    );
+    // Each job ran, and more than once only when an attempt was cut short (at least once).
+    let mut conn = sandbox.hub.redis("cache").unwrap().conn().await.unwrap();
+    let key = format!(
+        "{}marks:{set}",
+        sandbox.hub.redis("cache").unwrap().key_prefix()
+    );
+    let marks: HashMap<String, u32> = redis::cmd("HGETALL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for j in &jobs {
+        let runs = marks.get(&j.id).copied().unwrap_or(0);
+        assert!(
+            runs >= 1 && runs <= j.attempts,
+            "job {} ran {runs} times in {} attempts",
+            j.id,
+            j.attempts
+        );
+    }
+    // Removed: no further ticks, in any process.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(queue.counts().await.unwrap().completed as usize, jobs.len());
+    for mut w in workers {
+        signal(&w, "-TERM");
+        w.wait().unwrap();
+    }
+    let _ = sandbox.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_are_managed_from_the_cli_and_over_http() {
+    let sandbox = Sandbox::create(&common::load_options()).await.unwrap();
+    let sets: Vec<&str> = sandbox.overrides.iter().map(String::as_str).collect();
+    let with_sets = |args: &[&str]| {
+        let mut all = args.to_vec();
+        for s in &sets {
+            all.extend(["--set", s]);
+        }
+        let out = tokio::task::block_in_place(|| common::run(&all, &[]));
+        let (stdout, stderr) = common::text(&out);
+        (out.status.code(), stdout, stderr)
+    };
+    let (code, out, err) = with_sets(&[
+        "schedule",
+        "add",
+        "nightly",
+        "--cron",
+        "0 30 2 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--type",
+        "builtin.noop",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let added: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        added["next_run"].as_str().unwrap().contains("T0"),
+        "{added}"
+    );
+    let (code, _, err) = with_sets(&[
+        "schedule",
+        "add",
+        "bad",
+        "--cron",
+        "0 7o * * *",
+        "--type",
+        "builtin.noop",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("cron: field 2 (hour) `7o`"), "{err}");
+    let (code, out, _) = with_sets(&["schedule", "pause", "nightly"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (_, out, _) = with_sets(&["schedule", "list"]);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["paused"], true, "{list}");
+    assert!(list[0]["next_run"].is_null());
+
+    // Over HTTP, operators only.
+    let app = App::build(&sandbox.hub).unwrap();
+    let key = app
+        .auth()
+        .create_key("ops", &[tsp_mobility::auth::Scope::Admin])
+        .await
+        .unwrap()
+        .key;
+    let server =
+        tokio::task::block_in_place(|| common::Server::start(&sets, &[])).with_credential(key);
+    let body = serde_json::json!({"name": "often", "every_ms": 60000,
+        "job_type": "builtin.noop", "queue": "default"});
+    let (code, out) = tokio::task::block_in_place(|| server.post("/schedules", &body));
+    assert_eq!(code, 201, "{out}");
+    let (code, out) = tokio::task::block_in_place(|| server.get("/schedules"));
+    assert_eq!(code, 200);
+    let all: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
+    let (code, _) = tokio::task::block_in_place(|| {
+        server.send(
+            reqwest::Method::DELETE,
+            "/schedules/often",
+            None,
+            server.credential.as_deref(),
+        )
+    });
+    assert_eq!(code, 200);
+    let (code, _) = tokio::task::block_in_place(|| {
+        server.send(
+            reqwest::Method::DELETE,
+            "/schedules/often",
+            None,
+            server.credential.as_deref(),
+        )
+    });
+    assert_eq!(code, 404);
+    drop(server);
+    let _ = sandbox.remove().await;
+}
