@@ -222,24 +222,17 @@ async fn schedules_are_managed_from_the_cli_and_over_http() {
     assert_eq!(code, 200);
     let all: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
-    let (code, _) = tokio::task::block_in_place(|| {
-        server.send(
-            reqwest::Method::DELETE,
-            "/schedules/often",
-            None,
-            server.credential.as_deref(),
-        )
-    });
-    assert_eq!(code, 200);
-    let (code, _) = tokio::task::block_in_place(|| {
-        server.send(
-            reqwest::Method::DELETE,
-            "/schedules/often",
-            None,
-            server.credential.as_deref(),
-        )
-    });
-    assert_eq!(code, 404);
+    let delete = || {
+        let credential = server.credential.as_deref();
+        let path = "/schedules/often";
+        tokio::task::block_in_place(|| {
+            server
+                .send(reqwest::Method::DELETE, path, None, credential)
+                .0
+        })
+    };
+    assert_eq!(delete(), 200);
+    assert_eq!(delete(), 404, "gone after the first");
     drop(server);
     let _ = sandbox.remove().await;
 }
