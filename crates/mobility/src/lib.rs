@@ -15,6 +15,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod analytics;
 pub mod auth;
 pub mod batch;
 pub mod complete;

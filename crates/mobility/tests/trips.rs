@@ -9,6 +9,7 @@ use futures::StreamExt;
 use mongodb::bson::{Document, doc};
 use tsp_config::LoadOptions;
 use tsp_hub::{Cache, Level};
+use tsp_mobility::analytics::DayRange;
 use tsp_mobility::complete::{ACTIVITY_LOG, Compensation, TRAJECTORIES, Trips};
 use tsp_mobility::queries::{Around, QueryError};
 use tsp_mobility::sandbox::Sandbox;
@@ -479,5 +480,156 @@ async fn queries_answer_with_exact_figures() {
         (4, 2)
     );
     assert_eq!(t.engagement(60, 100).await.unwrap().cache, Level::L1);
+    env.done().await;
+}
+
+/// The UTC day a trip started.
+fn start_day(t: &TripCompletion) -> chrono::NaiveDate {
+    chrono::DateTime::from_timestamp_millis(t.trajectory[0].timestamp)
+        .unwrap()
+        .date_naive()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_equal_the_source_and_a_rerun_replaces_them_exactly() {
+    let env = Env::new(&[]).await;
+    let t = &env.trips;
+    // Trips ending at noon (UTC) `days` ago, less `minutes`: whole days apart, whatever the hour.
+    let noon = |days: i64, minutes: i64| {
+        let today = chrono::Utc::now().date_naive();
+        let at = (today - chrono::Duration::days(days))
+            .and_hms_opt(12, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_millis();
+        now_ms() - at + minutes * 60_000
+    };
+    let plan = [
+        north("r-1", 1, "bus", -16.90, 145.70, 2, noon(2, 0)),
+        north("r-2", 2, "bus", -16.80, 145.70, 3, noon(2, 60)),
+        north("r-3", 1, "bike", -16.90, 145.70, 1, noon(2, 120)),
+        north("r-4", 3, "walk", -16.90, 145.70, 1, noon(3, 0)),
+        north("r-5", 2, "bus", -16.70, 145.70, 1, noon(2, 30)),
+    ];
+    for trip in &plan {
+        t.complete(&format!("job-{}", trip.trip_id), trip)
+            .await
+            .unwrap();
+    }
+    // r-5 is undone: neither its trip nor its points may count.
+    t.compensate("job-r-5", &plan[4]).await.unwrap();
+    let mut days: Vec<chrono::NaiveDate> = plan.iter().map(start_day).collect();
+    days.sort();
+    days.dedup();
+
+    for d in &days {
+        let report = t.rollup_day(*d).await.unwrap();
+        let range = DayRange { from: *d, to: *d };
+        let (rows, _) = t.daily(range, None).await.unwrap();
+        // The same figures straight from MySQL.
+        let from = d.and_hms_opt(0, 0, 0).unwrap();
+        let to = from + chrono::Duration::days(1);
+        let dataset = env.sandbox.hub.mysql("dataset").unwrap();
+        let expected: Vec<(String, i64, f64, i64, i64)> = sqlx::query_as(
+            "SELECT mode, COUNT(*), CAST(SUM(distance_m) AS DOUBLE), CAST(SUM(duration_s) AS SIGNED), \
+             COUNT(DISTINCT user_id) FROM trips WHERE status = 'completed' \
+             AND started_at >= ? AND started_at < ? GROUP BY mode ORDER BY mode",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(dataset.pool())
+        .await
+        .unwrap();
+        let got: Vec<(String, i64, f64, i64, i64)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.mode.clone(),
+                    r.trips as i64,
+                    r.distance_m,
+                    r.duration_s,
+                    r.active_users as i64,
+                )
+            })
+            .collect();
+        assert_eq!(got, expected, "{d}");
+        assert_eq!(
+            report.trips,
+            expected.iter().map(|e| e.1 as u64).sum::<u64>()
+        );
+        // Points: what incentive holds for the day's completed trips of each mode.
+        for r in &rows {
+            let ids: Vec<&str> = plan
+                .iter()
+                .filter(|p| start_day(p) == *d && p.mode == r.mode && p.trip_id != "r-5")
+                .map(|p| p.trip_id.as_str())
+                .collect();
+            let list = ids
+                .iter()
+                .map(|i| format!("'{i}'"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let points = env
+                .count(
+                    "incentive",
+                    &format!(
+                        "SELECT CAST(COALESCE(SUM(points), 0) AS SIGNED) FROM points_transactions \
+                         WHERE reference_type = 'trip' AND reference_id IN ({list})"
+                    ),
+                )
+                .await;
+            assert_eq!(r.points, points, "{d} {}", r.mode);
+            assert!(points > 0 || r.mode == "walk");
+        }
+        // A re-run replaces the day with the same documents, no more.
+        t.rollup_day(*d).await.unwrap();
+        assert_eq!(t.daily(range, None).await.unwrap().0, rows);
+    }
+
+    // The day with r-1..r-3 (and the compensated r-5): per user, and the points in InfluxDB.
+    let busy = start_day(&plan[0]);
+    let (user1, _) = t
+        .user_daily(
+            1,
+            DayRange {
+                from: busy,
+                to: busy,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        user1.iter().map(|u| (u.trips, u.modes)).collect::<Vec<_>>(),
+        [(2, 2)]
+    );
+    let (user2, _) = t
+        .user_daily(
+            2,
+            DayRange {
+                from: busy,
+                to: busy,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(user2[0].trips, 1, "r-5 was compensated");
+    let influx = env.sandbox.hub.influx("primary").unwrap();
+    influx.writer().flush().await;
+    let midnight = busy.and_hms_opt(0, 0, 0).unwrap().and_utc().to_rfc3339();
+    let r = influx
+        .query_v1(
+            &influx.settings().database,
+            &format!("SELECT trips FROM mobility_daily WHERE mode = 'bus' AND time = '{midnight}'"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.pointer("/results/0/series/0/values/0/1"),
+        Some(&serde_json::json!(2)),
+        "{r}"
+    );
+    let (totals, _) = t.mode_totals(7).await.unwrap();
+    let bus = totals.iter().find(|m| m.mode == "bus").unwrap();
+    assert_eq!(bus.trips, 2);
     env.done().await;
 }

@@ -73,6 +73,33 @@ impl App {
         Ok(Schedules::new(store, move |name| queue(&hub, name)))
     }
 
+    /// Adds the schedules the service ships with, unless one of that name exists (an operator
+    /// may have changed or paused it): `analytics-rollup`, hourly at minute 5.
+    pub async fn ensure_default_schedules(&self) -> Result<(), tsp_queue::ScheduleError> {
+        let schedules = self
+            .schedules()
+            .map_err(|e| tsp_queue::ScheduleError::Queue(e.into()))?;
+        if schedules.find("analytics-rollup").await?.is_none() {
+            schedules
+                .put(tsp_queue::Schedule {
+                    name: "analytics-rollup".into(),
+                    cron: Some("0 5 * * * *".into()),
+                    tz: None,
+                    every_ms: None,
+                    job_type: tsp_mobility::analytics::JOB_TYPE.into(),
+                    payload: serde_json::json!({}),
+                    queue: "default".into(),
+                    priority: 0,
+                    max_attempts: None,
+                    timeout_ms: None,
+                    missed: tsp_queue::Missed::Skip,
+                    since: None,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The credential side: logins, sessions, keys, limits.
     pub fn auth(&self) -> &Auth {
         &self.auth
@@ -114,6 +141,7 @@ pub async fn records(hub: &Hub) -> anyhow::Result<(RecordSink, Option<RecordTask
 pub fn registry(trips: &Trips) -> Registry {
     let mut r = Registry::new();
     trips.register(&mut r);
+    tsp_mobility::analytics::register(trips, &mut r);
     r
 }
 

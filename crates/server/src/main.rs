@@ -241,13 +241,18 @@ async fn migrate(hub: &Hub, args: &MigrateArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    Ok(match failure {
-        Some(e) => {
-            eprintln!("error: {e}");
-            EXIT_FAILURE
-        }
-        None => 0,
-    })
+    if let Some(e) = failure {
+        eprintln!("error: {e}");
+        return Ok(EXIT_FAILURE);
+    }
+    if !dry {
+        // The schedules the service ships with come with its schema (docs/analytics.md).
+        App::build(hub)?
+            .ensure_default_schedules()
+            .await
+            .context("cannot add the default schedules")?;
+    }
+    Ok(0)
 }
 
 /// Re-checks health every `health.interval`: keeps the `tsp_store_up` gauges current, retries

@@ -9,6 +9,7 @@
 //! the activity event and request metrics (`activity`).
 
 mod activity;
+mod analytics;
 mod errors;
 mod guard;
 mod jobs;

@@ -7,7 +7,7 @@ use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, post};
 use tsp_mobility::auth::Scope as S;
 
-use super::{AppState, jobs, probes, queries, schedules, sessions};
+use super::{AppState, analytics, jobs, probes, queries, schedules, sessions};
 
 /// Who may call a route, before its handler looks at the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +123,24 @@ pub(super) fn table() -> Vec<Route> {
             "/analytics/engagement",
             Scope(S::AnalyticsRead),
             get(queries::engagement),
+        ),
+        route(
+            "GET",
+            "/analytics/daily",
+            Scope(S::AnalyticsRead),
+            get(analytics::daily),
+        ),
+        route(
+            "GET",
+            "/analytics/modes",
+            Scope(S::AnalyticsRead),
+            get(analytics::modes),
+        ),
+        route(
+            "GET",
+            "/analytics/users/{id}/daily",
+            Authenticated,
+            get(analytics::user_daily),
         ),
     ]
 }

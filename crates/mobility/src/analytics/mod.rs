@@ -1,0 +1,71 @@
+//! The analytics flow (docs/analytics.md): completed trips in MySQL, the source of truth, are
+//! rolled up per day (by mode and by user) into MongoDB; the query routes read the rollups
+//! through the two-level cache; each rollup also writes `mobility_daily` points to InfluxDB.
+//!
+//! - `rollup`: the `analytics.rollup` job: SQL `GROUP BY` over a day, then one replacement of
+//!   that day's documents and points.
+//! - `reads`: the rollup queries behind `/analytics/daily`, `/analytics/modes` and
+//!   `/analytics/users/{id}/daily`.
+
+mod reads;
+mod rollup;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+pub use reads::{DayRange, MAX_DAYS, ModeTotals};
+pub use rollup::{RollupPayload, RollupReport, register};
+
+/// The job type.
+pub const JOB_TYPE: &str = "analytics.rollup";
+/// Per day and mode.
+pub const DAILY: &str = "analytics_daily";
+/// Per day and user.
+pub const USER_DAILY: &str = "analytics_user_daily";
+/// The cache tag of every analytics answer: a rollup invalidates it.
+pub const TAG: &str = "analytics";
+
+/// One day and mode, as rolled up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModeDay {
+    /// The day (UTC), `YYYY-MM-DD`.
+    pub day: String,
+    /// The mode.
+    pub mode: String,
+    /// Completed trips started that day.
+    pub trips: u64,
+    /// Their distance, metres.
+    pub distance_m: f64,
+    /// Their duration, seconds.
+    pub duration_s: i64,
+    /// Points they hold now (earned, less any reversal).
+    pub points: i64,
+    /// Distinct users.
+    pub active_users: u64,
+}
+
+/// One day and user, as rolled up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserDay {
+    /// The day (UTC), `YYYY-MM-DD`.
+    pub day: String,
+    /// The user.
+    pub user_id: u64,
+    /// Completed trips started that day.
+    pub trips: u64,
+    /// Their distance, metres.
+    pub distance_m: f64,
+    /// Their duration, seconds.
+    pub duration_s: i64,
+    /// Points they hold now.
+    pub points: i64,
+    /// Distinct modes.
+    pub modes: u32,
+}
+
+/// `day` as stored: `YYYY-MM-DD`.
+fn day_key(day: NaiveDate) -> String {
+    day.format("%Y-%m-%d").to_string()
+}

@@ -1,0 +1,176 @@
+//! Reading the rollups, through the two-level cache (tag `analytics`, invalidated by every
+//! rollup). Ranges are checked and normalised first, so cache keys stay bounded.
+
+use std::collections::BTreeMap;
+
+use chrono::{NaiveDate, Utc};
+use futures::TryStreamExt;
+use mongodb::bson::{Document, doc};
+use serde::{Deserialize, Serialize};
+use tsp_hub::Level;
+
+use super::{DAILY, ModeDay, TAG, USER_DAILY, UserDay};
+use crate::complete::Trips;
+use crate::queries::QueryError;
+
+/// The most days one query spans.
+pub const MAX_DAYS: i64 = 366;
+
+/// A checked range of days, both ends included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayRange {
+    /// The first day.
+    pub from: NaiveDate,
+    /// The last day.
+    pub to: NaiveDate,
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> QueryError {
+    QueryError::Invalid {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+impl DayRange {
+    /// `from` and `to` as `YYYY-MM-DD`; `to` defaults to today, `from` to 30 days before `to`.
+    pub fn parse(from: Option<&str>, to: Option<&str>) -> Result<DayRange, QueryError> {
+        let day = |field: &str, text: &str| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map_err(|_| invalid(field, format!("`{text}` is not YYYY-MM-DD")))
+        };
+        let to = match to {
+            Some(t) => day("to", t)?,
+            None => Utc::now().date_naive(),
+        };
+        let from = match from {
+            Some(f) => day("from", f)?,
+            None => to - chrono::Duration::days(29),
+        };
+        if from > to {
+            return Err(invalid("from", "after `to`"));
+        }
+        if (to - from).num_days() >= MAX_DAYS {
+            return Err(invalid(
+                "to",
+                format!("at most {MAX_DAYS} days from `from`"),
+            ));
+        }
+        Ok(DayRange { from, to })
+    }
+
+    /// The last `days` days, today included.
+    pub fn last(days: u32) -> Result<DayRange, QueryError> {
+        if !(1..=MAX_DAYS as u32).contains(&days) {
+            return Err(invalid("days", format!("1 to {MAX_DAYS}")));
+        }
+        let to = Utc::now().date_naive();
+        Ok(DayRange {
+            from: to - chrono::Duration::days(i64::from(days) - 1),
+            to,
+        })
+    }
+
+    fn filter(&self) -> Document {
+        doc! {"day": {"$gte": super::day_key(self.from), "$lte": super::day_key(self.to)}}
+    }
+
+    fn key(&self) -> String {
+        format!("{}:{}", super::day_key(self.from), super::day_key(self.to))
+    }
+}
+
+/// One mode's totals over a range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModeTotals {
+    /// The mode.
+    pub mode: String,
+    /// Completed trips.
+    pub trips: u64,
+    /// Their distance, metres.
+    pub distance_m: f64,
+    /// Their points.
+    pub points: i64,
+}
+
+impl Trips {
+    async fn rollup_docs<T: serde::de::DeserializeOwned>(
+        &self,
+        collection: &str,
+        filter: Document,
+    ) -> Result<Vec<T>, QueryError> {
+        let mongo = &self.stores().documents;
+        let coll = mongo.database().collection::<Document>(collection);
+        let cursor = mongo
+            .timed(
+                "analytics",
+                coll.find(filter).sort(doc! {"day": 1, "_id": 1}),
+            )
+            .await?;
+        let docs: Vec<Document> = mongo.timed("analytics", cursor.try_collect()).await?;
+        Ok(docs
+            .into_iter()
+            .filter_map(|d| mongodb::bson::from_document(d).ok())
+            .collect())
+    }
+
+    /// Day × mode rollups in `range`, for one mode or all.
+    pub async fn daily(
+        &self,
+        range: DayRange,
+        mode: Option<&str>,
+    ) -> Result<(Vec<ModeDay>, Level), QueryError> {
+        if let Some(m) = mode
+            && !crate::trip::MODES.contains(&m)
+        {
+            return Err(invalid("mode", format!("unknown mode `{m}`")));
+        }
+        let key = format!("daily:{}:{}", range.key(), mode.unwrap_or("*"));
+        self.cache()
+            .get_or_load(TAG, &key, || async {
+                let mut filter = range.filter();
+                if let Some(m) = mode {
+                    filter.insert("mode", m);
+                }
+                self.rollup_docs::<ModeDay>(DAILY, filter).await
+            })
+            .await
+    }
+
+    /// Totals per mode over the last `days` days, most trips first.
+    pub async fn mode_totals(&self, days: u32) -> Result<(Vec<ModeTotals>, Level), QueryError> {
+        let (rows, level) = self.daily(DayRange::last(days)?, None).await?;
+        let mut by_mode: BTreeMap<String, ModeTotals> = BTreeMap::new();
+        for r in rows {
+            let t = by_mode.entry(r.mode.clone()).or_insert(ModeTotals {
+                mode: r.mode,
+                trips: 0,
+                distance_m: 0.0,
+                points: 0,
+            });
+            t.trips += r.trips;
+            t.distance_m += r.distance_m;
+            t.points += r.points;
+        }
+        let mut out: Vec<ModeTotals> = by_mode.into_values().collect();
+        out.sort_by(|a, b| b.trips.cmp(&a.trips).then(a.mode.cmp(&b.mode)));
+        Ok((out, level))
+    }
+
+    /// User `user`'s day rollups in `range`.
+    pub async fn user_daily(
+        &self,
+        user: u64,
+        range: DayRange,
+    ) -> Result<(Vec<UserDay>, Level), QueryError> {
+        let key = format!("user:{user}:{}", range.key());
+        self.cache()
+            .get_or_load(TAG, &key, || async {
+                let mut filter = range.filter();
+                filter.insert("userId", user as i64);
+                self.rollup_docs::<UserDay>(USER_DAILY, filter).await
+            })
+            .await
+    }
+}

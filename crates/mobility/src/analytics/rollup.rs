@@ -1,0 +1,301 @@
+//! The `analytics.rollup` job: one day's completed trips, grouped in MySQL, replacing that
+//! day's rollup documents (one MongoDB transaction) and `mobility_daily` points.
+//!
+//! Late trips: a trip lands in the day it started, and its job may run hours later. The
+//! scheduled run (no `day` in the payload) therefore rolls up today and yesterday, so a trip
+//! completed up to a day late is counted by the next hourly run; an older day is re-rolled by
+//! running the job with that day (docs/analytics.md#late-trips).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use chrono::{NaiveDate, Utc};
+use mongodb::bson::{Document, doc};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use tsp_hub::{HubError, Point};
+use tsp_queue::{JobContext, JobError, Registry};
+
+use super::{DAILY, JOB_TYPE, ModeDay, TAG, USER_DAILY, UserDay, day_key};
+use crate::complete::Trips;
+
+/// What one day's rollup did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollupReport {
+    /// The day.
+    pub day: String,
+    /// Completed trips counted.
+    pub trips: u64,
+    /// Modes with trips.
+    pub modes: usize,
+    /// Users with trips.
+    pub users: usize,
+    /// Time in MySQL's queries, ms.
+    pub sql_ms: f64,
+    /// Time in all, ms.
+    pub total_ms: f64,
+}
+
+/// The payload: a day, or none for today and yesterday.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollupPayload {
+    /// `YYYY-MM-DD` (UTC).
+    #[serde(default)]
+    pub day: Option<String>,
+}
+
+/// Registers `analytics.rollup` on `registry`.
+pub fn register(trips: &Trips, registry: &mut Registry) {
+    let trips = trips.clone();
+    registry.register(JOB_TYPE, move |_: JobContext, p: RollupPayload| {
+        let trips = trips.clone();
+        async move {
+            let days = match &p.day {
+                Some(d) => vec![
+                    NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                        .map_err(|_| JobError::abort(format!("day: `{d}` is not YYYY-MM-DD")))?,
+                ],
+                None => {
+                    let today = Utc::now().date_naive();
+                    vec![today.pred_opt().unwrap_or(today), today]
+                }
+            };
+            let mut reports = Vec::new();
+            for day in days {
+                reports.push(trips.rollup_day(day).await?);
+            }
+            Ok(serde_json::to_value(reports).unwrap_or_default())
+        }
+    });
+}
+
+const IDS_PER_QUERY: usize = 1000;
+
+/// The day's completed trips grouped in MySQL: per mode, per user, and each trip's id, user
+/// and mode (to place its points, which live in another database).
+struct Grouped {
+    modes: Vec<ModeDay>,
+    users: Vec<UserDay>,
+    trips: Vec<(String, u64, String)>,
+}
+
+impl Trips {
+    /// Rolls up `day`: replaces its documents and points with what MySQL holds now.
+    pub async fn rollup_day(&self, day: NaiveDate) -> Result<RollupReport, HubError> {
+        let started = Instant::now();
+        let mut g = self.group_day(day).await?;
+        let points = self.points_of(&g.trips).await?;
+        let sql_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let (mut by_mode, mut by_user) = (HashMap::new(), HashMap::new());
+        for (id, user, mode) in &g.trips {
+            let p = points.get(id).copied().unwrap_or(0);
+            *by_mode.entry(mode.as_str()).or_insert(0) += p;
+            *by_user.entry(*user).or_insert(0) += p;
+        }
+        for m in &mut g.modes {
+            m.points = by_mode.get(m.mode.as_str()).copied().unwrap_or(0);
+        }
+        for u in &mut g.users {
+            u.points = by_user.get(&u.user_id).copied().unwrap_or(0);
+        }
+        self.replace_documents(day, &g).await?;
+        self.write_points(day, &g.modes).await;
+        self.cache().invalidate(&[TAG.to_string()]).await?;
+        Ok(RollupReport {
+            day: day_key(day),
+            trips: g.trips.len() as u64,
+            modes: g.modes.len(),
+            users: g.users.len(),
+            sql_ms,
+            total_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    async fn group_day(&self, day: NaiveDate) -> Result<Grouped, HubError> {
+        let dataset = &self.stores().dataset;
+        let from = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+        let to = from + chrono::Duration::days(1);
+        let window = "status = 'completed' AND started_at >= ? AND started_at < ?";
+        let modes = dataset
+            .timed(
+                "rollup modes",
+                sqlx::query(&format!(
+                    "SELECT mode, COUNT(*), CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
+                     CAST(COALESCE(SUM(duration_s), 0) AS SIGNED), COUNT(DISTINCT user_id) \
+                     FROM trips WHERE {window} GROUP BY mode ORDER BY mode"
+                ))
+                .bind(from)
+                .bind(to)
+                .fetch_all(dataset.pool()),
+            )
+            .await?;
+        let users = dataset
+            .timed(
+                "rollup users",
+                sqlx::query(&format!(
+                    "SELECT user_id, COUNT(*), CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
+                     CAST(COALESCE(SUM(duration_s), 0) AS SIGNED), COUNT(DISTINCT mode) \
+                     FROM trips WHERE {window} GROUP BY user_id ORDER BY user_id"
+                ))
+                .bind(from)
+                .bind(to)
+                .fetch_all(dataset.pool()),
+            )
+            .await?;
+        let trips = dataset
+            .timed(
+                "rollup trips",
+                sqlx::query(&format!(
+                    "SELECT trip_id, user_id, mode FROM trips WHERE {window}"
+                ))
+                .bind(from)
+                .bind(to)
+                .fetch_all(dataset.pool()),
+            )
+            .await?;
+        let key = day_key(day);
+        Ok(Grouped {
+            modes: modes
+                .iter()
+                .map(|r| ModeDay {
+                    day: key.clone(),
+                    mode: r.get(0),
+                    trips: r.get::<i64, _>(1) as u64,
+                    distance_m: r.get(2),
+                    duration_s: r.get(3),
+                    points: 0,
+                    active_users: r.get::<i64, _>(4) as u64,
+                })
+                .collect(),
+            users: users
+                .iter()
+                .map(|r| UserDay {
+                    day: key.clone(),
+                    user_id: r.get(0),
+                    trips: r.get::<i64, _>(1) as u64,
+                    distance_m: r.get(2),
+                    duration_s: r.get(3),
+                    points: 0,
+                    modes: r.get::<i64, _>(4) as u32,
+                })
+                .collect(),
+            trips: trips
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+        })
+    }
+
+    /// Each trip's points as `incentive` holds them now (earns less reversals), summed in
+    /// MySQL, a thousand trips per query.
+    async fn points_of(
+        &self,
+        trips: &[(String, u64, String)],
+    ) -> Result<HashMap<String, i64>, HubError> {
+        let incentive = &self.stores().incentive;
+        let mut out = HashMap::with_capacity(trips.len());
+        for chunk in trips.chunks(IDS_PER_QUERY) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let sql = format!(
+                "SELECT reference_id, CAST(SUM(points) AS SIGNED) FROM points_transactions \
+                 WHERE reference_type = 'trip' AND reference_id IN ({marks}) GROUP BY reference_id"
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, _, _) in chunk {
+                q = q.bind(id);
+            }
+            let rows = incentive
+                .timed("rollup points", q.fetch_all(incentive.pool()))
+                .await?;
+            for r in rows {
+                out.insert(r.get::<String, _>(0), r.get::<i64, _>(1));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces the day's documents in both collections, in one transaction: a reader sees the
+    /// old day or the new one, never a mix.
+    async fn replace_documents(&self, day: NaiveDate, g: &Grouped) -> Result<(), HubError> {
+        let mongo = &self.stores().documents;
+        let key = day_key(day);
+        let modes: Vec<Document> = g
+            .modes
+            .iter()
+            .filter_map(|m| mongodb::bson::to_document(m).ok())
+            .collect();
+        let users: Vec<Document> = g
+            .users
+            .iter()
+            .filter_map(|u| mongodb::bson::to_document(u).ok())
+            .collect();
+        let db = mongo.database();
+        let daily = db.collection::<Document>(DAILY);
+        let user_daily = db.collection::<Document>(USER_DAILY);
+        let mut session = mongo
+            .timed("start session", mongo.client().start_session())
+            .await?;
+        mongo
+            .timed("start transaction", session.start_transaction())
+            .await?;
+        let filter = doc! {"day": &key};
+        mongo
+            .timed(
+                "rollup",
+                daily.delete_many(filter.clone()).session(&mut session),
+            )
+            .await?;
+        mongo
+            .timed(
+                "rollup",
+                user_daily.delete_many(filter).session(&mut session),
+            )
+            .await?;
+        if !modes.is_empty() {
+            mongo
+                .timed("rollup", daily.insert_many(modes).session(&mut session))
+                .await?;
+        }
+        if !users.is_empty() {
+            mongo
+                .timed(
+                    "rollup",
+                    user_daily.insert_many(users).session(&mut session),
+                )
+                .await?;
+        }
+        mongo.timed("commit", session.commit_transaction()).await
+    }
+
+    /// One `mobility_daily` point per mode (every mode, zeros where there were no trips) at the
+    /// day's midnight (UTC): a re-run overwrites the same points, also when a mode's trips
+    /// were all compensated since.
+    async fn write_points(&self, day: NaiveDate, modes: &[ModeDay]) {
+        let writer = self.stores().metrics.writer();
+        let at = day
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .and_utc()
+            .timestamp_nanos_opt()
+            .unwrap_or(0);
+        let tags = self.hub().config().influx_tags.pairs();
+        for mode in crate::trip::MODES {
+            let m = modes.iter().find(|m| m.mode == *mode);
+            let mut point = Point::new("mobility_daily")
+                .tag("mode", *mode)
+                .field("trips", m.map_or(0, |m| m.trips as i64))
+                .field("distance_km", m.map_or(0.0, |m| m.distance_m / 1000.0))
+                .field("points", m.map_or(0, |m| m.points))
+                .field("active_users", m.map_or(0, |m| m.active_users as i64))
+                .timestamp_ns(at);
+            for (k, v) in &tags {
+                point = point.tag(k.as_str(), v.as_str());
+            }
+            if let Err(e) = writer.write_wait(&point).await {
+                tracing::warn!(error = %e, "mobility_daily point refused");
+            }
+        }
+    }
+}
