@@ -6,11 +6,11 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::TryStreamExt;
-use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 use serde::{Deserialize, Serialize};
 use tsp_hub::{HubError, Level};
 
-use crate::complete::{ACTIVITY_LOG, TRAJECTORIES, Trips, ms_to_naive};
+use crate::complete::{TRAJECTORIES, Trips, ms_to_naive};
 use crate::trip::haversine_m;
 
 /// Why a query could not answer.
@@ -406,9 +406,9 @@ impl Trips {
             .collect())
     }
 
-    /// Per user, over the last `days` days of completed trips: count, distance, duration and
-    /// distinct modes; most trips first. Cached (tag `analytics`) for the cache's TTLs: trip
-    /// completions do not invalidate it.
+    /// Per user over the last `days` days and today (whole UTC days): trips, distance,
+    /// duration and distinct modes, most trips first, from the daily rollups
+    /// (docs/analytics.md), through the cache.
     pub async fn engagement(
         &self,
         days: u32,
@@ -416,52 +416,63 @@ impl Trips {
     ) -> Result<Cached<EngagementReport>, QueryError> {
         let days = check_days(days)?;
         let limit = check_limit(limit)?;
+        let to = chrono::Utc::now().date_naive();
+        let range = crate::analytics::DayRange {
+            from: to - chrono::Duration::days(i64::from(days)),
+            to,
+        };
         let (value, cache) = self
             .cache()
             .get_or_load(
                 "analytics",
                 &format!("engagement:{days}:{limit}"),
                 || async {
-                    let mongo = &self.stores().documents;
-                    let since = bson::DateTime::from_millis(now_ms() - i64::from(days) * DAY_MS);
-                    let pipeline = vec![
-                        doc! {"$match": {"type": "trip.completed", "at": {"$gte": since}}},
-                        doc! {"$group": {
-                            "_id": "$userId",
-                            "trips": {"$sum": 1},
-                            "distanceM": {"$sum": "$distanceM"},
-                            "durationS": {"$sum": "$durationS"},
-                            "modes": {"$addToSet": "$mode"},
-                        }},
-                        doc! {"$project": {
-                            "trips": 1, "distanceM": 1, "durationS": 1,
-                            "modeVariety": {"$size": "$modes"},
-                        }},
-                        doc! {"$sort": {"trips": -1, "_id": 1}},
-                        doc! {"$limit": i64::from(limit)},
-                    ];
-                    let coll = mongo.database().collection::<Document>(ACTIVITY_LOG);
-                    let cursor = mongo.timed("engagement", coll.aggregate(pipeline)).await?;
-                    let docs: Vec<Document> =
-                        mongo.timed("engagement", cursor.try_collect()).await?;
+                    let rows = self.all_user_days(range).await?;
                     Ok::<_, QueryError>(EngagementReport {
                         days,
-                        users: docs
-                            .iter()
-                            .map(|d| Engagement {
-                                user_id: number(d, "_id") as u64,
-                                trips: number(d, "trips") as u64,
-                                distance_m: number(d, "distanceM"),
-                                duration_s: number(d, "durationS"),
-                                mode_variety: number(d, "modeVariety") as u32,
-                            })
-                            .collect(),
+                        users: engagement_of(rows, limit as usize),
                     })
                 },
             )
             .await?;
         Ok(Cached { value, cache })
     }
+}
+
+/// Sums user days per user: trips, distance, duration, and the modes used on any day.
+fn engagement_of(rows: Vec<crate::analytics::UserDay>, limit: usize) -> Vec<Engagement> {
+    let mut by_user: std::collections::BTreeMap<
+        u64,
+        (Engagement, std::collections::BTreeSet<String>),
+    > = std::collections::BTreeMap::new();
+    for r in rows {
+        let (e, modes) = by_user.entry(r.user_id).or_insert_with(|| {
+            (
+                Engagement {
+                    user_id: r.user_id,
+                    trips: 0,
+                    distance_m: 0.0,
+                    duration_s: 0.0,
+                    mode_variety: 0,
+                },
+                Default::default(),
+            )
+        });
+        e.trips += r.trips;
+        e.distance_m += r.distance_m;
+        e.duration_s += r.duration_s as f64;
+        modes.extend(r.mode_list);
+    }
+    let mut out: Vec<Engagement> = by_user
+        .into_values()
+        .map(|(mut e, modes)| {
+            e.mode_variety = modes.len() as u32;
+            e
+        })
+        .collect();
+    out.sort_by(|a, b| b.trips.cmp(&a.trips).then(a.user_id.cmp(&b.user_id)));
+    out.truncate(limit);
+    out
 }
 
 /// A numeric field whatever its BSON number type (0 when absent).

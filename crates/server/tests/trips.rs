@@ -173,6 +173,11 @@ async fn two_servers_answer_queries_and_never_serve_an_invalidated_entry() {
     assert_eq!(near.as_array().unwrap().len(), 16, "{near}");
     let (_, users) = get(&b, "/users/near?lat=-16.89&lng=145.75&radius_km=2").await;
     assert_eq!(users[0]["userId"], 1, "{users}");
+    // Engagement reads the daily rollups: roll up the days these trips started on.
+    let today = chrono::Utc::now().date_naive();
+    for d in [today - chrono::Duration::days(1), today] {
+        trips.rollup_day(d).await.unwrap();
+    }
     let (_, engagement) = get(&b, "/analytics/engagement?days=7").await;
     assert_eq!(engagement["cache"], "source", "{engagement}");
     assert_eq!(engagement["users"][0]["userId"], 1, "{engagement}");

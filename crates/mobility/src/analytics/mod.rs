@@ -63,6 +63,9 @@ pub struct UserDay {
     pub points: i64,
     /// Distinct modes.
     pub modes: u32,
+    /// Those modes.
+    #[serde(default)]
+    pub mode_list: Vec<String>,
 }
 
 /// `day` as stored: `YYYY-MM-DD`.

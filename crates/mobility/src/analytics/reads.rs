@@ -158,6 +158,12 @@ impl Trips {
         Ok((out, level))
     }
 
+    /// Every user's day rollups in `range` (the engagement report sums them).
+    pub(crate) async fn all_user_days(&self, range: DayRange) -> Result<Vec<UserDay>, QueryError> {
+        self.rollup_docs::<UserDay>(USER_DAILY, range.filter())
+            .await
+    }
+
     /// User `user`'s day rollups in `range`.
     pub async fn user_daily(
         &self,

@@ -136,7 +136,8 @@ impl Trips {
                 "rollup users",
                 sqlx::query(&format!(
                     "SELECT user_id, COUNT(*), CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
-                     CAST(COALESCE(SUM(duration_s), 0) AS SIGNED), COUNT(DISTINCT mode) \
+                     CAST(COALESCE(SUM(duration_s), 0) AS SIGNED), COUNT(DISTINCT mode), \
+                     GROUP_CONCAT(DISTINCT mode ORDER BY mode SEPARATOR ',') \
                      FROM trips WHERE {window} GROUP BY user_id ORDER BY user_id"
                 ))
                 .bind(from)
@@ -179,6 +180,11 @@ impl Trips {
                     duration_s: r.get(3),
                     points: 0,
                     modes: r.get::<i64, _>(4) as u32,
+                    mode_list: r
+                        .get::<String, _>(5)
+                        .split(',')
+                        .map(str::to_string)
+                        .collect(),
                 })
                 .collect(),
             trips: trips

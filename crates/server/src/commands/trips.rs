@@ -7,6 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tsp_config::LoadOptions;
 use tsp_hub::{Cache, Hub, HubHealth, Level, Status};
+use tsp_mobility::analytics::RollupReport;
 use tsp_mobility::batch::{self, Footprint, JobTimes, Rate};
 use tsp_mobility::complete::Trips;
 use tsp_mobility::queries::{Around, QueryError};
@@ -141,22 +142,45 @@ pub async fn simulate(hub: &Hub, args: &SimulateArgs) -> anyhow::Result<u8> {
     };
     let bar = (!args.json).then(progress_bar);
     let summary = run_batch(hub, &trips, &plan, concurrency, bar.as_ref()).await?;
+    let rolled = roll_up(&trips, args.days).await?;
     let health = hub.health().await;
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"summary": summary, "health": health})
+                &serde_json::json!({"summary": summary, "analytics": rolled, "health": health})
             )?
         );
     } else {
         print!("{}", summary_text(&summary, &health));
+        let trips: u64 = rolled.iter().map(|r| r.trips).sum();
+        let ms: f64 = rolled.iter().map(|r| r.total_ms).sum();
+        println!(
+            "analytics    {} days rolled up ({trips} trips) in {:.0} ms\n",
+            rolled.len(),
+            ms
+        );
     }
     Ok(if summary.failed == 0 && health.status == Status::Up {
         0
     } else {
         1
     })
+}
+
+/// The analytics flow after the trips: every day the generated trips can have started on
+/// (`days` back, and today) rolled up from MySQL into MongoDB and InfluxDB.
+async fn roll_up(trips: &Trips, days: u32) -> anyhow::Result<Vec<RollupReport>> {
+    let today = chrono::Utc::now().date_naive();
+    let mut out = Vec::new();
+    for back in (0..=i64::from(days) + 1).rev() {
+        out.push(
+            trips
+                .rollup_day(today - chrono::Duration::days(back))
+                .await?,
+        );
+    }
+    Ok(out)
 }
 
 fn summary_text(s: &BatchSummary, health: &HubHealth) -> String {
