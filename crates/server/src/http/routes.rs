@@ -56,6 +56,11 @@ fn route(
 
 /// Every route.
 pub(super) fn table() -> Vec<Route> {
+    [service(), jobs(), data()].into_iter().flatten().collect()
+}
+
+/// Probes, metrics and sessions.
+fn service() -> Vec<Route> {
     use Access::*;
     vec![
         route("GET", "/health/live", Public, get(probes::live)),
@@ -75,6 +80,13 @@ pub(super) fn table() -> Vec<Route> {
             Authenticated,
             delete(sessions::revoke_all),
         ),
+    ]
+}
+
+/// Jobs, queues and schedules.
+fn jobs() -> Vec<Route> {
+    use Access::*;
+    vec![
         route("POST", "/jobs", Authenticated, post(jobs::post_job)),
         route("GET", "/jobs/{id}", Authenticated, get(jobs::get_job)),
         route("POST", "/jobs/{id}/retry", Operator, post(jobs::retry_job)),
@@ -94,6 +106,14 @@ pub(super) fn table() -> Vec<Route> {
             Operator,
             delete(schedules::remove),
         ),
+    ]
+}
+
+/// Users, trips and analytics.
+fn data() -> Vec<Route> {
+    use Access::*;
+    let analytics_read = Scope(S::AnalyticsRead);
+    vec![
         route(
             "GET",
             "/users/{id}/stats",
@@ -121,19 +141,19 @@ pub(super) fn table() -> Vec<Route> {
         route(
             "GET",
             "/analytics/engagement",
-            Scope(S::AnalyticsRead),
+            analytics_read,
             get(queries::engagement),
         ),
         route(
             "GET",
             "/analytics/daily",
-            Scope(S::AnalyticsRead),
+            analytics_read,
             get(analytics::daily),
         ),
         route(
             "GET",
             "/analytics/modes",
-            Scope(S::AnalyticsRead),
+            analytics_read,
             get(analytics::modes),
         ),
         route(
