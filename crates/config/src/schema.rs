@@ -583,7 +583,7 @@ pub static HEALTH_FIELDS: &[Field] = &[
         "interval",
         FieldType::Duration,
         |_| s("15s"),
-        "how often `serve` re-checks every store (gauges, logs, store_health points)",
+        "how often `serve` re-checks every store (gauges, logs, vendor-latency points)",
     ),
 ];
 

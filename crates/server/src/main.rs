@@ -194,6 +194,30 @@ async fn serve(
     Ok(0)
 }
 
+/// One point of `influx.service_monitor.measurement` (`vendor_latency`): the round trip of a
+/// health check to one store (the service's vendors), tagged with the store and instance.
+/// Waiting for room in the writer's buffer is bounded by `influx.service_monitor.timeout`;
+/// past it the point is dropped and counted, so a slow InfluxDB never holds up health checks.
+async fn record_vendor_latency(hub: &Hub, w: &tsp_hub::PointWriter, i: &tsp_hub::InstanceHealth) {
+    let sm = &hub.config().service_monitor;
+    let mut point = tsp_hub::Point::new(sm.measurement.as_str())
+        .tag("store", i.store)
+        .tag("instance", i.instance.as_str())
+        .field("up", i.status == Status::Up)
+        .field("latency_ms", i.latency_ms);
+    for (k, v) in hub.config().influx_tags.pairs() {
+        point = point.tag(k, v);
+    }
+    match tokio::time::timeout(sm.timeout, w.write_wait(&point)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot record vendor latency"),
+        Err(_) => {
+            metrics::counter!("tsp_vendor_latency_dropped_total").increment(1);
+            tracing::debug!("vendor latency point dropped: the writer stayed full");
+        }
+    }
+}
+
 /// `tsp-job roundtrip`: 1 when a required store failed its round trip or is down.
 async fn roundtrip(hub: &Hub) -> u8 {
     let outcomes = commands::roundtrip::run(hub, Duration::from_secs(15)).await;
@@ -256,8 +280,8 @@ async fn migrate(hub: &Hub, args: &MigrateArgs) -> anyhow::Result<u8> {
 }
 
 /// Re-checks health every `health.interval`: keeps the `tsp_store_up` gauges current, retries
-/// optional stores that were down, logs each change of state, and records each check as a
-/// `store_health` point in the service-monitor bucket (history that outlives the process).
+/// optional stores that were down, logs each change of state, and records each check in the
+/// service-monitor bucket (docs/metrics.md#points-in-influxdb).
 async fn watch_health(hub: Hub) {
     let mut last: std::collections::HashMap<String, Status> = Default::default();
     let monitor = hub.service_monitor_writer().ok();
@@ -267,14 +291,7 @@ async fn watch_health(hub: Hub) {
         let first_round = last.is_empty();
         for i in &h.instances {
             if let Some(w) = &monitor {
-                let point = tsp_hub::Point::new("store_health")
-                    .tag("store", i.store)
-                    .tag("instance", i.instance.as_str())
-                    .field("up", i.status == Status::Up)
-                    .field("latency_ms", i.latency_ms);
-                if let Err(e) = w.write(&point) {
-                    tracing::warn!(error = %e, "cannot record store health");
-                }
+                record_vendor_latency(&hub, w, i).await;
             }
             let key = format!("{}.{}", i.store, i.instance);
             if last.insert(key.clone(), i.status) != Some(i.status) && !first_round {

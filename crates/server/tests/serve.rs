@@ -11,7 +11,13 @@ use common::{Server, api_key, closed_port, metric, run, text};
 #[test]
 fn health_probes_answer_and_metrics_move_after_real_commands() {
     let key = api_key(&[], &["admin"]);
-    let mut server = Server::start(&["health.interval=200ms"], &[]).with_credential(key);
+    let measurement = format!("vendor_latency_{}", rand::random::<u32>());
+    let sets = [
+        "health.interval=200ms".to_string(),
+        format!("influx.service_monitor.measurement={measurement}"),
+    ];
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    let mut server = Server::start(&sets, &[]).with_credential(key);
 
     let (code, body) = server.get("/health/live");
     assert_eq!((code, body.as_str()), (200, r#"{"status":"up"}"#));
@@ -140,7 +146,8 @@ fn health_probes_answer_and_metrics_move_after_real_commands() {
         0.0
     );
 
-    // The health watcher writes store_health points every 200 ms; the writer flushes each second.
+    // The health watcher writes a vendor-latency point per store every 200 ms, under the
+    // configured measurement; the writer flushes each second.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let (_, m) = server.get("/metrics");
@@ -156,6 +163,29 @@ fn health_probes_answer_and_metrics_move_after_real_commands() {
         assert!(Instant::now() < deadline, "no influx points written:\n{m}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    let config = tsp_testkit::config(&[]);
+    let influx = &config.influx[&config.service_monitor.instance];
+    let q = format!(
+        "SELECT count(latency_ms) FROM {measurement} WHERE store = 'mysql' AND instance = 'portal'"
+    );
+    let r: serde_json::Value = reqwest::blocking::Client::new()
+        .get(format!("{}/query", influx.url))
+        .query(&[
+            ("db", config.service_monitor.bucket.as_str()),
+            ("q", q.as_str()),
+        ])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let n = r
+        .pointer("/results/0/series/0/values/0/1")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    assert!(
+        n >= 1,
+        "vendor latency of mysql.portal under {measurement}: {r}"
+    );
 
     assert_eq!(server.terminate(), Some(0), "SIGTERM ends serve cleanly");
 }
