@@ -24,57 +24,144 @@ fn refused(store: &'static str, instance: &str, message: String) -> HubError {
     HubError::store(store, instance, "migrate", message)
 }
 
-/// One InfluxDB database and its default retention policy.
+/// One InfluxDB step: statements run once, in order, on one database.
 pub struct InfluxStep {
     /// The step's number: steps apply in order, once.
     pub version: i64,
-    /// The database to create.
+    /// The database it runs on.
     pub database: String,
-    /// The name of its default retention policy.
-    pub retention_policy: &'static str,
-    /// How long that policy keeps data (an InfluxQL duration, `30d`).
-    pub duration: &'static str,
+    /// What it does, for reports.
+    pub description: String,
+    /// Its InfluxQL statements.
+    pub statements: Vec<String>,
 }
 
-impl InfluxStep {
-    fn description(&self) -> String {
+/// The retention policy that keeps downsampled series (raw points keep the database's default).
+pub const LONG_RETENTION: &str = "tsp_2y";
+
+/// A raw measurement rolled up into hourly and daily series in [`LONG_RETENTION`]: the
+/// aggregates of the continuous queries, `field` expressions with their names.
+pub struct Downsampled {
+    /// The raw measurement.
+    pub measurement: &'static str,
+    /// `sum("count") AS "trips"`, …
+    pub aggregates: &'static str,
+}
+
+/// What is downsampled where: trips and jobs in the instance's database, vendor latency in the
+/// service-monitor one.
+const TRIP_AND_JOB_SERIES: &[Downsampled] = &[
+    Downsampled {
+        measurement: "trip_bookings",
+        aggregates: "sum(\"count\") AS \"trips\", sum(\"distance_m\") AS \"distance_m\", \
+                     sum(\"points\") AS \"points\"",
+    },
+    Downsampled {
+        measurement: "job_execution",
+        aggregates: "count(\"duration_ms\") AS \"jobs\", mean(\"duration_ms\") AS \"mean_ms\", \
+                     max(\"duration_ms\") AS \"max_ms\"",
+    },
+];
+
+impl Downsampled {
+    /// The `SELECT … INTO` a continuous query runs, for `database` at resolution `every`
+    /// (`1h`, `1d`), optionally limited to a time range (a backfill).
+    pub fn select_into(&self, database: &str, every: &str, range: Option<(i64, i64)>) -> String {
+        let when = match range {
+            Some((from, to)) => format!(" WHERE time >= {from}ms AND time < {to}ms"),
+            None => String::new(),
+        };
         format!(
-            "database {} with default retention {} ({})",
-            self.database, self.retention_policy, self.duration
+            "SELECT {} INTO \"{database}\".\"{LONG_RETENTION}\".\"{}_{every}\" FROM \"{database}\"..\"{}\"{when} GROUP BY time({every}), *",
+            self.aggregates, self.measurement, self.measurement
         )
     }
 
-    fn statements(&self) -> [String; 2] {
-        [
-            format!("CREATE DATABASE \"{}\"", self.database),
-            format!(
-                "CREATE RETENTION POLICY \"{}\" ON \"{}\" DURATION {} REPLICATION 1 DEFAULT",
-                self.retention_policy, self.database, self.duration
-            ),
-        ]
-    }
-
-    fn checksum(&self) -> String {
-        fnv(&self.statements().join(";"))
+    fn continuous_query(&self, database: &str, every: &str) -> String {
+        format!(
+            "CREATE CONTINUOUS QUERY \"cq_{}_{every}\" ON \"{database}\" BEGIN {} END",
+            self.measurement,
+            self.select_into(database, every, None)
+        )
     }
 }
 
-/// The databases of an instance: its own; the primary also carries the service-monitor one.
+fn database_step(version: i64, database: &str, rp: &str, duration: &str) -> InfluxStep {
+    InfluxStep {
+        version,
+        database: database.to_string(),
+        description: format!("database {database} with default retention {rp} ({duration})"),
+        statements: vec![
+            format!("CREATE DATABASE \"{database}\""),
+            format!(
+                "CREATE RETENTION POLICY \"{rp}\" ON \"{database}\" DURATION {duration} REPLICATION 1 DEFAULT"
+            ),
+        ],
+    }
+}
+
+fn downsampling_step(version: i64, database: &str, series: &[Downsampled]) -> InfluxStep {
+    let mut statements = vec![format!(
+        "CREATE RETENTION POLICY \"{LONG_RETENTION}\" ON \"{database}\" DURATION 730d REPLICATION 1"
+    )];
+    for s in series {
+        for every in ["1h", "1d"] {
+            statements.push(s.continuous_query(database, every));
+        }
+    }
+    let names: Vec<&str> = series.iter().map(|s| s.measurement).collect();
+    InfluxStep {
+        version,
+        database: database.to_string(),
+        description: format!(
+            "downsampling of {} into {LONG_RETENTION} (1h, 1d)",
+            names.join(", ")
+        ),
+        statements,
+    }
+}
+
+/// The series downsampled in `database` of `store`.
+pub fn downsampled(hub: &Hub, store: &InfluxStore, database: &str) -> Vec<Downsampled> {
+    let sm = &hub.config().service_monitor;
+    let mut out = Vec::new();
+    if store.name() == "primary" && database == store.settings().v1_database() {
+        out.extend(TRIP_AND_JOB_SERIES.iter().map(|d| Downsampled {
+            measurement: d.measurement,
+            aggregates: d.aggregates,
+        }));
+    }
+    if sm.instance == store.name() && database == sm.bucket {
+        out.push(Downsampled {
+            measurement: "vendor_latency",
+            aggregates: "mean(\"latency_ms\") AS \"mean_ms\", max(\"latency_ms\") AS \"max_ms\"",
+        });
+    }
+    out
+}
+
+impl InfluxStep {
+    fn checksum(&self) -> String {
+        fnv(&self.statements.join(";"))
+    }
+}
+
+/// The steps of an instance: its database; the primary's also downsamples trips and jobs, and
+/// the instance carrying the service-monitor database creates and downsamples that one.
 pub fn influx_steps(hub: &Hub, store: &InfluxStore) -> Vec<InfluxStep> {
-    let mut steps = vec![InfluxStep {
-        version: 1,
-        database: store.settings().v1_database().to_string(),
-        retention_policy: "tsp_90d",
-        duration: "90d",
-    }];
+    let own = store.settings().v1_database().to_string();
+    let mut steps = vec![database_step(1, &own, "tsp_90d", "90d")];
     let sm = &hub.config().service_monitor;
     if sm.instance == store.name() {
-        steps.push(InfluxStep {
-            version: 2,
-            database: sm.bucket.clone(),
-            retention_policy: "tsp_30d",
-            duration: "30d",
-        });
+        steps.push(database_step(2, &sm.bucket, "tsp_30d", "30d"));
+    }
+    let mut version = 3;
+    for db in [own, sm.bucket.clone()] {
+        let series = downsampled(hub, store, &db);
+        if !series.is_empty() {
+            steps.push(downsampling_step(version, &db, &series));
+            version += 1;
+        }
     }
     steps
 }
@@ -107,7 +194,7 @@ pub async fn run_influx(
 ) -> Result<MigrationReport, HubError> {
     let mut report = MigrationReport::new("influx", store.name(), dry_run);
     for step in influx_steps(hub, store) {
-        let name = format!("{} {}", step.version, step.description());
+        let name = format!("{} {}", step.version, step.description);
         let sum = step.checksum();
         match influx_recorded(store, &step).await? {
             Some(found) if found == sum => {
@@ -124,13 +211,13 @@ pub async fn run_influx(
             None => {}
         }
         if !dry_run {
-            for statement in step.statements() {
-                store.query_v1(&step.database, &statement).await?;
+            for statement in &step.statements {
+                store.query_v1(&step.database, statement).await?;
             }
             let line = format!(
                 "_tsp_migrations,version={} checksum=\"{sum}\",description=\"{}\"\n",
                 step.version,
-                step.description().replace('"', "'")
+                step.description.replace('"', "'")
             );
             let body = line.into_bytes();
             store

@@ -184,3 +184,104 @@ async fn a_v2_instance_on_a_server_without_the_v2_api_is_a_clear_error() {
     assert!(err.contains("HTTP 404"), "{err}");
     assert!(!err.contains("t0k3n-never-shown"), "{err}");
 }
+
+#[tokio::test]
+async fn raw_points_are_downsampled_into_the_long_retention_policy() {
+    let db = format!("tsp_t_{}", tag());
+    let sm = format!("{db}_sm");
+    let hub = hub(&[
+        format!("influx.primary.database={db}"),
+        format!("influx.service_monitor.bucket={sm}"),
+    ])
+    .await;
+    let primary = hub.influx("primary").unwrap();
+    let first = store_schema::run_influx(&hub, primary, false)
+        .await
+        .unwrap();
+    assert_eq!(first.applied.len(), 4, "{first:?}");
+    let cqs = primary
+        .query_v1("", "SHOW CONTINUOUS QUERIES")
+        .await
+        .unwrap()
+        .to_string();
+    for name in [
+        "cq_trip_bookings_1h",
+        "cq_trip_bookings_1d",
+        "cq_job_execution_1h",
+    ] {
+        assert!(cqs.contains(name), "{name} in {cqs}");
+    }
+    assert!(cqs.contains("cq_vendor_latency_1d"), "{cqs}");
+
+    // Five bookings over two whole hours that ended before the last full hour.
+    let hour = 3_600_000_i64;
+    let start = (chrono::Utc::now().timestamp_millis() / hour - 3) * hour;
+    let lines: String = [
+        (0, 1000.0, 10),
+        (10, 2000.0, 20),
+        (50, 500.0, 5),
+        (61, 1500.0, 15),
+        (119, 100.0, 1),
+    ]
+    .iter()
+    .map(|(minute, metres, points)| {
+        format!(
+            "trip_bookings,mode=bus count=1i,distance_m={metres},points={points}i {}\n",
+            (start + minute * 60_000) * 1_000_000
+        )
+    })
+    .collect();
+    primary
+        .write_body(&db, lines.into_bytes().into())
+        .await
+        .unwrap();
+    // Continuous queries run at the end of each interval for that interval only; the past hours
+    // here are filled the way an operator backfills: the same SELECT … INTO, with a time range.
+    let series = store_schema::downsampled(&hub, primary, &db);
+    let bookings = series
+        .iter()
+        .find(|s| s.measurement == "trip_bookings")
+        .unwrap();
+    primary
+        .query_v1(
+            &db,
+            &bookings.select_into(&db, "1h", Some((start, start + 2 * hour))),
+        )
+        .await
+        .unwrap();
+    let r = primary
+        .query_v1(
+            &db,
+            &format!(
+                "SELECT trips, distance_m, points FROM \"{db}\".\"{}\".\"trip_bookings_1h\" WHERE mode = 'bus'",
+                store_schema::LONG_RETENTION
+            ),
+        )
+        .await
+        .unwrap();
+    let values = r.pointer("/results/0/series/0/values").unwrap();
+    let rows: Vec<(f64, f64, f64)> = values
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v[1].as_f64().unwrap(),
+                v[2].as_f64().unwrap(),
+                v[3].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, vec![(3.0, 3500.0, 35.0), (2.0, 1600.0, 16.0)]);
+
+    let again = store_schema::run_influx(&hub, primary, false)
+        .await
+        .unwrap();
+    assert!(
+        again.applied.is_empty() && again.already.len() == 4,
+        "{again:?}"
+    );
+    for d in [&db, &sm] {
+        let _ = primary.query_v1(d, &format!("DROP DATABASE \"{d}\"")).await;
+    }
+}
