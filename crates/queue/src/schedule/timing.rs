@@ -86,7 +86,10 @@ impl Timing {
                 Some(from + ((t - from) / ms + 1) * ms)
             }
             Timing::Cron { cron, tz } => {
-                let at: DateTime<Tz> = tz.timestamp_millis_opt(t).single()?;
+                // Cron ticks fall on whole seconds; searching from a fraction of one would
+                // carry the fraction into the answer.
+                let whole = t - t.rem_euclid(1000);
+                let at: DateTime<Tz> = tz.timestamp_millis_opt(whole).single()?;
                 let next = cron.find_next_occurrence(&at, false).ok()?;
                 Some(next.with_timezone(&Utc).timestamp_millis())
             }
@@ -115,6 +118,21 @@ mod tests {
         let e = parse_cron("* * *").unwrap_err().to_string();
         assert!(e.contains("has 3 fields"), "{e}");
         assert!(parse_tz("Mars/Olympus").is_err());
+    }
+
+    #[test]
+    fn cron_ticks_fall_on_whole_seconds() {
+        let t = Timing::Cron {
+            cron: Box::new(parse_cron("0 5 * * * *").unwrap()),
+            tz: parse_tz("UTC").unwrap(),
+        };
+        let now = utc("2026-12-01T20:41:07.604Z");
+        assert_eq!(iso(t.next_after(now).unwrap()), "2026-12-01T21:05:00+00:00");
+        let on_tick = utc("2026-12-01T21:05:00Z");
+        assert_eq!(
+            iso(t.next_after(on_tick).unwrap()),
+            "2026-12-01T22:05:00+00:00"
+        );
     }
 
     #[test]

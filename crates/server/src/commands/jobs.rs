@@ -123,22 +123,40 @@ async fn stats(hub: &Hub, json: bool) -> anyhow::Result<String> {
         return Ok(serde_json::to_string_pretty(&all)?);
     }
     let mut out = format!(
-        "{:<20} {:>8} {:>8} {:>8} {:>10} {:>8}  {}\n",
-        "QUEUE", "WAITING", "DELAYED", "ACTIVE", "COMPLETED", "DEAD", "PAUSED"
+        "{:<20} {:>8} {:>8} {:>8} {:>10} {:>8}  {:<6}  {}\n",
+        "QUEUE", "WAITING", "DELAYED", "ACTIVE", "COMPLETED", "DEAD", "PAUSED", "NEXT SCHEDULED"
     );
     for c in &all {
         out.push_str(&format!(
-            "{:<20} {:>8} {:>8} {:>8} {:>10} {:>8}  {}\n",
+            "{:<20} {:>8} {:>8} {:>8} {:>10} {:>8}  {:<6}  {}\n",
             c.queue,
             c.waiting,
             c.delayed,
             c.active,
             c.completed,
             c.dead,
-            if c.paused { "yes" } else { "no" }
+            if c.paused { "yes" } else { "no" },
+            next_scheduled(hub, &c.queue).await?
         ));
     }
     Ok(out)
+}
+
+/// The queue's earliest scheduled tick (`name at time`), or `-`.
+async fn next_scheduled(hub: &Hub, name: &str) -> anyhow::Result<String> {
+    let next = queue(hub, name)?
+        .schedules()
+        .await?
+        .into_iter()
+        .filter_map(|s| Some((s.next?, s.name)))
+        .min();
+    Ok(match next {
+        Some((at, name)) => match chrono::DateTime::from_timestamp_millis(at) {
+            Some(t) => format!("{name} at {}", t.format("%Y-%m-%d %H:%M:%S UTC")),
+            None => "-".into(),
+        },
+        None => "-".into(),
+    })
 }
 
 /// `jobs retry ID | --all-failed`: requeues dead jobs.
