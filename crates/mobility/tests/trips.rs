@@ -588,6 +588,13 @@ async fn rollups_equal_the_source_and_a_rerun_replaces_them_exactly() {
             assert_eq!(r.points, points, "{d} {}", r.mode);
             assert!(points > 0 || r.mode == "walk");
         }
+        // The hours of the day add up to it.
+        let (hours, _) = t.hourly(*d).await.unwrap();
+        assert_eq!(hours.iter().map(|h| h.trips).sum::<u64>(), report.trips);
+        assert_eq!(
+            hours.iter().map(|h| h.points).sum::<i64>(),
+            rows.iter().map(|r| r.points).sum::<i64>()
+        );
         // A re-run replaces the day with the same documents, no more.
         t.rollup_day(*d).await.unwrap();
         assert_eq!(t.daily(range, None).await.unwrap().0, rows);

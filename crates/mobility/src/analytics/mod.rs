@@ -22,6 +22,8 @@ pub const JOB_TYPE: &str = "analytics.rollup";
 pub const DAILY: &str = "analytics_daily";
 /// Per day and user.
 pub const USER_DAILY: &str = "analytics_user_daily";
+/// Per hour and mode.
+pub const HOURLY: &str = "analytics_hourly";
 /// The cache tag of every analytics answer: a rollup invalidates it.
 pub const TAG: &str = "analytics";
 
@@ -43,6 +45,24 @@ pub struct ModeDay {
     pub points: i64,
     /// Distinct users.
     pub active_users: u64,
+}
+
+/// One hour (UTC) and mode of a day, as rolled up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModeHour {
+    /// The day (UTC), `YYYY-MM-DD`.
+    pub day: String,
+    /// The hour, 0-23.
+    pub hour: u32,
+    /// The mode.
+    pub mode: String,
+    /// Completed trips started in that hour.
+    pub trips: u64,
+    /// Their distance, metres.
+    pub distance_m: f64,
+    /// Their points.
+    pub points: i64,
 }
 
 /// One day and user, as rolled up.

@@ -9,7 +9,7 @@ use mongodb::bson::{Document, doc};
 use serde::{Deserialize, Serialize};
 use tsp_hub::Level;
 
-use super::{DAILY, ModeDay, TAG, USER_DAILY, UserDay};
+use super::{DAILY, HOURLY, ModeDay, ModeHour, TAG, USER_DAILY, UserDay};
 use crate::complete::Trips;
 use crate::queries::QueryError;
 
@@ -134,6 +134,16 @@ impl Trips {
                     filter.insert("mode", m);
                 }
                 self.rollup_docs::<ModeDay>(DAILY, filter).await
+            })
+            .await
+    }
+
+    /// Hour × mode rollups of one day.
+    pub async fn hourly(&self, day: NaiveDate) -> Result<(Vec<ModeHour>, Level), QueryError> {
+        let range = DayRange { from: day, to: day };
+        self.cache()
+            .get_or_load(TAG, &format!("hourly:{}", range.key()), || async {
+                self.rollup_docs::<ModeHour>(HOURLY, range.filter()).await
             })
             .await
     }

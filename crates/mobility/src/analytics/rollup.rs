@@ -16,7 +16,7 @@ use sqlx::Row;
 use tsp_hub::{HubError, Point};
 use tsp_queue::{JobContext, JobError, Registry};
 
-use super::{DAILY, JOB_TYPE, ModeDay, TAG, USER_DAILY, UserDay, day_key};
+use super::{DAILY, HOURLY, JOB_TYPE, ModeDay, ModeHour, TAG, USER_DAILY, UserDay, day_key};
 use crate::complete::Trips;
 
 /// What one day's rollup did.
@@ -77,8 +77,10 @@ const IDS_PER_QUERY: usize = 1000;
 /// and mode (to place its points, which live in another database).
 struct Grouped {
     modes: Vec<ModeDay>,
+    hours: Vec<ModeHour>,
     users: Vec<UserDay>,
-    trips: Vec<(String, u64, String)>,
+    /// Id, user, mode and start hour of each trip.
+    trips: Vec<(String, u64, String, u32)>,
 }
 
 impl Trips {
@@ -88,14 +90,22 @@ impl Trips {
         let mut g = self.group_day(day).await?;
         let points = self.points_of(&g.trips).await?;
         let sql_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let (mut by_mode, mut by_user) = (HashMap::new(), HashMap::new());
-        for (id, user, mode) in &g.trips {
+        let (mut by_mode, mut by_user, mut by_hour) =
+            (HashMap::new(), HashMap::new(), HashMap::new());
+        for (id, user, mode, hour) in &g.trips {
             let p = points.get(id).copied().unwrap_or(0);
             *by_mode.entry(mode.as_str()).or_insert(0) += p;
             *by_user.entry(*user).or_insert(0) += p;
+            *by_hour.entry((*hour, mode.as_str())).or_insert(0) += p;
         }
         for m in &mut g.modes {
             m.points = by_mode.get(m.mode.as_str()).copied().unwrap_or(0);
+        }
+        for h in &mut g.hours {
+            h.points = by_hour
+                .get(&(h.hour, h.mode.as_str()))
+                .copied()
+                .unwrap_or(0);
         }
         for u in &mut g.users {
             u.points = by_user.get(&u.user_id).copied().unwrap_or(0);
@@ -114,91 +124,85 @@ impl Trips {
     }
 
     async fn group_day(&self, day: NaiveDate) -> Result<Grouped, HubError> {
-        let dataset = &self.stores().dataset;
         let from = day.and_hms_opt(0, 0, 0).unwrap_or_default();
         let to = from + chrono::Duration::days(1);
-        let window = "status = 'completed' AND started_at >= ? AND started_at < ?";
-        let modes = dataset
-            .timed(
-                "rollup modes",
-                sqlx::query(&format!(
-                    "SELECT mode, COUNT(*), CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
-                     CAST(COALESCE(SUM(duration_s), 0) AS SIGNED), COUNT(DISTINCT user_id) \
-                     FROM trips WHERE {window} GROUP BY mode ORDER BY mode"
-                ))
-                .bind(from)
-                .bind(to)
-                .fetch_all(dataset.pool()),
-            )
-            .await?;
-        let users = dataset
-            .timed(
-                "rollup users",
-                sqlx::query(&format!(
-                    "SELECT user_id, COUNT(*), CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
-                     CAST(COALESCE(SUM(duration_s), 0) AS SIGNED), COUNT(DISTINCT mode), \
-                     GROUP_CONCAT(DISTINCT mode ORDER BY mode SEPARATOR ',') \
-                     FROM trips WHERE {window} GROUP BY user_id ORDER BY user_id"
-                ))
-                .bind(from)
-                .bind(to)
-                .fetch_all(dataset.pool()),
-            )
-            .await?;
-        let trips = dataset
-            .timed(
-                "rollup trips",
-                sqlx::query(&format!(
-                    "SELECT trip_id, user_id, mode FROM trips WHERE {window}"
-                ))
-                .bind(from)
-                .bind(to)
-                .fetch_all(dataset.pool()),
-            )
-            .await?;
         let key = day_key(day);
+        let modes = self
+            .day_rows(
+                "rollup modes",
+                "mode, COUNT(*), CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
+                 CAST(COALESCE(SUM(duration_s), 0) AS SIGNED), COUNT(DISTINCT user_id)",
+                "GROUP BY mode ORDER BY mode",
+                (from, to),
+            )
+            .await?;
+        let users = self
+            .day_rows(
+                "rollup users",
+                "user_id, COUNT(*), CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
+                 CAST(COALESCE(SUM(duration_s), 0) AS SIGNED), COUNT(DISTINCT mode), \
+                 GROUP_CONCAT(DISTINCT mode ORDER BY mode SEPARATOR ',')",
+                "GROUP BY user_id ORDER BY user_id",
+                (from, to),
+            )
+            .await?;
+        let hours = self
+            .day_rows(
+                "rollup hours",
+                "CAST(HOUR(started_at) AS SIGNED) AS h, mode, COUNT(*), \
+                 CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE)",
+                "GROUP BY h, mode ORDER BY h, mode",
+                (from, to),
+            )
+            .await?;
+        let trips = self
+            .day_rows(
+                "rollup trips",
+                "trip_id, user_id, mode, CAST(HOUR(started_at) AS SIGNED)",
+                "",
+                (from, to),
+            )
+            .await?;
         Ok(Grouped {
-            modes: modes
-                .iter()
-                .map(|r| ModeDay {
-                    day: key.clone(),
-                    mode: r.get(0),
-                    trips: r.get::<i64, _>(1) as u64,
-                    distance_m: r.get(2),
-                    duration_s: r.get(3),
-                    points: 0,
-                    active_users: r.get::<i64, _>(4) as u64,
-                })
-                .collect(),
-            users: users
-                .iter()
-                .map(|r| UserDay {
-                    day: key.clone(),
-                    user_id: r.get(0),
-                    trips: r.get::<i64, _>(1) as u64,
-                    distance_m: r.get(2),
-                    duration_s: r.get(3),
-                    points: 0,
-                    modes: r.get::<i64, _>(4) as u32,
-                    mode_list: r
-                        .get::<String, _>(5)
-                        .split(',')
-                        .map(str::to_string)
-                        .collect(),
-                })
-                .collect(),
+            modes: modes.iter().map(|r| mode_day(&key, r)).collect(),
+            users: users.iter().map(|r| user_day(&key, r)).collect(),
+            hours: hours.iter().map(|r| mode_hour(&key, r)).collect(),
             trips: trips
                 .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get::<i64, _>(3) as u32))
                 .collect(),
         })
+    }
+
+    /// `SELECT columns FROM trips` over the day's completed trips, then `tail`.
+    async fn day_rows(
+        &self,
+        op: &str,
+        columns: &str,
+        tail: &str,
+        (from, to): (chrono::NaiveDateTime, chrono::NaiveDateTime),
+    ) -> Result<Vec<sqlx::mysql::MySqlRow>, HubError> {
+        let dataset = &self.stores().dataset;
+        let sql = format!(
+            "SELECT {columns} FROM trips \
+             WHERE status = 'completed' AND started_at >= ? AND started_at < ? {tail}"
+        );
+        dataset
+            .timed(
+                op,
+                sqlx::query(&sql)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(dataset.pool()),
+            )
+            .await
     }
 
     /// Each trip's points as `incentive` holds them now (earns less reversals), summed in
     /// MySQL, a thousand trips per query.
     async fn points_of(
         &self,
-        trips: &[(String, u64, String)],
+        trips: &[(String, u64, String, u32)],
     ) -> Result<HashMap<String, i64>, HubError> {
         let incentive = &self.stores().incentive;
         let mut out = HashMap::with_capacity(trips.len());
@@ -209,7 +213,7 @@ impl Trips {
                  WHERE reference_type = 'trip' AND reference_id IN ({marks}) GROUP BY reference_id"
             );
             let mut q = sqlx::query(&sql);
-            for (id, _, _) in chunk {
+            for (id, ..) in chunk {
                 q = q.bind(id);
             }
             let rows = incentive
@@ -222,55 +226,41 @@ impl Trips {
         Ok(out)
     }
 
-    /// Replaces the day's documents in both collections, in one transaction: a reader sees the
-    /// old day or the new one, never a mix.
+    /// Replaces the day's documents in the three collections, in one transaction: a reader sees
+    /// the old day or the new one, never a mix.
     async fn replace_documents(&self, day: NaiveDate, g: &Grouped) -> Result<(), HubError> {
+        fn docs<T: Serialize>(items: &[T]) -> Vec<Document> {
+            items
+                .iter()
+                .filter_map(|i| mongodb::bson::to_document(i).ok())
+                .collect()
+        }
         let mongo = &self.stores().documents;
-        let key = day_key(day);
-        let modes: Vec<Document> = g
-            .modes
-            .iter()
-            .filter_map(|m| mongodb::bson::to_document(m).ok())
-            .collect();
-        let users: Vec<Document> = g
-            .users
-            .iter()
-            .filter_map(|u| mongodb::bson::to_document(u).ok())
-            .collect();
+        let filter = doc! {"day": day_key(day)};
         let db = mongo.database();
-        let daily = db.collection::<Document>(DAILY);
-        let user_daily = db.collection::<Document>(USER_DAILY);
         let mut session = mongo
             .timed("start session", mongo.client().start_session())
             .await?;
         mongo
             .timed("start transaction", session.start_transaction())
             .await?;
-        let filter = doc! {"day": &key};
-        mongo
-            .timed(
-                "rollup",
-                daily.delete_many(filter.clone()).session(&mut session),
-            )
-            .await?;
-        mongo
-            .timed(
-                "rollup",
-                user_daily.delete_many(filter).session(&mut session),
-            )
-            .await?;
-        if !modes.is_empty() {
-            mongo
-                .timed("rollup", daily.insert_many(modes).session(&mut session))
-                .await?;
-        }
-        if !users.is_empty() {
+        for (name, docs) in [
+            (DAILY, docs(&g.modes)),
+            (USER_DAILY, docs(&g.users)),
+            (HOURLY, docs(&g.hours)),
+        ] {
+            let coll = db.collection::<Document>(name);
             mongo
                 .timed(
                     "rollup",
-                    user_daily.insert_many(users).session(&mut session),
+                    coll.delete_many(filter.clone()).session(&mut session),
                 )
                 .await?;
+            if !docs.is_empty() {
+                mongo
+                    .timed("rollup", coll.insert_many(docs).session(&mut session))
+                    .await?;
+            }
         }
         mongo.timed("commit", session.commit_transaction()).await
     }
@@ -303,5 +293,45 @@ impl Trips {
                 tracing::warn!(error = %e, "mobility_daily point refused");
             }
         }
+    }
+}
+
+fn mode_day(day: &str, r: &sqlx::mysql::MySqlRow) -> ModeDay {
+    ModeDay {
+        day: day.to_string(),
+        mode: r.get(0),
+        trips: r.get::<i64, _>(1) as u64,
+        distance_m: r.get(2),
+        duration_s: r.get(3),
+        points: 0,
+        active_users: r.get::<i64, _>(4) as u64,
+    }
+}
+
+fn user_day(day: &str, r: &sqlx::mysql::MySqlRow) -> UserDay {
+    UserDay {
+        day: day.to_string(),
+        user_id: r.get(0),
+        trips: r.get::<i64, _>(1) as u64,
+        distance_m: r.get(2),
+        duration_s: r.get(3),
+        points: 0,
+        modes: r.get::<i64, _>(4) as u32,
+        mode_list: r
+            .get::<String, _>(5)
+            .split(',')
+            .map(str::to_string)
+            .collect(),
+    }
+}
+
+fn mode_hour(day: &str, r: &sqlx::mysql::MySqlRow) -> ModeHour {
+    ModeHour {
+        day: day.to_string(),
+        hour: r.get::<i64, _>(0) as u32,
+        mode: r.get(1),
+        trips: r.get::<i64, _>(2) as u64,
+        distance_m: r.get(3),
+        points: 0,
     }
 }

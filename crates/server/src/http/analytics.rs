@@ -50,6 +50,24 @@ pub(super) async fn daily(State(s): State<AppState>, Query(p): Params) -> Respon
     )
 }
 
+/// `GET /analytics/hourly?day=YYYY-MM-DD` (default today): hour × mode rollups.
+pub(super) async fn hourly(State(s): State<AppState>, Query(p): Params) -> Response {
+    answer(
+        async {
+            only(&p, &["day"])?;
+            let day = DayRange::parse(
+                p.get("day").map(String::as_str),
+                p.get("day").map(String::as_str),
+            )
+            .map_err(query_error)?
+            .to;
+            let (rows, cache) = s.app.trips().hourly(day).await.map_err(query_error)?;
+            Ok(json!({"hours": rows, "cache": cache}))
+        }
+        .await,
+    )
+}
+
 /// `GET /analytics/modes?days=30`: totals per mode.
 pub(super) async fn modes(State(s): State<AppState>, Query(p): Params) -> Response {
     answer(

@@ -158,6 +158,12 @@ fn data() -> Vec<Route> {
         ),
         route(
             "GET",
+            "/analytics/hourly",
+            analytics_read,
+            get(analytics::hourly),
+        ),
+        route(
+            "GET",
             "/analytics/users/{id}/daily",
             Authenticated,
             get(analytics::user_daily),
