@@ -363,6 +363,18 @@ pub enum BenchCommand {
     Cache(CacheBenchArgs),
     /// Authenticated cached reads over HTTP, with and without authentication and limits.
     Http(HttpBenchArgs),
+    /// Rollups of a busy day and of a month against the bare GROUP BY queries.
+    Analytics(AnalyticsBenchArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct AnalyticsBenchArgs {
+    /// Trips on the busy day.
+    #[arg(long, default_value_t = 100_000)]
+    pub day_trips: usize,
+    /// Trips over the month (30 days).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub month_trips: usize,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -107,6 +107,9 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
         Command::Bench(BenchCommand::Trips(args)) => {
             print_json(&commands::trips::bench_trips(&opts, &args).await?)?
         }
+        Command::Bench(BenchCommand::Analytics(args)) => {
+            print_json(&commands::bench_analytics::bench_analytics(&opts, &args).await?)?
+        }
         Command::Bench(BenchCommand::Http(args)) => {
             print_json(&commands::bench_http::bench_http(&opts, &args).await?)?
         }

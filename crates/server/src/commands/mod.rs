@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod bench;
+pub mod bench_analytics;
 pub mod bench_http;
 pub mod config;
 pub mod health;
