@@ -1,4 +1,4 @@
-//! Trip plausibility against real GPS traces (`../shared/data/`): Slovenian hikes pass as walks,
+//! Trip plausibility against real GPS traces (`data/traces/`): Slovenian hikes pass as walks,
 //! Denver drives pass as car trips, while the same drives on foot, and a teleport, are refused
 //! with the segment named. The rules are the shipped defaults.
 
