@@ -183,5 +183,8 @@ pub fn reference() -> Vec<ReferenceRow> {
             rows.push(row(format!("{section}.{}", field.key), field, ""));
         }
     }
+    for field in schema::SCHEDULE_FIELDS {
+        rows.push(row(format!("schedules.<name>.{}", field.key), field, ""));
+    }
     rows
 }

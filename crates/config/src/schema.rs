@@ -1197,6 +1197,58 @@ pub static CACHE_FIELDS: &[Field] = &[
     ),
 ];
 
+/// `schedules.<name>.*`: repeatable jobs declared in the configuration, reconciled by every
+/// worker at start-up (docs/queue.md#schedules).
+pub static SCHEDULE_FIELDS: &[Field] = &[
+    field(
+        "cron",
+        FieldType::Str,
+        none,
+        "cron expression (five fields, or six with seconds first); or set `every`",
+    ),
+    field(
+        "tz",
+        FieldType::Str,
+        |_| s("UTC"),
+        "IANA time zone of `cron`",
+    ),
+    field(
+        "every",
+        FieldType::Str,
+        none,
+        "fixed interval instead of `cron` (e.g. 30s, 5m, 1h)",
+    ),
+    field("type", FieldType::Str, none, "job type each tick enqueues"),
+    field("payload", FieldType::Str, |_| s("{}"), "its payload, JSON"),
+    field(
+        "queue",
+        FieldType::Str,
+        |_| s("default"),
+        "the queue it goes to",
+    ),
+    field(
+        "priority",
+        FieldType::UInt { min: 0, max: 1023 },
+        |_| i(0),
+        "the job's priority",
+    ),
+    field(
+        "missed",
+        FieldType::Enum(&["skip", "catch_up"]),
+        |_| s("skip"),
+        "ticks missed while no worker ran: run the latest only, or every one (at most `catch_up_max`)",
+    ),
+    field(
+        "catch_up_max",
+        FieldType::UInt {
+            min: 1,
+            max: 10_000,
+        },
+        |_| i(100),
+        "with `missed = catch_up`: the most missed ticks run",
+    ),
+];
+
 /// A fixed section (not instance-named) and its fields.
 pub static FIXED_SECTIONS: &[(&str, &[Field])] = &[
     ("influx.service_monitor", SERVICE_MONITOR_FIELDS),
@@ -1221,8 +1273,20 @@ pub static REQUIRED_FIELD: Field = field(
 
 /// Top-level names, for "did you mean" on an unknown section.
 pub const TOP_LEVEL: &[&str] = &[
-    "mysql", "redis", "mongo", "influx", "stores", "health", "server", "queue", "trips", "cache",
-    "auth", "limits", "activity",
+    "mysql",
+    "redis",
+    "mongo",
+    "influx",
+    "stores",
+    "health",
+    "server",
+    "queue",
+    "trips",
+    "cache",
+    "auth",
+    "limits",
+    "activity",
+    "schedules",
 ];
 
 /// The original service's environment variables and the keys they set.
@@ -1324,6 +1388,13 @@ pub enum Resolved<'a> {
         /// The instance's name.
         instance: &'a str,
     },
+    /// `schedules.<name>.<field>`.
+    Schedule {
+        /// The schedule's name.
+        name: &'a str,
+        /// The field.
+        field: &'static Field,
+    },
     /// A fixed section's field (`health.timeout`).
     Fixed {
         /// The field.
@@ -1369,6 +1440,21 @@ pub fn resolve(key: &str) -> Result<Resolved<'_>, UnknownKey> {
             None => Err(UnknownKey {
                 suggestion: closest(sub, kind.fields().iter().map(|f| f.key))
                     .map(|s| format!("{top}.{instance}.{s}")),
+            }),
+        };
+    }
+    if top == "schedules" {
+        let (name, sub) = rest.split_once('.').unwrap_or((rest, ""));
+        if !valid_instance_name(name) {
+            return Err(UnknownKey {
+                suggestion: Some("schedules.<name>.<field>, name lowercase".into()),
+            });
+        }
+        return match SCHEDULE_FIELDS.iter().find(|f| f.key == sub) {
+            Some(field) => Ok(Resolved::Schedule { name, field }),
+            None => Err(UnknownKey {
+                suggestion: closest(sub, SCHEDULE_FIELDS.iter().map(|f| f.key))
+                    .map(|s| format!("schedules.{name}.{s}")),
             }),
         };
     }

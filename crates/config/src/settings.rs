@@ -354,6 +354,22 @@ pub struct ActivitySettings {
     pub keep: Duration,
 }
 
+/// A repeatable job declared in the configuration (`schedules.<name>.*`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSettings {
+    pub cron: Option<String>,
+    pub tz: String,
+    pub every: Option<String>,
+    #[serde(rename = "type")]
+    pub job_type: Option<String>,
+    pub payload: String,
+    pub queue: String,
+    pub priority: u16,
+    pub missed: String,
+    pub catch_up_max: u32,
+}
+
 /// One effective value for `config show`: masked when secret.
 #[derive(Debug, Clone)]
 pub struct ShownValue {
@@ -384,6 +400,8 @@ pub struct Config {
     pub auth: AuthSettings,
     pub limits: LimitSettings,
     pub activity: ActivitySettings,
+    /// Schedules declared here, by name.
+    pub schedules: BTreeMap<String, ScheduleSettings>,
     /// Every effective value with its origin, in key order.
     pub shown: Vec<ShownValue>,
     /// The files that were read, lowest precedence first.

@@ -317,3 +317,50 @@ fn the_shipped_configuration_is_valid() {
     assert_eq!(c.mongo.len(), 2);
     assert_eq!(c.influx.len(), 2);
 }
+
+#[test]
+fn declared_schedules_load_and_bad_ones_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("default.toml"),
+        "[schedules.nightly]\ncron = \"0 30 2 * * *\"\ntz = \"Europe/Berlin\"\ntype = \"analytics.rollup\"\n",
+    )
+    .unwrap();
+    let env = [
+        ("TSP__SCHEDULES__BEAT__EVERY", "30s"),
+        ("TSP__SCHEDULES__BEAT__TYPE", "builtin.noop"),
+    ];
+    let c = load(&opts(dir.path(), &env, &[])).unwrap();
+    assert_eq!(c.schedules.len(), 2);
+    let nightly = &c.schedules["nightly"];
+    assert_eq!(
+        (
+            nightly.cron.as_deref(),
+            nightly.tz.as_str(),
+            nightly.queue.as_str()
+        ),
+        (Some("0 30 2 * * *"), "Europe/Berlin", "default")
+    );
+    assert_eq!(c.schedules["beat"].every.as_deref(), Some("30s"));
+
+    let err = load(&opts(
+        dir.path(),
+        &[],
+        &[
+            "schedules.nightly.every=1m",
+            "schedules.bad.type=builtin.noop",
+            "schedules.bad.payload={",
+            "schedules.worse.crn=* * * * *",
+        ],
+    ))
+    .unwrap_err();
+    let text = err.to_string();
+    for says in [
+        "schedules.nightly.cron: give either `cron` or `every`",
+        "schedules.bad.cron: give either `cron` or `every`",
+        "schedules.bad.payload: not JSON",
+        "schedules.worse.crn: unknown key; did you mean `schedules.worse.cron`?",
+    ] {
+        assert!(text.contains(says), "{says} in:\n{text}");
+    }
+}

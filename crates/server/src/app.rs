@@ -100,10 +100,73 @@ impl App {
         Ok(())
     }
 
+    /// Makes the stored schedules match the ones the configuration declares
+    /// (`schedules.<name>.*`): a declared schedule that is missing or differs is put (its next
+    /// tick from now); one that matches is left as it is, paused or not. Schedules added by
+    /// other means are left alone, and so is one no longer declared (remove it with
+    /// `tsp-job schedule remove`). Returns the names put.
+    pub async fn reconcile_schedules(&self) -> Result<Vec<String>, tsp_queue::ScheduleError> {
+        let schedules = self
+            .schedules()
+            .map_err(|e| tsp_queue::ScheduleError::Queue(e.into()))?;
+        let mut put = Vec::new();
+        for (name, declared) in &self.hub.config().schedules {
+            let wanted = declared_schedule(name, declared)?;
+            let same = schedules.find(name).await?.is_some_and(|s| {
+                let mut stored = s.schedule;
+                stored.since = None;
+                stored == wanted
+            });
+            if !same {
+                schedules.put(wanted).await?;
+                put.push(name.clone());
+            }
+        }
+        Ok(put)
+    }
+
     /// The credential side: logins, sessions, keys, limits.
     pub fn auth(&self) -> &Auth {
         &self.auth
     }
+}
+
+/// The schedule `schedules.<name>.*` declares.
+fn declared_schedule(
+    name: &str,
+    s: &tsp_config::ScheduleSettings,
+) -> Result<tsp_queue::Schedule, tsp_queue::ScheduleError> {
+    let invalid = |field, message: String| tsp_queue::ScheduleError::Invalid { field, message };
+    let every_ms = match &s.every {
+        Some(text) => Some(
+            tsp_config::parse_duration_text(text)
+                .map_err(|e| invalid("every", format!("schedules.{name}.every: {e}")))?
+                .as_millis() as u64,
+        ),
+        None => None,
+    };
+    let payload = serde_json::from_str(&s.payload)
+        .map_err(|e| invalid("payload", format!("schedules.{name}.payload: {e}")))?;
+    Ok(tsp_queue::Schedule {
+        name: name.to_string(),
+        cron: s.cron.clone(),
+        tz: s.cron.as_ref().map(|_| s.tz.clone()),
+        every_ms,
+        job_type: s.job_type.clone().unwrap_or_default(),
+        payload,
+        queue: s.queue.clone(),
+        priority: s.priority,
+        max_attempts: None,
+        timeout_ms: None,
+        missed: if s.missed == "catch_up" {
+            tsp_queue::Missed::CatchUp {
+                max: s.catch_up_max,
+            }
+        } else {
+            tsp_queue::Missed::Skip
+        },
+        since: None,
+    })
 }
 
 /// The queue named `name` on the configured Redis instance.

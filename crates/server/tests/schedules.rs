@@ -236,3 +236,54 @@ async fn schedules_are_managed_from_the_cli_and_over_http() {
     drop(server);
     let _ = sandbox.remove().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_declared_in_the_configuration_are_reconciled_by_workers() {
+    let mut options = common::load_options();
+    let declared = [
+        "schedules.beat.every=1s",
+        "schedules.beat.type=builtin.noop",
+        "schedules.beat.queue=declared",
+    ];
+    options.overrides.extend(declared.map(String::from));
+    let sandbox = Sandbox::create(&options).await.unwrap();
+    let app = App::build(&sandbox.hub).unwrap();
+    // The first reconcile stores it; the next finds it as declared and leaves it be.
+    assert_eq!(
+        app.reconcile_schedules().await.unwrap(),
+        vec!["beat".to_string()]
+    );
+    assert!(app.reconcile_schedules().await.unwrap().is_empty());
+    let listed = app
+        .schedules()
+        .unwrap()
+        .find("beat")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(listed.schedule.every_ms, Some(1000));
+
+    // A worker started with the same configuration runs it.
+    let mut cmd = common::tsp_job(&[("TSP_LOG", "warn")]);
+    cmd.args(["worker", "--queue", "declared"]);
+    for s in sandbox.overrides.iter().map(String::as_str).chain(declared) {
+        cmd.args(["--set", s]);
+    }
+    let mut w = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let queue = app.queue("declared").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while queue.counts().await.unwrap().completed < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the declared schedule did not run"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    signal(&w, "-TERM");
+    w.wait().unwrap();
+    let _ = sandbox.remove().await;
+}

@@ -278,6 +278,7 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
     let auth = sections::auth(&mut b, &redis);
     let limits = sections::plain(&mut b, "limits", schema::LIMIT_FIELDS);
     let activity = sections::plain(&mut b, "activity", schema::ACTIVITY_FIELDS);
+    let schedules = sections::schedules(&mut b);
     let (
         Some(service_monitor),
         Some(influx_tags),
@@ -325,6 +326,7 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
         auth,
         limits,
         activity,
+        schedules,
         shown,
         files: layers.files,
         warnings: Vec::new(),

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::Builder;
 use crate::schema::{self, Field};
 use crate::settings::{
-    AuthSettings, CacheSettings, InfluxSettings, QueueSettings, RedisSettings,
+    AuthSettings, CacheSettings, InfluxSettings, QueueSettings, RedisSettings, ScheduleSettings,
     ServiceMonitorSettings, TripSettings,
 };
 
@@ -106,6 +106,46 @@ pub(super) fn auth(
         );
     }
     Some(a)
+}
+
+/// Every `schedules.<name>` section, by name, with the rules a schedule needs here (the queue
+/// crate checks the cron expression and the zone when it loads the schedule).
+pub(super) fn schedules(b: &mut Builder) -> BTreeMap<String, ScheduleSettings> {
+    let mut names: Vec<String> = b
+        .entries
+        .keys()
+        .filter_map(|k| match schema::resolve(k) {
+            Ok(schema::Resolved::Schedule { name, .. }) => Some(name.to_string()),
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut out = BTreeMap::new();
+    for name in names {
+        let prefix = format!("schedules.{name}");
+        let v = b.section(&prefix, schema::SCHEDULE_FIELDS, &name);
+        let Some(s) = b.typed::<ScheduleSettings>(v) else {
+            continue;
+        };
+        if s.cron.is_some() == s.every.is_some() {
+            b.problem(&format!("{prefix}.cron"), "give either `cron` or `every`");
+        }
+        if s.job_type.is_none() {
+            b.problem(&format!("{prefix}.type"), "required");
+        }
+        if serde_json::from_str::<serde_json::Value>(&s.payload).is_err() {
+            b.problem(&format!("{prefix}.payload"), "not JSON");
+        }
+        if !queue_name_ok(&s.queue) {
+            b.problem(
+                &format!("{prefix}.queue"),
+                "1-64 characters: letters, digits, `.`, `_`, `-`",
+            );
+        }
+        out.insert(name, s);
+    }
+    out
 }
 
 /// The queue's rule for names (`tsp_queue::valid_queue_name`), here too so a bad `trips.queue`

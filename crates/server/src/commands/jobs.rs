@@ -27,6 +27,11 @@ pub async fn worker(
         .iter()
         .map(|q| queue(hub, q))
         .collect::<Result<Vec<_>, _>>()?;
+    // Declared schedules, reconciled before the tickers start (docs/queue.md#schedules).
+    let put = app.reconcile_schedules().await?;
+    if !put.is_empty() {
+        tracing::info!(schedules = ?put, "schedules from the configuration stored");
+    }
     let (sink, task) = records(hub).await?;
     let mut w = Worker::new(queues, app.registry().clone()).with_records(sink);
     match args.concurrency {
