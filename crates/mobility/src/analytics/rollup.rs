@@ -73,49 +73,26 @@ pub fn register(trips: &Trips, registry: &mut Registry) {
 
 const IDS_PER_QUERY: usize = 1000;
 
-/// The day's completed trips grouped in MySQL: per mode, per user, and each trip's id, user
-/// and mode (to place its points, which live in another database).
+/// The day's completed trips grouped in MySQL: per mode, per user, per hour and mode.
 struct Grouped {
     modes: Vec<ModeDay>,
     hours: Vec<ModeHour>,
     users: Vec<UserDay>,
-    /// Id, user, mode and start hour of each trip.
-    trips: Vec<(String, u64, String, u32)>,
 }
 
 impl Trips {
     /// Rolls up `day`: replaces its documents and points with what MySQL holds now.
     pub async fn rollup_day(&self, day: NaiveDate) -> Result<RollupReport, HubError> {
         let started = Instant::now();
-        let mut g = self.group_day(day).await?;
-        let points = self.points_of(&g.trips).await?;
+        self.fill_points(day).await?;
+        let g = self.group_day(day).await?;
         let sql_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let (mut by_mode, mut by_user, mut by_hour) =
-            (HashMap::new(), HashMap::new(), HashMap::new());
-        for (id, user, mode, hour) in &g.trips {
-            let p = points.get(id).copied().unwrap_or(0);
-            *by_mode.entry(mode.as_str()).or_insert(0) += p;
-            *by_user.entry(*user).or_insert(0) += p;
-            *by_hour.entry((*hour, mode.as_str())).or_insert(0) += p;
-        }
-        for m in &mut g.modes {
-            m.points = by_mode.get(m.mode.as_str()).copied().unwrap_or(0);
-        }
-        for h in &mut g.hours {
-            h.points = by_hour
-                .get(&(h.hour, h.mode.as_str()))
-                .copied()
-                .unwrap_or(0);
-        }
-        for u in &mut g.users {
-            u.points = by_user.get(&u.user_id).copied().unwrap_or(0);
-        }
         self.replace_documents(day, &g).await?;
         self.write_points(day, &g.modes).await;
         self.cache().invalidate(&[TAG.to_string()]).await?;
         Ok(RollupReport {
             day: day_key(day),
-            trips: g.trips.len() as u64,
+            trips: g.modes.iter().map(|m| m.trips).sum(),
             modes: g.modes.len(),
             users: g.users.len(),
             sql_ms,
@@ -131,7 +108,8 @@ impl Trips {
             .day_rows(
                 "rollup modes",
                 "mode, COUNT(*), CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
-                 CAST(COALESCE(SUM(duration_s), 0) AS SIGNED), COUNT(DISTINCT user_id)",
+                 CAST(COALESCE(SUM(duration_s), 0) AS SIGNED), COUNT(DISTINCT user_id), \
+                 CAST(COALESCE(SUM(points), 0) AS SIGNED)",
                 "GROUP BY mode ORDER BY mode",
                 (from, to),
             )
@@ -141,7 +119,8 @@ impl Trips {
                 "rollup users",
                 "user_id, COUNT(*), CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
                  CAST(COALESCE(SUM(duration_s), 0) AS SIGNED), COUNT(DISTINCT mode), \
-                 GROUP_CONCAT(DISTINCT mode ORDER BY mode SEPARATOR ',')",
+                 GROUP_CONCAT(DISTINCT mode ORDER BY mode SEPARATOR ','), \
+                 CAST(COALESCE(SUM(points), 0) AS SIGNED)",
                 "GROUP BY user_id ORDER BY user_id",
                 (from, to),
             )
@@ -150,16 +129,9 @@ impl Trips {
             .day_rows(
                 "rollup hours",
                 "CAST(HOUR(started_at) AS SIGNED) AS h, mode, COUNT(*), \
-                 CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE)",
+                 CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
+                 CAST(COALESCE(SUM(points), 0) AS SIGNED)",
                 "GROUP BY h, mode ORDER BY h, mode",
-                (from, to),
-            )
-            .await?;
-        let trips = self
-            .day_rows(
-                "rollup trips",
-                "trip_id, user_id, mode, CAST(HOUR(started_at) AS SIGNED)",
-                "",
                 (from, to),
             )
             .await?;
@@ -167,10 +139,6 @@ impl Trips {
             modes: modes.iter().map(|r| mode_day(&key, r)).collect(),
             users: users.iter().map(|r| user_day(&key, r)).collect(),
             hours: hours.iter().map(|r| mode_hour(&key, r)).collect(),
-            trips: trips
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2), r.get::<i64, _>(3) as u32))
-                .collect(),
         })
     }
 
@@ -198,32 +166,57 @@ impl Trips {
             .await
     }
 
-    /// Each trip's points as `incentive` holds them now (earns less reversals), summed in
-    /// MySQL, a thousand trips per query.
-    async fn points_of(
-        &self,
-        trips: &[(String, u64, String, u32)],
-    ) -> Result<HashMap<String, i64>, HubError> {
-        let incentive = &self.stores().incentive;
-        let mut out = HashMap::with_capacity(trips.len());
-        for chunk in trips.chunks(IDS_PER_QUERY) {
+    /// Fills the points of the day's completed trips that have none yet (rows from before the
+    /// trips row carried its points) from the ledger in `incentive`, a thousand per query. Once
+    /// a day's rows are filled, this finds nothing to do.
+    async fn fill_points(&self, day: NaiveDate) -> Result<(), HubError> {
+        let from = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+        let to = from + chrono::Duration::days(1);
+        let missing: Vec<String> = self
+            .day_rows(
+                "rollup unfilled",
+                "trip_id",
+                "AND points IS NULL",
+                (from, to),
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let (dataset, incentive) = (&self.stores().dataset, &self.stores().incentive);
+        for chunk in missing.chunks(IDS_PER_QUERY) {
             let marks = vec!["?"; chunk.len()].join(",");
             let sql = format!(
                 "SELECT reference_id, CAST(SUM(points) AS SIGNED) FROM points_transactions \
                  WHERE reference_type = 'trip' AND reference_id IN ({marks}) GROUP BY reference_id"
             );
             let mut q = sqlx::query(&sql);
-            for (id, ..) in chunk {
+            for id in chunk {
                 q = q.bind(id);
             }
             let rows = incentive
                 .timed("rollup points", q.fetch_all(incentive.pool()))
                 .await?;
-            for r in rows {
-                out.insert(r.get::<String, _>(0), r.get::<i64, _>(1));
+            let found: HashMap<String, i64> = rows
+                .iter()
+                .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+                .collect();
+            for id in chunk {
+                let points = found.get(id).copied().unwrap_or(0);
+                dataset
+                    .timed(
+                        "rollup fill points",
+                        sqlx::query(
+                            "UPDATE trips SET points = ? WHERE trip_id = ? AND points IS NULL",
+                        )
+                        .bind(points)
+                        .bind(id)
+                        .execute(dataset.pool()),
+                    )
+                    .await?;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Replaces the day's documents in the three collections, in one transaction: a reader sees
@@ -303,7 +296,7 @@ fn mode_day(day: &str, r: &sqlx::mysql::MySqlRow) -> ModeDay {
         trips: r.get::<i64, _>(1) as u64,
         distance_m: r.get(2),
         duration_s: r.get(3),
-        points: 0,
+        points: r.get(5),
         active_users: r.get::<i64, _>(4) as u64,
     }
 }
@@ -315,7 +308,7 @@ fn user_day(day: &str, r: &sqlx::mysql::MySqlRow) -> UserDay {
         trips: r.get::<i64, _>(1) as u64,
         distance_m: r.get(2),
         duration_s: r.get(3),
-        points: 0,
+        points: r.get(6),
         modes: r.get::<i64, _>(4) as u32,
         mode_list: r
             .get::<String, _>(5)
@@ -332,6 +325,6 @@ fn mode_hour(day: &str, r: &sqlx::mysql::MySqlRow) -> ModeHour {
         mode: r.get(1),
         trips: r.get::<i64, _>(2) as u64,
         distance_m: r.get(3),
-        points: 0,
+        points: r.get(4),
     }
 }

@@ -88,8 +88,8 @@ impl Trips {
                 "insert trip",
                 sqlx::query(
                     "INSERT INTO trips (trip_id, user_id, mode, status, started_at, ended_at, \
-                     distance_m, duration_s, cost, start_lat, start_lng, end_lat, end_lng) \
-                     VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                     distance_m, duration_s, points, cost, start_lat, start_lng, end_lat, end_lng) \
+                     VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                      ON DUPLICATE KEY UPDATE trip_id = trip_id",
                 )
                 .bind(&trip.trip_id)
@@ -99,6 +99,7 @@ impl Trips {
                 .bind(ms_to_naive(a.last.timestamp))
                 .bind(a.distance_m)
                 .bind(a.duration_s.round() as u32)
+                .bind(a.points)
                 .bind(trip.cost)
                 .bind(a.first.lat)
                 .bind(a.first.lng)

@@ -1,8 +1,9 @@
 //! `tsp-job bench analytics`: the rollup of a busy day and of a month, against the bare
 //! `GROUP BY` queries over the same rows, in one run, in a sandbox (docs/benchmarks.md).
 //!
-//! The trips are written straight into MySQL (multi-row inserts: completed trips in `dataset`,
-//! one earn each in `incentive`), not through the trip job: the benchmark measures the rollup.
+//! The trips are written straight into MySQL (multi-row inserts: completed trips in `dataset`
+//! with their points, as the trip job writes them, and one earn each in `incentive`), not
+//! through the trip job: the benchmark measures the rollup.
 
 use std::time::Instant;
 
@@ -42,7 +43,8 @@ async fn write_trips(
             let seconds = 120 + rng.next_u64() % 3_000;
             let end = start + chrono::Duration::seconds(seconds as i64);
             trips.push(format!(
-                "('{prefix}{i}', {user}, '{mode}', 'completed', '{start}', '{end}', {metres}, {seconds})"
+                "('{prefix}{i}', {user}, '{mode}', 'completed', '{start}', '{end}', {metres}, {seconds}, {})",
+                metres / 100
             ));
             earns.push(format!(
                 "({user}, 'earn', {}, 'trip', '{prefix}{i}', '{end}')",
@@ -54,7 +56,7 @@ async fn write_trips(
                 "bench insert",
                 sqlx::query(&format!(
                     "INSERT INTO trips (trip_id, user_id, mode, status, started_at, ended_at, \
-                     distance_m, duration_s) VALUES {}",
+                     distance_m, duration_s, points) VALUES {}",
                     trips.join(",")
                 ))
                 .execute(dataset.pool()),
