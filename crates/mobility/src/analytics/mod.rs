@@ -22,8 +22,6 @@ pub const JOB_TYPE: &str = "analytics.rollup";
 pub const DAILY: &str = "analytics_daily";
 /// Per day and user.
 pub const USER_DAILY: &str = "analytics_user_daily";
-/// Per hour and mode.
-pub const HOURLY: &str = "analytics_hourly";
 /// The cache tag of every analytics answer: a rollup invalidates it.
 pub const TAG: &str = "analytics";
 
@@ -45,6 +43,24 @@ pub struct ModeDay {
     pub points: i64,
     /// Distinct users.
     pub active_users: u64,
+    /// The day's hours with trips (kept in the day's document: one document per mode and day
+    /// rather than one per hour; left out of range queries).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hours: Vec<HourCount>,
+}
+
+/// One hour of a mode's day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HourCount {
+    /// The hour, 0-23 (UTC).
+    pub hour: u32,
+    /// Completed trips started in it.
+    pub trips: u64,
+    /// Their distance, metres.
+    pub distance_m: f64,
+    /// Their points.
+    pub points: i64,
 }
 
 /// One hour (UTC) and mode of a day, as rolled up.

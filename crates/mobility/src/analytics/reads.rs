@@ -9,7 +9,7 @@ use mongodb::bson::{Document, doc};
 use serde::{Deserialize, Serialize};
 use tsp_hub::Level;
 
-use super::{DAILY, HOURLY, ModeDay, ModeHour, TAG, USER_DAILY, UserDay};
+use super::{DAILY, ModeDay, ModeHour, TAG, USER_DAILY, UserDay};
 use crate::complete::Trips;
 use crate::queries::QueryError;
 
@@ -99,15 +99,15 @@ impl Trips {
         &self,
         collection: &str,
         filter: Document,
+        projection: Option<Document>,
     ) -> Result<Vec<T>, QueryError> {
         let mongo = &self.stores().documents;
         let coll = mongo.database().collection::<Document>(collection);
-        let cursor = mongo
-            .timed(
-                "analytics",
-                coll.find(filter).sort(doc! {"day": 1, "_id": 1}),
-            )
-            .await?;
+        let mut find = coll.find(filter).sort(doc! {"day": 1, "_id": 1});
+        if let Some(p) = projection {
+            find = find.projection(p);
+        }
+        let cursor = mongo.timed("analytics", find).await?;
         let docs: Vec<Document> = mongo.timed("analytics", cursor.try_collect()).await?;
         Ok(docs
             .into_iter()
@@ -133,17 +133,37 @@ impl Trips {
                 if let Some(m) = mode {
                     filter.insert("mode", m);
                 }
-                self.rollup_docs::<ModeDay>(DAILY, filter).await
+                // The hours stay out of range queries: `hourly` reads them for one day.
+                self.rollup_docs::<ModeDay>(DAILY, filter, Some(doc! {"hours": 0}))
+                    .await
             })
             .await
     }
 
-    /// Hour × mode rollups of one day.
+    /// Hour × mode rollups of one day, by hour then mode.
     pub async fn hourly(&self, day: NaiveDate) -> Result<(Vec<ModeHour>, Level), QueryError> {
         let range = DayRange { from: day, to: day };
         self.cache()
             .get_or_load(TAG, &format!("hourly:{}", range.key()), || async {
-                self.rollup_docs::<ModeHour>(HOURLY, range.filter()).await
+                let days = self
+                    .rollup_docs::<ModeDay>(DAILY, range.filter(), None)
+                    .await?;
+                let mut out: Vec<ModeHour> = days
+                    .into_iter()
+                    .flat_map(|d| {
+                        let (day, mode) = (d.day, d.mode);
+                        d.hours.into_iter().map(move |h| ModeHour {
+                            day: day.clone(),
+                            hour: h.hour,
+                            mode: mode.clone(),
+                            trips: h.trips,
+                            distance_m: h.distance_m,
+                            points: h.points,
+                        })
+                    })
+                    .collect();
+                out.sort_by(|a, b| a.hour.cmp(&b.hour).then(a.mode.cmp(&b.mode)));
+                Ok::<_, QueryError>(out)
             })
             .await
     }
@@ -170,7 +190,7 @@ impl Trips {
 
     /// Every user's day rollups in `range` (the engagement report sums them).
     pub(crate) async fn all_user_days(&self, range: DayRange) -> Result<Vec<UserDay>, QueryError> {
-        self.rollup_docs::<UserDay>(USER_DAILY, range.filter())
+        self.rollup_docs::<UserDay>(USER_DAILY, range.filter(), None)
             .await
     }
 
@@ -185,7 +205,7 @@ impl Trips {
             .get_or_load(TAG, &key, || async {
                 let mut filter = range.filter();
                 filter.insert("userId", user as i64);
-                self.rollup_docs::<UserDay>(USER_DAILY, filter).await
+                self.rollup_docs::<UserDay>(USER_DAILY, filter, None).await
             })
             .await
     }

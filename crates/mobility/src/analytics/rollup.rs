@@ -16,7 +16,7 @@ use sqlx::Row;
 use tsp_hub::{HubError, Point};
 use tsp_queue::{JobContext, JobError, Registry};
 
-use super::{DAILY, HOURLY, JOB_TYPE, ModeDay, ModeHour, TAG, USER_DAILY, UserDay, day_key};
+use super::{DAILY, HourCount, JOB_TYPE, ModeDay, TAG, USER_DAILY, UserDay, day_key};
 use crate::complete::Trips;
 
 /// What one day's rollup did.
@@ -76,7 +76,6 @@ const IDS_PER_QUERY: usize = 1000;
 /// The day's completed trips grouped in MySQL: per mode, per user, per hour and mode.
 struct Grouped {
     modes: Vec<ModeDay>,
-    hours: Vec<ModeHour>,
     users: Vec<UserDay>,
 }
 
@@ -135,10 +134,16 @@ impl Trips {
                 (from, to),
             )
             .await?;
+        let mut modes: Vec<ModeDay> = modes.iter().map(|r| mode_day(&key, r)).collect();
+        for r in &hours {
+            let mode: String = r.get(1);
+            if let Some(m) = modes.iter_mut().find(|m| m.mode == mode) {
+                m.hours.push(hour_count(r));
+            }
+        }
         Ok(Grouped {
-            modes: modes.iter().map(|r| mode_day(&key, r)).collect(),
+            modes,
             users: users.iter().map(|r| user_day(&key, r)).collect(),
-            hours: hours.iter().map(|r| mode_hour(&key, r)).collect(),
         })
     }
 
@@ -219,7 +224,7 @@ impl Trips {
         Ok(())
     }
 
-    /// Replaces the day's documents in the three collections, in one transaction: a reader sees
+    /// Replaces the day's documents in both collections, in one transaction: a reader sees
     /// the old day or the new one, never a mix.
     async fn replace_documents(&self, day: NaiveDate, g: &Grouped) -> Result<(), HubError> {
         fn docs<T: Serialize>(items: &[T]) -> Vec<Document> {
@@ -237,11 +242,7 @@ impl Trips {
         mongo
             .timed("start transaction", session.start_transaction())
             .await?;
-        for (name, docs) in [
-            (DAILY, docs(&g.modes)),
-            (USER_DAILY, docs(&g.users)),
-            (HOURLY, docs(&g.hours)),
-        ] {
+        for (name, docs) in [(DAILY, docs(&g.modes)), (USER_DAILY, docs(&g.users))] {
             let coll = db.collection::<Document>(name);
             mongo
                 .timed(
@@ -298,6 +299,7 @@ fn mode_day(day: &str, r: &sqlx::mysql::MySqlRow) -> ModeDay {
         duration_s: r.get(3),
         points: r.get(5),
         active_users: r.get::<i64, _>(4) as u64,
+        hours: Vec::new(),
     }
 }
 
@@ -318,11 +320,9 @@ fn user_day(day: &str, r: &sqlx::mysql::MySqlRow) -> UserDay {
     }
 }
 
-fn mode_hour(day: &str, r: &sqlx::mysql::MySqlRow) -> ModeHour {
-    ModeHour {
-        day: day.to_string(),
+fn hour_count(r: &sqlx::mysql::MySqlRow) -> HourCount {
+    HourCount {
         hour: r.get::<i64, _>(0) as u32,
-        mode: r.get(1),
         trips: r.get::<i64, _>(2) as u64,
         distance_m: r.get(3),
         points: r.get(4),
