@@ -14,7 +14,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 pub use reads::{DayRange, MAX_DAYS, ModeTotals};
-pub use rollup::{RollupPayload, RollupReport, register};
+pub use rollup::{GROUP_BYS, RollupPayload, RollupReport, day_sql, register};
 
 /// The job type.
 pub const JOB_TYPE: &str = "analytics.rollup";

@@ -73,6 +73,38 @@ pub fn register(trips: &Trips, registry: &mut Registry) {
 
 const IDS_PER_QUERY: usize = 1000;
 
+/// The rollup's `GROUP BY`s over a day's completed trips: columns, then what follows the day's
+/// `WHERE`. Public so the benchmark times exactly these statements alone.
+pub const GROUP_BYS: [(&str, &str); 3] = [
+    (
+        "mode, COUNT(*), CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
+         CAST(COALESCE(SUM(duration_s), 0) AS SIGNED), COUNT(DISTINCT user_id), \
+         CAST(COALESCE(SUM(points), 0) AS SIGNED)",
+        "GROUP BY mode ORDER BY mode",
+    ),
+    (
+        "user_id, COUNT(*), CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
+         CAST(COALESCE(SUM(duration_s), 0) AS SIGNED), COUNT(DISTINCT mode), \
+         GROUP_CONCAT(DISTINCT mode ORDER BY mode SEPARATOR ','), \
+         CAST(COALESCE(SUM(points), 0) AS SIGNED)",
+        "GROUP BY user_id ORDER BY user_id",
+    ),
+    (
+        "CAST(HOUR(started_at) AS SIGNED) AS h, mode, COUNT(*), \
+         CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
+         CAST(COALESCE(SUM(points), 0) AS SIGNED)",
+        "GROUP BY h, mode ORDER BY h, mode",
+    ),
+];
+
+/// The full statement of one of [`GROUP_BYS`], with two `?` for the day's range.
+pub fn day_sql(columns: &str, tail: &str) -> String {
+    format!(
+        "SELECT {columns} FROM trips \
+         WHERE status = 'completed' AND started_at >= ? AND started_at < ? {tail}"
+    )
+}
+
 /// The day's completed trips grouped in MySQL: per mode, per user, per hour and mode.
 struct Grouped {
     modes: Vec<ModeDay>,
@@ -103,36 +135,15 @@ impl Trips {
         let from = day.and_hms_opt(0, 0, 0).unwrap_or_default();
         let to = from + chrono::Duration::days(1);
         let key = day_key(day);
+        let [(modes, columns), (users, ucols), (hours, hcols)] = GROUP_BYS;
         let modes = self
-            .day_rows(
-                "rollup modes",
-                "mode, COUNT(*), CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
-                 CAST(COALESCE(SUM(duration_s), 0) AS SIGNED), COUNT(DISTINCT user_id), \
-                 CAST(COALESCE(SUM(points), 0) AS SIGNED)",
-                "GROUP BY mode ORDER BY mode",
-                (from, to),
-            )
+            .day_rows("rollup modes", modes, columns, (from, to))
             .await?;
         let users = self
-            .day_rows(
-                "rollup users",
-                "user_id, COUNT(*), CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
-                 CAST(COALESCE(SUM(duration_s), 0) AS SIGNED), COUNT(DISTINCT mode), \
-                 GROUP_CONCAT(DISTINCT mode ORDER BY mode SEPARATOR ','), \
-                 CAST(COALESCE(SUM(points), 0) AS SIGNED)",
-                "GROUP BY user_id ORDER BY user_id",
-                (from, to),
-            )
+            .day_rows("rollup users", users, ucols, (from, to))
             .await?;
         let hours = self
-            .day_rows(
-                "rollup hours",
-                "CAST(HOUR(started_at) AS SIGNED) AS h, mode, COUNT(*), \
-                 CAST(COALESCE(SUM(distance_m), 0) AS DOUBLE), \
-                 CAST(COALESCE(SUM(points), 0) AS SIGNED)",
-                "GROUP BY h, mode ORDER BY h, mode",
-                (from, to),
-            )
+            .day_rows("rollup hours", hours, hcols, (from, to))
             .await?;
         let mut modes: Vec<ModeDay> = modes.iter().map(|r| mode_day(&key, r)).collect();
         for r in &hours {
@@ -156,10 +167,7 @@ impl Trips {
         (from, to): (chrono::NaiveDateTime, chrono::NaiveDateTime),
     ) -> Result<Vec<sqlx::mysql::MySqlRow>, HubError> {
         let dataset = &self.stores().dataset;
-        let sql = format!(
-            "SELECT {columns} FROM trips \
-             WHERE status = 'completed' AND started_at >= ? AND started_at < ? {tail}"
-        );
+        let sql = day_sql(columns, tail);
         dataset
             .timed(
                 op,

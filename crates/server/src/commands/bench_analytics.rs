@@ -11,6 +11,7 @@ use chrono::{NaiveDate, Utc};
 use serde_json::json;
 use tsp_config::LoadOptions;
 use tsp_hub::{HubError, MysqlStore};
+use tsp_mobility::analytics::{GROUP_BYS, day_sql};
 use tsp_mobility::complete::Trips;
 use tsp_mobility::sandbox::Sandbox;
 use tsp_mobility::seed::SplitMix64;
@@ -78,24 +79,18 @@ async fn write_trips(
     Ok(())
 }
 
-/// The rollup's `GROUP BY` statements alone, over `days`: their time in ms.
+/// The rollup's own `GROUP BY` statements alone (`tsp_mobility::analytics::GROUP_BYS`), over
+/// `days`: their time in ms.
 async fn bare_queries(dataset: &MysqlStore, days: &[NaiveDate]) -> Result<f64, HubError> {
     let started = Instant::now();
     for d in days {
         let from = d.and_hms_opt(0, 0, 0).unwrap_or_default();
         let to = from + chrono::Duration::days(1);
-        for group in [
-            "mode, COUNT(*), SUM(distance_m), SUM(duration_s), COUNT(DISTINCT user_id) FROM trips \
-             WHERE status = 'completed' AND started_at >= ? AND started_at < ? GROUP BY mode",
-            "user_id, COUNT(*), SUM(distance_m), SUM(duration_s), COUNT(DISTINCT mode) FROM trips \
-             WHERE status = 'completed' AND started_at >= ? AND started_at < ? GROUP BY user_id",
-            "HOUR(started_at) AS h, mode, COUNT(*), SUM(distance_m) FROM trips \
-             WHERE status = 'completed' AND started_at >= ? AND started_at < ? GROUP BY h, mode",
-        ] {
+        for (columns, tail) in GROUP_BYS {
             dataset
                 .timed(
                     "bench group",
-                    sqlx::query(&format!("SELECT {group}"))
+                    sqlx::query(&day_sql(columns, tail))
                         .bind(from)
                         .bind(to)
                         .fetch_all(dataset.pool()),
