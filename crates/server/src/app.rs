@@ -109,13 +109,20 @@ impl App {
         let schedules = self
             .schedules()
             .map_err(|e| tsp_queue::ScheduleError::Queue(e.into()))?;
+        // One listing of what is stored, compared against every declared schedule.
+        let stored: std::collections::HashMap<String, tsp_queue::Schedule> = schedules
+            .list()
+            .await?
+            .into_iter()
+            .map(|s| (s.schedule.name.clone(), s.schedule))
+            .collect();
         let mut put = Vec::new();
         for (name, declared) in &self.hub.config().schedules {
             let wanted = declared_schedule(name, declared)?;
-            let same = schedules.find(name).await?.is_some_and(|s| {
-                let mut stored = s.schedule;
-                stored.since = None;
-                stored == wanted
+            let same = stored.get(name).is_some_and(|s| {
+                let mut s = s.clone();
+                s.since = None;
+                s == wanted
             });
             if !same {
                 schedules.put(wanted).await?;

@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use tsp_mobility::sandbox::Sandbox;
@@ -16,19 +16,7 @@ use tsp_server::app::App;
 
 /// A worker process on queue `sched` of the sandbox.
 fn worker(sandbox: &Sandbox) -> Child {
-    let mut cmd = common::tsp_job(&[("TSP_LOG", "warn")]);
-    cmd.args(["worker", "--queue", "sched", "--concurrency", "4"]);
-    for s in sandbox.overrides.iter().map(String::as_str).chain([
-        "queue.lease=2s",
-        "queue.records.mongo=false",
-        "queue.records.influx=false",
-    ]) {
-        cmd.args(["--set", s]);
-    }
-    cmd.stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    common::worker_on(&sandbox.overrides, "sched", 4, "2s", &[])
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -264,16 +252,7 @@ async fn schedules_declared_in_the_configuration_are_reconciled_by_workers() {
     assert_eq!(listed.schedule.every_ms, Some(1000));
 
     // A worker started with the same configuration runs it.
-    let mut cmd = common::tsp_job(&[("TSP_LOG", "warn")]);
-    cmd.args(["worker", "--queue", "declared"]);
-    for s in sandbox.overrides.iter().map(String::as_str).chain(declared) {
-        cmd.args(["--set", s]);
-    }
-    let mut w = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut w = common::worker_on(&sandbox.overrides, "declared", 4, "2s", &declared);
     let queue = app.queue("declared").unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while queue.counts().await.unwrap().completed < 2 {

@@ -252,7 +252,9 @@ impl Schedules {
         if let Some(old) = self.find(&s.name).await?
             && old.schedule.queue != s.queue
         {
-            self.remove(&s.name).await?;
+            (self.queue)(&old.schedule.queue)?
+                .remove_schedule(&s.name)
+                .await?;
         }
         let json = serde_json::to_string(&s).unwrap_or_default();
         let next = timing.next_after(now);

@@ -9,21 +9,9 @@ use tsp_mobility::analytics::DayRange;
 use tsp_mobility::auth::Scope;
 
 use super::AppState;
-use super::errors::{ApiError, answer, bad_request, forbidden, query_error};
+use super::errors::{ApiError, answer, bad_request, query_error};
 use super::guard::Caller;
-use super::queries::user_id;
-
-type Params = Query<HashMap<String, String>>;
-
-fn only(p: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
-    match p.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(bad_request(format!(
-            "{k}: unknown parameter (known: {})",
-            known.join(", ")
-        ))),
-        None => Ok(()),
-    }
-}
+use super::queries::{Params, known_only, readable_user};
 
 fn range(p: &HashMap<String, String>) -> Result<DayRange, ApiError> {
     DayRange::parse(
@@ -37,7 +25,7 @@ fn range(p: &HashMap<String, String>) -> Result<DayRange, ApiError> {
 pub(super) async fn daily(State(s): State<AppState>, Query(p): Params) -> Response {
     answer(
         async {
-            only(&p, &["from", "to", "mode"])?;
+            known_only(&p, &["from", "to", "mode"])?;
             let (rows, cache) = s
                 .app
                 .trips()
@@ -54,7 +42,7 @@ pub(super) async fn daily(State(s): State<AppState>, Query(p): Params) -> Respon
 pub(super) async fn hourly(State(s): State<AppState>, Query(p): Params) -> Response {
     answer(
         async {
-            only(&p, &["day"])?;
+            known_only(&p, &["day"])?;
             let day = DayRange::parse(
                 p.get("day").map(String::as_str),
                 p.get("day").map(String::as_str),
@@ -72,7 +60,7 @@ pub(super) async fn hourly(State(s): State<AppState>, Query(p): Params) -> Respo
 pub(super) async fn modes(State(s): State<AppState>, Query(p): Params) -> Response {
     answer(
         async {
-            only(&p, &["days"])?;
+            known_only(&p, &["days"])?;
             let days = match p.get("days") {
                 Some(d) => d
                     .parse::<u32>()
@@ -95,12 +83,8 @@ pub(super) async fn user_daily(
 ) -> Response {
     answer(
         async {
-            let id = user_id(&id)?;
-            let who = caller.who()?;
-            if who.user_id() != Some(id) && !who.has(Scope::AnalyticsRead) {
-                return Err(forbidden());
-            }
-            only(&p, &["from", "to"])?;
+            let id = readable_user(&caller, &id, Scope::AnalyticsRead)?;
+            known_only(&p, &["from", "to"])?;
             let (rows, cache) = s
                 .app
                 .trips()

@@ -6,18 +6,18 @@ use std::collections::HashMap;
 use axum::extract::{Extension, Path, Query, State};
 use axum::response::Response;
 use serde_json::json;
-use tsp_mobility::auth::{Principal, Scope};
+use tsp_mobility::auth::Scope;
 use tsp_mobility::queries::{Around, MAX_LIMIT};
 
 use super::AppState;
 use super::errors::{ApiError, answer, bad_request, forbidden, query_error};
 use super::guard::Caller;
 
-type Params = Query<HashMap<String, String>>;
+pub(super) type Params = Query<HashMap<String, String>>;
 
 /// Refuses parameters outside `known`, so a misspelt `radius` does not silently fall back to a
 /// default.
-fn known_only(p: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+pub(super) fn known_only(p: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
     match p.keys().find(|k| !known.contains(&k.as_str())) {
         Some(unknown) => Err(bad_request(format!(
             "{unknown}: unknown parameter (known: {})",
@@ -41,17 +41,20 @@ fn param<T: std::str::FromStr>(
     }
 }
 
-pub(super) fn user_id(id: &str) -> Result<u64, ApiError> {
+fn user_id(id: &str) -> Result<u64, ApiError> {
     id.parse::<u64>()
         .ok()
         .filter(|&n| n > 0)
         .ok_or_else(|| bad_request(format!("id: `{id}` is not a user id")))
 }
 
-/// A user reads their own data; operators and keys with `users:read` read anyone's.
-fn may_read_user(who: &Principal, id: u64) -> Result<(), ApiError> {
-    if who.user_id() == Some(id) || who.has(Scope::UsersRead) {
-        Ok(())
+/// The user `id` names, if the caller may read their data: the user themselves, or a caller
+/// holding `scope` (operators hold their role's scopes).
+pub(super) fn readable_user(caller: &Caller, id: &str, scope: Scope) -> Result<u64, ApiError> {
+    let id = user_id(id)?;
+    let who = caller.who()?;
+    if who.user_id() == Some(id) || who.has(scope) {
+        Ok(id)
     } else {
         Err(forbidden())
     }
@@ -66,8 +69,7 @@ pub(super) async fn user_stats(
 ) -> Response {
     answer(
         async {
-            let id = user_id(&id)?;
-            may_read_user(caller.who()?, id)?;
+            let id = readable_user(&caller, &id, Scope::UsersRead)?;
             known_only(&p, &["days"])?;
             let days = param::<u32>(&p, "days")?.unwrap_or(30);
             s.app
@@ -89,8 +91,7 @@ pub(super) async fn user_points(
 ) -> Response {
     answer(
         async {
-            let id = user_id(&id)?;
-            may_read_user(caller.who()?, id)?;
+            let id = readable_user(&caller, &id, Scope::UsersRead)?;
             known_only(&p, &[])?;
             s.app.trips().user_points(id).await.map_err(query_error)
         }

@@ -6,12 +6,12 @@ use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tsp_mobility::auth::{Login, LoginError, Principal};
+use tsp_mobility::auth::{Login, LoginError, Principal, Scope};
 
 use super::AppState;
-use super::errors::{ApiError, answer, error, forbidden};
+use super::errors::{ApiError, answer, error};
 use super::guard::{Caller, too_many};
-use super::queries::user_id;
+use super::queries::readable_user;
 
 /// `POST /auth/login`: `{"email","password"}` or `{"username","password"}` → a session. Any
 /// refusal is the same 401 after the same work; repeated failures get 429.
@@ -62,11 +62,8 @@ pub(super) async fn revoke_all(
 ) -> Response {
     answer(
         async {
-            let id = user_id(&id)?;
-            let who = caller.who()?;
-            if who.user_id() != Some(id) && !who.is_operator() {
-                return Err(forbidden());
-            }
+            // The user, or an operator (`admin` is what makes one: `Principal::is_operator`).
+            let id = readable_user(&caller, &id, Scope::Admin)?;
             let ended = s
                 .app
                 .auth()

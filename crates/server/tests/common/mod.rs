@@ -156,15 +156,27 @@ impl Drop for Server {
     }
 }
 
-/// A worker process on the trips queue of the databases `overrides` point at: `concurrency`
-/// jobs at once, leases of `lease`, three attempts 50 ms apart, no queue records, then the
-/// `extra` settings. Its output is discarded.
+/// A worker process on the trips queue of the databases `overrides` point at (see
+/// [`worker_on`]).
 pub fn trip_worker(overrides: &[String], concurrency: usize, lease: &str, extra: &[&str]) -> Child {
+    worker_on(overrides, "trips", concurrency, lease, extra)
+}
+
+/// A worker process on `queue` of the databases `overrides` point at: `concurrency` jobs at
+/// once, leases of `lease`, three attempts 50 ms apart, no queue records, then the `extra`
+/// settings. Its output is discarded.
+pub fn worker_on(
+    overrides: &[String],
+    queue: &str,
+    concurrency: usize,
+    lease: &str,
+    extra: &[&str],
+) -> Child {
     let mut cmd = tsp_job(&[("TSP_LOG", "warn")]);
     cmd.args([
         "worker",
         "--queue",
-        "trips",
+        queue,
         "--concurrency",
         &concurrency.to_string(),
     ]);
