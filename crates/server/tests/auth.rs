@@ -565,6 +565,7 @@ async fn limits_hold_across_two_processes_and_bad_requests_are_refused() {
     ];
     let site = Site::new(&sets).await;
     let (a, b) = (site.server(&sets), site.server(&sets));
+    let fresh = site.server(&sets);
     // A login that hashes for far longer than this server waits.
     let slow = site.server(&[
         "auth.argon2.memory_kib=65536",
@@ -593,6 +594,12 @@ async fn limits_hold_across_two_processes_and_bad_requests_are_refused() {
         "{passed} passed, at most {allowed}"
     );
     assert_eq!(refused.as_deref(), Some("1"));
+    // The limit lives in Redis, not in a process: a third server, which has served nothing,
+    // refuses the key too (as a restarted one would).
+    let (code, headers, _) = call(&fresh, Method::GET, "/users/1/points", Some(&key), None).await;
+    assert_eq!(code, 429, "a new process still sees the spent burst");
+    assert!(headers.contains_key("retry-after"));
+    drop(fresh);
 
     // Too large: 413. Not JSON: 415. Too slow (a deliberately costly password hash): 503.
     let admin = site.key(&[Scope::Admin, Scope::JobsWrite]).await;
