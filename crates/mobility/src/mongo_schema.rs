@@ -39,6 +39,13 @@ fn named(name: &str) -> IndexOptions {
     IndexOptions::builder().name(name.to_string()).build()
 }
 
+fn unique(name: &str) -> IndexOptions {
+    IndexOptions::builder()
+        .name(name.to_string())
+        .unique(true)
+        .build()
+}
+
 /// The steps of each Mongo instance.
 pub fn steps(instance: &str) -> Vec<Step> {
     match instance {
@@ -68,13 +75,7 @@ pub fn steps(instance: &str) -> Vec<Step> {
                         named("userId_createdAt"),
                     ),
                     (doc! {"mode": 1, "createdAt": -1}, named("mode_createdAt")),
-                    (
-                        doc! {"tripId": 1},
-                        IndexOptions::builder()
-                            .name("tripId_unique".to_string())
-                            .unique(true)
-                            .build(),
-                    ),
+                    (doc! {"tripId": 1}, unique("tripId_unique")),
                 ],
             },
             Step {
@@ -84,6 +85,32 @@ pub fn steps(instance: &str) -> Vec<Step> {
                 indexes: vec![
                     (doc! {"userId": 1, "at": -1}, named("userId_at")),
                     (doc! {"type": 1, "at": -1}, named("type_at")),
+                ],
+            },
+            Step {
+                version: 3,
+                description: "analytics_daily: one document per day and mode",
+                collection: crate::analytics::DAILY,
+                indexes: vec![(doc! {"day": 1, "mode": 1}, unique("day_mode_unique"))],
+            },
+            Step {
+                version: 4,
+                description: "analytics_user_daily: one document per day and user bucket",
+                collection: crate::analytics::USER_DAILY,
+                // Partial: documents of the earlier one-per-user layout have no bucket; each
+                // day's next rollup replaces them (docs/analytics.md#user-buckets).
+                // The plain day index serves the rollup's replacement of a day, which a partial
+                // index cannot.
+                indexes: vec![
+                    (doc! {"day": 1}, named("day")),
+                    (
+                        doc! {"day": 1, "bucket": 1},
+                        IndexOptions::builder()
+                            .name("day_bucket_unique".to_string())
+                            .unique(true)
+                            .partial_filter_expression(doc! {"bucket": {"$exists": true}})
+                            .build(),
+                    ),
                 ],
             },
         ],

@@ -27,7 +27,7 @@ async fn steps_create_the_indexes_once_and_geo_queries_use_them() {
     let dry = mongo_schema::run(store, &mongo_schema::steps("dataset"), true)
         .await
         .unwrap();
-    assert_eq!(dry.applied.len(), 2);
+    assert_eq!(dry.applied.len(), 4);
     assert!(
         store
             .database()
@@ -37,13 +37,38 @@ async fn steps_create_the_indexes_once_and_geo_queries_use_them() {
             .is_empty(),
         "a dry run creates nothing"
     );
+    // Two user days of the one-per-user layout, before the bucket index: its creation must not
+    // trip over them.
+    let user_days = store
+        .database()
+        .collection::<Document>(tsp_mobility::analytics::USER_DAILY);
+    user_days
+        .insert_many([
+            doc! {"day": "2026-01-01", "userId": 1},
+            doc! {"day": "2026-01-01", "userId": 2},
+        ])
+        .await
+        .unwrap();
 
     let first = mongo_schema::run_all(&hub, false)
         .await
         .map_err(|(_, e)| e)
         .unwrap();
     let applied: Vec<usize> = first.iter().map(|r| r.applied.len()).collect();
-    assert_eq!(applied, [1, 2], "cache 1 step, dataset 2 steps");
+    assert_eq!(applied, [1, 4], "cache 1 step, dataset 4 steps");
+    let mut names = user_days.list_index_names().await.unwrap();
+    names.sort();
+    assert_eq!(names, ["_id_", "day", "day_bucket_unique"]);
+    let bucket = doc! {"day": "2026-01-01", "bucket": 0_i64, "users": {}};
+    user_days.insert_one(bucket.clone()).await.unwrap();
+    let again = store
+        .timed("insert", user_days.insert_one(bucket))
+        .await
+        .unwrap_err();
+    assert!(
+        tsp_hub::MongoStore::only_duplicates(&again),
+        "a second document for one day and bucket is refused: {again}"
+    );
     let mut names = store
         .database()
         .collection::<Document>("trip_trajectories")

@@ -517,7 +517,16 @@ async fn rollups_equal_the_source_and_a_rerun_replaces_them_exactly() {
         north("r-3", 1, "bike", -16.90, 145.70, 1, noon(2, 120)),
         north("r-4", 3, "walk", -16.90, 145.70, 1, noon(3, 0)),
         north("r-5", 2, "bus", -16.70, 145.70, 1, noon(2, 30)),
+        // A user in another bucket of `analytics_user_daily` (USERS_PER_BUCKET).
+        north("r-6", 2001, "bike", -16.90, 145.70, 2, noon(2, 90)),
     ];
+    sqlx::query(
+        "INSERT INTO users (id, email, display_name, status) \
+         VALUES (2001, 'rider2001@example.test', 'Rider 2001', 'active')",
+    )
+    .execute(env.sandbox.hub.mysql("portal").unwrap().pool())
+    .await
+    .unwrap();
     for trip in &plan {
         t.complete(&format!("job-{}", trip.trip_id), trip)
             .await
@@ -608,31 +617,45 @@ async fn rollups_equal_the_source_and_a_rerun_replaces_them_exactly() {
 
     // The day with r-1..r-3 (and the compensated r-5): per user, and the points in InfluxDB.
     let busy = start_day(&plan[0]);
-    let (user1, _) = t
-        .user_daily(
-            1,
-            DayRange {
-                from: busy,
-                to: busy,
-            },
-        )
-        .await
-        .unwrap();
+    let busy_day = DayRange {
+        from: busy,
+        to: busy,
+    };
+    let (user1, _) = t.user_daily(1, busy_day).await.unwrap();
     assert_eq!(
         user1.iter().map(|u| (u.trips, u.modes)).collect::<Vec<_>>(),
         [(2, 2)]
     );
-    let (user2, _) = t
-        .user_daily(
-            2,
-            DayRange {
-                from: busy,
-                to: busy,
-            },
-        )
-        .await
-        .unwrap();
+    let (user2, _) = t.user_daily(2, busy_day).await.unwrap();
     assert_eq!(user2[0].trips, 1, "r-5 was compensated");
+    // Every user's day equals MySQL's, whichever bucket holds it.
+    let from = busy.and_hms_opt(0, 0, 0).unwrap();
+    let per_user: Vec<(u64, i64, f64, i64)> = sqlx::query_as(
+        "SELECT user_id, COUNT(*), CAST(SUM(distance_m) AS DOUBLE), COUNT(DISTINCT mode) \
+         FROM trips WHERE status = 'completed' AND started_at >= ? AND started_at < ? \
+         GROUP BY user_id ORDER BY user_id",
+    )
+    .bind(from)
+    .bind(from + chrono::Duration::days(1))
+    .fetch_all(env.sandbox.hub.mysql("dataset").unwrap().pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        per_user.iter().map(|u| u.0).collect::<Vec<_>>(),
+        [1, 2, 2001]
+    );
+    for (user, trips, distance, modes) in per_user {
+        let (days, _) = t.user_daily(user, busy_day).await.unwrap();
+        assert_eq!(days.len(), 1, "user {user}");
+        let d = &days[0];
+        assert_eq!(
+            (d.user_id, d.trips as i64, d.modes as i64),
+            (user, trips, modes)
+        );
+        assert!((d.distance_m - distance).abs() < 1e-6, "user {user}");
+    }
+    let (nobody, _) = t.user_daily(4, busy_day).await.unwrap();
+    assert!(nobody.is_empty(), "user 4 has no trips that day");
     let influx = env.sandbox.hub.influx("primary").unwrap();
     influx.writer().flush().await;
     let midnight = busy.and_hms_opt(0, 0, 0).unwrap().and_utc().to_rfc3339();

@@ -10,6 +10,8 @@
 mod reads;
 mod rollup;
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
@@ -20,8 +22,12 @@ pub use rollup::{GROUP_BYS, RollupPayload, RollupReport, day_sql, register};
 pub const JOB_TYPE: &str = "analytics.rollup";
 /// Per day and mode.
 pub const DAILY: &str = "analytics_daily";
-/// Per day and user.
+/// Per day and user, in buckets of [`USERS_PER_BUCKET`] consecutive user ids.
 pub const USER_DAILY: &str = "analytics_user_daily";
+/// User ids per `analytics_user_daily` document: one document holds a day's users of one
+/// bucket (`user_id / USERS_PER_BUCKET`), keyed by id, so a day is a few documents instead of
+/// one per user, and one user's days are read with a projection (docs/analytics.md#user-buckets).
+pub const USERS_PER_BUCKET: u64 = 1000;
 /// The cache tag of every analytics answer: a rollup invalidates it.
 pub const TAG: &str = "analytics";
 
@@ -102,6 +108,47 @@ pub struct UserDay {
     /// Those modes.
     #[serde(default)]
     pub mode_list: Vec<String>,
+}
+
+/// One `analytics_user_daily` document: a day's users of one bucket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct UserBucket {
+    day: String,
+    bucket: i64,
+    /// By user id (as text: document keys are strings). Empty when a projection for one user
+    /// finds them absent that day.
+    #[serde(default)]
+    users: BTreeMap<String, UserDay>,
+}
+
+impl UserBucket {
+    /// `days` grouped in buckets, one document per bucket.
+    fn of(day: &str, users: &[UserDay]) -> Vec<UserBucket> {
+        let mut buckets: BTreeMap<u64, UserBucket> = BTreeMap::new();
+        for u in users {
+            let bucket = u.user_id / USERS_PER_BUCKET;
+            buckets
+                .entry(bucket)
+                .or_insert_with(|| UserBucket {
+                    day: day.to_string(),
+                    bucket: bucket as i64,
+                    users: BTreeMap::new(),
+                })
+                .users
+                .insert(u.user_id.to_string(), u.clone());
+        }
+        buckets.into_values().collect()
+    }
+
+    /// The user days of `buckets`, by day, then user.
+    fn flatten(buckets: Vec<UserBucket>) -> Vec<UserDay> {
+        let mut out: Vec<UserDay> = buckets
+            .into_iter()
+            .flat_map(|b| b.users.into_values())
+            .collect();
+        out.sort_by(|a, b| a.day.cmp(&b.day).then(a.user_id.cmp(&b.user_id)));
+        out
+    }
 }
 
 /// `day` as stored: `YYYY-MM-DD`.

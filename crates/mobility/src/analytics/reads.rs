@@ -9,7 +9,7 @@ use mongodb::bson::{Document, doc};
 use serde::{Deserialize, Serialize};
 use tsp_hub::Level;
 
-use super::{DAILY, ModeDay, ModeHour, TAG, USER_DAILY, UserDay};
+use super::{DAILY, ModeDay, ModeHour, TAG, USER_DAILY, USERS_PER_BUCKET, UserBucket, UserDay};
 use crate::complete::Trips;
 use crate::queries::QueryError;
 
@@ -190,8 +190,10 @@ impl Trips {
 
     /// Every user's day rollups in `range` (the engagement report sums them).
     pub(crate) async fn all_user_days(&self, range: DayRange) -> Result<Vec<UserDay>, QueryError> {
-        self.rollup_docs::<UserDay>(USER_DAILY, range.filter(), None)
-            .await
+        let buckets = self
+            .rollup_docs::<UserBucket>(USER_DAILY, range.filter(), None)
+            .await?;
+        Ok(UserBucket::flatten(buckets))
     }
 
     /// User `user`'s day rollups in `range`.
@@ -204,8 +206,12 @@ impl Trips {
         self.cache()
             .get_or_load(TAG, &key, || async {
                 let mut filter = range.filter();
-                filter.insert("userId", user as i64);
-                self.rollup_docs::<UserDay>(USER_DAILY, filter, None).await
+                filter.insert("bucket", (user / USERS_PER_BUCKET) as i64);
+                let only = doc! {"day": 1, "bucket": 1, format!("users.{user}"): 1};
+                let buckets = self
+                    .rollup_docs::<UserBucket>(USER_DAILY, filter, Some(only))
+                    .await?;
+                Ok::<_, QueryError>(UserBucket::flatten(buckets))
             })
             .await
     }

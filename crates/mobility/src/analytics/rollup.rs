@@ -16,7 +16,7 @@ use sqlx::Row;
 use tsp_hub::{HubError, Point};
 use tsp_queue::{JobContext, JobError, Registry};
 
-use super::{DAILY, HourCount, JOB_TYPE, ModeDay, TAG, USER_DAILY, UserDay, day_key};
+use super::{DAILY, HourCount, JOB_TYPE, ModeDay, TAG, USER_DAILY, UserBucket, UserDay, day_key};
 use crate::complete::Trips;
 
 /// What one day's rollup did.
@@ -250,7 +250,8 @@ impl Trips {
         mongo
             .timed("start transaction", session.start_transaction())
             .await?;
-        for (name, docs) in [(DAILY, docs(&g.modes)), (USER_DAILY, docs(&g.users))] {
+        let buckets = UserBucket::of(&day_key(day), &g.users);
+        for (name, docs) in [(DAILY, docs(&g.modes)), (USER_DAILY, docs(&buckets))] {
             let coll = db.collection::<Document>(name);
             mongo
                 .timed(
