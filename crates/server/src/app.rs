@@ -94,6 +94,7 @@ impl App {
                     timeout_ms: None,
                     missed: tsp_queue::Missed::Skip,
                     since: None,
+                    declared: false,
                 })
                 .await?;
         }
@@ -102,10 +103,10 @@ impl App {
 
     /// Makes the stored schedules match the ones the configuration declares
     /// (`schedules.<name>.*`): a declared schedule that is missing or differs is put (its next
-    /// tick from now); one that matches is left as it is, paused or not. Schedules added by
-    /// other means are left alone, and so is one no longer declared (remove it with
-    /// `tsp-job schedule remove`). Returns the names put.
-    pub async fn reconcile_schedules(&self) -> Result<Vec<String>, tsp_queue::ScheduleError> {
+    /// tick from now); one that matches is left as it is, paused or not; one stored from an
+    /// earlier declaration and declared no longer is removed. Schedules added by hand are left
+    /// alone (docs/queue.md#schedules).
+    pub async fn reconcile_schedules(&self) -> Result<Reconciled, tsp_queue::ScheduleError> {
         let schedules = self
             .schedules()
             .map_err(|e| tsp_queue::ScheduleError::Queue(e.into()))?;
@@ -116,9 +117,10 @@ impl App {
             .into_iter()
             .map(|s| (s.schedule.name.clone(), s.schedule))
             .collect();
-        let mut put = Vec::new();
-        for (name, declared) in &self.hub.config().schedules {
-            let wanted = declared_schedule(name, declared)?;
+        let declared = &self.hub.config().schedules;
+        let mut done = Reconciled::default();
+        for (name, settings) in declared {
+            let wanted = declared_schedule(name, settings)?;
             let same = stored.get(name).is_some_and(|s| {
                 let mut s = s.clone();
                 s.since = None;
@@ -126,16 +128,32 @@ impl App {
             });
             if !same {
                 schedules.put(wanted).await?;
-                put.push(name.clone());
+                done.put.push(name.clone());
             }
         }
-        Ok(put)
+        for (name, s) in &stored {
+            if s.declared && !declared.contains_key(name) {
+                schedules.remove(name).await?;
+                done.removed.push(name.clone());
+            }
+        }
+        done.removed.sort();
+        Ok(done)
     }
 
     /// The credential side: logins, sessions, keys, limits.
     pub fn auth(&self) -> &Auth {
         &self.auth
     }
+}
+
+/// What [`App::reconcile_schedules`] changed.
+#[derive(Debug, Default, PartialEq)]
+pub struct Reconciled {
+    /// Declared schedules stored because they were missing or differed.
+    pub put: Vec<String>,
+    /// Schedules of an earlier declaration, declared no longer, removed.
+    pub removed: Vec<String>,
 }
 
 /// The schedule `schedules.<name>.*` declares.
@@ -173,6 +191,7 @@ fn declared_schedule(
             tsp_queue::Missed::Skip
         },
         since: None,
+        declared: true,
     })
 }
 

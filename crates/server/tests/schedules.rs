@@ -52,6 +52,7 @@ async fn one_job_per_tick_while_workers_die_restart_and_stall() {
             timeout_ms: None,
             missed: Missed::CatchUp { max: 1000 },
             since: None,
+            declared: false,
         })
         .await
         .unwrap();
@@ -204,6 +205,11 @@ async fn schedules_are_managed_from_the_cli_and_over_http() {
         tokio::task::block_in_place(|| common::Server::start(&sets, &[])).with_credential(key);
     let body = serde_json::json!({"name": "often", "every_ms": 60000,
         "job_type": "builtin.noop", "queue": "default"});
+    let mut claims_declared = body.clone();
+    claims_declared["declared"] = true.into();
+    let (code, out) = tokio::task::block_in_place(|| server.post("/schedules", &claims_declared));
+    assert_eq!(code, 400, "{out}");
+    assert!(out.contains("declared"), "{out}");
     let (code, out) = tokio::task::block_in_place(|| server.post("/schedules", &body));
     assert_eq!(code, 201, "{out}");
     let (code, out) = tokio::task::block_in_place(|| server.get("/schedules"));
@@ -237,11 +243,12 @@ async fn schedules_declared_in_the_configuration_are_reconciled_by_workers() {
     let sandbox = Sandbox::create(&options).await.unwrap();
     let app = App::build(&sandbox.hub).unwrap();
     // The first reconcile stores it; the next finds it as declared and leaves it be.
+    let first = app.reconcile_schedules().await.unwrap();
     assert_eq!(
-        app.reconcile_schedules().await.unwrap(),
-        vec!["beat".to_string()]
+        (first.put, first.removed),
+        (vec!["beat".to_string()], vec![])
     );
-    assert!(app.reconcile_schedules().await.unwrap().is_empty());
+    assert_eq!(app.reconcile_schedules().await.unwrap(), Default::default());
     let listed = app
         .schedules()
         .unwrap()
@@ -264,5 +271,34 @@ async fn schedules_declared_in_the_configuration_are_reconciled_by_workers() {
     }
     signal(&w, "-TERM");
     w.wait().unwrap();
+
+    // One made by hand, then a process whose configuration no longer declares `beat`: its
+    // reconcile removes `beat` and leaves the other alone.
+    let mut by_hand = listed.schedule.clone();
+    by_hand.name = "by-hand".into();
+    by_hand.declared = false;
+    app.schedules().unwrap().put(by_hand).await.unwrap();
+    let mut later = common::load_options();
+    later.overrides.extend(sandbox.overrides.iter().cloned());
+    let hub = tsp_hub::Hub::connect(&tsp_config::load(&later).unwrap())
+        .await
+        .unwrap();
+    let done = App::build(&hub)
+        .unwrap()
+        .reconcile_schedules()
+        .await
+        .unwrap();
+    assert_eq!((done.put, done.removed), (vec![], vec!["beat".to_string()]));
+    let left: Vec<String> = app
+        .schedules()
+        .unwrap()
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.schedule.name)
+        .collect();
+    assert_eq!(left, ["by-hand"]);
+    hub.shutdown(Duration::from_secs(2)).await;
     let _ = sandbox.remove().await;
 }

@@ -73,6 +73,10 @@ pub struct Schedule {
     /// When an `every_ms` schedule counts from (Unix ms); set when it is added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<i64>,
+    /// Declared in the configuration (`schedules.<name>.*`): the reconcile owns it, and
+    /// removes it once no longer declared. Schedules added by hand are never touched by it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub declared: bool,
 }
 
 /// A schedule refused, naming the field.
@@ -363,6 +367,7 @@ mod tests {
             timeout_ms: None,
             missed: Missed::Skip,
             since: None,
+            declared: false,
         };
         assert!(s.timing().is_ok());
         let mut bad = s.clone();

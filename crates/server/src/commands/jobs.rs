@@ -28,9 +28,12 @@ pub async fn worker(
         .map(|q| queue(hub, q))
         .collect::<Result<Vec<_>, _>>()?;
     // Declared schedules, reconciled before the tickers start (docs/queue.md#schedules).
-    let put = app.reconcile_schedules().await?;
-    if !put.is_empty() {
-        tracing::info!(schedules = ?put, "schedules from the configuration stored");
+    let done = app.reconcile_schedules().await?;
+    if !done.put.is_empty() {
+        tracing::info!(schedules = ?done.put, "schedules from the configuration stored");
+    }
+    if !done.removed.is_empty() {
+        tracing::info!(schedules = ?done.removed, "schedules no longer declared removed");
     }
     let (sink, task) = records(hub).await?;
     let mut w = Worker::new(queues, app.registry().clone()).with_records(sink);

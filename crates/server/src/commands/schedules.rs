@@ -38,6 +38,7 @@ pub fn schedule_of(args: &ScheduleArgs) -> anyhow::Result<Schedule> {
         timeout_ms: None,
         missed,
         since: None,
+        declared: false,
     })
 }
 

@@ -35,6 +35,13 @@ pub(super) async fn put(State(s): State<AppState>, body: Bytes) -> Response {
     let result = async {
         let schedule: Schedule =
             serde_json::from_slice(&body).map_err(|e| bad_request(format!("body: {e}")))?;
+        if schedule.declared {
+            // Only the configuration declares: a declared schedule is removed by the reconcile
+            // once the configuration drops it (docs/queue.md#schedules).
+            return Err(bad_request(
+                "declared: only schedules.<name>.* in the configuration declare a schedule",
+            ));
+        }
         if !s.app.registry().types().contains(&schedule.job_type) {
             return Err(bad_request(format!(
                 "job_type: no job type `{}`",
