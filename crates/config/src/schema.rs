@@ -1249,6 +1249,76 @@ pub static SCHEDULE_FIELDS: &[Field] = &[
     ),
 ];
 
+/// `backup.*`: backup sets and their tools (docs/backup.md).
+pub static BACKUP_FIELDS: &[Field] = &[
+    field(
+        "dir",
+        FieldType::Str,
+        |_| s("backups"),
+        "folder holding backup sets (one sub-folder each)",
+    ),
+    field(
+        "encryption_key_file",
+        FieldType::File,
+        none,
+        "file with a 32-byte key (64 hex digits): parts are encrypted with XChaCha20-Poly1305",
+    ),
+    field(
+        "keep_daily",
+        FieldType::UInt { min: 1, max: 3650 },
+        |_| i(7),
+        "`backup prune`: the newest complete set of each of this many days is kept",
+    ),
+    field(
+        "keep_weekly",
+        FieldType::UInt { min: 0, max: 520 },
+        |_| i(4),
+        "`backup prune`: and the newest complete set of each of this many ISO weeks",
+    ),
+    field(
+        "mysql_dump",
+        FieldType::Str,
+        |_| s("mariadb-dump"),
+        "dump tool (`mysqldump` for MySQL 8)",
+    ),
+    field(
+        "mysql_client",
+        FieldType::Str,
+        |_| s("mariadb"),
+        "client that replays a dump (`mysql` for MySQL 8)",
+    ),
+    field(
+        "mysql_binlog",
+        FieldType::Str,
+        |_| s("mariadb-binlog"),
+        "binary-log reader for point-in-time recovery (`mysqlbinlog` for MySQL 8)",
+    ),
+    field(
+        "influxd",
+        FieldType::Str,
+        |_| s("influxd"),
+        "InfluxDB 1.x server binary (`influxd backup -portable` / `restore -portable`)",
+    ),
+    field(
+        "influx_rpc_port",
+        FieldType::Port,
+        |_| i(8088),
+        "InfluxDB 1.x backup/restore (RPC) port, on each instance's host",
+    ),
+    field(
+        "redis_server",
+        FieldType::Str,
+        |_| s("redis-server"),
+        "Redis server binary: reads a snapshot back for counting and restoring",
+    ),
+    field(
+        "timeout",
+        FieldType::Duration,
+        |_| s("30m"),
+        "the longest one part may take (dump, snapshot, export)",
+    ),
+];
+
 /// A fixed section (not instance-named) and its fields.
 pub static FIXED_SECTIONS: &[(&str, &[Field])] = &[
     ("influx.service_monitor", SERVICE_MONITOR_FIELDS),
@@ -1261,6 +1331,7 @@ pub static FIXED_SECTIONS: &[(&str, &[Field])] = &[
     ("auth", AUTH_FIELDS),
     ("limits", LIMIT_FIELDS),
     ("activity", ACTIVITY_FIELDS),
+    ("backup", BACKUP_FIELDS),
 ];
 
 /// The field of `stores.<kind>.<instance>.required`.
@@ -1286,6 +1357,7 @@ pub const TOP_LEVEL: &[&str] = &[
     "auth",
     "limits",
     "activity",
+    "backup",
     "schedules",
 ];
 

@@ -354,6 +354,23 @@ pub struct ActivitySettings {
     pub keep: Duration,
 }
 
+/// Backup sets and the tools that make and restore them (`backup.*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSettings {
+    pub dir: PathBuf,
+    pub encryption_key_file: Option<PathBuf>,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub mysql_dump: String,
+    pub mysql_client: String,
+    pub mysql_binlog: String,
+    pub influxd: String,
+    pub influx_rpc_port: u16,
+    pub redis_server: String,
+    pub timeout: Duration,
+}
+
 /// A repeatable job declared in the configuration (`schedules.<name>.*`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -400,6 +417,7 @@ pub struct Config {
     pub auth: AuthSettings,
     pub limits: LimitSettings,
     pub activity: ActivitySettings,
+    pub backup: BackupSettings,
     /// Schedules declared here, by name.
     pub schedules: BTreeMap<String, ScheduleSettings>,
     /// Every effective value with its origin, in key order.

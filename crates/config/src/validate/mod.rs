@@ -278,6 +278,7 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
     let auth = sections::auth(&mut b, &redis);
     let limits = sections::plain(&mut b, "limits", schema::LIMIT_FIELDS);
     let activity = sections::plain(&mut b, "activity", schema::ACTIVITY_FIELDS);
+    let backup = sections::plain(&mut b, "backup", schema::BACKUP_FIELDS);
     let schedules = sections::schedules(&mut b);
     let (
         Some(service_monitor),
@@ -290,6 +291,7 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
         Some(auth),
         Some(limits),
         Some(activity),
+        Some(backup),
     ) = (
         service_monitor,
         influx_tags,
@@ -301,6 +303,7 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
         auth,
         limits,
         activity,
+        backup,
     )
     else {
         return Err(b.problems);
@@ -326,6 +329,7 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
         auth,
         limits,
         activity,
+        backup,
         schedules,
         shown,
         files: layers.files,

@@ -1,0 +1,456 @@
+//! The Redis part: a `BGSAVE` snapshot (RDB), copied from the server's folder. Counting and
+//! restoring read the snapshot back through a scratch `redis-server` on a private Unix socket:
+//! the store's own code reads its own format, and the service's keys (under its prefix) are
+//! copied with `DUMP`/`RESTORE`, so a restore needs no access to the target's files and can go to
+//! another prefix (docs/backup.md#redis).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionLike;
+use tokio::process::{Child, Command};
+use tsp_config::BackupSettings;
+use tsp_hub::RedisStore;
+
+use crate::error::BackupError;
+use crate::manifest::Part;
+use crate::part::{PartWriter, open_part};
+use crate::seal::Key;
+use crate::tools::Who;
+
+const KEYS_PER_ROUND: usize = 500;
+
+fn who(store: &RedisStore) -> Who<'_> {
+    Who {
+        store: "redis",
+        instance: store.name(),
+    }
+}
+
+fn store_err(store: &RedisStore, op: &str, e: &redis::RedisError) -> BackupError {
+    BackupError::store("redis", store.name(), store.command_error(op, e))
+}
+
+/// A glob matching every key that starts with `prefix`.
+pub(crate) fn prefix_pattern(prefix: &str) -> String {
+    let mut p = String::new();
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('*');
+    p
+}
+
+fn info_field(info: &str, name: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .map(|v| v.trim().to_string())
+}
+
+async fn persistence(
+    store: &RedisStore,
+    conn: &mut impl ConnectionLike,
+) -> Result<String, BackupError> {
+    redis::cmd("INFO")
+        .arg("persistence")
+        .query_async(conn)
+        .await
+        .map_err(|e| store_err(store, "info", &e))
+}
+
+/// `BGSAVE SCHEDULE`, then waits (polling `INFO persistence`: Redis has no notification) until
+/// a save that started after the request has finished, and checks it succeeded.
+async fn bgsave(store: &RedisStore, timeout: Duration) -> Result<(), BackupError> {
+    let mut conn = store
+        .conn()
+        .await
+        .map_err(|e| BackupError::store("redis", store.name(), e))?;
+    let info = persistence(store, &mut conn).await?;
+    let saves = |info: &str| info_field(info, "rdb_saves").and_then(|v| v.parse::<u64>().ok());
+    let before = saves(&info).ok_or_else(|| {
+        who(store).failed(
+            "BGSAVE",
+            "INFO persistence has no rdb_saves (Redis 7.0 or newer needed)",
+        )
+    })?;
+    // A save already running started before this request: the one scheduled after it counts.
+    let wanted = before
+        + if info_field(&info, "rdb_bgsave_in_progress").as_deref() == Some("1") {
+            2
+        } else {
+            1
+        };
+    let _: String = redis::cmd("BGSAVE")
+        .arg("SCHEDULE")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| store_err(store, "bgsave", &e))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let info = persistence(store, &mut conn).await?;
+        if saves(&info).unwrap_or(0) >= wanted
+            && info_field(&info, "rdb_bgsave_in_progress").as_deref() == Some("0")
+        {
+            return match info_field(&info, "rdb_last_bgsave_status").as_deref() {
+                Some("ok") => Ok(()),
+                other => Err(who(store).failed(
+                    "BGSAVE",
+                    format!(
+                        "the snapshot failed (rdb_last_bgsave_status {other:?}); see the Redis log"
+                    ),
+                )),
+            };
+        }
+        if Instant::now() > deadline {
+            return Err(who(store).failed(
+                "BGSAVE",
+                format!("not finished within {timeout:?} (backup.timeout)"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn snapshot_path(store: &RedisStore) -> Result<PathBuf, BackupError> {
+    let mut conn = store
+        .conn()
+        .await
+        .map_err(|e| BackupError::store("redis", store.name(), e))?;
+    let mut parts = Vec::new();
+    for name in ["dir", "dbfilename"] {
+        let v: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(name)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| store_err(store, "config get", &e))?;
+        parts.push(v.get(1).cloned().unwrap_or_default());
+    }
+    Ok(Path::new(&parts[0]).join(&parts[1]))
+}
+
+/// A `redis-server` of our own on a Unix socket in a temporary folder, loading `dump.rdb` there.
+pub(crate) struct Scratch {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    /// A temporary folder to put `dump.rdb` in before [`Scratch::start`].
+    pub(crate) fn folder() -> Result<tempfile::TempDir, BackupError> {
+        tempfile::Builder::new()
+            .prefix("tsp-redis-")
+            .tempdir()
+            .map_err(|e| BackupError::io(Path::new("(temporary folder)"), "cannot create", e))
+    }
+
+    pub(crate) async fn start(
+        program: &str,
+        dir: tempfile::TempDir,
+        who: Who<'_>,
+    ) -> Result<Scratch, BackupError> {
+        let socket = dir.path().join("r.sock");
+        let child = Command::new(program)
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&socket)
+            .args(["--unixsocketperm", "700", "--dir"])
+            .arg(dir.path())
+            .args([
+                "--dbfilename",
+                "dump.rdb",
+                "--appendonly",
+                "no",
+                "--save",
+                "",
+                "--databases",
+                "256",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| who.failed(program, format!("cannot start a scratch server: {e}")))?;
+        let scratch = Scratch {
+            child,
+            socket,
+            _dir: dir,
+        };
+        // Loading a large snapshot takes a while: PING answers once it is loaded.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            if let Ok(mut c) = scratch.conn(0).await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok()
+            {
+                return Ok(scratch);
+            }
+            if Instant::now() > deadline {
+                return Err(who.failed(
+                    program,
+                    "the scratch server did not load the snapshot within 300 s",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub(crate) async fn conn(
+        &self,
+        db: u32,
+    ) -> Result<redis::aio::MultiplexedConnection, redis::RedisError> {
+        let url = format!("redis+unix://{}?db={db}", self.socket.display());
+        redis::Client::open(url)?
+            .get_multiplexed_async_connection()
+            .await
+    }
+
+    pub(crate) async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Keys matching `pattern`, a round at a time.
+pub(crate) async fn scan_round(
+    conn: &mut impl ConnectionLike,
+    cursor: u64,
+    pattern: &str,
+) -> Result<(u64, Vec<Vec<u8>>), redis::RedisError> {
+    redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(KEYS_PER_ROUND)
+        .query_async(conn)
+        .await
+}
+
+/// Keys matching `pattern`: (without a time to live, with one).
+pub(crate) async fn count_keys(
+    conn: &mut impl ConnectionLike,
+    pattern: &str,
+) -> Result<(u64, u64), redis::RedisError> {
+    let (mut cursor, mut persistent, mut expiring) = (0u64, 0u64, 0u64);
+    loop {
+        let (next, keys) = scan_round(conn, cursor, pattern).await?;
+        if !keys.is_empty() {
+            let mut p = redis::pipe();
+            for k in &keys {
+                p.cmd("PTTL").arg(k);
+            }
+            let ttls: Vec<i64> = p.query_async(conn).await?;
+            persistent += ttls.iter().filter(|t| **t == -1).count() as u64;
+            expiring += ttls.iter().filter(|t| **t >= 0).count() as u64;
+        }
+        if next == 0 {
+            return Ok((persistent, expiring));
+        }
+        cursor = next;
+    }
+}
+
+/// Snapshots the instance into `dir/file`; counts the service's keys in the snapshot.
+pub(crate) async fn snapshot(
+    store: &RedisStore,
+    cfg: &BackupSettings,
+    dir: &Path,
+    key: Option<&Key>,
+) -> Result<Part, BackupError> {
+    let taken_at = chrono::Utc::now().to_rfc3339();
+    let mut conn = store
+        .conn()
+        .await
+        .map_err(|e| BackupError::store("redis", store.name(), e))?;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| store_err(store, "info", &e))?;
+    let server_version = info_field(&info, "redis_version").unwrap_or_default();
+    bgsave(store, cfg.timeout).await?;
+    let source = snapshot_path(store).await?;
+    let file = format!("redis-{}.rdb.zst", store.name());
+    let scratch_dir = Scratch::folder()?;
+    let copy = scratch_dir.path().join("dump.rdb");
+    // An open file keeps its content even if the next save renames a new one over it.
+    let mut rdb = std::fs::File::open(&source).map_err(|e| {
+        who(store).failed(
+            "BGSAVE",
+            format!(
+                "the snapshot {} is not readable here ({e}): run the backup on the Redis host",
+                source.display()
+            ),
+        )
+    })?;
+    let mut writer = PartWriter::create(&dir.join(&file), key)?;
+    let mut local =
+        std::fs::File::create(&copy).map_err(|e| BackupError::io(&copy, "cannot write", e))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = std::io::Read::read(&mut rdb, &mut buf)
+            .map_err(|e| BackupError::io(&source, "cannot read the snapshot", e))?;
+        if n == 0 {
+            break;
+        }
+        writer.write_all(&buf[..n])?;
+        std::io::Write::write_all(&mut local, &buf[..n])
+            .map_err(|e| BackupError::io(&copy, "cannot write", e))?;
+    }
+    drop(local);
+    let raw_bytes = writer.raw_bytes;
+    let written = writer.finish()?;
+    let s = store.settings();
+    let scratch = Scratch::start(&cfg.redis_server, scratch_dir, who(store)).await?;
+    let counted = async {
+        let mut c = scratch.conn(s.db).await?;
+        count_keys(&mut c, &prefix_pattern(&s.key_prefix)).await
+    }
+    .await;
+    scratch.stop().await;
+    let (keys, expiring) = counted.map_err(|e| {
+        who(store).failed(
+            &cfg.redis_server,
+            format!("counting the snapshot's keys: {e}"),
+        )
+    })?;
+    Ok(Part {
+        store: "redis".into(),
+        instance: store.name().to_string(),
+        file,
+        object: format!("db {} keys {}*", s.db, s.key_prefix),
+        bytes: written.bytes,
+        raw_bytes,
+        sha256: written.sha256,
+        server_version,
+        taken_at,
+        // Keys with a time to live (sessions, cache entries) may expire before a restore: only
+        // the others must all come back.
+        counts: [
+            ("keys".to_string(), keys),
+            ("keys_expiring".to_string(), expiring),
+        ]
+        .into_iter()
+        .collect(),
+        details: serde_json::json!({"key_prefix": s.key_prefix, "db": s.db}),
+    })
+}
+
+/// Keys under the instance's prefix now: what a restore would overwrite.
+pub(crate) async fn occupied(store: &RedisStore) -> Result<u64, BackupError> {
+    let mut conn = store
+        .conn()
+        .await
+        .map_err(|e| BackupError::store("redis", store.name(), e))?;
+    let (persistent, expiring) = count_keys(&mut conn, &prefix_pattern(store.key_prefix()))
+        .await
+        .map_err(|e| store_err(store, "scan", &e))?;
+    Ok(persistent + expiring)
+}
+
+/// Copies the snapshot's keys under the recorded prefix into the instance, renamed to its
+/// prefix, with their remaining time to live; checks the count against the manifest.
+pub(crate) async fn restore(
+    store: &RedisStore,
+    cfg: &BackupSettings,
+    dir: &Path,
+    part: &Part,
+    key: Option<&Key>,
+    replace: bool,
+) -> Result<u64, BackupError> {
+    let from_prefix = part
+        .details
+        .get("key_prefix")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let from_db = part.details.get("db").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+    let scratch_dir = Scratch::folder()?;
+    let copy = scratch_dir.path().join("dump.rdb");
+    {
+        let mut input = open_part(&dir.join(&part.file), key)?;
+        let mut out =
+            std::fs::File::create(&copy).map_err(|e| BackupError::io(&copy, "cannot write", e))?;
+        std::io::copy(&mut input, &mut out)
+            .map_err(|e| BackupError::io(&dir.join(&part.file), "cannot read the part", e))?;
+    }
+    let scratch = Scratch::start(&cfg.redis_server, scratch_dir, who(store)).await?;
+    let copied = copy_keys(store, &scratch, from_db, &from_prefix, replace).await;
+    scratch.stop().await;
+    let (persistent, expiring) = copied?;
+    let want = part.counts.get("keys").copied().unwrap_or(0);
+    if persistent != want {
+        return Err(BackupError::part(
+            &part.file,
+            format!("restored {persistent} keys without a time to live, the snapshot had {want}"),
+        ));
+    }
+    Ok(persistent + expiring)
+}
+
+/// Copies the keys: (without a time to live, with one) copied.
+async fn copy_keys(
+    store: &RedisStore,
+    scratch: &Scratch,
+    db: u32,
+    from_prefix: &str,
+    replace: bool,
+) -> Result<(u64, u64), BackupError> {
+    let scratch_err =
+        |e: redis::RedisError| who(store).failed("redis-server (scratch)", e.to_string());
+    let mut src = scratch.conn(db).await.map_err(scratch_err)?;
+    let mut dst = store
+        .conn()
+        .await
+        .map_err(|e| BackupError::store("redis", store.name(), e))?;
+    let to_prefix = store.key_prefix().as_bytes().to_vec();
+    let pattern = prefix_pattern(from_prefix);
+    let (mut cursor, mut persistent, mut expiring) = (0u64, 0u64, 0u64);
+    loop {
+        let (next, keys) = scan_round(&mut src, cursor, &pattern)
+            .await
+            .map_err(scratch_err)?;
+        if !keys.is_empty() {
+            let mut read = redis::pipe();
+            for k in &keys {
+                read.cmd("PTTL").arg(k).cmd("DUMP").arg(k);
+            }
+            let values: Vec<(i64, Option<Vec<u8>>)> =
+                read.query_async(&mut src).await.map_err(scratch_err)?;
+            let mut write = redis::pipe();
+            for (k, (ttl, value)) in keys.iter().zip(values) {
+                // Expired since the scan.
+                let Some(value) = value else { continue };
+                if ttl == -2 {
+                    continue;
+                }
+                let mut name = to_prefix.clone();
+                name.extend_from_slice(&k[from_prefix.len()..]);
+                let c = write.cmd("RESTORE").arg(name).arg(ttl.max(0)).arg(value);
+                if replace {
+                    c.arg("REPLACE");
+                }
+                if ttl == -1 {
+                    persistent += 1;
+                } else {
+                    expiring += 1;
+                }
+            }
+            write
+                .query_async::<()>(&mut dst)
+                .await
+                .map_err(|e| store_err(store, "restore", &e))?;
+        }
+        if next == 0 {
+            return Ok((persistent, expiring));
+        }
+        cursor = next;
+    }
+}
