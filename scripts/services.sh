@@ -96,17 +96,24 @@ up_mysql() {
         --auth-root-authentication-method=normal --skip-test-db >"$D/mysql-install.log" 2>&1 \
         || die "mariadb-install-db failed; see $D/mysql-install.log"
     fi
-    # max_connections: parallel tests each open small pools for four instances.
+    # max_connections: parallel tests each open small pools for four instances. The binary
+    # log (row format) lives beside the data directory, not in it, as an operator would keep it
+    # off the data disk: point-in-time recovery replays it after a restore (docs/backup.md).
+    mkdir -p "$D/mysql-binlog"
     nohup mariadbd --no-defaults --datadir="$D/mysql" --socket="$D/mysql.sock" --port="$MYSQL_PORT" \
       --bind-address=127.0.0.1 --user=root --pid-file="$D/mysql.pid" --log-error="$D/mysql.err" \
       --max-connections=1000 --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
-      --default-time-zone=+00:00 --innodb-flush-log-at-trx-commit=2 >/dev/null 2>&1 &
+      --default-time-zone=+00:00 --innodb-flush-log-at-trx-commit=2 \
+      --server-id=1 --log-bin="$D/mysql-binlog/mysql-bin" --binlog-format=ROW \
+      --expire-logs-days=7 >/dev/null 2>&1 &
     wait_for mariadb 60 mariadb-admin --socket="$D/mysql.sock" -uroot ping
   fi
   local sql="CREATE USER IF NOT EXISTS '$MYSQL_USER'@'127.0.0.1' IDENTIFIED BY '$MYSQL_PASSWORD';
 CREATE USER IF NOT EXISTS '$MYSQL_USER'@'localhost' IDENTIFIED BY '$MYSQL_PASSWORD';
 GRANT ALL PRIVILEGES ON \`tsp%\`.* TO '$MYSQL_USER'@'127.0.0.1';
-GRANT ALL PRIVILEGES ON \`tsp%\`.* TO '$MYSQL_USER'@'localhost';"
+GRANT ALL PRIVILEGES ON \`tsp%\`.* TO '$MYSQL_USER'@'localhost';
+GRANT RELOAD, BINLOG MONITOR, REPLICATION SLAVE ON *.* TO '$MYSQL_USER'@'127.0.0.1';
+GRANT RELOAD, BINLOG MONITOR, REPLICATION SLAVE ON *.* TO '$MYSQL_USER'@'localhost';"
   for db in $MYSQL_DATABASES; do
     sql="$sql
 CREATE DATABASE IF NOT EXISTS \`$db\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"

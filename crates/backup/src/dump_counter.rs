@@ -74,21 +74,17 @@ impl DumpCounter {
     fn byte(&mut self, b: u8) {
         match &mut self.mode {
             Mode::Head => {
+                // MySQL writes `VALUES (…),(…);` on one line, MariaDB 10.11 `VALUES` and then a
+                // line per row: either way the values start after `VALUES` and a space or newline.
+                if (b == b'\n' || b == b' ') && self.starts_values() {
+                    return;
+                }
                 if b == b'\n' {
                     self.end_of_head_line();
                     return;
                 }
                 self.head.push(b);
-                if self.head.starts_with(b"INSERT INTO `") && self.head.ends_with(b"` VALUES ") {
-                    if let Some(t) = table_after(&self.head, b"INSERT INTO `") {
-                        self.table = t;
-                        self.mode = Mode::Values {
-                            depth: 0,
-                            in_str: false,
-                            escaped: false,
-                        };
-                    }
-                } else if self.head.len() > HEAD_MAX {
+                if self.head.len() > HEAD_MAX {
                     self.mode = Mode::Skip;
                 }
             }
@@ -116,10 +112,9 @@ impl DumpCounter {
                         *depth += 1;
                     }
                     b')' => *depth = depth.saturating_sub(1),
-                    // Dumps escape newlines inside strings, so a raw one ends the statement.
-                    b'\n' => {
-                        self.mode = Mode::Head;
-                        self.head.clear();
+                    // The statement's end; the rest of its line is skipped.
+                    b';' if *depth == 0 => {
+                        self.mode = Mode::Skip;
                     }
                     _ => {}
                 }
@@ -131,6 +126,24 @@ impl DumpCounter {
                 }
             }
         }
+    }
+
+    /// Whether the line so far is `INSERT INTO `t` VALUES`: then counting starts.
+    fn starts_values(&mut self) -> bool {
+        if !(self.head.starts_with(b"INSERT INTO `") && self.head.ends_with(b"` VALUES")) {
+            return false;
+        }
+        let Some(t) = table_after(&self.head, b"INSERT INTO `") else {
+            return false;
+        };
+        self.table = t;
+        self.head.clear();
+        self.mode = Mode::Values {
+            depth: 0,
+            in_str: false,
+            escaped: false,
+        };
+        true
     }
 
     fn end_of_head_line(&mut self) {
@@ -166,7 +179,9 @@ mod tests {
             CREATE TABLE `empty` (\n  `id` int\n);\n\
             INSERT INTO `users` VALUES (1,'a (b), c'),(2,'it\\'s (x'),(3,'\\\\'),(4,0x28293B);\n\
             INSERT INTO `users` VALUES (5,NULL);\n\
-            INSERT INTO `trips` VALUES (1,'x\\ny');\n";
+            INSERT INTO `trips` VALUES (1,'x\\ny');\n\
+            INSERT INTO `trips` VALUES\n(2,'a;b'),\n(3,'c)\\'');\n\
+            /*!40000 ALTER TABLE `trips` ENABLE KEYS */;\n";
         for split in [1, 3, 7, 1000] {
             let mut c = DumpCounter::new();
             for piece in dump.as_bytes().chunks(split) {
@@ -175,7 +190,7 @@ mod tests {
             let rows: Vec<(&str, u64)> = c.rows.iter().map(|(k, v)| (k.as_str(), *v)).collect();
             assert_eq!(
                 rows,
-                [("empty", 0), ("trips", 1), ("users", 5)],
+                [("empty", 0), ("trips", 3), ("users", 5)],
                 "split {split}"
             );
             assert_eq!(

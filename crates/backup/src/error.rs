@@ -19,8 +19,8 @@ pub enum BackupError {
         /// What it said, or why it could not run.
         message: String,
     },
-    /// A store refused or did not answer.
-    #[error("{store}.{instance}: {source}")]
+    /// A store refused or did not answer (the hub's error names the store and instance).
+    #[error("{source}")]
     Store {
         /// The kind of store.
         store: &'static str,

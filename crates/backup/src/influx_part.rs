@@ -47,15 +47,31 @@ fn v1_only(store: &InfluxStore) -> Result<(), BackupError> {
     Ok(())
 }
 
+/// A query, retried for up to ten seconds while the server says a shard's "engine is closed":
+/// InfluxDB 1.x answers so for a moment while it opens shards a restore has just imported.
+async fn query(
+    store: &InfluxStore,
+    database: &str,
+    q: &str,
+) -> Result<serde_json::Value, BackupError> {
+    let mut tries = 0;
+    loop {
+        match store.query_v1(database, q).await {
+            Err(e) if tries < 40 && e.to_string().contains("engine is closed") => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            r => return r.map_err(|e| err(store, e)),
+        }
+    }
+}
+
 /// Points per measurement of `database` now (the largest field count of each).
 pub(crate) async fn points(
     store: &InfluxStore,
     database: &str,
 ) -> Result<BTreeMap<String, u64>, BackupError> {
-    let r = store
-        .query_v1(database, "SELECT COUNT(*) FROM /.*/")
-        .await
-        .map_err(|e| err(store, e))?;
+    let r = query(store, database, "SELECT COUNT(*) FROM /.*/").await?;
     let mut out = BTreeMap::new();
     for series in r
         .pointer("/results/0/series")
@@ -82,10 +98,7 @@ pub(crate) async fn points(
 
 /// Whether `database` exists on the instance's server.
 pub(crate) async fn exists(store: &InfluxStore, database: &str) -> Result<bool, BackupError> {
-    let r = store
-        .query_v1("", "SHOW DATABASES")
-        .await
-        .map_err(|e| err(store, e))?;
+    let r = query(store, "", "SHOW DATABASES").await?;
     Ok(r.pointer("/results/0/series/0/values")
         .and_then(|v| v.as_array())
         .is_some_and(|rows| rows.iter().any(|row| row[0].as_str() == Some(database))))
@@ -167,13 +180,8 @@ pub(crate) async fn restore(
         .unpack(tmp.path())
         .map_err(|e| BackupError::part(&part.file, format!("not a readable tar: {e}")))?;
     if exists(store, target).await? {
-        store
-            .query_v1(
-                "",
-                &format!("DROP DATABASE \"{}\"", target.replace('"', "\\\"")),
-            )
-            .await
-            .map_err(|e| err(store, e))?;
+        let drop = format!("DROP DATABASE \"{}\"", target.replace('"', "\\\""));
+        query(store, "", &drop).await?;
     }
     let mut cmd = Command::new(&cfg.influxd);
     cmd.args([

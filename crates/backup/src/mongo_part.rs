@@ -210,7 +210,8 @@ pub(crate) async fn restore(
 ) -> Result<u64, BackupError> {
     let name = collection_of(part);
     let db = store.database();
-    if replace {
+    // The migration record `migrate` wrote on the empty target gives way to the restored one.
+    if replace || name == "_tsp_migrations" {
         store
             .timed("drop", db.collection::<Document>(&name).drop())
             .await

@@ -20,6 +20,20 @@ use crate::seal::Key;
 use crate::tools::Who;
 
 const KEYS_PER_ROUND: usize = 500;
+const PIPELINE_BYTES: usize = 4 * 1024 * 1024;
+
+async fn send(
+    store: &RedisStore,
+    dst: &mut tsp_hub::RedisConn,
+    pipe: &redis::Pipeline,
+) -> Result<(), BackupError> {
+    if pipe.is_empty() {
+        return Ok(());
+    }
+    pipe.query_async::<()>(dst)
+        .await
+        .map_err(|e| store_err(store, "restore", &e))
+}
 
 fn who(store: &RedisStore) -> Who<'_> {
     Who {
@@ -202,13 +216,16 @@ impl Scratch {
         }
     }
 
+    /// A connection without a response timeout: a `DUMP` of a large key takes as long as it
+    /// takes, and the whole copy is bounded by `backup.timeout`.
     pub(crate) async fn conn(
         &self,
         db: u32,
     ) -> Result<redis::aio::MultiplexedConnection, redis::RedisError> {
         let url = format!("redis+unix://{}?db={db}", self.socket.display());
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
         redis::Client::open(url)?
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
     }
 
@@ -343,16 +360,29 @@ pub(crate) async fn snapshot(
     })
 }
 
-/// Keys under the instance's prefix now: what a restore would overwrite.
+/// Keys under the instance's prefix now, the key-schema record aside (`tsp-job migrate` writes
+/// it on an empty store): what a restore would overwrite.
 pub(crate) async fn occupied(store: &RedisStore) -> Result<u64, BackupError> {
     let mut conn = store
         .conn()
         .await
         .map_err(|e| BackupError::store("redis", store.name(), e))?;
-    let (persistent, expiring) = count_keys(&mut conn, &prefix_pattern(store.key_prefix()))
-        .await
-        .map_err(|e| store_err(store, "scan", &e))?;
-    Ok(persistent + expiring)
+    let schema = [
+        format!("{}schema", store.key_prefix()).into_bytes(),
+        format!("{}schema:lock", store.key_prefix()).into_bytes(),
+    ];
+    let pattern = prefix_pattern(store.key_prefix());
+    let (mut cursor, mut n) = (0u64, 0u64);
+    loop {
+        let (next, keys) = scan_round(&mut conn, cursor, &pattern)
+            .await
+            .map_err(|e| store_err(store, "scan", &e))?;
+        n += keys.iter().filter(|k| !schema.contains(k)).count() as u64;
+        if next == 0 {
+            return Ok(n);
+        }
+        cursor = next;
+    }
 }
 
 /// Copies the snapshot's keys under the recorded prefix into the instance, renamed to its
@@ -424,7 +454,10 @@ async fn copy_keys(
             }
             let values: Vec<(i64, Option<Vec<u8>>)> =
                 read.query_async(&mut src).await.map_err(scratch_err)?;
+            // Written in pipelines of at most a few megabytes, so each stays well inside the
+            // instance's command timeout.
             let mut write = redis::pipe();
+            let mut bytes = 0usize;
             for (k, (ttl, value)) in keys.iter().zip(values) {
                 // Expired since the scan.
                 let Some(value) = value else { continue };
@@ -433,8 +466,12 @@ async fn copy_keys(
                 }
                 let mut name = to_prefix.clone();
                 name.extend_from_slice(&k[from_prefix.len()..]);
+                bytes += value.len() + name.len();
+                // The key-schema record that `migrate` wrote on the empty target gives way to
+                // the one that matches the restored keys.
+                let schema = name.ends_with(b"schema") && k.len() == from_prefix.len() + 6;
                 let c = write.cmd("RESTORE").arg(name).arg(ttl.max(0)).arg(value);
-                if replace {
+                if replace || schema {
                     c.arg("REPLACE");
                 }
                 if ttl == -1 {
@@ -442,11 +479,13 @@ async fn copy_keys(
                 } else {
                     expiring += 1;
                 }
+                if bytes >= PIPELINE_BYTES {
+                    send(store, &mut dst, &write).await?;
+                    write = redis::pipe();
+                    bytes = 0;
+                }
             }
-            write
-                .query_async::<()>(&mut dst)
-                .await
-                .map_err(|e| store_err(store, "restore", &e))?;
+            send(store, &mut dst, &write).await?;
         }
         if next == 0 {
             return Ok((persistent, expiring));

@@ -67,8 +67,12 @@ impl Backups {
                         .influx(&p.instance)
                         .map_err(|e| BackupError::store("influx", &p.instance, e))?;
                     let db = self.influx_target(p)?;
+                    // The migration record aside: `tsp-job migrate` writes it on an empty store.
                     let has = influx_part::exists(s, &db).await?
-                        && !influx_part::points(s, &db).await?.is_empty();
+                        && influx_part::points(s, &db)
+                            .await?
+                            .keys()
+                            .any(|m| m != "_tsp_migrations");
                     has.then(|| format!("database {db} has points"))
                 }
             };

@@ -204,18 +204,16 @@ pub(crate) async fn version(program: &str, flag: &str) -> String {
         .output()
         .await;
     match out {
-        Ok(o) => {
-            String::from_utf8_lossy(if o.stdout.is_empty() {
-                &o.stderr
-            } else {
-                &o.stdout
-            })
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-        }
+        Ok(o) => String::from_utf8_lossy(if o.stdout.is_empty() {
+            &o.stderr
+        } else {
+            &o.stdout
+        })
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string(),
         Err(e) => format!("unavailable: {e}"),
     }
 }

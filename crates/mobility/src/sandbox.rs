@@ -39,6 +39,9 @@ pub fn overrides(tag: &str) -> Vec<String> {
     for i in ["primary", "uis"] {
         o.push(format!("influx.{i}.database=tsp_sb_{tag}_{i}"));
     }
+    o.push(format!(
+        "influx.service_monitor.bucket=tsp_sb_{tag}_monitor"
+    ));
     o.push(format!("redis.cache.key_prefix=sb:{tag}:"));
     o
 }
@@ -125,8 +128,15 @@ impl Sandbox {
                 failed.push(e.to_string());
             }
         }
-        for store in hub.influx_instances() {
-            let db = store.settings().database.clone();
+        let monitor = &hub.config().service_monitor;
+        let mut dbs: Vec<(&tsp_hub::InfluxStore, String)> = hub
+            .influx_instances()
+            .map(|s| (s, s.settings().database.clone()))
+            .collect();
+        if let Ok(s) = hub.influx(&monitor.instance) {
+            dbs.push((s, monitor.bucket.clone()));
+        }
+        for (store, db) in dbs {
             if db.starts_with("tsp_sb_")
                 && let Err(e) = store.query_v1("", &format!("DROP DATABASE \"{db}\"")).await
             {

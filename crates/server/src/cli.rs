@@ -68,6 +68,81 @@ pub enum Command {
     /// Repeatable jobs: a job per tick of a cron expression or an interval (docs/queue.md).
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Backup sets of every store: create, list, verify, prune (docs/backup.md).
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Put a backup set back into the configured stores (docs/backup.md#restore).
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Make a set of every configured instance (or the stores named).
+    Create {
+        /// Folder of the sets (default `backup.dir`).
+        #[arg(long)]
+        to: Option<std::path::PathBuf>,
+        /// Stores to include: any of mysql,redis,mongo,influx.
+        #[arg(long, default_value = "mysql,redis,mongo,influx")]
+        stores: String,
+        /// The manifest as JSON, no progress.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every set, newest first; incomplete ones say so.
+    List {
+        /// Folder of the sets (default `backup.dir`).
+        #[arg(long)]
+        from: Option<std::path::PathBuf>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a set: every part's checksum, then read it through; with --restore-check, also
+    /// restore it into a sandbox and compare counts with the manifest.
+    Verify {
+        /// The set's id.
+        set: String,
+        /// Folder of the sets (default `backup.dir`).
+        #[arg(long)]
+        from: Option<std::path::PathBuf>,
+        /// Stores to check: any of mysql,redis,mongo,influx.
+        #[arg(long, default_value = "mysql,redis,mongo,influx")]
+        stores: String,
+        /// Restore into a fresh sandbox (removed afterwards) and compare counts.
+        #[arg(long)]
+        restore_check: bool,
+    },
+    /// Remove sets outside `backup.keep_daily` / `backup.keep_weekly`.
+    Prune {
+        /// Folder of the sets (default `backup.dir`).
+        #[arg(long)]
+        from: Option<std::path::PathBuf>,
+        /// Say what would go, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print a new random key for `backup.encryption_key_file` (keep it apart from the sets).
+    Keygen,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The set's id (see `tsp-job backup list`).
+    pub set: String,
+    /// Folder of the sets (default `backup.dir`).
+    #[arg(long)]
+    pub from: Option<std::path::PathBuf>,
+    /// Stores to restore: any of mysql,redis,mongo,influx.
+    #[arg(long, default_value = "mysql,redis,mongo,influx")]
+    pub stores: String,
+    /// Overwrite targets that hold data.
+    #[arg(long)]
+    pub force: bool,
+    /// Restore into a new sandbox (`tsp_sb_<tag>_*` databases, `sb:<tag>:` keys) instead of
+    /// the configured stores, and keep it for inspection.
+    #[arg(long)]
+    pub into_sandbox: bool,
 }
 
 #[derive(Debug, Subcommand)]

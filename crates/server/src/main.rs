@@ -126,6 +126,8 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
             );
             0
         }
+        Command::Backup(cmd) => commands::backup::backup(&hub, &opts, &cmd).await?,
+        Command::Restore(args) => commands::backup::restore(&hub, &opts, &args).await?,
         Command::Config(_) => 0,
     };
     hub.shutdown(Duration::from_secs(10)).await;

@@ -1,6 +1,7 @@
 //! The subcommands that are more than a few lines.
 
 pub mod accounts;
+pub mod backup;
 pub mod bench;
 pub mod bench_analytics;
 pub mod bench_http;
