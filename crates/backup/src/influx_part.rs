@@ -47,8 +47,12 @@ fn v1_only(store: &InfluxStore) -> Result<(), BackupError> {
     Ok(())
 }
 
-/// A query, retried for up to ten seconds while the server says a shard's "engine is closed":
-/// InfluxDB 1.x answers so for a moment while it opens shards a restore has just imported.
+/// What InfluxDB 1.x answers for a moment while it opens the shards a restore has imported.
+fn opening(message: &str) -> bool {
+    message.contains("engine is closed") || message.contains("shard is disabled")
+}
+
+/// A query, retried for up to ten seconds while shards are opening ([`opening`]).
 async fn query(
     store: &InfluxStore,
     database: &str,
@@ -57,7 +61,7 @@ async fn query(
     let mut tries = 0;
     loop {
         match store.query_v1(database, q).await {
-            Err(e) if tries < 40 && e.to_string().contains("engine is closed") => {
+            Err(e) if tries < 40 && opening(&e.to_string()) => {
                 tries += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             }
@@ -196,17 +200,26 @@ pub(crate) async fn restore(
     .arg(rpc_address(store, cfg)?)
     .arg(tmp.path());
     tools::run(cmd, who(store), cfg.timeout).await?;
-    let now = points(store, target).await?;
-    for (m, want) in &part.counts {
-        let got = now.get(m).copied().unwrap_or(0);
-        if got < *want {
-            return Err(BackupError::part(
-                &part.file,
-                format!(
-                    "restored measurement `{m}` holds {got} points, the backup at least {want}"
-                ),
-            ));
+    // Imported shards open in the background: until they have, a count can come back short.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let now = points(store, target).await?;
+        let short = part
+            .counts
+            .iter()
+            .find(|(m, want)| now.get(*m).copied().unwrap_or(0) < **want);
+        match short {
+            None => return Ok(()),
+            Some((m, want)) if std::time::Instant::now() > deadline => {
+                let got = now.get(m).copied().unwrap_or(0);
+                return Err(BackupError::part(
+                    &part.file,
+                    format!(
+                        "restored measurement `{m}` holds {got} points, the backup at least {want}"
+                    ),
+                ));
+            }
+            Some(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
         }
     }
-    Ok(())
 }

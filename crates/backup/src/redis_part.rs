@@ -274,6 +274,28 @@ pub(crate) async fn count_keys(
     }
 }
 
+/// Copies the snapshot `rdb` (at `source`) into the part and into `copy` for the scratch server.
+fn copy_into(
+    rdb: &mut std::fs::File,
+    source: &Path,
+    writer: &mut PartWriter,
+    copy: &Path,
+) -> Result<(), BackupError> {
+    let mut local =
+        std::fs::File::create(copy).map_err(|e| BackupError::io(copy, "cannot write", e))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = std::io::Read::read(rdb, &mut buf)
+            .map_err(|e| BackupError::io(source, "cannot read the snapshot", e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        writer.write_all(&buf[..n])?;
+        std::io::Write::write_all(&mut local, &buf[..n])
+            .map_err(|e| BackupError::io(copy, "cannot write", e))?;
+    }
+}
+
 /// Snapshots the instance into `dir/file`; counts the service's keys in the snapshot.
 pub(crate) async fn snapshot(
     store: &RedisStore,
@@ -308,20 +330,7 @@ pub(crate) async fn snapshot(
         )
     })?;
     let mut writer = PartWriter::create(&dir.join(&file), key)?;
-    let mut local =
-        std::fs::File::create(&copy).map_err(|e| BackupError::io(&copy, "cannot write", e))?;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = std::io::Read::read(&mut rdb, &mut buf)
-            .map_err(|e| BackupError::io(&source, "cannot read the snapshot", e))?;
-        if n == 0 {
-            break;
-        }
-        writer.write_all(&buf[..n])?;
-        std::io::Write::write_all(&mut local, &buf[..n])
-            .map_err(|e| BackupError::io(&copy, "cannot write", e))?;
-    }
-    drop(local);
+    copy_into(&mut rdb, &source, &mut writer, &copy)?;
     let raw_bytes = writer.raw_bytes;
     let written = writer.finish()?;
     let s = store.settings();

@@ -231,6 +231,7 @@ pub fn registry(trips: &Trips) -> Registry {
     let mut r = Registry::new();
     trips.register(&mut r);
     tsp_mobility::analytics::register(trips, &mut r);
+    crate::backup_job::register(trips.hub(), &mut r);
     r
 }
 

@@ -4,6 +4,7 @@
 //! run failure, 2 invalid configuration or usage.
 
 pub mod app;
+pub mod backup_job;
 pub mod cli;
 pub mod commands;
 pub mod http;
