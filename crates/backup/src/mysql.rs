@@ -243,3 +243,70 @@ pub(crate) async fn restore(
     }
     Ok(())
 }
+
+/// Point-in-time recovery: replays the binary log from the dump's position up to (not
+/// including) `until`, only the events of the dumped database, renamed to the instance's
+/// database when they differ (docs/backup.md#point-in-time-recovery).
+pub(crate) async fn replay(
+    store: &MysqlStore,
+    settings: &MysqlSettings,
+    tools_cfg: &BackupSettings,
+    part: &Part,
+    until: chrono::DateTime<chrono::Utc>,
+) -> Result<(), BackupError> {
+    let position: Option<crate::dump_counter::BinlogPosition> = part
+        .details
+        .get("binlog")
+        .cloned()
+        .and_then(|b| serde_json::from_value(b).ok());
+    let Some(position) = position else {
+        return Err(BackupError::Refused(format!(
+            "{}: no binary-log position (the server's binary log was off when the set was made): \
+             point-in-time recovery is not possible",
+            part.file
+        )));
+    };
+    let taken = chrono::DateTime::parse_from_rfc3339(&part.taken_at)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| BackupError::part(&part.file, "taken_at is not a time"))?;
+    if until < taken {
+        return Err(BackupError::Refused(format!(
+            "--until {until} is before {} was taken ({taken}): restore an older set",
+            part.file
+        )));
+    }
+    let source = part.details["database"]
+        .as_str()
+        .unwrap_or(&part.object)
+        .to_string();
+    let target = store.database_name();
+    let options = options_file(settings)?;
+    let mut reader = Command::new(&tools_cfg.mysql_binlog);
+    reader
+        .arg(format!(
+            "--defaults-extra-file={}",
+            options.path().display()
+        ))
+        .args(["--read-from-remote-server", "--to-last-log"])
+        .arg(format!("--start-position={}", position.position))
+        // The tool reads --stop-datetime in its own time zone.
+        .arg(format!(
+            "--stop-datetime={}",
+            until.format("%Y-%m-%d %H:%M:%S")
+        ))
+        .env("TZ", "UTC")
+        .arg(format!("--database={source}"));
+    if source != target {
+        reader.arg(format!("--rewrite-db={source}->{target}"));
+    }
+    reader.arg(&position.file);
+    let mut client = Command::new(&tools_cfg.mysql_client);
+    client
+        .arg(format!(
+            "--defaults-extra-file={}",
+            options.path().display()
+        ))
+        .arg("--default-character-set=utf8mb4")
+        .arg(target);
+    tools::pipe(reader, client, who(store), tools_cfg.timeout).await
+}

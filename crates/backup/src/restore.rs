@@ -98,6 +98,18 @@ impl Backups {
         stores: Stores,
         force: bool,
     ) -> Result<Restored, BackupError> {
+        self.restore_until(id, stores, force, None).await
+    }
+
+    /// [`Backups::restore`], then, with `until`, replays each MySQL instance's binary log from
+    /// its dump's position up to that moment (point-in-time recovery).
+    pub async fn restore_until(
+        &self,
+        id: &str,
+        stores: Stores,
+        force: bool,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Restored, BackupError> {
         let started = std::time::Instant::now();
         let (dir, m) = self.complete_manifest(id)?;
         let parts: Vec<&Part> = m.parts.iter().filter(|p| stores.has(&p.store)).collect();
@@ -119,7 +131,7 @@ impl Backups {
         let mut done = Vec::new();
         for p in parts {
             (self.progress)(Progress::Started(p.file.clone()));
-            if let Err(e) = self.restore_part(&dir, p, force).await {
+            if let Err(e) = self.restore_part(&dir, p, force, until).await {
                 let left: Vec<&str> = m
                     .parts
                     .iter()
@@ -152,13 +164,18 @@ impl Backups {
         dir: &std::path::Path,
         p: &Part,
         force: bool,
+        until: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<(), BackupError> {
         let key = self.key.as_ref();
         match p.store.as_str() {
             "mysql" => {
                 let store = self.mysql_store(p)?;
                 let settings = &self.hub.config().mysql[store.name()];
-                mysql::restore(store, settings, &self.cfg, dir, p, key).await
+                mysql::restore(store, settings, &self.cfg, dir, p, key).await?;
+                match until {
+                    Some(t) => mysql::replay(store, settings, &self.cfg, p, t).await,
+                    None => Ok(()),
+                }
             }
             "redis" => {
                 let store = self

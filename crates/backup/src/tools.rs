@@ -217,3 +217,43 @@ pub(crate) async fn version(program: &str, flag: &str) -> String {
         Err(e) => format!("unavailable: {e}"),
     }
 }
+
+/// Runs `first | second` within `timeout`: `first`'s stdout is `second`'s stdin. Either failing
+/// fails the whole, with its stderr.
+pub(crate) async fn pipe(
+    mut first: Command,
+    mut second: Command,
+    who: Who<'_>,
+    timeout: Duration,
+) -> Result<(), BackupError> {
+    let (tool1, tool2) = (program(&first), program(&second));
+    let mut a = spawn(&mut first, who, false)?;
+    let a_err = drain_stderr(&mut a);
+    let a_out: Stdio = a
+        .stdout
+        .take()
+        .ok_or_else(|| who.failed(&tool1, "no stdout"))?
+        .try_into()
+        .map_err(|e| who.failed(&tool1, format!("cannot pipe its output: {e}")))?;
+    second
+        .stdin(a_out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut b = second
+        .spawn()
+        .map_err(|e| who.failed(&tool2, format!("cannot start: {e}")))?;
+    let b_err = drain_stderr(&mut b);
+    let both = async {
+        let first = finish(a, &tool1, who, a_err).await;
+        let second = finish(b, &tool2, who, b_err).await;
+        first.and(second)
+    };
+    match tokio::time::timeout(timeout, both).await {
+        Ok(r) => r,
+        Err(_) => Err(who.failed(
+            &format!("{tool1} | {tool2}"),
+            format!("took longer than {timeout:?} (backup.timeout)"),
+        )),
+    }
+}

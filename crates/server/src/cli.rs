@@ -139,6 +139,10 @@ pub struct RestoreArgs {
     /// Overwrite targets that hold data.
     #[arg(long)]
     pub force: bool,
+    /// Point-in-time recovery: then replay each MySQL instance's binary log up to this moment
+    /// (RFC 3339, or `YYYY-MM-DD HH:MM:SS` in UTC; events at or after it are not replayed).
+    #[arg(long)]
+    pub until: Option<String>,
     /// Restore into a new sandbox (`tsp_sb_<tag>_*` databases, `sb:<tag>:` keys) instead of
     /// the configured stores, and keep it for inspection.
     #[arg(long)]

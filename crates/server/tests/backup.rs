@@ -345,3 +345,75 @@ async fn damaged_sets_wrong_keys_newer_manifests_and_a_held_lock_are_refused() {
     assert!(listed.iter().any(|s| s.id == made && s.complete));
     let _ = a.remove().await;
 }
+
+async fn insert_trips(hub: &Hub, ids: &[&str]) {
+    for id in ids {
+        sqlx::query(
+            "INSERT INTO trips (trip_id, user_id, mode, status, started_at, ended_at, \
+             distance_m, duration_s, points) \
+             VALUES (?, 1, 'bus', 'completed', NOW(), NOW(), 100, 60, 1)",
+        )
+        .bind(id)
+        .execute(hub.mysql("dataset").unwrap().pool())
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_in_time_recovery_replays_the_binary_log_up_to_the_moment_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = common::load_options();
+    let sets = dir.path().join("sets");
+    let a = Sandbox::create(&opts).await.unwrap();
+    tsp_mobility::seed::seed_users(&a.hub, 3).await.unwrap();
+    insert_trips(&a.hub, &["before-1"]).await;
+    let mysql = Stores::parse("mysql").unwrap();
+    let m = Backups::new(&a.hub, Some(sets.clone()))
+        .unwrap()
+        .create(mysql)
+        .await
+        .unwrap();
+    insert_trips(&a.hub, &["after-1", "after-2"]).await;
+    // The binary log stamps events to the second: the moment to recover to is the next whole
+    // second, and the writes that must not come back happen at or after it.
+    let first = chrono::Utc::now();
+    let until = first
+        .with_timezone(&chrono::Utc)
+        .checked_add_signed(chrono::Duration::milliseconds(
+            1000 - i64::from(first.timestamp_subsec_millis()),
+        ))
+        .unwrap();
+    while chrono::Utc::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    insert_trips(&a.hub, &["late-1"]).await;
+
+    let b = Sandbox::create(&opts).await.unwrap();
+    let into_b = Backups::new(&b.hub, Some(sets)).unwrap();
+    into_b
+        .restore_until(&m.id, mysql, false, Some(until))
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = sqlx::query_scalar("SELECT trip_id FROM trips")
+        .fetch_all(b.hub.mysql("dataset").unwrap().pool())
+        .await
+        .unwrap();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["after-1", "after-2", "before-1"],
+        "up to the moment, no later"
+    );
+
+    // A moment before the set was taken cannot be reached from it.
+    let early = chrono::Utc::now() - chrono::Duration::hours(1);
+    let e = into_b
+        .restore_until(&m.id, mysql, true, Some(early))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is before"), "{e}");
+    let _ = a.remove().await;
+    let _ = b.remove().await;
+}
