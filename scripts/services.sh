@@ -4,6 +4,7 @@
 #   scripts/services.sh up       install what is missing, start everything, create databases and users
 #   scripts/services.sh down     stop what this script started
 #   scripts/services.sh status   show what answers where
+#   scripts/services.sh kill     SIGKILL every server (no clean shutdown: a crash, for drills)
 #
 # Everything runs on loopback with its data under .data/ (git-ignored). Running `up` twice is harmless:
 # a service that already answers is left alone. The ports and credentials here are the ones that
@@ -11,7 +12,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-D="$ROOT/.data"
+# TSP_LOCAL_DATA and the TSP_LOCAL_*_PORT variables run a second, separate set of services (the
+# disaster-recovery drill does, so that it can destroy them).
+D=${TSP_LOCAL_DATA:-$ROOT/.data}
 MYSQL_PORT=${TSP_LOCAL_MYSQL_PORT:-3306}
 REDIS_PORT=${TSP_LOCAL_REDIS_PORT:-6379}
 MONGO_PORT=${TSP_LOCAL_MONGO_PORT:-27017}
@@ -229,6 +232,13 @@ down() {
   log "stopped"
 }
 
+crash() {
+  for p in mysql redis influx mongo; do
+    if pid_alive "$D/$p.pid"; then kill -9 "$(cat "$D/$p.pid")" 2>/dev/null || true; fi
+  done
+  log "killed"
+}
+
 mkdir -p "$D"
 case "${1:-up}" in
   up)
@@ -240,6 +250,7 @@ case "${1:-up}" in
     status
     ;;
   down) down ;;
+  kill) crash ;;
   status) status ;;
   *) die "usage: $0 up|down|status" ;;
 esac

@@ -92,7 +92,9 @@ pub(crate) async fn export(
         let file = file_name(store.name(), k, &name);
         let mut writer = PartWriter::create(&dir.join(&file), key)?;
         let mut cursor = store
-            .timed("export", coll.find(doc! {}))
+            // In `_id` order (the `_id` index): a document changed during the export is read
+            // once, where a collection scan may meet it twice.
+            .timed("export", coll.find(doc! {}).sort(doc! {"_id": 1}))
             .await
             .map_err(|e| err(store, e))?;
         let mut docs = 0u64;

@@ -417,3 +417,55 @@ async fn point_in_time_recovery_replays_the_binary_log_up_to_the_moment_given() 
     let _ = a.remove().await;
     let _ = b.remove().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_store_or_a_missing_tool_leaves_the_set_marked_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let sets = dir.path().join("sets");
+    let port = tsp_testkit::closed_port();
+    let mut opts = common::load_options();
+    opts.overrides.push(format!("mysql.gtfs.port={port}"));
+    opts.overrides.push("mysql.gtfs.pool.acquire_timeout=2s".into());
+    let hub = Hub::connect(&tsp_config::load(&opts).unwrap())
+        .await
+        .unwrap();
+    let backups = Backups::new(&hub, Some(sets.clone())).unwrap();
+    let e = backups
+        .create(Stores::parse("mysql").unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("mysql.gtfs"),
+        "the error names the instance: {e}"
+    );
+    let listed = backups.list().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(!listed[0].complete, "{listed:?}");
+    assert!(listed[0].error.as_deref().unwrap().contains("mysql.gtfs"));
+    let refused = backups
+        .verify(&listed[0].id, Stores::ALL)
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("incomplete"), "{refused}");
+    hub.shutdown(Duration::from_secs(2)).await;
+
+    // A tool that is not installed is named as such.
+    let mut opts = common::load_options();
+    opts.overrides
+        .push("backup.redis_server=tsp-no-such-redis-server".into());
+    let hub = Hub::connect(&tsp_config::load(&opts).unwrap())
+        .await
+        .unwrap();
+    let e = Backups::new(&hub, Some(sets))
+        .unwrap()
+        .create(Stores::parse("redis").unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("tsp-no-such-redis-server") && e.contains("redis.cache"),
+        "{e}"
+    );
+    hub.shutdown(Duration::from_secs(2)).await;
+}

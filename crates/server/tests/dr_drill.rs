@@ -1,0 +1,35 @@
+//! The disaster-recovery drill, small: `scripts/dr-drill.sh` with a few hundred trips on its own
+//! services (destroyed and recovered by the drill), checked from its JSON report.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::process::Command;
+
+#[test]
+fn the_drill_recovers_every_store_and_the_invariant_holds() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let out = Command::new("bash")
+        .arg(format!("{root}/scripts/dr-drill.sh"))
+        .arg("300")
+        .env("TSP_JOB", env!("CARGO_BIN_EXE_tsp-job"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the drill failed:\n{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not a report ({e}):\n{stderr}"));
+    let r = |path: &str| report.pointer(path).cloned().unwrap_or_default();
+    assert_eq!(r("/restore_exit_code"), 0, "{report}");
+    // The set was taken while trips flowed, and the crash came later still.
+    let at_backup = r("/completed_at_backup").as_i64().unwrap();
+    let at_crash = r("/before_crash/completed_trips").as_i64().unwrap();
+    assert!(0 < at_backup && at_backup < at_crash, "{report}");
+    // MySQL loses nothing (binary log), the queue loses no job; what Redis and MongoDB rolled
+    // back to the backup runs again.
+    assert_eq!(r("/rpo/mysql_completed_trips_lost"), 0, "{report}");
+    assert_eq!(r("/rpo/mysql_earns_lost"), 0, "{report}");
+    assert_eq!(r("/rpo/redis_jobs_lost"), 0, "{report}");
+    assert_eq!(r("/after_recovery/completed_trips"), 300, "{report}");
+    assert_eq!(r("/after_recovery/jobs_done"), 300, "{report}");
+    assert_eq!(r("/invariant/holds"), true, "{report}");
+}

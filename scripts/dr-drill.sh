@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Disaster-recovery drill (docs/backup.md#disaster-recovery-drill), on a separate set of local
+# services (ports +10000, data under .data/drill) so that it can destroy them:
+#
+#   1. start the services, migrate, run the main job (`simulate`) in the background;
+#   2. take a backup set while trips are flowing, and keep the job running;
+#   3. crash: SIGKILL the job and every server, delete their data directories (the binary log
+#      and the backup sets are kept, as an operator keeps them off the host);
+#   4. start empty servers, restore the set, replay the binary log to the moment of the crash,
+#      start a worker, wait for health and for the queue to drain;
+#   5. print one JSON report: RTO, what each store lost (RPO), and the invariant over the
+#      recovered data (each completed trip whole: row, earn, trajectory; balances = trip points).
+#
+#   scripts/dr-drill.sh [TRIPS]     default 10000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+TRIPS=${1:-10000}
+
+export TSP_LOCAL_DATA="$ROOT/.data/drill"
+export TSP_LOCAL_MYSQL_PORT=13306 TSP_LOCAL_REDIS_PORT=16379 TSP_LOCAL_MONGO_PORT=27117
+export TSP_LOCAL_INFLUX_PORT=18086 TSP_LOCAL_INFLUX_RPC_PORT=18088
+D=$TSP_LOCAL_DATA
+SETS="$D/backups"
+BIN=${TSP_JOB:-$ROOT/target/release/tsp-job}
+
+sets=(
+  --set "backup.dir=$SETS" --set "backup.influx_rpc_port=$TSP_LOCAL_INFLUX_RPC_PORT"
+  --set "redis.cache.port=$TSP_LOCAL_REDIS_PORT"
+  --set "mongo.cache.port=$TSP_LOCAL_MONGO_PORT" --set "mongo.dataset.port=$TSP_LOCAL_MONGO_PORT"
+  --set "influx.primary.url=http://127.0.0.1:$TSP_LOCAL_INFLUX_PORT"
+  --set "influx.uis.url=http://127.0.0.1:$TSP_LOCAL_INFLUX_PORT"
+)
+for i in portal dataset gtfs incentive; do sets+=(--set "mysql.$i.port=$TSP_LOCAL_MYSQL_PORT"); done
+tsp() { "$BIN" "${sets[@]}" "$@"; }
+log() { printf '[drill] %s\n' "$*" >&2; }
+now() { date +%s.%N; }
+sql() { mariadb --socket="$D/mysql.sock" -uroot -N -e "$1"; }
+completed() { sql "SELECT COUNT(*) FROM tsp_dataset.trips WHERE status = 'completed'" 2>/dev/null || echo 0; }
+
+# Counts of every store, as JSON (Mongo and Influx through Python, which the services use).
+counts() {
+  TRIPS_DONE=$(completed) EARNS=$(sql "SELECT COUNT(*) FROM tsp_incentive.points_transactions WHERE transaction_type = 'earn'") \
+  QUEUE=$(tsp jobs stats --json 2>/dev/null || echo '[]') \
+  "$ROOT/.venv/bin/python" - "$TSP_LOCAL_MONGO_PORT" "$TSP_LOCAL_INFLUX_PORT" <<'EOF'
+import json, os, sys, urllib.parse, urllib.request
+import pymongo
+mongo = pymongo.MongoClient(f"mongodb://127.0.0.1:{sys.argv[1]}/?directConnection=true")
+q = urllib.parse.urlencode({"db": "tsp", "q": "SELECT COUNT(points) FROM trip_bookings"})
+r = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[2]}/query?{q}"))
+points = r["results"][0].get("series", [{"values": [[0, 0]]}])[0]["values"][0][1]
+queues = {q["queue"]: q for q in json.loads(os.environ["QUEUE"] or "[]") if isinstance(q, dict)}
+trips = queues.get("trips", {})
+print(json.dumps({
+    "completed_trips": int(os.environ["TRIPS_DONE"]),
+    "earn_transactions": int(os.environ["EARNS"]),
+    "trajectories": mongo["tsp_dataset"]["trip_trajectories"].count_documents({}),
+    "trip_bookings_points": points,
+    "jobs_done": trips.get("completed", 0),
+    "jobs_open": sum(trips.get(k, 0) for k in ("waiting", "delayed", "active")),
+    "jobs_dead": trips.get("dead", 0),
+}))
+EOF
+}
+
+# The invariant over the recovered stores: completed trips = earns = trajectories, and each
+# user's earn sum = the points on their completed trips rows.
+invariant() {
+  sql "SELECT trip_id FROM tsp_dataset.trips WHERE status = 'completed'" >"$D/ids.trips"
+  sql "SELECT reference_id FROM tsp_incentive.points_transactions WHERE transaction_type = 'earn'" >"$D/ids.earns"
+  BALANCE_MISMATCH=$(sql "SELECT COUNT(*) FROM (SELECT user_id, SUM(points) s FROM tsp_incentive.points_transactions GROUP BY user_id) b
+      LEFT JOIN (SELECT user_id, SUM(points) s FROM tsp_dataset.trips WHERE status = 'completed' GROUP BY user_id) t
+      ON t.user_id = b.user_id WHERE t.s IS NULL OR t.s <> b.s") \
+  "$ROOT/.venv/bin/python" - "$TSP_LOCAL_MONGO_PORT" "$D" <<'EOF'
+import json, os, sys
+import pymongo
+d = sys.argv[2]
+trips = set(open(f"{d}/ids.trips").read().split())
+earns = open(f"{d}/ids.earns").read().split()
+mongo = pymongo.MongoClient(f"mongodb://127.0.0.1:{sys.argv[1]}/?directConnection=true")
+traj = [x["tripId"] for x in mongo["tsp_dataset"]["trip_trajectories"].find({}, {"tripId": 1})]
+print(json.dumps({
+    "completed_trips": len(trips),
+    "trips_without_earn": len(trips - set(earns)),
+    "earns_without_trip": len(set(earns) - trips),
+    "duplicate_earns": len(earns) - len(set(earns)),
+    "trips_without_trajectory": len(trips - set(traj)),
+    "trajectories_without_trip": len(set(traj) - trips),
+    "users_whose_balance_differs": int(os.environ["BALANCE_MISMATCH"]),
+    "holds": trips == set(earns) == set(traj) and len(earns) == len(set(earns))
+             and int(os.environ["BALANCE_MISMATCH"]) == 0,
+}))
+EOF
+}
+
+wait_until() { # SECONDS DESCRIPTION COMMAND...: poll COMMAND (a condition on live state)
+  local deadline=$(( SECONDS + $1 )) what=$2; shift 2
+  until "$@"; do
+    [ $SECONDS -lt $deadline ] || { log "gave up waiting for $what"; return 1; }
+    sleep 0.2
+  done
+}
+
+JOB= WORKER=
+trap 'kill -9 $JOB $WORKER 2>/dev/null || true' EXIT
+# A fresh start: nothing left from an earlier drill.
+scripts/services.sh kill >/dev/null 2>&1 || true
+rm -rf "$D"
+[ -x "$BIN" ] || cargo build --release -p tsp-server
+scripts/services.sh up >&2
+tsp migrate >&2
+
+log "main job: $TRIPS trips"
+# The binary itself in the background (not through `tsp`, a function: its subshell's pid would
+# be the one killed).
+"$BIN" "${sets[@]}" simulate --trips "$TRIPS" --concurrency 8 >"$D/simulate.log" 2>&1 &
+JOB=$!
+wait_until 600 "a quarter of the trips" bash -c "[ \$(mariadb --socket='$D/mysql.sock' -uroot -N -e \"SELECT COUNT(*) FROM tsp_dataset.trips WHERE status='completed'\" 2>/dev/null || echo 0) -ge $((TRIPS / 4)) ]"
+log "backup while trips flow"
+t0=$(now)
+SET=$(tsp backup create --json 2>/dev/null | "$ROOT/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+t1=$(now)
+at_backup=$(completed)
+wait_until 600 "three quarters of the trips" bash -c "! kill -0 $JOB 2>/dev/null || [ \$(mariadb --socket='$D/mysql.sock' -uroot -N -e \"SELECT COUNT(*) FROM tsp_dataset.trips WHERE status='completed'\") -ge $((TRIPS * 3 / 4)) ]"
+
+log "crash"
+kill -9 $JOB 2>/dev/null || true
+wait $JOB 2>/dev/null || true
+# The binary log stamps events to the second and --until excludes its own second: recover to
+# the next whole second, which no write can have reached (the job is dead).
+CRASH=$(date -u -d "@$(( $(date +%s) + 1 ))" +%Y-%m-%dT%H:%M:%SZ)
+before=$(counts)
+scripts/services.sh kill >&2
+rm -rf "$D/mysql" "$D/redis" "$D/mongo" "$D/influx"
+
+log "recover: empty servers, restore $SET, replay the binary log to $CRASH"
+t_up=$(now)
+scripts/services.sh up >&2
+t_restore=$(now)
+restore_rc=0
+tsp restore "$SET" --until "$CRASH" >&2 || restore_rc=$?
+restored=$(counts)
+"$BIN" "${sets[@]}" worker --queue trips --concurrency 8 >"$D/worker.log" 2>&1 &
+WORKER=$!
+open_jobs() { [ "$(counts | "$ROOT/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["jobs_open"])')" = 0 ]; }
+wait_until 600 "the queue to drain" open_jobs
+tsp health >/dev/null
+t_done=$(now)
+kill -TERM $WORKER; wait $WORKER || true
+after=$(counts)
+inv=$(invariant)
+
+"$ROOT/.venv/bin/python" - <<EOF
+import json
+before, restored, after, inv = json.loads('$before'), json.loads('$restored'), json.loads('$after'), json.loads('$inv')
+print(json.dumps({
+    "drill": "disaster recovery",
+    "trips": $TRIPS,
+    "set": "$SET",
+    "backup_s": round($t1 - $t0, 1),
+    "restore_exit_code": $restore_rc,
+    "completed_at_backup": $at_backup,
+    "crash_at": "$CRASH",
+    "servers_start_s": round($t_restore - $t_up, 1),
+    "rto_s": round($t_done - $t_restore, 1),
+    "before_crash": before,
+    "after_restore": restored,
+    "after_recovery": after,
+    "rpo": {
+        "mysql_completed_trips_lost": before["completed_trips"] - restored["completed_trips"],
+        "mysql_earns_lost": before["earn_transactions"] - restored["earn_transactions"],
+        "redis_completions_rolled_back": before["jobs_done"] - restored["jobs_done"],
+        "redis_jobs_lost": (before["jobs_done"] + before["jobs_open"] + before["jobs_dead"])
+                           - (restored["jobs_done"] + restored["jobs_open"] + restored["jobs_dead"]),
+        "mongo_trajectories_lost_until_rerun": before["trajectories"] - restored["trajectories"],
+        # Points written between the backup and the crash; jobs that run again write theirs again.
+        "influx_points_lost": before["trip_bookings_points"] - restored["trip_bookings_points"],
+    },
+    "invariant": inv,
+}))
+EOF
+scripts/services.sh kill >/dev/null 2>&1 || true
