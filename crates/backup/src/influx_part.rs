@@ -108,6 +108,29 @@ pub(crate) async fn exists(store: &InfluxStore, database: &str) -> Result<bool, 
         .is_some_and(|rows| rows.iter().any(|row| row[0].as_str() == Some(database))))
 }
 
+/// The tool alone, for the benchmark: `influxd backup -portable` into `out`; the size written.
+pub(crate) async fn native_backup(
+    store: &InfluxStore,
+    database: &str,
+    cfg: &BackupSettings,
+    out: &Path,
+) -> Result<u64, BackupError> {
+    v1_only(store)?;
+    let mut cmd = Command::new(&cfg.influxd);
+    cmd.args(["backup", "-portable", "-db", database, "-host"])
+        .arg(rpc_address(store, cfg)?)
+        .arg(out);
+    tools::run(cmd, who(store), cfg.timeout).await?;
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(out).map_err(|e| BackupError::io(out, "cannot list", e))? {
+        bytes += entry
+            .and_then(|e| e.metadata())
+            .map(|m| m.len())
+            .unwrap_or(0);
+    }
+    Ok(bytes)
+}
+
 /// Backs up `database` into `dir/file`.
 pub(crate) async fn backup(
     store: &InfluxStore,

@@ -112,6 +112,54 @@ async fn server_facts(store: &MysqlStore) -> Result<(String, bool), BackupError>
     Ok((version, log_bin == 1))
 }
 
+/// `mariadb-dump` of the instance's database to stdout, as a set takes it.
+fn dump_command(
+    store: &MysqlStore,
+    tools_cfg: &BackupSettings,
+    options: &Path,
+    binlog_on: bool,
+) -> Command {
+    let mut cmd = Command::new(&tools_cfg.mysql_dump);
+    cmd.arg(format!("--defaults-extra-file={}", options.display()))
+        .args([
+            "--single-transaction",
+            "--quick",
+            "--routines",
+            "--triggers",
+            "--hex-blob",
+            "--no-tablespaces",
+            "--default-character-set=utf8mb4",
+        ]);
+    if binlog_on {
+        // Comment form (=2): the position is recorded, not executed on restore.
+        cmd.arg("--master-data=2");
+    }
+    cmd.arg(store.database_name());
+    cmd
+}
+
+/// The tool alone, for the benchmark: the same dump into a plain file; its size.
+pub(crate) async fn native_dump(
+    store: &MysqlStore,
+    settings: &MysqlSettings,
+    tools_cfg: &BackupSettings,
+    out: &Path,
+) -> Result<u64, BackupError> {
+    let (_, binlog_on) = server_facts(store).await?;
+    let options = options_file(settings)?;
+    let cmd = dump_command(store, tools_cfg, options.path(), binlog_on);
+    let mut file =
+        std::fs::File::create(out).map_err(|e| BackupError::io(out, "cannot write", e))?;
+    let mut bytes = 0u64;
+    tools::stream_stdout(cmd, who(store), tools_cfg.timeout, |piece| {
+        bytes += piece.len() as u64;
+        file.write_all(piece)
+            .map_err(|e| BackupError::io(out, "cannot write", e))
+    })
+    .await?;
+    Ok(bytes)
+}
+
 /// Dumps the instance's database into `dir/file`.
 pub(crate) async fn dump(
     store: &MysqlStore,
@@ -124,25 +172,7 @@ pub(crate) async fn dump(
     let options = options_file(settings)?;
     let file = format!("mysql-{}.sql.zst", store.name());
     let taken_at = chrono::Utc::now().to_rfc3339();
-    let mut cmd = Command::new(&tools_cfg.mysql_dump);
-    cmd.arg(format!(
-        "--defaults-extra-file={}",
-        options.path().display()
-    ))
-    .args([
-        "--single-transaction",
-        "--quick",
-        "--routines",
-        "--triggers",
-        "--hex-blob",
-        "--no-tablespaces",
-        "--default-character-set=utf8mb4",
-    ]);
-    if binlog_on {
-        // Comment form (=2): the position is recorded, not executed on restore.
-        cmd.arg("--master-data=2");
-    }
-    cmd.arg(store.database_name());
+    let cmd = dump_command(store, tools_cfg, options.path(), binlog_on);
     let mut writer = PartWriter::create(&dir.join(&file), key)?;
     let mut counter = DumpCounter::new();
     tools::stream_stdout(cmd, who(store), tools_cfg.timeout, |piece| {

@@ -274,26 +274,28 @@ pub(crate) async fn count_keys(
     }
 }
 
-/// Copies the snapshot `rdb` (at `source`) into the part and into `copy` for the scratch server.
-fn copy_into(
-    rdb: &mut std::fs::File,
-    source: &Path,
-    writer: &mut PartWriter,
-    copy: &Path,
-) -> Result<(), BackupError> {
-    let mut local =
-        std::fs::File::create(copy).map_err(|e| BackupError::io(copy, "cannot write", e))?;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = std::io::Read::read(rdb, &mut buf)
-            .map_err(|e| BackupError::io(source, "cannot read the snapshot", e))?;
-        if n == 0 {
-            return Ok(());
-        }
-        writer.write_all(&buf[..n])?;
-        std::io::Write::write_all(&mut local, &buf[..n])
-            .map_err(|e| BackupError::io(copy, "cannot write", e))?;
-    }
+/// Compresses (and seals) the local copy of a snapshot into the part `to`.
+fn compress_into(
+    from: &Path,
+    to: &Path,
+    key: Option<&Key>,
+) -> Result<(u64, crate::part::Written), BackupError> {
+    let mut rdb = std::fs::File::open(from).map_err(|e| BackupError::io(from, "cannot read", e))?;
+    let mut writer = PartWriter::create(to, key)?;
+    std::io::copy(&mut rdb, &mut writer).map_err(|e| BackupError::io(to, "cannot write", e))?;
+    let raw = writer.raw_bytes;
+    Ok((raw, writer.finish()?))
+}
+
+/// The tool alone, for the benchmark: `BGSAVE`, waited for, and the RDB copied; its size.
+pub(crate) async fn native_snapshot(
+    store: &RedisStore,
+    cfg: &BackupSettings,
+    out: &Path,
+) -> Result<u64, BackupError> {
+    bgsave(store, cfg.timeout).await?;
+    let source = snapshot_path(store).await?;
+    std::fs::copy(&source, out).map_err(|e| BackupError::io(&source, "cannot copy the snapshot", e))
 }
 
 /// Snapshots the instance into `dir/file`; counts the service's keys in the snapshot.
@@ -319,8 +321,10 @@ pub(crate) async fn snapshot(
     let file = format!("redis-{}.rdb.zst", store.name());
     let scratch_dir = Scratch::folder()?;
     let copy = scratch_dir.path().join("dump.rdb");
-    // An open file keeps its content even if the next save renames a new one over it.
-    let mut rdb = std::fs::File::open(&source).map_err(|e| {
+    // A local copy first (all the store's own tooling would do); then compressing it into the
+    // part and reading it back to count run at once. (`copy` opens the file: a save renaming a
+    // new one over it meanwhile does not change what is read.)
+    std::fs::copy(&source, &copy).map_err(|e| {
         who(store).failed(
             "BGSAVE",
             format!(
@@ -329,24 +333,28 @@ pub(crate) async fn snapshot(
             ),
         )
     })?;
-    let mut writer = PartWriter::create(&dir.join(&file), key)?;
-    copy_into(&mut rdb, &source, &mut writer, &copy)?;
-    let raw_bytes = writer.raw_bytes;
-    let written = writer.finish()?;
+    let (from, to, key) = (copy.clone(), dir.join(&file), key.cloned());
+    let compress = tokio::task::spawn_blocking(move || compress_into(&from, &to, key.as_ref()));
     let s = store.settings();
-    let scratch = Scratch::start(&cfg.redis_server, scratch_dir, who(store)).await?;
-    let counted = async {
-        let mut c = scratch.conn(s.db).await?;
-        count_keys(&mut c, &prefix_pattern(&s.key_prefix)).await
-    }
-    .await;
-    scratch.stop().await;
-    let (keys, expiring) = counted.map_err(|e| {
-        who(store).failed(
-            &cfg.redis_server,
-            format!("counting the snapshot's keys: {e}"),
-        )
-    })?;
+    let count = async {
+        let scratch = Scratch::start(&cfg.redis_server, scratch_dir, who(store)).await?;
+        let counted = async {
+            let mut c = scratch.conn(s.db).await?;
+            count_keys(&mut c, &prefix_pattern(&s.key_prefix)).await
+        }
+        .await;
+        scratch.stop().await;
+        counted.map_err(|e| {
+            who(store).failed(
+                &cfg.redis_server,
+                format!("counting the snapshot's keys: {e}"),
+            )
+        })
+    };
+    let (compressed, counted) = tokio::join!(compress, count);
+    let (raw_bytes, written) = compressed
+        .map_err(|e| who(store).failed("zstd", format!("the compressing task failed: {e}")))??;
+    let (keys, expiring) = counted?;
     Ok(Part {
         store: "redis".into(),
         instance: store.name().to_string(),

@@ -444,6 +444,15 @@ pub enum BenchCommand {
     Http(HttpBenchArgs),
     /// Rollups of a busy day and of a month against the bare GROUP BY queries.
     Analytics(AnalyticsBenchArgs),
+    /// Backup and restore of MySQL, Redis and InfluxDB beside the stores' own tools alone.
+    Backup(BackupBenchArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BackupBenchArgs {
+    /// Trips written first (rows in MySQL, points in InfluxDB).
+    #[arg(long, default_value_t = 100_000)]
+    pub trips: usize,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -110,6 +110,9 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
         Command::Bench(BenchCommand::Analytics(args)) => {
             print_json(&commands::bench_analytics::bench_analytics(&opts, &args).await?)?
         }
+        Command::Bench(BenchCommand::Backup(args)) => {
+            print_json(&commands::bench_backup::bench_backup(&opts, &args).await?)?
+        }
         Command::Bench(BenchCommand::Http(args)) => {
             print_json(&commands::bench_http::bench_http(&opts, &args).await?)?
         }

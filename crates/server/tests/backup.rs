@@ -425,7 +425,8 @@ async fn an_unreachable_store_or_a_missing_tool_leaves_the_set_marked_incomplete
     let port = tsp_testkit::closed_port();
     let mut opts = common::load_options();
     opts.overrides.push(format!("mysql.gtfs.port={port}"));
-    opts.overrides.push("mysql.gtfs.pool.acquire_timeout=2s".into());
+    opts.overrides
+        .push("mysql.gtfs.pool.acquire_timeout=2s".into());
     let hub = Hub::connect(&tsp_config::load(&opts).unwrap())
         .await
         .unwrap();

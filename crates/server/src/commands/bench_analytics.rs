@@ -23,7 +23,7 @@ const ROWS_PER_INSERT: usize = 2_000;
 const USERS: u64 = 2_000;
 
 /// Writes `n` completed trips starting on `day`, ids prefixed `prefix`.
-async fn write_trips(
+pub(crate) async fn write_trips(
     dataset: &MysqlStore,
     incentive: &MysqlStore,
     day: NaiveDate,

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod backup;
 pub mod bench;
 pub mod bench_analytics;
+pub mod bench_backup;
 pub mod bench_http;
 pub mod config;
 pub mod health;

@@ -1,0 +1,119 @@
+//! `tsp-job bench backup`: backup and restore of MySQL, Redis and InfluxDB after N trips, beside
+//! the stores' own tools run alone on the same data in the same run (docs/benchmarks.md).
+//!
+//! The trips go straight into MySQL (as `bench analytics` writes them) and one `trip_bookings`
+//! point each into InfluxDB; Redis is snapshotted as it is (a snapshot is of the whole server).
+//! MongoDB has no native tool here to compare with, and writing 100 000 trajectories into the
+//! local document store alone takes minutes, so it is left out.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use serde_json::json;
+use tsp_backup::{Backups, Stores};
+use tsp_config::LoadOptions;
+use tsp_hub::Point;
+use tsp_mobility::sandbox::Sandbox;
+use tsp_mobility::seed::SplitMix64;
+
+use crate::cli::BackupBenchArgs;
+
+const STORES: [&str; 3] = ["mysql", "redis", "influx"];
+
+fn mb_per_s(bytes: u64, seconds: f64) -> f64 {
+    (bytes as f64 / 1e6 / seconds.max(1e-9) * 10.0).round() / 10.0
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+async fn fill(sandbox: &Sandbox, trips: usize) -> anyhow::Result<()> {
+    let hub = &sandbox.hub;
+    let day = Utc::now().date_naive() - chrono::Duration::days(1);
+    let mut rng = SplitMix64::new(11);
+    super::bench_analytics::write_trips(
+        hub.mysql("dataset")?,
+        hub.mysql("incentive")?,
+        day,
+        trips,
+        "bk",
+        &mut rng,
+    )
+    .await?;
+    let writer = hub.influx("primary")?.writer();
+    let start = Utc::now().timestamp_nanos_opt().unwrap_or(0) - trips as i64 * 1_000_000;
+    for i in 0..trips {
+        let p = Point::new("trip_bookings")
+            .tag("mode", "bus")
+            .field("points", (i % 50) as i64)
+            .field("distance_m", 1000.0 + i as f64)
+            .timestamp_ns(start + i as i64 * 1_000_000);
+        writer.write_wait(&p).await?;
+    }
+    writer.flush().await;
+    Ok(())
+}
+
+/// `tsp-job bench backup`: one JSON line.
+pub async fn bench_backup(
+    options: &LoadOptions,
+    args: &BackupBenchArgs,
+) -> anyhow::Result<serde_json::Value> {
+    let source = Sandbox::create(options).await?;
+    let target = Sandbox::create(options).await?;
+    let result = async {
+        fill(&source, args.trips).await?;
+        let dir = tempfile::tempdir()?;
+        let sets = dir.path().join("sets");
+        let backups = Backups::new(&source.hub, Some(sets.clone()))?;
+        let native_dir = dir.path().join("native");
+        std::fs::create_dir_all(&native_dir)?;
+        let native = backups.native_baseline(&native_dir).await?;
+        let restore_into = Backups::new(&target.hub, Some(sets))?;
+        let mut rows = Vec::new();
+        let (mut ours_sum, mut native_sum) = (0.0, 0.0);
+        for store in STORES {
+            let stores = Stores::parse(store)?;
+            let started = Instant::now();
+            let m = backups.create(stores).await?;
+            let backup_s = started.elapsed().as_secs_f64();
+            let bytes: u64 = m.parts.iter().map(|p| p.bytes).sum();
+            let raw: u64 = m.parts.iter().map(|p| p.raw_bytes).sum();
+            let started = Instant::now();
+            restore_into.restore(&m.id, stores, true).await?;
+            let restore_s = started.elapsed().as_secs_f64();
+            let (native_s, native_bytes) = native.get(store).copied().unwrap_or_default();
+            ours_sum += backup_s;
+            native_sum += native_s;
+            rows.push(json!({
+                "store": store,
+                "backup_s": round2(backup_s),
+                "backup_mb_per_s": mb_per_s(raw, backup_s),
+                "raw_mb": round2(raw as f64 / 1e6),
+                "stored_mb": round2(bytes as f64 / 1e6),
+                "restore_s": round2(restore_s),
+                "restore_mb_per_s": mb_per_s(raw, restore_s),
+                "native_backup_s": round2(native_s),
+                "native_mb": round2(native_bytes as f64 / 1e6),
+                "ratio": round2(backup_s / native_s.max(1e-9)),
+            }));
+        }
+        Ok::<_, anyhow::Error>(json!({
+            "bench": "backup",
+            "trips": args.trips,
+            "stores": rows,
+            "backup_s": round2(ours_sum),
+            "native_backup_s": round2(native_sum),
+            "ratio": round2(ours_sum / native_sum.max(1e-9)),
+        }))
+    }
+    .await;
+    for s in [source, target] {
+        let failed = s.remove().await;
+        if !failed.is_empty() {
+            tracing::warn!(?failed, "sandbox not fully removed");
+        }
+    }
+    result
+}
