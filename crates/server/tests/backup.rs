@@ -470,3 +470,48 @@ async fn an_unreachable_store_or_a_missing_tool_leaves_the_set_marked_incomplete
     );
     hub.shutdown(Duration::from_secs(2)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_refuses_writes_leaves_the_set_incomplete_and_names_the_part() {
+    // No room to write: the process may write files of at most 16 KiB (`ulimit -f`, with
+    // SIGXFSZ ignored, so a write past it fails as a full disk's would, with an error).
+    let dir = tempfile::tempdir().unwrap();
+    let sets = dir.path().join("sets");
+    let a = Sandbox::create(&common::load_options()).await.unwrap();
+    tsp_mobility::seed::seed_users(&a.hub, 20_000)
+        .await
+        .unwrap();
+    let mut args = vec![
+        "backup".to_string(),
+        "create".into(),
+        "--stores".into(),
+        "mysql".into(),
+    ];
+    args.extend(["--to".into(), sets.display().to_string()]);
+    for o in &a.overrides {
+        args.extend(["--set".to_string(), o.clone()]);
+    }
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -f 16; trap '' XFSZ; exec {} \"$@\"",
+                env!("CARGO_BIN_EXE_tsp-job")
+            ))
+            .arg("tsp-job")
+            .args(&args)
+            .env("TSP_CONFIG_DIR", tsp_testkit::config_dir())
+            .output()
+            .unwrap()
+    });
+    let (_, stderr) = common::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("part") && stderr.contains(".sql.zst") && stderr.contains("File too large"),
+        "the error names the part and the cause: {stderr}"
+    );
+    let listed = Backups::new(&a.hub, Some(sets)).unwrap().list().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(!listed[0].complete, "{listed:?}");
+    let _ = a.remove().await;
+}
