@@ -14,8 +14,8 @@ pub const MAX_PRIORITY: u16 = 1023;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "base_ms", rename_all = "lowercase")]
 pub enum Backoff {
-    /// `base · 2^(attempt-1)`, plus up to the same again at random (full jitter on top of the
-    /// floor, so retries of jobs that failed together spread out), capped at one hour.
+    /// `base · 2^(attempt-1)` (that floor capped at one hour), plus up to half as much again
+    /// at random, so retries of jobs that failed together spread out: at most 90 minutes.
     Exponential(u64),
     /// The same delay every time.
     Fixed(u64),
@@ -303,14 +303,25 @@ mod tests {
     fn exponential_backoff_grows_with_bounded_jitter() {
         for attempt in 1..6u32 {
             let floor = 100u64 << (attempt - 1);
-            for _ in 0..50 {
-                let d = Backoff::Exponential(100).delay(attempt).as_millis() as u64;
+            let delays: Vec<u64> = (0..50)
+                .map(|_| Backoff::Exponential(100).delay(attempt).as_millis() as u64)
+                .collect();
+            for d in &delays {
                 assert!(
-                    d >= floor && d <= floor + floor / 2,
+                    *d >= floor && *d <= floor + floor / 2,
                     "attempt {attempt}: {d}"
                 );
             }
+            // The jitter is there: of 50 uniform draws, some land in the upper half of its
+            // range (all missing it has odds of 2^-50).
+            assert!(
+                delays.iter().any(|d| *d > floor + floor / 4),
+                "attempt {attempt}: {delays:?}"
+            );
         }
+        // The floor stops at an hour; the jitter adds at most half of it.
+        let late = Backoff::Exponential(1000).delay(40).as_millis() as u64;
+        assert!((3_600_000..=5_400_000).contains(&late), "{late}");
         assert_eq!(Backoff::Fixed(250).delay(7), Duration::from_millis(250));
         assert_eq!(
             Backoff::decode(&Backoff::Fixed(5).encode()),

@@ -7,6 +7,8 @@
 //! when the process stops and the grace period is over are the records still unwritten counted
 //! as failed and logged.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mongodb::bson::{DateTime, Document, doc};
@@ -150,31 +152,56 @@ pub async fn ensure_indexes(store: &MongoStore) -> Result<(), tsp_hub::HubError>
     Ok(())
 }
 
+/// Mongo records handed to the writer and written, so that what is left is known at any time.
+#[derive(Default)]
+struct Tally {
+    accepted: AtomicU64,
+    written: AtomicU64,
+}
+
+impl Tally {
+    fn unwritten(&self) -> u64 {
+        let written = self.written.load(Ordering::Acquire);
+        self.accepted
+            .load(Ordering::Acquire)
+            .saturating_sub(written)
+    }
+}
+
 /// Where finished jobs' records go. Cheap to clone.
 #[derive(Clone)]
 pub struct RecordSink {
     mongo: Option<mpsc::Sender<Document>>,
     influx: Option<PointWriter>,
+    tally: Arc<Tally>,
 }
 
 /// The background task that writes Mongo records; await [`RecordTask::finish`] at shutdown.
 pub struct RecordTask {
     handle: Option<tokio::task::JoinHandle<u64>>,
+    tally: Arc<Tally>,
 }
 
 impl RecordTask {
     /// Waits (at most `grace`) for every record sent so far to be written. Returns how many
-    /// could not be written; when the grace period ends first, the count is unknown and 1 is
-    /// returned (the error is logged), so callers can tell "all written" (0) from the rest.
+    /// were not: those the writer gave up on, or, when the grace period ends first, every record
+    /// handed over and not yet written (the writer is then stopped). Each is counted in
+    /// `tsp_job_records_failed_total` and logged.
     pub async fn finish(mut self, grace: Duration) -> u64 {
-        let Some(h) = self.handle.take() else {
+        let Some(mut h) = self.handle.take() else {
             return 0;
         };
-        match tokio::time::timeout(grace, h).await {
+        match tokio::time::timeout(grace, &mut h).await {
             Ok(Ok(unwritten)) => unwritten,
             _ => {
-                tracing::error!("job records still unwritten when the grace period ended");
-                1
+                h.abort();
+                let n = self.tally.unwritten();
+                metrics::counter(metrics::RECORDS_FAILED, "").increment(n);
+                tracing::error!(
+                    records = n,
+                    "job records still unwritten when the grace period ended"
+                );
+                n
             }
         }
     }
@@ -189,17 +216,21 @@ impl RecordSink {
         batch: usize,
         buffer: usize,
     ) -> (RecordSink, RecordTask) {
+        let tally = Arc::new(Tally::default());
         let (tx, handle) = match mongo {
             Some(store) => {
                 let (tx, rx) = mpsc::channel(buffer.max(1));
-                (
-                    Some(tx),
-                    Some(tokio::spawn(write_loop(store, rx, batch.max(1)))),
-                )
+                let task = write_loop(store, rx, batch.max(1), tally.clone());
+                (Some(tx), Some(tokio::spawn(task)))
             }
             None => (None, None),
         };
-        (RecordSink { mongo: tx, influx }, RecordTask { handle })
+        let sink = RecordSink {
+            mongo: tx,
+            influx,
+            tally: tally.clone(),
+        };
+        (sink, RecordTask { handle, tally })
     }
 
     /// A sink that records nothing.
@@ -207,6 +238,7 @@ impl RecordSink {
         RecordSink {
             mongo: None,
             influx: None,
+            tally: Arc::default(),
         }
     }
 
@@ -226,7 +258,9 @@ impl RecordSink {
         }
         if let Some(tx) = &self.mongo {
             for r in records {
-                if tx.send(r.document()).await.is_err() {
+                if tx.send(r.document()).await.is_ok() {
+                    self.tally.accepted.fetch_add(1, Ordering::AcqRel);
+                } else {
                     metrics::counter(metrics::RECORDS_FAILED, &r.queue).increment(1);
                     tracing::error!(job = %r.id, "job record writer has stopped; record lost");
                 }
@@ -235,7 +269,12 @@ impl RecordSink {
     }
 }
 
-async fn write_loop(store: MongoStore, mut rx: mpsc::Receiver<Document>, batch: usize) -> u64 {
+async fn write_loop(
+    store: MongoStore,
+    mut rx: mpsc::Receiver<Document>,
+    batch: usize,
+    tally: Arc<Tally>,
+) -> u64 {
     let coll: Collection<Document> = store.database().collection(COLLECTION);
     let mut buf: Vec<Document> = Vec::with_capacity(batch);
     loop {
@@ -264,6 +303,7 @@ async fn write_loop(store: MongoStore, mut rx: mpsc::Receiver<Document>, batch: 
                         "job records written"
                     );
                     metrics::counter(metrics::RECORDS_WRITTEN, "").increment(buf.len() as u64);
+                    tally.written.fetch_add(buf.len() as u64, Ordering::AcqRel);
                     buf.clear();
                     break;
                 }

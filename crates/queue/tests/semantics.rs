@@ -420,7 +420,6 @@ async fn finished_jobs_have_exactly_one_mongo_record_and_one_influx_point() {
         .query_v1(&db, &format!("DROP DATABASE \"{db}\""))
         .await;
     let _ = mongo.database().drop().await;
-    let _ = JobState::Dead;
 }
 
 /// Dead jobs run their type's dead-letter hook once it succeeds: a failing hook runs again, a
@@ -1081,4 +1080,35 @@ async fn a_worker_takes_back_what_a_failed_fetch_leased() {
         let info = q.job(id).await.unwrap().unwrap();
         assert_eq!((info.state.as_str(), info.attempts), ("completed", 1));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_unwritten_when_the_grace_period_ends_are_counted_one_by_one() {
+    // MongoDB does not answer: nothing handed over can be written, and finish says how much.
+    let port = tsp_testkit::closed_port();
+    let hub = tsp_hub::Hub::connect(&common::config(&[&format!("mongo.cache.port={port}")]))
+        .await
+        .unwrap();
+    let mongo = hub.mongo("cache").unwrap().clone();
+    let (sink, task) = tsp_queue::RecordSink::start(Some(mongo), None, 500, 100);
+    let record = |i: usize| tsp_queue::JobRecord {
+        id: format!("r-{i}"),
+        queue: "jobs".into(),
+        job_type: "builtin.noop".into(),
+        payload: "{}".into(),
+        status: "completed",
+        priority: 0,
+        attempts: 1,
+        result: None,
+        error: None,
+        created_at: 1,
+        started_at: 2,
+        finished_at: 3,
+        run_ms: 1.0,
+        wait_ms: 1.0,
+    };
+    let records: Vec<_> = (0..7).map(record).collect();
+    sink.send(&records).await;
+    assert_eq!(task.finish(Duration::from_millis(300)).await, 7);
+    hub.shutdown(Duration::from_secs(1)).await;
 }

@@ -341,6 +341,14 @@ pub async fn queue(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_jso
                 coll.count_documents(mongodb::bson::doc! {"queue": &name}),
             )
             .await?;
+        // A benchmark whose records did not all arrive measured something else: refuse it.
+        if unwritten > 0 || docs != args.jobs as u64 {
+            q.delete().await?;
+            bail!(
+                "records: {docs} MongoDB documents for {} jobs, {unwritten} unwritten",
+                args.jobs
+            );
+        }
         records = json!({"mongo_documents": docs, "unwritten": unwritten, "all_records_written_per_s": (args.jobs as f64 / all_done_secs).round()});
     }
     if report.completed != args.jobs as u64 {
