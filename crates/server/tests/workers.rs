@@ -190,6 +190,21 @@ fn sigterm_under_load_loses_nothing_and_leaves_nothing_active() {
     let (p, _cleanup) = prefix();
     let mut s = sets(&p);
     s.push("queue.shutdown_grace=500ms".into());
+    // The 5 s jobs first and at a higher priority: they are certainly leased and running when
+    // the signal comes, and the grace period cannot cover them.
+    cli(
+        &[
+            "enqueue",
+            "builtin.sleep",
+            "--payload",
+            r#"{"ms": 5000}"#,
+            "--priority",
+            "9",
+            "--count",
+            "5",
+        ],
+        &s,
+    );
     cli(
         &[
             "enqueue",
@@ -201,21 +216,12 @@ fn sigterm_under_load_loses_nothing_and_leaves_nothing_active() {
         ],
         &s,
     );
-    cli(
-        &[
-            "enqueue",
-            "builtin.sleep",
-            "--payload",
-            r#"{"ms": 5000}"#,
-            "--count",
-            "5",
-        ],
-        &s,
-    );
     let mut w = spawn_worker(&["--concurrency", "50"], &s);
     wait_for("some jobs to complete", Duration::from_secs(20), || {
         n(&counts(&s), "completed") >= 50
     });
+    let c = counts(&s);
+    assert!(n(&c, "active") >= 5, "the long jobs are running: {c}");
     signal(&w, "-TERM");
     let started = Instant::now();
     let status = w.wait().unwrap();
@@ -225,12 +231,20 @@ fn sigterm_under_load_loses_nothing_and_leaves_nothing_active() {
         "{:?}",
         started.elapsed()
     );
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut w.stdout.take().unwrap(), &mut out).unwrap();
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let released = report["released"].as_u64().unwrap();
+    assert!(released >= 5, "the 5 s jobs were handed back: {report}");
     let c = counts(&s);
     assert_eq!(n(&c, "active"), 0, "nothing left active: {c}");
     assert_eq!(n(&c, "completed") + n(&c, "waiting"), 405, "{c}");
     assert_eq!(n(&c, "dead"), 0);
     let returned: u64 = 405 - n(&c, "completed");
-    assert!(returned >= 5, "the 5 s jobs were returned, not failed: {c}");
+    assert!(
+        returned >= released,
+        "every job handed back waits again: {c}"
+    );
 
     // The returned jobs run later, their interrupted attempt not counted.
     let mut again = spawn_worker(&["--concurrency", "100"], &s);
