@@ -338,16 +338,35 @@ impl Hub {
     }
 
     /// Flushes every Influx writer (within `grace`) and closes the MySQL pools.
-    pub async fn shutdown(&self, grace: Duration) {
-        let writers: Vec<PointWriter> = self
+    pub async fn shutdown(&self, grace: Duration) -> Vec<ClosedWriter> {
+        let writers: Vec<(String, PointWriter)> = self
             .inner
             .influx
             .values()
-            .flat_map(|s| s.writers())
+            .flat_map(|s| s.writers().into_iter().map(|w| (s.name().to_string(), w)))
             .collect();
-        futures::future::join_all(writers.iter().map(|w| w.close(grace))).await;
+        let closed = futures::future::join_all(writers.iter().map(|(instance, w)| async move {
+            ClosedWriter {
+                instance: instance.clone(),
+                target: w.target().to_string(),
+                stats: w.close(grace).await,
+            }
+        }))
+        .await;
         futures::future::join_all(self.inner.mysql.values().map(|s| s.close())).await;
+        closed
     }
+}
+
+/// One Influx point writer as [`Hub::shutdown`] left it: what it did not write is lost.
+#[derive(Debug, Clone)]
+pub struct ClosedWriter {
+    /// The Influx instance.
+    pub instance: String,
+    /// Its database or bucket.
+    pub target: String,
+    /// Its counts after closing.
+    pub stats: WriterStats,
 }
 
 fn unknown(store: &'static str, name: &str) -> HubError {

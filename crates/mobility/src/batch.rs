@@ -186,6 +186,9 @@ pub struct Footprint {
     pub activities: u64,
     /// `trip_bookings` points in InfluxDB `primary`.
     pub booking_points: u64,
+    /// Points this process's `primary` writer accepted and did not write (refused by the
+    /// server, or dropped for a full buffer), after a flush.
+    pub points_unwritten: u64,
     /// Users in the Redis GEO set.
     pub users_located: u64,
     /// `portal.users` rows.
@@ -242,6 +245,7 @@ pub async fn footprint(trips: &Trips) -> Result<Footprint, HubError> {
         .await?;
     let influx = &stores.metrics;
     influx.writer().flush().await;
+    let points_unwritten = influx.writer().stats().unwritten();
     let r = influx
         .query_v1(
             &influx.settings().database,
@@ -268,6 +272,7 @@ pub async fn footprint(trips: &Trips) -> Result<Footprint, HubError> {
         trajectories,
         activities,
         booking_points,
+        points_unwritten,
         users_located,
         users,
     })

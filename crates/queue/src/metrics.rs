@@ -25,6 +25,8 @@ pub const DEPTH: &str = "tsp_queue_depth";
 pub const RECORDS_WRITTEN: &str = "tsp_queue_records_written_total";
 /// Job records given up on: the record writer had stopped, or MongoDB stayed down at shutdown.
 pub const RECORDS_FAILED: &str = "tsp_queue_records_failed_total";
+/// `job_execution` points the Influx writer refused to take (invalid, or the writer closed).
+pub const POINTS_REFUSED: &str = "tsp_queue_points_refused_total";
 
 /// A counter labelled with `queue` (none when `queue` is empty).
 pub fn counter(name: &'static str, queue: &str) -> ::metrics::Counter {

@@ -252,6 +252,7 @@ impl RecordSink {
         if let Some(w) = &self.influx {
             for r in records {
                 if let Err(e) = w.write_wait(&r.point()).await {
+                    metrics::counter(metrics::POINTS_REFUSED, &r.queue).increment(1);
                     tracing::warn!(job = %r.id, error = %e, "job_execution point refused");
                 }
             }

@@ -133,7 +133,29 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
         Command::Restore(args) => commands::backup::restore(&hub, &opts, &args).await?,
         Command::Config(_) => 0,
     };
-    hub.shutdown(Duration::from_secs(10)).await;
+    // The exit report: points accepted and never written are lost, and said so.
+    for w in hub.shutdown(Duration::from_secs(10)).await {
+        let lost = w.stats.unwritten();
+        if lost > 0 {
+            tracing::error!(
+                instance = %w.instance,
+                target = %w.target,
+                lost,
+                refused = w.stats.failed,
+                dropped = w.stats.dropped,
+                unsent = lost.saturating_sub(w.stats.failed + w.stats.dropped),
+                "InfluxDB points accepted and not written"
+            );
+            eprintln!(
+                "influx.{} {}: {lost} points accepted and not written ({} refused, {} dropped for a full buffer, {} unsent at exit)",
+                w.instance,
+                w.target,
+                w.stats.failed,
+                w.stats.dropped,
+                lost.saturating_sub(w.stats.failed + w.stats.dropped)
+            );
+        }
+    }
     Ok(code)
 }
 

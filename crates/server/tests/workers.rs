@@ -431,3 +431,40 @@ fn the_queue_benchmark_reports_its_rates_on_the_threads_configured() {
         .unwrap();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn points_accepted_and_never_written_are_reported_at_exit() {
+    // InfluxDB does not answer: the worker's job_execution points can only pile up, and the
+    // process says how many it loses.
+    let (p, _cleanup) = prefix();
+    let mut s = sets(&p);
+    s.push(format!(
+        "influx.primary.url=http://127.0.0.1:{}",
+        tsp_testkit::closed_port()
+    ));
+    cli(
+        &["enqueue", "builtin.noop", "--payload", "{}", "--count", "3"],
+        &s,
+    );
+    let mut with_influx = s.clone();
+    with_influx.push("queue.records.influx=true".into());
+    with_influx.push("queue.shutdown_grace=1s".into());
+    let args = with_sets(&["worker"], &with_influx);
+    let mut w = tsp_job(&[("TSP_LOG", "error")])
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the jobs to complete", Duration::from_secs(20), || {
+        n(&counts(&s), "completed") == 3
+    });
+    signal(&w, "-TERM");
+    assert!(w.wait().unwrap().success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut w.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("influx.primary") && err.contains("3 points accepted and not written"),
+        "{err}"
+    );
+}

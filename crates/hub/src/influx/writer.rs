@@ -43,6 +43,14 @@ pub struct WriterStats {
     pub buffered: u64,
 }
 
+impl WriterStats {
+    /// Points accepted and not (yet) written: refused, dropped, still buffered or in flight.
+    /// After [`PointWriter::close`], all of them are lost.
+    pub fn unwritten(&self) -> u64 {
+        self.accepted.saturating_sub(self.written)
+    }
+}
+
 struct Batch {
     body: Bytes,
     points: u64,

@@ -199,7 +199,7 @@ fn summary_text(s: &BatchSummary, health: &HubHealth) -> String {
          mysql        portal.users {} ({} new) · dataset.trips {} completed, {} unfinished\n\
          \x20            incentive.points_transactions {} earn, {} points awarded\n\
          mongo        dataset.trip_trajectories {} · dataset.activity_log {}\n\
-         influx       primary trip_bookings {} points\n\
+         influx       primary trip_bookings {} points ({} accepted and not written)\n\
          redis        {} users located\n\
          steps (ms)   {}\n{}\
          health       {} of {} instances up\n\n{}",
@@ -224,6 +224,7 @@ fn summary_text(s: &BatchSummary, health: &HubHealth) -> String {
         f.trajectories,
         f.activities,
         f.booking_points,
+        f.points_unwritten,
         f.users_located,
         s.steps
             .iter()
