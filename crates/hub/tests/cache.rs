@@ -119,19 +119,25 @@ async fn an_invalidation_reaches_every_instance_before_it_returns() {
 async fn a_load_that_overlaps_an_invalidation_is_not_kept() {
     let (hub, c) = cache(&[]).await;
     assert!(c.wait_l1(Duration::from_secs(5)).await);
+    // The load reads its value, then the invalidation happens, then the load returns: each
+    // step waits for the one before, so the overlap is certain.
+    let (read_tx, read_rx) = tokio::sync::oneshot::channel::<()>();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
     let slow = {
         let c = c.clone();
         tokio::spawn(async move {
             c.get_or_load("user:5", "k", || async {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = read_tx.send(());
+                let _ = go_rx.await;
                 Ok::<_, HubError>(1u64) // read before the write below: stale
             })
             .await
             .unwrap()
         })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    read_rx.await.unwrap();
     c.invalidate(&["user:5".to_string()]).await.unwrap();
+    go_tx.send(()).unwrap();
     assert_eq!(slow.await.unwrap(), (1, Level::Source));
     // Neither L1 nor L2 kept the stale value: the next read loads again.
     let loads = AtomicU64::new(0);

@@ -304,9 +304,13 @@ async fn a_down_server_costs_counted_failures_and_drops_never_unbounded_memory()
 async fn a_partial_batch_is_sent_after_the_flush_interval() {
     let f = Fixture::new(&["influx.primary.batch.flush_interval=200ms"]).await;
     let w = f.influx().writer_for(&f.db);
-    // Let the sending task park on an empty buffer first: the first point must wake it to learn
+    // The sending task parks on an empty buffer first: the first point must wake it to learn
     // the deadline (a writer that only woke on full batches would never send these).
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while w.stats().idle_waits == 0 {
+        assert!(Instant::now() < deadline, "the sending task never parked");
+        tokio::task::yield_now().await;
+    }
     for n in 0..10 {
         w.write(&seq_point("interval", n)).unwrap();
     }

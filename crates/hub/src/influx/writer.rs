@@ -41,6 +41,8 @@ pub struct WriterStats {
     pub retries: u64,
     /// Points waiting in the buffer now.
     pub buffered: u64,
+    /// Times the sending task has waited on an empty buffer for a point to arrive.
+    pub idle_waits: u64,
 }
 
 impl WriterStats {
@@ -82,6 +84,7 @@ struct Shared {
     failed: AtomicU64,
     dropped: AtomicU64,
     retries: AtomicU64,
+    idle_waits: AtomicU64,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -108,6 +111,7 @@ impl PointWriter {
             written: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            idle_waits: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             task: Mutex::new(None),
         });
@@ -216,6 +220,7 @@ impl PointWriter {
             dropped: sh.dropped.load(Ordering::Relaxed),
             retries: sh.retries.load(Ordering::Relaxed),
             buffered: self.lock().buffered,
+            idle_waits: sh.idle_waits.load(Ordering::Relaxed),
         }
     }
 
@@ -339,7 +344,10 @@ async fn run(sh: Arc<Shared>) {
                             _ = tokio::time::sleep_until(at.into()) => {}
                         }
                     }
-                    None => notified.await,
+                    None => {
+                        sh.idle_waits.fetch_add(1, Ordering::Release);
+                        notified.await
+                    }
                 }
             }
         }
