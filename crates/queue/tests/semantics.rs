@@ -295,8 +295,22 @@ async fn killed_connections_lose_no_job() {
     let mut admin = client.get_multiplexed_async_connection().await.unwrap();
     let store = hub.redis("cache").unwrap();
     let mut kills = 0;
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+    for k in [1u64, 3, 5] {
+        // At a tenth, three tenths and half of the work: jobs are leased and running then.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let c = loop {
+            assert!(std::time::Instant::now() < deadline, "no progress");
+            // The connection is shared with the worker: the one killed before may still be
+            // reconnecting.
+            match q.counts().await {
+                Ok(c) if c.completed >= k * n as u64 / 10 => break c,
+                _ => tokio::task::yield_now().await,
+            }
+        };
+        assert!(
+            c.active > 0 && c.completed < n as u64,
+            "jobs in flight at the kill: {c:?}"
+        );
         let mut ours = store.conn().await.unwrap();
         let Ok(id) = redis::cmd("CLIENT")
             .arg("ID")
@@ -314,7 +328,7 @@ async fn killed_connections_lose_no_job() {
             .unwrap();
         kills += killed;
     }
-    assert!(kills >= 2, "connections were killed ({kills})");
+    assert_eq!(kills, 3, "connections were killed");
     drained(&q, Duration::from_secs(60)).await;
     let report = running.stop().await;
     let c = q.counts().await.unwrap();
