@@ -483,30 +483,26 @@ async fn dead_letter_hooks_run_until_they_succeed() {
 /// A dead job whose hook is running (claimed) is not requeued; once handled, it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_job_is_not_requeued_while_its_hook_runs() {
+    use tsp_queue::{Finished, Outcome};
     let (_hub, q, _cleanup) = setup(&[]).await;
-    let mut reg = Registry::new();
-    reg.register("doomed", |_ctx, _n: u32| async {
-        Err::<(), _>(JobError::abort("no"))
-    });
     let id = q
         .enqueue(NewJob::new("doomed", &1u32).unwrap())
         .await
         .unwrap();
-    // No hooks run here: the worker is stopped once the job is dead.
-    let running = Running::start(worker(&q, reg, 1));
-    drained(&q, Duration::from_secs(10)).await;
-    running.stop().await;
+    // Dead-lettered by hand (fetch, then a dead outcome): no worker, so no sweeper claims its
+    // hook before the test does.
+    let fetched = q.fetch(1, "w1").await.unwrap();
+    let dead = Outcome::Dead { error: "no".into() };
+    let done = q.finish(&[(&fetched.jobs[0], dead)], false).await.unwrap();
+    assert_eq!(done, [Finished::Dead]);
     let claimed = q.claim_dead(Duration::from_secs(30), 10).await.unwrap();
-    // The sweeper may have claimed and handled it already; then there is nothing to race.
-    if claimed.is_empty() {
-        assert_eq!(q.counts().await.unwrap().dead_unhandled, 0);
-    } else {
-        assert_eq!(claimed[0].id, id);
-        assert_eq!(claimed[0].payload, "1");
-        let r = q.requeue(Some(std::slice::from_ref(&id))).await.unwrap();
-        assert_eq!((r.requeued, r.hook_running), (0, 1));
-        q.dead_handled(std::slice::from_ref(&id)).await.unwrap();
-    }
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, id);
+    assert_eq!(claimed[0].payload, "1");
+    // Its hook is running: a requeue leaves it alone and says so.
+    let r = q.requeue(Some(std::slice::from_ref(&id))).await.unwrap();
+    assert_eq!((r.requeued, r.hook_running), (0, 1));
+    q.dead_handled(std::slice::from_ref(&id)).await.unwrap();
     let r = q.requeue(Some(std::slice::from_ref(&id))).await.unwrap();
     assert_eq!((r.requeued, r.hook_running), (1, 0));
 }
