@@ -188,15 +188,22 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// A redactor for these secret values (passwords, tokens, whole URLs).
-    pub fn new(mut secrets: Vec<String>) -> Self {
-        // Longest first, so a secret containing another is replaced whole. Very short values
-        // would mangle ordinary words, and are not worth protecting this way.
-        secrets.retain(|s| s.len() >= 3);
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
+    /// A redactor for these secret values (passwords, tokens, whole URLs), as they are and as
+    /// they appear encoded: in a URL's user information (`%40`, `%20`) and in a form or query
+    /// string (`+` for a space).
+    pub fn new(secrets: Vec<String>) -> Self {
+        let mut all = Vec::new();
+        // Very short values would mangle ordinary words, and are not worth protecting this way.
+        for s in secrets.into_iter().filter(|s| s.len() >= 3) {
+            all.push(url::form_urlencoded::byte_serialize(s.as_bytes()).collect());
+            all.push(userinfo_encoded(&s));
+            all.push(s);
+        }
+        // Longest first, so a secret containing another is replaced whole.
+        all.sort_by_key(|s: &String| std::cmp::Reverse(s.len()));
+        all.dedup();
         Redactor {
-            secrets: Arc::new(secrets),
+            secrets: Arc::new(all),
         }
     }
 
@@ -207,12 +214,20 @@ impl Redactor {
             if m.contains(s.as_str()) {
                 m = m.replace(s.as_str(), tsp_config::MASK);
             }
-            let encoded: String = url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
-            if encoded != *s && m.contains(&encoded) {
-                m = m.replace(&encoded, tsp_config::MASK);
-            }
         }
         m
+    }
+}
+
+/// `secret` as a URL carries it as a password: percent-encoded the way the `url` crate (and
+/// the drivers' connection strings) encode user information.
+fn userinfo_encoded(secret: &str) -> String {
+    let Ok(mut u) = url::Url::parse("http://u@h") else {
+        return secret.to_string();
+    };
+    match u.set_password(Some(secret)) {
+        Ok(()) => u.password().unwrap_or(secret).to_string(),
+        Err(()) => secret.to_string(),
     }
 }
 
@@ -224,10 +239,18 @@ mod tests {
     fn redacts_plain_and_encoded() {
         let r = Redactor::new(vec!["p@ss word".into(), "x".into()]);
         assert_eq!(r.clean("auth p@ss word failed"), "auth **** failed");
+        // In a form or query string, and in a URL's user information, as encoders write them.
         assert_eq!(
             r.clean("url redis://u:p%40ss+word@h"),
             "url redis://u:****@h"
         );
+        assert_eq!(
+            r.clean("url redis://u:p%40ss%20word@h"),
+            "url redis://u:****@h"
+        );
+        let mut written = url::Url::parse("redis://u@h").unwrap();
+        written.set_password(Some("p@ss word")).unwrap();
+        assert_eq!(r.clean(written.as_str()), "redis://u:****@h");
         assert_eq!(r.clean("x marks"), "x marks");
     }
 
