@@ -1122,3 +1122,114 @@ async fn records_unwritten_when_the_grace_period_ends_are_counted_one_by_one() {
     assert_eq!(task.finish(Duration::from_millis(300)).await, 7);
     hub.shutdown(Duration::from_secs(1)).await;
 }
+
+/// Overwrites the stored spec of job `id` (what a corrupted store or a bad hand edit leaves).
+async fn corrupt_spec(q: &tsp_queue::Queue, id: &str, spec: &[u8]) {
+    let mut conn = q.store().conn().await.unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{}data", q.base_key()))
+        .arg(id)
+        .arg(spec)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// Specs that are not JSON, cut short, or of the wrong shape.
+const BAD_SPECS: [&[u8]; 3] = [
+    b"\xff\x00 not json at all \x9c",
+    br#"["t","{}",0,3"#,
+    br#"["t"]"#,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_specs_of_due_delayed_jobs_end_dead_with_the_reason_and_lose_nothing() {
+    let (_hub, q, _cleanup) = setup(&["queue.max_attempts=2", "queue.backoff=10ms"]).await;
+    let mut ids = Vec::new();
+    for spec in BAD_SPECS {
+        let id = q
+            .enqueue(NewJob::raw("t", "1").with_delay(Duration::from_millis(1)))
+            .await
+            .unwrap();
+        corrupt_spec(&q, &id, spec).await;
+        ids.push(id);
+    }
+    let good = q.enqueue(NewJob::raw("builtin.noop", "{}")).await.unwrap();
+    // The fetch that promotes the due delayed jobs reads their specs: it must not fail half-way
+    // (Redis keeps what a failed script wrote before it failed).
+    let running = Running::start(worker(&q, Registry::new(), 4));
+    common::settled(&q, Duration::from_secs(20)).await;
+    running.stop().await;
+    let c = q.counts().await.unwrap();
+    assert_eq!(
+        (c.completed, c.dead, c.waiting, c.delayed, c.active),
+        (1, 3, 0, 0, 0),
+        "{c:?}"
+    );
+    for id in &ids {
+        let info = q.job(id).await.unwrap().unwrap();
+        assert_eq!(info.state, "dead", "{id}");
+        assert!(
+            info.last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("unreadable"),
+            "{id}: {info:?}"
+        );
+    }
+    assert_eq!(q.job(&good).await.unwrap().unwrap().state, "completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovered_lease_with_unreadable_specs_dead_letters_them_with_the_reason() {
+    // queue.lease = 2 s in the tests' config.
+    let (_hub, q, _cleanup) = setup(&[]).await;
+    let ids = enqueue_numbered(&q, 4).await;
+    let fetched = q.fetch(10, "gone").await.unwrap();
+    assert_eq!(fetched.jobs.len(), 4);
+    for (id, spec) in ids.iter().zip(BAD_SPECS) {
+        corrupt_spec(&q, id, spec).await;
+    }
+    // The holder never heartbeats: its lease lapses (time passing is the point here).
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let (back, dead) = q.recover_stalled().await.unwrap();
+    assert_eq!((back, dead), (1, 3), "the readable one goes back");
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.waiting, c.dead, c.active), (1, 3, 0), "{c:?}");
+    for id in &ids[..3] {
+        let info = q.job(id).await.unwrap().unwrap();
+        assert!(
+            info.last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("unreadable"),
+            "{id}: {info:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_batch_with_unreadable_specs_keeps_every_job_in_line() {
+    let (_hub, q, _cleanup) = setup(&["queue.max_attempts=1"]).await;
+    let ids = enqueue_numbered(&q, 4).await;
+    let fetched = q.fetch(10, "w1").await.unwrap();
+    for (id, spec) in ids.iter().zip(BAD_SPECS) {
+        corrupt_spec(&q, id, spec).await;
+    }
+    let held: Vec<(String, String)> = fetched
+        .jobs
+        .iter()
+        .map(|j| (j.id.clone(), j.token.to_string()))
+        .collect();
+    assert_eq!(q.release(&held).await.unwrap(), 4);
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.waiting, c.active), (4, 0), "nothing lost: {c:?}");
+    // Then a worker runs the readable one and dead-letters the others, saying why.
+    let mut reg = Registry::new();
+    reg.register("t", |_ctx, _n: u32| async { Ok(()) });
+    let running = Running::start(worker(&q, reg, 4));
+    common::settled(&q, Duration::from_secs(20)).await;
+    running.stop().await;
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.completed, c.dead), (1, 3), "{c:?}");
+}

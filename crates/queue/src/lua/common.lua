@@ -82,6 +82,17 @@ local function lease_value(a, started, run_at, holder)
   return a .. "|" .. started .. "|" .. run_at .. "|" .. holder
 end
 
+-- Field k of a stored spec (a JSON array), and whether the spec could be read. Decoding
+-- must not raise: Redis does not roll back what a script wrote before an error, so a script that
+-- failed half-way would leave jobs in no state at all.
+local function spec_field(spec, k)
+  if not spec then return nil, true end
+  local ok, v = pcall(cjson.decode, spec)
+  -- Every spec this build writes, or has written, is an array of at least five fields.
+  if not ok or type(v) ~= "table" or #v < 5 then return nil, false end
+  return v[k], true
+end
+
 -- Puts jobs that have a lease record (an attempt before, a delay, a requeue) in line: at the
 -- back of their priority's list, or at its front (a job taken back from a worker had reached
 -- the front already). Waiting jobs live in one list per priority, `wait:<p>`; `prios` holds the
@@ -92,8 +103,10 @@ local function push_waiting(ids, front)
   local specs = hmget("data", ids)
   local groups, order = {}, {}
   for i = 1, #ids do
-    local p = 0
-    if specs[i] then p = tonumber(cjson.decode(specs[i])[3]) or 0 end
+    -- An unreadable spec waits at priority 0: its attempt then fails on it (the worker cannot
+    -- read it either) and it is dead-lettered with the reason.
+    local p = math.floor(tonumber((spec_field(specs[i], 3))) or 0)
+    if p < 0 or p > 1023 then p = 0 end
     if not groups[p] then groups[p] = {}; order[#order + 1] = p end
     local g = groups[p]
     g[#g + 1] = "~" .. ids[i]
@@ -137,7 +150,14 @@ local function record_errors(ids, attempts, texts, now)
   local args = {}
   for i = 1, #ids do
     local list = {}
-    if old[i] then list = cjson.decode(old[i]) end
+    if old[i] then
+      local ok, v = pcall(cjson.decode, old[i])
+      if ok and type(v) == "table" then
+        list = v
+      else
+        list = {{attempt = 0, at = now, error = "earlier error history unreadable"}}
+      end
+    end
     list[#list + 1] = {attempt = tonumber(attempts[i]) or 0, at = now, error = texts[i]}
     while #list > 25 do table.remove(list, 1) end
     args[#args + 1] = ids[i]

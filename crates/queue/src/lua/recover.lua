@@ -25,8 +25,12 @@ for _, holder in ipairs(expired) do
       atts[i] = a
       texts[i] = "lease expired: the worker died or stopped heartbeating"
       records[#records + 1] = ids[i]; records[#records + 1] = lease_value(a, started, run_at, "")
-      local max = 1
-      if specs[i] then max = tonumber(cjson.decode(specs[i])[4]) or 1 end
+      local m, readable = spec_field(specs[i], 4)
+      local max = tonumber(m) or 1
+      if not readable then
+        texts[i] = "lease expired, and the job's spec is unreadable (not a JSON array): dead-lettered"
+        max = 0
+      end
       if a >= max then dead[#dead + 1] = ids[i] else back[#back + 1] = ids[i] end
     end
     bulk("HSET", base .. "lease", records)

@@ -62,7 +62,8 @@ impl Queue {
         limit: usize,
     ) -> Result<Vec<DeadJob>, QueueError> {
         let mut conn = self.conn().await?;
-        let flat: Vec<String> = SCRIPTS
+        // Bytes: a spec that is not UTF-8 must not fail the claim of the others.
+        let flat: Vec<Vec<u8>> = SCRIPTS
             .deadclaim
             .key(&self.inner.base)
             .arg(now_ms())
@@ -74,12 +75,13 @@ impl Queue {
         let mut out = Vec::with_capacity(flat.len() / 2);
         for pair in flat.chunks_exact(2) {
             // A spec that cannot be read has no hook to run; it must not stop the others'.
-            let (job_type, payload) = match Spec::parse(&pair[1]) {
+            let text = std::str::from_utf8(&pair[1]).unwrap_or("");
+            let (job_type, payload) = match Spec::parse(text) {
                 Ok(spec) => (spec.job_type, spec.payload.get().to_string()),
                 Err(_) => (UNREADABLE_TYPE.to_string(), "null".to_string()),
             };
             out.push(DeadJob {
-                id: pair[0].clone(),
+                id: String::from_utf8_lossy(&pair[0]).into_owned(),
                 job_type,
                 payload,
             });

@@ -94,13 +94,19 @@ impl Queue {
             });
         }
         let mut conn = self.conn().await?;
-        let v: Vec<Option<String>> = SCRIPTS
+        // Bytes, not strings: a stored value that is not UTF-8 (a corrupted spec) is shown as
+        // unreadable rather than failing the whole answer.
+        let raw: Vec<Option<Vec<u8>>> = SCRIPTS
             .job
             .key(&self.inner.base)
             .arg(id)
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.err("job", &e))?;
+        let v: Vec<Option<String>> = raw
+            .into_iter()
+            .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
+            .collect();
         let [spec_text, record, result, errors, progress, state, finished] = v.as_slice() else {
             return Err(QueueError::Protocol(format!(
                 "job returned {} values",
