@@ -529,6 +529,12 @@ static INFLUX_FIELDS: &[Field] = &[
         |_| s("200ms"),
         "random extra delay added to each retry",
     ),
+    field(
+        "batch.in_flight",
+        FieldType::UInt { min: 1, max: 64 },
+        |_| i(4),
+        "write requests sent at once (docs/influx.md#batches-in-flight)",
+    ),
 ];
 
 /// `influx.service_monitor.*`: where vendor latency points go.

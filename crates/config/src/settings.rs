@@ -131,6 +131,7 @@ pub struct BatchSettings {
     pub max_retry_delay: Duration,
     pub max_buffer_points: usize,
     pub jitter: Duration,
+    pub in_flight: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

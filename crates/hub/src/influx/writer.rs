@@ -2,7 +2,8 @@
 //!
 //! `write` formats a point into the open batch and returns at once; a background task sends
 //! batches. A batch is sealed when it holds `batch.max_points` points, or when the open batch is
-//! `batch.flush_interval` old. Sending is one request at a time, in order. A batch that fails with
+//! `batch.flush_interval` old. Up to `batch.in_flight` batches are sent at once (each point carries
+//! its timestamp, so their order does not matter to the server). A batch that fails with
 //! 429, 5xx or a network error is retried after `retry_interval · 2^attempt` (capped at
 //! `max_retry_delay`, plus up to `jitter`), or after the server's `Retry-After`, at most
 //! `max_retries` times; then it is counted as failed. Points wait in a bounded buffer
@@ -18,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use rand::Rng;
 use tokio::sync::Notify;
 use tsp_config::BatchSettings;
@@ -316,42 +319,66 @@ async fn run(sh: Arc<Shared>) {
     let instance = sh.store.name().to_string();
     let written = metrics::counter!(names::INFLUX_WRITTEN, "instance" => instance.clone());
     let failed = metrics::counter!(names::INFLUX_FAILED, "instance" => instance.clone());
+    let room = sh.cfg.in_flight.max(1);
+    let mut sending = FuturesUnordered::new();
     loop {
         let notified = sh.wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match next_batch(&sh) {
-            (Some(batch), _) => {
-                let ok = send_with_retries(&sh, &batch).await;
-                if ok {
-                    sh.written.fetch_add(batch.points, Ordering::Release);
-                    written.increment(batch.points);
-                } else {
-                    sh.failed.fetch_add(batch.points, Ordering::Release);
-                    failed.increment(batch.points);
-                }
-                sh.settled.notify_waiters();
-            }
-            (None, due) => {
-                if sh.closed.load(Ordering::Acquire) {
-                    sh.settled.notify_waiters();
-                    return;
-                }
-                match due {
-                    Some(at) => {
-                        tokio::select! {
-                            _ = &mut notified => {}
-                            _ = tokio::time::sleep_until(at.into()) => {}
-                        }
-                    }
-                    None => {
-                        sh.idle_waits.fetch_add(1, Ordering::Release);
-                        notified.await
-                    }
+        // Start sealed (or due) batches while there is room.
+        let mut due = None;
+        while sending.len() < room {
+            match next_batch(&sh) {
+                (Some(batch), _) => sending.push(send_batch(sh.clone(), batch)),
+                (None, d) => {
+                    due = d;
+                    break;
                 }
             }
         }
+        if sending.is_empty() {
+            if sh.closed.load(Ordering::Acquire) {
+                sh.settled.notify_waiters();
+                return;
+            }
+            match due {
+                Some(at) => {
+                    tokio::select! {
+                        _ = &mut notified => {}
+                        _ = tokio::time::sleep_until(at.into()) => {}
+                    }
+                }
+                None => {
+                    sh.idle_waits.fetch_add(1, Ordering::Release);
+                    notified.await
+                }
+            }
+            continue;
+        }
+        let has_room = sending.len() < room;
+        let until = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            Some((points, ok)) = sending.next() => {
+                if ok {
+                    sh.written.fetch_add(points, Ordering::Release);
+                    written.increment(points);
+                } else {
+                    sh.failed.fetch_add(points, Ordering::Release);
+                    failed.increment(points);
+                }
+                sh.settled.notify_waiters();
+            }
+            // New work, or the open batch coming due, matter only while a send slot is free.
+            _ = &mut notified, if has_room => {}
+            _ = tokio::time::sleep_until(until.into()), if has_room && due.is_some() => {}
+        }
     }
+}
+
+/// One batch sent (with its retries): its points and whether they were written.
+async fn send_batch(sh: Arc<Shared>, batch: Batch) -> (u64, bool) {
+    let ok = send_with_retries(&sh, &batch).await;
+    (batch.points, ok)
 }
 
 /// Sends one batch, retrying what may succeed later. `true` when written.

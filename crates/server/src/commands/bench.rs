@@ -1,6 +1,7 @@
 //! `tsp-job bench hub`: health latency, Influx writer throughput against one request per point,
 //! and MySQL / Redis throughput through the hub's pools, as one JSON line.
 
+use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -77,13 +78,17 @@ pub async fn run(hub: &Hub, args: &HubBenchArgs) -> anyhow::Result<serde_json::V
     let run = format!("{:x}", now_ns());
     let base = now_ns() - 3_600_000_000_000;
     let writer_secs = influx_writer(influx, &target, &run, base, args.points).await?;
+    // The same lines again (a run of their own), posted raw: the server's pace over HTTP.
+    let raw_run = format!("{run}-raw");
+    let raw_secs = influx_raw(influx, &target, &raw_run, base, args.points).await?;
     let single_secs = influx_single(influx, &target, &run, base, args).await?;
     let mysql_qps = mysql_select_1(hub.mysql("portal")?, args).await?;
     let redis_ops = redis_get(hub.redis("cache")?, args).await?;
     Ok(json!({
         "bench": "hub",
         "health_all_instances_ms": {"p50": round2(percentile(&lat, 50.0)), "p99": round2(percentile(&lat, 99.0)), "rounds": args.health_rounds, "instances": hub.health().await.instances.len()},
-        "influx_writer": {"points": args.points, "points_per_s": (args.points as f64 / writer_secs).round(), "batch_max_points": influx.settings().batch.max_points},
+        "influx_writer": {"points": args.points, "points_per_s": (args.points as f64 / writer_secs).round(), "batch_max_points": influx.settings().batch.max_points, "in_flight": influx.settings().batch.in_flight},
+        "influx_raw_http": {"points": args.points, "points_per_s": (args.points as f64 / raw_secs).round(), "requests_in_flight": RAW_IN_FLIGHT, "writer_share": round2(raw_secs / writer_secs)},
         "influx_one_request_per_point": {"points": args.single_points, "points_per_s": (args.single_points as f64 / single_secs).round(), "concurrency": args.concurrency},
         "mysql_select_1": {"queries_per_s": mysql_qps.round(), "concurrency": args.concurrency, "pool_max": hub.mysql("portal")?.pool_stats().max},
         "redis_get": {"ops_per_s": redis_ops.round(), "concurrency": args.concurrency},
@@ -115,6 +120,41 @@ async fn bench_target(influx: &tsp_hub::InfluxStore) -> anyhow::Result<String> {
         return Ok(target.to_string());
     }
     Ok(influx.default_target())
+}
+
+/// Requests in flight for the raw-HTTP baseline: a few keep-alive connections.
+const RAW_IN_FLIGHT: usize = 4;
+
+/// The baseline: the same points as lines, in the writer's batch size, formatted before the
+/// clock starts and posted `RAW_IN_FLIGHT` at a time through the same HTTP client. Seconds.
+async fn influx_raw(
+    influx: &tsp_hub::InfluxStore,
+    target: &str,
+    run: &str,
+    base: i64,
+    points: usize,
+) -> anyhow::Result<f64> {
+    let per = influx.settings().batch.max_points.max(1);
+    let tags = influx.default_tags().to_vec();
+    let mut bodies = Vec::new();
+    for start in (0..points).step_by(per) {
+        let mut body = String::new();
+        for n in start..(start + per).min(points) {
+            bench_point(run, n, base + n as i64).write_line(&tags, &mut body)?;
+        }
+        bodies.push(bytes::Bytes::from(body));
+    }
+    let started = Instant::now();
+    let results: Vec<_> = futures::stream::iter(bodies)
+        .map(|b| influx.write_body(target, b))
+        .buffer_unordered(RAW_IN_FLIGHT)
+        .collect()
+        .await;
+    let secs = started.elapsed().as_secs_f64();
+    if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+        bail!("raw write failed: {}", e.message());
+    }
+    Ok(secs)
 }
 
 /// The batching writer: seconds to write `points` (every one, or an error).
