@@ -3,7 +3,7 @@
 # services (ports +10000, data under .data/drill) so that it can destroy them:
 #
 #   1. start the services, migrate, run the main job (`simulate`) in the background;
-#   2. take a backup set while trips are flowing, and keep the job running;
+#   2. take a backup set once a quarter of the trips are done, and keep the job running;
 #   3. crash: SIGKILL the job and every server, delete their data directories (the binary log
 #      and the backup sets are kept, as an operator keeps them off the host);
 #   4. start empty servers, restore the set, replay the binary log to the moment of the crash,
@@ -11,11 +11,14 @@
 #   5. print one JSON report: RTO, what each store lost (RPO), and the invariant over the
 #      recovered data (each completed trip whole: row, earn, trajectory; balances = trip points).
 #
-#   scripts/dr-drill.sh [TRIPS]     default 10000
+#   scripts/dr-drill.sh [TRIPS]     default 10000 (DRILL_CONCURRENCY: trips at once, default 8)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 TRIPS=${1:-10000}
+# Trips in flight in the main job (DRILL_CONCURRENCY): fewer make a small drill last long
+# enough to take a backup in the middle of it.
+CONCURRENCY=${DRILL_CONCURRENCY:-8}
 
 export TSP_LOCAL_DATA="$ROOT/.data/drill"
 export TSP_LOCAL_MYSQL_PORT=13306 TSP_LOCAL_REDIS_PORT=16379 TSP_LOCAL_MONGO_PORT=27117
@@ -113,7 +116,7 @@ tsp migrate >&2
 log "main job: $TRIPS trips"
 # The binary itself in the background (not through `tsp`, a function: its subshell's pid would
 # be the one killed).
-"$BIN" "${sets[@]}" simulate --trips "$TRIPS" --concurrency 8 >"$D/simulate.log" 2>&1 &
+"$BIN" "${sets[@]}" simulate --trips "$TRIPS" --concurrency "$CONCURRENCY" >"$D/simulate.log" 2>&1 &
 JOB=$!
 wait_until 600 "a quarter of the trips" bash -c "[ \$(mariadb --socket='$D/mysql.sock' -uroot -N -e \"SELECT COUNT(*) FROM tsp_dataset.trips WHERE status='completed'\" 2>/dev/null || echo 0) -ge $((TRIPS / 4)) ]"
 log "backup while trips flow"
@@ -121,7 +124,11 @@ t0=$(now)
 SET=$(tsp backup create --json 2>/dev/null | "$ROOT/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 t1=$(now)
 at_backup=$(completed)
-wait_until 600 "three quarters of the trips" bash -c "! kill -0 $JOB 2>/dev/null || [ \$(mariadb --socket='$D/mysql.sock' -uroot -N -e \"SELECT COUNT(*) FROM tsp_dataset.trips WHERE status='completed'\") -ge $((TRIPS * 3 / 4)) ]"
+# The crash comes halfway between the backup and the end of the job, so work is done after the
+# backup and work is left for the recovery.
+crash_at=$(( at_backup + (TRIPS - at_backup + 1) / 2 ))
+[ "$at_backup" -lt "$TRIPS" ] || { log "the job finished during the backup: use more trips"; exit 1; }
+wait_until 600 "$crash_at completed trips" bash -c "! kill -0 $JOB 2>/dev/null || [ \$(mariadb --socket='$D/mysql.sock' -uroot -N -e \"SELECT COUNT(*) FROM tsp_dataset.trips WHERE status='completed'\") -ge $crash_at ]"
 
 log "crash"
 kill -9 $JOB 2>/dev/null || true
