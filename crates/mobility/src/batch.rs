@@ -195,6 +195,25 @@ pub struct Footprint {
     pub users: i64,
 }
 
+/// `trip_bookings` points in InfluxDB after this process's writer flushed, and the points that
+/// writer accepted and did not write.
+async fn booking_points(trips: &Trips) -> Result<(u64, u64), HubError> {
+    let influx = &trips.stores().metrics;
+    influx.writer().flush().await;
+    let points_unwritten = influx.writer().stats().unwritten();
+    let r = influx
+        .query_v1(
+            &influx.settings().database,
+            "SELECT count(\"count\") FROM trip_bookings",
+        )
+        .await?;
+    let booking_points = r
+        .pointer("/results/0/series/0/values/0/1")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    Ok((booking_points, points_unwritten))
+}
+
 /// Counts what every store holds for the trip flows.
 pub async fn footprint(trips: &Trips) -> Result<Footprint, HubError> {
     let stores = trips.stores();
@@ -243,19 +262,7 @@ pub async fn footprint(trips: &Trips) -> Result<Footprint, HubError> {
                 .count_documents(doc! {"type": "trip.completed"}),
         )
         .await?;
-    let influx = &stores.metrics;
-    influx.writer().flush().await;
-    let points_unwritten = influx.writer().stats().unwritten();
-    let r = influx
-        .query_v1(
-            &influx.settings().database,
-            "SELECT count(\"count\") FROM trip_bookings",
-        )
-        .await?;
-    let booking_points = r
-        .pointer("/results/0/series/0/values/0/1")
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or(0);
+    let (booking_points, points_unwritten) = booking_points(trips).await?;
     let (geo, _) = trips.geo_keys();
     let redis = &trips.stores().redis;
     let mut conn = redis.conn().await?;

@@ -79,9 +79,7 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
         Command::Health { json } => health(&hub, json).await?,
         Command::Serve => serve(&hub, prometheus).await?,
         Command::Roundtrip => roundtrip(&hub).await,
-        Command::Bench(BenchCommand::Hub(args)) => {
-            print_json(&commands::bench::run(&hub, &args).await?)?
-        }
+        Command::Bench(cmd) => bench(&hub, &opts, cmd).await?,
         Command::Worker(args) => {
             let app = App::build(&hub).context("cannot start")?;
             print_json(&commands::jobs::worker(&app, &args, shutdown_signal()).await?)?
@@ -95,29 +93,11 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
             println!("{}", commands::jobs::jobs(&hub, &cmd).await?);
             0
         }
-        Command::Bench(BenchCommand::Queue(args)) => {
-            print_json(&commands::bench::queue(&hub, &args).await?)?
-        }
         Command::Migrate(args) => migrate(&hub, &args).await?,
         Command::Simulate(args) => commands::trips::simulate(&hub, &args).await?,
         Command::Query(cmd) => {
             println!("{}", commands::trips::query(&hub, &cmd).await?);
             0
-        }
-        Command::Bench(BenchCommand::Trips(args)) => {
-            print_json(&commands::trips::bench_trips(&opts, &args).await?)?
-        }
-        Command::Bench(BenchCommand::Analytics(args)) => {
-            print_json(&commands::bench_analytics::bench_analytics(&opts, &args).await?)?
-        }
-        Command::Bench(BenchCommand::Backup(args)) => {
-            print_json(&commands::bench_backup::bench_backup(&opts, &args).await?)?
-        }
-        Command::Bench(BenchCommand::Http(args)) => {
-            print_json(&commands::bench_http::bench_http(&opts, &args).await?)?
-        }
-        Command::Bench(BenchCommand::Cache(args)) => {
-            print_json(&commands::trips::bench_cache(&opts, &args).await?)?
         }
         Command::Users(cmd) => commands::accounts::users(&App::build(&hub)?, &cmd).await?,
         Command::Admins(cmd) => commands::accounts::admins(&App::build(&hub)?, &cmd).await?,
@@ -133,8 +113,13 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
         Command::Restore(args) => commands::backup::restore(&hub, &opts, &args).await?,
         Command::Config(_) => 0,
     };
-    // The exit report: points accepted and never written are lost, and said so.
-    for w in hub.shutdown(Duration::from_secs(10)).await {
+    report_unwritten(hub.shutdown(Duration::from_secs(10)).await);
+    Ok(code)
+}
+
+/// The exit report: points accepted and never written are lost, and said so (stderr and log).
+fn report_unwritten(closed: Vec<tsp_hub::ClosedWriter>) {
+    for w in closed {
         let lost = w.stats.unwritten();
         if lost > 0 {
             tracing::error!(
@@ -156,7 +141,25 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
             );
         }
     }
-    Ok(code)
+}
+
+/// `tsp-job bench …`: one JSON line each.
+async fn bench(hub: &Hub, opts: &LoadOptions, cmd: BenchCommand) -> anyhow::Result<u8> {
+    match cmd {
+        BenchCommand::Hub(args) => print_json(&commands::bench::run(hub, &args).await?),
+        BenchCommand::Queue(args) => print_json(&commands::bench::queue(hub, &args).await?),
+        BenchCommand::Trips(args) => print_json(&commands::trips::bench_trips(opts, &args).await?),
+        BenchCommand::Analytics(args) => {
+            print_json(&commands::bench_analytics::bench_analytics(opts, &args).await?)
+        }
+        BenchCommand::Backup(args) => {
+            print_json(&commands::bench_backup::bench_backup(opts, &args).await?)
+        }
+        BenchCommand::Http(args) => {
+            print_json(&commands::bench_http::bench_http(opts, &args).await?)
+        }
+        BenchCommand::Cache(args) => print_json(&commands::trips::bench_cache(opts, &args).await?),
+    }
 }
 
 /// Prints one JSON line (what the benchmarks and `worker` report); exit code 0.

@@ -280,61 +280,37 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
     let activity = sections::plain(&mut b, "activity", schema::ACTIVITY_FIELDS);
     let backup = sections::plain(&mut b, "backup", schema::BACKUP_FIELDS);
     let schedules = sections::schedules(&mut b);
-    let (
-        Some(service_monitor),
-        Some(influx_tags),
-        Some(health),
-        Some(server),
-        Some(queue),
-        Some(trips),
-        Some(cache),
-        Some(auth),
-        Some(limits),
-        Some(activity),
-        Some(backup),
-    ) = (
-        service_monitor,
-        influx_tags,
-        health,
-        server,
-        queue,
-        trips,
-        cache,
-        auth,
-        limits,
-        activity,
-        backup,
-    )
-    else {
-        return Err(b.problems);
-    };
-    if !b.problems.is_empty() {
-        return Err(b.problems);
-    }
-    let mut shown = b.shown;
+    let mut shown = std::mem::take(&mut b.shown);
     shown.sort_by(|x, y| x.key.cmp(&y.key));
-    Ok(Config {
-        env,
-        mysql,
-        redis,
-        mongo,
-        influx,
-        service_monitor,
-        influx_tags,
-        health,
-        server,
-        queue,
-        trips,
-        cache,
-        auth,
-        limits,
-        activity,
-        backup,
-        schedules,
-        shown,
-        files: layers.files,
-        warnings: Vec::new(),
-    })
+    // Every section that failed has said why in `b.problems`; `None` here only stops the build.
+    let config = (|| {
+        Some(Config {
+            env,
+            mysql,
+            redis,
+            mongo,
+            influx,
+            service_monitor: service_monitor?,
+            influx_tags: influx_tags?,
+            health: health?,
+            server: server?,
+            queue: queue?,
+            trips: trips?,
+            cache: cache?,
+            auth: auth?,
+            limits: limits?,
+            activity: activity?,
+            backup: backup?,
+            schedules,
+            shown,
+            files: layers.files,
+            warnings: Vec::new(),
+        })
+    })();
+    match config {
+        Some(c) if b.problems.is_empty() => Ok(c),
+        _ => Err(b.problems),
+    }
 }
 
 #[cfg(test)]

@@ -332,6 +332,35 @@ fn cpu_per_job(from: CpuMark, to: CpuMark, jobs: usize) -> serde_json::Value {
     })
 }
 
+/// Waits for every job record, then checks MongoDB holds one per job: a benchmark whose records
+/// did not all arrive measured something else, and is refused.
+async fn record_check(
+    hub: &Hub,
+    queue: &str,
+    task: tsp_queue::RecordTask,
+    jobs: usize,
+    started: Instant,
+) -> anyhow::Result<serde_json::Value> {
+    let unwritten = task.finish(Duration::from_secs(600)).await;
+    let all_done_secs = started.elapsed().as_secs_f64();
+    let mongo = hub.mongo("cache")?;
+    let coll = mongo
+        .database()
+        .collection::<mongodb::bson::Document>(tsp_queue::RECORDS_COLLECTION);
+    let docs = mongo
+        .timed(
+            "count",
+            coll.count_documents(mongodb::bson::doc! {"queue": queue}),
+        )
+        .await?;
+    if unwritten > 0 || docs != jobs as u64 {
+        bail!("records: {docs} MongoDB documents for {jobs} jobs, {unwritten} unwritten");
+    }
+    Ok(
+        json!({"mongo_documents": docs, "unwritten": unwritten, "all_records_written_per_s": (jobs as f64 / all_done_secs).round()}),
+    )
+}
+
 /// Bulk-enqueues `jobs` no-op jobs, then one in-process worker drains them.
 pub async fn queue(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_json::Value> {
     let name = format!("bench-{:x}", now_ns());
@@ -369,30 +398,16 @@ pub async fn queue(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_jso
     let mark_processed = cpu_mark(&mut info_conn).await;
     let _ = stop_tx.send(());
     let report = running.await.context("worker task")?;
-    let mut records = serde_json::Value::Null;
-    if let Some(t) = task {
-        let unwritten = t.finish(Duration::from_secs(600)).await;
-        let all_done_secs = started.elapsed().as_secs_f64();
-        let mongo = hub.mongo("cache")?;
-        let coll = mongo
-            .database()
-            .collection::<mongodb::bson::Document>(tsp_queue::RECORDS_COLLECTION);
-        let docs = mongo
-            .timed(
-                "count",
-                coll.count_documents(mongodb::bson::doc! {"queue": &name}),
-            )
-            .await?;
-        // A benchmark whose records did not all arrive measured something else: refuse it.
-        if unwritten > 0 || docs != args.jobs as u64 {
-            q.delete().await?;
-            bail!(
-                "records: {docs} MongoDB documents for {} jobs, {unwritten} unwritten",
-                args.jobs
-            );
-        }
-        records = json!({"mongo_documents": docs, "unwritten": unwritten, "all_records_written_per_s": (args.jobs as f64 / all_done_secs).round()});
-    }
+    let records = match task {
+        Some(t) => match record_check(hub, &name, t, args.jobs, started).await {
+            Ok(v) => v,
+            Err(e) => {
+                q.delete().await?;
+                return Err(e);
+            }
+        },
+        None => serde_json::Value::Null,
+    };
     if report.completed != args.jobs as u64 {
         bail!(
             "completed {} of {} jobs: {report:?}",
