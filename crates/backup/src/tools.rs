@@ -87,6 +87,26 @@ fn drain_stderr(child: &mut Child) -> tokio::task::JoinHandle<Vec<u8>> {
     })
 }
 
+/// Runs `work` (feeding or draining `child`) within `timeout`; past it, kills the child.
+async fn bounded(
+    child: &mut Child,
+    work: impl std::future::Future<Output = Result<(), BackupError>>,
+    tool: &str,
+    who: Who<'_>,
+    timeout: Duration,
+) -> Result<(), BackupError> {
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => {
+            let _ = child.kill().await;
+            Err(who.failed(
+                tool,
+                format!("took longer than {timeout:?} (backup.timeout)"),
+            ))
+        }
+    }
+}
+
 /// Runs `cmd`, handing each piece of its stdout to `each`, within `timeout`.
 pub(crate) async fn stream_stdout(
     mut cmd: Command,
@@ -114,16 +134,7 @@ pub(crate) async fn stream_stdout(
             each(&buf[..n])?;
         }
     };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(r) => r?,
-        Err(_) => {
-            let _ = child.kill().await;
-            return Err(who.failed(
-                &tool,
-                format!("took longer than {timeout:?} (backup.timeout)"),
-            ));
-        }
-    }
+    bounded(&mut child, work, &tool, who, timeout).await?;
     finish(child, &tool, who, stderr).await
 }
 
@@ -167,16 +178,7 @@ pub(crate) async fn feed_stdin(
         drop(stdin);
         Ok::<(), BackupError>(())
     };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(r) => r?,
-        Err(_) => {
-            let _ = child.kill().await;
-            return Err(who.failed(
-                &tool,
-                format!("took longer than {timeout:?} (backup.timeout)"),
-            ));
-        }
-    }
+    bounded(&mut child, work, &tool, who, timeout).await?;
     finish(child, &tool, who, stderr).await?;
     Ok(String::from_utf8_lossy(&out.await.unwrap_or_default()).into_owned())
 }
