@@ -25,6 +25,7 @@ mod tools;
 pub use dump_counter::BinlogPosition;
 pub use error::BackupError;
 pub use manifest::{FORMAT, Manifest, Part};
+pub use mysql::options_file as mysql_options_file;
 pub use restore::Restored;
 pub use seal::Key;
 pub use set::{Backups, Listed, Progress, ProgressFn, Stores};

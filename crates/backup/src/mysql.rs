@@ -56,7 +56,7 @@ fn target(s: &MysqlSettings) -> Result<Target, BackupError> {
 
 /// An option file (mode 0600, removed on drop) carrying the credentials, so they are never on a
 /// command line or in the environment.
-fn options_file(s: &MysqlSettings) -> Result<tempfile::NamedTempFile, BackupError> {
+pub fn options_file(s: &MysqlSettings) -> Result<tempfile::NamedTempFile, BackupError> {
     let t = target(s)?;
     let quote = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
     let mut text = format!(

@@ -1325,6 +1325,46 @@ pub static BACKUP_FIELDS: &[Field] = &[
     ),
 ];
 
+/// `gtfs.*`: GTFS feed imports into the `gtfs` instance (docs/gtfs.md).
+pub static GTFS_FIELDS: &[Field] = &[
+    field(
+        "feed",
+        FieldType::Str,
+        |_| s("cairns"),
+        "the feed the main job's trip generator and the stop queries use by default",
+    ),
+    field(
+        "keep_versions",
+        FieldType::UInt { min: 2, max: 100 },
+        |_| i(3),
+        "versions kept per feed (the live one, and earlier ones for `gtfs rollback`)",
+    ),
+    field(
+        "batch_rows",
+        FieldType::UInt {
+            min: 100,
+            max: 10_000,
+        },
+        |_| i(2_000),
+        "rows per multi-row INSERT during an import",
+    ),
+    field(
+        "upload_dir",
+        FieldType::Str,
+        |_| s("gtfs-uploads"),
+        "folder of feeds uploaded through `POST /gtfs/uploads`, for `gtfs.import` jobs",
+    ),
+    field(
+        "max_upload",
+        FieldType::UInt {
+            min: 1_024,
+            max: 1 << 32,
+        },
+        |_| i(200 << 20),
+        "largest feed `POST /gtfs/uploads` accepts, bytes",
+    ),
+];
+
 /// A fixed section (not instance-named) and its fields.
 pub static FIXED_SECTIONS: &[(&str, &[Field])] = &[
     ("influx.service_monitor", SERVICE_MONITOR_FIELDS),
@@ -1338,6 +1378,7 @@ pub static FIXED_SECTIONS: &[(&str, &[Field])] = &[
     ("limits", LIMIT_FIELDS),
     ("activity", ACTIVITY_FIELDS),
     ("backup", BACKUP_FIELDS),
+    ("gtfs", GTFS_FIELDS),
 ];
 
 /// The field of `stores.<kind>.<instance>.required`.
@@ -1364,6 +1405,7 @@ pub const TOP_LEVEL: &[&str] = &[
     "limits",
     "activity",
     "backup",
+    "gtfs",
     "schedules",
 ];
 

@@ -372,6 +372,17 @@ pub struct BackupSettings {
     pub timeout: Duration,
 }
 
+/// GTFS feed imports (`gtfs.*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GtfsSettings {
+    pub feed: String,
+    pub keep_versions: u32,
+    pub batch_rows: usize,
+    pub upload_dir: PathBuf,
+    pub max_upload: u64,
+}
+
 /// A repeatable job declared in the configuration (`schedules.<name>.*`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -419,6 +430,7 @@ pub struct Config {
     pub limits: LimitSettings,
     pub activity: ActivitySettings,
     pub backup: BackupSettings,
+    pub gtfs: GtfsSettings,
     /// Schedules declared here, by name.
     pub schedules: BTreeMap<String, ScheduleSettings>,
     /// Every effective value with its origin, in key order.

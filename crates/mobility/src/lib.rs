@@ -9,6 +9,8 @@
 //! - [`trip`]: the `trip.complete` payload, its validation, distance and duration.
 //! - [`complete`]: the `trip.complete` job across every store, and its compensation.
 //! - [`batch`]: a batch of trips through the queue: enqueue, work, measure, count per store.
+//! - [`gtfs`]: GTFS feeds imported as versions, their stop copies in MongoDB and Redis, and the
+//!   transit queries.
 //! - [`queries`]: cached user stats and points, trips and users near a point, engagement.
 //! - [`sandbox`]: an isolated, migrated set of databases for benchmarks, drills and tests.
 //! - [`seed`]: deterministic users and trips between the real bus stops of Cairns.
@@ -19,6 +21,7 @@ pub mod analytics;
 pub mod auth;
 pub mod batch;
 pub mod complete;
+pub mod gtfs;
 pub mod migrations;
 pub mod mongo_schema;
 pub mod queries;

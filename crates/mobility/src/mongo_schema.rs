@@ -113,6 +113,15 @@ pub fn steps(instance: &str) -> Vec<Step> {
                     ),
                 ],
             },
+            Step {
+                version: 5,
+                description: "gtfs_stops: geo and version indexes",
+                collection: crate::gtfs::sync::STOPS_COLLECTION,
+                indexes: vec![
+                    (doc! {"location": "2dsphere"}, named("location_2dsphere")),
+                    (doc! {"feed": 1, "version": 1}, named("feed_version")),
+                ],
+            },
         ],
         _ => Vec::new(),
     }

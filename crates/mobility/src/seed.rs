@@ -25,6 +25,32 @@ pub fn cairns_stops() -> Result<Vec<Stop>, String> {
     parse_stops(STOPS_TXT)
 }
 
+/// The stops trips are generated between: the live version of the configured feed
+/// (`gtfs.feed`) when one is imported, else the shipped Cairns stops. Also says which.
+pub async fn trip_stops(hub: &Hub) -> Result<(Vec<Stop>, String), crate::gtfs::GtfsError> {
+    let gtfs = crate::gtfs::Gtfs::new(hub, None)?;
+    match gtfs.stops(None).await {
+        Ok((feed, version, stops)) if stops.len() >= 2 => Ok((
+            stops
+                .into_iter()
+                .filter_map(|s| {
+                    Some(Stop {
+                        name: s.name.unwrap_or_default(),
+                        lat: s.lat?,
+                        lng: s.lng?,
+                    })
+                })
+                .collect(),
+            format!("GTFS feed {feed} version {version}"),
+        )),
+        Ok(_) | Err(crate::gtfs::GtfsError::NotFound(_)) => {
+            let stops = cairns_stops().map_err(|e| crate::gtfs::GtfsError::Invalid(vec![e]))?;
+            Ok((stops, "the shipped Cairns stops (no GTFS feed imported)".into()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Parses a GTFS `stops.txt` (no quoted fields with commas in this feed; such a line is
 /// refused, naming it).
 pub fn parse_stops(text: &str) -> Result<Vec<Stop>, String> {

@@ -27,7 +27,7 @@ async fn steps_create_the_indexes_once_and_geo_queries_use_them() {
     let dry = mongo_schema::run(store, &mongo_schema::steps("dataset"), true)
         .await
         .unwrap();
-    assert_eq!(dry.applied.len(), 4);
+    assert_eq!(dry.applied.len(), 5);
     assert!(
         store
             .database()
@@ -55,7 +55,7 @@ async fn steps_create_the_indexes_once_and_geo_queries_use_them() {
         .map_err(|(_, e)| e)
         .unwrap();
     let applied: Vec<usize> = first.iter().map(|r| r.applied.len()).collect();
-    assert_eq!(applied, [1, 4], "cache 1 step, dataset 4 steps");
+    assert_eq!(applied, [1, 5], "cache 1 step, dataset 5 steps");
     let mut names = user_days.list_index_names().await.unwrap();
     names.sort();
     assert_eq!(names, ["_id_", "day", "day_bucket_unique"]);

@@ -8,6 +8,7 @@ use anyhow::Context;
 use tsp_hub::{Cache, Hub, HubError};
 use tsp_mobility::auth::Auth;
 use tsp_mobility::complete::Trips;
+use tsp_mobility::gtfs::Gtfs;
 use tsp_queue::{NewJob, Queue, QueueError, RecordSink, RecordTask, Registry, Schedules};
 
 /// The service's components on one hub.
@@ -17,6 +18,7 @@ pub struct App {
     trips: Trips,
     registry: Arc<Registry>,
     auth: Auth,
+    gtfs: Gtfs,
 }
 
 impl App {
@@ -24,13 +26,15 @@ impl App {
     /// configuration lacks instances the components need.
     pub fn build(hub: &Hub) -> Result<App, HubError> {
         let trips = trips(hub)?;
-        let registry = Arc::new(registry(&trips));
+        let gtfs = Gtfs::new(hub, Some(trips.cache().clone()))?;
+        let registry = Arc::new(registry(&trips, &gtfs));
         let auth = Auth::new(hub, trips.cache().clone())?;
         Ok(App {
             hub: hub.clone(),
             trips,
             registry,
             auth,
+            gtfs,
         })
     }
 
@@ -40,6 +44,11 @@ impl App {
 
     pub fn trips(&self) -> &Trips {
         &self.trips
+    }
+
+    /// GTFS feeds: imports, versions, transit queries.
+    pub fn gtfs(&self) -> &Gtfs {
+        &self.gtfs
     }
 
     /// Every job type this build runs, with its rules and dead-letter hooks.
@@ -226,12 +235,14 @@ pub async fn records(hub: &Hub) -> anyhow::Result<(RecordSink, Option<RecordTask
     Ok((sink, Some(task)))
 }
 
-/// The handlers every worker has: the built-ins and the trip job (with its compensation).
-pub fn registry(trips: &Trips) -> Registry {
+/// The handlers every worker has: the built-ins, the trip job (with its compensation), the
+/// rollup, backups and GTFS imports.
+pub fn registry(trips: &Trips, gtfs: &Gtfs) -> Registry {
     let mut r = Registry::new();
     trips.register(&mut r);
     tsp_mobility::analytics::register(trips, &mut r);
     crate::backup_job::register(trips.hub(), &mut r);
+    crate::gtfs_job::register(gtfs, &mut r);
     r
 }
 

@@ -73,6 +73,41 @@ pub enum Command {
     Backup(BackupCommand),
     /// Put a backup set back into the configured stores (docs/backup.md#restore).
     Restore(RestoreArgs),
+    /// GTFS feeds: import, list versions, roll back, prune (docs/gtfs.md).
+    #[command(subcommand)]
+    Gtfs(GtfsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GtfsCommand {
+    /// Import a feed (a folder or a .zip) as a new version, made live once checked and synced.
+    Import {
+        /// The feed's folder or zip archive.
+        path: std::path::PathBuf,
+        /// The feed's name [default: gtfs.feed].
+        #[arg(long)]
+        feed: Option<String>,
+        /// The report as JSON, no progress.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the version before the live one live again.
+    Rollback {
+        /// The feed [default: gtfs.feed].
+        feed: Option<String>,
+    },
+    /// A feed's versions, newest first.
+    Versions {
+        /// The feed [default: gtfs.feed].
+        feed: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove versions beyond gtfs.keep_versions (imports do this too).
+    Prune {
+        /// The feed [default: gtfs.feed].
+        feed: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -316,6 +351,40 @@ pub enum QueryCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Transit stops within RADIUS_KM of a point, nearest first (live GTFS version).
+    StopsNear {
+        #[command(flatten)]
+        near: NearArgs,
+        /// The feed [default: gtfs.feed].
+        #[arg(long)]
+        feed: Option<String>,
+    },
+    /// Departures from a stop on a date (default today, UTC) from a time (default 00:00).
+    Departures {
+        /// The stop's id.
+        stop: String,
+        /// YYYY-MM-DD.
+        #[arg(long)]
+        date: Option<String>,
+        /// HH:MM or HH:MM:SS.
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        feed: Option<String>,
+    },
+    /// Every route of the live GTFS version.
+    Routes {
+        #[arg(long)]
+        feed: Option<String>,
+    },
+    /// One route with its agency and stops.
+    Route {
+        id: String,
+        #[arg(long)]
+        feed: Option<String>,
+    },
 }
 
 #[derive(Debug, Args, Clone)]
@@ -446,6 +515,19 @@ pub enum BenchCommand {
     Analytics(AnalyticsBenchArgs),
     /// Backup and restore of MySQL, Redis and InfluxDB beside the stores' own tools alone.
     Backup(BackupBenchArgs),
+    /// A GTFS import beside the server's bare LOAD DATA of the same rows, and the main job's
+    /// trips/s while an import runs.
+    Gtfs(GtfsBenchArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct GtfsBenchArgs {
+    /// The feed (folder or zip).
+    #[arg(long, default_value = "../shared/data/gtfs-halifax/mdb-734-202602180121.zip")]
+    pub path: std::path::PathBuf,
+    /// Trips of the main job run alone, then during an import (0: skip).
+    #[arg(long, default_value_t = 3_000)]
+    pub trips: usize,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -7,6 +7,7 @@ pub mod app;
 pub mod backup_job;
 pub mod cli;
 pub mod commands;
+pub mod gtfs_job;
 pub mod http;
 pub mod telemetry;
 

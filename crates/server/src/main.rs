@@ -111,6 +111,7 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
         }
         Command::Backup(cmd) => commands::backup::backup(&hub, &opts, &cmd).await?,
         Command::Restore(args) => commands::backup::restore(&hub, &opts, &args).await?,
+        Command::Gtfs(cmd) => commands::gtfs::gtfs(&hub, &cmd).await?,
         Command::Config(_) => 0,
     };
     report_unwritten(hub.shutdown(Duration::from_secs(10)).await);
@@ -154,6 +155,9 @@ async fn bench(hub: &Hub, opts: &LoadOptions, cmd: BenchCommand) -> anyhow::Resu
         }
         BenchCommand::Backup(args) => {
             print_json(&commands::bench_backup::bench_backup(opts, &args).await?)
+        }
+        BenchCommand::Gtfs(args) => {
+            print_json(&commands::bench_gtfs::bench_gtfs(opts, &args).await?)
         }
         BenchCommand::Http(args) => {
             print_json(&commands::bench_http::bench_http(opts, &args).await?)

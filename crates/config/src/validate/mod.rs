@@ -279,6 +279,7 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
     let limits = sections::plain(&mut b, "limits", schema::LIMIT_FIELDS);
     let activity = sections::plain(&mut b, "activity", schema::ACTIVITY_FIELDS);
     let backup = sections::plain(&mut b, "backup", schema::BACKUP_FIELDS);
+    let gtfs = sections::plain(&mut b, "gtfs", schema::GTFS_FIELDS);
     let schedules = sections::schedules(&mut b);
     let mut shown = std::mem::take(&mut b.shown);
     shown.sort_by(|x, y| x.key.cmp(&y.key));
@@ -301,6 +302,7 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
             limits: limits?,
             activity: activity?,
             backup: backup?,
+            gtfs: gtfs?,
             schedules,
             shown,
             files: layers.files,

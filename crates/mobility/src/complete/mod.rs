@@ -21,6 +21,7 @@ use tsp_queue::{JobContext, JobError, JobRules, NewJob, PayloadError, Registry};
 use crate::stores::TripStores;
 use crate::trip::{Plausibility, TripCompletion};
 pub use compensate::Compensation;
+pub use steps::TRANSIT_MODES;
 pub use timings::StepTiming;
 use timings::Timings;
 

@@ -15,6 +15,14 @@ use crate::trip::{TrackPoint, TripCompletion};
 
 /// See `geo.lua`.
 static GEO_UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("geo.lua")));
+/// See `nearest.lua`.
+static NEAREST_STOPS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("nearest.lua")));
+
+/// Modes whose trajectories record the nearest transit stops of their start and end.
+pub const TRANSIT_MODES: &[&str] = &["bus", "tram", "metro", "train", "ferry"];
+/// How far a trip's end may be from a stop for the stop to count as its stop.
+const STOP_RADIUS_M: u32 = 500;
 
 /// One attempt's facts, computed once and shared by its steps.
 struct Attempt<'a> {
@@ -53,7 +61,8 @@ impl Trips {
         self.step_done("trip", clock)?;
         self.insert_earn(&a).await?;
         self.step_done("points", clock)?;
-        self.inner.trajectories.insert(trajectory(&a)).await?;
+        let stops = self.nearest_stops(&a).await?;
+        self.inner.trajectories.insert(trajectory(&a, stops)).await?;
         self.step_done("trajectory", clock)?;
         self.inner.activities.insert(activity(&a)).await?;
         self.step_done("activity", clock)?;
@@ -195,6 +204,44 @@ impl Trips {
         Ok(())
     }
 
+    /// For a transit trip, the nearest stops (within 500 m) of its start and end in the live
+    /// version of `gtfs.feed`, from the Redis GEO set; `None` for other modes or when no feed
+    /// is imported. Part of step 3: the document records them (docs/gtfs.md#trips).
+    async fn nearest_stops(&self, a: &Attempt<'_>) -> Result<Option<Document>, JobError> {
+        if !TRANSIT_MODES.contains(&a.trip.mode.as_str()) {
+            return Ok(None);
+        }
+        let redis = &self.inner.stores.redis;
+        let feed = &self.inner.hub.config().gtfs.feed;
+        let live = crate::gtfs::sync::live_key(redis, feed);
+        let base = crate::gtfs::sync::versions_base(redis, feed);
+        let mut conn = redis.conn().await?;
+        let found: Option<(String, Vec<(String, f64)>, Vec<(String, f64)>)> = NEAREST_STOPS
+            .key(&live)
+            .arg(&base)
+            .arg(a.first.lng)
+            .arg(a.first.lat)
+            .arg(a.last.lng)
+            .arg(a.last.lat)
+            .arg(STOP_RADIUS_M)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| redis.command_error("nearest stops", &e))?;
+        let Some((version, start, end)) = found else {
+            return Ok(None);
+        };
+        let stop = |found: &[(String, f64)]| match found.first() {
+            Some((id, m)) => Bson::Document(doc! {"stopId": id, "distanceM": m.round()}),
+            None => Bson::Null,
+        };
+        Ok(Some(doc! {
+            "feed": feed,
+            "version": version.parse::<i64>().unwrap_or(0),
+            "start": stop(&start),
+            "end": stop(&end),
+        }))
+    }
+
     /// Step 7: The trips row becomes `completed`, recording this job's id (once).
     async fn mark_completed(&self, lock: &mut NamedLock, a: &Attempt<'_>) -> Result<(), JobError> {
         self.inner
@@ -217,7 +264,7 @@ impl Trips {
 
 /// Step 3: The `dataset.trip_trajectories` document (GeoJSON start and end, every fix), inserted
 /// if absent on the unique `tripId`: the first write wins.
-fn trajectory(a: &Attempt<'_>) -> Document {
+fn trajectory(a: &Attempt<'_>, stops: Option<Document>) -> Document {
     let trip = a.trip;
     let track: Vec<Bson> = trip
         .trajectory
@@ -248,6 +295,7 @@ fn trajectory(a: &Attempt<'_>) -> Document {
         "durationS": a.duration_s,
         "startedAt": bson::DateTime::from_millis(a.first.timestamp),
         "createdAt": bson::DateTime::from_millis(a.last.timestamp),
+        "stops": stops,
     }
 }
 

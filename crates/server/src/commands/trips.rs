@@ -1,5 +1,6 @@
 //! `tsp-job simulate` (the main job), `tsp-job query …`, `tsp-job bench trips|cache`.
 
+use tsp_mobility::gtfs::{Gtfs, departure_window};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -20,7 +21,7 @@ use crate::cli::{CacheBenchArgs, QueryCommand, SimulateArgs, TripBenchArgs};
 /// How long the main job waits, at most, for its job records once every job is done.
 const RECORDS_GRACE: Duration = Duration::from_secs(600);
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -31,6 +32,8 @@ fn now_ms() -> i64 {
 #[derive(Debug, Serialize)]
 pub struct BatchSummary {
     pub trips: usize,
+    /// Where the stops the trips run between came from.
+    pub stops_from: String,
     pub users_seeded: u64,
     pub concurrency: usize,
     pub completed: u64,
@@ -50,7 +53,7 @@ fn lifetime(c: &QueueCounts, key: &str) -> u64 {
 }
 
 /// Seeds users, enqueues generated trips, works them until settled, and measures.
-async fn run_batch(
+pub(crate) async fn run_batch(
     hub: &Hub,
     trips: &Trips,
     plan: &TripPlan,
@@ -60,7 +63,9 @@ async fn run_batch(
     let users_seeded = seed::seed_users(hub, plan.users)
         .await
         .context("seeding portal users")?;
-    let stops = seed::cairns_stops().map_err(anyhow::Error::msg)?;
+    let (stops, stops_from) = seed::trip_stops(hub)
+        .await
+        .context("reading the stops to generate trips between")?;
     let generated = seed::generate_trips(plan, &stops);
     let queue = crate::app::queue(hub, &trips.settings().queue)?;
     let before = queue.counts().await?;
@@ -100,6 +105,7 @@ async fn run_batch(
     let stores = batch::footprint(trips).await?;
     Ok(BatchSummary {
         trips: generated.len(),
+        stops_from,
         users_seeded,
         concurrency,
         completed: report.completed,
@@ -192,7 +198,7 @@ fn summary_text(s: &BatchSummary, health: &HubHealth) -> String {
         .filter(|i| i.status == Status::Up)
         .count();
     format!(
-        "\ntrips        {} generated, {} completed, {} failed (dead-lettered and compensated), {} retried attempts\n\
+        "\ntrips        {} generated (between the stops of {}), {} completed, {} failed (dead-lettered and compensated), {} retried attempts\n\
          throughput   {:.0} trips/s over {:.1} s, {} at once\n\
          job run      p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n\
          latency      p50 {:.0} ms, p99 {:.0} ms (enqueue to done, queueing included)\n\
@@ -204,6 +210,7 @@ fn summary_text(s: &BatchSummary, health: &HubHealth) -> String {
          steps (ms)   {}\n{}\
          health       {} of {} instances up\n\n{}",
         s.trips,
+        s.stops_from,
         s.completed,
         s.failed,
         s.retried,
@@ -260,6 +267,33 @@ pub async fn query(hub: &Hub, cmd: &QueryCommand) -> anyhow::Result<String> {
         }
         QueryCommand::Engagement { days, limit } => {
             serde_json::to_value(trips.engagement(*days, *limit).await?)?
+        }
+        QueryCommand::StopsNear { near, feed } => {
+            let g = Gtfs::new(hub, Some(trips.cache().clone()))?;
+            let found = g
+                .stops_near(feed.as_deref(), near.lat, near.lng, near.radius_km, near.limit)
+                .await?;
+            serde_json::to_value(found)?
+        }
+        QueryCommand::Departures {
+            stop,
+            date,
+            from,
+            limit,
+            feed,
+        } => {
+            let g = Gtfs::new(hub, Some(trips.cache().clone()))?;
+            let today = chrono::Utc::now().date_naive();
+            let (date, from) = departure_window(date.as_deref(), from.as_deref(), today)?;
+            serde_json::to_value(g.departures(feed.as_deref(), stop, date, from, *limit).await?)?
+        }
+        QueryCommand::Routes { feed } => {
+            let g = Gtfs::new(hub, None)?;
+            let (feed, version, routes) = g.routes(feed.as_deref()).await?;
+            serde_json::json!({"feed": feed, "version": version, "routes": routes})
+        }
+        QueryCommand::Route { id, feed } => {
+            serde_json::to_value(Gtfs::new(hub, None)?.route(feed.as_deref(), id).await?)?
         }
     };
     Ok(serde_json::to_string_pretty(&out)?)

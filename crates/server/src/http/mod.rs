@@ -18,6 +18,7 @@ mod queries;
 mod routes;
 mod schedules;
 mod sessions;
+mod transit;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -85,10 +86,13 @@ impl MakeRequestId for RandomId {
     }
 }
 
-/// Every route of the table, without layers.
-fn routes_only() -> Router<AppState> {
+/// The routes of the table with (`large`) or without a large body, without layers.
+fn routes_only(large: bool) -> Router<AppState> {
     let mut by_path: BTreeMap<&'static str, MethodRouter<AppState>> = BTreeMap::new();
-    for route in routes::table() {
+    for route in routes::table()
+        .into_iter()
+        .filter(|r| routes::LARGE_BODIES.contains(&r.rule.path) == large)
+    {
         let merged = match by_path.remove(route.rule.path) {
             Some(existing) => existing.merge(route.handler),
             None => route.handler,
@@ -121,16 +125,20 @@ pub fn router_without_auth(
 /// The router: every route of the table behind the guard, and the service-wide limits.
 pub fn router(state: AppState) -> Router {
     let server = state.app.hub().config().server.clone();
-    routes_only()
-        .route_layer(middleware::from_fn_with_state(state.clone(), guard::guard))
+    let max_upload = state.app.hub().config().gtfs.max_upload as usize;
+    let guard = || middleware::from_fn_with_state(state.clone(), guard::guard);
+    let limited = |large: bool, limit: usize| {
+        routes_only(large)
+            .route_layer(guard())
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+    };
+    limited(false, server.max_body)
+        .merge(limited(true, max_upload))
         .fallback(errors::not_found)
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, RandomId))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(tower_http::limit::RequestBodyLimitLayer::new(
-                    server.max_body,
-                ))
                 .layer(DefaultBodyLimit::disable())
                 .layer(HandleErrorLayer::new(overloaded))
                 .layer(tower::limit::ConcurrencyLimitLayer::new(

@@ -7,7 +7,7 @@ use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, post};
 use tsp_mobility::auth::Scope as S;
 
-use super::{AppState, analytics, jobs, probes, queries, schedules, sessions};
+use super::{AppState, analytics, jobs, probes, queries, schedules, sessions, transit};
 
 /// Who may call a route, before its handler looks at the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,9 @@ pub(super) struct Route {
     pub(super) handler: MethodRouter<AppState>,
 }
 
+/// The routes whose bodies may be larger than `server.max_body` (`gtfs.max_upload` instead).
+pub(super) const LARGE_BODIES: &[&str] = &["/gtfs/uploads"];
+
 fn route(
     method: &'static str,
     path: &'static str,
@@ -56,7 +59,27 @@ fn route(
 
 /// Every route.
 pub(super) fn table() -> Vec<Route> {
-    [service(), jobs(), data()].into_iter().flatten().collect()
+    [service(), jobs(), data(), transit()]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Transit queries on the live GTFS version, and feed uploads.
+fn transit() -> Vec<Route> {
+    use Access::*;
+    vec![
+        route("GET", "/stops/near", Authenticated, get(transit::stops_near)),
+        route(
+            "GET",
+            "/stops/{id}/departures",
+            Authenticated,
+            get(transit::departures),
+        ),
+        route("GET", "/routes", Authenticated, get(transit::routes)),
+        route("GET", "/routes/{id}", Authenticated, get(transit::route)),
+        route("POST", "/gtfs/uploads", Operator, post(transit::upload)),
+    ]
 }
 
 /// Probes, metrics and sessions.
