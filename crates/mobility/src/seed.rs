@@ -45,7 +45,10 @@ pub async fn trip_stops(hub: &Hub) -> Result<(Vec<Stop>, String), crate::gtfs::G
         )),
         Ok(_) | Err(crate::gtfs::GtfsError::NotFound(_)) => {
             let stops = cairns_stops().map_err(|e| crate::gtfs::GtfsError::Invalid(vec![e]))?;
-            Ok((stops, "the shipped Cairns stops (no GTFS feed imported)".into()))
+            Ok((
+                stops,
+                "the shipped Cairns stops (no GTFS feed imported)".into(),
+            ))
         }
         Err(e) => Err(e),
     }

@@ -46,7 +46,11 @@ impl Env {
     }
 
     async fn live(&self, feed: &str) -> Option<u32> {
-        self.gtfs.live_version(Some(feed)).await.ok().map(|(_, v)| v)
+        self.gtfs
+            .live_version(Some(feed))
+            .await
+            .ok()
+            .map(|(_, v)| v)
     }
 
     async fn done(self) {
@@ -97,7 +101,9 @@ async fn table_counts(env: &Env, version: u32) -> Vec<(&'static str, i64)> {
     let mut out = Vec::new();
     for (t, _) in TABLES {
         let n = env
-            .count(&format!("SELECT COUNT(*) FROM {t} WHERE version_id = {version}"))
+            .count(&format!(
+                "SELECT COUNT(*) FROM {t} WHERE version_id = {version}"
+            ))
             .await;
         out.push((*t, n));
     }
@@ -167,7 +173,10 @@ async fn cairns_imports_exactly_and_again_is_a_no_op() {
         22
     );
     // Counts equal in all three stores.
-    assert_eq!((r.copies.mysql, r.copies.mongo, r.copies.redis), (416, 416, 416));
+    assert_eq!(
+        (r.copies.mysql, r.copies.mongo, r.copies.redis),
+        (416, 416, 416)
+    );
     assert_eq!(mongo_stops(&env, r.version).await, 416);
     assert_eq!(redis_stops(&env, r.version).await, 416);
     assert_eq!(env.live("cairns").await, Some(r.version));
@@ -178,20 +187,28 @@ async fn cairns_imports_exactly_and_again_is_a_no_op() {
         .import(&data(CAIRNS), "cairns", &NoProgress)
         .await
         .unwrap();
-    assert_eq!((again.outcome, again.version), (Outcome::Unchanged, r.version));
+    assert_eq!(
+        (again.outcome, again.version),
+        (Outcome::Unchanged, r.version)
+    );
     let folder = unpack(&data(CAIRNS));
     let same = env
         .gtfs
         .import(folder.path(), "cairns", &NoProgress)
         .await
         .unwrap();
-    assert_eq!((same.outcome, same.version), (Outcome::Unchanged, r.version));
+    assert_eq!(
+        (same.outcome, same.version),
+        (Outcome::Unchanged, r.version)
+    );
     assert_eq!(env.count("SELECT COUNT(*) FROM feed_versions").await, 1);
     // A lost copy is remade by the next import of the same content.
     let redis = env.sandbox.hub.redis("cache").unwrap();
     let mut conn = redis.conn().await.unwrap();
     let _: () = redis::cmd("DEL")
-        .arg(tsp_mobility::gtfs::sync::geo_key(redis, "cairns", r.version))
+        .arg(tsp_mobility::gtfs::sync::geo_key(
+            redis, "cairns", r.version,
+        ))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -293,10 +310,7 @@ async fn each_kind_of_bad_input_is_refused_naming_the_place_and_nothing_live_cha
         .import(cut.path(), "cairns", &NoProgress)
         .await
         .unwrap_err();
-    assert!(
-        e.to_string().contains("not a readable zip archive"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("not a readable zip archive"), "{e}");
     // Only the good version has rows; the refused ones left none behind and say why.
     let rows_elsewhere = env
         .count(&format!(
@@ -352,7 +366,11 @@ async fn a_new_version_switches_atomically_under_a_reader_and_rolls_back() {
                 .stops_near(None, lat, lng, 2.0, 20)
                 .await
                 .unwrap();
-            assert!(!near.stops.is_empty(), "an empty answer from version {}", near.version);
+            assert!(
+                !near.stops.is_empty(),
+                "an empty answer from version {}",
+                near.version
+            );
             let marked = near
                 .stops
                 .iter()
@@ -363,7 +381,12 @@ async fn a_new_version_switches_atomically_under_a_reader_and_rolls_back() {
                 "a mixed answer: {marked} of {} from version 2",
                 near.stops.len()
             );
-            assert_eq!(marked == 0, near.version == v1, "names of version {}", near.version);
+            assert_eq!(
+                marked == 0,
+                near.version == v1,
+                "names of version {}",
+                near.version
+            );
             answers += 1;
             let _ = seen_tx.send(near.version);
         }
@@ -386,14 +409,23 @@ async fn a_new_version_switches_atomically_under_a_reader_and_rolls_back() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(reader.await.unwrap() >= 2);
     let names = env.gtfs.stops_near(None, lat, lng, 2.0, 5).await.unwrap();
-    assert!(names.stops.iter().all(|s| s.stop.name.as_deref().unwrap().ends_with("(v2)")));
+    assert!(
+        names
+            .stops
+            .iter()
+            .all(|s| s.stop.name.as_deref().unwrap().ends_with("(v2)"))
+    );
 
     // Rollback: version 1 is live again, its copies intact; the new one is kept.
     let (now, before) = env.gtfs.rollback("cairns").await.unwrap();
     assert_eq!((now, before), (v1, r2.version));
     let back = env.gtfs.stops_near(None, lat, lng, 2.0, 5).await.unwrap();
     assert_eq!(back.version, v1);
-    assert!(back.stops.iter().all(|s| !s.stop.name.as_deref().unwrap().ends_with("(v2)")));
+    assert!(
+        back.stops
+            .iter()
+            .all(|s| !s.stop.name.as_deref().unwrap().ends_with("(v2)"))
+    );
     let e = env.gtfs.rollback("cairns").await.unwrap_err();
     assert!(e.to_string().contains("no earlier version"), "{e}");
     // Importing version 2's content again makes it live without loading it again.
@@ -402,7 +434,10 @@ async fn a_new_version_switches_atomically_under_a_reader_and_rolls_back() {
         .import(dir.path(), "cairns", &NoProgress)
         .await
         .unwrap();
-    assert_eq!((again.outcome, again.version), (Outcome::Resumed, r2.version));
+    assert_eq!(
+        (again.outcome, again.version),
+        (Outcome::Resumed, r2.version)
+    );
 
     // A third version: with keep_versions = 2, the oldest goes, rows and copies.
     let v3_dir = cairns_with("agency.txt", |t| t.replace("qconnect", "qconnect v3"));
@@ -412,8 +447,18 @@ async fn a_new_version_switches_atomically_under_a_reader_and_rolls_back() {
         .await
         .unwrap();
     assert_eq!(r3.pruned, vec![v1]);
-    assert_eq!(table_counts(&env, v1).await.iter().map(|t| t.1).sum::<i64>(), 0);
-    assert_eq!((mongo_stops(&env, v1).await, redis_stops(&env, v1).await), (0, 0));
+    assert_eq!(
+        table_counts(&env, v1)
+            .await
+            .iter()
+            .map(|t| t.1)
+            .sum::<i64>(),
+        0
+    );
+    assert_eq!(
+        (mongo_stops(&env, v1).await, redis_stops(&env, v1).await),
+        (0, 0)
+    );
     assert_eq!(redis_stops(&env, r2.version).await, 416);
     let statuses: Vec<(u32, String)> = env
         .gtfs
@@ -462,8 +507,15 @@ fn expected_departures(dir: &Path, stop: &str, date: NaiveDate, from: u32) -> Ve
     };
     let ymd = |d: NaiveDate| d.format("%Y%m%d").to_string();
     let active = |day: NaiveDate| -> HashSet<String> {
-        let wd = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-            [day.weekday().num_days_from_monday() as usize];
+        let wd = [
+            "monday",
+            "tuesday",
+            "wednesday",
+            "thursday",
+            "friday",
+            "saturday",
+            "sunday",
+        ][day.weekday().num_days_from_monday() as usize];
         let mut s: HashSet<String> = rows(dir, "calendar.txt")
             .into_iter()
             .filter(|c| c[wd] == "1" && c["start_date"] <= ymd(day) && ymd(day) <= c["end_date"])
@@ -502,7 +554,13 @@ fn expected_departures(dir: &Path, stop: &str, date: NaiveDate, from: u32) -> Ve
     out
 }
 
-async fn departures(env: &Env, feed: &str, stop: &str, date: NaiveDate, from: u32) -> Vec<(String, u32)> {
+async fn departures(
+    env: &Env,
+    feed: &str,
+    stop: &str,
+    date: NaiveDate,
+    from: u32,
+) -> Vec<(String, u32)> {
     let d = env
         .gtfs
         .departures(Some(feed), stop, date, from, 500)
@@ -511,7 +569,11 @@ async fn departures(env: &Env, feed: &str, stop: &str, date: NaiveDate, from: u3
     d.departures
         .iter()
         .map(|x| {
-            let p: Vec<u32> = x.clock_time.split(':').map(|v| v.parse().unwrap()).collect();
+            let p: Vec<u32> = x
+                .clock_time
+                .split(':')
+                .map(|v| v.parse().unwrap())
+                .collect();
             (x.trip_id.clone(), p[0] * 3600 + p[1] * 60 + p[2])
         })
         .collect()
@@ -544,21 +606,54 @@ async fn departures_respect_exceptions_and_run_past_midnight() {
     ] {
         let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap();
         let expected = expected_departures(dir.path(), &stop, date, from);
-        assert!(!expected.is_empty() || date.day() == 9, "{date}: the oracle found nothing");
+        assert!(
+            !expected.is_empty() || date.day() == 9,
+            "{date}: the oracle found nothing"
+        );
         assert!(expected.len() < 500, "{date}: more than one answer holds");
-        assert_eq!(departures(&env, "cairns", &stop, date, from).await, expected, "{date} {from}");
+        assert_eq!(
+            departures(&env, "cairns", &stop, date, from).await,
+            expected,
+            "{date} {from}"
+        );
     }
-    let normal = departures(&env, "cairns", &stop, NaiveDate::from_ymd_opt(2014, 6, 2).unwrap(), 0).await;
-    let holiday = departures(&env, "cairns", &stop, NaiveDate::from_ymd_opt(2014, 6, 9).unwrap(), 0).await;
-    assert_ne!(normal, holiday, "the exception date changes the day's departures");
+    let normal = departures(
+        &env,
+        "cairns",
+        &stop,
+        NaiveDate::from_ymd_opt(2014, 6, 2).unwrap(),
+        0,
+    )
+    .await;
+    let holiday = departures(
+        &env,
+        "cairns",
+        &stop,
+        NaiveDate::from_ymd_opt(2014, 6, 9).unwrap(),
+        0,
+    )
+    .await;
+    assert_ne!(
+        normal, holiday,
+        "the exception date changes the day's departures"
+    );
     // Past midnight: the Tuesday's first departures include Monday-service trips.
     let d = env
         .gtfs
-        .departures(Some("cairns"), &stop, NaiveDate::from_ymd_opt(2014, 6, 3).unwrap(), 0, 5)
+        .departures(
+            Some("cairns"),
+            &stop,
+            NaiveDate::from_ymd_opt(2014, 6, 3).unwrap(),
+            0,
+            5,
+        )
         .await
         .unwrap();
     let first = &d.departures[0];
-    assert_eq!(first.service_date, NaiveDate::from_ymd_opt(2014, 6, 2).unwrap());
+    assert_eq!(
+        first.service_date,
+        NaiveDate::from_ymd_opt(2014, 6, 2).unwrap()
+    );
     assert!(first.departure_time.starts_with("2"), "{first:?}");
     env.done().await;
 }
@@ -572,7 +667,10 @@ async fn barrie_has_only_calendar_dates_and_its_departures_come_from_them() {
         .await
         .unwrap();
     assert_eq!(
-        r.files.iter().map(|f| (f.file.as_str(), f.rows)).collect::<Vec<_>>(),
+        r.files
+            .iter()
+            .map(|f| (f.file.as_str(), f.rows))
+            .collect::<Vec<_>>(),
         vec![
             ("agency.txt", 1),
             ("routes.txt", 20),
@@ -595,18 +693,142 @@ async fn barrie_has_only_calendar_dates_and_its_departures_come_from_them() {
     assert!(expected.len() > 10, "{expected:?}");
     // At most 500 are answered: the first 500 in time order.
     let first: Vec<_> = expected.iter().take(500).cloned().collect();
-    assert_eq!(departures(&env, "barrie", &stop, date, 7 * 3600).await, first);
+    assert_eq!(
+        departures(&env, "barrie", &stop, date, 7 * 3600).await,
+        first
+    );
     // A date outside every service: nothing.
-    let none = departures(&env, "barrie", &stop, NaiveDate::from_ymd_opt(2030, 1, 1).unwrap(), 0).await;
+    let none = departures(
+        &env,
+        "barrie",
+        &stop,
+        NaiveDate::from_ymd_opt(2030, 1, 1).unwrap(),
+        0,
+    )
+    .await;
     assert!(none.is_empty());
     // Routes and a route's stops.
     let (_, _, routes) = env.gtfs.routes(Some("barrie")).await.unwrap();
     assert_eq!(routes.len(), 20);
     assert_eq!(routes.iter().map(|r| r.trips).sum::<u64>(), 1_536);
-    let detail = env.gtfs.route(Some("barrie"), &routes[0].route_id).await.unwrap();
+    let detail = env
+        .gtfs
+        .route(Some("barrie"), &routes[0].route_id)
+        .await
+        .unwrap();
     assert_eq!(detail.agency_name, "Barrie Transit");
     assert!(detail.stops.len() > 5);
     let e = env.gtfs.route(Some("barrie"), "nope").await.unwrap_err();
     assert!(matches!(e, GtfsError::NotFound(_)), "{e}");
+    env.done().await;
+}
+
+/// A trip from `from` to `to` (lat, lng) in ten one-minute steps, ending a minute ago.
+fn trip_between(
+    id: &str,
+    mode: &str,
+    from: (f64, f64),
+    to: (f64, f64),
+) -> tsp_mobility::trip::TripCompletion {
+    let end = chrono::Utc::now().timestamp_millis() - 60_000;
+    let start = end - 10 * 60_000;
+    tsp_mobility::trip::TripCompletion {
+        trip_id: id.into(),
+        user_id: 1,
+        mode: mode.into(),
+        trajectory: (0..=10)
+            .map(|k| {
+                let f = f64::from(k) / 10.0;
+                tsp_mobility::trip::TrackPoint {
+                    lat: from.0 + (to.0 - from.0) * f,
+                    lng: from.1 + (to.1 - from.1) * f,
+                    timestamp: start + i64::from(k) * 60_000,
+                    accuracy: Some(5.0),
+                    speed: None,
+                }
+            })
+            .collect(),
+        cost: None,
+    }
+}
+
+#[tokio::test]
+async fn transit_trips_record_their_nearest_stops_and_trips_are_generated_between_imported_stops() {
+    let env = Env::new(&[]).await;
+    let hub = &env.sandbox.hub;
+    // Nothing imported: the shipped stops.
+    let (stops, from) = tsp_mobility::seed::trip_stops(hub).await.unwrap();
+    assert_eq!(
+        (stops.len(), from.contains("shipped")),
+        (416, true),
+        "{from}"
+    );
+    let v = env
+        .gtfs
+        .import(&data(BARRIE), "cairns", &NoProgress)
+        .await
+        .unwrap()
+        .version;
+    // Imported (Barrie's stops under the configured feed's name): those, not Cairns'.
+    let (stops, from) = tsp_mobility::seed::trip_stops(hub).await.unwrap();
+    assert_eq!(stops.len(), 656, "{from}");
+    assert!(from.contains(&format!("version {v}")), "{from}");
+    assert!(stops.iter().all(|s| (44.0..45.0).contains(&s.lat)));
+
+    tsp_mobility::seed::seed_users(hub, 1).await.unwrap();
+    let cache = tsp_hub::Cache::start(hub.redis("cache").unwrap().clone(), &hub.config().cache);
+    let trips = tsp_mobility::complete::Trips::new(hub, cache).unwrap();
+    let (a, b) = (&stops[0], &stops[stops.len() / 2]);
+    let (a_id, b_id): (String, String) = {
+        let near = |s: &tsp_mobility::seed::Stop| {
+            let g = env.gtfs.clone();
+            let (lat, lng) = (s.lat, s.lng);
+            async move {
+                g.stops_near(None, lat, lng, 0.05, 1).await.unwrap().stops[0]
+                    .stop
+                    .stop_id
+                    .clone()
+            }
+        };
+        (near(a).await, near(b).await)
+    };
+    // A bus between two stops, a bit off each (40 m north): records both, with the distance.
+    let off = 40.0 / 111_195.0;
+    let bus = trip_between("bus-1", "bus", (a.lat + off, a.lng), (b.lat + off, b.lng));
+    trips.complete("job-bus", &bus).await.unwrap();
+    let walk = trip_between("walk-1", "walk", (a.lat, a.lng), (a.lat + 0.005, a.lng));
+    trips.complete("job-walk", &walk).await.unwrap();
+    let db = hub.mongo("dataset").unwrap().database();
+    let coll = db.collection::<Document>("trip_trajectories");
+    let doc = coll
+        .find_one(doc! {"tripId": "bus-1"})
+        .await
+        .unwrap()
+        .unwrap();
+    let stops_doc = doc.get_document("stops").unwrap();
+    assert_eq!(stops_doc.get_str("feed").unwrap(), "cairns");
+    assert_eq!(stops_doc.get_i64("version").unwrap(), i64::from(v));
+    let start = stops_doc.get_document("start").unwrap();
+    let end = stops_doc.get_document("end").unwrap();
+    assert_eq!(start.get_str("stopId").unwrap(), a_id);
+    assert_eq!(end.get_str("stopId").unwrap(), b_id);
+    let metres = start.get_f64("distanceM").unwrap();
+    assert!((35.0..=45.0).contains(&metres), "{metres}");
+    // Not a transit mode: nothing recorded.
+    let doc = coll
+        .find_one(doc! {"tripId": "walk-1"})
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        doc.get("stops").is_some_and(|s| s.as_null().is_some()),
+        "{doc:?}"
+    );
+    // And the MongoDB copy answers $near beside the trajectories with the same stop.
+    let mongo = hub.mongo("dataset").unwrap();
+    let near = tsp_mobility::gtfs::sync::mongo_near(mongo, "cairns", v, a.lat, a.lng, 50.0, 1)
+        .await
+        .unwrap();
+    assert_eq!(near, vec![a_id]);
     env.done().await;
 }

@@ -523,7 +523,10 @@ pub enum BenchCommand {
 #[derive(Debug, Args, Clone)]
 pub struct GtfsBenchArgs {
     /// The feed (folder or zip).
-    #[arg(long, default_value = "../shared/data/gtfs-halifax/mdb-734-202602180121.zip")]
+    #[arg(
+        long,
+        default_value = "../shared/data/gtfs-halifax/mdb-734-202602180121.zip"
+    )]
     pub path: std::path::PathBuf,
     /// Trips of the main job run alone, then during an import (0: skip).
     #[arg(long, default_value_t = 3_000)]

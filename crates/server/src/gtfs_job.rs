@@ -109,7 +109,10 @@ pub fn register(gtfs: &Gtfs, registry: &mut Registry) {
 
 async fn run(gtfs: &Gtfs, ctx: &JobContext, p: &Payload) -> Result<serde_json::Value, JobError> {
     let path = p.resolve(gtfs.upload_dir()).map_err(JobError::abort)?;
-    let feed = p.feed.clone().unwrap_or_else(|| gtfs.default_feed().to_string());
+    let feed = p
+        .feed
+        .clone()
+        .unwrap_or_else(|| gtfs.default_feed().to_string());
     let (tx, mut rx) = watch::channel(serde_json::json!({"phase": "start"}));
     let reporter = {
         let ctx = ctx.clone();

@@ -16,8 +16,7 @@ use crate::trip::{TrackPoint, TripCompletion};
 /// See `geo.lua`.
 static GEO_UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("geo.lua")));
 /// See `nearest.lua`.
-static NEAREST_STOPS: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("nearest.lua")));
+static NEAREST_STOPS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("nearest.lua")));
 
 /// Modes whose trajectories record the nearest transit stops of their start and end.
 pub const TRANSIT_MODES: &[&str] = &["bus", "tram", "metro", "train", "ferry"];
@@ -62,7 +61,10 @@ impl Trips {
         self.insert_earn(&a).await?;
         self.step_done("points", clock)?;
         let stops = self.nearest_stops(&a).await?;
-        self.inner.trajectories.insert(trajectory(&a, stops)).await?;
+        self.inner
+            .trajectories
+            .insert(trajectory(&a, stops))
+            .await?;
         self.step_done("trajectory", clock)?;
         self.inner.activities.insert(activity(&a)).await?;
         self.step_done("activity", clock)?;

@@ -10,7 +10,8 @@ pub fn parse_time(text: &str) -> Result<u32, String> {
     let t = text.trim();
     let bad = || format!("{text:?} is not H:MM:SS");
     let mut parts = t.split(':');
-    let (Some(h), Some(m), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(m), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(bad());
     };
@@ -75,7 +76,15 @@ mod tests {
             parse_time("25:6o:00").unwrap_err(),
             r#""25:6o:00" is not H:MM:SS"#
         );
-        for bad in ["", "5:00", "05:60:00", "05:00:61", "5:0:00", "a:00:00", "1:00:00:00"] {
+        for bad in [
+            "",
+            "5:00",
+            "05:60:00",
+            "05:00:61",
+            "5:0:00",
+            "a:00:00",
+            "1:00:00:00",
+        ] {
             assert!(parse_time(bad).is_err(), "{bad:?}");
         }
         assert_eq!(format_time(25 * 3600 + 61), "25:01:01");
@@ -100,6 +109,9 @@ mod tests {
             r#""91.5" is not a latitude (-90 to 90)"#
         );
         assert_eq!(parse_in(" -16.9 ", -90.0, 90.0, "latitude"), Ok(-16.9));
-        assert_eq!(parse_int("3", 0, 2).unwrap_err(), r#""3" is not from 0 to 2"#);
+        assert_eq!(
+            parse_int("3", 0, 2).unwrap_err(),
+            r#""3" is not from 0 to 2"#
+        );
     }
 }

@@ -192,7 +192,8 @@ pub(crate) struct Ids {
 }
 
 /// Turns one record of a file into a row, checking it.
-pub(crate) type Convert = Box<dyn FnMut(&ByteRecord, u64, &mut Ids) -> Result<Vec<Value>, String> + Send>;
+pub(crate) type Convert =
+    Box<dyn FnMut(&ByteRecord, u64, &mut Ids) -> Result<Vec<Value>, String> + Send>;
 
 /// The converter of `file`, its columns found in `header`.
 pub(crate) fn converter(file: &'static str, header: &Header) -> Result<Convert, String> {
@@ -542,7 +543,10 @@ fn stop_times(header: &Header) -> Result<Convert, String> {
         if let (Some(a), Some(d)) = (arrival, departure)
             && d < a
         {
-            return Err(r.error(4, format!("{} is before arrival_time", super::fields::format_time(d))));
+            return Err(r.error(
+                4,
+                format!("{} is before arrival_time", super::fields::format_time(d)),
+            ));
         }
         check_order(ids, &r, trip, seq, arrival, departure)?;
         Ok(vec![

@@ -129,8 +129,13 @@ impl Gtfs {
         let started = Instant::now();
         let source = FeedSource::open(path)?;
         let lock_name = format!("tsp.gtfs.{:016x}", crate::fnv1a(feed.bytes()));
-        let lock = NamedLock::acquire(&self.mysql, &lock_name, LOCK_WAIT, "another import of this feed")
-            .await?;
+        let lock = NamedLock::acquire(
+            &self.mysql,
+            &lock_name,
+            LOCK_WAIT,
+            "another import of this feed",
+        )
+        .await?;
         let r = self.import_locked(&source, feed, progress, started).await;
         lock.release().await;
         r
@@ -191,7 +196,8 @@ impl Gtfs {
                 if let Some(v) = stale {
                     versions::delete_rows(&self.mysql, v.version).await?;
                 }
-                self.load_new(source, feed, &sha, progress, &mut report).await?
+                self.load_new(source, feed, &sha, progress, &mut report)
+                    .await?
             }
         };
         report.version = version;
@@ -228,20 +234,33 @@ impl Gtfs {
         let version = versions::create(&self.mysql, feed, sha, &origin).await?;
         progress.phase("load");
         let clock = Instant::now();
-        let loaded = load::load(
-            &self.mysql,
-            source,
-            version,
-            self.settings.batch_rows,
-            progress,
-        )
-        .await;
+        // The stop copies are made while the later files load (stops.txt comes before trips and
+        // stop_times); a failed copy is made again before the switch.
+        let (stops_loaded, wait_stops) = tokio::sync::oneshot::channel();
+        let copy = async {
+            if wait_stops.await.is_ok() {
+                let _ = sync::make(&self.mysql, &self.mongo, &self.redis, feed, version).await;
+            }
+        };
+        let (loaded, ()) = tokio::join!(
+            load::load(
+                &self.mysql,
+                source,
+                version,
+                self.settings.batch_rows,
+                progress,
+                stops_loaded,
+            ),
+            copy
+        );
         report.seconds.load = clock.elapsed().as_secs_f64();
         let clock = Instant::now();
         let checked = match loaded {
             Ok(l) if l.unordered => {
                 progress.phase("validate");
-                load::check_time_order(&self.mysql, version).await.map(|()| l)
+                load::check_time_order(&self.mysql, version)
+                    .await
+                    .map(|()| l)
             }
             other => other,
         };
@@ -252,10 +271,17 @@ impl Gtfs {
                 // Best effort: the version is not live either way, and the next import of this
                 // content or the next prune removes what is left.
                 let _ = versions::delete_table_rows(&self.mysql, version).await;
+                let _ = sync::remove(&self.mongo, &self.redis, feed, version).await;
                 let text = e.to_string();
-                let _ =
-                    versions::set_status(&self.mysql, version, "failed", Some(0), None, Some(&text))
-                        .await;
+                let _ = versions::set_status(
+                    &self.mysql,
+                    version,
+                    "failed",
+                    Some(0),
+                    None,
+                    Some(&text),
+                )
+                .await;
                 return Err(e);
             }
         };

@@ -49,14 +49,17 @@ enum Msg {
     Done(usize, u64),
 }
 
-/// Loads every file of `source` into `version`, `batch_rows` rows per INSERT.
+/// Loads every file of `source` into `version`, `batch_rows` rows per INSERT; says on
+/// `stops_loaded` once stops.txt is written (the copies can start while the rest loads).
 pub(crate) async fn load(
     store: &MysqlStore,
     source: &FeedSource,
     version: u32,
     batch_rows: usize,
     progress: &dyn ImportProgress,
+    stops_loaded: tokio::sync::oneshot::Sender<()>,
 ) -> Result<Loaded, GtfsError> {
+    let mut stops_loaded = Some(stops_loaded);
     check_files(source)?;
     let (tx, mut rx) = mpsc::channel::<Msg>(IN_FLIGHT * 2);
     let src = source.clone();
@@ -97,6 +100,12 @@ pub(crate) async fn load(
                 };
                 clock = Instant::now();
                 progress.file_done(&report);
+                if FILES[i].file == "stops.txt"
+                    && failure.is_none()
+                    && let Some(tx) = stops_loaded.take()
+                {
+                    let _ = tx.send(());
+                }
                 reports.push(report);
             }
         }
@@ -106,7 +115,9 @@ pub(crate) async fn load(
             failure.get_or_insert(e);
         }
     }
-    let parsed = parser.await.map_err(|e| GtfsError::Internal(e.to_string()))?;
+    let parsed = parser
+        .await
+        .map_err(|e| GtfsError::Internal(e.to_string()))?;
     if let Some(e) = failure {
         return Err(e);
     }
@@ -115,8 +126,8 @@ pub(crate) async fn load(
     let unused = files::unused(&ids);
     let mut all_warnings = Vec::new();
     for f in &mut files {
-        f.warnings = files::unused_count(&ids, &f.file)
-            + extra.get(f.file.as_str()).copied().unwrap_or(0);
+        f.warnings =
+            files::unused_count(&ids, &f.file) + extra.get(f.file.as_str()).copied().unwrap_or(0);
         if let Some(w) = unused.get(f.file.as_str()) {
             all_warnings.extend(w.iter().map(|w| format!("{}: {w}", f.file)));
         }
@@ -167,11 +178,16 @@ fn parse_all(
     let mut extra = HashMap::new();
     for name in source.names() {
         if !FILES.iter().any(|f| f.file == name) {
-            notes.push(format!("{name}: not imported (the import reads {} files)", FILES.len()));
+            notes.push(format!(
+                "{name}: not imported (the import reads {} files)",
+                FILES.len()
+            ));
         }
     }
     for (i, spec) in FILES.iter().enumerate() {
-        let read = source.read(spec.file, |r| parse_file(r, i, spec, batch_rows, &mut ids, tx))?;
+        let read = source.read(spec.file, |r| {
+            parse_file(r, i, spec, batch_rows, &mut ids, tx)
+        })?;
         let Some(rows) = read else {
             continue;
         };
@@ -179,10 +195,7 @@ fn parse_all(
         *extra.entry(spec.file).or_default() += warnings.len() as u64;
         notes.extend(warnings);
         // The receiver is gone only when the load failed; its error is reported instead.
-        if tx
-            .blocking_send(Msg::Done(i, rows))
-            .is_err()
-        {
+        if tx.blocking_send(Msg::Done(i, rows)).is_err() {
             return Ok((ids, notes, extra));
         }
     }
@@ -212,7 +225,9 @@ fn parse_file(
     };
     let mut record = csv::ByteRecord::new();
     if !csv.read_byte_record(&mut record).map_err(read_error)? {
-        return Err(GtfsError::Invalid(vec![format!("{file}: empty (no header)")]));
+        return Err(GtfsError::Invalid(vec![format!(
+            "{file}: empty (no header)"
+        )]));
     }
     let header = Header::new(file, &record).map_err(|e| GtfsError::Invalid(vec![e]))?;
     let mut convert = files::converter(file, &header).map_err(|e| GtfsError::Invalid(vec![e]))?;
@@ -225,7 +240,10 @@ fn parse_file(
     while csv.read_byte_record(&mut record).map_err(read_error)? {
         line += 1;
         line = line.max(record.position().map_or(0, |p| p.line()));
-        let embedded = record.iter().map(|f| f.iter().filter(|b| **b == b'\n').count() as u64).sum::<u64>();
+        let embedded = record
+            .iter()
+            .map(|f| f.iter().filter(|b| **b == b'\n').count() as u64)
+            .sum::<u64>();
         if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
             continue;
         }

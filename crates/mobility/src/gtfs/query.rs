@@ -238,7 +238,10 @@ impl Gtfs {
     }
 
     /// The live version's stops a vehicle serves (location_type 0, with coordinates).
-    pub async fn stops(&self, feed: Option<&str>) -> Result<(String, u32, Vec<StopInfo>), GtfsError> {
+    pub async fn stops(
+        &self,
+        feed: Option<&str>,
+    ) -> Result<(String, u32, Vec<StopInfo>), GtfsError> {
         let (feed, version) = self.live_version(feed).await?;
         let sql = format!(
             "SELECT {STOP_COLUMNS} FROM stops WHERE version_id = ? AND location_type = 0 \
@@ -281,8 +284,15 @@ impl Gtfs {
             .await?;
         if let Some(yesterday) = date.pred_opt() {
             all.extend(
-                self.departures_of_day(version, stop_id, yesterday, from_secs + 86_400, 86_400, limit)
-                    .await?,
+                self.departures_of_day(
+                    version,
+                    stop_id,
+                    yesterday,
+                    from_secs + 86_400,
+                    86_400,
+                    limit,
+                )
+                .await?,
             );
         }
         all.sort_by_key(|(secs, d)| (*secs, d.trip_id.clone()));
@@ -370,20 +380,31 @@ impl Gtfs {
     }
 
     /// Every route of the live version, by short name.
-    pub async fn routes(&self, feed: Option<&str>) -> Result<(String, u32, Vec<RouteInfo>), GtfsError> {
+    pub async fn routes(
+        &self,
+        feed: Option<&str>,
+    ) -> Result<(String, u32, Vec<RouteInfo>), GtfsError> {
         let (feed, version) = self.live_version(feed).await?;
         let routes = self.route_rows(version, None).await?;
         Ok((feed, version, routes))
     }
 
-    async fn route_rows(&self, version: u32, id: Option<&str>) -> Result<Vec<RouteInfo>, GtfsError> {
+    async fn route_rows(
+        &self,
+        version: u32,
+        id: Option<&str>,
+    ) -> Result<Vec<RouteInfo>, GtfsError> {
         let sql = format!(
             "SELECT r.route_id, r.agency_id, r.route_short_name, r.route_long_name, r.route_type, \
                r.route_color, (SELECT COUNT(*) FROM trips t WHERE t.version_id = r.version_id \
                AND t.route_id = r.route_id) \
              FROM routes r WHERE r.version_id = ? {} \
              ORDER BY r.route_short_name, r.route_id",
-            if id.is_some() { "AND r.route_id = ?" } else { "" }
+            if id.is_some() {
+                "AND r.route_id = ?"
+            } else {
+                ""
+            }
         );
         let mut q = sqlx::query(&sql).bind(version);
         if let Some(id) = id {

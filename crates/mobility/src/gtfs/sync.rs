@@ -132,8 +132,10 @@ pub async fn make(
     version: u32,
 ) -> Result<CopyCounts, HubError> {
     let stops = located(mysql, version).await?;
-    mongo_copy(mongo, feed, version, &stops).await?;
-    redis_copy(redis, feed, version, &stops).await?;
+    tokio::try_join!(
+        mongo_copy(mongo, feed, version, &stops),
+        redis_copy(redis, feed, version, &stops)
+    )?;
     counts(mysql, mongo, redis, feed, version).await
 }
 

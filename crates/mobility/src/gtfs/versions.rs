@@ -191,9 +191,15 @@ pub(crate) async fn delete_rows(store: &MysqlStore, version: u32) -> Result<(), 
 pub(crate) async fn delete_table_rows(store: &MysqlStore, version: u32) -> Result<(), HubError> {
     for spec in FILES.iter().rev() {
         loop {
-            let sql = format!("DELETE FROM {} WHERE version_id = ? LIMIT 20000", spec.table);
+            let sql = format!(
+                "DELETE FROM {} WHERE version_id = ? LIMIT 20000",
+                spec.table
+            );
             let r = store
-                .timed("delete version", sqlx::query(&sql).bind(version).execute(store.pool()))
+                .timed(
+                    "delete version",
+                    sqlx::query(&sql).bind(version).execute(store.pool()),
+                )
                 .await?;
             if r.rows_affected() == 0 {
                 break;
@@ -209,7 +215,12 @@ pub async fn counts(store: &MysqlStore, version: u32) -> Result<Vec<(String, u64
     for spec in FILES {
         let sql = format!("SELECT COUNT(*) FROM {} WHERE version_id = ?", spec.table);
         let n: i64 = store
-            .timed("count version", sqlx::query_scalar(&sql).bind(version).fetch_one(store.pool()))
+            .timed(
+                "count version",
+                sqlx::query_scalar(&sql)
+                    .bind(version)
+                    .fetch_one(store.pool()),
+            )
             .await?;
         out.push((spec.table.to_string(), n as u64));
     }

@@ -36,8 +36,12 @@ impl Bars {
         files
             .entry(file.to_string())
             .or_insert_with(|| {
-                let b = self.all.insert_before(&self.phase, ProgressBar::new_spinner());
-                b.set_style(style("  {prefix:<20} {human_pos:>10} rows {per_sec:>14} {msg}"));
+                let b = self
+                    .all
+                    .insert_before(&self.phase, ProgressBar::new_spinner());
+                b.set_style(style(
+                    "  {prefix:<20} {human_pos:>10} rows {per_sec:>14} {msg}",
+                ));
                 b.set_prefix(file.to_string());
                 b
             })
@@ -84,7 +88,10 @@ pub async fn gtfs(hub: &Hub, cmd: &GtfsCommand) -> anyhow::Result<u8> {
                 Ok(report) if *json => println!("{}", serde_json::to_string(&report)?),
                 Ok(report) => print!("{}", summary(&report)),
                 Err(GtfsError::Invalid(problems)) => {
-                    eprintln!("{}: the feed is refused; nothing live changed:", path.display());
+                    eprintln!(
+                        "{}: the feed is refused; nothing live changed:",
+                        path.display()
+                    );
                     for p in problems {
                         eprintln!("  {p}");
                     }
@@ -95,14 +102,20 @@ pub async fn gtfs(hub: &Hub, cmd: &GtfsCommand) -> anyhow::Result<u8> {
         }
         GtfsCommand::Rollback { feed } => {
             let (now, before) = g.rollback(&feed_or(feed)).await?;
-            println!("feed {}: version {now} is live (was {before})", feed_or(feed));
+            println!(
+                "feed {}: version {now} is live (was {before})",
+                feed_or(feed)
+            );
         }
         GtfsCommand::Versions { feed, json } => {
             let list = g.versions(&feed_or(feed)).await?;
             if *json {
                 println!("{}", serde_json::to_string(&list)?);
             } else {
-                println!("{:>8}  {:<8}  {:>10}  {:<20}  {:<12}  source", "version", "status", "rows", "created", "sha256");
+                println!(
+                    "{:>8}  {:<8}  {:>10}  {:<20}  {:<12}  source",
+                    "version", "status", "rows", "created", "sha256"
+                );
                 for v in list {
                     println!(
                         "{:>8}  {:<8}  {:>10}  {:<20}  {:<12}  {}",
@@ -135,7 +148,11 @@ fn summary(r: &ImportReport) -> String {
     };
     let _ = writeln!(out, "feed {} {what} version {}", r.feed, r.version);
     if !r.files.is_empty() {
-        let _ = writeln!(out, "  {:<20} {:>10} {:>9} {:>9} {:>8} {:>12}", "file", "rows", "rejected", "warnings", "seconds", "rows/s");
+        let _ = writeln!(
+            out,
+            "  {:<20} {:>10} {:>9} {:>9} {:>8} {:>12}",
+            "file", "rows", "rejected", "warnings", "seconds", "rows/s"
+        );
         for f in &r.files {
             let _ = writeln!(
                 out,
@@ -171,7 +188,10 @@ fn summary(r: &ImportReport) -> String {
         r.copies.redis
     );
     if let Some(p) = r.previous {
-        let _ = writeln!(out, "  replaced version {p} (kept for `tsp-job gtfs rollback`)");
+        let _ = writeln!(
+            out,
+            "  replaced version {p} (kept for `tsp-job gtfs rollback`)"
+        );
     }
     if !r.pruned.is_empty() {
         let _ = writeln!(out, "  pruned versions {:?}", r.pruned);

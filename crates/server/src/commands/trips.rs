@@ -1,7 +1,7 @@
 //! `tsp-job simulate` (the main job), `tsp-job query …`, `tsp-job bench trips|cache`.
 
-use tsp_mobility::gtfs::{Gtfs, departure_window};
 use std::time::{Duration, Instant};
+use tsp_mobility::gtfs::{Gtfs, departure_window};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -271,7 +271,13 @@ pub async fn query(hub: &Hub, cmd: &QueryCommand) -> anyhow::Result<String> {
         QueryCommand::StopsNear { near, feed } => {
             let g = Gtfs::new(hub, Some(trips.cache().clone()))?;
             let found = g
-                .stops_near(feed.as_deref(), near.lat, near.lng, near.radius_km, near.limit)
+                .stops_near(
+                    feed.as_deref(),
+                    near.lat,
+                    near.lng,
+                    near.radius_km,
+                    near.limit,
+                )
                 .await?;
             serde_json::to_value(found)?
         }
@@ -285,7 +291,10 @@ pub async fn query(hub: &Hub, cmd: &QueryCommand) -> anyhow::Result<String> {
             let g = Gtfs::new(hub, Some(trips.cache().clone()))?;
             let today = chrono::Utc::now().date_naive();
             let (date, from) = departure_window(date.as_deref(), from.as_deref(), today)?;
-            serde_json::to_value(g.departures(feed.as_deref(), stop, date, from, *limit).await?)?
+            serde_json::to_value(
+                g.departures(feed.as_deref(), stop, date, from, *limit)
+                    .await?,
+            )?
         }
         QueryCommand::Routes { feed } => {
             let g = Gtfs::new(hub, None)?;

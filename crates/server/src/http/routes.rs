@@ -69,7 +69,12 @@ pub(super) fn table() -> Vec<Route> {
 fn transit() -> Vec<Route> {
     use Access::*;
     vec![
-        route("GET", "/stops/near", Authenticated, get(transit::stops_near)),
+        route(
+            "GET",
+            "/stops/near",
+            Authenticated,
+            get(transit::stops_near),
+        ),
         route(
             "GET",
             "/stops/{id}/departures",
