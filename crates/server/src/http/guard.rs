@@ -60,12 +60,22 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .then(|| token.trim().to_string())
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+fn has_type(headers: &HeaderMap, wanted: &str) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(wanted))
+}
+
+/// The content type a POST to `template` must declare: JSON, or a zip for uploads. A type a
+/// plain HTML form cannot send keeps cross-site form posts out.
+fn body_type(template: &str) -> &'static str {
+    if super::routes::LARGE_BODIES.contains(&template) {
+        "application/zip"
+    } else {
+        "application/json"
+    }
 }
 
 /// What the guard decided before the handler: the caller, or the answer to give instead.
@@ -81,11 +91,13 @@ async fn admit(
     access: Access,
     headers: &HeaderMap,
     address: IpAddr,
+    template: &str,
 ) -> Result<Caller, Response> {
-    if *method == Method::POST && !is_json(headers) {
+    let wanted = body_type(template);
+    if *method == Method::POST && !has_type(headers, wanted) {
         return Err(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "content-type must be application/json",
+            format!("content-type must be {wanted}"),
         ));
     }
     let auth = s.app.auth();
@@ -165,7 +177,7 @@ pub(super) async fn guard(
         .unwrap_or(Access::Operator);
     let admitted = match &s.assume {
         Some(caller) => Ok(Caller::clone(caller)),
-        None => admit(&s, &method, access, req.headers(), address).await,
+        None => admit(&s, &method, access, req.headers(), address, &template).await,
     };
     // Every log line of the request carries its id and route.
     let span = tracing::info_span!("request", id = %request_id, route = %template);
