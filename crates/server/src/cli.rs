@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+mod gtfs;
+
+pub use gtfs::{GtfsBenchArgs, GtfsCommand};
 use clap::{Args, Parser, Subcommand};
 
 /// tsp-job: the TSP job service of the MaaS platform.
@@ -78,37 +81,6 @@ pub enum Command {
     Gtfs(GtfsCommand),
 }
 
-#[derive(Debug, Subcommand)]
-pub enum GtfsCommand {
-    /// Import a feed (a folder or a .zip) as a new version, made live once checked and synced.
-    Import {
-        /// The feed's folder or zip archive.
-        path: std::path::PathBuf,
-        /// The feed's name [default: gtfs.feed].
-        #[arg(long)]
-        feed: Option<String>,
-        /// The report as JSON, no progress.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Make the version before the live one live again.
-    Rollback {
-        /// The feed [default: gtfs.feed].
-        feed: Option<String>,
-    },
-    /// A feed's versions, newest first.
-    Versions {
-        /// The feed [default: gtfs.feed].
-        feed: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Remove versions beyond gtfs.keep_versions (imports do this too).
-    Prune {
-        /// The feed [default: gtfs.feed].
-        feed: Option<String>,
-    },
-}
 
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
@@ -520,18 +492,6 @@ pub enum BenchCommand {
     Gtfs(GtfsBenchArgs),
 }
 
-#[derive(Debug, Args, Clone)]
-pub struct GtfsBenchArgs {
-    /// The feed (folder or zip).
-    #[arg(
-        long,
-        default_value = "../shared/data/gtfs-halifax/mdb-734-202602180121.zip"
-    )]
-    pub path: std::path::PathBuf,
-    /// Trips of the main job run alone, then during an import (0: skip).
-    #[arg(long, default_value_t = 3_000)]
-    pub trips: usize,
-}
 
 #[derive(Debug, Args, Clone)]
 pub struct BackupBenchArgs {

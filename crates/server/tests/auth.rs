@@ -98,7 +98,10 @@ async fn call(
         req = req.bearer_auth(c);
     }
     if let Some(b) = body {
-        req = req.json(&b);
+        req = match tsp_server::http::body_type(path) {
+            "application/json" => req.json(&b),
+            other => req.header("content-type", other).body(b.to_string()),
+        };
     }
     let r = req.send().await.unwrap();
     let status = r.status().as_u16();

@@ -20,6 +20,8 @@ static NEAREST_STOPS: LazyLock<Script> = LazyLock::new(|| Script::new(include_st
 
 /// Modes whose trajectories record the nearest transit stops of their start and end.
 pub const TRANSIT_MODES: &[&str] = &["bus", "tram", "metro", "train", "ferry"];
+/// `GEOSEARCH … COUNT 1 WITHDIST`: the nearest stop and its distance, or nothing in range.
+type Nearest = Vec<(String, f64)>;
 /// How far a trip's end may be from a stop for the stop to count as its stop.
 const STOP_RADIUS_M: u32 = 500;
 
@@ -218,7 +220,7 @@ impl Trips {
         let live = crate::gtfs::sync::live_key(redis, feed);
         let base = crate::gtfs::sync::versions_base(redis, feed);
         let mut conn = redis.conn().await?;
-        let found: Option<(String, Vec<(String, f64)>, Vec<(String, f64)>)> = NEAREST_STOPS
+        let found: Option<(String, Nearest, Nearest)> = NEAREST_STOPS
             .key(&live)
             .arg(&base)
             .arg(a.first.lng)

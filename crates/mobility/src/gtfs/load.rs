@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tsp_hub::{HubError, MysqlStore};
 
-use super::files::{self, FILES, FileSpec, Ids, Value};
+use super::files::{self, Ids, Value};
+use super::spec::{FILES, FileSpec};
 use super::row::Header;
 use super::source::FeedSource;
 use super::{GtfsError, ImportProgress};
@@ -43,6 +44,10 @@ pub(crate) struct Loaded {
     pub(crate) warning_count: u64,
     pub(crate) unordered: bool,
 }
+
+/// What the parser hands back: the ids seen, warnings not tied to a record count, and
+/// warnings counted per file.
+type Parsed = (Ids, Vec<String>, HashMap<&'static str, u64>);
 
 enum Msg {
     Batch(usize, Vec<Vec<Value>>),
@@ -121,8 +126,11 @@ pub(crate) async fn load(
     if let Some(e) = failure {
         return Err(e);
     }
-    let (ids, warnings, extra) = parsed?;
-    let mut files = reports;
+    Ok(summarise(reports, parsed?))
+}
+
+/// The per-file reports with their warning counts, and every warning.
+fn summarise(mut files: Vec<FileReport>, (ids, warnings, extra): Parsed) -> Loaded {
     let unused = files::unused(&ids);
     let mut all_warnings = Vec::new();
     for f in &mut files {
@@ -135,12 +143,12 @@ pub(crate) async fn load(
     let notes = warnings.len() as u64 - extra.values().sum::<u64>();
     let warning_count = files.iter().map(|f| f.warnings).sum::<u64>() + notes;
     all_warnings.extend(warnings);
-    Ok(Loaded {
+    Loaded {
         warning_count,
         files,
         warnings: all_warnings,
         unordered: ids.unordered,
-    })
+    }
 }
 
 async fn next(set: &mut JoinSet<Result<(), GtfsError>>) -> Option<Result<(), GtfsError>> {
@@ -172,7 +180,7 @@ fn parse_all(
     source: &FeedSource,
     batch_rows: usize,
     tx: &mpsc::Sender<Msg>,
-) -> Result<(Ids, Vec<String>, HashMap<&'static str, u64>), GtfsError> {
+) -> Result<Parsed, GtfsError> {
     let mut ids = Ids::default();
     let mut notes = Vec::new();
     let mut extra = HashMap::new();

@@ -13,12 +13,13 @@ mod load;
 mod query;
 mod row;
 pub mod source;
+mod spec;
 pub mod sync;
 pub mod versions;
 
 use std::path::PathBuf;
 
-pub use files::{FILES, FileSpec};
+pub use spec::{FILES, FileSpec};
 pub use import::{Gtfs, ImportReport, Outcome};
 pub use load::FileReport;
 pub use query::{

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 use tsp_hub::{HubError, MysqlStore};
 
-use super::files::FILES;
+use super::spec::FILES;
 
 /// A stored version.
 #[derive(Debug, Clone, Serialize, PartialEq)]

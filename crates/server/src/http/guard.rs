@@ -70,7 +70,7 @@ fn has_type(headers: &HeaderMap, wanted: &str) -> bool {
 
 /// The content type a POST to `template` must declare: JSON, or a zip for uploads. A type a
 /// plain HTML form cannot send keeps cross-site form posts out.
-fn body_type(template: &str) -> &'static str {
+pub fn body_type(template: &str) -> &'static str {
     if super::routes::LARGE_BODIES.contains(&template) {
         "application/zip"
     } else {

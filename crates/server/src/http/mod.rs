@@ -42,6 +42,7 @@ use tower_http::request_id::{
 use crate::app::App;
 
 pub use activity::Activity;
+pub use guard::body_type;
 pub use routes::{Access, RouteRule, rules};
 
 /// What every handler shares.
