@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 mod gtfs;
 
-pub use gtfs::{GtfsBenchArgs, GtfsCommand};
 use clap::{Args, Parser, Subcommand};
+pub use gtfs::{GtfsBenchArgs, GtfsCommand};
 
 /// tsp-job: the TSP job service of the MaaS platform.
 #[derive(Debug, Parser)]
@@ -80,7 +80,6 @@ pub enum Command {
     #[command(subcommand)]
     Gtfs(GtfsCommand),
 }
-
 
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
@@ -491,7 +490,6 @@ pub enum BenchCommand {
     /// trips/s while an import runs.
     Gtfs(GtfsBenchArgs),
 }
-
 
 #[derive(Debug, Args, Clone)]
 pub struct BackupBenchArgs {

@@ -12,9 +12,9 @@ use tokio::task::JoinSet;
 use tsp_hub::{HubError, MysqlStore};
 
 use super::files::{self, Ids, Value};
-use super::spec::{FILES, FileSpec};
 use super::row::Header;
 use super::source::FeedSource;
+use super::spec::{FILES, FileSpec};
 use super::{GtfsError, ImportProgress};
 
 /// The errors reported at most per feed before the import gives up reading it.

@@ -19,12 +19,12 @@ pub mod versions;
 
 use std::path::PathBuf;
 
-pub use spec::{FILES, FileSpec};
 pub use import::{Gtfs, ImportReport, Outcome};
 pub use load::FileReport;
 pub use query::{
     Departure, Departures, NearStop, NearStops, RouteDetail, RouteInfo, StopInfo, departure_window,
 };
+pub use spec::{FILES, FileSpec};
 
 use tsp_hub::HubError;
 
