@@ -1,8 +1,8 @@
 //! GTFS static feeds: the import into the `gtfs` MySQL instance as versions switched
 //! atomically, the stop copies in MongoDB and Redis, and the queries on the live version.
 //!
-//! An import reads the feed file by file ([`source`]), checks each record ([`files`]) and
-//! streams batches into multi-row INSERTs ([`load`]); a version that passes is copied
+//! An import reads the feed file by file ([`source`]), checks each record (`files`) and
+//! streams batches into multi-row INSERTs (`load`); a version that passes is copied
 //! ([`sync`]) and made live by one pointer update ([`versions`]). Design and choices:
 //! docs/gtfs.md.
 
