@@ -832,3 +832,110 @@ async fn transit_trips_record_their_nearest_stops_and_trips_are_generated_betwee
     assert_eq!(near, vec![a_id]);
     env.done().await;
 }
+
+#[tokio::test]
+async fn a_failed_copy_keeps_the_previous_version_live_and_the_next_import_resumes() {
+    let env = Env::new(&[]).await;
+    let v1 = env
+        .gtfs
+        .import(&data(CAIRNS), "cairns", &NoProgress)
+        .await
+        .unwrap()
+        .version;
+    // The same sandbox with its MongoDB unreachable.
+    let mut opts = tsp_testkit::load_options(&[]);
+    opts.overrides.extend(env.sandbox.overrides.iter().cloned());
+    opts.overrides.extend([
+        format!("mongo.dataset.port={}", tsp_testkit::closed_port()),
+        "stores.mongo.dataset.required=false".into(),
+        "mongo.dataset.server_selection_timeout=500ms".into(),
+        "mongo.dataset.connect_timeout=500ms".into(),
+    ]);
+    let config = tsp_config::load(&opts).unwrap();
+    let broken = tsp_hub::Hub::connect(&config).await.unwrap();
+    let dir = cairns_v2();
+    let e = Gtfs::new(&broken, None)
+        .unwrap()
+        .import(dir.path(), "cairns", &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, GtfsError::NotSynced { .. }), "{e}");
+    assert!(e.is_transient(), "a job retries it");
+    assert_eq!(env.live("cairns").await, Some(v1));
+    let near = env
+        .gtfs
+        .stops_near(None, -16.925, 145.770, 2.0, 5)
+        .await
+        .unwrap();
+    assert_eq!(near.version, v1);
+    let statuses: Vec<String> = env
+        .gtfs
+        .versions("cairns")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.status)
+        .collect();
+    assert_eq!(statuses, ["loaded", "live"]);
+    // With MongoDB back, the same content is synced and switched without loading again.
+    let r = env
+        .gtfs
+        .import(dir.path(), "cairns", &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!((r.outcome, r.previous), (Outcome::Resumed, Some(v1)));
+    assert_eq!(
+        (r.copies.mysql, r.copies.mongo, r.copies.redis),
+        (416, 416, 416)
+    );
+    broken.shutdown(std::time::Duration::from_secs(1)).await;
+    env.done().await;
+}
+
+#[tokio::test]
+async fn a_bom_quoted_commas_and_columns_in_any_order_are_read() {
+    let env = Env::new(&[]).await;
+    let dir = cairns_with("stops.txt", |t| {
+        let mut lines: Vec<String> = t.lines().map(str::to_string).collect();
+        // Columns reordered, an extra one, a byte-order mark, and a quoted name with a comma
+        // and an escaped quote.
+        let mut out = String::from("\u{feff}stop_lon,extra,stop_name,stop_id,stop_lat\r\n");
+        lines.remove(0);
+        for (i, l) in lines.iter().enumerate() {
+            let f: Vec<&str> = l.split(',').collect();
+            let name = if i == 0 {
+                "\"Cedar Rd, Palm Cove \"\"north\"\"\"".to_string()
+            } else {
+                f[2].to_string()
+            };
+            out.push_str(&format!("{},x,{name},{},{}\r\n", f[5], f[0], f[4]));
+        }
+        out
+    });
+    let r = env
+        .gtfs
+        .import(dir.path(), "cairns", &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.files.iter().find(|f| f.file == "stops.txt").unwrap().rows,
+        416
+    );
+    let name: String = sqlx::query_scalar(
+        "SELECT stop_name FROM stops WHERE version_id = ? AND stop_id = '750000'",
+    )
+    .bind(r.version)
+    .fetch_one(env.sandbox.hub.mysql("gtfs").unwrap().pool())
+    .await
+    .unwrap();
+    assert_eq!(name, "Cedar Rd, Palm Cove \"north\"");
+    let lat: f64 = sqlx::query_scalar(
+        "SELECT CAST(stop_lat AS DOUBLE) FROM stops WHERE version_id = ? AND stop_id = '750000'",
+    )
+    .bind(r.version)
+    .fetch_one(env.sandbox.hub.mysql("gtfs").unwrap().pool())
+    .await
+    .unwrap();
+    assert_eq!(lat, -16.74359);
+    env.done().await;
+}

@@ -304,17 +304,20 @@ impl Gtfs {
 
     /// The copies of `version`, made when either is incomplete.
     async fn ensure_copies(&self, feed: &str, version: u32) -> Result<CopyCounts, GtfsError> {
-        let counts = sync::counts(&self.mysql, &self.mongo, &self.redis, feed, version).await?;
+        let not_synced = |e: HubError| GtfsError::NotSynced {
+            feed: feed.to_string(),
+            version,
+            message: e.to_string(),
+        };
+        let counts = sync::counts(&self.mysql, &self.mongo, &self.redis, feed, version)
+            .await
+            .map_err(not_synced)?;
         if counts.complete() {
             return Ok(counts);
         }
         let made = sync::make(&self.mysql, &self.mongo, &self.redis, feed, version)
             .await
-            .map_err(|e| GtfsError::NotSynced {
-                feed: feed.to_string(),
-                version,
-                message: e.to_string(),
-            })?;
+            .map_err(not_synced)?;
         if !made.complete() {
             return Err(GtfsError::NotSynced {
                 feed: feed.to_string(),
