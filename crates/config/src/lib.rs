@@ -183,6 +183,9 @@ pub fn reference() -> Vec<ReferenceRow> {
             rows.push(row(format!("{section}.{}", field.key), field, ""));
         }
     }
+    for field in schema::BATCH_FIELDS {
+        rows.push(row(format!("queue.batch.<type>.{}", field.key), field, ""));
+    }
     for field in schema::SCHEDULE_FIELDS {
         rows.push(row(format!("schedules.<name>.{}", field.key), field, ""));
     }

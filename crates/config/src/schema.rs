@@ -1203,6 +1203,26 @@ pub static CACHE_FIELDS: &[Field] = &[
     ),
 ];
 
+/// `queue.batch.<type>.*`: how a job type with a batch handler collects its batches
+/// (docs/queue.md#batch-handlers). The type may contain dots (`queue.batch.trip.complete.max_batch`).
+pub static BATCH_FIELDS: &[Field] = &[
+    field(
+        "max_batch",
+        FieldType::UInt {
+            min: 1,
+            max: 10_000,
+        },
+        |_| i(128),
+        "most jobs of the type handed to its batch handler at once (also bounded by the queue's concurrency)",
+    ),
+    field(
+        "max_wait",
+        FieldType::Duration,
+        |_| s("5ms"),
+        "how long a batch that is not full waits for more jobs of the type before it runs",
+    ),
+];
+
 /// `schedules.<name>.*`: repeatable jobs declared in the configuration, reconciled by every
 /// worker at start-up (docs/queue.md#schedules).
 pub static SCHEDULE_FIELDS: &[Field] = &[
@@ -1508,6 +1528,13 @@ pub enum Resolved<'a> {
         /// The instance's name.
         instance: &'a str,
     },
+    /// `queue.batch.<type>.<field>`.
+    Batch {
+        /// The job type.
+        job_type: &'a str,
+        /// The field.
+        field: &'static Field,
+    },
     /// `schedules.<name>.<field>`.
     Schedule {
         /// The schedule's name.
@@ -1532,6 +1559,15 @@ pub struct UnknownKey {
 /// Resolves a dotted key against the schema.
 pub fn resolve(key: &str) -> Result<Resolved<'_>, UnknownKey> {
     let (top, rest) = key.split_once('.').unwrap_or((key, ""));
+    if let Some(sub) = key.strip_prefix("queue.batch.") {
+        let (job_type, name) = sub.rsplit_once('.').unwrap_or(("", sub));
+        return match BATCH_FIELDS.iter().find(|f| f.key == name) {
+            Some(field) if !job_type.is_empty() => Ok(Resolved::Batch { job_type, field }),
+            _ => Err(UnknownKey {
+                suggestion: Some("queue.batch.<type>.max_batch or .max_wait".into()),
+            }),
+        };
+    }
     for (section, fields) in FIXED_SECTIONS {
         if let Some(sub) = key.strip_prefix(section).and_then(|r| r.strip_prefix('.')) {
             return match fields.iter().find(|f| f.key == sub) {

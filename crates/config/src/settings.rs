@@ -383,6 +383,14 @@ pub struct GtfsSettings {
     pub max_upload: u64,
 }
 
+/// How a job type's batches are collected (`queue.batch.<type>.*`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JobBatchSettings {
+    pub max_batch: usize,
+    pub max_wait: Duration,
+}
+
 /// A repeatable job declared in the configuration (`schedules.<name>.*`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -431,6 +439,8 @@ pub struct Config {
     pub activity: ActivitySettings,
     pub backup: BackupSettings,
     pub gtfs: GtfsSettings,
+    /// Batch settings by job type (`queue.batch.<type>.*`); see [`Config::job_batch`].
+    pub batches: BTreeMap<String, JobBatchSettings>,
     /// Schedules declared here, by name.
     pub schedules: BTreeMap<String, ScheduleSettings>,
     /// Every effective value with its origin, in key order.
@@ -439,4 +449,17 @@ pub struct Config {
     pub files: Vec<PathBuf>,
     /// Things worth telling the operator that are not errors.
     pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// The batch settings of `job_type`: `queue.batch.<type>.*`, or the defaults.
+    pub fn job_batch(&self, job_type: &str) -> JobBatchSettings {
+        self.batches
+            .get(job_type)
+            .copied()
+            .unwrap_or(JobBatchSettings {
+                max_batch: 128,
+                max_wait: Duration::from_millis(5),
+            })
+    }
 }

@@ -40,10 +40,10 @@ impl JobContext {
 /// A handler's future: the result (JSON) or why it failed.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<serde_json::Value, JobError>> + Send>>;
 
-type ErasedHandler = Arc<dyn Fn(JobContext, &str) -> HandlerFuture + Send + Sync>;
+pub(crate) type ErasedHandler = Arc<dyn Fn(JobContext, &str) -> HandlerFuture + Send + Sync>;
 
 /// A type's producer-side rules over a raw payload: the dedup key, or why it is refused.
-type ErasedRules = Arc<dyn Fn(&str) -> Result<Option<String>, QueueError> + Send + Sync>;
+pub(crate) type ErasedRules = Arc<dyn Fn(&str) -> Result<Option<String>, QueueError> + Send + Sync>;
 
 /// Why a payload check refused a payload: the field (within the payload, e.g.
 /// `trajectory[2].timestamp`) and what is wrong with it.
@@ -111,9 +111,11 @@ type ErasedHook = Arc<dyn Fn(String, &str) -> HookFuture + Send + Sync>;
 /// `builtin.sleep` (payload `{"ms": N}`) and `builtin.mark` (payload `{"set": "name"}`).
 #[derive(Clone)]
 pub struct Registry {
-    handlers: HashMap<String, ErasedHandler>,
-    rules: HashMap<String, ErasedRules>,
+    pub(crate) handlers: HashMap<String, ErasedHandler>,
+    pub(crate) rules: HashMap<String, ErasedRules>,
     dead_hooks: HashMap<String, ErasedHook>,
+    /// Types with a batch handler (see `batch`), and how their batches are collected.
+    pub(crate) batches: HashMap<String, crate::batch::ErasedBatch>,
 }
 
 #[derive(serde::Deserialize)]
@@ -126,6 +128,52 @@ struct SleepPayload {
 #[serde(deny_unknown_fields)]
 struct MarkPayload {
     set: String,
+    #[serde(default)]
+    ms: u64,
+}
+
+/// `builtin.mark` for a batch: one sleep, then every job's mark in one pipeline.
+async fn mark_batch(
+    jobs: Vec<crate::batch::BatchJob<MarkPayload>>,
+) -> Vec<Result<serde_json::Value, JobError>> {
+    let valid = |p: &MarkPayload| {
+        if p.set.is_empty() || p.set.len() > 100 {
+            Err(JobError::abort("set: must be 1-100 characters"))
+        } else if p.ms > 3_600_000 {
+            Err(JobError::abort("ms: at most 3600000 (one hour)"))
+        } else {
+            Ok(())
+        }
+    };
+    let checks: Vec<Result<(), JobError>> = jobs.iter().map(|j| valid(&j.payload)).collect();
+    let Some(first) = jobs.first() else {
+        return Vec::new();
+    };
+    let longest = jobs.iter().map(|j| j.payload.ms).max().unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(longest)).await;
+    let store = first.ctx.queue.store().clone();
+    let mut pipe = redis::pipe();
+    for (j, ok) in jobs.iter().zip(&checks) {
+        if ok.is_ok() {
+            let key = format!("{}marks:{}", store.key_prefix(), j.payload.set);
+            pipe.cmd("HINCRBY").arg(key).arg(&j.ctx.id).arg(1);
+        }
+    }
+    let runs: Result<Vec<i64>, JobError> = match store.conn().await {
+        Ok(mut conn) => pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| JobError::retry(store.command_error("hincrby", &e))),
+        Err(e) => Err(JobError::retry(e)),
+    };
+    let mut runs = match runs {
+        Ok(r) => r.into_iter(),
+        Err(e) => return jobs.iter().map(|_| Err(e.clone())).collect(),
+    };
+    checks
+        .into_iter()
+        .map(|c| c.map(|()| serde_json::json!({"runs": runs.next().unwrap_or(0)})))
+        .collect()
 }
 
 impl Default for Registry {
@@ -141,6 +189,7 @@ impl Registry {
             handlers: HashMap::new(),
             rules: HashMap::new(),
             dead_hooks: HashMap::new(),
+            batches: HashMap::new(),
         };
         r.register("builtin.noop", |_ctx, _p: serde::de::IgnoredAny| async {
             Ok(())
@@ -152,26 +201,17 @@ impl Registry {
             tokio::time::sleep(Duration::from_millis(p.ms)).await;
             Ok(serde_json::json!({"slept_ms": p.ms}))
         });
-        // Leaves a trace per run: `HINCRBY <prefix>marks:<set> <job id> 1`. For smoke tests and
-        // drills: afterwards every job id should show exactly 1.
-        r.register(
+        // Leaves a trace per run: `HINCRBY <prefix>marks:<set> <job id> 1`, after sleeping `ms`
+        // (default 0). For smoke tests and drills: afterwards every job id should show exactly
+        // 1. A batch handler: a batch's marks go in one pipeline, after one sleep (the longest).
+        r.register_batch(
             "builtin.mark",
-            |ctx: JobContext, p: MarkPayload| async move {
-                if p.set.is_empty() || p.set.len() > 100 {
-                    return Err(JobError::abort("set: must be 1-100 characters"));
-                }
-                let store = ctx.queue.store();
-                let key = format!("{}marks:{}", store.key_prefix(), p.set);
-                let mut conn = store.conn().await?;
-                let runs: i64 = redis::cmd("HINCRBY")
-                    .arg(&key)
-                    .arg(&ctx.id)
-                    .arg(1)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| JobError::retry(store.command_error("hincrby", &e)))?;
-                Ok(serde_json::json!({"runs": runs}))
+            crate::batch::BatchOptions {
+                max_batch: 256,
+                max_wait: Duration::ZERO,
             },
+            JobRules::new(),
+            mark_batch,
         );
         r
     }
@@ -197,20 +237,7 @@ impl Registry {
         F: Fn(JobContext, P) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, JobError>> + Send + 'static,
     {
-        let erased_rules: ErasedRules = Arc::new(move |payload: &str| {
-            let p: P = serde_json::from_str(payload).map_err(|e| QueueError::Invalid {
-                field: "payload".into(),
-                message: e.to_string(),
-            })?;
-            if let Some(check) = &rules.check {
-                check(&p).map_err(|e| QueueError::Invalid {
-                    field: format!("payload.{}", e.field),
-                    message: e.message,
-                })?;
-            }
-            Ok(rules.dedup_key.as_ref().map(|key| key(&p)))
-        });
-        self.rules.insert(job_type.to_string(), erased_rules);
+        self.rules.insert(job_type.to_string(), erase_rules(rules));
         let handler = Arc::new(handler);
         let name = job_type.to_string();
         let erased: ErasedHandler = Arc::new(move |ctx: JobContext, payload: &str| {
@@ -228,7 +255,32 @@ impl Registry {
         });
         self.handlers.insert(job_type.to_string(), erased);
     }
+}
 
+/// A type's rules over raw payloads: decode as `P`, check, dedup key.
+pub(crate) fn erase_rules<P>(rules: JobRules<P>) -> ErasedRules
+where
+    P: DeserializeOwned + Send + 'static,
+{
+    {
+        let erased_rules: ErasedRules = Arc::new(move |payload: &str| {
+            let p: P = serde_json::from_str(payload).map_err(|e| QueueError::Invalid {
+                field: "payload".into(),
+                message: e.to_string(),
+            })?;
+            if let Some(check) = &rules.check {
+                check(&p).map_err(|e| QueueError::Invalid {
+                    field: format!("payload.{}", e.field),
+                    message: e.message,
+                })?;
+            }
+            Ok(rules.dedup_key.as_ref().map(|key| key(&p)))
+        });
+        erased_rules
+    }
+}
+
+impl Registry {
     /// Registers a dead-letter hook for `job_type`: it runs once a job of that type is
     /// dead-lettered (out of attempts, aborted, or stalled for the last time), with the job's id
     /// and payload, typically to compensate for the work of its failed attempts. It runs in some

@@ -17,6 +17,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod batch;
 mod error;
 mod handler;
 mod job;
@@ -26,6 +27,7 @@ mod records;
 mod schedule;
 mod worker;
 
+pub use batch::{BatchFuture, BatchJob, BatchOptions};
 pub use error::{JobError, QueueError};
 pub use handler::{
     HandlerFuture, HookError, HookFuture, JobContext, JobRules, PayloadError, Registry,

@@ -136,6 +136,46 @@ fn a_killed_worker_loses_no_job() {
 }
 
 #[test]
+fn a_worker_killed_mid_batch_loses_no_job_and_each_runs_once_elsewhere() {
+    let (p, _cleanup) = prefix();
+    let s = sets(&p);
+    let set = "killed-mid-batch";
+    // builtin.mark is a batch handler: each batch sleeps, then marks all its jobs at once.
+    cli(
+        &[
+            "enqueue",
+            "builtin.mark",
+            "--payload",
+            &format!(r#"{{"set": "{set}", "ms": 1500}}"#),
+            "--count",
+            "60",
+        ],
+        &s,
+    );
+    let mut a = spawn_worker(&["--concurrency", "40"], &s);
+    wait_for("worker A to hold 40 jobs", Duration::from_secs(20), || {
+        n(&counts(&s), "active") == 40
+    });
+    signal(&a, "-KILL");
+    a.wait().unwrap();
+    assert!(
+        marks(&p, set).is_empty(),
+        "A was killed before any batch marked"
+    );
+    let mut b = spawn_worker(&["--concurrency", "100"], &s);
+    wait_for("every job to complete", Duration::from_secs(60), || {
+        n(&counts(&s), "completed") == 60
+    });
+    signal(&b, "-TERM");
+    assert!(b.wait().unwrap().success());
+    let m = marks(&p, set);
+    assert_eq!(m.len(), 60, "every job ran");
+    assert!(m.values().all(|v| *v == 1), "{m:?}");
+    let c = counts(&s);
+    assert_eq!(c["totals"]["stalled"], 40, "{c}");
+}
+
+#[test]
 fn four_workers_run_each_of_50000_jobs_exactly_once() {
     let (p, _cleanup) = prefix();
     let s = sets(&p);

@@ -280,6 +280,7 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
     let activity = sections::plain(&mut b, "activity", schema::ACTIVITY_FIELDS);
     let backup = sections::plain(&mut b, "backup", schema::BACKUP_FIELDS);
     let gtfs = sections::plain(&mut b, "gtfs", schema::GTFS_FIELDS);
+    let batches = sections::batches(&mut b);
     let schedules = sections::schedules(&mut b);
     let mut shown = std::mem::take(&mut b.shown);
     shown.sort_by(|x, y| x.key.cmp(&y.key));
@@ -303,6 +304,7 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
             activity: activity?,
             backup: backup?,
             gtfs: gtfs?,
+            batches,
             schedules,
             shown,
             files: layers.files,

@@ -10,8 +10,8 @@ use serde_json::Value;
 use super::Builder;
 use crate::schema::{self, Field};
 use crate::settings::{
-    AuthSettings, CacheSettings, InfluxSettings, QueueSettings, RedisSettings, ScheduleSettings,
-    ServiceMonitorSettings, TripSettings,
+    AuthSettings, CacheSettings, InfluxSettings, JobBatchSettings, QueueSettings, RedisSettings,
+    ScheduleSettings, ServiceMonitorSettings, TripSettings,
 };
 
 /// A section without rules beyond its keys' types.
@@ -110,6 +110,28 @@ pub(super) fn auth(
 
 /// Every `schedules.<name>` section, by name, with the rules a schedule needs here (the queue
 /// crate checks the cron expression and the zone when it loads the schedule).
+pub(super) fn batches(b: &mut Builder) -> BTreeMap<String, JobBatchSettings> {
+    let mut types: Vec<String> = b
+        .entries
+        .keys()
+        .filter_map(|k| match schema::resolve(k) {
+            Ok(schema::Resolved::Batch { job_type, .. }) => Some(job_type.to_string()),
+            _ => None,
+        })
+        .collect();
+    types.sort();
+    types.dedup();
+    let mut out = BTreeMap::new();
+    for job_type in types {
+        let prefix = format!("queue.batch.{job_type}");
+        let v = b.section(&prefix, schema::BATCH_FIELDS, &job_type);
+        if let Some(s) = b.typed::<JobBatchSettings>(v) {
+            out.insert(job_type, s);
+        }
+    }
+    out
+}
+
 pub(super) fn schedules(b: &mut Builder) -> BTreeMap<String, ScheduleSettings> {
     let mut names: Vec<String> = b
         .entries

@@ -94,3 +94,93 @@ pub(super) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         "panic with a non-text payload".into()
     }
 }
+
+/// Runs one batch and queues each job's outcome for acknowledgement. Every job of the batch
+/// gets the batch's run time.
+pub(super) async fn run_batch_and_report(
+    queue: &Queue,
+    done_tx: &mpsc::Sender<Done>,
+    run: &crate::batch::BatchFn,
+    jobs: Vec<(LeasedJob, Option<tokio::sync::OwnedSemaphorePermit>)>,
+) {
+    let started = Instant::now();
+    let (jobs, slots): (Vec<LeasedJob>, Vec<_>) = jobs.into_iter().unzip();
+    let results = run_batch(queue, run, &jobs).await;
+    let (took, finished_at) = (started.elapsed(), now_ms());
+    for (job, result) in jobs.into_iter().zip(results) {
+        let _ = done_tx
+            .send(Done {
+                job,
+                result,
+                run: took,
+                finished_at,
+            })
+            .await;
+    }
+    drop(slots);
+}
+
+/// Runs a batch's handler under the earliest of its jobs' timeouts, panics caught: a timeout
+/// or a panic fails every job of this attempt. Unreadable specs fail alone.
+async fn run_batch(
+    queue: &Queue,
+    run: &crate::batch::BatchFn,
+    jobs: &[LeasedJob],
+) -> Vec<Result<serde_json::Value, JobError>> {
+    let mut outcomes: Vec<Option<Result<serde_json::Value, JobError>>> = Vec::new();
+    let mut input = Vec::new();
+    let mut slots = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        if let Some(why) = &job.unreadable {
+            outcomes.push(Some(Err(JobError::Retry(format!(
+                "unreadable job spec: {why}"
+            )))));
+            continue;
+        }
+        outcomes.push(None);
+        slots.push(i);
+        input.push((
+            JobContext {
+                id: job.id.clone(),
+                job_type: job.job_type.clone(),
+                attempt: job.attempts,
+                max_attempts: job.max_attempts,
+                queue: queue.clone(),
+            },
+            job.payload.clone(),
+        ));
+    }
+    let timeout = slots
+        .iter()
+        .map(|&i| jobs[i].timeout)
+        .min()
+        .unwrap_or(Duration::ZERO);
+    if !input.is_empty() {
+        let n = input.len();
+        let fut = run(input);
+        let results =
+            match tokio::time::timeout(timeout, AssertUnwindSafe(fut).catch_unwind()).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(panic)) => vec![
+                    Err(JobError::Retry(format!(
+                        "batch handler panicked: {}",
+                        panic_message(&panic)
+                    )));
+                    n
+                ],
+                Err(_) => vec![
+                    Err(JobError::Retry(format!(
+                        "batch timed out after {timeout:?}"
+                    )));
+                    n
+                ],
+            };
+        for (slot, r) in slots.into_iter().zip(results) {
+            outcomes[slot] = Some(r);
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(JobError::Retry("no outcome".into()))))
+        .collect()
+}

@@ -10,6 +10,7 @@
 //! left active.
 
 mod ack;
+mod collect;
 mod dead;
 mod execute;
 mod held;

@@ -11,6 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::Counters;
+use super::collect::Collectors;
 use super::execute::{Done, JOBS_PER_TASK, run_and_report};
 use super::held::{Held, HeldJob, held_snapshot, lock_held};
 use super::retry::{back_off, persist};
@@ -110,6 +111,7 @@ impl QueueRuntime {
             Err(_) => None,
         };
         let sem = Arc::new(Semaphore::new(self.concurrency));
+        let mut collectors = Collectors::default();
         let mut state = Fetching {
             holder: self.worker_id.clone(),
             generation: 0,
@@ -145,9 +147,11 @@ impl QueueRuntime {
                     break;
                 }
             } else {
-                self.start(fetched.jobs, permit, held, done_tx, tasks);
+                self.start(fetched.jobs, permit, held, done_tx, tasks, &mut collectors);
             }
         }
+        // Closes the collectors: each runs the batch it holds, then ends.
+        drop(collectors);
         state
     }
 
@@ -238,7 +242,8 @@ impl QueueRuntime {
         }
     }
 
-    /// Holds the fetched jobs and runs them in tasks of [`JOBS_PER_TASK`], one slot each.
+    /// Holds the fetched jobs and runs them, one slot each: jobs of a type with a batch handler
+    /// go to its collector, the others run in tasks of [`JOBS_PER_TASK`].
     fn start(
         &self,
         jobs: Vec<LeasedJob>,
@@ -246,6 +251,7 @@ impl QueueRuntime {
         held: &Held,
         done_tx: &mpsc::Sender<Done>,
         tasks: &mut JoinSet<()>,
+        collectors: &mut Collectors,
     ) {
         {
             let mut h = lock_held(held);
@@ -260,7 +266,16 @@ impl QueueRuntime {
                 );
             }
         }
-        let mut jobs = jobs.into_iter().peekable();
+        let (batched, single): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .partition(|j| j.unreadable.is_none() && self.registry.batch(&j.job_type).is_some());
+        for job in batched {
+            if let Some(batch) = self.registry.batch(&job.job_type) {
+                let slot = permits.split(1);
+                collectors.add(job, slot, batch, (&self.queue, done_tx), tasks);
+            }
+        }
+        let mut jobs = single.into_iter().peekable();
         while jobs.peek().is_some() {
             let group: Vec<_> = jobs
                 .by_ref()
