@@ -108,7 +108,8 @@ pub type HookFuture = Pin<Box<dyn Future<Output = Result<(), HookError>> + Send>
 type ErasedHook = Arc<dyn Fn(String, &str) -> HookFuture + Send + Sync>;
 
 /// Handlers by job type. [`Registry::new`] includes the built-ins: `builtin.noop`,
-/// `builtin.sleep` (payload `{"ms": N}`) and `builtin.mark` (payload `{"set": "name"}`).
+/// `builtin.sleep` (payload `{"ms": N}`) and `builtin.mark` (payload `{"set": "name", "ms": N}`,
+/// a batch handler).
 #[derive(Clone)]
 pub struct Registry {
     pub(crate) handlers: HashMap<String, ErasedHandler>,
@@ -262,22 +263,19 @@ pub(crate) fn erase_rules<P>(rules: JobRules<P>) -> ErasedRules
 where
     P: DeserializeOwned + Send + 'static,
 {
-    {
-        let erased_rules: ErasedRules = Arc::new(move |payload: &str| {
-            let p: P = serde_json::from_str(payload).map_err(|e| QueueError::Invalid {
-                field: "payload".into(),
-                message: e.to_string(),
+    Arc::new(move |payload: &str| {
+        let p: P = serde_json::from_str(payload).map_err(|e| QueueError::Invalid {
+            field: "payload".into(),
+            message: e.to_string(),
+        })?;
+        if let Some(check) = &rules.check {
+            check(&p).map_err(|e| QueueError::Invalid {
+                field: format!("payload.{}", e.field),
+                message: e.message,
             })?;
-            if let Some(check) = &rules.check {
-                check(&p).map_err(|e| QueueError::Invalid {
-                    field: format!("payload.{}", e.field),
-                    message: e.message,
-                })?;
-            }
-            Ok(rules.dedup_key.as_ref().map(|key| key(&p)))
-        });
-        erased_rules
-    }
+        }
+        Ok(rules.dedup_key.as_ref().map(|key| key(&p)))
+    })
 }
 
 impl Registry {
