@@ -940,6 +940,12 @@ pub static TRIP_FIELDS: &[Field] = &[
         "queue that trip.complete jobs go to",
     ),
     field(
+        "batch",
+        FieldType::Bool,
+        |_| b(true),
+        "workers complete trips in batches (one round trip per store and step for the batch; `queue.batch.trip.complete.*`); false: one job at a time",
+    ),
+    field(
         "points_per_km.walk",
         FieldType::UInt {
             min: 0,

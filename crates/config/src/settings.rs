@@ -265,6 +265,8 @@ pub enum FaultMode {
 #[serde(deny_unknown_fields)]
 pub struct TripSettings {
     pub queue: String,
+    /// Complete trips in batches (a batch handler) rather than one job at a time.
+    pub batch: bool,
     /// Points per km, by mode (every mode of the schema has an entry).
     pub points_per_km: BTreeMap<String, u32>,
     /// Fastest plausible speed by mode, km/h (every mode of the schema has an entry).

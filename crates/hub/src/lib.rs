@@ -43,7 +43,7 @@ pub use metrics::{StoreMetrics, names as metric_names};
 pub use migrate::{MigrationReport, migrate_mysql};
 pub use mongo::{InsertBatcher, Inserted, MongoStore};
 pub use mysql::MysqlStore;
-pub use mysql::{NamedLock, mysql_connect_options};
+pub use mysql::{NamedLock, NamedLocks, mysql_connect_options};
 pub use redis::{RedisConn, RedisStore};
 
 struct Inner {

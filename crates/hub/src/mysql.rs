@@ -243,3 +243,98 @@ impl Drop for NamedLock {
         }
     }
 }
+
+/// Several named locks taken at once on one pooled connection, without waiting: for a batch of
+/// work items each of which must not overlap with other work on the same item. One statement
+/// takes them all (`SELECT GET_LOCK(a, 0), GET_LOCK(b, 0), …`; MariaDB ≥ 10.0.2 and MySQL ≥ 5.7
+/// hold several locks per session), so a batch costs one connection and one round trip, however
+/// many items it has. The same rules as [`NamedLock`] hold: the locks belong to the session;
+/// dropped without [`NamedLocks::release`], the connection is closed, never pooled.
+pub struct NamedLocks {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::MySql>>,
+    held: Vec<String>,
+}
+
+impl NamedLocks {
+    /// Tries every name (at most 64 characters each) once; returns the locks and, per name,
+    /// whether it was taken (`false`: someone else holds it).
+    pub async fn try_acquire(
+        store: &MysqlStore,
+        names: &[String],
+    ) -> Result<(NamedLocks, Vec<bool>), HubError> {
+        let mut conn = store.timed("acquire", store.pool().acquire()).await?;
+        let mut got = Vec::with_capacity(names.len());
+        // A few hundred locks per statement keeps each statement small.
+        for chunk in names.chunks(200) {
+            let sql = format!("SELECT {}", vec!["GET_LOCK(?, 0)"; chunk.len()].join(", "));
+            let mut q = sqlx::query(&sql);
+            for n in chunk {
+                q = q.bind(n);
+            }
+            let row = store.timed("get_lock", q.fetch_one(&mut *conn)).await;
+            let row = match row {
+                Ok(r) => r,
+                Err(e) => {
+                    // Some locks of earlier chunks may be held: never pool this connection.
+                    drop(conn.detach());
+                    return Err(e);
+                }
+            };
+            for i in 0..chunk.len() {
+                let v: Option<i64> = sqlx::Row::try_get(&row, i).unwrap_or(None);
+                got.push(v == Some(1));
+            }
+        }
+        let held = names
+            .iter()
+            .zip(&got)
+            .filter(|(_, g)| **g)
+            .map(|(n, _)| n.clone())
+            .collect();
+        Ok((
+            NamedLocks {
+                conn: Some(conn),
+                held,
+            },
+            got,
+        ))
+    }
+
+    /// The locking session's connection.
+    pub fn conn(&mut self) -> &mut sqlx::MySqlConnection {
+        match self.conn.as_mut() {
+            Some(c) => c,
+            None => unreachable!("NamedLocks used after release"),
+        }
+    }
+
+    /// Releases every lock and returns the connection to the pool (or closes it if the release
+    /// fails, which frees the locks too).
+    pub async fn release(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let mut ok = true;
+            for chunk in self.held.chunks(200) {
+                let sql = format!("SELECT {}", vec!["RELEASE_LOCK(?)"; chunk.len()].join(", "));
+                let mut q = sqlx::query(&sql);
+                for n in chunk {
+                    q = q.bind(n);
+                }
+                if q.fetch_one(&mut *conn).await.is_err() {
+                    ok = false;
+                    break;
+                }
+            }
+            if !ok {
+                drop(conn.detach());
+            }
+        }
+    }
+}
+
+impl Drop for NamedLocks {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
+}

@@ -676,3 +676,86 @@ async fn rollups_equal_the_source_and_a_rerun_replaces_them_exactly() {
     assert_eq!(bus.trips, 2);
     env.done().await;
 }
+
+#[tokio::test]
+async fn a_batch_completes_each_trip_as_one_job_would_and_fails_only_its_bad_trips() {
+    let env = Env::new(&[]).await;
+    let hub = env.sandbox.hub.clone();
+    // A trip completed on its own first: the batch finds it done and writes nothing twice.
+    let done_before = north("b-0", 1, "bike", -16.92, 145.77, 3, 7_200_000);
+    env.trips.complete("job-0", &done_before).await.unwrap();
+    let mut refused = north("b-bad", 2, "walk", -16.92, 145.77, 2, 3_600_000);
+    refused.trajectory.truncate(1);
+    let jobs: Vec<(String, TripCompletion)> = vec![
+        (
+            "job-1".into(),
+            north("b-1", 1, "bike", -16.93, 145.77, 3, 3_600_000),
+        ),
+        (
+            "job-2".into(),
+            north("b-2", 2, "bus", -16.94, 145.77, 4, 3_000_000),
+        ),
+        ("job-3".into(), done_before.clone()),
+        ("job-4".into(), refused),
+        (
+            "job-5".into(),
+            north("b-5", 999, "walk", -16.92, 145.77, 1, 3_600_000),
+        ),
+        // b-1 again under another user: someone else's trip id.
+        (
+            "job-6".into(),
+            north("b-1", 3, "bike", -16.93, 145.77, 3, 3_600_000),
+        ),
+    ];
+    let out = env.trips.complete_batch(&jobs).await;
+    assert_eq!(out.len(), 6);
+    let one = out[0].as_ref().unwrap();
+    assert_eq!((one.points, one.already_completed), (50, false));
+    assert!(!out[1].as_ref().unwrap().already_completed);
+    assert!(out[2].as_ref().unwrap().already_completed);
+    let refusal = |i: usize| match &out[i] {
+        Err(JobError::Abort(m)) => m.clone(),
+        other => panic!("job {i}: {other:?}"),
+    };
+    assert_eq!(refusal(3), "trajectory: needs at least two points");
+    assert_eq!(refusal(4), "userId: no user 999 in portal");
+    // The same trip twice in one batch: the second is another user's and is refused; or, when
+    // its lock is taken by the first in the same batch, retried — never written twice.
+    match &out[5] {
+        Err(JobError::Abort(m)) => assert!(m.contains("belongs to another user"), "{m}"),
+        Err(JobError::Retry(m)) => assert!(m.contains("another attempt"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    for id in ["b-0", "b-1", "b-2"] {
+        assert_eq!(env.footprint(id).await, (1, 1, 1, 1), "{id}");
+    }
+    assert_eq!(env.footprint("b-bad").await, (0, 0, 0, 0));
+    assert_eq!(env.footprint("b-5").await, (0, 0, 0, 0));
+    let owner: u64 = sqlx::query_scalar("SELECT user_id FROM trips WHERE trip_id = 'b-1'")
+        .fetch_one(hub.mysql("dataset").unwrap().pool())
+        .await
+        .unwrap();
+    assert_eq!(owner, 1);
+    let job_ids: Vec<(String, String)> = sqlx::query_as(
+        "SELECT trip_id, job_id FROM trips WHERE trip_id IN ('b-0', 'b-1', 'b-2') ORDER BY trip_id",
+    )
+    .fetch_all(hub.mysql("dataset").unwrap().pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        job_ids,
+        vec![
+            ("b-0".into(), "job-0".into()),
+            ("b-1".into(), "job-1".into()),
+            ("b-2".into(), "job-2".into())
+        ],
+        "the first completion's job id stays"
+    );
+    // Running the batch again changes nothing.
+    let again = env.trips.complete_batch(&jobs[..3]).await;
+    assert!(again.iter().all(|r| r.as_ref().unwrap().already_completed));
+    for id in ["b-0", "b-1", "b-2"] {
+        assert_eq!(env.footprint(id).await, (1, 1, 1, 1), "{id}");
+    }
+    env.done().await;
+}

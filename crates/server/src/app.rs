@@ -253,10 +253,14 @@ pub fn trips(hub: &Hub) -> Result<Trips, HubError> {
     Trips::new(hub, cache)
 }
 
-/// Trip jobs each hold a `dataset` connection (their trip's lock) while they run: more at once
-/// than the pool has would only queue on the pool.
+/// Trip jobs run one at a time each hold a `dataset` connection (their trip's lock): more at once
+/// than the pool has would only queue on the pool. In batches, a batch holds one connection for
+/// all its trips' locks, so the queue's concurrency applies.
 pub fn trip_concurrency(hub: &Hub) -> usize {
     let config = hub.config();
+    if config.trips.batch {
+        return config.queue.concurrency.max(1);
+    }
     let pool = config
         .mysql
         .get("dataset")

@@ -71,6 +71,28 @@ async fn enqueue_trips(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_after_every_step_and_killed_workers_leave_every_trip_whole_or_absent() {
+    drill(&["trips.batch=false"]).await;
+}
+
+/// The same drill with trips completed in batches (up to 8 per batch, the workers' concurrency):
+/// a fault fails one trip of a batch, an abort or a SIGKILL a whole batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drill_holds_with_trips_completed_in_batches() {
+    drill(&[
+        "trips.batch=true",
+        "queue.batch.trip.complete.max_wait=20ms",
+    ])
+    .await;
+}
+
+/// Faults after every step (6 % per trip and step), a worker aborting now and then, and one
+/// SIGKILLed while it holds jobs; then every trip must be whole in every store or absent from all.
+async fn drill(mode: &[&str]) {
+    let worker = |sandbox: &Sandbox, fault: &[&str]| {
+        let mut sets: Vec<&str> = fault.to_vec();
+        sets.extend(mode);
+        worker(sandbox, &sets)
+    };
     let sandbox = Sandbox::create(&common::load_options()).await.unwrap();
     let hub = sandbox.hub.clone();
     let (queue, generated, ids) = enqueue_trips(&sandbox, 99, TRIPS, USERS, 20).await;
@@ -227,6 +249,70 @@ async fn faults_after_every_step_and_killed_workers_leave_every_trip_whole_or_ab
             *points
         );
     }
+    assert!(sandbox.remove().await.is_empty());
+}
+
+/// Batch-specific fault points: a worker holding batches of up to 16 trips aborts right after a
+/// batch's MySQL steps (trips rows and earn transactions written, nothing in MongoDB), another
+/// right after its MongoDB steps; a healthy worker then completes every trip once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_abort_after_a_batch_s_mysql_or_mongo_steps_is_finished_by_another_worker() {
+    let sandbox = Sandbox::create(&common::load_options()).await.unwrap();
+    let hub = sandbox.hub.clone();
+    let (queue, _, ids) = enqueue_trips(&sandbox, 6, 48, 5, 2).await;
+    let batched = [
+        "trips.batch=true",
+        "queue.batch.trip.complete.max_wait=200ms",
+    ];
+    for step in ["points", "activity"] {
+        let at = format!("trips.fault.step={step}");
+        let mut sets = vec!["trips.fault.mode=abort", "trips.fault.rate=1000", &at];
+        sets.extend(batched);
+        let mut w = worker_with(&sandbox, 16, "10s", &sets);
+        let status = tokio::task::block_in_place(|| w.wait().unwrap());
+        assert_eq!(status.code(), None, "{step}: {status:?}");
+    }
+    let cache = Cache::start(hub.redis("cache").unwrap().clone(), &hub.config().cache);
+    let trips = Trips::new(&hub, cache).unwrap();
+    // The first abort left trips rows and earns without documents; the second, documents too.
+    let f = batch::footprint(&trips).await.unwrap();
+    assert!(f.trips_unfinished > 0 && f.trips_completed == 0, "{f:?}");
+    assert!(
+        f.earn_transactions > f.trajectories as i64 && f.trajectories > 0,
+        "{f:?}"
+    );
+    let mut healthy = worker_with(&sandbox, 16, "10s", &batched);
+    let started = Instant::now();
+    loop {
+        let c = queue.counts().await.unwrap();
+        if batch::settled(&c) && c.completed == ids.len() as u64 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "{c:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = healthy.kill();
+    let _ = healthy.wait();
+    let mut aborted = 0;
+    for id in &ids {
+        let job = queue.job(id).await.unwrap().unwrap();
+        assert_eq!(job.state, "completed");
+        let expiries = job
+            .errors
+            .iter()
+            .filter(|e| e.error.starts_with("lease expired"))
+            .count();
+        assert!(expiries <= 1, "{id}: {:?}", job.errors);
+        aborted += expiries;
+    }
+    assert!(aborted >= 2, "two batches were cut short: {aborted} jobs");
+    let f = batch::footprint(&trips).await.unwrap();
+    let n = ids.len() as i64;
+    assert_eq!(
+        (f.trips_completed, f.trips_unfinished, f.earn_transactions),
+        (n, 0, n)
+    );
+    assert_eq!((f.trajectories, f.activities), (n as u64, n as u64));
     assert!(sandbox.remove().await.is_empty());
 }
 

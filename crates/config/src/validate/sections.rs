@@ -108,8 +108,7 @@ pub(super) fn auth(
     Some(a)
 }
 
-/// Every `schedules.<name>` section, by name, with the rules a schedule needs here (the queue
-/// crate checks the cron expression and the zone when it loads the schedule).
+/// Every `queue.batch.<type>` section, by job type.
 pub(super) fn batches(b: &mut Builder) -> BTreeMap<String, JobBatchSettings> {
     let mut types: Vec<String> = b
         .entries
@@ -132,6 +131,8 @@ pub(super) fn batches(b: &mut Builder) -> BTreeMap<String, JobBatchSettings> {
     out
 }
 
+/// Every `schedules.<name>` section, by name, with the rules a schedule needs here (the queue
+/// crate checks the cron expression and the zone when it loads the schedule).
 pub(super) fn schedules(b: &mut Builder) -> BTreeMap<String, ScheduleSettings> {
     let mut names: Vec<String> = b
         .entries

@@ -5,6 +5,7 @@
 //! overlap, and the invariant the consistency drill checks: docs/consistency.md. One function
 //! per step is in `steps`; the compensation in `compensate`.
 
+mod batched;
 mod compensate;
 mod steps;
 mod timings;
@@ -16,7 +17,9 @@ use serde::Serialize;
 use tsp_config::{FaultMode, TripSettings};
 use tsp_hub::NamedLock;
 use tsp_hub::{Cache, Hub, HubError, InsertBatcher, MysqlStore, PointWriter};
-use tsp_queue::{JobContext, JobError, JobRules, NewJob, PayloadError, Registry};
+use tsp_queue::{
+    BatchJob, BatchOptions, JobContext, JobError, JobRules, NewJob, PayloadError, Registry,
+};
 
 use crate::stores::TripStores;
 use crate::trip::{Plausibility, TripCompletion};
@@ -80,8 +83,13 @@ fn fnv1a(parts: &[&str]) -> u64 {
 /// The trip's named lock on `dataset` (see docs/consistency.md), held on the connection that
 /// writes the trips row.
 async fn trip_lock(store: &MysqlStore, trip_id: &str) -> Result<NamedLock, HubError> {
-    let name = format!("tsp.trip.{:016x}", fnv1a(&[store.database_name(), trip_id]));
+    let name = lock_name(store, trip_id);
     NamedLock::acquire(store, &name, LOCK_WAIT, "another attempt of this trip").await
+}
+
+/// The name of a trip's lock: the same for a single attempt, a batch and a compensation.
+fn lock_name(store: &MysqlStore, trip_id: &str) -> String {
+    format!("tsp.trip.{:016x}", fnv1a(&[store.database_name(), trip_id]))
 }
 
 impl Trips {
@@ -172,17 +180,35 @@ impl Trips {
             .dedup_key(|trip: &TripCompletion| dedup_key(trip))
     }
 
-    /// Registers the job, its rules and its compensation on `registry`.
+    /// Registers the job, its rules and its compensation on `registry`: a batch handler when
+    /// `trips.batch` is on (docs/consistency.md#batches), else one job at a time.
     pub fn register(&self, registry: &mut Registry) {
         let me = self.clone();
-        registry.register_with(
-            JOB_TYPE,
-            self.rules(),
-            move |ctx: JobContext, trip: TripCompletion| {
-                let me = me.clone();
-                async move { me.complete(&ctx.id, &trip).await }
-            },
-        );
+        if self.inner.settings.batch {
+            let options = BatchOptions::from_config(self.inner.hub.config(), JOB_TYPE);
+            registry.register_batch(
+                JOB_TYPE,
+                options,
+                self.rules(),
+                move |jobs: Vec<BatchJob<TripCompletion>>| {
+                    let me = me.clone();
+                    async move {
+                        let pairs: Vec<(String, TripCompletion)> =
+                            jobs.into_iter().map(|j| (j.ctx.id, j.payload)).collect();
+                        me.complete_batch(&pairs).await
+                    }
+                },
+            );
+        } else {
+            registry.register_with(
+                JOB_TYPE,
+                self.rules(),
+                move |ctx: JobContext, trip: TripCompletion| {
+                    let me = me.clone();
+                    async move { me.complete(&ctx.id, &trip).await }
+                },
+            );
+        }
         let me = self.clone();
         registry.on_dead(JOB_TYPE, move |id: String, trip: TripCompletion| {
             let me = me.clone();

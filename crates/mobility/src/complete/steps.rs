@@ -14,26 +14,61 @@ use super::{Completed, Trips, fnv1a, ms_to_naive};
 use crate::trip::{TrackPoint, TripCompletion};
 
 /// See `geo.lua`.
-static GEO_UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("geo.lua")));
+pub(super) static GEO_UPDATE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("geo.lua")));
 /// See `nearest.lua`.
-static NEAREST_STOPS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("nearest.lua")));
+pub(super) static NEAREST_STOPS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("nearest.lua")));
 
 /// Modes whose trajectories record the nearest transit stops of their start and end.
 pub const TRANSIT_MODES: &[&str] = &["bus", "tram", "metro", "train", "ferry"];
 /// `GEOSEARCH … COUNT 1 WITHDIST`: the nearest stop and its distance, or nothing in range.
-type Nearest = Vec<(String, f64)>;
+pub(super) type Nearest = Vec<(String, f64)>;
 /// How far a trip's end may be from a stop for the stop to count as its stop.
-const STOP_RADIUS_M: u32 = 500;
+pub(super) const STOP_RADIUS_M: u32 = 500;
 
 /// One attempt's facts, computed once and shared by its steps.
-struct Attempt<'a> {
-    job_id: &'a str,
-    trip: &'a TripCompletion,
-    first: &'a TrackPoint,
-    last: &'a TrackPoint,
-    distance_m: f64,
-    duration_s: f64,
-    points: i64,
+pub(super) struct Attempt<'a> {
+    pub(super) job_id: &'a str,
+    pub(super) trip: &'a TripCompletion,
+    pub(super) first: &'a TrackPoint,
+    pub(super) last: &'a TrackPoint,
+    pub(super) distance_m: f64,
+    pub(super) duration_s: f64,
+    pub(super) points: i64,
+}
+
+impl<'a> Attempt<'a> {
+    /// The facts of `trip`'s attempt in job `job_id`; `None` for a trajectory without two points
+    /// (refused by validation before).
+    pub(super) fn new(
+        trips: &Trips,
+        job_id: &'a str,
+        trip: &'a TripCompletion,
+    ) -> Option<Attempt<'a>> {
+        let (first, last) = (trip.trajectory.first()?, trip.trajectory.last()?);
+        let distance_m = trip.distance_m();
+        Some(Attempt {
+            job_id,
+            trip,
+            first,
+            last,
+            distance_m,
+            duration_s: trip.duration_s(),
+            points: trips.points_for(&trip.mode, distance_m),
+        })
+    }
+
+    /// What the job returns for it.
+    pub(super) fn completed(&self, already_completed: bool) -> Completed {
+        Completed {
+            trip_id: self.trip.trip_id.clone(),
+            distance_m: self.distance_m,
+            duration_s: self.duration_s,
+            points: self.points,
+            already_completed,
+        }
+    }
 }
 
 impl Trips {
@@ -44,18 +79,8 @@ impl Trips {
         job_id: &str,
         trip: &TripCompletion,
     ) -> Result<Completed, JobError> {
-        let (Some(first), Some(last)) = (trip.trajectory.first(), trip.trajectory.last()) else {
+        let Some(a) = Attempt::new(self, job_id, trip) else {
             return Err(JobError::abort("trajectory: needs at least two points"));
-        };
-        let distance_m = trip.distance_m();
-        let a = Attempt {
-            job_id,
-            trip,
-            first,
-            last,
-            distance_m,
-            duration_s: trip.duration_s(),
-            points: self.points_for(&trip.mode, distance_m),
         };
         let clock = &mut Instant::now();
         let already_completed = self.insert_trip(lock, &a).await?;
@@ -83,13 +108,7 @@ impl Trips {
         self.step_done("cache", clock)?;
         self.publish(&completed_event(&a)).await?;
         self.step_done("publish", clock)?;
-        Ok(Completed {
-            trip_id: trip.trip_id.clone(),
-            distance_m,
-            duration_s: a.duration_s,
-            points: a.points,
-            already_completed,
-        })
+        Ok(a.completed(already_completed))
     }
 
     /// Step 1: The `dataset.trips` row, status `active` (a no-op when it exists). Returns whether
@@ -168,21 +187,9 @@ impl Trips {
     /// 1 ms, so a rewrite replaces the point and two trips ending in the same millisecond do
     /// not collide.
     async fn write_booking(&self, a: &Attempt<'_>) -> Result<(), JobError> {
-        let trip = a.trip;
-        let offset_ns = (fnv1a(&[&trip.trip_id]) % 1_000_000) as i64;
-        let mut point = Point::new("trip_bookings")
-            .tag("mode", &trip.mode)
-            .field("distance_m", a.distance_m)
-            .field("duration_s", a.duration_s)
-            .field("points", a.points)
-            .field("count", 1i64)
-            .timestamp_ns(a.last.timestamp * 1_000_000 + offset_ns);
-        if let Some(c) = trip.cost {
-            point = point.field("cost", c);
-        }
         self.inner
             .bookings
-            .write_wait(&point)
+            .write_wait(&booking(a))
             .await
             .map_err(|e| JobError::abort(format!("trip_bookings point: {e}")))
     }
@@ -231,19 +238,7 @@ impl Trips {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| redis.command_error("nearest stops", &e))?;
-        let Some((version, start, end)) = found else {
-            return Ok(None);
-        };
-        let stop = |found: &[(String, f64)]| match found.first() {
-            Some((id, m)) => Bson::Document(doc! {"stopId": id, "distanceM": m.round()}),
-            None => Bson::Null,
-        };
-        Ok(Some(doc! {
-            "feed": feed,
-            "version": version.parse::<i64>().unwrap_or(0),
-            "start": stop(&start),
-            "end": stop(&end),
-        }))
+        Ok(stops_document(feed, found))
     }
 
     /// Step 7: The trips row becomes `completed`, recording this job's id (once).
@@ -266,9 +261,46 @@ impl Trips {
     }
 }
 
+/// What `nearest.lua` found, as the trajectory document records it (`None`: no live version).
+pub(super) fn stops_document(
+    feed: &str,
+    found: Option<(String, Nearest, Nearest)>,
+) -> Option<Document> {
+    let (version, start, end) = found?;
+    let stop = |found: &[(String, f64)]| match found.first() {
+        Some((id, m)) => Bson::Document(doc! {"stopId": id, "distanceM": m.round()}),
+        None => Bson::Null,
+    };
+    Some(doc! {
+        "feed": feed,
+        "version": version.parse::<i64>().unwrap_or(0),
+        "start": stop(&start),
+        "end": stop(&end),
+    })
+}
+
+/// Step 5: A trip's `trip_bookings` point. Its timestamp is the trip's end plus a per-trip offset
+/// below 1 ms, so a rewrite replaces the point and two trips ending in the same millisecond do
+/// not collide.
+pub(super) fn booking(a: &Attempt<'_>) -> Point {
+    let trip = a.trip;
+    let offset_ns = (fnv1a(&[&trip.trip_id]) % 1_000_000) as i64;
+    let mut point = Point::new("trip_bookings")
+        .tag("mode", &trip.mode)
+        .field("distance_m", a.distance_m)
+        .field("duration_s", a.duration_s)
+        .field("points", a.points)
+        .field("count", 1i64)
+        .timestamp_ns(a.last.timestamp * 1_000_000 + offset_ns);
+    if let Some(c) = trip.cost {
+        point = point.field("cost", c);
+    }
+    point
+}
+
 /// Step 3: The `dataset.trip_trajectories` document (GeoJSON start and end, every fix), inserted
 /// if absent on the unique `tripId`: the first write wins.
-fn trajectory(a: &Attempt<'_>, stops: Option<Document>) -> Document {
+pub(super) fn trajectory(a: &Attempt<'_>, stops: Option<Document>) -> Document {
     let trip = a.trip;
     let track: Vec<Bson> = trip
         .trajectory
@@ -304,7 +336,7 @@ fn trajectory(a: &Attempt<'_>, stops: Option<Document>) -> Document {
 }
 
 /// Step 4: The `dataset.activity_log` document, keyed by the trip.
-fn activity(a: &Attempt<'_>) -> Document {
+pub(super) fn activity(a: &Attempt<'_>) -> Document {
     let trip = a.trip;
     let mut activity = doc! {
         "_id": format!("trip.completed:{}", trip.trip_id),
@@ -324,7 +356,7 @@ fn activity(a: &Attempt<'_>) -> Document {
 }
 
 /// Step 9: The `trip.completed` event.
-fn completed_event(a: &Attempt<'_>) -> serde_json::Value {
+pub(super) fn completed_event(a: &Attempt<'_>) -> serde_json::Value {
     serde_json::json!({
         "event": "trip.completed",
         "tripId": a.trip.trip_id,
