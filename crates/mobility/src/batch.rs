@@ -53,7 +53,7 @@ pub async fn work_until_settled(
     }));
     let mut failures = 0;
     loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         match queue.counts().await {
             Ok(c) => {
                 failures = 0;

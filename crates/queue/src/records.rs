@@ -56,7 +56,8 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
-    fn document(&self) -> Document {
+    /// The record's MongoDB document (`cache.job_queue`).
+    pub fn document(&self) -> Document {
         let json = |s: &str| {
             serde_json::from_str::<serde_json::Value>(s)
                 .ok()

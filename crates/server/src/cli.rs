@@ -293,9 +293,13 @@ pub struct SimulateArgs {
     /// Trips end within this many days before now.
     #[arg(long, default_value_t = 30)]
     pub days: u32,
-    /// Trip jobs run at once [default: the smaller of queue.concurrency and the dataset pool].
+    /// Trip jobs run at once [default: queue.concurrency in batches; one job at a time, the
+    /// smaller of that and the dataset pool].
     #[arg(long)]
     pub concurrency: Option<usize>,
+    /// Complete trips one job at a time instead of in batches (`trips.batch=false`).
+    #[arg(long)]
+    pub per_job: bool,
     /// The summary as JSON, and no progress bar.
     #[arg(long)]
     pub json: bool,
@@ -524,12 +528,23 @@ pub struct TripBenchArgs {
     pub trips: usize,
     #[arg(long, default_value_t = 300)]
     pub users: u64,
-    /// Trip jobs run at once [default: the smaller of queue.concurrency and the dataset pool].
+    /// Trip jobs run at once [default: queue.concurrency in batches; one job at a time, the
+    /// smaller of that and the dataset pool].
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Write the queue's Mongo records and job_execution points too.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     pub records: String,
+    /// One job at a time instead of batches.
+    #[arg(long, conflicts_with = "compare")]
+    pub per_job: bool,
+    /// Both paths, each on a fresh sandbox, in one run.
+    #[arg(long)]
+    pub compare: bool,
+    /// Also insert the flow's documents alone (trajectory, activity, job record) into MongoDB:
+    /// the trips/s that store allows.
+    #[arg(long)]
+    pub ceiling: bool,
 }
 
 #[derive(Debug, Args, Clone)]

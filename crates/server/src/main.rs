@@ -24,7 +24,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init_logging();
-    let opts = LoadOptions::from_process(cli.global.config_dir.clone(), cli.global.sets.clone());
+    let mut sets = cli.global.sets.clone();
+    if let Command::Simulate(args) = &cli.command
+        && args.per_job
+    {
+        sets.push("trips.batch=false".into());
+    }
+    let opts = LoadOptions::from_process(cli.global.config_dir.clone(), sets);
     if let Command::Config(ConfigCommand::Reference) = cli.command {
         print!("{}", commands::config::reference());
         return ExitCode::SUCCESS;
@@ -149,7 +155,9 @@ async fn bench(hub: &Hub, opts: &LoadOptions, cmd: BenchCommand) -> anyhow::Resu
     match cmd {
         BenchCommand::Hub(args) => print_json(&commands::bench::run(hub, &args).await?),
         BenchCommand::Queue(args) => print_json(&commands::bench::queue(hub, &args).await?),
-        BenchCommand::Trips(args) => print_json(&commands::trips::bench_trips(opts, &args).await?),
+        BenchCommand::Trips(args) => {
+            print_json(&commands::bench_trips::bench_trips(opts, &args).await?)
+        }
         BenchCommand::Analytics(args) => {
             print_json(&commands::bench_analytics::bench_analytics(opts, &args).await?)
         }

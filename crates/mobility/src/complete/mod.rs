@@ -216,6 +216,22 @@ impl Trips {
         });
     }
 
+    /// The trajectory and activity documents the job writes for `trip` (no nearest stops): what
+    /// `bench trips --ceiling` inserts alone.
+    pub fn documents(
+        &self,
+        job_id: &str,
+        trip: &TripCompletion,
+    ) -> Option<(mongodb::bson::Document, mongodb::bson::Document)> {
+        let a = steps::Attempt::new(self, job_id, trip)?;
+        Some((steps::trajectory(&a, None), steps::activity(&a)))
+    }
+
+    /// Waits until every `trip_bookings` point accepted so far is written (or given up).
+    pub async fn flush_bookings(&self) {
+        self.inner.bookings.flush().await;
+    }
+
     /// The queue job for a trip: deduplicated on the trip id while pending.
     pub fn job(trip: &TripCompletion) -> Result<NewJob, tsp_queue::QueueError> {
         Ok(NewJob::new(JOB_TYPE, trip)?.with_dedup_key(dedup_key(trip)))

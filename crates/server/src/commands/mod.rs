@@ -7,6 +7,7 @@ pub mod bench_analytics;
 pub mod bench_backup;
 pub mod bench_gtfs;
 pub mod bench_http;
+pub mod bench_trips;
 pub mod config;
 pub mod gtfs;
 pub mod health;

@@ -16,7 +16,7 @@ use tsp_mobility::sandbox::Sandbox;
 use tsp_mobility::seed::{self, TripPlan};
 use tsp_queue::QueueCounts;
 
-use crate::cli::{CacheBenchArgs, QueryCommand, SimulateArgs, TripBenchArgs};
+use crate::cli::{CacheBenchArgs, QueryCommand, SimulateArgs};
 
 /// How long the main job waits, at most, for its job records once every job is done.
 const RECORDS_GRACE: Duration = Duration::from_secs(600);
@@ -85,7 +85,6 @@ pub(crate) async fn run_batch(
         }
     })
     .await?;
-    let run = Rate::of(report.completed + report.dead, started);
     if let Some(t) = task {
         if let Some(b) = bar {
             b.set_message("writing job records");
@@ -98,6 +97,10 @@ pub(crate) async fn run_batch(
             tracing::error!(unwritten, "job records were not written");
         }
     }
+    // The run ends when every record and point of its trips is written: completed trips only,
+    // over the time until then.
+    trips.flush_bookings().await;
+    let run = Rate::of(report.completed, started);
     if let Some(b) = bar {
         b.finish_with_message("done");
     }
@@ -199,7 +202,7 @@ fn summary_text(s: &BatchSummary, health: &HubHealth) -> String {
         .count();
     format!(
         "\ntrips        {} generated (between the stops of {}), {} completed, {} failed (dead-lettered and compensated), {} retried attempts\n\
-         throughput   {:.0} trips/s over {:.1} s, {} at once\n\
+         throughput   {:.0} trips/s completed over {:.1} s (until every record and point is written), {} at once\n\
          job run      p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n\
          latency      p50 {:.0} ms, p99 {:.0} ms (enqueue to done, queueing included)\n\
          mysql        portal.users {} ({} new) · dataset.trips {} completed, {} unfinished\n\
@@ -306,61 +309,6 @@ pub async fn query(hub: &Hub, cmd: &QueryCommand) -> anyhow::Result<String> {
         }
     };
     Ok(serde_json::to_string_pretty(&out)?)
-}
-
-/// `tsp-job bench trips`: one JSON line.
-pub async fn bench_trips(
-    options: &LoadOptions,
-    args: &TripBenchArgs,
-) -> anyhow::Result<serde_json::Value> {
-    let mut opts = options.clone();
-    if args.records == "off" {
-        opts.overrides.push("queue.records.mongo=false".into());
-        opts.overrides.push("queue.records.influx=false".into());
-    }
-    let sandbox = Sandbox::create(&opts).await?;
-    let result = async {
-        let hub = &sandbox.hub;
-        let trips = crate::app::trips(hub)?;
-        let concurrency = args
-            .concurrency
-            .unwrap_or_else(|| crate::app::trip_concurrency(hub));
-        let plan = TripPlan {
-            seed: 7,
-            trips: args.trips,
-            users: args.users,
-            days: 30,
-            now_ms: now_ms(),
-        };
-        let s = run_batch(hub, &trips, &plan, concurrency, None).await?;
-        anyhow::ensure!(
-            s.stores.trips_completed as u64 == s.completed && s.stores.trajectories == s.completed,
-            "stores disagree with the queue: {:?} vs {} completed",
-            s.stores,
-            s.completed
-        );
-        Ok(serde_json::json!({
-            "bench": "trips",
-            "trips": s.trips,
-            "concurrency": s.concurrency,
-            "records": args.records,
-            "completed": s.completed,
-            "failed": s.failed,
-            "seconds": s.run.seconds,
-            "trips_per_s": s.run.per_second,
-            "run_p50_ms": s.times.run_ms.p50,
-            "run_p99_ms": s.times.run_ms.p99,
-            "latency_p50_ms": s.times.latency_ms.p50,
-            "latency_p99_ms": s.times.latency_ms.p99,
-            "step_mean_ms": s.steps.iter().map(|t| (t.step.clone(), serde_json::json!(t.mean_ms))).collect::<serde_json::Map<_, _>>(),
-        }))
-    }
-    .await;
-    let failed = sandbox.remove().await;
-    if !failed.is_empty() {
-        tracing::warn!(?failed, "sandbox not fully removed");
-    }
-    result
 }
 
 /// One user-stats read at `level`: through the cache (L1, or L2 with L1 off), or straight
