@@ -83,27 +83,38 @@ async fn bgsave(store: &RedisStore, timeout: Duration) -> Result<(), BackupError
         .conn()
         .await
         .map_err(|e| BackupError::store("redis", store.name(), e))?;
-    let info = persistence(store, &mut conn).await?;
     let saves = |info: &str| info_field(info, "rdb_saves").and_then(|v| v.parse::<u64>().ok());
-    let before = saves(&info).ok_or_else(|| {
-        who(store).failed(
-            "BGSAVE",
-            "INFO persistence has no rdb_saves (Redis 7.0 or newer needed)",
-        )
-    })?;
-    // A save already running started before this request: the one scheduled after it counts.
-    let wanted = before
-        + if info_field(&info, "rdb_bgsave_in_progress").as_deref() == Some("1") {
-            2
-        } else {
-            1
-        };
-    let _: String = redis::cmd("BGSAVE")
-        .arg("SCHEDULE")
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| store_err(store, "bgsave", &e))?;
     let deadline = Instant::now() + timeout;
+    // `BGSAVE SCHEDULE` is refused while another save runs (another backup, or Redis's own):
+    // then wait for that one to end and ask again, so the snapshot is one taken after this
+    // request.
+    let wanted = loop {
+        let info = persistence(store, &mut conn).await?;
+        let before = saves(&info).ok_or_else(|| {
+            who(store).failed(
+                "BGSAVE",
+                "INFO persistence has no rdb_saves (Redis 7.0 or newer needed)",
+            )
+        })?;
+        // A save already running started before this request: the one scheduled after it counts.
+        let wanted = before
+            + if info_field(&info, "rdb_bgsave_in_progress").as_deref() == Some("1") {
+                2
+            } else {
+                1
+            };
+        let asked: Result<String, redis::RedisError> = redis::cmd("BGSAVE")
+            .arg("SCHEDULE")
+            .query_async(&mut conn)
+            .await;
+        match asked {
+            Ok(_) => break wanted,
+            Err(e) if e.to_string().contains("already in progress") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(store_err(store, "bgsave", &e)),
+        }
+    };
     loop {
         let info = persistence(store, &mut conn).await?;
         if saves(&info).unwrap_or(0) >= wanted
