@@ -109,7 +109,9 @@ async fn bgsave(store: &RedisStore, timeout: Duration) -> Result<(), BackupError
             .await;
         match asked {
             Ok(_) => break wanted,
-            Err(e) if e.to_string().contains("already in progress") && Instant::now() < deadline => {
+            Err(e)
+                if e.to_string().contains("already in progress") && Instant::now() < deadline =>
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => return Err(store_err(store, "bgsave", &e)),

@@ -4,7 +4,7 @@
 //! after the flows; `first_of_ceiling` is the first flow's rate (batched unless `--per-job`)
 //! over their mean.
 //!
-//! Only completed trips count, over the time until every job record and point is written; every
+//! Each phase starts once the store servers are idle (see `quiesce`). Only completed trips count, over the time until every job record and point is written; every
 //! store's counts are checked against the completed jobs in the output itself.
 
 use std::time::Instant;
@@ -103,6 +103,7 @@ async fn run_mode(
             Some(c) => c.min(limit),
             None => limit,
         };
+        quiesce().await;
         let cpu = ServerCpu::start();
         let s = run_batch(hub, &trips, &plan(args), concurrency, None).await?;
         let cpu = cpu.finish();
@@ -206,6 +207,7 @@ async fn ceiling(options: &LoadOptions, args: &TripBenchArgs) -> anyhow::Result<
             .mongo("cache")?
             .database()
             .collection::<Document>(tsp_queue::RECORDS_COLLECTION);
+        quiesce().await;
         let cpu = ServerCpu::start();
         let started = Instant::now();
         let docs_side = async {
@@ -281,6 +283,25 @@ const SERVERS: &[(&str, &str)] = &[
     ("influxdb", "influxd"),
     ("mongodb-compatible", "secantus"),
 ];
+
+/// Waits (at most a minute) until the store servers are idle: under 5 % of a core in all over
+/// half a second. A phase that starts while a server still digests the previous one (dropping a
+/// sandbox's databases, a checkpoint) would measure that too.
+async fn quiesce() {
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let cpu = ServerCpu::start();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let used: f64 = cpu
+            .finish()
+            .as_object()
+            .map(|m| m.values().filter_map(Value::as_f64).sum())
+            .unwrap_or(0.0);
+        if used < 0.025 {
+            return;
+        }
+    }
+}
 
 impl ServerCpu {
     fn start() -> ServerCpu {
