@@ -103,6 +103,14 @@ impl Gtfs {
         })
     }
 
+    /// The named lock of `feed`'s imports and rollbacks. Lock names are global to the MySQL
+    /// server, so the database is part of the name: two deployments (or test sandboxes) on one
+    /// server do not wait for each other.
+    fn lock_name(&self, feed: &str) -> String {
+        let scope = format!("{}\0{feed}", self.mysql.database_name());
+        format!("tsp.gtfs.{:016x}", crate::fnv1a(scope.bytes()))
+    }
+
     /// The feed queries use when none is named (`gtfs.feed`).
     pub fn default_feed(&self) -> &str {
         &self.settings.feed
@@ -128,10 +136,9 @@ impl Gtfs {
         check_feed_name(feed)?;
         let started = Instant::now();
         let source = FeedSource::open(path)?;
-        let lock_name = format!("tsp.gtfs.{:016x}", crate::fnv1a(feed.bytes()));
         let lock = NamedLock::acquire(
             &self.mysql,
-            &lock_name,
+            &self.lock_name(feed),
             LOCK_WAIT,
             "another import of this feed",
         )
@@ -334,9 +341,13 @@ impl Gtfs {
     /// Makes the version live before the current one live again (`gtfs rollback`). Returns
     /// (the version now live, the one it replaced).
     pub async fn rollback(&self, feed: &str) -> Result<(u32, u32), GtfsError> {
-        let lock_name = format!("tsp.gtfs.{:016x}", crate::fnv1a(feed.bytes()));
-        let lock = NamedLock::acquire(&self.mysql, &lock_name, LOCK_WAIT, "an import of this feed")
-            .await?;
+        let lock = NamedLock::acquire(
+            &self.mysql,
+            &self.lock_name(feed),
+            LOCK_WAIT,
+            "an import of this feed",
+        )
+        .await?;
         let r = self.rollback_locked(feed).await;
         lock.release().await;
         r
