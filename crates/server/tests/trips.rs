@@ -281,3 +281,46 @@ async fn the_main_job_and_the_query_commands_run_in_a_sandbox() {
     assert!(err.contains("lat: -100 is not a latitude"), "{err}");
     assert!(sandbox.remove().await.is_empty());
 }
+
+/// The benchmarks measure what they say on a small scale: `bench trips --compare --ceiling`
+/// completes every trip in both modes with every store's count agreeing, and `bench gtfs`
+/// loads the same rows as the bare load. (Their own sandboxes; figures are not checked here.)
+#[test]
+fn the_trip_and_gtfs_benchmarks_check_their_own_counts() {
+    let out = common::run(
+        &[
+            "bench",
+            "trips",
+            "--compare",
+            "--ceiling",
+            "--trips",
+            "40",
+            "--users",
+            "5",
+        ],
+        &[("TSP_LOG", "error")],
+    );
+    let (stdout, stderr) = common::text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    for mode in ["batched", "per_job"] {
+        assert_eq!(r[mode]["completed"], 40, "{mode}: {r}");
+        assert_eq!(r[mode]["counts_agree"], true, "{mode}: {r}");
+        assert_eq!(r[mode]["counts"]["job_records"], 40, "{mode}: {r}");
+    }
+    assert_eq!(r["ceiling_before"]["trips"], 40, "{r}");
+    assert!(r["first_of_ceiling"].as_f64().unwrap() > 0.0, "{r}");
+    let cairns = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/gtfs-cairns/cairns_gtfs.zip"
+    );
+    let out = common::run(
+        &["bench", "gtfs", "--path", cairns, "--trips", "0"],
+        &[("TSP_LOG", "error")],
+    );
+    let (stdout, stderr) = common::text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(r["rows"], 62_365, "{r}");
+    assert!(r["import_over_bare"].as_f64().unwrap() > 0.0, "{r}");
+}
