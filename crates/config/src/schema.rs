@@ -1209,6 +1209,11 @@ pub static CACHE_FIELDS: &[Field] = &[
     ),
 ];
 
+/// `queue.batch.<type>.max_batch` when the type has no section (see `Config::job_batch`).
+pub const BATCH_MAX_DEFAULT: usize = 128;
+/// `queue.batch.<type>.max_wait` when the type has no section.
+pub const BATCH_WAIT_DEFAULT: &str = "5ms";
+
 /// `queue.batch.<type>.*`: how a job type with a batch handler collects its batches
 /// (docs/queue.md#batch-handlers). The type may contain dots (`queue.batch.trip.complete.max_batch`).
 pub static BATCH_FIELDS: &[Field] = &[
@@ -1218,13 +1223,13 @@ pub static BATCH_FIELDS: &[Field] = &[
             min: 1,
             max: 10_000,
         },
-        |_| i(128),
+        |_| i(BATCH_MAX_DEFAULT as i64),
         "most jobs of the type handed to its batch handler at once (also bounded by the queue's concurrency)",
     ),
     field(
         "max_wait",
         FieldType::Duration,
-        |_| s("5ms"),
+        |_| s(BATCH_WAIT_DEFAULT),
         "how long a batch that is not full waits for more jobs of the type before it runs",
     ),
 ];
@@ -1666,6 +1671,14 @@ pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn defaults_of_an_unnamed_batch_type_parse() {
+        assert_eq!(
+            crate::parse_duration_text(BATCH_WAIT_DEFAULT),
+            Ok(std::time::Duration::from_millis(5))
+        );
+    }
 
     #[test]
     fn resolves_instance_fixed_and_store_keys() {

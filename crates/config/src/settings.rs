@@ -460,8 +460,11 @@ impl Config {
             .get(job_type)
             .copied()
             .unwrap_or(JobBatchSettings {
-                max_batch: 128,
-                max_wait: Duration::from_millis(5),
+                max_batch: crate::schema::BATCH_MAX_DEFAULT,
+                // A constant the schema also renders; `defaults_of_an_unnamed_batch_type_parse`
+                // checks it parses.
+                max_wait: crate::parse_duration_text(crate::schema::BATCH_WAIT_DEFAULT)
+                    .unwrap_or_default(),
             })
     }
 }

@@ -77,11 +77,18 @@ fn cairns_with(file: &str, edit: impl Fn(String) -> String) -> tempfile::TempDir
     dir
 }
 
-/// Replaces line `n` (1-based) of `text` with `f(line)`.
-fn edit_line(text: &str, n: usize, f: impl Fn(&str) -> String) -> String {
+/// `text` with field `field` (0-based) of line `n` (1-based) set to `value`.
+fn set_field(text: &str, n: usize, field: usize, value: &str) -> String {
     text.split_inclusive('\n')
         .enumerate()
-        .map(|(i, l)| if i + 1 == n { f(l) } else { l.to_string() })
+        .map(|(i, l)| {
+            if i + 1 != n {
+                return l.to_string();
+            }
+            let mut f: Vec<&str> = l.split(',').collect();
+            f[field] = value;
+            f.join(",")
+        })
         .collect()
 }
 
@@ -234,35 +241,17 @@ async fn each_kind_of_bad_input_is_refused_naming_the_place_and_nothing_live_cha
     let cases: Vec<(&str, tempfile::TempDir, &str)> = vec![
         (
             "malformed time",
-            cairns_with("stop_times.txt", |t| {
-                edit_line(&t, 48, |l| {
-                    let mut f: Vec<&str> = l.split(',').collect();
-                    f[1] = "25:6o:00";
-                    f.join(",")
-                })
-            }),
+            cairns_with("stop_times.txt", |t| set_field(&t, 48, 1, "25:6o:00")),
             "stop_times.txt:48: arrival_time \"25:6o:00",
         ),
         (
             "dangling stop_id",
-            cairns_with("stop_times.txt", |t| {
-                edit_line(&t, 1000, |l| {
-                    let mut f: Vec<&str> = l.split(',').collect();
-                    f[3] = "no-such-stop";
-                    f.join(",")
-                })
-            }),
+            cairns_with("stop_times.txt", |t| set_field(&t, 1000, 3, "no-such-stop")),
             "stop_times.txt:1000: stop_id \"no-such-stop\" is not in stops.txt",
         ),
         (
             "bad coordinate",
-            cairns_with("stops.txt", |t| {
-                edit_line(&t, 7, |l| {
-                    let mut f: Vec<&str> = l.split(',').collect();
-                    f[4] = "-96.5";
-                    f.join(",")
-                })
-            }),
+            cairns_with("stops.txt", |t| set_field(&t, 7, 4, "-96.5")),
             "stops.txt:7: stop_lat \"-96.5\" is not a latitude (-90 to 90)",
         ),
         (

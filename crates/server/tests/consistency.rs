@@ -69,6 +69,33 @@ async fn enqueue_trips(
     (queue, generated, ids)
 }
 
+/// Runs `healthy` until the queue is settled with `n` jobs completed (bounded), then stops it.
+async fn completed_by(mut healthy: Child, queue: &Queue, n: usize) {
+    let started = Instant::now();
+    loop {
+        let c = queue.counts().await.unwrap();
+        if batch::settled(&c) && c.completed == n as u64 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "{c:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = healthy.kill();
+    let _ = healthy.wait();
+}
+
+/// Every one of the `n` trips is whole: a completed trips row, an earn, a trajectory and an
+/// activity each, and nothing unfinished.
+async fn every_trip_whole(trips: &Trips, n: usize) {
+    let f = batch::footprint(trips).await.unwrap();
+    let n = n as i64;
+    assert_eq!(
+        (f.trips_completed, f.trips_unfinished, f.earn_transactions),
+        (n, 0, n)
+    );
+    assert_eq!((f.trajectories, f.activities), (n as u64, n as u64));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_after_every_step_and_killed_workers_leave_every_trip_whole_or_absent() {
     drill(&["trips.batch=false"]).await;
@@ -281,18 +308,12 @@ async fn a_process_abort_after_a_batch_s_mysql_or_mongo_steps_is_finished_by_ano
         f.earn_transactions > f.trajectories as i64 && f.trajectories > 0,
         "{f:?}"
     );
-    let mut healthy = worker_with(&sandbox, 16, "10s", &batched);
-    let started = Instant::now();
-    loop {
-        let c = queue.counts().await.unwrap();
-        if batch::settled(&c) && c.completed == ids.len() as u64 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(90), "{c:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = healthy.kill();
-    let _ = healthy.wait();
+    completed_by(
+        worker_with(&sandbox, 16, "10s", &batched),
+        &queue,
+        ids.len(),
+    )
+    .await;
     let mut aborted = 0;
     for id in &ids {
         let job = queue.job(id).await.unwrap().unwrap();
@@ -306,13 +327,7 @@ async fn a_process_abort_after_a_batch_s_mysql_or_mongo_steps_is_finished_by_ano
         aborted += expiries;
     }
     assert!(aborted >= 2, "two batches were cut short: {aborted} jobs");
-    let f = batch::footprint(&trips).await.unwrap();
-    let n = ids.len() as i64;
-    assert_eq!(
-        (f.trips_completed, f.trips_unfinished, f.earn_transactions),
-        (n, 0, n)
-    );
-    assert_eq!((f.trajectories, f.activities), (n as u64, n as u64));
+    every_trip_whole(&trips, ids.len()).await;
     assert!(sandbox.remove().await.is_empty());
 }
 
@@ -338,18 +353,7 @@ async fn a_process_abort_after_each_step_is_finished_by_another_worker() {
         // Aborted (SIGABRT), not a clean exit.
         assert_eq!(status.code(), None, "{step}: {status:?}");
     }
-    let mut healthy = worker(&sandbox, &[]);
-    let started = Instant::now();
-    loop {
-        let c = queue.counts().await.unwrap();
-        if batch::settled(&c) && c.completed == steps.len() as u64 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(90), "{c:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = healthy.kill();
-    let _ = healthy.wait();
+    completed_by(worker(&sandbox, &[]), &queue, steps.len()).await;
     for id in &ids {
         let job = queue.job(id).await.unwrap().unwrap();
         assert_eq!(job.state, "completed");
@@ -366,12 +370,6 @@ async fn a_process_abort_after_each_step_is_finished_by_another_worker() {
     }
     let cache = Cache::start(hub.redis("cache").unwrap().clone(), &hub.config().cache);
     let trips = Trips::new(&hub, cache).unwrap();
-    let f = batch::footprint(&trips).await.unwrap();
-    let n = steps.len() as i64;
-    assert_eq!(
-        (f.trips_completed, f.trips_unfinished, f.earn_transactions),
-        (n, 0, n)
-    );
-    assert_eq!((f.trajectories, f.activities), (n as u64, n as u64));
+    every_trip_whole(&trips, steps.len()).await;
     assert!(sandbox.remove().await.is_empty());
 }

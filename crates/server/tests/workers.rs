@@ -98,35 +98,39 @@ fn signal(child: &Child, sig: &str) {
         .unwrap();
 }
 
+/// Enqueues 60 jobs of `job_type`; worker A takes 40 and is SIGKILLed holding them (then
+/// `after_kill` runs); worker B completes all 60 once A's leases expire (2 s). The final counts.
+fn kill_a_worker_holding_40_of_60(
+    s: &[String],
+    job_type: &str,
+    payload: &str,
+    after_kill: impl FnOnce(),
+) -> serde_json::Value {
+    cli(
+        &["enqueue", job_type, "--payload", payload, "--count", "60"],
+        s,
+    );
+    let mut a = spawn_worker(&["--concurrency", "40"], s);
+    wait_for("worker A to hold 40 jobs", Duration::from_secs(20), || {
+        n(&counts(s), "active") == 40
+    });
+    signal(&a, "-KILL");
+    a.wait().unwrap();
+    after_kill();
+    let mut b = spawn_worker(&["--concurrency", "100"], s);
+    wait_for("every job to complete", Duration::from_secs(60), || {
+        n(&counts(s), "completed") == 60
+    });
+    signal(&b, "-TERM");
+    assert!(b.wait().unwrap().success());
+    counts(s)
+}
+
 #[test]
 fn a_killed_worker_loses_no_job() {
     let (p, _cleanup) = prefix();
     let s = sets(&p);
-    cli(
-        &[
-            "enqueue",
-            "builtin.sleep",
-            "--payload",
-            r#"{"ms": 1500}"#,
-            "--count",
-            "60",
-        ],
-        &s,
-    );
-    let mut a = spawn_worker(&["--concurrency", "40"], &s);
-    wait_for("worker A to hold 40 jobs", Duration::from_secs(20), || {
-        n(&counts(&s), "active") == 40
-    });
-    signal(&a, "-KILL");
-    a.wait().unwrap();
-    // A is gone mid-job: its 40 leases expire (2 s) and worker B runs those jobs again.
-    let mut b = spawn_worker(&["--concurrency", "100"], &s);
-    wait_for("every job to complete", Duration::from_secs(60), || {
-        n(&counts(&s), "completed") == 60
-    });
-    signal(&b, "-TERM");
-    assert!(b.wait().unwrap().success());
-    let c = counts(&s);
+    let c = kill_a_worker_holding_40_of_60(&s, "builtin.sleep", r#"{"ms": 1500}"#, || {});
     assert_eq!(
         (n(&c, "dead"), n(&c, "active"), n(&c, "waiting")),
         (0, 0, 0),
@@ -141,37 +145,16 @@ fn a_worker_killed_mid_batch_loses_no_job_and_each_runs_once_elsewhere() {
     let s = sets(&p);
     let set = "killed-mid-batch";
     // builtin.mark is a batch handler: each batch sleeps, then marks all its jobs at once.
-    cli(
-        &[
-            "enqueue",
-            "builtin.mark",
-            "--payload",
-            &format!(r#"{{"set": "{set}", "ms": 1500}}"#),
-            "--count",
-            "60",
-        ],
-        &s,
-    );
-    let mut a = spawn_worker(&["--concurrency", "40"], &s);
-    wait_for("worker A to hold 40 jobs", Duration::from_secs(20), || {
-        n(&counts(&s), "active") == 40
+    let payload = format!(r#"{{"set": "{set}", "ms": 1500}}"#);
+    let c = kill_a_worker_holding_40_of_60(&s, "builtin.mark", &payload, || {
+        assert!(
+            marks(&p, set).is_empty(),
+            "A was killed before any batch marked"
+        );
     });
-    signal(&a, "-KILL");
-    a.wait().unwrap();
-    assert!(
-        marks(&p, set).is_empty(),
-        "A was killed before any batch marked"
-    );
-    let mut b = spawn_worker(&["--concurrency", "100"], &s);
-    wait_for("every job to complete", Duration::from_secs(60), || {
-        n(&counts(&s), "completed") == 60
-    });
-    signal(&b, "-TERM");
-    assert!(b.wait().unwrap().success());
     let m = marks(&p, set);
     assert_eq!(m.len(), 60, "every job ran");
     assert!(m.values().all(|v| *v == 1), "{m:?}");
-    let c = counts(&s);
     assert_eq!(c["totals"]["stalled"], 40, "{c}");
 }
 

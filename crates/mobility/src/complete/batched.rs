@@ -7,13 +7,14 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use mongodb::bson::Document;
+use redis::{Script, ScriptInvocation};
 use sqlx::{MySql, QueryBuilder, Row};
-use tsp_hub::{MongoStore, NamedLocks};
+use tsp_hub::{MongoStore, NamedLocks, RedisStore};
 use tsp_queue::JobError;
 
 use super::steps::{
-    Attempt, GEO_UPDATE, NEAREST_STOPS, Nearest, STOP_RADIUS_M, TRANSIT_MODES, activity, booking,
-    completed_event, stops_document, trajectory,
+    Attempt, GEO_UPDATE, NEAREST_STOPS, Nearest, TRANSIT_MODES, activity, booking, completed_event,
+    nearest_call, stops_document, trajectory,
 };
 use super::{ACTIVITY_LOG, Completed, TRAJECTORIES, Trips, lock_name, ms_to_naive};
 use crate::trip::TripCompletion;
@@ -73,6 +74,10 @@ impl Trips {
                 out[i] = Some(Err(e.clone()));
             }
         }
+        if ok.is_empty() {
+            // Nothing to lock or write: no connection taken.
+            return finish(out);
+        }
         let names: Vec<String> = ok
             .iter()
             .map(|&i| lock_name(&self.inner.stores.dataset, &jobs[i].1.trip_id))
@@ -88,6 +93,28 @@ impl Trips {
                 return finish(out);
             }
         };
+        let mut batch = self.locked_batch(jobs, &ok, got, out);
+        self.inner.timings.record("prepare", clock.elapsed());
+        self.batch_steps(&mut locks, &mut batch).await;
+        locks.release().await;
+        for (k, a) in batch.attempts.iter().enumerate() {
+            if batch.alive[k] {
+                let kind = if batch.already[k] { "again" } else { "new" };
+                ::metrics::counter!("tsp_trips_completed_total", "kind" => kind).increment(1);
+                batch.out[batch.slot[k]] = Some(Ok(a.completed(batch.already[k])));
+            }
+        }
+        finish(batch.out)
+    }
+
+    /// The batch of the trips in `ok` whose locks were `got`; the others retry.
+    fn locked_batch<'a>(
+        &self,
+        jobs: &'a [(String, TripCompletion)],
+        ok: &[usize],
+        got: Vec<bool>,
+        out: Vec<Option<Result<Completed, JobError>>>,
+    ) -> Batch<'a> {
         let mut batch = Batch {
             attempts: Vec::new(),
             slot: Vec::new(),
@@ -117,17 +144,7 @@ impl Trips {
                 }
             }
         }
-        self.inner.timings.record("prepare", clock.elapsed());
-        self.batch_steps(&mut locks, &mut batch).await;
-        locks.release().await;
-        for (k, a) in batch.attempts.iter().enumerate() {
-            if batch.alive[k] {
-                let kind = if batch.already[k] { "again" } else { "new" };
-                ::metrics::counter!("tsp_trips_completed_total", "kind" => kind).increment(1);
-                batch.out[batch.slot[k]] = Some(Ok(a.completed(batch.already[k])));
-            }
-        }
-        finish(batch.out)
+        batch
     }
 
     /// Users of the trips in `ok` must exist and be active; the others are refused (removed
@@ -345,34 +362,19 @@ impl Trips {
             .collect();
         let mut stops: HashMap<usize, Option<Document>> = HashMap::new();
         if !transit.is_empty() {
-            let redis = &self.inner.stores.redis;
-            let feed = &self.inner.hub.config().gtfs.feed;
-            let live_key = crate::gtfs::sync::live_key(redis, feed);
-            let base = crate::gtfs::sync::versions_base(redis, feed);
-            let mut pipe = redis::pipe();
-            pipe.load_script(&NEAREST_STOPS).ignore();
-            let invocations: Vec<_> = transit
+            let keys = self.stop_keys();
+            let calls: Vec<_> = transit
                 .iter()
-                .map(|&k| {
-                    let a = &b.attempts[k];
-                    let mut inv = NEAREST_STOPS.key(&live_key);
-                    inv.arg(&base)
-                        .arg(a.first.lng)
-                        .arg(a.first.lat)
-                        .arg(a.last.lng)
-                        .arg(a.last.lat)
-                        .arg(STOP_RADIUS_M);
-                    inv
-                })
+                .map(|&k| nearest_call(&keys, &b.attempts[k]))
                 .collect();
-            for inv in &invocations {
-                pipe.invoke_script(inv);
-            }
-            let mut conn = redis.conn().await?;
-            let found: Vec<Option<(String, Nearest, Nearest)>> = pipe
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| redis.command_error("nearest stops", &e))?;
+            let found: Vec<Option<(String, Nearest, Nearest)>> = run_scripts(
+                &self.inner.stores.redis,
+                &NEAREST_STOPS,
+                &calls,
+                "nearest stops",
+            )
+            .await?;
+            let feed = &self.inner.hub.config().gtfs.feed;
             for (k, f) in transit.iter().zip(found) {
                 stops.insert(*k, stops_document(feed, f));
             }
@@ -390,32 +392,12 @@ impl Trips {
         if live.is_empty() {
             return Ok(());
         }
-        let (geo, active) = self.geo_keys();
-        let redis = &self.inner.stores.redis;
-        let window_ms = self.inner.settings.active_window.as_millis() as u64;
-        let invocations: Vec<_> = live
+        let calls: Vec<_> = live
             .iter()
-            .map(|&k| {
-                let a = &b.attempts[k];
-                let mut inv = GEO_UPDATE.key(&geo);
-                inv.key(&active)
-                    .arg(a.trip.user_id)
-                    .arg(a.last.lng)
-                    .arg(a.last.lat)
-                    .arg(a.last.timestamp)
-                    .arg(window_ms);
-                inv
-            })
+            .map(|&k| self.geo_call(&b.attempts[k]))
             .collect();
-        let mut pipe = redis::pipe();
-        pipe.load_script(&GEO_UPDATE).ignore();
-        for inv in &invocations {
-            pipe.invoke_script(inv).ignore();
-        }
-        let mut conn = redis.conn().await?;
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| redis.command_error("geo update", &e))?;
+        let _: Vec<i64> =
+            run_scripts(&self.inner.stores.redis, &GEO_UPDATE, &calls, "geo update").await?;
         Ok(())
     }
 
@@ -473,6 +455,25 @@ impl Trips {
             .map_err(|e| redis.command_error("publish", &e))?;
         Ok(())
     }
+}
+
+/// Every call of `script` in one pipeline (the script loaded first, so the calls need not
+/// fall back to EVAL): one round trip for a batch.
+async fn run_scripts<T: redis::FromRedisValue>(
+    redis: &RedisStore,
+    script: &Script,
+    calls: &[ScriptInvocation<'_>],
+    op: &str,
+) -> Result<T, JobError> {
+    let mut pipe = redis::pipe();
+    pipe.load_script(script).ignore();
+    for call in calls {
+        pipe.invoke_script(call);
+    }
+    let mut conn = redis.conn().await?;
+    pipe.query_async(&mut conn)
+        .await
+        .map_err(|e| redis.command_error(op, &e).into())
 }
 
 /// One unordered `insert_many`; documents already there (a retried attempt's) count as written.

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use std::time::Instant;
 
 use mongodb::bson::{self, Bson, Document, doc};
-use redis::Script;
+use redis::{Script, ScriptInvocation};
 use tsp_hub::NamedLock;
 use tsp_hub::Point;
 use tsp_queue::JobError;
@@ -25,7 +25,7 @@ pub const TRANSIT_MODES: &[&str] = &["bus", "tram", "metro", "train", "ferry"];
 /// `GEOSEARCH … COUNT 1 WITHDIST`: the nearest stop and its distance, or nothing in range.
 pub(super) type Nearest = Vec<(String, f64)>;
 /// How far a trip's end may be from a stop for the stop to count as its stop.
-pub(super) const STOP_RADIUS_M: u32 = 500;
+const STOP_RADIUS_M: u32 = 500;
 
 /// One attempt's facts, computed once and shared by its steps.
 pub(super) struct Attempt<'a> {
@@ -197,18 +197,9 @@ impl Trips {
     /// Step 6: The user's position in the Redis GEO set and last-active time, unless a later trip
     /// already moved them (see `geo.lua`).
     async fn update_position(&self, a: &Attempt<'_>) -> Result<(), JobError> {
-        let (geo, active) = self.geo_keys();
         let redis = &self.inner.stores.redis;
-        let window_ms = self.inner.settings.active_window.as_millis() as u64;
         let mut conn = redis.conn().await?;
-        GEO_UPDATE
-            .key(&geo)
-            .key(&active)
-            .arg(a.trip.user_id)
-            .arg(a.last.lng)
-            .arg(a.last.lat)
-            .arg(a.last.timestamp)
-            .arg(window_ms)
+        self.geo_call(a)
             .invoke_async::<i64>(&mut conn)
             .await
             .map_err(|e| redis.command_error("geo update", &e))?;
@@ -223,22 +214,37 @@ impl Trips {
             return Ok(None);
         }
         let redis = &self.inner.stores.redis;
-        let feed = &self.inner.hub.config().gtfs.feed;
-        let live = crate::gtfs::sync::live_key(redis, feed);
-        let base = crate::gtfs::sync::versions_base(redis, feed);
         let mut conn = redis.conn().await?;
-        let found: Option<(String, Nearest, Nearest)> = NEAREST_STOPS
-            .key(&live)
-            .arg(&base)
-            .arg(a.first.lng)
-            .arg(a.first.lat)
-            .arg(a.last.lng)
-            .arg(a.last.lat)
-            .arg(STOP_RADIUS_M)
+        let found: Option<(String, Nearest, Nearest)> = nearest_call(&self.stop_keys(), a)
             .invoke_async(&mut conn)
             .await
             .map_err(|e| redis.command_error("nearest stops", &e))?;
-        Ok(stops_document(feed, found))
+        Ok(stops_document(&self.inner.hub.config().gtfs.feed, found))
+    }
+
+    /// The `geo.lua` call of step 6 for `a`.
+    pub(super) fn geo_call(&self, a: &Attempt<'_>) -> ScriptInvocation<'static> {
+        let (geo, active) = self.geo_keys();
+        let window_ms = self.inner.settings.active_window.as_millis() as u64;
+        let mut call = GEO_UPDATE.key(geo);
+        call.key(active)
+            .arg(a.trip.user_id)
+            .arg(a.last.lng)
+            .arg(a.last.lat)
+            .arg(a.last.timestamp)
+            .arg(window_ms);
+        call
+    }
+
+    /// The Redis keys `nearest.lua` reads for `gtfs.feed`: its live pointer, and the prefix of
+    /// its versions' GEO sets.
+    pub(super) fn stop_keys(&self) -> (String, String) {
+        let redis = &self.inner.stores.redis;
+        let feed = &self.inner.hub.config().gtfs.feed;
+        (
+            crate::gtfs::sync::live_key(redis, feed),
+            crate::gtfs::sync::versions_base(redis, feed),
+        )
     }
 
     /// Step 7: The trips row becomes `completed`, recording this job's id (once).
@@ -259,6 +265,18 @@ impl Trips {
             .await?;
         Ok(())
     }
+}
+
+/// The `nearest.lua` call for `a`'s first and last fix, on `keys` (see [`Trips::stop_keys`]).
+pub(super) fn nearest_call(keys: &(String, String), a: &Attempt<'_>) -> ScriptInvocation<'static> {
+    let mut call = NEAREST_STOPS.key(&keys.0);
+    call.arg(&keys.1)
+        .arg(a.first.lng)
+        .arg(a.first.lat)
+        .arg(a.last.lng)
+        .arg(a.last.lat)
+        .arg(STOP_RADIUS_M);
+    call
 }
 
 /// What `nearest.lua` found, as the trajectory document records it (`None`: no live version).

@@ -8,6 +8,7 @@ use chrono::NaiveDate;
 use csv::ByteRecord;
 
 use super::row::{Columns, Header, Row};
+use super::spec;
 
 /// A column value on its way to MySQL.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,14 +89,7 @@ fn agency(header: &Header) -> Result<Convert, String> {
     const F: &str = "agency.txt";
     let cols = Columns::find(
         header,
-        [
-            "agency_id",
-            "agency_name",
-            "agency_url",
-            "agency_timezone",
-            "agency_lang",
-            "agency_phone",
-        ],
+        spec::AGENCY,
         &["agency_name", "agency_url", "agency_timezone"],
     )?;
     Ok(Box::new(move |rec, line, ids| {
@@ -131,19 +125,7 @@ fn colour<const N: usize>(r: &Row<'_, N>, c: usize) -> Result<Value, String> {
 
 fn routes(header: &Header) -> Result<Convert, String> {
     const F: &str = "routes.txt";
-    let cols = Columns::find(
-        header,
-        [
-            "route_id",
-            "agency_id",
-            "route_short_name",
-            "route_long_name",
-            "route_type",
-            "route_color",
-            "route_text_color",
-        ],
-        &["route_id", "route_type"],
-    )?;
+    let cols = Columns::find(header, spec::ROUTES, &["route_id", "route_type"])?;
     Ok(Box::new(move |rec, line, ids| {
         let r = Row::new(F, line, rec, &cols);
         let id = r.id(0)?;
@@ -176,19 +158,7 @@ fn routes(header: &Header) -> Result<Convert, String> {
 
 fn calendar(header: &Header) -> Result<Convert, String> {
     const F: &str = "calendar.txt";
-    let names = [
-        "service_id",
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-        "start_date",
-        "end_date",
-    ];
-    let cols = Columns::find(header, names, &names)?;
+    let cols = Columns::find(header, spec::CALENDAR, &spec::CALENDAR)?;
     Ok(Box::new(move |rec, line, ids| {
         let r = Row::new(F, line, rec, &cols);
         let id = r.id(0)?;
@@ -210,8 +180,7 @@ fn calendar(header: &Header) -> Result<Convert, String> {
 
 fn calendar_dates(header: &Header) -> Result<Convert, String> {
     const F: &str = "calendar_dates.txt";
-    let names = ["service_id", "date", "exception_type"];
-    let cols = Columns::find(header, names, &names)?;
+    let cols = Columns::find(header, spec::CALENDAR_DATES, &spec::CALENDAR_DATES)?;
     Ok(Box::new(move |rec, line, ids| {
         let r = Row::new(F, line, rec, &cols);
         let id = r.id(0)?;
@@ -227,13 +196,7 @@ fn shapes(header: &Header) -> Result<Convert, String> {
     const F: &str = "shapes.txt";
     let cols = Columns::find(
         header,
-        [
-            "shape_id",
-            "shape_pt_sequence",
-            "shape_pt_lat",
-            "shape_pt_lon",
-            "shape_dist_traveled",
-        ],
+        spec::SHAPES,
         &[
             "shape_id",
             "shape_pt_sequence",
@@ -265,19 +228,7 @@ fn shapes(header: &Header) -> Result<Convert, String> {
 
 fn stops(header: &Header) -> Result<Convert, String> {
     const F: &str = "stops.txt";
-    let cols = Columns::find(
-        header,
-        [
-            "stop_id",
-            "stop_code",
-            "stop_name",
-            "stop_lat",
-            "stop_lon",
-            "location_type",
-            "parent_station",
-        ],
-        &["stop_id"],
-    )?;
+    let cols = Columns::find(header, spec::STOPS, &["stop_id"])?;
     Ok(Box::new(move |rec, line, ids| {
         let r = Row::new(F, line, rec, &cols);
         let id = r.id(0)?;
@@ -321,18 +272,7 @@ fn stops(header: &Header) -> Result<Convert, String> {
 
 fn trips(header: &Header) -> Result<Convert, String> {
     const F: &str = "trips.txt";
-    let cols = Columns::find(
-        header,
-        [
-            "trip_id",
-            "route_id",
-            "service_id",
-            "trip_headsign",
-            "direction_id",
-            "shape_id",
-        ],
-        &["trip_id", "route_id", "service_id"],
-    )?;
+    let cols = Columns::find(header, spec::TRIPS, &["trip_id", "route_id", "service_id"])?;
     Ok(Box::new(move |rec, line, ids| {
         let r = Row::new(F, line, rec, &cols);
         let id = r.id(0)?;
@@ -478,14 +418,7 @@ fn feed_info(header: &Header) -> Result<Convert, String> {
     const F: &str = "feed_info.txt";
     let cols = Columns::find(
         header,
-        [
-            "feed_publisher_name",
-            "feed_publisher_url",
-            "feed_lang",
-            "feed_start_date",
-            "feed_end_date",
-            "feed_version",
-        ],
+        spec::FEED_INFO,
         &["feed_publisher_name", "feed_publisher_url", "feed_lang"],
     )?;
     Ok(Box::new(move |rec, line, ids| {

@@ -13,120 +13,147 @@ pub struct FileSpec {
     pub required: bool,
 }
 
+/// `agency.txt` columns read, named as the table's.
+pub(crate) const AGENCY: [&str; 6] = [
+    "agency_id",
+    "agency_name",
+    "agency_url",
+    "agency_timezone",
+    "agency_lang",
+    "agency_phone",
+];
+
+/// `routes.txt` columns read, named as the table's.
+pub(crate) const ROUTES: [&str; 7] = [
+    "route_id",
+    "agency_id",
+    "route_short_name",
+    "route_long_name",
+    "route_type",
+    "route_color",
+    "route_text_color",
+];
+
+/// `calendar.txt` columns read, named as the table's.
+pub(crate) const CALENDAR: [&str; 10] = [
+    "service_id",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "start_date",
+    "end_date",
+];
+
+/// `calendar_dates.txt` columns read, named as the table's.
+pub(crate) const CALENDAR_DATES: [&str; 3] = ["service_id", "date", "exception_type"];
+
+/// `shapes.txt` columns read, named as the table's.
+pub(crate) const SHAPES: [&str; 5] = [
+    "shape_id",
+    "shape_pt_sequence",
+    "shape_pt_lat",
+    "shape_pt_lon",
+    "shape_dist_traveled",
+];
+
+/// `stops.txt` columns read, named as the table's.
+pub(crate) const STOPS: [&str; 7] = [
+    "stop_id",
+    "stop_code",
+    "stop_name",
+    "stop_lat",
+    "stop_lon",
+    "location_type",
+    "parent_station",
+];
+
+/// `trips.txt` columns read, named as the table's.
+pub(crate) const TRIPS: [&str; 6] = [
+    "trip_id",
+    "route_id",
+    "service_id",
+    "trip_headsign",
+    "direction_id",
+    "shape_id",
+];
+
+/// `stop_times` columns (the file's times become seconds: `arrival_time` → `arrival_secs`).
+pub(crate) const STOP_TIMES: [&str; 5] = [
+    "trip_id",
+    "stop_sequence",
+    "stop_id",
+    "arrival_secs",
+    "departure_secs",
+];
+
+/// `feed_info.txt` columns read, named as the table's.
+pub(crate) const FEED_INFO: [&str; 6] = [
+    "feed_publisher_name",
+    "feed_publisher_url",
+    "feed_lang",
+    "feed_start_date",
+    "feed_end_date",
+    "feed_version",
+];
+
 /// Every file the import loads, in load order.
 pub const FILES: &[FileSpec] = &[
     FileSpec {
         file: "agency.txt",
         table: "agency",
-        columns: &[
-            "agency_id",
-            "agency_name",
-            "agency_url",
-            "agency_timezone",
-            "agency_lang",
-            "agency_phone",
-        ],
+        columns: &AGENCY,
         required: true,
     },
     FileSpec {
         file: "routes.txt",
         table: "routes",
-        columns: &[
-            "route_id",
-            "agency_id",
-            "route_short_name",
-            "route_long_name",
-            "route_type",
-            "route_color",
-            "route_text_color",
-        ],
+        columns: &ROUTES,
         required: true,
     },
     FileSpec {
         file: "calendar.txt",
         table: "calendar",
-        columns: &[
-            "service_id",
-            "monday",
-            "tuesday",
-            "wednesday",
-            "thursday",
-            "friday",
-            "saturday",
-            "sunday",
-            "start_date",
-            "end_date",
-        ],
+        columns: &CALENDAR,
         required: false,
     },
     FileSpec {
         file: "calendar_dates.txt",
         table: "calendar_dates",
-        columns: &["service_id", "date", "exception_type"],
+        columns: &CALENDAR_DATES,
         required: false,
     },
     FileSpec {
         file: "shapes.txt",
         table: "shapes",
-        columns: &[
-            "shape_id",
-            "shape_pt_sequence",
-            "shape_pt_lat",
-            "shape_pt_lon",
-            "shape_dist_traveled",
-        ],
+        columns: &SHAPES,
         required: false,
     },
     FileSpec {
         file: "stops.txt",
         table: "stops",
-        columns: &[
-            "stop_id",
-            "stop_code",
-            "stop_name",
-            "stop_lat",
-            "stop_lon",
-            "location_type",
-            "parent_station",
-        ],
+        columns: &STOPS,
         required: true,
     },
     FileSpec {
         file: "trips.txt",
         table: "trips",
-        columns: &[
-            "trip_id",
-            "route_id",
-            "service_id",
-            "trip_headsign",
-            "direction_id",
-            "shape_id",
-        ],
+        columns: &TRIPS,
         required: true,
     },
     FileSpec {
         file: "stop_times.txt",
         table: "stop_times",
-        columns: &[
-            "trip_id",
-            "stop_sequence",
-            "stop_id",
-            "arrival_secs",
-            "departure_secs",
-        ],
+        columns: &STOP_TIMES,
         required: true,
     },
     FileSpec {
         file: "feed_info.txt",
         table: "feed_info",
-        columns: &[
-            "feed_publisher_name",
-            "feed_publisher_url",
-            "feed_lang",
-            "feed_start_date",
-            "feed_end_date",
-            "feed_version",
-        ],
+        columns: &FEED_INFO,
         required: false,
     },
 ];

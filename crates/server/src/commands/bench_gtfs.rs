@@ -154,10 +154,15 @@ async fn bare_load(
 /// The statement loading `path` into `spec`'s table under [`BARE_VERSION`]: the CSV's columns
 /// into variables, each table column computed from them as the import computes it.
 fn load_statement(spec: &FileSpec, path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)?;
-    let first = text.lines().next().unwrap_or_default();
-    let crlf = text.split('\n').next().is_some_and(|l| l.ends_with('\r'));
+    // The header line alone (stop_times.txt is 16 MB).
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(std::fs::File::open(path)?),
+        &mut first,
+    )?;
+    let crlf = first.ends_with("\r\n");
     let header: Vec<String> = first
+        .trim_end_matches(['\r', '\n'])
         .trim_start_matches('\u{feff}')
         .split(',')
         .map(|h| h.trim().trim_end_matches('\r').to_string())

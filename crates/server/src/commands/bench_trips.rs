@@ -173,10 +173,9 @@ async fn ceiling(options: &LoadOptions, args: &TripBenchArgs) -> anyhow::Result<
     let result = async {
         let hub = &sandbox.hub;
         let trips = crate::app::trips(hub)?;
-        let generated = seed::generate_trips(
-            &plan(args),
-            &seed::cairns_stops().map_err(anyhow::Error::msg)?,
-        );
+        // The stops the flows' runs generate their trips between (`run_batch`): the same trips.
+        let (stops, _) = seed::trip_stops(hub).await?;
+        let generated = seed::generate_trips(&plan(args), &stops);
         let config = hub.config();
         let concurrency = args
             .concurrency

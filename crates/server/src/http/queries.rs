@@ -28,7 +28,7 @@ pub(super) fn known_only(p: &HashMap<String, String>, known: &[&str]) -> Result<
 }
 
 /// A query parameter parsed as `T` (`None` when absent), or a 400 naming it.
-fn param<T: std::str::FromStr>(
+pub(super) fn param<T: std::str::FromStr>(
     p: &HashMap<String, String>,
     name: &str,
 ) -> Result<Option<T>, ApiError> {

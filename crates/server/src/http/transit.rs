@@ -10,7 +10,7 @@ use tsp_mobility::gtfs::{GtfsError, departure_window};
 
 use super::AppState;
 use super::errors::{ApiError, answer, bad_request};
-use super::queries::{Params, known_only};
+use super::queries::{Params, known_only, param};
 
 pub(super) fn gtfs_error(e: GtfsError) -> ApiError {
     match e {
@@ -20,25 +20,16 @@ pub(super) fn gtfs_error(e: GtfsError) -> ApiError {
     }
 }
 
-fn number<T: std::str::FromStr>(p: &Params, name: &str) -> Result<Option<T>, ApiError> {
-    p.get(name)
-        .map(|v| {
-            v.parse()
-                .map_err(|_| bad_request(format!("{name}: `{v}` is not a valid value")))
-        })
-        .transpose()
-}
-
 /// `GET /stops/near?lat=&lng=&radius_km=&limit=&feed=`.
 pub(super) async fn stops_near(State(s): State<AppState>, p: Params) -> Response {
     answer(
         async {
             known_only(&p, &["lat", "lng", "radius_km", "limit", "feed"])?;
             let need = |name: &str| -> Result<f64, ApiError> {
-                number(&p, name)?.ok_or_else(|| bad_request(format!("{name}: required")))
+                param(&p, name)?.ok_or_else(|| bad_request(format!("{name}: required")))
             };
             let (lat, lng, radius) = (need("lat")?, need("lng")?, need("radius_km")?);
-            let limit = number(&p, "limit")?.unwrap_or(20);
+            let limit = param(&p, "limit")?.unwrap_or(20);
             s.app
                 .gtfs()
                 .stops_near(p.get("feed").map(String::as_str), lat, lng, radius, limit)
@@ -65,7 +56,7 @@ pub(super) async fn departures(
                 today,
             )
             .map_err(gtfs_error)?;
-            let limit = number(&p, "limit")?.unwrap_or(20);
+            let limit = param(&p, "limit")?.unwrap_or(20);
             s.app
                 .gtfs()
                 .departures(p.get("feed").map(String::as_str), &id, date, from, limit)
