@@ -928,3 +928,80 @@ async fn a_bom_quoted_commas_and_columns_in_any_order_are_read() {
     assert_eq!(lat, -16.74359);
     env.done().await;
 }
+
+#[tokio::test]
+async fn warnings_are_counted_per_file_and_an_unordered_stop_times_file_is_checked_in_sql() {
+    let env = Env::new(&[]).await;
+    // Auckland's sample keeps parent stations it dropped (942 of its 1 022 stops): warnings,
+    // counted on stops.txt, and the feed is imported.
+    let r = env
+        .gtfs
+        .import(
+            &data("gtfs-auckland-sample/auckland_gtfs_sample.zip"),
+            "auckland",
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.warning_count, 942);
+    let stops = r.files.iter().find(|f| f.file == "stops.txt").unwrap();
+    assert_eq!(
+        (stops.rows, stops.rejected, stops.warnings),
+        (1_022, 0, 942)
+    );
+    assert!(
+        r.files
+            .iter()
+            .filter(|f| f.file != "stops.txt")
+            .all(|f| f.warnings == 0)
+    );
+    assert!(r.warnings[0].contains("parent_station"), "{:?}", r.warnings);
+    // Cairns with stop_times.txt reversed (not grouped in sequence order): imported after the
+    // SQL check; with one time moved back, refused by it, naming trip and sequence.
+    let reversed = |t: String| {
+        let mut lines: Vec<&str> = t.lines().collect();
+        let header = lines.remove(0);
+        lines.reverse();
+        std::iter::once(header)
+            .chain(lines)
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    };
+    let dir = cairns_with("stop_times.txt", reversed);
+    let ok = env
+        .gtfs
+        .import(dir.path(), "cairns", &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.files
+            .iter()
+            .find(|f| f.file == "stop_times.txt")
+            .unwrap()
+            .rows,
+        37_790
+    );
+    // The first trip's second stop (line 3) leaves at 05:50:00; its third (line 4) is moved to
+    // 05:00:00.
+    let dir = cairns_with("stop_times.txt", |t| {
+        reversed(set_field(
+            &set_field(&t, 4, 1, "05:00:00"),
+            4,
+            2,
+            "05:00:00",
+        ))
+    });
+    let e = env
+        .gtfs
+        .import(dir.path(), "cairns", &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, GtfsError::Invalid(_)), "{e}");
+    assert!(
+        e.to_string().contains("stop_times.txt: trip \"CNS2014-CNS_MUL-Weekday-00-4165878\" stop_sequence 3: 05:00:00 is before an earlier stop's 05:50:00"),
+        "{e}"
+    );
+    assert_eq!(env.live("cairns").await, Some(ok.version));
+    env.done().await;
+}

@@ -227,6 +227,13 @@ fn imports_queries_uploads_and_jobs_over_the_cli_and_http() {
     assert_eq!(job["state"], "completed", "{job}");
     assert_eq!(job["result"]["outcome"], "imported");
     assert_eq!(job["result"]["rows"].as_u64(), Some(73_431));
+    // Its progress, written as it went: the last phase and each file loaded.
+    assert_eq!(job["progress"]["phase"], "prune", "{job}");
+    assert_eq!(
+        job["progress"]["files"].as_array().map(Vec::len),
+        Some(7),
+        "{job}"
+    );
     let (code, routes) = get("/routes?feed=barrie");
     assert_eq!(
         (code, routes["routes"].as_array().unwrap().len()),
