@@ -74,6 +74,9 @@ install_missing() {
   command -v influxd >/dev/null 2>&1 || pkgs+=(influxdb)
   command -v ss >/dev/null 2>&1 || pkgs+=(iproute2)
   command -v curl >/dev/null 2>&1 || pkgs+=(curl)
+  # Headless Chromium and its WebDriver, for the console's browser tests.
+  command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || pkgs+=(chromium-driver)
   if [ ${#pkgs[@]} -gt 0 ]; then
     log "installing ${pkgs[*]} (apt)"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

@@ -165,15 +165,20 @@ impl Queue {
     /// Up to `limit` jobs in `state`: waiting ones in the order they will run, the others
     /// oldest first (active ones by worker).
     pub async fn list(&self, state: JobState, limit: usize) -> Result<Vec<JobInfo>, QueueError> {
-        let mut conn = self.conn().await?;
-        let ids: Vec<String> = SCRIPTS
-            .list
-            .key(&self.inner.base)
-            .arg(state.as_str())
-            .arg(limit)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.err("list", &e))?;
+        self.page(state, 0, limit, Order::Oldest).await
+    }
+
+    /// A page of jobs in `state`: `limit` after skipping `offset`, in `order` (waiting jobs'
+    /// oldest-first order is the order they will run; active ones are listed by worker). Redis
+    /// work is O(priorities in use + page), whatever the state's size.
+    pub async fn page(
+        &self,
+        state: JobState,
+        offset: usize,
+        limit: usize,
+        order: Order,
+    ) -> Result<Vec<JobInfo>, QueueError> {
+        let ids = self.page_ids(state, offset, limit, order).await?;
         let infos = futures::future::join_all(ids.iter().map(|id| self.job(id))).await;
         let mut out = Vec::with_capacity(ids.len());
         for info in infos {
@@ -183,4 +188,110 @@ impl Queue {
         }
         Ok(out)
     }
+
+    /// The ids of [`Queue::page`], without reading the jobs.
+    pub async fn page_ids(
+        &self,
+        state: JobState,
+        offset: usize,
+        limit: usize,
+        order: Order,
+    ) -> Result<Vec<String>, QueueError> {
+        let mut conn = self.conn().await?;
+        SCRIPTS
+            .list
+            .key(&self.inner.base)
+            .arg(state.as_str())
+            .arg(limit)
+            .arg(offset)
+            .arg(order.as_str())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err("list", &e))
+    }
+
+    /// The job types of `ids` (`None` for a job that is gone or unreadable): one HMGET.
+    pub async fn types_of(&self, ids: &[String]) -> Result<Vec<Option<String>>, QueueError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let specs: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            .arg(format!("{}data", self.inner.base))
+            .arg(ids)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err("hmget", &e))?;
+        Ok(specs
+            .into_iter()
+            .map(|s| {
+                let text = String::from_utf8(s?).ok()?;
+                Spec::parse(&text).ok().map(|s| s.job_type)
+            })
+            .collect())
+    }
+
+    /// When the oldest waiting job was made (its id, a ULID, says) and every worker lease holding jobs:
+    /// O(priorities in use + workers).
+    pub async fn glance(&self) -> Result<Glance, QueueError> {
+        let mut conn = self.conn().await?;
+        let (heads, workers): (Vec<String>, Vec<String>) = SCRIPTS
+            .glance
+            .key(&self.inner.base)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err("glance", &e))?;
+        let oldest_waiting_ms = heads.iter().filter_map(|id| created_from_id(id)).min();
+        let leases = workers
+            .chunks_exact(3)
+            .map(|w| Lease {
+                holder: w[0].clone(),
+                deadline_ms: w[1].parse::<f64>().map(|d| d as i64).unwrap_or(0),
+                held: w[2].parse().unwrap_or(0),
+            })
+            .collect();
+        Ok(Glance {
+            oldest_waiting_ms,
+            leases,
+        })
+    }
+}
+
+/// The order of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Newest first (waiting: the last to run first).
+    Newest,
+    /// Oldest first (waiting: the next to run first).
+    Oldest,
+}
+
+impl Order {
+    fn as_str(self) -> &'static str {
+        match self {
+            Order::Newest => "newest",
+            Order::Oldest => "oldest",
+        }
+    }
+}
+
+/// A worker lease holding jobs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Lease {
+    /// The lease id.
+    pub holder: String,
+    /// When it expires unless its worker heartbeats (Unix ms).
+    pub deadline_ms: i64,
+    /// Jobs it holds.
+    pub held: u64,
+}
+
+/// See [`Queue::glance`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Glance {
+    /// When the oldest waiting job was made (Unix ms, from its id), if any waits.
+    pub oldest_waiting_ms: Option<i64>,
+    /// The worker leases holding jobs.
+    pub leases: Vec<Lease>,
 }

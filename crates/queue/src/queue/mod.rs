@@ -9,6 +9,7 @@
 //! Every key of a queue is `<key_prefix>q:{<name>}:…`: one Redis Cluster hash tag per queue, so
 //! the scripts run on Cluster unchanged. Times are the callers' clocks in Unix milliseconds.
 
+mod cancel;
 mod dead;
 mod finish;
 mod inspect;
@@ -29,8 +30,10 @@ use crate::error::QueueError;
 use crate::job::Backoff;
 use scripts::SCRIPTS;
 
+pub use cancel::Cancelled;
 pub use dead::{DeadJob, Requeued};
 pub use finish::{Finished, Outcome};
+pub use inspect::{Glance, Lease, Order};
 pub use lease::{Fetched, LeasedJob};
 pub use spec::UNREADABLE_TYPE;
 pub use timetable::StoredSchedule;

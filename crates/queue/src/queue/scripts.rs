@@ -16,6 +16,8 @@ pub(super) struct Scripts {
     pub(super) counts: Script,
     pub(super) job: Script,
     pub(super) list: Script,
+    pub(super) glance: Script,
+    pub(super) cancel: Script,
     pub(super) upgrade: Script,
     pub(super) tick: Script,
 }
@@ -43,6 +45,8 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     counts: script!("../lua/counts.lua"),
     job: script!("../lua/job.lua"),
     list: script!("../lua/list.lua"),
+    glance: script!("../lua/glance.lua"),
+    cancel: script!("../lua/cancel.lua"),
     upgrade: script!("../lua/upgrade.lua"),
     tick: script!("../lua/tick.lua"),
 });
