@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tsp_hub::{Hub, HubHealth, Status};
@@ -154,56 +153,9 @@ async fn required_store_down_fails_require_and_optional_does_not() {
     assert!(!text.contains("tsp-local-dev"), "{text}");
 }
 
-/// A private Redis, started for this test and killed during it.
-struct ScratchRedis {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl ScratchRedis {
-    fn start() -> ScratchRedis {
-        let port = common::closed_port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (scripts/services.sh up installs it)");
-        ScratchRedis {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ScratchRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test]
 async fn a_stopped_store_turns_unhealthy_and_the_others_stay_up() {
-    let mut scratch = ScratchRedis::start();
+    let mut scratch = tsp_testkit::ScratchRedis::start();
     let config = common::config(&[
         "redis.spare.host=127.0.0.1",
         &format!("redis.spare.port={}", scratch.port),

@@ -269,6 +269,8 @@ pub struct JobInfo {
     pub last_error: Option<String>,
     /// Every failed attempt's error.
     pub errors: Vec<AttemptError>,
+    /// The lease id of the worker that holds it or ran its last attempt, if any did.
+    pub holder: Option<String>,
 }
 
 /// Per-state sizes (one command per priority in use and per worker holding jobs, never a scan)

@@ -94,3 +94,47 @@ impl Drop for RedisKeys {
         }
     }
 }
+
+/// A private Redis server on a free loopback port (no persistence), for a test that stops a
+/// store on purpose. Killed when dropped.
+pub struct ScratchRedis {
+    child: std::process::Child,
+    /// Its port.
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl ScratchRedis {
+    /// Starts `redis-server` (from PATH: `scripts/services.sh up` installs it); it may take a
+    /// moment to listen.
+    pub fn start() -> ScratchRedis {
+        let port = closed_port();
+        let dir = std::env::temp_dir().join(unique("tsp-scratch-redis-"));
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            panic!("cannot create {}: {e}", dir.display());
+        }
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("redis-server on PATH (scripts/services.sh up): {e}"));
+        ScratchRedis { child, port, dir }
+    }
+
+    /// Stops it at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ScratchRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -21,6 +21,7 @@ redis.call("ZADD", base .. "prios", 1023 - tonumber(prio), prio)
 redis.call("HSET", base .. "dedup", key, id)
 redis.call("HSET", base .. "dedupof", id, key)
 redis.call("HSET", base .. "sched:last", name, ARGV[9])
+redis.call("HSET", base .. "sched:lastjob", name, id)
 redis.call("HINCRBY", base .. "stats", "enqueued", 1)
 wake()
 return 1

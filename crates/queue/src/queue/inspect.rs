@@ -159,6 +159,7 @@ impl Queue {
             }),
             last_error: errors.last().map(|e| e.error.clone()),
             errors,
+            holder: record.holder,
         }))
     }
 
@@ -231,7 +232,19 @@ impl Queue {
             .collect())
     }
 
-    /// When the oldest waiting job was made (its id, a ULID, says) and every worker lease holding jobs:
+    /// The id of the pending or active job holding dedup key `key`, if one does.
+    pub async fn by_dedup_key(&self, key: &str) -> Result<Option<String>, QueueError> {
+        let mut conn = self.conn().await?;
+        redis::cmd("HGET")
+            .arg(format!("{}dedup", self.inner.base))
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err("hget", &e))
+    }
+
+    /// When the oldest waiting job was made (its id, a ULID, says) and every worker lease
+    /// holding jobs:
     /// O(priorities in use + workers).
     pub async fn glance(&self) -> Result<Glance, QueueError> {
         let mut conn = self.conn().await?;

@@ -75,16 +75,21 @@ pub(super) struct LeaseRecord {
     pub(super) attempts: u32,
     pub(super) started: Option<i64>,
     pub(super) run_at: Option<i64>,
+    pub(super) holder: Option<String>,
 }
 
 impl LeaseRecord {
     pub(super) fn parse(record: &str) -> LeaseRecord {
-        let mut fields = record.split('|');
-        let mut next = || fields.next().and_then(|x| x.parse::<i64>().ok());
+        let fields: Vec<&str> = record.split('|').collect();
+        let num = |i: usize| fields.get(i).and_then(|x| x.parse::<i64>().ok());
         LeaseRecord {
-            attempts: next().and_then(|a| u32::try_from(a).ok()).unwrap_or(0),
-            started: next(),
-            run_at: next(),
+            attempts: num(0).and_then(|a| u32::try_from(a).ok()).unwrap_or(0),
+            started: num(1),
+            run_at: num(2),
+            holder: fields
+                .get(3)
+                .filter(|h| !h.is_empty())
+                .map(|h| h.to_string()),
         }
     }
 }

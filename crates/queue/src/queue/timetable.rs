@@ -1,7 +1,9 @@
 //! A queue's schedules in Redis, beside its jobs (same hash slot): `sched` (name → the
-//! schedule, JSON), `sched:next` (name → its next tick, ms; absent while paused) and
-//! `sched:last` (name → the last tick claimed). What a schedule means is in `crate::schedule`.
+//! schedule, JSON), `sched:next` (name → its next tick, ms; absent while paused),
+//! `sched:last` (name → the last tick claimed) and `sched:lastjob` (name → the job that tick
+//! enqueued). What a schedule means is in `crate::schedule`.
 
+use std::collections::HashMap;
 use redis::Value;
 
 /// Members of a sorted set or fields of a hash with their (numeric) values.
@@ -24,6 +26,8 @@ pub struct StoredSchedule {
     pub next: Option<i64>,
     /// The last tick claimed (Unix ms), if any.
     pub last: Option<i64>,
+    /// The id of the job the last tick enqueued (ticks claimed by earlier builds have none).
+    pub last_job: Option<String>,
 }
 
 impl Queue {
@@ -64,6 +68,8 @@ impl Queue {
             .ignore()
             .hdel(self.sched_key("sched:last"), name)
             .ignore()
+            .hdel(self.sched_key("sched:lastjob"), name)
+            .ignore()
             .query_async(&mut conn)
             .await
             .map_err(|e| self.err("schedule remove", &e))?;
@@ -73,10 +79,17 @@ impl Queue {
     /// Every schedule of this queue, by name.
     pub async fn schedules(&self) -> Result<Vec<StoredSchedule>, QueueError> {
         let mut conn = self.conn().await?;
-        let (defs, next, last): (Vec<(String, String)>, Scored, Scored) = redis::pipe()
+        #[allow(clippy::type_complexity)]
+        let (defs, next, last, jobs): (
+            Vec<(String, String)>,
+            Scored,
+            Scored,
+            HashMap<String, String>,
+        ) = redis::pipe()
             .hgetall(self.sched_key("sched"))
             .zrange_withscores(self.sched_key("sched:next"), 0, -1)
             .hgetall(self.sched_key("sched:last"))
+            .hgetall(self.sched_key("sched:lastjob"))
             .query_async(&mut conn)
             .await
             .map_err(|e| self.err("schedules", &e))?;
@@ -88,6 +101,7 @@ impl Queue {
             .map(|(name, json)| StoredSchedule {
                 next: find(&next, &name),
                 last: find(&last, &name),
+                last_job: jobs.get(&name).cloned(),
                 name,
                 json,
             })

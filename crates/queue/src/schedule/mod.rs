@@ -226,6 +226,9 @@ pub struct ScheduleState {
     pub next_run: Option<String>,
     /// The last tick claimed (RFC 3339, UTC).
     pub last_run: Option<String>,
+    /// The id of the job the last tick enqueued in the schedule's queue (its outcome:
+    /// [`Queue::job`]).
+    pub last_job: Option<String>,
 }
 
 fn rfc3339(ms: i64) -> Option<String> {
@@ -268,6 +271,7 @@ impl Schedules {
             paused: false,
             next_run: next.and_then(rfc3339),
             last_run: None,
+            last_job: None,
         })
     }
 
@@ -286,6 +290,7 @@ impl Schedules {
                     paused: stored.next.is_none(),
                     next_run: stored.next.and_then(rfc3339),
                     last_run: stored.last.and_then(rfc3339),
+                    last_job: stored.last_job,
                 });
             }
         }

@@ -6,10 +6,12 @@
 //! Every request passes, outermost first: a request id (`x-request-id`, made when absent), the
 //! body limit (413), the concurrency limit, the timeout (503), then, once the route is known,
 //! the guard (`guard`): content type, rate limits, authentication, the route's access rule, and
-//! the activity event and request metrics (`activity`).
+//! the activity event and request metrics (`activity`). The operator console (`console`) has
+//! routes of its own under `/console`, behind its own guard (sessions in cookies, CSRF tokens).
 
 mod activity;
 mod analytics;
+pub mod console;
 mod errors;
 mod guard;
 mod jobs;
@@ -54,6 +56,8 @@ pub struct AppState {
     pub prometheus: Option<PrometheusHandle>,
     /// Where activity events and request points go.
     pub activity: Activity,
+    /// The operator console's live feed (one per process).
+    pub console: console::Live,
     access: Arc<routes::AccessMap>,
     /// Set only by [`router_without_auth`]: the caller every request is taken for.
     assume: Option<Arc<guard::Caller>>,
@@ -63,6 +67,7 @@ impl AppState {
     /// The state for `app`: activity written as `activity.*` configures.
     pub fn new(app: App, prometheus: Option<PrometheusHandle>, activity: Activity) -> AppState {
         AppState {
+            console: console::Live::new(app.clone()),
             app,
             prometheus,
             activity,
@@ -135,6 +140,10 @@ pub fn router(state: AppState) -> Router {
     };
     limited(false, server.max_body)
         .merge(limited(true, max_upload))
+        .merge(
+            console::router(state.clone())
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(server.max_body)),
+        )
         .fallback(errors::not_found)
         .layer(
             ServiceBuilder::new()

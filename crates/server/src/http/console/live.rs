@@ -1,0 +1,198 @@
+//! Live updates: one Redis subscription per process to every queue's events, and one sampler
+//! of store health and queue counts, both fanned out to every open console page over
+//! Server-Sent Events. Pages never poll rows; the process does the store work once, whatever
+//! the number of pages open. Started with the first page that listens.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::{Stream, StreamExt};
+use serde_json::json;
+use tokio::sync::{Mutex, OnceCell, broadcast};
+use tsp_hub::HubHealth;
+use tsp_queue::Queue;
+
+use crate::app::App;
+use crate::http::AppState;
+
+/// How often the sampler reads health and counts while a page listens.
+const SAMPLE_EVERY: Duration = Duration::from_secs(2);
+/// How long a health report is reused by pages rendered meanwhile.
+const HEALTH_FRESH: Duration = Duration::from_secs(2);
+/// Messages a slow page may fall behind by before it misses some (it then catches up from the
+/// next sample).
+const BACKLOG: usize = 512;
+
+/// One message to every page: `kind` is the SSE event name.
+#[derive(Debug, Clone)]
+pub(super) struct Message {
+    kind: &'static str,
+    data: String,
+}
+
+struct Inner {
+    app: App,
+    tx: broadcast::Sender<Message>,
+    started: OnceCell<()>,
+    health: Mutex<Option<(Instant, HubHealth)>>,
+}
+
+/// The process's live feed. Cheap to clone.
+#[derive(Clone)]
+pub struct Live {
+    inner: Arc<Inner>,
+}
+
+impl Live {
+    /// A feed for `app`'s stores; nothing runs until a page listens.
+    pub fn new(app: App) -> Live {
+        let (tx, _) = broadcast::channel(BACKLOG);
+        Live {
+            inner: Arc::new(Inner {
+                app,
+                tx,
+                started: OnceCell::new(),
+                health: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The hub's health, reused for [`HEALTH_FRESH`]: one check serves every page and the
+    /// sampler (a down store costs its timeout once, not once per page).
+    pub(super) async fn health(&self) -> HubHealth {
+        let mut cached = self.inner.health.lock().await;
+        if let Some((at, h)) = cached.as_ref()
+            && at.elapsed() < HEALTH_FRESH
+        {
+            return h.clone();
+        }
+        let h = self.inner.app.hub().health().await;
+        *cached = Some((Instant::now(), h.clone()));
+        h
+    }
+
+    async fn subscribe(&self) -> broadcast::Receiver<Message> {
+        let rx = self.inner.tx.subscribe();
+        self.inner
+            .started
+            .get_or_init(|| async {
+                tokio::spawn(relay_events(self.clone()));
+                tokio::spawn(sample(self.clone()));
+            })
+            .await;
+        rx
+    }
+
+    fn send(&self, kind: &'static str, data: serde_json::Value) {
+        // No page listening is not an error.
+        let _ = self.inner.tx.send(Message {
+            kind,
+            data: data.to_string(),
+        });
+    }
+}
+
+/// The snapshot pages update themselves from: every store's status and every queue's counts.
+pub(super) async fn snapshot(live: &Live) -> serde_json::Value {
+    let app = &live.inner.app;
+    let health = live.health().await;
+    let stores: Vec<serde_json::Value> = health
+        .instances
+        .iter()
+        .map(|i| {
+            json!({
+                "key": format!("{}.{}", i.store, i.instance),
+                "status": i.status,
+                "latency_ms": (i.latency_ms * 10.0).round() / 10.0,
+            })
+        })
+        .collect();
+    let mut queues = Vec::new();
+    if let Ok(q) = app.queue("default")
+        && let Ok(names) = Queue::known(q.store()).await
+    {
+        for name in names {
+            if let Ok(q) = app.queue(&name)
+                && let Ok(c) = q.counts().await
+            {
+                queues.push(json!(c));
+            }
+        }
+    }
+    json!({"stores": stores, "queues": queues, "at": chrono::Utc::now().to_rfc3339()})
+}
+
+/// Samples while anyone listens; idles (one cheap check a period) otherwise.
+async fn sample(live: Live) {
+    loop {
+        if live.inner.tx.receiver_count() > 0 {
+            let s = snapshot(&live).await;
+            live.send("overview", s);
+        }
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+}
+
+/// Relays every queue's events (`<prefix>events:<queue>`), resubscribing with backoff when the
+/// connection fails; a failure is logged once per outage.
+async fn relay_events(live: Live) {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match relay_once(&live).await {
+            Ok(()) => delay = Duration::from_millis(250),
+            Err(e) => {
+                tracing::warn!(error = %e, "console: queue events not relayed; retrying");
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
+
+async fn relay_once(live: &Live) -> anyhow::Result<()> {
+    let q = live.inner.app.queue("default")?;
+    let store = q.store().clone();
+    let prefix = format!("{}events:", store.key_prefix());
+    let client = store.client()?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.psubscribe(format!("{prefix}*")).await?;
+    let mut messages = pubsub.into_on_message();
+    while let Some(msg) = messages.next().await {
+        let queue = msg
+            .get_channel_name()
+            .strip_prefix(&prefix)
+            .unwrap_or_default()
+            .to_string();
+        let Ok(text) = msg.get_payload::<String>() else {
+            continue;
+        };
+        let Ok(mut event) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        event["queue"] = json!(queue);
+        live.send("job", event);
+    }
+    Ok(())
+}
+
+/// `GET /console/events`: the feed as Server-Sent Events (`overview` and `job` events).
+pub(super) async fn events(
+    State(s): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = s.console.subscribe().await;
+    let first = snapshot(&s.console).await;
+    let stream = futures::stream::once(async move {
+        Ok(Event::default().event("overview").data(first.to_string()))
+    })
+    .chain(
+        tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|m| async move {
+            // A page that fell behind skips what it missed; the next sample repairs it.
+            m.ok()
+                .map(|m| Ok(Event::default().event(m.kind).data(m.data)))
+        }),
+    );
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}

@@ -1,0 +1,196 @@
+//! The operator console: server-rendered pages under `/console` for people who run the service.
+//! What each page shows and why it is built this way: docs/console.md.
+//!
+//! Pages are `maud` templates (escaped by construction) with one small vendored script,
+//! compiled into the binary, for live updates over Server-Sent Events (`live`); without
+//! JavaScript every page still reads and every action still works (plain links and forms). Each
+//! route's rule (anyone, any operator, operators who may act) is in `session::need`, checked by
+//! the console's guard (`session`).
+
+mod chart;
+mod job_view;
+mod live;
+mod map;
+mod overview;
+mod page;
+mod queue_view;
+mod schedules_view;
+mod session;
+mod trips_view;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router, middleware};
+use maud::html;
+use tsp_mobility::auth::{Login, LoginError};
+
+pub use live::Live;
+
+use super::AppState;
+use session::{Viewer, cookie, csrf_ok};
+
+/// Every console route: (method, path). The guard's rules are in [`session::need`].
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/console"),
+    ("GET", "/console/login"),
+    ("POST", "/console/login"),
+    ("POST", "/console/logout"),
+    ("GET", "/console/events"),
+    ("GET", "/console/assets/{file}"),
+    ("GET", "/console/queues/{name}"),
+    ("POST", "/console/queues/{name}/pause"),
+    ("POST", "/console/queues/{name}/resume"),
+    ("POST", "/console/queues/{name}/retry-dead"),
+    ("GET", "/console/queues/{name}/jobs/{id}"),
+    ("GET", "/console/queues/{name}/jobs/{id}/detail"),
+    ("POST", "/console/queues/{name}/jobs/{id}/retry"),
+    ("POST", "/console/queues/{name}/jobs/{id}/cancel"),
+    ("GET", "/console/schedules"),
+    ("POST", "/console/schedules/{name}/pause"),
+    ("POST", "/console/schedules/{name}/resume"),
+    ("GET", "/console/trips"),
+];
+
+/// Whether a console route may be called by anyone, any operator, or operators who may act.
+pub fn access(method: &str, path: &str) -> &'static str {
+    let method = axum::http::Method::from_bytes(method.as_bytes()).unwrap_or_default();
+    match session::need(&method, path) {
+        session::Need::Nobody => "anyone",
+        session::Need::Reader => "any operator",
+        session::Need::Actor => "operator or admin",
+    }
+}
+
+/// The console's routes behind its guard.
+pub(super) fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/console", get(overview::show))
+        .route("/console/login", get(login_page).post(login))
+        .route("/console/logout", post(logout))
+        .route("/console/events", get(live::events))
+        .route("/console/assets/{file}", get(asset))
+        .route("/console/queues/{name}", get(queue_view::show))
+        .route("/console/queues/{name}/pause", post(queue_view::pause))
+        .route("/console/queues/{name}/resume", post(queue_view::resume))
+        .route("/console/queues/{name}/retry-dead", post(queue_view::retry_dead))
+        .route("/console/queues/{name}/jobs/{id}", get(job_view::show))
+        .route("/console/queues/{name}/jobs/{id}/detail", get(job_view::fragment))
+        .route("/console/queues/{name}/jobs/{id}/retry", post(job_view::retry))
+        .route("/console/queues/{name}/jobs/{id}/cancel", post(job_view::cancel))
+        .route("/console/schedules", get(schedules_view::show))
+        .route("/console/schedules/{name}/pause", post(schedules_view::pause))
+        .route("/console/schedules/{name}/resume", post(schedules_view::resume))
+        .route("/console/trips", get(trips_view::show))
+        .route_layer(middleware::from_fn_with_state(state, session::guard))
+}
+
+/// The vendored assets, compiled in: (name, content type, bytes).
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("console.css", "text/css; charset=utf-8", include_str!("assets/console.css")),
+    ("console.js", "text/javascript; charset=utf-8", include_str!("assets/console.js")),
+];
+
+async fn asset(Path(file): Path<String>) -> Response {
+    match ASSETS.iter().find(|(name, _, _)| *name == file) {
+        Some((_, kind, body)) => (
+            [
+                (header::CONTENT_TYPE, *kind),
+                (header::CACHE_CONTROL, "public, max-age=300"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => page::refusal(StatusCode::NOT_FOUND, "No such asset."),
+    }
+}
+
+fn login_form(message: Option<&str>) -> maud::Markup {
+    html! {
+        h1 { "Log in" }
+        @if let Some(m) = message { p.error { (m) } }
+        form.login method="post" action="/console/login" {
+            label { "Username " input type="text" name="username" autocomplete="username" required; }
+            label { "Password " input type="password" name="password" autocomplete="current-password" required; }
+            button type="submit" { "Log in" }
+        }
+        p.note { "For operators (portal.admin_users). Users and services use the API." }
+    }
+}
+
+async fn login_page() -> Response {
+    page::answer(StatusCode::OK, page::frame("Log in", None, login_form(None)))
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /console/login`: an operator's name and password → a session cookie. Every refusal
+/// reads the same, after the same work (`Auth::login`); repeated failures are throttled.
+async fn login(
+    State(s): State<AppState>,
+    Extension(address): Extension<session::Address>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let login = Login {
+        email: None,
+        username: Some(form.username),
+        password: form.password,
+    };
+    match s.app.auth().login(login, &address.0.to_string()).await {
+        Ok(session) => {
+            let max_age = s.app.hub().config().auth.session_max.as_secs();
+            let mut r = Redirect::to("/console").into_response();
+            r.headers_mut().insert(
+                header::SET_COOKIE,
+                cookie(Some(&session.token), over_tls(&headers), max_age),
+            );
+            r
+        }
+        Err(LoginError::Refused) => page::answer(
+            StatusCode::UNAUTHORIZED,
+            page::frame("Log in", None, login_form(Some("Wrong username or password."))),
+        ),
+        Err(LoginError::Throttled(t)) => super::guard::too_many(t),
+        Err(LoginError::Store(e)) => {
+            tracing::warn!(error = %e, "console login: a store failed");
+            page::refusal(StatusCode::SERVICE_UNAVAILABLE, "The session store is unavailable.")
+        }
+    }
+}
+
+/// Whether the browser reached us over TLS (a terminating proxy says so): the cookie is then
+/// `Secure`.
+fn over_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+}
+
+/// `POST /console/logout`: ends the session and clears the cookie.
+async fn logout(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    headers: HeaderMap,
+    Form(form): Form<queue_view::CsrfForm>,
+) -> Response {
+    if !csrf_ok(&viewer, &form.csrf) {
+        return page::refusal(StatusCode::FORBIDDEN, "This form has expired: reload the page.");
+    }
+    if let Err(e) = s.app.auth().end_session(&viewer.token).await {
+        tracing::warn!(error = %e, "console logout: the session store failed");
+        return page::refusal(StatusCode::SERVICE_UNAVAILABLE, "The session store is unavailable.");
+    }
+    let mut r = Redirect::to("/console/login").into_response();
+    r.headers_mut()
+        .insert(header::SET_COOKIE, cookie(None, over_tls(&headers), 0));
+    r
+}

@@ -1,0 +1,321 @@
+//! One queue: its jobs by state, a page at a time, newest first by default; a filter by job
+//! type; a search by id or dedup key; pause, resume and retry-all-dead.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use maud::{Markup, html};
+use tsp_queue::{JobInfo, JobState, Order, Queue};
+
+use super::page::{self, action, fold, time};
+use super::session::{Viewer, csrf_ok};
+use crate::http::AppState;
+
+/// Jobs per page.
+pub(super) const PAGE: usize = 50;
+/// With a type filter, how many jobs one page may look through (in windows of [`WINDOW`]):
+/// bounded work on any queue; the page says where it stopped.
+pub(super) const FILTER_SCAN: usize = 5_000;
+const WINDOW: usize = 250;
+
+/// The query string of a queue page.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct ListParams {
+    #[serde(default = "waiting")]
+    state: String,
+    #[serde(default = "newest")]
+    order: Order,
+    /// Position in the state's listing to start at.
+    #[serde(default)]
+    from: usize,
+    /// Only jobs of this type.
+    #[serde(default, rename = "type")]
+    job_type: String,
+    /// A job id or a dedup key.
+    #[serde(default)]
+    q: String,
+}
+
+fn waiting() -> String {
+    "waiting".into()
+}
+
+fn newest() -> Order {
+    Order::Newest
+}
+
+/// A form with only the CSRF token.
+#[derive(serde::Deserialize)]
+pub(super) struct CsrfForm {
+    #[serde(default)]
+    pub(super) csrf: String,
+}
+
+/// One page of a listing: the jobs, and where the next page starts (if there may be one).
+struct Listing {
+    jobs: Vec<JobInfo>,
+    next: Option<usize>,
+    scanned: usize,
+}
+
+/// A page of `state`: plain, O(page); or filtered by type, looking through at most
+/// [`FILTER_SCAN`] jobs.
+async fn listing(q: &Queue, state: JobState, p: &ListParams) -> Result<Listing, String> {
+    let err = |e: tsp_queue::QueueError| e.to_string();
+    if p.job_type.is_empty() {
+        let jobs = q.page(state, p.from, PAGE + 1, p.order).await.map_err(err)?;
+        let more = jobs.len() > PAGE;
+        let jobs: Vec<JobInfo> = jobs.into_iter().take(PAGE).collect();
+        let scanned = jobs.len();
+        return Ok(Listing {
+            next: more.then_some(p.from + PAGE),
+            jobs,
+            scanned,
+        });
+    }
+    let mut ids = Vec::new();
+    let mut at = p.from;
+    let mut exhausted = false;
+    while ids.len() < PAGE && at - p.from < FILTER_SCAN {
+        let window = q.page_ids(state, at, WINDOW, p.order).await.map_err(err)?;
+        let types = q.types_of(&window).await.map_err(err)?;
+        for (id, t) in window.iter().zip(types) {
+            at += 1;
+            if t.as_deref() == Some(p.job_type.as_str()) {
+                ids.push(id.clone());
+                if ids.len() == PAGE {
+                    break;
+                }
+            }
+        }
+        if window.len() < WINDOW {
+            exhausted = ids.len() < PAGE;
+            break;
+        }
+    }
+    let mut jobs = Vec::with_capacity(ids.len());
+    for id in &ids {
+        if let Some(j) = q.job(id).await.map_err(err)? {
+            jobs.push(j);
+        }
+    }
+    Ok(Listing {
+        jobs,
+        next: (!exhausted).then_some(at),
+        scanned: at - p.from,
+    })
+}
+
+fn state_of(name: &str) -> Result<JobState, String> {
+    JobState::parse(name).ok_or_else(|| {
+        format!("state: `{}` is not one of waiting, delayed, active, completed, dead", fold(name, 40))
+    })
+}
+
+/// `GET /console/queues/{name}`.
+pub(super) async fn show(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(name): Path<String>,
+    Query(p): Query<ListParams>,
+) -> Response {
+    let q = match s.app.queue(&name) {
+        Ok(q) => q,
+        Err(e) => return page::refusal(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let state = match state_of(&p.state) {
+        Ok(st) => st,
+        Err(e) => return page::refusal(StatusCode::BAD_REQUEST, &e),
+    };
+    // A search names one job: go to it.
+    let wanted = p.q.trim();
+    if !wanted.is_empty() {
+        return search(&q, wanted).await;
+    }
+    let (counts, list) = tokio::join!(q.counts(), listing(&q, state, &p));
+    let body = html! {
+        h1 { "Queue " (q.name()) }
+        @match counts {
+            Ok(c) => {
+                p {
+                    @if c.paused { span.badge data-paused { "paused" } " " (action(&viewer, &format!("/console/queues/{name}/resume"), "Resume", "")) }
+                    @else { (action(&viewer, &format!("/console/queues/{name}/pause"), "Pause", "")) }
+                    @if c.dead > 0 { " " (action(&viewer, &format!("/console/queues/{name}/retry-dead"), &format!("Retry all {} dead", c.dead), "danger")) }
+                }
+                nav.tabs {
+                    @for (st, n) in [("waiting", c.waiting), ("delayed", c.delayed), ("active", c.active), ("completed", c.completed), ("dead", c.dead)] {
+                        a class=(if st == p.state { "current" } else { "" }) href=(format!("/console/queues/{name}?state={st}")) {
+                            (st) " " span data-count=(format!("{name}:{st}")) { (n) }
+                        }
+                    }
+                }
+            }
+            Err(e) => { p.error { "Counts cannot be read: " (e) } }
+        }
+        (filters(&name, &p))
+        @match list {
+            Ok(l) => (jobs_table(&name, &p, &l)),
+            Err(e) => p.error { "Jobs cannot be read: " (e) },
+        }
+    };
+    page::answer(StatusCode::OK, page::frame(&format!("Queue {name}"), Some(&viewer), body))
+}
+
+async fn search(q: &Queue, wanted: &str) -> Response {
+    let by_id = match q.job(wanted).await {
+        Ok(found) => found.map(|j| j.id),
+        Err(_) => None, // not shaped like an id: try it as a dedup key
+    };
+    let found = match by_id {
+        Some(id) => Some(id),
+        None => q.by_dedup_key(wanted).await.ok().flatten(),
+    };
+    match found {
+        Some(id) => Redirect::to(&format!("/console/queues/{}/jobs/{id}", q.name())).into_response(),
+        None => page::refusal(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "No job with id or pending dedup key `{}` in queue {}.",
+                fold(wanted, 80),
+                q.name()
+            ),
+        ),
+    }
+}
+
+fn filters(name: &str, p: &ListParams) -> Markup {
+    html! {
+        form.filters method="get" action=(format!("/console/queues/{name}")) {
+            input type="hidden" name="state" value=(p.state);
+            label { "Type " input type="text" name="type" value=(p.job_type) placeholder="trip.complete"; }
+            label { "Order "
+                select name="order" {
+                    option value="newest" selected[p.order == Order::Newest] { "newest first" }
+                    option value="oldest" selected[p.order == Order::Oldest] { "oldest first" }
+                }
+            }
+            button type="submit" { "Filter" }
+        }
+        form.filters method="get" action=(format!("/console/queues/{name}")) {
+            label { "Find " input type="search" name="q" placeholder="job id or dedup key"; }
+            button type="submit" { "Go" }
+        }
+    }
+}
+
+fn jobs_table(name: &str, p: &ListParams, l: &Listing) -> Markup {
+    let link = |from: usize| {
+        format!(
+            "/console/queues/{name}?state={}&order={}&type={}&from={from}",
+            p.state,
+            match p.order {
+                Order::Newest => "newest",
+                Order::Oldest => "oldest",
+            },
+            url_encode(&p.job_type)
+        )
+    };
+    html! {
+        @if !p.job_type.is_empty() {
+            p.note { "Looked through " (l.scanned) " jobs from position " (p.from) " for type " code { (p.job_type) } "." }
+        }
+        table.jobs data-list-queue=(name) {
+            thead { tr { th { "Id" } th { "Type" } th { "Created" } th { "Attempts" } th { "Payload" } th { "Last error" } } }
+            tbody {
+                @if l.jobs.is_empty() { tr { td colspan="6" { "No jobs here." } } }
+                @for j in &l.jobs {
+                    tr data-job-row=(j.id) {
+                        td { a href=(format!("/console/queues/{name}/jobs/{}", j.id)) { code { (j.id) } } }
+                        td { (j.job_type) }
+                        td { (time(Some(j.created_at))) }
+                        td.num { (j.attempts) " / " (j.max_attempts) }
+                        td { code { (fold(&j.payload.to_string(), 80)) } }
+                        td.error { (fold(j.last_error.as_deref().unwrap_or(""), 80)) }
+                    }
+                }
+            }
+        }
+        p.paging {
+            @if p.from > 0 && p.job_type.is_empty() { a href=(link(p.from.saturating_sub(PAGE))) { "← previous" } " " }
+            @if let Some(n) = l.next { a rel="next" href=(link(n)) { "next →" } }
+        }
+    }
+}
+
+/// Percent-encodes a query value (job types are short; anything else is encoded).
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A queue action: checks the CSRF token, runs `act`, goes back to the queue page.
+async fn queue_action<F, Fut>(
+    s: &AppState,
+    viewer: &Viewer,
+    name: &str,
+    form: &CsrfForm,
+    act: F,
+) -> Response
+where
+    F: FnOnce(Queue) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    if !csrf_ok(viewer, &form.csrf) {
+        return page::refusal(StatusCode::FORBIDDEN, "This form has expired: reload the page.");
+    }
+    let q = match s.app.queue(name) {
+        Ok(q) => q,
+        Err(e) => return page::refusal(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    match act(q).await {
+        Ok(()) => Redirect::to(&format!("/console/queues/{name}")).into_response(),
+        Err(e) => page::refusal(StatusCode::SERVICE_UNAVAILABLE, &e),
+    }
+}
+
+/// `POST /console/queues/{name}/pause`.
+pub(super) async fn pause(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    queue_action(&s, &viewer, &name, &form, |q| async move {
+        q.pause().await.map_err(|e| e.to_string())
+    })
+    .await
+}
+
+/// `POST /console/queues/{name}/resume`.
+pub(super) async fn resume(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    queue_action(&s, &viewer, &name, &form, |q| async move {
+        q.resume().await.map_err(|e| e.to_string())
+    })
+    .await
+}
+
+/// `POST /console/queues/{name}/retry-dead`: every dead job runs again (those whose hook is
+/// running stay dead).
+pub(super) async fn retry_dead(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    queue_action(&s, &viewer, &name, &form, |q| async move {
+        q.requeue(None).await.map(|_| ()).map_err(|e| e.to_string())
+    })
+    .await
+}

@@ -1,0 +1,245 @@
+//! The console's sessions: the operator logs in with a form, the session token (the same kind
+//! `/auth/login` returns) travels in an `HttpOnly`, `SameSite=Strict` cookie scoped to
+//! `/console`, and every action carries a CSRF token derived from the session. The guard checks
+//! them, the caller's role and the rate limits, and records the activity event as the API's
+//! guard does. Why each rule: docs/console.md#security.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use sha2::{Digest, Sha256};
+use tsp_mobility::auth::{Admission, Principal, RateClass};
+
+use super::page;
+use crate::http::AppState;
+use crate::http::activity::Event;
+
+/// The session cookie's name.
+pub(super) const COOKIE: &str = "tsp_console";
+
+/// The client's address (`Extension<Address>` in handlers).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Address(pub(super) IpAddr);
+
+/// Who is looking at the console (`Extension<Viewer>` in handlers).
+#[derive(Debug, Clone)]
+pub(super) struct Viewer {
+    pub(super) principal: Principal,
+    /// The token every form of this session must carry.
+    pub(super) csrf: String,
+    /// The session token itself (logout ends it).
+    pub(super) token: String,
+}
+
+impl Viewer {
+    /// Whether the role may act (operator, admin), not only read (viewer).
+    pub(super) fn may_act(&self) -> bool {
+        self.principal.is_operator()
+    }
+
+    /// The role's name, for the page header.
+    pub(super) fn role(&self) -> &'static str {
+        match &self.principal {
+            Principal::Operator { role, .. } => role.as_str(),
+            _ => "key",
+        }
+    }
+}
+
+/// The CSRF token of a session: a keyed digest of its token, so it proves the form came from a
+/// page of this session without storing anything, and reveals nothing of the token.
+pub(super) fn csrf_of(token: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"tsp-console-csrf\0");
+    h.update(token.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// The session cookie's value, if the request carries one.
+pub(super) fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// `Set-Cookie` for a new session (`Secure` when the console is served over TLS), or one that
+/// clears it.
+pub(super) fn cookie(token: Option<&str>, secure: bool, max_age_s: u64) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let text = match token {
+        Some(t) => format!(
+            "{COOKIE}={t}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
+        ),
+        None => format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
+    };
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Whether a POST's `Origin`, when the browser sends one, is this host: a second line of defence
+/// beside the CSRF token and `SameSite`.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
+}
+
+/// Which console routes need what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Need {
+    /// The login page, its form and the static assets.
+    Nobody,
+    /// Any operator, viewers included: reading.
+    Reader,
+    /// An operator or admin: actions.
+    Actor,
+}
+
+/// The rule of a console route, by its method and template.
+pub(super) fn need(method: &Method, template: &str) -> Need {
+    match (method.as_str(), template) {
+        (_, "/console/login") | ("GET", "/console/assets/{file}") => Need::Nobody,
+        ("GET", _) | ("POST", "/console/logout") => Need::Reader,
+        _ => Need::Actor,
+    }
+}
+
+/// Who the session stands for, or the answer to give instead.
+async fn admit(
+    s: &AppState,
+    method: &Method,
+    need: Need,
+    headers: &HeaderMap,
+    address: IpAddr,
+) -> Result<Option<Viewer>, Response> {
+    let auth = s.app.auth();
+    if method == Method::POST && !same_origin(headers) {
+        return Err(page::refusal(
+            StatusCode::FORBIDDEN,
+            "This form was sent from another site.",
+        ));
+    }
+    if need == Need::Nobody {
+        return match auth.admit_address(&address.to_string()).await {
+            Ok(Some(t)) => Err(crate::http::guard::too_many(t)),
+            _ => Ok(None),
+        };
+    }
+    let Some(token) = session_token(headers) else {
+        return Err(to_login(method));
+    };
+    let class = if *method == Method::GET {
+        RateClass::Read
+    } else {
+        RateClass::Write
+    };
+    let principal = match auth.admit(&token, &address.to_string(), class).await {
+        Ok(Admission::Admitted(p)) => p,
+        Ok(Admission::Unknown) => return Err(to_login(method)),
+        Ok(Admission::Limited(t)) => return Err(crate::http::guard::too_many(t)),
+        Err(e) => {
+            tracing::warn!(error = %e, "console session not checked: its store failed");
+            return Err(page::refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The session store is unavailable; try again shortly.",
+            ));
+        }
+    };
+    // The console is for operators (any role); users and keys use the API.
+    if !matches!(principal, Principal::Operator { .. }) {
+        return Err(page::refusal(
+            StatusCode::FORBIDDEN,
+            "The console is for operators.",
+        ));
+    }
+    let viewer = Viewer {
+        csrf: csrf_of(&token),
+        principal,
+        token,
+    };
+    if need == Need::Actor && !viewer.may_act() {
+        return Err(page::refusal(
+            StatusCode::FORBIDDEN,
+            "Your role may look, not act: ask an operator.",
+        ));
+    }
+    Ok(Some(viewer))
+}
+
+/// A GET without a session goes to the login page; anything else is 401.
+fn to_login(method: &Method) -> Response {
+    if *method == Method::GET {
+        Redirect::to("/console/login").into_response()
+    } else {
+        page::refusal(StatusCode::UNAUTHORIZED, "Your session has ended: log in again.")
+    }
+}
+
+/// Checks a form's CSRF token against the session's (constant time).
+pub(super) fn csrf_ok(viewer: &Viewer, sent: &str) -> bool {
+    let want = viewer.csrf.as_bytes();
+    let got = sent.as_bytes();
+    want.len() == got.len() && want.iter().zip(got).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// The middleware on every console route.
+pub(super) async fn guard(
+    State(s): State<AppState>,
+    matched: MatchedPath,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let template = matched.as_str().to_string();
+    let address = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    req.extensions_mut().insert(Address(address));
+    let need = need(&method, &template);
+    let (principal, mut response) = match admit(&s, &method, need, req.headers(), address).await {
+        Ok(viewer) => {
+            let principal = viewer.as_ref().map(|v| v.principal.clone());
+            if let Some(v) = viewer {
+                req.extensions_mut().insert(v);
+            }
+            (principal, next.run(req).await)
+        }
+        Err(refused) => (None, refused),
+    };
+    page::secure_headers(response.headers_mut());
+    s.activity.record(Event {
+        principal,
+        method: method.to_string(),
+        route: template,
+        status: response.status().as_u16(),
+        address,
+        request_id,
+        elapsed: started.elapsed(),
+    });
+    response
+}

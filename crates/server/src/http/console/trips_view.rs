@@ -1,0 +1,145 @@
+//! Trips today (UTC): completed trips and points awarded per hour from MySQL `dataset.trips`,
+//! dead `trip.complete` jobs per hour from the job records, compensations pending, and a map of
+//! recent trip start points over the live GTFS feed's stops.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{TimeZone, Utc};
+use maud::html;
+
+use super::chart::{self, Series};
+use super::map::{self, LatLng};
+use super::page;
+use super::session::Viewer;
+use crate::http::AppState;
+
+/// How many recent trip starts the map shows.
+const MAP_TRIPS: u32 = 300;
+/// Trips are at most this long (`trip.max_duration` bounds them far lower), so a trip that ended
+/// today started at most a day earlier: lets the query use the `(status, started_at)` index.
+const LONGEST_TRIP_DAYS: i64 = 1;
+
+/// Today's midnight, UTC, in Unix ms.
+fn midnight_ms() -> i64 {
+    let today = Utc::now().date_naive();
+    Utc.from_utc_datetime(&today.and_hms_opt(0, 0, 0).unwrap_or_default())
+        .timestamp_millis()
+}
+
+/// Completed trips and points per hour today: (hour, trips, points).
+async fn completed_by_hour(s: &AppState, since: i64) -> Result<Vec<(u32, i64, i64)>, String> {
+    let dataset = s.app.hub().mysql("dataset").map_err(|e| e.to_string())?;
+    let since = chrono::DateTime::from_timestamp_millis(since)
+        .unwrap_or_default()
+        .naive_utc();
+    dataset
+        .timed(
+            "console trips by hour",
+            sqlx::query_as::<_, (u32, i64, i64)>(
+                "SELECT CAST(HOUR(ended_at) AS UNSIGNED), CAST(COUNT(*) AS SIGNED), \
+                 CAST(COALESCE(SUM(points), 0) AS SIGNED) FROM trips \
+                 WHERE status = 'completed' AND started_at >= ? - INTERVAL ? DAY \
+                 AND ended_at >= ? GROUP BY 1 ORDER BY 1",
+            )
+            .bind(since)
+            .bind(LONGEST_TRIP_DAYS)
+            .bind(since)
+            .fetch_all(dataset.pool()),
+        )
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn recent_starts(s: &AppState) -> Result<Vec<LatLng>, String> {
+    let dataset = s.app.hub().mysql("dataset").map_err(|e| e.to_string())?;
+    let rows: Vec<(f64, f64)> = dataset
+        .timed(
+            "console trip starts",
+            sqlx::query_as(
+                "SELECT CAST(start_lat AS DOUBLE), CAST(start_lng AS DOUBLE) FROM trips \
+                 WHERE status = 'completed' AND start_lat IS NOT NULL \
+                 ORDER BY started_at DESC LIMIT ?",
+            )
+            .bind(MAP_TRIPS)
+            .fetch_all(dataset.pool()),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(rows)
+}
+
+async fn stops(s: &AppState) -> Vec<LatLng> {
+    match s.app.gtfs().stops(None).await {
+        Ok((_, _, stops)) => stops
+            .into_iter()
+            .filter_map(|st| Some((st.lat?, st.lng?)))
+            .collect(),
+        Err(_) => Vec::new(), // no feed imported: the map shows trips alone
+    }
+}
+
+/// `GET /console/trips`.
+pub(super) async fn show(
+    State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+) -> Response {
+    let since = midnight_ms();
+    let trips_queue = s.app.hub().config().trips.queue.clone();
+    let pending = async {
+        let q = s.app.queue(&trips_queue).map_err(|e| e.to_string())?;
+        q.counts().await.map(|c| c.dead_unhandled).map_err(|e| e.to_string())
+    };
+    let (hours, dead, starts, stop_points, pending) = tokio::join!(
+        completed_by_hour(&s, since),
+        chart::dead_trips(&s.app, since),
+        recent_starts(&s),
+        stops(&s),
+        pending
+    );
+    let mut per_hour = Series {
+        times: (0..24).map(|h| since + h * 3_600_000).collect(),
+        ..Series::default()
+    };
+    if let Ok(rows) = &hours {
+        let mut trips = vec![0.0; 24];
+        for (h, n, _) in rows {
+            if let Some(slot) = trips.get_mut(*h as usize) {
+                *slot = *n as f64;
+            }
+        }
+        per_hour.counts.insert("completed".into(), trips);
+    }
+    let (total_trips, total_points) = hours
+        .as_ref()
+        .map(|r| r.iter().fold((0, 0), |(t, p), (_, n, pts)| (t + n, p + pts)))
+        .unwrap_or((0, 0));
+    let body = html! {
+        h1 { "Trips today (UTC)" }
+        @match &hours {
+            Ok(_) => {
+                p.figures {
+                    span { strong data-figure="trips" { (total_trips) } " completed trips" } " · "
+                    span { strong data-figure="points" { (total_points) } " points awarded" } " · "
+                    span { strong data-figure="dead" { (dead.as_ref().map(|d| d.total("dead") as i64).unwrap_or(0)) } " dead trip jobs" } " · "
+                    span { strong data-figure="compensations" { (pending.as_ref().map(|p| p.to_string()).unwrap_or_else(|e| e.clone())) } " compensations pending" }
+                }
+                h2 { "Completed trips per hour" }
+                (chart::bars(&per_hour, &[("completed", "ok")], 480.0, 80.0, "completed trips per hour"))
+            }
+            Err(e) => { p.error { "Trips cannot be read: " (e) } }
+        }
+        h2 { "Dead trip jobs per hour" }
+        @match &dead {
+            Ok(d) => (chart::bars(d, &[("dead", "bad")], 480.0, 60.0, "dead trip jobs per hour")),
+            Err(e) => p.note { "No chart: " (e) },
+        }
+        h2 { "Recent trip starts" }
+        @match &starts {
+            Ok(points) => (map::draw(points, &stop_points, 720.0, 420.0)),
+            Err(e) => p.error { "Trip starts cannot be read: " (e) },
+        }
+    };
+    page::answer(StatusCode::OK, page::frame("Trips", Some(&viewer), body))
+}
