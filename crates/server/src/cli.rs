@@ -450,6 +450,14 @@ pub enum JobsCommand {
         #[arg(long, default_value = "default")]
         queue: String,
     },
+    /// Cancel waiting or delayed jobs: each is removed with everything stored for it; active,
+    /// finished and dead ones are left alone (exit 1 if any was not cancelled).
+    Cancel {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long, default_value = "default")]
+        queue: String,
+    },
     Pause {
         queue: String,
     },

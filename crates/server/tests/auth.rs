@@ -9,81 +9,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{PASSWORD, Server, Site};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tsp_mobility::auth::{NewUser, Scope};
-use tsp_mobility::sandbox::Sandbox;
-use tsp_server::app::App;
 use tsp_server::http::{Access, rules};
-
-const PASSWORD: &str = "correct horse battery";
-
-/// A sandbox, the service's components on it (to make accounts and keys), and its servers.
-struct Site {
-    sandbox: Sandbox,
-    app: App,
-}
-
-impl Site {
-    async fn new(sets: &[&str]) -> Site {
-        let mut options = common::load_options();
-        options.overrides.extend(sets.iter().map(|s| s.to_string()));
-        let sandbox = Sandbox::create(&options).await.unwrap();
-        tsp_mobility::seed::seed_users(&sandbox.hub, 3)
-            .await
-            .unwrap();
-        let app = App::build(&sandbox.hub).unwrap();
-        Site { sandbox, app }
-    }
-
-    /// A `serve` process on the sandbox, with `sets` on top.
-    fn server(&self, sets: &[&str]) -> Server {
-        let mut all: Vec<&str> = self.sandbox.overrides.iter().map(String::as_str).collect();
-        all.extend(sets);
-        tokio::task::block_in_place(|| Server::start(&all, &[("TSP_LOG", "debug")]))
-    }
-
-    /// User `id` (seeded) gets a password and an email to log in with.
-    async fn user_with_password(&self, id: u64) -> String {
-        let email = format!("user{id}@example.test");
-        sqlx::query("UPDATE users SET email = ? WHERE id = ?")
-            .bind(&email)
-            .bind(id)
-            .execute(self.sandbox.hub.mysql("portal").unwrap().pool())
-            .await
-            .unwrap();
-        self.app
-            .auth()
-            .set_user_password(id, PASSWORD.into())
-            .await
-            .unwrap();
-        email
-    }
-
-    async fn key(&self, scopes: &[Scope]) -> String {
-        self.app
-            .auth()
-            .create_key("test", scopes)
-            .await
-            .unwrap()
-            .key
-    }
-
-    async fn operator(&self, role: tsp_mobility::auth::Role) -> String {
-        let name = format!("op{}", rand::random::<u32>());
-        self.app
-            .auth()
-            .create_operator(&name, role, PASSWORD.into())
-            .await
-            .unwrap();
-        name
-    }
-
-    async fn done(self) {
-        let _ = self.sandbox.remove().await;
-    }
-}
 
 /// A request with an optional bearer: (status, headers, JSON body or Null).
 async fn call(

@@ -3,8 +3,8 @@
 //! `sched:last` (name → the last tick claimed) and `sched:lastjob` (name → the job that tick
 //! enqueued). What a schedule means is in `crate::schedule`.
 
-use std::collections::HashMap;
 use redis::Value;
+use std::collections::HashMap;
 
 /// Members of a sorted set or fields of a hash with their (numeric) values.
 type Scored = Vec<(String, i64)>;

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tsp_hub::Hub;
-use tsp_queue::{JobState, NewJob, Queue, Worker, WorkerReport};
+use tsp_queue::{Cancelled, JobState, NewJob, Queue, Worker, WorkerReport};
 
 use crate::app::{App, queue, records, trip_concurrency};
 use crate::cli::{EnqueueArgs, JobsCommand, WorkerArgs};
@@ -109,6 +109,7 @@ pub async fn jobs(hub: &Hub, cmd: &JobsCommand) -> anyhow::Result<String> {
             all_failed,
             queue: qn,
         } => retry(hub, qn, id.as_deref(), *all_failed).await?,
+        JobsCommand::Cancel { ids, queue: qn } => cancel(hub, qn, ids).await?,
         JobsCommand::Pause { queue: qn } => {
             queue(hub, qn)?.pause().await?;
             format!("paused {qn}")
@@ -118,6 +119,31 @@ pub async fn jobs(hub: &Hub, cmd: &JobsCommand) -> anyhow::Result<String> {
             format!("resumed {qn}")
         }
     })
+}
+
+/// `jobs cancel`: one line per id saying what became of it; an error if any stayed.
+async fn cancel(hub: &Hub, qn: &str, ids: &[String]) -> anyhow::Result<String> {
+    let answers = queue(hub, qn)?.cancel(ids).await?;
+    let lines: Vec<String> = ids
+        .iter()
+        .zip(&answers)
+        .map(|(id, a)| match a {
+            Cancelled::Cancelled => format!("{id}: cancelled"),
+            Cancelled::Missing => format!("{id}: no such job in {qn}"),
+            other => format!(
+                "{id}: not cancelled, it is {}",
+                serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            ),
+        })
+        .collect();
+    if answers.iter().all(|a| *a == Cancelled::Cancelled) {
+        Ok(lines.join("\n"))
+    } else {
+        anyhow::bail!("{}", lines.join("\n"))
+    }
 }
 
 /// `jobs stats`: counts per state of every known queue, as a table or JSON.

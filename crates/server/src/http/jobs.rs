@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tsp_mobility::auth::{Principal, Scope};
 use tsp_mobility::complete::JOB_TYPE as TRIP_JOB;
-use tsp_queue::{JobInfo, NewJob, Queue, QueueError};
+use tsp_queue::{Cancelled, JobInfo, NewJob, Queue, QueueError};
 
 use super::AppState;
 use super::errors::{ApiError, answer, bad_request, forbidden, queue_error};
@@ -221,6 +221,38 @@ pub(super) async fn retry_job(
             format!("job {id} is not dead-lettered")
         };
         Err(ApiError::Client(StatusCode::CONFLICT, why))
+    }
+    .await;
+    answer(result)
+}
+
+/// `POST /jobs/{id}/cancel`: a waiting or delayed job is removed (operators); 404 for no
+/// such job, 409 when it is active, finished or dead.
+pub(super) async fn cancel_job(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(p): Query<QueueParam>,
+) -> Response {
+    let result = async {
+        let q = s.app.queue(&p.queue).map_err(queue_error)?;
+        let answer = q
+            .cancel(std::slice::from_ref(&id))
+            .await
+            .map_err(queue_error)?;
+        match answer.first() {
+            Some(Cancelled::Cancelled) => Ok(json!({"id": id, "cancelled": true})),
+            Some(Cancelled::Missing) | None => Err(ApiError::Client(
+                StatusCode::NOT_FOUND,
+                format!("job {id} not found in queue {}", p.queue),
+            )),
+            Some(other) => Err(ApiError::Client(
+                StatusCode::CONFLICT,
+                format!(
+                    "job {id} is {}: only waiting and delayed jobs can be cancelled",
+                    json!(other).as_str().unwrap_or("")
+                ),
+            )),
+        }
     }
     .await;
     answer(result)

@@ -141,8 +141,9 @@ pub fn router(state: AppState) -> Router {
     limited(false, server.max_body)
         .merge(limited(true, max_upload))
         .merge(
-            console::router(state.clone())
-                .layer(tower_http::limit::RequestBodyLimitLayer::new(server.max_body)),
+            console::router(state.clone()).layer(tower_http::limit::RequestBodyLimitLayer::new(
+                server.max_body,
+            )),
         )
         .fallback(errors::not_found)
         .layer(

@@ -118,6 +118,12 @@ fn jobs() -> Vec<Route> {
         route("POST", "/jobs", Authenticated, post(jobs::post_job)),
         route("GET", "/jobs/{id}", Authenticated, get(jobs::get_job)),
         route("POST", "/jobs/{id}/retry", Operator, post(jobs::retry_job)),
+        route(
+            "POST",
+            "/jobs/{id}/cancel",
+            Operator,
+            post(jobs::cancel_job),
+        ),
         route("GET", "/queues", Scope(S::JobsRead), get(jobs::queues)),
         route("POST", "/queues/{name}/pause", Operator, post(jobs::pause)),
         route(

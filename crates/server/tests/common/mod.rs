@@ -247,3 +247,74 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// The password every test account gets.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A sandbox, the service's components on it (to make accounts and keys), and its servers.
+pub struct Site {
+    pub sandbox: tsp_mobility::sandbox::Sandbox,
+    pub app: tsp_server::app::App,
+}
+
+impl Site {
+    pub async fn new(sets: &[&str]) -> Site {
+        let mut options = load_options();
+        options.overrides.extend(sets.iter().map(|s| s.to_string()));
+        let sandbox = tsp_mobility::sandbox::Sandbox::create(&options)
+            .await
+            .unwrap();
+        tsp_mobility::seed::seed_users(&sandbox.hub, 3)
+            .await
+            .unwrap();
+        let app = tsp_server::app::App::build(&sandbox.hub).unwrap();
+        Site { sandbox, app }
+    }
+
+    /// A `serve` process on the sandbox, with `sets` on top.
+    pub fn server(&self, sets: &[&str]) -> Server {
+        let mut all: Vec<&str> = self.sandbox.overrides.iter().map(String::as_str).collect();
+        all.extend(sets);
+        tokio::task::block_in_place(|| Server::start(&all, &[("TSP_LOG", "debug")]))
+    }
+
+    /// User `id` (seeded) gets a password and an email to log in with.
+    pub async fn user_with_password(&self, id: u64) -> String {
+        let email = format!("user{id}@example.test");
+        sqlx::query("UPDATE users SET email = ? WHERE id = ?")
+            .bind(&email)
+            .bind(id)
+            .execute(self.sandbox.hub.mysql("portal").unwrap().pool())
+            .await
+            .unwrap();
+        self.app
+            .auth()
+            .set_user_password(id, PASSWORD.into())
+            .await
+            .unwrap();
+        email
+    }
+
+    pub async fn key(&self, scopes: &[tsp_mobility::auth::Scope]) -> String {
+        self.app
+            .auth()
+            .create_key("test", scopes)
+            .await
+            .unwrap()
+            .key
+    }
+
+    pub async fn operator(&self, role: tsp_mobility::auth::Role) -> String {
+        let name = format!("op{}", rand::random::<u32>());
+        self.app
+            .auth()
+            .create_operator(&name, role, PASSWORD.into())
+            .await
+            .unwrap();
+        name
+    }
+
+    pub async fn done(self) {
+        let _ = self.sandbox.remove().await;
+    }
+}

@@ -84,7 +84,10 @@ async fn query(
         if entry.times.len() < times.len() {
             entry.times = times;
         }
-        let counts = values.iter().map(|v| v[1].as_f64().unwrap_or(0.0)).collect();
+        let counts = values
+            .iter()
+            .map(|v| v[1].as_f64().unwrap_or(0.0))
+            .collect();
         entry.counts.insert(tag(name), counts);
     }
     Ok(out)
@@ -108,7 +111,12 @@ pub(super) fn bars(series: &Series, names: &[(&str, &str)], w: f64, h: f64, labe
     for i in 0..n {
         let mut y = h;
         for (k, class) in names {
-            let v = series.counts.get(*k).and_then(|c| c.get(i)).copied().unwrap_or(0.0);
+            let v = series
+                .counts
+                .get(*k)
+                .and_then(|c| c.get(i))
+                .copied()
+                .unwrap_or(0.0);
             if v <= 0.0 {
                 continue;
             }

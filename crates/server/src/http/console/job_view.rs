@@ -31,7 +31,10 @@ async fn find(s: &AppState, name: &str, id: &str) -> Result<(Queue, JobInfo), Re
         Err(tsp_queue::QueueError::Invalid { message, .. }) => {
             Err(page::refusal(StatusCode::BAD_REQUEST, &message))
         }
-        Err(e) => Err(page::refusal(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
+        Err(e) => Err(page::refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &e.to_string(),
+        )),
     }
 }
 
@@ -52,7 +55,10 @@ pub(super) async fn show(
             (detail(&viewer, &job))
         }
     };
-    page::answer(StatusCode::OK, page::frame(&format!("Job {id}"), Some(&viewer), body))
+    page::answer(
+        StatusCode::OK,
+        page::frame(&format!("Job {id}"), Some(&viewer), body),
+    )
 }
 
 /// `GET /console/queues/{name}/jobs/{id}/detail`: the detail block alone, for live updates.
@@ -133,7 +139,10 @@ pub(super) async fn retry(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if !csrf_ok(&viewer, &form.csrf) {
-        return page::refusal(StatusCode::FORBIDDEN, "This form has expired: reload the page.");
+        return page::refusal(
+            StatusCode::FORBIDDEN,
+            "This form has expired: reload the page.",
+        );
     }
     let (q, _) = match find(&s, &name, &id).await {
         Ok(found) => found,
@@ -158,19 +167,27 @@ pub(super) async fn cancel(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if !csrf_ok(&viewer, &form.csrf) {
-        return page::refusal(StatusCode::FORBIDDEN, "This form has expired: reload the page.");
+        return page::refusal(
+            StatusCode::FORBIDDEN,
+            "This form has expired: reload the page.",
+        );
     }
     let q = match s.app.queue(&name) {
         Ok(q) => q,
         Err(e) => return page::refusal(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    match q.cancel(std::slice::from_ref(&id)).await.map(|r| r.first().copied()) {
+    match q
+        .cancel(std::slice::from_ref(&id))
+        .await
+        .map(|r| r.first().copied())
+    {
         Ok(Some(Cancelled::Cancelled)) => {
             Redirect::to(&format!("/console/queues/{name}")).into_response()
         }
-        Ok(Some(Cancelled::Missing)) | Ok(None) => {
-            page::refusal(StatusCode::NOT_FOUND, &format!("No job {id} in queue {name}."))
-        }
+        Ok(Some(Cancelled::Missing)) | Ok(None) => page::refusal(
+            StatusCode::NOT_FOUND,
+            &format!("No job {id} in queue {name}."),
+        ),
         Ok(Some(other)) => {
             let state = match other {
                 Cancelled::Active => "active",

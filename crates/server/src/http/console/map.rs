@@ -8,7 +8,9 @@ pub(super) type LatLng = (f64, f64);
 
 /// The bounds of `points` with a margin, and the horizontal scale of their mid-latitude.
 fn bounds(points: &[LatLng]) -> Option<(f64, f64, f64, f64)> {
-    let mut it = points.iter().filter(|(a, b)| a.is_finite() && b.is_finite());
+    let mut it = points
+        .iter()
+        .filter(|(a, b)| a.is_finite() && b.is_finite());
     let first = it.next()?;
     let (mut s, mut n, mut w, mut e) = (first.0, first.0, first.1, first.1);
     for (lat, lng) in it {
@@ -38,10 +40,18 @@ pub(super) fn draw(trips: &[LatLng], stops: &[LatLng], w: f64, h: f64) -> Markup
     let inside = |(lat, lng): &&LatLng| *lat >= s && *lat <= n && *lng >= west && *lng <= east;
     let mut svg = String::new();
     for p in stops.iter().filter(inside) {
-        svg.push_str(&format!(r#"<circle class="stop" cx="{:.1}" cy="{:.1}" r="1.5"/>"#, x(p.1), y(p.0)));
+        svg.push_str(&format!(
+            r#"<circle class="stop" cx="{:.1}" cy="{:.1}" r="1.5"/>"#,
+            x(p.1),
+            y(p.0)
+        ));
     }
     for p in trips.iter().filter(inside) {
-        svg.push_str(&format!(r#"<circle class="trip" cx="{:.1}" cy="{:.1}" r="3"/>"#, x(p.1), y(p.0)));
+        svg.push_str(&format!(
+            r#"<circle class="trip" cx="{:.1}" cy="{:.1}" r="3"/>"#,
+            x(p.1),
+            y(p.0)
+        ));
     }
     let label = format!(
         "{} trip starts and {} stops between {s:.3}..{n:.3} N and {west:.3}..{east:.3} E",

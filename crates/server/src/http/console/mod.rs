@@ -63,6 +63,11 @@ pub fn access(method: &str, path: &str) -> &'static str {
     }
 }
 
+/// The CSRF token forms of the session `token` carry (docs/console.md#security).
+pub fn csrf_token(token: &str) -> String {
+    session::csrf_of(token)
+}
+
 /// The console's routes behind its guard.
 pub(super) fn router(state: AppState) -> Router<AppState> {
     Router::new()
@@ -74,22 +79,48 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         .route("/console/queues/{name}", get(queue_view::show))
         .route("/console/queues/{name}/pause", post(queue_view::pause))
         .route("/console/queues/{name}/resume", post(queue_view::resume))
-        .route("/console/queues/{name}/retry-dead", post(queue_view::retry_dead))
+        .route(
+            "/console/queues/{name}/retry-dead",
+            post(queue_view::retry_dead),
+        )
         .route("/console/queues/{name}/jobs/{id}", get(job_view::show))
-        .route("/console/queues/{name}/jobs/{id}/detail", get(job_view::fragment))
-        .route("/console/queues/{name}/jobs/{id}/retry", post(job_view::retry))
-        .route("/console/queues/{name}/jobs/{id}/cancel", post(job_view::cancel))
+        .route(
+            "/console/queues/{name}/jobs/{id}/detail",
+            get(job_view::fragment),
+        )
+        .route(
+            "/console/queues/{name}/jobs/{id}/retry",
+            post(job_view::retry),
+        )
+        .route(
+            "/console/queues/{name}/jobs/{id}/cancel",
+            post(job_view::cancel),
+        )
         .route("/console/schedules", get(schedules_view::show))
-        .route("/console/schedules/{name}/pause", post(schedules_view::pause))
-        .route("/console/schedules/{name}/resume", post(schedules_view::resume))
+        .route(
+            "/console/schedules/{name}/pause",
+            post(schedules_view::pause),
+        )
+        .route(
+            "/console/schedules/{name}/resume",
+            post(schedules_view::resume),
+        )
         .route("/console/trips", get(trips_view::show))
         .route_layer(middleware::from_fn_with_state(state, session::guard))
 }
 
 /// The vendored assets, compiled in: (name, content type, bytes).
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("console.css", "text/css; charset=utf-8", include_str!("assets/console.css")),
-    ("console.js", "text/javascript; charset=utf-8", include_str!("assets/console.js")),
+    (
+        "console.css",
+        "text/css; charset=utf-8",
+        include_str!("assets/console.css"),
+    ),
+    (
+        "console.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/console.js"),
+    ),
 ];
 
 async fn asset(Path(file): Path<String>) -> Response {
@@ -120,7 +151,10 @@ fn login_form(message: Option<&str>) -> maud::Markup {
 }
 
 async fn login_page() -> Response {
-    page::answer(StatusCode::OK, page::frame("Log in", None, login_form(None)))
+    page::answer(
+        StatusCode::OK,
+        page::frame("Log in", None, login_form(None)),
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -156,12 +190,19 @@ async fn login(
         }
         Err(LoginError::Refused) => page::answer(
             StatusCode::UNAUTHORIZED,
-            page::frame("Log in", None, login_form(Some("Wrong username or password."))),
+            page::frame(
+                "Log in",
+                None,
+                login_form(Some("Wrong username or password.")),
+            ),
         ),
         Err(LoginError::Throttled(t)) => super::guard::too_many(t),
         Err(LoginError::Store(e)) => {
             tracing::warn!(error = %e, "console login: a store failed");
-            page::refusal(StatusCode::SERVICE_UNAVAILABLE, "The session store is unavailable.")
+            page::refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The session store is unavailable.",
+            )
         }
     }
 }
@@ -183,11 +224,17 @@ async fn logout(
     Form(form): Form<queue_view::CsrfForm>,
 ) -> Response {
     if !csrf_ok(&viewer, &form.csrf) {
-        return page::refusal(StatusCode::FORBIDDEN, "This form has expired: reload the page.");
+        return page::refusal(
+            StatusCode::FORBIDDEN,
+            "This form has expired: reload the page.",
+        );
     }
     if let Err(e) = s.app.auth().end_session(&viewer.token).await {
         tracing::warn!(error = %e, "console logout: the session store failed");
-        return page::refusal(StatusCode::SERVICE_UNAVAILABLE, "The session store is unavailable.");
+        return page::refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The session store is unavailable.",
+        );
     }
     let mut r = Redirect::to("/console/login").into_response();
     r.headers_mut()

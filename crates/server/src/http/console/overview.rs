@@ -32,7 +32,8 @@ pub(super) async fn queue_rows(s: &AppState) -> Result<Vec<QueueRow>, String> {
     let mut rows = Vec::with_capacity(names.len());
     for name in names {
         let q = s.app.queue(&name).map_err(|e| e.to_string())?;
-        let (counts, glance) = tokio::try_join!(q.counts(), q.glance()).map_err(|e| e.to_string())?;
+        let (counts, glance) =
+            tokio::try_join!(q.counts(), q.glance()).map_err(|e| e.to_string())?;
         rows.push(QueueRow { counts, glance });
     }
     Ok(rows)
@@ -43,7 +44,10 @@ pub(super) fn alerts(health: &HubHealth, rows: &[QueueRow], now: i64) -> Vec<Str
     let mut out = Vec::new();
     for i in health.instances.iter().filter(|i| i.status == Status::Down) {
         let need = if i.required { "required" } else { "optional" };
-        out.push(format!("Store {}.{} is down ({need}).", i.store, i.instance));
+        out.push(format!(
+            "Store {}.{} is down ({need}).",
+            i.store, i.instance
+        ));
     }
     for r in rows {
         let c = &r.counts;
@@ -69,7 +73,10 @@ pub(super) fn alerts(health: &HubHealth, rows: &[QueueRow], now: i64) -> Vec<Str
             ));
         }
         if c.paused && c.waiting > 0 {
-            out.push(format!("Queue {} is paused with {} waiting.", c.queue, c.waiting));
+            out.push(format!(
+                "Queue {} is paused with {} waiting.",
+                c.queue, c.waiting
+            ));
         }
     }
     out

@@ -64,7 +64,10 @@ struct Listing {
 async fn listing(q: &Queue, state: JobState, p: &ListParams) -> Result<Listing, String> {
     let err = |e: tsp_queue::QueueError| e.to_string();
     if p.job_type.is_empty() {
-        let jobs = q.page(state, p.from, PAGE + 1, p.order).await.map_err(err)?;
+        let jobs = q
+            .page(state, p.from, PAGE + 1, p.order)
+            .await
+            .map_err(err)?;
         let more = jobs.len() > PAGE;
         let jobs: Vec<JobInfo> = jobs.into_iter().take(PAGE).collect();
         let scanned = jobs.len();
@@ -109,7 +112,10 @@ async fn listing(q: &Queue, state: JobState, p: &ListParams) -> Result<Listing, 
 
 fn state_of(name: &str) -> Result<JobState, String> {
     JobState::parse(name).ok_or_else(|| {
-        format!("state: `{}` is not one of waiting, delayed, active, completed, dead", fold(name, 40))
+        format!(
+            "state: `{}` is not one of waiting, delayed, active, completed, dead",
+            fold(name, 40)
+        )
     })
 }
 
@@ -159,7 +165,10 @@ pub(super) async fn show(
             Err(e) => p.error { "Jobs cannot be read: " (e) },
         }
     };
-    page::answer(StatusCode::OK, page::frame(&format!("Queue {name}"), Some(&viewer), body))
+    page::answer(
+        StatusCode::OK,
+        page::frame(&format!("Queue {name}"), Some(&viewer), body),
+    )
 }
 
 async fn search(q: &Queue, wanted: &str) -> Response {
@@ -172,7 +181,9 @@ async fn search(q: &Queue, wanted: &str) -> Response {
         None => q.by_dedup_key(wanted).await.ok().flatten(),
     };
     match found {
-        Some(id) => Redirect::to(&format!("/console/queues/{}/jobs/{id}", q.name())).into_response(),
+        Some(id) => {
+            Redirect::to(&format!("/console/queues/{}/jobs/{id}", q.name())).into_response()
+        }
         None => page::refusal(
             StatusCode::NOT_FOUND,
             &format!(
@@ -268,7 +279,10 @@ where
     Fut: std::future::Future<Output = Result<(), String>>,
 {
     if !csrf_ok(viewer, &form.csrf) {
-        return page::refusal(StatusCode::FORBIDDEN, "This form has expired: reload the page.");
+        return page::refusal(
+            StatusCode::FORBIDDEN,
+            "This form has expired: reload the page.",
+        );
     }
     let q = match s.app.queue(name) {
         Ok(q) => q,

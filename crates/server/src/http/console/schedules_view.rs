@@ -67,7 +67,10 @@ pub(super) async fn show(
             }
         }
     };
-    page::answer(StatusCode::OK, page::frame("Schedules", Some(&viewer), body))
+    page::answer(
+        StatusCode::OK,
+        page::frame("Schedules", Some(&viewer), body),
+    )
 }
 
 /// A schedule's timing as text: its cron and zone, or its interval.
@@ -79,12 +82,24 @@ fn timing(sc: &tsp_queue::Schedule) -> String {
     }
 }
 
-async fn set_paused(s: &AppState, viewer: &Viewer, name: &str, csrf: &str, paused: bool) -> Response {
+async fn set_paused(
+    s: &AppState,
+    viewer: &Viewer,
+    name: &str,
+    csrf: &str,
+    paused: bool,
+) -> Response {
     if !csrf_ok(viewer, csrf) {
-        return page::refusal(StatusCode::FORBIDDEN, "This form has expired: reload the page.");
+        return page::refusal(
+            StatusCode::FORBIDDEN,
+            "This form has expired: reload the page.",
+        );
     }
     let done = match s.app.schedules() {
-        Ok(sch) => sch.set_paused(name, paused).await.map_err(|e| e.to_string()),
+        Ok(sch) => sch
+            .set_paused(name, paused)
+            .await
+            .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     match done {

@@ -187,7 +187,10 @@ fn to_login(method: &Method) -> Response {
     if *method == Method::GET {
         Redirect::to("/console/login").into_response()
     } else {
-        page::refusal(StatusCode::UNAUTHORIZED, "Your session has ended: log in again.")
+        page::refusal(
+            StatusCode::UNAUTHORIZED,
+            "Your session has ended: log in again.",
+        )
     }
 }
 

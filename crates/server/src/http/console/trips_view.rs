@@ -89,7 +89,10 @@ pub(super) async fn show(
     let trips_queue = s.app.hub().config().trips.queue.clone();
     let pending = async {
         let q = s.app.queue(&trips_queue).map_err(|e| e.to_string())?;
-        q.counts().await.map(|c| c.dead_unhandled).map_err(|e| e.to_string())
+        q.counts()
+            .await
+            .map(|c| c.dead_unhandled)
+            .map_err(|e| e.to_string())
     };
     let (hours, dead, starts, stop_points, pending) = tokio::join!(
         completed_by_hour(&s, since),
@@ -113,7 +116,10 @@ pub(super) async fn show(
     }
     let (total_trips, total_points) = hours
         .as_ref()
-        .map(|r| r.iter().fold((0, 0), |(t, p), (_, n, pts)| (t + n, p + pts)))
+        .map(|r| {
+            r.iter()
+                .fold((0, 0), |(t, p), (_, n, pts)| (t + n, p + pts))
+        })
         .unwrap_or((0, 0));
     let body = html! {
         h1 { "Trips today (UTC)" }

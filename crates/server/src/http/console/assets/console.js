@@ -5,6 +5,9 @@
   "use strict";
   if (!window.EventSource) return;
   var source = new EventSource("/console/events");
+  // Close the stream as the page goes away: browsers allow few connections per host, and a
+  // stream left to time out would hold one.
+  window.addEventListener("pagehide", function () { source.close(); });
 
   function each(selector, f) {
     Array.prototype.forEach.call(document.querySelectorAll(selector), f);

@@ -1,0 +1,577 @@
+//! The operator console in a real browser: headless Chromium driven over WebDriver
+//! (chromedriver) against a `serve` process on a sandbox. Logging in, the overview's counts
+//! against `jobs stats --json`, a dead job retried and seen completing live, pause and resume,
+//! cancel, a store turning red, attacker-controlled text shown as text, and a viewer refused.
+//! The pages' screenshots land in `target/screenshots/` (docs/console.md shows them). The
+//! access rule of every console route is checked over plain HTTP.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{PASSWORD, Site};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use tsp_mobility::auth::Role;
+use tsp_queue::{NewJob, Outcome, Queue};
+
+/// Where the tests leave the console's screenshots.
+fn screenshots() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let dir = target.join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// chromedriver on a free port and a headless Chromium session through it.
+struct Browser {
+    driver: Child,
+    client: Client,
+    base: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start(base: &str) -> Browser {
+        let port = common::closed_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver on PATH (scripts/services.sh up installs it)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver never listened");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1360,1000",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        // chromedriver speaks plain HTTP, but the builder wants a TLS provider chosen.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a Chromium session");
+        Browser {
+            driver,
+            client,
+            base: base.to_string(),
+            _profile: profile,
+        }
+    }
+
+    async fn goto(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
+    }
+
+    /// Waits (bounded) for an element matching `css`: the page's own update is the signal.
+    async fn wait_for(&self, css: &str, within: Duration) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(within)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}` within {within:?}: {e}"))
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.wait_for(css, Duration::from_secs(10))
+            .await
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn click(&self, css: &str) {
+        self.wait_for(css, Duration::from_secs(10))
+            .await
+            .click()
+            .await
+            .unwrap();
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.client.execute(script, vec![]).await.unwrap()
+    }
+
+    async fn login(&self, username: &str) {
+        self.client.delete_all_cookies().await.unwrap();
+        self.goto("/console").await;
+        // Without a session, the console sends the browser to its login page.
+        self.wait_for("form.login", Duration::from_secs(10)).await;
+        let form = self.client.form(Locator::Css("form.login")).await.unwrap();
+        form.set_by_name("username", username).await.unwrap();
+        form.set_by_name("password", PASSWORD).await.unwrap();
+        form.submit().await.unwrap();
+        assert_eq!(self.text("main h1").await, "Overview");
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// A dead job made by hand (no worker runs yet), its payload and error carrying markup.
+async fn dead_job(q: &Queue) -> String {
+    let payload = json!({"note": "<script>window.__xss = 1</script>", "trip": "t-1"});
+    let id = q
+        .enqueue(NewJob::new("builtin.noop", &payload).unwrap())
+        .await
+        .unwrap();
+    let fetched = q.fetch(1, "console-test").await.unwrap();
+    assert_eq!(fetched.jobs[0].id, id);
+    let error = "<img src=x onerror=\"window.__xss = 2\"> upstream refused".to_string();
+    q.finish(&[(&fetched.jobs[0], Outcome::Dead { error })], false)
+        .await
+        .unwrap();
+    id
+}
+
+/// The queue's counts as `tsp-job jobs stats --json` prints them.
+fn stats_of(site: &Site, queue: &str) -> Value {
+    let mut args = vec!["jobs", "stats", "--json"];
+    for s in &site.sandbox.overrides {
+        args.extend(["--set", s]);
+    }
+    let out = common::run(&args, &[]);
+    assert!(out.status.success(), "{}", common::text(&out).1);
+    let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    all.into_iter().find(|q| q["queue"] == queue).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_watches_and_acts_and_a_viewer_only_watches() {
+    let mut scratch = tsp_testkit::ScratchRedis::start();
+    let spare = [
+        "redis.spare.host=127.0.0.1".to_string(),
+        format!("redis.spare.port={}", scratch.port),
+        "redis.spare.connect_timeout=1s".to_string(),
+        "health.timeout=1s".to_string(),
+    ];
+    let sets: Vec<&str> = spare.iter().map(String::as_str).collect();
+    let site = Site::new(&sets).await;
+    let operator = site.operator(Role::Operator).await;
+    let viewer = site.operator(Role::Viewer).await;
+    let q = site.app.queue("console").unwrap();
+    let dead = dead_job(&q).await;
+    let waiting = q
+        .enqueue_many(
+            (0..3)
+                .map(|n| NewJob::new("builtin.noop", &n).unwrap())
+                .collect(),
+        )
+        .await
+        .unwrap();
+    q.enqueue(
+        NewJob::new("builtin.noop", &9)
+            .unwrap()
+            .with_delay(Duration::from_secs(3600)),
+    )
+    .await
+    .unwrap();
+    let server = site.server(&sets);
+    let b = Browser::start(&server.base).await;
+
+    // Logging in lands on the overview; its counts are the CLI's.
+    b.login(&operator).await;
+    b.wait_for(
+        r#"tr[data-store="redis.spare"][data-status="up"]"#,
+        Duration::from_secs(20),
+    )
+    .await;
+    let stats = stats_of(&site, "console");
+    for state in ["waiting", "delayed", "active", "completed", "dead"] {
+        let shown = b.text(&format!(r#"[data-count="console:{state}"]"#)).await;
+        assert_eq!(shown, stats[state].to_string(), "{state}");
+    }
+    assert_eq!(stats["dead"], 1);
+    assert!(
+        b.text("section.alerts")
+            .await
+            .contains("dead jobs wait for their dead-letter hook")
+    );
+    b.screenshot("overview").await;
+
+    // The dead job: its markup is text, and nothing of it ran.
+    b.goto("/console/queues/console?state=dead").await;
+    b.screenshot("queue").await;
+    b.click(&format!(r#"a[href$="/jobs/{dead}"]"#)).await;
+    let page = b.text("main").await;
+    assert!(page.contains("<script>window.__xss = 1</script>"), "{page}");
+    assert!(
+        page.contains("<img src=x onerror=\"window.__xss = 2\"> upstream refused"),
+        "{page}"
+    );
+    assert_eq!(b.js("return typeof window.__xss").await, "undefined");
+    assert_eq!(
+        b.js("return document.querySelectorAll('main script, main img').length")
+            .await,
+        0
+    );
+    b.screenshot("job-dead").await;
+
+    // Retried, then completed by a worker: the page changes without being reloaded.
+    b.click(r#"form[action$="/retry"] button"#).await;
+    b.wait_for(r#"[data-state="waiting"]"#, Duration::from_secs(10))
+        .await;
+    b.js("window.__sameDocument = 42").await;
+    let mut worker = common::worker_on(&site.sandbox.overrides, "console", 4, "5s", &[]);
+    b.wait_for(r#"[data-state="completed"]"#, Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        b.js("return window.__sameDocument").await,
+        42,
+        "the page was reloaded"
+    );
+    b.screenshot("job-completed").await;
+    let _ = worker.kill();
+    let _ = worker.wait();
+
+    // Pause and resume, seen by the queue itself.
+    b.goto("/console/queues/console").await;
+    b.click(r#"form[action$="/pause"] button"#).await;
+    b.wait_for("[data-paused]", Duration::from_secs(10)).await;
+    assert!(q.counts().await.unwrap().paused);
+    b.click(r#"form[action$="/resume"] button"#).await;
+    b.wait_for(r#"form[action$="/pause"]"#, Duration::from_secs(10))
+        .await;
+    assert!(!q.counts().await.unwrap().paused);
+
+    // Cancel a delayed job from its page.
+    let delayed = q
+        .enqueue(
+            NewJob::new("builtin.noop", &10)
+                .unwrap()
+                .with_delay(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+    b.goto(&format!("/console/queues/console/jobs/{delayed}"))
+        .await;
+    b.click(r#"form[action$="/cancel"] button"#).await;
+    b.wait_for("table.jobs", Duration::from_secs(10)).await;
+    assert!(q.job(&delayed).await.unwrap().is_none());
+
+    // A store stopped turns red on an open overview, live.
+    b.goto("/console").await;
+    b.wait_for(
+        r#"tr[data-store="redis.spare"][data-status="up"]"#,
+        Duration::from_secs(10),
+    )
+    .await;
+    b.js("window.__sameDocument = 7").await;
+    scratch.kill();
+    b.wait_for(
+        r#"tr[data-store="redis.spare"][data-status="down"]"#,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        b.js("return window.__sameDocument").await,
+        7,
+        "the page was reloaded"
+    );
+    b.screenshot("overview-store-down").await;
+
+    b.goto("/console/schedules").await;
+    b.screenshot("schedules").await;
+    b.goto("/console/trips").await;
+    b.screenshot("trips").await;
+
+    // A viewer sees no actions, and an action sent anyway is refused.
+    b.login(&viewer).await;
+    b.goto("/console/queues/console").await;
+    b.wait_for("table.jobs", Duration::from_secs(10)).await;
+    assert_eq!(
+        b.js("return document.querySelectorAll('main form[method=post]').length")
+            .await,
+        0
+    );
+    let status = b
+        .client
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+               const csrf = document.querySelector('input[name=csrf]').value;
+               fetch('/console/queues/console/pause', {method: 'POST',
+                 headers: {'content-type': 'application/x-www-form-urlencoded'},
+                 body: 'csrf=' + csrf}).then(r => done(r.status));"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
+    assert!(!q.counts().await.unwrap().paused);
+    assert_eq!(waiting.len(), 3);
+
+    b.close().await;
+    drop(server);
+    site.done().await;
+}
+
+/// Over plain HTTP: every console route without a session (login page or 401), with a viewer's
+/// session (reads yes, actions 403), with an operator's (actions need the CSRF token, and a
+/// form from another origin is refused), and a platform user's session refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_console_route_keeps_its_rule() {
+    let site = Site::new(&[]).await;
+    let operator = site.operator(Role::Operator).await;
+    let viewer = site.operator(Role::Viewer).await;
+    let user_email = site.user_with_password(1).await;
+    let server = site.server(&[]);
+    let q = site.app.queue("console").unwrap();
+    let id = q
+        .enqueue(NewJob::new("builtin.noop", &1).unwrap())
+        .await
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let session = |name: String| {
+        let http = http.clone();
+        let base = server.base.clone();
+        async move {
+            let r = http
+                .post(format!("{base}/console/login"))
+                .form(&[("username", name.as_str()), ("password", PASSWORD)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 303);
+            let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+            cookie.split(';').next().unwrap().to_string()
+        }
+    };
+    let op_cookie = session(operator).await;
+    let viewer_cookie = session(viewer).await;
+    let csrf_of = |cookie: &str| tsp_server_csrf(cookie);
+    let concrete = |path: &str| {
+        path.replace("{name}", "console")
+            .replace("{id}", &id)
+            .replace("{file}", "console.css")
+    };
+    for (method, path) in tsp_server::http::console::ROUTES {
+        let rule = tsp_server::http::console::access(method, path);
+        let url = format!("{}{}", server.base, concrete(path));
+        let send = |cookie: Option<&str>, csrf: Option<String>| {
+            let mut req = if *method == "GET" {
+                http.get(&url)
+            } else {
+                http.post(&url)
+            };
+            if let Some(c) = cookie {
+                req = req.header("cookie", c);
+            }
+            if *method == "POST" {
+                req = req.form(&[("csrf", csrf.unwrap_or_default())]);
+            }
+            req.send()
+        };
+        if path.ends_with("/events") {
+            continue; // a stream: checked below
+        }
+        let r = send(None, None).await.unwrap();
+        let anonymous = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        match (rule, *method) {
+            // The login form itself refuses the empty credentials; the guard let it through.
+            ("anyone", "POST") => assert!(body.contains("Wrong username or password"), "{body}"),
+            ("anyone", _) => assert_eq!(anonymous, 200, "{method} {path}"),
+            (_, "GET") => assert_eq!(anonymous, 303, "{method} {path}"),
+            _ => assert_eq!(anonymous, 401, "{method} {path}"),
+        }
+        if rule == "operator or admin" {
+            let as_viewer = send(Some(&viewer_cookie), Some(csrf_of(&viewer_cookie)));
+            assert_eq!(
+                as_viewer.await.unwrap().status(),
+                403,
+                "viewer {method} {path}"
+            );
+            let forged = send(Some(&op_cookie), Some("0".repeat(64))).await.unwrap();
+            assert_eq!(forged.status(), 403, "no CSRF token: {method} {path}");
+        }
+        if rule == "any operator" && *method == "GET" {
+            let r = send(Some(&viewer_cookie), None).await.unwrap();
+            assert_eq!(r.status(), 200, "viewer {method} {path}");
+            assert!(
+                r.headers()["content-security-policy"]
+                    .to_str()
+                    .unwrap()
+                    .contains("script-src 'self'")
+            );
+        }
+    }
+    // A form posted from another origin is refused even with the right token.
+    let cross = http
+        .post(format!("{}/console/queues/console/pause", server.base))
+        .header("cookie", &op_cookie)
+        .header("origin", "http://evil.example")
+        .form(&[("csrf", csrf_of(&op_cookie))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
+    assert!(!q.counts().await.unwrap().paused);
+    // The operator's own form works.
+    let ok = http
+        .post(format!("{}/console/queues/console/pause", server.base))
+        .header("cookie", &op_cookie)
+        .form(&[("csrf", csrf_of(&op_cookie))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 303);
+    assert!(q.counts().await.unwrap().paused);
+    // A platform user's session (from the API login) opens nothing.
+    let (code, body) = tokio::task::block_in_place(|| {
+        server.send(
+            reqwest::Method::POST,
+            "/auth/login",
+            Some(&json!({"email": user_email, "password": PASSWORD})),
+            None,
+        )
+    });
+    assert_eq!(code, 200, "{body}");
+    let token: Value = serde_json::from_str(&body).unwrap();
+    let user_cookie = format!("tsp_console={}", token["token"].as_str().unwrap());
+    let r = http
+        .get(format!("{}/console", server.base))
+        .header("cookie", &user_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Logging out ends the session for good.
+    let out = http
+        .post(format!("{}/console/logout", server.base))
+        .header("cookie", &op_cookie)
+        .form(&[("csrf", csrf_of(&op_cookie))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    let after = http
+        .get(format!("{}/console", server.base))
+        .header("cookie", &op_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 303);
+    drop(server);
+    site.done().await;
+}
+
+/// The CSRF token of the session in `cookie` ("tsp_console=<token>"), as the console derives it.
+fn tsp_server_csrf(cookie: &str) -> String {
+    let token = cookie.trim_start_matches("tsp_console=");
+    tsp_server::http::console::csrf_token(token)
+}
+
+/// Cancelling outside the console: `jobs cancel` and `POST /jobs/{id}/cancel` remove waiting
+/// and delayed jobs and refuse the others, naming what each is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_from_the_cli_and_the_api() {
+    let site = Site::new(&[]).await;
+    let q = site.app.queue("cancels").unwrap();
+    let ids = q
+        .enqueue_many(
+            (0..3)
+                .map(|n| NewJob::new("builtin.noop", &n).unwrap())
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let later = q
+        .enqueue(
+            NewJob::new("builtin.noop", &3)
+                .unwrap()
+                .with_delay(Duration::from_secs(600)),
+        )
+        .await
+        .unwrap();
+    let cli = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        for s in &site.sandbox.overrides {
+            all.extend(["--set", s]);
+        }
+        common::run(&all, &[])
+    };
+    let out = cli(&["jobs", "cancel", &ids[0], &later, "--queue", "cancels"]);
+    let (stdout, stderr) = common::text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(&format!("{}: cancelled", ids[0])),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("{later}: cancelled")), "{stdout}");
+    let out = cli(&["jobs", "cancel", &ids[0], &ids[1], "--queue", "cancels"]);
+    let (_, stderr) = common::text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("{}: no such job in cancels", ids[0])),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}: cancelled", ids[1])),
+        "{stderr}"
+    );
+
+    let key = site.key(&[tsp_mobility::auth::Scope::Admin]).await;
+    let server = site.server(&[]).with_credential(key);
+    let path = format!("/jobs/{}/cancel?queue=cancels", ids[2]);
+    let (code, body) = tokio::task::block_in_place(|| server.post(&path, &json!({})));
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = tokio::task::block_in_place(|| server.post(&path, &json!({})));
+    assert_eq!(code, 404, "{body}");
+    // A finished job is not cancelled: 409, naming its state.
+    let done = q
+        .enqueue(NewJob::new("builtin.noop", &4).unwrap())
+        .await
+        .unwrap();
+    let fetched = q.fetch(1, "cancel-test").await.unwrap();
+    let completed = Outcome::Completed {
+        result: "null".into(),
+    };
+    q.finish(&[(&fetched.jobs[0], completed)], false)
+        .await
+        .unwrap();
+    let path = format!("/jobs/{done}/cancel?queue=cancels");
+    let (code, body) = tokio::task::block_in_place(|| server.post(&path, &json!({})));
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("is completed"), "{body}");
+    assert_eq!(q.counts().await.unwrap().totals.get("cancelled"), Some(&4));
+    drop(server);
+    site.done().await;
+}
