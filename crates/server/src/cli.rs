@@ -501,6 +501,18 @@ pub enum BenchCommand {
     /// A GTFS import beside the server's bare LOAD DATA of the same rows, and the main job's
     /// trips/s while an import runs.
     Gtfs(GtfsBenchArgs),
+    /// The operator console's pages on a queue of a million waiting jobs.
+    Console(ConsoleBenchArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ConsoleBenchArgs {
+    /// Waiting jobs in the benchmark's queue.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub jobs: usize,
+    /// Requests per page, one at a time.
+    #[arg(long, default_value_t = 50)]
+    pub requests: usize,
 }
 
 #[derive(Debug, Args, Clone)]

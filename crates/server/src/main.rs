@@ -167,6 +167,9 @@ async fn bench(hub: &Hub, opts: &LoadOptions, cmd: BenchCommand) -> anyhow::Resu
         BenchCommand::Gtfs(args) => {
             print_json(&commands::bench_gtfs::bench_gtfs(opts, &args).await?)
         }
+        BenchCommand::Console(args) => {
+            print_json(&commands::bench_console::bench_console(opts, &args).await?)
+        }
         BenchCommand::Http(args) => {
             print_json(&commands::bench_http::bench_http(opts, &args).await?)
         }

@@ -201,6 +201,15 @@ async fn an_operator_watches_and_acts_and_a_viewer_only_watches() {
     )
     .await
     .unwrap();
+    // Some trips today, through the main job, for the trips page.
+    let mut args = vec![
+        "simulate", "--users", "20", "--trips", "40", "--days", "1", "--json",
+    ];
+    for s in &site.sandbox.overrides {
+        args.extend(["--set", s]);
+    }
+    let out = tokio::task::block_in_place(|| common::run(&args, &[]));
+    assert!(out.status.success(), "{}", common::text(&out).1);
     let server = site.server(&sets);
     let b = Browser::start(&server.base).await;
 
@@ -220,7 +229,7 @@ async fn an_operator_watches_and_acts_and_a_viewer_only_watches() {
     assert!(
         b.text("section.alerts")
             .await
-            .contains("dead jobs wait for their dead-letter hook")
+            .contains("dead-letter hook pending for 1 dead job")
     );
     b.screenshot("overview").await;
 
@@ -308,6 +317,19 @@ async fn an_operator_watches_and_acts_and_a_viewer_only_watches() {
     b.goto("/console/schedules").await;
     b.screenshot("schedules").await;
     b.goto("/console/trips").await;
+    let (today,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM trips WHERE status = 'completed' AND ended_at >= UTC_DATE()",
+    )
+    .fetch_one(site.sandbox.hub.mysql("dataset").unwrap().pool())
+    .await
+    .unwrap();
+    assert!(today > 0, "the simulation ended some trips today");
+    assert_eq!(b.text(r#"[data-figure="trips"]"#).await, today.to_string());
+    let drawn = b.wait_for("svg.map", Duration::from_secs(10)).await;
+    assert_eq!(
+        drawn.attr("data-trips").await.unwrap(),
+        Some("40".to_string())
+    );
     b.screenshot("trips").await;
 
     // A viewer sees no actions, and an action sent anyway is refused.
@@ -574,4 +596,20 @@ async fn cancelling_from_the_cli_and_the_api() {
     assert_eq!(q.counts().await.unwrap().totals.get("cancelled"), Some(&4));
     drop(server);
     site.done().await;
+}
+
+/// `bench console` runs on a small queue and checks its own answers.
+#[test]
+fn the_console_benchmark_runs_and_checks_its_pages() {
+    let out = common::run(
+        &["bench", "console", "--jobs", "300", "--requests", "2"],
+        &[],
+    );
+    let (stdout, stderr) = common::text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["jobs_waiting"], 290);
+    assert_eq!(v["pages"].as_array().unwrap().len(), 6);
+    assert!(v["pages"][0]["p50_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["cancel_last_in_line_ms"].as_f64().is_some());
 }

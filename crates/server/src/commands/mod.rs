@@ -5,6 +5,7 @@ pub mod backup;
 pub mod bench;
 pub mod bench_analytics;
 pub mod bench_backup;
+pub mod bench_console;
 pub mod bench_gtfs;
 pub mod bench_http;
 pub mod bench_trips;

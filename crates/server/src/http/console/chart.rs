@@ -129,11 +129,20 @@ pub(super) fn bars(series: &Series, names: &[(&str, &str)], w: f64, h: f64, labe
             ));
         }
     }
+    // The first and last buckets' times under the axis (UTC, HH:MM).
+    let hhmm = |ms: Option<&i64>| {
+        ms.and_then(|t| chrono::DateTime::from_timestamp_millis(*t))
+            .map(|t| t.format("%H:%M").to_string())
+            .unwrap_or_default()
+    };
+    let full = h + 14.0;
     html! {
-        svg.chart width=(w) height=(h) viewBox=(format!("0 0 {w} {h}")) role="img" aria-label=(label) {
+        svg.chart width=(w) height=(full) viewBox=(format!("0 0 {w} {full}")) role="img" aria-label=(label) {
             title { (label) }
             line.axis x1="0" y1=(h) x2=(w) y2=(h) {}
             (PreEscaped(svg))
+            text.tick x="0" y=(full - 2.0) { (hhmm(series.times.first())) }
+            text.tick x=(w) y=(full - 2.0) text-anchor="end" { (hhmm(series.times.last())) }
         }
     }
 }

@@ -73,6 +73,13 @@ pub(super) async fn fragment(
     }
 }
 
+fn backoff(b: &tsp_queue::Backoff) -> String {
+    match b {
+        tsp_queue::Backoff::Exponential(ms) => format!("exponential from {ms} ms, with jitter"),
+        tsp_queue::Backoff::Fixed(ms) => format!("fixed {ms} ms"),
+    }
+}
+
 fn pretty(v: &serde_json::Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
 }
@@ -101,7 +108,7 @@ fn detail(viewer: &Viewer, j: &JobInfo) -> Markup {
             tr { th { "Type" } td { (j.job_type) } }
             tr { th { "Priority" } td { (j.priority) } }
             tr { th { "Attempts" } td { (j.attempts) " of " (j.max_attempts) } }
-            tr { th { "Backoff" } td { (format!("{:?}", j.backoff)) } }
+            tr { th { "Backoff" } td { (backoff(&j.backoff)) } }
             tr { th { "Timeout" } td { (j.timeout_ms) " ms" } }
             tr { th { "Dedup key" } td { (j.dedup_key.as_deref().unwrap_or("—")) } }
             tr { th { "Lease holder" } td { code { (j.holder.as_deref().unwrap_or("—")) } } }

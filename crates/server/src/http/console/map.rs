@@ -35,8 +35,10 @@ pub(super) fn draw(trips: &[LatLng], stops: &[LatLng], w: f64, h: f64) -> Markup
     let k = ((s + n) / 2.0).to_radians().cos().max(0.01);
     let (span_x, span_y) = ((east - west) * k, n - s);
     let scale = (w / span_x).min(h / span_y);
-    let x = |lng: f64| (lng - west) * k * scale;
-    let y = |lat: f64| (n - lat) * scale;
+    // Centred in the frame along the axis with room to spare.
+    let (dx, dy) = ((w - span_x * scale) / 2.0, (h - span_y * scale) / 2.0);
+    let x = |lng: f64| dx + (lng - west) * k * scale;
+    let y = |lat: f64| dy + (n - lat) * scale;
     let inside = |(lat, lng): &&LatLng| *lat >= s && *lat <= n && *lng >= west && *lng <= east;
     let mut svg = String::new();
     for p in stops.iter().filter(inside) {

@@ -68,8 +68,9 @@ pub(super) fn alerts(health: &HubHealth, rows: &[QueueRow], now: i64) -> Vec<Str
         }
         if c.dead_unhandled > 0 {
             out.push(format!(
-                "Queue {}: {} dead jobs wait for their dead-letter hook.",
-                c.queue, c.dead_unhandled
+                "Queue {}: dead-letter hook pending for {}.",
+                c.queue,
+                plural(c.dead_unhandled, "dead job", "dead jobs")
             ));
         }
         if c.paused && c.waiting > 0 {
@@ -151,6 +152,11 @@ fn stores(health: &HubHealth) -> Markup {
     }
 }
 
+/// `1 job`, `2 jobs`.
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 const STATES: [&str; 5] = ["waiting", "delayed", "active", "completed", "dead"];
 
 fn count_of(c: &QueueCounts, state: &str) -> u64 {
@@ -193,7 +199,7 @@ fn queues(rows: &[QueueRow], rates: &Result<BTreeMap<String, Series>, String>, n
                             " " small { (format!("{:.2}/s completed, {:.2}/s dead", series.total("completed") / 3600.0, series.total("dead") / 3600.0)) }
                         }
                         td { @match r.glance.oldest_waiting_ms { Some(t) => (age(now - t)), None => "—" } }
-                        td { (r.glance.leases.len()) " leases, " (r.glance.leases.iter().map(|l| l.held).sum::<u64>()) " jobs" }
+                        td { (plural(r.glance.leases.iter().map(|l| l.held).sum::<u64>(), "job", "jobs")) " under " (plural(r.glance.leases.len() as u64, "lease", "leases")) }
                     }
                 }
             }
