@@ -86,7 +86,7 @@ async fn run(sandbox: &Sandbox, args: &ConsoleBenchArgs) -> anyhow::Result<serde
     let name = format!("bench{}", rand::random::<u32>());
     let password = format!("{:032x}", rand::random::<u128>());
     app.auth()
-        .create_operator(&name, Role::Viewer, password.clone().into())
+        .create_operator(&name, Role::Viewer, password.clone())
         .await?;
     let session = app
         .auth()
