@@ -318,3 +318,22 @@ impl Site {
         let _ = self.sandbox.remove().await;
     }
 }
+
+/// Asks `f` every 50 ms until it answers `Some`, for at most `limit` (then the test fails).
+pub async fn until_some<T, F, Fut>(limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

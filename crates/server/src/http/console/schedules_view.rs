@@ -52,7 +52,7 @@ pub(super) async fn show(
                         td { code { (timing(sc)) } }
                         td.next { @if st.paused { span.badge data-paused { "paused" } } @else { (st.next_run.as_deref().unwrap_or("—")) } }
                         td { (st.last_run.as_deref().unwrap_or("never")) }
-                        td {
+                        td.outcome {
                             @match outcome {
                                 Some((id, state)) => { a href=(format!("/console/queues/{}/jobs/{id}", sc.queue)) { (state) } }
                                 None => "—",
