@@ -138,6 +138,9 @@ impl Browser {
         form.set_by_name("username", username).await.unwrap();
         form.set_by_name("password", PASSWORD).await.unwrap();
         form.submit().await.unwrap();
+        // The overview's alerts section exists on no other page: the login went through.
+        self.wait_for("section.alerts", Duration::from_secs(20))
+            .await;
         assert_eq!(self.text("main h1").await, "Overview");
     }
 
@@ -266,6 +269,13 @@ async fn an_operator_watches_and_acts_and_a_viewer_only_watches() {
     b.wait_for(r#"[data-state="waiting"]"#, Duration::from_secs(10))
         .await;
     b.js("window.__sameDocument = 42").await;
+    let schedules = site.app.schedules().unwrap();
+    let every_second = json!({"name": "console-tick", "every_ms": 1000, "job_type": "builtin.noop",
+                              "payload": {"from": "schedule"}, "queue": "console"});
+    schedules
+        .put(serde_json::from_value(every_second).unwrap())
+        .await
+        .unwrap();
     let mut worker = common::worker_on(&site.sandbox.overrides, "console", 4, "5s", &[]);
     b.wait_for(r#"[data-state="completed"]"#, Duration::from_secs(60))
         .await;
@@ -275,8 +285,47 @@ async fn an_operator_watches_and_acts_and_a_viewer_only_watches() {
         "the page was reloaded"
     );
     b.screenshot("job-completed").await;
+
+    // The schedule's last tick and its job's outcome; pausing it from the page.
+    common::until_some(Duration::from_secs(30), || async {
+        let st = schedules.find("console-tick").await.unwrap()?;
+        let job = q.job(st.last_job.as_deref()?).await.unwrap()?;
+        (job.state == "completed").then_some(())
+    })
+    .await;
     let _ = worker.kill();
     let _ = worker.wait();
+    b.goto("/console/schedules").await;
+    let row = r#"tr[data-schedule="console-tick"]"#;
+    let outcome = b.text(&format!("{row} td.outcome")).await;
+    assert!(
+        ["completed", "waiting", "active"].contains(&outcome.as_str()),
+        "{outcome}"
+    );
+    let link = b
+        .wait_for(&format!("{row} td.outcome a"), Duration::from_secs(10))
+        .await;
+    assert!(
+        link.attr("href")
+            .await
+            .unwrap()
+            .unwrap()
+            .contains("/console/queues/console/jobs/")
+    );
+    assert!(b.text(&format!("{row} td.next")).await.starts_with("20"));
+    b.screenshot("schedules").await;
+    b.click(&format!(r#"{row} form[action$="/pause"] button"#))
+        .await;
+    b.wait_for(&format!("{row} [data-paused]"), Duration::from_secs(10))
+        .await;
+    assert!(
+        schedules
+            .find("console-tick")
+            .await
+            .unwrap()
+            .unwrap()
+            .paused
+    );
 
     // Pause and resume, seen by the queue itself.
     b.goto("/console/queues/console").await;
@@ -317,6 +366,12 @@ async fn an_operator_watches_and_acts_and_a_viewer_only_watches() {
         Duration::from_secs(30),
     )
     .await;
+    // The alert comes with it, from the same sample.
+    let alerts = b.text("section.alerts").await;
+    assert!(
+        alerts.contains("Store redis.spare is down (optional)."),
+        "{alerts}"
+    );
     assert_eq!(
         b.js("return window.__sameDocument").await,
         7,
@@ -617,7 +672,7 @@ fn the_console_benchmark_runs_and_checks_its_pages() {
     assert!(out.status.success(), "{stderr}");
     let v: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["jobs_waiting"], 290);
-    assert_eq!(v["pages"].as_array().unwrap().len(), 6);
+    assert_eq!(v["pages"].as_array().unwrap().len(), 7);
     assert!(v["pages"][0]["p50_ms"].as_f64().unwrap() > 0.0);
     assert!(v["cancel_last_in_line_ms"].as_f64().is_some());
 }

@@ -122,8 +122,12 @@ async fn run(sandbox: &Sandbox, args: &ConsoleBenchArgs) -> anyhow::Result<serde
             format!("/console/queues/{QUEUE}?order=oldest"),
         ),
         (
-            "queue, waiting, 10 000th page",
+            "queue, waiting, from position 500 000",
             format!("/console/queues/{QUEUE}?from=500000"),
+        ),
+        (
+            "queue, filtered by a type no job has (the bounded 5 000-job look)",
+            format!("/console/queues/{QUEUE}?type=no.such.type"),
         ),
         ("queue, dead", format!("/console/queues/{QUEUE}?state=dead")),
         ("job", format!("/console/queues/{QUEUE}/jobs/{newest}")),

@@ -13,7 +13,6 @@ use futures::{Stream, StreamExt};
 use serde_json::json;
 use tokio::sync::{Mutex, OnceCell, broadcast};
 use tsp_hub::HubHealth;
-use tsp_queue::Queue;
 
 use crate::app::App;
 use crate::http::AppState;
@@ -95,10 +94,10 @@ impl Live {
     }
 }
 
-/// The snapshot pages update themselves from: every store's status and every queue's counts.
+/// The snapshot pages update themselves from: every store's status, every queue's counts and
+/// the alerts, computed as the overview computes them.
 pub(super) async fn snapshot(live: &Live) -> serde_json::Value {
-    let app = &live.inner.app;
-    let health = live.health().await;
+    let (health, rows) = tokio::join!(live.health(), super::overview::queue_rows(&live.inner.app));
     let stores: Vec<serde_json::Value> = health
         .instances
         .iter()
@@ -107,22 +106,19 @@ pub(super) async fn snapshot(live: &Live) -> serde_json::Value {
                 "key": format!("{}.{}", i.store, i.instance),
                 "status": i.status,
                 "latency_ms": (i.latency_ms * 10.0).round() / 10.0,
+                "error": i.error.as_deref().unwrap_or(""),
             })
         })
         .collect();
-    let mut queues = Vec::new();
-    if let Ok(q) = app.queue("default")
-        && let Ok(names) = Queue::known(q.store()).await
-    {
-        for name in names {
-            if let Ok(q) = app.queue(&name)
-                && let Ok(c) = q.counts().await
-            {
-                queues.push(json!(c));
-            }
-        }
-    }
-    json!({"stores": stores, "queues": queues, "at": chrono::Utc::now().to_rfc3339()})
+    let rows = rows.unwrap_or_default();
+    let alerts = super::overview::alerts(&health, &rows, chrono::Utc::now().timestamp_millis());
+    let queues: Vec<&tsp_queue::QueueCounts> = rows.iter().map(|r| &r.counts).collect();
+    json!({
+        "stores": stores,
+        "queues": queues,
+        "alerts": alerts,
+        "at": chrono::Utc::now().to_rfc3339(),
+    })
 }
 
 /// Samples while anyone listens; idles (one cheap check a period) otherwise.

@@ -14,6 +14,7 @@ use tsp_queue::{Glance, Queue, QueueCounts};
 use super::chart::{self, Series};
 use super::page::{self, age, now_ms};
 use super::session::Viewer;
+use crate::app::App;
 use crate::http::AppState;
 
 /// A waiting job older than this raises the backlog alert.
@@ -26,12 +27,12 @@ pub(super) struct QueueRow {
 }
 
 /// Every known queue's counts and glance: O(queues × (priorities + workers)) Redis work.
-pub(super) async fn queue_rows(s: &AppState) -> Result<Vec<QueueRow>, String> {
-    let q = s.app.queue("default").map_err(|e| e.to_string())?;
+pub(super) async fn queue_rows(app: &App) -> Result<Vec<QueueRow>, String> {
+    let q = app.queue("default").map_err(|e| e.to_string())?;
     let names = Queue::known(q.store()).await.map_err(|e| e.to_string())?;
     let mut rows = Vec::with_capacity(names.len());
     for name in names {
-        let q = s.app.queue(&name).map_err(|e| e.to_string())?;
+        let q = app.queue(&name).map_err(|e| e.to_string())?;
         let (counts, glance) =
             tokio::try_join!(q.counts(), q.glance()).map_err(|e| e.to_string())?;
         rows.push(QueueRow { counts, glance });
@@ -90,7 +91,7 @@ pub(super) async fn show(
 ) -> Response {
     let (health, rows, rates) = tokio::join!(
         s.console.health(),
-        queue_rows(&s),
+        queue_rows(&s.app),
         chart::throughput(&s.app)
     );
     let now = now_ms();

@@ -22,6 +22,8 @@
         if (cell) cell.textContent = s.status;
         var latency = row.querySelector("td.latency");
         if (latency) latency.textContent = s.latency_ms.toFixed(1) + " ms";
+        var detail = row.querySelector("td.detail");
+        if (detail) detail.textContent = s.error || "";
       });
     });
     (d.queues || []).forEach(function (q) {
@@ -30,6 +32,25 @@
           el.textContent = q[state];
         });
       });
+    });
+    each("section.alerts", function (section) {
+      var alerts = d.alerts || [];
+      section.setAttribute("data-alerts", alerts.length);
+      if (alerts.length === 0) {
+        var ok = document.createElement("p");
+        ok.className = "ok";
+        ok.textContent = "Nothing needs attention.";
+        section.replaceChildren(ok);
+        return;
+      }
+      var list = document.createElement("ul");
+      alerts.forEach(function (text) {
+        var item = document.createElement("li");
+        item.className = "alert";
+        item.textContent = text;
+        list.appendChild(item);
+      });
+      section.replaceChildren(list);
     });
     document.body.setAttribute("data-live", d.at || "");
   });
