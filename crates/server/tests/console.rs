@@ -223,6 +223,14 @@ async fn an_operator_watches_and_acts_and_a_viewer_only_watches() {
     }
     let out = tokio::task::block_in_place(|| common::run(&args, &[]));
     assert!(out.status.success(), "{}", common::text(&out).1);
+    // And a live GTFS feed, whose stops the trips map draws.
+    let cairns = common::shared_data("gtfs-cairns/cairns_gtfs.zip");
+    let mut args = vec!["gtfs", "import", cairns.to_str().unwrap()];
+    for s in &site.sandbox.overrides {
+        args.extend(["--set", s]);
+    }
+    let out = tokio::task::block_in_place(|| common::run(&args, &[]));
+    assert!(out.status.success(), "{}", common::text(&out).1);
     let server = site.server(&sets);
     let b = Browser::start(&server.base).await;
 
@@ -380,18 +388,33 @@ async fn an_operator_watches_and_acts_and_a_viewer_only_watches() {
     b.screenshot("overview-store-down").await;
 
     b.goto("/console/trips").await;
-    let (today,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM trips WHERE status = 'completed' AND ended_at >= UTC_DATE()",
+    let (today, points): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(points), 0) AS SIGNED) FROM trips \
+         WHERE status = 'completed' AND ended_at >= UTC_DATE()",
     )
     .fetch_one(site.sandbox.hub.mysql("dataset").unwrap().pool())
     .await
     .unwrap();
     assert!(today > 0, "the simulation ended some trips today");
     assert_eq!(b.text(r#"[data-figure="trips"]"#).await, today.to_string());
+    assert_eq!(
+        b.text(r#"[data-figure="points"]"#).await,
+        points.to_string()
+    );
+    let hourly: i64 = b
+        .js("return [...document.querySelectorAll('table.hourly tr[data-hour] td:nth-child(2)')].reduce((a, td) => a + Number(td.textContent), 0)")
+        .await
+        .as_i64()
+        .unwrap();
+    assert_eq!(hourly, today, "the hours add up to the day");
     let drawn = b.wait_for("svg.map", Duration::from_secs(10)).await;
     assert_eq!(
         drawn.attr("data-trips").await.unwrap(),
         Some("40".to_string())
+    );
+    assert_eq!(
+        drawn.attr("data-stops").await.unwrap(),
+        Some("416".to_string())
     );
     b.screenshot("trips").await;
 

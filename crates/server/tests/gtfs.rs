@@ -5,17 +5,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{ALL_SCOPES, Server, api_key, run, text, worker_on};
+use common::{ALL_SCOPES, Server, api_key, run, shared_data as feed, text, worker_on};
 use tsp_mobility::sandbox::Sandbox;
-
-fn feed(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(rel)
-}
 
 fn with_sets<'a>(args: &[&'a str], sets: &'a [String]) -> Vec<&'a str> {
     let mut all = args.to_vec();

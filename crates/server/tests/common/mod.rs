@@ -337,3 +337,10 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A file of the real data beside the repository (`../shared/data/`: GTFS feeds, GPS traces).
+pub fn shared_data(rel: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data")
+        .join(rel)
+}

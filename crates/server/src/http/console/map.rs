@@ -61,7 +61,7 @@ pub(super) fn draw(trips: &[LatLng], stops: &[LatLng], w: f64, h: f64) -> Markup
         stops.len()
     );
     html! {
-        svg.map width=(w) height=(h) viewBox=(format!("0 0 {w} {h}")) role="img" aria-label=(label) data-trips=(trips.len()) {
+        svg.map width=(w) height=(h) viewBox=(format!("0 0 {w} {h}")) role="img" aria-label=(label) data-trips=(trips.len()) data-stops=(stops.len()) {
             title { (label) }
             rect.sea x="0" y="0" width=(w) height=(h) {}
             (PreEscaped(svg))

@@ -6,8 +6,8 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use chrono::{TimeZone, Utc};
-use maud::html;
+use chrono::{TimeZone, Timelike, Utc};
+use maud::{Markup, html};
 
 use super::chart::{self, Series};
 use super::map::{self, LatLng};
@@ -80,6 +80,41 @@ async fn stops(s: &AppState) -> Vec<LatLng> {
     }
 }
 
+/// The hours with anything in them: completed trips, points and dead trip jobs.
+fn hourly(rows: &[(u32, i64, i64)], dead: Option<&Series>) -> Markup {
+    let dead_at = |h: u32| -> i64 {
+        dead.and_then(|d| {
+            let i = d.times.iter().position(|t| {
+                chrono::DateTime::from_timestamp_millis(*t).map(|x| x.hour()) == Some(h)
+            })?;
+            d.counts.get("dead")?.get(i).map(|v| *v as i64)
+        })
+        .unwrap_or(0)
+    };
+    let hours: std::collections::BTreeSet<u32> = rows
+        .iter()
+        .map(|r| r.0)
+        .chain((0..24).filter(|h| dead_at(*h) > 0))
+        .collect();
+    html! {
+        table.hourly {
+            thead { tr { th { "Hour (UTC)" } th { "Completed trips" } th { "Points awarded" } th { "Dead trip jobs" } } }
+            tbody {
+                @if hours.is_empty() { tr { td colspan="4" { "Nothing yet today." } } }
+                @for h in &hours {
+                    @let row = rows.iter().find(|r| r.0 == *h);
+                    tr data-hour=(h) {
+                        td { (format!("{h:02}:00")) }
+                        td.num { (row.map(|r| r.1).unwrap_or(0)) }
+                        td.num { (row.map(|r| r.2).unwrap_or(0)) }
+                        td.num { (dead_at(*h)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `GET /console/trips`.
 pub(super) async fn show(
     State(s): State<AppState>,
@@ -141,6 +176,8 @@ pub(super) async fn show(
             Ok(d) => (chart::bars(d, &[("dead", "bad")], 480.0, 60.0, "dead trip jobs per hour")),
             Err(e) => p.note { "No chart: " (e) },
         }
+        h2 { "Hour by hour" }
+        (hourly(hours.as_deref().unwrap_or(&[]), dead.as_ref().ok()))
         h2 { "Recent trip starts" }
         @match &starts {
             Ok(points) => (map::draw(points, &stop_points, 720.0, 420.0)),
