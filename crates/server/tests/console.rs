@@ -417,6 +417,9 @@ async fn an_operator_watches_and_acts_and_a_viewer_only_watches() {
         Some("416".to_string())
     );
     b.screenshot("trips").await;
+    b.js("document.querySelector('svg.map').scrollIntoView()")
+        .await;
+    b.screenshot("trips-map").await;
 
     // A viewer sees no actions, and an action sent anyway is refused.
     b.login(&viewer).await;

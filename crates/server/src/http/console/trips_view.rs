@@ -136,6 +136,13 @@ pub(super) async fn show(
         stops(&s),
         pending
     );
+    // No dead jobs today is a series without buckets: draw it on the day's hours all the same.
+    let dead = dead.map(|mut d| {
+        if d.times.is_empty() {
+            d.times = (0..24).map(|h| since + h * 3_600_000).collect();
+        }
+        d
+    });
     let mut per_hour = Series {
         times: (0..24).map(|h| since + h * 3_600_000).collect(),
         ..Series::default()
