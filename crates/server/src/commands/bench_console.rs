@@ -80,26 +80,28 @@ async fn fill(app: &App, jobs: usize) -> anyhow::Result<(f64, String)> {
     Ok((started.elapsed().as_secs_f64(), newest))
 }
 
-async fn run(sandbox: &Sandbox, args: &ConsoleBenchArgs) -> anyhow::Result<serde_json::Value> {
-    let app = App::build(&sandbox.hub)?;
-    let (fill_s, newest) = fill(&app, args.jobs).await?;
+/// A session for a throwaway viewer account in the sandbox.
+async fn viewer_session(app: &App) -> anyhow::Result<String> {
     let name = format!("bench{}", rand::random::<u32>());
     let password = format!("{:032x}", rand::random::<u128>());
     app.auth()
         .create_operator(&name, Role::Viewer, password.clone())
         .await?;
+    let login = tsp_mobility::auth::Login {
+        email: None,
+        username: Some(name),
+        password,
+    };
     let session = app
         .auth()
-        .login(
-            tsp_mobility::auth::Login {
-                email: None,
-                username: Some(name),
-                password,
-            },
-            "127.0.0.1",
-        )
+        .login(login, "127.0.0.1")
         .await
         .map_err(|e| anyhow::anyhow!("login: {e}"))?;
+    Ok(session.token)
+}
+
+/// Serves the whole router (console included) on a loopback port; its base URL.
+async fn serve(app: &App) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let state = AppState::new(app.clone(), None, Activity::off());
@@ -109,7 +111,64 @@ async fn run(sandbox: &Sandbox, args: &ConsoleBenchArgs) -> anyhow::Result<serde
             tracing::error!(error = %e, "bench server stopped");
         }
     });
-    let cookie = format!("tsp_console={}", session.token);
+    Ok(base)
+}
+
+/// Asks `path` `requests` times, one at a time; every answer must be a 200, and the overview
+/// must show `waiting`.
+async fn time_page(
+    client: &reqwest::Client,
+    url: &str,
+    cookie: &str,
+    requests: usize,
+    waiting: usize,
+) -> anyhow::Result<Percentiles> {
+    let mut times = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let t = Instant::now();
+        let r = client.get(url).header("cookie", cookie).send().await?;
+        let status = r.status();
+        let body = r.text().await?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(status.is_success(), "{url}: HTTP {status}");
+        if url.ends_with("/console") {
+            // The overview shows the real count, not a cached or sampled one.
+            anyhow::ensure!(
+                body.contains(&format!(">{waiting}<")),
+                "{url}: the waiting count {waiting} is not on the page"
+            );
+        }
+    }
+    Ok(Percentiles::of(times))
+}
+
+/// Cancels the first and the last job in line; the milliseconds each took.
+async fn time_cancels(app: &App, newest: String) -> anyhow::Result<Vec<f64>> {
+    // Cancelling walks its priority's list from the head: the newest job is the worst case.
+    let q = app.queue(QUEUE)?;
+    let oldest = q
+        .page_ids(JobState::Waiting, 0, 1, Order::Oldest)
+        .await?
+        .pop()
+        .context("the queue is empty")?;
+    let mut cancel_ms = Vec::new();
+    for id in [oldest, newest] {
+        let t = Instant::now();
+        let done = q.cancel(std::slice::from_ref(&id)).await?;
+        cancel_ms.push(round(t.elapsed().as_secs_f64() * 1000.0));
+        anyhow::ensure!(
+            done == [tsp_queue::Cancelled::Cancelled],
+            "cancel {id}: {done:?}"
+        );
+    }
+    Ok(cancel_ms)
+}
+
+async fn run(sandbox: &Sandbox, args: &ConsoleBenchArgs) -> anyhow::Result<serde_json::Value> {
+    let app = App::build(&sandbox.hub)?;
+    let (fill_s, newest) = fill(&app, args.jobs).await?;
+    let cookie = format!("tsp_console={}", viewer_session(&app).await?);
+    let base = serve(&app).await?;
     let waiting = args.jobs - 10;
     let pages = [
         ("overview", "/console".to_string()),
@@ -136,42 +195,10 @@ async fn run(sandbox: &Sandbox, args: &ConsoleBenchArgs) -> anyhow::Result<serde
     let mut out = Vec::new();
     for (label, path) in pages {
         let url = format!("{base}{path}");
-        let mut times = Vec::with_capacity(args.requests);
-        for _ in 0..args.requests {
-            let t = Instant::now();
-            let r = client.get(&url).header("cookie", &cookie).send().await?;
-            let status = r.status();
-            let body = r.text().await?;
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
-            anyhow::ensure!(status.is_success(), "{path}: HTTP {status}");
-            if path == "/console" {
-                // The overview shows the real count, not a cached or sampled one.
-                anyhow::ensure!(
-                    body.contains(&format!(">{waiting}<")),
-                    "{path}: the waiting count {waiting} is not on the page"
-                );
-            }
-        }
-        let p = Percentiles::of(times);
+        let p = time_page(&client, &url, &cookie, args.requests, waiting).await?;
         out.push(json!({"page": label, "path": path, "p50_ms": round(p.p50), "p99_ms": round(p.p99), "max_ms": round(p.max)}));
     }
-    // Cancelling walks its priority's list from the head: the newest job is the worst case.
-    let q = app.queue(QUEUE)?;
-    let oldest = q
-        .page_ids(JobState::Waiting, 0, 1, Order::Oldest)
-        .await?
-        .pop()
-        .context("the queue is empty")?;
-    let mut cancel_ms = Vec::new();
-    for id in [oldest, newest] {
-        let t = Instant::now();
-        let done = q.cancel(std::slice::from_ref(&id)).await?;
-        cancel_ms.push(round(t.elapsed().as_secs_f64() * 1000.0));
-        anyhow::ensure!(
-            done == [tsp_queue::Cancelled::Cancelled],
-            "cancel {id}: {done:?}"
-        );
-    }
+    let cancel_ms = time_cancels(&app, newest).await?;
     Ok(json!({
         "jobs_waiting": waiting,
         "cancel_first_in_line_ms": cancel_ms[0],

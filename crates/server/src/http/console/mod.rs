@@ -31,7 +31,7 @@ pub use live::Live;
 use super::AppState;
 use session::{Viewer, cookie, csrf_ok};
 
-/// Every console route: (method, path). The guard's rules are in [`session::need`].
+/// Every console route: (method, path). Each one's rule: [`access`].
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/console"),
     ("GET", "/console/login"),
