@@ -133,14 +133,18 @@ async fn sample(live: Live) {
 }
 
 /// Relays every queue's events (`<prefix>events:<queue>`), resubscribing with backoff when the
-/// connection fails; a failure is logged once per outage.
+/// connection fails; an outage is logged when it starts and when it ends, not at every retry.
 async fn relay_events(live: Live) {
     let mut delay = Duration::from_millis(250);
+    let mut failing = false;
     loop {
-        match relay_once(&live).await {
+        match relay_once(&live, &mut failing).await {
             Ok(()) => delay = Duration::from_millis(250),
             Err(e) => {
-                tracing::warn!(error = %e, "console: queue events not relayed; retrying");
+                if !failing {
+                    tracing::warn!(error = %e, "console: queue events not relayed; retrying");
+                }
+                failing = true;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
         }
@@ -148,13 +152,17 @@ async fn relay_events(live: Live) {
     }
 }
 
-async fn relay_once(live: &Live) -> anyhow::Result<()> {
+/// One subscription, until its connection ends.
+async fn relay_once(live: &Live, failing: &mut bool) -> anyhow::Result<()> {
     let q = live.inner.app.queue("default")?;
     let store = q.store().clone();
     let prefix = format!("{}events:", store.key_prefix());
     let client = store.client()?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.psubscribe(format!("{prefix}*")).await?;
+    if std::mem::take(failing) {
+        tracing::info!("console: queue events relayed again");
+    }
     let mut messages = pubsub.into_on_message();
     while let Some(msg) = messages.next().await {
         let queue = msg
