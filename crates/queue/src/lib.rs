@@ -34,8 +34,8 @@ pub use handler::{
 };
 pub use job::{Backoff, JobInfo, JobState, MAX_PRIORITY, NewJob, QueueCounts};
 pub use queue::{
-    Cancelled, DeadJob, Fetched, Finished, Glance, Lease, LeasedJob, Order, Outcome, Queue,
-    Requeued, StoredSchedule, UNREADABLE_TYPE, valid_queue_name,
+    AuditReport, Cancelled, DeadJob, Fetched, Finding, Finished, Glance, Lease, LeasedJob, Order,
+    Outcome, Queue, Requeued, StoredSchedule, UNREADABLE_TYPE, valid_queue_name,
 };
 pub use records::{
     COLLECTION as RECORDS_COLLECTION, JobRecord, RecordSink, RecordTask,

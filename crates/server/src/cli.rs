@@ -455,6 +455,17 @@ pub enum JobsCommand {
         #[arg(long, default_value = "default")]
         queue: String,
     },
+    /// Check that every job is in exactly one state (and every held job has a lease that can
+    /// lapse); with --repair, mend what is found. Exit 1 when something is wrong and not mended.
+    Audit {
+        /// One queue [default: every known queue].
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long)]
+        repair: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Cancel waiting or delayed jobs: each is removed with everything stored for it; active,
     /// finished and dead ones are left alone (exit 1 if any was not cancelled).
     Cancel {

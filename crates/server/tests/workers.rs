@@ -491,3 +491,46 @@ fn points_accepted_and_never_written_are_reported_at_exit() {
         "{err}"
     );
 }
+
+/// `jobs audit`: clean on a healthy queue (exit 0), names a job taken out of its line (exit 1),
+/// and with `--repair` puts it back so a worker completes it.
+#[test]
+fn jobs_audit_finds_and_mends_a_job_in_no_state() {
+    let (p, _cleanup) = prefix();
+    let s = sets(&p);
+    cli(
+        &[
+            "enqueue",
+            "builtin.noop",
+            "--queue",
+            "audited",
+            "--count",
+            "3",
+        ],
+        &s,
+    );
+    let clean = cli(&["jobs", "audit", "--queue", "audited"], &s);
+    assert!(
+        clean.contains("audited: 3 jobs (waiting 3), accounting clean"),
+        "{clean}"
+    );
+    // Take one job out of its line by hand, as a lost write would.
+    let mut conn = redis_client().get_connection().unwrap();
+    let list = format!("{p}q:{{audited}}:wait:0");
+    let id: String = redis::cmd("LPOP").arg(&list).query(&mut conn).unwrap();
+    let args = with_sets(&["jobs", "audit", "--queue", "audited"], &s);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&refs, &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("found orphan {id}")), "{stderr}");
+    let mended = cli(
+        &["jobs", "audit", "--queue", "audited", "--repair", "--json"],
+        &s,
+    );
+    let reports: serde_json::Value = serde_json::from_str(&mended).unwrap();
+    assert_eq!(reports[0]["findings"][0]["id"], id.as_str());
+    assert_eq!(reports[0]["repaired"], true);
+    let after = cli(&["jobs", "audit", "--queue", "audited"], &s);
+    assert!(after.contains("waiting 3"), "{after}");
+}

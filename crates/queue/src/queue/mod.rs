@@ -9,6 +9,7 @@
 //! Every key of a queue is `<key_prefix>q:{<name>}:…`: one Redis Cluster hash tag per queue, so
 //! the scripts run on Cluster unchanged. Times are the callers' clocks in Unix milliseconds.
 
+mod audit;
 mod cancel;
 mod dead;
 mod finish;
@@ -30,6 +31,7 @@ use crate::error::QueueError;
 use crate::job::Backoff;
 use scripts::SCRIPTS;
 
+pub use audit::{AuditReport, Finding};
 pub use cancel::Cancelled;
 pub use dead::{DeadJob, Requeued};
 pub use finish::{Finished, Outcome};

@@ -18,6 +18,7 @@ pub(super) struct Scripts {
     pub(super) list: Script,
     pub(super) glance: Script,
     pub(super) cancel: Script,
+    pub(super) audit: Script,
     pub(super) upgrade: Script,
     pub(super) tick: Script,
 }
@@ -47,6 +48,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     list: script!("../lua/list.lua"),
     glance: script!("../lua/glance.lua"),
     cancel: script!("../lua/cancel.lua"),
+    audit: script!("../lua/audit.lua"),
     upgrade: script!("../lua/upgrade.lua"),
     tick: script!("../lua/tick.lua"),
 });

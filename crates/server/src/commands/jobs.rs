@@ -110,6 +110,11 @@ pub async fn jobs(hub: &Hub, cmd: &JobsCommand) -> anyhow::Result<String> {
             queue: qn,
         } => retry(hub, qn, id.as_deref(), *all_failed).await?,
         JobsCommand::Cancel { ids, queue: qn } => cancel(hub, qn, ids).await?,
+        JobsCommand::Audit {
+            queue: qn,
+            repair,
+            json,
+        } => audit(hub, qn.as_deref(), *repair, *json).await?,
         JobsCommand::Pause { queue: qn } => {
             queue(hub, qn)?.pause().await?;
             format!("paused {qn}")
@@ -119,6 +124,57 @@ pub async fn jobs(hub: &Hub, cmd: &JobsCommand) -> anyhow::Result<String> {
             format!("resumed {qn}")
         }
     })
+}
+
+/// `jobs audit`: per queue, what was found (and mended); an error when something is wrong and
+/// was not mended.
+async fn audit(hub: &Hub, only: Option<&str>, repair: bool, json: bool) -> anyhow::Result<String> {
+    let store = hub.redis(&hub.config().queue.redis)?;
+    let names = match only {
+        Some(q) => vec![q.to_string()],
+        None => Queue::known(store).await?,
+    };
+    let mut reports = Vec::new();
+    for n in &names {
+        reports.push(queue(hub, n)?.audit(repair).await?);
+    }
+    let text = if json {
+        serde_json::to_string_pretty(&reports)?
+    } else {
+        reports
+            .iter()
+            .map(audit_text)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    if !repair && reports.iter().any(|r| !r.clean()) {
+        anyhow::bail!("{text}\nsomething is wrong: run again with --repair to mend it");
+    }
+    Ok(text)
+}
+
+fn audit_text(r: &tsp_queue::AuditReport) -> String {
+    let mut states: Vec<String> = r.states.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    states.sort();
+    let mut out = format!("{}: {} jobs ({})", r.queue, r.jobs, states.join(", "));
+    if r.clean() {
+        out.push_str(", accounting clean");
+    }
+    let verb = if r.repaired { "mended" } else { "found" };
+    for f in &r.findings {
+        out.push_str(&format!(
+            "\n  {verb} {} {} (in: {})",
+            f.kind,
+            f.id,
+            f.states.join(", ")
+        ));
+    }
+    for l in &r.stray_leases {
+        out.push_str(&format!(
+            "\n  {verb} stray lease {l} (its jobs go back in line once recovered)"
+        ));
+    }
+    out
 }
 
 /// `jobs cancel`: one line per id saying what became of it; an error if any stayed.
