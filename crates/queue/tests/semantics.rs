@@ -52,14 +52,14 @@ async fn a_delayed_job_runs_on_time() {
             Ok(())
         }
     });
-    let running = Running::start(worker(&q, reg, 4));
-    // Let the worker go idle first: it must wake for the delayed job by itself.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Enqueued before the worker starts: its first fetch finds nothing due, so it goes idle
+    // and must wake for the job by itself (no producer pushes its wake list later).
     let id = q
         .enqueue(NewJob::raw("stamp", "{}").with_delay(Duration::from_millis(700)))
         .await
         .unwrap();
     let run_at = q.job(&id).await.unwrap().unwrap().run_at;
+    let running = Running::start(worker(&q, reg, 4));
     drained(&q, Duration::from_secs(10)).await;
     running.stop().await;
     let at = started.lock().unwrap().expect("ran");
