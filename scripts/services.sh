@@ -13,10 +13,13 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # TSP_LOCAL_DATA and the TSP_LOCAL_*_PORT variables run a second, separate set of services (the
-# disaster-recovery drill does, so that it can destroy them).
+# disaster-recovery drill does, so that it can destroy them). TSP_LOCAL_REDIS_FSYNC=always makes
+# Redis fsync its append-only file on every write instead of once a second (docs/queue.md#durability).
 D=${TSP_LOCAL_DATA:-$ROOT/.data}
 MYSQL_PORT=${TSP_LOCAL_MYSQL_PORT:-3306}
 REDIS_PORT=${TSP_LOCAL_REDIS_PORT:-6379}
+REDIS_FSYNC=${TSP_LOCAL_REDIS_FSYNC:-everysec}
+case "$REDIS_FSYNC" in everysec|always|no) ;; *) echo "TSP_LOCAL_REDIS_FSYNC: everysec, always or no, not '$REDIS_FSYNC'" >&2; exit 2 ;; esac
 MONGO_PORT=${TSP_LOCAL_MONGO_PORT:-27017}
 INFLUX_PORT=${TSP_LOCAL_INFLUX_PORT:-8086}
 INFLUX_RPC_PORT=${TSP_LOCAL_INFLUX_RPC_PORT:-8088}
@@ -135,7 +138,7 @@ up_redis() {
   free_port "$REDIS_PORT" "$D/redis.pid" redis-server
   mkdir -p "$D/redis"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$D/redis" --daemonize yes --save "" \
-    --appendonly yes --appendfsync everysec --pidfile "$D/redis.pid" --logfile "$D/redis.log" \
+    --appendonly yes --appendfsync "$REDIS_FSYNC" --pidfile "$D/redis.pid" --logfile "$D/redis.log" \
     --maxclients 10000
   wait_for redis 30 redis-cli -p "$REDIS_PORT" ping
 }

@@ -118,14 +118,7 @@ async fn used_memory(q: &Queue) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_out_of_memory_mid_run_loses_no_acknowledged_job() {
     let scratch = tsp_testkit::ScratchRedis::start();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", scratch.port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "scratch redis never listened"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    scratch.wait_listening();
     let port = format!("redis.cache.port={}", scratch.port);
     let (_hub, q, _cleanup) = setup(&[
         "redis.cache.host=127.0.0.1",

@@ -95,34 +95,50 @@ impl Drop for RedisKeys {
     }
 }
 
-/// A private Redis server on a free loopback port (no persistence), for a test that stops a
-/// store on purpose. Killed when dropped.
+/// A private Redis server on a free loopback port (no persistence unless asked), for a test
+/// that stops, fills or restarts a store on purpose. Killed when dropped.
 pub struct ScratchRedis {
     child: std::process::Child,
     /// Its port.
     pub port: u16,
-    dir: PathBuf,
+    /// Its data folder (its RDB and AOF files).
+    pub dir: PathBuf,
+    args: Vec<String>,
 }
 
 impl ScratchRedis {
-    /// Starts `redis-server` (from PATH: `scripts/services.sh up` installs it); it may take a
-    /// moment to listen.
+    /// Starts `redis-server` (from PATH: `scripts/services.sh up` installs it) without
+    /// persistence; it may take a moment to listen ([`ScratchRedis::wait_listening`]).
     pub fn start() -> ScratchRedis {
+        ScratchRedis::start_with(&["--save", "", "--appendonly", "no"])
+    }
+
+    /// Starts `redis-server` with these extra arguments (e.g. `--appendonly yes`).
+    pub fn start_with(args: &[&str]) -> ScratchRedis {
         let port = closed_port();
         let dir = std::env::temp_dir().join(unique("tsp-scratch-redis-"));
         if let Err(e) = std::fs::create_dir_all(&dir) {
             panic!("cannot create {}: {e}", dir.display());
         }
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("redis-server on PATH (scripts/services.sh up): {e}"));
-        ScratchRedis { child, port, dir }
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let child = spawn_redis(port, &dir, &args);
+        ScratchRedis {
+            child,
+            port,
+            dir,
+            args,
+        }
+    }
+
+    /// Waits (bounded: 10 s) until it accepts connections.
+    pub fn wait_listening(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                panic!("scratch redis on port {} never listened", self.port);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     /// Stops it at once (SIGKILL), as a crash would.
@@ -130,6 +146,26 @@ impl ScratchRedis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Starts it again on the same port and folder (it loads what it persisted) and waits until
+    /// it accepts connections.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn_redis(self.port, &self.dir, &self.args);
+        self.wait_listening();
+    }
+}
+
+fn spawn_redis(port: u16, dir: &std::path::Path, args: &[String]) -> std::process::Child {
+    std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("redis-server on PATH (scripts/services.sh up): {e}"))
 }
 
 impl Drop for ScratchRedis {

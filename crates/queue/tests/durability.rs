@@ -1,0 +1,165 @@
+//! The durability promise, drilled: a Redis with its append-only file on is killed with SIGKILL
+//! in the middle of a bulk enqueue and in the middle of processing, then restarted from its
+//! AOF. Every enqueue that was acknowledged is still there, and every completion that was
+//! acknowledged stays completed; jobs in flight at the kill run again (at least once), and the
+//! drill counts them. With `appendfsync everysec` and `always` (docs/queue.md#durability).
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{Running, setup, worker};
+use tsp_hub::Hub;
+use tsp_queue::{NewJob, Queue, Registry};
+use tsp_testkit::ScratchRedis;
+
+fn aof_redis(fsync: &str) -> ScratchRedis {
+    let r =
+        ScratchRedis::start_with(&["--save", "", "--appendonly", "yes", "--appendfsync", fsync]);
+    r.wait_listening();
+    r
+}
+
+async fn on(redis: &ScratchRedis) -> (Hub, Queue) {
+    let port = format!("redis.cache.port={}", redis.port);
+    let (hub, q, cleanup) = setup(&[
+        "redis.cache.host=127.0.0.1",
+        &port,
+        "redis.cache.command_timeout=2s",
+        "queue.records.mongo=false",
+        "queue.records.influx=false",
+    ])
+    .await;
+    // The scratch server goes away with the test: nothing to clean in the shared Redis.
+    std::mem::forget(cleanup);
+    (hub, q)
+}
+
+/// Every job id stored in the queue.
+async fn stored(q: &Queue) -> HashSet<String> {
+    let mut conn = q.store().conn().await.unwrap();
+    redis::cmd("HKEYS")
+        .arg(format!("{}data", q.base_key()))
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+async fn kill_during_enqueue(fsync: &str) {
+    let mut redis = aof_redis(fsync);
+    let (_hub, q) = on(&redis).await;
+    // A producer enqueues batches as fast as they are acknowledged; the test kills Redis once
+    // 20 000 are in, while the producer is mid-call.
+    let producer = {
+        let q = q.clone();
+        tokio::spawn(async move {
+            let mut acked: Vec<String> = Vec::new();
+            let mut n = 0u32;
+            loop {
+                let batch: Vec<NewJob> = (0..500)
+                    .map(|_| {
+                        n += 1;
+                        NewJob::new("builtin.noop", &n).unwrap()
+                    })
+                    .collect();
+                match q.enqueue_many(batch).await {
+                    Ok(ids) => acked.extend(ids),
+                    Err(_) => return acked,
+                }
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while q.counts().await.map(|c| c.waiting).unwrap_or(0) < 20_000 {
+        assert!(std::time::Instant::now() < deadline, "the producer stalled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    redis.kill();
+    let acked = producer.await.unwrap();
+    redis.restart();
+    let after = stored(&q).await;
+    let lost: Vec<&String> = acked.iter().filter(|id| !after.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{fsync}: {} of {} acknowledged enqueues lost",
+        lost.len(),
+        acked.len()
+    );
+    assert!(acked.len() >= 20_000);
+    let audit = q.audit(false).await.unwrap();
+    assert!(audit.clean(), "{fsync}: {audit:?}");
+}
+
+async fn kill_during_processing(fsync: &str) {
+    let mut redis = aof_redis(fsync);
+    let (hub, q) = on(&redis).await;
+    let set = format!("d{fsync}");
+    let jobs = vec![NewJob::raw("builtin.mark", format!(r#"{{"set":"{set}","ms":2}}"#)); 20_000];
+    let ids = q.enqueue_many(jobs).await.unwrap();
+    let running = Running::start(worker(&q, Registry::new(), 256));
+    // Kill once a good share is done, with the worker mid-stride.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let completed_before = loop {
+        let c = q.counts().await.unwrap();
+        if c.completed >= 5_000 {
+            break c.completed;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker stalled: {c:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    redis.kill();
+    redis.restart();
+    // Completions acknowledged before the kill are still completed after it.
+    let c = q.counts().await.unwrap();
+    assert!(
+        c.completed >= completed_before,
+        "{fsync}: {} completions seen before the kill, {} after the restart",
+        completed_before,
+        c.completed
+    );
+    // The same worker carries on against the restarted server: every job completes.
+    common::settled(&q, Duration::from_secs(120)).await;
+    running.stop().await;
+    let c = q.counts().await.unwrap();
+    assert_eq!(
+        (c.completed, c.dead),
+        (ids.len() as u64, 0),
+        "{fsync}: {c:?}"
+    );
+    let marks = common::marks(&hub, &set).await;
+    assert_eq!(marks.len(), ids.len(), "{fsync}: every job ran");
+    let again = marks.values().filter(|n| **n > 1).count();
+    // At least once: only jobs in flight at the kill may have run twice.
+    assert!(again <= 256 * 2, "{fsync}: {again} jobs ran more than once");
+    eprintln!(
+        "{fsync}: {again} of {} jobs ran twice (in flight at the kill)",
+        ids.len()
+    );
+    assert!(q.audit(false).await.unwrap().clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_enqueue_with_everysec_loses_no_acknowledged_enqueue() {
+    kill_during_enqueue("everysec").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_enqueue_with_always_loses_no_acknowledged_enqueue() {
+    kill_during_enqueue("always").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_processing_with_everysec_loses_no_acknowledged_completion() {
+    kill_during_processing("everysec").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_processing_with_always_loses_no_acknowledged_completion() {
+    kill_during_processing("always").await;
+}
