@@ -885,6 +885,21 @@ pub static QUEUE_FIELDS: &[Field] = &[
         "on SIGINT/SIGTERM, how long in-flight jobs may finish before their leases are returned",
     ),
     field(
+        "ack_attempts",
+        FieldType::UInt { min: 1, max: 1000 },
+        |_| i(10),
+        "tries to store one batch of outcomes before the worker gives it up: its jobs' leases lapse and they run elsewhere, and the worker reports itself unhealthy",
+    ),
+    field(
+        "fault.ack_failures",
+        FieldType::UInt {
+            min: 0,
+            max: 1_000_000,
+        },
+        |_| i(0),
+        "fault injection for drills and tests: this many acknowledgement calls fail before any is sent",
+    ),
+    field(
         "records.mongo",
         FieldType::Bool,
         |_| b(true),

@@ -232,7 +232,19 @@ pub struct QueueSettings {
     pub keep_dead: u64,
     pub keep_dead_age: Duration,
     pub shutdown_grace: Duration,
+    /// Tries to store one batch of outcomes before giving it up (`queue.ack_attempts`).
+    pub ack_attempts: u32,
     pub records: RecordSettings,
+    /// Fault injection for drills (`queue.fault.*`).
+    pub fault: QueueFault,
+}
+
+/// Faults a drill injects into workers (`queue.fault.*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueFault {
+    /// This many acknowledgement calls fail before any is sent.
+    pub ack_failures: u64,
 }
 
 /// Records of finished jobs (`queue.records.*`).

@@ -28,6 +28,12 @@ pub const RECORDS_FAILED: &str = "tsp_queue_records_failed_total";
 /// `job_execution` points the Influx writer refused to take (invalid, or the writer closed).
 pub const POINTS_REFUSED: &str = "tsp_queue_points_refused_total";
 
+/// Jobs whose outcomes a worker gave up storing after `queue.ack_attempts` tries (their leases
+/// lapse and they run elsewhere).
+pub const ACKS_ABANDONED: &str = "tsp_queue_acks_abandoned_total";
+/// 1 while a worker stores its outcomes, 0 after it gave some up (gauge).
+pub const HEALTHY: &str = "tsp_worker_healthy";
+
 /// A counter labelled with `queue` (none when `queue` is empty).
 pub fn counter(name: &'static str, queue: &str) -> ::metrics::Counter {
     if queue.is_empty() {

@@ -185,3 +185,52 @@ async fn a_redis_out_of_memory_mid_run_loses_no_acknowledged_job() {
     let audit = q.audit(false).await.unwrap();
     assert!(audit.clean(), "{audit:?}");
 }
+
+/// Outcomes that cannot be stored (here the first three acknowledgement calls fail, by
+/// `queue.fault.ack_failures`) are given up after `queue.ack_attempts` tries instead of being
+/// retried forever under a lease kept alive: the worker says it is unhealthy and why, takes a
+/// new lease id, the old one lapses, and the given-up jobs run again and complete; once an
+/// acknowledgement goes through, the worker is healthy again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_that_cannot_be_stored_are_given_up_and_their_jobs_run_again() {
+    let (hub, q, _cleanup) = setup(&["queue.ack_attempts=3", "queue.fault.ack_failures=3"]).await;
+    let set = tsp_testkit::unique("ack");
+    let jobs = vec![NewJob::raw("builtin.mark", format!(r#"{{"set":"{set}"}}"#)); 20];
+    let ids = q.enqueue_many(jobs).await.unwrap();
+    let w = worker(&q, Registry::new(), 4);
+    let health = w.health();
+    assert!(health.healthy());
+    let running = Running::start(w);
+    // The first batch's three tries fail: it is given up and the worker says so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while health.healthy() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never gave a batch up"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let why = health.reason().unwrap();
+    assert!(
+        why.contains("not stored after 3 tries") && why.contains("on purpose"),
+        "{why}"
+    );
+    // Its jobs' lease lapses (2 s in the tests' config) and they run again.
+    common::settled(&q, Duration::from_secs(30)).await;
+    let report = running.stop().await;
+    assert!(report.abandoned > 0, "{report:?}");
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.completed, c.dead), (ids.len() as u64, 0), "{c:?}");
+    let marks = common::marks(&hub, &set).await;
+    assert_eq!(marks.len(), ids.len());
+    let twice = marks.values().filter(|n| **n == 2).count() as u64;
+    assert_eq!(
+        twice, report.abandoned,
+        "the given-up jobs, and only they, ran twice"
+    );
+    assert!(marks.values().all(|n| *n <= 2), "{marks:?}");
+    assert!(
+        health.healthy(),
+        "healthy again once acknowledgements went through"
+    );
+}

@@ -399,6 +399,9 @@ pub struct WorkerArgs {
     /// Jobs run at once per queue [default: queue.concurrency].
     #[arg(long)]
     pub concurrency: Option<usize>,
+    /// Serve /health/live, /health/ready and /metrics on this address (e.g. 0.0.0.0:9100).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -88,7 +88,7 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
         Command::Bench(cmd) => bench(&hub, &opts, cmd).await?,
         Command::Worker(args) => {
             let app = App::build(&hub).context("cannot start")?;
-            print_json(&commands::jobs::worker(&app, &args, shutdown_signal()).await?)?
+            print_json(&commands::jobs::worker(&app, &args, prometheus, shutdown_signal()).await?)?
         }
         Command::Enqueue(args) => {
             let ids = commands::jobs::enqueue(&App::build(&hub)?, &args).await?;

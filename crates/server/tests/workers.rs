@@ -534,3 +534,59 @@ fn jobs_audit_finds_and_mends_a_job_in_no_state() {
     let after = cli(&["jobs", "audit", "--queue", "audited"], &s);
     assert!(after.contains("waiting 3"), "{after}");
 }
+
+/// A worker whose outcomes cannot be stored (every acknowledgement fails, by
+/// `queue.fault.ack_failures`) gives each batch up after `queue.ack_attempts` tries rather than
+/// retrying it forever: its `/health/ready` turns 503 with the cause, its metrics show the jobs
+/// given up and the worker unhealthy, and its exit report counts them.
+#[test]
+fn a_worker_that_cannot_store_outcomes_says_so_on_its_probes() {
+    let (p, _cleanup) = prefix();
+    let mut s = sets(&p);
+    s.extend([
+        "queue.ack_attempts=2".into(),
+        "queue.fault.ack_failures=1000000".into(),
+    ]);
+    cli(&["enqueue", "builtin.noop", "--count", "5"], &s);
+    let port = common::closed_port();
+    let listen = format!("127.0.0.1:{port}");
+    let worker = spawn_worker(&["--queue", "default", "--listen", &listen], &s);
+    let base = format!("http://{listen}");
+    let get = |path: &str| {
+        reqwest::blocking::get(format!("{base}{path}"))
+            .ok()
+            .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
+    };
+    wait_for("the probes to answer", Duration::from_secs(20), || {
+        get("/health/live").is_some_and(|(c, _)| c == 200)
+    });
+    wait_for("readiness to turn 503", Duration::from_secs(20), || {
+        get("/health/ready").is_some_and(|(c, _)| c == 503)
+    });
+    let (_, body) = get("/health/ready").unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["status"], "down");
+    assert!(
+        ready["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not stored after 2 tries"),
+        "{ready}"
+    );
+    let (_, metrics) = get("/metrics").unwrap();
+    let abandoned = common::metric(
+        &metrics,
+        "tsp_queue_acks_abandoned_total",
+        &[("queue", "default")],
+    );
+    assert!(abandoned.is_some_and(|n| n >= 1.0), "{metrics}");
+    assert_eq!(
+        common::metric(&metrics, "tsp_worker_healthy", &[("queue", "default")]),
+        Some(0.0)
+    );
+    signal(&worker, "-TERM");
+    let out = worker.wait_with_output().unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert!(n(&report, "abandoned") >= 1, "{report}");
+}

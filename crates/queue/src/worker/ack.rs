@@ -3,28 +3,44 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::mpsc;
 
 use super::Counters;
 use super::execute::Done;
+use super::health::{AckFaults, WorkerHealth};
 use super::held::{Held, lock_held};
-use super::retry::persist;
+use super::retry::persist_bounded;
 use crate::error::JobError;
 use crate::metrics;
 use crate::queue::{Finished, LeasedJob, Outcome, Queue, now_ms};
 use crate::records::{JobRecord, RecordSink};
 
+/// What the acknowledger needs besides its queue and jobs.
+pub(super) struct AckContext {
+    pub(super) held: Held,
+    pub(super) records: RecordSink,
+    pub(super) counters: Arc<Counters>,
+    pub(super) health: WorkerHealth,
+    /// Set when a batch is given up: the fetch loop then takes a new lease id, so the old one,
+    /// once no job still running holds it, is no longer extended and lapses.
+    pub(super) rotate: Arc<AtomicBool>,
+}
+
 /// Acknowledges finished attempts in batches, then hands records over.
-pub(super) async fn acknowledge(
-    queue: Queue,
-    mut rx: mpsc::Receiver<Done>,
-    held: Held,
-    records: RecordSink,
-    counters: Arc<Counters>,
-) {
-    let mut tally = Tally::new(queue.name(), counters);
+pub(super) async fn acknowledge(queue: Queue, mut rx: mpsc::Receiver<Done>, cx: AckContext) {
+    let AckContext {
+        held,
+        records,
+        counters,
+        health,
+        rotate,
+    } = cx;
+    let faults = AckFaults::new(queue.settings().fault.ack_failures);
+    let abandoned = metrics::counter(metrics::ACKS_ABANDONED, queue.name());
+    ::metrics::gauge!(metrics::HEALTHY, "queue" => queue.name().to_string()).set(1.0);
+    let mut tally = Tally::new(queue.name(), counters.clone());
     let mut batch: Vec<Done> = Vec::with_capacity(ACK_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -34,7 +50,21 @@ pub(super) async fn acknowledge(
                 Err(_) => break,
             }
         }
-        let outcomes = store_outcomes(&queue, &batch, &held).await;
+        let outcomes = match store_outcomes(&queue, &batch, &held, &faults).await {
+            Ok(o) => {
+                health.recover(queue.name());
+                o
+            }
+            Err(e) => {
+                give_up(&queue, &batch, &e, &health, &rotate);
+                counters
+                    .abandoned
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                abandoned.increment(batch.len() as u64);
+                batch.clear();
+                continue;
+            }
+        };
         let mut finished = Vec::new();
         for (d, f) in batch.iter().zip(outcomes) {
             let wait_ms = (d.job.leased_at - d.job.runnable_at.max(d.job.created_at)).max(0) as f64;
@@ -56,9 +86,43 @@ pub(super) async fn acknowledge(
 /// Finished attempts per acknowledgement call, at most.
 const ACK_BATCH: usize = 1024;
 
-/// Stores a batch's outcomes (retried until Redis takes them: the jobs stay leased, so safe,
-/// until then) and forgets the jobs. Outcomes in the order of `batch`.
-async fn store_outcomes(queue: &Queue, batch: &[Done], held: &Held) -> Vec<Finished> {
+/// A batch whose outcomes could not be stored: said loudly, the worker marked unhealthy, and a
+/// new lease id asked for (see [`AckContext::rotate`]). The jobs are no longer held here, so
+/// their lease lapses and a recoverer hands them to another attempt.
+fn give_up(
+    queue: &Queue,
+    batch: &[Done],
+    e: &crate::error::QueueError,
+    health: &WorkerHealth,
+    rotate: &AtomicBool,
+) {
+    let tries = queue.settings().ack_attempts;
+    tracing::error!(
+        queue = queue.name(),
+        jobs = batch.len(),
+        error = %e,
+        "outcomes not stored after {tries} tries: the jobs are given up (their leases lapse and \
+         they run again elsewhere); this worker is unhealthy until an acknowledgement goes through"
+    );
+    health.fail(
+        queue.name(),
+        format!(
+            "queue {}: outcomes of {} jobs not stored after {tries} tries: {e}",
+            queue.name(),
+            batch.len()
+        ),
+    );
+    rotate.store(true, Ordering::Relaxed);
+}
+
+/// Stores a batch's outcomes (retried up to `queue.ack_attempts` times: the jobs stay leased,
+/// so safe, meanwhile) and forgets the jobs, stored or not. Outcomes in the order of `batch`.
+async fn store_outcomes(
+    queue: &Queue,
+    batch: &[Done],
+    held: &Held,
+    faults: &AckFaults,
+) -> Result<Vec<Finished>, crate::error::QueueError> {
     let now = now_ms();
     let acks: Vec<(&LeasedJob, Outcome)> =
         batch.iter().map(|d| (&d.job, outcome_of(d, now))).collect();
@@ -71,7 +135,16 @@ async fn store_outcomes(queue: &Queue, batch: &[Done], held: &Held) -> Vec<Finis
             }
         }
     }
-    let outcomes = persist("acknowledging jobs", || queue.finish(&acks, any_dedup)).await;
+    let tries = queue.settings().ack_attempts;
+    let outcomes = persist_bounded("acknowledging jobs", tries, || async {
+        if faults.take() {
+            return Err(crate::error::QueueError::Protocol(
+                "acknowledgement failed on purpose (queue.fault.ack_failures)".into(),
+            ));
+        }
+        queue.finish(&acks, any_dedup).await
+    })
+    .await;
     let mut h = lock_held(held);
     for d in batch {
         h.remove(&d.job.id);

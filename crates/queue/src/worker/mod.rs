@@ -13,6 +13,7 @@ mod ack;
 mod collect;
 mod dead;
 mod execute;
+mod health;
 mod held;
 mod loops;
 mod retry;
@@ -31,6 +32,8 @@ use crate::queue::{Finished, LeasedJob, Outcome, Queue, now_ms};
 use crate::records::RecordSink;
 use runtime::QueueRuntime;
 
+pub use health::WorkerHealth;
+
 /// Totals of one worker run.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct WorkerReport {
@@ -44,6 +47,9 @@ pub struct WorkerReport {
     pub stale: u64,
     /// Leases returned at shutdown.
     pub released: u64,
+    /// Jobs whose outcomes were given up after `queue.ack_attempts` tries (they run again
+    /// elsewhere once their lease lapses).
+    pub abandoned: u64,
 }
 
 #[derive(Default)]
@@ -53,6 +59,7 @@ struct Counters {
     dead: AtomicU64,
     stale: AtomicU64,
     released: AtomicU64,
+    abandoned: AtomicU64,
 }
 
 /// One job run by [`Worker::run_once`]: what its handler returned and what the queue made of
@@ -77,6 +84,7 @@ pub struct Worker {
     fetch_batch: usize,
     id: String,
     records: RecordSink,
+    health: WorkerHealth,
 }
 
 impl Worker {
@@ -99,6 +107,7 @@ impl Worker {
             fetch_batch,
             id,
             records: RecordSink::none(),
+            health: WorkerHealth::default(),
         }
     }
 
@@ -112,6 +121,11 @@ impl Worker {
     pub fn with_records(mut self, sink: RecordSink) -> Self {
         self.records = sink;
         self
+    }
+
+    /// Its health (whether its outcomes are being stored), readable while it runs.
+    pub fn health(&self) -> WorkerHealth {
+        self.health.clone()
     }
 
     /// This worker's id (its lease id, or the prefix of later ones).
@@ -132,6 +146,7 @@ impl Worker {
                 fetch_batch: self.fetch_batch,
                 worker_id: self.id.clone(),
                 counters: counters.clone(),
+                health: self.health.clone(),
                 stop: stop_rx.clone(),
             };
             loops.spawn(runtime.run(self.records.clone()));
@@ -147,6 +162,7 @@ impl Worker {
             dead: counters.dead.load(Ordering::Relaxed),
             stale: counters.stale.load(Ordering::Relaxed),
             released: counters.released.load(Ordering::Relaxed),
+            abandoned: counters.abandoned.load(Ordering::Relaxed),
         }
     }
 }

@@ -28,6 +28,7 @@ pub(super) struct QueueRuntime {
     pub(super) fetch_batch: usize,
     pub(super) worker_id: String,
     pub(super) counters: Arc<Counters>,
+    pub(super) health: super::WorkerHealth,
     pub(super) stop: watch::Receiver<bool>,
 }
 
@@ -58,21 +59,23 @@ impl QueueRuntime {
         self.upgrade_storage().await;
         let held: Held = Arc::default();
         let (done_tx, done_rx) = mpsc::channel::<Done>(self.concurrency.max(1));
+        let rotate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cx = ack::AckContext {
+            held: held.clone(),
+            records,
+            counters: self.counters.clone(),
+            health: self.health.clone(),
+            rotate: rotate.clone(),
+        };
         let background = Background {
-            acker: tokio::spawn(ack::acknowledge(
-                self.queue.clone(),
-                done_rx,
-                held.clone(),
-                records,
-                self.counters.clone(),
-            )),
+            acker: tokio::spawn(ack::acknowledge(self.queue.clone(), done_rx, cx)),
             heartbeat: tokio::spawn(loops::heartbeat(self.queue.clone(), held.clone())),
             recoverer: tokio::spawn(loops::recover(self.queue.clone())),
             sweeper: tokio::spawn(dead::sweep_dead(self.queue.clone(), self.registry.clone())),
             ticker: tokio::spawn(crate::schedule::tick_loop(self.queue.clone())),
         };
         let mut tasks = JoinSet::new();
-        let state = self.fetch_loop(&held, &done_tx, &mut tasks).await;
+        let state = self.fetch_loop(&held, &done_tx, &mut tasks, &rotate).await;
         self.finish_tasks(&mut tasks).await;
         drop(done_tx);
         self.stop_background(background, &held, &state).await;
@@ -104,6 +107,7 @@ impl QueueRuntime {
         held: &Held,
         done_tx: &mpsc::Sender<Done>,
         tasks: &mut JoinSet<()>,
+        rotate: &std::sync::atomic::AtomicBool,
     ) -> Fetching {
         // Blocking waits need a connection of their own (standalone Redis); on Cluster, poll.
         let mut waiter = match self.queue.store().client() {
@@ -125,6 +129,9 @@ impl QueueRuntime {
             let Some(permit) = self.free_slots(&sem).await else {
                 break;
             };
+            if rotate.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                self.next_lease_id(&mut state, "outcomes were given up");
+            }
             while tasks.try_join_next().is_some() {}
             let fetched = match self.queue.fetch(permit.num_permits(), &state.holder).await {
                 Ok(f) => {
@@ -140,7 +147,7 @@ impl QueueRuntime {
                 }
             };
             if fetched.evicted {
-                self.next_lease_id(&mut state);
+                self.next_lease_id(&mut state, "lease expired and taken back");
             } else if fetched.jobs.is_empty() {
                 drop(permit);
                 if !self.wait_for_work(&fetched, waiter.as_mut()).await {
@@ -199,12 +206,14 @@ impl QueueRuntime {
         Some(permit)
     }
 
-    /// This worker missed its heartbeats for a whole lease (paused, partitioned): its jobs run
-    /// elsewhere now and their outcomes here will be refused as stale. Carry on under a new id.
-    fn next_lease_id(&self, state: &mut Fetching) {
+    /// Carries on under a new lease id: after this worker missed its heartbeats for a whole
+    /// lease (paused, partitioned: its jobs run elsewhere now and their outcomes here will be
+    /// refused as stale), or after it gave up storing some outcomes (the old id, no longer
+    /// extended once its running jobs finish, lapses and those jobs run again).
+    fn next_lease_id(&self, state: &mut Fetching, why: &str) {
         state.generation += 1;
         let next = format!("{}.{}", self.worker_id, state.generation);
-        tracing::warn!(queue = self.queue.name(), lease = %state.holder, next = %next, "lease expired and taken back; continuing under a new lease id");
+        tracing::warn!(queue = self.queue.name(), lease = %state.holder, next = %next, "{why}; continuing under a new lease id");
         state.holder = next;
     }
 

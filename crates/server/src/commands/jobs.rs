@@ -14,6 +14,7 @@ use crate::cli::{EnqueueArgs, JobsCommand, WorkerArgs};
 pub async fn worker(
     app: &App,
     args: &WorkerArgs,
+    prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<WorkerReport> {
     let hub = app.hub();
@@ -43,7 +44,14 @@ pub async fn worker(
         None => {}
     }
     tracing::info!(worker = w.id(), queues = ?names, "worker started");
+    let probes = match args.listen {
+        Some(addr) => Some(serve_probes(addr, w.health(), prometheus).await?),
+        None => None,
+    };
     let report = w.run(shutdown).await;
+    if let Some(p) = probes {
+        p.abort();
+    }
     if let Some(t) = task {
         let unwritten = t.finish(hub.config().queue.shutdown_grace).await;
         if unwritten > 0 {
@@ -55,6 +63,24 @@ pub async fn worker(
         w.flush().await;
     }
     Ok(report)
+}
+
+/// Serves the worker's probes on `addr` until aborted.
+async fn serve_probes(
+    addr: std::net::SocketAddr,
+    health: tsp_queue::WorkerHealth,
+    prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "worker probes: /health/live, /health/ready, /metrics");
+    let router = crate::http::worker_router(health, prometheus);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "worker probes stopped");
+        }
+    }))
 }
 
 /// `tsp-job enqueue`: the job type's rules apply (see `Registry::prepare`).

@@ -21,6 +21,7 @@ mod routes;
 mod schedules;
 mod sessions;
 mod transit;
+mod worker_probes;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -46,6 +47,7 @@ use crate::app::App;
 pub use activity::Activity;
 pub use guard::body_type;
 pub use routes::{Access, RouteRule, rules};
+pub use worker_probes::worker_router;
 
 /// What every handler shares.
 #[derive(Clone)]
