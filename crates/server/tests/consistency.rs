@@ -139,20 +139,28 @@ async fn drill(mode: &[&str]) {
     let mut abort_worker = worker(&sandbox, &aborts);
     let mut restarts = 0;
     let mut killed = false;
+    // Processes that died without a graceful stop: what they had buffered may be lost.
+    let mut crashed: BTreeSet<u32> = BTreeSet::new();
     let started = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let c = queue.counts().await.unwrap();
         let finished = c.completed + c.dead;
         if !killed && finished >= (TRIPS / 3) as u64 {
-            // SIGKILL while it holds jobs: their leases expire and others take them.
+            // SIGKILL while it holds jobs (seen in its lease, not assumed): their leases expire
+            // and others take them.
+            let pid = error_workers[0].id();
+            let held = holds_jobs(&queue, pid).await;
             error_workers[0].kill().unwrap();
             error_workers[0].wait().unwrap();
+            eprintln!("drill: worker {pid} killed holding {held} jobs");
+            crashed.insert(pid);
             error_workers[0] = worker(&sandbox, &errors);
             killed = true;
         }
         if let Ok(Some(_)) = abort_worker.try_wait() {
             restarts += 1;
+            crashed.insert(abort_worker.id());
             abort_worker = worker(&sandbox, &aborts);
         }
         if killed && batch::settled(&c) && finished == TRIPS as u64 {
@@ -163,9 +171,15 @@ async fn drill(mode: &[&str]) {
             "not settled: {c:?}"
         );
     }
+    // A graceful stop: each worker flushes what it buffered.
     for mut w in error_workers.into_iter().chain([abort_worker]) {
-        let _ = w.kill();
-        let _ = w.wait();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &w.id().to_string()])
+            .status();
+        if tokio::task::block_in_place(|| w.wait()).is_ok_and(|s| s.code().is_none()) {
+            // An abort worker may have died on its own meanwhile.
+            crashed.insert(w.id());
+        }
     }
 
     // The queue's view: each job completed or dead.
@@ -251,6 +265,10 @@ async fn drill(mode: &[&str]) {
     );
     assert_eq!(traj.into_iter().collect::<BTreeSet<_>>(), completed);
 
+    activity_per_completed_trip(&hub, &completed).await;
+    booking_points_per_completed_trip(&hub, &queue, &ids, &trip_of, &completed, &dead, &crashed)
+        .await;
+
     // Balances: per user, the points of their completed trips, by the configured rates.
     let mut expected: BTreeMap<u64, i64> = BTreeMap::new();
     for t in generated.iter().filter(|t| completed.contains(&t.trip_id)) {
@@ -277,6 +295,135 @@ async fn drill(mode: &[&str]) {
         );
     }
     assert!(sandbox.remove().await.is_empty());
+}
+
+/// The jobs worker process `pid` holds right now, waiting (bounded) until it holds some.
+async fn holds_jobs(queue: &Queue, pid: u32) -> u64 {
+    let prefix = format!("{}-{pid}-", hostname());
+    common::until_some(Duration::from_secs(30), || async {
+        let glance = queue.glance().await.ok()?;
+        glance
+            .leases
+            .iter()
+            .find(|l| l.holder.starts_with(&prefix) && l.held > 0)
+            .map(|l| l.held)
+    })
+    .await
+}
+
+/// The host name in worker ids (`<host>-<pid>-<random>`), read as workers read it.
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into())
+}
+
+/// One `activity_log` document per completed trip, none for a dead one.
+async fn activity_per_completed_trip(hub: &tsp_hub::Hub, completed: &BTreeSet<String>) {
+    let docs: Vec<Document> = hub
+        .mongo("dataset")
+        .unwrap()
+        .database()
+        .collection::<Document>(tsp_mobility::complete::ACTIVITY_LOG)
+        .find(doc! {})
+        .projection(doc! {"tripId": 1})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let trips: Vec<String> = docs
+        .iter()
+        .map(|d| d.get_str("tripId").unwrap().to_string())
+        .collect();
+    assert_eq!(
+        trips.len(),
+        completed.len(),
+        "one activity per completed trip"
+    );
+    assert_eq!(trips.into_iter().collect::<BTreeSet<_>>(), *completed);
+}
+
+/// `trip_bookings` points: each belongs to a generated trip (a dead trip's may stay: points are
+/// observations, docs/consistency.md); a completed trip without one is allowed only when the
+/// worker that completed it crashed before flushing, and the drill says how many.
+#[allow(clippy::too_many_arguments)]
+async fn booking_points_per_completed_trip(
+    hub: &tsp_hub::Hub,
+    queue: &Queue,
+    ids: &[String],
+    trip_of: &HashMap<&str, &TripCompletion>,
+    completed: &BTreeSet<String>,
+    dead: &BTreeSet<String>,
+    crashed: &BTreeSet<u32>,
+) {
+    let influx = hub.influx("primary").unwrap();
+    let db = influx.writer().target().to_string();
+    let body = influx
+        .query_v1(&db, "SELECT points, mode FROM trip_bookings")
+        .await
+        .unwrap();
+    let values = body
+        .pointer("/results/0/series/0/values")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    // A point's time is its trip's end (ms) plus a per-trip offset below 1 ms.
+    let mut by_end: HashMap<(i64, String), Vec<&str>> = HashMap::new();
+    for t in trip_of.values() {
+        let end = t.trajectory.last().unwrap().timestamp;
+        by_end
+            .entry((end, t.mode.clone()))
+            .or_default()
+            .push(&t.trip_id);
+    }
+    let mut with_point = BTreeSet::new();
+    for v in &values {
+        let ns = chrono::DateTime::parse_from_rfc3339(v[0].as_str().unwrap())
+            .unwrap()
+            .timestamp_nanos_opt()
+            .unwrap();
+        let key = (ns.div_euclid(1_000_000), v[2].as_str().unwrap().to_string());
+        let trips = by_end
+            .get(&key)
+            .unwrap_or_else(|| panic!("point {v} is no trip's"));
+        with_point.extend(trips.iter().map(|t| t.to_string()));
+    }
+    assert!(
+        with_point
+            .iter()
+            .all(|t| completed.contains(t) || dead.contains(t))
+    );
+    let host = hostname();
+    let mut lost = 0;
+    for id in ids {
+        let trip = &trip_of[id.as_str()].trip_id;
+        if !completed.contains(trip) || with_point.contains(trip) {
+            continue;
+        }
+        let holder = queue
+            .job(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .holder
+            .unwrap_or_default();
+        assert!(
+            crashed
+                .iter()
+                .any(|pid| holder.starts_with(&format!("{host}-{pid}-"))),
+            "trip {trip} has no point and was completed by {holder}, which did not crash"
+        );
+        lost += 1;
+    }
+    eprintln!(
+        "drill: {} trip_bookings points for {} completed trips; {lost} lost in {} crashes",
+        values.len(),
+        completed.len(),
+        crashed.len()
+    );
 }
 
 /// Batch-specific fault points: a worker holding batches of up to 16 trips aborts right after a
