@@ -885,6 +885,24 @@ pub static QUEUE_FIELDS: &[Field] = &[
         "on SIGINT/SIGTERM, how long in-flight jobs may finish before their leases are returned",
     ),
     field(
+        "durability",
+        FieldType::Enum(&["none", "wait"]),
+        |_| s("none"),
+        "`wait`: enqueues and acknowledgements wait until `durability_replicas` replicas have the write (Redis WAIT); an enqueue they do not confirm within `durability_timeout` fails",
+    ),
+    field(
+        "durability_replicas",
+        FieldType::UInt { min: 1, max: 16 },
+        |_| i(1),
+        "with durability = wait: replicas that must confirm each write",
+    ),
+    field(
+        "durability_timeout",
+        FieldType::Duration,
+        |_| s("1s"),
+        "with durability = wait: how long to wait for the replicas",
+    ),
+    field(
         "ack_attempts",
         FieldType::UInt { min: 1, max: 1000 },
         |_| i(10),

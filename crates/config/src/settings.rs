@@ -232,11 +232,27 @@ pub struct QueueSettings {
     pub keep_dead: u64,
     pub keep_dead_age: Duration,
     pub shutdown_grace: Duration,
+    /// Whether writes wait for replicas (`queue.durability`).
+    pub durability: Durability,
+    /// Replicas that must confirm each write with [`Durability::Wait`].
+    pub durability_replicas: u32,
+    /// How long a write waits for them.
+    pub durability_timeout: Duration,
     /// Tries to store one batch of outcomes before giving it up (`queue.ack_attempts`).
     pub ack_attempts: u32,
     pub records: RecordSettings,
     /// Fault injection for drills (`queue.fault.*`).
     pub fault: QueueFault,
+}
+
+/// How durable an acknowledged queue write is (docs/queue.md#durability).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Acknowledged once the primary has it (and its AOF, as configured there).
+    None,
+    /// Acknowledged once `durability_replicas` replicas have it too (Redis `WAIT`).
+    Wait,
 }
 
 /// Faults a drill injects into workers (`queue.fault.*`).

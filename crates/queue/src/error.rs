@@ -20,6 +20,17 @@ pub enum QueueError {
     #[error(transparent)]
     /// The queue's Redis store failed.
     Hub(#[from] HubError),
+    /// With `queue.durability = wait`, fewer replicas than asked confirmed the write in time:
+    /// the primary has it, but it is not acknowledged as durable (retry with a dedup key).
+    #[error("{op}: {confirmed} of {wanted} replicas confirmed the write within the timeout")]
+    NotReplicated {
+        /// What was written (`enqueue`).
+        op: &'static str,
+        /// Replicas that confirmed.
+        confirmed: u32,
+        /// Replicas asked for (`queue.durability_replicas`).
+        wanted: u32,
+    },
     /// A reply the scripts never send: a bug or a foreign key in the way.
     #[error("unexpected reply from redis: {0}")]
     Protocol(String),

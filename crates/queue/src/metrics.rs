@@ -34,6 +34,10 @@ pub const ACKS_ABANDONED: &str = "tsp_queue_acks_abandoned_total";
 /// 1 while a worker stores its outcomes, 0 after it gave some up (gauge).
 pub const HEALTHY: &str = "tsp_worker_healthy";
 
+/// Writes (enqueue or acknowledgement calls) that fewer replicas than `queue.durability_replicas`
+/// confirmed in time, with `queue.durability = wait`.
+pub const UNREPLICATED: &str = "tsp_queue_unreplicated_writes_total";
+
 /// A counter labelled with `queue` (none when `queue` is empty).
 pub fn counter(name: &'static str, queue: &str) -> ::metrics::Counter {
     if queue.is_empty() {

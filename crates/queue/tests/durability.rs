@@ -163,3 +163,107 @@ async fn killed_mid_processing_with_everysec_loses_no_acknowledged_completion() 
 async fn killed_mid_processing_with_always_loses_no_acknowledged_completion() {
     kill_during_processing("always").await;
 }
+
+async fn replication_up(replica: &ScratchRedis) {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", replica.port)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if info.contains("master_link_status:up") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica never synced: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `queue.durability = wait`: enqueues and acknowledgements wait for the replica, which then
+/// holds every job and every completion; with the replica gone, an enqueue fails within the
+/// timeout saying so (the primary has the jobs: a retry with a dedup key finds them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_durability_wait_writes_are_on_the_replica_before_they_are_acknowledged() {
+    let primary = aof_redis("everysec");
+    let port = primary.port.to_string();
+    let mut replica = ScratchRedis::start_with(&["--save", "", "--replicaof", "127.0.0.1", &port]);
+    replica.wait_listening();
+    replication_up(&replica).await;
+    let at = format!("redis.cache.port={}", primary.port);
+    let (_hub, q, cleanup) = setup(&[
+        "redis.cache.host=127.0.0.1",
+        &at,
+        "queue.records.mongo=false",
+        "queue.records.influx=false",
+        "queue.durability=wait",
+        "queue.durability_timeout=500ms",
+    ])
+    .await;
+    std::mem::forget(cleanup);
+    let ids = q
+        .enqueue_many(
+            (0..2_000u32)
+                .map(|n| NewJob::new("builtin.noop", &n).unwrap())
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let running = Running::start(worker(&q, Registry::new(), 64));
+    common::settled(&q, Duration::from_secs(60)).await;
+    running.stop().await;
+    // The replica has what was acknowledged: read there directly.
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", replica.port)).unwrap();
+    let mut on_replica = client.get_multiplexed_async_connection().await.unwrap();
+    let done: u64 = redis::cmd("LLEN")
+        .arg(format!("{}done", q.base_key()))
+        .query_async(&mut on_replica)
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        ids.len() as u64,
+        "every acknowledged completion is on the replica"
+    );
+    // Without the replica, an enqueue is not acknowledged as durable.
+    replica.kill();
+    let started = std::time::Instant::now();
+    let e = q
+        .enqueue(
+            NewJob::new("builtin.noop", &1u32)
+                .unwrap()
+                .with_dedup_key("once"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            tsp_queue::QueueError::NotReplicated {
+                confirmed: 0,
+                wanted: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "bounded by the timeout"
+    );
+    // The primary has it: the same dedup key finds the same job rather than a second one.
+    let stored_before = stored(&q).await.len();
+    let _ = q
+        .enqueue(
+            NewJob::new("builtin.noop", &1u32)
+                .unwrap()
+                .with_dedup_key("once"),
+        )
+        .await;
+    assert_eq!(stored(&q).await.len(), stored_before);
+}

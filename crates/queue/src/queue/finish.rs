@@ -64,6 +64,18 @@ impl Queue {
                 }
             }
         }
+        // The outcomes are stored on the primary whatever the replicas say, so a shortfall is
+        // counted and logged, not returned: retrying would find the jobs finished.
+        if let Some((confirmed, wanted)) = self.wait_replicas(&mut self.conn().await?).await?
+            && confirmed < wanted
+        {
+            tracing::warn!(
+                queue = self.name(),
+                confirmed,
+                wanted,
+                "acknowledged outcomes not confirmed by the replicas in time"
+            );
+        }
         Ok(out)
     }
 

@@ -266,6 +266,33 @@ impl Queue {
         Ok(())
     }
 
+    /// With `queue.durability = wait`, waits until the replicas asked for have every write this
+    /// connection made so far (Redis `WAIT`; the queue's connection is one multiplexed
+    /// connection, so that covers the calls just made); how many confirmed, or `None` when
+    /// durability is `none`.
+    pub(crate) async fn wait_replicas(
+        &self,
+        conn: &mut RedisConn,
+    ) -> Result<Option<(u32, u32)>, QueueError> {
+        let s = &self.inner.settings;
+        if s.durability != tsp_config::Durability::Wait {
+            return Ok(None);
+        }
+        let timeout = u64::try_from(s.durability_timeout.as_millis()).unwrap_or(u64::MAX);
+        let confirmed: i64 = redis::cmd("WAIT")
+            .arg(s.durability_replicas)
+            .arg(timeout.max(1))
+            .query_async(conn)
+            .await
+            .map_err(|e| self.err("wait", &e))?;
+        let confirmed = u32::try_from(confirmed).unwrap_or(0);
+        if confirmed < s.durability_replicas {
+            metrics::counter!(crate::metrics::UNREPLICATED, "queue" => self.inner.name.clone())
+                .increment(1);
+        }
+        Ok(Some((confirmed, s.durability_replicas)))
+    }
+
     /// Records progress (any JSON) of a job this worker holds.
     pub async fn set_progress(
         &self,

@@ -77,6 +77,15 @@ impl Queue {
                 }
             }
         }
+        if let Some((confirmed, wanted)) = self.wait_replicas(&mut conn.clone()).await?
+            && confirmed < wanted
+        {
+            return Err(QueueError::NotReplicated {
+                op: "enqueue",
+                confirmed,
+                wanted,
+            });
+        }
         metrics::counter!(crate::metrics::ENQUEUED, "queue" => self.inner.name.clone())
             .increment(ids.len() as u64);
         Ok(ids)
