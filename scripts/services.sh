@@ -5,6 +5,8 @@
 #   scripts/services.sh down     stop what this script started
 #   scripts/services.sh status   show what answers where
 #   scripts/services.sh kill     SIGKILL every server (no clean shutdown: a crash, for drills)
+#   scripts/services.sh up --cluster   also a Redis Cluster of 3 primaries and 3 replicas on
+#                                 ports 7001-7006 (TSP_LOCAL_CLUSTER_PORT for the first), AOF on
 #
 # Everything runs on loopback with its data under .data/ (git-ignored). Running `up` twice is harmless:
 # a service that already answers is left alone. The ports and credentials here are the ones that
@@ -238,9 +240,62 @@ down() {
   log "stopped"
 }
 
+# A local Redis Cluster: 3 primaries, 3 replicas, AOF on, data under $D/cluster/<port>.
+CLUSTER_BASE=${TSP_LOCAL_CLUSTER_PORT:-7001}
+cluster_ports() { for i in 0 1 2 3 4 5; do echo $((CLUSTER_BASE + i)); done; }
+
+cluster_ok() {
+  local p
+  for p in $(cluster_ports); do
+    redis-cli -p "$p" cluster info 2>/dev/null | grep -q cluster_state:ok || return 1
+  done
+}
+
+up_cluster() {
+  if cluster_ok; then
+    log "redis cluster already running on $CLUSTER_BASE-$((CLUSTER_BASE + 5))"
+    return
+  fi
+  local p addrs=()
+  for p in $(cluster_ports); do
+    if ! redis-cli -p "$p" ping >/dev/null 2>&1; then
+      free_port "$p" "$D/cluster-$p.pid" redis-server
+      # A node that is not part of a working cluster starts over: its old state is stale.
+      rm -rf "$D/cluster/$p"
+      mkdir -p "$D/cluster/$p"
+      redis-server --port "$p" --bind 127.0.0.1 --dir "$D/cluster/$p" --daemonize yes --save "" \
+        --appendonly yes --appendfsync everysec --cluster-enabled yes --cluster-node-timeout 2000 \
+        --pidfile "$D/cluster-$p.pid" --logfile "$D/cluster-$p.log" --maxclients 10000
+    fi
+    wait_for "cluster node $p" 30 redis-cli -p "$p" ping
+    addrs+=("127.0.0.1:$p")
+  done
+  if ! redis-cli -p "$CLUSTER_BASE" cluster info | grep -q cluster_known_nodes:6; then
+    redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$D/cluster-create.log" 2>&1 \
+      || die "redis-cli --cluster create failed; see $D/cluster-create.log"
+  fi
+  local deadline=$((SECONDS + 30))
+  until cluster_ok; do
+    [ $SECONDS -ge $deadline ] && die "the redis cluster never reached cluster_state:ok"
+    sleep 0.2
+  done
+  log "redis cluster on 127.0.0.1:$CLUSTER_BASE-$((CLUSTER_BASE + 5)) (3 primaries, 3 replicas)"
+}
+
+down_cluster() {
+  local p
+  for p in $(cluster_ports); do
+    redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true
+    rm -f "$D/cluster-$p.pid"
+  done
+}
+
 crash() {
   for p in mysql redis influx mongo; do
     if pid_alive "$D/$p.pid"; then kill -9 "$(cat "$D/$p.pid")" 2>/dev/null || true; fi
+  done
+  for p in $(cluster_ports); do
+    if pid_alive "$D/cluster-$p.pid"; then kill -9 "$(cat "$D/cluster-$p.pid")" 2>/dev/null || true; fi
   done
   log "killed"
 }
@@ -253,10 +308,11 @@ case "${1:-up}" in
     up_redis
     up_influx
     up_mongo
+    if [ "${2:-}" = "--cluster" ]; then up_cluster; fi
     status
     ;;
-  down) down ;;
+  down) down; down_cluster ;;
   kill) crash ;;
   status) status ;;
-  *) die "usage: $0 up|down|status" ;;
+  *) die "usage: $0 up [--cluster]|down|kill|status" ;;
 esac

@@ -237,12 +237,21 @@ impl RedisStore {
         }
     }
 
-    /// A client for dedicated connections (pub/sub, blocking commands). Standalone only.
+    /// Whether it is a Redis Cluster (`cluster_nodes` set).
+    pub fn is_cluster(&self) -> bool {
+        !self.settings.cluster_nodes.is_empty()
+    }
+
+    /// A client for dedicated connections: pub/sub, and blocking commands on a standalone
+    /// server. On a Cluster it reaches the first seed node, which serves classic pub/sub (Redis
+    /// Cluster delivers every `PUBLISH` to every node's subscribers) but not keyed blocking
+    /// commands, whose key may live elsewhere: callers poll there instead.
     pub fn client(&self) -> Result<redis::Client, HubError> {
         let s = &self.settings;
-        let url = match &s.url {
-            Some(u) => u.expose_secret().to_string(),
-            None => node_url(s, &format!("{}:{}", s.host, s.port), true),
+        let url = match (&s.url, s.cluster_nodes.first()) {
+            (_, Some(seed)) => node_url(s, seed, true),
+            (Some(u), None) => u.expose_secret().to_string(),
+            (None, None) => node_url(s, &format!("{}:{}", s.host, s.port), true),
         };
         let settings_error = |message: String| HubError::Settings {
             store: STORE,

@@ -179,7 +179,13 @@ async fn l1_is_bounded() {
 async fn redis_down_means_every_read_goes_to_the_source() {
     let port = common::closed_port().to_string();
     let set = format!("redis.cache.port={port}");
-    let (_hub, c) = cache(&[set.as_str(), "redis.cache.connect_timeout=300ms"]).await;
+    // On a Cluster (TSP_TEST_REDIS_CLUSTER), its seed is the closed port instead.
+    let seed = format!("redis.cache.cluster_nodes=127.0.0.1:{port}");
+    let mut sets = vec![set.as_str(), "redis.cache.connect_timeout=300ms"];
+    if tsp_testkit::cluster_override().is_some() {
+        sets.push(seed.as_str());
+    }
+    let (_hub, c) = cache(&sets).await;
     let loads = AtomicU64::new(0);
     for i in 0..3 {
         assert_eq!(value(&c, "user:6", i, &loads).await, (i, Level::Source));

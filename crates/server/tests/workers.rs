@@ -83,11 +83,14 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 fn marks(prefix: &str, set: &str) -> HashMap<String, i64> {
-    let client = redis_client();
-    let mut conn = client.get_connection().unwrap();
-    redis::cmd("HGETALL")
-        .arg(format!("{prefix}marks:{set}"))
-        .query(&mut conn)
+    let mut cmd = redis::cmd("HGETALL");
+    cmd.arg(format!("{prefix}marks:{set}"));
+    if let Ok(seeds) = std::env::var("TSP_TEST_REDIS_CLUSTER") {
+        let nodes: Vec<String> = seeds.split(',').map(|n| format!("redis://{n}/")).collect();
+        let cluster = redis::cluster::ClusterClient::new(nodes).unwrap();
+        return cmd.query(&mut cluster.get_connection().unwrap()).unwrap();
+    }
+    cmd.query(&mut redis_client().get_connection().unwrap())
         .unwrap()
 }
 

@@ -12,14 +12,27 @@ pub fn config_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config")
 }
 
-/// Load options for the development configuration with `sets` (`key=value`) on top.
+/// Load options for the development configuration with `sets` (`key=value`) on top. With
+/// `TSP_TEST_REDIS_CLUSTER` set (seed nodes, `host:port,…`; `scripts/services.sh up --cluster`
+/// starts `127.0.0.1:7001-7006`), Redis `cache` is that Cluster: the suites that run there
+/// (docs/testing.md#cluster) see it unchanged.
 pub fn load_options(sets: &[&str]) -> LoadOptions {
+    let mut overrides: Vec<String> = cluster_override().into_iter().collect();
+    overrides.extend(sets.iter().map(|s| s.to_string()));
     LoadOptions {
         config_dir: config_dir(),
         env_name: Some("development".into()),
         env: Vec::new(),
-        overrides: sets.iter().map(|s| s.to_string()).collect(),
+        overrides,
     }
+}
+
+/// The `redis.cache.cluster_nodes` override `TSP_TEST_REDIS_CLUSTER` asks for, if any.
+pub fn cluster_override() -> Option<String> {
+    std::env::var("TSP_TEST_REDIS_CLUSTER")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| format!("redis.cache.cluster_nodes={}", v.trim()))
 }
 
 /// The development configuration with `sets` applied on top; panics naming every problem.
@@ -173,4 +186,44 @@ impl Drop for ScratchRedis {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The local TCP ports of this process's open sockets (from `/proc`): on a shared server, the
+/// client connections that are this test's own (each test runs in its own process), e.g. to
+/// kill them on a Redis Cluster node where `CLIENT ID` cannot be asked through them.
+pub fn own_tcp_ports() -> std::collections::HashSet<u16> {
+    let mut inodes = std::collections::HashSet::new();
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path()) {
+                let t = target.to_string_lossy();
+                if let Some(n) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                    inodes.insert(n.to_string());
+                }
+            }
+        }
+    }
+    let mut ports = std::collections::HashSet::new();
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(inode)) = (cols.get(1), cols.get(9)) else {
+                continue;
+            };
+            if !inodes.contains(*inode) {
+                continue;
+            }
+            if let Some(port) = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+            {
+                ports.insert(port);
+            }
+        }
+    }
+    ports
 }

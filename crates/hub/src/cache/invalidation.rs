@@ -12,6 +12,29 @@ use crate::error::HubError;
 use crate::redis::RedisStore;
 
 impl Cache {
+    /// `PUBLISH` on the node subscribers listen on (a Cluster's first seed node): the
+    /// number of subscribers that received it.
+    async fn publish_on_seed(&self, message: &str) -> Result<u64, HubError> {
+        let store = &self.inner.store;
+        let conn = self
+            .inner
+            .publisher
+            .get_or_try_init(|| async {
+                store
+                    .client()?
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(|e| store.command_error("cache publish connect", &e))
+            })
+            .await?;
+        redis::cmd("PUBLISH")
+            .arg(&self.inner.channel)
+            .arg(message)
+            .query_async(&mut conn.clone())
+            .await
+            .map_err(|e| store.command_error("cache invalidate", &e))
+    }
+
     /// Invalidates every entry of `tags` in every process: new versions in Redis, this
     /// process's L1 entries dropped, then the others', waiting for their acknowledgements.
     pub async fn invalidate(&self, tags: &[String]) -> Result<Invalidation, HubError> {
@@ -37,12 +60,22 @@ impl Cache {
             p.cmd("INCR").arg(&ver).ignore();
             p.cmd("EXPIRE").arg(&ver).arg(VERSION_TTL_S).ignore();
         }
-        p.cmd("PUBLISH").arg(&self.inner.channel).arg(&message);
         let mut conn = store.conn().await?;
-        let (receivers,): (u64,) = p
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| store.command_error("cache invalidate", &e))?;
+        let receivers = if store.is_cluster() {
+            // Versions live on their tags' nodes; the message goes out on the node every process
+            // subscribes on (see `Inner::publisher`).
+            p.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| store.command_error("cache invalidate", &e))?;
+            self.publish_on_seed(&message).await?
+        } else {
+            p.cmd("PUBLISH").arg(&self.inner.channel).arg(&message);
+            let (receivers,): (u64,) = p
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| store.command_error("cache invalidate", &e))?;
+            receivers
+        };
         self.inner
             .shared
             .counters

@@ -119,6 +119,9 @@ struct Inner {
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     channel: String,
     subscriber: tokio::task::AbortHandle,
+    /// On a Redis Cluster, the connection invalidations are published on: the node every
+    /// process subscribes on, so `PUBLISH` counts every subscriber (it counts one node's).
+    publisher: tokio::sync::OnceCell<redis::aio::MultiplexedConnection>,
 }
 
 impl Drop for Inner {
@@ -174,6 +177,7 @@ impl Cache {
                 shared,
                 flights: Mutex::new(HashMap::new()),
                 channel,
+                publisher: tokio::sync::OnceCell::new(),
                 subscriber: task.abort_handle(),
             }),
         }

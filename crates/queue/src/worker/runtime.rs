@@ -109,10 +109,13 @@ impl QueueRuntime {
         tasks: &mut JoinSet<()>,
         rotate: &std::sync::atomic::AtomicBool,
     ) -> Fetching {
-        // Blocking waits need a connection of their own (standalone Redis); on Cluster, poll.
+        // Blocking waits need a connection of their own to the key's server: on a standalone
+        // Redis; on a Cluster the wake list may live on any node, so poll there.
         let mut waiter = match self.queue.store().client() {
-            Ok(c) => c.get_multiplexed_async_connection().await.ok(),
-            Err(_) => None,
+            Ok(c) if !self.queue.store().is_cluster() => {
+                c.get_multiplexed_async_connection().await.ok()
+            }
+            _ => None,
         };
         let sem = Arc::new(Semaphore::new(self.concurrency));
         let mut collectors = Collectors::default();

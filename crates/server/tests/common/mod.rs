@@ -21,6 +21,10 @@ pub fn tsp_job(env: &[(&str, &str)]) -> Command {
         .env("HOME", std::env::var("HOME").unwrap_or_default())
         .env("TSP_CONFIG_DIR", config_dir())
         .env("TSP_ENV", "development");
+    // On a Redis Cluster run (docs/testing.md#cluster), child processes use it too.
+    if let Ok(seeds) = std::env::var("TSP_TEST_REDIS_CLUSTER") {
+        cmd.env("TSP__REDIS__CACHE__CLUSTER_NODES", seeds);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
