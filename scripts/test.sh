@@ -16,7 +16,15 @@ cargo clippy --workspace --all-targets -- -D warnings
 # Every public item documented (missing_docs), and no doc link pointing nowhere.
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast
+  run_tests() { cargo nextest run --no-fail-fast "$@"; }
 else
-  cargo test --workspace --no-fail-fast
+  run_tests() { cargo test --no-fail-fast "$@"; }
 fi
+run_tests --workspace
+# The queue and cache suites, the four-worker exactly-once test and a queue benchmark again on
+# a Redis Cluster of 3 primaries and 3 replicas (docs/testing.md#cluster).
+scripts/services.sh up --cluster >/dev/null
+export TSP_TEST_REDIS_CLUSTER=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
+run_tests -p tsp-queue --test semantics --test inspection --test batches --test builtins
+run_tests -p tsp-hub --test cache
+run_tests -p tsp-server --test workers four_workers

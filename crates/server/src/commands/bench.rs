@@ -273,7 +273,8 @@ async fn redis_get(redis: &tsp_hub::RedisStore, args: &HubBenchArgs) -> anyhow::
 /// counts those started in it plus one already running when it began.
 #[derive(Clone, Copy)]
 struct CpuMark {
-    redis_s: f64,
+    /// `None` when INFO did not answer one server's figures (a Redis Cluster answers per node).
+    redis_s: Option<f64>,
     process_s: f64,
     redis_forks: u64,
     /// A background AOF rewrite or RDB save is running at this mark.
@@ -294,7 +295,9 @@ async fn cpu_mark(conn: &mut tsp_hub::RedisConn) -> CpuMark {
             .unwrap_or(0.0)
     };
     CpuMark {
-        redis_s: field("used_cpu_user_main_thread") + field("used_cpu_sys_main_thread"),
+        redis_s: info
+            .contains("used_cpu_user_main_thread")
+            .then(|| field("used_cpu_user_main_thread") + field("used_cpu_sys_main_thread")),
         process_s: process_cpu_s(),
         redis_forks: (field("aof_rewrites") + field("rdb_saves")) as u64,
         redis_forked: field("aof_rewrite_in_progress") + field("rdb_bgsave_in_progress") > 0.0,
@@ -326,7 +329,7 @@ fn process_cpu_s() -> f64 {
 fn cpu_per_job(from: CpuMark, to: CpuMark, jobs: usize) -> serde_json::Value {
     let us = |s: f64| (s * 1e6 / jobs.max(1) as f64 * 10.0).round() / 10.0;
     json!({
-        "redis_us_per_job": us(to.redis_s - from.redis_s),
+        "redis_us_per_job": from.redis_s.zip(to.redis_s).map(|(a, b)| us(b - a)),
         "worker_us_per_job": us(to.process_s - from.process_s),
         "redis_background_forks": to.redis_forks.saturating_sub(from.redis_forks) + u64::from(from.redis_forked),
     })
