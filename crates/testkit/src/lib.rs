@@ -227,3 +227,146 @@ pub fn own_tcp_ports() -> std::collections::HashSet<u16> {
     }
     ports
 }
+
+/// A private Redis Cluster on free loopback ports: `primaries` primaries with one replica each,
+/// AOF on, a node timeout of 2 s (so a failover takes seconds). For drills that fail nodes over
+/// or kill them. Every node is killed when dropped.
+pub struct ScratchCluster {
+    /// Its nodes, primaries first as created (roles change with failovers).
+    pub nodes: Vec<ScratchRedis>,
+}
+
+impl ScratchCluster {
+    /// Starts the nodes, creates the cluster and waits (bounded) until every node says it is ok.
+    pub fn start(primaries: usize) -> ScratchCluster {
+        let nodes: Vec<ScratchRedis> = (0..primaries * 2)
+            .map(|_| {
+                ScratchRedis::start_with(&[
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+            })
+            .collect();
+        for n in &nodes {
+            n.wait_listening();
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = std::process::Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .unwrap_or_else(|e| panic!("redis-cli on PATH: {e}"));
+        if !out.status.success() {
+            panic!("cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        }
+        let cluster = ScratchCluster { nodes };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// Seed nodes as `redis.<i>.cluster_nodes` takes them.
+    pub fn seeds(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `redis-cli -p PORT args…`'s output ("" when the node does not answer).
+    pub fn cli(port: u16, args: &[&str]) -> String {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Waits (bounded: 30 s) until every live node reports `cluster_state:ok` and agrees on
+    /// `primaries` primaries serving every slot.
+    pub fn wait_ok(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let ok = self.nodes.iter().all(|n| {
+                std::net::TcpStream::connect(("127.0.0.1", n.port)).is_err()
+                    || ScratchCluster::cli(n.port, &["cluster", "info"])
+                        .contains("cluster_state:ok")
+            });
+            if ok {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("the cluster never reached cluster_state:ok");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// The port of the primary serving `key`'s slot, and of a replica of it.
+    pub fn owners_of(&self, key: &str) -> (u16, Option<u16>) {
+        let live = self
+            .nodes
+            .iter()
+            .find(|n| std::net::TcpStream::connect(("127.0.0.1", n.port)).is_ok())
+            .unwrap_or_else(|| panic!("no live node"));
+        let slot: u16 = ScratchCluster::cli(live.port, &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("keyslot of {key}: {e}"));
+        let nodes = ScratchCluster::cli(live.port, &["cluster", "nodes"]);
+        let mut primary: Option<(String, u16)> = None;
+        for line in nodes.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
+                continue;
+            }
+            let serves = f[8..].iter().any(|range| {
+                let mut ends = range.split('-').filter_map(|x| x.parse::<u16>().ok());
+                match (ends.next(), ends.next()) {
+                    (Some(a), Some(b)) => a <= slot && slot <= b,
+                    (Some(a), None) => a == slot,
+                    _ => false,
+                }
+            });
+            if serves {
+                primary = Some((f[0].to_string(), port_of(f[1])));
+            }
+        }
+        let (id, port) = primary.unwrap_or_else(|| panic!("no primary serves slot {slot}"));
+        let replica = nodes.lines().find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.len() > 3 && f[2].contains("slave") && !f[2].contains("fail") && f[3] == id)
+                .then(|| port_of(f[1]))
+        });
+        (port, replica)
+    }
+
+    /// The node on `port`.
+    pub fn node(&mut self, port: u16) -> &mut ScratchRedis {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .unwrap_or_else(|| panic!("no node on port {port}"))
+    }
+}
+
+/// The port of a `cluster nodes` address (`127.0.0.1:7001@17001`).
+fn port_of(addr: &str) -> u16 {
+    addr.split('@')
+        .next()
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
