@@ -439,7 +439,18 @@ fn the_queue_benchmark_reports_its_rates_on_the_threads_configured() {
     // Not the default on any machine without exactly three cores.
     s.push("server.threads=3".into());
     let out = cli(
-        &["bench", "queue", "--jobs", "3000", "--records", "off"],
+        &[
+            "bench",
+            "queue",
+            "--jobs",
+            "3000",
+            "--records",
+            "off",
+            "--load-rate",
+            "2000",
+            "--load-seconds",
+            "1",
+        ],
         &s,
     );
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -448,6 +459,13 @@ fn the_queue_benchmark_reports_its_rates_on_the_threads_configured() {
     for rate in ["enqueue_per_s", "process_per_s"] {
         assert!(v[rate].as_f64().unwrap() > 0.0, "{v}");
     }
+    // Under a steady load: every job timed from enqueue to completion in the sample.
+    let load = &v["latency_under_load"];
+    assert_eq!(load["jobs"], 2000, "{v}");
+    assert_eq!(load["sampled"], 2000, "{v}");
+    let p50 = load["enqueue_to_completion_ms"]["p50"].as_f64().unwrap();
+    let p99 = load["enqueue_to_completion_ms"]["p99"].as_f64().unwrap();
+    assert!(0.0 <= p50 && p50 <= p99, "{v}");
     // The benchmark removes its queue: nothing of it is left under the prefix.
     let client = redis_client();
     let mut conn = client.get_connection().unwrap();

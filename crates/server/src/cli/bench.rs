@@ -111,6 +111,13 @@ pub struct QueueBenchArgs {
     /// Write Mongo records and Influx points for every job.
     #[arg(long, default_value = "off", value_parser = ["on", "off"])]
     pub records: String,
+    /// Then, jobs per second enqueued at a steady pace while the worker runs, to time each
+    /// job from enqueue to completion (0: skip that phase).
+    #[arg(long, default_value_t = 20_000)]
+    pub load_rate: u64,
+    /// Seconds of that steady load.
+    #[arg(long, default_value_t = 5.0)]
+    pub load_seconds: f64,
 }
 
 #[derive(Debug, Args, Clone)]

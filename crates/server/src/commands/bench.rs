@@ -420,6 +420,11 @@ pub async fn queue(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_jso
     }
     // The bench queue is removed (keys and name); nothing else uses it.
     q.delete().await?;
+    let latency = if args.load_rate > 0 {
+        latency_under_load(hub, args).await?
+    } else {
+        serde_json::Value::Null
+    };
     Ok(json!({
         "bench": "queue",
         "jobs": args.jobs,
@@ -434,5 +439,69 @@ pub async fn queue(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_jso
             "process": cpu_per_job(mark_enqueued, mark_processed, args.jobs),
         },
         "record_check": records,
+        "latency_under_load": latency,
+    }))
+}
+
+/// Jobs enqueued at a steady `load_rate` for `load_seconds` while one worker runs: each job's
+/// time from enqueue to completion (its spec's creation time to its finish time, both stored by
+/// the queue), over a sample of up to 5 000 jobs spread over the run.
+async fn latency_under_load(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_json::Value> {
+    let name = format!("bench-{:x}", now_ns());
+    // A batch every 10 ms.
+    let per_tick = (args.load_rate / 100).max(1) as usize;
+    let ticks = (args.load_seconds * 100.0).round().max(1.0) as usize;
+    // Every job of the run is kept until it is read back, whatever the retention configured.
+    let mut settings = hub.config().queue.clone();
+    settings.keep_completed = settings.keep_completed.max((per_tick * ticks) as u64);
+    let store = hub.redis(&settings.redis)?.clone();
+    let q = tsp_queue::Queue::new(store, &name, &settings)?;
+    let worker =
+        Worker::new(vec![q.clone()], tsp_queue::Registry::new()).with_concurrency(args.concurrency);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stop_rx.await;
+    }));
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut ids = Vec::with_capacity(per_tick * ticks);
+    let started = Instant::now();
+    for _ in 0..ticks {
+        tick.tick().await;
+        let batch = vec![NewJob::raw("builtin.noop", "{}"); per_tick];
+        ids.extend(q.enqueue_many(batch).await?);
+    }
+    let offered_s = started.elapsed().as_secs_f64();
+    jobs::drained(&q, Duration::from_secs(600)).await?;
+    let _ = stop_tx.send(());
+    let report = running.await.context("worker task")?;
+    let step = (ids.len() / 5_000).max(1);
+    let mut latencies = Vec::new();
+    for id in ids.iter().step_by(step) {
+        if let Some(j) = q.job(id).await?
+            && let Some(done) = j.finished_at
+        {
+            latencies.push((done - j.created_at) as f64);
+        }
+    }
+    q.delete().await?;
+    if report.completed != ids.len() as u64 {
+        bail!(
+            "under load: completed {} of {} jobs",
+            report.completed,
+            ids.len()
+        );
+    }
+    let sampled = latencies.len();
+    if sampled < ids.len().div_ceil(step) {
+        bail!("under load: {sampled} of the sampled jobs could be read back");
+    }
+    let p = tsp_mobility::batch::Percentiles::of(latencies);
+    Ok(json!({
+        "rate_per_s": (ids.len() as f64 / offered_s).round(),
+        "seconds": round2(offered_s),
+        "jobs": ids.len(),
+        "sampled": sampled,
+        "enqueue_to_completion_ms": {"p50": p.p50, "p99": p.p99, "max": p.max},
     }))
 }
