@@ -151,7 +151,12 @@ impl PointWriter {
     /// # Errors
     /// As [`PointWriter::write`].
     pub async fn write_wait(&self, point: &Point) -> Result<(), PointError> {
+        // The common case first: room in the buffer, no waiter to register.
+        if self.write_inner(point, false)? {
+            return Ok(());
+        }
         loop {
+            // Registered before trying again, so room made in between is not missed.
             let notified = self.shared.settled.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
