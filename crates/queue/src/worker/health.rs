@@ -9,6 +9,9 @@ use std::sync::{Arc, Mutex};
 #[derive(Default)]
 struct Inner {
     unhealthy: AtomicBool,
+    /// Batches given up since the worker started.
+    given_up: AtomicU64,
+    /// The cause of the last one (kept once healthy again).
     reason: Mutex<Option<String>>,
 }
 
@@ -29,6 +32,16 @@ impl WorkerHealth {
         if self.healthy() {
             return None;
         }
+        self.last_failure()
+    }
+
+    /// How many batches of outcomes it has given up since it started.
+    pub fn given_up(&self) -> u64 {
+        self.inner.given_up.load(Ordering::Relaxed)
+    }
+
+    /// The cause of the last batch given up, healthy again since or not.
+    pub fn last_failure(&self) -> Option<String> {
         match self.inner.reason.lock() {
             Ok(r) => r.clone(),
             Err(p) => p.into_inner().clone(),
@@ -41,6 +54,7 @@ impl WorkerHealth {
             Err(p) => *p.into_inner() = Some(why),
         }
         self.inner.unhealthy.store(true, Ordering::Relaxed);
+        self.inner.given_up.fetch_add(1, Ordering::Relaxed);
         ::metrics::gauge!(crate::metrics::HEALTHY, "queue" => queue.to_string()).set(0.0);
     }
 
