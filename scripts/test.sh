@@ -26,5 +26,6 @@ run_tests --workspace
 scripts/services.sh up --cluster >/dev/null
 export TSP_TEST_REDIS_CLUSTER=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
 run_tests -p tsp-queue --test semantics --test inspection --test batches --test builtins
+run_tests -p tsp-queue --test integrity the_audit
 run_tests -p tsp-hub --test cache
 run_tests -p tsp-server --test workers four_workers

@@ -206,12 +206,33 @@ impl RedisStore {
         self.error(op, e)
     }
 
-    /// Deletes every key matching `pattern` (SCAN, so other clients are not blocked); returns
-    /// how many. For operations and benchmarks, never a hot path.
-    pub async fn delete_matching(&self, pattern: &str) -> Result<u64, HubError> {
-        let mut conn = self.conn().await?;
+    /// Every key matching `pattern`, read with SCAN a page at a time (never KEYS); on a
+    /// Cluster, from every primary, since SCAN walks one node.
+    pub async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>, HubError> {
+        if !self.is_cluster() {
+            let mut conn = self.conn().await?;
+            return self.scan_node(&mut conn, pattern).await;
+        }
+        let mut all = Vec::new();
+        for node in self.primaries().await? {
+            let client = redis::Client::open(node_url(&self.settings, &node, false).as_str())
+                .map_err(|e| self.error("scan connect", &e))?;
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| self.error("scan connect", &e))?;
+            all.extend(self.scan_node(&mut conn, pattern).await?);
+        }
+        Ok(all)
+    }
+
+    async fn scan_node<C: redis::aio::ConnectionLike>(
+        &self,
+        conn: &mut C,
+        pattern: &str,
+    ) -> Result<Vec<String>, HubError> {
         let mut cursor: u64 = 0;
-        let mut deleted = 0;
+        let mut all = Vec::new();
         loop {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
@@ -219,22 +240,56 @@ impl RedisStore {
                 .arg(pattern)
                 .arg("COUNT")
                 .arg(1000)
-                .query_async(&mut conn)
+                .query_async(conn)
                 .await
                 .map_err(|e| self.error("scan", &e))?;
-            if !keys.is_empty() {
-                let n: u64 = redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| self.error("unlink", &e))?;
-                deleted += n;
-            }
+            all.extend(keys);
             if next == 0 {
-                return Ok(deleted);
+                return Ok(all);
             }
             cursor = next;
         }
+    }
+
+    /// The Cluster's primaries that serve slots (`host:port`), as `CLUSTER NODES` lists them.
+    async fn primaries(&self) -> Result<Vec<String>, HubError> {
+        let mut conn = self.conn().await?;
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.error("cluster nodes", &e))?;
+        Ok(nodes
+            .lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let serving = f.len() > 8 && f[2].contains("master") && !f[2].contains("fail");
+                serving.then(|| f[1].split('@').next().unwrap_or(f[1]).to_string())
+            })
+            .collect())
+    }
+
+    /// Deletes every key matching `pattern` (found with [`RedisStore::keys_matching`]); how
+    /// many were deleted. One key per `UNLINK`, so that on a Cluster each goes to its own slot.
+    pub async fn delete_matching(&self, pattern: &str) -> Result<u64, HubError> {
+        let keys = self.keys_matching(pattern).await?;
+        let conn = self.conn().await?;
+        let mut deleted = 0;
+        for chunk in keys.chunks(256) {
+            let unlinks = chunk.iter().map(|k| {
+                let mut conn = conn.clone();
+                async move {
+                    redis::cmd("UNLINK")
+                        .arg(k)
+                        .query_async::<u64>(&mut conn)
+                        .await
+                }
+            });
+            for r in futures::future::join_all(unlinks).await {
+                deleted += r.map_err(|e| self.error("unlink", &e))?;
+            }
+        }
+        Ok(deleted)
     }
 
     /// Whether it is a Redis Cluster (`cluster_nodes` set).

@@ -711,25 +711,12 @@ async fn deleting_a_queue_removes_its_keys_and_its_name() {
     }
     let known = tsp_queue::Queue::known(q.store()).await.unwrap();
     assert!(known.iter().any(|n| n == q.name()));
+    // Every key under the queue's base, on every node of a Cluster too.
     let keys = |q: tsp_queue::Queue| async move {
-        let mut conn = q.store().conn().await.unwrap();
-        let (mut cursor, mut all) = (0u64, Vec::new());
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{}*", q.base_key()))
-                .arg("COUNT")
-                .arg(10_000)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            all.extend(keys);
-            if next == 0 {
-                return all;
-            }
-            cursor = next;
-        }
+        q.store()
+            .keys_matching(&format!("{}*", q.base_key()))
+            .await
+            .unwrap()
     };
     assert!(!keys(q.clone()).await.is_empty());
     assert!(q.delete().await.unwrap() > 0);

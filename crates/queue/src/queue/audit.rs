@@ -150,33 +150,23 @@ impl Queue {
         let workers: Vec<String> = self.range(&mut conn, "ZRANGE", "workers", 0, -1).await?;
         let mut strays = Vec::new();
         let pattern = format!("{}active:*", glob_escape(base));
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
+        let keys = self
+            .inner
+            .store
+            .keys_matching(&pattern)
+            .await
+            .map_err(QueueError::Hub)?;
+        for key in keys {
+            let holder = key[base.len() + "active:".len()..].to_string();
+            let ids: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(&key)
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| self.err("audit scan", &e))?;
-            for key in keys {
-                let holder = key[base.len() + "active:".len()..].to_string();
-                let ids: Vec<String> = redis::cmd("SMEMBERS")
-                    .arg(&key)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| self.err("audit scan", &e))?;
-                add(ids, "active");
-                if !workers.contains(&holder) {
-                    strays.push(holder);
-                }
+            add(ids, "active");
+            if !workers.contains(&holder) {
+                strays.push(holder);
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
         Ok((places, strays))
     }
