@@ -120,7 +120,9 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
         Command::Gtfs(cmd) => commands::gtfs::gtfs(&hub, &cmd).await?,
         Command::Config(_) => 0,
     };
-    report_unwritten(hub.shutdown(Duration::from_secs(10)).await);
+    let closed = hub.shutdown(Duration::from_secs(10)).await;
+    commands::jobs::record_lost_points(&hub, &closed).await;
+    report_unwritten(closed);
     Ok(code)
 }
 

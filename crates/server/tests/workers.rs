@@ -511,6 +511,14 @@ fn points_accepted_and_never_written_are_reported_at_exit() {
         err.contains("influx.primary") && err.contains("3 points accepted and not written"),
         "{err}"
     );
+    // And `jobs stats` says so after the process is gone.
+    let stats = cli(&["jobs", "stats"], &s);
+    assert!(
+        stats.contains("InfluxDB points accepted and never written")
+            && stats.contains("influx.primary.")
+            && stats.contains(": 3"),
+        "{stats}"
+    );
 }
 
 /// `jobs audit`: clean on a healthy queue (exit 0), names a job taken out of its line (exit 1),

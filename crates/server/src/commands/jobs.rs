@@ -228,6 +228,44 @@ async fn cancel(hub: &Hub, qn: &str, ids: &[String]) -> anyhow::Result<String> {
     }
 }
 
+/// The Redis hash where processes add, at exit, the InfluxDB points they accepted and never
+/// wrote (field `<instance>.<target>`), so `jobs stats` can say so after they are gone.
+fn lost_points_key(hub: &Hub) -> anyhow::Result<String> {
+    let store = hub.redis(&hub.config().queue.redis)?;
+    Ok(format!("{}influx:lost", store.key_prefix()))
+}
+
+/// Adds what this process lost to [`lost_points_key`] (best effort: bounded, and a failure is
+/// only logged; the exit report on stderr says it either way).
+pub async fn record_lost_points(hub: &Hub, closed: &[tsp_hub::ClosedWriter]) {
+    let lost: Vec<(String, u64)> = closed
+        .iter()
+        .filter(|w| w.stats.unwritten() > 0)
+        .map(|w| (format!("{}.{}", w.instance, w.target), w.stats.unwritten()))
+        .collect();
+    if lost.is_empty() {
+        return;
+    }
+    let done = async {
+        let key = lost_points_key(hub)?;
+        let mut conn = hub.redis(&hub.config().queue.redis)?.conn().await?;
+        for (field, n) in &lost {
+            redis::cmd("HINCRBY")
+                .arg(&key)
+                .arg(field)
+                .arg(*n)
+                .query_async::<i64>(&mut conn)
+                .await?;
+        }
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout(Duration::from_secs(2), done).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "lost points not recorded for jobs stats"),
+        Err(_) => tracing::warn!("lost points not recorded for jobs stats: Redis too slow"),
+    }
+}
+
 /// `jobs stats`: counts per state of every known queue, as a table or JSON.
 async fn stats(hub: &Hub, json: bool) -> anyhow::Result<String> {
     let store = hub.redis(&hub.config().queue.redis)?;
@@ -254,6 +292,19 @@ async fn stats(hub: &Hub, json: bool) -> anyhow::Result<String> {
             if c.paused { "yes" } else { "no" },
             next_scheduled(hub, &c.queue).await?
         ));
+    }
+    let mut conn = store.conn().await?;
+    let lost: Vec<(String, u64)> = redis::cmd("HGETALL")
+        .arg(lost_points_key(hub)?)
+        .query_async(&mut conn)
+        .await?;
+    if !lost.is_empty() {
+        out.push_str(
+            "InfluxDB points accepted and never written, as processes reported at exit:\n",
+        );
+        for (target, n) in lost {
+            out.push_str(&format!("  influx.{target}: {n}\n"));
+        }
     }
     Ok(out)
 }
