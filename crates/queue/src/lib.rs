@@ -42,4 +42,4 @@ pub use records::{
     ensure_indexes as ensure_record_indexes, indexes as record_indexes,
 };
 pub use schedule::{Missed, Schedule, ScheduleError, ScheduleState, Schedules};
-pub use worker::{Ran, Worker, WorkerHealth, WorkerReport};
+pub use worker::{Ran, Worker, WorkerHealth, WorkerReport, host_name};

@@ -243,29 +243,9 @@ async fn drill(mode: &[&str]) {
     assert_eq!(earns.len(), completed.len(), "one earn per completed trip");
     assert_eq!(earns.into_iter().collect::<BTreeSet<_>>(), completed);
 
-    let mongo = hub.mongo("dataset").unwrap();
-    let docs: Vec<Document> = mongo
-        .database()
-        .collection::<Document>(TRAJECTORIES)
-        .find(doc! {})
-        .projection(doc! {"tripId": 1})
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    let traj: Vec<String> = docs
-        .iter()
-        .map(|d| d.get_str("tripId").unwrap().to_string())
-        .collect();
-    assert_eq!(
-        traj.len(),
-        completed.len(),
-        "one trajectory per completed trip"
-    );
-    assert_eq!(traj.into_iter().collect::<BTreeSet<_>>(), completed);
+    one_document_per_completed_trip(&hub, TRAJECTORIES, &completed).await;
 
-    activity_per_completed_trip(&hub, &completed).await;
+    one_document_per_completed_trip(&hub, tsp_mobility::complete::ACTIVITY_LOG, &completed).await;
     booking_points_per_completed_trip(&hub, &queue, &ids, &trip_of, &completed, &dead, &crashed)
         .await;
 
@@ -299,7 +279,7 @@ async fn drill(mode: &[&str]) {
 
 /// The jobs worker process `pid` holds right now, waiting (bounded) until it holds some.
 async fn holds_jobs(queue: &Queue, pid: u32) -> u64 {
-    let prefix = format!("{}-{pid}-", hostname());
+    let prefix = format!("{}-{pid}-", tsp_queue::host_name());
     common::until_some(Duration::from_secs(30), || async {
         let glance = queue.glance().await.ok()?;
         glance
@@ -311,22 +291,17 @@ async fn holds_jobs(queue: &Queue, pid: u32) -> u64 {
     .await
 }
 
-/// The host name in worker ids (`<host>-<pid>-<random>`), read as workers read it.
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into())
-}
-
-/// One `activity_log` document per completed trip, none for a dead one.
-async fn activity_per_completed_trip(hub: &tsp_hub::Hub, completed: &BTreeSet<String>) {
+/// One document in `collection` (`dataset` MongoDB) per completed trip, none for a dead one.
+async fn one_document_per_completed_trip(
+    hub: &tsp_hub::Hub,
+    collection: &str,
+    completed: &BTreeSet<String>,
+) {
     let docs: Vec<Document> = hub
         .mongo("dataset")
         .unwrap()
         .database()
-        .collection::<Document>(tsp_mobility::complete::ACTIVITY_LOG)
+        .collection::<Document>(collection)
         .find(doc! {})
         .projection(doc! {"tripId": 1})
         .await
@@ -341,9 +316,13 @@ async fn activity_per_completed_trip(hub: &tsp_hub::Hub, completed: &BTreeSet<St
     assert_eq!(
         trips.len(),
         completed.len(),
-        "one activity per completed trip"
+        "{collection}: one per completed trip"
     );
-    assert_eq!(trips.into_iter().collect::<BTreeSet<_>>(), *completed);
+    assert_eq!(
+        trips.into_iter().collect::<BTreeSet<_>>(),
+        *completed,
+        "{collection}"
+    );
 }
 
 /// `trip_bookings` points: each belongs to a generated trip (a dead trip's may stay: points are
@@ -396,7 +375,7 @@ async fn booking_points_per_completed_trip(
             .iter()
             .all(|t| completed.contains(t) || dead.contains(t))
     );
-    let host = hostname();
+    let host = tsp_queue::host_name();
     let mut lost = 0;
     for id in ids {
         let trip = &trip_of[id.as_str()].trip_id;

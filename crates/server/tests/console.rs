@@ -156,6 +156,20 @@ impl Browser {
     }
 }
 
+/// `n` no-op jobs (payloads 0..n).
+fn noops(n: u32) -> Vec<NewJob> {
+    (0..n)
+        .map(|i| NewJob::new("builtin.noop", &i).unwrap())
+        .collect()
+}
+
+/// A no-op job (payload `n`) delayed by `secs`.
+fn delayed(n: u32, secs: u64) -> NewJob {
+    NewJob::new("builtin.noop", &n)
+        .unwrap()
+        .with_delay(Duration::from_secs(secs))
+}
+
 /// A dead job made by hand (no worker runs yet), its payload and error carrying markup.
 async fn dead_job(q: &Queue) -> String {
     let payload = json!({"note": "<script>window.__xss = 1</script>", "trip": "t-1"});
@@ -174,13 +188,8 @@ async fn dead_job(q: &Queue) -> String {
 
 /// The queue's counts as `tsp-job jobs stats --json` prints them.
 fn stats_of(site: &Site, queue: &str) -> Value {
-    let mut args = vec!["jobs", "stats", "--json"];
-    for s in &site.sandbox.overrides {
-        args.extend(["--set", s]);
-    }
-    let out = common::run(&args, &[]);
-    assert!(out.status.success(), "{}", common::text(&out).1);
-    let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let out = site.cli_ok(&["jobs", "stats", "--json"]);
+    let all: Vec<Value> = serde_json::from_str(&out).unwrap();
     all.into_iter().find(|q| q["queue"] == queue).unwrap()
 }
 
@@ -199,38 +208,15 @@ async fn an_operator_watches_and_acts_and_a_viewer_only_watches() {
     let viewer = site.operator(Role::Viewer).await;
     let q = site.app.queue("console").unwrap();
     let dead = dead_job(&q).await;
-    let waiting = q
-        .enqueue_many(
-            (0..3)
-                .map(|n| NewJob::new("builtin.noop", &n).unwrap())
-                .collect(),
-        )
-        .await
-        .unwrap();
-    q.enqueue(
-        NewJob::new("builtin.noop", &9)
-            .unwrap()
-            .with_delay(Duration::from_secs(3600)),
-    )
-    .await
-    .unwrap();
+    let waiting = q.enqueue_many(noops(3)).await.unwrap();
+    q.enqueue(delayed(9, 3600)).await.unwrap();
     // Some trips today, through the main job, for the trips page.
-    let mut args = vec![
+    site.cli_ok(&[
         "simulate", "--users", "20", "--trips", "40", "--days", "1", "--json",
-    ];
-    for s in &site.sandbox.overrides {
-        args.extend(["--set", s]);
-    }
-    let out = tokio::task::block_in_place(|| common::run(&args, &[]));
-    assert!(out.status.success(), "{}", common::text(&out).1);
+    ]);
     // And a live GTFS feed, whose stops the trips map draws.
     let cairns = common::shared_data("gtfs-cairns/cairns_gtfs.zip");
-    let mut args = vec!["gtfs", "import", cairns.to_str().unwrap()];
-    for s in &site.sandbox.overrides {
-        args.extend(["--set", s]);
-    }
-    let out = tokio::task::block_in_place(|| common::run(&args, &[]));
-    assert!(out.status.success(), "{}", common::text(&out).1);
+    site.cli_ok(&["gtfs", "import", cairns.to_str().unwrap()]);
     let server = site.server(&sets);
     let b = Browser::start(&server.base).await;
 
@@ -346,14 +332,7 @@ async fn an_operator_watches_and_acts_and_a_viewer_only_watches() {
     assert!(!q.counts().await.unwrap().paused);
 
     // Cancel a delayed job from its page.
-    let delayed = q
-        .enqueue(
-            NewJob::new("builtin.noop", &10)
-                .unwrap()
-                .with_delay(Duration::from_secs(3600)),
-        )
-        .await
-        .unwrap();
+    let delayed = q.enqueue(delayed(10, 3600)).await.unwrap();
     b.goto(&format!("/console/queues/console/jobs/{delayed}"))
         .await;
     b.click(r#"form[action$="/cancel"] button"#).await;
@@ -616,29 +595,9 @@ fn tsp_server_csrf(cookie: &str) -> String {
 async fn cancelling_from_the_cli_and_the_api() {
     let site = Site::new(&[]).await;
     let q = site.app.queue("cancels").unwrap();
-    let ids = q
-        .enqueue_many(
-            (0..3)
-                .map(|n| NewJob::new("builtin.noop", &n).unwrap())
-                .collect(),
-        )
-        .await
-        .unwrap();
-    let later = q
-        .enqueue(
-            NewJob::new("builtin.noop", &3)
-                .unwrap()
-                .with_delay(Duration::from_secs(600)),
-        )
-        .await
-        .unwrap();
-    let cli = |args: &[&str]| {
-        let mut all: Vec<&str> = args.to_vec();
-        for s in &site.sandbox.overrides {
-            all.extend(["--set", s]);
-        }
-        common::run(&all, &[])
-    };
+    let ids = q.enqueue_many(noops(3)).await.unwrap();
+    let later = q.enqueue(delayed(3, 600)).await.unwrap();
+    let cli = |args: &[&str]| site.cli(args);
     let out = cli(&["jobs", "cancel", &ids[0], &later, "--queue", "cancels"]);
     let (stdout, stderr) = common::text(&out);
     assert!(out.status.success(), "{stderr}");

@@ -96,7 +96,7 @@ impl Worker {
             .unwrap_or((1, 1));
         let id = format!(
             "{}-{}-{:08x}",
-            hostname(),
+            host_name(),
             std::process::id(),
             rand::random::<u32>()
         );
@@ -167,7 +167,8 @@ impl Worker {
     }
 }
 
-fn hostname() -> String {
+/// The host name in worker ids (`<host>-<pid>-<random>`): `/etc/hostname`, or `host`.
+pub fn host_name() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .ok()

@@ -148,16 +148,9 @@ async fn admit(
     Ok(caller)
 }
 
-/// The middleware on every route.
-pub(super) async fn guard(
-    State(s): State<AppState>,
-    matched: MatchedPath,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let template = matched.as_str().to_string();
+/// The client's address (loopback when the server was not given connection info) and the
+/// request's id (`x-request-id`, set by the outer layer).
+pub(super) fn origin(req: &Request) -> (IpAddr, String) {
     let address = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -169,6 +162,20 @@ pub(super) async fn guard(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    (address, request_id)
+}
+
+/// The middleware on every route.
+pub(super) async fn guard(
+    State(s): State<AppState>,
+    matched: MatchedPath,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let template = matched.as_str().to_string();
+    let (address, request_id) = origin(&req);
     // A route missing from the map is refused as if operator-only: fail closed.
     let access = s
         .access

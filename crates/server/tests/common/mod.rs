@@ -318,6 +318,23 @@ impl Site {
         name
     }
 
+    /// `tsp-job args…` on the sandbox (its overrides after `args`), run to its end.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        for s in &self.sandbox.overrides {
+            all.extend(["--set", s.as_str()]);
+        }
+        tokio::task::block_in_place(|| run(&all, &[]))
+    }
+
+    /// [`Site::cli`], which must succeed: its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        stdout
+    }
+
     pub async fn done(self) {
         let _ = self.sandbox.remove().await;
     }

@@ -11,7 +11,7 @@ use tsp_queue::{Cancelled, JobInfo, Queue};
 
 use super::page::{self, action, time};
 use super::queue_view::CsrfForm;
-use super::session::{Viewer, csrf_ok};
+use super::session::{Viewer, refuse_forged};
 use crate::http::AppState;
 
 /// Payloads and results longer than this (pretty-printed) are folded behind a `<details>`.
@@ -145,11 +145,8 @@ pub(super) async fn retry(
     Path((name, id)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !csrf_ok(&viewer, &form.csrf) {
-        return page::refusal(
-            StatusCode::FORBIDDEN,
-            "This form has expired: reload the page.",
-        );
+    if let Some(refused) = refuse_forged(&viewer, &form.csrf) {
+        return refused;
     }
     let (q, _) = match find(&s, &name, &id).await {
         Ok(found) => found,
@@ -173,11 +170,8 @@ pub(super) async fn cancel(
     Path((name, id)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !csrf_ok(&viewer, &form.csrf) {
-        return page::refusal(
-            StatusCode::FORBIDDEN,
-            "This form has expired: reload the page.",
-        );
+    if let Some(refused) = refuse_forged(&viewer, &form.csrf) {
+        return refused;
     }
     let q = match s.app.queue(&name) {
         Ok(q) => q,

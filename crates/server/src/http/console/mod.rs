@@ -29,7 +29,7 @@ use tsp_mobility::auth::{Login, LoginError};
 pub use live::Live;
 
 use super::AppState;
-use session::{Viewer, cookie, csrf_ok};
+use session::{Viewer, cookie, refuse_forged};
 
 /// Every console route: (method, path). Each one's rule: [`access`].
 pub const ROUTES: &[(&str, &str)] = &[
@@ -223,11 +223,8 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<queue_view::CsrfForm>,
 ) -> Response {
-    if !csrf_ok(&viewer, &form.csrf) {
-        return page::refusal(
-            StatusCode::FORBIDDEN,
-            "This form has expired: reload the page.",
-        );
+    if let Some(refused) = refuse_forged(&viewer, &form.csrf) {
+        return refused;
     }
     if let Err(e) = s.app.auth().end_session(&viewer.token).await {
         tracing::warn!(error = %e, "console logout: the session store failed");

@@ -9,7 +9,7 @@ use maud::{Markup, html};
 use tsp_queue::{JobInfo, JobState, Order, Queue};
 
 use super::page::{self, action, fold, time};
-use super::session::{Viewer, csrf_ok};
+use super::session::{Viewer, refuse_forged};
 use crate::http::AppState;
 
 /// Jobs per page.
@@ -278,11 +278,8 @@ where
     F: FnOnce(Queue) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    if !csrf_ok(viewer, &form.csrf) {
-        return page::refusal(
-            StatusCode::FORBIDDEN,
-            "This form has expired: reload the page.",
-        );
+    if let Some(refused) = refuse_forged(viewer, &form.csrf) {
+        return refused;
     }
     let q = match s.app.queue(name) {
         Ok(q) => q,

@@ -9,7 +9,7 @@ use maud::html;
 
 use super::page::{self, action};
 use super::queue_view::CsrfForm;
-use super::session::{Viewer, csrf_ok};
+use super::session::{Viewer, refuse_forged};
 use crate::http::AppState;
 
 /// `GET /console/schedules`.
@@ -89,11 +89,8 @@ async fn set_paused(
     csrf: &str,
     paused: bool,
 ) -> Response {
-    if !csrf_ok(viewer, csrf) {
-        return page::refusal(
-            StatusCode::FORBIDDEN,
-            "This form has expired: reload the page.",
-        );
+    if let Some(refused) = refuse_forged(viewer, csrf) {
+        return refused;
     }
     let done = match s.app.schedules() {
         Ok(sch) => sch

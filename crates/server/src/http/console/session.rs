@@ -4,10 +4,10 @@
 //! them, the caller's role and the rate limits, and records the activity event as the API's
 //! guard does. Why each rule: docs/console.md#security.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -201,6 +201,16 @@ pub(super) fn csrf_ok(viewer: &Viewer, sent: &str) -> bool {
     want.len() == got.len() && want.iter().zip(got).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
+/// The answer to a form whose CSRF token is not the session's, if it is not.
+pub(super) fn refuse_forged(viewer: &Viewer, sent: &str) -> Option<axum::response::Response> {
+    (!csrf_ok(viewer, sent)).then(|| {
+        page::refusal(
+            StatusCode::FORBIDDEN,
+            "This form has expired: reload the page.",
+        )
+    })
+}
+
 /// The middleware on every console route.
 pub(super) async fn guard(
     State(s): State<AppState>,
@@ -211,17 +221,7 @@ pub(super) async fn guard(
     let started = Instant::now();
     let method = req.method().clone();
     let template = matched.as_str().to_string();
-    let address = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let (address, request_id) = crate::http::guard::origin(&req);
     req.extensions_mut().insert(Address(address));
     let need = need(&method, &template);
     let (principal, mut response) = match admit(&s, &method, need, req.headers(), address).await {
