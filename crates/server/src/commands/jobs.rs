@@ -235,7 +235,7 @@ fn lost_points_key(hub: &Hub) -> anyhow::Result<String> {
     Ok(format!("{}influx:lost", store.key_prefix()))
 }
 
-/// Adds what this process lost to [`lost_points_key`] (best effort: bounded, and a failure is
+/// Adds what this process lost to the `<prefix>influx:lost` hash (best effort: bounded, and a failure is
 /// only logged; the exit report on stderr says it either way).
 pub async fn record_lost_points(hub: &Hub, closed: &[tsp_hub::ClosedWriter]) {
     let lost: Vec<(String, u64)> = closed
