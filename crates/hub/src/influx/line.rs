@@ -165,7 +165,8 @@ impl Point {
             write_value(out, v);
         }
         if let Some(t) = self.time_ns {
-            let _ = write!(out, " {t}");
+            out.push(' ');
+            out.push_str(itoa::Buffer::new().format(t));
         }
         out.push('\n');
         Ok(())
@@ -174,11 +175,8 @@ impl Point {
     /// The point's tags plus the defaults it does not override, sorted by key (what the server
     /// stores; sending them sorted saves it the work).
     fn tags_with<'a>(&'a self, default_tags: &'a [(String, String)]) -> Vec<(&'a str, &'a str)> {
-        let mut tags: Vec<(&str, &str)> = self
-            .tags
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let mut tags: Vec<(&str, &str)> = Vec::with_capacity(self.tags.len() + default_tags.len());
+        tags.extend(self.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         for (k, v) in default_tags {
             if !tags.iter().any(|(tk, _)| tk == k) {
                 tags.push((k, v));
@@ -231,7 +229,8 @@ fn write_value(out: &mut String, v: &FieldValue) {
             let _ = write!(out, "{x}");
         }
         FieldValue::Int(i) => {
-            let _ = write!(out, "{i}i");
+            out.push_str(itoa::Buffer::new().format(*i));
+            out.push('i');
         }
         FieldValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         FieldValue::Str(s) => {
@@ -272,6 +271,11 @@ fn check_name(what: &'static str, s: &str, name: &str) -> Result<(), PointError>
 }
 
 fn escape_into(out: &mut String, s: &str, special: &[char]) {
+    // Most names and values need no escape: copy them whole.
+    if !s.contains(special) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         if special.contains(&c) {
             out.push('\\');
