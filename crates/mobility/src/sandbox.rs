@@ -102,6 +102,14 @@ impl Sandbox {
         }
     }
 
+    /// [`Sandbox::remove`], logging what could not be removed (for commands that end with it).
+    pub async fn dispose(self) {
+        let failed = self.remove().await;
+        if !failed.is_empty() {
+            tracing::warn!(?failed, "sandbox not fully removed");
+        }
+    }
+
     /// Removes every database and key of the sandbox. Best effort: reports what failed.
     pub async fn remove(self) -> Vec<String> {
         let mut failed = Vec::new();

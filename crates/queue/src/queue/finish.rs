@@ -66,7 +66,7 @@ impl Queue {
         }
         // The outcomes are stored on the primary whatever the replicas say, so a shortfall is
         // counted and logged, not returned: retrying would find the jobs finished.
-        if let Some((confirmed, wanted)) = self.wait_replicas(&mut self.conn().await?).await?
+        if let Some((confirmed, wanted)) = self.wait_replicas().await?
             && confirmed < wanted
         {
             tracing::warn!(

@@ -270,19 +270,17 @@ impl Queue {
     /// connection made so far (Redis `WAIT`; the queue's connection is one multiplexed
     /// connection, so that covers the calls just made); how many confirmed, or `None` when
     /// durability is `none`.
-    pub(crate) async fn wait_replicas(
-        &self,
-        conn: &mut RedisConn,
-    ) -> Result<Option<(u32, u32)>, QueueError> {
+    pub(crate) async fn wait_replicas(&self) -> Result<Option<(u32, u32)>, QueueError> {
         let s = &self.inner.settings;
         if s.durability != tsp_config::Durability::Wait {
             return Ok(None);
         }
+        let mut conn = self.conn().await?;
         let timeout = u64::try_from(s.durability_timeout.as_millis()).unwrap_or(u64::MAX);
         let confirmed: i64 = redis::cmd("WAIT")
             .arg(s.durability_replicas)
             .arg(timeout.max(1))
-            .query_async(conn)
+            .query_async(&mut conn)
             .await
             .map_err(|e| self.err("wait", &e))?;
         let confirmed = u32::try_from(confirmed).unwrap_or(0);

@@ -77,7 +77,7 @@ impl Queue {
                 }
             }
         }
-        if let Some((confirmed, wanted)) = self.wait_replicas(&mut conn.clone()).await?
+        if let Some((confirmed, wanted)) = self.wait_replicas().await?
             && confirmed < wanted
         {
             return Err(QueueError::NotReplicated {

@@ -182,9 +182,6 @@ pub async fn bench_analytics(
         }))
     }
     .await;
-    let failed = sandbox.remove().await;
-    if !failed.is_empty() {
-        tracing::warn!(?failed, "sandbox not fully removed");
-    }
+    sandbox.dispose().await;
     result
 }

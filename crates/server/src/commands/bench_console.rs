@@ -4,7 +4,6 @@
 //! each page's latency (p50, p99, max over `--requests` requests) is reported, with a check
 //! that every answer was a 200 showing the queue's real count (docs/benchmarks.md#console).
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -37,10 +36,7 @@ pub async fn bench_console(
         .push("limits.read.burst=10000000".to_string());
     let sandbox = Sandbox::create(&opts).await?;
     let result = run(&sandbox, args).await;
-    let failed = sandbox.remove().await;
-    if !failed.is_empty() {
-        tracing::warn!(?failed, "sandbox not fully removed");
-    }
+    sandbox.dispose().await;
     result
 }
 
@@ -100,20 +96,6 @@ async fn viewer_session(app: &App) -> anyhow::Result<String> {
     Ok(session.token)
 }
 
-/// Serves the whole router (console included) on a loopback port; its base URL.
-async fn serve(app: &App) -> anyhow::Result<String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let state = AppState::new(app.clone(), None, Activity::off());
-    tokio::spawn(async move {
-        let service = router(state).into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, service).await {
-            tracing::error!(error = %e, "bench server stopped");
-        }
-    });
-    Ok(base)
-}
-
 /// Asks `path` `requests` times, one at a time; every answer must be a 200, and the overview
 /// must show `waiting`.
 async fn time_page(
@@ -168,7 +150,8 @@ async fn run(sandbox: &Sandbox, args: &ConsoleBenchArgs) -> anyhow::Result<serde
     let app = App::build(&sandbox.hub)?;
     let (fill_s, newest) = fill(&app, args.jobs).await?;
     let cookie = format!("tsp_console={}", viewer_session(&app).await?);
-    let base = serve(&app).await?;
+    let state = AppState::new(app.clone(), None, Activity::off());
+    let base = super::bench_http::spawn(router(state)).await?;
     let waiting = args.jobs - 10;
     let pages = [
         ("overview", "/console".to_string()),

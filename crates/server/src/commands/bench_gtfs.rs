@@ -26,10 +26,7 @@ pub async fn bench_gtfs(
 ) -> anyhow::Result<serde_json::Value> {
     let sandbox = Sandbox::create(options).await?;
     let result = run(&sandbox, args).await;
-    let failed = sandbox.remove().await;
-    if !failed.is_empty() {
-        tracing::warn!(?failed, "sandbox not fully removed");
-    }
+    sandbox.dispose().await;
     result
 }
 

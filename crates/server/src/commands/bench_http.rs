@@ -27,7 +27,8 @@ struct Served {
     latency_us: Percentiles,
 }
 
-async fn spawn(router: Router) -> anyhow::Result<String> {
+/// Serves `router` on a loopback port in this process; its base URL.
+pub(crate) async fn spawn(router: Router) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -98,10 +99,7 @@ pub async fn bench_http(
     }
     let sandbox = Sandbox::create(&opts).await?;
     let result = run(&sandbox, args).await;
-    let failed = sandbox.remove().await;
-    if !failed.is_empty() {
-        tracing::warn!(?failed, "sandbox not fully removed");
-    }
+    sandbox.dispose().await;
     result
 }
 

@@ -120,10 +120,7 @@ async fn run_mode(
         Ok::<Value, anyhow::Error>(summary(&s, records, cpu))
     }
     .await;
-    let failed = sandbox.remove().await;
-    if !failed.is_empty() {
-        tracing::warn!(?failed, "sandbox not fully removed");
-    }
+    sandbox.dispose().await;
     result
 }
 
@@ -235,10 +232,7 @@ async fn ceiling(options: &LoadOptions, args: &TripBenchArgs) -> anyhow::Result<
         }))
     }
     .await;
-    let failed = sandbox.remove().await;
-    if !failed.is_empty() {
-        tracing::warn!(?failed, "sandbox not fully removed");
-    }
+    sandbox.dispose().await;
     result
 }
 

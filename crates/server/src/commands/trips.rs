@@ -392,9 +392,6 @@ pub async fn bench_cache(
         Ok(v)
     }
     .await;
-    let failed = sandbox.remove().await;
-    if !failed.is_empty() {
-        tracing::warn!(?failed, "sandbox not fully removed");
-    }
+    sandbox.dispose().await;
     result
 }

@@ -29,6 +29,7 @@ use tsp_mobility::auth::{Login, LoginError};
 pub use live::Live;
 
 use super::AppState;
+use queue_view::QueueAct;
 use session::{Viewer, cookie, refuse_forged};
 
 /// Every console route: (method, path). Each one's rule: [`access`].
@@ -77,11 +78,17 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         .route("/console/events", get(live::events))
         .route("/console/assets/{file}", get(asset))
         .route("/console/queues/{name}", get(queue_view::show))
-        .route("/console/queues/{name}/pause", post(queue_view::pause))
-        .route("/console/queues/{name}/resume", post(queue_view::resume))
+        .route(
+            "/console/queues/{name}/pause",
+            queue_view::route(QueueAct::Pause),
+        )
+        .route(
+            "/console/queues/{name}/resume",
+            queue_view::route(QueueAct::Resume),
+        )
         .route(
             "/console/queues/{name}/retry-dead",
-            post(queue_view::retry_dead),
+            queue_view::route(QueueAct::RetryDead),
         )
         .route("/console/queues/{name}/jobs/{id}", get(job_view::show))
         .route(
@@ -99,11 +106,11 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         .route("/console/schedules", get(schedules_view::show))
         .route(
             "/console/schedules/{name}/pause",
-            post(schedules_view::pause),
+            schedules_view::route(true),
         )
         .route(
             "/console/schedules/{name}/resume",
-            post(schedules_view::resume),
+            schedules_view::route(false),
         )
         .route("/console/trips", get(trips_view::show))
         .route_layer(middleware::from_fn_with_state(state, session::guard))

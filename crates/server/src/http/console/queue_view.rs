@@ -4,6 +4,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{MethodRouter, post};
 use axum::{Extension, Form};
 use maud::{Markup, html};
 use tsp_queue::{JobInfo, JobState, Order, Queue};
@@ -266,67 +267,46 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-/// A queue action: checks the CSRF token, runs `act`, goes back to the queue page.
-async fn queue_action<F, Fut>(
-    s: &AppState,
-    viewer: &Viewer,
-    name: &str,
-    form: &CsrfForm,
-    act: F,
-) -> Response
-where
-    F: FnOnce(Queue) -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    if let Some(refused) = refuse_forged(viewer, &form.csrf) {
-        return refused;
-    }
-    let q = match s.app.queue(name) {
-        Ok(q) => q,
-        Err(e) => return page::refusal(StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    match act(q).await {
-        Ok(()) => Redirect::to(&format!("/console/queues/{name}")).into_response(),
-        Err(e) => page::refusal(StatusCode::SERVICE_UNAVAILABLE, &e),
+/// What a queue form asks for.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum QueueAct {
+    /// Hold workers from fetching.
+    Pause,
+    /// Let them fetch again.
+    Resume,
+    /// Every dead job runs again (those whose hook is running stay dead).
+    RetryDead,
+}
+
+impl QueueAct {
+    async fn run(self, q: &Queue) -> Result<(), tsp_queue::QueueError> {
+        match self {
+            QueueAct::Pause => q.pause().await,
+            QueueAct::Resume => q.resume().await,
+            QueueAct::RetryDead => q.requeue(None).await.map(|_| ()),
+        }
     }
 }
 
-/// `POST /console/queues/{name}/pause`.
-pub(super) async fn pause(
-    State(s): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    queue_action(&s, &viewer, &name, &form, |q| async move {
-        q.pause().await.map_err(|e| e.to_string())
-    })
-    .await
-}
-
-/// `POST /console/queues/{name}/resume`.
-pub(super) async fn resume(
-    State(s): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    queue_action(&s, &viewer, &name, &form, |q| async move {
-        q.resume().await.map_err(|e| e.to_string())
-    })
-    .await
-}
-
-/// `POST /console/queues/{name}/retry-dead`: every dead job runs again (those whose hook is
-/// running stay dead).
-pub(super) async fn retry_dead(
-    State(s): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    queue_action(&s, &viewer, &name, &form, |q| async move {
-        q.requeue(None).await.map(|_| ()).map_err(|e| e.to_string())
-    })
-    .await
+/// `POST /console/queues/{name}/pause|resume|retry-dead`: checks the CSRF token, does `act`,
+/// goes back to the queue page.
+pub(super) fn route(act: QueueAct) -> MethodRouter<AppState> {
+    post(
+        move |State(s): State<AppState>,
+              Extension(viewer): Extension<Viewer>,
+              Path(name): Path<String>,
+              Form(form): Form<CsrfForm>| async move {
+            if let Some(refused) = refuse_forged(&viewer, &form.csrf) {
+                return refused;
+            }
+            let q = match s.app.queue(&name) {
+                Ok(q) => q,
+                Err(e) => return page::refusal(StatusCode::BAD_REQUEST, &e.to_string()),
+            };
+            match act.run(&q).await {
+                Ok(()) => Redirect::to(&format!("/console/queues/{name}")).into_response(),
+                Err(e) => page::refusal(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+            }
+        },
+    )
 }

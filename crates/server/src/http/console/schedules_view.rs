@@ -4,6 +4,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{MethodRouter, post};
 use axum::{Extension, Form};
 use maud::html;
 
@@ -105,22 +106,14 @@ async fn set_paused(
     }
 }
 
-/// `POST /console/schedules/{name}/pause`.
-pub(super) async fn pause(
-    State(s): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    set_paused(&s, &viewer, &name, &form.csrf, true).await
-}
-
-/// `POST /console/schedules/{name}/resume`.
-pub(super) async fn resume(
-    State(s): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-    Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    set_paused(&s, &viewer, &name, &form.csrf, false).await
+/// `POST /console/schedules/{name}/pause` (`paused`) or `…/resume`.
+pub(super) fn route(paused: bool) -> MethodRouter<AppState> {
+    post(
+        move |State(s): State<AppState>,
+              Extension(viewer): Extension<Viewer>,
+              Path(name): Path<String>,
+              Form(form): Form<CsrfForm>| async move {
+            set_paused(&s, &viewer, &name, &form.csrf, paused).await
+        },
+    )
 }
