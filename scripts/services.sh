@@ -7,6 +7,11 @@
 #   scripts/services.sh kill     SIGKILL every server (no clean shutdown: a crash, for drills)
 #   scripts/services.sh up --cluster   also a Redis Cluster of 3 primaries and 3 replicas on
 #                                 ports 7001-7006 (TSP_LOCAL_CLUSTER_PORT for the first), AOF on
+#   scripts/services.sh up --secure    a second, separate set as production runs them: TLS only,
+#                                 authentication, least-privilege accounts, MariaDB encrypted at
+#                                 rest; data under .data/secure, ports 3307, 6380, 27018, 8087
+#                                 (config/secure.toml, docs/security.md). down/kill/status take
+#                                 --secure too.
 #
 # Everything runs on loopback with its data under .data/ (git-ignored). Running `up` twice is harmless:
 # a service that already answers is left alone. The ports and credentials here are the ones that
@@ -14,6 +19,20 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VERB=${1:-up}
+CLUSTER=0
+SECURE=${TSP_LOCAL_SECURE:-0}
+for arg in "${@:2}"; do
+  case "$arg" in
+    --cluster) CLUSTER=1 ;;
+    --secure) SECURE=1 ;;
+    *) echo "usage: $0 up|down|kill|status [--cluster] [--secure]" >&2; exit 2 ;;
+  esac
+done
+if [ "$SECURE" = 1 ]; then
+  : "${TSP_LOCAL_DATA:=$ROOT/.data/secure}" "${TSP_LOCAL_MYSQL_PORT:=3307}" "${TSP_LOCAL_REDIS_PORT:=6380}"
+  : "${TSP_LOCAL_MONGO_PORT:=27018}" "${TSP_LOCAL_INFLUX_PORT:=8087}" "${TSP_LOCAL_INFLUX_RPC_PORT:=8089}"
+fi
 # TSP_LOCAL_DATA and the TSP_LOCAL_*_PORT variables run a second, separate set of services (the
 # disaster-recovery drill does, so that it can destroy them). TSP_LOCAL_REDIS_FSYNC=always makes
 # Redis fsync its append-only file on every write instead of once a second (docs/queue.md#durability).
@@ -79,6 +98,7 @@ install_missing() {
   command -v influxd >/dev/null 2>&1 || pkgs+=(influxdb)
   command -v ss >/dev/null 2>&1 || pkgs+=(iproute2)
   command -v curl >/dev/null 2>&1 || pkgs+=(curl)
+  command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
   # Headless Chromium and its WebDriver, for the console's browser tests.
   command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || pkgs+=(chromium-driver)
@@ -97,6 +117,18 @@ install_missing() {
 
 mysql_root() { mariadb --socket="$D/mysql.sock" -uroot "$@"; }
 
+# shellcheck source=scripts/secure-profile.sh
+. "$ROOT/scripts/secure-profile.sh"
+if [ "$SECURE" = 1 ]; then
+  redis_ping() { redis_admin ping; }
+  influx_url="https://127.0.0.1:$INFLUX_PORT"
+  influx_ping() { curl -sf --cacert "$PKI/ca.pem" "$influx_url/ping"; }
+else
+  redis_ping() { redis-cli -p "$REDIS_PORT" ping; }
+  influx_url="http://127.0.0.1:$INFLUX_PORT"
+  influx_ping() { curl -sf "$influx_url/ping"; }
+fi
+
 up_mysql() {
   if pid_alive "$D/mysql.pid" && mariadb-admin --socket="$D/mysql.sock" -uroot ping >/dev/null 2>&1; then
     log "mariadb already running"
@@ -111,42 +143,49 @@ up_mysql() {
     # log (row format) lives beside the data directory, not in it, as an operator would keep it
     # off the data disk: point-in-time recovery replays it after a restore (docs/backup.md).
     mkdir -p "$D/mysql-binlog"
+    local extra=()
+    if [ "$SECURE" = 1 ]; then mapfile -t extra < <(mysql_secure_args); fi
     nohup mariadbd --no-defaults --datadir="$D/mysql" --socket="$D/mysql.sock" --port="$MYSQL_PORT" \
       --bind-address=127.0.0.1 --user=root --pid-file="$D/mysql.pid" --log-error="$D/mysql.err" \
       --max-connections=1000 --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
       --default-time-zone=+00:00 --innodb-flush-log-at-trx-commit=2 \
       --server-id=1 --log-bin="$D/mysql-binlog/mysql-bin" --binlog-format=ROW \
-      --expire-logs-days=7 >/dev/null 2>&1 &
+      --expire-logs-days=7 "${extra[@]}" >/dev/null 2>&1 &
     wait_for mariadb 60 mariadb-admin --socket="$D/mysql.sock" -uroot ping
   fi
-  local sql="CREATE USER IF NOT EXISTS '$MYSQL_USER'@'127.0.0.1' IDENTIFIED BY '$MYSQL_PASSWORD';
+  local sql=""
+  for db in $MYSQL_DATABASES; do
+    sql="$sql
+CREATE DATABASE IF NOT EXISTS \`$db\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
+  done
+  mysql_root -e "$sql" || die "creating MariaDB databases failed"
+  if [ "$SECURE" = 1 ]; then mysql_secure_accounts; return; fi
+  sql="CREATE USER IF NOT EXISTS '$MYSQL_USER'@'127.0.0.1' IDENTIFIED BY '$MYSQL_PASSWORD';
 CREATE USER IF NOT EXISTS '$MYSQL_USER'@'localhost' IDENTIFIED BY '$MYSQL_PASSWORD';
 GRANT ALL PRIVILEGES ON \`tsp%\`.* TO '$MYSQL_USER'@'127.0.0.1';
 GRANT ALL PRIVILEGES ON \`tsp%\`.* TO '$MYSQL_USER'@'localhost';
 GRANT RELOAD, BINLOG MONITOR, BINLOG REPLAY, REPLICATION SLAVE ON *.* TO '$MYSQL_USER'@'127.0.0.1';
 GRANT RELOAD, BINLOG MONITOR, BINLOG REPLAY, REPLICATION SLAVE ON *.* TO '$MYSQL_USER'@'localhost';"
-  for db in $MYSQL_DATABASES; do
-    sql="$sql
-CREATE DATABASE IF NOT EXISTS \`$db\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
-  done
-  mysql_root -e "$sql" || die "creating MariaDB databases and user failed"
+  mysql_root -e "$sql" || die "creating the MariaDB user failed"
 }
 
 up_redis() {
-  if pid_alive "$D/redis.pid" && redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+  if pid_alive "$D/redis.pid" && redis_ping >/dev/null 2>&1; then
     log "redis already running"
     return
   fi
   free_port "$REDIS_PORT" "$D/redis.pid" redis-server
   mkdir -p "$D/redis"
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$D/redis" --daemonize yes --save "" \
+  local net=(--port "$REDIS_PORT")
+  if [ "$SECURE" = 1 ]; then mapfile -t net < <(redis_secure_args); fi
+  redis-server "${net[@]}" --bind 127.0.0.1 --dir "$D/redis" --daemonize yes --save "" \
     --appendonly yes --appendfsync "$REDIS_FSYNC" --pidfile "$D/redis.pid" --logfile "$D/redis.log" \
     --maxclients 10000
-  wait_for redis 30 redis-cli -p "$REDIS_PORT" ping
+  wait_for redis 30 redis_ping
 }
 
 up_influx() {
-  if pid_alive "$D/influx.pid" && curl -sf "http://127.0.0.1:$INFLUX_PORT/ping" >/dev/null; then
+  if pid_alive "$D/influx.pid" && influx_ping >/dev/null; then
     log "influxdb already running"
   else
     free_port "$INFLUX_PORT" "$D/influx.pid" influxdb
@@ -164,13 +203,15 @@ bind-address = "127.0.0.1:$INFLUX_RPC_PORT"
   bind-address = "127.0.0.1:$INFLUX_PORT"
   log-enabled = false
   max-body-size = 0
+$(if [ "$SECURE" = 1 ]; then influx_secure_conf; fi)
 [monitor]
   store-enabled = false
 EOF
     nohup influxd -config "$D/influx.conf" >"$D/influx.log" 2>&1 &
     echo $! >"$D/influx.pid"
-    wait_for influxdb 60 curl -sf "http://127.0.0.1:$INFLUX_PORT/ping"
+    wait_for influxdb 60 influx_ping
   fi
+  if [ "$SECURE" = 1 ]; then influx_secure_accounts; return; fi
   for db in $INFLUX_DATABASES; do
     curl -sf -XPOST "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode "q=CREATE DATABASE \"$db\"" >/dev/null \
       || die "creating InfluxDB database $db failed"
@@ -178,8 +219,10 @@ EOF
 }
 
 mongo_ping() {
-  "$ROOT/.venv/bin/python" - "$MONGO_PORT" <<'EOF'
-import socket, struct, sys
+  local ca=""
+  if [ "$SECURE" = 1 ]; then ca="$PKI/ca.pem"; fi
+  "$ROOT/.venv/bin/python" - "$MONGO_PORT" "$ca" <<'EOF'
+import socket, ssl, struct, sys
 # A minimal OP_MSG {ping: 1, $db: "admin"}: answers when the server is ready, with no extra packages.
 def bson_doc(items):
     body = b""
@@ -194,6 +237,8 @@ doc = bson_doc([("ping", 1), ("$db", "admin")])
 msg = struct.pack("<I", 0) + b"\x00" + doc
 header = struct.pack("<iiii", 16 + len(msg), 1, 0, 2013)
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+if sys.argv[2]:
+    s = ssl.create_default_context(cafile=sys.argv[2]).wrap_socket(s, server_hostname="localhost")
 s.sendall(header + msg)
 data = s.recv(4096)
 sys.exit(0 if len(data) > 16 and b"ok" in data else 1)
@@ -201,8 +246,9 @@ EOF
 }
 
 up_mongo() {
-  if pid_alive "$D/mongo.pid" && mongo_ping; then
+  if pid_alive "$D/mongo.pid" && mongo_ping && { [ "$SECURE" = 0 ] || [ -f "$D/mongo-accounts" ]; }; then
     log "secantusdb already running"
+    if [ "$SECURE" = 1 ]; then mongo_secure_accounts; fi
     return
   fi
   free_port "$MONGO_PORT" "$D/mongo.pid" mongod
@@ -210,8 +256,27 @@ up_mongo() {
   # Nothing here reads the oplog (no change streams), and SecantusDB's inserts slow down as a
   # full oplog is pruned (measured: 5 ms an insert with a small oplog, 30 ms at the default cap
   # of 100 000 entries), so keep it small.
+  if [ "$SECURE" = 1 ] && [ ! -f "$D/mongo-accounts" ]; then
+    # Accounts are created once without --auth (SecantusDB has no localhost exception), then
+    # the server restarts with it.
+    pid_alive "$D/mongo.pid" || start_mongo
+    mongo_secure_accounts bootstrap
+    kill "$(cat "$D/mongo.pid")"
+    wait_for "secantusdb to stop" 30 bash -c "! kill -0 $(cat "$D/mongo.pid")"
+    touch "$D/mongo-accounts"
+  fi
+  start_mongo
+  if [ "$SECURE" = 1 ]; then mongo_secure_accounts; fi
+}
+
+start_mongo() {
+  local extra=()
+  if [ "$SECURE" = 1 ]; then
+    mapfile -t extra < <(mongo_secure_args)
+    if [ -f "$D/mongo-accounts" ]; then extra+=(--auth); fi
+  fi
   nohup "$ROOT/.venv/bin/secantusd-py" --host 127.0.0.1 --port "$MONGO_PORT" --storage-path "$D/mongo" \
-    --oplog-max-entries 2000 --oplog-retention-seconds 600 \
+    --oplog-max-entries 2000 --oplog-retention-seconds 600 "${extra[@]}" \
     >"$D/mongo.log" 2>&1 &
   echo $! >"$D/mongo.pid"
   wait_for secantusdb 60 mongo_ping
@@ -225,14 +290,20 @@ status() {
     if port_open "$port"; then state="up"; else ok=1; fi
     printf '%-12s %-22s %s\n' "$name" "127.0.0.1:$port" "$state"
   done
-  printf '\nMySQL user %s (password in config/development.toml), databases: %s\n' "$MYSQL_USER" "$MYSQL_DATABASES"
+  if [ "$SECURE" = 1 ]; then
+    printf '\nMySQL users %s (app) and %s (migrator), passwords in %s\n' "$APP_USER" "$MIGRATOR_USER" "$SECRETS"
+  else
+    printf '\nMySQL user %s (password in config/development.toml), databases: %s\n' "$MYSQL_USER" "$MYSQL_DATABASES"
+  fi
   printf 'InfluxDB databases: %s; data under %s\n' "$INFLUX_DATABASES" "$D"
   return $ok
 }
 
 down() {
   if [ -S "$D/mysql.sock" ]; then mariadb-admin --socket="$D/mysql.sock" -uroot shutdown 2>/dev/null || true; fi
-  if pid_alive "$D/redis.pid"; then redis-cli -p "$REDIS_PORT" shutdown nosave 2>/dev/null || true; fi
+  if pid_alive "$D/redis.pid"; then
+    if [ "$SECURE" = 1 ]; then redis_admin shutdown nosave; else redis-cli -p "$REDIS_PORT" shutdown nosave; fi 2>/dev/null || true
+  fi
   for p in influx mongo; do
     if pid_alive "$D/$p.pid"; then kill "$(cat "$D/$p.pid")" 2>/dev/null || true; fi
     rm -f "$D/$p.pid"
@@ -301,18 +372,20 @@ crash() {
 }
 
 mkdir -p "$D"
-case "${1:-up}" in
+case "$VERB" in
   up)
     install_missing
+    if [ "$SECURE" = 1 ]; then make_pki; fi
     up_mysql
     up_redis
     up_influx
     up_mongo
-    if [ "${2:-}" = "--cluster" ]; then up_cluster; fi
+    if [ "$CLUSTER" = 1 ]; then up_cluster; fi
     status
+    if [ "$SECURE" = 1 ]; then secure_summary; fi
     ;;
   down) down; down_cluster ;;
   kill) crash ;;
   status) status ;;
-  *) die "usage: $0 up [--cluster]|down|kill|status" ;;
+  *) die "usage: $0 up|down|kill|status [--cluster] [--secure]" ;;
 esac
