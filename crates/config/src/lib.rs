@@ -14,6 +14,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod accounts;
 mod error;
 mod origin;
 mod raw;
@@ -27,6 +28,7 @@ mod validate;
 
 use std::path::PathBuf;
 
+pub use accounts::encode_userinfo;
 pub use error::{ConfigError, Problem};
 pub use origin::Origin;
 pub use raw::{MASK, mask_url};

@@ -27,11 +27,31 @@ pub enum Origin {
         /// The file it names.
         path: PathBuf,
     },
+    /// A secret file named by a `…_file` key in a TOML file.
+    SecretFile {
+        /// The secret file.
+        path: PathBuf,
+        /// The TOML file naming it.
+        config: PathBuf,
+        /// The 1-based line of the `…_file` key there.
+        line: usize,
+    },
     /// `--set key=value` on the command line.
     Cli {
         /// Which `--set`, counting from 1.
         arg: usize,
     },
+}
+
+impl Origin {
+    /// The file a secret was read from, if it was (`…_FILE` variables, `…_file` keys): what a
+    /// credential reload re-reads.
+    pub fn secret_file(&self) -> Option<&PathBuf> {
+        match self {
+            Origin::EnvFile { path, .. } | Origin::SecretFile { path, .. } => Some(path),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Origin {
@@ -41,6 +61,12 @@ impl fmt::Display for Origin {
             Origin::File { path, line } => write!(f, "{}:{}", path.display(), line),
             Origin::Env { var } => write!(f, "env {var}"),
             Origin::EnvFile { var, path } => write!(f, "env {var} (file {})", path.display()),
+            Origin::SecretFile { path, config, line } => write!(
+                f,
+                "file {} (named at {}:{line})",
+                path.display(),
+                config.display()
+            ),
             Origin::Cli { arg } => write!(f, "--set #{arg}"),
         }
     }

@@ -217,6 +217,18 @@ static MYSQL_FIELDS: &[Field] = &[
     field("user", FieldType::Str, |_| s("tsp"), "user name"),
     field("password", FieldType::Secret, |_| s(""), "password"),
     field(
+        "migrate.user",
+        FieldType::Str,
+        |_| s(""),
+        "migrator account (DDL, indexes, backup, restore; docs/security.md#least-privilege); empty: the app account",
+    ),
+    field(
+        "migrate.password",
+        FieldType::Secret,
+        |_| s(""),
+        "the migrator account's password",
+    ),
+    field(
         "database",
         FieldType::Str,
         |inst| s(&format!("tsp_{inst}")),
@@ -297,6 +309,18 @@ static REDIS_FIELDS: &[Field] = &[
     ),
     field("password", FieldType::Secret, |_| s(""), "password"),
     field(
+        "migrate.user",
+        FieldType::Str,
+        |_| s(""),
+        "migrator account (DDL, indexes, backup, restore; docs/security.md#least-privilege); empty: the app account",
+    ),
+    field(
+        "migrate.password",
+        FieldType::Secret,
+        |_| s(""),
+        "the migrator account's password",
+    ),
+    field(
         "db",
         FieldType::UInt { min: 0, max: 15 },
         |_| i(0),
@@ -371,6 +395,18 @@ static MONGO_FIELDS: &[Field] = &[
         "user name (empty: no authentication)",
     ),
     field("password", FieldType::Secret, |_| s(""), "password"),
+    field(
+        "migrate.user",
+        FieldType::Str,
+        |_| s(""),
+        "migrator account (DDL, indexes, backup, restore; docs/security.md#least-privilege); empty: the app account",
+    ),
+    field(
+        "migrate.password",
+        FieldType::Secret,
+        |_| s(""),
+        "the migrator account's password",
+    ),
     field(
         "database",
         FieldType::Str,
@@ -475,6 +511,30 @@ static INFLUX_FIELDS: &[Field] = &[
     ),
     field("username", FieldType::Str, |_| s(""), "v1 user name"),
     field("password", FieldType::Secret, |_| s(""), "v1 password"),
+    field(
+        "migrate.user",
+        FieldType::Str,
+        |_| s(""),
+        "migrator account (DDL, indexes, backup, restore; docs/security.md#least-privilege); empty: the app account",
+    ),
+    field(
+        "migrate.password",
+        FieldType::Secret,
+        |_| s(""),
+        "the migrator account's password",
+    ),
+    field(
+        "migrate.token",
+        FieldType::Secret,
+        |_| s(""),
+        "v2 token of the migrator (bucket and retention changes); empty: token",
+    ),
+    field(
+        "tls.ca",
+        FieldType::File,
+        none,
+        "CA certificate (PEM) trusted for an https url, besides the system's",
+    ),
     field(
         "timeout",
         FieldType::Duration,

@@ -39,6 +39,25 @@ pub struct TlsSettings {
     pub key: Option<PathBuf>,
 }
 
+/// The migrator account of an instance (`<store>.<instance>.migrate.*`): used by `migrate`,
+/// `backup`, `restore` and sandboxes; empty `user` means the app account does both.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateAccount {
+    pub user: String,
+    pub password: SecretString,
+    /// Influx v2 only: the migrator's token.
+    #[serde(default)]
+    pub token: Option<SecretString>,
+}
+
+/// A CA to trust besides the system's (`influx.<instance>.tls.ca`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSettings {
+    pub ca: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolSettings {
@@ -60,6 +79,7 @@ pub struct MysqlSettings {
     pub port: u16,
     pub user: String,
     pub password: SecretString,
+    pub migrate: MigrateAccount,
     pub database: String,
     pub charset: String,
     pub pool: PoolSettings,
@@ -76,6 +96,7 @@ pub struct RedisSettings {
     pub port: u16,
     pub username: String,
     pub password: SecretString,
+    pub migrate: MigrateAccount,
     pub db: u32,
     pub key_prefix: String,
     pub connect_timeout: Duration,
@@ -104,6 +125,7 @@ pub struct MongoSettings {
     pub port: u16,
     pub username: String,
     pub password: SecretString,
+    pub migrate: MigrateAccount,
     pub database: String,
     pub auth_source: String,
     pub replica_set: String,
@@ -148,6 +170,8 @@ pub struct InfluxSettings {
     pub retention_policy: String,
     pub username: String,
     pub password: SecretString,
+    pub migrate: MigrateAccount,
+    pub tls: CaSettings,
     pub timeout: Duration,
     pub batch: BatchSettings,
 }

@@ -63,8 +63,11 @@ impl Layers {
                     &mut out,
                     &mut self.problems,
                 );
+                let base = path.parent().unwrap_or(Path::new("."));
                 for (key, value, origin) in out {
-                    self.set(key, value, origin);
+                    if let Some((key, value, origin)) = self.file_value(base, key, value, origin) {
+                        self.set(key, value, origin);
+                    }
                 }
             }
             Err(e) => {
@@ -171,6 +174,72 @@ impl Layers {
                 let value = Some(path.display().to_string());
                 let message = format!("cannot read the secret file: {e}");
                 self.problems.push(problem(value, message));
+                None
+            }
+        }
+    }
+
+    /// One value read from a TOML file in `base` (its folder): a relative path of a file key
+    /// (`tls.ca`, …) is taken from that folder, and `<secret>_file = "path"` reads the secret
+    /// from that file (relative to the folder too), so a configuration can name secret files
+    /// the way `…_FILE` variables do (docs/configuration.md#secrets-in-files).
+    fn file_value(
+        &mut self,
+        base: &Path,
+        key: String,
+        value: RawValue,
+        origin: Origin,
+    ) -> Option<(String, RawValue, Origin)> {
+        let relative = |v: &str| {
+            let p = Path::new(v);
+            if p.is_absolute() || v.trim().is_empty() {
+                PathBuf::from(v)
+            } else {
+                base.join(p)
+            }
+        };
+        let field_of = |k: &str| match schema::resolve(k) {
+            Ok(schema::Resolved::Instance { field, .. }) => Some(field),
+            _ => None,
+        };
+        if let Some(field) = field_of(&key)
+            && field.ty == schema::FieldType::File
+            && let RawValue::Str(v) = &value
+        {
+            let joined = relative(v).display().to_string();
+            return Some((key, RawValue::Str(joined), origin));
+        }
+        let Some(secret_key) = key.strip_suffix("_file") else {
+            return Some((key, value, origin));
+        };
+        if !field_of(secret_key).is_some_and(|f| f.ty.is_secret()) {
+            return Some((key, value, origin));
+        }
+        let problem = |value: Option<String>, message: String| Problem {
+            key: key.clone(),
+            value,
+            origin: Some(origin.clone()),
+            message,
+        };
+        let RawValue::Str(v) = &value else {
+            self.problems
+                .push(problem(None, "expected the path of a secret file".into()));
+            return None;
+        };
+        let path = relative(v);
+        match std::fs::read_to_string(&path) {
+            Ok(content) => {
+                let secret = content.trim_end_matches(['\n', '\r']).to_string();
+                let Origin::File { path: config, line } = origin.clone() else {
+                    return None;
+                };
+                let origin = Origin::SecretFile { path, config, line };
+                Some((secret_key.to_string(), RawValue::Str(secret), origin))
+            }
+            Err(e) => {
+                let shown = Some(path.display().to_string());
+                let message = format!("cannot read the secret file: {e}");
+                self.problems.push(problem(shown, message));
                 None
             }
         }

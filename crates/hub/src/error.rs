@@ -184,22 +184,35 @@ impl StdError for Cause {}
 /// each one, every message that leaves the hub passes through here.
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
+    /// Each form of each secret, longest first, so a secret containing another is replaced
+    /// whole.
     secrets: Arc<Vec<String>>,
 }
 
+/// Secrets shorter than this are replaced only where they stand alone (not inside a longer
+/// word), so a short password does not mangle every message that happens to contain its letters.
+const SHORT: usize = 8;
+
 impl Redactor {
     /// A redactor for these secret values (passwords, tokens, whole URLs), as they are and as
-    /// they appear encoded: in a URL's user information (`%40`, `%20`) and in a form or query
-    /// string (`+` for a space).
+    /// encoders write them: a URL's user information (`%40`, `%20`), a form or query string
+    /// (`+` for a space), strict RFC 3986 encoding, JavaScript's `encodeURIComponent` (which
+    /// leaves `!*'()` as they are), each with upper- and lower-case hex digits.
     pub fn new(secrets: Vec<String>) -> Self {
         let mut all = Vec::new();
-        // Very short values would mangle ordinary words, and are not worth protecting this way.
-        for s in secrets.into_iter().filter(|s| s.len() >= 3) {
-            all.push(url::form_urlencoded::byte_serialize(s.as_bytes()).collect());
-            all.push(userinfo_encoded(&s));
+        for s in secrets.into_iter().filter(|s| !s.is_empty()) {
+            let forms = [
+                url::form_urlencoded::byte_serialize(s.as_bytes()).collect(),
+                userinfo_encoded(&s),
+                percent_encoded(&s, b"-._~"),
+                percent_encoded(&s, b"-._~!*'()"),
+            ];
+            for form in forms {
+                all.push(form.to_ascii_lowercase_hex());
+                all.push(form);
+            }
             all.push(s);
         }
-        // Longest first, so a secret containing another is replaced whole.
         all.sort_by_key(|s: &String| std::cmp::Reverse(s.len()));
         all.dedup();
         Redactor {
@@ -211,12 +224,75 @@ impl Redactor {
     pub fn clean(&self, message: impl Into<String>) -> String {
         let mut m = message.into();
         for s in self.secrets.iter() {
-            if m.contains(s.as_str()) {
-                m = m.replace(s.as_str(), tsp_config::MASK);
+            if !m.contains(s.as_str()) {
+                continue;
             }
+            m = if s.len() >= SHORT {
+                m.replace(s.as_str(), tsp_config::MASK)
+            } else {
+                replace_standalone(&m, s)
+            };
         }
         m
     }
+}
+
+/// `m` with `needle` replaced where no letter or digit touches it on either side.
+fn replace_standalone(m: &str, needle: &str) -> String {
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut out = String::with_capacity(m.len());
+    let mut rest = m;
+    while let Some(at) = rest.find(needle) {
+        let before = rest[..at].chars().next_back();
+        let after = rest[at + needle.len()..].chars().next();
+        let glued = out.chars().next_back();
+        out.push_str(&rest[..at]);
+        if word(before.or(if at == 0 { glued } else { None })) || word(after) {
+            out.push_str(needle);
+        } else {
+            out.push_str(tsp_config::MASK);
+        }
+        rest = &rest[at + needle.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Hex digits of percent-escapes in lower case (`%2f`), which some encoders write.
+trait LowerHex {
+    fn to_ascii_lowercase_hex(&self) -> String;
+}
+
+impl LowerHex for String {
+    fn to_ascii_lowercase_hex(&self) -> String {
+        let mut out = String::with_capacity(self.len());
+        let mut escape = 0;
+        for c in self.chars() {
+            if c == '%' {
+                escape = 2;
+                out.push(c);
+            } else if escape > 0 {
+                escape -= 1;
+                out.push(c.to_ascii_lowercase());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+}
+
+/// `secret` with every byte but ASCII letters, digits and `keep` percent-encoded.
+fn percent_encoded(secret: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(secret.len() * 3);
+    for b in secret.bytes() {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `secret` as a URL carries it as a password: percent-encoded the way the `url` crate (and
@@ -251,7 +327,28 @@ mod tests {
         let mut written = url::Url::parse("redis://u@h").unwrap();
         written.set_password(Some("p@ss word")).unwrap();
         assert_eq!(r.clean(written.as_str()), "redis://u:****@h");
-        assert_eq!(r.clean("x marks"), "x marks");
+        // A short secret only where it stands alone.
+        assert_eq!(r.clean("x marks"), "**** marks");
+        assert_eq!(r.clean("box"), "box");
+    }
+
+    #[test]
+    fn redacts_every_encoder_s_form_of_an_awkward_password() {
+        let secret = "p@ss:w/rd?#%+ é!*'()";
+        let r = Redactor::new(vec![secret.into()]);
+        let strict = "p%40ss%3Aw%2Frd%3F%23%25%2B%20%C3%A9%21%2A%27%28%29";
+        let js = "p%40ss%3Aw%2Frd%3F%23%25%2B%20%C3%A9!*'()";
+        for shown in [
+            secret.to_string(),
+            strict.to_string(),
+            strict.to_lowercase(),
+            js.to_string(),
+            url::form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
+            tsp_config::encode_userinfo(secret),
+        ] {
+            let cleaned = r.clean(format!("connect mysql://u:{shown}@h failed"));
+            assert_eq!(cleaned, "connect mysql://u:****@h failed", "{shown}");
+        }
     }
 
     #[derive(Debug, thiserror::Error)]

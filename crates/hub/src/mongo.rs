@@ -213,6 +213,41 @@ impl MongoStore {
         }
     }
 
+    /// Creates `models` on `collection` (a no-op for indexes that exist with the same
+    /// definition). An account refused index creation (code 13, an app account under least
+    /// privilege, docs/security.md#least-privilege) is fine when every index exists already:
+    /// `migrate` made them. Otherwise the error names the missing ones.
+    pub async fn ensure_indexes(
+        &self,
+        collection: &str,
+        models: Vec<mongodb::IndexModel>,
+    ) -> Result<(), HubError> {
+        let coll = self.database().collection::<Document>(collection);
+        let names: Vec<String> = models.iter().map(index_name).collect();
+        let refused = match self
+            .timed_raw("create_indexes", coll.create_indexes(models))
+            .await?
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if matches!(e.kind.as_ref(), ErrorKind::Command(c) if c.code == 13) => e,
+            Err(e) => return Err(self.error("create_indexes", &e)),
+        };
+        let existing = self
+            .timed("list_index_names", coll.list_index_names())
+            .await?;
+        let missing: Vec<&String> = names.iter().filter(|n| !existing.contains(n)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut e = self.error("create_indexes", &refused);
+        if let HubError::Store { message, .. } = &mut e {
+            *message = format!(
+                "{collection} lacks indexes {missing:?} and this account may not create them: run `tsp-job migrate` ({message})"
+            );
+        }
+        Err(e)
+    }
+
     /// Runs `fut` bounded by `socket_timeout`, with a secret-free error. (The driver already
     /// counts each command through command monitoring.)
     pub async fn timed<T, F>(&self, op: &str, fut: F) -> Result<T, HubError>
@@ -387,4 +422,23 @@ impl InsertBatcher {
         self.tx.send((doc, reply)).await.map_err(|_| stopped())?;
         outcome.await.map_err(|_| stopped())?
     }
+}
+
+/// An index's name: the one given, or MongoDB's default (`field_direction` joined by `_`).
+fn index_name(model: &mongodb::IndexModel) -> String {
+    if let Some(name) = model.options.as_ref().and_then(|o| o.name.clone()) {
+        return name;
+    }
+    let parts: Vec<String> = model
+        .keys
+        .iter()
+        .map(|(k, v)| match v {
+            mongodb::bson::Bson::Int32(n) => format!("{k}_{n}"),
+            mongodb::bson::Bson::Int64(n) => format!("{k}_{n}"),
+            mongodb::bson::Bson::Double(n) => format!("{k}_{n}"),
+            mongodb::bson::Bson::String(t) => format!("{k}_{t}"),
+            other => format!("{k}_{other}"),
+        })
+        .collect();
+    parts.join("_")
 }

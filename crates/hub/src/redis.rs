@@ -93,7 +93,7 @@ pub struct RedisStore {
 }
 
 fn userinfo(s: &RedisSettings) -> String {
-    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let enc = tsp_config::encode_userinfo;
     let password = s.password.expose_secret();
     match (s.username.is_empty(), password.is_empty()) {
         (true, true) => String::new(),

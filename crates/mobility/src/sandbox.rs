@@ -83,12 +83,21 @@ impl Sandbox {
             hub,
             overrides: sb,
         };
-        let made = match create_mysql(&config, &sandbox.hub).await {
-            Err(e) => Err(failed("creating its MySQL databases", e)),
-            Ok(()) => match crate::migrate_all(&sandbox.hub, false).await {
-                (_, Some(e)) => Err(failed("migrating", e)),
-                (_, None) => Ok(()),
-            },
+        // Databases are made and migrated by the migrator account; the sandbox's hub runs with
+        // the app account, as the service does (docs/security.md#least-privilege).
+        let made = match Hub::connect(&config.as_migrator()).await {
+            Err(e) => Err(failed("connecting as the migrator", e)),
+            Ok(migrator) => {
+                let made = match create_mysql(migrator.config(), &migrator).await {
+                    Err(e) => Err(failed("creating its MySQL databases", e)),
+                    Ok(()) => match crate::migrate_all(&migrator, false).await {
+                        (_, Some(e)) => Err(failed("migrating", e)),
+                        (_, None) => Ok(()),
+                    },
+                };
+                migrator.shutdown(Duration::from_secs(2)).await;
+                made
+            }
         };
         match made {
             Ok(()) => Ok(sandbox),
@@ -110,59 +119,71 @@ impl Sandbox {
         }
     }
 
-    /// Removes every database and key of the sandbox. Best effort: reports what failed.
+    /// Removes every database and key of the sandbox, as the migrator. Best effort: reports
+    /// what failed.
     pub async fn remove(self) -> Vec<String> {
-        let mut failed = Vec::new();
-        let hub = &self.hub;
-        for store in hub.mysql_instances() {
-            let db = store.database_name().to_string();
-            if !db.starts_with("tsp_sb_") {
-                continue;
-            }
-            if let Err(e) = store
-                .timed(
-                    "drop database",
-                    sqlx::query(&format!("DROP DATABASE IF EXISTS `{db}`")).execute(store.pool()),
-                )
-                .await
-            {
-                failed.push(e.to_string());
-            }
-        }
-        for store in hub.mongo_instances() {
-            if store.database_name().starts_with("tsp_sb_")
-                && let Err(e) = store.timed("drop database", store.database().drop()).await
-            {
-                failed.push(e.to_string());
-            }
-        }
-        let monitor = &hub.config().service_monitor;
-        let mut dbs: Vec<(&tsp_hub::InfluxStore, String)> = hub
-            .influx_instances()
-            .map(|s| (s, s.settings().database.clone()))
-            .collect();
-        if let Ok(s) = hub.influx(&monitor.instance) {
-            dbs.push((s, monitor.bucket.clone()));
-        }
-        for (store, db) in dbs {
-            if db.starts_with("tsp_sb_")
-                && let Err(e) = store.query_v1("", &format!("DROP DATABASE \"{db}\"")).await
-            {
-                failed.push(e.to_string());
-            }
-        }
-        for store in hub.redis_instances() {
-            if store.key_prefix().starts_with("sb:")
-                && let Err(e) = store
-                    .delete_matching(&format!("{}*", store.key_prefix()))
-                    .await
-            {
-                failed.push(e.to_string());
-            }
-        }
+        self.hub.shutdown(Duration::from_secs(2)).await;
+        let hub = match Hub::connect(&self.hub.config().as_migrator()).await {
+            Ok(hub) => hub,
+            Err(e) => return vec![format!("connecting as the migrator: {e}")],
+        };
+        let failed = remove_from(&hub).await;
         hub.shutdown(Duration::from_secs(2)).await;
         failed
     }
+}
+
+/// Drops the sandbox databases and keys `hub` points at (names checked: only `tsp_sb_…`
+/// databases and `sb:` prefixes).
+async fn remove_from(hub: &Hub) -> Vec<String> {
+    let mut failed = Vec::new();
+    for store in hub.mysql_instances() {
+        let db = store.database_name().to_string();
+        if !db.starts_with("tsp_sb_") {
+            continue;
+        }
+        if let Err(e) = store
+            .timed(
+                "drop database",
+                sqlx::query(&format!("DROP DATABASE IF EXISTS `{db}`")).execute(store.pool()),
+            )
+            .await
+        {
+            failed.push(e.to_string());
+        }
+    }
+    for store in hub.mongo_instances() {
+        if store.database_name().starts_with("tsp_sb_")
+            && let Err(e) = store.timed("drop database", store.database().drop()).await
+        {
+            failed.push(e.to_string());
+        }
+    }
+    let monitor = &hub.config().service_monitor;
+    let mut dbs: Vec<(&tsp_hub::InfluxStore, String)> = hub
+        .influx_instances()
+        .map(|s| (s, s.settings().database.clone()))
+        .collect();
+    if let Ok(s) = hub.influx(&monitor.instance) {
+        dbs.push((s, monitor.bucket.clone()));
+    }
+    for (store, db) in dbs {
+        if db.starts_with("tsp_sb_")
+            && let Err(e) = store.query_v1("", &format!("DROP DATABASE \"{db}\"")).await
+        {
+            failed.push(e.to_string());
+        }
+    }
+    for store in hub.redis_instances() {
+        if store.key_prefix().starts_with("sb:")
+            && let Err(e) = store
+                .delete_matching(&format!("{}*", store.key_prefix()))
+                .await
+        {
+            failed.push(e.to_string());
+        }
+    }
+    failed
 }
 
 /// `CREATE DATABASE IF NOT EXISTS` for each MySQL instance, with the instance's charset.

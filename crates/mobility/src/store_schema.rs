@@ -193,7 +193,8 @@ pub async fn run_influx(
     dry_run: bool,
 ) -> Result<MigrationReport, HubError> {
     let mut report = MigrationReport::new("influx", store.name(), dry_run);
-    for step in influx_steps(hub, store) {
+    let steps = influx_steps(hub, store);
+    for step in &steps {
         let name = format!("{} {}", step.version, step.description);
         let sum = step.checksum();
         match influx_recorded(store, &step).await? {
@@ -227,7 +228,33 @@ pub async fn run_influx(
         }
         report.applied.push(name);
     }
+    if !dry_run {
+        grant_app_account(store, &steps).await?;
+    }
     Ok(report)
+}
+
+/// Gives the app account read and write on every database of `store`'s steps when migrations
+/// run as a separate migrator (see [`tsp_config::Config::as_migrator`]: its `migrate` block
+/// then names the app account). Idempotent, so it runs on every migration, not as a step.
+async fn grant_app_account(store: &InfluxStore, steps: &[InfluxStep]) -> Result<(), HubError> {
+    let s = store.settings();
+    let app = &s.migrate.user;
+    if app.is_empty() || *app == s.username {
+        return Ok(());
+    }
+    let mut databases: Vec<&str> = steps.iter().map(|s| s.database.as_str()).collect();
+    databases.sort_unstable();
+    databases.dedup();
+    for db in databases {
+        let grant = format!(
+            "GRANT ALL ON \"{}\" TO \"{}\"",
+            db.replace('"', "\\\""),
+            app.replace('"', "\\\"")
+        );
+        store.query_v1("", &grant).await?;
+    }
+    Ok(())
 }
 
 /// A v2 bucket step: name and retention in seconds.

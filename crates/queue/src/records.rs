@@ -142,15 +142,11 @@ pub fn indexes() -> Vec<(Document, IndexOptions)> {
 
 /// Creates the record indexes (idempotent).
 pub async fn ensure_indexes(store: &MongoStore) -> Result<(), tsp_hub::HubError> {
-    let coll: Collection<Document> = store.database().collection(COLLECTION);
     let models: Vec<IndexModel> = indexes()
         .into_iter()
         .map(|(keys, opts)| IndexModel::builder().keys(keys).options(opts).build())
         .collect();
-    store
-        .timed("create_indexes", coll.create_indexes(models))
-        .await?;
-    Ok(())
+    store.ensure_indexes(COLLECTION, models).await
 }
 
 /// Mongo records handed to the writer and written, so that what is left is known at any time.

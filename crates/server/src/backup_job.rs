@@ -28,21 +28,29 @@ pub fn register(hub: &Hub, registry: &mut Registry) {
                 Some(s) => Stores::parse(s).map_err(JobError::abort)?,
                 None => Stores::ALL,
             };
-            let backups = Backups::new(&hub, None).map_err(JobError::abort)?;
-            match backups.create(stores).await {
-                Ok(m) => Ok(serde_json::json!({
-                    "set": m.id,
-                    "parts": m.parts.len(),
-                    "bytes": m.parts.iter().map(|p| p.bytes).sum::<u64>(),
-                })),
-                // Held by another backup, or a store or tool failing: worth another attempt.
-                Err(
-                    e @ (BackupError::Refused(_)
-                    | BackupError::Store { .. }
-                    | BackupError::Tool { .. }),
-                ) => Err(JobError::retry(e)),
-                Err(e) => Err(JobError::abort(e)),
-            }
+            // A backup reads and locks as the migrator account, not the worker's app account.
+            let migrator = Hub::connect(&hub.config().as_migrator())
+                .await
+                .map_err(JobError::retry)?;
+            let made = create(&migrator, stores).await;
+            migrator.shutdown(std::time::Duration::from_secs(10)).await;
+            made
         }
     });
+}
+
+async fn create(hub: &Hub, stores: Stores) -> Result<serde_json::Value, JobError> {
+    let backups = Backups::new(hub, None).map_err(JobError::abort)?;
+    match backups.create(stores).await {
+        Ok(m) => Ok(serde_json::json!({
+            "set": m.id,
+            "parts": m.parts.len(),
+            "bytes": m.parts.iter().map(|p| p.bytes).sum::<u64>(),
+        })),
+        // Held by another backup, or a store or tool failing: worth another attempt.
+        Err(
+            e @ (BackupError::Refused(_) | BackupError::Store { .. } | BackupError::Tool { .. }),
+        ) => Err(JobError::retry(e)),
+        Err(e) => Err(JobError::abort(e)),
+    }
 }

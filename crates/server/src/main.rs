@@ -78,6 +78,12 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Result<u8> {
     let prometheus = telemetry::prometheus();
+    // Schema changes, backups and restores run as each store's migrator account; everything
+    // else as the app account (docs/security.md#least-privilege).
+    let config = match command {
+        Command::Migrate(_) | Command::Backup(_) | Command::Restore(_) => config.as_migrator(),
+        _ => config,
+    };
     let hub = Hub::connect(&config)
         .await
         .context("cannot set up the stores")?;
@@ -320,6 +326,12 @@ async fn migrate(hub: &Hub, args: &MigrateArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_FAILURE);
     }
     if !dry {
+        if hub.config().activity.mongo {
+            let store = hub.mongo("dataset")?;
+            tsp_server::http::ensure_activity_indexes(store, hub.config().activity.keep)
+                .await
+                .context("cannot create the request_activity indexes")?;
+        }
         // The schedules the service ships with come with its schema (docs/analytics.md).
         App::build(hub)?
             .ensure_default_schedules()

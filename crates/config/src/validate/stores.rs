@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -9,7 +10,8 @@ use super::Builder;
 use super::values::Values;
 use crate::schema::Kind;
 use crate::settings::{
-    InfluxApi, InfluxSettings, MongoSettings, MysqlSettings, RedisSettings, TlsMode, TlsSettings,
+    InfluxApi, InfluxSettings, MigrateAccount, MongoSettings, MysqlSettings, RedisSettings,
+    TlsMode, TlsSettings,
 };
 
 /// Reads an instance's section, with its name and `required` flag.
@@ -56,6 +58,16 @@ fn check_tls(b: &mut Builder, prefix: &str, tls: &TlsSettings, has_key: bool) {
     }
 }
 
+/// A migrator password without a migrator user would be ignored without a word: say so.
+fn check_migrate(b: &mut Builder, prefix: &str, m: &MigrateAccount) {
+    if !m.is_set() && !m.password.expose_secret().is_empty() {
+        b.problem(
+            &format!("{prefix}.migrate.user"),
+            "migrate.password is set but migrate.user is empty",
+        );
+    }
+}
+
 /// Reads every instance of `kind` into its settings; `prepare` may adjust an instance's values
 /// first, `check` applies the rules that span its keys (given the instance's key prefix).
 fn instances<T: DeserializeOwned>(
@@ -87,6 +99,7 @@ pub(super) fn mysql(b: &mut Builder, names: &[String]) -> BTreeMap<String, Mysql
         |b, prefix, s: &MysqlSettings| {
             check_pool(b, prefix, s.pool.min, s.pool.max);
             check_host(b, prefix, s.required, s.url.is_some(), &s.host);
+            check_migrate(b, prefix, &s.migrate);
             check_tls(b, prefix, &s.tls, true);
         },
     )
@@ -100,6 +113,7 @@ pub(super) fn redis(b: &mut Builder, names: &[String]) -> BTreeMap<String, Redis
         |_, _| {},
         |b, prefix, s: &RedisSettings| {
             check_host(b, prefix, s.required, s.url.is_some(), &s.host);
+            check_migrate(b, prefix, &s.migrate);
             check_tls(b, prefix, &s.tls, true);
             if !s.cluster_nodes.is_empty() && s.db != 0 {
                 b.problem(&format!("{prefix}.db"), "Redis Cluster has only database 0");
@@ -117,6 +131,7 @@ pub(super) fn mongo(b: &mut Builder, names: &[String]) -> BTreeMap<String, Mongo
         |b, prefix, s: &MongoSettings| {
             check_pool(b, prefix, s.pool.min, s.pool.max);
             check_host(b, prefix, s.required, s.uri.is_some(), &s.host);
+            check_migrate(b, prefix, &s.migrate);
             check_tls(b, prefix, &s.tls, false);
             if !s.username.is_empty()
                 && secrecy::ExposeSecret::expose_secret(&s.password).is_empty()
@@ -157,6 +172,10 @@ pub(super) fn influx(b: &mut Builder, names: &[String]) -> BTreeMap<String, Infl
 
 fn check_influx(b: &mut Builder, prefix: &str, s: &InfluxSettings) {
     let key = |k: &str| format!("{prefix}.{k}");
+    check_migrate(b, prefix, &s.migrate);
+    if s.tls.ca.is_some() && !s.url.starts_with("https://") {
+        b.problem(&key("tls.ca"), "tls.ca is set but url is not https");
+    }
     if s.api == InfluxApi::V2 && !b.is_bad(&key("api")) {
         let token = secrecy::ExposeSecret::expose_secret(&s.token);
         let missing: Vec<&str> = [("token", token), ("org", &s.org), ("bucket", &s.bucket)]

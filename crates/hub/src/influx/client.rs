@@ -57,18 +57,31 @@ impl InfluxStore {
         tags: Vec<(String, String)>,
         redactor: Redactor,
     ) -> Result<Self, HubError> {
-        let http = reqwest::Client::builder()
+        let settings_error = |message: String| HubError::Settings {
+            store: STORE,
+            instance: s.name.clone(),
+            message,
+        };
+        let mut builder = reqwest::Client::builder()
             .timeout(s.timeout)
             .connect_timeout(s.timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(32)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| HubError::Settings {
-                store: STORE,
-                instance: s.name.clone(),
-                message: redactor.clean(e.without_url().to_string()),
+            .tcp_nodelay(true);
+        if let Some(ca) = &s.tls.ca {
+            let pem = std::fs::read(ca)
+                .map_err(|e| settings_error(format!("tls.ca {}: {e}", ca.display())))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                settings_error(format!(
+                    "tls.ca {}: not a PEM certificate ({e})",
+                    ca.display()
+                ))
             })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| settings_error(redactor.clean(e.without_url().to_string())))?;
         Ok(InfluxStore {
             settings: Arc::new(s.clone()),
             http,

@@ -66,7 +66,9 @@ impl Activity {
         let closing = Arc::new(Notify::new());
         let (events, task) = if settings.mongo {
             let store = hub.mongo("dataset")?.clone();
-            ensure_ttl(&store, settings.keep).await;
+            if let Err(e) = ensure_indexes(&store, settings.keep).await {
+                tracing::warn!(error = %e, "request_activity indexes not created");
+            }
             let (tx, rx) = mpsc::channel(settings.buffer.max(1));
             let task = tokio::spawn(write_events(
                 store,
@@ -157,8 +159,9 @@ fn unique_ns() -> i64 {
     }
 }
 
-async fn ensure_ttl(store: &MongoStore, keep: Duration) {
-    let coll = store.database().collection::<Document>(COLLECTION);
+/// Creates the `request_activity` indexes (TTL `keep`); `migrate` runs it too, so that an app
+/// account without index rights finds them made.
+pub async fn ensure_indexes(store: &MongoStore, keep: Duration) -> Result<(), tsp_hub::HubError> {
     let index = IndexModel::builder()
         .keys(doc! {"at": 1})
         .options(
@@ -171,12 +174,9 @@ async fn ensure_ttl(store: &MongoStore, keep: Duration) {
     let by_subject = IndexModel::builder()
         .keys(doc! {"subject": 1, "at": -1})
         .build();
-    if let Err(e) = store
-        .timed("create_indexes", coll.create_indexes([index, by_subject]))
+    store
+        .ensure_indexes(COLLECTION, vec![index, by_subject])
         .await
-    {
-        tracing::warn!(error = %e, "request_activity indexes not created");
-    }
 }
 
 /// Writes events in batches until closed, then writes what is buffered and ends.

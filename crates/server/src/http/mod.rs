@@ -23,6 +23,8 @@ mod sessions;
 mod transit;
 mod worker_probes;
 
+pub use activity::ensure_indexes as ensure_activity_indexes;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
