@@ -197,7 +197,7 @@ pub async fn run_influx(
     for step in &steps {
         let name = format!("{} {}", step.version, step.description);
         let sum = step.checksum();
-        match influx_recorded(store, &step).await? {
+        match influx_recorded(store, step).await? {
             Some(found) if found == sum => {
                 report.already.push(name);
                 continue;
