@@ -122,6 +122,10 @@ impl Hub {
     /// # Errors
     /// Settings a driver refuses (e.g. an unreadable TLS file). Every such problem is reported.
     pub async fn connect(config: &Config) -> Result<Hub, HubError> {
+        // rustls picks its crypto provider from crate features; when a build enables more than
+        // one (a dependency of a test may), it picks none and TLS connections panic. Choose
+        // ring, which every TLS driver here is built with; an earlier choice stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let redactor = Redactor::new(secrets_of(config));
         let mut errors = Vec::new();
         let mut mysql = BTreeMap::new();

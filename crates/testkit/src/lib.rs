@@ -12,18 +12,33 @@ pub fn config_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config")
 }
 
-/// Load options for the development configuration with `sets` (`key=value`) on top. With
+/// The configuration environment tests run on: `TSP_TEST_ENV` (`secure` runs them over the
+/// secure profile, docs/testing.md#secure), else `development`.
+pub fn env_name() -> String {
+    std::env::var("TSP_TEST_ENV")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "development".into())
+}
+
+/// Load options for the test environment ([`env_name`]) with `sets` (`key=value`) on top. With
 /// `TSP_TEST_REDIS_CLUSTER` set (seed nodes, `host:port,…`; `scripts/services.sh up --cluster`
 /// starts `127.0.0.1:7001-7006`), Redis `cache` is that Cluster: the suites that run there
 /// (docs/testing.md#cluster) see it unchanged.
 pub fn load_options(sets: &[&str]) -> LoadOptions {
     let mut overrides: Vec<String> = cluster_override().into_iter().collect();
     overrides.extend(sets.iter().map(|s| s.to_string()));
+    load_options_for(&env_name(), &overrides)
+}
+
+/// Load options for environment `env` (`development`, `secure`) with `sets` on top, and nothing
+/// else: no Cluster override.
+pub fn load_options_for(env: &str, sets: &[String]) -> LoadOptions {
     LoadOptions {
         config_dir: config_dir(),
-        env_name: Some("development".into()),
+        env_name: Some(env.into()),
         env: Vec::new(),
-        overrides,
+        overrides: sets.to_vec(),
     }
 }
 

@@ -373,6 +373,11 @@ impl InfluxStore {
                             self.http_error("ping", format!("HTTP {}", resp.status().as_u16()))
                         );
                     }
+                    // `/ping` answers without checking credentials; a statement does, so a
+                    // wrong password shows as down here rather than at the first write.
+                    if !self.settings.username.is_empty() {
+                        self.query_v1("", "SHOW DATABASES").await?;
+                    }
                     Ok(resp
                         .headers()
                         .get("X-Influxdb-Version")

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 pub use tsp_testkit::{closed_port, config, config_dir, unique};
 
-/// Configuration options for this process: the project's config folder, `development`.
+/// Configuration options for this process: the project's config folder, the test environment.
 pub fn load_options() -> tsp_config::LoadOptions {
     tsp_testkit::load_options(&[])
 }
@@ -20,7 +20,7 @@ pub fn tsp_job(env: &[(&str, &str)]) -> Command {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", std::env::var("HOME").unwrap_or_default())
         .env("TSP_CONFIG_DIR", config_dir())
-        .env("TSP_ENV", "development");
+        .env("TSP_ENV", tsp_testkit::env_name());
     // On a Redis Cluster run (docs/testing.md#cluster), child processes use it too.
     if let Ok(seeds) = std::env::var("TSP_TEST_REDIS_CLUSTER") {
         cmd.env("TSP__REDIS__CACHE__CLUSTER_NODES", seeds);
