@@ -653,6 +653,22 @@ pub static HEALTH_FIELDS: &[Field] = &[
     ),
 ];
 
+/// `secrets.*`: credential reloads (docs/store-security.md#rotation).
+pub static SECRETS_FIELDS: &[Field] = &[
+    field(
+        "poll_interval",
+        FieldType::Duration,
+        |_| s("10s"),
+        "how often `serve` and `worker` look for changed secret files (0s: only on SIGHUP or POST /admin/reload)",
+    ),
+    field(
+        "timeout",
+        FieldType::Duration,
+        |_| s("10s"),
+        "bound on trying new credentials against their server before taking them",
+    ),
+];
+
 /// `server.*`
 pub static SERVER_FIELDS: &[Field] = &[
     field(
@@ -1494,6 +1510,7 @@ pub static FIXED_SECTIONS: &[(&str, &[Field])] = &[
     ("influx.service_monitor", SERVICE_MONITOR_FIELDS),
     ("influx.tags", INFLUX_TAG_FIELDS),
     ("health", HEALTH_FIELDS),
+    ("secrets", SECRETS_FIELDS),
     ("server", SERVER_FIELDS),
     ("queue", QUEUE_FIELDS),
     ("trips", TRIP_FIELDS),
@@ -1521,6 +1538,7 @@ pub const TOP_LEVEL: &[&str] = &[
     "influx",
     "stores",
     "health",
+    "secrets",
     "server",
     "queue",
     "trips",

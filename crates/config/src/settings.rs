@@ -227,6 +227,14 @@ pub struct HealthSettings {
     pub interval: Duration,
 }
 
+/// Credential reloads (`secrets.*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsSettings {
+    pub poll_interval: Duration,
+    pub timeout: Duration,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
@@ -484,6 +492,7 @@ pub struct Config {
     pub service_monitor: ServiceMonitorSettings,
     pub influx_tags: InfluxTags,
     pub health: HealthSettings,
+    pub secrets: SecretsSettings,
     pub server: ServerSettings,
     pub queue: QueueSettings,
     pub trips: TripSettings,

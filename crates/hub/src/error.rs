@@ -2,7 +2,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// An error from a store, already stripped of secrets.
@@ -185,8 +185,8 @@ impl StdError for Cause {}
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
     /// Each form of each secret, longest first, so a secret containing another is replaced
-    /// whole.
-    secrets: Arc<Vec<String>>,
+    /// whole. Shared by every clone, so secrets learnt at a credential rotation reach all.
+    secrets: Arc<RwLock<Arc<Vec<String>>>>,
 }
 
 /// Secrets shorter than this are replaced only where they stand alone (not inside a longer
@@ -199,31 +199,35 @@ impl Redactor {
     /// (`+` for a space), strict RFC 3986 encoding, JavaScript's `encodeURIComponent` (which
     /// leaves `!*'()` as they are), each with upper- and lower-case hex digits.
     pub fn new(secrets: Vec<String>) -> Self {
-        let mut all = Vec::new();
-        for s in secrets.into_iter().filter(|s| !s.is_empty()) {
-            let forms = [
-                url::form_urlencoded::byte_serialize(s.as_bytes()).collect(),
-                userinfo_encoded(&s),
-                percent_encoded(&s, b"-._~"),
-                percent_encoded(&s, b"-._~!*'()"),
-            ];
-            for form in forms {
-                all.push(form.to_ascii_lowercase_hex());
-                all.push(form);
-            }
-            all.push(s);
+        Redactor {
+            secrets: Arc::new(RwLock::new(Arc::new(forms(secrets)))),
         }
+    }
+
+    /// Adds `secrets` (new credentials after a rotation); the old ones stay masked too.
+    pub fn learn(&self, secrets: Vec<String>) {
+        let mut guard = match self.secrets.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut all: Vec<String> = guard.as_ref().clone();
+        all.extend(forms(secrets));
         all.sort_by_key(|s: &String| std::cmp::Reverse(s.len()));
         all.dedup();
-        Redactor {
-            secrets: Arc::new(all),
+        *guard = Arc::new(all);
+    }
+
+    fn current(&self) -> Arc<Vec<String>> {
+        match self.secrets.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
     /// `message` with every secret replaced by `****`.
     pub fn clean(&self, message: impl Into<String>) -> String {
         let mut m = message.into();
-        for s in self.secrets.iter() {
+        for s in self.current().iter() {
             if !m.contains(s.as_str()) {
                 continue;
             }
@@ -235,6 +239,27 @@ impl Redactor {
         }
         m
     }
+}
+
+/// Every form a secret may take in a message (see [`Redactor::new`]), longest first.
+fn forms(secrets: Vec<String>) -> Vec<String> {
+    let mut all = Vec::new();
+    for s in secrets.into_iter().filter(|s| !s.is_empty()) {
+        let forms = [
+            url::form_urlencoded::byte_serialize(s.as_bytes()).collect(),
+            userinfo_encoded(&s),
+            percent_encoded(&s, b"-._~"),
+            percent_encoded(&s, b"-._~!*'()"),
+        ];
+        for form in forms {
+            all.push(form.to_ascii_lowercase_hex());
+            all.push(form);
+        }
+        all.push(s);
+    }
+    all.sort_by_key(|s: &String| std::cmp::Reverse(s.len()));
+    all.dedup();
+    all
 }
 
 /// `m` with `needle` replaced where no letter or digit touches it on either side.

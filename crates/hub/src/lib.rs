@@ -27,6 +27,8 @@ mod migrate;
 mod mongo;
 mod mysql;
 mod redis;
+mod rotation;
+mod shared;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,9 +47,13 @@ pub use mongo::{InsertBatcher, Inserted, MongoStore};
 pub use mysql::MysqlStore;
 pub use mysql::{NamedLock, NamedLocks, mysql_connect_options};
 pub use redis::{RedisConn, RedisStore};
+pub use rotation::{Rotation, RotationOutcome};
 
 struct Inner {
     config: Arc<Config>,
+    /// The configuration with the credentials in use: `config` until a rotation.
+    current: shared::Shared<Config>,
+    alarm: rotation::AuthAlarm,
     mysql: BTreeMap<String, MysqlStore>,
     redis: BTreeMap<String, RedisStore>,
     mongo: BTreeMap<String, MongoStore>,
@@ -90,18 +96,22 @@ fn secrets_of(config: &Config) -> Vec<String> {
             push_url(u.expose_secret());
         }
     }
-    for s in config.mysql.values() {
-        out.push(s.password.expose_secret().to_string());
-    }
-    for s in config.redis.values() {
-        out.push(s.password.expose_secret().to_string());
-    }
-    for s in config.mongo.values() {
-        out.push(s.password.expose_secret().to_string());
+    let accounts = config
+        .mysql
+        .values()
+        .map(|s| (&s.password, &s.migrate))
+        .chain(config.redis.values().map(|s| (&s.password, &s.migrate)))
+        .chain(config.mongo.values().map(|s| (&s.password, &s.migrate)))
+        .chain(config.influx.values().map(|s| (&s.password, &s.migrate)));
+    for (password, migrate) in accounts {
+        out.push(password.expose_secret().to_string());
+        out.push(migrate.password.expose_secret().to_string());
+        if let Some(t) = &migrate.token {
+            out.push(t.expose_secret().to_string());
+        }
     }
     for s in config.influx.values() {
         out.push(s.token.expose_secret().to_string());
-        out.push(s.password.expose_secret().to_string());
     }
     out.retain(|s| !s.is_empty());
     out
@@ -127,10 +137,11 @@ impl Hub {
         // ring, which every TLS driver here is built with; an earlier choice stays.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let redactor = Redactor::new(secrets_of(config));
+        let alarm = rotation::AuthAlarm::default();
         let mut errors = Vec::new();
         let mut mysql = BTreeMap::new();
         for (name, s) in &config.mysql {
-            match MysqlStore::new(s, redactor.clone()) {
+            match MysqlStore::new(s, redactor.clone(), alarm.clone()) {
                 Ok(store) => {
                     mysql.insert(name.clone(), store);
                 }
@@ -140,12 +151,16 @@ impl Hub {
         let redis = config
             .redis
             .iter()
-            .map(|(name, s)| (name.clone(), RedisStore::new(s, redactor.clone())))
+            .map(|(name, s)| {
+                let store = RedisStore::new(s, redactor.clone(), alarm.clone());
+                (name.clone(), store)
+            })
             .collect();
         // Mongo option parsing may resolve DNS (mongodb+srv), so the instances go concurrently.
         let mongo_results = futures::future::join_all(config.mongo.iter().map(|(name, s)| {
             let redactor = redactor.clone();
-            async move { (name.clone(), MongoStore::new(s, redactor).await) }
+            let alarm = alarm.clone();
+            async move { (name.clone(), MongoStore::new(s, redactor, alarm).await) }
         }))
         .await;
         let mut mongo = BTreeMap::new();
@@ -160,7 +175,7 @@ impl Hub {
         let tags = config.influx_tags.pairs();
         let mut influx = BTreeMap::new();
         for (name, s) in &config.influx {
-            match InfluxStore::new(s, tags.clone(), redactor.clone()) {
+            match InfluxStore::new(s, tags.clone(), redactor.clone(), alarm.clone()) {
                 Ok(store) => {
                     influx.insert(name.clone(), store);
                 }
@@ -177,6 +192,8 @@ impl Hub {
         Ok(Hub {
             inner: Arc::new(Inner {
                 config: Arc::new(config.clone()),
+                current: shared::Shared::new(config.clone()),
+                alarm,
                 mysql,
                 redis,
                 mongo,

@@ -13,6 +13,9 @@ use metrics::{Counter, Histogram, counter, histogram};
 
 /// Metric names, in one place so dashboards and tests agree.
 pub mod names {
+    /// Credential reloads, by store, instance and outcome (`unchanged`, `replaced`,
+    /// `refused`).
+    pub const ROTATIONS: &str = "tsp_credential_rotations_total";
     /// Commands run, by store, instance and operation.
     pub const COMMANDS: &str = "tsp_store_commands_total";
     /// Commands that failed, by store, instance and operation.

@@ -21,6 +21,8 @@ use tsp_config::{MongoSettings, TlsMode};
 use crate::error::{Cause, HubError, Redactor};
 use crate::health::{InstanceHealth, PoolStats, Status};
 use crate::metrics::{StoreMetrics, names};
+use crate::rotation::AuthAlarm;
+use crate::shared::Shared;
 
 const STORE: &str = "mongo";
 
@@ -34,7 +36,11 @@ struct PoolCounters {
 #[derive(Clone)]
 pub struct MongoStore {
     settings: Arc<MongoSettings>,
-    client: Client,
+    /// The driver client; a credential rotation ([`MongoStore::rotate`]) replaces it.
+    client: Shared<Client>,
+    /// The settings with the credentials in use.
+    current: Shared<MongoSettings>,
+    alarm: AuthAlarm,
     pool: Arc<PoolCounters>,
     version: Arc<OnceCell<String>>,
     metrics: StoreMetrics,
@@ -124,7 +130,11 @@ fn kind_name(e: &mongodb::error::Error) -> &'static str {
 }
 
 impl MongoStore {
-    pub(crate) async fn new(s: &MongoSettings, redactor: Redactor) -> Result<Self, HubError> {
+    pub(crate) async fn new(
+        s: &MongoSettings,
+        redactor: Redactor,
+        alarm: AuthAlarm,
+    ) -> Result<Self, HubError> {
         let metrics = StoreMetrics::new(STORE, &s.name);
         let pool = Arc::new(PoolCounters::default());
         let opts = client_options(s, &metrics, &pool)
@@ -142,12 +152,62 @@ impl MongoStore {
         })?;
         Ok(MongoStore {
             settings: Arc::new(s.clone()),
-            client,
+            client: Shared::new(client),
+            current: Shared::new(s.clone()),
+            alarm,
             pool,
             version: Arc::new(OnceCell::new()),
             metrics,
             redactor,
         })
+    }
+
+    /// Replaces the credentials (username, password, uri) with `new`'s once a client with them
+    /// answers `ping` within `timeout`; `Ok(false)` when they are the ones in use. Later
+    /// operations use the new client; ones under way finish on the old one.
+    pub(crate) async fn rotate(
+        &self,
+        new: &MongoSettings,
+        timeout: Duration,
+    ) -> Result<bool, HubError> {
+        let old = self.current.get();
+        let uri = |s: &MongoSettings| s.uri.as_ref().map(|u| u.expose_secret().to_string());
+        if old.username == new.username
+            && old.password.expose_secret() == new.password.expose_secret()
+            && uri(&old) == uri(new)
+        {
+            return Ok(false);
+        }
+        let mut next = (*old).clone();
+        next.username = new.username.clone();
+        next.password = new.password.clone();
+        next.uri = new.uri.clone();
+        let settings_error = |message: String| HubError::Settings {
+            store: STORE,
+            instance: self.settings.name.clone(),
+            message,
+        };
+        let opts = client_options(&next, &self.metrics, &self.pool)
+            .await
+            .map_err(settings_error)?;
+        let client = Client::with_options(opts)
+            .map_err(|e| settings_error(self.redactor.clean(e.to_string())))?;
+        let admin = client.database("admin");
+        match tokio::time::timeout(timeout, admin.run_command(doc! {"ping": 1})).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(self.describe("connect", &e)),
+            Err(_) => {
+                return Err(HubError::Timeout {
+                    store: STORE,
+                    instance: self.settings.name.clone(),
+                    op: "connect".into(),
+                    after: timeout,
+                });
+            }
+        }
+        self.client.set(client);
+        self.current.set(next);
+        Ok(true)
     }
 
     /// The instance's configured name.
@@ -161,13 +221,13 @@ impl MongoStore {
     }
 
     /// The driver's client (it pools connections itself).
-    pub fn client(&self) -> &Client {
-        &self.client
+    pub fn client(&self) -> Client {
+        (*self.client.get()).clone()
     }
 
     /// The configured database.
     pub fn database(&self) -> Database {
-        self.client.database(&self.settings.database)
+        self.client.get().database(&self.settings.database)
     }
 
     /// The name of the instance's database.
@@ -181,7 +241,20 @@ impl MongoStore {
     }
 
     /// Wraps a driver error from operation `op`, kept as the (redacted) cause.
+    /// A refused login (code 18) also raises the hub's credential alarm.
     pub fn error(&self, op: &str, e: &mongodb::error::Error) -> HubError {
+        let refused = match e.kind.as_ref() {
+            ErrorKind::Authentication { .. } => true,
+            ErrorKind::Command(c) => c.code == 18,
+            _ => false,
+        };
+        if refused {
+            self.alarm.raise();
+        }
+        self.describe(op, e)
+    }
+
+    fn describe(&self, op: &str, e: &mongodb::error::Error) -> HubError {
         let cause = Cause::new(e.clone(), &self.redactor);
         HubError::Store {
             store: STORE,
@@ -301,8 +374,8 @@ impl MongoStore {
 
     async fn run_admin(&self, command: Document) -> Result<Document, HubError> {
         let name = command.keys().next().cloned().unwrap_or_default();
-        self.timed(&name, self.client.database("admin").run_command(command))
-            .await
+        let admin = self.client.get().database("admin");
+        self.timed(&name, admin.run_command(command)).await
     }
 
     /// `ping` (and `buildInfo` once, for the version), bounded by `timeout`.

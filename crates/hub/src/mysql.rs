@@ -10,6 +10,8 @@ use tsp_config::{MysqlSettings, TlsMode};
 use crate::error::{Cause, HubError, Redactor};
 use crate::health::{InstanceHealth, PoolStats};
 use crate::metrics::StoreMetrics;
+use crate::rotation::AuthAlarm;
+use crate::shared::Shared;
 
 const STORE: &str = "mysql";
 
@@ -21,6 +23,9 @@ pub struct MysqlStore {
     required: bool,
     max: u32,
     pool: MySqlPool,
+    /// The settings with the credentials in use (replaced by [`MysqlStore::rotate`]).
+    current: Shared<MysqlSettings>,
+    alarm: AuthAlarm,
     metrics: StoreMetrics,
     redactor: Redactor,
 }
@@ -60,7 +65,11 @@ pub fn mysql_connect_options(s: &MysqlSettings) -> Result<MySqlConnectOptions, H
 }
 
 impl MysqlStore {
-    pub(crate) fn new(s: &MysqlSettings, redactor: Redactor) -> Result<Self, HubError> {
+    pub(crate) fn new(
+        s: &MysqlSettings,
+        redactor: Redactor,
+        alarm: AuthAlarm,
+    ) -> Result<Self, HubError> {
         let opts = mysql_connect_options(s)?;
         let pool = MySqlPoolOptions::new()
             .min_connections(s.pool.min)
@@ -75,9 +84,52 @@ impl MysqlStore {
             required: s.required,
             max: s.pool.max,
             pool,
+            current: Shared::new(s.clone()),
+            alarm,
             metrics: StoreMetrics::new(STORE, &s.name),
             redactor,
         })
+    }
+
+    /// Replaces the credentials (user, password, url) with `new`'s once a connection with them
+    /// opens within `timeout`; `Ok(false)` when they are the ones in use. New pool connections
+    /// use them; open ones stay until `pool.max_lifetime` recycles them (a password change does
+    /// not end a MySQL session).
+    pub(crate) async fn rotate(
+        &self,
+        new: &MysqlSettings,
+        timeout: std::time::Duration,
+    ) -> Result<bool, HubError> {
+        let old = self.current.get();
+        let url = |s: &MysqlSettings| s.url.as_ref().map(|u| u.expose_secret().to_string());
+        if old.user == new.user
+            && old.password.expose_secret() == new.password.expose_secret()
+            && url(&old) == url(new)
+        {
+            return Ok(false);
+        }
+        let mut next = (*old).clone();
+        next.user = new.user.clone();
+        next.password = new.password.clone();
+        next.url = new.url.clone();
+        let opts = mysql_connect_options(&next)?;
+        match tokio::time::timeout(timeout, sqlx::ConnectOptions::connect(&opts)).await {
+            Ok(Ok(conn)) => {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+            Ok(Err(e)) => return Err(self.describe("connect", e)),
+            Err(_) => {
+                return Err(HubError::Timeout {
+                    store: STORE,
+                    instance: self.name.clone(),
+                    op: "connect".into(),
+                    after: timeout,
+                });
+            }
+        }
+        self.pool.set_connect_options(opts);
+        self.current.set(next);
+        Ok(true)
     }
 
     /// The instance's configured name.
@@ -117,7 +169,15 @@ impl MysqlStore {
     }
 
     /// Wraps a driver error from operation `op`, kept as the (redacted) cause.
+    /// A refused login (SQLSTATE 28000) also raises the hub's credential alarm.
     pub fn error(&self, op: &str, e: sqlx::Error) -> HubError {
+        if matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("28000")) {
+            self.alarm.raise();
+        }
+        self.describe(op, e)
+    }
+
+    fn describe(&self, op: &str, e: sqlx::Error) -> HubError {
         let cause = Cause::new(e, &self.redactor);
         HubError::Store {
             store: STORE,

@@ -18,6 +18,8 @@ use tsp_config::{RedisSettings, TlsMode};
 use crate::error::{Cause, HubError, Redactor};
 use crate::health::{InstanceHealth, PoolStats};
 use crate::metrics::{StoreMetrics, names};
+use crate::rotation::AuthAlarm;
+use crate::shared::Shared;
 
 const STORE: &str = "redis";
 
@@ -87,7 +89,13 @@ impl ConnectionLike for RedisConn {
 #[derive(Clone)]
 pub struct RedisStore {
     settings: Arc<RedisSettings>,
-    conn: Arc<OnceCell<RedisConn>>,
+    /// The settings with the credentials in use: the configured ones until a rotation
+    /// ([`RedisStore::rotate`]) replaces them. New connections take theirs from here.
+    current: Shared<RedisSettings>,
+    /// The shared connection; a rotation starts a new cell so that the next caller opens one
+    /// with the new credentials.
+    conn: Shared<OnceCell<RedisConn>>,
+    alarm: AuthAlarm,
     metrics: StoreMetrics,
     redactor: Redactor,
 }
@@ -145,11 +153,33 @@ fn tls_certificates(s: &RedisSettings) -> Result<Option<redis::TlsCertificates>,
     }))
 }
 
+/// A client for dedicated connections with `s`'s address, credentials and TLS.
+fn client_for(s: &RedisSettings) -> Result<redis::Client, HubError> {
+    let url = match (&s.url, s.cluster_nodes.first()) {
+        (_, Some(seed)) => node_url(s, seed, true),
+        (Some(u), None) => u.expose_secret().to_string(),
+        (None, None) => node_url(s, &format!("{}:{}", s.host, s.port), true),
+    };
+    let settings_error = |message: String| HubError::Settings {
+        store: STORE,
+        instance: s.name.clone(),
+        message,
+    };
+    let client = match tls_certificates(s).map_err(settings_error)? {
+        Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
+        None => redis::Client::open(url.as_str()),
+    };
+    // The redis crate may quote the URL in its message: report the kind only.
+    client.map_err(|e| settings_error(format!("invalid connection settings ({:?})", e.kind())))
+}
+
 impl RedisStore {
-    pub(crate) fn new(s: &RedisSettings, redactor: Redactor) -> Self {
+    pub(crate) fn new(s: &RedisSettings, redactor: Redactor, alarm: AuthAlarm) -> Self {
         RedisStore {
             settings: Arc::new(s.clone()),
-            conn: Arc::new(OnceCell::new()),
+            current: Shared::new(s.clone()),
+            conn: Shared::new(OnceCell::new()),
+            alarm,
             metrics: StoreMetrics::new(STORE, &s.name),
             redactor,
         }
@@ -180,7 +210,17 @@ impl RedisStore {
         &self.metrics
     }
 
+    /// A refused login (`WRONGPASS`, `NOAUTH`) also raises the hub's credential alarm.
     fn error(&self, op: &str, e: &redis::RedisError) -> HubError {
+        if e.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(e.code(), Some("WRONGPASS" | "NOAUTH"))
+        {
+            self.alarm.raise();
+        }
+        self.describe(op, e)
+    }
+
+    fn describe(&self, op: &str, e: &redis::RedisError) -> HubError {
         // Some errors quote a whole reply; a health report needs the gist.
         let cause = Cause::new(e.clone(), &self.redactor);
         let mut message = cause.text().to_string();
@@ -215,7 +255,7 @@ impl RedisStore {
         }
         let mut all = Vec::new();
         for node in self.primaries().await? {
-            let client = redis::Client::open(node_url(&self.settings, &node, false).as_str())
+            let client = redis::Client::open(node_url(&self.current(), &node, false).as_str())
                 .map_err(|e| self.error("scan connect", &e))?;
             let mut conn = client
                 .get_multiplexed_async_connection()
@@ -302,27 +342,59 @@ impl RedisStore {
     /// Cluster delivers every `PUBLISH` to every node's subscribers) but not keyed blocking
     /// commands, whose key may live elsewhere: callers poll there instead.
     pub fn client(&self) -> Result<redis::Client, HubError> {
-        let s = &self.settings;
-        let url = match (&s.url, s.cluster_nodes.first()) {
-            (_, Some(seed)) => node_url(s, seed, true),
-            (Some(u), None) => u.expose_secret().to_string(),
-            (None, None) => node_url(s, &format!("{}:{}", s.host, s.port), true),
+        client_for(&self.current())
+    }
+
+    /// The settings with the credentials in use now.
+    fn current(&self) -> Arc<RedisSettings> {
+        self.current.get()
+    }
+
+    /// Replaces the credentials (username, password, url) with `new`'s once a connection with
+    /// them answers `PING` within `timeout`; `Ok(false)` when they are the ones in use. The
+    /// shared connection is opened again with them; connections already open stay as they are
+    /// (Redis keeps a connection authenticated when its user's password changes).
+    pub(crate) async fn rotate(
+        &self,
+        new: &RedisSettings,
+        timeout: Duration,
+    ) -> Result<bool, HubError> {
+        let old = self.current();
+        if old.username == new.username
+            && old.password.expose_secret() == new.password.expose_secret()
+            && old.url.as_ref().map(|u| u.expose_secret().to_string())
+                == new.url.as_ref().map(|u| u.expose_secret().to_string())
+        {
+            return Ok(false);
+        }
+        let mut next = (*old).clone();
+        next.username = new.username.clone();
+        next.password = new.password.clone();
+        next.url = new.url.clone();
+        let client = client_for(&next)?;
+        let check = async {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
         };
-        let settings_error = |message: String| HubError::Settings {
-            store: STORE,
-            instance: s.name.clone(),
-            message,
-        };
-        let client = match tls_certificates(s).map_err(settings_error)? {
-            Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
-            None => redis::Client::open(url.as_str()),
-        };
-        // The redis crate may quote the URL in its message: report the kind only.
-        client.map_err(|e| settings_error(format!("invalid connection settings ({:?})", e.kind())))
+        match tokio::time::timeout(timeout, check).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(self.describe("connect", &e)),
+            Err(_) => {
+                return Err(HubError::Timeout {
+                    store: STORE,
+                    instance: self.settings.name.clone(),
+                    op: "connect".into(),
+                    after: timeout,
+                });
+            }
+        }
+        self.current.set(next);
+        self.conn.set(OnceCell::new());
+        Ok(true)
     }
 
     async fn open(&self) -> Result<RedisConn, HubError> {
-        let s = &self.settings;
+        let s = &self.current();
         let inner = if s.cluster_nodes.is_empty() {
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(s.connect_timeout))
@@ -368,8 +440,8 @@ impl RedisStore {
     /// The shared connection, opened on first use within `connect_timeout`.
     pub async fn conn(&self) -> Result<RedisConn, HubError> {
         let timeout = self.settings.connect_timeout;
-        let conn = self
-            .conn
+        let cell = self.conn.get();
+        let conn = cell
             .get_or_try_init(|| async {
                 match tokio::time::timeout(timeout, self.open()).await {
                     Ok(r) => r,
@@ -411,7 +483,7 @@ impl RedisStore {
         )
         .await;
         // One multiplexed connection carries every command.
-        let connected = u32::from(self.conn.initialized());
+        let connected = u32::from(self.conn.get().initialized());
         h.pool = Some(PoolStats {
             size: connected,
             idle: 0,

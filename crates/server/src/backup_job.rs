@@ -29,7 +29,7 @@ pub fn register(hub: &Hub, registry: &mut Registry) {
                 None => Stores::ALL,
             };
             // A backup reads and locks as the migrator account, not the worker's app account.
-            let migrator = Hub::connect(&hub.config().as_migrator())
+            let migrator = Hub::connect(&hub.current_config().as_migrator())
                 .await
                 .map_err(JobError::retry)?;
             let made = create(&migrator, stores).await;

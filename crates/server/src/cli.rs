@@ -499,4 +499,11 @@ pub enum ConfigCommand {
     Check,
     /// Print the reference of every key as a Markdown table.
     Reference,
+    /// Try the configured credentials against every store; with --pid, then have that `serve`
+    /// or `worker` process take them (SIGHUP). Exit 1, signalling nothing, when any is refused.
+    Reload {
+        /// The process to signal.
+        #[arg(long)]
+        pid: Option<i32>,
+    },
 }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod gtfs_job;
 pub mod http;
+pub mod reload;
 pub mod telemetry;
 
 /// Resolves on SIGINT or SIGTERM.

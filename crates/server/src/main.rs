@@ -87,9 +87,13 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
     let hub = Hub::connect(&config)
         .await
         .context("cannot set up the stores")?;
+    // Long-running processes take rotated credentials without a restart.
+    let reloader = tsp_server::reload::Reloader::new(&hub, &opts);
+    let watch =
+        matches!(command, Command::Serve | Command::Worker(_)).then(|| reloader.clone().spawn());
     let code = match command {
         Command::Health { json } => health(&hub, json).await?,
-        Command::Serve => serve(&hub, prometheus).await?,
+        Command::Serve => serve(&hub, prometheus, reloader).await?,
         Command::Roundtrip => roundtrip(&hub).await,
         Command::Bench(cmd) => bench(&hub, &opts, cmd).await?,
         Command::Worker(args) => {
@@ -124,8 +128,14 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
         Command::Backup(cmd) => commands::backup::backup(&hub, &opts, &cmd).await?,
         Command::Restore(args) => commands::backup::restore(&hub, &opts, &args).await?,
         Command::Gtfs(cmd) => commands::gtfs::gtfs(&hub, &cmd).await?,
+        Command::Config(ConfigCommand::Reload { pid }) => {
+            commands::config::reload(&hub, pid).await?
+        }
         Command::Config(_) => 0,
     };
+    if let Some(w) = watch {
+        w.abort();
+    }
     let closed = hub.shutdown(Duration::from_secs(10)).await;
     commands::jobs::record_lost_points(&hub, &closed).await;
     report_unwritten(closed);
@@ -220,6 +230,7 @@ async fn health(hub: &Hub, json: bool) -> anyhow::Result<u8> {
 async fn serve(
     hub: &Hub,
     prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    reloader: tsp_server::reload::Reloader,
 ) -> anyhow::Result<u8> {
     let health = hub.require().await.context("cannot start")?;
     for i in health.instances.iter().filter(|i| i.status == Status::Down) {
@@ -240,7 +251,7 @@ async fn serve(
     let grace = hub.config().queue.shutdown_grace;
     http::serve(
         listener,
-        http::AppState::new(app, prometheus, activity),
+        http::AppState::new(app, prometheus, activity).with_reloader(reloader),
         shutdown_signal(),
         grace,
     )

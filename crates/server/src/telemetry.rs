@@ -6,13 +6,16 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 /// Logs go to stderr so stdout stays clean for JSON output. Level from `TSP_LOG` (e.g.
-/// `info`, `tsp_hub=debug`), default `info`; `TSP_LOG_FORMAT=json` for JSON lines.
+/// `info`, `tsp_hub=debug`), default `info`; `TSP_LOG_FORMAT=json` for JSON lines. Colours only
+/// on a terminal: a log file or collector gets plain text.
 pub fn init_logging() {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_env("TSP_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,mongodb=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = if std::env::var("TSP_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().try_init()
     } else {

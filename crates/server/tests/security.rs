@@ -3,6 +3,8 @@
 //! to data changes, the client-certificate account, MariaDB encrypted at rest, and awkward
 //! passwords through URLs and error paths without leaking.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod common;
 
 use std::path::PathBuf;
@@ -23,7 +25,9 @@ fn secure_config(sets: &[&str]) -> Config {
 }
 
 fn pki(file: &str) -> String {
-    let path: PathBuf = tsp_testkit::config_dir().join("../.data/secure/pki").join(file);
+    let path: PathBuf = tsp_testkit::config_dir()
+        .join("../.data/secure/pki")
+        .join(file);
     path.display().to_string()
 }
 
@@ -62,7 +66,14 @@ async fn every_store_answers_over_verified_tls_with_the_app_account() {
     let hub = Hub::connect(&config).await.expect("hub");
     let report = hub.health().await;
     for s in &report.instances {
-        assert_eq!(s.status, tsp_hub::Status::Up, "{}.{}: {:?}", s.store, s.instance, s.error);
+        assert_eq!(
+            s.status,
+            tsp_hub::Status::Up,
+            "{}.{}: {:?}",
+            s.store,
+            s.instance,
+            s.error
+        );
     }
     // MySQL says the session is encrypted, for the password account and the certificate one.
     for instance in ["portal", "incentive"] {
@@ -83,7 +94,10 @@ async fn plain_connections_and_an_untrusted_ca_are_refused() {
     let cases: Vec<(&str, Vec<String>)> = vec![
         (
             "mysql without TLS",
-            vec!["mysql.portal.tls.mode=disabled".into(), "mysql.portal.tls.ca=".into()],
+            vec![
+                "mysql.portal.tls.mode=disabled".into(),
+                "mysql.portal.tls.ca=".into(),
+            ],
         ),
         (
             "mysql with another CA",
@@ -91,7 +105,10 @@ async fn plain_connections_and_an_untrusted_ca_are_refused() {
         ),
         (
             "redis without TLS",
-            vec!["redis.cache.tls.mode=disabled".into(), "redis.cache.tls.ca=".into()],
+            vec![
+                "redis.cache.tls.mode=disabled".into(),
+                "redis.cache.tls.ca=".into(),
+            ],
         ),
         (
             "redis with another CA",
@@ -99,7 +116,10 @@ async fn plain_connections_and_an_untrusted_ca_are_refused() {
         ),
         (
             "mongo without TLS",
-            vec!["mongo.cache.tls.mode=disabled".into(), "mongo.cache.tls.ca=".into()],
+            vec![
+                "mongo.cache.tls.mode=disabled".into(),
+                "mongo.cache.tls.ca=".into(),
+            ],
         ),
         (
             "mongo with another CA",
@@ -118,7 +138,10 @@ async fn plain_connections_and_an_untrusted_ca_are_refused() {
         ),
         (
             "the certificate account without its certificate",
-            vec!["mysql.incentive.tls.cert=".into(), "mysql.incentive.tls.key=".into()],
+            vec![
+                "mysql.incentive.tls.cert=".into(),
+                "mysql.incentive.tls.key=".into(),
+            ],
         ),
     ];
     for (what, sets) in cases {
@@ -144,8 +167,17 @@ async fn plain_connections_and_an_untrusted_ca_are_refused() {
             .unwrap();
         assert_eq!(s.status, tsp_hub::Status::Down, "{what} was accepted");
         // The other instances still answer: only the misconfigured one is refused.
-        let up = report.instances.iter().filter(|s| s.status == tsp_hub::Status::Up).count();
-        assert_eq!(up, report.instances.len() - 1, "{what}: {:?}", report.instances);
+        let up = report
+            .instances
+            .iter()
+            .filter(|s| s.status == tsp_hub::Status::Up)
+            .count();
+        assert_eq!(
+            up,
+            report.instances.len() - 1,
+            "{what}: {:?}",
+            report.instances
+        );
         let error = s.error.clone().unwrap_or_default();
         assert_no_secret(&error, &passwords(&config));
         hub.shutdown(std::time::Duration::from_secs(1)).await;
@@ -156,10 +188,14 @@ async fn plain_connections_and_an_untrusted_ca_are_refused() {
 /// the migrator made.
 #[tokio::test]
 async fn the_app_accounts_change_data_only_and_the_migrators_change_schemas() {
-    let sandbox = Sandbox::create(&secure_options(&[])).await.expect("sandbox");
+    let sandbox = Sandbox::create(&secure_options(&[]))
+        .await
+        .expect("sandbox");
     let app = &sandbox.hub;
     let config = app.config().clone();
-    let migrator = Hub::connect(&config.as_migrator()).await.expect("migrator hub");
+    let migrator = Hub::connect(&config.as_migrator())
+        .await
+        .expect("migrator hub");
     let secrets = passwords(&config);
 
     // MySQL: data yes; DROP TABLE and CREATE INDEX no, for the app only.
@@ -168,7 +204,10 @@ async fn the_app_accounts_change_data_only_and_the_migrators_change_schemas() {
         .execute(db.pool())
         .await
         .expect("the app inserts rows");
-    for ddl in ["DROP TABLE users", "CREATE INDEX users_name ON users (display_name)"] {
+    for ddl in [
+        "DROP TABLE users",
+        "CREATE INDEX users_name ON users (display_name)",
+    ] {
         let e = db
             .timed("ddl", sqlx::query(ddl).execute(db.pool()))
             .await
@@ -187,7 +226,12 @@ async fn the_app_accounts_change_data_only_and_the_migrators_change_schemas() {
     let redis = app.redis("cache").unwrap();
     let mut conn = redis.conn().await.unwrap();
     let own = format!("{}probe", redis.key_prefix());
-    let _: () = redis::cmd("SET").arg(&own).arg(1).query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&own)
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let refused: [(&str, &[&str]); 4] = [
         ("FLUSHALL", &[]),
         ("KEYS", &["*"]),
@@ -204,7 +248,8 @@ async fn the_app_accounts_change_data_only_and_the_migrators_change_schemas() {
     }
     let mut admin = migrator.redis("cache").unwrap().conn().await.unwrap();
     let _: String = redis::cmd("CONFIG")
-        .arg("GET").arg("maxmemory")
+        .arg("GET")
+        .arg("maxmemory")
         .query_async::<Vec<String>>(&mut admin)
         .await
         .map(|v| v.join(" "))
@@ -213,8 +258,14 @@ async fn the_app_accounts_change_data_only_and_the_migrators_change_schemas() {
     // MongoDB: documents yes; dropping a collection and creating an index no.
     let mongo = app.mongo("dataset").unwrap();
     let coll = mongo.database().collection::<Document>("trip_trajectories");
-    coll.insert_one(doc! {"tripId": "t1"}).await.expect("the app inserts");
-    let e = mongo.timed("drop", coll.drop()).await.expect_err("drop").to_string();
+    coll.insert_one(doc! {"tripId": "t1"})
+        .await
+        .expect("the app inserts");
+    let e = mongo
+        .timed("drop", coll.drop())
+        .await
+        .expect_err("drop")
+        .to_string();
     assert!(e.contains("not authorized"), "{e}");
     let index = mongodb::IndexModel::builder().keys(doc! {"x": 1}).build();
     let e = mongo
@@ -227,7 +278,10 @@ async fn the_app_accounts_change_data_only_and_the_migrators_change_schemas() {
     admin
         .timed(
             "create_index",
-            admin.database().collection::<Document>("trip_trajectories").create_index(index),
+            admin
+                .database()
+                .collection::<Document>("trip_trajectories")
+                .create_index(index),
         )
         .await
         .expect("the migrator creates an index");
@@ -260,9 +314,17 @@ async fn the_app_accounts_change_data_only_and_the_migrators_change_schemas() {
 #[tokio::test]
 async fn mariadb_keeps_tables_and_binary_log_encrypted_at_rest() {
     let secure = found_on_disk(secure_options(&[])).await;
-    assert_eq!(secure, (false, false), "plaintext on the secure server's disk (table, binlog)");
+    assert_eq!(
+        secure,
+        (false, false),
+        "plaintext on the secure server's disk (table, binlog)"
+    );
     let plain = found_on_disk(tsp_testkit::load_options_for("development", &[])).await;
-    assert_eq!(plain, (true, true), "the search finds plaintext on an unencrypted server");
+    assert_eq!(
+        plain,
+        (true, true),
+        "the search finds plaintext on an unencrypted server"
+    );
 }
 
 /// Whether a fresh marker shows up in (the table's file, the binary log).
@@ -276,15 +338,28 @@ async fn found_on_disk(options: tsp_config::LoadOptions) -> (bool, bool) {
         .await
         .unwrap();
     // The table's pages written to its file now, as a checkpoint would later.
-    let migrator = Hub::connect(&sandbox.hub.config().as_migrator()).await.unwrap();
+    let migrator = Hub::connect(&sandbox.hub.config().as_migrator())
+        .await
+        .unwrap();
     let admin = migrator.mysql("portal").unwrap();
     let mut conn = admin.pool().acquire().await.unwrap();
-    sqlx::query("FLUSH TABLES users FOR EXPORT").execute(&mut *conn).await.unwrap();
+    sqlx::query("FLUSH TABLES users FOR EXPORT")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     let (datadir, binlog): (String, String) =
-        sqlx::query_as("SELECT @@datadir, @@log_bin_basename").fetch_one(&mut *conn).await.unwrap();
-    let table = PathBuf::from(&datadir).join(db.database_name()).join("users.ibd");
+        sqlx::query_as("SELECT @@datadir, @@log_bin_basename")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    let table = PathBuf::from(&datadir)
+        .join(db.database_name())
+        .join("users.ibd");
     let in_table = contains(&table, &marker);
-    sqlx::query("UNLOCK TABLES").execute(&mut *conn).await.unwrap();
+    sqlx::query("UNLOCK TABLES")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     drop(conn);
     let binlog = PathBuf::from(binlog);
     let dir = binlog.parent().unwrap().to_path_buf();
@@ -314,8 +389,16 @@ async fn awkward_passwords_work_in_urls_and_never_show_in_errors() {
     let g = &config.mongo["cache"];
     let enc = |p: &secrecy::SecretString| tsp_config::encode_userinfo(p.expose_secret());
     let urls = [
-        format!("mysql.portal.url=mysql://{}:{}@localhost:3307/tsp_portal", m.user, enc(&m.password)),
-        format!("redis.cache.url=rediss://{}:{}@localhost:6380/0", r.username, enc(&r.password)),
+        format!(
+            "mysql.portal.url=mysql://{}:{}@localhost:3307/tsp_portal",
+            m.user,
+            enc(&m.password)
+        ),
+        format!(
+            "redis.cache.url=rediss://{}:{}@localhost:6380/0",
+            r.username,
+            enc(&r.password)
+        ),
         format!(
             "mongo.cache.uri=mongodb://{}:{}@localhost:27018/?authSource=admin&directConnection=true",
             g.username,
@@ -325,7 +408,14 @@ async fn awkward_passwords_work_in_urls_and_never_show_in_errors() {
     let sets: Vec<&str> = urls.iter().map(String::as_str).collect();
     let hub = Hub::connect(&secure_config(&sets)).await.expect("hub");
     for s in hub.health().await.instances {
-        assert_eq!(s.status, tsp_hub::Status::Up, "{}.{}: {:?}", s.store, s.instance, s.error);
+        assert_eq!(
+            s.status,
+            tsp_hub::Status::Up,
+            "{}.{}: {:?}",
+            s.store,
+            s.instance,
+            s.error
+        );
     }
     hub.shutdown(std::time::Duration::from_secs(1)).await;
 
@@ -333,9 +423,18 @@ async fn awkward_passwords_work_in_urls_and_never_show_in_errors() {
     let wrong = "wr0ng p@ss:w/rd?#%+é!*'()";
     let w = tsp_config::encode_userinfo(wrong);
     let urls = [
-        format!("mysql.portal.url=mysql://{}:{w}@localhost:3307/tsp_portal", m.user),
-        format!("redis.cache.url=rediss://{}:{w}@localhost:6380/0", r.username),
-        format!("mongo.cache.uri=mongodb://{}:{w}@localhost:27018/?authSource=admin", g.username),
+        format!(
+            "mysql.portal.url=mysql://{}:{w}@localhost:3307/tsp_portal",
+            m.user
+        ),
+        format!(
+            "redis.cache.url=rediss://{}:{w}@localhost:6380/0",
+            r.username
+        ),
+        format!(
+            "mongo.cache.uri=mongodb://{}:{w}@localhost:27018/?authSource=admin",
+            g.username
+        ),
         format!("mongo.dataset.password={wrong}"),
         format!("influx.primary.password={wrong}"),
         format!("mysql.dataset.password={wrong}"),
@@ -352,7 +451,14 @@ async fn awkward_passwords_work_in_urls_and_never_show_in_errors() {
         .collect();
     assert_eq!(
         down,
-        ["mysql.dataset", "mysql.portal", "redis.cache", "mongo.cache", "mongo.dataset", "influx.primary"],
+        [
+            "mysql.dataset",
+            "mysql.portal",
+            "redis.cache",
+            "mongo.cache",
+            "mongo.dataset",
+            "influx.primary"
+        ],
     );
     let text = format!("{report:?} {}", serde_json::to_string(&report).unwrap());
     let mut secrets = passwords(&config);

@@ -271,6 +271,7 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
     let service_monitor = sections::service_monitor(&mut b, &influx);
     let influx_tags = sections::plain(&mut b, "influx.tags", schema::INFLUX_TAG_FIELDS);
     let health = sections::plain(&mut b, "health", schema::HEALTH_FIELDS);
+    let secrets = sections::plain(&mut b, "secrets", schema::SECRETS_FIELDS);
     let server = sections::plain(&mut b, "server", schema::SERVER_FIELDS);
     let queue = sections::queue(&mut b, &redis);
     let trips = sections::trips(&mut b);
@@ -295,6 +296,7 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
             service_monitor: service_monitor?,
             influx_tags: influx_tags?,
             health: health?,
+            secrets: secrets?,
             server: server?,
             queue: queue?,
             trips: trips?,

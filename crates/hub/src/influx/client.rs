@@ -14,6 +14,8 @@ use super::writer::PointWriter;
 use crate::error::{HubError, Redactor};
 use crate::health::InstanceHealth;
 use crate::metrics::StoreMetrics;
+use crate::rotation::AuthAlarm;
+use crate::shared::Shared;
 
 const STORE: &str = "influx";
 
@@ -43,6 +45,10 @@ impl WriteFailure {
 #[derive(Clone)]
 pub struct InfluxStore {
     settings: Arc<InfluxSettings>,
+    /// The settings with the credentials in use (replaced by [`InfluxStore::rotate`]); every
+    /// request reads its credentials from here.
+    current: Shared<InfluxSettings>,
+    alarm: AuthAlarm,
     http: reqwest::Client,
     base: String,
     metrics: StoreMetrics,
@@ -56,6 +62,7 @@ impl InfluxStore {
         s: &InfluxSettings,
         tags: Vec<(String, String)>,
         redactor: Redactor,
+        alarm: AuthAlarm,
     ) -> Result<Self, HubError> {
         let settings_error = |message: String| HubError::Settings {
             store: STORE,
@@ -84,6 +91,8 @@ impl InfluxStore {
             .map_err(|e| settings_error(redactor.clean(e.without_url().to_string())))?;
         Ok(InfluxStore {
             settings: Arc::new(s.clone()),
+            current: Shared::new(s.clone()),
+            alarm,
             http,
             base: s.url.trim_end_matches('/').to_string(),
             metrics: StoreMetrics::new(STORE, &s.name),
@@ -151,8 +160,60 @@ impl InfluxStore {
         }
     }
 
+    /// Replaces the credentials (username, password, token) with `new`'s once a request with
+    /// them is accepted within `timeout` (v1 `SHOW DATABASES`, v2 a bucket listing);
+    /// `Ok(false)` when they are the ones in use. Every later request carries them.
+    pub(crate) async fn rotate(
+        &self,
+        new: &InfluxSettings,
+        timeout: Duration,
+    ) -> Result<bool, HubError> {
+        let old = self.current.get();
+        if old.username == new.username
+            && old.password.expose_secret() == new.password.expose_secret()
+            && old.token.expose_secret() == new.token.expose_secret()
+        {
+            return Ok(false);
+        }
+        let mut next = (*old).clone();
+        next.username = new.username.clone();
+        next.password = new.password.clone();
+        next.token = new.token.clone();
+        let mut probe = self.clone();
+        probe.current = Shared::new(next.clone());
+        // Its refusal is this rotation's answer, not news of a changed password.
+        probe.alarm = AuthAlarm::default();
+        let check = async {
+            match next.api {
+                InfluxApi::V1 => probe.query_v1("", "SHOW DATABASES").await.map(drop),
+                InfluxApi::V2 => probe
+                    .api_v2(
+                        reqwest::Method::GET,
+                        "/api/v2/buckets",
+                        &[("limit", "1")],
+                        None,
+                    )
+                    .await
+                    .map(drop),
+            }
+        };
+        match tokio::time::timeout(timeout, check).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(HubError::Timeout {
+                    store: STORE,
+                    instance: self.settings.name.clone(),
+                    op: "connect".into(),
+                    after: timeout,
+                });
+            }
+        }
+        self.current.set(next);
+        Ok(true)
+    }
+
     fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let s = &self.settings;
+        let s = &self.current.get();
         match s.api {
             InfluxApi::V2 => req.header(
                 "Authorization",
@@ -209,6 +270,7 @@ impl InfluxStore {
                 retry_after: None,
             })?;
         let status = resp.status();
+        self.refused_login(status);
         if status.is_success() {
             return Ok(());
         }
@@ -224,13 +286,25 @@ impl InfluxStore {
             status.as_u16(),
             text.chars().take(300).collect::<String>().trim()
         ));
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        // 401 too: during a credential rotation the server may have the new password a moment
+        // before this process does (docs/store-security.md#rotation); retries stay bounded.
+        if status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::UNAUTHORIZED
+            || status.is_server_error()
+        {
             Err(WriteFailure::Retryable {
                 message,
                 retry_after,
             })
         } else {
             Err(WriteFailure::Permanent { message })
+        }
+    }
+
+    /// A 401 means the credentials in use were refused: raise the hub's credential alarm.
+    fn refused_login(&self, status: StatusCode) {
+        if status == StatusCode::UNAUTHORIZED {
+            self.alarm.raise();
         }
     }
 
@@ -253,6 +327,7 @@ impl InfluxStore {
                 .await
                 .map_err(|e| self.http_error("query", self.clean_reqwest(e)))?;
             let status = resp.status();
+            self.refused_login(status);
             let body: serde_json::Value = resp
                 .json()
                 .await
@@ -300,6 +375,7 @@ impl InfluxStore {
                 .await
                 .map_err(|e| self.http_error(&op, self.clean_reqwest(e)))?;
             let status = resp.status();
+            self.refused_login(status);
             let text = resp
                 .text()
                 .await
@@ -339,6 +415,7 @@ impl InfluxStore {
                 .await
                 .map_err(|e| self.http_error("query", self.clean_reqwest(e)))?;
             let status = resp.status();
+            self.refused_login(status);
             let text = resp
                 .text()
                 .await
@@ -375,7 +452,7 @@ impl InfluxStore {
                     }
                     // `/ping` answers without checking credentials; a statement does, so a
                     // wrong password shows as down here rather than at the first write.
-                    if !self.settings.username.is_empty() {
+                    if !self.current.get().username.is_empty() {
                         self.query_v1("", "SHOW DATABASES").await?;
                     }
                     Ok(resp
@@ -392,6 +469,7 @@ impl InfluxStore {
                         .await
                         .map_err(|e| self.http_error("ping", self.clean_reqwest(e)))?;
                     let status = resp.status();
+                    self.refused_login(status);
                     let body: serde_json::Value = resp.json().await.unwrap_or_default();
                     if !status.is_success()
                         || body.get("status").and_then(|s| s.as_str()) != Some("pass")

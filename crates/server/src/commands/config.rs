@@ -1,4 +1,4 @@
-//! `tsp-job config show | check | reference`.
+//! `tsp-job config show | check | reference | reload`.
 
 use serde_json::{Map, Value};
 use tsp_config::Config;
@@ -95,4 +95,33 @@ pub fn reference() -> String {
         ));
     }
     out
+}
+
+/// `config reload [--pid PID]`: every instance's health with the configured credentials (the
+/// checks authenticate); when all answer and `pid` is given, `SIGHUP` to it. Exit 1 otherwise.
+pub async fn reload(hub: &tsp_hub::Hub, pid: Option<i32>) -> anyhow::Result<u8> {
+    let h = hub.health().await;
+    print!("{}", super::health::table(&h));
+    let down: Vec<String> = h
+        .instances
+        .iter()
+        .filter(|i| i.status == tsp_hub::Status::Down)
+        .map(|i| format!("{}.{}", i.store, i.instance))
+        .collect();
+    if !down.is_empty() {
+        eprintln!(
+            "error: refused or unreachable with these credentials: {}; nothing signalled",
+            down.join(", ")
+        );
+        return Ok(1);
+    }
+    if let Some(pid) = pid {
+        use nix::sys::signal::{Signal, kill};
+        kill(nix::unistd::Pid::from_raw(pid), Signal::SIGHUP)
+            .map_err(|e| anyhow::anyhow!("cannot signal process {pid}: {e}"))?;
+        println!("every store accepts these credentials; process {pid} reloads them (SIGHUP)");
+    } else {
+        println!("every store accepts these credentials");
+    }
+    Ok(0)
 }

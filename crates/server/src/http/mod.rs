@@ -62,6 +62,8 @@ pub struct AppState {
     pub activity: Activity,
     /// The operator console's live feed (one per process).
     pub console: console::Live,
+    /// Credential reloads (`POST /admin/reload`), when the process runs one.
+    pub reloader: Option<crate::reload::Reloader>,
     access: Arc<routes::AccessMap>,
     /// Set only by [`router_without_auth`]: the caller every request is taken for.
     assume: Option<Arc<guard::Caller>>,
@@ -75,9 +77,16 @@ impl AppState {
             app,
             prometheus,
             activity,
+            reloader: None,
             access: Arc::new(routes::access_map()),
             assume: None,
         }
+    }
+
+    /// The state with `reloader` answering `POST /admin/reload`.
+    pub fn with_reloader(mut self, reloader: crate::reload::Reloader) -> AppState {
+        self.reloader = Some(reloader);
+        self
     }
 }
 

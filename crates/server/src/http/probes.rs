@@ -44,6 +44,34 @@ pub(super) async fn ready(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
+/// `POST /admin/reload`: loads the configuration again and takes every instance's new
+/// credentials that work (docs/store-security.md#rotation). 200 with each instance's outcome;
+/// 409 when some were refused (the old ones stay in use); 422 when the configuration does not
+/// load.
+pub(super) async fn reload(State(s): State<AppState>) -> Response {
+    let Some(reloader) = &s.reloader else {
+        let body = json!({"error": "this process does not reload credentials"});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    };
+    match reloader.reload("POST /admin/reload").await {
+        Ok(done) => {
+            let refused = done
+                .iter()
+                .any(|r| r.outcome == tsp_hub::RotationOutcome::Refused);
+            let status = if refused {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(json!({"instances": done}))).into_response()
+        }
+        Err(e) => {
+            let body = json!({"error": crate::error_chain(&anyhow::Error::new(e))});
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+        }
+    }
+}
+
 /// `GET /metrics`: Prometheus text.
 pub(super) async fn metrics(State(s): State<AppState>) -> Response {
     s.app.hub().refresh_gauges();

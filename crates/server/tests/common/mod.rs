@@ -176,7 +176,30 @@ pub fn worker_on(
     lease: &str,
     extra: &[&str],
 ) -> Child {
-    let mut cmd = tsp_job(&[("TSP_LOG", "warn")]);
+    worker_command(
+        &[("TSP_LOG", "warn")],
+        overrides,
+        queue,
+        concurrency,
+        lease,
+        extra,
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn worker")
+}
+
+/// The command [`worker_on`] runs, with `env` set, for a caller that wants its output.
+pub fn worker_command(
+    env: &[(&str, &str)],
+    overrides: &[String],
+    queue: &str,
+    concurrency: usize,
+    lease: &str,
+    extra: &[&str],
+) -> Command {
+    let mut cmd = tsp_job(env);
     cmd.args([
         "worker",
         "--queue",
@@ -200,10 +223,7 @@ pub fn worker_on(
     for s in &sets {
         cmd.args(["--set", s]);
     }
-    cmd.stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn worker")
+    cmd
 }
 
 /// An API key with `scopes` on the databases `sets` point at (migrated first, idempotently).
