@@ -1,4 +1,4 @@
-# The secure local profile (docs/security.md): sourced by scripts/services.sh for `up --secure`.
+# The secure local profile (docs/store-security.md): sourced by scripts/services.sh for `up --secure`.
 #
 # A local CA and certificates, a secret per account under $D/secrets (mode 600), and the four
 # servers with TLS, authentication and two accounts each: an app account that reads and writes
@@ -162,7 +162,7 @@ mongo_secure_args() {
 # mongo_secure_accounts: creates (or brings in step with their secrets) the accounts. The app's
 # role allows reading and writing documents in any database and nothing else: no index, no
 # drop, no user or role change. Tests and benchmarks create a database each; production binds
-# the same privileges to its two databases (docs/security.md#mongodb).
+# the same privileges to its two databases (docs/store-security.md#least-privilege).
 mongo_secure_accounts() {
   TSP_APP="$(secret mongo-app)" TSP_MIGRATOR="$(secret mongo-migrator)" TSP_ROOT="$(secret mongo-root)" \
     "$ROOT/.venv/bin/python" - "$MONGO_PORT" "$PKI/ca.pem" "${1:-}" "$APP_USER" "$MIGRATOR_USER" <<'EOF' \

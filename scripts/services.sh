@@ -10,7 +10,7 @@
 #   scripts/services.sh up --secure    a second, separate set as production runs them: TLS only,
 #                                 authentication, least-privilege accounts, MariaDB encrypted at
 #                                 rest; data under .data/secure, ports 3307, 6380, 27018, 8087
-#                                 (config/secure.toml, docs/security.md). down/kill/status take
+#                                 (config/secure.toml, docs/store-security.md). down/kill/status take
 #                                 --secure too.
 #
 # Everything runs on loopback with its data under .data/ (git-ignored). Running `up` twice is harmless:

@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/services.sh up
+# The secure profile too: TLS, least-privilege accounts, encryption at rest (docs/testing.md#secure).
+scripts/services.sh up --secure >/dev/null
 # A fresh build needs about 2 GB under target/; say so up front rather than fail mid-link.
 free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
 if [ -n "$free_kb" ] && [ "$free_kb" -lt 2500000 ]; then
@@ -15,12 +17,28 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Every public item documented (missing_docs), and no doc link pointing nowhere.
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+# Licences, bans and sources of every dependency (deny.toml), offline. The advisories check needs
+# the RustSec database, which cannot be fetched here: it runs when a local copy exists.
+deny=$(command -v cargo-deny || echo .data/tools/bin/cargo-deny)
+if [ ! -x "$deny" ]; then
+  echo "installing cargo-deny into .data/tools (once)"
+  cargo install --locked --quiet cargo-deny --version 0.20.2 --root .data/tools
+fi
+"$deny" --offline check licenses bans sources
+if ls "${CARGO_HOME:-$HOME/.cargo}"/advisory-dbs/*/ >/dev/null 2>&1; then
+  "$deny" --offline check advisories
+else
+  echo "cargo deny: advisories NOT checked: no local copy of the RustSec database under ${CARGO_HOME:-$HOME/.cargo}/advisory-dbs"
+fi
 if cargo nextest --version >/dev/null 2>&1; then
   run_tests() { cargo nextest run --no-fail-fast "$@"; }
 else
   run_tests() { cargo test --no-fail-fast "$@"; }
 fi
 run_tests --workspace
+# The main job, the trip flow and the consistency drill again over the secure profile: every store
+# over verified TLS, the app accounts only, secrets from files (docs/testing.md#secure).
+TSP_TEST_ENV=secure run_tests -p tsp-server --test trips --test consistency
 # The queue and cache suites, the four-worker exactly-once test and a queue benchmark again on
 # a Redis Cluster of 3 primaries and 3 replicas (docs/testing.md#cluster).
 scripts/services.sh up --cluster >/dev/null

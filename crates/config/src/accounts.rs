@@ -1,6 +1,6 @@
 //! The two accounts of every store instance: the app account the service runs with, and the
 //! migrator account (`<store>.<instance>.migrate.*`) for DDL, indexes, retention, backups and
-//! restores (docs/security.md#least-privilege).
+//! restores (docs/store-security.md#least-privilege).
 
 use secrecy::{ExposeSecret, SecretString};
 

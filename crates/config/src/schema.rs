@@ -220,7 +220,7 @@ static MYSQL_FIELDS: &[Field] = &[
         "migrate.user",
         FieldType::Str,
         |_| s(""),
-        "migrator account (DDL, indexes, backup, restore; docs/security.md#least-privilege); empty: the app account",
+        "migrator account (DDL, indexes, backup, restore; docs/store-security.md#least-privilege); empty: the app account",
     ),
     field(
         "migrate.password",
@@ -312,7 +312,7 @@ static REDIS_FIELDS: &[Field] = &[
         "migrate.user",
         FieldType::Str,
         |_| s(""),
-        "migrator account (DDL, indexes, backup, restore; docs/security.md#least-privilege); empty: the app account",
+        "migrator account (DDL, indexes, backup, restore; docs/store-security.md#least-privilege); empty: the app account",
     ),
     field(
         "migrate.password",
@@ -399,7 +399,7 @@ static MONGO_FIELDS: &[Field] = &[
         "migrate.user",
         FieldType::Str,
         |_| s(""),
-        "migrator account (DDL, indexes, backup, restore; docs/security.md#least-privilege); empty: the app account",
+        "migrator account (DDL, indexes, backup, restore; docs/store-security.md#least-privilege); empty: the app account",
     ),
     field(
         "migrate.password",
@@ -515,7 +515,7 @@ static INFLUX_FIELDS: &[Field] = &[
         "migrate.user",
         FieldType::Str,
         |_| s(""),
-        "migrator account (DDL, indexes, backup, restore; docs/security.md#least-privilege); empty: the app account",
+        "migrator account (DDL, indexes, backup, restore; docs/store-security.md#least-privilege); empty: the app account",
     ),
     field(
         "migrate.password",
@@ -659,7 +659,7 @@ pub static SECRETS_FIELDS: &[Field] = &[
         "poll_interval",
         FieldType::Duration,
         |_| s("10s"),
-        "how often `serve` and `worker` look for changed secret files (0s: only on SIGHUP or POST /admin/reload)",
+        "how often `serve` and `worker` look for changed secret files (also on SIGHUP, POST /admin/reload and a refused login)",
     ),
     field(
         "timeout",

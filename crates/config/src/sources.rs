@@ -182,7 +182,7 @@ impl Layers {
     /// One value read from a TOML file in `base` (its folder): a relative path of a file key
     /// (`tls.ca`, …) is taken from that folder, and `<secret>_file = "path"` reads the secret
     /// from that file (relative to the folder too), so a configuration can name secret files
-    /// the way `…_FILE` variables do (docs/configuration.md#secrets-in-files).
+    /// the way `…_FILE` variables do (docs/configuration.md).
     fn file_value(
         &mut self,
         base: &Path,
@@ -199,7 +199,9 @@ impl Layers {
             }
         };
         let field_of = |k: &str| match schema::resolve(k) {
-            Ok(schema::Resolved::Instance { field, .. }) => Some(field),
+            Ok(schema::Resolved::Instance { field, .. } | schema::Resolved::Fixed { field }) => {
+                Some(field)
+            }
             _ => None,
         };
         if let Some(field) = field_of(&key)

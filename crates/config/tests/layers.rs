@@ -311,3 +311,68 @@ fn url_forms_are_accepted() {
     let shown = tsp_config::mask_url("mysql://u:p%40ss@db.internal:3307/portal");
     assert_eq!(shown, "mysql://u:****@db.internal:3307/portal");
 }
+
+#[test]
+fn toml_file_keys_read_secrets_and_paths_relative_to_their_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("secrets")).unwrap();
+    std::fs::write(d.join("secrets/app"), "app pw\n").unwrap();
+    std::fs::write(d.join("secrets/mig"), "mig pw").unwrap();
+    std::fs::write(d.join("ca.pem"), "not checked here").unwrap();
+    write(
+        d,
+        "staging.toml",
+        "[mysql.portal]\nuser = \"app\"\npassword_file = \"secrets/app\"\n\
+         migrate.user = \"mig\"\nmigrate.password_file = \"secrets/mig\"\n\
+         tls = { mode = \"verify_identity\", ca = \"ca.pem\" }\n",
+    );
+    // Started anywhere: the paths are the config folder's.
+    let c = load(&opts(d, &[], &[])).unwrap();
+    let p = &c.mysql["portal"];
+    assert_eq!(p.password.expose_secret(), "app pw");
+    assert_eq!(p.migrate.password.expose_secret(), "mig pw");
+    assert_eq!(p.tls.ca.as_deref(), Some(d.join("ca.pem").as_path()));
+    match origin_of(&c, "mysql.portal.password") {
+        Origin::SecretFile { path, line, .. } => {
+            assert_eq!((path, line), (d.join("secrets/app"), 3));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The migrator's view swaps the accounts; the app's is untouched.
+    let m = c.as_migrator();
+    let mp = &m.mysql["portal"];
+    assert_eq!(
+        (mp.user.as_str(), mp.password.expose_secret()),
+        ("mig", "mig pw")
+    );
+    assert_eq!(
+        (
+            mp.migrate.user.as_str(),
+            mp.migrate.password.expose_secret()
+        ),
+        ("app", "app pw")
+    );
+    assert_eq!(c.mysql["portal"].user, "app");
+    // Without a migrator account, both views are the same.
+    assert_eq!(m.mysql["dataset"].user, c.mysql["dataset"].user);
+
+    // A missing secret file and a migrator password without a user are named.
+    write(
+        d,
+        "staging.toml",
+        "[mysql.portal]\npassword_file = \"secrets/none\"\n[redis.cache]\nmigrate.password = \"x\"\n\
+         [influx.primary]\ntls.ca = \"ca.pem\"\n",
+    );
+    let e = load(&opts(d, &[], &[])).unwrap_err().to_string();
+    assert!(
+        e.contains("mysql.portal.password_file") && e.contains("cannot read the secret file"),
+        "{e}"
+    );
+    assert!(e.contains("redis.cache.migrate.user"), "{e}");
+    assert!(
+        e.contains("influx.primary.tls.ca") && e.contains("not https"),
+        "{e}"
+    );
+    assert!(!e.contains("mig pw") && !e.contains("app pw"), "{e}");
+}

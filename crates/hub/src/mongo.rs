@@ -288,7 +288,7 @@ impl MongoStore {
 
     /// Creates `models` on `collection` (a no-op for indexes that exist with the same
     /// definition). An account refused index creation (code 13, an app account under least
-    /// privilege, docs/security.md#least-privilege) is fine when every index exists already:
+    /// privilege, docs/store-security.md#least-privilege) is fine when every index exists already:
     /// `migrate` made them. Otherwise the error names the missing ones.
     pub async fn ensure_indexes(
         &self,

@@ -84,7 +84,7 @@ impl Sandbox {
             overrides: sb,
         };
         // Databases are made and migrated by the migrator account; the sandbox's hub runs with
-        // the app account, as the service does (docs/security.md#least-privilege).
+        // the app account, as the service does (docs/store-security.md#least-privilege).
         let made = match Hub::connect(&config.as_migrator()).await {
             Err(e) => Err(failed("connecting as the migrator", e)),
             Ok(migrator) => {

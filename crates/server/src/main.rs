@@ -79,7 +79,7 @@ fn main() -> ExitCode {
 async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Result<u8> {
     let prometheus = telemetry::prometheus();
     // Schema changes, backups and restores run as each store's migrator account; everything
-    // else as the app account (docs/security.md#least-privilege).
+    // else as the app account (docs/store-security.md#least-privilege).
     let config = match command {
         Command::Migrate(_) | Command::Backup(_) | Command::Restore(_) => config.as_migrator(),
         _ => config,

@@ -106,8 +106,7 @@ impl Reloader {
     }
 
     /// Runs until dropped (abort the handle): reloads on `SIGHUP`, and looks at the secret
-    /// files every `secrets.poll_interval` (not at all when it is zero) and whenever a server
-    /// refuses the credentials in use.
+    /// files every `secrets.poll_interval` and whenever a server refuses the credentials in use.
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let interval = self.hub.config().secrets.poll_interval;
@@ -118,17 +117,14 @@ impl Reloader {
                 "watching secret files for new credentials"
             );
             let mut hangups = hangup_signals();
-            let mut tick = (!interval.is_zero()).then(|| {
-                let mut t = tokio::time::interval(interval);
-                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                t
-            });
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     Some(()) = recv_hangup(&mut hangups) => {
                         let _ = self.reload("SIGHUP").await;
                     }
-                    _ = next_tick(&mut tick) => self.poll().await,
+                    _ = tick.tick() => self.poll().await,
                     // A server refused the credentials in use: its password has just changed,
                     // and the secret file may already say the new one.
                     () = self.hub.credentials_refused() => self.poll().await,
@@ -147,15 +143,6 @@ fn hangup_signals() -> Hangups {
 async fn recv_hangup(h: &mut Hangups) -> Option<()> {
     match h {
         Some(s) => s.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_tick(tick: &mut Option<tokio::time::Interval>) {
-    match tick {
-        Some(t) => {
-            t.tick().await;
-        }
         None => std::future::pending().await,
     }
 }

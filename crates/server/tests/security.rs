@@ -1,5 +1,5 @@
 //! The secure profile (`scripts/services.sh up --secure`, `config/secure.toml`,
-//! docs/security.md): every store over verified TLS with authentication, the app accounts held
+//! docs/store-security.md): every store over verified TLS with authentication, the app accounts held
 //! to data changes, the client-certificate account, MariaDB encrypted at rest, and awkward
 //! passwords through URLs and error paths without leaking.
 
@@ -465,4 +465,103 @@ async fn awkward_passwords_work_in_urls_and_never_show_in_errors() {
     secrets.push(wrong.to_string());
     assert_no_secret(&text, &secrets);
     hub.shutdown(std::time::Duration::from_secs(1)).await;
+}
+
+/// `POST /admin/reload` and `config reload` on the development profile: a secret file with a
+/// wrong password is refused (409, naming the instance, the old password stays in use and the
+/// service keeps answering), the right one again is taken; the CLI checks before it signals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_refuse_a_wrong_secret_and_keep_the_old_one() {
+    let site = common::Site::new(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("mysql-portal");
+    let right = site.sandbox.hub.config().mysql["portal"]
+        .password
+        .expose_secret()
+        .to_string();
+    std::fs::write(&secret, &right).unwrap();
+    let file = secret.display().to_string();
+    let env = [
+        ("TSP__MYSQL__PORTAL__PASSWORD_FILE", file.as_str()),
+        ("TSP_LOG", "info"),
+    ];
+    let mut sets: Vec<&str> = site.sandbox.overrides.iter().map(String::as_str).collect();
+    // Reloads here come from the requests, not from a poll.
+    sets.push("secrets.poll_interval=1h");
+    let server = tokio::task::block_in_place(|| common::Server::start(&sets, &env));
+    let name = site.operator(tsp_mobility::auth::Role::Admin).await;
+    let login = serde_json::json!({"username": name, "password": common::PASSWORD});
+    let (code, body) = tokio::task::block_in_place(|| server.post("/auth/login", &login));
+    assert_eq!(code, 200, "{body}");
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let server = server.with_credential(token["token"].as_str().unwrap().to_string());
+
+    let reload = |server: &common::Server| {
+        let (code, body) =
+            tokio::task::block_in_place(|| server.post("/admin/reload", &serde_json::json!({})));
+        (
+            code,
+            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        )
+    };
+    let outcome = |v: &serde_json::Value, store: &str, instance: &str| {
+        v["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["store"] == store && r["instance"] == instance)
+            .map(|r| r["outcome"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let (code, v) = reload(&server);
+    assert_eq!(
+        (code, outcome(&v, "mysql", "portal")),
+        (200, "unchanged".into()),
+        "{v}"
+    );
+
+    let wrong = "n0t the p@ss:w/rd?#%+é";
+    std::fs::write(&secret, wrong).unwrap();
+    let (code, v) = reload(&server);
+    assert_eq!(
+        (code, outcome(&v, "mysql", "portal")),
+        (409, "refused".into()),
+        "{v}"
+    );
+    assert!(v.to_string().contains("Access denied"), "{v}");
+    assert_no_secret(&v.to_string(), &[wrong.to_string(), right.clone()]);
+    let (code, body) = tokio::task::block_in_place(|| server.get("/health"));
+    assert_eq!(code, 200, "the old password stays in use: {body}");
+    // The CLI tries the file's password, says it is refused and signals nothing.
+    let cli = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        for s in &site.sandbox.overrides {
+            all.extend(["--set", s.as_str()]);
+        }
+        tokio::task::block_in_place(|| common::run(&all, &env))
+    };
+    let out = cli(&["config", "reload", "--pid", &server.child.id().to_string()]);
+    let (stdout, stderr) = common::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("mysql.portal") && stderr.contains("nothing signalled"),
+        "{stderr}"
+    );
+    assert_no_secret(
+        &format!("{stdout}{stderr}"),
+        &[wrong.to_string(), right.clone()],
+    );
+
+    std::fs::write(&secret, &right).unwrap();
+    // SIGHUP to the server: it reloads (a process without the handler would die of it, and the
+    // request below would fail).
+    let out = cli(&["config", "reload", "--pid", &server.child.id().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", common::text(&out));
+    let (code, v) = reload(&server);
+    assert_eq!(
+        (code, outcome(&v, "mysql", "portal")),
+        (200, "unchanged".into()),
+        "{v}"
+    );
+    site.done().await;
 }
