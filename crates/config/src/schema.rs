@@ -205,6 +205,20 @@ fn mysql_pool(instance: &str) -> (i64, i64) {
     }
 }
 
+/// Every store instance's migrator account (docs/store-security.md#least-privilege).
+const MIGRATE_USER: Field = field(
+    "migrate.user",
+    FieldType::Str,
+    |_| s(""),
+    "migrator account (DDL, indexes, backup, restore; docs/store-security.md#least-privilege); empty: the app account",
+);
+const MIGRATE_PASSWORD: Field = field(
+    "migrate.password",
+    FieldType::Secret,
+    |_| s(""),
+    "the migrator account's password",
+);
+
 static MYSQL_FIELDS: &[Field] = &[
     field(
         "url",
@@ -216,18 +230,8 @@ static MYSQL_FIELDS: &[Field] = &[
     field("port", FieldType::Port, |_| i(3306), "server port"),
     field("user", FieldType::Str, |_| s("tsp"), "user name"),
     field("password", FieldType::Secret, |_| s(""), "password"),
-    field(
-        "migrate.user",
-        FieldType::Str,
-        |_| s(""),
-        "migrator account (DDL, indexes, backup, restore; docs/store-security.md#least-privilege); empty: the app account",
-    ),
-    field(
-        "migrate.password",
-        FieldType::Secret,
-        |_| s(""),
-        "the migrator account's password",
-    ),
+    MIGRATE_USER,
+    MIGRATE_PASSWORD,
     field(
         "database",
         FieldType::Str,
@@ -308,18 +312,8 @@ static REDIS_FIELDS: &[Field] = &[
         "ACL user name (empty: default user)",
     ),
     field("password", FieldType::Secret, |_| s(""), "password"),
-    field(
-        "migrate.user",
-        FieldType::Str,
-        |_| s(""),
-        "migrator account (DDL, indexes, backup, restore; docs/store-security.md#least-privilege); empty: the app account",
-    ),
-    field(
-        "migrate.password",
-        FieldType::Secret,
-        |_| s(""),
-        "the migrator account's password",
-    ),
+    MIGRATE_USER,
+    MIGRATE_PASSWORD,
     field(
         "db",
         FieldType::UInt { min: 0, max: 15 },
@@ -395,18 +389,8 @@ static MONGO_FIELDS: &[Field] = &[
         "user name (empty: no authentication)",
     ),
     field("password", FieldType::Secret, |_| s(""), "password"),
-    field(
-        "migrate.user",
-        FieldType::Str,
-        |_| s(""),
-        "migrator account (DDL, indexes, backup, restore; docs/store-security.md#least-privilege); empty: the app account",
-    ),
-    field(
-        "migrate.password",
-        FieldType::Secret,
-        |_| s(""),
-        "the migrator account's password",
-    ),
+    MIGRATE_USER,
+    MIGRATE_PASSWORD,
     field(
         "database",
         FieldType::Str,
@@ -511,18 +495,8 @@ static INFLUX_FIELDS: &[Field] = &[
     ),
     field("username", FieldType::Str, |_| s(""), "v1 user name"),
     field("password", FieldType::Secret, |_| s(""), "v1 password"),
-    field(
-        "migrate.user",
-        FieldType::Str,
-        |_| s(""),
-        "migrator account (DDL, indexes, backup, restore; docs/store-security.md#least-privilege); empty: the app account",
-    ),
-    field(
-        "migrate.password",
-        FieldType::Secret,
-        |_| s(""),
-        "the migrator account's password",
-    ),
+    MIGRATE_USER,
+    MIGRATE_PASSWORD,
     field(
         "migrate.token",
         FieldType::Secret,

@@ -193,18 +193,11 @@ impl MongoStore {
         let client = Client::with_options(opts)
             .map_err(|e| settings_error(self.redactor.clean(e.to_string())))?;
         let admin = client.database("admin");
-        match tokio::time::timeout(timeout, admin.run_command(doc! {"ping": 1})).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(self.describe("connect", &e)),
-            Err(_) => {
-                return Err(HubError::Timeout {
-                    store: STORE,
-                    instance: self.settings.name.clone(),
-                    op: "connect".into(),
-                    after: timeout,
-                });
-            }
-        }
+        let check = async {
+            let ping = admin.run_command(doc! {"ping": 1}).await;
+            ping.map_err(|e| self.describe("connect", &e))
+        };
+        crate::rotation::tried(STORE, &self.settings.name, timeout, check).await?;
         self.client.set(client);
         self.current.set(next);
         Ok(true)

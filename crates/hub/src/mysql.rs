@@ -113,20 +113,14 @@ impl MysqlStore {
         next.password = new.password.clone();
         next.url = new.url.clone();
         let opts = mysql_connect_options(&next)?;
-        match tokio::time::timeout(timeout, sqlx::ConnectOptions::connect(&opts)).await {
-            Ok(Ok(conn)) => {
-                let _ = sqlx::Connection::close(conn).await;
-            }
-            Ok(Err(e)) => return Err(self.describe("connect", e)),
-            Err(_) => {
-                return Err(HubError::Timeout {
-                    store: STORE,
-                    instance: self.name.clone(),
-                    op: "connect".into(),
-                    after: timeout,
-                });
-            }
-        }
+        let check = async {
+            let conn = sqlx::ConnectOptions::connect(&opts)
+                .await
+                .map_err(|e| self.describe("connect", e))?;
+            let _ = sqlx::Connection::close(conn).await;
+            Ok(())
+        };
+        crate::rotation::tried(STORE, &self.name, timeout, check).await?;
         self.pool.set_connect_options(opts);
         self.current.set(next);
         Ok(true)

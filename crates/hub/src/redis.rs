@@ -376,18 +376,8 @@ impl RedisStore {
             let mut conn = client.get_multiplexed_async_connection().await?;
             redis::cmd("PING").query_async::<String>(&mut conn).await
         };
-        match tokio::time::timeout(timeout, check).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(self.describe("connect", &e)),
-            Err(_) => {
-                return Err(HubError::Timeout {
-                    store: STORE,
-                    instance: self.settings.name.clone(),
-                    op: "connect".into(),
-                    after: timeout,
-                });
-            }
-        }
+        let check = async { check.await.map_err(|e| self.describe("connect", &e)) };
+        crate::rotation::tried(STORE, &self.settings.name, timeout, check).await?;
         self.current.set(next);
         self.conn.set(OnceCell::new());
         Ok(true)

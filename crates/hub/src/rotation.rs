@@ -71,6 +71,25 @@ impl Rotation {
     }
 }
 
+/// `check` (a connection with new credentials) bounded by `timeout`.
+pub(crate) async fn tried<T>(
+    store: &'static str,
+    instance: &str,
+    timeout: Duration,
+    check: impl Future<Output = Result<T, HubError>>,
+) -> Result<T, HubError> {
+    tokio::time::timeout(timeout, check)
+        .await
+        .unwrap_or_else(|_| {
+            Err(HubError::Timeout {
+                store,
+                instance: instance.to_string(),
+                op: "connect".into(),
+                after: timeout,
+            })
+        })
+}
+
 impl Hub {
     /// Takes the credentials of `new` (a freshly loaded configuration) for every instance whose
     /// credentials differ, each after a connection with them succeeds within `timeout`. Other

@@ -197,17 +197,7 @@ impl InfluxStore {
                     .map(drop),
             }
         };
-        match tokio::time::timeout(timeout, check).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(HubError::Timeout {
-                    store: STORE,
-                    instance: self.settings.name.clone(),
-                    op: "connect".into(),
-                    after: timeout,
-                });
-            }
-        }
+        crate::rotation::tried(STORE, &self.settings.name, timeout, check).await?;
         self.current.set(next);
         Ok(true)
     }
