@@ -111,6 +111,12 @@ impl Sandbox {
         }
     }
 
+    /// A hub on the sandbox's databases with the migrator accounts, for schema work in it (a
+    /// restore drops and creates tables). Shut it down when done.
+    pub async fn migrator(&self) -> Result<Hub, HubError> {
+        Hub::connect(&self.hub.config().as_migrator()).await
+    }
+
     /// [`Sandbox::remove`], logging what could not be removed (for commands that end with it).
     pub async fn dispose(self) {
         let failed = self.remove().await;

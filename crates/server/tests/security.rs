@@ -565,3 +565,38 @@ async fn reloads_refuse_a_wrong_secret_and_keep_the_old_one() {
     );
     site.done().await;
 }
+
+/// Backups and their restore check on the secure profile: made and restored by the migrator
+/// accounts (over TLS, `mariadb-dump` included), never by the app's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_run_as_the_migrator_over_tls() {
+    let sandbox = Sandbox::create(&secure_options(&[])).await.unwrap();
+    tsp_mobility::seed::seed_users(&sandbox.hub, 5)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().display().to_string();
+    let cli = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        for s in &sandbox.overrides {
+            all.extend(["--set", s.as_str()]);
+        }
+        let out = tokio::task::block_in_place(|| common::run(&all, &[("TSP_ENV", "secure")]));
+        let (stdout, stderr) = common::text(&out);
+        assert!(out.status.success(), "{args:?}: {stdout}{stderr}");
+        assert_no_secret(
+            &format!("{stdout}{stderr}"),
+            &passwords(sandbox.hub.config()),
+        );
+        stdout
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_str(&cli(&["backup", "create", "--to", &to, "--json"])).unwrap();
+    let set = manifest["id"].as_str().unwrap().to_string();
+    let verified = cli(&["backup", "verify", &set, "--from", &to, "--restore-check"]);
+    assert!(
+        verified.contains("every count matches the manifest"),
+        "{verified}"
+    );
+    sandbox.dispose().await;
+}

@@ -146,15 +146,18 @@ async fn verify(
     );
     if restore_check {
         let sandbox = Sandbox::create(opts).await?;
+        // A restore replaces tables: the migrator's work (docs/store-security.md).
+        let migrator = sandbox.migrator().await?;
         let (bar, f) = progress(false);
         let result = async {
-            Backups::new(&sandbox.hub, from)?
+            Backups::new(&migrator, from)?
                 .with_progress(f)
                 .restore(set, stores, false)
                 .await
         }
         .await;
         bar.finish_and_clear();
+        migrator.shutdown(std::time::Duration::from_secs(5)).await;
         let tag = sandbox.tag.clone();
         let left = sandbox.remove().await;
         if !left.is_empty() {
@@ -190,7 +193,12 @@ pub async fn restore(hub: &Hub, opts: &LoadOptions, args: &RestoreArgs) -> anyho
     } else {
         None
     };
-    let target = sandbox.as_ref().map_or(hub, |s| &s.hub);
+    // `hub` runs as the migrator already; a sandbox's hub has the app account.
+    let migrator = match &sandbox {
+        Some(s) => Some(s.migrator().await?),
+        None => None,
+    };
+    let target = migrator.as_ref().unwrap_or(hub);
     let (bar, f) = progress(false);
     let restored = Backups::new(target, args.from.clone())?
         .with_progress(f)
@@ -225,5 +233,8 @@ pub async fn restore(hub: &Hub, opts: &LoadOptions, args: &RestoreArgs) -> anyho
     }
     let h = target.health().await;
     print!("{}", super::health::table(&h));
+    if let Some(m) = &migrator {
+        m.shutdown(std::time::Duration::from_secs(5)).await;
+    }
     Ok(if h.status == Status::Up { 0 } else { 1 })
 }

@@ -74,7 +74,7 @@ where
 pub async fn run(hub: &Hub, args: &HubBenchArgs) -> anyhow::Result<serde_json::Value> {
     let lat = health_latencies(hub, args.health_rounds).await?;
     let influx = hub.influx("primary")?;
-    let target = bench_target(influx).await?;
+    let target = bench_target(hub, influx).await?;
     let run = format!("{:x}", now_ns());
     let base = now_ns() - 3_600_000_000_000;
     let writer_secs = influx_writer(influx, &target, &run, base, args.points).await?;
@@ -111,15 +111,29 @@ async fn health_latencies(hub: &Hub, rounds: usize) -> anyhow::Result<Vec<f64>> 
 }
 
 /// Where the Influx benchmarks write: a database of their own (v1), or the default bucket (v2).
-async fn bench_target(influx: &tsp_hub::InfluxStore) -> anyhow::Result<String> {
+/// Creating it is a schema change: the migrator account does it and, when the app account is
+/// another, grants that one access (docs/store-security.md#least-privilege).
+async fn bench_target(hub: &Hub, influx: &tsp_hub::InfluxStore) -> anyhow::Result<String> {
     let target = "tsp_bench";
-    if influx.settings().api == tsp_config::InfluxApi::V1 {
-        influx
+    if influx.settings().api != tsp_config::InfluxApi::V1 {
+        return Ok(influx.default_target());
+    }
+    let migrator = Hub::connect(&hub.current_config().as_migrator()).await?;
+    let admin = migrator.influx(influx.name())?;
+    let made = async {
+        admin
             .query_v1(target, &format!("CREATE DATABASE \"{target}\""))
             .await?;
-        return Ok(target.to_string());
+        let app = &influx.settings().username;
+        if !app.is_empty() && *app != admin.settings().username {
+            let grant = format!("GRANT ALL ON \"{target}\" TO \"{}\"", app.replace('"', ""));
+            admin.query_v1("", &grant).await?;
+        }
+        anyhow::Ok(())
     }
-    Ok(influx.default_target())
+    .await;
+    migrator.shutdown(Duration::from_secs(1)).await;
+    made.map(|()| target.to_string())
 }
 
 /// Requests in flight for the raw-HTTP baseline: a few keep-alive connections.
