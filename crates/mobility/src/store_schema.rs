@@ -229,21 +229,22 @@ pub async fn run_influx(
         report.applied.push(name);
     }
     if !dry_run {
-        grant_app_account(store, &steps).await?;
+        let databases: Vec<&str> = steps.iter().map(|s| s.database.as_str()).collect();
+        grant_app_account(store, &databases).await?;
     }
     Ok(report)
 }
 
-/// Gives the app account read and write on every database of `store`'s steps when migrations
-/// run as a separate migrator (see [`tsp_config::Config::as_migrator`]: its `migrate` block
-/// then names the app account). Idempotent, so it runs on every migration, not as a step.
-async fn grant_app_account(store: &InfluxStore, steps: &[InfluxStep]) -> Result<(), HubError> {
+/// Gives the app account read and write on `databases` when `store` runs as a separate
+/// migrator (see [`tsp_config::Config::as_migrator`]: its `migrate` block then names the app
+/// account); nothing otherwise. Idempotent, so migrations run it every time, not as a step.
+pub async fn grant_app_account(store: &InfluxStore, databases: &[&str]) -> Result<(), HubError> {
     let s = store.settings();
     let app = &s.migrate.user;
     if app.is_empty() || *app == s.username {
         return Ok(());
     }
-    let mut databases: Vec<&str> = steps.iter().map(|s| s.database.as_str()).collect();
+    let mut databases = databases.to_vec();
     databases.sort_unstable();
     databases.dedup();
     for db in databases {

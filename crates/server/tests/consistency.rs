@@ -19,7 +19,7 @@ use tsp_hub::Cache;
 use tsp_mobility::batch;
 use tsp_mobility::complete::{TRAJECTORIES, Trips};
 use tsp_mobility::sandbox::Sandbox;
-use tsp_mobility::seed::{self, TripPlan};
+use tsp_mobility::seed;
 use tsp_mobility::trip::TripCompletion;
 use tsp_queue::Queue;
 
@@ -47,25 +47,13 @@ async fn enqueue_trips(
 ) -> (Queue, Vec<TripCompletion>, Vec<String>) {
     let hub = &sandbox.hub;
     seed::seed_users(hub, users).await.unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let plan = TripPlan {
-        seed,
-        trips: n,
-        users,
-        days,
-        now_ms: now,
-    };
-    let generated = seed::generate_trips(&plan, &seed::cairns_stops().unwrap());
     let queue = Queue::new(
         hub.redis("cache").unwrap().clone(),
         "trips",
         &hub.config().queue,
     )
     .unwrap();
-    let ids = batch::enqueue(&queue, &generated).await.unwrap();
+    let (generated, ids) = common::enqueue_generated(&queue, seed, n, users, days).await;
     (queue, generated, ids)
 }
 

@@ -20,7 +20,7 @@ use tsp_hub::{Cache, Hub};
 use tsp_mobility::batch;
 use tsp_mobility::complete::Trips;
 use tsp_mobility::sandbox::Sandbox;
-use tsp_mobility::seed::{self, TripPlan};
+use tsp_mobility::seed;
 use tsp_queue::Queue;
 
 const MYSQL: [&str; 4] = ["PORTAL", "DATASET", "GTFS", "INCENTIVE"];
@@ -308,19 +308,10 @@ fn wait_until(
 }
 
 async fn enqueue(queue: &Queue, seed: u64, n: usize) -> usize {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let plan = TripPlan {
-        seed,
-        trips: n,
-        users: 40,
-        days: 10,
-        now_ms: now,
-    };
-    let trips = seed::generate_trips(&plan, &seed::cairns_stops().unwrap());
-    batch::enqueue(queue, &trips).await.unwrap().len()
+    common::enqueue_generated(queue, seed, n, 40, 10)
+        .await
+        .1
+        .len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,18 +33,16 @@ fn pki(file: &str) -> String {
 
 /// Every configured password, the app's and the migrator's, of every instance.
 fn passwords(config: &Config) -> Vec<String> {
+    let accounts = config
+        .mysql
+        .values()
+        .map(|s| (&s.password, &s.migrate))
+        .chain(config.redis.values().map(|s| (&s.password, &s.migrate)))
+        .chain(config.mongo.values().map(|s| (&s.password, &s.migrate)))
+        .chain(config.influx.values().map(|s| (&s.password, &s.migrate)));
     let mut all = Vec::new();
-    for s in config.mysql.values() {
-        all.extend([&s.password, &s.migrate.password].map(|p| p.expose_secret().to_string()));
-    }
-    for s in config.redis.values() {
-        all.extend([&s.password, &s.migrate.password].map(|p| p.expose_secret().to_string()));
-    }
-    for s in config.mongo.values() {
-        all.extend([&s.password, &s.migrate.password].map(|p| p.expose_secret().to_string()));
-    }
-    for s in config.influx.values() {
-        all.extend([&s.password, &s.migrate.password].map(|p| p.expose_secret().to_string()));
+    for (app, migrator) in accounts {
+        all.extend([app, &migrator.password].map(|p| p.expose_secret().to_string()));
     }
     all.retain(|p| !p.is_empty());
     all
@@ -60,11 +58,7 @@ fn assert_no_secret(text: &str, secrets: &[String]) {
     }
 }
 
-#[tokio::test]
-async fn every_store_answers_over_verified_tls_with_the_app_account() {
-    let config = secure_config(&[]);
-    let hub = Hub::connect(&config).await.expect("hub");
-    let report = hub.health().await;
+fn assert_all_up(report: &tsp_hub::HubHealth) {
     for s in &report.instances {
         assert_eq!(
             s.status,
@@ -75,6 +69,13 @@ async fn every_store_answers_over_verified_tls_with_the_app_account() {
             s.error
         );
     }
+}
+
+#[tokio::test]
+async fn every_store_answers_over_verified_tls_with_the_app_account() {
+    let config = secure_config(&[]);
+    let hub = Hub::connect(&config).await.expect("hub");
+    assert_all_up(&hub.health().await);
     // MySQL says the session is encrypted, for the password account and the certificate one.
     for instance in ["portal", "incentive"] {
         let store = hub.mysql(instance).unwrap();
@@ -407,16 +408,7 @@ async fn awkward_passwords_work_in_urls_and_never_show_in_errors() {
     ];
     let sets: Vec<&str> = urls.iter().map(String::as_str).collect();
     let hub = Hub::connect(&secure_config(&sets)).await.expect("hub");
-    for s in hub.health().await.instances {
-        assert_eq!(
-            s.status,
-            tsp_hub::Status::Up,
-            "{}.{}: {:?}",
-            s.store,
-            s.instance,
-            s.error
-        );
-    }
+    assert_all_up(&hub.health().await);
     hub.shutdown(std::time::Duration::from_secs(1)).await;
 
     // Wrong passwords, awkward too, in the URLs and in the plain keys.

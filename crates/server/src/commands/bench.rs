@@ -124,11 +124,7 @@ async fn bench_target(hub: &Hub, influx: &tsp_hub::InfluxStore) -> anyhow::Resul
         admin
             .query_v1(target, &format!("CREATE DATABASE \"{target}\""))
             .await?;
-        let app = &influx.settings().username;
-        if !app.is_empty() && *app != admin.settings().username {
-            let grant = format!("GRANT ALL ON \"{target}\" TO \"{}\"", app.replace('"', ""));
-            admin.query_v1("", &grant).await?;
-        }
+        tsp_mobility::store_schema::grant_app_account(admin, &[target]).await?;
         anyhow::Ok(())
     }
     .await;

@@ -35,6 +35,28 @@ pub(super) struct Event {
     pub(super) elapsed: Duration,
 }
 
+impl Event {
+    /// The event of a request to `route` answered with `status`, taken `started` ago.
+    pub(super) fn answered(
+        principal: Option<Principal>,
+        method: &axum::http::Method,
+        route: String,
+        status: axum::http::StatusCode,
+        (address, request_id): (IpAddr, String),
+        started: std::time::Instant,
+    ) -> Event {
+        Event {
+            principal,
+            method: method.to_string(),
+            route,
+            status: status.as_u16(),
+            address,
+            request_id,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
 /// Where activity goes. Cheap to clone.
 #[derive(Clone)]
 pub struct Activity {

@@ -214,14 +214,15 @@ pub(super) async fn guard(
             response = (status, Json(json!({"error": detail}))).into_response();
         }
     }
-    s.activity.record(Event {
+    let origin = (address, request_id);
+    let event = Event::answered(
         principal,
-        method: method.to_string(),
-        route: template,
-        status: response.status().as_u16(),
-        address,
-        request_id,
-        elapsed: started.elapsed(),
-    });
+        &method,
+        template,
+        response.status(),
+        origin,
+        started,
+    );
+    s.activity.record(event);
     response
 }

@@ -385,3 +385,31 @@ pub fn shared_data(rel: &str) -> std::path::PathBuf {
         .join("../../../shared/data")
         .join(rel)
 }
+
+/// `n` generated trips (seed `seed`, among users `1..=users`, ending within `days` before now)
+/// enqueued on `queue`: the trips, and their job ids in the same order.
+pub async fn enqueue_generated(
+    queue: &tsp_queue::Queue,
+    seed: u64,
+    n: usize,
+    users: u64,
+    days: u32,
+) -> (Vec<tsp_mobility::trip::TripCompletion>, Vec<String>) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let plan = tsp_mobility::seed::TripPlan {
+        seed,
+        trips: n,
+        users,
+        days,
+        now_ms,
+    };
+    let stops = tsp_mobility::seed::cairns_stops().unwrap();
+    let generated = tsp_mobility::seed::generate_trips(&plan, &stops);
+    let ids = tsp_mobility::batch::enqueue(queue, &generated)
+        .await
+        .unwrap();
+    (generated, ids)
+}

@@ -235,14 +235,15 @@ pub(super) async fn guard(
         Err(refused) => (None, refused),
     };
     page::secure_headers(response.headers_mut());
-    s.activity.record(Event {
+    let origin = (address, request_id);
+    let event = Event::answered(
         principal,
-        method: method.to_string(),
-        route: template,
-        status: response.status().as_u16(),
-        address,
-        request_id,
-        elapsed: started.elapsed(),
-    });
+        &method,
+        template,
+        response.status(),
+        origin,
+        started,
+    );
+    s.activity.record(event);
     response
 }
