@@ -276,6 +276,18 @@ fn worker(sandbox: &Sandbox, accounts: &Accounts) -> (Child, mpsc::Receiver<Stri
     (child, rx)
 }
 
+/// A worker process stopped (SIGTERM, then waited for) when dropped: also when the test fails.
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
 /// Waits (bounded) until `log` has said "credentials replaced" for each of `store`'s
 /// `instances`; every line read goes to `seen`.
 fn wait_replaced(log: &mpsc::Receiver<String>, seen: &mut Vec<String>, store: &str, n: usize) {
@@ -307,6 +319,22 @@ fn wait_until(
     }
 }
 
+/// The queue's counts once `n` jobs are finished and nothing is left (bounded).
+async fn settled(queue: &Queue, n: usize) -> tsp_queue::QueueCounts {
+    let started = Instant::now();
+    loop {
+        let c = queue.counts().await.unwrap();
+        if batch::settled(&c) && c.completed + c.dead == n as u64 {
+            return c;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "not settled: {c:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn enqueue(queue: &Queue, seed: u64, n: usize) -> usize {
     common::enqueue_generated(queue, seed, n, 40, 10)
         .await
@@ -329,10 +357,10 @@ async fn credentials_rotate_on_every_store_while_workers_run_with_no_failed_job(
     .unwrap();
     let first = new_password();
     let accounts = Accounts::create(&sandbox, &first).await;
-    let mut workers: Vec<(Child, mpsc::Receiver<String>, Vec<String>)> = (0..2)
+    let mut workers: Vec<(Stopped, mpsc::Receiver<String>, Vec<String>)> = (0..2)
         .map(|_| {
             let (c, rx) = worker(&sandbox, &accounts);
-            (c, rx, Vec::new())
+            (Stopped(c), rx, Vec::new())
         })
         .collect();
 
@@ -349,9 +377,10 @@ async fn credentials_rotate_on_every_store_while_workers_run_with_no_failed_job(
         ("influx", INFLUX.len()),
     ];
     for (round, (store, n)) in instances.iter().enumerate() {
+        // Work is queued when the password changes.
+        enqueued += enqueue(&queue, 10 + round as u64, 100).await;
         let next = new_password();
         accounts.rotate(store, &next).await;
-        enqueued += enqueue(&queue, 10 + round as u64, 100).await;
         let rotated = Instant::now();
         for (_, log, seen) in &mut workers {
             wait_replaced(log, seen, store, *n);
@@ -368,27 +397,13 @@ async fn credentials_rotate_on_every_store_while_workers_run_with_no_failed_job(
             accounts.accepts(&sandbox, store, &next).await,
             "{store} refuses the new password"
         );
-        let c = queue.counts().await.unwrap();
-        assert!(
-            c.waiting + c.active + c.delayed > 0,
-            "{store}: no work was running during its rotation: {c:?}"
-        );
+        // Everything queued so far finishes on the new password before the next store's turn.
+        let c = settled(&queue, enqueued).await;
+        assert_eq!(c.dead, 0, "{store}: {c:?}");
     }
     enqueued += enqueue(&queue, 99, 100).await;
-
     let started = Instant::now();
-    eprintln!("drill: rotations done; waiting for {enqueued} trips");
-    let counts = loop {
-        let c = queue.counts().await.unwrap();
-        if batch::settled(&c) && c.completed + c.dead == enqueued as u64 {
-            break c;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "not settled: {c:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let counts = settled(&queue, enqueued).await;
     eprintln!("drill: settled after {:?}: {counts:?}", started.elapsed());
     for (_, _, seen) in &workers {
         for line in seen
@@ -399,12 +414,7 @@ async fn credentials_rotate_on_every_store_while_workers_run_with_no_failed_job(
             eprintln!("drill: worker said: {line}");
         }
     }
-    for (mut w, _, _) in workers {
-        let _ = Command::new("kill")
-            .args(["-TERM", &w.id().to_string()])
-            .status();
-        let _ = tokio::task::block_in_place(|| w.wait());
-    }
+    tokio::task::block_in_place(|| drop(workers));
     assert_eq!(
         (counts.completed, counts.dead),
         (enqueued as u64, 0),
