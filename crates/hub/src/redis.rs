@@ -165,12 +165,25 @@ fn client_for(s: &RedisSettings) -> Result<redis::Client, HubError> {
         instance: s.name.clone(),
         message,
     };
-    let client = match tls_certificates(s).map_err(settings_error)? {
-        Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
-        None => redis::Client::open(url.as_str()),
-    };
     // The redis crate may quote the URL in its message: report the kind only.
-    client.map_err(|e| settings_error(format!("invalid connection settings ({:?})", e.kind())))
+    let invalid = |e: redis::RedisError| {
+        settings_error(format!("invalid connection settings ({:?})", e.kind()))
+    };
+    let info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+        .map_err(invalid)?
+        .set_tcp_settings(tcp_settings());
+    let client = match tls_certificates(s).map_err(settings_error)? {
+        Some(certs) => redis::Client::build_with_tls(info, certs),
+        None => redis::Client::open(info),
+    };
+    client.map_err(invalid)
+}
+
+/// Socket options for every connection: `TCP_NODELAY`, as most Redis clients set it (the redis
+/// crate leaves Nagle's algorithm on, which may hold a small command back until the previous one
+/// is acknowledged).
+fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    redis::io::tcp::TcpSettings::default().set_nodelay(true)
 }
 
 impl RedisStore {
@@ -405,7 +418,8 @@ impl RedisStore {
             let mut builder = redis::cluster::ClusterClientBuilder::new(nodes)
                 .connection_timeout(s.connect_timeout)
                 .response_timeout(s.command_timeout)
-                .retries(s.max_retries);
+                .retries(s.max_retries)
+                .tcp_settings(tcp_settings());
             if let Some(certs) = tls_certificates(s).map_err(|message| HubError::Settings {
                 store: STORE,
                 instance: s.name.clone(),

@@ -477,6 +477,56 @@ fn the_queue_benchmark_reports_its_rates_on_the_threads_configured() {
 }
 
 #[test]
+fn the_hub_benchmark_reports_each_store_and_the_redis_servers_counters() {
+    let (prefix, _cleanup) = prefix();
+    let out = cli(
+        &[
+            "bench",
+            "hub",
+            "--points",
+            "2000",
+            "--single-points",
+            "20",
+            "--seconds",
+            "0.3",
+            "--health-rounds",
+            "2",
+        ],
+        &sets(&prefix),
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for rate in [
+        "/influx_writer/points_per_s",
+        "/influx_raw_http/points_per_s",
+        "/mysql_select_1/queries_per_s",
+        "/redis_get/ops_per_s",
+    ] {
+        assert!(
+            v.pointer(rate).unwrap().as_f64().unwrap() > 0.0,
+            "{rate}: {v}"
+        );
+    }
+    // The server's own counters around the GET run. Other tests share the server, so only
+    // their presence and sign are certain here.
+    for counter in [
+        "/redis_get/server_commands_per_read",
+        "/redis_get/server_us_per_get",
+    ] {
+        assert!(
+            v.pointer(counter).unwrap().as_f64().unwrap() > 0.0,
+            "{counter}: {v}"
+        );
+    }
+    // The GET key lives under the run's prefix.
+    let mut conn = redis_client().get_connection().unwrap();
+    let key: Option<String> = redis::cmd("GET")
+        .arg(format!("{prefix}bench:get"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(key.as_deref(), Some("x".repeat(64).as_str()));
+}
+
+#[test]
 fn points_accepted_and_never_written_are_reported_at_exit() {
     // InfluxDB does not answer: the worker's job_execution points can only pile up, and the
     // process says how many it loses.

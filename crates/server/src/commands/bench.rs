@@ -83,7 +83,7 @@ pub async fn run(hub: &Hub, args: &HubBenchArgs) -> anyhow::Result<serde_json::V
     let raw_secs = influx_raw(influx, &target, &raw_run, base, args.points).await?;
     let single_secs = influx_single(influx, &target, &run, base, args).await?;
     let mysql_qps = mysql_select_1(hub.mysql("portal")?, args).await?;
-    let redis_ops = redis_get(hub.redis("cache")?, args).await?;
+    let gets = redis_get(hub.redis("cache")?, args).await?;
     Ok(json!({
         "bench": "hub",
         "health_all_instances_ms": {"p50": round2(percentile(&lat, 50.0)), "p99": round2(percentile(&lat, 99.0)), "rounds": args.health_rounds, "instances": hub.health().await.instances.len()},
@@ -91,7 +91,7 @@ pub async fn run(hub: &Hub, args: &HubBenchArgs) -> anyhow::Result<serde_json::V
         "influx_raw_http": {"points": args.points, "points_per_s": (args.points as f64 / raw_secs).round(), "requests_in_flight": RAW_IN_FLIGHT, "writer_share": round2(raw_secs / writer_secs)},
         "influx_one_request_per_point": {"points": args.single_points, "points_per_s": (args.single_points as f64 / single_secs).round(), "concurrency": args.concurrency},
         "mysql_select_1": {"queries_per_s": mysql_qps.round(), "concurrency": args.concurrency, "pool_max": hub.mysql("portal")?.pool_stats().max},
-        "redis_get": {"ops_per_s": redis_ops.round(), "concurrency": args.concurrency},
+        "redis_get": {"ops_per_s": gets.ops_per_s.round(), "concurrency": args.concurrency, "server_commands_per_read": gets.commands_per_read, "server_us_per_get": gets.server_us_per_get},
     }))
 }
 
@@ -259,8 +259,19 @@ async fn mysql_select_1(mysql: &tsp_hub::MysqlStore, args: &HubBenchArgs) -> any
     .await
 }
 
-/// `GET` of one key through the multiplexed connection: operations per second.
-async fn redis_get(redis: &tsp_hub::RedisStore, args: &HubBenchArgs) -> anyhow::Result<f64> {
+/// What `redis_get` measured.
+struct RedisGets {
+    ops_per_s: f64,
+    /// Commands the server took per socket read: how many GETs a read carried.
+    commands_per_read: Option<f64>,
+    /// The server's main-thread CPU per GET, microseconds.
+    server_us_per_get: Option<f64>,
+}
+
+/// `GET` of one key through the multiplexed connection, with the server's own counters around
+/// it (docs/benchmarks.md#tls: TLS costs Redis per read, so how many commands a read carries
+/// matters).
+async fn redis_get(redis: &tsp_hub::RedisStore, args: &HubBenchArgs) -> anyhow::Result<RedisGets> {
     let key = format!("{}bench:get", redis.key_prefix());
     let mut conn = redis.conn().await?;
     let _: () = redis::cmd("SET")
@@ -268,15 +279,64 @@ async fn redis_get(redis: &tsp_hub::RedisStore, args: &HubBenchArgs) -> anyhow::
         .arg("x".repeat(64))
         .query_async(&mut conn)
         .await?;
-    throughput(args.concurrency, args.seconds, move || {
-        let mut conn = conn.clone();
-        let key = key.clone();
-        async move {
-            let _: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
-            Ok(())
+    let before = server_counters(&mut conn).await;
+    let ops_per_s = throughput(args.concurrency, args.seconds, {
+        let conn = conn.clone();
+        move || {
+            let mut conn = conn.clone();
+            let key = key.clone();
+            async move {
+                let _: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+                Ok(())
+            }
         }
     })
-    .await
+    .await?;
+    let after = server_counters(&mut conn).await;
+    let delta = before.zip(after).map(|(b, a)| {
+        (
+            a.commands.saturating_sub(b.commands) as f64,
+            a.reads.saturating_sub(b.reads) as f64,
+            a.cpu_s - b.cpu_s,
+        )
+    });
+    Ok(RedisGets {
+        ops_per_s,
+        commands_per_read: delta
+            .filter(|d| d.1 > 0.0)
+            .map(|(commands, reads, _)| round2(commands / reads)),
+        server_us_per_get: delta
+            .filter(|d| d.0 > 0.0)
+            .map(|(commands, _, cpu)| round2(cpu * 1e6 / commands)),
+    })
+}
+
+/// A Redis server's command, read and main-thread CPU counters.
+#[derive(Clone, Copy)]
+struct ServerCounters {
+    commands: u64,
+    reads: u64,
+    cpu_s: f64,
+}
+
+/// `None` when INFO does not give them (a Redis Cluster answers per node).
+async fn server_counters(conn: &mut tsp_hub::RedisConn) -> Option<ServerCounters> {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .arg("cpu")
+        .query_async(conn)
+        .await
+        .ok()?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    Some(ServerCounters {
+        commands: field("total_commands_processed")? as u64,
+        reads: field("total_reads_processed")? as u64,
+        cpu_s: field("used_cpu_user_main_thread")? + field("used_cpu_sys_main_thread")?,
+    })
 }
 
 /// CPU seconds used so far: by the Redis server's main thread (from `INFO cpu`) and by this
