@@ -491,6 +491,11 @@ fn the_hub_benchmark_reports_each_store_and_the_redis_servers_counters() {
             "0.3",
             "--health-rounds",
             "2",
+            "--writer-rounds",
+            "2",
+            // Servers shared with parallel tests are seldom idle; the test checks the report.
+            "--settle-max",
+            "0",
         ],
         &sets(&prefix),
     );
@@ -506,6 +511,12 @@ fn the_hub_benchmark_reports_each_store_and_the_redis_servers_counters() {
             "{rate}: {v}"
         );
     }
+    // Two rounds, one share each, and their median.
+    let shares = v["influx_raw_http"]["writer_shares"].as_array().unwrap();
+    assert_eq!(shares.len(), 2, "{v}");
+    let mean = (shares[0].as_f64().unwrap() + shares[1].as_f64().unwrap()) / 2.0;
+    let share = v["influx_raw_http"]["writer_share"].as_f64().unwrap();
+    assert!((share - mean).abs() < 0.011, "{v}");
     // The server's own counters around the GET run. Other tests share the server, so only
     // their presence and sign are certain here.
     for counter in [

@@ -147,20 +147,20 @@ impl Point {
     ) -> Result<(), PointError> {
         let tags = self.tags_with(default_tags);
         self.check(&tags)?;
-        escape_into(out, &self.measurement, &[',', ' ']);
+        escape_into(out, &self.measurement, b", ");
         for (k, v) in &tags {
             // Influx rejects empty tag values; an empty tag is the same as no tag.
             if v.is_empty() {
                 continue;
             }
             out.push(',');
-            escape_into(out, k, &[',', '=', ' ']);
+            escape_into(out, k, b",= ");
             out.push('=');
-            escape_into(out, v, &[',', '=', ' ']);
+            escape_into(out, v, b",= ");
         }
         for (n, (k, v)) in self.fields.iter().enumerate() {
             out.push(if n == 0 { ' ' } else { ',' });
-            escape_into(out, k, &[',', '=', ' ']);
+            escape_into(out, k, b",= ");
             out.push('=');
             write_value(out, v);
         }
@@ -247,13 +247,18 @@ fn write_value(out: &mut String, v: &FieldValue) {
 }
 
 fn check_name(what: &'static str, s: &str, name: &str) -> Result<(), PointError> {
-    if s.contains(['\n', '\r']) {
+    // Every character this looks for is ASCII, and in UTF-8 an ASCII byte is always that
+    // character: a byte scan is exact, and it is the writer's hot path.
+    let bytes = s.as_bytes();
+    if !bytes.iter().any(|b| matches!(b, b'\n' | b'\r' | b'\\')) {
+        return Ok(());
+    }
+    if bytes.iter().any(|b| matches!(b, b'\n' | b'\r')) {
         return Err(PointError::Newline {
             what,
             name: name.to_string(),
         });
     }
-    let bytes = s.as_bytes();
     for (i, b) in bytes.iter().enumerate() {
         if *b == b'\\' {
             match bytes.get(i + 1) {
@@ -270,14 +275,15 @@ fn check_name(what: &'static str, s: &str, name: &str) -> Result<(), PointError>
     Ok(())
 }
 
-fn escape_into(out: &mut String, s: &str, special: &[char]) {
-    // Most names and values need no escape: copy them whole.
-    if !s.contains(special) {
+/// Appends `s`, a backslash before each of the `special` (ASCII) characters.
+fn escape_into(out: &mut String, s: &str, special: &[u8]) {
+    // Most names and values need no escape: copy them whole (a byte scan, as in `check_name`).
+    if !s.bytes().any(|b| special.contains(&b)) {
         out.push_str(s);
         return;
     }
     for c in s.chars() {
-        if special.contains(&c) {
+        if c.is_ascii() && special.contains(&(c as u8)) {
             out.push('\\');
         }
         out.push(c);

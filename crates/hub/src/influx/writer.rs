@@ -283,6 +283,8 @@ fn seal(st: &mut State) {
         return;
     }
     let body = std::mem::take(&mut st.open);
+    // The next batch is likely the same size: grow once, not by doubling through it.
+    st.open.reserve(body.len());
     st.sealed.push_back(Batch {
         body: Bytes::from(body),
         points: st.open_points,

@@ -60,7 +60,7 @@ pub struct HttpBenchArgs {
     #[arg(long, default_value_t = 64)]
     pub connections: usize,
     /// Seconds of load per variant.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
     pub seconds: f64,
 }
 
@@ -116,7 +116,7 @@ pub struct QueueBenchArgs {
     #[arg(long, default_value_t = 20_000)]
     pub load_rate: u64,
     /// Seconds of that steady load.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = seconds)]
     pub load_seconds: f64,
 }
 
@@ -128,13 +128,32 @@ pub struct HubBenchArgs {
     /// Points through the batching writer.
     #[arg(long, default_value_t = 500_000)]
     pub points: usize,
+    /// Rounds of the writer against the raw-HTTP baseline, in alternating order (an even number
+    /// puts each side first equally often); the medians are reported.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub writer_rounds: u32,
+    /// Seconds each side of a round waits at most for the store servers to be idle first.
+    #[arg(long, default_value_t = 60.0, value_parser = seconds)]
+    pub settle_max: f64,
     /// Points sent one request each, for comparison.
     #[arg(long, default_value_t = 5_000)]
     pub single_points: usize,
     /// Seconds of each MySQL / Redis throughput run.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = seconds)]
     pub seconds: f64,
     /// Concurrent tasks for MySQL, Redis and single-point Influx runs.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+}
+
+/// A number of seconds: finite, zero or more, at most a day (a clear error before any work).
+fn seconds(text: &str) -> Result<f64, String> {
+    let v: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if v.is_finite() && (0.0..=86_400.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("`{text}`: seconds must be between 0 and 86400"))
+    }
 }

@@ -11,6 +11,7 @@ use serde_json::json;
 use tsp_hub::{Hub, Point};
 
 use crate::cli::{HubBenchArgs, QueueBenchArgs};
+use crate::commands::bench_trips::quiesce;
 use crate::commands::jobs;
 use tsp_queue::{NewJob, Worker};
 
@@ -77,18 +78,16 @@ pub async fn run(hub: &Hub, args: &HubBenchArgs) -> anyhow::Result<serde_json::V
     let target = bench_target(hub, influx).await?;
     let run = format!("{:x}", now_ns());
     let base = now_ns() - 3_600_000_000_000;
-    let writer_secs = influx_writer(influx, &target, &run, base, args.points).await?;
-    // The same lines again (a run of their own), posted raw: the server's pace over HTTP.
-    let raw_run = format!("{run}-raw");
-    let raw_secs = influx_raw(influx, &target, &raw_run, base, args.points).await?;
+    let rounds = writer_rounds(influx, &target, &run, base, args).await?;
+    let format_per_s = influx_format(influx, &run, base, args.points)?;
     let single_secs = influx_single(influx, &target, &run, base, args).await?;
     let mysql_qps = mysql_select_1(hub.mysql("portal")?, args).await?;
     let gets = redis_get(hub.redis("cache")?, args).await?;
     Ok(json!({
         "bench": "hub",
         "health_all_instances_ms": {"p50": round2(percentile(&lat, 50.0)), "p99": round2(percentile(&lat, 99.0)), "rounds": args.health_rounds, "instances": hub.health().await.instances.len()},
-        "influx_writer": {"points": args.points, "points_per_s": (args.points as f64 / writer_secs).round(), "batch_max_points": influx.settings().batch.max_points, "in_flight": influx.settings().batch.in_flight},
-        "influx_raw_http": {"points": args.points, "points_per_s": (args.points as f64 / raw_secs).round(), "requests_in_flight": RAW_IN_FLIGHT, "writer_share": round2(raw_secs / writer_secs)},
+        "influx_writer": {"points": args.points, "rounds": args.writer_rounds, "points_per_s": rounds.writer_per_s, "format_only_points_per_s": format_per_s.round(), "batch_max_points": influx.settings().batch.max_points, "in_flight": influx.settings().batch.in_flight},
+        "influx_raw_http": {"points": args.points, "points_per_s": rounds.raw_per_s, "requests_in_flight": RAW_IN_FLIGHT, "writer_share": rounds.share, "writer_shares": rounds.shares},
         "influx_one_request_per_point": {"points": args.single_points, "points_per_s": (args.single_points as f64 / single_secs).round(), "concurrency": args.concurrency},
         "mysql_select_1": {"queries_per_s": mysql_qps.round(), "concurrency": args.concurrency, "pool_max": hub.mysql("portal")?.pool_stats().max},
         "redis_get": {"ops_per_s": gets.ops_per_s.round(), "concurrency": args.concurrency, "server_commands_per_read": gets.commands_per_read, "server_us_per_get": gets.server_us_per_get},
@@ -132,6 +131,66 @@ async fn bench_target(hub: &Hub, influx: &tsp_hub::InfluxStore) -> anyhow::Resul
     made.map(|()| target.to_string())
 }
 
+/// The writer against the raw-HTTP baseline: medians over the rounds.
+struct WriterRounds {
+    writer_per_s: f64,
+    raw_per_s: f64,
+    /// The median of the rounds' shares (writer's rate over the baseline's).
+    share: f64,
+    shares: Vec<f64>,
+}
+
+/// `args.writer_rounds` rounds of the batching writer and the raw-HTTP baseline, each writing
+/// `args.points` points as a run of its own. Each side starts once the servers are idle (InfluxDB
+/// snapshots and compacts what the previous side wrote), and the order alternates (writer first
+/// in odd rounds, the baseline first in even ones) in case some of that work still falls on the
+/// second.
+async fn writer_rounds(
+    influx: &tsp_hub::InfluxStore,
+    target: &str,
+    run: &str,
+    base: i64,
+    args: &HubBenchArgs,
+) -> anyhow::Result<WriterRounds> {
+    let (mut writer, mut raw, mut shares) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..args.writer_rounds {
+        let (writer_run, raw_run) = (format!("{run}-w{round}"), format!("{run}-r{round}"));
+        let writer_side = async {
+            quiesce(Duration::from_secs_f64(args.settle_max)).await;
+            influx_writer(influx, target, &writer_run, base, args.points).await
+        };
+        let raw_side = async {
+            quiesce(Duration::from_secs_f64(args.settle_max)).await;
+            influx_raw(influx, target, &raw_run, base, args.points).await
+        };
+        let (w, r) = if round % 2 == 0 {
+            let w = writer_side.await?;
+            (w, raw_side.await?)
+        } else {
+            let r = raw_side.await?;
+            (writer_side.await?, r)
+        };
+        writer.push(args.points as f64 / w);
+        raw.push(args.points as f64 / r);
+        shares.push(round2(r / w));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        let mid = v.len() / 2;
+        match v.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => v[mid],
+            _ => (v[mid - 1] + v[mid]) / 2.0,
+        }
+    };
+    Ok(WriterRounds {
+        writer_per_s: median(writer).round(),
+        raw_per_s: median(raw).round(),
+        share: round2(median(shares.clone())),
+        shares,
+    })
+}
+
 /// Requests in flight for the raw-HTTP baseline: a few keep-alive connections.
 const RAW_IN_FLIGHT: usize = 4;
 
@@ -165,6 +224,31 @@ async fn influx_raw(
         bail!("raw write failed: {}", e.message());
     }
     Ok(secs)
+}
+
+/// Formatting alone: the same points into line protocol, in one thread, nothing sent. Points per
+/// second: the writer's own CPU cost, which on a machine where InfluxDB has every core to use
+/// comes out of the server's share (docs/influx.md#batches-in-flight).
+fn influx_format(
+    influx: &tsp_hub::InfluxStore,
+    run: &str,
+    base: i64,
+    points: usize,
+) -> anyhow::Result<f64> {
+    let made: Vec<_> = (0..points)
+        .map(|n| bench_point(run, n, base + n as i64))
+        .collect();
+    let per = influx.settings().batch.max_points.max(1);
+    let mut body = String::new();
+    let started = Instant::now();
+    for batch in made.chunks(per) {
+        body.clear();
+        for p in batch {
+            p.write_line(influx.default_tags(), &mut body)?;
+        }
+        std::hint::black_box(&body);
+    }
+    Ok(points as f64 / started.elapsed().as_secs_f64())
 }
 
 /// The batching writer: seconds to write `points` (every one, or an error).

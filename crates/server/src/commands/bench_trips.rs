@@ -103,7 +103,7 @@ async fn run_mode(
             Some(c) => c.min(limit),
             None => limit,
         };
-        quiesce().await;
+        quiesce(QUIESCE_BOUND).await;
         let cpu = ServerCpu::start();
         let s = run_batch(hub, &trips, &plan(args), concurrency, None).await?;
         let cpu = cpu.finish();
@@ -203,7 +203,7 @@ async fn ceiling(options: &LoadOptions, args: &TripBenchArgs) -> anyhow::Result<
             .mongo("cache")?
             .database()
             .collection::<Document>(tsp_queue::RECORDS_COLLECTION);
-        quiesce().await;
+        quiesce(QUIESCE_BOUND).await;
         let cpu = ServerCpu::start();
         let started = Instant::now();
         let docs_side = async {
@@ -270,6 +270,9 @@ struct ServerCpu {
     before: Vec<(String, u32, f64)>,
 }
 
+/// How long a phase waits for idle servers before it starts anyway.
+const QUIESCE_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+
 const SERVERS: &[(&str, &str)] = &[
     ("mariadb", "mariadbd"),
     ("redis", "redis-server"),
@@ -277,11 +280,11 @@ const SERVERS: &[(&str, &str)] = &[
     ("mongodb-compatible", "secantus"),
 ];
 
-/// Waits (at most a minute) until the store servers are idle: under 5 % of a core in all over
+/// Waits (at most `bound`) until the store servers are idle: under 5 % of a core in all over
 /// half a second. A phase that starts while a server still digests the previous one (dropping a
 /// sandbox's databases, a checkpoint) would measure that too.
-async fn quiesce() {
-    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+pub(crate) async fn quiesce(bound: std::time::Duration) {
+    let deadline = Instant::now() + bound;
     while Instant::now() < deadline {
         let cpu = ServerCpu::start();
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
