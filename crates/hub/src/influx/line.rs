@@ -145,22 +145,57 @@ impl Point {
         default_tags: &[(String, String)],
         out: &mut String,
     ) -> Result<(), PointError> {
-        let tags = self.tags_with(default_tags);
-        self.check(&tags)?;
-        escape_into(out, &self.measurement, b", ");
-        for (k, v) in &tags {
+        let before = out.len();
+        let written = self.write_checked(default_tags, out);
+        if written.is_err() {
+            out.truncate(before);
+        }
+        written
+    }
+
+    /// Checks and writes in one pass (the writer's hot path); the caller undoes a partial line.
+    fn write_checked(
+        &self,
+        default_tags: &[(String, String)],
+        out: &mut String,
+    ) -> Result<(), PointError> {
+        if self.measurement.is_empty() {
+            return Err(PointError::EmptyMeasurement);
+        }
+        if self.fields.is_empty() {
+            return Err(PointError::NoFields(self.measurement.clone()));
+        }
+        let m = &self.measurement;
+        put_name(out, "measurement", m, m, b", ")?;
+        let empty = |what| PointError::Empty {
+            what,
+            name: self.measurement.clone(),
+        };
+        for (k, v) in self.tags_with(default_tags) {
+            if k.is_empty() {
+                return Err(empty("tag key"));
+            }
             // Influx rejects empty tag values; an empty tag is the same as no tag.
             if v.is_empty() {
+                check_name("tag key", k, k)?;
                 continue;
             }
             out.push(',');
-            escape_into(out, k, b",= ");
+            put_name(out, "tag key", k, k, b",= ")?;
             out.push('=');
-            escape_into(out, v, b",= ");
+            put_name(out, "tag value", v, k, b",= ")?;
         }
         for (n, (k, v)) in self.fields.iter().enumerate() {
+            if k.is_empty() {
+                return Err(empty("field key"));
+            }
             out.push(if n == 0 { ' ' } else { ',' });
-            escape_into(out, k, b",= ");
+            put_name(out, "field key", k, k, b",= ")?;
+            if let FieldValue::Float(x) = v
+                && !x.is_finite()
+            {
+                return Err(PointError::NonFinite(k.clone()));
+            }
             out.push('=');
             write_value(out, v);
         }
@@ -184,40 +219,6 @@ impl Point {
         }
         tags.sort_unstable_by(|a, b| a.0.cmp(b.0));
         tags
-    }
-
-    /// Refuses what line protocol cannot carry (see docs/influx.md), before anything is written.
-    fn check(&self, tags: &[(&str, &str)]) -> Result<(), PointError> {
-        if self.measurement.is_empty() {
-            return Err(PointError::EmptyMeasurement);
-        }
-        if self.fields.is_empty() {
-            return Err(PointError::NoFields(self.measurement.clone()));
-        }
-        check_name("measurement", &self.measurement, &self.measurement)?;
-        let empty = |what| PointError::Empty {
-            what,
-            name: self.measurement.clone(),
-        };
-        for (k, v) in tags {
-            if k.is_empty() {
-                return Err(empty("tag key"));
-            }
-            check_name("tag key", k, k)?;
-            check_name("tag value", v, k)?;
-        }
-        for (k, v) in &self.fields {
-            if k.is_empty() {
-                return Err(empty("field key"));
-            }
-            check_name("field key", k, k)?;
-            if let FieldValue::Float(x) = v
-                && !x.is_finite()
-            {
-                return Err(PointError::NonFinite(k.clone()));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -272,6 +273,27 @@ fn check_name(what: &'static str, s: &str, name: &str) -> Result<(), PointError>
             }
         }
     }
+    Ok(())
+}
+
+/// Appends name or tag value `s` escaped, or refuses what line protocol cannot carry in it
+/// (`what` and `name` for the error). One scan when nothing needs attention, as is usual.
+fn put_name(
+    out: &mut String,
+    what: &'static str,
+    s: &str,
+    name: &str,
+    special: &[u8],
+) -> Result<(), PointError> {
+    if !s
+        .bytes()
+        .any(|b| matches!(b, b'\n' | b'\r' | b'\\') || special.contains(&b))
+    {
+        out.push_str(s);
+        return Ok(());
+    }
+    check_name(what, s, name)?;
+    escape_into(out, s, special);
     Ok(())
 }
 
@@ -356,5 +378,30 @@ mod tests {
             Err(PointError::NoFields(_))
         ));
         assert!(s.is_empty());
+        // Refused late in the line, after a point already written: that one stays, whole.
+        Point::new("m")
+            .field("v", 1i64)
+            .write_line(&[], &mut s)
+            .unwrap();
+        let late = [
+            Point::new("m")
+                .tag("t", "ok")
+                .field("a", 1i64)
+                .field("b", f64::INFINITY),
+            Point::new("m")
+                .tag("t", "ok")
+                .field("a", 1i64)
+                .field("", 2i64),
+            Point::new("m").tag("", "x").field("a", 1i64),
+            Point::new("m").tag("k\r", "").field("a", 1i64),
+            Point::new("m\r").field("a", 1i64),
+            Point::new("m").tag("t", "ok").field("b\\", 1i64),
+        ];
+        for p in late {
+            assert!(p.write_line(&[], &mut s).is_err(), "{p:?}");
+            assert_eq!(s, "m v=1i\n", "{p:?}");
+        }
+        // A backslash before anything else is carried as it is.
+        assert_eq!(line(&Point::new("a\\b").field("v", 1i64)), "a\\b v=1i\n");
     }
 }
