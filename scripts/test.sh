@@ -24,6 +24,9 @@ if [ ! -x "$deny" ]; then
   echo "installing cargo-deny into .data/tools (once)"
   cargo install --locked --quiet cargo-deny --version 0.20.2 --root .data/tools
 fi
+# cargo-deny reads the metadata of every crate for every target platform, and a build fetches
+# only the host's: fetch the rest first (crates.io, not the advisory database).
+cargo fetch --locked --quiet
 "$deny" --offline check licenses bans sources
 if ls "${CARGO_HOME:-$HOME/.cargo}"/advisory-dbs/*/ >/dev/null 2>&1; then
   "$deny" --offline check advisories
