@@ -172,7 +172,7 @@ fn report_unwritten(closed: Vec<tsp_hub::ClosedWriter>) {
 async fn bench(hub: &Hub, opts: &LoadOptions, cmd: BenchCommand) -> anyhow::Result<u8> {
     match cmd {
         BenchCommand::Hub(args) => print_json(&commands::bench::run(hub, &args).await?),
-        BenchCommand::Queue(args) => print_json(&commands::bench::queue(hub, &args).await?),
+        BenchCommand::Queue(args) => print_json(&commands::bench_queue::run(hub, &args).await?),
         BenchCommand::Trips(args) => {
             print_json(&commands::bench_trips::bench_trips(opts, &args).await?)
         }

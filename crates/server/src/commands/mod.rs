@@ -8,6 +8,7 @@ pub mod bench_backup;
 pub mod bench_console;
 pub mod bench_gtfs;
 pub mod bench_http;
+pub mod bench_queue;
 pub mod bench_trips;
 pub mod config;
 pub mod gtfs;
