@@ -174,11 +174,8 @@ impl PointWriter {
         if !may_drop && st.buffered >= sh.cfg.max_buffer_points as u64 {
             return Ok(false);
         }
-        let before = st.open.len();
-        if let Err(e) = point.write_line(sh.store.default_tags(), &mut st.open) {
-            st.open.truncate(before);
-            return Err(e);
-        }
+        // On error `write_line` leaves the open batch as it was.
+        point.write_line(sh.store.default_tags(), &mut st.open)?;
         st.open_points += 1;
         st.buffered += 1;
         sh.accepted.fetch_add(1, Ordering::Relaxed);

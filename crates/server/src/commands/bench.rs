@@ -21,6 +21,24 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// The median of `v` (the mean of the middle two when their number is even; 0 when empty).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let mid = v.len() / 2;
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[mid],
+        _ => (v[mid - 1] + v[mid]) / 2.0,
+    }
+}
+
+/// A numeric field of Redis `INFO` text (`name:value` lines).
+pub(crate) fn info_number(info: &str, name: &str) -> Option<f64> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+}
+
 pub(crate) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -172,15 +190,6 @@ async fn writer_rounds(
         raw.push(args.points as f64 / r);
         shares.push(round2(r / w));
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        let mid = v.len() / 2;
-        match v.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => v[mid],
-            _ => (v[mid - 1] + v[mid]) / 2.0,
-        }
-    };
     Ok(WriterRounds {
         writer_per_s: median(writer).round(),
         raw_per_s: median(raw).round(),
@@ -409,11 +418,7 @@ async fn server_counters(conn: &mut tsp_hub::RedisConn) -> Option<ServerCounters
         .query_async(conn)
         .await
         .ok()?;
-    let field = |name: &str| {
-        info.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-    };
+    let field = |name: &str| info_number(&info, name);
     Some(ServerCounters {
         commands: field("total_commands_processed")? as u64,
         reads: field("total_reads_processed")? as u64,

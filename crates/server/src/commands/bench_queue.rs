@@ -10,7 +10,7 @@ use tsp_hub::Hub;
 use tsp_queue::{NewJob, Worker};
 
 use crate::cli::QueueBenchArgs;
-use crate::commands::bench::{now_ns, round2};
+use crate::commands::bench::{info_number, now_ns, round2};
 use crate::commands::jobs;
 
 /// CPU seconds used so far: by the Redis server's main thread (from `INFO cpu`) and by this
@@ -35,12 +35,7 @@ async fn cpu_mark(conn: &mut tsp_hub::RedisConn) -> CpuMark {
         .query_async(conn)
         .await
         .unwrap_or_default();
-    let field = |name: &str| {
-        info.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let field = |name: &str| info_number(&info, name).unwrap_or(0.0);
     CpuMark {
         redis_s: info
             .contains("used_cpu_user_main_thread")
