@@ -103,13 +103,27 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// The runs `builtin.mark` counted for `set`, by job id.
+/// The runs `builtin.mark` counted for `set`, by job id. Read with `HSCAN` in pieces so each
+/// reply stays far inside a test's short command timeout however many jobs the set holds.
 pub async fn marks(hub: &Hub, set: &str) -> std::collections::HashMap<String, i64> {
     let store = hub.redis("cache").unwrap();
     let mut conn = store.conn().await.unwrap();
-    redis::cmd("HGETALL")
-        .arg(format!("{}marks:{set}", store.key_prefix()))
-        .query_async(&mut conn)
-        .await
-        .unwrap()
+    let key = format!("{}marks:{set}", store.key_prefix());
+    let mut marks = std::collections::HashMap::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, page): (u64, Vec<(String, i64)>) = redis::cmd("HSCAN")
+            .arg(&key)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(2_000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        marks.extend(page);
+        if next == 0 {
+            return marks;
+        }
+        cursor = next;
+    }
 }
