@@ -293,7 +293,8 @@ pub struct QueueCounts {
     pub dead: u64,
     /// Dead jobs whose dead-letter hook has not run yet (compensation pending).
     pub dead_unhandled: u64,
-    /// Lifetime counters: enqueued, completed, failed (attempts), retried, dead, stalled, requeued.
+    /// Lifetime counters: enqueued, completed, failed (attempts), retried, dead, stalled,
+    /// requeued, rerun.
     pub totals: HashMap<String, u64>,
 }
 

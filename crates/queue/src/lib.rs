@@ -35,7 +35,7 @@ pub use handler::{
 pub use job::{Backoff, JobInfo, JobState, MAX_PRIORITY, NewJob, QueueCounts};
 pub use queue::{
     AuditReport, Cancelled, DeadJob, Fetched, Finding, Finished, Glance, Lease, LeasedJob, Order,
-    Outcome, Queue, Requeued, StoredSchedule, UNREADABLE_TYPE, valid_queue_name,
+    Outcome, Queue, Requeued, Rerun, StoredSchedule, UNREADABLE_TYPE, valid_queue_name,
 };
 pub use records::{
     COLLECTION as RECORDS_COLLECTION, JobRecord, RecordSink, RecordTask,

@@ -560,6 +560,59 @@ async fn a_dead_job_is_not_requeued_while_its_hook_runs() {
     assert_eq!((r.requeued, r.hook_running), (1, 0));
 }
 
+/// After a restore rolled other stores back to a moment, the jobs completed since then run
+/// again, once each; those that finished before stay completed with their results.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_completed_since_a_moment_run_again_once_each() {
+    let (hub, q, _cleanup) = setup(&[]).await;
+    let set = common::unique("rerun");
+    let mark = || NewJob::raw("builtin.mark", format!(r#"{{"set":"{set}"}}"#));
+    let before = q.enqueue_many(vec![mark(); 5]).await.unwrap();
+    let running = Running::start(worker(&q, Registry::new(), 4));
+    drained(&q, Duration::from_secs(10)).await;
+    // The moment: a millisecond after every earlier completion, reached before the next jobs
+    // are even enqueued.
+    let since = now_ms() + 1;
+    while now_ms() < since {
+        tokio::task::yield_now().await;
+    }
+    let after = q.enqueue_many(vec![mark(); 7]).await.unwrap();
+    drained(&q, Duration::from_secs(10)).await;
+    running.stop().await;
+
+    let r = q.rerun_completed_since(since).await.unwrap();
+    assert_eq!((r.rerun, r.left_completed), (7, 5));
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.waiting, c.completed), (7, 5), "{c:?}");
+    let waiting = q.job(&after[0]).await.unwrap().unwrap();
+    assert_eq!((waiting.state.as_str(), waiting.attempts), ("waiting", 0));
+    assert_eq!(waiting.finished_at, None);
+    // Asked again before they ran, nothing more moves.
+    let r = q.rerun_completed_since(since).await.unwrap();
+    assert_eq!((r.rerun, r.left_completed), (0, 5));
+
+    let running = Running::start(worker(&q, Registry::new(), 4));
+    drained(&q, Duration::from_secs(10)).await;
+    running.stop().await;
+    let marks = common::marks(&hub, &set).await;
+    for id in &before {
+        assert_eq!(marks.get(id), Some(&1), "{id} ran before the moment: once");
+    }
+    for id in &after {
+        assert_eq!(
+            marks.get(id),
+            Some(&2),
+            "{id} ran after the moment: again, once"
+        );
+    }
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.completed, c.waiting, c.active), (12, 0, 0), "{c:?}");
+    assert_eq!(c.totals.get("rerun"), Some(&7));
+    let again = q.job(&after[0]).await.unwrap().unwrap();
+    assert_eq!((again.state.as_str(), again.attempts), ("completed", 1));
+    assert!(q.audit(false).await.unwrap().clean());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_lease_is_taken_back_and_its_late_outcomes_are_stale() {
     use tsp_queue::Finished;

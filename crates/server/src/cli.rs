@@ -152,8 +152,8 @@ pub struct RestoreArgs {
     pub force: bool,
     /// Point-in-time recovery: then replay each MySQL instance's binary log up to this moment
     /// (RFC 3339, or `YYYY-MM-DD HH:MM:SS` in UTC; events at or after it are not replayed).
-    #[arg(long)]
-    pub until: Option<String>,
+    #[arg(long, value_parser = moment)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
     /// Restore into a new sandbox (`tsp_sb_<tag>_*` databases, `sb:<tag>:` keys) instead of
     /// the configured stores, and keep it for inspection.
     #[arg(long)]
@@ -477,6 +477,16 @@ pub enum JobsCommand {
         #[arg(long, default_value = "default")]
         queue: String,
     },
+    /// Run completed jobs again: those that finished at or after a moment go back to waiting.
+    /// After a restore rolled other stores back to a backup set while the queue kept its state
+    /// (docs/backup.md#redis-kept-by-its-append-only-file). Only jobs still kept as completed can.
+    Rerun {
+        /// RFC 3339, or `YYYY-MM-DD HH:MM:SS` in UTC.
+        #[arg(long, value_parser = moment)]
+        completed_since: chrono::DateTime<chrono::Utc>,
+        #[arg(long, default_value = "default")]
+        queue: String,
+    },
     Pause {
         queue: String,
     },
@@ -506,4 +516,14 @@ pub enum ConfigCommand {
         #[arg(long)]
         pid: Option<i32>,
     },
+}
+
+/// A moment: RFC 3339, or `YYYY-MM-DD HH:MM:SS` taken as UTC (a clear error before any work).
+fn moment(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+        .map(|t| t.and_utc())
+        .map_err(|_| format!("`{text}` is neither RFC 3339 nor `YYYY-MM-DD HH:MM:SS` (UTC)"))
 }

@@ -296,3 +296,21 @@ fn benchmark_durations_that_are_not_seconds_are_refused_before_any_work() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn moments_that_are_not_times_are_refused_before_any_work() {
+    for args in [
+        &["restore", "some-set", "--until", "yesterday"][..],
+        &["restore", "some-set", "--until", "2026-13-01 00:00:00"],
+        &["jobs", "rerun", "--completed-since", "2026-12-01T25:00:00Z"],
+    ] {
+        let out = run(args, &[]);
+        let (_, err) = text(&out);
+        let value = args[args.len() - 1];
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(args[args.len() - 2]) && err.contains(value) && err.contains("RFC 3339"),
+            "{args:?}: {err}"
+        );
+    }
+}

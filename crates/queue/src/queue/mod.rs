@@ -4,7 +4,8 @@
 //! batch of jobs; what each key holds and why this shape is in docs/queue.md. The handle's
 //! operations are split by what they serve: [`spec`] (the stored form of a job), `produce`
 //! (enqueue), `lease` (fetch, heartbeat, recovery, release), `finish` (outcomes), `dead`
-//! (dead letters and their hooks) and `inspect` (counts, one job, listings).
+//! (dead letters and their hooks), `rerun` (completed jobs run again) and `inspect` (counts,
+//! one job, listings).
 //!
 //! Every key of a queue is `<key_prefix>q:{<name>}:…`: one Redis Cluster hash tag per queue, so
 //! the scripts run on Cluster unchanged. Times are the callers' clocks in Unix milliseconds.
@@ -16,6 +17,7 @@ mod finish;
 mod inspect;
 mod lease;
 mod produce;
+mod rerun;
 mod scripts;
 mod spec;
 mod timetable;
@@ -37,6 +39,7 @@ pub use dead::{DeadJob, Requeued};
 pub use finish::{Finished, Outcome};
 pub use inspect::{Glance, Lease, Order};
 pub use lease::{Fetched, LeasedJob};
+pub use rerun::Rerun;
 pub use spec::UNREADABLE_TYPE;
 pub use timetable::StoredSchedule;
 

@@ -172,22 +172,10 @@ async fn verify(
     Ok(0)
 }
 
-/// `--until`: RFC 3339, or `YYYY-MM-DD HH:MM:SS` taken as UTC.
-fn parse_until(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
-        .map(|t| t.and_utc())
-        .map_err(|_| {
-            anyhow::anyhow!("--until: `{text}` is neither RFC 3339 nor `YYYY-MM-DD HH:MM:SS` (UTC)")
-        })
-}
-
 /// `tsp-job restore SET`.
 pub async fn restore(hub: &Hub, opts: &LoadOptions, args: &RestoreArgs) -> anyhow::Result<u8> {
     let stores = Stores::parse(&args.stores)?;
-    let until = args.until.as_deref().map(parse_until).transpose()?;
+    let until = args.until;
     let sandbox = if args.into_sandbox {
         Some(Sandbox::create(opts).await?)
     } else {

@@ -141,6 +141,18 @@ pub async fn jobs(hub: &Hub, cmd: &JobsCommand) -> anyhow::Result<String> {
             repair,
             json,
         } => audit(hub, qn.as_deref(), *repair, *json).await?,
+        JobsCommand::Rerun {
+            completed_since,
+            queue: qn,
+        } => {
+            let r = queue(hub, qn)?
+                .rerun_completed_since(completed_since.timestamp_millis())
+                .await?;
+            format!(
+                "{qn}: {} completed jobs back to waiting; {} that finished earlier left completed",
+                r.rerun, r.left_completed
+            )
+        }
         JobsCommand::Pause { queue: qn } => {
             queue(hub, qn)?.pause().await?;
             format!("paused {qn}")
