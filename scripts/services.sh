@@ -175,7 +175,19 @@ up_redis() {
     return
   fi
   free_port "$REDIS_PORT" "$D/redis.pid" redis-server
+  # The append-only file lives beside the data directory, not in it, as the MySQL binary log
+  # does, so the drill can lose the data directory and keep it
+  # (docs/backup.md#redis-kept-by-its-append-only-file). Redis names the folder inside `dir`
+  # only, so `dir/appendonlydir` is a link to it (on the same file system: Redis renames
+  # rewritten files into it).
   mkdir -p "$D/redis"
+  if [ -d "$D/redis/appendonlydir" ] && [ ! -L "$D/redis/appendonlydir" ]; then
+    # Left by an earlier version of this script, which kept the file in the data directory.
+    [ ! -e "$D/redis-aof" ] || die "both $D/redis/appendonlydir and $D/redis-aof exist: keep one"
+    mv "$D/redis/appendonlydir" "$D/redis-aof"
+  fi
+  mkdir -p "$D/redis-aof"
+  ln -sfn "$D/redis-aof" "$D/redis/appendonlydir"
   local net=(--port "$REDIS_PORT")
   if [ "$SECURE" = 1 ]; then mapfile -t net < <(redis_secure_args); fi
   redis-server "${net[@]}" --bind 127.0.0.1 --dir "$D/redis" --daemonize yes --save "" \
