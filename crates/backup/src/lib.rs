@@ -4,7 +4,8 @@
 //! set's manifest.
 //!
 //! - `set`: making, listing, verifying and pruning sets; `restore`: putting one back.
-//! - `mysql`, `redis_part`, `mongo_part`, `influx_part`: one store each.
+//! - `mysql`, `redis_part`, `mongo_part`, `influx_part`: one store each; `dump_counter` and
+//!   `rdb_keys` count rows and keys as a dump or a snapshot streams into its part.
 //! - `part`, `seal`: a part's file (compression, encryption, checksum); `manifest`: the index.
 
 #![warn(missing_docs, unreachable_pub)]
@@ -16,6 +17,7 @@ mod manifest;
 mod mongo_part;
 mod mysql;
 mod part;
+mod rdb_keys;
 mod redis_part;
 mod restore;
 mod seal;

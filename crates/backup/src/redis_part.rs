@@ -1,9 +1,11 @@
-//! The Redis part: a `BGSAVE` snapshot (RDB), copied from the server's folder. Counting and
-//! restoring read the snapshot back through a scratch `redis-server` on a private Unix socket:
-//! the store's own code reads its own format, and the service's keys (under its prefix) are
-//! copied with `DUMP`/`RESTORE`, so a restore needs no access to the target's files and can go to
-//! another prefix (docs/backup.md#redis).
+//! The Redis part: a `BGSAVE` snapshot (RDB), read from the server's folder into the part once,
+//! its keys counted on the way (`rdb_keys`). Restoring reads the snapshot back through a scratch
+//! `redis-server` on a private Unix socket: the store's own code reads its own format, and the
+//! service's keys (under its prefix) are copied with `DUMP`/`RESTORE`, so a restore needs no
+//! access to the target's files and can go to another prefix (docs/backup.md#redis).
 
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -16,6 +18,7 @@ use tsp_hub::RedisStore;
 use crate::error::BackupError;
 use crate::manifest::Part;
 use crate::part::{PartWriter, open_part};
+use crate::rdb_keys::{self, KeyCount, RdbError};
 use crate::seal::Key;
 use crate::tools::Who;
 
@@ -287,17 +290,114 @@ pub(crate) async fn count_keys(
     }
 }
 
-/// Compresses (and seals) the local copy of a snapshot into the part `to`.
-fn compress_into(
-    from: &Path,
+/// Passes what is read on to the part being written; a write failure is kept to be told apart
+/// from a read failure.
+struct Tee<'a, R> {
+    inner: R,
+    out: &'a mut PartWriter,
+    failed: Option<std::io::Error>,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Err(e) = Write::write_all(self.out, &buf[..n]) {
+            self.failed = Some(e);
+            return Err(std::io::Error::other("the part could not be written"));
+        }
+        Ok(n)
+    }
+}
+
+/// What one pass over a snapshot gave.
+struct Streamed {
+    raw_bytes: u64,
+    written: crate::part::Written,
+    /// `Err`: the reader does not know this file's format; the file, to count another way.
+    counted: Result<KeyCount, (String, File)>,
+}
+
+/// Compresses (and seals) the snapshot `from` into the part `to`, counting the keys of `db`
+/// under `prefix` as it goes: one read of the file.
+fn stream_snapshot(
+    from: File,
+    source: &Path,
     to: &Path,
     key: Option<&Key>,
-) -> Result<(u64, crate::part::Written), BackupError> {
-    let mut rdb = std::fs::File::open(from).map_err(|e| BackupError::io(from, "cannot read", e))?;
+    db: u32,
+    prefix: &[u8],
+) -> Result<Streamed, BackupError> {
     let mut writer = PartWriter::create(to, key)?;
-    std::io::copy(&mut rdb, &mut writer).map_err(|e| BackupError::io(to, "cannot write", e))?;
-    let raw = writer.raw_bytes;
-    Ok((raw, writer.finish()?))
+    let mut tee = Tee {
+        inner: BufReader::with_capacity(1 << 20, from),
+        out: &mut writer,
+        failed: None,
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let counted = rdb_keys::count_keys(&mut tee, db, prefix, now);
+    // The rest: the checksum, or all that follows what the reader does not know.
+    let rest = std::io::copy(&mut tee, &mut std::io::sink());
+    if let Some(e) = tee.failed.take() {
+        return Err(BackupError::io(to, "cannot write", e));
+    }
+    rest.map_err(|e| BackupError::io(source, "cannot read the snapshot", e))?;
+    let file = tee.inner.into_inner();
+    let counted = match counted {
+        Ok(c) => Ok(c),
+        Err(RdbError::Unsupported(why)) => Err((why, file)),
+        Err(RdbError::Io(e)) => return Err(BackupError::io(source, "cannot read the snapshot", e)),
+        Err(e @ RdbError::Invalid { .. }) => {
+            let part = to
+                .file_name()
+                .map(|f| f.to_string_lossy())
+                .unwrap_or_default();
+            return Err(BackupError::part(
+                &part,
+                format!("{}: {e}", source.display()),
+            ));
+        }
+    };
+    let raw_bytes = writer.raw_bytes;
+    Ok(Streamed {
+        raw_bytes,
+        written: writer.finish()?,
+        counted,
+    })
+}
+
+/// Counts the keys of a snapshot the reader does not know by loading it into a scratch server.
+async fn count_in_scratch(
+    store: &RedisStore,
+    cfg: &BackupSettings,
+    mut file: File,
+) -> Result<KeyCount, BackupError> {
+    let s = store.settings();
+    let scratch_dir = Scratch::folder()?;
+    let copy = scratch_dir.path().join("dump.rdb");
+    let copied = tokio::task::spawn_blocking(move || {
+        file.seek(SeekFrom::Start(0))?;
+        std::io::copy(&mut file, &mut File::create(&copy)?)
+    })
+    .await
+    .map_err(|e| who(store).failed("redis-server (scratch)", e.to_string()))?;
+    copied.map_err(|e| BackupError::io(&scratch_dir.path().join("dump.rdb"), "cannot write", e))?;
+    let scratch = Scratch::start(&cfg.redis_server, scratch_dir, who(store)).await?;
+    let counted = async {
+        let mut c = scratch.conn(s.db).await?;
+        count_keys(&mut c, &prefix_pattern(&s.key_prefix)).await
+    }
+    .await;
+    scratch.stop().await;
+    let (persistent, expiring) = counted.map_err(|e| {
+        who(store).failed(
+            &cfg.redis_server,
+            format!("counting the snapshot's keys: {e}"),
+        )
+    })?;
+    Ok(KeyCount {
+        persistent,
+        expiring,
+    })
 }
 
 /// The tool alone, for the benchmark: `BGSAVE`, waited for, and the RDB copied; its size.
@@ -332,12 +432,8 @@ pub(crate) async fn snapshot(
     bgsave(store, cfg.timeout).await?;
     let source = snapshot_path(store).await?;
     let file = format!("redis-{}.rdb.zst", store.name());
-    let scratch_dir = Scratch::folder()?;
-    let copy = scratch_dir.path().join("dump.rdb");
-    // A local copy first (all the store's own tooling would do); then compressing it into the
-    // part and reading it back to count run at once. (`copy` opens the file: a save renaming a
-    // new one over it meanwhile does not change what is read.)
-    std::fs::copy(&source, &copy).map_err(|e| {
+    // An open file keeps its content even if a later save renames a new one over it.
+    let rdb = File::open(&source).map_err(|e| {
         who(store).failed(
             "BGSAVE",
             format!(
@@ -346,28 +442,27 @@ pub(crate) async fn snapshot(
             ),
         )
     })?;
-    let (from, to, key) = (copy.clone(), dir.join(&file), key.cloned());
-    let compress = tokio::task::spawn_blocking(move || compress_into(&from, &to, key.as_ref()));
     let s = store.settings();
-    let count = async {
-        let scratch = Scratch::start(&cfg.redis_server, scratch_dir, who(store)).await?;
-        let counted = async {
-            let mut c = scratch.conn(s.db).await?;
-            count_keys(&mut c, &prefix_pattern(&s.key_prefix)).await
+    let (to, key, db, prefix) = (
+        dir.join(&file),
+        key.cloned(),
+        s.db,
+        s.key_prefix.clone().into_bytes(),
+    );
+    let streamed = tokio::task::spawn_blocking(move || {
+        stream_snapshot(rdb, &source, &to, key.as_ref(), db, &prefix)
+    })
+    .await
+    .map_err(|e| who(store).failed("zstd", format!("the compressing task failed: {e}")))??;
+    let counted = match streamed.counted {
+        Ok(c) => c,
+        Err((why, rdb)) => {
+            tracing::info!(instance = store.name(), %why, "counting the snapshot through a scratch server");
+            count_in_scratch(store, cfg, rdb).await?
         }
-        .await;
-        scratch.stop().await;
-        counted.map_err(|e| {
-            who(store).failed(
-                &cfg.redis_server,
-                format!("counting the snapshot's keys: {e}"),
-            )
-        })
     };
-    let (compressed, counted) = tokio::join!(compress, count);
-    let (raw_bytes, written) = compressed
-        .map_err(|e| who(store).failed("zstd", format!("the compressing task failed: {e}")))??;
-    let (keys, expiring) = counted?;
+    let (raw_bytes, written) = (streamed.raw_bytes, streamed.written);
+    let (keys, expiring) = (counted.persistent, counted.expiring);
     Ok(Part {
         store: "redis".into(),
         instance: store.name().to_string(),
@@ -521,5 +616,115 @@ async fn copy_keys(
             return Ok((persistent, expiring));
         }
         cursor = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+    use super::*;
+
+    /// Every kind of value Redis 7 writes, in two databases, under a prefix and not, with and
+    /// without a time to live, long keys (LZF) and integer keys, a function library: the
+    /// reader's counts equal what the server itself lists.
+    #[tokio::test]
+    async fn the_rdb_reader_counts_what_the_server_holds() {
+        let who = Who {
+            store: "redis",
+            instance: "test",
+        };
+        let scratch = Scratch::start("redis-server", Scratch::folder().unwrap(), who)
+            .await
+            .unwrap();
+        let mut c0 = scratch.conn(0).await.unwrap();
+        let mut c3 = scratch.conn(3).await.unwrap();
+        let mut p = redis::pipe();
+        let long = "x".repeat(120);
+        p.cmd("SET").arg("p:s").arg("small");
+        p.cmd("SET").arg("p:lzf").arg("a".repeat(5_000));
+        p.cmd("SET")
+            .arg(format!("p:{long}"))
+            .arg("long key, compressed");
+        p.cmd("SET").arg("p:int").arg(123_456);
+        p.cmd("SET").arg("12345").arg("an integer key");
+        p.cmd("SET").arg("-7").arg("a negative one");
+        p.cmd("SET").arg("p:ttl").arg(1).arg("EX").arg(3_600);
+        p.cmd("SET")
+            .arg("p:pttl")
+            .arg(1)
+            .arg("PX")
+            .arg(86_400_000u64);
+        p.cmd("RPUSH").arg("p:list").arg(&["a", "b", "c"]);
+        for i in 0..2_000 {
+            p.cmd("RPUSH").arg("p:biglist").arg(format!("{i:0>100}"));
+        }
+        p.cmd("RPUSH").arg("p:plain").arg("z".repeat(20_000));
+        p.cmd("SADD").arg("p:ints").arg(&[1, 2, 3]);
+        for i in 0..300 {
+            p.cmd("SADD").arg("p:set").arg(format!("member-{i}"));
+            p.cmd("ZADD").arg("p:bigz").arg(i).arg(format!("m{i}"));
+            p.cmd("HSET")
+                .arg("p:bighash")
+                .arg(format!("f{i}"))
+                .arg("v".repeat(80));
+        }
+        p.cmd("ZADD")
+            .arg("p:z")
+            .arg(1.5)
+            .arg("a")
+            .arg("inf")
+            .arg("b");
+        p.cmd("HSET").arg("p:h").arg("f").arg("v");
+        for i in 0..20 {
+            p.cmd("XADD").arg("p:stream").arg("*").arg("n").arg(i);
+        }
+        p.cmd("XGROUP")
+            .arg("CREATE")
+            .arg("p:stream")
+            .arg("g")
+            .arg("0");
+        p.cmd("XREADGROUP").arg(&[
+            "GROUP", "g", "alice", "COUNT", "5", "STREAMS", "p:stream", ">",
+        ]);
+        p.cmd("XGROUP")
+            .arg("CREATECONSUMER")
+            .arg("p:stream")
+            .arg("g")
+            .arg("bob");
+        p.cmd("SET").arg("other:1").arg("not under the prefix");
+        p.cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("#!lua name=lib\nredis.register_function('one', function() return 1 end)");
+        let _: redis::Value = p.query_async(&mut c0).await.unwrap();
+        let mut p = redis::pipe();
+        p.cmd("SET").arg("p:in-db-3").arg(1);
+        p.cmd("SET").arg("p:also").arg(2).arg("EX").arg(60);
+        let _: redis::Value = p.query_async(&mut c3).await.unwrap();
+        let _: String = redis::cmd("SAVE").query_async(&mut c0).await.unwrap();
+
+        let dump = scratch.socket.with_file_name("dump.rdb");
+        let now = chrono::Utc::now().timestamp_millis();
+        for (db, prefix) in [(0u32, "p:"), (0, ""), (3, "p:"), (5, "")] {
+            let mut conn = scratch.conn(db).await.unwrap();
+            let (persistent, expiring) = count_keys(&mut conn, &prefix_pattern(prefix))
+                .await
+                .unwrap();
+            let file = File::open(&dump).unwrap();
+            let read = rdb_keys::count_keys(BufReader::new(file), db, prefix.as_bytes(), now);
+            assert_eq!(
+                read.unwrap(),
+                KeyCount {
+                    persistent,
+                    expiring
+                },
+                "db {db}, prefix {prefix:?}"
+            );
+        }
+        // The counts are not empty: db 0 holds 16 keys under the prefix, 2 of them expiring.
+        let file = File::open(&dump).unwrap();
+        let read = rdb_keys::count_keys(BufReader::new(file), 0, b"p:", now).unwrap();
+        assert_eq!((read.persistent, read.expiring), (14, 2));
+        scratch.stop().await;
     }
 }

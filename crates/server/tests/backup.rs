@@ -454,18 +454,18 @@ async fn an_unreachable_store_or_a_missing_tool_leaves_the_set_marked_incomplete
     // A tool that is not installed is named as such.
     let mut opts = common::load_options();
     opts.overrides
-        .push("backup.redis_server=tsp-no-such-redis-server".into());
+        .push("backup.mysql_dump=tsp-no-such-mariadb-dump".into());
     let hub = Hub::connect(&tsp_config::load(&opts).unwrap())
         .await
         .unwrap();
     let e = Backups::new(&hub, Some(sets))
         .unwrap()
-        .create(Stores::parse("redis").unwrap())
+        .create(Stores::parse("mysql").unwrap())
         .await
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("tsp-no-such-redis-server") && e.contains("redis.cache"),
+        e.contains("tsp-no-such-mariadb-dump") && e.contains("mysql."),
         "{e}"
     );
     hub.shutdown(Duration::from_secs(2)).await;

@@ -1,8 +1,10 @@
 //! `tsp-job bench backup`: backup and restore of MySQL, Redis and InfluxDB after N trips, beside
 //! the stores' own tools run alone on the same data in the same run (docs/benchmarks.md).
 //!
-//! The trips go straight into MySQL (as `bench analytics` writes them) and one `trip_bookings`
-//! point each into InfluxDB; Redis is snapshotted as it is (a snapshot is of the whole server).
+//! The trips go straight into MySQL (as `bench analytics` writes them), one `trip_bookings`
+//! point each into InfluxDB, and one completed `trip.complete` job each into the sandbox's trips
+//! queue in Redis (what the queue keeps after as many trips, `queue.keep_completed` allowing);
+//! Redis is snapshotted whole (a snapshot is of the whole server).
 //! MongoDB has no native tool here to compare with, and writing 100 000 trajectories into the
 //! local document store alone takes minutes, so it is left out.
 
@@ -14,7 +16,8 @@ use tsp_backup::{Backups, Stores};
 use tsp_config::LoadOptions;
 use tsp_hub::Point;
 use tsp_mobility::sandbox::Sandbox;
-use tsp_mobility::seed::SplitMix64;
+use tsp_mobility::seed::{self, SplitMix64, TripPlan};
+use tsp_queue::Outcome;
 
 use crate::cli::BackupBenchArgs;
 
@@ -52,7 +55,41 @@ async fn fill(sandbox: &Sandbox, trips: usize) -> anyhow::Result<()> {
         writer.write_wait(&p).await?;
     }
     writer.flush().await;
-    Ok(())
+    fill_queue(sandbox, trips).await
+}
+
+/// `trips` generated trip jobs enqueued and marked completed without running them: the queue's
+/// state after the main job, without the minutes the other stores would take.
+async fn fill_queue(sandbox: &Sandbox, trips: usize) -> anyhow::Result<()> {
+    let hub = &sandbox.hub;
+    let plan = TripPlan {
+        seed: 11,
+        trips,
+        users: 300,
+        days: 30,
+        now_ms: Utc::now().timestamp_millis(),
+    };
+    let stops = seed::cairns_stops().map_err(anyhow::Error::msg)?;
+    let queue = crate::app::queue(hub, &hub.config().trips.queue)?;
+    tsp_mobility::batch::enqueue(&queue, &seed::generate_trips(&plan, &stops)).await?;
+    loop {
+        let fetched = queue.fetch(2_000, "bench-backup").await?;
+        if fetched.jobs.is_empty() {
+            return Ok(());
+        }
+        let acks: Vec<_> = fetched
+            .jobs
+            .iter()
+            .map(|j| {
+                let done = Outcome::Completed {
+                    result: "{}".into(),
+                };
+                (j, done)
+            })
+            .collect();
+        // Trip jobs carry dedup keys, which completion frees.
+        queue.finish(&acks, true).await?;
+    }
 }
 
 /// `tsp-job bench backup`: one JSON line.
