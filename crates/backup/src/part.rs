@@ -71,6 +71,26 @@ pub(crate) struct PartWriter {
 
 impl PartWriter {
     pub(crate) fn create(path: &Path, key: Option<&Key>) -> Result<PartWriter, BackupError> {
+        PartWriter::create_with(path, key, LEVEL, 0)
+    }
+
+    /// For input its producer compressed already (a Redis snapshot's strings are LZF): zstd
+    /// level 1, on worker threads, written in large pieces (docs/backup.md#redis).
+    pub(crate) fn create_for_compressed(
+        path: &Path,
+        key: Option<&Key>,
+    ) -> Result<PartWriter, BackupError> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        PartWriter::create_with(path, key, 1, u32::try_from(threads).unwrap_or(1))
+    }
+
+    /// `threads` 0: compress on the caller's thread (small writes cost a worker hand-off each).
+    fn create_with(
+        path: &Path,
+        key: Option<&Key>,
+        level: i32,
+        threads: u32,
+    ) -> Result<PartWriter, BackupError> {
         let io_err = |e| BackupError::io(path, "cannot write the part", e);
         let file = File::create(path).map_err(io_err)?;
         let hashing = Hashing {
@@ -82,7 +102,10 @@ impl PartWriter {
             Some(k) => Sink::Sealed(SealWriter::new(hashing, k).map_err(io_err)?),
             None => Sink::Plain(hashing),
         };
-        let enc = zstd::stream::write::Encoder::new(sink, LEVEL).map_err(io_err)?;
+        let mut enc = zstd::stream::write::Encoder::new(sink, level).map_err(io_err)?;
+        if threads > 0 {
+            enc.multithread(threads).map_err(io_err)?;
+        }
         Ok(PartWriter {
             path: path.to_path_buf(),
             enc,

@@ -327,21 +327,30 @@ fn stream_snapshot(
     db: u32,
     prefix: &[u8],
 ) -> Result<Streamed, BackupError> {
-    let mut writer = PartWriter::create(to, key)?;
-    let mut tee = Tee {
-        inner: BufReader::with_capacity(1 << 20, from),
-        out: &mut writer,
-        failed: None,
-    };
+    let mut writer = PartWriter::create_for_compressed(to, key)?;
+    // The buffer outside the tee: the file is read, and the part written, a megabyte at a time,
+    // however small the reader's own reads.
+    let mut tee = BufReader::with_capacity(
+        1 << 20,
+        Tee {
+            inner: from,
+            out: &mut writer,
+            failed: None,
+        },
+    );
     let now = chrono::Utc::now().timestamp_millis();
     let counted = rdb_keys::count_keys(&mut tee, db, prefix, now);
     // The rest: the checksum, or all that follows what the reader does not know.
     let rest = std::io::copy(&mut tee, &mut std::io::sink());
-    if let Some(e) = tee.failed.take() {
+    let Tee {
+        inner: file,
+        failed,
+        ..
+    } = tee.into_inner();
+    if let Some(e) = failed {
         return Err(BackupError::io(to, "cannot write", e));
     }
     rest.map_err(|e| BackupError::io(source, "cannot read the snapshot", e))?;
-    let file = tee.inner.into_inner();
     let counted = match counted {
         Ok(c) => Ok(c),
         Err(RdbError::Unsupported(why)) => Err((why, file)),

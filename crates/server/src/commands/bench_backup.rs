@@ -92,6 +92,39 @@ async fn fill_queue(sandbox: &Sandbox, trips: usize) -> anyhow::Result<()> {
     }
 }
 
+/// Waits (bounded) until the Redis server is neither saving nor rewriting its append-only file,
+/// so that neither side of the comparison waits behind a fork it did not ask for. `rewrite`
+/// first compacts the append-only file the fill grew, which would otherwise start a rewrite by
+/// itself during a timed run.
+async fn redis_quiet(hub: &tsp_hub::Hub, rewrite: bool) -> anyhow::Result<()> {
+    let store = hub.redis(&hub.config().queue.redis)?;
+    let mut conn = store.conn().await?;
+    if rewrite {
+        // Refused when the append-only file is off, or a rewrite runs already: either is fine.
+        let _: Result<String, _> = redis::cmd("BGREWRITEAOF").query_async(&mut conn).await;
+    }
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query_async(&mut conn)
+            .await?;
+        let busy = info.lines().map(str::trim).any(|l| {
+            matches!(
+                l,
+                "rdb_bgsave_in_progress:1"
+                    | "aof_rewrite_in_progress:1"
+                    | "aof_rewrite_scheduled:1"
+            )
+        });
+        if !busy {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "Redis still saving after 300 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// `tsp-job bench backup`: one JSON line.
 pub async fn bench_backup(
     options: &LoadOptions,
@@ -106,12 +139,14 @@ pub async fn bench_backup(
         let backups = Backups::new(&source.hub, Some(sets.clone()))?;
         let native_dir = dir.path().join("native");
         std::fs::create_dir_all(&native_dir)?;
+        redis_quiet(&source.hub, true).await?;
         let native = backups.native_baseline(&native_dir).await?;
         let restore_into = Backups::new(&target.hub, Some(sets))?;
         let mut rows = Vec::new();
         let (mut ours_sum, mut native_sum) = (0.0, 0.0);
         for store in STORES {
             let stores = Stores::parse(store)?;
+            redis_quiet(&source.hub, false).await?;
             let started = Instant::now();
             let m = backups.create(stores).await?;
             let backup_s = started.elapsed().as_secs_f64();
