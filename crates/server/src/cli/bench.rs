@@ -39,7 +39,7 @@ pub struct ConsoleBenchArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct BackupBenchArgs {
-    /// Trips written first (rows in MySQL, points in InfluxDB).
+    /// Trips written first (rows in MySQL, points in InfluxDB, completed jobs in Redis).
     #[arg(long, default_value_t = 100_000)]
     pub trips: usize,
 }
