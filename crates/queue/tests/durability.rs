@@ -38,14 +38,38 @@ async fn on(redis: &ScratchRedis) -> (Hub, Queue) {
     (hub, q)
 }
 
+/// Asks until the restarted server answers (bounded): the first command may meet the connection
+/// the kill broke, or the server still loading its AOF. What is asserted is the data, not how
+/// soon the client reconnects (`killed_connections_lose_no_job` is about that).
+async fn after_restart<T, F, Fut>(mut ask: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match ask().await {
+            Ok(v) => return v,
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "no answer 30 s after the restart: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Every job id stored in the queue.
 async fn stored(q: &Queue) -> HashSet<String> {
-    let mut conn = q.store().conn().await.unwrap();
-    redis::cmd("HKEYS")
-        .arg(format!("{}data", q.base_key()))
-        .query_async(&mut conn)
-        .await
-        .unwrap()
+    after_restart(|| async {
+        let mut conn = q.store().conn().await.map_err(|e| e.to_string())?;
+        redis::cmd("HKEYS")
+            .arg(format!("{}data", q.base_key()))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await
 }
 
 async fn kill_during_enqueue(fsync: &str) {
@@ -116,7 +140,7 @@ async fn kill_during_processing(fsync: &str) {
     redis.kill();
     redis.restart();
     // Completions acknowledged before the kill are still completed after it.
-    let c = q.counts().await.unwrap();
+    let c = after_restart(|| async { q.counts().await.map_err(|e| e.to_string()) }).await;
     assert!(
         c.completed >= completed_before,
         "{fsync}: {} completions seen before the kill, {} after the restart",
