@@ -278,6 +278,76 @@ impl<R: Read> Reader<R> {
     }
 }
 
+impl<R: Read> Reader<R> {
+    /// Reads the header: `REDIS` and a four-digit version this reader knows.
+    fn open(inner: R) -> Result<Reader<R>, RdbError> {
+        let mut r = Reader {
+            inner,
+            at: 0,
+            version: 0,
+        };
+        let mut head = [0u8; 9];
+        r.exact(&mut head)?;
+        let version = std::str::from_utf8(&head[5..])
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|_| &head[..5] == b"REDIS")
+            .ok_or_else(|| r.invalid("no REDIS header"))?;
+        if version > NEWEST {
+            return Err(RdbError::Unsupported(format!(
+                "RDB version {version} (this reads up to {NEWEST}, Redis 7.2)"
+            )));
+        }
+        r.version = version;
+        Ok(r)
+    }
+
+    /// The expiry time (Unix ms) after opcode 0xfd (seconds) or 0xfc (milliseconds).
+    fn expiry(&mut self, op: u8) -> Result<i64, RdbError> {
+        if op == 0xfd {
+            let mut v = [0u8; 4];
+            self.exact(&mut v)?;
+            return Ok(i64::from(u32::from_le_bytes(v)) * 1000);
+        }
+        let mut v = [0u8; 8];
+        self.exact(&mut v)?;
+        // Little-endian from RDB 9 on (Redis 5), the host's order before.
+        Ok(if self.version >= 9 {
+            i64::from_le_bytes(v)
+        } else {
+            i64::from_ne_bytes(v)
+        })
+    }
+
+    /// Skips what follows an opcode that is not a key, a database or an expiry; `false` when
+    /// `op` is none of those (it is then a value type, a key follows).
+    fn skip_auxiliary(&mut self, op: u8) -> Result<bool, RdbError> {
+        match op {
+            // Sizes of the next database's tables.
+            0xfb => self.skip_lens(2)?,
+            // Auxiliary field: name, value.
+            0xfa => self.skip_strings(2)?,
+            // LFU frequency; LRU idle time.
+            0xf9 => self.skip(1)?,
+            0xf8 => self.skip_lens(1)?,
+            // Module auxiliary data: module id, when-opcode, when, then typed fields.
+            0xf7 => {
+                self.skip_lens(3)?;
+                self.skip_module_fields()?;
+            }
+            // A function library (Redis 7.0): its code.
+            0xf5 => self.skip_string()?,
+            0xf6 => {
+                return Err(RdbError::Unsupported(
+                    "functions in the pre-release format".into(),
+                ));
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
 /// Counts the keys of database `db` that start with `prefix` in the RDB file `input`, their
 /// times to live compared with `now_ms`. Reads up to the end mark; the checksum after it is left.
 pub(crate) fn count_keys(
@@ -286,24 +356,7 @@ pub(crate) fn count_keys(
     prefix: &[u8],
     now_ms: i64,
 ) -> Result<KeyCount, RdbError> {
-    let mut r = Reader {
-        inner: input,
-        at: 0,
-        version: 0,
-    };
-    let mut head = [0u8; 9];
-    r.exact(&mut head)?;
-    let version = std::str::from_utf8(&head[5..])
-        .ok()
-        .and_then(|v| v.parse::<u32>().ok())
-        .filter(|_| &head[..5] == b"REDIS")
-        .ok_or_else(|| r.invalid("no REDIS header"))?;
-    if version > NEWEST {
-        return Err(RdbError::Unsupported(format!(
-            "RDB version {version} (this reads up to {NEWEST}, Redis 7.2)"
-        )));
-    }
-    r.version = version;
+    let mut r = Reader::open(input)?;
     let mut count = KeyCount::default();
     let (mut current, mut expires) = (0u64, None::<i64>);
     loop {
@@ -311,43 +364,8 @@ pub(crate) fn count_keys(
         match op {
             0xff => return Ok(count),
             0xfe => current = r.len()?,
-            0xfd => {
-                let mut v = [0u8; 4];
-                r.exact(&mut v)?;
-                expires = Some(i64::from(u32::from_le_bytes(v)) * 1000);
-            }
-            0xfc => {
-                let mut v = [0u8; 8];
-                r.exact(&mut v)?;
-                // Little-endian from RDB 9 on (Redis 5), the host's order before.
-                let ms = if r.version >= 9 {
-                    i64::from_le_bytes(v)
-                } else {
-                    i64::from_ne_bytes(v)
-                };
-                expires = Some(ms);
-            }
-            // Sizes of the next database's tables.
-            0xfb => r.skip_lens(2)?,
-            // Auxiliary field: name, value.
-            0xfa => r.skip_strings(2)?,
-            // LFU frequency; LRU idle time.
-            0xf9 => r.skip(1)?,
-            0xf8 => {
-                r.len()?;
-            }
-            // Module auxiliary data: module id, when-opcode, when, then typed fields.
-            0xf7 => {
-                r.skip_lens(3)?;
-                r.skip_module_fields()?;
-            }
-            // A function library (Redis 7.0): its code.
-            0xf5 => r.skip_string()?,
-            0xf6 => {
-                return Err(RdbError::Unsupported(
-                    "functions in the pre-release format".into(),
-                ));
-            }
+            0xfd | 0xfc => expires = Some(r.expiry(op)?),
+            _ if r.skip_auxiliary(op)? => {}
             kind => {
                 let key = r.string()?;
                 r.skip_value(kind)?;
