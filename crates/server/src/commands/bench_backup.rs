@@ -19,16 +19,13 @@ use tsp_mobility::sandbox::Sandbox;
 use tsp_mobility::seed::{self, SplitMix64, TripPlan};
 use tsp_queue::Outcome;
 
+use super::bench::{info_number, round2};
 use crate::cli::BackupBenchArgs;
 
 const STORES: [&str; 3] = ["mysql", "redis", "influx"];
 
 fn mb_per_s(bytes: u64, seconds: f64) -> f64 {
     (bytes as f64 / 1e6 / seconds.max(1e-9) * 10.0).round() / 10.0
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
 }
 
 async fn fill(sandbox: &Sandbox, trips: usize) -> anyhow::Result<()> {
@@ -109,14 +106,13 @@ async fn redis_quiet(hub: &tsp_hub::Hub, rewrite: bool) -> anyhow::Result<()> {
             .arg("persistence")
             .query_async(&mut conn)
             .await?;
-        let busy = info.lines().map(str::trim).any(|l| {
-            matches!(
-                l,
-                "rdb_bgsave_in_progress:1"
-                    | "aof_rewrite_in_progress:1"
-                    | "aof_rewrite_scheduled:1"
-            )
-        });
+        let busy = [
+            "rdb_bgsave_in_progress",
+            "aof_rewrite_in_progress",
+            "aof_rewrite_scheduled",
+        ]
+        .iter()
+        .any(|field| info_number(&info, field) == Some(1.0));
         if !busy {
             return Ok(());
         }
