@@ -160,7 +160,11 @@ if [ "$REDIS_FROM" = aof ]; then
 else
   tsp restore "$SET" --until "$CRASH" >&2 || restore_rc=$?
 fi
+# The drill's own count of what the restore brought back is not part of recovery: it is timed and
+# left out of the RTO.
+t_count=$(now)
 restored=$(counts)
+counting=$(python3 -c "print($(now) - $t_count)")
 if [ "$REDIS_FROM" = aof ]; then
   # The queue kept every completion, but MongoDB and InfluxDB went back to the set: the jobs
   # completed since it began run again (idempotent). Ten seconds before its start, because a
@@ -172,7 +176,14 @@ fi
 # The worker as an operator starts it: the configured concurrency (queue.concurrency).
 "$BIN" "${sets[@]}" worker --queue trips >"$D/worker.log" 2>&1 &
 WORKER=$!
-open_jobs() { [ "$(counts | "$ROOT/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["jobs_open"])')" = 0 ]; }
+# Drained is a question for the queue alone: counting every store five times a second would load
+# the document store the worker is waiting on.
+open_jobs() {
+  tsp jobs stats --json 2>/dev/null | "$ROOT/.venv/bin/python" -c '
+import json, sys
+trips = {q["queue"]: q for q in json.load(sys.stdin)}.get("trips", {})
+sys.exit(0 if trips and sum(trips.get(k, 0) for k in ("waiting", "delayed", "active")) == 0 else 1)'
+}
 wait_until 600 "the queue to drain" open_jobs
 tsp health >/dev/null
 t_done=$(now)
@@ -196,7 +207,8 @@ print(json.dumps({
     "completed_at_backup": $at_backup,
     "crash_at": "$CRASH",
     "servers_start_s": round($t_restore - $t_up, 1),
-    "rto_s": round($t_done - $t_restore, 1),
+    "rto_s": round($t_done - $t_restore - $counting, 1),
+    "drill_counting_s": round($counting, 1),
     "before_crash": before,
     "after_restore": restored,
     "after_recovery": after,

@@ -44,4 +44,10 @@ fn the_drill_recovers_every_store_and_the_invariant_holds() {
     assert_eq!(r("/after_recovery/completed_trips"), 300, "{report}");
     assert_eq!(r("/after_recovery/jobs_done"), 300, "{report}");
     assert_eq!(r("/invariant/holds"), true, "{report}");
+    // The RTO is timed, and the drill's own counting is left out of it, not more than it.
+    let (rto, counting) = (
+        r("/rto_s").as_f64().unwrap(),
+        r("/drill_counting_s").as_f64().unwrap(),
+    );
+    assert!(rto > 0.0 && counting >= 0.0, "{report}");
 }
