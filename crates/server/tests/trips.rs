@@ -308,8 +308,24 @@ fn the_trip_and_gtfs_benchmarks_check_their_own_counts() {
         assert_eq!(r[mode]["counts_agree"], true, "{mode}: {r}");
         assert_eq!(r[mode]["counts"]["job_records"], 40, "{mode}: {r}");
     }
+    // One job at a time, each trip's lock holds a `dataset` connection: never more trips
+    // locked at once than the pool. In batches, one connection holds a batch's locks: the 40
+    // trips enqueued at once are fetched, and locked, together.
+    let pool = r["per_job"]["dataset_pool"].as_u64().unwrap();
+    assert!(
+        r["per_job"]["peak_trips_locked"].as_u64().unwrap() <= pool,
+        "{r}"
+    );
+    assert!(
+        r["batched"]["peak_trips_locked"].as_u64().unwrap() > pool,
+        "{r}"
+    );
     assert_eq!(r["ceiling_before"]["trips"], 40, "{r}");
     assert!(r["first_of_ceiling"].as_f64().unwrap() > 0.0, "{r}");
+    // The bound on what batches can gain: the ceiling over the per-job rate of the same run.
+    let f = |v: &serde_json::Value| v.as_f64().unwrap();
+    let bound = f(&r["ceiling_trips_per_s"]) / f(&r["per_job"]["trips_per_s"]);
+    assert!((f(&r["ceiling_over_per_job"]) - bound).abs() < 1e-9, "{r}");
     let cairns = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../../shared/data/gtfs-cairns/cairns_gtfs.zip"

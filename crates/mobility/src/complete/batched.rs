@@ -93,10 +93,12 @@ impl Trips {
                 return finish(out);
             }
         };
+        let held = self.inner.held.hold(got.iter().filter(|g| **g).count());
         let mut batch = self.locked_batch(jobs, &ok, got, out);
         self.inner.timings.record("prepare", clock.elapsed());
         self.batch_steps(&mut locks, &mut batch).await;
         locks.release().await;
+        drop(held);
         for (k, a) in batch.attempts.iter().enumerate() {
             if batch.alive[k] {
                 let kind = if batch.already[k] { "again" } else { "new" };

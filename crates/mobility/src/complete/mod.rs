@@ -7,6 +7,7 @@
 
 mod batched;
 mod compensate;
+mod held;
 mod steps;
 mod timings;
 
@@ -58,6 +59,7 @@ pub struct Completed {
 
 struct Inner {
     timings: Timings,
+    held: held::HeldLocks,
     trajectories: InsertBatcher,
     activities: InsertBatcher,
     hub: Hub,
@@ -103,6 +105,7 @@ impl Trips {
         Ok(Trips {
             inner: Arc::new(Inner {
                 timings: Timings::default(),
+                held: held::HeldLocks::default(),
                 trajectories: InsertBatcher::start(documents.clone(), TRAJECTORIES, 256),
                 activities: InsertBatcher::start(documents, ACTIVITY_LOG, 256),
                 bookings: stores.metrics.writer(),
@@ -253,6 +256,12 @@ impl Trips {
         self.inner.timings.snapshot()
     }
 
+    /// The most trips that held their lock at once in this process: one job at a time, each
+    /// holds a `dataset` connection, so never more than its pool; in batches, many share one.
+    pub fn peak_trips_locked(&self) -> usize {
+        self.inner.held.peak()
+    }
+
     /// A drill's fault after `step`, when configured (`trips.fault.*`).
     fn fault(&self, step: &str) -> Result<(), JobError> {
         let f = &self.inner.settings.fault;
@@ -314,9 +323,11 @@ impl Trips {
         }
         let dataset = &self.inner.stores.dataset;
         let mut lock = trip_lock(dataset, &trip.trip_id).await?;
+        let held = self.inner.held.hold(1);
         self.inner.timings.record("prepare", clock.elapsed());
         let r = self.steps(&mut lock, job_id, trip).await;
         lock.release().await;
+        drop(held);
         if let Ok(done) = &r {
             let kind = if done.already_completed {
                 "again"

@@ -36,6 +36,10 @@ pub struct BatchSummary {
     pub stops_from: String,
     pub users_seeded: u64,
     pub concurrency: usize,
+    /// The most trips that held their lock at once, beside the `dataset` pool that capped it
+    /// one job at a time (docs/consistency.md#batches).
+    pub peak_trips_locked: usize,
+    pub dataset_pool: u32,
     pub completed: u64,
     /// Dead-lettered (and compensated).
     pub failed: u64,
@@ -111,6 +115,8 @@ pub(crate) async fn run_batch(
         stops_from,
         users_seeded,
         concurrency,
+        peak_trips_locked: trips.peak_trips_locked(),
+        dataset_pool: trips.stores().dataset.pool_stats().max,
         completed: report.completed,
         failed: report.dead,
         retried: report.retried,
@@ -202,7 +208,7 @@ fn summary_text(s: &BatchSummary, health: &HubHealth) -> String {
         .count();
     format!(
         "\ntrips        {} generated (between the stops of {}), {} completed, {} failed (dead-lettered and compensated), {} retried attempts\n\
-         throughput   {:.0} trips/s completed over {:.1} s (until every record and point is written), {} at once\n\
+         throughput   {:.0} trips/s completed over {:.1} s (until every record and point is written), {} at once, at most {} holding their lock (dataset pool {})\n\
          job run      p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n\
          latency      p50 {:.0} ms, p99 {:.0} ms (enqueue to done, queueing included)\n\
          mysql        portal.users {} ({} new) · dataset.trips {} completed, {} unfinished\n\
@@ -220,6 +226,8 @@ fn summary_text(s: &BatchSummary, health: &HubHealth) -> String {
         s.run.per_second,
         s.run.seconds,
         s.concurrency,
+        s.peak_trips_locked,
+        s.dataset_pool,
         t.run_ms.p50,
         t.run_ms.p99,
         t.run_ms.max,
