@@ -279,6 +279,24 @@ impl MongoStore {
         }
     }
 
+    /// The positions of the documents an unordered `insert_many` refused as duplicates, when
+    /// [`Self::only_duplicates`] holds for `e` (the others were inserted); empty otherwise.
+    pub fn duplicate_positions(e: &HubError) -> Vec<usize> {
+        if !Self::only_duplicates(e) {
+            return Vec::new();
+        }
+        let driver = e
+            .cause()
+            .and_then(|c| c.downcast_ref::<mongodb::error::Error>());
+        match driver.map(|d| d.kind.as_ref()) {
+            Some(ErrorKind::InsertMany(m)) => {
+                m.write_errors.iter().flatten().map(|w| w.index).collect()
+            }
+            Some(ErrorKind::Write(_)) => vec![0],
+            _ => Vec::new(),
+        }
+    }
+
     /// Creates `models` on `collection` (a no-op for indexes that exist with the same
     /// definition). An account refused index creation (code 13, an app account under least
     /// privilege, docs/store-security.md#least-privilege) is fine when every index exists already:

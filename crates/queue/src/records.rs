@@ -330,8 +330,8 @@ async fn write_loop(
     }
 }
 
-/// Inserts a batch; a job re-run after a lost acknowledgement already has its record, so
-/// duplicate ids are replaced instead (the newer outcome wins).
+/// Inserts a batch; a job re-run after a lost acknowledgement (or `jobs rerun`) already has its
+/// record, so the documents refused as duplicates are replaced instead (the newer outcome wins).
 async fn insert_batch(
     store: &MongoStore,
     coll: &Collection<Document>,
@@ -349,21 +349,49 @@ async fn insert_batch(
     match result {
         Ok(_) => Ok(()),
         Err(e) if MongoStore::only_duplicates(&e) => {
+            let refused = MongoStore::duplicate_positions(&e);
             tracing::debug!(
-                records = docs.len(),
-                "some job records exist already (a job re-run): replacing the batch one by one"
+                records = refused.len(),
+                "some job records exist already (jobs run again): replacing them"
             );
-            for d in docs {
-                let id = d.get("_id").cloned().unwrap_or(mongodb::bson::Bson::Null);
-                store
-                    .timed(
-                        "replace_one",
-                        coll.replace_one(doc! {"_id": id}, d).upsert(true),
-                    )
-                    .await?;
-            }
-            Ok(())
+            replace_all(store, coll, refused.iter().filter_map(|&i| docs.get(i))).await
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Replaces `docs` by `_id` (inserting any that is gone) in one `update` command: one round trip
+/// however many, where `replace_one` takes one each.
+async fn replace_all<'a>(
+    store: &MongoStore,
+    coll: &Collection<Document>,
+    docs: impl Iterator<Item = &'a Document>,
+) -> Result<(), tsp_hub::HubError> {
+    let updates: Vec<Document> = docs
+        .map(|d| {
+            let id = d.get("_id").cloned().unwrap_or(mongodb::bson::Bson::Null);
+            doc! {"q": {"_id": id}, "u": d.clone(), "upsert": true}
+        })
+        .collect();
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let command = doc! {"update": coll.name(), "updates": updates, "ordered": false};
+    let reply = store
+        .timed("replace records", store.database().run_command(command))
+        .await?;
+    // The command answers ok with per-statement errors beside it; any is this batch's failure.
+    match reply.get_array("writeErrors") {
+        Ok(errors) if !errors.is_empty() => Err(tsp_hub::HubError::store(
+            "mongo",
+            store.name(),
+            "replace records",
+            format!(
+                "{} of the records were refused: {:?}",
+                errors.len(),
+                errors.first()
+            ),
+        )),
+        _ => Ok(()),
     }
 }

@@ -1216,6 +1216,60 @@ async fn records_unwritten_when_the_grace_period_ends_are_counted_one_by_one() {
     hub.shutdown(Duration::from_secs(1)).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_jobs_run_again_replace_the_older_outcome_and_the_rest_are_inserted() {
+    let db = common::unique("tsp_t_");
+    let (hub, _q, _cleanup) = setup(&[&format!("mongo.cache.database={db}")]).await;
+    let mongo = hub.mongo("cache").unwrap().clone();
+    tsp_queue::ensure_record_indexes(&mongo).await.unwrap();
+    // Created now: the records' TTL index would remove a record from 1970 at its next pass.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let record = |i: usize, status: &'static str| tsp_queue::JobRecord {
+        id: format!("r-{i}"),
+        queue: "jobs".into(),
+        job_type: "builtin.noop".into(),
+        payload: "{}".into(),
+        status,
+        priority: 0,
+        attempts: 1,
+        result: None,
+        error: None,
+        created_at: now,
+        started_at: now,
+        finished_at: now,
+        run_ms: 1.0,
+        wait_ms: 1.0,
+    };
+    // The first outcomes of jobs 0, 2, 4, 6 and 8; then all ten jobs end, in one batch.
+    for (statuses, expected) in [
+        ((0..10).step_by(2).collect::<Vec<_>>(), "dead"),
+        ((0..10).collect(), "completed"),
+    ] {
+        let (sink, task) = tsp_queue::RecordSink::start(Some(mongo.clone()), None, 500, 100);
+        let records: Vec<_> = statuses.into_iter().map(|i| record(i, expected)).collect();
+        sink.send(&records).await;
+        drop(sink);
+        assert_eq!(task.finish(Duration::from_secs(30)).await, 0);
+    }
+    let coll = mongo
+        .database()
+        .collection::<mongodb::bson::Document>("job_queue");
+    assert_eq!(
+        coll.count_documents(mongodb::bson::doc! {}).await.unwrap(),
+        10
+    );
+    assert_eq!(
+        coll.count_documents(mongodb::bson::doc! {"status": "completed"})
+            .await
+            .unwrap(),
+        10
+    );
+    hub.shutdown(Duration::from_secs(1)).await;
+}
+
 /// Overwrites the stored spec of job `id` (what a corrupted store or a bad hand edit leaves).
 async fn corrupt_spec(q: &tsp_queue::Queue, id: &str, spec: &[u8]) {
     let mut conn = q.store().conn().await.unwrap();
