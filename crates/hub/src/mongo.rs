@@ -261,39 +261,25 @@ impl MongoStore {
     /// Whether `e` is a write refused only for duplicate keys (code 11000), e.g. an unordered
     /// `insert_many` some of whose documents exist already.
     pub fn only_duplicates(e: &HubError) -> bool {
-        let Some(driver) = e
-            .cause()
-            .and_then(|c| c.downcast_ref::<mongodb::error::Error>())
-        else {
-            return false;
-        };
-        match driver.kind.as_ref() {
-            ErrorKind::InsertMany(m) => {
-                m.write_concern_error.is_none()
-                    && m.write_errors
-                        .as_ref()
-                        .is_some_and(|w| !w.is_empty() && w.iter().all(|w| w.code == 11000))
-            }
-            ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => w.code == 11000,
-            _ => false,
-        }
+        Self::duplicate_positions(e).is_some()
     }
 
-    /// The positions of the documents an unordered `insert_many` refused as duplicates, when
-    /// [`Self::only_duplicates`] holds for `e` (the others were inserted); empty otherwise.
-    pub fn duplicate_positions(e: &HubError) -> Vec<usize> {
-        if !Self::only_duplicates(e) {
-            return Vec::new();
-        }
+    /// When `e` is a write refused only for duplicate keys: the positions of the refused
+    /// documents (an unordered `insert_many` inserted the others). `None` for any other error.
+    pub fn duplicate_positions(e: &HubError) -> Option<Vec<usize>> {
         let driver = e
             .cause()
-            .and_then(|c| c.downcast_ref::<mongodb::error::Error>());
-        match driver.map(|d| d.kind.as_ref()) {
-            Some(ErrorKind::InsertMany(m)) => {
-                m.write_errors.iter().flatten().map(|w| w.index).collect()
+            .and_then(|c| c.downcast_ref::<mongodb::error::Error>())?;
+        match driver.kind.as_ref() {
+            ErrorKind::InsertMany(m) if m.write_concern_error.is_none() => {
+                let errors = m.write_errors.as_ref()?;
+                (!errors.is_empty() && errors.iter().all(|w| w.code == 11000))
+                    .then(|| errors.iter().map(|w| w.index).collect())
             }
-            Some(ErrorKind::Write(_)) => vec![0],
-            _ => Vec::new(),
+            ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) if w.code == 11000 => {
+                Some(vec![0])
+            }
+            _ => None,
         }
     }
 

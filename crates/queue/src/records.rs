@@ -346,17 +346,19 @@ async fn insert_batch(
             coll.insert_many(docs.iter()).with_options(opts),
         )
         .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if MongoStore::only_duplicates(&e) => {
-            let refused = MongoStore::duplicate_positions(&e);
+    let e = match result {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    match MongoStore::duplicate_positions(&e) {
+        Some(refused) => {
             tracing::debug!(
                 records = refused.len(),
                 "some job records exist already (jobs run again): replacing them"
             );
             replace_all(store, coll, refused.iter().filter_map(|&i| docs.get(i))).await
         }
-        Err(e) => Err(e),
+        None => Err(e),
     }
 }
 
