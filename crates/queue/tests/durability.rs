@@ -2,7 +2,8 @@
 //! in the middle of a bulk enqueue and in the middle of processing, then restarted from its
 //! AOF. Every enqueue that was acknowledged is still there, and every completion that was
 //! acknowledged stays completed; jobs in flight at the kill run again (at least once), and the
-//! drill counts them. With `appendfsync everysec` and `always` (docs/queue.md#durability).
+//! drill counts them. With `appendfsync everysec` and `always` (docs/queue.md#durability). And
+//! the queue's reads answer on their first call after a restart (docs/queue.md#reads).
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -166,6 +167,58 @@ async fn kill_during_processing(fsync: &str) {
         ids.len()
     );
     assert!(q.audit(false).await.unwrap().clean());
+}
+
+/// Restarts `redis` and waits until it answers a read (bounded; while it loads its AOF it
+/// answers `LOADING`), asking on a connection of its own: the queue's is left as the restart
+/// broke it.
+async fn restart_loaded(redis: &mut ScratchRedis) {
+    redis.restart();
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", redis.port)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut c) = client.get_multiplexed_async_connection().await
+            && redis::cmd("DBSIZE")
+                .query_async::<u64>(&mut c)
+                .await
+                .is_ok()
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "never loaded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An operator's first look after Redis restarts: the shared connection the restart broke is
+/// replaced, and the read is asked again once, so it answers rather than failing
+/// (docs/queue.md#reads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_answer_on_the_first_try_after_a_restart() {
+    let mut redis = aof_redis("always");
+    let (_hub, q) = on(&redis).await;
+    let id = q
+        .enqueue(NewJob::new("builtin.noop", &1u32).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(q.counts().await.unwrap().waiting, 1);
+    restart_loaded(&mut redis).await;
+    // No retry here: the queue's own is what is tested.
+    let c = q.counts().await.unwrap();
+    assert_eq!((c.waiting, c.active), (1, 0), "the AOF kept the job");
+    restart_loaded(&mut redis).await;
+    let job = q.job(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, "waiting");
+    restart_loaded(&mut redis).await;
+    let ids = q
+        .page_ids(
+            tsp_queue::JobState::Waiting,
+            0,
+            10,
+            tsp_queue::Order::Oldest,
+        )
+        .await;
+    assert_eq!(ids.unwrap(), vec![id]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

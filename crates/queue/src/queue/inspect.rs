@@ -53,9 +53,20 @@ impl Queue {
         }
     }
 
+    /// A read-only script that takes the queue's base key and nothing else.
+    async fn read_script<T: redis::FromRedisValue>(
+        &self,
+        op: &str,
+        script: &redis::Script,
+    ) -> Result<T, QueueError> {
+        self.read(op, |mut conn| async move {
+            script.key(&self.inner.base).invoke_async(&mut conn).await
+        })
+        .await
+    }
+
     /// Per-state sizes and lifetime counters: one script call, O(priorities + workers).
     pub async fn counts(&self) -> Result<QueueCounts, QueueError> {
-        let mut conn = self.conn().await?;
         #[allow(clippy::type_complexity)]
         let (waiting, delayed, active, completed, dead, dead_unhandled, paused, totals): (
             u64,
@@ -66,12 +77,7 @@ impl Queue {
             u64,
             bool,
             HashMap<String, u64>,
-        ) = SCRIPTS
-            .counts
-            .key(&self.inner.base)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.err("counts", &e))?;
+        ) = self.read_script("counts", &SCRIPTS.counts).await?;
         Ok(QueueCounts {
             queue: self.inner.name.clone(),
             paused,
@@ -93,16 +99,18 @@ impl Queue {
                 message: "not a job id".into(),
             });
         }
-        let mut conn = self.conn().await?;
         // Bytes, not strings: a stored value that is not UTF-8 (a corrupted spec) is shown as
         // unreadable rather than failing the whole answer.
-        let raw: Vec<Option<Vec<u8>>> = SCRIPTS
-            .job
-            .key(&self.inner.base)
-            .arg(id)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.err("job", &e))?;
+        let raw: Vec<Option<Vec<u8>>> = self
+            .read("job", |mut conn| async move {
+                SCRIPTS
+                    .job
+                    .key(&self.inner.base)
+                    .arg(id)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
         let v: Vec<Option<String>> = raw
             .into_iter()
             .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
@@ -198,17 +206,18 @@ impl Queue {
         limit: usize,
         order: Order,
     ) -> Result<Vec<String>, QueueError> {
-        let mut conn = self.conn().await?;
-        SCRIPTS
-            .list
-            .key(&self.inner.base)
-            .arg(state.as_str())
-            .arg(limit)
-            .arg(offset)
-            .arg(order.as_str())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.err("list", &e))
+        self.read("list", |mut conn| async move {
+            SCRIPTS
+                .list
+                .key(&self.inner.base)
+                .arg(state.as_str())
+                .arg(limit)
+                .arg(offset)
+                .arg(order.as_str())
+                .invoke_async(&mut conn)
+                .await
+        })
+        .await
     }
 
     /// The job types of `ids` (`None` for a job that is gone or unreadable): one HMGET.
@@ -216,13 +225,15 @@ impl Queue {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn().await?;
-        let specs: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
-            .arg(format!("{}data", self.inner.base))
-            .arg(ids)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.err("hmget", &e))?;
+        let specs: Vec<Option<Vec<u8>>> = self
+            .read("hmget", |mut conn| async move {
+                redis::cmd("HMGET")
+                    .arg(format!("{}data", self.inner.base))
+                    .arg(ids)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
         Ok(specs
             .into_iter()
             .map(|s| {
@@ -234,26 +245,22 @@ impl Queue {
 
     /// The id of the pending or active job holding dedup key `key`, if one does.
     pub async fn by_dedup_key(&self, key: &str) -> Result<Option<String>, QueueError> {
-        let mut conn = self.conn().await?;
-        redis::cmd("HGET")
-            .arg(format!("{}dedup", self.inner.base))
-            .arg(key)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.err("hget", &e))
+        self.read("hget", |mut conn| async move {
+            redis::cmd("HGET")
+                .arg(format!("{}dedup", self.inner.base))
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+        })
+        .await
     }
 
     /// When the oldest waiting job was made (its id, a ULID, says) and every worker lease
     /// holding jobs:
     /// O(priorities in use + workers).
     pub async fn glance(&self) -> Result<Glance, QueueError> {
-        let mut conn = self.conn().await?;
-        let (heads, workers): (Vec<String>, Vec<String>) = SCRIPTS
-            .glance
-            .key(&self.inner.base)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.err("glance", &e))?;
+        let (heads, workers): (Vec<String>, Vec<String>) =
+            self.read_script("glance", &SCRIPTS.glance).await?;
         let oldest_waiting_ms = heads.iter().filter_map(|id| created_from_id(id)).min();
         let leases = workers
             .chunks_exact(3)
