@@ -192,7 +192,7 @@ async fn restart_loaded(redis: &mut ScratchRedis) {
 
 /// An operator's first look after Redis restarts: the shared connection the restart broke is
 /// replaced, and the read is asked again once, so it answers rather than failing
-/// (docs/queue.md#reads).
+/// (docs/queue.md#reads). Counts, one job, a page and the schedules, each after a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_answer_on_the_first_try_after_a_restart() {
     let mut redis = aof_redis("always");
@@ -219,6 +219,14 @@ async fn reads_answer_on_the_first_try_after_a_restart() {
         )
         .await;
     assert_eq!(ids.unwrap(), vec![id]);
+    q.put_schedule("nightly", "{}", Some(1)).await.unwrap();
+    restart_loaded(&mut redis).await;
+    let schedules = q.schedules().await.unwrap();
+    assert_eq!(schedules.len(), 1);
+    assert_eq!(
+        (schedules[0].name.as_str(), schedules[0].next),
+        ("nightly", Some(1))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,21 +78,23 @@ impl Queue {
 
     /// Every schedule of this queue, by name.
     pub async fn schedules(&self) -> Result<Vec<StoredSchedule>, QueueError> {
-        let mut conn = self.conn().await?;
         #[allow(clippy::type_complexity)]
         let (defs, next, last, jobs): (
             Vec<(String, String)>,
             Scored,
             Scored,
             HashMap<String, String>,
-        ) = redis::pipe()
-            .hgetall(self.sched_key("sched"))
-            .zrange_withscores(self.sched_key("sched:next"), 0, -1)
-            .hgetall(self.sched_key("sched:last"))
-            .hgetall(self.sched_key("sched:lastjob"))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.err("schedules", &e))?;
+        ) = self
+            .read("schedules", |mut conn| async move {
+                redis::pipe()
+                    .hgetall(self.sched_key("sched"))
+                    .zrange_withscores(self.sched_key("sched:next"), 0, -1)
+                    .hgetall(self.sched_key("sched:last"))
+                    .hgetall(self.sched_key("sched:lastjob"))
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
         let find = |list: &[(String, i64)], name: &str| {
             list.iter().find(|(n, _)| n == name).map(|(_, t)| *t)
         };
