@@ -187,7 +187,12 @@ impl Queue {
             Err(e) if e.is_connection_dropped() => {
                 // The hub's form of the error: redacted like every other it reports.
                 let error = self.err(op, &e);
-                tracing::debug!(queue = %self.inner.name, op, %error, "connection dropped; reading again");
+                tracing::debug!(
+                    queue = %self.inner.name,
+                    op,
+                    %error,
+                    "connection dropped; reading again"
+                );
                 ask(self.conn().await?).await
             }
             answer => answer,
