@@ -259,6 +259,31 @@ impl RedisStore {
         self.error(op, e)
     }
 
+    /// Runs the read `ask` on the shared connection, and once more when the first try met a
+    /// connection the server had dropped (a restart, a failover, a killed client): the first
+    /// command after such a drop fails even though the next one, on the replacement, would
+    /// answer. Only for reads: a read changes nothing, so asking again is safe, where a write
+    /// whose answer was lost may have run (docs/queue.md#reads).
+    pub async fn read<T, F, Fut>(&self, op: &str, ask: F) -> Result<T, HubError>
+    where
+        F: Fn(RedisConn) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let answer = match ask(self.conn().await?).await {
+            Err(e) if e.is_connection_dropped() => {
+                tracing::debug!(
+                    instance = %self.settings.name,
+                    op,
+                    error = %self.error(op, &e),
+                    "connection dropped; reading again"
+                );
+                ask(self.conn().await?).await
+            }
+            answer => answer,
+        };
+        answer.map_err(|e| self.error(op, &e))
+    }
+
     /// Every key matching `pattern`, read with SCAN a page at a time (never KEYS); on a
     /// Cluster, from every primary, since SCAN walks one node.
     pub async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>, HubError> {

@@ -175,19 +175,17 @@ async fn kill_during_processing(fsync: &str) {
 async fn restart_loaded(redis: &mut ScratchRedis) {
     redis.restart();
     let client = redis::Client::open(format!("redis://127.0.0.1:{}/", redis.port)).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(mut c) = client.get_multiplexed_async_connection().await
-            && redis::cmd("DBSIZE")
-                .query_async::<u64>(&mut c)
-                .await
-                .is_ok()
-        {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "never loaded");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    after_restart(|| async {
+        let mut c = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| e.to_string())?;
+        redis::cmd("DBSIZE")
+            .query_async::<u64>(&mut c)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
 }
 
 /// An operator's first look after Redis restarts: the shared connection the restart broke is

@@ -173,31 +173,14 @@ impl Queue {
         Ok(self.inner.store.conn().await?)
     }
 
-    /// Runs the read `ask` on the shared connection, and once more when the first try met a
-    /// connection the server had dropped (a restart, a failover, a killed client): the first
-    /// command after such a drop fails even though the next one, on the replacement, would
-    /// answer. A read changes nothing, so asking again is safe; writes are not asked again here
-    /// (docs/queue.md#reads).
+    /// Runs the read `ask` with the store's one retry after a dropped connection
+    /// ([`RedisStore::read`], docs/queue.md#reads).
     pub(crate) async fn read<T, F, Fut>(&self, op: &str, ask: F) -> Result<T, QueueError>
     where
         F: Fn(RedisConn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let answer = match ask(self.conn().await?).await {
-            Err(e) if e.is_connection_dropped() => {
-                // The hub's form of the error: redacted like every other it reports.
-                let error = self.err(op, &e);
-                tracing::debug!(
-                    queue = %self.inner.name,
-                    op,
-                    %error,
-                    "connection dropped; reading again"
-                );
-                ask(self.conn().await?).await
-            }
-            answer => answer,
-        };
-        answer.map_err(|e| self.err(op, &e))
+        Ok(self.inner.store.read(op, ask).await?)
     }
 
     fn err(&self, op: &str, e: &redis::RedisError) -> QueueError {
