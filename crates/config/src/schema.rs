@@ -725,6 +725,12 @@ pub static AUTH_FIELDS: &[Field] = &[
         "argon2id lanes",
     ),
     field(
+        "argon2.max_concurrent",
+        FieldType::UInt { min: 1, max: 1_024 },
+        |_| i(4),
+        "password hashes computed or checked at once per process (each holds `argon2.memory_kib`); further logins wait their turn",
+    ),
+    field(
         "login.max_failures",
         FieldType::UInt {
             min: 1,
@@ -1224,6 +1230,30 @@ pub static TRIP_FIELDS: &[Field] = &[
         "longest plausible trip, first fix to last",
     ),
     field(
+        "max_accuracy_m",
+        FieldType::UInt {
+            min: 1,
+            max: 100_000,
+        },
+        |_| i(500),
+        "a fix whose reported accuracy is worse than this, metres, is refused: a claimed error never widens the checks past it",
+    ),
+    field(
+        "max_fix_gap",
+        FieldType::Duration,
+        |_| s("15m"),
+        "the distance between two fixes further apart in time than this earns no points: the gap is no evidence of the way taken",
+    ),
+    field(
+        "max_points_per_day",
+        FieldType::UInt {
+            min: 0,
+            max: 100_000_000,
+        },
+        |_| i(2_000),
+        "most points one user earns from trips ending on one UTC day; the excess is not awarded but recorded on the trip and counted (0: no cap)",
+    ),
+    field(
         "gps_tolerance_m",
         FieldType::UInt { min: 0, max: 1_000 },
         |_| i(100),
@@ -1254,6 +1284,47 @@ pub static TRIP_FIELDS: &[Field] = &[
         "the step after which faults happen, or `any`",
     ),
 ];
+
+/// One key per travel mode, under a section of its own (`trips.max_mean_kmh.walk`, …): the
+/// modes, their defaults and one description, written once.
+macro_rules! per_mode {
+    ($ty:expr, $doc:literal, { $($mode:literal: $default:expr),+ $(,)? }) => {
+        &[$(field($mode, $ty, |_| $default, concat!($doc, " (", $mode, ")"))),+]
+    };
+}
+
+const KMH: FieldType = FieldType::UInt { min: 1, max: 2_000 };
+const KM: FieldType = FieldType::UInt {
+    min: 1,
+    max: 100_000,
+};
+
+/// `trips.max_mean_kmh.<mode>`: over a whole trip, slower than the fastest moment.
+pub static TRIP_MEAN_FIELDS: &[Field] = per_mode!(
+    KMH,
+    "fastest plausible mean speed over a whole trip, first fix to last, km/h",
+    { "walk": i(10), "bike": i(35), "ebike": i(35), "scooter": i(30), "bus": i(80),
+      "tram": i(60), "metro": i(80), "train": i(300), "ferry": i(60), "car": i(150),
+      "taxi": i(150), "carpool": i(150) }
+);
+
+/// `trips.max_trip_km.<mode>`: within `trips.max_distance_km` for every mode.
+pub static TRIP_KM_FIELDS: &[Field] = per_mode!(
+    KM,
+    "longest plausible trip of the mode, km (`trips.max_distance_km` bounds every mode)",
+    { "walk": i(60), "bike": i(300), "ebike": i(200), "scooter": i(80), "bus": i(400),
+      "tram": i(100), "metro": i(100), "train": i(1_000), "ferry": i(500), "car": i(1_000),
+      "taxi": i(500), "carpool": i(1_000) }
+);
+
+/// `trips.max_trip_duration.<mode>`: within `trips.max_duration` for every mode.
+pub static TRIP_DURATION_FIELDS: &[Field] = per_mode!(
+    FieldType::Duration,
+    "longest plausible trip of the mode, first fix to last (`trips.max_duration` bounds every mode)",
+    { "walk": s("16h"), "bike": s("16h"), "ebike": s("12h"), "scooter": s("6h"),
+      "bus": s("12h"), "tram": s("6h"), "metro": s("6h"), "train": s("24h"),
+      "ferry": s("24h"), "car": s("16h"), "taxi": s("12h"), "carpool": s("16h") }
+);
 
 /// `cache.*`: the two-level query cache.
 pub static CACHE_FIELDS: &[Field] = &[
@@ -1487,6 +1558,9 @@ pub static FIXED_SECTIONS: &[(&str, &[Field])] = &[
     ("secrets", SECRETS_FIELDS),
     ("server", SERVER_FIELDS),
     ("queue", QUEUE_FIELDS),
+    ("trips.max_mean_kmh", TRIP_MEAN_FIELDS),
+    ("trips.max_trip_km", TRIP_KM_FIELDS),
+    ("trips.max_trip_duration", TRIP_DURATION_FIELDS),
     ("trips", TRIP_FIELDS),
     ("cache", CACHE_FIELDS),
     ("auth", AUTH_FIELDS),

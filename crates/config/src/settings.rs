@@ -331,8 +331,17 @@ pub struct TripSettings {
     pub points_per_km: BTreeMap<String, u32>,
     /// Fastest plausible speed by mode, km/h (every mode of the schema has an entry).
     pub max_speed_kmh: BTreeMap<String, u32>,
+    /// Fastest plausible mean speed by mode, km/h (every mode has an entry).
+    pub max_mean_kmh: BTreeMap<String, u32>,
+    /// Longest plausible trip by mode, km (every mode has an entry).
+    pub max_trip_km: BTreeMap<String, u32>,
+    /// Longest plausible trip by mode (every mode has an entry).
+    pub max_trip_duration: BTreeMap<String, Duration>,
     pub max_distance_km: u32,
     pub max_duration: Duration,
+    pub max_accuracy_m: u32,
+    pub max_fix_gap: Duration,
+    pub max_points_per_day: u32,
     pub gps_tolerance_m: u32,
     pub active_window: Duration,
     pub fault: FaultSettings,
@@ -378,6 +387,8 @@ pub struct Argon2Settings {
     pub memory_kib: u32,
     pub iterations: u32,
     pub parallelism: u32,
+    /// Hashes computed or checked at once per process.
+    pub max_concurrent: u32,
 }
 
 /// Failed-login throttles (`auth.login.*`).

@@ -20,6 +20,7 @@
 pub mod analytics;
 pub mod auth;
 pub mod batch;
+pub mod cells;
 pub mod complete;
 pub mod gtfs;
 pub mod migrations;

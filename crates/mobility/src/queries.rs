@@ -10,6 +10,7 @@ use mongodb::bson::{Bson, Document, doc};
 use serde::{Deserialize, Serialize};
 use tsp_hub::{HubError, Level};
 
+use crate::cells::{self, Cell};
 use crate::complete::{TRAJECTORIES, Trips, ms_to_naive};
 use crate::trip::haversine_m;
 
@@ -159,6 +160,18 @@ pub struct Around {
 pub const MAX_RADIUS_KM: f64 = 100.0;
 /// Most rows a list query returns.
 pub const MAX_LIMIT: u32 = 1000;
+/// Most positions one cell query reads; past it, only the cells wholly inside what was read are
+/// shown.
+pub const CELL_READ_LIMIT: usize = 20_000;
+
+/// The distance up to which `positions` (nearest first, cut at [`CELL_READ_LIMIT`]) are
+/// complete, when they were cut.
+fn read_cut(positions: &[(f64, f64, u64)], at: Around) -> Option<f64> {
+    (positions.len() >= CELL_READ_LIMIT)
+        .then(|| positions.last())
+        .flatten()
+        .map(|&(lat, lng, _)| haversine_m(at.lat, at.lng, lat, lng) / 1000.0)
+}
 
 impl Around {
     /// Checks each parameter, naming the first bad one. `None` means missing.
@@ -311,9 +324,28 @@ impl Trips {
 
     /// Trips that started within the radius, nearest first (`$near` on the 2dsphere index).
     pub async fn trips_near(&self, at: Around, limit: u32) -> Result<Vec<NearTrip>, QueryError> {
+        self.near_trips(at, limit, None).await
+    }
+
+    /// [`Trips::trips_near`] of one user's trips only.
+    pub async fn own_trips_near(
+        &self,
+        user_id: u64,
+        at: Around,
+        limit: u32,
+    ) -> Result<Vec<NearTrip>, QueryError> {
+        self.near_trips(at, limit, Some(user_id)).await
+    }
+
+    async fn near_trips(
+        &self,
+        at: Around,
+        limit: u32,
+        user_id: Option<u64>,
+    ) -> Result<Vec<NearTrip>, QueryError> {
         let limit = check_limit(limit)?;
         let mongo = &self.stores().documents;
-        let filter = doc! {
+        let mut filter = doc! {
             "startLocation": {
                 "$near": {
                     "$geometry": {"type": "Point", "coordinates": [at.lng, at.lat]},
@@ -321,6 +353,9 @@ impl Trips {
                 }
             }
         };
+        if let Some(u) = user_id {
+            filter.insert("userId", u as i64);
+        }
         let coll = mongo.database().collection::<Document>(TRAJECTORIES);
         let cursor = mongo
             .timed(
@@ -404,6 +439,81 @@ impl Trips {
             })
             .take(limit as usize)
             .collect())
+    }
+
+    /// Trip starts within the radius as cells of [`crate::cells`]: counts that cannot be
+    /// inverted into anyone's trip.
+    pub async fn trip_cells(&self, at: Around) -> Result<Vec<Cell>, QueryError> {
+        let mongo = &self.stores().documents;
+        let filter = doc! {
+            "startLocation": {
+                "$near": {
+                    "$geometry": {"type": "Point", "coordinates": [at.lng, at.lat]},
+                    "$maxDistance": (at.radius_km + cells::MARGIN_KM) * 1000.0,
+                }
+            }
+        };
+        let coll = mongo.database().collection::<Document>(TRAJECTORIES);
+        let cursor = mongo
+            .timed(
+                "trip cells",
+                coll.find(filter)
+                    .projection(doc! {"userId": 1, "startLocation": 1})
+                    .limit(CELL_READ_LIMIT as i64),
+            )
+            .await?;
+        let docs: Vec<Document> = mongo.timed("trip cells", cursor.try_collect()).await?;
+        let positions: Vec<(f64, f64, u64)> = docs
+            .iter()
+            .filter_map(|d| {
+                let c = d
+                    .get_document("startLocation")
+                    .ok()?
+                    .get_array("coordinates")
+                    .ok()?;
+                let (lng, lat) = (c.first()?.as_f64()?, c.get(1)?.as_f64()?);
+                Some((lat, lng, number(d, "userId") as u64))
+            })
+            .collect();
+        Ok(cells::count(
+            positions.iter().copied(),
+            (at.lat, at.lng, at.radius_km),
+            read_cut(&positions, at),
+        ))
+    }
+
+    /// Users' last positions within the radius and the active window, as cells of
+    /// [`crate::cells`].
+    pub async fn user_cells(&self, at: Around) -> Result<Vec<Cell>, QueryError> {
+        let wide = Around {
+            radius_km: at.radius_km + cells::MARGIN_KM,
+            ..at
+        };
+        let (geo, _) = self.geo_keys();
+        let found = self.users_near(wide, MAX_LIMIT).await?;
+        let redis = &self.stores().redis;
+        let mut conn = redis.conn().await?;
+        let mut cmd = redis::cmd("GEOPOS");
+        cmd.arg(&geo);
+        for u in &found {
+            cmd.arg(u.user_id.to_string());
+        }
+        let coords: Vec<Option<(f64, f64)>> = if found.is_empty() {
+            Vec::new()
+        } else {
+            cmd.query_async(&mut conn)
+                .await
+                .map_err(|e| redis.command_error("geopos", &e))?
+        };
+        let positions: Vec<(f64, f64, u64)> = found
+            .iter()
+            .zip(coords)
+            .filter_map(|(u, c)| c.map(|(lng, lat)| (lat, lng, u.user_id)))
+            .collect();
+        let cut = (found.len() as u32 >= MAX_LIMIT)
+            .then(|| found.last().map(|u| u.distance_m / 1000.0))
+            .flatten();
+        Ok(cells::count(positions, (at.lat, at.lng, at.radius_km), cut))
     }
 
     /// Per user over the last `days` days and today (whole UTC days): trips, distance,

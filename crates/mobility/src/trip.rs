@@ -1,6 +1,8 @@
 //! The `trip.complete` payload: its shape, the rules it must meet, and the distance and duration
 //! computed from its trajectory. Pure functions; the job that writes the stores builds on them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Travel modes a trip may have. Points per km are configured per mode.
@@ -138,12 +140,13 @@ impl TripCompletion {
         Ok(())
     }
 
-    /// Checks that the trip could have happened as described: no segment, no stretch of
-    /// [`SUSTAINED_MS`] and not the whole trip faster than its mode allows, and not longer or
-    /// lasting longer than `rules` allow. Distances between two fixes are first reduced by
+    /// Checks that the trip could have happened as described: every fix within the accuracy
+    /// `rules` allow; no segment and no stretch of [`SUSTAINED_MS`] faster than its
+    /// mode allows; and the whole trip within its mode's distance, duration and mean speed. Distances between two fixes are first reduced by
     /// their GPS error (their `accuracy`, at least `rules.gps_tolerance_m` each), so jitter
     /// and a stray fix are not taken for speed while a teleport still is (docs/security.md).
     pub fn plausible(&self, rules: &Plausibility) -> Result<(), InvalidTrip> {
+        self.evidence(rules)?;
         let limit = rules.max_speed_kmh(&self.mode);
         let tolerance = |p: &TrackPoint| p.accuracy.unwrap_or(0.0).max(rules.gps_tolerance_m);
         let kmh_between = |a: &TrackPoint, b: &TrackPoint| {
@@ -184,33 +187,59 @@ impl TripCompletion {
                 ));
             }
         }
+        self.whole_trip(rules)
+    }
+
+    /// Every fix claims an accuracy within `rules.max_accuracy_m`: a claimed error would
+    /// otherwise widen the tolerance until no speed is caught.
+    fn evidence(&self, rules: &Plausibility) -> Result<(), InvalidTrip> {
+        for (i, p) in self.trajectory.iter().enumerate() {
+            if let Some(a) = p.accuracy
+                && !(a.is_finite() && (0.0..=rules.max_accuracy_m).contains(&a))
+            {
+                return Err(invalid(
+                    format!("trajectory[{i}].accuracy"),
+                    format!(
+                        "{a} m: a fix must claim an accuracy from 0 to {:.0} m",
+                        rules.max_accuracy_m
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole trip within its mode's distance, duration and mean speed (and the limits of
+    /// every mode).
+    fn whole_trip(&self, rules: &Plausibility) -> Result<(), InvalidTrip> {
+        let limits = rules.whole_trip(&self.mode);
         let km = self.distance_m() / 1000.0;
-        if km > rules.max_distance_km {
+        if km > limits.max_km {
             return Err(invalid(
                 "trajectory",
                 format!(
-                    "{km:.0} km exceeds the longest plausible trip, {:.0} km",
-                    rules.max_distance_km
+                    "{km:.0} km exceeds the longest plausible {} trip, {:.0} km",
+                    self.mode, limits.max_km
                 ),
             ));
         }
         let hours = self.duration_s() / 3600.0;
-        if hours > rules.max_duration_h {
+        if hours > limits.max_hours {
             return Err(invalid(
                 "trajectory",
                 format!(
-                    "{hours:.1} h exceeds the longest plausible trip, {:.1} h",
-                    rules.max_duration_h
+                    "{hours:.1} h exceeds the longest plausible {} trip, {:.1} h",
+                    self.mode, limits.max_hours
                 ),
             ));
         }
-        let overall = km / hours;
-        if overall > limit {
+        let mean = km / hours;
+        if mean > limits.mean_kmh {
             return Err(invalid(
                 "trajectory",
                 format!(
-                    "{overall:.0} km/h over the whole trip exceeds {}'s {limit:.0} km/h",
-                    self.mode
+                    "{mean:.0} km/h over the whole trip exceeds {}'s mean of {:.0} km/h",
+                    self.mode, limits.mean_kmh
                 ),
             ));
         }
@@ -221,6 +250,17 @@ impl TripCompletion {
     pub fn distance_m(&self) -> f64 {
         self.trajectory
             .windows(2)
+            .map(|w| haversine_m(w[0].lat, w[0].lng, w[1].lat, w[1].lng))
+            .sum()
+    }
+
+    /// Metres along the trajectory between fixes at most `max_gap_ms` apart: the distance the
+    /// fixes are evidence of, and what earns points. Across a longer gap the way taken is
+    /// unknown (docs/security.md#points).
+    pub fn evidenced_m(&self, max_gap_ms: i64) -> f64 {
+        self.trajectory
+            .windows(2)
+            .filter(|w| w[1].timestamp - w[0].timestamp <= max_gap_ms)
             .map(|w| haversine_m(w[0].lat, w[0].lng, w[1].lat, w[1].lng))
             .sum()
     }
@@ -237,18 +277,41 @@ impl TripCompletion {
 /// The stretch over which a mode's speed must hold, not just between two fixes: five minutes.
 pub const SUSTAINED_MS: i64 = 5 * 60 * 1000;
 
-/// What a plausible trip looks like (`trips.max_speed_kmh.*`, `trips.max_distance_km`,
-/// `trips.max_duration`, `trips.gps_tolerance_m`).
+/// What a plausible trip looks like (`trips.max_speed_kmh.*`, `trips.max_mean_kmh.*`,
+/// `trips.max_trip_km.*`, `trips.max_trip_duration.*`, `trips.max_distance_km`,
+/// `trips.max_duration`, `trips.max_accuracy_m`, `trips.gps_tolerance_m`; and
+/// `trips.max_fix_gap`, which decides what distance earns points, not whether a trip passes).
 #[derive(Debug, Clone)]
 pub struct Plausibility {
-    /// Fastest plausible speed by mode, km/h.
-    pub max_speed_kmh: std::collections::BTreeMap<String, u32>,
-    /// Longest plausible trip, km.
+    /// Fastest plausible speed by mode, km/h: between two fixes and over five minutes.
+    pub max_speed_kmh: BTreeMap<String, u32>,
+    /// Fastest plausible mean speed over a whole trip by mode, km/h.
+    pub max_mean_kmh: BTreeMap<String, u32>,
+    /// Longest plausible trip by mode, km.
+    pub max_trip_km: BTreeMap<String, u32>,
+    /// Longest plausible trip by mode, hours.
+    pub max_trip_hours: BTreeMap<String, f64>,
+    /// Longest plausible trip of any mode, km.
     pub max_distance_km: f64,
-    /// Longest plausible trip, hours.
+    /// Longest plausible trip of any mode, hours.
     pub max_duration_h: f64,
+    /// The worst accuracy a fix may claim, metres.
+    pub max_accuracy_m: f64,
+    /// The longest time between two fixes whose distance earns points, ms.
+    pub max_fix_gap_ms: i64,
     /// GPS error allowed per fix, metres.
     pub gps_tolerance_m: f64,
+}
+
+/// A mode's limits on a whole trip, with the limits of every mode applied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TripLimits {
+    /// Longest distance, km.
+    pub max_km: f64,
+    /// Longest duration, hours.
+    pub max_hours: f64,
+    /// Fastest mean speed, km/h (never above the mode's top speed).
+    pub mean_kmh: f64,
 }
 
 impl Plausibility {
@@ -256,15 +319,40 @@ impl Plausibility {
     pub fn from_settings(s: &tsp_config::TripSettings) -> Plausibility {
         Plausibility {
             max_speed_kmh: s.max_speed_kmh.clone(),
+            max_mean_kmh: s.max_mean_kmh.clone(),
+            max_trip_km: s.max_trip_km.clone(),
+            max_trip_hours: s
+                .max_trip_duration
+                .iter()
+                .map(|(m, d)| (m.clone(), d.as_secs_f64() / 3600.0))
+                .collect(),
             max_distance_km: f64::from(s.max_distance_km),
             max_duration_h: s.max_duration.as_secs_f64() / 3600.0,
+            max_accuracy_m: f64::from(s.max_accuracy_m),
+            max_fix_gap_ms: i64::try_from(s.max_fix_gap.as_millis()).unwrap_or(i64::MAX),
             gps_tolerance_m: f64::from(s.gps_tolerance_m),
         }
     }
 
+    /// Every mode has a key in each map (the schema lists them); an unknown mode was refused
+    /// already, and gets 0: nothing passes.
     fn max_speed_kmh(&self, mode: &str) -> f64 {
-        // Every mode has a key (the schema lists them); an unknown mode was refused already.
         f64::from(self.max_speed_kmh.get(mode).copied().unwrap_or(0))
+    }
+
+    /// `mode`'s limits on a whole trip.
+    pub fn whole_trip(&self, mode: &str) -> TripLimits {
+        let of = |m: &BTreeMap<String, u32>| f64::from(m.get(mode).copied().unwrap_or(0));
+        TripLimits {
+            max_km: of(&self.max_trip_km).min(self.max_distance_km),
+            max_hours: self
+                .max_trip_hours
+                .get(mode)
+                .copied()
+                .unwrap_or(0.0)
+                .min(self.max_duration_h),
+            mean_kmh: of(&self.max_mean_kmh).min(self.max_speed_kmh(mode)),
+        }
     }
 }
 
@@ -397,10 +485,16 @@ mod tests {
     }
 
     fn rules() -> Plausibility {
+        let each = |v| MODES.iter().map(|m| (m.to_string(), v)).collect();
         Plausibility {
-            max_speed_kmh: MODES.iter().map(|m| (m.to_string(), 15)).collect(),
+            max_speed_kmh: each(15),
+            max_mean_kmh: each(15),
+            max_trip_km: each(100_000),
+            max_trip_hours: MODES.iter().map(|m| (m.to_string(), 1000.0)).collect(),
             max_distance_km: 1000.0,
             max_duration_h: 24.0,
+            max_accuracy_m: 500.0,
+            max_fix_gap_ms: 15 * 60_000,
             gps_tolerance_m: 100.0,
         }
     }
@@ -437,13 +531,20 @@ mod tests {
     fn distance_and_duration_have_ceilings() {
         let mut r = rules();
         r.max_speed_kmh.insert("bus".into(), 120);
+        r.max_mean_kmh.insert("bus".into(), 120);
         let mut points = vec![(0.0, 0.0, 0)];
         leg(&mut points, 100.0, 60 * 11);
         let e = trip(&points).plausible(&r).unwrap_err();
-        assert!(e.message.contains("longest plausible trip, 1000 km"), "{e}");
+        assert!(
+            e.message.contains("longest plausible bus trip, 1000 km"),
+            "{e}"
+        );
         let mut points = vec![(0.0, 0.0, 0)];
         leg(&mut points, 1.0, 60 * 25);
         let e = trip(&points).plausible(&r).unwrap_err();
-        assert!(e.message.contains("longest plausible trip, 24.0 h"), "{e}");
+        assert!(
+            e.message.contains("longest plausible bus trip, 24.0 h"),
+            "{e}"
+        );
     }
 }

@@ -243,8 +243,18 @@ pub enum UsersCommand {
         /// The user's id.
         id: u64,
     },
-    /// Make a suspended user active again.
+    /// Make a suspended user active again (their older sessions stay ended).
     Activate {
+        /// The user's id.
+        id: u64,
+    },
+    /// End every session of a user, in every process before this returns.
+    RevokeSessions {
+        /// The user's id.
+        id: u64,
+    },
+    /// Mark a user deleted: they can no longer log in, and their sessions end everywhere.
+    Delete {
         /// The user's id.
         id: u64,
     },
@@ -260,6 +270,16 @@ pub enum AdminsCommand {
         /// viewer, operator or admin.
         #[arg(long, default_value = "viewer")]
         role: String,
+    },
+    /// End every session of an operator, in every process before this returns.
+    RevokeSessions {
+        /// Their login name.
+        username: String,
+    },
+    /// Delete an operator; their sessions end everywhere before this returns.
+    Delete {
+        /// Their login name.
+        username: String,
     },
 }
 

@@ -70,6 +70,15 @@ pub(super) fn queue(
 
 pub(super) fn trips(b: &mut Builder) -> Option<TripSettings> {
     let mut v = b.section("trips", schema::TRIP_FIELDS, "");
+    // The per-mode limits are sections of their own in the schema, one map each here.
+    for (sub, fields) in [
+        ("max_mean_kmh", schema::TRIP_MEAN_FIELDS),
+        ("max_trip_km", schema::TRIP_KM_FIELDS),
+        ("max_trip_duration", schema::TRIP_DURATION_FIELDS),
+    ] {
+        let per_mode = b.section(&format!("trips.{sub}"), fields, "");
+        v.nest(sub, per_mode);
+    }
     // `any` is the schema's word for "no particular step".
     if v.get("fault.step").as_str() == Some("any") {
         v.set("fault.step", Value::Null);

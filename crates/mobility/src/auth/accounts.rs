@@ -5,7 +5,7 @@ use sqlx::Row;
 use tsp_hub::HubError;
 
 use super::limits::RateError;
-use super::{Auth, AuthError, Principal, Role, Session, Throttled};
+use super::{Auth, AuthError, Principal, Role, Session, Throttled, sessions};
 
 /// A login request: a user by email or an operator by username.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -46,6 +46,19 @@ fn user_tag(id: u64) -> String {
     format!("user:{id}")
 }
 
+fn operator_tag(id: u64) -> String {
+    format!("operator:{id}")
+}
+
+/// An account a login names, as the database resolved it.
+struct Account {
+    principal: Principal,
+    /// Its password hash, if one is set.
+    hash: Option<String>,
+    /// Whether it may log in (a user who is active; any operator).
+    usable: bool,
+}
+
 const MAX_PASSWORD: usize = 1024;
 
 fn check_password(password: &str) -> Result<(), AuthError> {
@@ -80,6 +93,31 @@ pub(super) async fn is_active(auth: &Auth, id: u64) -> Result<bool, HubError> {
         })
         .await?;
     Ok(status.as_deref() == Some("active"))
+}
+
+/// Operator `id`'s role now, read through the cache (tag `operator:<id>`); `None` when the
+/// operator no longer exists. A session's principal carries the role it logged in with; this
+/// is what each request is judged by, so a role changed in MySQL by hand counts within
+/// `cache.l1_ttl` + `cache.l2_ttl`, and one changed with `admins create` at once.
+pub(super) async fn operator_role(auth: &Auth, id: u64) -> Result<Option<Role>, HubError> {
+    let portal = auth.inner.portal.clone();
+    let (role, _) = auth
+        .inner
+        .cache
+        .get_or_load(&operator_tag(id), "role", || async move {
+            portal
+                .timed(
+                    "operator role",
+                    sqlx::query_scalar::<_, String>(
+                        "SELECT CAST(role AS CHAR) FROM admin_users WHERE id = ?",
+                    )
+                    .bind(id)
+                    .fetch_optional(portal.pool()),
+                )
+                .await
+        })
+        .await?;
+    Ok(role.as_deref().and_then(Role::parse))
 }
 
 impl Auth {
@@ -139,6 +177,8 @@ impl Auth {
         if done.rows_affected() == 0 {
             return Err(AuthError::NotFound(format!("user {id}")));
         }
+        // Sessions begun with the old password end (docs/security.md#revocation).
+        self.end_all_sessions(&Principal::User { id }).await?;
         Ok(())
     }
 
@@ -180,14 +220,79 @@ impl Auth {
                     .fetch_one(portal.pool()),
             )
             .await?;
+        // A changed role or password ends the sessions that had the old ones.
+        self.inner.cache.invalidate(&[operator_tag(id)]).await?;
+        self.end_all_sessions(&Principal::Operator { id, role })
+            .await?;
         Ok(id)
+    }
+
+    /// Operator `username`'s id.
+    pub async fn operator_id(&self, username: &str) -> Result<u64, AuthError> {
+        let portal = &self.inner.portal;
+        let id: Option<u64> = portal
+            .timed(
+                "operator id",
+                sqlx::query_scalar("SELECT id FROM admin_users WHERE username = ?")
+                    .bind(username)
+                    .fetch_optional(portal.pool()),
+            )
+            .await?;
+        id.ok_or_else(|| AuthError::NotFound(format!("operator {username}")))
+    }
+
+    /// Ends every session of operator `username`, in every process before returning; how many
+    /// were live.
+    pub async fn revoke_operator_sessions(&self, username: &str) -> Result<u64, AuthError> {
+        let id = self.operator_id(username).await?;
+        // The role in the principal does not matter: sessions are indexed by subject.
+        let ended = self
+            .end_all_sessions(&Principal::Operator {
+                id,
+                role: Role::Viewer,
+            })
+            .await?;
+        Ok(ended)
+    }
+
+    /// Deletes operator `username` and ends their sessions everywhere before returning.
+    pub async fn delete_operator(&self, username: &str) -> Result<(), AuthError> {
+        let id = self.operator_id(username).await?;
+        let portal = &self.inner.portal;
+        portal
+            .timed(
+                "operator delete",
+                sqlx::query("DELETE FROM admin_users WHERE id = ?")
+                    .bind(id)
+                    .execute(portal.pool()),
+            )
+            .await?;
+        self.inner.cache.invalidate(&[operator_tag(id)]).await?;
+        self.end_all_sessions(&Principal::Operator {
+            id,
+            role: Role::Viewer,
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Marks user `id` deleted (they can no longer log in or act; their data stays for its
+    /// retention) and ends their sessions everywhere before returning.
+    pub async fn delete_user(&self, id: u64) -> Result<(), AuthError> {
+        self.set_user_state(id, "deleted").await
     }
 
     /// Sets user `id`'s status (`active` or `suspended`) and makes every process see it
     /// before returning; a suspension also ends the user's sessions.
     pub async fn set_user_status(&self, id: u64, active: bool) -> Result<(), AuthError> {
+        self.set_user_state(id, if active { "active" } else { "suspended" })
+            .await
+    }
+
+    /// Sets user `id`'s status; a deleted user stays deleted. Every change ends the user's
+    /// sessions (generation bump), so none begun under another status survives it.
+    async fn set_user_state(&self, id: u64, status: &str) -> Result<(), AuthError> {
         let portal = &self.inner.portal;
-        let status = if active { "active" } else { "suspended" };
         let exists: Option<u64> = portal
             .timed(
                 "user status",
@@ -209,9 +314,7 @@ impl Auth {
             )
             .await?;
         self.inner.cache.invalidate(&[user_tag(id)]).await?;
-        if !active {
-            self.end_all_sessions(&Principal::User { id }).await?;
-        }
+        self.end_all_sessions(&Principal::User { id }).await?;
         Ok(())
     }
 
@@ -227,43 +330,57 @@ impl Auth {
     }
 
     /// Checks `login` and starts a session. Every refusal does the same work (an unknown name
-    /// checks a decoy hash) and gives the same answer; failures count per account and address.
+    /// checks a decoy hash) and gives the same answer. Each attempt is counted against the
+    /// account (as the database resolves the name, so spellings it treats as one account count
+    /// as one) and the address *before* its password is checked; a success gives it back.
     pub async fn login(&self, login: Login, address: &str) -> Result<Session, LoginError> {
-        let account = match (&login.email, &login.username) {
+        let named = match (&login.email, &login.username) {
             (Some(e), None) => format!("email:{}", e.trim().to_lowercase()),
-            (None, Some(u)) => format!("operator:{u}"),
+            (None, Some(u)) => format!("operator:{}", u.trim().to_lowercase()),
             _ => return Err(LoginError::Refused),
         };
-        self.login_allowed(&account, address)
+        let first = self.account(&login).await?;
+        let counted = first
+            .as_ref()
+            .map(|a| a.principal.subject())
+            .unwrap_or(named);
+        self.reserve_guess(&counted, address)
             .await
             .map_err(|e| match e {
                 RateError::Throttled(t) => LoginError::Throttled(t),
                 RateError::Store(s) => LoginError::Store(s),
             })?;
-        let found = self.account(&login).await?;
+        // The generation is read before the account is read again: a change committed before
+        // that second read is what the password is checked against, and one committed after it
+        // has bumped the generation past this session's (docs/security.md#revocation).
+        let (generation, found) = match &first {
+            Some(a) => (
+                sessions::read_generation(self, &a.principal.subject()).await?,
+                self.account(&login).await?,
+            ),
+            None => (0, None),
+        };
+        let same = |a: &Account| {
+            first.as_ref().map(|f| f.principal.subject()) == Some(a.principal.subject())
+        };
         let (principal, hash, usable) = match found {
-            Some((p, h, usable)) => (Some(p), h, usable),
+            Some(a) if same(&a) => (Some(a.principal), a.hash, a.usable),
+            Some(a) => (None, a.hash, false),
             None => (None, None, false),
         };
         let password = login.password;
         let ok = password.len() <= MAX_PASSWORD && self.inner.hasher.verify(password, hash).await;
         match principal {
             Some(p) if ok && usable => {
-                self.login_succeeded(&account, address).await?;
-                Ok(self.start_session(&p).await?)
+                self.guess_succeeded(&counted, address).await?;
+                Ok(sessions::create(self, &p, generation).await?)
             }
-            _ => {
-                self.login_failed(&account, address).await?;
-                Err(LoginError::Refused)
-            }
+            _ => Err(LoginError::Refused),
         }
     }
 
     /// The account a login names: its principal, password hash, and whether it may log in.
-    async fn account(
-        &self,
-        login: &Login,
-    ) -> Result<Option<(Principal, Option<String>, bool)>, HubError> {
+    async fn account(&self, login: &Login) -> Result<Option<Account>, HubError> {
         let portal = &self.inner.portal;
         if let Some(email) = &login.email {
             let row = portal
@@ -278,11 +395,11 @@ impl Auth {
                 .await?;
             return Ok(row.map(|r| {
                 let status: String = r.get(2);
-                (
-                    Principal::User { id: r.get(0) },
-                    r.get(1),
-                    status == "active",
-                )
+                Account {
+                    principal: Principal::User { id: r.get(0) },
+                    hash: r.get(1),
+                    usable: status == "active",
+                }
             }));
         }
         let Some(username) = &login.username else {
@@ -298,11 +415,11 @@ impl Auth {
             .await?;
         Ok(row.and_then(|r| {
             let role = Role::parse(&r.get::<String, _>(2))?;
-            Some((
-                Principal::Operator { id: r.get(0), role },
-                Some(r.get(1)),
-                true,
-            ))
+            Some(Account {
+                principal: Principal::Operator { id: r.get(0), role },
+                hash: Some(r.get(1)),
+                usable: true,
+            })
         }))
     }
 }

@@ -12,7 +12,8 @@ use super::{Auth, Principal, accounts, keys, sessions, sha256_hex};
 pub enum Admission {
     /// A live credential within its limits.
     Admitted(Principal),
-    /// No such credential (unknown, expired, revoked, or its user is not active).
+    /// No such credential (unknown, expired, revoked, of an older generation, or its user is not
+    /// active, or its operator no longer exists).
     Unknown,
     /// Over a limit (the address's or the credential's).
     Limited(Throttled),
@@ -44,19 +45,44 @@ impl Auth {
         } else {
             sessions::check(self, &hash).await?
         };
-        let Some(principal) = found else {
+        let Some(mut principal) = found else {
             return Ok(Admission::Unknown);
         };
-        let limit = self.key(&format!("rl:c:{hash}"));
+        // Per principal, not per session: a new login brings no fresh budget.
+        let limit = self.key(&format!("rl:p:{}", principal.subject()));
         if let Some(t) = refused(self.rate_key(&limit, self.class_rate(class)).await)? {
             return Ok(Admission::Limited(t));
         }
-        if let Principal::User { id } = principal
-            && !accounts::is_active(self, id).await?
-        {
-            return Ok(Admission::Unknown);
+        match &mut principal {
+            Principal::User { id } if !accounts::is_active(self, *id).await? => {
+                return Ok(Admission::Unknown);
+            }
+            // Judged by the role the operator has now, not the one they logged in with.
+            Principal::Operator { id, role } => match accounts::operator_role(self, *id).await? {
+                Some(now) => *role = now,
+                None => return Ok(Admission::Unknown),
+            },
+            _ => {}
         }
         Ok(Admission::Admitted(principal))
+    }
+
+    /// Whether `credential` (a session token or a key) still stands for a principal, without
+    /// counting against any limit: what a long-lived stream asks every few seconds.
+    pub async fn still_valid(&self, credential: &str) -> Result<bool, HubError> {
+        let found = if keys::looks_like_key(credential) {
+            keys::principal(self, credential).await?
+        } else {
+            sessions::check(self, &sha256_hex(credential)).await?
+        };
+        Ok(match found {
+            None => false,
+            Some(Principal::User { id }) => accounts::is_active(self, id).await?,
+            Some(Principal::Operator { id, .. }) => {
+                accounts::operator_role(self, id).await?.is_some()
+            }
+            Some(Principal::Key { .. }) => true,
+        })
     }
 
     /// Checks only the address's limit (public routes, and first for every request).

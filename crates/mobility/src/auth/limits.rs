@@ -1,7 +1,11 @@
 //! Abuse limits, kept in Redis so every process shares them and a restart forgets nothing:
-//! failed-login counters per account and per address; the request rates are in `rate`.
+//! failed-login counters per account and per address, each attempt counted before its password
+//! is checked; the request rates are in `rate`.
 
+use std::sync::LazyLock;
 use std::time::Duration;
+
+use redis::Script;
 
 use tsp_config::RateSettings;
 use tsp_hub::HubError;
@@ -45,76 +49,90 @@ impl Auth {
         ]
     }
 
-    /// Refuses a login attempt when `account` or `address` failed too often lately.
-    pub(super) async fn login_allowed(
+    /// Counts a login attempt of `account` from `address` as a failure *before* its password is
+    /// checked, in one atomic step, or refuses it when either has failed too often lately: so
+    /// N parallel guesses check at most the limit. A success gives it back
+    /// ([`Auth::guess_succeeded`]).
+    pub(super) async fn reserve_guess(
         &self,
         account: &str,
         address: &str,
     ) -> Result<(), RateError> {
         let store = &self.inner.redis;
         let login = &self.inner.settings.login;
-        let keys = self.failure_keys(account, address);
+        let [acct, addr] = self.failure_keys(account, address);
+        let window = i64::try_from(login.window.as_millis()).unwrap_or(i64::MAX);
         let mut conn = store.conn().await?;
-        let (counts, ttls): ((Option<u32>, Option<u32>), (i64, i64)) = redis::pipe()
-            .mget(&keys)
-            .cmd("PTTL")
-            .arg(&keys[0])
-            .cmd("PTTL")
-            .arg(&keys[1])
-            .query_async::<(Vec<Option<u32>>, i64, i64)>(&mut conn)
+        let wait_ms: i64 = RESERVE
+            .key(&acct)
+            .key(&addr)
+            .arg(login.max_failures)
+            .arg(login.max_failures_per_address)
+            .arg(window)
+            .invoke_async(&mut conn)
             .await
-            .map(|(c, a, b)| {
-                (
-                    (c.first().copied().flatten(), c.get(1).copied().flatten()),
-                    (a, b),
-                )
-            })
             .map_err(|e| store.command_error("login throttle", &e))?;
-        let over = |count: Option<u32>, max: u32, ttl: i64| {
-            (count.unwrap_or(0) >= max).then(|| Duration::from_millis(ttl.max(1000) as u64))
-        };
-        let wait = over(counts.0, login.max_failures, ttls.0)
-            .into_iter()
-            .chain(over(counts.1, login.max_failures_per_address, ttls.1))
-            .max();
-        match wait {
-            Some(retry_after) => Err(RateError::Throttled(Throttled { retry_after })),
-            None => Ok(()),
+        if wait_ms > 0 {
+            return Err(RateError::Throttled(Throttled {
+                retry_after: Duration::from_millis(wait_ms.max(1000) as u64),
+            }));
         }
+        Ok(())
     }
 
-    /// Records a failed login of `account` from `address`.
-    pub(super) async fn login_failed(&self, account: &str, address: &str) -> Result<(), HubError> {
-        let store = &self.inner.redis;
-        let window =
-            i64::try_from(self.inner.settings.login.window.as_millis()).unwrap_or(i64::MAX);
-        let mut conn = store.conn().await?;
-        let mut pipe = redis::pipe();
-        for key in self.failure_keys(account, address) {
-            pipe.incr(&key, 1).ignore();
-            pipe.cmd("PEXPIRE").arg(&key).arg(window).arg("NX").ignore();
-        }
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| store.command_error("login throttle", &e))
-    }
-
-    /// Forgets `account`'s failures after a successful login (its address's stay).
-    pub(super) async fn login_succeeded(
+    /// After a successful login: forgets `account`'s failures and gives the address back the
+    /// attempt [`Auth::reserve_guess`] counted.
+    pub(super) async fn guess_succeeded(
         &self,
         account: &str,
         address: &str,
     ) -> Result<(), HubError> {
         let store = &self.inner.redis;
-        let [acct, _] = self.failure_keys(account, address);
+        let [acct, addr] = self.failure_keys(account, address);
         let mut conn = store.conn().await?;
-        redis::cmd("DEL")
-            .arg(acct)
-            .query_async::<()>(&mut conn)
+        RELEASE
+            .key(&acct)
+            .key(&addr)
+            .invoke_async::<()>(&mut conn)
             .await
             .map_err(|e| store.command_error("login throttle", &e))
     }
 }
+
+/// KEYS: the account's and the address's failure counts; ARGV: their limits, the window (ms).
+/// Returns 0 when the attempt was counted, else the ms until the fuller one empties.
+static RESERVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local limits = {tonumber(ARGV[1]), tonumber(ARGV[2])}
+local wait = 0
+for i = 1, 2 do
+  if tonumber(redis.call("GET", KEYS[i]) or "0") >= limits[i] then
+    local ttl = redis.call("PTTL", KEYS[i])
+    if ttl < 1 then ttl = tonumber(ARGV[3]) end
+    if ttl > wait then wait = ttl end
+  end
+end
+if wait > 0 then return wait end
+for i = 1, 2 do
+  redis.call("INCR", KEYS[i])
+  redis.call("PEXPIRE", KEYS[i], ARGV[3], "NX")
+end
+return 0
+"#,
+    )
+});
+
+/// KEYS: the account's and the address's failure counts: the first forgotten, the second one
+/// attempt lower.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call("DEL", KEYS[1])
+if tonumber(redis.call("GET", KEYS[2]) or "0") > 0 then redis.call("DECR", KEYS[2]) end
+"#,
+    )
+});
 
 /// A limit refused the request, or the store keeping limits failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,7 @@
 //! argon2id password hashes. Hashing and checking are CPU work by design (tens of ms), so they
-//! run on blocking threads, never on the async workers serving requests.
+//! run on blocking threads, never on the async workers serving requests, and at most
+//! `auth.argon2.max_concurrent` at once: each holds `auth.argon2.memory_kib`, so a thousand
+//! concurrent logins wait their turn instead of allocating a thousand times that.
 
 use std::sync::Arc;
 
@@ -15,6 +17,8 @@ pub(super) struct Hasher {
     /// A hash of a random password with the configured cost: checked against when there is no
     /// account, so an unknown name costs what a wrong password costs.
     decoy: Arc<OnceCell<String>>,
+    /// Permits to hash: one per hash in progress.
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Hasher {
@@ -22,6 +26,9 @@ impl Hasher {
         Hasher {
             params,
             decoy: Arc::new(OnceCell::new()),
+            permits: Arc::new(tokio::sync::Semaphore::new(
+                params.max_concurrent.max(1) as usize
+            )),
         }
     }
 
@@ -39,7 +46,7 @@ impl Hasher {
     /// The PHC string of `password` (`$argon2id$v=19$m=…`), with a fresh salt.
     pub(super) async fn hash(&self, password: String) -> Result<String, String> {
         let params = self.params;
-        run_blocking(move || {
+        self.run_blocking(move || {
             let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
                 .map_err(|e| format!("salt: {e}"))?;
             Hasher::argon2(params)?
@@ -60,16 +67,17 @@ impl Hasher {
                 None => return false,
             },
         };
-        let matched = run_blocking(move || {
-            let Ok(parsed) = PasswordHash::new(&stored) else {
-                return Ok(false);
-            };
-            Ok(Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok())
-        })
-        .await
-        .unwrap_or(false);
+        let matched = self
+            .run_blocking(move || {
+                let Ok(parsed) = PasswordHash::new(&stored) else {
+                    return Ok(false);
+                };
+                Ok(Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok())
+            })
+            .await
+            .unwrap_or(false);
         matched && real
     }
 
@@ -83,14 +91,19 @@ impl Hasher {
             .ok()
             .cloned()
     }
-}
 
-async fn run_blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r,
-        Err(e) => Err(format!("password hashing task failed: {e}")),
+    /// Runs `f` on a blocking thread once a permit is free.
+    async fn run_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return Err("password hashing is shut down".into());
+        };
+        match tokio::task::spawn_blocking(f).await {
+            Ok(r) => r,
+            Err(e) => Err(format!("password hashing task failed: {e}")),
+        }
     }
 }
 
@@ -103,6 +116,7 @@ mod tests {
             memory_kib: 64,
             iterations: 1,
             parallelism: 1,
+            max_concurrent: 2,
         })
     }
 

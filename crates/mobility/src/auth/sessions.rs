@@ -5,6 +5,11 @@
 //! (`auth.session_ttl`), never past the deadline (`auth.session_max`); to keep checks
 //! read-only, a renewal is written (off the request's path) only once a tenth of the TTL has
 //! passed since the last, so a session idles out between 0.9 and 1 TTL after its last use.
+//!
+//! Every session carries the *generation* of its principal at login. Anything that changes what
+//! a principal may do (a role, a password, a status, a revocation) bumps the generation, and a
+//! session of an older generation is refused, in every process once the bump returns
+//! (docs/security.md#revocation).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -54,8 +59,46 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Starts a session for `principal`.
-pub(super) async fn create(auth: &Auth, principal: &Principal) -> Result<Session, HubError> {
+fn generation_key(auth: &Auth, subject: &str) -> String {
+    auth.key(&format!("g:{subject}"))
+}
+
+fn generation_tag(subject: &str) -> String {
+    format!("generation:{subject}")
+}
+
+/// The current generation of `subject` (`user:5`), read from Redis.
+pub(super) async fn read_generation(auth: &Auth, subject: &str) -> Result<u64, HubError> {
+    let store = &auth.inner.redis;
+    let mut conn = store.conn().await?;
+    let g: Option<u64> = redis::cmd("GET")
+        .arg(generation_key(auth, subject))
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| store.command_error("session generation", &e))?;
+    Ok(g.unwrap_or(0))
+}
+
+/// The current generation of `subject`, held in the process level of the cache (tag
+/// `generation:<subject>`) until a bump invalidates it.
+async fn generation(auth: &Auth, subject: &str) -> Result<u64, HubError> {
+    let (g, _) = auth
+        .inner
+        .cache
+        .get_or_load_local(&generation_tag(subject), "g", || {
+            read_generation(auth, subject)
+        })
+        .await?;
+    Ok(g)
+}
+
+/// Starts a session for `principal`, of `generation` (read before the credential was checked,
+/// so a change made meanwhile leaves it already outdated).
+pub(super) async fn create(
+    auth: &Auth,
+    principal: &Principal,
+    generation: u64,
+) -> Result<Session, HubError> {
     let token = random_token();
     let key = session_key(auth, &token);
     let now = chrono::Utc::now().timestamp_millis();
@@ -73,6 +116,7 @@ pub(super) async fn create(auth: &Auth, principal: &Principal) -> Result<Session
                 ("p", json),
                 ("max", deadline.to_string()),
                 ("seen", now.to_string()),
+                ("g", generation.to_string()),
             ],
         )
         .ignore()
@@ -99,6 +143,9 @@ struct View {
     /// When it was last renewed (Unix ms). Shared by every copy of the entry, so a renewal
     /// made here is seen by the next request without reloading.
     seen: Seen,
+    /// The principal's generation when the session began.
+    #[serde(default)]
+    generation: u64,
 }
 
 /// An `i64` shared between clones of a cached value.
@@ -125,20 +172,22 @@ pub(super) fn tag(hash: &str) -> String {
 async fn read(auth: &Auth, key: &str) -> Result<Option<View>, HubError> {
     let store = &auth.inner.redis;
     let mut conn = store.conn().await?;
-    let (principal, deadline, seen): (Option<String>, Option<i64>, Option<i64>) =
-        redis::cmd("HMGET")
-            .arg(key)
-            .arg("p")
-            .arg("max")
-            .arg("seen")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| store.command_error("session check", &e))?;
+    type Fields = (Option<String>, Option<i64>, Option<i64>, Option<u64>);
+    let (principal, deadline, seen, generation): Fields = redis::cmd("HMGET")
+        .arg(key)
+        .arg("p")
+        .arg("max")
+        .arg("seen")
+        .arg("g")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| store.command_error("session check", &e))?;
     Ok(match (principal, deadline) {
         (Some(principal), Some(deadline)) => Some(View {
             principal,
             deadline,
             seen: Seen(Arc::new(AtomicI64::new(seen.unwrap_or(0)))),
+            generation: generation.unwrap_or(0),
         }),
         _ => None,
     })
@@ -182,7 +231,13 @@ pub(super) async fn check(auth: &Auth, hash: &str) -> Result<Option<Principal>, 
         renew(auth, key, ttl.min(view.deadline - now), now);
     }
     // A session written by another build that this one cannot read is no session.
-    Ok(serde_json::from_str(&view.principal).ok())
+    let Ok(principal) = serde_json::from_str::<Principal>(&view.principal) else {
+        return Ok(None);
+    };
+    if view.generation < generation(auth, &principal.subject()).await? {
+        return Ok(None);
+    }
+    Ok(Some(principal))
 }
 
 /// Renews a session off the request's path.
@@ -222,11 +277,26 @@ pub(super) async fn revoke(auth: &Auth, token: &str) -> Result<bool, HubError> {
     Ok(n > 0)
 }
 
-/// Ends every session of `subject` (`user:5`). Returns how many were live.
+/// Ends every session of `subject` (`user:5`): bumps its generation, so no session begun before
+/// this call (even one whose login is still in flight) is accepted, deletes the sessions, and
+/// waits until every process has dropped its copies. Returns how many were live.
 pub(super) async fn revoke_all(auth: &Auth, subject: &str) -> Result<u64, HubError> {
     let store = &auth.inner.redis;
     let index = index_key(auth, subject);
     let mut conn = store.conn().await?;
+    // The generation outlives every session that could carry the old one.
+    redis::pipe()
+        .atomic()
+        .incr(generation_key(auth, subject), 1)
+        .ignore()
+        .pexpire(
+            generation_key(auth, subject),
+            ms(auth.inner.settings.session_max),
+        )
+        .ignore()
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(|e| store.command_error("session generation", &e))?;
     let keys: Vec<String> = redis::cmd("SMEMBERS")
         .arg(&index)
         .query_async(&mut conn)
@@ -249,15 +319,18 @@ pub(super) async fn revoke_all(auth: &Auth, subject: &str) -> Result<u64, HubErr
     let tags: Vec<String> = keys
         .iter()
         .filter_map(|k| k.rsplit_once(":s:").map(|(_, hash)| tag(hash)))
+        .chain([generation_tag(subject)])
         .collect();
     auth.inner.cache.invalidate(&tags).await?;
     Ok(live)
 }
 
 impl Auth {
-    /// Starts a session for `principal` (after a successful login).
+    /// Starts a session for `principal` at its current generation (tests and tools; a login
+    /// reads the generation before it checks the password).
     pub async fn start_session(&self, principal: &Principal) -> Result<Session, HubError> {
-        create(self, principal).await
+        let generation = read_generation(self, &principal.subject()).await?;
+        create(self, principal, generation).await
     }
 
     /// Ends the session of `token`; whether there was one.
@@ -265,7 +338,8 @@ impl Auth {
         revoke(self, token).await
     }
 
-    /// Ends every session of `principal`'s subject; how many were live.
+    /// Ends every session of `principal`'s subject, and any login of it still in flight; how
+    /// many were live.
     pub async fn end_all_sessions(&self, principal: &Principal) -> Result<u64, HubError> {
         revoke_all(self, &principal.subject()).await
     }

@@ -6,6 +6,7 @@
 //! per step is in `steps`; the compensation in `compensate`.
 
 mod batched;
+mod claims;
 mod compensate;
 mod held;
 mod steps;
@@ -24,6 +25,7 @@ use tsp_queue::{
 
 use crate::stores::TripStores;
 use crate::trip::{Plausibility, TripCompletion};
+pub use claims::{CLAIM_TTL, Claim};
 pub use compensate::Compensation;
 pub use steps::TRANSIT_MODES;
 pub use timings::StepTiming;
@@ -168,7 +170,7 @@ impl Trips {
 
     /// The rules producers apply to a trip before it is queued: it must pass
     /// [`TripCompletion::validate`] and [`TripCompletion::plausible`], and it is deduplicated
-    /// on its trip id while pending.
+    /// on its user and trip id while pending.
     pub fn rules(&self) -> JobRules<TripCompletion> {
         let plausibility = self.inner.plausibility.clone();
         JobRules::new()
@@ -235,7 +237,7 @@ impl Trips {
         self.inner.bookings.flush().await;
     }
 
-    /// The queue job for a trip: deduplicated on the trip id while pending.
+    /// The queue job for a trip: deduplicated on its user and trip id while pending.
     pub fn job(trip: &TripCompletion) -> Result<NewJob, tsp_queue::QueueError> {
         Ok(NewJob::new(JOB_TYPE, trip)?.with_dedup_key(dedup_key(trip)))
     }
@@ -352,9 +354,10 @@ impl Trips {
     }
 }
 
-/// A trip's dedup key in the queue.
+/// A trip's dedup key in the queue: per user, so a job of one user never swallows another
+/// user's submission of the same trip id (claims keep the id itself to one user: `claims`).
 fn dedup_key(trip: &TripCompletion) -> String {
-    format!("trip:{}", trip.trip_id)
+    format!("trip:{}:{}", trip.user_id, trip.trip_id)
 }
 
 pub(crate) fn ms_to_naive(ms: i64) -> chrono::NaiveDateTime {

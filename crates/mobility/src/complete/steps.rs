@@ -48,6 +48,7 @@ impl<'a> Attempt<'a> {
     ) -> Option<Attempt<'a>> {
         let (first, last) = (trip.trajectory.first()?, trip.trajectory.last()?);
         let distance_m = trip.distance_m();
+        let evidenced_m = trip.evidenced_m(trips.inner.plausibility.max_fix_gap_ms);
         Some(Attempt {
             job_id,
             trip,
@@ -55,7 +56,7 @@ impl<'a> Attempt<'a> {
             last,
             distance_m,
             duration_s: trip.duration_s(),
-            points: trips.points_for(&trip.mode, distance_m),
+            points: trips.points_for(&trip.mode, evidenced_m),
         })
     }
 

@@ -48,21 +48,44 @@ pub async fn users(app: &App, cmd: &UsersCommand) -> anyhow::Result<u8> {
             auth.set_user_status(*id, true).await?;
             println!("user {id} active");
         }
+        UsersCommand::RevokeSessions { id } => {
+            let ended = auth
+                .end_all_sessions(&tsp_mobility::auth::Principal::User { id: *id })
+                .await?;
+            println!("user {id}: {ended} live sessions ended; no older session is accepted");
+        }
+        UsersCommand::Delete { id } => {
+            auth.delete_user(*id).await?;
+            println!("user {id} deleted; their sessions are ended");
+        }
     }
     Ok(0)
 }
 
 /// `tsp-job admins …`.
 pub async fn admins(app: &App, cmd: &AdminsCommand) -> anyhow::Result<u8> {
-    let AdminsCommand::Create { username, role } = cmd;
-    let Some(role) = Role::parse(role) else {
-        bail!("--role: `{role}` is not one of viewer, operator, admin");
-    };
-    let id = app
-        .auth()
-        .create_operator(username, role, password_from_stdin()?)
-        .await?;
-    println!("{id}");
+    let auth = app.auth();
+    match cmd {
+        AdminsCommand::Create { username, role } => {
+            let Some(role) = Role::parse(role) else {
+                bail!("--role: `{role}` is not one of viewer, operator, admin");
+            };
+            let id = auth
+                .create_operator(username, role, password_from_stdin()?)
+                .await?;
+            println!("{id}");
+        }
+        AdminsCommand::RevokeSessions { username } => {
+            let ended = auth.revoke_operator_sessions(username).await?;
+            println!(
+                "operator {username}: {ended} live sessions ended; no older session is accepted"
+            );
+        }
+        AdminsCommand::Delete { username } => {
+            auth.delete_operator(username).await?;
+            println!("operator {username} deleted; their sessions are ended");
+        }
+    }
     Ok(0)
 }
 

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tsp_mobility::auth::{Principal, Scope};
-use tsp_mobility::complete::JOB_TYPE as TRIP_JOB;
+use tsp_mobility::complete::{Claim, JOB_TYPE as TRIP_JOB};
 use tsp_queue::{Cancelled, JobInfo, NewJob, Queue, QueueError};
 
 use super::AppState;
@@ -114,6 +114,25 @@ async fn target_queue(s: &AppState, who: &Principal, name: &str) -> Result<Queue
     }
 }
 
+/// Claims the payload's trip id for its user: 409 when another user holds it, naming no one. A
+/// payload without the fields is left to the job's own rules, which name them.
+async fn claim_trip(s: &AppState, payload: &serde_json::Value) -> Result<(), ApiError> {
+    let (Some(trip_id), Some(user)) = (
+        payload.get("tripId").and_then(|v| v.as_str()),
+        payload.get("userId").and_then(|v| v.as_u64()),
+    ) else {
+        return Ok(());
+    };
+    match s.app.trips().claim(trip_id, user).await {
+        Ok(Claim::Granted) => Ok(()),
+        Ok(Claim::Taken) => Err(ApiError::Client(
+            StatusCode::CONFLICT,
+            format!("tripId: `{trip_id}` is taken"),
+        )),
+        Err(e) => Err(ApiError::Store(e.to_string())),
+    }
+}
+
 /// `POST /jobs`.
 pub(super) async fn post_job(
     State(s): State<AppState>,
@@ -131,6 +150,8 @@ pub(super) async fn post_job(
             return Err(bad_request(format!("type: no job type `{}`", req.job_type)));
         }
         let q = target_queue(&s, who, &req.queue).await?;
+        let is_trip = req.job_type == TRIP_JOB;
+        let payload = req.payload.clone();
         let mut job = NewJob::raw(req.job_type, req.payload.to_string())
             .with_priority(req.priority)
             .with_delay(Duration::from_millis(req.delay_ms));
@@ -144,6 +165,9 @@ pub(super) async fn post_job(
             job = job.with_timeout(Duration::from_millis(t));
         }
         let job = s.app.prepare(job).map_err(queue_error)?;
+        if is_trip {
+            claim_trip(&s, &payload).await?;
+        }
         let id = q.enqueue(job).await.map_err(queue_error)?;
         Ok((id, q.name().to_string()))
     }

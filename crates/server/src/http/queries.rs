@@ -7,6 +7,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::response::Response;
 use serde_json::json;
 use tsp_mobility::auth::Scope;
+use tsp_mobility::cells::MIN_USERS;
 use tsp_mobility::queries::{Around, MAX_LIMIT};
 
 use super::AppState;
@@ -108,8 +109,10 @@ fn around(p: &HashMap<String, String>) -> Result<(Around, u32), ApiError> {
     Ok((at, param(p, "limit")?.unwrap_or(50)))
 }
 
-/// `GET /trips/near`: trips starting near a point. Other users' ids are shown only to callers
-/// that read users.
+/// `GET /trips/near`: with `users:read`, every trip starting near a point. Anyone else gets
+/// their own trips there (a user) and counts per cell of at least a kilometre, shown only for
+/// cells of at least five distinct users: nothing that pins another user's trip
+/// (docs/security.md#whereabouts).
 pub(super) async fn trips_near(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -119,31 +122,27 @@ pub(super) async fn trips_near(
         async {
             let who = caller.who()?;
             let (at, limit) = around(&p)?;
-            let trips = s
-                .app
-                .trips()
-                .trips_near(at, limit)
-                .await
-                .map_err(query_error)?;
-            let everyone = who.has(Scope::UsersRead);
-            Ok(trips
-                .into_iter()
-                .map(|t| {
-                    let mut v = serde_json::to_value(&t).unwrap_or_default();
-                    if !everyone && who.user_id() != Some(t.user_id) {
-                        v["userId"] = serde_json::Value::Null;
-                    }
-                    v
-                })
-                .collect::<Vec<_>>())
+            let trips = s.app.trips();
+            if who.has(Scope::UsersRead) {
+                let all = trips.trips_near(at, limit).await.map_err(query_error)?;
+                return Ok(serde_json::to_value(all).unwrap_or_default());
+            }
+            let own = match who.user_id() {
+                Some(id) => trips
+                    .own_trips_near(id, at, limit)
+                    .await
+                    .map_err(query_error)?,
+                None => Vec::new(),
+            };
+            let cells = trips.trip_cells(at).await.map_err(query_error)?;
+            Ok(json!({"own": own, "cells": cells, "minUsers": MIN_USERS}))
         }
         .await,
     )
 }
 
-/// `GET /users/near`: operators see users and distances. Others get one count for a snapped
-/// point and radius (0.01° grid, whole km): no ids, no distances, nothing finer than about a
-/// kilometre to triangulate with.
+/// `GET /users/near`: with `users:read`, users and distances. Anyone else gets their own
+/// position there (a user) and counts of users per cell, as `/trips/near` does.
 pub(super) async fn users_near(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -153,35 +152,22 @@ pub(super) async fn users_near(
         async {
             let who = caller.who()?;
             let (at, limit) = around(&p)?;
-            if who.is_operator() {
-                let users = s
-                    .app
-                    .trips()
-                    .users_near(at, limit)
-                    .await
-                    .map_err(query_error)?;
+            let trips = s.app.trips();
+            if who.has(Scope::UsersRead) {
+                let users = trips.users_near(at, limit).await.map_err(query_error)?;
                 return Ok(serde_json::to_value(users).unwrap_or_default());
             }
-            let snap = |x: f64| (x * 100.0).round() / 100.0;
-            let coarse = Around::new(
-                Some(snap(at.lat)),
-                Some(snap(at.lng)),
-                Some(at.radius_km.ceil().max(1.0)),
-            )
-            .map_err(query_error)?;
-            let users = s
-                .app
-                .trips()
-                .users_near(coarse, MAX_LIMIT)
-                .await
-                .map_err(query_error)?;
-            Ok(json!({
-                "lat": coarse.lat,
-                "lng": coarse.lng,
-                "radiusKm": coarse.radius_km,
-                "users": users.len(),
-                "atLeast": users.len() as u32 >= MAX_LIMIT,
-            }))
+            let me = match who.user_id() {
+                Some(id) => trips
+                    .users_near(at, MAX_LIMIT)
+                    .await
+                    .map_err(query_error)?
+                    .into_iter()
+                    .find(|u| u.user_id == id),
+                None => None,
+            };
+            let cells = trips.user_cells(at).await.map_err(query_error)?;
+            Ok(json!({"own": me, "cells": cells, "minUsers": MIN_USERS}))
         }
         .await,
     )

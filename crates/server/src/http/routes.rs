@@ -109,6 +109,12 @@ fn service() -> Vec<Route> {
             Authenticated,
             delete(sessions::revoke_all),
         ),
+        route(
+            "DELETE",
+            "/operators/{name}/sessions",
+            Authenticated,
+            delete(sessions::revoke_operator),
+        ),
     ]
 }
 

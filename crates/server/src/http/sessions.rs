@@ -6,7 +6,7 @@ use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tsp_mobility::auth::{Login, LoginError, Principal, Scope};
+use tsp_mobility::auth::{AuthError, Login, LoginError, Principal, Role, Scope};
 
 use super::AppState;
 use super::errors::{ApiError, answer, error};
@@ -71,6 +71,47 @@ pub(super) async fn revoke_all(
                 .await
                 .map_err(|e| ApiError::Store(e.to_string()))?;
             Ok(json!({"userId": id, "ended": ended}))
+        }
+        .await,
+    )
+}
+
+/// `DELETE /operators/{name}/sessions`: ends every session of an operator (the operator
+/// themselves, an admin, or a key with `admin`). 404 for no such operator, to those allowed.
+pub(super) async fn revoke_operator(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    answer(
+        async {
+            let who = caller.who()?;
+            let auth = s.app.auth();
+            let admin = match who {
+                Principal::Operator { role, .. } => *role == Role::Admin,
+                Principal::Key { .. } => who.has(Scope::Admin),
+                Principal::User { .. } => false,
+            };
+            let id = match auth.operator_id(&name).await {
+                Ok(id) => Some(id),
+                Err(AuthError::NotFound(_)) => None,
+                Err(e) => return Err(ApiError::Store(e.to_string())),
+            };
+            let own = matches!(who, Principal::Operator { id: me, .. } if Some(*me) == id);
+            if !(admin || own) {
+                return Err(super::errors::forbidden());
+            }
+            if id.is_none() {
+                return Err(ApiError::Client(
+                    StatusCode::NOT_FOUND,
+                    format!("operator {name} not found"),
+                ));
+            }
+            let ended = auth
+                .revoke_operator_sessions(&name)
+                .await
+                .map_err(|e| ApiError::Store(e.to_string()))?;
+            Ok(json!({"operator": name, "ended": ended}))
         }
         .await,
     )

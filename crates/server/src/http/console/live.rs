@@ -7,13 +7,14 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
 use serde_json::json;
 use tokio::sync::{Mutex, OnceCell, broadcast};
 use tsp_hub::HubHealth;
 
+use super::session::Viewer;
 use crate::app::App;
 use crate::http::AppState;
 
@@ -21,6 +22,9 @@ use crate::http::AppState;
 const SAMPLE_EVERY: Duration = Duration::from_secs(2);
 /// How long a health report is reused by pages rendered meanwhile.
 const HEALTH_FRESH: Duration = Duration::from_secs(2);
+/// How often an open stream asks whether its session still stands; a stream outlives a
+/// logout or a revocation by at most this long.
+pub(super) const RECHECK_EVERY: Duration = Duration::from_secs(3);
 /// Messages a slow page may fall behind by before it misses some (it then catches up from the
 /// next sample).
 const BACKLOG: usize = 512;
@@ -182,10 +186,30 @@ async fn relay_once(live: &Live, failing: &mut bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `GET /console/events`: the feed as Server-Sent Events (`overview` and `job` events).
+/// Resolves once the session behind `token` has ended (logout, revocation, a demotion that
+/// bumped its generation, expiry), asked every [`RECHECK_EVERY`]; a store that cannot answer
+/// ends the stream too, as a request would be refused then.
+async fn session_ended(app: App, token: String) {
+    loop {
+        tokio::time::sleep(RECHECK_EVERY).await;
+        match app.auth().still_valid(&token).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "console stream closed: its session could not be checked");
+                return;
+            }
+        }
+    }
+}
+
+/// `GET /console/events`: the feed as Server-Sent Events (`overview` and `job` events), until
+/// the page goes away or its session ends.
 pub(super) async fn events(
     State(s): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let ended = session_ended(s.app.clone(), viewer.token.clone());
     let rx = s.console.subscribe().await;
     let first = snapshot(&s.console).await;
     let stream = futures::stream::once(async move {
@@ -197,6 +221,7 @@ pub(super) async fn events(
             m.ok()
                 .map(|m| Ok(Event::default().event(m.kind).data(m.data)))
         }),
-    );
+    )
+    .take_until(Box::pin(ended));
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
