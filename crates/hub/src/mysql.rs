@@ -231,6 +231,8 @@ impl MysqlStore {
 pub struct NamedLock {
     conn: Option<sqlx::pool::PoolConnection<sqlx::MySql>>,
     name: String,
+    /// Locks taken later on the same session ([`NamedLock::also`]), released with it.
+    more: Vec<String>,
 }
 
 impl NamedLock {
@@ -263,7 +265,38 @@ impl NamedLock {
         Ok(NamedLock {
             conn: Some(conn),
             name: name.to_string(),
+            more: Vec::new(),
         })
+    }
+
+    /// Also takes `names` on this session, waiting at most `wait` for each (see [`take_more`]);
+    /// whether every one was taken (when not, none is held).
+    pub async fn also(
+        &mut self,
+        store: &MysqlStore,
+        names: &[String],
+        wait: Duration,
+    ) -> Result<bool, HubError> {
+        let got = take_more(store, self.conn(), names, wait).await?;
+        let taken: Vec<String> = held_of(names, &got);
+        if taken.len() == names.len() {
+            self.more.extend(taken);
+            return Ok(true);
+        }
+        self.more.extend(taken.iter().cloned());
+        self.release_also(&taken).await;
+        Ok(false)
+    }
+
+    /// Releases `names` taken with [`NamedLock::also`] (the rest stay held). A failed release
+    /// leaves them to [`NamedLock::release`], which closes the connection if it fails too.
+    pub async fn release_also(&mut self, names: &[String]) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        if free(conn, names).await {
+            self.more.retain(|n| !names.contains(n));
+        }
     }
 
     /// The locking session's connection.
@@ -279,15 +312,65 @@ impl NamedLock {
     /// fails, which frees the lock too).
     pub async fn release(mut self) {
         if let Some(mut conn) = self.conn.take() {
-            let r: Result<Option<i64>, _> = sqlx::query_scalar("SELECT RELEASE_LOCK(?)")
-                .bind(&self.name)
-                .fetch_one(&mut *conn)
-                .await;
-            if r.is_err() {
+            let mut names = std::mem::take(&mut self.more);
+            names.push(std::mem::take(&mut self.name));
+            if !free(&mut conn, &names).await {
                 drop(conn.detach());
             }
         }
     }
+}
+
+/// Takes `names` on `conn`, in sorted order so that two sessions taking overlapping sets never
+/// wait on each other in a cycle, each waiting at most `wait` (whole seconds, at least one);
+/// per name (in the order given), whether it was taken.
+async fn take_more(
+    store: &MysqlStore,
+    conn: &mut sqlx::MySqlConnection,
+    names: &[String],
+    wait: Duration,
+) -> Result<Vec<bool>, HubError> {
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order.sort_by(|&a, &b| names[a].cmp(&names[b]));
+    let mut got = vec![false; names.len()];
+    for &i in &order {
+        let taken: Option<i64> = store
+            .timed(
+                "get_lock",
+                sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
+                    .bind(&names[i])
+                    .bind(wait.as_secs().max(1))
+                    .fetch_one(&mut *conn),
+            )
+            .await?;
+        got[i] = taken == Some(1);
+    }
+    Ok(got)
+}
+
+/// The names whose lock was `got`.
+fn held_of(names: &[String], got: &[bool]) -> Vec<String> {
+    names
+        .iter()
+        .zip(got)
+        .filter(|(_, g)| **g)
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// Releases `names` on `conn`; whether every release statement ran.
+async fn free(conn: &mut sqlx::MySqlConnection, names: &[String]) -> bool {
+    for chunk in names.chunks(200) {
+        let sql = format!("SELECT {}", vec!["RELEASE_LOCK(?)"; chunk.len()].join(", "));
+        let mut q = sqlx::query(&sql);
+        for n in chunk {
+            q = q.bind(n);
+        }
+        if q.fetch_one(&mut *conn).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 impl Drop for NamedLock {
@@ -339,12 +422,7 @@ impl NamedLocks {
                 got.push(v == Some(1));
             }
         }
-        let held = names
-            .iter()
-            .zip(&got)
-            .filter(|(_, g)| **g)
-            .map(|(n, _)| n.clone())
-            .collect();
+        let held = held_of(names, &got);
         Ok((
             NamedLocks {
                 conn: Some(conn),
@@ -365,22 +443,40 @@ impl NamedLocks {
     /// Releases every lock and returns the connection to the pool (or closes it if the release
     /// fails, which frees the locks too).
     pub async fn release(mut self) {
-        if let Some(mut conn) = self.conn.take() {
-            let mut ok = true;
-            for chunk in self.held.chunks(200) {
-                let sql = format!("SELECT {}", vec!["RELEASE_LOCK(?)"; chunk.len()].join(", "));
-                let mut q = sqlx::query(&sql);
-                for n in chunk {
-                    q = q.bind(n);
-                }
-                if q.fetch_one(&mut *conn).await.is_err() {
-                    ok = false;
-                    break;
-                }
-            }
-            if !ok {
-                drop(conn.detach());
-            }
+        if let Some(mut conn) = self.conn.take()
+            && !free(&mut conn, &self.held).await
+        {
+            drop(conn.detach());
+        }
+    }
+
+    /// Also takes `names` on this session, waiting at most `wait` for each (in sorted order:
+    /// sessions taking overlapping sets never wait on each other in a cycle); per name, whether
+    /// it was taken. Held until [`NamedLocks::release_some`] or [`NamedLocks::release`].
+    pub async fn also(
+        &mut self,
+        store: &MysqlStore,
+        names: &[String],
+        wait: Duration,
+    ) -> Result<Vec<bool>, HubError> {
+        let got = take_more(store, self.conn(), names, wait).await?;
+        self.held.extend(held_of(names, &got));
+        Ok(got)
+    }
+
+    /// Releases those of `names` this session holds (the rest stay held). A failed release
+    /// leaves them to [`NamedLocks::release`], which closes the connection if it fails too.
+    pub async fn release_some(&mut self, names: &[String]) {
+        let mine: Vec<String> = names
+            .iter()
+            .filter(|n| self.held.contains(n))
+            .cloned()
+            .collect();
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        if free(conn, &mine).await {
+            self.held.retain(|n| !mine.contains(n));
         }
     }
 }

@@ -200,14 +200,66 @@ pub struct TripPlan {
     pub now_ms: i64,
 }
 
+/// The longest trip the generator makes: 8 km × 1.25 at a walker's or cyclist's speed, with
+/// room to spare.
+const LONGEST_TRIP_MS: i64 = 45 * 60_000;
+
+/// Each user's trips take turns in time: the window is cut into as many slots as the user has
+/// trips (each long enough for the longest trip and a minute), newest first, and each trip ends
+/// at a random moment of its slot. A user's trips never overlap, as no real person's do.
+struct Timeline {
+    /// Per trip, its user.
+    users: Vec<u64>,
+    /// Per user, their trip count and how many have been placed.
+    placed: std::collections::HashMap<u64, (u64, u64)>,
+    window_ms: i64,
+    now_ms: i64,
+}
+
+impl Timeline {
+    fn new(plan: &TripPlan) -> Timeline {
+        // Its own stream, so the users do not shift the rest of a plan's draws.
+        let mut rng = SplitMix64::new(plan.seed ^ 0x7573_6572_7321);
+        let users: Vec<u64> = (0..plan.trips)
+            .map(|_| 1 + rng.below(plan.users.max(1)))
+            .collect();
+        let mut placed = std::collections::HashMap::new();
+        for &u in &users {
+            placed.entry(u).or_insert((0, 0)).0 += 1;
+        }
+        Timeline {
+            users,
+            placed,
+            window_ms: i64::from(plan.days.max(1)) * 86_400_000,
+            now_ms: plan.now_ms,
+        }
+    }
+
+    /// Trip `i`'s user and end (Unix ms), for a trip lasting `duration_ms`.
+    fn place(&mut self, i: usize, duration_ms: i64, rng: &mut SplitMix64) -> (u64, i64) {
+        let user = self.users[i];
+        let (count, placed) = self.placed.entry(user).or_insert((1, 0));
+        let slot = (self.window_ms / (*count).max(1) as i64).max(LONGEST_TRIP_MS + 60_000);
+        let slot_start = self.now_ms - 60_000 - (*placed as i64 + 1) * slot;
+        *placed += 1;
+        let room = (slot - duration_ms - 60_000).max(0);
+        (
+            user,
+            slot_start + duration_ms + (rng.unit() * room as f64) as i64,
+        )
+    }
+}
+
 /// `plan.trips` trips: each from one stop to another (at most ~8 km apart), a GPS fix every
-/// 10-40 s along the way with a few metres of noise, at the mode's speed.
+/// 10-40 s along the way with a few metres of noise, at the mode's speed; one user's trips
+/// never overlap in time.
 pub fn generate_trips(plan: &TripPlan, stops: &[Stop]) -> Vec<TripCompletion> {
     let mut rng = SplitMix64::new(plan.seed);
     let mut out = Vec::with_capacity(plan.trips);
     if stops.len() < 2 || plan.users == 0 {
         return out;
     }
+    let mut timeline = Timeline::new(plan);
     let total_share: u64 = MODE_MIX.iter().map(|m| m.1).sum();
     for i in 0..plan.trips {
         let mut pick = rng.below(total_share);
@@ -235,9 +287,8 @@ pub fn generate_trips(plan: &TripPlan, stops: &[Stop]) -> Vec<TripCompletion> {
         }
         let direct = haversine_m(a.lat, a.lng, b.lat, b.lng).max(200.0);
         let fixes = 5 + (direct / 250.0).min(40.0) as usize;
-        let end_ms =
-            plan.now_ms - (rng.unit() * f64::from(plan.days.max(1)) * 86_400_000.0) as i64 - 60_000;
         let total_s = direct * 1.25 / speed;
+        let (user_id, end_ms) = timeline.place(i, (total_s * 1000.0) as i64, &mut rng);
         let start_ms = end_ms - (total_s * 1000.0) as i64;
         let mut trajectory = Vec::with_capacity(fixes);
         for k in 0..fixes {
@@ -264,7 +315,7 @@ pub fn generate_trips(plan: &TripPlan, stops: &[Stop]) -> Vec<TripCompletion> {
             // (idempotent), another plan makes others (the same id with another user would be
             // refused as someone else's trip).
             trip_id: format!("trip-{:x}u{}-{i:07}", plan.seed, plan.users),
-            user_id: 1 + rng.below(plan.users),
+            user_id,
             mode: mode.to_string(),
             trajectory,
             cost,
@@ -324,6 +375,18 @@ mod tests {
         }
         let modes: std::collections::BTreeSet<&str> = a.iter().map(|t| t.mode.as_str()).collect();
         assert_eq!(modes.len(), MODE_MIX.len());
+        // No user's trips overlap in time.
+        let mut spans: Vec<(u64, i64, i64)> = a
+            .iter()
+            .map(|t| {
+                let (first, last) = (&t.trajectory[0], t.trajectory.last().unwrap());
+                (t.user_id, first.timestamp, last.timestamp)
+            })
+            .collect();
+        spans.sort_unstable();
+        for w in spans.windows(2) {
+            assert!(w[0].0 != w[1].0 || w[0].2 <= w[1].1, "{w:?}");
+        }
         let other = generate_trips(&TripPlan { seed: 43, ..plan }, &stops);
         assert_ne!(a[0], other[0]);
     }

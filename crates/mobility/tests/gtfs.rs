@@ -719,7 +719,7 @@ fn trip_between(
     from: (f64, f64),
     to: (f64, f64),
 ) -> tsp_mobility::trip::TripCompletion {
-    let end = chrono::Utc::now().timestamp_millis() - 60_000;
+    let end = tsp_testkit::trip_end(60_000, 10 * 60_000);
     let start = end - 10 * 60_000;
     tsp_mobility::trip::TripCompletion {
         trip_id: id.into(),

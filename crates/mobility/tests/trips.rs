@@ -105,7 +105,7 @@ fn north(
         "bike" => 120_000,
         _ => 60_000,
     };
-    let end = now_ms() - ago_ms;
+    let end = tsp_testkit::trip_end(ago_ms, steps as i64 * step_ms);
     let start = end - steps as i64 * step_ms;
     TripCompletion {
         trip_id: id.into(),

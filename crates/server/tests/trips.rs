@@ -14,16 +14,9 @@ use tsp_mobility::complete::Trips;
 use tsp_mobility::sandbox::Sandbox;
 use tsp_mobility::trip::{TrackPoint, TripCompletion};
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// A bus trip due north, `steps` steps of 0.01° (1.112 km) a minute each, ending an hour ago.
 fn trip(id: &str, user: u64, steps: usize) -> TripCompletion {
-    let end = now_ms() - 3_600_000;
+    let end = tsp_testkit::trip_end(3_600_000, steps as i64 * 60_000);
     TripCompletion {
         trip_id: id.into(),
         user_id: user,

@@ -385,3 +385,28 @@ fn port_of(addr: &str) -> u16 {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0)
 }
+
+/// Spans of time already handed out by [`trip_end`] in this process.
+static TRIP_SPANS: std::sync::Mutex<Vec<(i64, i64)>> = std::sync::Mutex::new(Vec::new());
+
+/// The end (Unix ms) of a test trip lasting `span_ms` that ends `ago_ms` before now or, when
+/// that would overlap a trip this process made before, just before the latest such trip began:
+/// one user's trips may not overlap in time (docs/security.md#points), and tests make many
+/// trips of one user in a row.
+pub fn trip_end(ago_ms: i64, span_ms: i64) -> i64 {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut spans = match TRIP_SPANS.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    let mut end = now - ago_ms;
+    while let Some(&(start, _)) = spans
+        .iter()
+        .filter(|&&(s, e)| s < end && end - span_ms < e)
+        .min_by_key(|&&(s, _)| s)
+    {
+        end = start - 1_000;
+    }
+    spans.push((end - span_ms, end));
+    end
+}

@@ -12,6 +12,7 @@ use sqlx::{MySql, QueryBuilder, Row};
 use tsp_hub::{MongoStore, NamedLocks, RedisStore};
 use tsp_queue::JobError;
 
+use super::history::{USER_WAIT, user_lock_name};
 use super::steps::{
     Attempt, GEO_UPDATE, NEAREST_STOPS, Nearest, TRANSIT_MODES, activity, booking, completed_event,
     nearest_call, stops_document, trajectory,
@@ -195,12 +196,7 @@ impl Trips {
                 b.fail_all(&e);
             }
         };
-        let r = self.insert_trips(locks, b).await;
-        step(r, b);
-        self.batch_step_done("trip", clock, b);
-        let r = self.insert_earns(b).await;
-        step(r, b);
-        self.batch_step_done("points", clock, b);
+        self.judge_and_record_batch(locks, b, clock).await;
         let r = self.insert_trajectories(b).await;
         step(r, b);
         self.batch_step_done("trajectory", clock, b);
@@ -239,6 +235,66 @@ impl Trips {
         let r = self.publish_all(b).await;
         step(r, b);
         self.batch_step_done("publish", clock, b);
+    }
+
+    /// Under the users' locks: the trips judged against their users' history (`history`),
+    /// then steps 1 and 2 for the batch, so trips judged next see these rows and points. A
+    /// trip whose user's lock another batch holds past the wait retries.
+    async fn judge_and_record_batch(
+        &self,
+        locks: &mut NamedLocks,
+        b: &mut Batch<'_>,
+        clock: &mut Instant,
+    ) {
+        let dataset = &self.inner.stores.dataset;
+        let mut users: Vec<u64> = b
+            .live()
+            .iter()
+            .map(|&k| b.attempts[k].trip.user_id)
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        let names: Vec<String> = users.iter().map(|&u| user_lock_name(dataset, u)).collect();
+        let got = match locks.also(dataset, &names, USER_WAIT).await {
+            Ok(got) => got,
+            Err(e) => {
+                b.fail_all(&JobError::from(e));
+                return;
+            }
+        };
+        for k in b.live() {
+            let user = b.attempts[k].trip.user_id;
+            if users.binary_search(&user).is_ok_and(|i| !got[i]) {
+                let e = format!("another trip of user {user} is being recorded");
+                b.fail(k, JobError::retry(e));
+            }
+        }
+        let live = b.live();
+        let judged = {
+            let attempts: Vec<&Attempt<'_>> = live.iter().map(|&k| &b.attempts[k]).collect();
+            self.judge(locks.conn(), &attempts).await
+        };
+        match judged {
+            Ok(verdicts) => {
+                for (k, v) in live.into_iter().zip(verdicts) {
+                    if let Err(e) = b.attempts[k].judged(v) {
+                        b.fail(k, e);
+                    }
+                }
+            }
+            Err(e) => b.fail_all(&e),
+        }
+        let r = self.insert_trips(locks, b).await;
+        if let Err(e) = r {
+            b.fail_all(&e);
+        }
+        self.batch_step_done("trip", clock, b);
+        let r = self.insert_earns(b).await;
+        if let Err(e) = r {
+            b.fail_all(&e);
+        }
+        self.batch_step_done("points", clock, b);
+        locks.release_some(&names).await;
     }
 
     /// Records a step's time for the batch and injects a drill's faults: with `error`, each

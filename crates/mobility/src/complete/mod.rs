@@ -9,6 +9,7 @@ mod batched;
 mod claims;
 mod compensate;
 mod held;
+mod history;
 mod steps;
 mod timings;
 
@@ -55,6 +56,9 @@ pub struct Completed {
     pub duration_s: f64,
     /// Points awarded for it.
     pub points: i64,
+    /// Points it would have earned beyond the user's cap for the day (not awarded).
+    #[serde(default)]
+    pub points_capped: i64,
     /// The trip had been completed before (a redelivered or resubmitted job).
     pub already_completed: bool,
 }

@@ -10,6 +10,7 @@ use tsp_hub::NamedLock;
 use tsp_hub::Point;
 use tsp_queue::JobError;
 
+use super::history::{USER_WAIT, Verdict, user_lock_name};
 use super::{Completed, Trips, fnv1a, ms_to_naive};
 use crate::trip::{TrackPoint, TripCompletion};
 
@@ -35,7 +36,10 @@ pub(super) struct Attempt<'a> {
     pub(super) last: &'a TrackPoint,
     pub(super) distance_m: f64,
     pub(super) duration_s: f64,
+    /// Points awarded (after the day's cap, once judged: [`Attempt::judged`]).
     pub(super) points: i64,
+    /// Points over the day's cap, not awarded.
+    pub(super) capped: i64,
 }
 
 impl<'a> Attempt<'a> {
@@ -57,7 +61,27 @@ impl<'a> Attempt<'a> {
             distance_m,
             duration_s: trip.duration_s(),
             points: trips.points_for(&trip.mode, evidenced_m),
+            capped: 0,
         })
+    }
+
+    /// Applies the history's verdict: the points to award, or the refusal (a dead job naming
+    /// the rule).
+    pub(super) fn judged(&mut self, verdict: Verdict) -> Result<(), JobError> {
+        match verdict {
+            Verdict::Record { award, capped } => {
+                if capped > 0 {
+                    ::metrics::counter!("tsp_trip_points_capped_total").increment(capped as u64);
+                }
+                self.points = award;
+                self.capped = capped;
+                Ok(())
+            }
+            Verdict::Refuse(why) => {
+                ::metrics::counter!("tsp_trips_refused_total", "rule" => "overlap").increment(1);
+                Err(JobError::abort(why))
+            }
+        }
     }
 
     /// What the job returns for it.
@@ -67,6 +91,7 @@ impl<'a> Attempt<'a> {
             distance_m: self.distance_m,
             duration_s: self.duration_s,
             points: self.points,
+            points_capped: self.capped,
             already_completed,
         }
     }
@@ -80,14 +105,11 @@ impl Trips {
         job_id: &str,
         trip: &TripCompletion,
     ) -> Result<Completed, JobError> {
-        let Some(a) = Attempt::new(self, job_id, trip) else {
+        let Some(mut a) = Attempt::new(self, job_id, trip) else {
             return Err(JobError::abort("trajectory: needs at least two points"));
         };
         let clock = &mut Instant::now();
-        let already_completed = self.insert_trip(lock, &a).await?;
-        self.step_done("trip", clock)?;
-        self.insert_earn(&a).await?;
-        self.step_done("points", clock)?;
+        let already_completed = self.judge_and_record(lock, &mut a, clock).await?;
         let stops = self.nearest_stops(&a).await?;
         self.inner
             .trajectories
@@ -110,6 +132,38 @@ impl Trips {
         self.publish(&completed_event(&a)).await?;
         self.step_done("publish", clock)?;
         Ok(a.completed(already_completed))
+    }
+
+    /// Under the user's lock: the trip judged against the user's history (`history`), then
+    /// steps 1 and 2, so the next trip of the user judged sees this one's row and points.
+    async fn judge_and_record(
+        &self,
+        lock: &mut NamedLock,
+        a: &mut Attempt<'_>,
+        clock: &mut Instant,
+    ) -> Result<bool, JobError> {
+        let dataset = &self.inner.stores.dataset;
+        let user = [user_lock_name(dataset, a.trip.user_id)];
+        if !lock.also(dataset, &user, USER_WAIT).await? {
+            return Err(JobError::retry(format!(
+                "another trip of user {} is being recorded",
+                a.trip.user_id
+            )));
+        }
+        let recorded = async {
+            let verdict = self.judge(lock.conn(), &[&*a]).await?;
+            if let Some(v) = verdict.into_iter().next() {
+                a.judged(v)?;
+            }
+            let already_completed = self.insert_trip(lock, a).await?;
+            self.step_done("trip", clock)?;
+            self.insert_earn(a).await?;
+            self.step_done("points", clock)?;
+            Ok(already_completed)
+        }
+        .await;
+        lock.release_also(&user).await;
+        recorded
     }
 
     /// Step 1: The `dataset.trips` row, status `active` (a no-op when it exists). Returns whether
