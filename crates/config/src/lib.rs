@@ -16,6 +16,7 @@
 
 mod accounts;
 mod error;
+mod networks;
 mod origin;
 mod raw;
 pub mod schema;
@@ -30,6 +31,7 @@ use std::path::PathBuf;
 
 pub use accounts::encode_userinfo;
 pub use error::{ConfigError, Problem};
+pub use networks::{Network, networks};
 pub use origin::Origin;
 pub use raw::{MASK, mask_url};
 pub use settings::*;

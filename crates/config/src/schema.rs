@@ -679,7 +679,31 @@ pub static SERVER_FIELDS: &[Field] = &[
             max: 1_000_000,
         },
         |_| i(1_024),
-        "requests handled at once; more wait for a slot",
+        "requests handled at once by the whole process; more wait for a slot",
+    ),
+    field(
+        "header_timeout",
+        FieldType::Duration,
+        |_| s("10s"),
+        "a connection that has not sent a request's line and headers within this is closed",
+    ),
+    field(
+        "body_timeout",
+        FieldType::Duration,
+        |_| s("10s"),
+        "a request whose body sends nothing for this long is refused",
+    ),
+    field(
+        "trusted_proxies",
+        FieldType::Str,
+        |_| s(""),
+        "addresses or networks (`10.0.0.0/8`, `::1`), comma-separated, of the proxies in front: only from them does `X-Forwarded-For` name the client; empty: the socket's address is the client",
+    ),
+    field(
+        "metrics_token",
+        FieldType::Secret,
+        none,
+        "bearer token that a worker's `--listen` `/metrics` asks of scrapers not on loopback; unset: loopback only",
     ),
 ];
 

@@ -246,6 +246,11 @@ pub struct ServerSettings {
     pub max_body: usize,
     pub request_timeout: Duration,
     pub max_concurrent: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    /// Comma-separated addresses and networks (checked at load: [`crate::networks`]).
+    pub trusted_proxies: String,
+    pub metrics_token: Option<SecretString>,
 }
 
 /// The job queue.

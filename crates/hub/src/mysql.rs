@@ -277,7 +277,14 @@ impl NamedLock {
         names: &[String],
         wait: Duration,
     ) -> Result<bool, HubError> {
-        let got = take_more(store, self.conn(), names, wait).await?;
+        let got = match take_more(store, self.conn(), names, wait).await {
+            Ok(got) => got,
+            Err(e) => {
+                // Some may be held: release them all with the lock (an unheld name is a no-op).
+                self.more.extend(names.iter().cloned());
+                return Err(e);
+            }
+        };
         let taken: Vec<String> = held_of(names, &got);
         if taken.len() == names.len() {
             self.more.extend(taken);
@@ -323,7 +330,8 @@ impl NamedLock {
 
 /// Takes `names` on `conn`, in sorted order so that two sessions taking overlapping sets never
 /// wait on each other in a cycle, each waiting at most `wait` (whole seconds, at least one);
-/// per name (in the order given), whether it was taken.
+/// per name (in the order given), whether it was taken. One statement per 200 names: the
+/// server evaluates `SELECT GET_LOCK(a, w), GET_LOCK(b, w), …` left to right.
 async fn take_more(
     store: &MysqlStore,
     conn: &mut sqlx::MySqlConnection,
@@ -333,17 +341,17 @@ async fn take_more(
     let mut order: Vec<usize> = (0..names.len()).collect();
     order.sort_by(|&a, &b| names[a].cmp(&names[b]));
     let mut got = vec![false; names.len()];
-    for &i in &order {
-        let taken: Option<i64> = store
-            .timed(
-                "get_lock",
-                sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
-                    .bind(&names[i])
-                    .bind(wait.as_secs().max(1))
-                    .fetch_one(&mut *conn),
-            )
-            .await?;
-        got[i] = taken == Some(1);
+    for chunk in order.chunks(200) {
+        let sql = format!("SELECT {}", vec!["GET_LOCK(?, ?)"; chunk.len()].join(", "));
+        let mut q = sqlx::query(&sql);
+        for &i in chunk {
+            q = q.bind(&names[i]).bind(wait.as_secs().max(1));
+        }
+        let row = store.timed("get_lock", q.fetch_one(&mut *conn)).await?;
+        for (col, &i) in chunk.iter().enumerate() {
+            let v: Option<i64> = sqlx::Row::try_get(&row, col).unwrap_or(None);
+            got[i] = v == Some(1);
+        }
     }
     Ok(got)
 }
@@ -459,9 +467,17 @@ impl NamedLocks {
         names: &[String],
         wait: Duration,
     ) -> Result<Vec<bool>, HubError> {
-        let got = take_more(store, self.conn(), names, wait).await?;
-        self.held.extend(held_of(names, &got));
-        Ok(got)
+        match take_more(store, self.conn(), names, wait).await {
+            Ok(got) => {
+                self.held.extend(held_of(names, &got));
+                Ok(got)
+            }
+            Err(e) => {
+                // Some may be held: release them all with the rest (an unheld name is a no-op).
+                self.held.extend(names.iter().cloned());
+                Err(e)
+            }
+        }
     }
 
     /// Releases those of `names` this session holds (the rest stay held). A failed release

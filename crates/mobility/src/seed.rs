@@ -200,20 +200,27 @@ pub struct TripPlan {
     pub now_ms: i64,
 }
 
-/// The longest trip the generator makes: 8 km × 1.25 at a walker's or cyclist's speed, with
-/// room to spare.
-const LONGEST_TRIP_MS: i64 = 45 * 60_000;
+/// The time a generated trip may take, with room to spare: the longest is 2.5 km walked or
+/// 8 km ridden, 1.25 times the straight line, about 37 minutes.
+const LANE_MS: i64 = 40 * 60_000;
+/// Lanes per slot: plans whose seeds differ modulo this never overlap.
+const LANES: i64 = 8;
+/// Trips are placed on a grid of slots, aligned to the Unix epoch.
+const SLOT_MS: i64 = LANE_MS * LANES;
 
-/// Each user's trips take turns in time: the window is cut into as many slots as the user has
-/// trips (each long enough for the longest trip and a minute), newest first, and each trip ends
-/// at a random moment of its slot. A user's trips never overlap, as no real person's do.
+/// Where trips go in time, so that no user's trips overlap, as no real person's do: each trip
+/// takes a slot of the grid (a user's trips spread evenly over the window, newest first, one
+/// per slot), and within it the lane of its plan's seed. Two plans whose seeds differ modulo
+/// [`LANES`] (`--seed 2026`, `--seed 2027`) never overlap either, whatever their sizes.
 struct Timeline {
     /// Per trip, its user.
     users: Vec<u64>,
     /// Per user, their trip count and how many have been placed.
-    placed: std::collections::HashMap<u64, (u64, u64)>,
+    placed: std::collections::HashMap<u64, (i64, i64)>,
     window_ms: i64,
-    now_ms: i64,
+    /// The newest slot: the last that ends a minute before now.
+    top: i64,
+    lane: i64,
 }
 
 impl Timeline {
@@ -231,22 +238,24 @@ impl Timeline {
             users,
             placed,
             window_ms: i64::from(plan.days.max(1)) * 86_400_000,
-            now_ms: plan.now_ms,
+            top: (plan.now_ms - 60_000).div_euclid(SLOT_MS) - 1,
+            lane: (plan.seed % LANES as u64) as i64,
         }
     }
 
-    /// Trip `i`'s user and end (Unix ms), for a trip lasting `duration_ms`.
+    /// Trip `i`'s user and end (Unix ms), for a trip lasting `duration_ms` (at most a lane).
     fn place(&mut self, i: usize, duration_ms: i64, rng: &mut SplitMix64) -> (u64, i64) {
         let user = self.users[i];
         let (count, placed) = self.placed.entry(user).or_insert((1, 0));
-        let slot = (self.window_ms / (*count).max(1) as i64).max(LONGEST_TRIP_MS + 60_000);
-        let slot_start = self.now_ms - 60_000 - (*placed as i64 + 1) * slot;
+        // Spread over the window when it has room; a user with more trips than the window has
+        // slots goes further back.
+        let stride = (self.window_ms / (*count * SLOT_MS)).max(1);
+        let slot = self.top - *placed * stride;
         *placed += 1;
-        let room = (slot - duration_ms - 60_000).max(0);
-        (
-            user,
-            slot_start + duration_ms + (rng.unit() * room as f64) as i64,
-        )
+        let lane_start = slot * SLOT_MS + self.lane * LANE_MS;
+        let room = (LANE_MS - duration_ms.min(LANE_MS) - 60_000).max(0);
+        let start = lane_start + (rng.unit() * room as f64) as i64;
+        (user, start + duration_ms)
     }
 }
 
@@ -275,16 +284,24 @@ pub fn generate_trips(plan: &TripPlan, stops: &[Stop]) -> Vec<TripCompletion> {
             })
             .unwrap_or(&MODE_MIX[0]);
         let a = &stops[rng.below(stops.len() as u64) as usize];
-        // Walkers stay near: the nearest of a few candidates; others take any stop within 8 km.
+        // Walkers stay within 2.5 km, others within 8 km: one of a few candidate stops, or,
+        // when none is in range, a point on the way to the last candidate.
+        let max = if mode == "walk" { 2_500.0 } else { 8_000.0 };
         let mut b = &stops[rng.below(stops.len() as u64) as usize];
         for _ in 0..8 {
             let d = haversine_m(a.lat, a.lng, b.lat, b.lng);
-            let max = if mode == "walk" { 2_500.0 } else { 8_000.0 };
             if d > 50.0 && d <= max {
                 break;
             }
             b = &stops[rng.below(stops.len() as u64) as usize];
         }
+        let d = haversine_m(a.lat, a.lng, b.lat, b.lng);
+        let reach = if d > max { max / d } else { 1.0 };
+        let b = Stop {
+            lat: a.lat + (b.lat - a.lat) * reach,
+            lng: a.lng + (b.lng - a.lng) * reach,
+            ..b.clone()
+        };
         let direct = haversine_m(a.lat, a.lng, b.lat, b.lng).max(200.0);
         let fixes = 5 + (direct / 250.0).min(40.0) as usize;
         let total_s = direct * 1.25 / speed;
@@ -389,6 +406,25 @@ mod tests {
         }
         let other = generate_trips(&TripPlan { seed: 43, ..plan }, &stops);
         assert_ne!(a[0], other[0]);
+        // Nor do the trips of two plans whose seeds differ modulo the lanes, of any sizes.
+        let third = generate_trips(
+            &TripPlan {
+                seed: 47,
+                trips: 500,
+                now_ms: plan.now_ms + 1_234_567,
+                ..plan
+            },
+            &stops,
+        );
+        let span = |t: &TripCompletion| {
+            let last = t.trajectory.len() - 1;
+            (t.user_id, t.trajectory[0].timestamp, t.trajectory[last].timestamp)
+        };
+        let mut spans: Vec<(u64, i64, i64)> = a.iter().chain(&third).map(span).collect();
+        spans.sort_unstable();
+        for w in spans.windows(2) {
+            assert!(w[0].0 != w[1].0 || w[0].2 <= w[1].1, "{w:?}");
+        }
     }
 
     #[test]

@@ -117,6 +117,8 @@ pub struct Registry {
     dead_hooks: HashMap<String, ErasedHook>,
     /// Types with a batch handler (see `batch`), and how their batches are collected.
     pub(crate) batches: HashMap<String, crate::batch::ErasedBatch>,
+    /// What a producer must be allowed to enqueue each type ([`Registry::require`]).
+    permissions: HashMap<String, &'static str>,
 }
 
 #[derive(serde::Deserialize)]
@@ -191,6 +193,7 @@ impl Registry {
             rules: HashMap::new(),
             dead_hooks: HashMap::new(),
             batches: HashMap::new(),
+            permissions: HashMap::new(),
         };
         r.register("builtin.noop", |_ctx, _p: serde::de::IgnoredAny| async {
             Ok(())
@@ -324,6 +327,17 @@ impl Registry {
             return Ok(None);
         };
         rules(payload)
+    }
+
+    /// Declares what a producer must be allowed to enqueue `job_type` (an API scope such as
+    /// `admin`). The queue does not interpret it; the API refuses a type without one.
+    pub fn require(&mut self, job_type: &str, permission: &'static str) {
+        self.permissions.insert(job_type.to_string(), permission);
+    }
+
+    /// What enqueueing `job_type` requires, if declared.
+    pub fn permission(&self, job_type: &str) -> Option<&'static str> {
+        self.permissions.get(job_type).copied()
     }
 
     /// The registered job types, sorted.

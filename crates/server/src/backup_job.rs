@@ -20,6 +20,8 @@ struct Payload {
 
 /// Registers `backup.create` on `registry`.
 pub fn register(hub: &Hub, registry: &mut Registry) {
+    // A full dump of every store, made as the migrator account: operators only.
+    registry.require(JOB_TYPE, "admin");
     let hub = hub.clone();
     registry.register(JOB_TYPE, move |_: JobContext, p: Payload| {
         let hub = hub.clone();

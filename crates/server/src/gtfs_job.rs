@@ -99,6 +99,8 @@ impl ImportProgress for JobProgress {
 
 /// Registers `gtfs.import` on `registry`.
 pub fn register(gtfs: &Gtfs, registry: &mut Registry) {
+    // Switches the live transit data: operators only.
+    registry.require(JOB_TYPE, "admin");
     let gtfs = gtfs.clone();
     let rules = JobRules::new().check(Payload::check);
     registry.register_with(JOB_TYPE, rules, move |ctx: JobContext, p: Payload| {

@@ -272,7 +272,7 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
     let influx_tags = sections::plain(&mut b, "influx.tags", schema::INFLUX_TAG_FIELDS);
     let health = sections::plain(&mut b, "health", schema::HEALTH_FIELDS);
     let secrets = sections::plain(&mut b, "secrets", schema::SECRETS_FIELDS);
-    let server = sections::plain(&mut b, "server", schema::SERVER_FIELDS);
+    let server = sections::server(&mut b);
     let queue = sections::queue(&mut b, &redis);
     let trips = sections::trips(&mut b);
     let cache = sections::cache(&mut b, &redis);

@@ -11,7 +11,7 @@ use super::Builder;
 use crate::schema::{self, Field};
 use crate::settings::{
     AuthSettings, CacheSettings, InfluxSettings, JobBatchSettings, QueueSettings, RedisSettings,
-    ScheduleSettings, ServiceMonitorSettings, TripSettings,
+    ScheduleSettings, ServerSettings, ServiceMonitorSettings, TripSettings,
 };
 
 /// A section without rules beyond its keys' types.
@@ -22,6 +22,14 @@ pub(super) fn plain<T: DeserializeOwned>(
 ) -> Option<T> {
     let v = b.section(prefix, fields, "");
     b.typed(v)
+}
+
+pub(super) fn server(b: &mut Builder) -> Option<ServerSettings> {
+    let s: ServerSettings = plain(b, "server", schema::SERVER_FIELDS)?;
+    if let Err(e) = crate::networks(&s.trusted_proxies) {
+        b.problem("server.trusted_proxies", e);
+    }
+    Some(s)
 }
 
 pub(super) fn service_monitor(

@@ -48,6 +48,8 @@ pub struct RollupPayload {
 
 /// Registers `analytics.rollup` on `registry`.
 pub fn register(trips: &Trips, registry: &mut Registry) {
+    // Rewrites a day's analytics in two stores: an operator's act.
+    registry.require(JOB_TYPE, "admin");
     let trips = trips.clone();
     registry.register(JOB_TYPE, move |_: JobContext, p: RollupPayload| {
         let trips = trips.clone();

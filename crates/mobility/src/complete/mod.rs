@@ -218,6 +218,8 @@ impl Trips {
                 },
             );
         }
+        // Enqueued for any user with `trips:write`; a user's own trips are the API's exception.
+        registry.require(JOB_TYPE, "trips:write");
         let me = self.clone();
         registry.on_dead(JOB_TYPE, move |id: String, trip: TripCompletion| {
             let me = me.clone();

@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tracing::Instrument;
+use tsp_config::Network;
 use tsp_mobility::auth::{Admission, Principal, RateClass, Throttled};
 
 use super::activity::Event;
@@ -148,10 +149,14 @@ async fn admit(
     Ok(caller)
 }
 
-/// The client's address (loopback when the server was not given connection info) and the
-/// request's id (`x-request-id`, set by the outer layer).
-pub(super) fn origin(req: &Request) -> (IpAddr, String) {
-    let address = req
+/// The client's address and the request's id (`x-request-id`, set by the outer layer).
+///
+/// The address is the socket's (loopback when the server was not given connection info),
+/// unless the socket is one of `server.trusted_proxies`: then `X-Forwarded-For` is read from
+/// the right, past every trusted proxy, and the first address that is not one is the client.
+/// A client cannot choose its address by sending the header itself (docs/security.md#limits).
+pub(super) fn origin(req: &Request, trusted: &[Network]) -> (IpAddr, String) {
+    let socket = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
@@ -162,7 +167,33 @@ pub(super) fn origin(req: &Request) -> (IpAddr, String) {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    (address, request_id)
+    (client_address(socket, req.headers(), trusted), request_id)
+}
+
+fn client_address(socket: IpAddr, headers: &HeaderMap, trusted: &[Network]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(socket) {
+        return socket;
+    }
+    let mut client = socket;
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.into_iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            // Garbage from a client: the last trusted hop is all that is known.
+            break;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
 }
 
 /// The middleware on every route.
@@ -175,7 +206,7 @@ pub(super) async fn guard(
     let started = Instant::now();
     let method = req.method().clone();
     let template = matched.as_str().to_string();
-    let (address, request_id) = origin(&req);
+    let (address, request_id) = origin(&req, &s.trusted);
     // A route missing from the map is refused as if operator-only: fail closed.
     let access = s
         .access
@@ -225,4 +256,25 @@ pub(super) async fn guard(
     );
     s.activity.record(event);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let trusted = tsp_config::networks("10.0.0.0/8").unwrap_or_default();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 203.0.113.9, 10.1.1.1"));
+        // From a trusted proxy: the rightmost address that is not a proxy.
+        assert_eq!(client_address(ip("10.0.0.2"), &h, &trusted), ip("203.0.113.9"));
+        // From anyone else: the socket, whatever the header says.
+        assert_eq!(client_address(ip("198.51.100.4"), &h, &trusted), ip("198.51.100.4"));
+        // Nothing trusted: the socket.
+        assert_eq!(client_address(ip("10.0.0.2"), &h, &[]), ip("10.0.0.2"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("not-an-ip"));
+        assert_eq!(client_address(ip("10.0.0.2"), &h, &trusted), ip("10.0.0.2"));
+    }
 }

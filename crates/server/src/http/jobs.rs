@@ -58,19 +58,22 @@ pub(super) struct QueueParam {
     queue: String,
 }
 
-/// Whether `who` may enqueue this job: `trip.complete` with `trips:write` or as the trip's
-/// own user; anything else with `jobs:write`.
-fn may_enqueue(who: &Principal, req: &PostJob) -> Result<(), ApiError> {
-    if req.job_type == TRIP_JOB {
-        let own = who.user_id().is_some()
-            && req.payload.get("userId").and_then(|v| v.as_u64()) == who.user_id();
-        if own || who.has(Scope::TripsWrite) {
-            return Ok(());
-        }
-    } else if who.has(Scope::JobsWrite) {
+/// Whether `who` may enqueue this job: the scope its type declares (`Registry::require`:
+/// `trips:write` for `trip.complete`, `admin` for backups, imports and rollups, `jobs:write`
+/// for the built-ins), or, for `trip.complete`, being the trip's own user. A type that
+/// declares nothing is refused to everyone (fail closed).
+fn may_enqueue(s: &AppState, who: &Principal, req: &PostJob) -> Result<(), ApiError> {
+    if req.job_type == TRIP_JOB
+        && who.user_id().is_some()
+        && req.payload.get("userId").and_then(|v| v.as_u64()) == who.user_id()
+    {
         return Ok(());
     }
-    Err(forbidden())
+    let needed = s.app.registry().permission(&req.job_type).and_then(Scope::parse);
+    match needed {
+        Some(scope) if who.has(scope) => Ok(()),
+        _ => Err(forbidden()),
+    }
 }
 
 /// The options a caller may set, within bounds; the top priorities are for operators.
@@ -144,11 +147,11 @@ pub(super) async fn post_job(
         // serde names the field: "missing field `type`", "unknown field `x`", …
         let req: PostJob =
             serde_json::from_slice(&body).map_err(|e| bad_request(format!("body: {e}")))?;
-        may_enqueue(who, &req)?;
-        bounded(who, &req)?;
         if !s.app.registry().types().contains(&req.job_type) {
             return Err(bad_request(format!("type: no job type `{}`", req.job_type)));
         }
+        may_enqueue(&s, who, &req)?;
+        bounded(who, &req)?;
         let q = target_queue(&s, who, &req.queue).await?;
         let is_trip = req.job_type == TRIP_JOB;
         let payload = req.payload.clone();

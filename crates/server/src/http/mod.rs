@@ -3,7 +3,8 @@
 //! from it, and every route's access rule sits beside its handler, so a route cannot exist
 //! without a rule.
 //!
-//! Every request passes, outermost first: a request id (`x-request-id`, made when absent), the
+//! Every request passes, outermost first: a request id (`x-request-id`: a client's own when
+//! short and plain, else a fresh one), the
 //! body limit (413), the concurrency limit, the timeout (503), then, once the route is known,
 //! the guard (`guard`): content type, rate limits, authentication, the route's access rule, and
 //! the activity event and request metrics (`activity`). The operator console (`console`) has
@@ -15,6 +16,7 @@ pub mod console;
 mod errors;
 mod guard;
 mod jobs;
+mod listener;
 mod probes;
 mod queries;
 mod routes;
@@ -27,7 +29,6 @@ pub use activity::ensure_indexes as ensure_activity_indexes;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +66,8 @@ pub struct AppState {
     /// Credential reloads (`POST /admin/reload`), when the process runs one.
     pub reloader: Option<crate::reload::Reloader>,
     access: Arc<routes::AccessMap>,
+    /// `server.trusted_proxies`.
+    trusted: Arc<Vec<tsp_config::Network>>,
     /// Set only by [`router_without_auth`]: the caller every request is taken for.
     assume: Option<Arc<guard::Caller>>,
 }
@@ -72,6 +75,9 @@ pub struct AppState {
 impl AppState {
     /// The state for `app`: activity written as `activity.*` configures.
     pub fn new(app: App, prometheus: Option<PrometheusHandle>, activity: Activity) -> AppState {
+        // Checked when the configuration loaded.
+        let trusted =
+            tsp_config::networks(&app.hub().config().server.trusted_proxies).unwrap_or_default();
         AppState {
             console: console::Live::new(app.clone()),
             app,
@@ -79,6 +85,7 @@ impl AppState {
             activity,
             reloader: None,
             access: Arc::new(routes::access_map()),
+            trusted: Arc::new(trusted),
             assume: None,
         }
     }
@@ -103,6 +110,35 @@ impl MakeRequestId for RandomId {
             .ok()
             .map(RequestId::new)
     }
+}
+
+/// The longest `x-request-id` taken from a client.
+pub const MAX_REQUEST_ID: usize = 64;
+
+/// Whether a client's request id may travel into logs, MongoDB and InfluxDB: short, and only
+/// letters, digits and `-_.:` (no spaces, quotes or control characters to forge log lines or
+/// tags with).
+fn fit_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// Removes a client's `x-request-id` that is not fit ([`fit_request_id`]), so that a fresh one
+/// replaces it.
+async fn drop_unfit_request_id(mut req: axum::extract::Request) -> axum::extract::Request {
+    if req
+        .headers()
+        .get_all(&REQUEST_ID)
+        .iter()
+        .enumerate()
+        .any(|(i, v)| i > 0 || !fit_request_id(v.as_bytes()))
+    {
+        req.headers_mut().remove(&REQUEST_ID);
+    }
+    req
 }
 
 /// The routes of the table with (`large`) or without a large body, without layers.
@@ -161,14 +197,22 @@ pub fn router(state: AppState) -> Router {
         .fallback(errors::not_found)
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::map_request(drop_unfit_request_id))
                 .layer(SetRequestIdLayer::new(REQUEST_ID, RandomId))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(DefaultBodyLimit::disable())
                 .layer(HandleErrorLayer::new(overloaded))
-                .layer(tower::limit::ConcurrencyLimitLayer::new(
+                // One limit for the whole process: `Router::layer` wraps each route on its own,
+                // and a per-route limit let slow requests to one route (logins) fill it alone.
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
                     server.max_concurrent,
                 ))
-                .layer(tower::timeout::TimeoutLayer::new(server.request_timeout)),
+                .layer(tower::timeout::TimeoutLayer::new(server.request_timeout))
+                // A body that stops arriving fails its request (400) instead of holding a slot
+                // until the request timeout.
+                .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+                    server.body_timeout,
+                )),
         )
         .with_state(state)
 }
@@ -182,7 +226,8 @@ async fn overloaded(e: BoxError) -> Response {
     }
 }
 
-/// Serves until `shutdown` completes, then flushes the activity log (bounded by `grace`).
+/// Serves until `shutdown` completes, lets open requests finish and flushes the activity log
+/// (each bounded by `grace`).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -190,12 +235,8 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let activity = state.activity.clone();
-    let served = axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let header_timeout = state.app.hub().config().server.header_timeout;
+    listener::serve_connections(listener, router(state), header_timeout, shutdown, grace).await;
     activity.close(grace).await;
-    served
+    Ok(())
 }

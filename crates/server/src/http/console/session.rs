@@ -221,7 +221,7 @@ pub(super) async fn guard(
     let started = Instant::now();
     let method = req.method().clone();
     let template = matched.as_str().to_string();
-    let (address, request_id) = crate::http::guard::origin(&req);
+    let (address, request_id) = crate::http::guard::origin(&req, &s.trusted);
     req.extensions_mut().insert(Address(address));
     let need = need(&method, &template);
     let (principal, mut response) = match admit(&s, &method, need, req.headers(), address).await {
