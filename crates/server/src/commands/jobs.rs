@@ -45,7 +45,10 @@ pub async fn worker(
     }
     tracing::info!(worker = w.id(), queues = ?names, "worker started");
     let probes = match args.listen {
-        Some(addr) => Some(serve_probes(addr, w.health(), prometheus).await?),
+        Some(addr) => {
+            let token = hub.config().server.metrics_token.clone();
+            Some(serve_probes(addr, w.health(), prometheus, token).await?)
+        }
         None => None,
     };
     let report = w.run(shutdown).await;
@@ -70,14 +73,16 @@ async fn serve_probes(
     addr: std::net::SocketAddr,
     health: tsp_queue::WorkerHealth,
     prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    token: Option<secrecy::SecretString>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, "worker probes: /health/live, /health/ready, /metrics");
-    let router = crate::http::worker_router(health, prometheus);
+    let router = crate::http::worker_router(health, prometheus, token.as_ref());
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
     Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
+        if let Err(e) = axum::serve(listener, service).await {
             tracing::error!(error = %e, "worker probes stopped");
         }
     }))

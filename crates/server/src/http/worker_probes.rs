@@ -1,10 +1,13 @@
 //! The probes of a `tsp-job worker` process (`--listen`): live, ready (503 with the cause once
 //! the worker gave outcomes up, docs/queue.md#acknowledgements) and Prometheus metrics. A worker
-//! serves nothing else.
+//! serves nothing else. Metrics name queues, job types and stores: they are served to loopback
+//! only, or to a scraper presenting `server.metrics_token` (docs/security.md#probes).
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -15,10 +18,18 @@ use tsp_queue::WorkerHealth;
 struct Probes {
     health: WorkerHealth,
     prometheus: Option<PrometheusHandle>,
+    /// The SHA-256 of `server.metrics_token`, when set.
+    token: Option<[u8; 32]>,
 }
 
-/// The worker's probe routes.
-pub fn worker_router(health: WorkerHealth, prometheus: Option<PrometheusHandle>) -> Router {
+/// The worker's probe routes; serve them with connection info (`SocketAddr`).
+pub fn worker_router(
+    health: WorkerHealth,
+    prometheus: Option<PrometheusHandle>,
+    token: Option<&secrecy::SecretString>,
+) -> Router {
+    use secrecy::ExposeSecret;
+    let token = token.map(|t| sha256(t.expose_secret().as_bytes()));
     Router::new()
         .route(
             "/health/live",
@@ -26,7 +37,32 @@ pub fn worker_router(health: WorkerHealth, prometheus: Option<PrometheusHandle>)
         )
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
-        .with_state(Probes { health, prometheus })
+        .with_state(Probes {
+            health,
+            prometheus,
+            token,
+        })
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// Whether a scrape may read the metrics: from loopback, or presenting the token (compared as
+/// digests, so the time taken says nothing of the token).
+fn may_scrape(p: &Probes, peer: SocketAddr, headers: &HeaderMap) -> bool {
+    if peer.ip().is_loopback() {
+        return true;
+    }
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match (&p.token, presented) {
+        (Some(want), Some(got)) => sha256(got.trim().as_bytes()) == *want,
+        _ => false,
+    }
 }
 
 async fn ready(State(p): State<Probes>) -> Response {
@@ -40,7 +76,18 @@ async fn ready(State(p): State<Probes>) -> Response {
     }
 }
 
-async fn metrics(State(p): State<Probes>) -> Response {
+async fn metrics(
+    State(p): State<Probes>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if !may_scrape(&p, peer, &headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"error": "metrics are served to loopback, or with server.metrics_token"})),
+        )
+            .into_response();
+    }
     match &p.prometheus {
         Some(h) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
