@@ -19,11 +19,15 @@ impl Network {
         };
         match (self.base, ip) {
             (IpAddr::V4(b), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(b) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(b), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(b) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -73,6 +77,9 @@ mod tests {
             networks("10.0.0.0/33").unwrap_err(),
             "`10.0.0.0/33`: the prefix must be 0 to 32"
         );
-        assert_eq!(networks("proxy").unwrap_err(), "`proxy` is not an address or network");
+        assert_eq!(
+            networks("proxy").unwrap_err(),
+            "`proxy` is not an address or network"
+        );
     }
 }

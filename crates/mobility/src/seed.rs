@@ -418,7 +418,11 @@ mod tests {
         );
         let span = |t: &TripCompletion| {
             let last = t.trajectory.len() - 1;
-            (t.user_id, t.trajectory[0].timestamp, t.trajectory[last].timestamp)
+            (
+                t.user_id,
+                t.trajectory[0].timestamp,
+                t.trajectory[last].timestamp,
+            )
         };
         let mut spans: Vec<(u64, i64, i64)> = a.iter().chain(&third).map(span).collect();
         spans.sort_unstable();

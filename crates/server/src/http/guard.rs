@@ -267,11 +267,20 @@ mod tests {
         let trusted = tsp_config::networks("10.0.0.0/8").unwrap_or_default();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 203.0.113.9, 10.1.1.1"));
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.9, 10.1.1.1"),
+        );
         // From a trusted proxy: the rightmost address that is not a proxy.
-        assert_eq!(client_address(ip("10.0.0.2"), &h, &trusted), ip("203.0.113.9"));
+        assert_eq!(
+            client_address(ip("10.0.0.2"), &h, &trusted),
+            ip("203.0.113.9")
+        );
         // From anyone else: the socket, whatever the header says.
-        assert_eq!(client_address(ip("198.51.100.4"), &h, &trusted), ip("198.51.100.4"));
+        assert_eq!(
+            client_address(ip("198.51.100.4"), &h, &trusted),
+            ip("198.51.100.4")
+        );
         // Nothing trusted: the socket.
         assert_eq!(client_address(ip("10.0.0.2"), &h, &[]), ip("10.0.0.2"));
         h.insert("x-forwarded-for", HeaderValue::from_static("not-an-ip"));

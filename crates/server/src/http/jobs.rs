@@ -69,7 +69,11 @@ fn may_enqueue(s: &AppState, who: &Principal, req: &PostJob) -> Result<(), ApiEr
     {
         return Ok(());
     }
-    let needed = s.app.registry().permission(&req.job_type).and_then(Scope::parse);
+    let needed = s
+        .app
+        .registry()
+        .permission(&req.job_type)
+        .and_then(Scope::parse);
     match needed {
         Some(scope) if who.has(scope) => Ok(()),
         _ => Err(forbidden()),

@@ -66,7 +66,13 @@ pub(super) async fn serve_connections(
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(?grace, "requests still open after the grace period were cut");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "requests still open after the grace period were cut"
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! Helpers for running the `tsp-job` binary against the local services.
 #![allow(dead_code, unused_imports)]
 
-use std::io::{BufRead, BufReader};
+pub mod api;
+
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -345,6 +347,27 @@ impl Site {
             all.extend(["--set", s.as_str()]);
         }
         tokio::task::block_in_place(|| run(&all, &[]))
+    }
+
+    /// [`Site::cli`] with `input` on its standard input (passwords).
+    pub fn cli_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        for s in &self.sandbox.overrides {
+            all.extend(["--set", s.as_str()]);
+        }
+        tokio::task::block_in_place(|| {
+            let mut child = tsp_job(&[])
+                .args(&all)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn tsp-job");
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(input.as_bytes()).expect("write stdin");
+            }
+            child.wait_with_output().expect("run tsp-job")
+        })
     }
 
     /// [`Site::cli`], which must succeed: its stdout.
