@@ -7,6 +7,18 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::BackupError;
+use crate::seal::Key;
+
+/// Whether `name` can only name a file directly inside the set's folder: letters, digits, `.`,
+/// `_`, `-`, not starting with a dot (so no `..`, no `/`, no hidden files).
+pub(crate) fn plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
 
 /// The manifest format this build writes and reads; a newer one is refused.
 pub const FORMAT: u32 = 1;
@@ -39,6 +51,11 @@ pub struct Manifest {
     pub tools: BTreeMap<String, String>,
     /// The parts, in the order they were written.
     pub parts: Vec<Part>,
+    /// HMAC-SHA256 (hex) of the manifest without this field, under the signing key
+    /// (`backup.signing_key_file`, or one derived from the encryption key); absent when the
+    /// deployment has neither key (docs/backup.md#authentication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 /// One file of a set.
@@ -88,6 +105,57 @@ impl Manifest {
         }
         serde_json::from_value(head)
             .map_err(|e| BackupError::Refused(format!("{}: not a manifest: {e}", path.display())))
+    }
+
+    /// The bytes the MAC covers: the manifest as JSON, without its MAC.
+    fn signed_bytes(&self) -> Vec<u8> {
+        let unsigned = Manifest {
+            mac: None,
+            ..self.clone()
+        };
+        serde_json::to_vec(&unsigned).unwrap_or_default()
+    }
+
+    /// Sets the MAC under `key` (none: no MAC).
+    pub(crate) fn sign(&mut self, key: Option<&Key>) {
+        self.mac = None;
+        self.mac = key.map(|k| k.mac_hex(&self.signed_bytes()));
+    }
+
+    /// Checks the manifest was written by a holder of `key` and not changed since, and that
+    /// every part's file name stays inside the set. The error names the set and what is wrong.
+    pub(crate) fn check(&self, key: Option<&Key>) -> Result<(), BackupError> {
+        let refused = |why: String| Err(BackupError::Refused(format!("set {}: {why}", self.id)));
+        match (key, &self.mac) {
+            (Some(k), Some(mac)) if k.mac_matches(&self.signed_bytes(), mac) => {}
+            (Some(_), Some(_)) => {
+                return refused(
+                    "the manifest was changed since it was written, or signed with another key (backup.signing_key_file)".into(),
+                );
+            }
+            (Some(_), None) => {
+                return refused(
+                    "the manifest is not signed, and this deployment signs its sets: it was not written by this deployment, or its signature was removed".into(),
+                );
+            }
+            (None, Some(_)) => {
+                return refused(
+                    "the manifest is signed: set backup.signing_key_file (or the encryption key it was made with) to check it".into(),
+                );
+            }
+            (None, None) => {
+                tracing::warn!(set = %self.id, "the set is not authenticated: set backup.signing_key_file");
+            }
+        }
+        for part in &self.parts {
+            if !plain_file_name(&part.file) {
+                return refused(format!(
+                    "part `{}`: not a plain file name inside the set",
+                    part.file
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Writes it atomically (temporary file, then rename).

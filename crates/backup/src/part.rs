@@ -99,7 +99,7 @@ impl PartWriter {
             bytes: 0,
         };
         let sink = match key {
-            Some(k) => Sink::Sealed(SealWriter::new(hashing, k).map_err(io_err)?),
+            Some(k) => Sink::Sealed(SealWriter::new(hashing, k, &place(path)).map_err(io_err)?),
             None => Sink::Plain(hashing),
         };
         let mut enc = zstd::stream::write::Encoder::new(sink, level).map_err(io_err)?;
@@ -154,6 +154,17 @@ impl Write for PartWriter {
     }
 }
 
+/// A part's place, bound to it when it is encrypted: `<set id>/<file name>`, from its path
+/// (`<root>/<set id>/<file name>`).
+fn place(path: &Path) -> String {
+    let name = |p: Option<&Path>| {
+        p.and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    format!("{}/{}", name(path.parent()), name(Some(path)))
+}
+
 /// The SHA-256 and size of a file as it is on disk.
 pub(crate) fn file_sha256(path: &Path) -> Result<Written, BackupError> {
     let mut f = BufReader::new(
@@ -186,7 +197,7 @@ pub(crate) fn open_part(
     let io_err = |e| BackupError::io(path, "cannot read the part", e);
     let file = BufReader::with_capacity(256 * 1024, File::open(path).map_err(io_err)?);
     let inner: Box<dyn Read + Send> = match key {
-        Some(k) => Box::new(OpenReader::new(file, k).map_err(io_err)?),
+        Some(k) => Box::new(OpenReader::new(file, k, &place(path)).map_err(io_err)?),
         None => Box::new(file),
     };
     let dec = zstd::stream::read::Decoder::new(inner).map_err(io_err)?;

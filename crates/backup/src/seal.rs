@@ -2,17 +2,22 @@
 //! big-endian 32-bit counter), so a part of any size is sealed in 64 KiB chunks and a reader
 //! notices a changed, reordered, dropped or truncated chunk (docs/backup.md#encryption).
 //!
-//! Layout: `TSPSEAL1`, a random 19-byte nonce prefix, then chunks of 64 KiB of plaintext plus
-//! a 16-byte tag each; the last chunk (possibly empty) is sealed as the last one.
+//! Layout: `TSPSEAL2`, a random 19-byte nonce prefix, then chunks of 64 KiB of plaintext plus
+//! a 16-byte tag each; the last chunk (possibly empty) is sealed as the last one. Every chunk
+//! carries, as associated data, the part's place (`<set id>/<file name>`): a part copied into
+//! another set or renamed does not open. Parts of the first layout (`TSPSEAL1`, no associated
+//! data) still open.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
 
 use chacha20poly1305::XChaCha20Poly1305;
-use chacha20poly1305::aead::KeyInit;
 use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32};
+use chacha20poly1305::aead::{KeyInit, Payload};
 
-const MAGIC: &[u8; 8] = b"TSPSEAL1";
+const MAGIC: &[u8; 8] = b"TSPSEAL2";
+/// The first layout: no associated data.
+const MAGIC_V1: &[u8; 8] = b"TSPSEAL1";
 const NONCE: usize = 19;
 const CHUNK: usize = 64 * 1024;
 const TAG: usize = 16;
@@ -48,6 +53,37 @@ impl Key {
         Ok(Key(key))
     }
 
+    /// A key for another use (`label`), derived from this one (HMAC-SHA256): knowing it tells
+    /// nothing of this key.
+    pub(crate) fn derive(&self, label: &str) -> Key {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(label.as_bytes());
+        Key(mac.finalize().into_bytes().into())
+    }
+
+    /// HMAC-SHA256 of `data` under this key, hex.
+    pub(crate) fn mac_hex(&self, data: &[u8]) -> String {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(data);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `hex_mac` is the HMAC-SHA256 of `data` (compared in constant time).
+    pub(crate) fn mac_matches(&self, data: &[u8], hex_mac: &str) -> bool {
+        use hmac::Mac;
+        let Ok(tag) = hex::decode(hex_mac) else {
+            return false;
+        };
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(data);
+        mac.verify_slice(&tag).is_ok()
+    }
+
     /// A new random key, as the 64 hex digits a key file holds.
     pub fn generate_hex() -> String {
         hex::encode(rand::random::<[u8; 32]>())
@@ -67,10 +103,13 @@ pub(crate) struct SealWriter<W: Write> {
     inner: W,
     enc: Option<EncryptorBE32<XChaCha20Poly1305>>,
     buf: Vec<u8>,
+    /// The part's place, bound to every chunk.
+    place: Vec<u8>,
 }
 
 impl<W: Write> SealWriter<W> {
-    pub(crate) fn new(mut inner: W, key: &Key) -> io::Result<SealWriter<W>> {
+    /// Seals into `inner` a part whose place is `place` (`<set id>/<file name>`).
+    pub(crate) fn new(mut inner: W, key: &Key, place: &str) -> io::Result<SealWriter<W>> {
         let nonce: [u8; NONCE] = rand::random();
         inner.write_all(MAGIC)?;
         inner.write_all(&nonce)?;
@@ -78,6 +117,7 @@ impl<W: Write> SealWriter<W> {
             inner,
             enc: Some(EncryptorBE32::from_aead(key.cipher(), &nonce.into())),
             buf: Vec::with_capacity(2 * CHUNK),
+            place: place.as_bytes().to_vec(),
         })
     }
 
@@ -85,7 +125,10 @@ impl<W: Write> SealWriter<W> {
     pub(crate) fn finish(mut self) -> io::Result<W> {
         let enc = self.enc.take().ok_or_else(sealing_failed)?;
         let sealed = enc
-            .encrypt_last(self.buf.as_slice())
+            .encrypt_last(Payload {
+                msg: self.buf.as_slice(),
+                aad: &self.place,
+            })
             .map_err(|_| sealing_failed())?;
         self.inner.write_all(&sealed)?;
         self.inner.flush()?;
@@ -100,7 +143,10 @@ impl<W: Write> Write for SealWriter<W> {
         while self.buf.len() > CHUNK {
             let enc = self.enc.as_mut().ok_or_else(sealing_failed)?;
             let sealed = enc
-                .encrypt_next(&self.buf[..CHUNK])
+                .encrypt_next(Payload {
+                    msg: &self.buf[..CHUNK],
+                    aad: &self.place,
+                })
                 .map_err(|_| sealing_failed())?;
             self.inner.write_all(&sealed)?;
             self.buf.drain(..CHUNK);
@@ -121,25 +167,32 @@ pub(crate) struct OpenReader<R: Read> {
     sealed: Vec<u8>,
     plain: Vec<u8>,
     at: usize,
+    /// The associated data every chunk must carry (empty for the first layout).
+    place: Vec<u8>,
 }
 
 fn not_open() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
-        "cannot decrypt: wrong key, or the part was changed or cut short",
+        "cannot decrypt: wrong key, or the part was changed, cut short, renamed or moved from another set",
     )
 }
 
 impl<R: Read> OpenReader<R> {
-    pub(crate) fn new(mut inner: R, key: &Key) -> io::Result<OpenReader<R>> {
+    /// Opens a part that must be at `place` (`<set id>/<file name>`).
+    pub(crate) fn new(mut inner: R, key: &Key, place: &str) -> io::Result<OpenReader<R>> {
         let mut head = [0u8; 8 + NONCE];
         inner.read_exact(&mut head).map_err(|_| not_open())?;
-        if &head[..8] != MAGIC {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "not an encrypted part (no TSPSEAL1 header)",
-            ));
-        }
+        let place = match &head[..8] {
+            m if m == MAGIC => place.as_bytes().to_vec(),
+            m if m == MAGIC_V1 => Vec::new(),
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "not an encrypted part (no TSPSEAL header)",
+                ));
+            }
+        };
         let nonce: [u8; NONCE] = head[8..].try_into().map_err(|_| not_open())?;
         Ok(OpenReader {
             inner,
@@ -147,6 +200,7 @@ impl<R: Read> OpenReader<R> {
             sealed: Vec::with_capacity(CHUNK + TAG + 1),
             plain: Vec::new(),
             at: 0,
+            place,
         })
     }
 
@@ -168,14 +222,20 @@ impl<R: Read> OpenReader<R> {
         self.plain = if self.sealed.len() > CHUNK + TAG {
             let dec = self.dec.as_mut().ok_or_else(not_open)?;
             let p = dec
-                .decrypt_next(&self.sealed[..CHUNK + TAG])
+                .decrypt_next(Payload {
+                    msg: &self.sealed[..CHUNK + TAG],
+                    aad: &self.place,
+                })
                 .map_err(|_| not_open())?;
             self.sealed.drain(..CHUNK + TAG);
             p
         } else {
             let dec = self.dec.take().ok_or_else(not_open)?;
-            dec.decrypt_last(self.sealed.as_slice())
-                .map_err(|_| not_open())?
+            dec.decrypt_last(Payload {
+                msg: self.sealed.as_slice(),
+                aad: &self.place,
+            })
+            .map_err(|_| not_open())?
         };
         self.at = 0;
         Ok(true)
@@ -206,7 +266,7 @@ mod tests {
     }
 
     fn seal(data: &[u8], k: &Key) -> Vec<u8> {
-        let mut w = SealWriter::new(Vec::new(), k).unwrap();
+        let mut w = SealWriter::new(Vec::new(), k, "set/part").unwrap();
         // Odd write sizes cross chunk boundaries.
         for part in data.chunks(10_007) {
             w.write_all(part).unwrap();
@@ -216,7 +276,7 @@ mod tests {
 
     fn open(sealed: &[u8], k: &Key) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
-        OpenReader::new(sealed, k)?.read_to_end(&mut out)?;
+        OpenReader::new(sealed, k, "set/part")?.read_to_end(&mut out)?;
         Ok(out)
     }
 
@@ -235,6 +295,10 @@ mod tests {
         let data: Vec<u8> = (0..3 * CHUNK + 5).map(|i| i as u8).collect();
         let sealed = seal(&data, &key(1));
         assert!(open(&sealed, &key(2)).is_err(), "wrong key");
+        let mut moved = Vec::new();
+        let opened = OpenReader::new(&sealed[..], &key(1), "other-set/part")
+            .and_then(|mut r| r.read_to_end(&mut moved));
+        assert!(opened.is_err(), "a part moved to another set");
         let mut changed = sealed.clone();
         changed[8 + NONCE + CHUNK + 40] ^= 1;
         assert!(open(&changed, &key(1)).is_err(), "changed byte");

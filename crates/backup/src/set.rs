@@ -116,6 +116,8 @@ pub struct Backups {
     pub(crate) cfg: BackupSettings,
     pub(crate) root: PathBuf,
     pub(crate) key: Option<Key>,
+    /// The key that signs manifests: `backup.signing_key_file`, else derived from `key`.
+    pub(crate) signing: Option<Key>,
     pub(crate) progress: ProgressFn,
 }
 
@@ -127,11 +129,16 @@ impl Backups {
             Some(p) => Some(Key::from_file(p).map_err(BackupError::Refused)?),
             None => None,
         };
+        let signing = match &cfg.signing_key_file {
+            Some(p) => Some(Key::from_file(p).map_err(BackupError::Refused)?),
+            None => key.as_ref().map(|k| k.derive("tsp-job backup manifest")),
+        };
         Ok(Backups {
             hub: hub.clone(),
             root: root.unwrap_or_else(|| cfg.dir.clone()),
             cfg,
             key,
+            signing,
             progress: Arc::new(|_| {}),
         })
     }
@@ -240,27 +247,34 @@ impl Backups {
             config_fingerprint: self.fingerprint(),
             tools: self.tool_versions(stores).await,
             parts: Vec::new(),
+            mac: None,
         };
-        m.write(&dir)?;
+        self.write_manifest(&dir, &mut m)?;
         match self.write_parts(stores, &dir, &mut m).await {
             Ok(()) => {
                 m.complete = true;
                 m.finished_at = Some(Utc::now().to_rfc3339());
-                m.write(&dir)?;
+                self.write_manifest(&dir, &mut m)?;
                 Ok(m)
             }
             Err(e) => {
                 m.error = Some(e.to_string());
-                m.write(&dir)?;
+                self.write_manifest(&dir, &mut m)?;
                 Err(e)
             }
         }
     }
 
+    /// Signs and writes the manifest.
+    fn write_manifest(&self, dir: &Path, m: &mut Manifest) -> Result<(), BackupError> {
+        m.sign(self.signing.as_ref());
+        m.write(dir)
+    }
+
     fn done(&self, dir: &Path, m: &mut Manifest, part: Part) -> Result<(), BackupError> {
         (self.progress)(Progress::Finished(Box::new(part.clone())));
         m.parts.push(part);
-        m.write(dir)
+        self.write_manifest(dir, m)
     }
 
     async fn write_parts(
@@ -407,10 +421,18 @@ impl Backups {
         Ok(out)
     }
 
-    /// The set's manifest, refusing an incomplete set.
+    /// The set's manifest, refusing one that is not authentic (signed by this deployment's key,
+    /// unchanged, part names inside the set) or that is incomplete.
     pub fn complete_manifest(&self, id: &str) -> Result<(PathBuf, Manifest), BackupError> {
         let dir = self.set_dir(id)?;
         let m = Manifest::read(&dir)?;
+        m.check(self.signing.as_ref())?;
+        if m.id != id {
+            return Err(BackupError::Refused(format!(
+                "set {id}: its manifest is set {}'s",
+                m.id
+            )));
+        }
         if !m.complete {
             return Err(BackupError::Refused(format!(
                 "set {id} is incomplete ({}): it cannot be verified or restored as a whole",
@@ -466,6 +488,12 @@ impl Backups {
 
 /// Checks one part's file against the manifest and reads it through.
 pub(crate) fn check_part(dir: &Path, part: &Part, key: Option<&Key>) -> Result<(), BackupError> {
+    if !crate::manifest::plain_file_name(&part.file) {
+        return Err(BackupError::part(
+            &part.file,
+            "not a plain file name inside the set",
+        ));
+    }
     let path = dir.join(&part.file);
     if !path.exists() {
         return Err(BackupError::part(&part.file, "missing"));

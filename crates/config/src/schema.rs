@@ -1479,6 +1479,12 @@ pub static BACKUP_FIELDS: &[Field] = &[
         "file with a 32-byte key (64 hex digits): parts are encrypted with XChaCha20-Poly1305",
     ),
     field(
+        "signing_key_file",
+        FieldType::File,
+        none,
+        "file with a 32-byte key (64 hex digits) that authenticates each set's manifest (HMAC-SHA256); unset: a key derived from `encryption_key_file`, or, without either, sets are not authenticated",
+    ),
+    field(
         "keep_daily",
         FieldType::UInt { min: 1, max: 3650 },
         |_| i(7),

@@ -439,6 +439,7 @@ pub struct ActivitySettings {
 pub struct BackupSettings {
     pub dir: PathBuf,
     pub encryption_key_file: Option<PathBuf>,
+    pub signing_key_file: Option<PathBuf>,
     pub keep_daily: u32,
     pub keep_weekly: u32,
     pub mysql_dump: String,

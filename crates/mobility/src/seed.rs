@@ -202,16 +202,17 @@ pub struct TripPlan {
 
 /// The time a generated trip may take, with room to spare: the longest is 2.5 km walked or
 /// 8 km ridden, 1.25 times the straight line, about 37 minutes.
-const LANE_MS: i64 = 40 * 60_000;
+const LANE_MS: i64 = 45 * 60_000;
 /// Lanes per slot: plans whose seeds differ modulo this never overlap.
 const LANES: i64 = 8;
-/// Trips are placed on a grid of slots, aligned to the Unix epoch.
+/// Trips are placed on a grid of six-hour slots, aligned to UTC days.
 const SLOT_MS: i64 = LANE_MS * LANES;
 
 /// Where trips go in time, so that no user's trips overlap, as no real person's do: each trip
 /// takes a slot of the grid (a user's trips spread evenly over the window, newest first, one
-/// per slot), and within it the lane of its plan's seed. Two plans whose seeds differ modulo
-/// [`LANES`] (`--seed 2026`, `--seed 2027`) never overlap either, whatever their sizes.
+/// per slot, users starting at different slots), and within it the lane of its plan's seed.
+/// Two plans whose seeds differ modulo [`LANES`] (`--seed 2026`, `--seed 2027`) never overlap
+/// either, whatever their sizes and whenever they were made.
 struct Timeline {
     /// Per trip, its user.
     users: Vec<u64>,
@@ -238,8 +239,20 @@ impl Timeline {
             users,
             placed,
             window_ms: i64::from(plan.days.max(1)) * 86_400_000,
-            top: (plan.now_ms - 60_000).div_euclid(SLOT_MS) - 1,
+            top: Timeline::newest_slot(plan),
             lane: (plan.seed % LANES as u64) as i64,
+        }
+    }
+
+    /// The newest slot whose lane for this plan has passed a minute before now.
+    fn newest_slot(plan: &TripPlan) -> i64 {
+        let lane = (plan.seed % LANES as u64) as i64;
+        let current = (plan.now_ms - 60_000).div_euclid(SLOT_MS);
+        let lane_end = current * SLOT_MS + (lane + 1) * LANE_MS;
+        if lane_end <= plan.now_ms - 60_000 {
+            current
+        } else {
+            current - 1
         }
     }
 
@@ -250,7 +263,9 @@ impl Timeline {
         // Spread over the window when it has room; a user with more trips than the window has
         // slots goes further back.
         let stride = (self.window_ms / (*count * SLOT_MS)).max(1);
-        let slot = self.top - *placed * stride;
+        // Users start at different slots of their stride, so the newest trips are spread too.
+        let offset = (user.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 33) as i64 % stride;
+        let slot = self.top - offset - *placed * stride;
         *placed += 1;
         let lane_start = slot * SLOT_MS + self.lane * LANE_MS;
         let room = (LANE_MS - duration_ms.min(LANE_MS) - 60_000).max(0);

@@ -293,7 +293,9 @@ async fn damaged_sets_wrong_keys_newer_manifests_and_a_held_lock_are_refused() {
         .verify(&m.id, mysql)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("cannot decrypt: wrong key"), "{e}");
+    // Its manifest key (derived from the encryption key) is another too: refused before
+    // anything is decrypted.
+    assert!(e.contains("signed with another key"), "{e}");
     hub.shutdown(Duration::from_secs(2)).await;
 
     // A manifest from a newer build.
@@ -343,6 +345,78 @@ async fn damaged_sets_wrong_keys_newer_manifests_and_a_held_lock_are_refused() {
     let listed = backups.list().unwrap();
     assert_eq!(listed.len(), 3, "{listed:?}");
     assert!(listed.iter().any(|s| s.id == made && s.complete));
+    let _ = a.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_manifest_or_a_part_name_leaving_the_set_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let signing = dir.path().join("signing-key");
+    std::fs::write(&signing, Key::generate_hex()).unwrap();
+    let mut opts = common::load_options();
+    opts.overrides
+        .push(format!("backup.signing_key_file={}", signing.display()));
+    let sets = dir.path().join("sets");
+    let a = Sandbox::create(&opts).await.unwrap();
+    tsp_mobility::seed::seed_users(&a.hub, 5).await.unwrap();
+    let backups = Backups::new(&a.hub, Some(sets.clone())).unwrap();
+    let mysql = Stores::parse("mysql").unwrap();
+    let m = backups.create(mysql).await.unwrap();
+    assert!(m.mac.is_some());
+    backups.verify(&m.id, mysql).unwrap();
+    let manifest = sets.join(&m.id).join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let refused = |json: &serde_json::Value| {
+        std::fs::write(&manifest, serde_json::to_vec_pretty(json).unwrap()).unwrap();
+        backups.verify(&m.id, mysql).unwrap_err().to_string()
+    };
+
+    // A count changed, a part renamed to reach outside, the signature removed.
+    json["parts"][0]["counts"]["users"] = serde_json::json!(999);
+    let e = refused(&json);
+    assert!(
+        e.contains(&m.id) && e.contains("manifest was changed"),
+        "{e}"
+    );
+    let mut outside: serde_json::Value = serde_json::from_str(&text).unwrap();
+    outside["parts"][0]["file"] = serde_json::json!("../../portal.sql.zst");
+    assert!(refused(&outside).contains("manifest was changed"));
+    let mut unsigned: serde_json::Value = serde_json::from_str(&text).unwrap();
+    unsigned.as_object_mut().unwrap().remove("mac");
+    assert!(refused(&unsigned).contains("not signed"));
+    // Another set's manifest, signed with the same key, in this set's folder.
+    let other = backups.create(mysql).await.unwrap();
+    let other_text = std::fs::read_to_string(sets.join(&other.id).join("manifest.json")).unwrap();
+    std::fs::write(&manifest, &other_text).unwrap();
+    let e = backups.verify(&m.id, mysql).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("its manifest is set {}'s", other.id)),
+        "{e}"
+    );
+    std::fs::write(&manifest, &text).unwrap();
+    backups.verify(&m.id, mysql).unwrap();
+
+    // Without any key the manifest cannot be authenticated; part names are still checked.
+    let hub = {
+        let mut o = common::load_options();
+        o.overrides.extend(a.overrides.iter().cloned());
+        Hub::connect(&tsp_config::load(&o).unwrap()).await.unwrap()
+    };
+    let unkeyed = Backups::new(&hub, Some(dir.path().join("plain"))).unwrap();
+    let u = unkeyed.create(mysql).await.unwrap();
+    assert!(u.mac.is_none());
+    let path = dir.path().join("plain").join(&u.id).join("manifest.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json["parts"][0]["file"] = serde_json::json!("../../../etc/hostname");
+    std::fs::write(&path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    let e = unkeyed.verify(&u.id, mysql).unwrap_err().to_string();
+    assert!(
+        e.contains("../../../etc/hostname") && e.contains("not a plain file name"),
+        "{e}"
+    );
+    hub.shutdown(Duration::from_secs(2)).await;
     let _ = a.remove().await;
 }
 

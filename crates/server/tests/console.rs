@@ -214,6 +214,27 @@ async fn an_operator_watches_and_acts_and_a_viewer_only_watches() {
     site.cli_ok(&[
         "simulate", "--users", "20", "--trips", "40", "--days", "1", "--json",
     ]);
+    // And one that ended a minute ago, by a user of its own, so today has trips at any hour.
+    tsp_mobility::seed::seed_users(&site.sandbox.hub, 21)
+        .await
+        .unwrap();
+    let end = chrono::Utc::now().timestamp_millis() - 60_000;
+    let recent = tsp_mobility::trip::TripCompletion {
+        trip_id: "just-now".into(),
+        user_id: 21,
+        mode: "bus".into(),
+        trajectory: (0..=5)
+            .map(|k| tsp_mobility::trip::TrackPoint {
+                lat: -16.92 + 0.005 * f64::from(k),
+                lng: 145.77,
+                timestamp: end - i64::from(5 - k) * 60_000,
+                accuracy: Some(5.0),
+                speed: None,
+            })
+            .collect(),
+        cost: None,
+    };
+    site.app.trips().complete("j-now", &recent).await.unwrap();
     // And a live GTFS feed, whose stops the trips map draws.
     let cairns = common::shared_data("gtfs-cairns/cairns_gtfs.zip");
     site.cli_ok(&["gtfs", "import", cairns.to_str().unwrap()]);
@@ -389,7 +410,8 @@ async fn an_operator_watches_and_acts_and_a_viewer_only_watches() {
     let drawn = b.wait_for("svg.map", Duration::from_secs(10)).await;
     assert_eq!(
         drawn.attr("data-trips").await.unwrap(),
-        Some("40".to_string())
+        Some("41".to_string()),
+        "the simulation's 40 and the one of a minute ago"
     );
     assert_eq!(
         drawn.attr("data-stops").await.unwrap(),
