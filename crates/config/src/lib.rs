@@ -16,6 +16,7 @@
 
 mod accounts;
 mod error;
+pub mod exposure;
 mod networks;
 mod origin;
 mod raw;
@@ -116,6 +117,9 @@ pub fn load(opts: &LoadOptions) -> Result<Config, ConfigError> {
     let mut config =
         validate::build(layers, env_name).map_err(|problems| ConfigError { problems })?;
     config.warnings.extend(warnings);
+    let exposed = exposure::check(&config, &opts.config_dir, opts.env_name.is_some())
+        .map_err(|problems| ConfigError { problems })?;
+    config.warnings.extend(exposed);
     Ok(config)
 }
 

@@ -284,7 +284,13 @@ static MYSQL_FIELDS: &[Field] = &[
         "tls.mode",
         FieldType::Enum(TLS_MODES),
         |_| s("preferred"),
-        "TLS: disabled, preferred (use when offered), required, verify_ca, verify_identity",
+        "TLS: disabled, preferred (use when offered), required, verify_ca, verify_identity; the default is verify_identity for a host that is not loopback",
+    ),
+    field(
+        "tls.allow_insecure",
+        FieldType::Bool,
+        |_| b(false),
+        "accept, in the production profile, a tls.mode that does not verify the server (disabled, preferred, required) for a host that is not loopback",
     ),
     field("tls.ca", FieldType::File, none, "CA certificate (PEM)"),
     field(
@@ -348,7 +354,13 @@ static REDIS_FIELDS: &[Field] = &[
         "tls.mode",
         FieldType::Enum(&["disabled", "required", "verify_identity"]),
         |_| s("disabled"),
-        "TLS: disabled, required (no certificate check), verify_identity",
+        "TLS: disabled, required (no certificate check), verify_identity; the default is verify_identity for a host that is not loopback",
+    ),
+    field(
+        "tls.allow_insecure",
+        FieldType::Bool,
+        |_| b(false),
+        "accept, in the production profile, a tls.mode that does not verify the server (disabled, preferred, required) for a host that is not loopback",
     ),
     field("tls.ca", FieldType::File, none, "CA certificate (PEM)"),
     field(
@@ -449,7 +461,13 @@ static MONGO_FIELDS: &[Field] = &[
         "tls.mode",
         FieldType::Enum(&["disabled", "required", "verify_identity"]),
         |_| s("disabled"),
-        "TLS: disabled, required (no certificate check), verify_identity",
+        "TLS: disabled, required (no certificate check), verify_identity; the default is verify_identity for a host that is not loopback",
+    ),
+    field(
+        "tls.allow_insecure",
+        FieldType::Bool,
+        |_| b(false),
+        "accept, in the production profile, a tls.mode that does not verify the server (disabled, preferred, required) for a host that is not loopback",
     ),
     field("tls.ca", FieldType::File, none, "CA certificate (PEM)"),
     field(

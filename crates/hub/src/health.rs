@@ -62,6 +62,10 @@ pub struct HubHealth {
     pub checked_at: String,
     /// Every configured instance.
     pub instances: Vec<InstanceHealth>,
+    /// What the configuration exposes that it should not (a store whose certificate is not
+    /// checked, …: `tsp_config::exposure`), said on every report until it is mended.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl HubHealth {
@@ -79,6 +83,7 @@ impl HubHealth {
             status,
             checked_at: now_rfc3339(),
             instances,
+            warnings: Vec::new(),
         }
     }
 

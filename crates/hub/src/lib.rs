@@ -306,7 +306,9 @@ impl Hub {
             });
             ::metrics::gauge!(metrics::names::HEALTH_LATENCY, &labels).set(i.latency_ms / 1000.0);
         }
-        HubHealth::from_instances(instances)
+        let mut report = HubHealth::from_instances(instances);
+        report.warnings = self.inner.config.warnings.clone();
+        report
     }
 
     /// Checks health and fails when a required store is down, naming each one and why.

@@ -52,6 +52,9 @@ fn main() -> ExitCode {
         }
         Command::Config(ConfigCommand::Check) => {
             println!("configuration is valid ({} values)", config.shown.len());
+            for w in &config.warnings {
+                println!("warning: {w}");
+            }
             return ExitCode::SUCCESS;
         }
         _ => {}

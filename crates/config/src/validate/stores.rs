@@ -68,6 +68,27 @@ fn check_migrate(b: &mut Builder, prefix: &str, m: &MigrateAccount) {
     }
 }
 
+/// For a host that is not loopback, an unset `tls.mode` means `verify_identity`: encrypted and
+/// checked, whatever the schema's default for local servers (docs/store-security.md#tls-modes).
+fn verify_remote_by_default(b: &mut Builder, v: &mut Values) {
+    let key = v.key("tls.mode");
+    if b.is_set(&key) {
+        return;
+    }
+    let host = v.text("host");
+    if host.is_empty() || crate::settings::is_loopback_host(&host) {
+        return;
+    }
+    v.set("tls.mode", Value::from("verify_identity"));
+    b.shown.retain(|s| s.key != key);
+    b.shown.push(crate::settings::ShownValue {
+        key,
+        display: "\"verify_identity\"".into(),
+        json: "verify_identity".into(),
+        origin: crate::origin::Origin::Default,
+    });
+}
+
 /// Reads every instance of `kind` into its settings; `prepare` may adjust an instance's values
 /// first, `check` applies the rules that span its keys (given the instance's key prefix).
 fn instances<T: DeserializeOwned>(
@@ -95,7 +116,7 @@ pub(super) fn mysql(b: &mut Builder, names: &[String]) -> BTreeMap<String, Mysql
         b,
         Kind::Mysql,
         names,
-        |_, _| {},
+        verify_remote_by_default,
         |b, prefix, s: &MysqlSettings| {
             check_pool(b, prefix, s.pool.min, s.pool.max);
             check_host(b, prefix, s.required, s.url.is_some(), &s.host);
@@ -110,7 +131,7 @@ pub(super) fn redis(b: &mut Builder, names: &[String]) -> BTreeMap<String, Redis
         b,
         Kind::Redis,
         names,
-        |_, _| {},
+        verify_remote_by_default,
         |b, prefix, s: &RedisSettings| {
             check_host(b, prefix, s.required, s.url.is_some(), &s.host);
             check_migrate(b, prefix, &s.migrate);
@@ -127,7 +148,7 @@ pub(super) fn mongo(b: &mut Builder, names: &[String]) -> BTreeMap<String, Mongo
         b,
         Kind::Mongo,
         names,
-        |_, _| {},
+        verify_remote_by_default,
         |b, prefix, s: &MongoSettings| {
             check_pool(b, prefix, s.pool.min, s.pool.max);
             check_host(b, prefix, s.required, s.uri.is_some(), &s.host);

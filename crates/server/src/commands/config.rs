@@ -54,6 +54,9 @@ pub fn show(config: &Config, json: bool, origin: bool) -> String {
             out.push('\n');
         }
     }
+    for w in &config.warnings {
+        out.push_str(&format!("# warning: {w}\n"));
+    }
     out
 }
 

@@ -35,5 +35,8 @@ pub fn table(h: &HubHealth) -> String {
             Status::Down => "DOWN (a required store does not answer)",
         }
     ));
+    for w in &h.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
     out
 }
