@@ -101,3 +101,40 @@ async fn metrics(
             .into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probes(token: Option<&str>) -> Probes {
+        Probes {
+            health: WorkerHealth::default(),
+            prometheus: None,
+            token: token.map(|t| sha256(t.as_bytes())),
+        }
+    }
+
+    fn bearer(t: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Ok(v) = format!("Bearer {t}").parse() {
+            h.insert(header::AUTHORIZATION, v);
+        }
+        h
+    }
+
+    #[test]
+    fn metrics_go_to_loopback_or_to_the_token() {
+        let (local, remote): (SocketAddr, SocketAddr) = (
+            SocketAddr::from(([127, 0, 0, 1], 9000)),
+            SocketAddr::from(([192, 0, 2, 7], 9000)),
+        );
+        let none = HeaderMap::new();
+        assert!(may_scrape(&probes(None), local, &none));
+        assert!(!may_scrape(&probes(None), remote, &none));
+        assert!(!may_scrape(&probes(None), remote, &bearer("anything")));
+        let p = probes(Some("s3cret-token"));
+        assert!(may_scrape(&p, remote, &bearer("s3cret-token")));
+        assert!(!may_scrape(&p, remote, &bearer("s3cret-tokem")));
+        assert!(!may_scrape(&p, remote, &none));
+    }
+}
