@@ -62,6 +62,12 @@ pub struct HttpBenchArgs {
     /// Seconds of load per variant.
     #[arg(long, default_value_t = 10.0, value_parser = seconds)]
     pub seconds: f64,
+    /// Clients logging in at once, each as a user of its own, for the login part.
+    #[arg(long, default_value_t = 200)]
+    pub login_clients: usize,
+    /// Seconds of the login part (0: none).
+    #[arg(long, default_value_t = 5.0, value_parser = seconds)]
+    pub login_seconds: f64,
 }
 
 #[derive(Debug, Args, Clone)]

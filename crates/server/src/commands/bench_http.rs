@@ -2,8 +2,9 @@
 //! number of connections, against three servers on the same sandbox in one run: without
 //! authentication and limits (every request taken for the user; the rest of the guard, the
 //! layers and the request metrics as usual), with them (the activity log off), and as
-//! configured (with the activity log). The load generator runs in the same process
-//! (docs/benchmarks.md).
+//! configured (with the activity log). Then the login path: many clients at once, each logging
+//! in as a user of its own again and again, with the process's resident memory sampled. The
+//! load generator runs in the same process (docs/benchmarks.md).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -142,6 +143,7 @@ async fn run(sandbox: &Sandbox, args: &HttpBenchArgs) -> anyhow::Result<serde_js
         anyhow::ensure!(s.errors == 0, "{name}: {} requests failed", s.errors);
         variants.push((name, s));
     }
+    let logins = logins(&app, &guarded, args).await?;
     // The document store may be far behind: stop its writer before the sandbox goes.
     activity.close(Duration::from_secs(2)).await;
     let rate = |s: &Served| s.requests as f64 / s.seconds;
@@ -168,5 +170,100 @@ async fn run(sandbox: &Sandbox, args: &HttpBenchArgs) -> anyhow::Result<serde_js
         "seconds_each": args.seconds,
         "variants": by_name,
         "auth_and_limits_cost": if none > 0.0 { ((none - guarded_rate) / none * 1000.0).round() / 1000.0 } else { 0.0 },
+        "login": logins,
+    }))
+}
+
+/// This process's resident memory, MiB (Linux; 0 elsewhere).
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// `login_clients` clients, each a user of its own, logging in over and over for
+/// `login_seconds` against the guarded server: logins/s, latency, and the resident memory
+/// before and at its highest (sampled every 10 ms).
+async fn logins(app: &App, base: &str, args: &HttpBenchArgs) -> anyhow::Result<serde_json::Value> {
+    if args.login_clients == 0 || args.login_seconds <= 0.0 {
+        return Ok(serde_json::Value::Null);
+    }
+    let n = args.login_clients as u64;
+    tsp_mobility::seed::seed_users(app.hub(), n).await?;
+    let password = "bench passphrase of the login path";
+    let mut setting = Vec::new();
+    for id in 1..=n {
+        let auth = app.auth().clone();
+        setting.push(async move { auth.set_user_password(id, password.into()).await });
+    }
+    for r in futures::future::join_all(setting).await {
+        r?;
+    }
+    let emails: Vec<String> =
+        sqlx::query_scalar("SELECT email FROM users WHERE id <= ? ORDER BY id")
+            .bind(n)
+            .fetch_all(app.hub().mysql("portal")?.pool())
+            .await?;
+    let before = rss_mib();
+    let peak = std::sync::Arc::new(std::sync::Mutex::new(before));
+    let sampling = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = rss_mib();
+                if let Ok(mut p) = peak.lock() {
+                    *p = p.max(now);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let client = reqwest::Client::new();
+    let until = Instant::now() + Duration::from_secs_f64(args.login_seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for email in emails {
+        let (client, url) = (client.clone(), format!("{base}/auth/login"));
+        tasks.push(tokio::spawn(async move {
+            let (mut times, mut refused) = (Vec::new(), 0u64);
+            let body = json!({"email": email, "password": password});
+            while Instant::now() < until {
+                let t = Instant::now();
+                match client.post(&url).json(&body).send().await {
+                    Ok(r) if r.status().is_success() => times.push(t.elapsed().as_secs_f64() * 1e3),
+                    _ => refused += 1,
+                }
+            }
+            (times, refused)
+        }));
+    }
+    let (mut all, mut refused) = (Vec::new(), 0);
+    for t in tasks {
+        if let Ok((times, r)) = t.await {
+            all.extend(times);
+            refused += r;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    sampling.abort();
+    let peak = peak.lock().map(|p| *p).unwrap_or(before);
+    let count = all.len();
+    let ms = Percentiles::of(all);
+    Ok(json!({
+        "clients": args.login_clients,
+        "seconds": (seconds * 10.0).round() / 10.0,
+        "logins": count,
+        "refused": refused,
+        "logins_per_s": (count as f64 / seconds).round(),
+        "p50_ms": (ms.p50 * 10.0).round() / 10.0,
+        "p99_ms": (ms.p99 * 10.0).round() / 10.0,
+        "hashes_at_once": app.hub().config().auth.argon2.max_concurrent,
+        "rss_before_mib": before.round(),
+        "rss_peak_mib": peak.round(),
     }))
 }
