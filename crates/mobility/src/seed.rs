@@ -210,9 +210,12 @@ const SLOT_MS: i64 = LANE_MS * LANES;
 
 /// Where trips go in time, so that no user's trips overlap, as no real person's do: each trip
 /// takes a slot of the grid (a user's trips spread evenly over the window, newest first, one
-/// per slot, users starting at different slots), and within it the lane of its plan's seed.
-/// Two plans whose seeds differ modulo [`LANES`] (`--seed 2026`, `--seed 2027`) never overlap
-/// either, whatever their sizes and whenever they were made.
+/// per slot, users starting at different slots), and within it the plan's lane: its seed plus
+/// the slot it is made in, modulo [`LANES`]. So two plans made in the same six hours whose
+/// seeds differ modulo [`LANES`] (`--seed 2026`, `--seed 2027`) never overlap, whatever their
+/// sizes; and a plan made again later (within two days) takes another lane, so its trips, the
+/// same trip ids at other times, never overlap those its first run recorded
+/// (docs/consistency.md#reruns).
 struct Timeline {
     /// Per trip, its user.
     users: Vec<u64>,
@@ -240,13 +243,18 @@ impl Timeline {
             placed,
             window_ms: i64::from(plan.days.max(1)) * 86_400_000,
             top: Timeline::newest_slot(plan),
-            lane: (plan.seed % LANES as u64) as i64,
+            lane: Timeline::lane(plan),
         }
+    }
+
+    fn lane(plan: &TripPlan) -> i64 {
+        let made_in = (plan.now_ms - 60_000).div_euclid(SLOT_MS);
+        ((plan.seed % LANES as u64) as i64 + made_in).rem_euclid(LANES)
     }
 
     /// The newest slot whose lane for this plan has passed a minute before now.
     fn newest_slot(plan: &TripPlan) -> i64 {
-        let lane = (plan.seed % LANES as u64) as i64;
+        let lane = Timeline::lane(plan);
         let current = (plan.now_ms - 60_000).div_euclid(SLOT_MS);
         let lane_end = current * SLOT_MS + (lane + 1) * LANE_MS;
         if lane_end <= plan.now_ms - 60_000 {
@@ -421,13 +429,20 @@ mod tests {
         }
         let other = generate_trips(&TripPlan { seed: 43, ..plan }, &stops);
         assert_ne!(a[0], other[0]);
-        // Nor do the trips of two plans whose seeds differ modulo the lanes, of any sizes.
+        // Nor do the trips of two plans made in the same slot whose seeds differ modulo the
+        // lanes, of any sizes; nor the same plan made again in a later slot.
         let third = generate_trips(
             &TripPlan {
                 seed: 47,
                 trips: 500,
-                now_ms: plan.now_ms + 1_234_567,
-                ..plan
+                ..plan.clone()
+            },
+            &stops,
+        );
+        let later = generate_trips(
+            &TripPlan {
+                now_ms: plan.now_ms + 3 * SLOT_MS + 12_345,
+                ..plan.clone()
             },
             &stops,
         );
@@ -439,11 +454,14 @@ mod tests {
                 t.trajectory[last].timestamp,
             )
         };
-        let mut spans: Vec<(u64, i64, i64)> = a.iter().chain(&third).map(span).collect();
-        spans.sort_unstable();
-        for w in spans.windows(2) {
-            assert!(w[0].0 != w[1].0 || w[0].2 <= w[1].1, "{w:?}");
+        for other in [&third, &later] {
+            let mut spans: Vec<(u64, i64, i64)> = a.iter().chain(other).map(span).collect();
+            spans.sort_unstable();
+            for w in spans.windows(2) {
+                assert!(w[0].0 != w[1].0 || w[0].2 <= w[1].1, "{w:?}");
+            }
         }
+        assert_eq!(later[0].trip_id, a[0].trip_id, "the same trips");
     }
 
     #[test]
