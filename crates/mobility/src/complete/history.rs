@@ -30,8 +30,13 @@ pub(super) fn user_lock_name(store: &MysqlStore, user_id: u64) -> String {
 /// What the history says of one trip.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Verdict {
-    /// Record it, awarding `award` of its points (`capped` more were over the day's cap).
-    Record { award: i64, capped: i64 },
+    /// Record it, awarding `award` of its points (`capped` more were over the day's cap);
+    /// `first`: no earlier attempt awarded it (a retry keeps the first award, counted once).
+    Record {
+        award: i64,
+        capped: i64,
+        first: bool,
+    },
     /// Refuse it: the rule's name and why.
     Refuse(String),
 }
@@ -85,6 +90,7 @@ impl Trips {
                 out.push(Verdict::Record {
                     award,
                     capped: (a.points - award).max(0),
+                    first: false,
                 });
                 continue;
             }
@@ -98,6 +104,7 @@ impl Trips {
             out.push(Verdict::Record {
                 award,
                 capped: a.points - award,
+                first: true,
             });
         }
         Ok(out)

@@ -69,8 +69,12 @@ impl<'a> Attempt<'a> {
     /// the rule).
     pub(super) fn judged(&mut self, verdict: Verdict) -> Result<(), JobError> {
         match verdict {
-            Verdict::Record { award, capped } => {
-                if capped > 0 {
+            Verdict::Record {
+                award,
+                capped,
+                first,
+            } => {
+                if capped > 0 && first {
                     ::metrics::counter!("tsp_trip_points_capped_total").increment(capped as u64);
                 }
                 self.points = award;
