@@ -119,6 +119,16 @@ async fn sessions_can_be_ended_for_users_and_operators_by_command_and_over_http(
     let user = token_of(&a, &email).await;
     site.cli_ok(&["users", "revoke-sessions", "1"]);
     assert_eq!(get(&b, "/users/1/points", &user).await.0, 401);
+    // Suspended and made active again: the sessions of before stay ended. Deleted: no login.
+    let user = token_of(&a, &email).await;
+    site.cli_ok(&["users", "suspend", "1"]);
+    site.cli_ok(&["users", "activate", "1"]);
+    assert_eq!(get(&b, "/users/1/points", &user).await.0, 401);
+    let user = token_of(&b, &email).await;
+    site.cli_ok(&["users", "delete", "1"]);
+    assert_eq!(get(&a, "/users/1/points", &user).await.0, 401);
+    let (code, _) = login(&a, json!({"email": email, "password": PASSWORD})).await;
+    assert_eq!(code, 401, "a deleted user cannot log in");
 
     let (alice, bob, root) = (
         site.operator(Role::Operator).await,

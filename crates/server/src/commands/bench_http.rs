@@ -223,12 +223,17 @@ async fn logins(app: &App, base: &str, args: &HttpBenchArgs) -> anyhow::Result<s
             }
         })
     };
-    let client = reqwest::Client::new();
     let until = Instant::now() + Duration::from_secs_f64(args.login_seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for email in emails {
-        let (client, url) = (client.clone(), format!("{base}/auth/login"));
+    for (i, email) in emails.into_iter().enumerate() {
+        // Each client from an address of its own (127.0.x.y: all loopback), as users are: the
+        // per-address count holds a guess from one address while its hash is checked.
+        let local = std::net::Ipv4Addr::new(127, 0, (i / 250) as u8, (i % 250 + 2) as u8);
+        let client = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::V4(local))
+            .build()?;
+        let url = format!("{base}/auth/login");
         tasks.push(tokio::spawn(async move {
             let (mut times, mut refused) = (Vec::new(), 0u64);
             let body = json!({"email": email, "password": password});
