@@ -269,7 +269,7 @@ impl NamedLock {
         })
     }
 
-    /// Also takes `names` on this session, waiting at most `wait` for each (see [`take_more`]);
+    /// Also takes `names` on this session, waiting at most `wait` for each (in sorted order);
     /// whether every one was taken (when not, none is held).
     pub async fn also(
         &mut self,
