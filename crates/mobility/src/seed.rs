@@ -333,8 +333,9 @@ pub fn generate_trips(plan: &TripPlan, stops: &[Stop]) -> Vec<TripCompletion> {
         let mut trajectory = Vec::with_capacity(fixes);
         for k in 0..fixes {
             let f = k as f64 / (fixes - 1) as f64;
-            // A little bend so the path is not a straight line, and GPS noise (~5 m).
-            let bend = (f * std::f64::consts::PI).sin() * 0.002;
+            // A little bend so the path is not a straight line (a tenth of the trip's length at
+            // most, so a short trip does not double its path), and GPS noise (~5 m).
+            let bend = (f * std::f64::consts::PI).sin() * (0.1 * direct / 111_195.0).min(0.002);
             let noise = |r: &mut SplitMix64| (r.unit() - 0.5) * 0.0001;
             trajectory.push(TrackPoint {
                 lat: a.lat + (b.lat - a.lat) * f + bend + noise(&mut rng),
@@ -407,8 +408,11 @@ mod tests {
         let b = generate_trips(&plan, &stops);
         assert_eq!(a, b);
         assert_eq!(a.len(), 2_000);
+        let rules = crate::trip::Plausibility::from_settings(&tsp_testkit::config(&[]).trips);
         for t in &a {
             t.validate().unwrap();
+            t.plausible(&rules)
+                .unwrap_or_else(|e| panic!("{}: {e}", t.trip_id));
             assert!((1..=300).contains(&t.user_id));
             let last = t.trajectory.last().unwrap().timestamp;
             assert!(last < plan.now_ms && last > plan.now_ms - 31 * 86_400_000);
