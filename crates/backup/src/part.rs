@@ -220,3 +220,45 @@ pub(crate) fn read_through(path: &Path, key: Option<&Key>) -> Result<u64, Backup
         total += n as u64;
     }
 }
+
+/// Checks one part's file against the manifest and reads it through.
+pub(crate) fn check_part(
+    dir: &Path,
+    part: &crate::manifest::Part,
+    key: Option<&Key>,
+) -> Result<(), BackupError> {
+    if !crate::manifest::plain_file_name(&part.file) {
+        return Err(BackupError::part(
+            &part.file,
+            "not a plain file name inside the set",
+        ));
+    }
+    let path = dir.join(&part.file);
+    if !path.exists() {
+        return Err(BackupError::part(&part.file, "missing"));
+    }
+    let on_disk = file_sha256(&path)?;
+    if on_disk.bytes != part.bytes || on_disk.sha256 != part.sha256 {
+        return Err(BackupError::part(
+            &part.file,
+            format!(
+                "changed since it was written (SHA-256 {}, {} bytes; the manifest says {}, {} bytes)",
+                &on_disk.sha256[..12],
+                on_disk.bytes,
+                &part.sha256.get(..12).unwrap_or_default(),
+                part.bytes
+            ),
+        ));
+    }
+    let raw = read_through(&path, key).map_err(|e| BackupError::part(&part.file, e.to_string()))?;
+    if raw != part.raw_bytes {
+        return Err(BackupError::part(
+            &part.file,
+            format!(
+                "reads back as {raw} bytes, the manifest says {}",
+                part.raw_bytes
+            ),
+        ));
+    }
+    Ok(())
+}

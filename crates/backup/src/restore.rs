@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use crate::error::BackupError;
 use crate::manifest::Part;
-use crate::set::{Backups, Progress, Stores, check_part};
+use crate::part::check_part;
+use crate::set::{Backups, Progress, Stores};
 use crate::{influx_part, mongo_part, mysql, redis_part};
 
 /// What a restore did.

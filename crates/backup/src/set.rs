@@ -15,7 +15,7 @@ use tsp_hub::Hub;
 
 use crate::error::BackupError;
 use crate::manifest::{FORMAT, Manifest, Part};
-use crate::part::{file_sha256, read_through};
+use crate::part::check_part;
 use crate::seal::Key;
 use crate::{influx_part, mongo_part, mysql, redis_part, tools};
 
@@ -484,44 +484,6 @@ impl Backups {
         }
         Ok(removed)
     }
-}
-
-/// Checks one part's file against the manifest and reads it through.
-pub(crate) fn check_part(dir: &Path, part: &Part, key: Option<&Key>) -> Result<(), BackupError> {
-    if !crate::manifest::plain_file_name(&part.file) {
-        return Err(BackupError::part(
-            &part.file,
-            "not a plain file name inside the set",
-        ));
-    }
-    let path = dir.join(&part.file);
-    if !path.exists() {
-        return Err(BackupError::part(&part.file, "missing"));
-    }
-    let on_disk = file_sha256(&path)?;
-    if on_disk.bytes != part.bytes || on_disk.sha256 != part.sha256 {
-        return Err(BackupError::part(
-            &part.file,
-            format!(
-                "changed since it was written (SHA-256 {}, {} bytes; the manifest says {}, {} bytes)",
-                &on_disk.sha256[..12],
-                on_disk.bytes,
-                &part.sha256.get(..12).unwrap_or_default(),
-                part.bytes
-            ),
-        ));
-    }
-    let raw = read_through(&path, key).map_err(|e| BackupError::part(&part.file, e.to_string()))?;
-    if raw != part.raw_bytes {
-        return Err(BackupError::part(
-            &part.file,
-            format!(
-                "reads back as {raw} bytes, the manifest says {}",
-                part.raw_bytes
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// The ids a prune keeps: of the complete sets (newest first), the newest of each of the

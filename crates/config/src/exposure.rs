@@ -24,30 +24,22 @@ struct Store<'a> {
 
 fn stores(config: &Config) -> Vec<Store<'_>> {
     let mut out = Vec::new();
-    for (name, s) in &config.mysql {
-        out.push(Store {
-            prefix: format!("mysql.{name}"),
-            host: &s.host,
-            tls: &s.tls,
-            passwords: vec![&s.password, &s.migrate.password],
-        });
+    // The three kinds' settings differ in type, not in the fields read here.
+    macro_rules! each {
+        ($kind:literal, $map:expr) => {
+            for (name, s) in $map {
+                out.push(Store {
+                    prefix: format!("{}.{name}", $kind),
+                    host: &s.host,
+                    tls: &s.tls,
+                    passwords: vec![&s.password, &s.migrate.password],
+                });
+            }
+        };
     }
-    for (name, s) in &config.redis {
-        out.push(Store {
-            prefix: format!("redis.{name}"),
-            host: &s.host,
-            tls: &s.tls,
-            passwords: vec![&s.password, &s.migrate.password],
-        });
-    }
-    for (name, s) in &config.mongo {
-        out.push(Store {
-            prefix: format!("mongo.{name}"),
-            host: &s.host,
-            tls: &s.tls,
-            passwords: vec![&s.password, &s.migrate.password],
-        });
-    }
+    each!("mysql", &config.mysql);
+    each!("redis", &config.redis);
+    each!("mongo", &config.mongo);
     out
 }
 

@@ -39,13 +39,7 @@ impl Auth {
         if let Some(t) = self.admit_address(address).await? {
             return Ok(Admission::Limited(t));
         }
-        let hash = sha256_hex(credential);
-        let found = if keys::looks_like_key(credential) {
-            keys::principal(self, credential).await?
-        } else {
-            sessions::check(self, &hash).await?
-        };
-        let Some(mut principal) = found else {
+        let Some(principal) = self.presented(credential).await? else {
             return Ok(Admission::Unknown);
         };
         // Per principal, not per session: a new login brings no fresh budget.
@@ -53,36 +47,42 @@ impl Auth {
         if let Some(t) = refused(self.rate_key(&limit, self.class_rate(class)).await)? {
             return Ok(Admission::Limited(t));
         }
-        match &mut principal {
-            Principal::User { id } if !accounts::is_active(self, *id).await? => {
-                return Ok(Admission::Unknown);
-            }
-            // Judged by the role the operator has now, not the one they logged in with.
-            Principal::Operator { id, role } => match accounts::operator_role(self, *id).await? {
-                Some(now) => *role = now,
-                None => return Ok(Admission::Unknown),
-            },
-            _ => {}
-        }
-        Ok(Admission::Admitted(principal))
+        Ok(match self.as_it_stands(principal).await? {
+            Some(p) => Admission::Admitted(p),
+            None => Admission::Unknown,
+        })
     }
 
     /// Whether `credential` (a session token or a key) still stands for a principal, without
     /// counting against any limit: what a long-lived stream asks every few seconds.
     pub async fn still_valid(&self, credential: &str) -> Result<bool, HubError> {
-        let found = if keys::looks_like_key(credential) {
-            keys::principal(self, credential).await?
-        } else {
-            sessions::check(self, &sha256_hex(credential)).await?
-        };
-        Ok(match found {
+        Ok(match self.presented(credential).await? {
+            Some(p) => self.as_it_stands(p).await?.is_some(),
             None => false,
-            Some(Principal::User { id }) => accounts::is_active(self, id).await?,
-            Some(Principal::Operator { id, .. }) => {
-                accounts::operator_role(self, id).await?.is_some()
-            }
-            Some(Principal::Key { .. }) => true,
         })
+    }
+
+    /// The principal a live session or key stands for.
+    async fn presented(&self, credential: &str) -> Result<Option<Principal>, HubError> {
+        if keys::looks_like_key(credential) {
+            keys::principal(self, credential).await
+        } else {
+            sessions::check(self, &sha256_hex(credential)).await
+        }
+    }
+
+    /// `principal` as it is now: `None` for a user who is not active or an operator who no
+    /// longer exists; an operator with the role they have now, not the one they logged in with.
+    async fn as_it_stands(&self, mut principal: Principal) -> Result<Option<Principal>, HubError> {
+        match &mut principal {
+            Principal::User { id } if !accounts::is_active(self, *id).await? => return Ok(None),
+            Principal::Operator { id, role } => match accounts::operator_role(self, *id).await? {
+                Some(now) => *role = now,
+                None => return Ok(None),
+            },
+            _ => {}
+        }
+        Ok(Some(principal))
     }
 
     /// Checks only the address's limit (public routes, and first for every request).

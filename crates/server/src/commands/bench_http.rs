@@ -186,31 +186,35 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// `login_clients` clients, each a user of its own, logging in over and over for
-/// `login_seconds` against the guarded server: logins/s, latency, and the resident memory
-/// before and at its highest (sampled every 10 ms).
-async fn logins(app: &App, base: &str, args: &HttpBenchArgs) -> anyhow::Result<serde_json::Value> {
-    if args.login_clients == 0 || args.login_seconds <= 0.0 {
-        return Ok(serde_json::Value::Null);
-    }
-    let n = args.login_clients as u64;
+const LOGIN_PASSWORD: &str = "bench passphrase of the login path";
+
+/// Users `1..=n`, each with [`LOGIN_PASSWORD`]: their emails, by id.
+async fn login_users(app: &App, n: u64, password: &str) -> anyhow::Result<Vec<String>> {
     tsp_mobility::seed::seed_users(app.hub(), n).await?;
-    let password = "bench passphrase of the login path";
-    let mut setting = Vec::new();
-    for id in 1..=n {
+    let setting = (1..=n).map(|id| {
         let auth = app.auth().clone();
-        setting.push(async move { auth.set_user_password(id, password.into()).await });
-    }
+        async move { auth.set_user_password(id, password.into()).await }
+    });
     for r in futures::future::join_all(setting).await {
         r?;
     }
-    let emails: Vec<String> =
+    Ok(
         sqlx::query_scalar("SELECT email FROM users WHERE id <= ? ORDER BY id")
             .bind(n)
             .fetch_all(app.hub().mysql("portal")?.pool())
-            .await?;
-    let before = rss_mib();
-    let peak = std::sync::Arc::new(std::sync::Mutex::new(before));
+            .await?,
+    )
+}
+
+/// The highest resident memory seen (MiB), sampled every 10 ms from `start` until the task is
+/// aborted.
+fn sample_peak_rss(
+    start: f64,
+) -> (
+    std::sync::Arc<std::sync::Mutex<f64>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let peak = std::sync::Arc::new(std::sync::Mutex::new(start));
     let sampling = {
         let peak = peak.clone();
         tokio::spawn(async move {
@@ -223,6 +227,19 @@ async fn logins(app: &App, base: &str, args: &HttpBenchArgs) -> anyhow::Result<s
             }
         })
     };
+    (peak, sampling)
+}
+
+/// `login_clients` clients, each a user of its own, logging in over and over for
+/// `login_seconds` against the guarded server: logins/s, latency, and the resident memory
+/// before and at its highest (sampled every 10 ms).
+async fn logins(app: &App, base: &str, args: &HttpBenchArgs) -> anyhow::Result<serde_json::Value> {
+    if args.login_clients == 0 || args.login_seconds <= 0.0 {
+        return Ok(serde_json::Value::Null);
+    }
+    let emails = login_users(app, args.login_clients as u64, LOGIN_PASSWORD).await?;
+    let before = rss_mib();
+    let (peak, sampling) = sample_peak_rss(before);
     let until = Instant::now() + Duration::from_secs_f64(args.login_seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -236,7 +253,7 @@ async fn logins(app: &App, base: &str, args: &HttpBenchArgs) -> anyhow::Result<s
         let url = format!("{base}/auth/login");
         tasks.push(tokio::spawn(async move {
             let (mut times, mut refused) = (Vec::new(), 0u64);
-            let body = json!({"email": email, "password": password});
+            let body = json!({"email": email, "password": LOGIN_PASSWORD});
             while Instant::now() < until {
                 let t = Instant::now();
                 match client.post(&url).json(&body).send().await {

@@ -101,14 +101,18 @@ pub(super) async fn revoke_operator(
             if !(admin || own) {
                 return Err(super::errors::forbidden());
             }
-            if id.is_none() {
+            let Some(id) = id else {
                 return Err(ApiError::Client(
                     StatusCode::NOT_FOUND,
                     format!("operator {name} not found"),
                 ));
-            }
+            };
+            // Sessions are indexed by subject: the role does not matter here.
             let ended = auth
-                .revoke_operator_sessions(&name)
+                .end_all_sessions(&Principal::Operator {
+                    id,
+                    role: Role::Viewer,
+                })
                 .await
                 .map_err(|e| ApiError::Store(e.to_string()))?;
             Ok(json!({"operator": name, "ended": ended}))
