@@ -71,27 +71,38 @@ fn check_password(password: &str) -> Result<(), AuthError> {
     Ok(())
 }
 
-/// Whether user `id` may act: `status = 'active'`, read through the cache (tag `user:<id>`),
-/// so a suspension made with [`Auth::suspend_user`] counts everywhere at once and one made
-/// directly in MySQL within `cache.l1_ttl` + `cache.l2_ttl`.
-pub(super) async fn is_active(auth: &Auth, id: u64) -> Result<bool, HubError> {
+/// One text column of row `id`, read through the cache under `tag` (`sql` selects it by id).
+async fn cached_column(
+    auth: &Auth,
+    tag: &str,
+    op: &'static str,
+    sql: &'static str,
+    id: u64,
+) -> Result<Option<String>, HubError> {
     let portal = auth.inner.portal.clone();
-    let (status, _) = auth
+    let (value, _) = auth
         .inner
         .cache
-        .get_or_load(&user_tag(id), "status", || async move {
+        .get_or_load(tag, op, || async move {
             portal
                 .timed(
-                    "user status",
-                    sqlx::query_scalar::<_, String>(
-                        "SELECT CAST(status AS CHAR) FROM users WHERE id = ?",
-                    )
-                    .bind(id)
-                    .fetch_optional(portal.pool()),
+                    op,
+                    sqlx::query_scalar::<_, String>(sql)
+                        .bind(id)
+                        .fetch_optional(portal.pool()),
                 )
                 .await
         })
         .await?;
+    Ok(value)
+}
+
+/// Whether user `id` may act: `status = 'active'`, read through the cache (tag `user:<id>`),
+/// so a suspension made with [`Auth::suspend_user`] counts everywhere at once and one made
+/// directly in MySQL within `cache.l1_ttl` + `cache.l2_ttl`.
+pub(super) async fn is_active(auth: &Auth, id: u64) -> Result<bool, HubError> {
+    let sql = "SELECT CAST(status AS CHAR) FROM users WHERE id = ?";
+    let status = cached_column(auth, &user_tag(id), "user status", sql, id).await?;
     Ok(status.as_deref() == Some("active"))
 }
 
@@ -100,23 +111,8 @@ pub(super) async fn is_active(auth: &Auth, id: u64) -> Result<bool, HubError> {
 /// is what each request is judged by, so a role changed in MySQL by hand counts within
 /// `cache.l1_ttl` + `cache.l2_ttl`, and one changed with `admins create` at once.
 pub(super) async fn operator_role(auth: &Auth, id: u64) -> Result<Option<Role>, HubError> {
-    let portal = auth.inner.portal.clone();
-    let (role, _) = auth
-        .inner
-        .cache
-        .get_or_load(&operator_tag(id), "role", || async move {
-            portal
-                .timed(
-                    "operator role",
-                    sqlx::query_scalar::<_, String>(
-                        "SELECT CAST(role AS CHAR) FROM admin_users WHERE id = ?",
-                    )
-                    .bind(id)
-                    .fetch_optional(portal.pool()),
-                )
-                .await
-        })
-        .await?;
+    let sql = "SELECT CAST(role AS CHAR) FROM admin_users WHERE id = ?";
+    let role = cached_column(auth, &operator_tag(id), "operator role", sql, id).await?;
     Ok(role.as_deref().and_then(Role::parse))
 }
 
