@@ -17,16 +17,24 @@ git worktree prune
 git worktree add --detach "$tree" "$base" >/dev/null
 trap 'git worktree remove --force "$tree" >/dev/null 2>&1 || true' EXIT
 echo "building $base and this checkout (release)" >&2
-(cd "$tree" && CARGO_TARGET_DIR=../target cargo build --release -q -p tsp-server)
-cargo build --release -q -p tsp-server
-a=target/ab/target/release/tsp-job
-b=target/release/tsp-job
+# Revisions before the benchmarks had a binary of their own ran them as `tsp-job bench`.
+bench_of() { # TREE TARGET: the command that runs the benchmarks of the revision in TREE
+  if [ -d "$1/crates/bench" ]; then
+    (cd "$1" && CARGO_TARGET_DIR=$2 cargo build --release -q -p tsp-bench)
+    echo "$2/release/tsp-bench"
+  else
+    (cd "$1" && CARGO_TARGET_DIR=$2 cargo build --release -q -p tsp-server)
+    echo "$2/release/tsp-job bench"
+  fi
+}
+a=$(bench_of "$tree" "$PWD/target/ab/target")
+b=$(bench_of . "$PWD/target")
 
 out=$(mktemp)
 for i in $(seq 1 "$runs"); do
   for side in A B; do
     bin=$a; [ "$side" = B ] && bin=$b
-    line=$("$bin" bench queue --jobs "$jobs" --records off 2>/dev/null)
+    line=$($bin queue --jobs "$jobs" --records off 2>/dev/null)
     echo "$side $line" | tee -a "$out"
   done
 done

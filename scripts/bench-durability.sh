@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What `queue.durability = wait` costs: a private Redis primary (AOF on, everysec) with one
-# replica on loopback, then `tsp-job bench queue` against the primary with durability `none`
+# replica on loopback, then `tsp-bench queue` against the primary with durability `none`
 # and with `wait`, in one run. Each prints one JSON line. The pair's data is under
 # .data/bench-durability/ and is removed at the end.
 set -euo pipefail
@@ -11,7 +11,7 @@ REPLICA=${TSP_BENCH_REPLICA_PORT:-6392}
 D=$PWD/.data/bench-durability
 
 scripts/services.sh up >/dev/null
-cargo build --release -p tsp-server >/dev/null
+cargo build --release -p tsp-bench >/dev/null
 mkdir -p "$D/primary" "$D/replica"
 stop() {
   redis-cli -p "$PRIMARY" shutdown nosave >/dev/null 2>&1 || true
@@ -30,6 +30,6 @@ done
 redis-cli -p "$REPLICA" info replication | grep -q master_link_status:up \
   || { echo "the replica never synced; see $D/replica.log" >&2; exit 1; }
 for mode in none wait; do
-  target/release/tsp-job --set redis.cache.port="$PRIMARY" --set queue.durability="$mode" \
-    bench queue --jobs "$JOBS" --records off 2>/dev/null
+  target/release/tsp-bench --set redis.cache.port="$PRIMARY" --set queue.durability="$mode" \
+    queue --jobs "$JOBS" --records off 2>/dev/null
 done

@@ -1,23 +1,23 @@
 #!/usr/bin/env bash
-# What TLS and authentication cost: `tsp-job bench hub`, `bench queue` and `bench trips`, first on
+# What TLS and authentication cost: `tsp-bench hub`, `tsp-bench queue` and `tsp-bench trips`, first on
 # the plain local services, then on the secure profile (TLS with verified certificates, the app
 # accounts, secrets from files; MariaDB also encrypted at rest), in one run on the same machine;
 # then the servers' own benchmark tools (`redis-benchmark`, `mariadb-slap`) plain and over TLS,
 # which show what TLS costs the servers whatever the client (docs/benchmarks.md#tls).
-# Each prints one JSON line, prefixed with its profile. Extra arguments go to `bench trips`.
+# Each prints one JSON line, prefixed with its profile. Extra arguments go to `tsp-bench trips`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/services.sh up >/dev/null
 scripts/services.sh up --secure >/dev/null
-cargo build --release -p tsp-server >/dev/null
+cargo build --release -p tsp-bench >/dev/null
 for profile in development secure; do
   printf '%s hub ' "$profile"
-  TSP_ENV=$profile target/release/tsp-job bench hub 2>/dev/null
+  TSP_ENV=$profile target/release/tsp-bench hub 2>/dev/null
   printf '%s queue ' "$profile"
-  TSP_ENV=$profile target/release/tsp-job bench queue --jobs 100000 2>/dev/null
+  TSP_ENV=$profile target/release/tsp-bench queue --jobs 100000 2>/dev/null
   printf '%s trips ' "$profile"
-  TSP_ENV=$profile target/release/tsp-job bench trips --trips 3000 "$@" 2>/dev/null
+  TSP_ENV=$profile target/release/tsp-bench trips --trips 3000 "$@" 2>/dev/null
 done
 
 # The native tools. Ports and accounts as services.sh and config/{development,secure}.toml set them.

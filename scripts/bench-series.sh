@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A series of one benchmark: runs `tsp-job bench queue` N times in one sitting on the local
+# A series of one benchmark: runs `tsp-bench queue` N times in one sitting on the local
 # services and prints each JSON line, then min / median / max of the enqueue and processing
 # rates, and how many runs an AOF rewrite or RDB save overlapped (a forked child sharing the
 # cores: the slow mode of this machine, docs/benchmarks.md).
@@ -11,11 +11,11 @@ jobs=${2:-200000}
 shift $(( $# > 2 ? 2 : $# ))
 
 scripts/services.sh up >/dev/null
-cargo build --release -q -p tsp-server
+cargo build --release -q -p tsp-bench
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for _ in $(seq 1 "$runs"); do
-  target/release/tsp-job bench queue --jobs "$jobs" --records off "$@" 2>/dev/null | tee -a "$out"
+  target/release/tsp-bench queue --jobs "$jobs" --records off "$@" 2>/dev/null | tee -a "$out"
 done
 python3 - "$out" <<'PY'
 import json, statistics, sys

@@ -1,5 +1,5 @@
 // BullMQ baseline: bulk-enqueue N no-op jobs, then one Worker (one Node process) drains them.
-// Prints one JSON line like `tsp-job bench queue`. Usage: node bench.mjs [jobs] [concurrency]
+// Prints one JSON line like `tsp-bench queue`. Usage: node bench.mjs [jobs] [concurrency]
 import { Queue, Worker } from "bullmq";
 
 const jobs = Number(process.argv[2] ?? 200000);

@@ -348,7 +348,7 @@ impl Backups {
     }
 
     /// The stores' own tools alone, as a set would run them, writing plain files under `dir`:
-    /// seconds and bytes per store (`mysql`, `redis`, `influx`), for `tsp-job bench backup`.
+    /// seconds and bytes per store (`mysql`, `redis`, `influx`), for `tsp-bench backup`.
     pub async fn native_baseline(
         &self,
         dir: &Path,

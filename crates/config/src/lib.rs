@@ -17,6 +17,7 @@
 mod accounts;
 mod error;
 pub mod exposure;
+pub mod instances;
 mod networks;
 mod origin;
 mod raw;

@@ -4,6 +4,7 @@
 //! configuration reference in the README (`tsp-job config reference`) are all driven by it, so a
 //! key cannot be documented with one default and built with another.
 
+use crate::instances;
 use crate::raw::RawValue;
 
 /// The four kinds of store. Each has named instances (`mysql.portal`, `redis.cache`, …).
@@ -41,10 +42,10 @@ impl Kind {
     /// Instances present out of the box, first one first.
     pub fn builtin_instances(self) -> &'static [&'static str] {
         match self {
-            Kind::Mysql => &["portal", "dataset", "gtfs", "incentive"],
-            Kind::Redis => &["cache"],
-            Kind::Mongo => &["cache", "dataset"],
-            Kind::Influx => &["primary", "uis"],
+            Kind::Mysql => &instances::MYSQL,
+            Kind::Redis => &instances::REDIS,
+            Kind::Mongo => &instances::MONGO,
+            Kind::Influx => &instances::INFLUX,
         }
     }
 

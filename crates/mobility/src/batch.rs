@@ -1,5 +1,5 @@
 //! Running a batch of trips through the queue: enqueue, work until drained, measure, and count
-//! what landed in each store. The main job (`tsp-job simulate`) and `tsp-job bench trips` are
+//! what landed in each store. The main job (`tsp-job simulate`) and `tsp-bench trips` are
 //! built on it.
 
 use std::time::{Duration, Instant};

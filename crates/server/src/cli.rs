@@ -2,15 +2,10 @@
 
 use std::path::PathBuf;
 
-mod bench;
 mod gtfs;
 
-pub use bench::{
-    AnalyticsBenchArgs, BackupBenchArgs, BenchCommand, CacheBenchArgs, ConsoleBenchArgs,
-    HttpBenchArgs, HubBenchArgs, QueueBenchArgs, TripBenchArgs,
-};
 use clap::{Args, Parser, Subcommand};
-pub use gtfs::{GtfsBenchArgs, GtfsCommand};
+pub use gtfs::GtfsCommand;
 
 /// tsp-job: the TSP job service of the MaaS platform.
 #[derive(Debug, Parser)]
@@ -47,9 +42,6 @@ pub enum Command {
     Serve,
     /// Write and read back through every store instance, then print health.
     Roundtrip,
-    /// Benchmarks (build with --release).
-    #[command(subcommand)]
-    Bench(BenchCommand),
     /// Process jobs until SIGINT/SIGTERM.
     Worker(WorkerArgs),
     /// Put jobs on a queue.

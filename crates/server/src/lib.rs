@@ -12,6 +12,15 @@ pub mod http;
 pub mod reload;
 pub mod telemetry;
 
+/// The async runtime of a tsp-job process: `server.threads` worker threads (0: one per core).
+pub fn runtime(config: &tsp_config::Config) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.server.threads > 0 {
+        builder.worker_threads(config.server.threads);
+    }
+    builder.enable_all().build()
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -8,7 +8,7 @@ use clap::Parser;
 use tsp_config::{Config, LoadOptions};
 use tsp_hub::{Hub, Status};
 use tsp_server::app::App;
-use tsp_server::cli::{BenchCommand, Cli, Command, ConfigCommand, MigrateArgs};
+use tsp_server::cli::{Cli, Command, ConfigCommand, MigrateArgs};
 use tsp_server::{commands, http, shutdown_signal, telemetry};
 
 /// Exit codes: 0 ok, 1 failure, 2 invalid configuration.
@@ -59,11 +59,7 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if config.server.threads > 0 {
-        builder.worker_threads(config.server.threads);
-    }
-    let runtime = match builder.enable_all().build() {
+    let runtime = match tsp_server::runtime(&config) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -98,7 +94,6 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
         Command::Health { json } => health(&hub, json).await?,
         Command::Serve => serve(&hub, prometheus, reloader).await?,
         Command::Roundtrip => roundtrip(&hub).await,
-        Command::Bench(cmd) => bench(&hub, &opts, cmd).await?,
         Command::Worker(args) => {
             let app = App::build(&hub).context("cannot start")?;
             print_json(&commands::jobs::worker(&app, &args, prometheus, shutdown_signal()).await?)?
@@ -168,33 +163,6 @@ fn report_unwritten(closed: Vec<tsp_hub::ClosedWriter>) {
                 lost.saturating_sub(w.stats.failed + w.stats.dropped)
             );
         }
-    }
-}
-
-/// `tsp-job bench …`: one JSON line each.
-async fn bench(hub: &Hub, opts: &LoadOptions, cmd: BenchCommand) -> anyhow::Result<u8> {
-    match cmd {
-        BenchCommand::Hub(args) => print_json(&commands::bench::run(hub, &args).await?),
-        BenchCommand::Queue(args) => print_json(&commands::bench_queue::run(hub, &args).await?),
-        BenchCommand::Trips(args) => {
-            print_json(&commands::bench_trips::bench_trips(opts, &args).await?)
-        }
-        BenchCommand::Analytics(args) => {
-            print_json(&commands::bench_analytics::bench_analytics(opts, &args).await?)
-        }
-        BenchCommand::Backup(args) => {
-            print_json(&commands::bench_backup::bench_backup(opts, &args).await?)
-        }
-        BenchCommand::Gtfs(args) => {
-            print_json(&commands::bench_gtfs::bench_gtfs(opts, &args).await?)
-        }
-        BenchCommand::Console(args) => {
-            print_json(&commands::bench_console::bench_console(opts, &args).await?)
-        }
-        BenchCommand::Http(args) => {
-            print_json(&commands::bench_http::bench_http(opts, &args).await?)
-        }
-        BenchCommand::Cache(args) => print_json(&commands::trips::bench_cache(opts, &args).await?),
     }
 }
 

@@ -700,37 +700,3 @@ async fn a_store_failure_shows_its_detail_to_operators_only() {
     drop(server);
     site.done().await;
 }
-
-#[test]
-fn the_http_benchmark_reports_reads_and_logins_under_many_clients() {
-    let out = common::run(
-        &[
-            "bench",
-            "http",
-            "--connections",
-            "4",
-            "--seconds",
-            "0.5",
-            "--login-clients",
-            "12",
-            "--login-seconds",
-            "1",
-        ],
-        &[("TSP_LOG", "warn")],
-    );
-    let (stdout, stderr) = common::text(&out);
-    assert!(out.status.success(), "{stderr}");
-    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
-    for variant in ["none", "auth_and_limits", "full"] {
-        assert!(
-            report["variants"][variant]["requests"].as_u64().unwrap() > 0,
-            "{report}"
-        );
-    }
-    let login = &report["login"];
-    assert_eq!(login["clients"], 12, "{report}");
-    assert!(login["logins"].as_u64().unwrap() >= 12, "{report}");
-    assert_eq!(login["refused"], 0, "{report}");
-    assert!(login["p99_ms"].as_f64().unwrap() >= login["p50_ms"].as_f64().unwrap());
-    assert!(login["rss_peak_mib"].as_f64().unwrap() >= login["rss_before_mib"].as_f64().unwrap());
-}

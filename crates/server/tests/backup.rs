@@ -589,31 +589,3 @@ async fn a_disk_that_refuses_writes_leaves_the_set_incomplete_and_names_the_part
     assert!(!listed[0].complete, "{listed:?}");
     let _ = a.remove().await;
 }
-
-/// `bench backup`, small: each store's set and tools alone are timed, the Redis snapshot holds
-/// the trips queue's completed jobs, and every part the sets made was restored.
-#[test]
-fn the_backup_benchmark_times_each_store_beside_its_own_tools() {
-    let out = common::run(&["bench", "backup", "--trips", "300"], &[]);
-    let (stdout, stderr) = common::text(&out);
-    assert!(out.status.success(), "{stderr}");
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    let stores = v["stores"].as_array().unwrap();
-    let names: Vec<_> = stores
-        .iter()
-        .map(|s| s["store"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["mysql", "redis", "influx"]);
-    for s in stores {
-        for field in [
-            "backup_s",
-            "native_backup_s",
-            "restore_s",
-            "raw_mb",
-            "ratio",
-        ] {
-            assert!(s[field].as_f64().unwrap() > 0.0, "{field}: {s}");
-        }
-    }
-    assert!(v["ratio"].as_f64().unwrap() > 0.0, "{v}");
-}

@@ -667,19 +667,3 @@ async fn cancelling_from_the_cli_and_the_api() {
     drop(server);
     site.done().await;
 }
-
-/// `bench console` runs on a small queue and checks its own answers.
-#[test]
-fn the_console_benchmark_runs_and_checks_its_pages() {
-    let out = common::run(
-        &["bench", "console", "--jobs", "300", "--requests", "2"],
-        &[],
-    );
-    let (stdout, stderr) = common::text(&out);
-    assert!(out.status.success(), "{stderr}");
-    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(v["jobs_waiting"], 290);
-    assert_eq!(v["pages"].as_array().unwrap().len(), 7);
-    assert!(v["pages"][0]["p50_ms"].as_f64().unwrap() > 0.0);
-    assert!(v["cancel_last_in_line_ms"].as_f64().is_some());
-}

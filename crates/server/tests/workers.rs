@@ -12,16 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::{Server, run, text, tsp_job};
 
-/// A key prefix of the test's own; its keys are deleted when the guard drops.
 fn prefix() -> (String, tsp_testkit::RedisKeys) {
-    let p = tsp_testkit::unique("w") + ":";
-    let guard = tsp_testkit::RedisKeys::new(&tsp_testkit::config(&[]), &p);
-    (p, guard)
-}
-
-/// The development Redis, for the test's own commands.
-fn redis_client() -> redis::Client {
-    redis::Client::open(tsp_testkit::redis_url(&tsp_testkit::config(&[]))).unwrap()
+    tsp_testkit::RedisKeys::fresh("w")
 }
 
 /// `--set` arguments that put a test in its own key space with a short lease.
@@ -90,7 +82,7 @@ fn marks(prefix: &str, set: &str) -> HashMap<String, i64> {
         let cluster = redis::cluster::ClusterClient::new(nodes).unwrap();
         return cmd.query(&mut cluster.get_connection().unwrap()).unwrap();
     }
-    cmd.query(&mut redis_client().get_connection().unwrap())
+    cmd.query(&mut tsp_testkit::redis_client().get_connection().unwrap())
         .unwrap()
 }
 
@@ -433,111 +425,6 @@ fn the_http_job_api_validates_and_serves_jobs() {
 }
 
 #[test]
-fn the_queue_benchmark_reports_its_rates_on_the_threads_configured() {
-    let (prefix, _cleanup) = prefix();
-    let mut s = sets(&prefix);
-    // Not the default on any machine without exactly three cores.
-    s.push("server.threads=3".into());
-    let out = cli(
-        &[
-            "bench",
-            "queue",
-            "--jobs",
-            "3000",
-            "--records",
-            "off",
-            "--load-rate",
-            "2000",
-            "--load-seconds",
-            "1",
-        ],
-        &s,
-    );
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(v["threads"], 3, "{v}");
-    assert_eq!(v["jobs"], 3000, "{v}");
-    for rate in ["enqueue_per_s", "process_per_s"] {
-        assert!(v[rate].as_f64().unwrap() > 0.0, "{v}");
-    }
-    // Under a steady load: every job timed from enqueue to completion in the sample.
-    let load = &v["latency_under_load"];
-    assert_eq!(load["jobs"], 2000, "{v}");
-    assert_eq!(load["sampled"], 2000, "{v}");
-    let p50 = load["enqueue_to_completion_ms"]["p50"].as_f64().unwrap();
-    let p99 = load["enqueue_to_completion_ms"]["p99"].as_f64().unwrap();
-    assert!(0.0 <= p50 && p50 <= p99, "{v}");
-    // The benchmark removes its queue: nothing of it is left under the prefix.
-    let client = redis_client();
-    let mut conn = client.get_connection().unwrap();
-    let left: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}q:*"))
-        .query(&mut conn)
-        .unwrap();
-    assert!(left.is_empty(), "{left:?}");
-}
-
-#[test]
-fn the_hub_benchmark_reports_each_store_and_the_redis_servers_counters() {
-    let (prefix, _cleanup) = prefix();
-    let out = cli(
-        &[
-            "bench",
-            "hub",
-            "--points",
-            "2000",
-            "--single-points",
-            "20",
-            "--seconds",
-            "0.3",
-            "--health-rounds",
-            "2",
-            "--writer-rounds",
-            "2",
-            // Servers shared with parallel tests are seldom idle; the test checks the report.
-            "--settle-max",
-            "0",
-        ],
-        &sets(&prefix),
-    );
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    for rate in [
-        "/influx_writer/points_per_s",
-        "/influx_raw_http/points_per_s",
-        "/mysql_select_1/queries_per_s",
-        "/redis_get/ops_per_s",
-    ] {
-        assert!(
-            v.pointer(rate).unwrap().as_f64().unwrap() > 0.0,
-            "{rate}: {v}"
-        );
-    }
-    // Two rounds, one share each, and their median.
-    let shares = v["influx_raw_http"]["writer_shares"].as_array().unwrap();
-    assert_eq!(shares.len(), 2, "{v}");
-    let mean = (shares[0].as_f64().unwrap() + shares[1].as_f64().unwrap()) / 2.0;
-    let share = v["influx_raw_http"]["writer_share"].as_f64().unwrap();
-    assert!((share - mean).abs() < 0.011, "{v}");
-    // The server's own counters around the GET run. Other tests share the server, so only
-    // their presence and sign are certain here.
-    for counter in [
-        "/redis_get/server_commands_per_read",
-        "/redis_get/server_us_per_get",
-    ] {
-        assert!(
-            v.pointer(counter).unwrap().as_f64().unwrap() > 0.0,
-            "{counter}: {v}"
-        );
-    }
-    // The GET key lives under the run's prefix.
-    let mut conn = redis_client().get_connection().unwrap();
-    let key: Option<String> = redis::cmd("GET")
-        .arg(format!("{prefix}bench:get"))
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(key.as_deref(), Some("x".repeat(64).as_str()));
-}
-
-#[test]
 fn points_accepted_and_never_written_are_reported_at_exit() {
     // InfluxDB does not answer: the worker's job_execution points can only pile up, and the
     // process says how many it loses.
@@ -605,7 +492,7 @@ fn jobs_audit_finds_and_mends_a_job_in_no_state() {
         "{clean}"
     );
     // Take one job out of its line by hand, as a lost write would.
-    let mut conn = redis_client().get_connection().unwrap();
+    let mut conn = tsp_testkit::redis_client().get_connection().unwrap();
     let list = format!("{p}q:{{audited}}:wait:0");
     let id: String = redis::cmd("LPOP").arg(&list).query(&mut conn).unwrap();
     let args = with_sets(&["jobs", "audit", "--queue", "audited"], &s);

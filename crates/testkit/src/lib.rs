@@ -2,10 +2,14 @@
 //! uses, closed ports, and a guard that deletes a test's Redis keys even when the test fails.
 //! Addresses always come from the configuration, never from literals.
 
+mod process;
+
 use std::path::PathBuf;
 
 use rand::Rng;
 use tsp_config::{Config, LoadOptions};
+
+pub use process::command;
 
 /// The project's `config/` folder.
 pub fn config_dir() -> PathBuf {
@@ -99,10 +103,23 @@ impl RedisKeys {
         }
     }
 
+    /// A fresh prefix of the test's own (`<tag>` and random digits, then `:`) on the
+    /// development configuration, and its guard.
+    pub fn fresh(tag: &str) -> (String, RedisKeys) {
+        let prefix = unique(tag) + ":";
+        let guard = RedisKeys::new(&config(&[]), &prefix);
+        (prefix, guard)
+    }
+
     /// The guarded prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
+}
+
+/// A client of the development Redis, for a test's own commands.
+pub fn redis_client() -> redis::Client {
+    redis::Client::open(redis_url(&config(&[]))).expect("the development Redis URL")
 }
 
 impl Drop for RedisKeys {

@@ -228,7 +228,7 @@ impl Trips {
     }
 
     /// The trajectory and activity documents the job writes for `trip` (no nearest stops): what
-    /// `bench trips --ceiling` inserts alone.
+    /// `tsp-bench trips --ceiling` inserts alone.
     pub fn documents(
         &self,
         job_id: &str,

@@ -1,6 +1,6 @@
-//! The `gtfs` subcommands and `bench gtfs` (docs/gtfs.md).
+//! The `gtfs` subcommands (docs/gtfs.md).
 
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum GtfsCommand {
@@ -32,17 +32,4 @@ pub enum GtfsCommand {
         /// The feed [default: gtfs.feed].
         feed: Option<String>,
     },
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct GtfsBenchArgs {
-    /// The feed (folder or zip).
-    #[arg(
-        long,
-        default_value = "../shared/data/gtfs-halifax/mdb-734-202602180121.zip"
-    )]
-    pub path: std::path::PathBuf,
-    /// Trips of the main job run alone, then during an import (0: skip).
-    #[arg(long, default_value_t = 3_000)]
-    pub trips: usize,
 }

@@ -163,7 +163,7 @@ fn routes_only(large: bool) -> Router<AppState> {
 
 /// The same router with the credential checks and rate limits switched off: every request
 /// acts as `principal`; everything else (layers, metrics, activity) is as in [`router`]. Only
-/// `tsp-job bench http` builds it, to measure what authentication and limits cost; nothing
+/// `tsp-bench http` builds it, to measure what authentication and limits cost; nothing
 /// serves it.
 pub fn router_without_auth(
     mut state: AppState,

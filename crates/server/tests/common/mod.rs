@@ -17,20 +17,7 @@ pub fn load_options() -> tsp_config::LoadOptions {
 
 /// The binary with a clean environment: only PATH, HOME and the config folder, plus `env`.
 pub fn tsp_job(env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsp-job"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::var("HOME").unwrap_or_default())
-        .env("TSP_CONFIG_DIR", config_dir())
-        .env("TSP_ENV", tsp_testkit::env_name());
-    // On a Redis Cluster run (docs/testing.md#cluster), child processes use it too.
-    if let Ok(seeds) = std::env::var("TSP_TEST_REDIS_CLUSTER") {
-        cmd.env("TSP__REDIS__CACHE__CLUSTER_NODES", seeds);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
+    tsp_testkit::command(env!("CARGO_BIN_EXE_tsp-job"), env)
 }
 
 pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {

@@ -1,8 +1,6 @@
-//! `bench` and its subcommands' arguments (docs/benchmarks.md).
+//! The benchmarks' arguments (docs/benchmarks.md).
 
 use clap::{Args, Subcommand};
-
-use super::GtfsBenchArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -162,4 +160,17 @@ fn seconds(text: &str) -> Result<f64, String> {
     } else {
         Err(format!("`{text}`: seconds must be between 0 and 86400"))
     }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct GtfsBenchArgs {
+    /// The feed (folder or zip).
+    #[arg(
+        long,
+        default_value = "../shared/data/gtfs-halifax/mdb-734-202602180121.zip"
+    )]
+    pub path: std::path::PathBuf,
+    /// Trips of the main job run alone, then during an import (0: skip).
+    #[arg(long, default_value_t = 3_000)]
+    pub trips: usize,
 }

@@ -1,4 +1,4 @@
-//! `tsp-job bench gtfs` (docs/benchmarks.md#gtfs-import): a feed imported into a sandbox
+//! `tsp-bench gtfs` (docs/benchmarks.md#gtfs-import): a feed imported into a sandbox
 //! (parse, checks, INSERTs, copies, switch) beside the server's own bulk load of the same rows
 //! in the same run: `LOAD DATA LOCAL INFILE` of the unpacked CSV files into the same tables, by
 //! the MariaDB/MySQL client. Then the main job's trips/s alone and while an import runs.
@@ -19,7 +19,7 @@ use crate::cli::GtfsBenchArgs;
 /// The version id the bare load writes (beside the import's version in the same tables).
 const BARE_VERSION: u32 = 999_999;
 
-/// `tsp-job bench gtfs`: one JSON line.
+/// `tsp-bench gtfs`: one JSON line.
 pub async fn bench_gtfs(
     options: &LoadOptions,
     args: &GtfsBenchArgs,
@@ -215,16 +215,17 @@ async fn version_rows(store: &MysqlStore, version: u32) -> anyhow::Result<u64> {
 /// running beside it.
 async fn impact(sandbox: &Sandbox, path: &Path, trips: usize) -> anyhow::Result<serde_json::Value> {
     let hub = &sandbox.hub;
-    let flows = crate::app::trips(hub)?;
-    let concurrency = crate::app::trip_concurrency(hub);
+    let flows = tsp_server::app::trips(hub)?;
+    let concurrency = tsp_server::app::trip_concurrency(hub);
     let plan = |seed| TripPlan {
         seed,
         trips,
         users: 300,
         days: 30,
-        now_ms: super::trips::now_ms(),
+        now_ms: tsp_server::commands::trips::now_ms(),
     };
-    let alone = super::trips::run_batch(hub, &flows, &plan(101), concurrency, None).await?;
+    let alone =
+        tsp_server::commands::trips::run_batch(hub, &flows, &plan(101), concurrency, None).await?;
     let gtfs = Gtfs::new(hub, None)?;
     let trips_done = std::sync::atomic::AtomicBool::new(false);
     let importing = async {
@@ -241,7 +242,8 @@ async fn impact(sandbox: &Sandbox, path: &Path, trips: usize) -> anyhow::Result<
     };
     let second = plan(102);
     let running = async {
-        let r = super::trips::run_batch(hub, &flows, &second, concurrency, None).await;
+        let r =
+            tsp_server::commands::trips::run_batch(hub, &flows, &second, concurrency, None).await;
         trips_done.store(true, std::sync::atomic::Ordering::SeqCst);
         r
     };

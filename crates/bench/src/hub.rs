@@ -1,4 +1,4 @@
-//! `tsp-job bench hub`: health latency, the Influx writer against a raw-HTTP baseline and one
+//! `tsp-bench hub`: health latency, the Influx writer against a raw-HTTP baseline and one
 //! request per point, and MySQL / Redis throughput through the hub's pools, as one JSON line.
 
 use futures::StreamExt;
@@ -11,7 +11,7 @@ use serde_json::json;
 use tsp_hub::{Hub, Point};
 
 use crate::cli::HubBenchArgs;
-use crate::commands::bench_trips::quiesce;
+use crate::trips::quiesce;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {

@@ -1,4 +1,4 @@
-//! `tsp-job bench http`: authenticated cached reads of `GET /users/{id}/stats` at a fixed
+//! `tsp-bench http`: authenticated cached reads of `GET /users/{id}/stats` at a fixed
 //! number of connections, against three servers on the same sandbox in one run: without
 //! authentication and limits (every request taken for the user; the rest of the guard, the
 //! layers and the request metrics as usual), with them (the activity log off), and as
@@ -16,9 +16,9 @@ use tsp_mobility::auth::Principal;
 use tsp_mobility::batch::Percentiles;
 use tsp_mobility::sandbox::Sandbox;
 
-use crate::app::App;
 use crate::cli::HttpBenchArgs;
-use crate::http::{Activity, AppState, router, router_without_auth};
+use tsp_server::app::App;
+use tsp_server::http::{Activity, AppState, router, router_without_auth};
 
 /// What one variant served.
 struct Served {
@@ -85,7 +85,7 @@ async fn load(url: &str, token: &str, connections: usize, seconds: f64) -> Serve
     }
 }
 
-/// `tsp-job bench http`: one JSON line.
+/// `tsp-bench http`: one JSON line.
 pub async fn bench_http(
     options: &LoadOptions,
     args: &HttpBenchArgs,

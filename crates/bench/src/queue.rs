@@ -1,4 +1,4 @@
-//! `tsp-job bench queue`: bulk enqueue and drain rates of no-op jobs, the CPU each costs Redis
+//! `tsp-bench queue`: bulk enqueue and drain rates of no-op jobs, the CPU each costs Redis
 //! and this process, the records' check, and enqueue-to-completion latency under a steady load,
 //! as one JSON line (docs/benchmarks.md).
 
@@ -10,8 +10,8 @@ use tsp_hub::Hub;
 use tsp_queue::{NewJob, Worker};
 
 use crate::cli::QueueBenchArgs;
-use crate::commands::bench::{info_number, now_ns, round2};
-use crate::commands::jobs;
+use crate::hub::{info_number, now_ns, round2};
+use tsp_server::commands::jobs;
 
 /// CPU seconds used so far: by the Redis server's main thread (from `INFO cpu`) and by this
 /// process (all threads), plus how many background AOF rewrites and RDB saves Redis has started
@@ -109,7 +109,7 @@ async fn record_check(
 /// Bulk-enqueues `jobs` no-op jobs, then one in-process worker drains them.
 pub async fn run(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_json::Value> {
     let name = format!("bench-{:x}", now_ns());
-    let q = crate::app::queue(hub, &name)?;
+    let q = tsp_server::app::queue(hub, &name)?;
     let records_on = args.records == "on";
     let mut info_conn = q.store().conn().await?;
 
@@ -126,7 +126,7 @@ pub async fn run(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_json:
     }
 
     let (sink, task) = if records_on {
-        crate::app::records(hub).await?
+        tsp_server::app::records(hub).await?
     } else {
         (tsp_queue::RecordSink::none(), None)
     };

@@ -1,7 +1,7 @@
-//! `tsp-job bench backup`: backup and restore of MySQL, Redis and InfluxDB after N trips, beside
+//! `tsp-bench backup`: backup and restore of MySQL, Redis and InfluxDB after N trips, beside
 //! the stores' own tools run alone on the same data in the same run (docs/benchmarks.md).
 //!
-//! The trips go straight into MySQL (as `bench analytics` writes them), one `trip_bookings`
+//! The trips go straight into MySQL (as `tsp-bench analytics` writes them), one `trip_bookings`
 //! point each into InfluxDB, and one completed `trip.complete` job each into the sandbox's trips
 //! queue in Redis (what the queue keeps after as many trips, `queue.keep_completed` allowing);
 //! Redis is snapshotted whole (a snapshot is of the whole server).
@@ -19,8 +19,8 @@ use tsp_mobility::sandbox::Sandbox;
 use tsp_mobility::seed::{self, SplitMix64, TripPlan};
 use tsp_queue::Outcome;
 
-use super::bench::{info_number, round2};
 use crate::cli::BackupBenchArgs;
+use crate::hub::{info_number, round2};
 
 const STORES: [&str; 3] = ["mysql", "redis", "influx"];
 
@@ -32,7 +32,7 @@ async fn fill(sandbox: &Sandbox, trips: usize) -> anyhow::Result<()> {
     let hub = &sandbox.hub;
     let day = Utc::now().date_naive() - chrono::Duration::days(1);
     let mut rng = SplitMix64::new(11);
-    super::bench_analytics::write_trips(
+    crate::analytics::write_trips(
         hub.mysql("dataset")?,
         hub.mysql("incentive")?,
         day,
@@ -67,7 +67,7 @@ async fn fill_queue(sandbox: &Sandbox, trips: usize) -> anyhow::Result<()> {
         now_ms: Utc::now().timestamp_millis(),
     };
     let stops = seed::cairns_stops().map_err(anyhow::Error::msg)?;
-    let queue = crate::app::queue(hub, &hub.config().trips.queue)?;
+    let queue = tsp_server::app::queue(hub, &hub.config().trips.queue)?;
     tsp_mobility::batch::enqueue(&queue, &seed::generate_trips(&plan, &stops)).await?;
     loop {
         let fetched = queue.fetch(2_000, "bench-backup").await?;
@@ -121,7 +121,7 @@ async fn redis_quiet(hub: &tsp_hub::Hub, rewrite: bool) -> anyhow::Result<()> {
     }
 }
 
-/// `tsp-job bench backup`: one JSON line.
+/// `tsp-bench backup`: one JSON line.
 pub async fn bench_backup(
     options: &LoadOptions,
     args: &BackupBenchArgs,

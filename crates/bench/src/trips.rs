@@ -1,4 +1,4 @@
-//! `tsp-job bench trips` (docs/benchmarks.md#bench-trips): the main job's flow in a sandbox, in
+//! `tsp-bench trips` (docs/benchmarks.md#bench-trips): the main job's flow in a sandbox, in
 //! batches or one job at a time (`--compare`: both, each on a fresh sandbox, in one run), and
 //! `--ceiling`: what the slowest store alone allows for the same documents, measured before and
 //! after the flows; `first_of_ceiling` is the first flow's rate (batched unless `--per-job`)
@@ -18,10 +18,10 @@ use tsp_mobility::sandbox::Sandbox;
 use tsp_mobility::seed::{self, TripPlan};
 use tsp_queue::JobRecord;
 
-use super::trips::{BatchSummary, now_ms, run_batch};
 use crate::cli::TripBenchArgs;
+use tsp_server::commands::trips::{BatchSummary, now_ms, run_batch};
 
-/// `tsp-job bench trips`: one JSON line.
+/// `tsp-bench trips`: one JSON line.
 pub async fn bench_trips(options: &LoadOptions, args: &TripBenchArgs) -> anyhow::Result<Value> {
     let mut out = serde_json::Map::new();
     out.insert("bench".into(), json!("trips"));
@@ -100,9 +100,9 @@ async fn run_mode(
     let sandbox = Sandbox::create(&opts).await?;
     let result = async {
         let hub = &sandbox.hub;
-        let trips = crate::app::trips(hub)?;
+        let trips = tsp_server::app::trips(hub)?;
         // One job at a time, more at once than the dataset pool only queue on the pool.
-        let limit = crate::app::trip_concurrency(hub);
+        let limit = tsp_server::app::trip_concurrency(hub);
         let concurrency = match args.concurrency {
             Some(c) if batched => c,
             Some(c) => c.min(limit),
@@ -176,14 +176,14 @@ async fn ceiling(options: &LoadOptions, args: &TripBenchArgs) -> anyhow::Result<
     let sandbox = Sandbox::create(options).await?;
     let result = async {
         let hub = &sandbox.hub;
-        let trips = crate::app::trips(hub)?;
+        let trips = tsp_server::app::trips(hub)?;
         // The stops the flows' runs generate their trips between (`run_batch`): the same trips.
         let (stops, _) = seed::trip_stops(hub).await?;
         let generated = seed::generate_trips(&plan(args), &stops);
         let config = hub.config();
         let concurrency = args
             .concurrency
-            .unwrap_or_else(|| crate::app::trip_concurrency(hub));
+            .unwrap_or_else(|| tsp_server::app::trip_concurrency(hub));
         let batch = config
             .job_batch(tsp_mobility::complete::JOB_TYPE)
             .max_batch

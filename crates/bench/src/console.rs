@@ -1,4 +1,4 @@
-//! `tsp-job bench console`: how long the operator console takes to answer on a big queue.
+//! `tsp-bench console`: how long the operator console takes to answer on a big queue.
 //! A sandbox gets one queue of `--jobs` waiting jobs (1 000 000 by default) and a few dead
 //! ones; an in-process server answers a logged-in operator's pages one request at a time, and
 //! each page's latency (p50, p99, max over `--requests` requests) is reported, with a check
@@ -14,9 +14,9 @@ use tsp_mobility::batch::Percentiles;
 use tsp_mobility::sandbox::Sandbox;
 use tsp_queue::{JobState, NewJob, Order};
 
-use crate::app::App;
 use crate::cli::ConsoleBenchArgs;
-use crate::http::{Activity, AppState, router};
+use tsp_server::app::App;
+use tsp_server::http::{Activity, AppState, router};
 
 /// The benchmark's queue.
 const QUEUE: &str = "bench-console";
@@ -151,7 +151,7 @@ async fn run(sandbox: &Sandbox, args: &ConsoleBenchArgs) -> anyhow::Result<serde
     let (fill_s, newest) = fill(&app, args.jobs).await?;
     let cookie = format!("tsp_console={}", viewer_session(&app).await?);
     let state = AppState::new(app.clone(), None, Activity::off());
-    let base = super::bench_http::spawn(router(state)).await?;
+    let base = crate::http::spawn(router(state)).await?;
     let waiting = args.jobs - 10;
     let pages = [
         ("overview", "/console".to_string()),

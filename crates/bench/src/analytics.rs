@@ -1,4 +1,4 @@
-//! `tsp-job bench analytics`: the rollup of a busy day and of a month, against the bare
+//! `tsp-bench analytics`: the rollup of a busy day and of a month, against the bare
 //! `GROUP BY` queries over the same rows, in one run, in a sandbox (docs/benchmarks.md).
 //!
 //! The trips are written straight into MySQL (multi-row inserts: completed trips in `dataset`
@@ -143,7 +143,7 @@ fn figures(name: &str, r: &Rolled, bare_ms: f64) -> serde_json::Value {
     })
 }
 
-/// `tsp-job bench analytics`: one JSON line.
+/// `tsp-bench analytics`: one JSON line.
 pub async fn bench_analytics(
     options: &LoadOptions,
     args: &AnalyticsBenchArgs,
@@ -151,7 +151,7 @@ pub async fn bench_analytics(
     let sandbox = Sandbox::create(options).await?;
     let result = async {
         let hub = &sandbox.hub;
-        let trips = crate::app::trips(hub)?;
+        let trips = tsp_server::app::trips(hub)?;
         let (dataset, incentive) = (hub.mysql("dataset")?, hub.mysql("incentive")?);
         let mut rng = SplitMix64::new(7);
         let today = Utc::now().date_naive();
