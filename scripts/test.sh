@@ -15,6 +15,8 @@ fi
 if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# No two source files of a crate use each other (docs/contributing.md#layout).
+python3 scripts/import-loops.py
 # Every public item documented (missing_docs), and no doc link pointing nowhere.
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 # Licences, bans and sources of every dependency (deny.toml), offline.

@@ -17,6 +17,8 @@ use tsp_mobility::sandbox::Sandbox;
 use tsp_mobility::seed::SplitMix64;
 use tsp_mobility::trip::MODES;
 
+use tsp_server::app::App;
+
 use crate::cli::AnalyticsBenchArgs;
 
 const ROWS_PER_INSERT: usize = 2_000;
@@ -151,8 +153,9 @@ pub async fn bench_analytics(
     let sandbox = Sandbox::create(options).await?;
     let result = async {
         let hub = &sandbox.hub;
-        let trips = tsp_server::app::trips(hub)?;
-        let (dataset, incentive) = (hub.mysql("dataset")?, hub.mysql("incentive")?);
+        let app = App::build(hub)?;
+        let trips = app.trips().clone();
+        let (dataset, incentive) = (&trips.stores().dataset, &trips.stores().incentive);
         let mut rng = SplitMix64::new(7);
         let today = Utc::now().date_naive();
         let busy = today - chrono::Duration::days(40);

@@ -19,8 +19,11 @@ use tsp_mobility::sandbox::Sandbox;
 use tsp_mobility::seed::{self, SplitMix64, TripPlan};
 use tsp_queue::Outcome;
 
+use tsp_server::app::App;
+
 use crate::cli::BackupBenchArgs;
 use crate::hub::{info_number, round2};
+use tsp_config::instances;
 
 const STORES: [&str; 3] = ["mysql", "redis", "influx"];
 
@@ -33,15 +36,15 @@ async fn fill(sandbox: &Sandbox, trips: usize) -> anyhow::Result<()> {
     let day = Utc::now().date_naive() - chrono::Duration::days(1);
     let mut rng = SplitMix64::new(11);
     crate::analytics::write_trips(
-        hub.mysql("dataset")?,
-        hub.mysql("incentive")?,
+        hub.mysql(instances::DATASET)?,
+        hub.mysql(instances::INCENTIVE)?,
         day,
         trips,
         "bk",
         &mut rng,
     )
     .await?;
-    let writer = hub.influx("primary")?.writer();
+    let writer = hub.influx(instances::PRIMARY)?.writer();
     let start = Utc::now().timestamp_nanos_opt().unwrap_or(0) - trips as i64 * 1_000_000;
     for i in 0..trips {
         let p = Point::new("trip_bookings")
@@ -67,7 +70,7 @@ async fn fill_queue(sandbox: &Sandbox, trips: usize) -> anyhow::Result<()> {
         now_ms: Utc::now().timestamp_millis(),
     };
     let stops = seed::cairns_stops().map_err(anyhow::Error::msg)?;
-    let queue = tsp_server::app::queue(hub, &hub.config().trips.queue)?;
+    let queue = App::build(hub)?.queue(&hub.config().trips.queue)?;
     tsp_mobility::batch::enqueue(&queue, &seed::generate_trips(&plan, &stops)).await?;
     loop {
         let fetched = queue.fetch(2_000, "bench-backup").await?;

@@ -11,6 +11,8 @@ use tsp_mobility::sandbox::Sandbox;
 use tsp_mobility::seed::{self, TripPlan};
 use tsp_server::commands::trips::now_ms;
 
+use tsp_server::app::App;
+
 use crate::cli::CacheBenchArgs;
 
 /// One user-stats read at `level`: through the cache (L1, or L2 with L1 off), or straight
@@ -40,15 +42,21 @@ pub async fn bench_cache(
     let sandbox = Sandbox::create(options).await?;
     let result = async {
         let hub = &sandbox.hub;
-        let trips = tsp_server::app::trips(hub)?;
+        let app = App::build(hub)?;
+        let trips = app.trips().clone();
         anyhow::ensure!(trips.cache().wait_l1(Duration::from_secs(5)).await, "cache: no subscription");
         // L2 only: a second cache without L1, on the same Redis.
         let mut no_l1 = hub.config().cache.clone();
         no_l1.l1_capacity = 0;
-        let l2_cache = Cache::start(hub.redis(&no_l1.redis)?.clone(), &no_l1);
-        let l2_trips = Trips::new(hub, l2_cache)?;
+        let l2_cache = Cache::start(app.stores().cache.clone(), &no_l1);
+        let l2_trips = Trips::new(
+            app.stores().trips.clone(),
+            trips.settings().clone(),
+            hub.config().gtfs.feed.clone(),
+            l2_cache,
+        );
         let plan = TripPlan { seed: 11, trips: 50, users: 1, days: 10, now_ms: now_ms() };
-        seed::seed_users(hub, 1).await?;
+        seed::seed_users(&trips.stores().portal, 1).await?;
         for (i, t) in seed::generate_trips(&plan, &seed::cairns_stops().map_err(anyhow::Error::msg)?).iter().enumerate() {
             trips.complete(&format!("bench-{i}"), t).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         }

@@ -10,11 +10,14 @@ use anyhow::Context;
 use serde_json::json;
 use tsp_config::LoadOptions;
 use tsp_hub::MysqlStore;
-use tsp_mobility::gtfs::{FILES, FileSpec, Gtfs, NoProgress};
+use tsp_mobility::gtfs::{FILES, FileSpec, NoProgress};
 use tsp_mobility::sandbox::Sandbox;
 use tsp_mobility::seed::TripPlan;
 
+use tsp_server::app::App;
+
 use crate::cli::GtfsBenchArgs;
+use tsp_config::instances;
 
 /// The version id the bare load writes (beside the import's version in the same tables).
 const BARE_VERSION: u32 = 999_999;
@@ -32,17 +35,18 @@ pub async fn bench_gtfs(
 
 async fn run(sandbox: &Sandbox, args: &GtfsBenchArgs) -> anyhow::Result<serde_json::Value> {
     let hub = &sandbox.hub;
-    let gtfs = Gtfs::new(hub, None)?;
+    let app = App::build(hub)?;
+    let gtfs = app.gtfs();
     let import = gtfs
         .import(&args.path, "bench", &NoProgress)
         .await
         .with_context(|| format!("importing {}", args.path.display()))?;
     let unpacked = unpack(&args.path)?;
-    let store = hub.mysql("gtfs")?;
+    let store = hub.mysql(instances::GTFS)?;
     let settings = hub
         .config()
         .mysql
-        .get("gtfs")
+        .get(store.name())
         .context("no mysql.gtfs in the configuration")?;
     let bare_s = bare_load(
         store,
@@ -215,8 +219,8 @@ async fn version_rows(store: &MysqlStore, version: u32) -> anyhow::Result<u64> {
 /// running beside it.
 async fn impact(sandbox: &Sandbox, path: &Path, trips: usize) -> anyhow::Result<serde_json::Value> {
     let hub = &sandbox.hub;
-    let flows = tsp_server::app::trips(hub)?;
-    let concurrency = tsp_server::app::trip_concurrency(hub);
+    let app = App::build(hub)?;
+    let concurrency = app.trip_concurrency();
     let plan = |seed| TripPlan {
         seed,
         trips,
@@ -224,9 +228,8 @@ async fn impact(sandbox: &Sandbox, path: &Path, trips: usize) -> anyhow::Result<
         days: 30,
         now_ms: tsp_server::commands::trips::now_ms(),
     };
-    let alone =
-        tsp_server::commands::trips::run_batch(hub, &flows, &plan(101), concurrency, None).await?;
-    let gtfs = Gtfs::new(hub, None)?;
+    let alone = tsp_server::commands::trips::run_batch(&app, &plan(101), concurrency, None).await?;
+    let gtfs = app.gtfs();
     let trips_done = std::sync::atomic::AtomicBool::new(false);
     let importing = async {
         let mut imports = 0u32;
@@ -242,8 +245,7 @@ async fn impact(sandbox: &Sandbox, path: &Path, trips: usize) -> anyhow::Result<
     };
     let second = plan(102);
     let running = async {
-        let r =
-            tsp_server::commands::trips::run_batch(hub, &flows, &second, concurrency, None).await;
+        let r = tsp_server::commands::trips::run_batch(&app, &second, concurrency, None).await;
         trips_done.store(true, std::sync::atomic::Ordering::SeqCst);
         r
     };

@@ -106,8 +106,8 @@ pub async fn bench_http(
 
 async fn run(sandbox: &Sandbox, args: &HttpBenchArgs) -> anyhow::Result<serde_json::Value> {
     let hub = &sandbox.hub;
-    tsp_mobility::seed::seed_users(hub, 1).await?;
     let app = App::build(hub)?;
+    tsp_mobility::seed::seed_users(&app.stores().auth.portal, 1).await?;
     let state = |activity| AppState::new(app.clone(), None, activity);
     let bare = spawn(router_without_auth(
         state(Activity::off()),
@@ -115,7 +115,7 @@ async fn run(sandbox: &Sandbox, args: &HttpBenchArgs) -> anyhow::Result<serde_js
     ))
     .await?;
     let guarded = spawn(router(state(Activity::off()))).await?;
-    let activity = Activity::start(hub).await?;
+    let activity = Activity::start(&app.stores().activity, &hub.config().activity).await;
     let full = spawn(router(state(activity.clone()))).await?;
     let token = app
         .auth()
@@ -190,7 +190,8 @@ const LOGIN_PASSWORD: &str = "bench passphrase of the login path";
 
 /// Users `1..=n`, each with [`LOGIN_PASSWORD`]: their emails, by id.
 async fn login_users(app: &App, n: u64, password: &str) -> anyhow::Result<Vec<String>> {
-    tsp_mobility::seed::seed_users(app.hub(), n).await?;
+    let portal = &app.stores().auth.portal;
+    tsp_mobility::seed::seed_users(portal, n).await?;
     let setting = (1..=n).map(|id| {
         let auth = app.auth().clone();
         async move { auth.set_user_password(id, password.into()).await }
@@ -201,7 +202,7 @@ async fn login_users(app: &App, n: u64, password: &str) -> anyhow::Result<Vec<St
     Ok(
         sqlx::query_scalar("SELECT email FROM users WHERE id <= ? ORDER BY id")
             .bind(n)
-            .fetch_all(app.hub().mysql("portal")?.pool())
+            .fetch_all(portal.pool())
             .await?,
     )
 }

@@ -12,6 +12,7 @@ use tsp_hub::{Hub, Point};
 
 use crate::cli::HubBenchArgs;
 use crate::trips::quiesce;
+use tsp_config::instances;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -90,22 +91,22 @@ where
 
 pub async fn run(hub: &Hub, args: &HubBenchArgs) -> anyhow::Result<serde_json::Value> {
     let lat = health_latencies(hub, args.health_rounds).await?;
-    let influx = hub.influx("primary")?;
+    let influx = hub.influx(instances::PRIMARY)?;
     let target = bench_target(hub, influx).await?;
     let run = format!("{:x}", now_ns());
     let base = now_ns() - 3_600_000_000_000;
     let rounds = writer_rounds(influx, &target, &run, base, args).await?;
     let format_per_s = influx_format(influx, &run, base, args.points)?;
     let single_secs = influx_single(influx, &target, &run, base, args).await?;
-    let mysql_qps = mysql_select_1(hub.mysql("portal")?, args).await?;
-    let gets = redis_get(hub.redis("cache")?, args).await?;
+    let mysql_qps = mysql_select_1(hub.mysql(instances::PORTAL)?, args).await?;
+    let gets = redis_get(hub.redis(instances::CACHE)?, args).await?;
     Ok(json!({
         "bench": "hub",
         "health_all_instances_ms": {"p50": round2(percentile(&lat, 50.0)), "p99": round2(percentile(&lat, 99.0)), "rounds": args.health_rounds, "instances": hub.health().await.instances.len()},
         "influx_writer": {"points": args.points, "rounds": args.writer_rounds, "points_per_s": rounds.writer_per_s, "format_only_points_per_s": format_per_s.round(), "batch_max_points": influx.settings().batch.max_points, "in_flight": influx.settings().batch.in_flight},
         "influx_raw_http": {"points": args.points, "points_per_s": rounds.raw_per_s, "requests_in_flight": RAW_IN_FLIGHT, "writer_share": rounds.share, "writer_shares": rounds.shares},
         "influx_one_request_per_point": {"points": args.single_points, "points_per_s": (args.single_points as f64 / single_secs).round(), "concurrency": args.concurrency},
-        "mysql_select_1": {"queries_per_s": mysql_qps.round(), "concurrency": args.concurrency, "pool_max": hub.mysql("portal")?.pool_stats().max},
+        "mysql_select_1": {"queries_per_s": mysql_qps.round(), "concurrency": args.concurrency, "pool_max": hub.mysql(instances::PORTAL)?.pool_stats().max},
         "redis_get": {"ops_per_s": gets.ops_per_s.round(), "concurrency": args.concurrency, "server_commands_per_read": gets.commands_per_read, "server_us_per_get": gets.server_us_per_get},
     }))
 }

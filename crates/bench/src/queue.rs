@@ -9,8 +9,11 @@ use serde_json::json;
 use tsp_hub::Hub;
 use tsp_queue::{NewJob, Worker};
 
+use tsp_server::app::App;
+
 use crate::cli::QueueBenchArgs;
 use crate::hub::{info_number, now_ns, round2};
+use tsp_config::instances;
 use tsp_server::commands::jobs;
 
 /// CPU seconds used so far: by the Redis server's main thread (from `INFO cpu`) and by this
@@ -88,7 +91,7 @@ async fn record_check(
 ) -> anyhow::Result<serde_json::Value> {
     let unwritten = task.finish(Duration::from_secs(600)).await;
     let all_done_secs = started.elapsed().as_secs_f64();
-    let mongo = hub.mongo("cache")?;
+    let mongo = hub.mongo(instances::CACHE)?;
     let coll = mongo
         .database()
         .collection::<mongodb::bson::Document>(tsp_queue::RECORDS_COLLECTION);
@@ -109,7 +112,8 @@ async fn record_check(
 /// Bulk-enqueues `jobs` no-op jobs, then one in-process worker drains them.
 pub async fn run(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_json::Value> {
     let name = format!("bench-{:x}", now_ns());
-    let q = tsp_server::app::queue(hub, &name)?;
+    let app = App::build(hub)?;
+    let q = app.queue(&name)?;
     let records_on = args.records == "on";
     let mut info_conn = q.store().conn().await?;
 
@@ -126,7 +130,7 @@ pub async fn run(hub: &Hub, args: &QueueBenchArgs) -> anyhow::Result<serde_json:
     }
 
     let (sink, task) = if records_on {
-        tsp_server::app::records(hub).await?
+        app.records().await?
     } else {
         (tsp_queue::RecordSink::none(), None)
     };

@@ -18,6 +18,8 @@ use tsp_mobility::sandbox::Sandbox;
 use tsp_mobility::seed::{self, TripPlan};
 use tsp_queue::JobRecord;
 
+use tsp_server::app::App;
+
 use crate::cli::TripBenchArgs;
 use tsp_server::commands::trips::{BatchSummary, now_ms, run_batch};
 
@@ -100,9 +102,9 @@ async fn run_mode(
     let sandbox = Sandbox::create(&opts).await?;
     let result = async {
         let hub = &sandbox.hub;
-        let trips = tsp_server::app::trips(hub)?;
+        let app = App::build(hub)?;
         // One job at a time, more at once than the dataset pool only queue on the pool.
-        let limit = tsp_server::app::trip_concurrency(hub);
+        let limit = app.trip_concurrency();
         let concurrency = match args.concurrency {
             Some(c) if batched => c,
             Some(c) => c.min(limit),
@@ -110,10 +112,15 @@ async fn run_mode(
         };
         quiesce(QUIESCE_BOUND).await;
         let cpu = ServerCpu::start();
-        let s = run_batch(hub, &trips, &plan(args), concurrency, None).await?;
+        let s = run_batch(&app, &plan(args), concurrency, None).await?;
         let cpu = cpu.finish();
         let records = if args.records == "on" {
-            let mongo = hub.mongo("cache")?;
+            let mongo = app
+                .stores()
+                .records
+                .mongo
+                .as_ref()
+                .context("queue.records.mongo is off")?;
             mongo
                 .database()
                 .collection::<Document>(tsp_queue::RECORDS_COLLECTION)
@@ -176,14 +183,13 @@ async fn ceiling(options: &LoadOptions, args: &TripBenchArgs) -> anyhow::Result<
     let sandbox = Sandbox::create(options).await?;
     let result = async {
         let hub = &sandbox.hub;
-        let trips = tsp_server::app::trips(hub)?;
+        let app = App::build(hub)?;
+        let trips = app.trips();
         // The stops the flows' runs generate their trips between (`run_batch`): the same trips.
-        let (stops, _) = seed::trip_stops(hub).await?;
+        let (stops, _) = seed::trip_stops(app.gtfs()).await?;
         let generated = seed::generate_trips(&plan(args), &stops);
         let config = hub.config();
-        let concurrency = args
-            .concurrency
-            .unwrap_or_else(|| tsp_server::app::trip_concurrency(hub));
+        let concurrency = args.concurrency.unwrap_or_else(|| app.trip_concurrency());
         let batch = config
             .job_batch(tsp_mobility::complete::JOB_TYPE)
             .max_batch
@@ -200,14 +206,15 @@ async fn ceiling(options: &LoadOptions, args: &TripBenchArgs) -> anyhow::Result<
             documents.push(docs);
             records.push(record(&id, t, now)?);
         }
-        tsp_queue::ensure_record_indexes(hub.mongo("cache")?).await?;
-        let data = hub.mongo("dataset")?.database();
+        // The ceiling writes records as the flow does, whatever `queue.records.mongo` says.
+        let record_store = hub.mongo(tsp_config::instances::CACHE)?;
+        tsp_queue::ensure_record_indexes(record_store).await?;
+        let data = trips.stores().documents.database();
         let (traj, act) = (
             data.collection::<Document>(TRAJECTORIES),
             data.collection::<Document>(ACTIVITY_LOG),
         );
-        let rec = hub
-            .mongo("cache")?
+        let rec = record_store
             .database()
             .collection::<Document>(tsp_queue::RECORDS_COLLECTION);
         quiesce(QUIESCE_BOUND).await;

@@ -1,10 +1,11 @@
 //! Typed, layered configuration for every store tsp-job uses.
 //!
 //! # Layout
-//! - [`schema`]: every key, its type, default, and historical environment variable.
+//! - `settings`: the typed configuration ([`Config`] and its sections); each struct declares its
+//!   keys (`#[derive(Settings)]`: name, description, type, bounds, default).
+//! - [`schema`]: the keys the structs declare, their environment variables, key resolution.
 //! - `sources`: reads TOML files (with line numbers), the environment and `--set` into layers.
 //! - `validate`: turns the merged layers into a typed [`Config`], reporting every problem at once.
-//! - `settings`: the typed configuration the hub reads ([`Config`] and its sections).
 //!
 //! Precedence, lowest first: built-in defaults < `default.toml` < `{TSP_ENV}.toml` <
 //! `local.toml` < environment < `--set key=value`.
@@ -15,16 +16,23 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod accounts;
+mod declare;
 mod error;
 pub mod exposure;
+mod field;
 pub mod instances;
 mod networks;
 mod origin;
 mod raw;
 pub mod schema;
-// Each settings field is a configuration key, documented once: in the schema, from which
-// `docs/configuration.md` is generated. Field docs here would be a second copy to drift.
-#[allow(missing_docs)]
+// Each settings field is a configuration key, and its doc comment is the key's description
+// in `docs/configuration.md`: no second copy to drift. Those descriptions are the reference's
+// text (`redis[s]://…` is a URL, `tsp_<instance>` a pattern), not rustdoc markup.
+#[allow(
+    missing_docs,
+    rustdoc::broken_intra_doc_links,
+    rustdoc::invalid_html_tags
+)]
 mod settings;
 mod sources;
 mod validate;
@@ -187,15 +195,15 @@ pub fn reference() -> Vec<ReferenceRow> {
             }
         }
     }
-    for (section, fields) in schema::FIXED_SECTIONS {
+    for (section, fields) in schema::FIXED_SECTIONS.iter() {
         for field in *fields {
             rows.push(row(format!("{section}.{}", field.key), field, ""));
         }
     }
-    for field in schema::BATCH_FIELDS {
+    for field in schema::BATCH_FIELDS.iter() {
         rows.push(row(format!("queue.batch.<type>.{}", field.key), field, ""));
     }
-    for field in schema::SCHEDULE_FIELDS {
+    for field in schema::SCHEDULE_FIELDS.iter() {
         rows.push(row(format!("schedules.<name>.{}", field.key), field, ""));
     }
     rows

@@ -27,6 +27,7 @@ mod migrate;
 mod mongo;
 mod mysql;
 mod redis;
+mod resolver;
 mod rotation;
 mod shared;
 
@@ -47,6 +48,7 @@ pub use mongo::{InsertBatcher, Inserted, MongoStore};
 pub use mysql::MysqlStore;
 pub use mysql::{NamedLock, NamedLocks, mysql_connect_options};
 pub use redis::{RedisConn, RedisStore};
+pub use resolver::Resolver;
 pub use rotation::{Rotation, RotationOutcome};
 
 struct Inner {

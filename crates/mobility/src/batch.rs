@@ -9,7 +9,9 @@ use mongodb::bson::{Document, doc};
 use serde::Serialize;
 use tokio::sync::oneshot;
 use tsp_hub::HubError;
-use tsp_queue::{Queue, QueueCounts, QueueError, RecordSink, Registry, Worker, WorkerReport};
+use tsp_queue::{
+    BatchOptions, Queue, QueueCounts, QueueError, RecordSink, Registry, Worker, WorkerReport,
+};
 
 use crate::complete::{ACTIVITY_LOG, TRAJECTORIES, Trips};
 use crate::trip::TripCompletion;
@@ -33,17 +35,19 @@ pub fn settled(c: &QueueCounts) -> bool {
     c.waiting + c.delayed + c.active + c.dead_unhandled == 0
 }
 
-/// Runs a worker on `queue` with the trip job (and the built-ins) until the queue is settled,
-/// calling `progress` about five times a second. Returns the worker's totals.
+/// Runs a worker on `queue` with the trip job (its batches collected as `batches` says) and
+/// the built-ins until the queue is settled, calling `progress` about five times a second.
+/// Returns the worker's totals.
 pub async fn work_until_settled(
     trips: &Trips,
+    batches: BatchOptions,
     queue: &Queue,
     concurrency: usize,
     records: RecordSink,
     mut progress: impl FnMut(&QueueCounts),
 ) -> Result<WorkerReport, QueueError> {
     let mut registry = Registry::new();
-    trips.register(&mut registry);
+    trips.register(&mut registry, batches);
     let worker = Worker::new(vec![queue.clone()], registry)
         .with_concurrency(concurrency)
         .with_records(records);

@@ -16,11 +16,12 @@ static INCENTIVE: Migrator = sqlx::migrate!("migrations/mysql/incentive");
 
 /// The migration set of a MySQL instance, if it has one (user-added instances have none).
 pub fn mysql(instance: &str) -> Option<&'static Migrator> {
+    use tsp_config::instances as i;
     match instance {
-        "portal" => Some(&PORTAL),
-        "dataset" => Some(&DATASET),
-        "gtfs" => Some(&GTFS),
-        "incentive" => Some(&INCENTIVE),
+        i::PORTAL => Some(&PORTAL),
+        i::DATASET => Some(&DATASET),
+        i::GTFS => Some(&GTFS),
+        i::INCENTIVE => Some(&INCENTIVE),
         _ => None,
     }
 }

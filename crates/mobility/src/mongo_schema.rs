@@ -48,15 +48,16 @@ fn unique(name: &str) -> IndexOptions {
 
 /// The steps of each Mongo instance.
 pub fn steps(instance: &str) -> Vec<Step> {
+    use tsp_config::instances as i;
     match instance {
         // The queue creates these itself when its workers start; the step records them here too.
-        "cache" => vec![Step {
+        i::CACHE => vec![Step {
             version: 1,
             description: "job_queue: 24 h TTL and query indexes",
             collection: tsp_queue::RECORDS_COLLECTION,
             indexes: tsp_queue::record_indexes(),
         }],
-        "dataset" => vec![
+        i::DATASET => vec![
             Step {
                 version: 1,
                 description: "trip_trajectories: geo, user, mode and unique trip indexes",

@@ -30,19 +30,20 @@ pub enum SandboxError {
 /// The configuration overrides that point every instance at sandbox `tag`'s databases.
 pub fn overrides(tag: &str) -> Vec<String> {
     let mut o = Vec::new();
-    for i in ["portal", "dataset", "gtfs", "incentive"] {
+    use tsp_config::instances;
+    for i in instances::MYSQL {
         o.push(format!("mysql.{i}.database=tsp_sb_{tag}_{i}"));
     }
-    for i in ["cache", "dataset"] {
+    for i in instances::MONGO {
         o.push(format!("mongo.{i}.database=tsp_sb_{tag}_{i}"));
     }
-    for i in ["primary", "uis"] {
+    for i in instances::INFLUX {
         o.push(format!("influx.{i}.database=tsp_sb_{tag}_{i}"));
     }
     o.push(format!(
         "influx.service_monitor.bucket=tsp_sb_{tag}_monitor"
     ));
-    o.push(format!("redis.cache.key_prefix=sb:{tag}:"));
+    o.push(format!("redis.{}.key_prefix=sb:{tag}:", instances::CACHE));
     o
 }
 

@@ -3,7 +3,9 @@
 //! trips on every machine and release: the generator is SplitMix64, written here because the
 //! `rand` crate does not promise stable sequences across versions.
 
-use tsp_hub::{Hub, HubError};
+use tsp_hub::{HubError, MysqlStore};
+
+use crate::gtfs::Gtfs;
 
 use crate::trip::{TrackPoint, TripCompletion, haversine_m};
 
@@ -27,8 +29,7 @@ pub fn cairns_stops() -> Result<Vec<Stop>, String> {
 
 /// The stops trips are generated between: the live version of the configured feed
 /// (`gtfs.feed`) when one is imported, else the shipped Cairns stops. Also says which.
-pub async fn trip_stops(hub: &Hub) -> Result<(Vec<Stop>, String), crate::gtfs::GtfsError> {
-    let gtfs = crate::gtfs::Gtfs::new(hub, None)?;
+pub async fn trip_stops(gtfs: &Gtfs) -> Result<(Vec<Stop>, String), crate::gtfs::GtfsError> {
     match gtfs.stops(None).await {
         Ok((feed, version, stops)) if stops.len() >= 2 => Ok((
             stops
@@ -130,10 +131,9 @@ impl SplitMix64 {
     }
 }
 
-/// Inserts users `1..=count` into `portal.users` (existing ids are left as they are); returns
-/// how many were new.
-pub async fn seed_users(hub: &Hub, count: u64) -> Result<u64, HubError> {
-    let portal = hub.mysql("portal")?;
+/// Inserts users `1..=count` into `users` of `portal` (existing ids are left as they are);
+/// returns how many were new.
+pub async fn seed_users(portal: &MysqlStore, count: u64) -> Result<u64, HubError> {
     // Counted rather than taken from rows_affected, whose meaning for a no-op duplicate depends
     // on the server and the client's found-rows flag.
     let existing = || async {

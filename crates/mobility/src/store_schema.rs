@@ -125,7 +125,8 @@ fn downsampling_step(version: i64, database: &str, series: &[Downsampled]) -> In
 pub fn downsampled(hub: &Hub, store: &InfluxStore, database: &str) -> Vec<Downsampled> {
     let sm = &hub.config().service_monitor;
     let mut out = Vec::new();
-    if store.name() == "primary" && database == store.settings().v1_database() {
+    if store.name() == tsp_config::instances::PRIMARY && database == store.settings().v1_database()
+    {
         out.extend(TRIP_AND_JOB_SERIES.iter().map(|d| Downsampled {
             measurement: d.measurement,
             aggregates: d.aggregates,

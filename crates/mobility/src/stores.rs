@@ -1,10 +1,8 @@
-//! The store instances the trip flows use, resolved once at start-up.
-//!
-//! The domain never names an instance by string mid-job: [`TripStores::resolve`] looks up each
-//! one when the component is built, and a configuration without one of them fails there, naming
-//! every missing instance, instead of failing jobs one by one.
+//! The store handles each component receives. The composition root (`tsp-server`'s `app`)
+//! resolves them once at start-up, so the domain never names an instance mid-job, and a
+//! configuration without one of them is refused there, naming every missing instance.
 
-use tsp_hub::{Hub, HubError, InfluxStore, MongoStore, MysqlStore, RedisStore};
+use tsp_hub::{InfluxStore, MongoStore, MysqlStore, RedisStore};
 
 /// Handles on every instance the trip job, its compensation and the queries use.
 #[derive(Clone)]
@@ -23,56 +21,22 @@ pub struct TripStores {
     pub redis: RedisStore,
 }
 
-impl TripStores {
-    /// Resolves every instance on `hub`.
-    ///
-    /// # Errors
-    /// [`HubError::MissingInstances`] naming each instance the configuration lacks.
-    pub fn resolve(hub: &Hub) -> Result<TripStores, HubError> {
-        let mut missing = Vec::new();
-        let m = &mut missing;
-        let redis_name = &hub.config().cache.redis;
-        let portal = take(hub.mysql("portal"), m);
-        let dataset = take(hub.mysql("dataset"), m);
-        let incentive = take(hub.mysql("incentive"), m);
-        let documents = take(hub.mongo("dataset"), m);
-        let metrics = take(hub.influx("primary"), m);
-        let redis = take(hub.redis(redis_name), m);
-        match (portal, dataset, incentive, documents, metrics, redis) {
-            (
-                Some(portal),
-                Some(dataset),
-                Some(incentive),
-                Some(documents),
-                Some(metrics),
-                Some(redis),
-            ) => Ok(TripStores {
-                portal,
-                dataset,
-                incentive,
-                documents,
-                metrics,
-                redis,
-            }),
-            _ => Err(HubError::MissingInstances {
-                component: "the trip flows",
-                missing: missing.join(", "),
-            }),
-        }
-    }
+/// Handles of the GTFS side: imports, versions, transit queries.
+#[derive(Clone)]
+pub struct GtfsStores {
+    /// `mysql.gtfs`: the feeds' versions.
+    pub schedules: MysqlStore,
+    /// `mongo.dataset`: the live version's stops, for geo queries.
+    pub documents: MongoStore,
+    /// The Redis instance of the cache (`cache.redis`): stop details, the live version.
+    pub redis: RedisStore,
 }
 
-/// The instance a lookup found, or `None` after noting its name (`kind.instance`) as missing.
-fn take<T: Clone>(lookup: Result<&T, HubError>, missing: &mut Vec<String>) -> Option<T> {
-    match lookup {
-        Ok(store) => Some(store.clone()),
-        Err(HubError::UnknownInstance { store, instance }) => {
-            missing.push(format!("{store}.{instance}"));
-            None
-        }
-        Err(other) => {
-            missing.push(other.to_string());
-            None
-        }
-    }
+/// Handles of the credential side: logins, sessions, keys, limits.
+#[derive(Clone)]
+pub struct AuthStores {
+    /// `mysql.portal`: users, operators, API keys.
+    pub portal: MysqlStore,
+    /// `auth.redis`: sessions, generations, limits.
+    pub redis: RedisStore,
 }

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,7 +35,7 @@ impl Env {
         let sandbox = Sandbox::create(&tsp_testkit::load_options(sets))
             .await
             .unwrap();
-        let gtfs = Gtfs::new(&sandbox.hub, None).unwrap();
+        let gtfs = common::gtfs(&sandbox.hub, None);
         Env { sandbox, gtfs }
     }
 
@@ -746,7 +748,7 @@ async fn transit_trips_record_their_nearest_stops_and_trips_are_generated_betwee
     let env = Env::new(&[]).await;
     let hub = &env.sandbox.hub;
     // Nothing imported: the shipped stops.
-    let (stops, from) = tsp_mobility::seed::trip_stops(hub).await.unwrap();
+    let (stops, from) = tsp_mobility::seed::trip_stops(&env.gtfs).await.unwrap();
     assert_eq!(
         (stops.len(), from.contains("shipped")),
         (416, true),
@@ -759,14 +761,15 @@ async fn transit_trips_record_their_nearest_stops_and_trips_are_generated_betwee
         .unwrap()
         .version;
     // Imported (Barrie's stops under the configured feed's name): those, not Cairns'.
-    let (stops, from) = tsp_mobility::seed::trip_stops(hub).await.unwrap();
+    let (stops, from) = tsp_mobility::seed::trip_stops(&env.gtfs).await.unwrap();
     assert_eq!(stops.len(), 656, "{from}");
     assert!(from.contains(&format!("version {v}")), "{from}");
     assert!(stops.iter().all(|s| (44.0..45.0).contains(&s.lat)));
 
-    tsp_mobility::seed::seed_users(hub, 1).await.unwrap();
-    let cache = tsp_hub::Cache::start(hub.redis("cache").unwrap().clone(), &hub.config().cache);
-    let trips = tsp_mobility::complete::Trips::new(hub, cache).unwrap();
+    tsp_mobility::seed::seed_users(&common::portal(hub), 1)
+        .await
+        .unwrap();
+    let trips = common::trips(hub, common::cache(hub));
     let (a, b) = (&stops[0], &stops[stops.len() / 2]);
     let (a_id, b_id): (String, String) = {
         let near = |s: &tsp_mobility::seed::Stop| {
@@ -843,8 +846,7 @@ async fn a_failed_copy_keeps_the_previous_version_live_and_the_next_import_resum
     let config = tsp_config::load(&opts).unwrap();
     let broken = tsp_hub::Hub::connect(&config).await.unwrap();
     let dir = cairns_v2();
-    let e = Gtfs::new(&broken, None)
-        .unwrap()
+    let e = common::gtfs(&broken, None)
         .import(dir.path(), "cairns", &NoProgress)
         .await
         .unwrap_err();

@@ -3,12 +3,14 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod common;
+
 use std::time::Duration;
 
 use futures::StreamExt;
 use mongodb::bson::{Document, doc};
 use tsp_config::LoadOptions;
-use tsp_hub::{Cache, Level};
+use tsp_hub::Level;
 use tsp_mobility::analytics::DayRange;
 use tsp_mobility::complete::{ACTIVITY_LOG, Compensation, TRAJECTORIES, Trips};
 use tsp_mobility::queries::{Around, QueryError};
@@ -29,10 +31,12 @@ impl Env {
     async fn new(sets: &[&str]) -> Env {
         let sandbox = Sandbox::create(&options(sets)).await.unwrap();
         let hub = &sandbox.hub;
-        tsp_mobility::seed::seed_users(hub, 5).await.unwrap();
-        let cache = Cache::start(hub.redis("cache").unwrap().clone(), &hub.config().cache);
+        tsp_mobility::seed::seed_users(&common::portal(hub), 5)
+            .await
+            .unwrap();
+        let cache = common::cache(hub);
         assert!(cache.wait_l1(Duration::from_secs(5)).await);
-        let trips = Trips::new(hub, cache).unwrap();
+        let trips = common::trips(hub, cache);
         Env { sandbox, trips }
     }
 
@@ -313,7 +317,7 @@ async fn a_fault_after_each_step_leaves_a_state_that_a_retry_or_the_compensation
         )
         .await
         .unwrap();
-        let healthy_trips = Trips::new(&healthy_hub, env.trips.cache().clone()).unwrap();
+        let healthy_trips = common::trips(&healthy_hub, env.trips.cache().clone());
         let _ = env.trips.complete("job-2", &trip).await;
         let r = healthy_trips.complete("job-2", &trip).await.unwrap();
         assert_eq!(r.points, 22, "{step}");

@@ -12,92 +12,11 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::batch::{BatchFn, BatchFuture, BatchJob, BatchOptions, ErasedBatch};
+use crate::contract::{
+    ErasedHandler, ErasedRules, HandlerFuture, JobContext, JobRules, erase_rules,
+};
 use crate::error::{JobError, QueueError};
-use crate::queue::Queue;
-
-/// What a handler knows about the job it runs.
-#[derive(Clone)]
-pub struct JobContext {
-    /// The job's id.
-    pub id: String,
-    /// The job's type.
-    pub job_type: String,
-    /// This attempt's number, from 1.
-    pub attempt: u32,
-    /// Attempts allowed in all.
-    pub max_attempts: u32,
-    /// The queue it came from (for progress, or to enqueue follow-ups).
-    pub queue: Queue,
-}
-
-impl JobContext {
-    /// Records progress (any JSON) and publishes a `progress` event.
-    pub async fn progress(&self, value: serde_json::Value) -> Result<(), QueueError> {
-        self.queue.set_progress(&self.id, &value).await
-    }
-}
-
-/// A handler's future: the result (JSON) or why it failed.
-pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<serde_json::Value, JobError>> + Send>>;
-
-pub(crate) type ErasedHandler = Arc<dyn Fn(JobContext, &str) -> HandlerFuture + Send + Sync>;
-
-/// A type's producer-side rules over a raw payload: the dedup key, or why it is refused.
-pub(crate) type ErasedRules = Arc<dyn Fn(&str) -> Result<Option<String>, QueueError> + Send + Sync>;
-
-/// Why a payload check refused a payload: the field (within the payload, e.g.
-/// `trajectory[2].timestamp`) and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PayloadError {
-    /// The field within the payload.
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-/// What producers check before a job of a type is enqueued. Built with [`JobRules::new`],
-/// then [`JobRules::check`] and [`JobRules::dedup_key`].
-pub struct JobRules<P> {
-    check: Option<Check<P>>,
-    dedup_key: Option<DedupKey<P>>,
-}
-
-/// A payload check: why the payload is refused, naming the field.
-type Check<P> = Box<dyn Fn(&P) -> Result<(), PayloadError> + Send + Sync>;
-
-/// A payload's dedup key.
-type DedupKey<P> = Box<dyn Fn(&P) -> String + Send + Sync>;
-
-impl<P> Default for JobRules<P> {
-    fn default() -> Self {
-        JobRules {
-            check: None,
-            dedup_key: None,
-        }
-    }
-}
-
-impl<P> JobRules<P> {
-    /// No rules beyond the payload decoding as `P`.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Refuses payloads that `check` refuses, naming the field.
-    pub fn check(
-        mut self,
-        check: impl Fn(&P) -> Result<(), PayloadError> + Send + Sync + 'static,
-    ) -> Self {
-        self.check = Some(Box::new(check));
-        self
-    }
-
-    /// Deduplicates jobs on this key while one is pending (unless the producer gives its own).
-    pub fn dedup_key(mut self, key: impl Fn(&P) -> String + Send + Sync + 'static) -> Self {
-        self.dedup_key = Some(Box::new(key));
-        self
-    }
-}
 
 /// Why a dead-letter hook failed (any error type).
 pub type HookError = Box<dyn std::error::Error + Send + Sync>;
@@ -116,7 +35,7 @@ pub struct Registry {
     pub(crate) rules: HashMap<String, ErasedRules>,
     dead_hooks: HashMap<String, ErasedHook>,
     /// Types with a batch handler (see `batch`), and how their batches are collected.
-    pub(crate) batches: HashMap<String, crate::batch::ErasedBatch>,
+    pub(crate) batches: HashMap<String, ErasedBatch>,
     /// What a producer must be allowed to enqueue each type ([`Registry::require`]).
     permissions: HashMap<String, &'static str>,
 }
@@ -136,9 +55,7 @@ struct MarkPayload {
 }
 
 /// `builtin.mark` for a batch: one sleep, then every job's mark in one pipeline.
-async fn mark_batch(
-    jobs: Vec<crate::batch::BatchJob<MarkPayload>>,
-) -> Vec<Result<serde_json::Value, JobError>> {
+async fn mark_batch(jobs: Vec<BatchJob<MarkPayload>>) -> Vec<Result<serde_json::Value, JobError>> {
     let valid = |p: &MarkPayload| {
         if p.set.is_empty() || p.set.len() > 100 {
             Err(JobError::abort("set: must be 1-100 characters"))
@@ -210,7 +127,7 @@ impl Registry {
         // 1. A batch handler: a batch's marks go in one pipeline, after one sleep (the longest).
         r.register_batch(
             "builtin.mark",
-            crate::batch::BatchOptions {
+            BatchOptions {
                 max_batch: 256,
                 max_wait: Duration::ZERO,
             },
@@ -259,26 +176,6 @@ impl Registry {
         });
         self.handlers.insert(job_type.to_string(), erased);
     }
-}
-
-/// A type's rules over raw payloads: decode as `P`, check, dedup key.
-pub(crate) fn erase_rules<P>(rules: JobRules<P>) -> ErasedRules
-where
-    P: DeserializeOwned + Send + 'static,
-{
-    Arc::new(move |payload: &str| {
-        let p: P = serde_json::from_str(payload).map_err(|e| QueueError::Invalid {
-            field: "payload".into(),
-            message: e.to_string(),
-        })?;
-        if let Some(check) = &rules.check {
-            check(&p).map_err(|e| QueueError::Invalid {
-                field: format!("payload.{}", e.field),
-                message: e.message,
-            })?;
-        }
-        Ok(rules.dedup_key.as_ref().map(|key| key(&p)))
-    })
 }
 
 impl Registry {
@@ -352,4 +249,107 @@ impl Registry {
         let h = self.handlers.get(&ctx.job_type)?.clone();
         Some(h(ctx, payload))
     }
+}
+
+impl Registry {
+    /// Registers a batch handler for `job_type`: it receives up to `options.max_batch` jobs of
+    /// the type and returns one outcome per job, in their order. A job whose payload does not
+    /// decode fails alone (without retry) and is not passed to the handler; a handler that
+    /// returns another number of outcomes fails every job of the batch (retried). The type also
+    /// gets a single-job handler that runs a batch of one, so everything that runs one job
+    /// (`Worker::run_once`) works for it.
+    pub fn register_batch<P, R, F, Fut>(
+        &mut self,
+        job_type: &str,
+        options: BatchOptions,
+        rules: JobRules<P>,
+        handler: F,
+    ) where
+        P: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(Vec<BatchJob<P>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Result<R, JobError>>> + Send + 'static,
+    {
+        self.rules.insert(job_type.to_string(), erase_rules(rules));
+        let handler = Arc::new(handler);
+        let name = job_type.to_string();
+        let run: BatchFn = Arc::new(move |jobs: Vec<(JobContext, String)>| {
+            let handler = handler.clone();
+            let name = name.clone();
+            Box::pin(run_decoded(jobs, name, handler)) as BatchFuture
+        });
+        let single = run.clone();
+        self.handlers.insert(
+            job_type.to_string(),
+            Arc::new(move |ctx: JobContext, payload: &str| {
+                let batch = single(vec![(ctx, payload.to_string())]);
+                Box::pin(async move {
+                    batch.await.pop().unwrap_or_else(|| {
+                        Err(JobError::Retry("batch handler returned nothing".into()))
+                    })
+                }) as HandlerFuture
+            }),
+        );
+        self.batches
+            .insert(job_type.to_string(), ErasedBatch { options, run });
+    }
+
+    /// The batch handler of `job_type`, if it has one.
+    pub(crate) fn batch(&self, job_type: &str) -> Option<&ErasedBatch> {
+        self.batches.get(job_type)
+    }
+}
+
+/// Decodes each payload, runs the handler on those that decode, and puts every outcome back in
+/// the jobs' order.
+async fn run_decoded<P, R, F, Fut>(
+    jobs: Vec<(JobContext, String)>,
+    name: String,
+    handler: Arc<F>,
+) -> Vec<Result<serde_json::Value, JobError>>
+where
+    P: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+    F: Fn(Vec<BatchJob<P>>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Vec<Result<R, JobError>>> + Send + 'static,
+{
+    let mut outcomes: Vec<Option<Result<serde_json::Value, JobError>>> = Vec::new();
+    let mut decoded = Vec::new();
+    let mut slots = Vec::new();
+    for (i, (ctx, payload)) in jobs.into_iter().enumerate() {
+        match serde_json::from_str::<P>(&payload) {
+            Ok(p) => {
+                decoded.push(BatchJob { ctx, payload: p });
+                slots.push(i);
+                outcomes.push(None);
+            }
+            Err(e) => outcomes.push(Some(Err(JobError::Abort(format!(
+                "payload does not decode as {name}: {e}"
+            ))))),
+        }
+    }
+    if !decoded.is_empty() {
+        let n = decoded.len();
+        let results = handler(decoded).await;
+        if results.len() == n {
+            for (slot, r) in slots.into_iter().zip(results) {
+                outcomes[slot] = Some(r.and_then(|v| {
+                    serde_json::to_value(v)
+                        .map_err(|e| JobError::Abort(format!("result does not serialize: {e}")))
+                }));
+            }
+        } else {
+            let why = format!(
+                "batch handler returned {} outcomes for {n} jobs",
+                results.len()
+            );
+            for slot in slots {
+                outcomes[slot] = Some(Err(JobError::Retry(why.clone())));
+            }
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(JobError::Retry("no outcome".into()))))
+        .collect()
 }

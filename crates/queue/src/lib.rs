@@ -18,6 +18,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod batch;
+mod contract;
 mod error;
 mod handler;
 mod job;
@@ -28,10 +29,9 @@ mod schedule;
 mod worker;
 
 pub use batch::{BatchFuture, BatchJob, BatchOptions};
+pub use contract::{HandlerFuture, JobContext, JobRules, PayloadError};
 pub use error::{JobError, QueueError};
-pub use handler::{
-    HandlerFuture, HookError, HookFuture, JobContext, JobRules, PayloadError, Registry,
-};
+pub use handler::{HookError, HookFuture, Registry};
 pub use job::{Backoff, JobInfo, JobState, MAX_PRIORITY, NewJob, QueueCounts};
 pub use queue::{
     AuditReport, Cancelled, DeadJob, Fetched, Finding, Finished, Glance, Lease, LeasedJob, Order,

@@ -94,38 +94,34 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
         Command::Health { json } => health(&hub, json).await?,
         Command::Serve => serve(&hub, prometheus, reloader).await?,
         Command::Roundtrip => roundtrip(&hub).await,
-        Command::Worker(args) => {
-            let app = App::build(&hub).context("cannot start")?;
-            print_json(&commands::jobs::worker(&app, &args, prometheus, shutdown_signal()).await?)?
-        }
+        Command::Worker(args) => print_json(
+            &commands::jobs::worker(&app(&hub)?, &args, prometheus, shutdown_signal()).await?,
+        )?,
         Command::Enqueue(args) => {
-            let ids = commands::jobs::enqueue(&App::build(&hub)?, &args).await?;
+            let ids = commands::jobs::enqueue(&app(&hub)?, &args).await?;
             print_ids(&ids);
             0
         }
         Command::Jobs(cmd) => {
-            println!("{}", commands::jobs::jobs(&hub, &cmd).await?);
+            println!("{}", commands::jobs::jobs(&app(&hub)?, &cmd).await?);
             0
         }
         Command::Migrate(args) => migrate(&hub, &args).await?,
-        Command::Simulate(args) => commands::trips::simulate(&hub, &args).await?,
+        Command::Simulate(args) => commands::trips::simulate(&app(&hub)?, &args).await?,
         Command::Query(cmd) => {
-            println!("{}", commands::trips::query(&hub, &cmd).await?);
+            println!("{}", commands::trips::query(&app(&hub)?, &cmd).await?);
             0
         }
-        Command::Users(cmd) => commands::accounts::users(&App::build(&hub)?, &cmd).await?,
-        Command::Admins(cmd) => commands::accounts::admins(&App::build(&hub)?, &cmd).await?,
-        Command::Apikey(cmd) => commands::accounts::apikey(&App::build(&hub)?, &cmd).await?,
+        Command::Users(cmd) => commands::accounts::users(&app(&hub)?, &cmd).await?,
+        Command::Admins(cmd) => commands::accounts::admins(&app(&hub)?, &cmd).await?,
+        Command::Apikey(cmd) => commands::accounts::apikey(&app(&hub)?, &cmd).await?,
         Command::Schedule(cmd) => {
-            println!(
-                "{}",
-                commands::schedules::run(&App::build(&hub)?, &cmd).await?
-            );
+            println!("{}", commands::schedules::run(&app(&hub)?, &cmd).await?);
             0
         }
         Command::Backup(cmd) => commands::backup::backup(&hub, &opts, &cmd).await?,
         Command::Restore(args) => commands::backup::restore(&hub, &opts, &args).await?,
-        Command::Gtfs(cmd) => commands::gtfs::gtfs(&hub, &cmd).await?,
+        Command::Gtfs(cmd) => commands::gtfs::gtfs(app(&hub)?.gtfs(), &cmd).await?,
         Command::Config(ConfigCommand::Reload { pid }) => {
             commands::config::reload(&hub, pid).await?
         }
@@ -138,6 +134,11 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
     commands::jobs::record_lost_points(&hub, &closed).await;
     report_unwritten(closed);
     Ok(code)
+}
+
+/// The service's components on `hub` (the composition root, [`App::build`]).
+fn app(hub: &Hub) -> anyhow::Result<App> {
+    App::build(hub).context("cannot start")
 }
 
 /// The exit report: points accepted and never written are lost, and said so (stderr and log).
@@ -216,9 +217,7 @@ async fn serve(
     println!("listening on http://{addr}");
     tracing::info!(%addr, "serving /health, /health/live, /health/ready, /metrics");
     let watcher = tokio::spawn(watch_health(hub.clone()));
-    let activity = http::Activity::start(hub)
-        .await
-        .context("cannot start the activity log")?;
+    let activity = http::Activity::start(&app.stores().activity, &hub.config().activity).await;
     let grace = hub.config().queue.shutdown_grace;
     http::serve(
         listener,
@@ -308,15 +307,14 @@ async fn migrate(hub: &Hub, args: &MigrateArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_FAILURE);
     }
     if !dry {
-        if hub.config().activity.mongo {
-            let store = hub.mongo("dataset")?;
+        let app = app(hub)?;
+        if let Some(store) = &app.stores().activity.log {
             tsp_server::http::ensure_activity_indexes(store, hub.config().activity.keep)
                 .await
                 .context("cannot create the request_activity indexes")?;
         }
         // The schedules the service ships with come with its schema (docs/analytics.md).
-        App::build(hub)?
-            .ensure_default_schedules()
+        app.ensure_default_schedules()
             .await
             .context("cannot add the default schedules")?;
     }

@@ -343,9 +343,7 @@ async fn nobody_can_squat_another_users_trip_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn near_queries_show_a_user_their_own_trips_and_others_only_as_crowds() {
     let site = Site::new(&[]).await;
-    tsp_mobility::seed::seed_users(&site.sandbox.hub, 8)
-        .await
-        .unwrap();
+    common::seed_users(&site.sandbox.hub, 8).await;
     let email = site.user_with_password(1).await;
     let server = site.server(&[]);
     let user = token_of(&server, &email).await;

@@ -34,7 +34,7 @@ async fn count(hub: &Hub, instance: &str, sql: &str) -> i64 {
 
 /// Rows, queued jobs, a key with a time to live, GeoJSON documents and tagged points.
 async fn fill(hub: &Hub) {
-    tsp_mobility::seed::seed_users(hub, 5).await.unwrap();
+    common::seed_users(hub, 5).await;
     sqlx::query(
         "INSERT INTO trips (trip_id, user_id, mode, status, started_at, ended_at, distance_m, \
          duration_s, points) VALUES \
@@ -251,7 +251,7 @@ async fn damaged_sets_wrong_keys_newer_manifests_and_a_held_lock_are_refused() {
     let opts = options_with_key(dir.path(), "key");
     let sets = dir.path().join("sets");
     let a = Sandbox::create(&opts).await.unwrap();
-    tsp_mobility::seed::seed_users(&a.hub, 50).await.unwrap();
+    common::seed_users(&a.hub, 50).await;
     let backups = Backups::new(&a.hub, Some(sets.clone())).unwrap();
     let mysql = Stores::parse("mysql").unwrap();
     let m = backups.create(mysql).await.unwrap();
@@ -358,7 +358,7 @@ async fn a_changed_manifest_or_a_part_name_leaving_the_set_is_refused() {
         .push(format!("backup.signing_key_file={}", signing.display()));
     let sets = dir.path().join("sets");
     let a = Sandbox::create(&opts).await.unwrap();
-    tsp_mobility::seed::seed_users(&a.hub, 5).await.unwrap();
+    common::seed_users(&a.hub, 5).await;
     let backups = Backups::new(&a.hub, Some(sets.clone())).unwrap();
     let mysql = Stores::parse("mysql").unwrap();
     let m = backups.create(mysql).await.unwrap();
@@ -440,7 +440,7 @@ async fn point_in_time_recovery_replays_the_binary_log_up_to_the_moment_given() 
     let opts = common::load_options();
     let sets = dir.path().join("sets");
     let a = Sandbox::create(&opts).await.unwrap();
-    tsp_mobility::seed::seed_users(&a.hub, 3).await.unwrap();
+    common::seed_users(&a.hub, 3).await;
     insert_trips(&a.hub, &["before-1"]).await;
     let mysql = Stores::parse("mysql").unwrap();
     let m = Backups::new(&a.hub, Some(sets.clone()))
@@ -552,9 +552,7 @@ async fn a_disk_that_refuses_writes_leaves_the_set_incomplete_and_names_the_part
     let dir = tempfile::tempdir().unwrap();
     let sets = dir.path().join("sets");
     let a = Sandbox::create(&common::load_options()).await.unwrap();
-    tsp_mobility::seed::seed_users(&a.hub, 20_000)
-        .await
-        .unwrap();
+    common::seed_users(&a.hub, 20_000).await;
     let mut args = vec![
         "backup".to_string(),
         "create".into(),

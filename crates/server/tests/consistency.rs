@@ -15,11 +15,9 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
-use tsp_hub::Cache;
 use tsp_mobility::batch;
 use tsp_mobility::complete::{TRAJECTORIES, Trips};
 use tsp_mobility::sandbox::Sandbox;
-use tsp_mobility::seed;
 use tsp_mobility::trip::TripCompletion;
 use tsp_queue::Queue;
 
@@ -46,7 +44,7 @@ async fn enqueue_trips(
     days: u32,
 ) -> (Queue, Vec<TripCompletion>, Vec<String>) {
     let hub = &sandbox.hub;
-    seed::seed_users(hub, users).await.unwrap();
+    common::seed_users(hub, users).await;
     let queue = Queue::new(
         hub.redis("cache").unwrap().clone(),
         "trips",
@@ -111,8 +109,7 @@ async fn drill(mode: &[&str]) {
     let sandbox = Sandbox::create(&common::load_options()).await.unwrap();
     let hub = sandbox.hub.clone();
     let (queue, generated, ids) = enqueue_trips(&sandbox, 99, TRIPS, USERS, 20).await;
-    let cache = Cache::start(hub.redis("cache").unwrap().clone(), &hub.config().cache);
-    let trips = Trips::new(&hub, cache).unwrap();
+    let trips = common::trips(&hub);
     let trip_of: HashMap<&str, &TripCompletion> = ids
         .iter()
         .map(String::as_str)
@@ -413,8 +410,7 @@ async fn a_process_abort_after_a_batch_s_mysql_or_mongo_steps_is_finished_by_ano
         let status = tokio::task::block_in_place(|| w.wait().unwrap());
         assert_eq!(status.code(), None, "{step}: {status:?}");
     }
-    let cache = Cache::start(hub.redis("cache").unwrap().clone(), &hub.config().cache);
-    let trips = Trips::new(&hub, cache).unwrap();
+    let trips = common::trips(&hub);
     // The first abort left trips rows and earns without documents; the second, documents too.
     let f = batch::footprint(&trips).await.unwrap();
     assert!(f.trips_unfinished > 0 && f.trips_completed == 0, "{f:?}");
@@ -482,8 +478,7 @@ async fn a_process_abort_after_each_step_is_finished_by_another_worker() {
             "{id}: one abort, then done"
         );
     }
-    let cache = Cache::start(hub.redis("cache").unwrap().clone(), &hub.config().cache);
-    let trips = Trips::new(&hub, cache).unwrap();
+    let trips = common::trips(&hub);
     every_trip_whole(&trips, steps.len()).await;
     assert!(sandbox.remove().await.is_empty());
 }

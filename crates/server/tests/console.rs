@@ -215,9 +215,7 @@ async fn an_operator_watches_and_acts_and_a_viewer_only_watches() {
         "simulate", "--users", "20", "--trips", "40", "--days", "1", "--json",
     ]);
     // And one that ended a minute ago, by a user of its own, so today has trips at any hour.
-    tsp_mobility::seed::seed_users(&site.sandbox.hub, 21)
-        .await
-        .unwrap();
+    common::seed_users(&site.sandbox.hub, 21).await;
     let end = chrono::Utc::now().timestamp_millis() - 60_000;
     let recent = tsp_mobility::trip::TripCompletion {
         trip_id: "just-now".into(),
@@ -284,7 +282,7 @@ async fn an_operator_watches_and_acts_and_a_viewer_only_watches() {
     b.wait_for(r#"[data-state="waiting"]"#, Duration::from_secs(10))
         .await;
     b.js("window.__sameDocument = 42").await;
-    let schedules = site.app.schedules().unwrap();
+    let schedules = site.app.schedules();
     let every_second = json!({"name": "console-tick", "every_ms": 1000, "job_type": "builtin.noop",
                               "payload": {"from": "schedule"}, "queue": "console"});
     schedules

@@ -16,11 +16,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mongodb::bson::doc;
-use tsp_hub::{Cache, Hub};
+use tsp_hub::Hub;
 use tsp_mobility::batch;
-use tsp_mobility::complete::Trips;
 use tsp_mobility::sandbox::Sandbox;
-use tsp_mobility::seed;
 use tsp_queue::Queue;
 
 const MYSQL: [&str; 4] = ["PORTAL", "DATASET", "GTFS", "INCENTIVE"];
@@ -348,7 +346,7 @@ async fn credentials_rotate_on_every_store_while_workers_run_with_no_failed_job(
         .await
         .unwrap();
     let hub = sandbox.hub.clone();
-    seed::seed_users(&hub, 40).await.unwrap();
+    common::seed_users(&hub, 40).await;
     let queue = Queue::new(
         hub.redis("cache").unwrap().clone(),
         "trips",
@@ -421,8 +419,7 @@ async fn credentials_rotate_on_every_store_while_workers_run_with_no_failed_job(
         (enqueued as u64, 0),
         "{counts:?}"
     );
-    let cache = Cache::start(hub.redis("cache").unwrap().clone(), &hub.config().cache);
-    let trips = Trips::new(&hub, cache).unwrap();
+    let trips = common::trips(&hub);
     let f = batch::footprint(&trips).await.unwrap();
     let n = enqueued as i64;
     assert_eq!(

@@ -35,7 +35,7 @@ fn tick_of(dedup: &str) -> i64 {
 async fn one_job_per_tick_while_workers_die_restart_and_stall() {
     let sandbox = Sandbox::create(&common::load_options()).await.unwrap();
     let app = App::build(&sandbox.hub).unwrap();
-    let schedules = app.schedules().unwrap();
+    let schedules = app.schedules();
     let queue = app.queue("sched").unwrap();
     let set = format!("ticks-{}", rand::random::<u32>());
     schedules
@@ -249,13 +249,7 @@ async fn schedules_declared_in_the_configuration_are_reconciled_by_workers() {
         (vec!["beat".to_string()], vec![])
     );
     assert_eq!(app.reconcile_schedules().await.unwrap(), Default::default());
-    let listed = app
-        .schedules()
-        .unwrap()
-        .find("beat")
-        .await
-        .unwrap()
-        .unwrap();
+    let listed = app.schedules().find("beat").await.unwrap().unwrap();
     assert_eq!(listed.schedule.every_ms, Some(1000));
 
     // A worker started with the same configuration runs it.
@@ -277,7 +271,7 @@ async fn schedules_declared_in_the_configuration_are_reconciled_by_workers() {
     let mut by_hand = listed.schedule.clone();
     by_hand.name = "by-hand".into();
     by_hand.declared = false;
-    app.schedules().unwrap().put(by_hand).await.unwrap();
+    app.schedules().put(by_hand).await.unwrap();
     let mut later = common::load_options();
     later.overrides.extend(sandbox.overrides.iter().cloned());
     let hub = tsp_hub::Hub::connect(&tsp_config::load(&later).unwrap())
@@ -291,7 +285,6 @@ async fn schedules_declared_in_the_configuration_are_reconciled_by_workers() {
     assert_eq!((done.put, done.removed), (vec![], vec!["beat".to_string()]));
     let left: Vec<String> = app
         .schedules()
-        .unwrap()
         .list()
         .await
         .unwrap()

@@ -563,9 +563,7 @@ async fn reloads_refuse_a_wrong_secret_and_keep_the_old_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backups_run_as_the_migrator_over_tls() {
     let sandbox = Sandbox::create(&secure_options(&[])).await.unwrap();
-    tsp_mobility::seed::seed_users(&sandbox.hub, 5)
-        .await
-        .unwrap();
+    common::seed_users(&sandbox.hub, 5).await;
     let dir = tempfile::tempdir().unwrap();
     let to = dir.path().display().to_string();
     let cli = |args: &[&str]| {

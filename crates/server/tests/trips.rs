@@ -8,7 +8,6 @@ mod common;
 use std::time::Duration;
 
 use common::Server;
-use tsp_hub::Cache;
 use tsp_mobility::auth::Scope;
 use tsp_mobility::complete::Trips;
 use tsp_mobility::sandbox::Sandbox;
@@ -66,10 +65,9 @@ async fn start(sandbox: &Sandbox) -> Server {
 async fn two_servers_answer_queries_and_never_serve_an_invalidated_entry() {
     let sandbox = Sandbox::create(&common::load_options()).await.unwrap();
     let hub = sandbox.hub.clone();
-    tsp_mobility::seed::seed_users(&hub, 3).await.unwrap();
-    let cache = Cache::start(hub.redis("cache").unwrap().clone(), &hub.config().cache);
-    assert!(cache.wait_l1(Duration::from_secs(5)).await);
-    let trips = Trips::new(&hub, cache).unwrap();
+    common::seed_users(&hub, 3).await;
+    let trips = common::trips(&hub);
+    assert!(trips.cache().wait_l1(Duration::from_secs(5)).await);
     trips.complete("j-0", &trip("c-0", 1, 2)).await.unwrap();
 
     let a = start(&sandbox).await;

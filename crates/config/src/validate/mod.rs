@@ -269,18 +269,18 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
     let mongo = stores::mongo(&mut b, &mongo_names);
     let influx = stores::influx(&mut b, &influx_names);
     let service_monitor = sections::service_monitor(&mut b, &influx);
-    let influx_tags = sections::plain(&mut b, "influx.tags", schema::INFLUX_TAG_FIELDS);
-    let health = sections::plain(&mut b, "health", schema::HEALTH_FIELDS);
-    let secrets = sections::plain(&mut b, "secrets", schema::SECRETS_FIELDS);
+    let influx_tags = sections::plain(&mut b, "influx.tags", &schema::INFLUX_TAG_FIELDS);
+    let health = sections::plain(&mut b, "health", &schema::HEALTH_FIELDS);
+    let secrets = sections::plain(&mut b, "secrets", &schema::SECRETS_FIELDS);
     let server = sections::server(&mut b);
     let queue = sections::queue(&mut b, &redis);
     let trips = sections::trips(&mut b);
     let cache = sections::cache(&mut b, &redis);
     let auth = sections::auth(&mut b, &redis);
-    let limits = sections::plain(&mut b, "limits", schema::LIMIT_FIELDS);
-    let activity = sections::plain(&mut b, "activity", schema::ACTIVITY_FIELDS);
-    let backup = sections::plain(&mut b, "backup", schema::BACKUP_FIELDS);
-    let gtfs = sections::plain(&mut b, "gtfs", schema::GTFS_FIELDS);
+    let limits = sections::plain(&mut b, "limits", &schema::LIMIT_FIELDS);
+    let activity = sections::plain(&mut b, "activity", &schema::ACTIVITY_FIELDS);
+    let backup = sections::plain(&mut b, "backup", &schema::BACKUP_FIELDS);
+    let gtfs = sections::plain(&mut b, "gtfs", &schema::GTFS_FIELDS);
     let batches = sections::batches(&mut b);
     let schedules = sections::schedules(&mut b);
     let mut shown = std::mem::take(&mut b.shown);
@@ -336,7 +336,7 @@ mod tests {
     #[test]
     fn reading_a_key_the_schema_does_not_declare_fails_the_load() {
         let mut b = builder();
-        let mut values = b.section("health", schema::HEALTH_FIELDS, "");
+        let mut values = b.section("health", &schema::HEALTH_FIELDS, "");
         assert!(values.get("timeout").is_object());
         // A typo in the code: `timout`.
         assert!(values.get("timout").is_null());
@@ -354,7 +354,7 @@ mod tests {
     /// Reading the `health` section into `T` is refused, naming `key`.
     fn assert_refused<T: DeserializeOwned>(key: &str) {
         let mut b = builder();
-        let values = b.section("health", schema::HEALTH_FIELDS, "");
+        let values = b.section("health", &schema::HEALTH_FIELDS, "");
         assert!(b.typed::<T>(values).is_none());
         let message = &b.problems[0].message;
         assert!(message.contains(key), "{message}");

@@ -25,7 +25,7 @@ pub(super) fn plain<T: DeserializeOwned>(
 }
 
 pub(super) fn server(b: &mut Builder) -> Option<ServerSettings> {
-    let s: ServerSettings = plain(b, "server", schema::SERVER_FIELDS)?;
+    let s: ServerSettings = plain(b, "server", &schema::SERVER_FIELDS)?;
     if let Err(e) = crate::networks(&s.trusted_proxies) {
         b.problem("server.trusted_proxies", e);
     }
@@ -37,7 +37,7 @@ pub(super) fn service_monitor(
     influx: &BTreeMap<String, InfluxSettings>,
 ) -> Option<ServiceMonitorSettings> {
     let prefix = "influx.service_monitor";
-    let s: ServiceMonitorSettings = plain(b, prefix, schema::SERVICE_MONITOR_FIELDS)?;
+    let s: ServiceMonitorSettings = plain(b, prefix, &schema::SERVICE_MONITOR_FIELDS)?;
     if !influx.contains_key(&s.instance) {
         b.problem(
             &format!("{prefix}.instance"),
@@ -65,7 +65,7 @@ pub(super) fn queue(
     b: &mut Builder,
     redis: &BTreeMap<String, RedisSettings>,
 ) -> Option<QueueSettings> {
-    let q: QueueSettings = plain(b, "queue", schema::QUEUE_FIELDS)?;
+    let q: QueueSettings = plain(b, "queue", &schema::QUEUE_FIELDS)?;
     check_redis_instance(b, "queue.redis", &q.redis, redis);
     if q.lease < Duration::from_secs(1) {
         b.problem(
@@ -77,16 +77,7 @@ pub(super) fn queue(
 }
 
 pub(super) fn trips(b: &mut Builder) -> Option<TripSettings> {
-    let mut v = b.section("trips", schema::TRIP_FIELDS, "");
-    // The per-mode limits are sections of their own in the schema, one map each here.
-    for (sub, fields) in [
-        ("max_mean_kmh", schema::TRIP_MEAN_FIELDS),
-        ("max_trip_km", schema::TRIP_KM_FIELDS),
-        ("max_trip_duration", schema::TRIP_DURATION_FIELDS),
-    ] {
-        let per_mode = b.section(&format!("trips.{sub}"), fields, "");
-        v.nest(sub, per_mode);
-    }
+    let mut v = b.section("trips", &schema::TRIP_FIELDS, "");
     // `any` is the schema's word for "no particular step".
     if v.get("fault.step").as_str() == Some("any") {
         v.set("fault.step", Value::Null);
@@ -105,7 +96,7 @@ pub(super) fn cache(
     b: &mut Builder,
     redis: &BTreeMap<String, RedisSettings>,
 ) -> Option<CacheSettings> {
-    let c: CacheSettings = plain(b, "cache", schema::CACHE_FIELDS)?;
+    let c: CacheSettings = plain(b, "cache", &schema::CACHE_FIELDS)?;
     check_redis_instance(b, "cache.redis", &c.redis, redis);
     Some(c)
 }
@@ -114,7 +105,7 @@ pub(super) fn auth(
     b: &mut Builder,
     redis: &BTreeMap<String, RedisSettings>,
 ) -> Option<AuthSettings> {
-    let a: AuthSettings = plain(b, "auth", schema::AUTH_FIELDS)?;
+    let a: AuthSettings = plain(b, "auth", &schema::AUTH_FIELDS)?;
     check_redis_instance(b, "auth.redis", &a.redis, redis);
     if a.session_max < a.session_ttl {
         b.problem(
@@ -140,7 +131,7 @@ pub(super) fn batches(b: &mut Builder) -> BTreeMap<String, JobBatchSettings> {
     let mut out = BTreeMap::new();
     for job_type in types {
         let prefix = format!("queue.batch.{job_type}");
-        let v = b.section(&prefix, schema::BATCH_FIELDS, &job_type);
+        let v = b.section(&prefix, &schema::BATCH_FIELDS, &job_type);
         if let Some(s) = b.typed::<JobBatchSettings>(v) {
             out.insert(job_type, s);
         }
@@ -164,7 +155,7 @@ pub(super) fn schedules(b: &mut Builder) -> BTreeMap<String, ScheduleSettings> {
     let mut out = BTreeMap::new();
     for name in names {
         let prefix = format!("schedules.{name}");
-        let v = b.section(&prefix, schema::SCHEDULE_FIELDS, &name);
+        let v = b.section(&prefix, &schema::SCHEDULE_FIELDS, &name);
         let Some(s) = b.typed::<ScheduleSettings>(v) else {
             continue;
         };

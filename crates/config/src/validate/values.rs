@@ -72,12 +72,6 @@ impl Values {
         cur.unwrap_or(&Value::Null)
     }
 
-    /// Moves every value of `other` under `key` of this section (a section of the schema
-    /// that is one map of the settings: `trips.max_mean_kmh` into `trips`).
-    pub(super) fn nest(&mut self, key: &str, other: Values) {
-        self.set(key, Value::Object(other.map));
-    }
-
     /// A schema key's value as text ("" when absent).
     pub(super) fn text(&mut self, key: &str) -> String {
         self.get(key).as_str().unwrap_or_default().to_string()

@@ -6,10 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
-use tsp_config::{InfluxApi, InfluxSettings};
+use tsp_config::{BatchSettings, InfluxApi, InfluxSettings};
 
+use super::sink::{LineSink, WriteFailure};
 use super::writer::PointWriter;
 use crate::error::{HubError, Redactor};
 use crate::health::InstanceHealth;
@@ -18,28 +20,6 @@ use crate::rotation::AuthAlarm;
 use crate::shared::Shared;
 
 const STORE: &str = "influx";
-
-/// Why a write failed, and whether sending it again may work.
-#[derive(Debug, Clone)]
-pub enum WriteFailure {
-    /// 429, 5xx, timeouts and connection errors: retry, after `retry_after` if the server said.
-    Retryable {
-        message: String,
-        retry_after: Option<Duration>,
-    },
-    /// Anything else (bad line protocol, unknown database, auth): retrying cannot help.
-    Permanent { message: String },
-}
-
-impl WriteFailure {
-    pub fn message(&self) -> &str {
-        match self {
-            WriteFailure::Retryable { message, .. } | WriteFailure::Permanent { message } => {
-                message
-            }
-        }
-    }
-}
 
 /// One InfluxDB instance.
 #[derive(Clone)]
@@ -148,7 +128,7 @@ impl InfluxStore {
         };
         writers
             .entry(target.to_string())
-            .or_insert_with(|| PointWriter::spawn(self.clone(), target.to_string()))
+            .or_insert_with(|| PointWriter::spawn(Arc::new(self.clone()), target.to_string()))
             .clone()
     }
 
@@ -497,5 +477,27 @@ impl InfluxStore {
             self.ping(),
         )
         .await
+    }
+}
+
+impl LineSink for InfluxStore {
+    fn name(&self) -> &str {
+        InfluxStore::name(self)
+    }
+
+    fn batch(&self) -> &BatchSettings {
+        &self.settings.batch
+    }
+
+    fn default_tags(&self) -> &[(String, String)] {
+        InfluxStore::default_tags(self)
+    }
+
+    fn write_body<'a>(
+        &'a self,
+        target: &'a str,
+        body: Bytes,
+    ) -> BoxFuture<'a, Result<(), WriteFailure>> {
+        Box::pin(InfluxStore::write_body(self, target, body))
     }
 }

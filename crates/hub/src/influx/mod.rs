@@ -2,6 +2,7 @@
 
 mod client;
 mod line;
+mod sink;
 mod writer;
 
 pub use client::InfluxStore;

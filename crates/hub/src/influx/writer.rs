@@ -25,8 +25,8 @@ use rand::Rng;
 use tokio::sync::Notify;
 use tsp_config::BatchSettings;
 
-use super::client::{InfluxStore, WriteFailure};
 use super::line::{Point, PointError};
+use super::sink::{LineSink, WriteFailure};
 use crate::metrics::names;
 
 /// Counters of one writer. `accepted = written + failed + dropped + buffered + in flight`.
@@ -72,7 +72,7 @@ struct State {
 }
 
 struct Shared {
-    store: InfluxStore,
+    store: Arc<dyn LineSink>,
     target: String,
     cfg: BatchSettings,
     state: Mutex<State>,
@@ -99,8 +99,8 @@ pub struct PointWriter {
 
 impl PointWriter {
     /// Starts a writer's sending task. Needs a Tokio runtime.
-    pub(crate) fn spawn(store: InfluxStore, target: String) -> Self {
-        let cfg = store.settings().batch.clone();
+    pub(crate) fn spawn(store: Arc<dyn LineSink>, target: String) -> Self {
+        let cfg = store.batch().clone();
         let shared = Arc::new(Shared {
             store,
             target,

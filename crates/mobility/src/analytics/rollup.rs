@@ -281,19 +281,16 @@ impl Trips {
             .and_utc()
             .timestamp_nanos_opt()
             .unwrap_or(0);
-        let tags = self.hub().config().influx_tags.pairs();
         for mode in crate::trip::MODES {
             let m = modes.iter().find(|m| m.mode == *mode);
-            let mut point = Point::new("mobility_daily")
+            // The writer adds the deployment tags (`influx.tags.*`) to every point.
+            let point = Point::new("mobility_daily")
                 .tag("mode", *mode)
                 .field("trips", m.map_or(0, |m| m.trips as i64))
                 .field("distance_km", m.map_or(0.0, |m| m.distance_m / 1000.0))
                 .field("points", m.map_or(0, |m| m.points))
                 .field("active_users", m.map_or(0, |m| m.active_users as i64))
                 .timestamp_ns(at);
-            for (k, v) in &tags {
-                point = point.tag(k.as_str(), v.as_str());
-            }
             if let Err(e) = writer.write_wait(&point).await {
                 tracing::warn!(error = %e, "mobility_daily point refused");
             }

@@ -22,7 +22,9 @@ mod sessions;
 use std::sync::Arc;
 
 use tsp_config::{AuthSettings, LimitSettings};
-use tsp_hub::{Cache, Hub, HubError, MysqlStore, RedisStore};
+use tsp_hub::{Cache, HubError, MysqlStore, RedisStore};
+
+use crate::stores::AuthStores;
 
 pub use accounts::{Login, LoginError, NewUser};
 pub use admission::Admission;
@@ -69,23 +71,25 @@ struct Inner {
 }
 
 impl Auth {
-    /// Credentials on `hub`'s `portal` database and the `auth.redis` instance, with `cache`
-    /// holding user status and API keys between requests.
-    pub fn new(hub: &Hub, cache: Cache) -> Result<Auth, HubError> {
-        let config = hub.config();
-        let portal = hub.mysql("portal")?.clone();
-        let redis = hub.redis(&config.auth.redis)?.clone();
-        Ok(Auth {
+    /// Credentials on `stores`, with `cache` holding user status and API keys between
+    /// requests.
+    pub fn new(
+        stores: AuthStores,
+        settings: AuthSettings,
+        limits: LimitSettings,
+        cache: Cache,
+    ) -> Auth {
+        Auth {
             inner: Arc::new(Inner {
-                portal,
-                redis,
+                portal: stores.portal,
+                redis: stores.redis,
                 cache,
-                hasher: Hasher::new(config.auth.argon2),
-                settings: config.auth.clone(),
-                limits: config.limits.clone(),
+                hasher: Hasher::new(settings.argon2),
+                settings,
+                limits,
                 reservations: rate::Reservations::default(),
             }),
-        })
+        }
     }
 
     /// The `auth.*` settings.

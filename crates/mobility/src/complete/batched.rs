@@ -12,9 +12,10 @@ use sqlx::{MySql, QueryBuilder, Row};
 use tsp_hub::{MongoStore, NamedLocks, RedisStore};
 use tsp_queue::JobError;
 
+use super::attempt::Attempt;
 use super::history::{USER_WAIT, user_lock_name};
 use super::steps::{
-    Attempt, GEO_UPDATE, NEAREST_STOPS, Nearest, TRANSIT_MODES, activity, booking, completed_event,
+    GEO_UPDATE, NEAREST_STOPS, Nearest, TRANSIT_MODES, activity, booking, completed_event,
     nearest_call, stops_document, trajectory,
 };
 use super::{ACTIVITY_LOG, Completed, TRAJECTORIES, Trips, lock_name, ms_to_naive};
@@ -432,7 +433,7 @@ impl Trips {
                 "nearest stops",
             )
             .await?;
-            let feed = &self.inner.hub.config().gtfs.feed;
+            let feed = &self.inner.feed;
             for (k, f) in transit.iter().zip(found) {
                 stops.insert(*k, stops_document(feed, f));
             }

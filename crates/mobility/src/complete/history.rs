@@ -13,7 +13,7 @@ use sqlx::{MySql, QueryBuilder, Row};
 use tsp_hub::MysqlStore;
 use tsp_queue::JobError;
 
-use super::steps::Attempt;
+use super::attempt::Attempt;
 use super::{Trips, fnv1a, ms_to_naive};
 
 /// How long a trip waits for another trip of the same user being recorded.

@@ -5,6 +5,7 @@
 //! overlap, and the invariant the consistency drill checks: docs/consistency.md. One function
 //! per step is in `steps`; the compensation in `compensate`.
 
+mod attempt;
 mod batched;
 mod claims;
 mod compensate;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tsp_config::{FaultMode, TripSettings};
 use tsp_hub::NamedLock;
-use tsp_hub::{Cache, Hub, HubError, InsertBatcher, MysqlStore, PointWriter};
+use tsp_hub::{Cache, HubError, InsertBatcher, MysqlStore, PointWriter};
 use tsp_queue::{
     BatchJob, BatchOptions, JobContext, JobError, JobRules, NewJob, PayloadError, Registry,
 };
@@ -68,8 +69,9 @@ struct Inner {
     held: held::HeldLocks,
     trajectories: InsertBatcher,
     activities: InsertBatcher,
-    hub: Hub,
     stores: TripStores,
+    /// `gtfs.feed`: the feed whose stops a trip's nearest stops come from.
+    feed: String,
     cache: Cache,
     settings: TripSettings,
     plausibility: Plausibility,
@@ -101,32 +103,24 @@ fn lock_name(store: &MysqlStore, trip_id: &str) -> String {
 }
 
 impl Trips {
-    /// The trip flows on `hub`, invalidating through `cache`.
-    ///
-    /// # Errors
-    /// [`HubError::MissingInstances`] when the configuration lacks a store they use.
-    pub fn new(hub: &Hub, cache: Cache) -> Result<Trips, HubError> {
-        let stores = TripStores::resolve(hub)?;
+    /// The trip flows on `stores`, with the nearest stops from `feed` (`gtfs.feed`),
+    /// invalidating through `cache`.
+    pub fn new(stores: TripStores, settings: TripSettings, feed: String, cache: Cache) -> Trips {
         let documents = stores.documents.clone();
-        Ok(Trips {
+        Trips {
             inner: Arc::new(Inner {
                 timings: Timings::default(),
                 held: held::HeldLocks::default(),
                 trajectories: InsertBatcher::start(documents.clone(), TRAJECTORIES, 256),
                 activities: InsertBatcher::start(documents, ACTIVITY_LOG, 256),
                 bookings: stores.metrics.writer(),
-                hub: hub.clone(),
                 stores,
+                feed,
                 cache,
-                settings: hub.config().trips.clone(),
-                plausibility: Plausibility::from_settings(&hub.config().trips),
+                plausibility: Plausibility::from_settings(&settings),
+                settings,
             }),
-        })
-    }
-
-    /// The hub the stores come from.
-    pub fn hub(&self) -> &Hub {
-        &self.inner.hub
+        }
     }
 
     /// The store instances the flows use.
@@ -189,15 +183,15 @@ impl Trips {
             .dedup_key(|trip: &TripCompletion| dedup_key(trip))
     }
 
-    /// Registers the job, its rules and its compensation on `registry`: a batch handler when
-    /// `trips.batch` is on (docs/consistency.md#batches), else one job at a time.
-    pub fn register(&self, registry: &mut Registry) {
+    /// Registers the job, its rules and its compensation on `registry`: a batch handler
+    /// collecting batches as `batches` says when `trips.batch` is on
+    /// (docs/consistency.md#batches), else one job at a time.
+    pub fn register(&self, registry: &mut Registry, batches: BatchOptions) {
         let me = self.clone();
         if self.inner.settings.batch {
-            let options = BatchOptions::from_config(self.inner.hub.config(), JOB_TYPE);
             registry.register_batch(
                 JOB_TYPE,
-                options,
+                batches,
                 self.rules(),
                 move |jobs: Vec<BatchJob<TripCompletion>>| {
                     let me = me.clone();
@@ -234,7 +228,7 @@ impl Trips {
         job_id: &str,
         trip: &TripCompletion,
     ) -> Option<(mongodb::bson::Document, mongodb::bson::Document)> {
-        let a = steps::Attempt::new(self, job_id, trip)?;
+        let a = attempt::Attempt::new(self, job_id, trip)?;
         Some((steps::trajectory(&a, None), steps::activity(&a)))
     }
 

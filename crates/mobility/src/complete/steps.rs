@@ -10,9 +10,10 @@ use tsp_hub::NamedLock;
 use tsp_hub::Point;
 use tsp_queue::JobError;
 
+use super::attempt::Attempt;
 use super::history::{USER_WAIT, Verdict, user_lock_name};
 use super::{Completed, Trips, fnv1a, ms_to_naive};
-use crate::trip::{TrackPoint, TripCompletion};
+use crate::trip::TripCompletion;
 
 /// See `geo.lua`.
 pub(super) static GEO_UPDATE: LazyLock<Script> =
@@ -28,43 +29,7 @@ pub(super) type Nearest = Vec<(String, f64)>;
 /// How far a trip's end may be from a stop for the stop to count as its stop.
 const STOP_RADIUS_M: u32 = 500;
 
-/// One attempt's facts, computed once and shared by its steps.
-pub(super) struct Attempt<'a> {
-    pub(super) job_id: &'a str,
-    pub(super) trip: &'a TripCompletion,
-    pub(super) first: &'a TrackPoint,
-    pub(super) last: &'a TrackPoint,
-    pub(super) distance_m: f64,
-    pub(super) duration_s: f64,
-    /// Points awarded (after the day's cap, once judged: [`Attempt::judged`]).
-    pub(super) points: i64,
-    /// Points over the day's cap, not awarded.
-    pub(super) capped: i64,
-}
-
-impl<'a> Attempt<'a> {
-    /// The facts of `trip`'s attempt in job `job_id`; `None` for a trajectory without two points
-    /// (refused by validation before).
-    pub(super) fn new(
-        trips: &Trips,
-        job_id: &'a str,
-        trip: &'a TripCompletion,
-    ) -> Option<Attempt<'a>> {
-        let (first, last) = (trip.trajectory.first()?, trip.trajectory.last()?);
-        let distance_m = trip.distance_m();
-        let evidenced_m = trip.evidenced_m(trips.inner.plausibility.max_fix_gap_ms);
-        Some(Attempt {
-            job_id,
-            trip,
-            first,
-            last,
-            distance_m,
-            duration_s: trip.duration_s(),
-            points: trips.points_for(&trip.mode, evidenced_m),
-            capped: 0,
-        })
-    }
-
+impl Attempt<'_> {
     /// Applies the history's verdict: the points to award, or the refusal (a dead job naming
     /// the rule).
     pub(super) fn judged(&mut self, verdict: Verdict) -> Result<(), JobError> {
@@ -85,18 +50,6 @@ impl<'a> Attempt<'a> {
                 ::metrics::counter!("tsp_trips_refused_total", "rule" => "overlap").increment(1);
                 Err(JobError::abort(why))
             }
-        }
-    }
-
-    /// What the job returns for it.
-    pub(super) fn completed(&self, already_completed: bool) -> Completed {
-        Completed {
-            trip_id: self.trip.trip_id.clone(),
-            distance_m: self.distance_m,
-            duration_s: self.duration_s,
-            points: self.points,
-            points_capped: self.capped,
-            already_completed,
         }
     }
 }
@@ -278,7 +231,7 @@ impl Trips {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| redis.command_error("nearest stops", &e))?;
-        Ok(stops_document(&self.inner.hub.config().gtfs.feed, found))
+        Ok(stops_document(&self.inner.feed, found))
     }
 
     /// The `geo.lua` call of step 6 for `a`.
@@ -299,7 +252,7 @@ impl Trips {
     /// its versions' GEO sets.
     pub(super) fn stop_keys(&self) -> (String, String) {
         let redis = &self.inner.stores.redis;
-        let feed = &self.inner.hub.config().gtfs.feed;
+        let feed = &self.inner.feed;
         (
             crate::gtfs::sync::live_key(redis, feed),
             crate::gtfs::sync::versions_base(redis, feed),

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tsp_config::GtfsSettings;
-use tsp_hub::{Cache, Hub, HubError, MongoStore, MysqlStore, NamedLock, RedisStore};
+use tsp_hub::{Cache, HubError, MongoStore, MysqlStore, NamedLock, RedisStore};
+
+use crate::stores::GtfsStores;
 
 use super::load::{self, FileReport};
 use super::source::FeedSource;
@@ -91,16 +93,15 @@ pub struct Gtfs {
 }
 
 impl Gtfs {
-    /// The GTFS stores on `hub` (`mysql.gtfs`, `mongo.dataset`, the cache's Redis); queries
-    /// read stop details through `cache` when given.
-    pub fn new(hub: &Hub, cache: Option<Cache>) -> Result<Gtfs, HubError> {
-        Ok(Gtfs {
-            mysql: hub.mysql("gtfs")?.clone(),
-            mongo: hub.mongo("dataset")?.clone(),
-            redis: hub.redis(&hub.config().cache.redis)?.clone(),
-            settings: hub.config().gtfs.clone(),
+    /// The GTFS side on `stores`; queries read stop details through `cache` when given.
+    pub fn new(stores: GtfsStores, settings: GtfsSettings, cache: Option<Cache>) -> Gtfs {
+        Gtfs {
+            mysql: stores.schedules,
+            mongo: stores.documents,
+            redis: stores.redis,
+            settings,
             cache,
-        })
+        }
     }
 
     /// The named lock of `feed`'s imports and rollbacks. Lock names are global to the MySQL

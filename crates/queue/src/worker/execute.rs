@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use tokio::sync::mpsc;
 
+use crate::contract::JobContext;
 use crate::error::JobError;
-use crate::handler::{JobContext, Registry};
+use crate::handler::Registry;
 use crate::queue::{LeasedJob, Queue, now_ms};
 
 /// A finished attempt on its way to Redis.

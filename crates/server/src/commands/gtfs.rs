@@ -6,7 +6,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use tsp_hub::Hub;
 use tsp_mobility::gtfs::{FileReport, Gtfs, GtfsError, ImportProgress, ImportReport, NoProgress};
 
 use crate::cli::GtfsCommand;
@@ -70,8 +69,7 @@ impl ImportProgress for Bars {
 }
 
 /// `tsp-job gtfs …`.
-pub async fn gtfs(hub: &Hub, cmd: &GtfsCommand) -> anyhow::Result<u8> {
-    let g = Gtfs::new(hub, None)?;
+pub async fn gtfs(g: &Gtfs, cmd: &GtfsCommand) -> anyhow::Result<u8> {
     let feed_or = |f: &Option<String>| f.clone().unwrap_or_else(|| g.default_feed().to_string());
     match cmd {
         GtfsCommand::Import { path, feed, json } => {

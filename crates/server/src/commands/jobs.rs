@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use tsp_hub::Hub;
 use tsp_queue::{Cancelled, JobState, NewJob, Queue, Worker, WorkerReport};
 
-use crate::app::{App, queue, records, trip_concurrency};
+use crate::app::App;
 use crate::cli::{EnqueueArgs, JobsCommand, WorkerArgs};
 
 /// `tsp-job worker`: runs every job type of this build on the queues named (default: `default`
@@ -26,7 +26,7 @@ pub async fn worker(
     };
     let queues = names
         .iter()
-        .map(|q| queue(hub, q))
+        .map(|q| app.queue(q))
         .collect::<Result<Vec<_>, _>>()?;
     // Declared schedules, reconciled before the tickers start (docs/queue.md#schedules).
     let done = app.reconcile_schedules().await?;
@@ -36,11 +36,11 @@ pub async fn worker(
     if !done.removed.is_empty() {
         tracing::info!(schedules = ?done.removed, "schedules no longer declared removed");
     }
-    let (sink, task) = records(hub).await?;
+    let (sink, task) = app.records().await?;
     let mut w = Worker::new(queues, app.registry().clone()).with_records(sink);
     match args.concurrency {
         Some(c) => w = w.with_concurrency(c),
-        None if names.contains(&trips_queue) => w = w.with_concurrency(trip_concurrency(hub)),
+        None if names.contains(&trips_queue) => w = w.with_concurrency(app.trip_concurrency()),
         None => {}
     }
     tracing::info!(worker = w.id(), queues = ?names, "worker started");
@@ -62,7 +62,7 @@ pub async fn worker(
         }
     }
     // Buffered trip_bookings points go out before the process ends.
-    for w in hub.influx("primary")?.writers() {
+    for w in app.stores().trips.metrics.writers() {
         w.flush().await;
     }
     Ok(report)
@@ -114,11 +114,12 @@ pub async fn enqueue(app: &App, a: &EnqueueArgs) -> anyhow::Result<Vec<String>> 
     Ok(q.enqueue_many(vec![job; a.count]).await?)
 }
 
-pub async fn jobs(hub: &Hub, cmd: &JobsCommand) -> anyhow::Result<String> {
+pub async fn jobs(app: &App, cmd: &JobsCommand) -> anyhow::Result<String> {
     Ok(match cmd {
-        JobsCommand::Stats { json } => stats(hub, *json).await?,
+        JobsCommand::Stats { json } => stats(app, *json).await?,
         JobsCommand::Show { id, queue: qn } => {
-            let job = queue(hub, qn)?
+            let job = app
+                .queue(qn)?
                 .job(id)
                 .await?
                 .with_context(|| format!("job {id} not found in queue {qn}"))?;
@@ -132,25 +133,26 @@ pub async fn jobs(hub: &Hub, cmd: &JobsCommand) -> anyhow::Result<String> {
             let st = JobState::parse(state).with_context(|| {
                 format!("--state: unknown state `{state}`: use waiting, delayed, active, completed or dead")
             })?;
-            let jobs = queue(hub, qn)?.list(st, *limit).await?;
+            let jobs = app.queue(qn)?.list(st, *limit).await?;
             serde_json::to_string_pretty(&jobs)?
         }
         JobsCommand::Retry {
             id,
             all_failed,
             queue: qn,
-        } => retry(hub, qn, id.as_deref(), *all_failed).await?,
-        JobsCommand::Cancel { ids, queue: qn } => cancel(hub, qn, ids).await?,
+        } => retry(app, qn, id.as_deref(), *all_failed).await?,
+        JobsCommand::Cancel { ids, queue: qn } => cancel(app, qn, ids).await?,
         JobsCommand::Audit {
             queue: qn,
             repair,
             json,
-        } => audit(hub, qn.as_deref(), *repair, *json).await?,
+        } => audit(app, qn.as_deref(), *repair, *json).await?,
         JobsCommand::Rerun {
             completed_since,
             queue: qn,
         } => {
-            let r = queue(hub, qn)?
+            let r = app
+                .queue(qn)?
                 .rerun_completed_since(completed_since.timestamp_millis())
                 .await?;
             format!(
@@ -159,11 +161,11 @@ pub async fn jobs(hub: &Hub, cmd: &JobsCommand) -> anyhow::Result<String> {
             )
         }
         JobsCommand::Pause { queue: qn } => {
-            queue(hub, qn)?.pause().await?;
+            app.queue(qn)?.pause().await?;
             format!("paused {qn}")
         }
         JobsCommand::Resume { queue: qn } => {
-            queue(hub, qn)?.resume().await?;
+            app.queue(qn)?.resume().await?;
             format!("resumed {qn}")
         }
     })
@@ -171,15 +173,15 @@ pub async fn jobs(hub: &Hub, cmd: &JobsCommand) -> anyhow::Result<String> {
 
 /// `jobs audit`: per queue, what was found (and mended); an error when something is wrong and
 /// was not mended.
-async fn audit(hub: &Hub, only: Option<&str>, repair: bool, json: bool) -> anyhow::Result<String> {
-    let store = hub.redis(&hub.config().queue.redis)?;
+async fn audit(app: &App, only: Option<&str>, repair: bool, json: bool) -> anyhow::Result<String> {
+    let store = &app.stores().queue;
     let names = match only {
         Some(q) => vec![q.to_string()],
         None => Queue::known(store).await?,
     };
     let mut reports = Vec::new();
     for n in &names {
-        reports.push(queue(hub, n)?.audit(repair).await?);
+        reports.push(app.queue(n)?.audit(repair).await?);
     }
     let text = if json {
         serde_json::to_string_pretty(&reports)?
@@ -221,8 +223,8 @@ fn audit_text(r: &tsp_queue::AuditReport) -> String {
 }
 
 /// `jobs cancel`: one line per id saying what became of it; an error if any stayed.
-async fn cancel(hub: &Hub, qn: &str, ids: &[String]) -> anyhow::Result<String> {
-    let answers = queue(hub, qn)?.cancel(ids).await?;
+async fn cancel(app: &App, qn: &str, ids: &[String]) -> anyhow::Result<String> {
+    let answers = app.queue(qn)?.cancel(ids).await?;
     let lines: Vec<String> = ids
         .iter()
         .zip(&answers)
@@ -284,11 +286,11 @@ pub async fn record_lost_points(hub: &Hub, closed: &[tsp_hub::ClosedWriter]) {
 }
 
 /// `jobs stats`: counts per state of every known queue, as a table or JSON.
-async fn stats(hub: &Hub, json: bool) -> anyhow::Result<String> {
-    let store = hub.redis(&hub.config().queue.redis)?;
+async fn stats(app: &App, json: bool) -> anyhow::Result<String> {
+    let store = &app.stores().queue;
     let mut all = Vec::new();
     for n in &Queue::known(store).await? {
-        all.push(queue(hub, n)?.counts().await?);
+        all.push(app.queue(n)?.counts().await?);
     }
     if json {
         return Ok(serde_json::to_string_pretty(&all)?);
@@ -307,12 +309,12 @@ async fn stats(hub: &Hub, json: bool) -> anyhow::Result<String> {
             c.completed,
             c.dead,
             if c.paused { "yes" } else { "no" },
-            next_scheduled(hub, &c.queue).await?
+            next_scheduled(app, &c.queue).await?
         ));
     }
     let mut conn = store.conn().await?;
     let lost: Vec<(String, u64)> = redis::cmd("HGETALL")
-        .arg(lost_points_key(hub)?)
+        .arg(lost_points_key(app.hub())?)
         .query_async(&mut conn)
         .await?;
     if !lost.is_empty() {
@@ -327,8 +329,9 @@ async fn stats(hub: &Hub, json: bool) -> anyhow::Result<String> {
 }
 
 /// The queue's earliest scheduled tick (`name at time`), or `-`.
-async fn next_scheduled(hub: &Hub, name: &str) -> anyhow::Result<String> {
-    let next = queue(hub, name)?
+async fn next_scheduled(app: &App, name: &str) -> anyhow::Result<String> {
+    let next = app
+        .queue(name)?
         .schedules()
         .await?
         .into_iter()
@@ -344,8 +347,8 @@ async fn next_scheduled(hub: &Hub, name: &str) -> anyhow::Result<String> {
 }
 
 /// `jobs retry ID | --all-failed`: requeues dead jobs.
-async fn retry(hub: &Hub, qn: &str, id: Option<&str>, all_failed: bool) -> anyhow::Result<String> {
-    let q = queue(hub, qn)?;
+async fn retry(app: &App, qn: &str, id: Option<&str>, all_failed: bool) -> anyhow::Result<String> {
+    let q = app.queue(qn)?;
     let n = match (id, all_failed) {
         (Some(id), false) => q.requeue(Some(&[id.to_string()])).await?,
         (None, true) => q.requeue(None).await?,

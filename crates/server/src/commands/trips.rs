@@ -1,12 +1,12 @@
 //! `tsp-job simulate` (the main job) and `tsp-job query …`.
 
 use std::time::{Duration, Instant};
-use tsp_mobility::gtfs::{Gtfs, departure_window};
+use tsp_mobility::gtfs::departure_window;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use tsp_hub::{Hub, HubHealth, Status};
+use tsp_hub::{HubHealth, Status};
 use tsp_mobility::analytics::RollupReport;
 use tsp_mobility::batch::{self, Footprint, JobTimes, Rate};
 use tsp_mobility::complete::Trips;
@@ -14,6 +14,7 @@ use tsp_mobility::queries::Around;
 use tsp_mobility::seed::{self, TripPlan};
 use tsp_queue::QueueCounts;
 
+use crate::app::App;
 use crate::cli::{QueryCommand, SimulateArgs};
 
 /// How long the main job waits, at most, for its job records once every job is done.
@@ -56,20 +57,20 @@ fn lifetime(c: &QueueCounts, key: &str) -> u64 {
 
 /// Seeds users, enqueues generated trips, works them until settled, and measures.
 pub async fn run_batch(
-    hub: &Hub,
-    trips: &Trips,
+    app: &App,
     plan: &TripPlan,
     concurrency: usize,
     bar: Option<&ProgressBar>,
 ) -> anyhow::Result<BatchSummary> {
-    let users_seeded = seed::seed_users(hub, plan.users)
+    let trips = app.trips();
+    let users_seeded = seed::seed_users(&trips.stores().portal, plan.users)
         .await
         .context("seeding portal users")?;
-    let (stops, stops_from) = seed::trip_stops(hub)
+    let (stops, stops_from) = seed::trip_stops(app.gtfs())
         .await
         .context("reading the stops to generate trips between")?;
     let generated = seed::generate_trips(plan, &stops);
-    let queue = crate::app::queue(hub, &trips.settings().queue)?;
+    let queue = app.queue(&trips.settings().queue)?;
     let before = queue.counts().await?;
     let started = Instant::now();
     let ids = batch::enqueue(&queue, &generated).await?;
@@ -77,8 +78,9 @@ pub async fn run_batch(
         b.set_length(ids.len() as u64);
         b.set_message("working");
     }
-    let (sink, task) = crate::app::records(hub).await?;
-    let report = batch::work_until_settled(trips, &queue, concurrency, sink, |c| {
+    let (sink, task) = app.records().await?;
+    let batches = app.batch_options(tsp_mobility::complete::JOB_TYPE);
+    let report = batch::work_until_settled(trips, batches, &queue, concurrency, sink, |c| {
         if let Some(b) = bar {
             let done = lifetime(c, "completed") + lifetime(c, "dead")
                 - lifetime(&before, "completed")
@@ -93,7 +95,7 @@ pub async fn run_batch(
         }
         // The records are part of the main job's output, and nothing here is in a hurry (unlike
         // a worker told to stop): wait for a slow record store well past the shutdown grace.
-        let grace = hub.config().queue.shutdown_grace.max(RECORDS_GRACE);
+        let grace = app.hub().config().queue.shutdown_grace.max(RECORDS_GRACE);
         let unwritten = t.finish(grace).await;
         if unwritten > 0 {
             tracing::error!(unwritten, "job records were not written");
@@ -137,15 +139,14 @@ fn progress_bar() -> ProgressBar {
 }
 
 /// The main job.
-pub async fn simulate(hub: &Hub, args: &SimulateArgs) -> anyhow::Result<u8> {
+pub async fn simulate(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
     if args.trips == 0 || args.users == 0 {
         anyhow::bail!("--trips and --users: must be at least 1");
     }
+    let hub = app.hub();
     hub.require().await.context("cannot start")?;
-    let trips = crate::app::trips(hub)?;
-    let concurrency = args
-        .concurrency
-        .unwrap_or_else(|| crate::app::trip_concurrency(hub));
+    let trips = app.trips();
+    let concurrency = args.concurrency.unwrap_or_else(|| app.trip_concurrency());
     let plan = TripPlan {
         seed: args.seed,
         trips: args.trips,
@@ -154,8 +155,8 @@ pub async fn simulate(hub: &Hub, args: &SimulateArgs) -> anyhow::Result<u8> {
         now_ms: now_ms(),
     };
     let bar = (!args.json).then(progress_bar);
-    let summary = run_batch(hub, &trips, &plan, concurrency, bar.as_ref()).await?;
-    let rolled = roll_up(&trips, args.days).await?;
+    let summary = run_batch(app, &plan, concurrency, bar.as_ref()).await?;
+    let rolled = roll_up(trips, args.days).await?;
     let health = hub.health().await;
     if args.json {
         println!(
@@ -259,8 +260,8 @@ fn summary_text(s: &BatchSummary, health: &HubHealth) -> String {
 }
 
 /// `tsp-job query …`: the answer as JSON. Errors name the parameter or the missing user.
-pub async fn query(hub: &Hub, cmd: &QueryCommand) -> anyhow::Result<String> {
-    let trips = crate::app::trips(hub)?;
+pub async fn query(app: &App, cmd: &QueryCommand) -> anyhow::Result<String> {
+    let (trips, g) = (app.trips(), app.gtfs());
     let out = match cmd {
         QueryCommand::Stats { user, days } => {
             serde_json::to_value(trips.user_stats(*user, *days).await?)?
@@ -278,7 +279,6 @@ pub async fn query(hub: &Hub, cmd: &QueryCommand) -> anyhow::Result<String> {
             serde_json::to_value(trips.engagement(*days, *limit).await?)?
         }
         QueryCommand::StopsNear { near, feed } => {
-            let g = Gtfs::new(hub, Some(trips.cache().clone()))?;
             let found = g
                 .stops_near(
                     feed.as_deref(),
@@ -297,7 +297,6 @@ pub async fn query(hub: &Hub, cmd: &QueryCommand) -> anyhow::Result<String> {
             limit,
             feed,
         } => {
-            let g = Gtfs::new(hub, Some(trips.cache().clone()))?;
             let today = chrono::Utc::now().date_naive();
             let (date, from) = departure_window(date.as_deref(), from.as_deref(), today)?;
             serde_json::to_value(
@@ -306,12 +305,11 @@ pub async fn query(hub: &Hub, cmd: &QueryCommand) -> anyhow::Result<String> {
             )?
         }
         QueryCommand::Routes { feed } => {
-            let g = Gtfs::new(hub, None)?;
             let (feed, version, routes) = g.routes(feed.as_deref()).await?;
             serde_json::json!({"feed": feed, "version": version, "routes": routes})
         }
         QueryCommand::Route { id, feed } => {
-            serde_json::to_value(Gtfs::new(hub, None)?.route(feed.as_deref(), id).await?)?
+            serde_json::to_value(g.route(feed.as_deref(), id).await?)?
         }
     };
     Ok(serde_json::to_string_pretty(&out)?)

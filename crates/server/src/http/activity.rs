@@ -18,7 +18,10 @@ use mongodb::IndexModel;
 use mongodb::bson::{DateTime, Document, doc};
 use mongodb::options::IndexOptions;
 use tokio::sync::{Mutex, Notify, mpsc};
-use tsp_hub::{Hub, MongoStore, Point, PointWriter};
+use tsp_config::ActivitySettings;
+use tsp_hub::{MongoStore, Point, PointWriter};
+
+use crate::app::ActivityStores;
 use tsp_mobility::auth::Principal;
 
 /// The collection of activity events in `mongo.dataset`.
@@ -77,17 +80,12 @@ impl Activity {
         }
     }
 
-    /// Starts the event writer as `activity.*` configures (and its TTL index).
-    pub async fn start(hub: &Hub) -> Result<Activity, tsp_hub::HubError> {
-        let settings = hub.config().activity.clone();
-        let points = if settings.influx {
-            Some(hub.influx("uis")?.writer())
-        } else {
-            None
-        };
+    /// Starts the event writer on `stores` as `settings` (`activity.*`) configure (and its
+    /// TTL index).
+    pub async fn start(stores: &ActivityStores, settings: &ActivitySettings) -> Activity {
+        let points = stores.points.as_ref().map(|p| p.writer());
         let closing = Arc::new(Notify::new());
-        let (events, task) = if settings.mongo {
-            let store = hub.mongo("dataset")?.clone();
+        let (events, task) = if let Some(store) = stores.log.clone() {
             if let Err(e) = ensure_indexes(&store, settings.keep).await {
                 tracing::warn!(error = %e, "request_activity indexes not created");
             }
@@ -102,16 +100,26 @@ impl Activity {
         } else {
             (None, None)
         };
-        Ok(Activity {
+        Activity {
             events,
             points,
             task: Arc::new(Mutex::new(task)),
             closing,
-        })
+        }
     }
 
-    /// Records one answered request. Never waits.
+    /// Records one answered request, the tail of both guards (the API's and the console's):
+    /// a debug log line, the duration histogram, the request point and the activity event.
+    /// Never waits.
     pub(super) fn record(&self, e: Event) {
+        tracing::debug!(
+            id = %e.request_id,
+            route = %e.route,
+            status = e.status,
+            elapsed_us = e.elapsed.as_micros() as u64,
+            subject = e.principal.as_ref().map(Principal::subject),
+            "answered"
+        );
         let status = e.status.to_string();
         metrics::histogram!(
             "tsp_http_request_duration_seconds",

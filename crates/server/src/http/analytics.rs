@@ -8,10 +8,10 @@ use serde_json::json;
 use tsp_mobility::analytics::DayRange;
 use tsp_mobility::auth::Scope;
 
-use super::AppState;
+use super::caller::Caller;
 use super::errors::{ApiError, answer, bad_request, query_error};
-use super::guard::Caller;
 use super::queries::{Params, known_only, readable_user};
+use super::state::AppState;
 
 fn range(p: &HashMap<String, String>) -> Result<DayRange, ApiError> {
     DayRange::parse(

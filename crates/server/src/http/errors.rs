@@ -4,9 +4,10 @@
 //! request id (docs/security.md).
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use tsp_mobility::auth::Throttled;
 use tsp_mobility::queries::QueryError;
 use tsp_queue::QueueError;
 
@@ -80,4 +81,21 @@ pub(super) fn answer<T: serde::Serialize>(r: Result<T, ApiError>) -> Response {
 /// No route here.
 pub(super) async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such route")
+}
+
+/// 401, naming the scheme a client should answer with.
+pub(super) fn unauthorized() -> Response {
+    let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized");
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
+/// 429 with `Retry-After`: when the limit lets the caller in again.
+pub(in crate::http) fn too_many(t: Throttled) -> Response {
+    let secs = t.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut r = error(StatusCode::TOO_MANY_REQUESTS, "too many requests");
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
 }

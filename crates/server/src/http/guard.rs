@@ -7,52 +7,19 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tracing::Instrument;
 use tsp_config::Network;
-use tsp_mobility::auth::{Admission, Principal, RateClass, Throttled};
+use tsp_mobility::auth::{Admission, Principal, RateClass};
 
 use super::activity::Event;
-use super::errors::{StoreFailure, error};
-use super::{AppState, routes::Access};
-
-/// Who is calling, for handlers (`Extension<Caller>`).
-#[derive(Debug, Clone)]
-pub(super) struct Caller {
-    /// `None` on public routes.
-    pub(super) principal: Option<Principal>,
-    /// The bearer credential as presented (logout ends this session).
-    pub(super) credential: Option<String>,
-    /// The client's address.
-    pub(super) address: IpAddr,
-}
-
-impl Caller {
-    /// The principal of an authenticated route (the guard has checked there is one).
-    pub(super) fn who(&self) -> Result<&Principal, super::errors::ApiError> {
-        self.principal.as_ref().ok_or_else(|| {
-            super::errors::ApiError::Client(StatusCode::UNAUTHORIZED, "unauthorized".into())
-        })
-    }
-}
-
-pub(super) fn unauthorized() -> Response {
-    let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized");
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    r
-}
-
-pub(super) fn too_many(t: Throttled) -> Response {
-    let secs = t.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-    let mut r = error(StatusCode::TOO_MANY_REQUESTS, "too many requests");
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    r
-}
+use super::caller::Caller;
+use super::errors::{StoreFailure, error, too_many, unauthorized};
+use super::rules::{Access, body_type};
+use super::state::AppState;
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -67,16 +34,6 @@ fn has_type(headers: &HeaderMap, wanted: &str) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|t| t.trim().eq_ignore_ascii_case(wanted))
-}
-
-/// The content type a POST to `template` must declare: JSON, or a zip for uploads. A type a
-/// plain HTML form cannot send keeps cross-site form posts out.
-pub fn body_type(template: &str) -> &'static str {
-    if super::routes::LARGE_BODIES.contains(&template) {
-        "application/zip"
-    } else {
-        "application/json"
-    }
 }
 
 /// What the guard decided before the handler: the caller, or the answer to give instead.
@@ -226,17 +183,6 @@ pub(super) async fn guard(
         }
         Err(refused) => (None, refused),
     };
-    span.in_scope(|| {
-        tracing::debug!(
-            status = response.status().as_u16(),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            subject = caller
-                .as_ref()
-                .and_then(|c| c.principal.as_ref())
-                .map(Principal::subject),
-            "answered"
-        )
-    });
     let principal = caller.as_ref().and_then(|c| c.principal.clone());
     if let Some(StoreFailure(detail)) = response.extensions().get::<StoreFailure>().cloned() {
         tracing::warn!(%request_id, route = %template, %detail, "store failure answered 503");
@@ -245,21 +191,18 @@ pub(super) async fn guard(
             response = (status, Json(json!({"error": detail}))).into_response();
         }
     }
+    let status = response.status();
     let origin = (address, request_id);
-    let event = Event::answered(
-        principal,
-        &method,
-        template,
-        response.status(),
-        origin,
-        started,
-    );
-    s.activity.record(event);
+    s.activity.record(Event::answered(
+        principal, &method, template, status, origin, started,
+    ));
     response
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
     #[test]

@@ -12,9 +12,9 @@ use tsp_mobility::auth::{Principal, Scope};
 use tsp_mobility::complete::{Claim, JOB_TYPE as TRIP_JOB};
 use tsp_queue::{Cancelled, JobInfo, NewJob, Queue, QueueError};
 
-use super::AppState;
+use super::caller::Caller;
 use super::errors::{ApiError, answer, bad_request, forbidden, queue_error};
-use super::guard::Caller;
+use super::state::AppState;
 
 /// Priorities from here up are for operators: nobody else can jump every queue.
 pub const OPERATOR_PRIORITY: u16 = 900;

@@ -12,6 +12,7 @@
 
 mod activity;
 mod analytics;
+mod caller;
 pub mod console;
 mod errors;
 mod guard;
@@ -20,8 +21,10 @@ mod listener;
 mod probes;
 mod queries;
 mod routes;
+mod rules;
 mod schedules;
 mod sessions;
+mod state;
 mod transit;
 mod worker_probes;
 
@@ -38,64 +41,17 @@ use axum::http::{HeaderName, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use axum::{BoxError, Router, middleware};
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 
-use crate::app::App;
-
 pub use activity::Activity;
-pub use guard::body_type;
-pub use routes::{Access, RouteRule, rules};
+pub use routes::rules;
+pub use rules::{Access, RouteRule, body_type};
+pub use state::AppState;
 pub use worker_probes::worker_router;
-
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    /// The service's components.
-    pub app: App,
-    /// The Prometheus exporter, when installed.
-    pub prometheus: Option<PrometheusHandle>,
-    /// Where activity events and request points go.
-    pub activity: Activity,
-    /// The operator console's live feed (one per process).
-    pub console: console::Live,
-    /// Credential reloads (`POST /admin/reload`), when the process runs one.
-    pub reloader: Option<crate::reload::Reloader>,
-    access: Arc<routes::AccessMap>,
-    /// `server.trusted_proxies`.
-    trusted: Arc<Vec<tsp_config::Network>>,
-    /// Set only by [`router_without_auth`]: the caller every request is taken for.
-    assume: Option<Arc<guard::Caller>>,
-}
-
-impl AppState {
-    /// The state for `app`: activity written as `activity.*` configures.
-    pub fn new(app: App, prometheus: Option<PrometheusHandle>, activity: Activity) -> AppState {
-        // Checked when the configuration loaded.
-        let trusted =
-            tsp_config::networks(&app.hub().config().server.trusted_proxies).unwrap_or_default();
-        AppState {
-            console: console::Live::new(app.clone()),
-            app,
-            prometheus,
-            activity,
-            reloader: None,
-            access: Arc::new(routes::access_map()),
-            trusted: Arc::new(trusted),
-            assume: None,
-        }
-    }
-
-    /// The state with `reloader` answering `POST /admin/reload`.
-    pub fn with_reloader(mut self, reloader: crate::reload::Reloader) -> AppState {
-        self.reloader = Some(reloader);
-        self
-    }
-}
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -146,7 +102,7 @@ fn routes_only(large: bool) -> Router<AppState> {
     let mut by_path: BTreeMap<&'static str, MethodRouter<AppState>> = BTreeMap::new();
     for route in routes::table()
         .into_iter()
-        .filter(|r| routes::LARGE_BODIES.contains(&r.rule.path) == large)
+        .filter(|r| rules::LARGE_BODIES.contains(&r.rule.path) == large)
     {
         let merged = match by_path.remove(route.rule.path) {
             Some(existing) => existing.merge(route.handler),
@@ -169,7 +125,7 @@ pub fn router_without_auth(
     mut state: AppState,
     principal: tsp_mobility::auth::Principal,
 ) -> Router {
-    state.assume = Some(Arc::new(guard::Caller {
+    state.assume = Some(Arc::new(caller::Caller {
         principal: Some(principal),
         credential: None,
         address: std::net::IpAddr::from([127, 0, 0, 1]),
@@ -178,7 +134,8 @@ pub fn router_without_auth(
 }
 
 /// The router: every route of the table behind the guard, and the service-wide limits.
-pub fn router(state: AppState) -> Router {
+pub fn router(mut state: AppState) -> Router {
+    state.access = Arc::new(rules::access_map(routes::rules()));
     let server = state.app.hub().config().server.clone();
     let max_upload = state.app.hub().config().gtfs.max_upload as usize;
     let guard = || middleware::from_fn_with_state(state.clone(), guard::guard);

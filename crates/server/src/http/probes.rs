@@ -5,9 +5,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tsp_hub::{Hub, Status};
+use tsp_hub::Status;
 
-use super::AppState;
+use super::state::AppState;
 
 fn code(status: Status) -> StatusCode {
     match status {
@@ -75,7 +75,7 @@ pub(super) async fn reload(State(s): State<AppState>) -> Response {
 /// `GET /metrics`: Prometheus text.
 pub(super) async fn metrics(State(s): State<AppState>) -> Response {
     s.app.hub().refresh_gauges();
-    refresh_queue_gauges(s.app.hub()).await;
+    refresh_queue_gauges(&s.app).await;
     match &s.prometheus {
         Some(p) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -91,16 +91,14 @@ pub(super) async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 /// Queue depth per state, for every known queue (O(1) per state).
-async fn refresh_queue_gauges(hub: &Hub) {
-    let Ok(store) = hub.redis(&hub.config().queue.redis) else {
-        return;
-    };
+async fn refresh_queue_gauges(app: &crate::app::App) {
+    let store = &app.stores().queue;
     let wait = std::time::Duration::from_secs(1);
     let Ok(Ok(names)) = tokio::time::timeout(wait, tsp_queue::Queue::known(store)).await else {
         return;
     };
     for n in names {
-        let Ok(q) = crate::app::queue(hub, &n) else {
+        let Ok(q) = app.queue(&n) else {
             continue;
         };
         if let Ok(Ok(c)) = tokio::time::timeout(wait, q.counts()).await {

@@ -10,9 +10,9 @@ use tsp_mobility::auth::Scope;
 use tsp_mobility::cells::MIN_USERS;
 use tsp_mobility::queries::{Around, MAX_LIMIT};
 
-use super::AppState;
+use super::caller::Caller;
 use super::errors::{ApiError, answer, bad_request, forbidden, query_error};
-use super::guard::Caller;
+use super::state::AppState;
 
 pub(super) type Params = Query<HashMap<String, String>>;
 

@@ -1,45 +1,17 @@
 //! The route table: each route's method, path, access rule and handler, in one list. The
 //! router is built from it, and the tests generate the 401/403 matrix from it.
 
-use std::collections::HashMap;
-
-use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, post};
 use tsp_mobility::auth::Scope as S;
 
-use super::{AppState, analytics, jobs, probes, queries, schedules, sessions, transit};
-
-/// Who may call a route, before its handler looks at the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone: probes and login.
-    Public,
-    /// Any valid credential; the handler decides per request (ownership, payload).
-    Authenticated,
-    /// A credential holding this scope (operators hold their role's scopes).
-    Scope(S),
-    /// An operator or admin, or a key with `admin`.
-    Operator,
-}
-
-/// One route's rule, without its handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteRule {
-    /// The HTTP method.
-    pub method: &'static str,
-    /// The path template (`/jobs/{id}`).
-    pub path: &'static str,
-    /// Who may call it.
-    pub access: Access,
-}
+use super::rules::{Access, RouteRule};
+use super::state::AppState;
+use super::{analytics, jobs, probes, queries, schedules, sessions, transit};
 
 pub(super) struct Route {
     pub(super) rule: RouteRule,
     pub(super) handler: MethodRouter<AppState>,
 }
-
-/// The routes whose bodies may be larger than `server.max_body` (`gtfs.max_upload` instead).
-pub(super) const LARGE_BODIES: &[&str] = &["/gtfs/uploads"];
 
 fn route(
     method: &'static str,
@@ -215,19 +187,4 @@ fn data() -> Vec<Route> {
 /// Every route's rule, in table order.
 pub fn rules() -> Vec<RouteRule> {
     table().into_iter().map(|r| r.rule).collect()
-}
-
-/// Rules by (method, path template), for the guard.
-pub(super) type AccessMap = HashMap<(Method, &'static str), Access>;
-
-pub(super) fn access_map() -> AccessMap {
-    rules()
-        .into_iter()
-        .filter_map(|r| {
-            Some((
-                (Method::from_bytes(r.method.as_bytes()).ok()?, r.path),
-                r.access,
-            ))
-        })
-        .collect()
 }

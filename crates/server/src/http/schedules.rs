@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tsp_queue::{Schedule, ScheduleError};
 
-use super::AppState;
 use super::errors::{ApiError, answer, bad_request};
+use super::state::AppState;
 
 fn schedule_error(e: ScheduleError) -> ApiError {
     match e {
@@ -20,9 +20,7 @@ fn schedule_error(e: ScheduleError) -> ApiError {
 }
 
 fn schedules(s: &AppState) -> Result<tsp_queue::Schedules, ApiError> {
-    s.app
-        .schedules()
-        .map_err(|e| ApiError::Store(e.to_string()))
+    Ok(s.app.schedules())
 }
 
 /// `GET /schedules`.

@@ -8,10 +8,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tsp_mobility::auth::{AuthError, Login, LoginError, Principal, Role, Scope};
 
-use super::AppState;
+use super::caller::Caller;
+use super::errors::too_many;
 use super::errors::{ApiError, answer, error};
-use super::guard::{Caller, too_many};
 use super::queries::readable_user;
+use super::state::AppState;
 
 /// `POST /auth/login`: `{"email","password"}` or `{"username","password"}` → a session. Any
 /// refusal is the same 401 after the same work; repeated failures get 429.

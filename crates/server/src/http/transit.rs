@@ -8,9 +8,9 @@ use axum::response::Response;
 use serde_json::json;
 use tsp_mobility::gtfs::{GtfsError, departure_window};
 
-use super::AppState;
 use super::errors::{ApiError, answer, bad_request};
 use super::queries::{Params, known_only, param};
+use super::state::AppState;
 
 pub(super) fn gtfs_error(e: GtfsError) -> ApiError {
     match e {

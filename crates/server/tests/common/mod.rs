@@ -277,10 +277,10 @@ impl Site {
         let sandbox = tsp_mobility::sandbox::Sandbox::create(&options)
             .await
             .unwrap();
-        tsp_mobility::seed::seed_users(&sandbox.hub, 3)
+        let app = tsp_server::app::App::build(&sandbox.hub).unwrap();
+        tsp_mobility::seed::seed_users(&app.stores().auth.portal, 3)
             .await
             .unwrap();
-        let app = tsp_server::app::App::build(&sandbox.hub).unwrap();
         Site { sandbox, app }
     }
 
@@ -422,4 +422,15 @@ pub async fn enqueue_generated(
         .await
         .unwrap();
     (generated, ids)
+}
+
+/// Users `1..=count` in `hub`'s `mysql.portal` (see `tsp_mobility::seed::seed_users`).
+pub async fn seed_users(hub: &tsp_hub::Hub, count: u64) -> u64 {
+    let portal = hub.mysql(tsp_config::instances::PORTAL).unwrap();
+    tsp_mobility::seed::seed_users(portal, count).await.unwrap()
+}
+
+/// The trip flows of the service on `hub`, as `serve` and `worker` build them.
+pub fn trips(hub: &tsp_hub::Hub) -> tsp_mobility::complete::Trips {
+    tsp_server::app::App::build(hub).unwrap().trips().clone()
 }

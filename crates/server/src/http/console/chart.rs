@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use maud::{Markup, PreEscaped, html};
 
+use super::error::{ConsoleError, Unavailable};
 use crate::app::App;
 
 /// Counts per time bucket, per series name ("completed", "dead"), oldest bucket first.
@@ -26,14 +27,14 @@ impl Series {
 
 /// `job_execution` counts per queue and outcome, per minute over the last hour, or why there
 /// are none (records off, Influx down: said on the page, never a blank chart).
-pub(super) async fn throughput(app: &App) -> Result<BTreeMap<String, Series>, String> {
+pub(super) async fn throughput(app: &App) -> Result<BTreeMap<String, Series>, ConsoleError> {
     let q = "SELECT count(duration_ms) FROM job_execution WHERE time > now() - 1h \
              GROUP BY time(1m), \"queue\", \"outcome\" fill(0)";
     query(app, q, "queue", "outcome").await
 }
 
 /// Dead `trip.complete` jobs per hour since `since_ms`.
-pub(super) async fn dead_trips(app: &App, since_ms: i64) -> Result<Series, String> {
+pub(super) async fn dead_trips(app: &App, since_ms: i64) -> Result<Series, ConsoleError> {
     let q = format!(
         "SELECT count(duration_ms) FROM job_execution WHERE job_type = 'trip.complete' \
          AND outcome = 'dead' AND time >= {since_ms}ms GROUP BY time(1h), \"outcome\" fill(0)"
@@ -49,17 +50,15 @@ async fn query(
     q: &str,
     group: &str,
     name: &str,
-) -> Result<BTreeMap<String, Series>, String> {
-    let config = app.hub().config();
-    if !config.queue.records.influx {
-        return Err("job records to InfluxDB are off (queue.records.influx)".into());
-    }
-    let influx = app.hub().influx("primary").map_err(|e| e.to_string())?;
+) -> Result<BTreeMap<String, Series>, ConsoleError> {
+    let Some(influx) = &app.stores().records.influx else {
+        return Err(ConsoleError::Off(Unavailable {
+            what: "job records to InfluxDB",
+            key: "queue.records.influx",
+        }));
+    };
     let writer = influx.writer();
-    let body = influx
-        .query_v1(writer.target(), q)
-        .await
-        .map_err(|e| e.to_string())?;
+    let body = influx.query_v1(writer.target(), q).await?;
     let mut out: BTreeMap<String, Series> = BTreeMap::new();
     let series = body
         .pointer("/results/0/series")

@@ -11,8 +11,9 @@ use tsp_queue::{Cancelled, JobInfo, Queue};
 
 use super::page::{self, action, time};
 use super::queue_view::CsrfForm;
-use super::session::{Viewer, refuse_forged};
-use crate::http::AppState;
+use super::session::refuse_forged;
+use super::viewer::Viewer;
+use crate::http::state::AppState;
 
 /// Payloads and results longer than this (pretty-printed) are folded behind a `<details>`.
 const FOLD_AT: usize = 2_000;

@@ -3,20 +3,15 @@
 //! Server-Sent Events. Pages never poll rows; the process does the store work once, whatever
 //! the number of pages open. Started with the first page that listens.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Extension, State};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::{Mutex, OnceCell, broadcast};
 use tsp_hub::HubHealth;
 
-use super::session::Viewer;
 use crate::app::App;
-use crate::http::AppState;
 
 /// How often the sampler reads health and counts while a page listens.
 const SAMPLE_EVERY: Duration = Duration::from_secs(2);
@@ -32,8 +27,8 @@ const BACKLOG: usize = 512;
 /// One message to every page: `kind` is the SSE event name.
 #[derive(Debug, Clone)]
 pub(super) struct Message {
-    kind: &'static str,
-    data: String,
+    pub(super) kind: &'static str,
+    pub(super) data: String,
 }
 
 struct Inner {
@@ -77,7 +72,7 @@ impl Live {
         h
     }
 
-    async fn subscribe(&self) -> broadcast::Receiver<Message> {
+    pub(super) async fn subscribe(&self) -> broadcast::Receiver<Message> {
         let rx = self.inner.tx.subscribe();
         self.inner
             .started
@@ -101,7 +96,7 @@ impl Live {
 /// The snapshot pages update themselves from: every store's status, every queue's counts and
 /// the alerts, computed as the overview computes them.
 pub(super) async fn snapshot(live: &Live) -> serde_json::Value {
-    let (health, rows) = tokio::join!(live.health(), super::overview::queue_rows(&live.inner.app));
+    let (health, rows) = tokio::join!(live.health(), super::status::queue_rows(&live.inner.app));
     let stores: Vec<serde_json::Value> = health
         .instances
         .iter()
@@ -115,7 +110,7 @@ pub(super) async fn snapshot(live: &Live) -> serde_json::Value {
         })
         .collect();
     let rows = rows.unwrap_or_default();
-    let alerts = super::overview::alerts(&health, &rows, chrono::Utc::now().timestamp_millis());
+    let alerts = super::status::alerts(&health, &rows, chrono::Utc::now().timestamp_millis());
     let queues: Vec<&tsp_queue::QueueCounts> = rows.iter().map(|r| &r.counts).collect();
     json!({
         "stores": stores,
@@ -184,44 +179,4 @@ async fn relay_once(live: &Live, failing: &mut bool) -> anyhow::Result<()> {
         live.send("job", event);
     }
     Ok(())
-}
-
-/// Resolves once the session behind `token` has ended (logout, revocation, a demotion that
-/// bumped its generation, expiry), asked every [`RECHECK_EVERY`]; a store that cannot answer
-/// ends the stream too, as a request would be refused then.
-async fn session_ended(app: App, token: String) {
-    loop {
-        tokio::time::sleep(RECHECK_EVERY).await;
-        match app.auth().still_valid(&token).await {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "console stream closed: its session could not be checked");
-                return;
-            }
-        }
-    }
-}
-
-/// `GET /console/events`: the feed as Server-Sent Events (`overview` and `job` events), until
-/// the page goes away or its session ends.
-pub(super) async fn events(
-    State(s): State<AppState>,
-    Extension(viewer): Extension<Viewer>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let ended = session_ended(s.app.clone(), viewer.token.clone());
-    let rx = s.console.subscribe().await;
-    let first = snapshot(&s.console).await;
-    let stream = futures::stream::once(async move {
-        Ok(Event::default().event("overview").data(first.to_string()))
-    })
-    .chain(
-        tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|m| async move {
-            // A page that fell behind skips what it missed; the next sample repairs it.
-            m.ok()
-                .map(|m| Ok(Event::default().event(m.kind).data(m.data)))
-        }),
-    )
-    .take_until(Box::pin(ended));
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

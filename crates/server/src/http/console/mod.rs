@@ -8,15 +8,19 @@
 //! the console's guard (`session`).
 
 mod chart;
+mod error;
 mod job_view;
-mod live;
+pub(in crate::http) mod live;
 mod map;
 mod overview;
 mod page;
 mod queue_view;
 mod schedules_view;
 mod session;
+mod status;
+mod stream;
 mod trips_view;
+mod viewer;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -28,9 +32,10 @@ use tsp_mobility::auth::{Login, LoginError};
 
 pub use live::Live;
 
-use super::AppState;
+use crate::http::state::AppState;
 use queue_view::QueueAct;
-use session::{Viewer, cookie, refuse_forged};
+use session::{cookie, refuse_forged};
+use viewer::Viewer;
 
 /// Every console route: (method, path). Each one's rule: [`access`].
 pub const ROUTES: &[(&str, &str)] = &[
@@ -66,7 +71,7 @@ pub fn access(method: &str, path: &str) -> &'static str {
 
 /// The CSRF token forms of the session `token` carry (docs/console.md#security).
 pub fn csrf_token(token: &str) -> String {
-    session::csrf_of(token)
+    viewer::csrf_of(token)
 }
 
 /// The console's routes behind its guard.
@@ -75,7 +80,7 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         .route("/console", get(overview::show))
         .route("/console/login", get(login_page).post(login))
         .route("/console/logout", post(logout))
-        .route("/console/events", get(live::events))
+        .route("/console/events", get(stream::events))
         .route("/console/assets/{file}", get(asset))
         .route("/console/queues/{name}", get(queue_view::show))
         .route(
@@ -176,7 +181,7 @@ struct LoginForm {
 /// reads the same, after the same work (`Auth::login`); repeated failures are throttled.
 async fn login(
     State(s): State<AppState>,
-    Extension(address): Extension<session::Address>,
+    Extension(address): Extension<viewer::Address>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -203,7 +208,7 @@ async fn login(
                 login_form(Some("Wrong username or password.")),
             ),
         ),
-        Err(LoginError::Throttled(t)) => super::guard::too_many(t),
+        Err(LoginError::Throttled(t)) => crate::http::errors::too_many(t),
         Err(LoginError::Store(e)) => {
             tracing::warn!(error = %e, "console login: a store failed");
             page::refusal(

@@ -9,80 +9,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use tsp_hub::{HubHealth, Status};
-use tsp_queue::{Glance, Queue, QueueCounts};
+use tsp_queue::QueueCounts;
 
 use super::chart::{self, Series};
+use super::error::ConsoleError;
 use super::page::{self, age, now_ms};
-use super::session::Viewer;
-use crate::app::App;
-use crate::http::AppState;
-
-/// A waiting job older than this raises the backlog alert.
-pub(super) const BACKLOG_AGE_MS: i64 = 60_000;
-
-/// One queue's row.
-pub(super) struct QueueRow {
-    pub(super) counts: QueueCounts,
-    pub(super) glance: Glance,
-}
-
-/// Every known queue's counts and glance: O(queues × (priorities + workers)) Redis work.
-pub(super) async fn queue_rows(app: &App) -> Result<Vec<QueueRow>, String> {
-    let q = app.queue("default").map_err(|e| e.to_string())?;
-    let names = Queue::known(q.store()).await.map_err(|e| e.to_string())?;
-    let mut rows = Vec::with_capacity(names.len());
-    for name in names {
-        let q = app.queue(&name).map_err(|e| e.to_string())?;
-        let (counts, glance) =
-            tokio::try_join!(q.counts(), q.glance()).map_err(|e| e.to_string())?;
-        rows.push(QueueRow { counts, glance });
-    }
-    Ok(rows)
-}
-
-/// What needs a person, worst first.
-pub(super) fn alerts(health: &HubHealth, rows: &[QueueRow], now: i64) -> Vec<String> {
-    let mut out = Vec::new();
-    for i in health.instances.iter().filter(|i| i.status == Status::Down) {
-        let need = if i.required { "required" } else { "optional" };
-        out.push(format!(
-            "Store {}.{} is down ({need}).",
-            i.store, i.instance
-        ));
-    }
-    for r in rows {
-        let c = &r.counts;
-        if let Some(t) = r.glance.oldest_waiting_ms
-            && now - t > BACKLOG_AGE_MS
-        {
-            let held = if r.glance.leases.is_empty() {
-                "; no worker holds jobs of it"
-            } else {
-                ""
-            };
-            out.push(format!(
-                "Queue {}: {} waiting, the oldest for {}{held}.",
-                c.queue,
-                c.waiting,
-                age(now - t)
-            ));
-        }
-        if c.dead_unhandled > 0 {
-            out.push(format!(
-                "Queue {}: dead-letter hook pending for {}.",
-                c.queue,
-                plural(c.dead_unhandled, "dead job", "dead jobs")
-            ));
-        }
-        if c.paused && c.waiting > 0 {
-            out.push(format!(
-                "Queue {} is paused with {} waiting.",
-                c.queue, c.waiting
-            ));
-        }
-    }
-    out
-}
+use super::status::{QueueRow, alerts, plural, queue_rows};
+use super::viewer::Viewer;
+use crate::http::state::AppState;
 
 /// `GET /console`.
 pub(super) async fn show(
@@ -153,11 +87,6 @@ fn stores(health: &HubHealth) -> Markup {
     }
 }
 
-/// `1 job`, `2 jobs`.
-fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
 const STATES: [&str; 5] = ["waiting", "delayed", "active", "completed", "dead"];
 
 fn count_of(c: &QueueCounts, state: &str) -> u64 {
@@ -170,7 +99,11 @@ fn count_of(c: &QueueCounts, state: &str) -> u64 {
     }
 }
 
-fn queues(rows: &[QueueRow], rates: &Result<BTreeMap<String, Series>, String>, now: i64) -> Markup {
+fn queues(
+    rows: &[QueueRow],
+    rates: &Result<BTreeMap<String, Series>, ConsoleError>,
+    now: i64,
+) -> Markup {
     let empty = Series::default();
     html! {
         h2 { "Queues" }

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
-use super::session::Viewer;
+use super::viewer::Viewer;
 
 /// The sections in the navigation bar: (path, label).
 const SECTIONS: &[(&str, &str)] = &[

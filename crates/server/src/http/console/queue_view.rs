@@ -9,9 +9,11 @@ use axum::{Extension, Form};
 use maud::{Markup, html};
 use tsp_queue::{JobInfo, JobState, Order, Queue};
 
+use super::error::ConsoleError;
 use super::page::{self, action, fold, time};
-use super::session::{Viewer, refuse_forged};
-use crate::http::AppState;
+use super::session::refuse_forged;
+use super::viewer::Viewer;
+use crate::http::state::AppState;
 
 /// Jobs per page.
 pub(super) const PAGE: usize = 50;
@@ -62,13 +64,9 @@ struct Listing {
 
 /// A page of `state`: plain, O(page); or filtered by type, looking through at most
 /// [`FILTER_SCAN`] jobs.
-async fn listing(q: &Queue, state: JobState, p: &ListParams) -> Result<Listing, String> {
-    let err = |e: tsp_queue::QueueError| e.to_string();
+async fn listing(q: &Queue, state: JobState, p: &ListParams) -> Result<Listing, ConsoleError> {
     if p.job_type.is_empty() {
-        let jobs = q
-            .page(state, p.from, PAGE + 1, p.order)
-            .await
-            .map_err(err)?;
+        let jobs = q.page(state, p.from, PAGE + 1, p.order).await?;
         let more = jobs.len() > PAGE;
         let jobs: Vec<JobInfo> = jobs.into_iter().take(PAGE).collect();
         let scanned = jobs.len();
@@ -82,8 +80,8 @@ async fn listing(q: &Queue, state: JobState, p: &ListParams) -> Result<Listing, 
     let mut at = p.from;
     let mut exhausted = false;
     while ids.len() < PAGE && at - p.from < FILTER_SCAN {
-        let window = q.page_ids(state, at, WINDOW, p.order).await.map_err(err)?;
-        let types = q.types_of(&window).await.map_err(err)?;
+        let window = q.page_ids(state, at, WINDOW, p.order).await?;
+        let types = q.types_of(&window).await?;
         for (id, t) in window.iter().zip(types) {
             at += 1;
             if t.as_deref() == Some(p.job_type.as_str()) {
@@ -100,7 +98,7 @@ async fn listing(q: &Queue, state: JobState, p: &ListParams) -> Result<Listing, 
     }
     let mut jobs = Vec::with_capacity(ids.len());
     for id in &ids {
-        if let Some(j) = q.job(id).await.map_err(err)? {
+        if let Some(j) = q.job(id).await? {
             jobs.push(j);
         }
     }

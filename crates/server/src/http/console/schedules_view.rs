@@ -10,18 +10,16 @@ use maud::html;
 
 use super::page::{self, action};
 use super::queue_view::CsrfForm;
-use super::session::{Viewer, refuse_forged};
-use crate::http::AppState;
+use super::session::refuse_forged;
+use super::viewer::Viewer;
+use crate::http::state::AppState;
 
 /// `GET /console/schedules`.
 pub(super) async fn show(
     State(s): State<AppState>,
     Extension(viewer): Extension<Viewer>,
 ) -> Response {
-    let list = match s.app.schedules() {
-        Ok(sch) => sch.list().await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    let list = s.app.schedules().list().await;
     let mut rows = Vec::new();
     if let Ok(list) = &list {
         for st in list {
@@ -93,16 +91,9 @@ async fn set_paused(
     if let Some(refused) = refuse_forged(viewer, csrf) {
         return refused;
     }
-    let done = match s.app.schedules() {
-        Ok(sch) => sch
-            .set_paused(name, paused)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match done {
+    match s.app.schedules().set_paused(name, paused).await {
         Ok(()) => Redirect::to("/console/schedules").into_response(),
-        Err(e) => page::refusal(StatusCode::CONFLICT, &e),
+        Err(e) => page::refusal(StatusCode::CONFLICT, &e.to_string()),
     }
 }
 

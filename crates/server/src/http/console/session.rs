@@ -11,53 +11,15 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use sha2::{Digest, Sha256};
 use tsp_mobility::auth::{Admission, Principal, RateClass};
 
 use super::page;
-use crate::http::AppState;
+use super::viewer::{Address, Viewer, csrf_of};
 use crate::http::activity::Event;
+use crate::http::state::AppState;
 
 /// The session cookie's name.
 pub(super) const COOKIE: &str = "tsp_console";
-
-/// The client's address (`Extension<Address>` in handlers).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Address(pub(super) IpAddr);
-
-/// Who is looking at the console (`Extension<Viewer>` in handlers).
-#[derive(Debug, Clone)]
-pub(super) struct Viewer {
-    pub(super) principal: Principal,
-    /// The token every form of this session must carry.
-    pub(super) csrf: String,
-    /// The session token itself (logout ends it).
-    pub(super) token: String,
-}
-
-impl Viewer {
-    /// Whether the role may act (operator, admin), not only read (viewer).
-    pub(super) fn may_act(&self) -> bool {
-        self.principal.is_operator()
-    }
-
-    /// The role's name, for the page header.
-    pub(super) fn role(&self) -> &'static str {
-        match &self.principal {
-            Principal::Operator { role, .. } => role.as_str(),
-            _ => "key",
-        }
-    }
-}
-
-/// The CSRF token of a session: a keyed digest of its token, so it proves the form came from a
-/// page of this session without storing anything, and reveals nothing of the token.
-pub(super) fn csrf_of(token: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(b"tsp-console-csrf\0");
-    h.update(token.as_bytes());
-    hex::encode(h.finalize())
-}
 
 /// The session cookie's value, if the request carries one.
 pub(super) fn session_token(headers: &HeaderMap) -> Option<String> {
@@ -137,7 +99,7 @@ async fn admit(
     }
     if need == Need::Nobody {
         return match auth.admit_address(&address.to_string()).await {
-            Ok(Some(t)) => Err(crate::http::guard::too_many(t)),
+            Ok(Some(t)) => Err(crate::http::errors::too_many(t)),
             _ => Ok(None),
         };
     }
@@ -152,7 +114,7 @@ async fn admit(
     let principal = match auth.admit(&token, &address.to_string(), class).await {
         Ok(Admission::Admitted(p)) => p,
         Ok(Admission::Unknown) => return Err(to_login(method)),
-        Ok(Admission::Limited(t)) => return Err(crate::http::guard::too_many(t)),
+        Ok(Admission::Limited(t)) => return Err(crate::http::errors::too_many(t)),
         Err(e) => {
             tracing::warn!(error = %e, "console session not checked: its store failed");
             return Err(page::refusal(
@@ -235,15 +197,10 @@ pub(super) async fn guard(
         Err(refused) => (None, refused),
     };
     page::secure_headers(response.headers_mut());
+    let status = response.status();
     let origin = (address, request_id);
-    let event = Event::answered(
-        principal,
-        &method,
-        template,
-        response.status(),
-        origin,
-        started,
-    );
-    s.activity.record(event);
+    s.activity.record(Event::answered(
+        principal, &method, template, status, origin, started,
+    ));
     response
 }

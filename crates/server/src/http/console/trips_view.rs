@@ -10,10 +10,11 @@ use chrono::{TimeZone, Timelike, Utc};
 use maud::{Markup, html};
 
 use super::chart::{self, Series};
+use super::error::ConsoleError;
 use super::map::{self, LatLng};
 use super::page;
-use super::session::Viewer;
-use crate::http::AppState;
+use super::viewer::Viewer;
+use crate::http::state::AppState;
 
 /// How many recent trip starts the map shows.
 const MAP_TRIPS: u32 = 300;
@@ -29,8 +30,8 @@ fn midnight_ms() -> i64 {
 }
 
 /// Completed trips and points per hour today: (hour, trips, points).
-async fn completed_by_hour(s: &AppState, since: i64) -> Result<Vec<(u32, i64, i64)>, String> {
-    let dataset = s.app.hub().mysql("dataset").map_err(|e| e.to_string())?;
+async fn completed_by_hour(s: &AppState, since: i64) -> Result<Vec<(u32, i64, i64)>, ConsoleError> {
+    let dataset = &s.app.stores().trips.dataset;
     let since = chrono::DateTime::from_timestamp_millis(since)
         .unwrap_or_default()
         .naive_utc();
@@ -49,11 +50,11 @@ async fn completed_by_hour(s: &AppState, since: i64) -> Result<Vec<(u32, i64, i6
             .fetch_all(dataset.pool()),
         )
         .await
-        .map_err(|e| e.to_string())
+        .map_err(ConsoleError::from)
 }
 
-async fn recent_starts(s: &AppState) -> Result<Vec<LatLng>, String> {
-    let dataset = s.app.hub().mysql("dataset").map_err(|e| e.to_string())?;
+async fn recent_starts(s: &AppState) -> Result<Vec<LatLng>, ConsoleError> {
+    let dataset = &s.app.stores().trips.dataset;
     let rows: Vec<(f64, f64)> = dataset
         .timed(
             "console trip starts",
@@ -65,8 +66,7 @@ async fn recent_starts(s: &AppState) -> Result<Vec<LatLng>, String> {
             .bind(MAP_TRIPS)
             .fetch_all(dataset.pool()),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok(rows)
 }
 
@@ -123,11 +123,8 @@ pub(super) async fn show(
     let since = midnight_ms();
     let trips_queue = s.app.hub().config().trips.queue.clone();
     let pending = async {
-        let q = s.app.queue(&trips_queue).map_err(|e| e.to_string())?;
-        q.counts()
-            .await
-            .map(|c| c.dead_unhandled)
-            .map_err(|e| e.to_string())
+        let q = s.app.queue(&trips_queue)?;
+        Ok::<_, ConsoleError>(q.counts().await?.dead_unhandled)
     };
     let (hours, dead, starts, stop_points, pending) = tokio::join!(
         completed_by_hour(&s, since),
@@ -171,7 +168,7 @@ pub(super) async fn show(
                     span { strong data-figure="trips" { (total_trips) } " completed trips" } " · "
                     span { strong data-figure="points" { (total_points) } " points awarded" } " · "
                     span { strong data-figure="dead" { (dead.as_ref().map(|d| d.total("dead") as i64).unwrap_or(0)) } " dead trip jobs" } " · "
-                    span { strong data-figure="compensations" { (pending.as_ref().map(|p| p.to_string()).unwrap_or_else(|e| e.clone())) } " compensations pending" }
+                    span { strong data-figure="compensations" { (pending.as_ref().map(|p| p.to_string()).unwrap_or_else(|e| e.to_string())) } " compensations pending" }
                 }
                 h2 { "Completed trips per hour" }
                 (chart::bars(&per_hour, &[("completed", "ok")], 480.0, 80.0, "completed trips per hour"))
