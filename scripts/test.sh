@@ -39,7 +39,7 @@ fi
 run_tests --workspace
 # The main job, the trip flow and the consistency drill again over the secure profile: every store
 # over verified TLS, the app accounts only, secrets from files (docs/testing.md#secure).
-TSP_TEST_ENV=secure run_tests -p tsp-server --test trips --test consistency
+TSP_TEST_ENV=secure run_tests -p tsp-server --test integration -- trips:: consistency::
 # The queue and cache suites, the four-worker exactly-once test and a queue benchmark again on
 # a Redis Cluster of 3 primaries and 3 replicas (docs/testing.md#cluster).
 scripts/services.sh up --cluster >/dev/null
@@ -47,4 +47,4 @@ export TSP_TEST_REDIS_CLUSTER=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
 run_tests -p tsp-queue --test semantics --test inspection --test batches --test builtins
 run_tests -p tsp-queue --test integrity the_audit
 run_tests -p tsp-hub --test cache
-run_tests -p tsp-server --test workers four_workers
+run_tests -p tsp-server --test integration -- workers::four_workers

@@ -69,9 +69,13 @@ async fn a_hundred_concurrent_misses_make_one_load() {
     for _ in 0..100 {
         let (c, loads) = (c.clone(), loads.clone());
         tasks.push(tokio::spawn(async move {
-            c.get_or_load("user:2", "stats", || async {
+            let counted = c.clone();
+            c.get_or_load("user:2", "stats", || async move {
                 loads.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // The load lasts until all hundred have missed: every one of them is then
+                // waiting on it (or finds its answer), none can have loaded alone.
+                let all_missed = || async { counted.stats().l1_misses >= 100 };
+                tsp_testkit::until("all misses", Duration::from_secs(10), all_missed).await;
                 Ok::<_, HubError>(vec![1u32, 2, 3])
             })
             .await
@@ -82,6 +86,7 @@ async fn a_hundred_concurrent_misses_make_one_load() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), vec![1, 2, 3]);
     }
+    assert_eq!(c.stats().l1_misses, 100);
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     done(&hub).await;
 }

@@ -315,15 +315,13 @@ async fn a_partial_batch_is_sent_after_the_flush_interval() {
         w.write(&seq_point("interval", n)).unwrap();
     }
     // No flush(): the interval alone must send it. Poll the server, bounded.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while f.count("interval").await != 10 {
-        assert!(
-            Instant::now() < deadline,
-            "not sent by the interval: {:?}",
-            w.stats()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tsp_testkit::eventually("sent by the interval", Duration::from_secs(5), || async {
+        match f.count("interval").await {
+            10 => Ok(()),
+            n => Err((n, w.stats())),
+        }
+    })
+    .await;
     f.drop_db().await;
 }
 

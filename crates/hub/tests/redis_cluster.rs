@@ -6,7 +6,7 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tsp_hub::{Hub, Status};
 
@@ -66,11 +66,13 @@ fn start_cluster() -> Cluster {
         nodes.push(child);
         ports.push(port);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ports.iter().all(|p| ping(*p)) {
-        assert!(Instant::now() < deadline, "cluster nodes did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    tsp_testkit::eventually_blocking("cluster nodes started", Duration::from_secs(10), || {
+        if ports.iter().all(|p| ping(*p)) {
+            Ok(())
+        } else {
+            Err(&ports)
+        }
+    });
     let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let out = Command::new("redis-cli")
         .arg("--cluster")
@@ -85,20 +87,15 @@ fn start_cluster() -> Cluster {
         String::from_utf8_lossy(&out.stdout)
     );
     // Wait until every node agrees the cluster is up.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    tsp_testkit::eventually_blocking("cluster_state:ok", Duration::from_secs(20), || {
         let ok = ports.iter().all(|p| {
             Command::new("redis-cli")
                 .args(["-p", &p.to_string(), "cluster", "info"])
                 .output()
                 .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
         });
-        if ok {
-            break;
-        }
-        assert!(Instant::now() < deadline, "cluster never reached state ok");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        if ok { Ok(()) } else { Err(&ports) }
+    });
     Cluster {
         nodes,
         ports,

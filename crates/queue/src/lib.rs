@@ -18,6 +18,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod batch;
+mod clock;
 mod contract;
 mod error;
 mod handler;
@@ -29,6 +30,7 @@ mod schedule;
 mod worker;
 
 pub use batch::{BatchFuture, BatchJob, BatchOptions};
+pub use clock::Clock;
 pub use contract::{HandlerFuture, JobContext, JobRules, PayloadError};
 pub use error::{JobError, QueueError};
 pub use handler::{HookError, HookFuture, Registry};

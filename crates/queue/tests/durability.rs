@@ -42,22 +42,12 @@ async fn on(redis: &ScratchRedis) -> (Hub, Queue) {
 /// Asks until the restarted server answers (bounded): the first command may meet the connection
 /// the kill broke, or the server still loading its AOF. What is asserted is the data, not how
 /// soon the client reconnects (`killed_connections_lose_no_job` is about that).
-async fn after_restart<T, F, Fut>(mut ask: F) -> T
+async fn after_restart<T, F, Fut>(ask: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        match ask().await {
-            Ok(v) => return v,
-            Err(e) => assert!(
-                std::time::Instant::now() < deadline,
-                "no answer 30 s after the restart: {e}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    tsp_testkit::eventually("an answer after the restart", Duration::from_secs(30), ask).await
 }
 
 /// Every job id stored in the queue.
@@ -97,11 +87,13 @@ async fn kill_during_enqueue(fsync: &str) {
             }
         })
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while q.counts().await.map(|c| c.waiting).unwrap_or(0) < 20_000 {
-        assert!(std::time::Instant::now() < deadline, "the producer stalled");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    tsp_testkit::eventually("20 000 jobs waiting", Duration::from_secs(30), || async {
+        match q.counts().await.map(|c| c.waiting) {
+            Ok(n) if n >= 20_000 => Ok(()),
+            seen => Err(seen.map_err(|e| e.to_string())),
+        }
+    })
+    .await;
     redis.kill();
     let acked = producer.await.unwrap();
     redis.restart();
@@ -126,18 +118,16 @@ async fn kill_during_processing(fsync: &str) {
     let ids = q.enqueue_many(jobs).await.unwrap();
     let running = Running::start(worker(&q, Registry::new(), 256));
     // Kill once a good share is done, with the worker mid-stride.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let completed_before = loop {
+    let what = "5 000 jobs completed";
+    let completed_before = tsp_testkit::eventually(what, Duration::from_secs(60), || async {
         let c = q.counts().await.unwrap();
         if c.completed >= 5_000 {
-            break c.completed;
+            Ok(c.completed)
+        } else {
+            Err(c)
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the worker stalled: {c:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    })
+    .await;
     redis.kill();
     redis.restart();
     // Completions acknowledged before the kill are still completed after it.
@@ -249,23 +239,23 @@ async fn killed_mid_processing_with_always_loses_no_acknowledged_completion() {
 
 async fn replication_up(replica: &ScratchRedis) {
     let client = redis::Client::open(format!("redis://127.0.0.1:{}/", replica.port)).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if info.contains("master_link_status:up") {
-            return;
+    let conn = client.get_multiplexed_async_connection().await.unwrap();
+    tsp_testkit::eventually("the replica synced", Duration::from_secs(20), || {
+        let mut conn = conn.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if info.contains("master_link_status:up") {
+                Ok(())
+            } else {
+                Err(info)
+            }
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the replica never synced: {info}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 /// `queue.durability = wait`: enqueues and acknowledgements wait for the replica, which then

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Running, setup, worker};
 use tsp_queue::{NewJob, Queue, Registry};
@@ -18,27 +18,25 @@ use tsp_testkit::ScratchCluster;
 const JOBS: usize = 100_000;
 
 async fn completed_at_least(q: &Queue, n: u64, limit: Duration) -> u64 {
-    let started = Instant::now();
-    loop {
-        if let Ok(c) = q.counts().await
-            && c.completed >= n
-        {
-            return c.completed;
+    tsp_testkit::eventually(&format!("{n} jobs completed"), limit, || async {
+        match q.counts().await {
+            Ok(c) if c.completed >= n => Ok(c.completed),
+            seen => Err(seen.map_err(|e| e.to_string())),
         }
-        assert!(
-            started.elapsed() < limit,
-            "fewer than {n} completed within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 fn wait_role(port: u16, role: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ScratchCluster::cli(port, &["role"]).starts_with(role) {
-        assert!(Instant::now() < deadline, "node {port} never became {role}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let what = format!("node {port} became {role}");
+    tsp_testkit::eventually_blocking(&what, Duration::from_secs(30), || {
+        let now = ScratchCluster::cli(port, &["role"]);
+        if now.starts_with(role) {
+            Ok(())
+        } else {
+            Err(now)
+        }
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,17 +79,13 @@ async fn a_failover_and_a_killed_primary_lose_no_job_and_workers_carry_on() {
     eprintln!("killed {now_primary}; {primary} took over again");
 
     // The same worker finishes everything, without a restart.
-    let started = Instant::now();
-    loop {
-        if let Ok(c) = q.counts().await
-            && c.completed == JOBS as u64
-            && c.waiting + c.delayed + c.active == 0
-        {
-            break;
+    tsp_testkit::eventually("every job finished", Duration::from_secs(180), || async {
+        match q.counts().await {
+            Ok(c) if c.completed == JOBS as u64 && c.waiting + c.delayed + c.active == 0 => Ok(()),
+            seen => Err(seen.map_err(|e| e.to_string())),
         }
-        assert!(started.elapsed() < Duration::from_secs(180), "not finished");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     let report = running.stop().await;
     let c = q.counts().await.unwrap();
     assert_eq!((c.completed, c.dead), (JOBS as u64, 0), "{c:?}");

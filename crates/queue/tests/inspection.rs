@@ -69,7 +69,8 @@ async fn waiting_jobs_page_across_priorities_in_both_orders() {
 /// glance shows each lease and how many jobs it holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_dead_and_active_jobs_page_and_leases_are_seen() {
-    let (_hub, q, _cleanup) = setup(&[]).await;
+    // The queue's clock moves when the test says: each death gets a millisecond of its own.
+    let (_hub, q, _cleanup, clock) = common::setup_clocked(&[]).await;
     let ids = q
         .enqueue_many((0..9).map(|n| job(n, 0)).collect())
         .await
@@ -91,7 +92,7 @@ async fn finished_dead_and_active_jobs_page_and_leases_are_seen() {
         let f = q.finish(&[(j, outcome)], false).await.unwrap();
         assert!(matches!(f[0], Finished::Completed | Finished::Dead));
         // Dead jobs are ordered by the millisecond they died: keep them apart.
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        clock.advance(Duration::from_millis(1));
     }
     let page = |state, offset, limit, order| q.page_ids(state, offset, limit, order);
     assert_eq!(

@@ -203,14 +203,10 @@ async fn outcomes_that_cannot_be_stored_are_given_up_and_their_jobs_run_again() 
     let running = Running::start(w);
     // The first batch's three tries fail: it is given up and the worker says so (unhealthy
     // until the next acknowledgement goes through, which may be at once: the count stays).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while health.given_up() == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never gave a batch up"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    tsp_testkit::until("a batch given up", Duration::from_secs(20), || async {
+        health.given_up() > 0
+    })
+    .await;
     let why = health.last_failure().unwrap();
     assert!(
         why.contains("not stored after 3 tries") && why.contains("on purpose"),

@@ -3,6 +3,7 @@
 //! Addresses always come from the configuration, never from literals.
 
 mod process;
+mod wait;
 
 use std::path::PathBuf;
 
@@ -10,6 +11,7 @@ use rand::Rng;
 use tsp_config::{Config, LoadOptions};
 
 pub use process::command;
+pub use wait::{eventually, eventually_blocking, until};
 
 /// The project's `config/` folder.
 pub fn config_dir() -> PathBuf {
@@ -177,13 +179,10 @@ impl ScratchRedis {
 
     /// Waits (bounded: 10 s) until it accepts connections.
     pub fn wait_listening(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if std::time::Instant::now() > deadline {
-                panic!("scratch redis on port {} never listened", self.port);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        let what = format!("scratch redis listening on port {}", self.port);
+        eventually_blocking(&what, std::time::Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).map(drop)
+        });
     }
 
     /// Stops it at once (SIGKILL), as a crash would.
@@ -329,21 +328,18 @@ impl ScratchCluster {
     /// Waits (bounded: 30 s) until every live node reports `cluster_state:ok` and agrees on
     /// `primaries` primaries serving every slot.
     pub fn wait_ok(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let ok = self.nodes.iter().all(|n| {
-                std::net::TcpStream::connect(("127.0.0.1", n.port)).is_err()
-                    || ScratchCluster::cli(n.port, &["cluster", "info"])
-                        .contains("cluster_state:ok")
-            });
-            if ok {
-                return;
-            }
-            if std::time::Instant::now() > deadline {
-                panic!("the cluster never reached cluster_state:ok");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        eventually_blocking(
+            "cluster_state:ok",
+            std::time::Duration::from_secs(30),
+            || {
+                let ok = self.nodes.iter().all(|n| {
+                    std::net::TcpStream::connect(("127.0.0.1", n.port)).is_err()
+                        || ScratchCluster::cli(n.port, &["cluster", "info"])
+                            .contains("cluster_state:ok")
+                });
+                if ok { Ok(()) } else { Err("not yet") }
+            },
+        );
     }
 
     /// The port of the primary serving `key`'s slot, and of a replica of it.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::spec::{Spec, UNREADABLE_TYPE};
-use super::{Queue, SCRIPTS, now_ms};
+use super::{Queue, SCRIPTS};
 use crate::error::QueueError;
 
 /// A dead job waiting for its dead-letter hook.
@@ -31,7 +31,7 @@ impl Queue {
     /// dead-letter hook is running stay dead (counted in `hook_running`).
     pub async fn requeue(&self, ids: Option<&[String]>) -> Result<Requeued, QueueError> {
         let mut inv = SCRIPTS.requeue.key(&self.inner.base);
-        inv.arg(now_ms());
+        inv.arg(self.now_ms());
         match ids {
             None => {
                 inv.arg("all");
@@ -66,7 +66,7 @@ impl Queue {
         let flat: Vec<Vec<u8>> = SCRIPTS
             .deadclaim
             .key(&self.inner.base)
-            .arg(now_ms())
+            .arg(self.now_ms())
             .arg(u64::try_from(claim.as_millis()).unwrap_or(u64::MAX))
             .arg(limit)
             .invoke_async(&mut conn)

@@ -5,7 +5,7 @@ use std::time::Duration;
 use redis::Value;
 
 use super::lease::{LeasedJob, by_holder};
-use super::{Queue, SCRIPTS, int, now_ms};
+use super::{Queue, SCRIPTS, int};
 use crate::error::QueueError;
 
 /// Jobs per finish script call (its arguments stay within Lua's `unpack` limit, 8 000).
@@ -89,7 +89,7 @@ impl Queue {
     ) -> Result<Vec<(usize, Finished)>, QueueError> {
         let s = &self.inner.settings;
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let now = now_ms().to_string();
+        let now = self.now_ms().to_string();
         let (plain, other): (Vec<usize>, Vec<usize>) = part.iter().partition(
             |&&i| matches!(&acks[i].1, Outcome::Completed { result } if result == "null"),
         );

@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::Value;
 
 use super::spec::{UNREADABLE_TYPE, created_from_id, read_spec};
-use super::{Queue, SCRIPTS, int, now_ms, text};
+use super::{Queue, SCRIPTS, int, text};
 use crate::error::QueueError;
 use crate::job::Backoff;
 
@@ -134,7 +134,7 @@ impl Queue {
     pub async fn fetch(&self, n: usize, holder: &str) -> Result<Fetched, QueueError> {
         let mut conn = self.conn().await?;
         let lease = i64::try_from(self.inner.settings.lease.as_millis()).unwrap_or(30_000);
-        let now = now_ms();
+        let now = self.now_ms();
         let reply: Vec<Value> = SCRIPTS
             .fetch
             .key(&self.inner.base)
@@ -300,7 +300,7 @@ impl Queue {
         leases: &[(String, String, i64)],
     ) -> Result<Vec<String>, QueueError> {
         let deadline =
-            now_ms() + i64::try_from(self.inner.settings.lease.as_millis()).unwrap_or(30_000);
+            self.now_ms() + i64::try_from(self.inner.settings.lease.as_millis()).unwrap_or(30_000);
         let mut lost = Vec::new();
         for (holder, idx) in by_holder(leases.iter().map(|(_, t, _)| t.as_str())) {
             for part in idx.chunks(IDS_PER_CALL / 2) {
@@ -326,7 +326,7 @@ impl Queue {
         let (back, dead): (u64, u64) = SCRIPTS
             .recover
             .key(&self.inner.base)
-            .arg(now_ms())
+            .arg(self.now_ms())
             .arg(RECOVER_WORKERS)
             .arg(&self.inner.events)
             .invoke_async(&mut conn)

@@ -29,6 +29,7 @@ use redis::Value;
 use tsp_config::QueueSettings;
 use tsp_hub::{RedisConn, RedisStore};
 
+use crate::clock::Clock;
 use crate::error::QueueError;
 use crate::job::Backoff;
 use scripts::SCRIPTS;
@@ -46,13 +47,6 @@ pub use timetable::StoredSchedule;
 /// The prefix of every key of queue `name`: one Redis Cluster hash tag per queue.
 fn base_key(prefix: &str, name: &str) -> String {
     format!("{prefix}q:{{{name}}}:")
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 async fn upgrade_queue(store: &RedisStore, base: &str) -> Result<u64, QueueError> {
@@ -81,6 +75,7 @@ struct Inner {
     store: RedisStore,
     settings: QueueSettings,
     registered: AtomicBool,
+    clock: Clock,
 }
 
 /// A handle on one queue. Cheap to clone.
@@ -139,8 +134,31 @@ impl Queue {
                 store,
                 settings: settings.clone(),
                 registered: AtomicBool::new(false),
+                clock: Clock::System,
             }),
         })
+    }
+
+    /// The same queue, its transitions stamped by `clock` (tests: [`Clock::manual`]).
+    pub fn with_clock(self, clock: Clock) -> Queue {
+        let i = &self.inner;
+        Queue {
+            inner: Arc::new(Inner {
+                name: i.name.clone(),
+                base: i.base.clone(),
+                events: i.events.clone(),
+                registry: i.registry.clone(),
+                store: i.store.clone(),
+                settings: i.settings.clone(),
+                registered: AtomicBool::new(i.registered.load(Ordering::SeqCst)),
+                clock,
+            }),
+        }
+    }
+
+    /// The queue's time now, milliseconds since the Unix epoch ([`Clock`]).
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
     }
 
     /// The queue's name.

@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
 
 use super::spec::encode_spec;
-use super::{Queue, SCRIPTS, now_ms};
+use super::{Queue, SCRIPTS};
 use crate::error::QueueError;
 use crate::job::NewJob;
 
@@ -55,7 +55,7 @@ impl Queue {
         if !self.inner.registered.load(Ordering::Relaxed) {
             self.set_registered(&mut conn.clone(), true).await?;
         }
-        let now = now_ms();
+        let now = self.now_ms();
         let invocations: Vec<Invocation> = chunks(&jobs)
             .into_iter()
             .map(|(is_plain, chunk)| self.enqueue_call(is_plain, chunk, now))

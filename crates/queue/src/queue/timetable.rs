@@ -9,9 +9,9 @@ use std::collections::HashMap;
 /// Members of a sorted set or fields of a hash with their (numeric) values.
 type Scored = Vec<(String, i64)>;
 
+use super::Queue;
 use super::produce::{dedup_slot, new_id};
 use super::scripts::SCRIPTS;
-use super::{Queue, now_ms};
 use crate::error::QueueError;
 use crate::job::NewJob;
 
@@ -172,7 +172,7 @@ impl Queue {
         job: NewJob,
     ) -> Result<Option<String>, QueueError> {
         let job = job.with_dedup_key(format!("schedule:{name}:{run}"));
-        let now = now_ms();
+        let now = self.now_ms();
         let id = new_id();
         let mut conn = self.conn().await?;
         let claimed: Value = SCRIPTS

@@ -249,7 +249,7 @@ impl Schedules {
 
     /// Adds (or replaces) a schedule; its first tick is the first after now.
     pub async fn put(&self, mut s: Schedule) -> Result<ScheduleState, ScheduleError> {
-        let now = crate::queue::now_ms();
+        let now = (self.queue)(&s.queue)?.now_ms();
         if s.every_ms.is_some() {
             s.since.get_or_insert(now);
         }
@@ -327,7 +327,7 @@ impl Schedules {
         let next = if paused {
             None
         } else {
-            s.schedule.timing()?.next_after(crate::queue::now_ms())
+            s.schedule.timing()?.next_after(q.now_ms())
         };
         let json = serde_json::to_string(&s.schedule).unwrap_or_default();
         q.put_schedule(name, &json, next).await?;

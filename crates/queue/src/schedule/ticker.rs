@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{Schedule, plan};
-use crate::queue::{Queue, now_ms};
+use crate::queue::Queue;
 
 /// The longest the loop sleeps: a schedule added or resumed meanwhile is seen this late at most.
 const IDLE: Duration = Duration::from_millis(500);
@@ -14,7 +14,7 @@ pub(crate) async fn tick_loop(queue: Queue) {
     loop {
         let wait = match claim_due(&queue).await {
             Ok(Some(next)) => {
-                let until = u64::try_from(next - now_ms()).unwrap_or(0);
+                let until = u64::try_from(next - queue.now_ms()).unwrap_or(0);
                 Duration::from_millis(until).clamp(Duration::from_millis(5), IDLE)
             }
             Ok(None) => IDLE,
@@ -30,7 +30,7 @@ pub(crate) async fn tick_loop(queue: Queue) {
 /// Claims every due tick; returns the earliest tick still to come.
 async fn claim_due(queue: &Queue) -> Result<Option<i64>, crate::QueueError> {
     loop {
-        let now = now_ms();
+        let now = queue.now_ms();
         let (due, upcoming) = queue.due_ticks(now).await?;
         if due.is_empty() {
             return Ok(upcoming);

@@ -14,7 +14,7 @@ use super::held::{Held, lock_held};
 use super::retry::persist_bounded;
 use crate::error::JobError;
 use crate::metrics;
-use crate::queue::{Finished, LeasedJob, Outcome, Queue, now_ms};
+use crate::queue::{Finished, LeasedJob, Outcome, Queue};
 use crate::records::{JobRecord, RecordSink};
 
 /// What the acknowledger needs besides its queue and jobs.
@@ -123,7 +123,7 @@ async fn store_outcomes(
     held: &Held,
     faults: &AckFaults,
 ) -> Result<Vec<Finished>, crate::error::QueueError> {
-    let now = now_ms();
+    let now = queue.now_ms();
     let acks: Vec<(&LeasedJob, Outcome)> =
         batch.iter().map(|d| (&d.job, outcome_of(d, now))).collect();
     let any_dedup = batch.iter().any(|d| d.job.has_dedup);

@@ -10,7 +10,7 @@ use super::execute::panic_message;
 use super::retry::persist;
 use crate::handler::Registry;
 use crate::metrics;
-use crate::queue::{Queue, now_ms};
+use crate::queue::Queue;
 
 /// How long a claimed dead-letter hook may run before another worker may claim it again.
 const HOOK_CLAIM: Duration = Duration::from_secs(60);
@@ -67,7 +67,7 @@ pub(super) async fn sweep_dead(queue: Queue, registry: Arc<Registry>) {
         if again.is_empty() {
             backoff = Duration::from_secs(1);
         } else {
-            let at = now_ms() + i64::try_from(backoff.as_millis()).unwrap_or(1000);
+            let at = queue.now_ms() + i64::try_from(backoff.as_millis()).unwrap_or(1000);
             persist("rescheduling dead-letter hooks", || {
                 queue.dead_retry_at(&again, at)
             })

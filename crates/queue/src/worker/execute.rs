@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use crate::contract::JobContext;
 use crate::error::JobError;
 use crate::handler::Registry;
-use crate::queue::{LeasedJob, Queue, now_ms};
+use crate::queue::{LeasedJob, Queue};
 
 /// A finished attempt on its way to Redis.
 pub(super) struct Done {
@@ -45,7 +45,7 @@ pub(super) async fn run_and_report(
             job,
             result,
             run: started.elapsed(),
-            finished_at: now_ms(),
+            finished_at: queue.now_ms(),
         })
         .await;
 }
@@ -107,7 +107,7 @@ pub(super) async fn run_batch_and_report(
     let started = Instant::now();
     let (jobs, slots): (Vec<LeasedJob>, Vec<_>) = jobs.into_iter().unzip();
     let results = run_batch(queue, run, &jobs).await;
-    let (took, finished_at) = (started.elapsed(), now_ms());
+    let (took, finished_at) = (started.elapsed(), queue.now_ms());
     for (job, result) in jobs.into_iter().zip(results) {
         let _ = done_tx
             .send(Done {

@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 
 use crate::error::{JobError, QueueError};
 use crate::handler::Registry;
-use crate::queue::{Finished, LeasedJob, Outcome, Queue, now_ms};
+use crate::queue::{Finished, LeasedJob, Outcome, Queue};
 use crate::records::RecordSink;
 use runtime::QueueRuntime;
 
@@ -188,7 +188,7 @@ impl Worker {
             let result = execute::run_one(&self.registry, queue, &job).await;
             done.push((job, result));
         }
-        let now = now_ms();
+        let now = queue.now_ms();
         let acks: Vec<(&LeasedJob, Outcome)> = done
             .iter()
             .map(|(job, result)| (job, ack::outcome(job, result, now)))

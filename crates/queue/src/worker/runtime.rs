@@ -17,7 +17,7 @@ use super::held::{Held, HeldJob, held_snapshot, lock_held};
 use super::retry::{back_off, persist};
 use super::{ack, dead, loops};
 use crate::handler::Registry;
-use crate::queue::{Fetched, LeasedJob, Queue, now_ms};
+use crate::queue::{Fetched, LeasedJob, Queue};
 use crate::records::RecordSink;
 
 /// What one queue's fetch loop works with.
@@ -228,7 +228,7 @@ impl QueueRuntime {
         waiter: Option<&mut redis::aio::MultiplexedConnection>,
     ) -> bool {
         let wait = match fetched.next_delayed_at {
-            Some(at) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
+            Some(at) => Duration::from_millis(u64::try_from(at - self.queue.now_ms()).unwrap_or(0))
                 .clamp(Duration::from_millis(5), Duration::from_secs(1)),
             None => Duration::from_secs(1),
         };

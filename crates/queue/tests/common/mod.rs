@@ -1,12 +1,12 @@
 //! Helpers: a hub on the local services with a key prefix of its own, and an in-process worker.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tsp_config::Config;
 use tsp_hub::Hub;
-use tsp_queue::{Queue, Registry, Worker, WorkerReport};
+use tsp_queue::{Clock, Queue, Registry, Worker, WorkerReport};
 
 pub use tsp_testkit::unique;
 
@@ -27,6 +27,14 @@ pub async fn setup(sets: &[&str]) -> (Hub, Queue, Cleanup) {
     let cleanup = Cleanup::new(hub.config(), store.key_prefix());
     let q = Queue::new(store, "jobs", &hub.config().queue).unwrap();
     (hub, q, cleanup)
+}
+
+/// [`setup`] with the queue on a manual clock: time passes when the test says
+/// (`clock.advance`), so leases lapse and ages grow without waiting.
+pub async fn setup_clocked(sets: &[&str]) -> (Hub, Queue, Cleanup, Clock) {
+    let (hub, q, cleanup) = setup(sets).await;
+    let clock = Clock::manual();
+    (hub, q.with_clock(clock.clone()), cleanup, clock)
 }
 
 /// A worker running in this process until [`Running::stop`].
@@ -61,39 +69,25 @@ pub fn worker(q: &Queue, registry: Registry, concurrency: usize) -> Worker {
 
 /// Waits until nothing is waiting, delayed or active (bounded).
 pub async fn drained(q: &Queue, limit: Duration) {
-    let started = Instant::now();
-    loop {
-        // A command may fail while a killed connection is re-established: just ask again.
-        let c = q.counts().await;
-        if let Ok(c) = &c
-            && c.waiting + c.delayed + c.active == 0
-        {
-            return;
+    // A command may fail while a killed connection is re-established: just ask again.
+    tsp_testkit::eventually("drained", limit, || async {
+        match q.counts().await {
+            Ok(c) if c.waiting + c.delayed + c.active == 0 => Ok(()),
+            other => Err(other.map_err(|e| e.to_string())),
         }
-        assert!(
-            started.elapsed() < limit,
-            "not drained after {limit:?}: {c:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 /// Waits until drained and every dead job's dead-letter hook has run (bounded).
 pub async fn settled(q: &Queue, limit: Duration) {
-    let started = Instant::now();
-    loop {
-        let c = q.counts().await;
-        if let Ok(c) = &c
-            && c.waiting + c.delayed + c.active + c.dead_unhandled == 0
-        {
-            return;
+    tsp_testkit::eventually("settled", limit, || async {
+        match q.counts().await {
+            Ok(c) if c.waiting + c.delayed + c.active + c.dead_unhandled == 0 => Ok(()),
+            other => Err(other.map_err(|e| e.to_string())),
         }
-        assert!(
-            started.elapsed() < limit,
-            "not settled after {limit:?}: {c:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 pub fn now_ms() -> i64 {

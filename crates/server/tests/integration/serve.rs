@@ -2,11 +2,9 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Server, api_key, closed_port, metric, run, text};
+use crate::common::{Server, api_key, closed_port, metric, run, text};
 
 #[test]
 fn health_probes_answer_and_metrics_move_after_real_commands() {
@@ -148,21 +146,19 @@ fn health_probes_answer_and_metrics_move_after_real_commands() {
 
     // The health watcher writes a vendor-latency point per store every 200 ms, under the
     // configured measurement; the writer flushes each second.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    tsp_testkit::eventually_blocking("influx points written", Duration::from_secs(15), || {
         let (_, m) = server.get("/metrics");
-        if metric(
+        let written = metric(
             &m,
             "tsp_influx_points_written_total",
             &[("instance", "primary")],
-        )
-        .is_some_and(|v| v >= 9.0)
-        {
-            break;
+        );
+        if written.is_some_and(|v| v >= 9.0) {
+            Ok(())
+        } else {
+            Err(m)
         }
-        assert!(Instant::now() < deadline, "no influx points written:\n{m}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
     let config = tsp_testkit::config(&[]);
     let influx = &config.influx[&config.service_monitor.instance];
     let q = format!(

@@ -5,12 +5,12 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::api::{call, get, login, token_of, trip};
-use common::{PASSWORD, Site};
+use crate::common::api::{call, get, login, token_of, trip};
+use crate::common::{PASSWORD, Site};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tsp_mobility::auth::{NewUser, Scope};
@@ -167,22 +167,23 @@ async fn sessions_slide_up_to_their_cap_and_expire_when_idle() {
         let hash = hex::encode(sha2::Sha256::digest(idle.as_bytes()));
         format!("{}{{auth}}:s:{hash}", redis.key_prefix())
     };
-    let mut conn = redis.conn().await.unwrap();
-    loop {
-        let exists: u32 = redis::cmd("EXISTS")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if exists == 0 {
-            break;
+    let conn = redis.conn().await.unwrap();
+    tsp_testkit::eventually("the idle session gone", Duration::from_secs(4), || {
+        let (mut conn, key) = (conn.clone(), key.clone());
+        async move {
+            let exists: u32 = redis::cmd("EXISTS")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if exists == 0 {
+                Ok(())
+            } else {
+                Err(born.elapsed())
+            }
         }
-        assert!(
-            born.elapsed() < Duration::from_secs(4),
-            "still there after 4 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     let gone = born.elapsed();
     assert!(
         gone >= Duration::from_millis(1400),
@@ -544,8 +545,8 @@ async fn each_request_leaves_one_activity_event_and_one_point_and_no_secret_in_t
         .collection::<mongodb::bson::Document>("request_activity");
     let influx = site.sandbox.hub.influx("uis").unwrap();
     let db = influx.settings().database.clone();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    // One event and one point per request, never more.
+    let counts = || async {
         let mut events = Vec::new();
         let mut points = Vec::new();
         for id in &ids {
@@ -563,22 +564,29 @@ async fn each_request_leaves_one_activity_event_and_one_point_and_no_secret_in_t
                     .unwrap_or(0),
             );
         }
-        if events.iter().all(|n| *n == 1) && points.iter().all(|n| *n == 1) {
-            let e = coll
-                .find_one(mongodb::bson::doc! {"requestId": &ids[1]})
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(e.get_str("route").unwrap(), "/users/{id}/points");
-            assert!(e.get_str("subject").unwrap().starts_with("key:"));
-            break;
-        }
         assert!(
-            Instant::now() < deadline && events.iter().chain(&points).all(|n| *n <= 1),
+            events.iter().chain(&points).all(|n| *n <= 1),
             "events {events:?}, points {points:?}"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        if events.iter().all(|n| *n == 1) && points.iter().all(|n| *n == 1) {
+            Ok(())
+        } else {
+            Err((events, points))
+        }
+    };
+    tsp_testkit::eventually(
+        "an event and a point per request",
+        Duration::from_secs(15),
+        counts,
+    )
+    .await;
+    let e = coll
+        .find_one(mongodb::bson::doc! {"requestId": &ids[1]})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.get_str("route").unwrap(), "/users/{id}/points");
+    assert!(e.get_str("subject").unwrap().starts_with("key:"));
     server.terminate();
     let log = server.stderr_so_far();
     assert!(
@@ -594,13 +602,13 @@ async fn each_request_leaves_one_activity_event_and_one_point_and_no_secret_in_t
     site.done().await;
 }
 
-/// Waits (bounded) until `f` holds, asking every 100 ms.
-async fn until<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f().await {
-        assert!(Instant::now() < deadline, "{what}: not within 30 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Waits (bounded: 30 s) until the queue's counts satisfy `holds`.
+async fn until(what: &str, queue: &tsp_queue::Queue, holds: fn(&tsp_queue::QueueCounts) -> bool) {
+    tsp_testkit::eventually(what, Duration::from_secs(30), || async {
+        let c = queue.counts().await.unwrap();
+        if holds(&c) { Ok(()) } else { Err(c) }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -635,8 +643,7 @@ async fn retrying_a_compensated_trip_over_the_api_awards_it_once() {
     .await;
     assert_eq!(code, 201, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
-    until("the job dead and compensated", async || {
-        let c = queue.counts().await.unwrap();
+    until("the job dead and compensated", &queue, |c| {
         c.dead == 1 && c.dead_unhandled == 0
     })
     .await;
@@ -656,10 +663,7 @@ async fn retrying_a_compensated_trip_over_the_api_awards_it_once() {
     let (code, _, v) = call(&server, Method::POST, &retry, Some(&admin), Some(json!({}))).await;
     assert_eq!(code, 200, "{v}");
     let mut working = common::trip_worker(&site.sandbox.overrides, 2, "2s", &[]);
-    until("the retried job completed", async || {
-        queue.counts().await.unwrap().completed == 1
-    })
-    .await;
+    until("the retried job completed", &queue, |c| c.completed == 1).await;
     // bus, 10 points per km: 2.224 km → 22.
     assert_eq!(points().await, Some(22));
     // Neither a second retry nor the same trip posted again awards it twice.
@@ -667,8 +671,8 @@ async fn retrying_a_compensated_trip_over_the_api_awards_it_once() {
     assert_eq!(code, 409, "a completed job is not dead-lettered");
     let (code, _, _) = call(&server, Method::POST, "/jobs", Some(&user), Some(job)).await;
     assert_eq!(code, 201);
-    until("the resubmitted job completed", async || {
-        queue.counts().await.unwrap().completed == 2
+    until("the resubmitted job completed", &queue, |c| {
+        c.completed == 2
     })
     .await;
     assert_eq!(points().await, Some(22));

@@ -5,12 +5,12 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::api::{call, get, login, token_of, trip};
-use common::{PASSWORD, Server, Site, until_some};
+use crate::common::api::{call, get, login, token_of, trip};
+use crate::common::{PASSWORD, Server, Site, until_some};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tsp_mobility::auth::{Role, Scope};

@@ -3,11 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::Server;
+use crate::common::Server;
 use tsp_mobility::auth::Scope;
 use tsp_mobility::complete::Trips;
 use tsp_mobility::sandbox::Sandbox;
@@ -74,19 +74,15 @@ async fn two_servers_answer_queries_and_never_serve_an_invalidated_entry() {
     let b = start(&sandbox).await;
     // Both processes subscribe to invalidations shortly after start: wait until an
     // invalidation reaches three processes (this one, A and B).
-    let mut receivers = 0;
-    for _ in 0..100 {
-        receivers = trips
-            .cache()
-            .invalidate(&[Trips::user_tag(1)])
-            .await
-            .unwrap()
-            .receivers;
-        if receivers == 3 {
-            break;
+    let what = "three receivers of an invalidation";
+    let receivers = tsp_testkit::eventually(what, Duration::from_secs(5), || async {
+        let inv = trips.cache().invalidate(&[Trips::user_tag(1)]).await;
+        match inv.unwrap().receivers {
+            3 => Ok(3),
+            n => Err(n),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     assert_eq!(receivers, 3);
 
     // bus, 10 points per km: 2.224 km → 22 points; every further 1-step trip adds 11.

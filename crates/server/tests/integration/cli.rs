@@ -2,11 +2,9 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{closed_port, run, text};
+use crate::common::{closed_port, run, text};
 
 #[test]
 fn config_check_reports_every_problem_and_exits_2_without_a_backtrace() {

@@ -4,10 +4,10 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
@@ -226,11 +226,11 @@ async fn a_set_of_every_store_restores_exactly_into_another_sandbox() {
     // The restored queue runs: a worker on the second sandbox completes the waiting jobs.
     let mut w = common::worker_on(&b.overrides, "default", 2, "2s", &[]);
     let queue = App::build(&b.hub).unwrap().queue("default").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while queue.counts().await.unwrap().completed < 3 {
-        assert!(Instant::now() < deadline, "restored jobs did not run");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    tsp_testkit::eventually("the restored jobs ran", Duration::from_secs(30), || async {
+        let c = queue.counts().await.unwrap();
+        if c.completed >= 3 { Ok(()) } else { Err(c) }
+    })
+    .await;
     w.kill().unwrap();
     w.wait().unwrap();
     let _ = a.remove().await;
@@ -327,18 +327,19 @@ async fn damaged_sets_wrong_keys_newer_manifests_and_a_held_lock_are_refused() {
         .clone();
     let dir_set = format!("backup.dir={}", sets.display());
     let mut w = common::worker_on(&a.overrides, "default", 1, "5s", &[&key, &dir_set]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let info = loop {
-        let info = queue.job(&id).await.unwrap().unwrap();
-        if info.state == "completed" {
-            break info;
+    let done = tsp_testkit::eventually("the backup job finished", Duration::from_secs(30), || {
+        let queue = queue.clone();
+        let id = id.clone();
+        async move {
+            let info = queue.job(&id).await.unwrap().unwrap();
+            if info.state == "completed" {
+                Ok(info)
+            } else {
+                Err(info)
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "the backup job did not finish: {info:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    });
+    let info = done.await;
     w.kill().unwrap();
     w.wait().unwrap();
     let made = info.result.unwrap()["set"].as_str().unwrap().to_string();

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command};
@@ -86,15 +86,15 @@ async fn one_job_per_tick_while_workers_die_restart_and_stall() {
     let removed_at = chrono::Utc::now().timestamp_millis();
 
     // Every job finishes (bounded); then count.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    tsp_testkit::eventually("every job finished", Duration::from_secs(30), || async {
         let c = queue.counts().await.unwrap();
         if c.waiting + c.delayed + c.active == 0 {
-            break;
+            Ok(())
+        } else {
+            Err(c)
         }
-        assert!(Instant::now() < deadline, "jobs still pending: {c:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     let jobs = queue.list(JobState::Completed, 10_000).await.unwrap();
     let mut per_tick: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     for j in &jobs {
@@ -135,9 +135,20 @@ async fn one_job_per_tick_while_workers_die_restart_and_stall() {
             j.attempts
         );
     }
-    // Removed: no further ticks, in any process.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(queue.counts().await.unwrap().completed as usize, jobs.len());
+    // Removed: no further ticks, in any process. A ticker claims only what the queue's
+    // timetable holds as due: asked an hour from now, it holds nothing of the schedule, and
+    // nothing is left to run.
+    let (due, next) = queue.due_ticks(removed_at + 3_600_000).await.unwrap();
+    assert!(
+        due.iter().all(|(name, _, _)| name != "every-second") && next.is_none(),
+        "{due:?} {next:?}"
+    );
+    assert!(schedules.find("every-second").await.unwrap().is_none());
+    let c = queue.counts().await.unwrap();
+    assert_eq!(
+        (c.completed as usize, c.waiting + c.delayed),
+        (jobs.len(), 0)
+    );
     for mut w in workers {
         signal(&w, "-TERM");
         w.wait().unwrap();
@@ -255,14 +266,15 @@ async fn schedules_declared_in_the_configuration_are_reconciled_by_workers() {
     // A worker started with the same configuration runs it.
     let mut w = common::worker_on(&sandbox.overrides, "declared", 4, "2s", &declared);
     let queue = app.queue("declared").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while queue.counts().await.unwrap().completed < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the declared schedule did not run"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    tsp_testkit::eventually(
+        "the declared schedule ran",
+        Duration::from_secs(20),
+        || async {
+            let c = queue.counts().await.unwrap();
+            if c.completed >= 2 { Ok(()) } else { Err(c) }
+        },
+    )
+    .await;
     signal(&w, "-TERM");
     w.wait().unwrap();
 

@@ -7,14 +7,14 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{PASSWORD, Site};
+use crate::common::{PASSWORD, Site};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tsp_mobility::auth::Role;
@@ -47,11 +47,8 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver on PATH (scripts/services.sh up installs it)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver never listened");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let listening = || async { TcpStream::connect(("127.0.0.1", port)).map(drop) };
+        tsp_testkit::eventually("chromedriver listening", Duration::from_secs(20), listening).await;
         let profile = tempfile::tempdir().unwrap();
         let mut caps = serde_json::Map::new();
         caps.insert(

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -319,18 +319,15 @@ fn wait_until(
 
 /// The queue's counts once `n` jobs are finished and nothing is left (bounded).
 async fn settled(queue: &Queue, n: usize) -> tsp_queue::QueueCounts {
-    let started = Instant::now();
-    loop {
+    tsp_testkit::eventually("settled", Duration::from_secs(120), || async {
         let c = queue.counts().await.unwrap();
         if batch::settled(&c) && c.completed + c.dead == n as u64 {
-            return c;
+            Ok(c)
+        } else {
+            Err(c)
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "not settled: {c:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 async fn enqueue(queue: &Queue, seed: u64, n: usize) -> usize {

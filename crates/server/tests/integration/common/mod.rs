@@ -128,13 +128,14 @@ impl Server {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        for _ in 0..200 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
+        let child = &mut self.child;
+        let exited = tsp_testkit::eventually_blocking("exit", Duration::from_secs(10), || {
+            match child.try_wait() {
+                Ok(Some(status)) => Ok(status),
+                other => Err(other.map_err(|e| e.to_string())),
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        });
+        exited.code()
     }
 
     pub fn stderr_so_far(&self) -> String {
@@ -370,23 +371,17 @@ impl Site {
     }
 }
 
-/// Asks `f` every 50 ms until it answers `Some`, for at most `limit` (then the test fails).
+/// Asks `f` until it answers `Some`, for at most `limit` (then the test fails).
 pub async fn until_some<T, F, Fut>(limit: Duration, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "condition not met within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tsp_testkit::eventually("the condition", limit, || {
+        let fut = f();
+        async move { fut.await.ok_or("not yet") }
+    })
+    .await
 }
 
 /// A file of the real data beside the repository (`../shared/data/`: GTFS feeds, GPS traces).

@@ -4,13 +4,13 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, run, text, tsp_job};
+use crate::common::{Server, run, text, tsp_job};
 
 fn prefix() -> (String, tsp_testkit::RedisKeys) {
     tsp_testkit::RedisKeys::fresh("w")
@@ -67,11 +67,7 @@ fn n(v: &serde_json::Value, k: &str) -> u64 {
 }
 
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ok() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    tsp_testkit::eventually_blocking(what, limit, || if ok() { Ok(()) } else { Err("no") });
 }
 
 fn marks(prefix: &str, set: &str) -> HashMap<String, i64> {

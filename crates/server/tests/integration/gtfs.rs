@@ -3,11 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{ALL_SCOPES, Server, api_key, run, shared_data as feed, text, worker_on};
+use crate::common::{ALL_SCOPES, Server, api_key, run, shared_data as feed, text, worker_on};
 use tsp_mobility::sandbox::Sandbox;
 
 fn with_sets<'a>(args: &[&'a str], sets: &'a [String]) -> Vec<&'a str> {
@@ -20,17 +20,17 @@ fn with_sets<'a>(args: &[&'a str], sets: &'a [String]) -> Vec<&'a str> {
 
 /// Polls the job until it settles (completed or dead), bounded.
 fn settled(server: &Server, id: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    let what = format!("job {id} settled");
+    tsp_testkit::eventually_blocking(&what, Duration::from_secs(120), || {
         let (code, body) = server.get(&format!("/jobs/{id}"));
         assert_eq!(code, 200, "{body}");
         let job: serde_json::Value = serde_json::from_str(&body).unwrap();
         if matches!(job["state"].as_str(), Some("completed" | "dead")) {
-            return job;
+            Ok(job)
+        } else {
+            Err(job)
         }
-        assert!(Instant::now() < deadline, "job {id} did not settle: {job}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    })
 }
 
 #[test]

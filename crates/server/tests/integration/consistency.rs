@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::Child;
@@ -57,15 +57,15 @@ async fn enqueue_trips(
 
 /// Runs `healthy` until the queue is settled with `n` jobs completed (bounded), then stops it.
 async fn completed_by(mut healthy: Child, queue: &Queue, n: usize) {
-    let started = Instant::now();
-    loop {
+    tsp_testkit::eventually("settled", Duration::from_secs(90), || async {
         let c = queue.counts().await.unwrap();
         if batch::settled(&c) && c.completed == n as u64 {
-            break;
+            Ok(())
+        } else {
+            Err(c)
         }
-        assert!(started.elapsed() < Duration::from_secs(90), "{c:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     let _ = healthy.kill();
     let _ = healthy.wait();
 }
