@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# A/B of the queue benchmark: this checkout against an earlier revision, interleaved runs in one
-# sitting on the same services (the machine's speed drifts, so only interleaved runs compare).
-#   scripts/bench-ab.sh BASE_REV [RUNS] [JOBS]
-# Prints each run's JSON line prefixed with A (BASE_REV) or B (this checkout), then the medians.
+# A/B of a benchmark: this checkout against an earlier revision, interleaved runs in one sitting
+# on the same services (the machine's speed drifts, so only interleaved runs compare).
+#   scripts/bench-ab.sh BASE_REV [RUNS] [N]
+# BENCH=queue (default: N no-op jobs, records off, default 200 000) or BENCH=trips (N trips of
+# trip.complete on every store, in a sandbox each, default 3 000). Prints each run's JSON line
+# prefixed with A (BASE_REV) or B (this checkout), then the medians of each side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-base=${1:?usage: scripts/bench-ab.sh BASE_REV [RUNS] [JOBS]}
+base=${1:?usage: scripts/bench-ab.sh BASE_REV [RUNS] [N]}
 runs=${2:-10}
-jobs=${3:-200000}
+bench=${BENCH:-queue}
+case "$bench" in
+  queue) n=${3:-200000}; args=(queue --jobs "$n" --records off) ;;
+  trips) n=${3:-3000}; args=(trips --trips "$n") ;;
+  *) echo "BENCH: queue or trips" >&2; exit 2 ;;
+esac
 
 scripts/services.sh up >/dev/null
 tree=target/ab/src
@@ -34,17 +41,22 @@ out=$(mktemp)
 for i in $(seq 1 "$runs"); do
   for side in A B; do
     bin=$a; [ "$side" = B ] && bin=$b
-    line=$($bin queue --jobs "$jobs" --records off 2>/dev/null)
+    line=$(TSP_LOG=error $bin "${args[@]}" 2>/dev/null)
     echo "$side $line" | tee -a "$out"
   done
 done
-python3 - "$out" <<'PY'
+python3 - "$out" "$bench" <<'PY'
 import json, statistics, sys
 rows = {"A": [], "B": []}
 for line in open(sys.argv[1]):
     side, js = line.split(" ", 1)
     rows[side].append(json.loads(js))
 for side, rs in rows.items():
+    if sys.argv[2] == "trips":
+        t = [r["batched"]["trips_per_s"] for r in rs]
+        print(f"{side}: {len(rs)} runs; trips/s median {statistics.median(t):.1f} "
+              f"(min {min(t):.1f}, max {max(t):.1f})")
+        continue
     p = [r["process_per_s"] for r in rs]
     e = [r["enqueue_per_s"] for r in rs]
     quiet = [r["process_per_s"] for r in rs if r["cpu"]["process"]["redis_background_forks"] == 0]

@@ -40,6 +40,7 @@ run_tests --workspace
 # The main job, the trip flow and the consistency drill again over the secure profile: every store
 # over verified TLS, the app accounts only, secrets from files (docs/testing.md#secure).
 TSP_TEST_ENV=secure run_tests -p tsp-server --test integration -- trips:: consistency::
+TSP_TEST_ENV=secure run_tests -p tsp-bench -- the_trip_and_gtfs_benchmarks
 # The queue and cache suites, the four-worker exactly-once test and a queue benchmark again on
 # a Redis Cluster of 3 primaries and 3 replicas (docs/testing.md#cluster).
 scripts/services.sh up --cluster >/dev/null
