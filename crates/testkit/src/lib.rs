@@ -83,7 +83,7 @@ pub fn closed_port() -> u16 {
 /// The URL of the configured Redis `cache` instance (standalone), for a test's own admin
 /// connection (killing clients, reading keys).
 pub fn redis_url(config: &Config) -> String {
-    let Some(r) = config.redis.get("cache") else {
+    let Some(r) = config.redis.get(tsp_config::instances::CACHE) else {
         panic!("no redis.cache in the test configuration");
     };
     format!("redis://{}:{}/{}", r.host, r.port, r.db)
