@@ -9,7 +9,7 @@ pub use gtfs::GtfsCommand;
 
 /// tsp-job: the TSP job service of the MaaS platform.
 #[derive(Debug, Parser)]
-#[command(name = "tsp-job", version, about)]
+#[command(name = "tsp-job", version, long_version = crate::build_info::LONG_VERSION, about)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -32,6 +32,12 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// What this binary is: version, git revision, source date, compiler.
+    Version {
+        /// JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check every store; exit 0 when all required stores are up, 1 otherwise.
     Health {
         /// JSON instead of a table.

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod backup_job;
+pub mod build_info;
 pub mod cli;
 pub mod commands;
 pub mod gtfs_job;

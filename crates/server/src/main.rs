@@ -35,6 +35,9 @@ fn main() -> ExitCode {
         print!("{}", commands::config::reference());
         return ExitCode::SUCCESS;
     }
+    if let Command::Version { json } = cli.command {
+        return version(json);
+    }
     let config = match tsp_config::load(&opts) {
         Ok(c) => c,
         Err(e) => {
@@ -125,7 +128,7 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
         Command::Config(ConfigCommand::Reload { pid }) => {
             commands::config::reload(&hub, pid).await?
         }
-        Command::Config(_) => 0,
+        Command::Config(_) | Command::Version { .. } => 0,
     };
     if let Some(w) = watch {
         w.abort();
@@ -134,6 +137,23 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
     commands::jobs::record_lost_points(&hub, &closed).await;
     report_unwritten(closed);
     Ok(code)
+}
+
+/// `tsp-job version [--json]`: needs no configuration.
+fn version(json: bool) -> ExitCode {
+    let info = tsp_server::build_info::build_info();
+    if json {
+        match serde_json::to_string(&info) {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        }
+    } else {
+        println!("tsp-job {}", tsp_server::build_info::LONG_VERSION);
+    }
+    ExitCode::SUCCESS
 }
 
 /// The service's components on `hub` (the composition root, [`App::build`]).

@@ -6,11 +6,12 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 /// Logs go to stderr so stdout stays clean for JSON output. Level from `TSP_LOG` (e.g.
-/// `info`, `tsp_hub=debug`), default `info`; `TSP_LOG_FORMAT=json` for JSON lines. Colours only
+/// `info`, `tsp_hub=debug`), else `RUST_LOG`, default `info`; `TSP_LOG_FORMAT=json` for JSON lines. Colours only
 /// on a terminal: a log file or collector gets plain text.
 pub fn init_logging() {
     use std::io::IsTerminal;
     let filter = EnvFilter::try_from_env("TSP_LOG")
+        .or_else(|_| EnvFilter::try_from_env("RUST_LOG"))
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,mongodb=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -34,11 +35,13 @@ pub fn prometheus() -> Option<PrometheusHandle> {
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                 1.0, 2.5, 5.0, 10.0,
             ];
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
                 .and_then(|b| b.install_recorder())
                 .map_err(|e| tracing::error!(error = %e, "cannot install the metrics recorder"))
-                .ok()
+                .ok();
+            crate::build_info::record_build_info();
+            handle
         })
         .clone()
 }

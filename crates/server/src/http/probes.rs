@@ -16,10 +16,17 @@ fn code(status: Status) -> StatusCode {
     }
 }
 
-/// `GET /health`: every instance, with versions and pools (operators only).
+/// `GET /health`: this build (`service`), then every instance, with versions and pools
+/// (operators only).
 pub(super) async fn health(State(s): State<AppState>) -> Response {
     let h = s.app.hub().health().await;
-    (code(h.status), Json(h)).into_response()
+    let status = code(h.status);
+    let mut body = serde_json::to_value(&h).unwrap_or_else(|_| json!({}));
+    if let Some(o) = body.as_object_mut() {
+        let service = serde_json::to_value(crate::build_info::build_info()).unwrap_or_default();
+        o.insert("service".into(), service);
+    }
+    (status, Json(body)).into_response()
 }
 
 /// `GET /health/live`: the process answers; never touches a store (a store outage must not get

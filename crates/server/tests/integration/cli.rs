@@ -293,3 +293,31 @@ fn moments_that_are_not_times_are_refused_before_any_work() {
         );
     }
 }
+
+/// `--version` and `version --json` say what the binary is, with no configuration at all.
+#[test]
+fn the_binary_says_what_it_is() {
+    let out = run(&["--version"], &[("TSP_CONFIG_DIR", "/nonexistent")]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some(concat!("tsp-job ", env!("CARGO_PKG_VERSION")))
+    );
+    for (line, label) in lines.zip(["revision: ", "source date: ", "compiler: rustc "]) {
+        assert!(
+            line.starts_with(label) && line.len() > label.len(),
+            "{stdout}"
+        );
+    }
+    let out = run(
+        &["version", "--json"],
+        &[("TSP_CONFIG_DIR", "/nonexistent")],
+    );
+    let v: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    for key in ["revision", "source_date", "rustc"] {
+        assert!(!v[key].as_str().unwrap().is_empty(), "{key}: {v}");
+    }
+}

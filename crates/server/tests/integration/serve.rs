@@ -63,9 +63,19 @@ fn health_probes_answer_and_metrics_move_after_real_commands() {
     let h: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(h["status"], "up");
     assert_eq!(h["instances"].as_array().unwrap().len(), 9);
+    // What is running, beside the stores: the same facts as `tsp-job version --json`.
+    let version = run(&["version", "--json"], &[]);
+    let built: serde_json::Value = serde_json::from_str(&text(&version).0).unwrap();
+    assert_eq!(h["service"], built);
 
     let (code, after) = server.get("/metrics");
     assert_eq!(code, 200);
+    let revision = built["revision"].as_str().unwrap();
+    assert_eq!(
+        metric(&after, "tsp_build_info", &[("revision", revision)]),
+        Some(1.0),
+        "{after}"
+    );
     for (name, f) in [
         ("redis ping", &ping as &dyn Fn(&str) -> f64),
         ("mysql health", &mysql),
