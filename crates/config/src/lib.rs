@@ -62,15 +62,13 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
-    /// Options from the process: `config_dir` (from `--config-dir`) or `TSP_CONFIG_DIR` or
-    /// `./config`; `TSP_ENV`; all environment variables.
+    /// Options from the process: the folder [`find_config_dir`] finds; `TSP_ENV`; all
+    /// environment variables.
     pub fn from_process(config_dir: Option<PathBuf>, overrides: Vec<String>) -> Self {
         let env: Vec<(String, String)> = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
-        let config_dir = config_dir
-            .or_else(|| std::env::var_os("TSP_CONFIG_DIR").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("config"));
+        let (config_dir, _) = find_config_dir(config_dir);
         let env_name = std::env::var("TSP_ENV").ok().filter(|s| !s.is_empty());
         LoadOptions {
             config_dir,
@@ -79,6 +77,24 @@ impl LoadOptions {
             overrides,
         }
     }
+}
+
+/// The system-wide configuration folder, for installed services (docs/configuration.md).
+pub const SYSTEM_CONFIG_DIR: &str = "/etc/tsp-job";
+
+/// The configuration folder, and what chose it: `--config-dir` (`arg`), else `TSP_CONFIG_DIR`,
+/// else `./config` when there is one, else [`SYSTEM_CONFIG_DIR`].
+pub fn find_config_dir(arg: Option<PathBuf>) -> (PathBuf, &'static str) {
+    if let Some(dir) = arg {
+        return (dir, "--config-dir");
+    }
+    if let Some(dir) = std::env::var_os("TSP_CONFIG_DIR").filter(|d| !d.is_empty()) {
+        return (PathBuf::from(dir), "TSP_CONFIG_DIR");
+    }
+    if std::path::Path::new("config").is_dir() {
+        return (PathBuf::from("config"), "./config");
+    }
+    (PathBuf::from(SYSTEM_CONFIG_DIR), "no ./config here")
 }
 
 /// Loads and validates the configuration.

@@ -19,7 +19,7 @@ pub struct Cli {
 
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
-    /// Folder with default.toml, {TSP_ENV}.toml and local.toml [env: TSP_CONFIG_DIR; default: ./config]
+    /// Folder with default.toml, {TSP_ENV}.toml and local.toml [env: TSP_CONFIG_DIR; default: ./config if present, else /etc/tsp-job]
     #[arg(long, global = true, value_name = "DIR")]
     pub config_dir: Option<PathBuf>,
     /// Override one configuration key (highest precedence); repeatable.

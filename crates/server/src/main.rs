@@ -50,7 +50,9 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Config(ConfigCommand::Show { json, origin }) => {
-            println!("{}", commands::config::show(&config, json, origin));
+            let (dir, chosen_by) = tsp_config::find_config_dir(cli.global.config_dir.clone());
+            let folder = format!("{} ({chosen_by})", dir.display());
+            println!("{}", commands::config::show(&config, json, origin, &folder));
             return ExitCode::SUCCESS;
         }
         Command::Config(ConfigCommand::Check) => {

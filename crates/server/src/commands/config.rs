@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 use tsp_config::Config;
 
 /// The effective configuration, secrets masked; with `origin`, where each value came from.
-pub fn show(config: &Config, json: bool, origin: bool) -> String {
+pub fn show(config: &Config, json: bool, origin: bool, folder: &str) -> String {
     if json {
         let value = if origin {
             Value::Array(
@@ -25,7 +25,10 @@ pub fn show(config: &Config, json: bool, origin: bool) -> String {
         };
         return serde_json::to_string_pretty(&value).unwrap_or_default();
     }
-    let mut out = format!("# environment: {}\n", config.env);
+    let mut out = format!(
+        "# environment: {}\n# configuration folder: {folder}\n",
+        config.env
+    );
     let files: Vec<String> = config
         .files
         .iter()

@@ -321,3 +321,40 @@ fn the_binary_says_what_it_is() {
         assert!(!v[key].as_str().unwrap().is_empty(), "{key}: {v}");
     }
 }
+
+/// The configuration folder: `TSP_CONFIG_DIR`, else `./config` where there is one, else
+/// `/etc/tsp-job`; `config show` names it and what chose it.
+#[test]
+fn the_configuration_folder_is_found_and_named() {
+    let out = run(&["config", "show"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let named = format!(
+        "# configuration folder: {} (TSP_CONFIG_DIR)",
+        crate::common::config_dir().display()
+    );
+    assert!(stdout.contains(&named), "{stdout}");
+    let show_in = |dir: &std::path::Path| {
+        let out = crate::common::tsp_job(&[])
+            .env_remove("TSP_CONFIG_DIR")
+            .current_dir(dir)
+            .args(["config", "show"])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        stdout
+    };
+    let here = tempfile::tempdir().unwrap();
+    let stdout = show_in(here.path());
+    assert!(
+        stdout.contains("# configuration folder: /etc/tsp-job (no ./config here)"),
+        "{stdout}"
+    );
+    std::fs::create_dir(here.path().join("config")).unwrap();
+    let stdout = show_in(here.path());
+    assert!(
+        stdout.contains("# configuration folder: config (./config)"),
+        "{stdout}"
+    );
+}
