@@ -9,7 +9,12 @@ pub use gtfs::GtfsCommand;
 
 /// tsp-job: the TSP job service of the MaaS platform.
 #[derive(Debug, Parser)]
-#[command(name = "tsp-job", version, long_version = crate::build_info::LONG_VERSION, about)]
+#[command(
+    name = "tsp-job",
+    version,
+    long_version = crate::build_info::LONG_VERSION,
+    about = "The TSP job service of the MaaS platform: a Redis job queue, its workers, and the stores their jobs write"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -32,6 +37,13 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Shell completions for bash, zsh, fish, elvish or PowerShell, on stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff), on stdout: `tsp-job man > tsp-job.1`.
+    Man,
     /// What this binary is: version, git revision, source date, compiler.
     Version {
         /// JSON instead of lines.
@@ -505,12 +517,10 @@ pub enum JobsCommand {
         #[arg(long, default_value = "default")]
         queue: String,
     },
-    Pause {
-        queue: String,
-    },
-    Resume {
-        queue: String,
-    },
+    /// Stop workers taking jobs from a queue (producers can still enqueue).
+    Pause { queue: String },
+    /// Let workers take jobs from a paused queue again.
+    Resume { queue: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -544,4 +554,26 @@ fn moment(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
         .map(|t| t.and_utc())
         .map_err(|_| format!("`{text}` is neither RFC 3339 nor `YYYY-MM-DD HH:MM:SS` (UTC)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `--help` (and the completions and man page made from it) says what each subcommand does.
+    #[test]
+    fn every_subcommand_says_what_it_does() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                let here = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(here.clone());
+                }
+                walk(sub, &here, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "tsp-job", &mut missing);
+        assert!(missing.is_empty(), "no description: {missing:?}");
+    }
 }

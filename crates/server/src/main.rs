@@ -35,8 +35,11 @@ fn main() -> ExitCode {
         print!("{}", commands::config::reference());
         return ExitCode::SUCCESS;
     }
-    if let Command::Version { json } = cli.command {
-        return version(json);
+    match cli.command {
+        Command::Version { json } => return version(json),
+        Command::Completions { shell } => return completions(shell),
+        Command::Man => return man(),
+        _ => {}
     }
     let config = match tsp_config::load(&opts) {
         Ok(c) => c,
@@ -130,7 +133,10 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
         Command::Config(ConfigCommand::Reload { pid }) => {
             commands::config::reload(&hub, pid).await?
         }
-        Command::Config(_) | Command::Version { .. } => 0,
+        Command::Config(_)
+        | Command::Version { .. }
+        | Command::Completions { .. }
+        | Command::Man => 0,
     };
     if let Some(w) = watch {
         w.abort();
@@ -139,6 +145,40 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
     commands::jobs::record_lost_points(&hub, &closed).await;
     report_unwritten(closed);
     Ok(code)
+}
+
+/// `tsp-job completions SHELL`: generated from the command line's own description.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "tsp-job", &mut script);
+    write_out(&script)
+}
+
+/// `tsp-job man`: the manual page, generated from the command line's own description.
+fn man() -> ExitCode {
+    use clap::CommandFactory;
+    let mut page = Vec::new();
+    match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+        Ok(()) => write_out(&page),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Writes `bytes` to stdout; a reader that went away (`| head`) is not an error.
+fn write_out(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().write_all(bytes) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
 }
 
 /// `tsp-job version [--json]`: needs no configuration.

@@ -358,3 +358,39 @@ fn the_configuration_folder_is_found_and_named() {
         "{stdout}"
     );
 }
+
+/// Shell completions and the manual page come from the command line itself: every shell's
+/// script names the subcommands (bash's parses), and the page is roff with every subcommand.
+#[test]
+fn completions_and_the_manual_page_cover_every_subcommand() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = run(&["completions", shell], &[]);
+        let (script, stderr) = text(&out);
+        assert!(out.status.success(), "{shell}: {stderr}");
+        for sub in ["simulate", "worker", "backup", "completions"] {
+            assert!(script.contains(sub), "{shell}: no {sub}");
+        }
+        if shell == "bash" {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("tsp-job.bash");
+            std::fs::write(&file, &script).unwrap();
+            let check = std::process::Command::new("bash")
+                .arg("-n")
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                check.status.success(),
+                "{}",
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
+    }
+    let out = run(&["man"], &[]);
+    let (page, _) = text(&out);
+    assert!(out.status.success());
+    assert!(page.contains(".TH tsp-job 1"), "{page}");
+    for sub in ["simulate", "worker", "migrate", "restore"] {
+        assert!(page.contains(sub), "man: no {sub}");
+    }
+}
