@@ -4,7 +4,7 @@
 //! set's manifest.
 //!
 //! - `set`: making, listing, verifying and pruning sets; `restore`: putting one back.
-//! - `mysql`, `redis_part`, `mongo_part`, `influx_part`: one store each; `dump_counter` and
+//! - `mysql`, `redis_part` (with `redis_scratch`, `redis_restore`), `mongo_part`, `influx_part`: one store each; `dump_counter` and
 //!   `rdb_keys` count rows and keys as a dump or a snapshot streams into its part.
 //! - `part`, `seal`: a part's file (compression, encryption, checksum); `manifest`: the index.
 
@@ -19,6 +19,8 @@ mod mysql;
 mod part;
 mod rdb_keys;
 mod redis_part;
+mod redis_restore;
+mod redis_scratch;
 mod restore;
 mod seal;
 mod set;

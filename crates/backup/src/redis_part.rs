@@ -2,50 +2,37 @@
 //! its keys counted on the way (`rdb_keys`). Restoring reads the snapshot back through a scratch
 //! `redis-server` on a private Unix socket: the store's own code reads its own format, and the
 //! service's keys (under its prefix) are copied with `DUMP`/`RESTORE`, so a restore needs no
-//! access to the target's files and can go to another prefix (docs/backup.md#redis).
+//! access to the target's files and can go to another prefix (docs/backup.md#redis). The
+//! scratch server is `redis_scratch`, the restore `redis_restore`.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionLike;
-use tokio::process::{Child, Command};
 use tsp_config::BackupSettings;
 use tsp_hub::RedisStore;
 
 use crate::error::BackupError;
 use crate::manifest::Part;
-use crate::part::{PartWriter, open_part};
+use crate::part::PartWriter;
 use crate::rdb_keys::{self, KeyCount, RdbError};
+use crate::redis_scratch::Scratch;
 use crate::seal::Key;
 use crate::tools::Who;
 
 const KEYS_PER_ROUND: usize = 500;
-const PIPELINE_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const PIPELINE_BYTES: usize = 4 * 1024 * 1024;
 
-async fn send(
-    store: &RedisStore,
-    dst: &mut tsp_hub::RedisConn,
-    pipe: &redis::Pipeline,
-) -> Result<(), BackupError> {
-    if pipe.is_empty() {
-        return Ok(());
-    }
-    pipe.query_async::<()>(dst)
-        .await
-        .map_err(|e| store_err(store, "restore", &e))
-}
-
-fn who(store: &RedisStore) -> Who<'_> {
+pub(crate) fn who(store: &RedisStore) -> Who<'_> {
     Who {
         store: "redis",
         instance: store.name(),
     }
 }
 
-fn store_err(store: &RedisStore, op: &str, e: &redis::RedisError) -> BackupError {
+pub(crate) fn store_err(store: &RedisStore, op: &str, e: &redis::RedisError) -> BackupError {
     BackupError::store("redis", store.name(), store.command_error(op, e))
 }
 
@@ -161,93 +148,6 @@ async fn snapshot_path(store: &RedisStore) -> Result<PathBuf, BackupError> {
         parts.push(v.get(1).cloned().unwrap_or_default());
     }
     Ok(Path::new(&parts[0]).join(&parts[1]))
-}
-
-/// A `redis-server` of our own on a Unix socket in a temporary folder, loading `dump.rdb` there.
-pub(crate) struct Scratch {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Scratch {
-    /// A temporary folder to put `dump.rdb` in before [`Scratch::start`].
-    pub(crate) fn folder() -> Result<tempfile::TempDir, BackupError> {
-        tempfile::Builder::new()
-            .prefix("tsp-redis-")
-            .tempdir()
-            .map_err(|e| BackupError::io(Path::new("(temporary folder)"), "cannot create", e))
-    }
-
-    pub(crate) async fn start(
-        program: &str,
-        dir: tempfile::TempDir,
-        who: Who<'_>,
-    ) -> Result<Scratch, BackupError> {
-        let socket = dir.path().join("r.sock");
-        let child = Command::new(program)
-            .args(["--port", "0", "--unixsocket"])
-            .arg(&socket)
-            .args(["--unixsocketperm", "700", "--dir"])
-            .arg(dir.path())
-            .args([
-                "--dbfilename",
-                "dump.rdb",
-                "--appendonly",
-                "no",
-                "--save",
-                "",
-                "--databases",
-                "256",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| who.failed(program, format!("cannot start a scratch server: {e}")))?;
-        let scratch = Scratch {
-            child,
-            socket,
-            _dir: dir,
-        };
-        // Loading a large snapshot takes a while: PING answers once it is loaded.
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            if let Ok(mut c) = scratch.conn(0).await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut c)
-                    .await
-                    .is_ok()
-            {
-                return Ok(scratch);
-            }
-            if Instant::now() > deadline {
-                return Err(who.failed(
-                    program,
-                    "the scratch server did not load the snapshot within 300 s",
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// A connection without a response timeout: a `DUMP` of a large key takes as long as it
-    /// takes, and the whole copy is bounded by `backup.timeout`.
-    pub(crate) async fn conn(
-        &self,
-        db: u32,
-    ) -> Result<redis::aio::MultiplexedConnection, redis::RedisError> {
-        let url = format!("redis+unix://{}?db={db}", self.socket.display());
-        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-        redis::Client::open(url)?
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-    }
-
-    pub(crate) async fn stop(mut self) {
-        let _ = self.child.kill().await;
-    }
 }
 
 /// Keys matching `pattern`, a round at a time.
@@ -514,115 +414,6 @@ pub(crate) async fn occupied(store: &RedisStore) -> Result<u64, BackupError> {
         n += keys.iter().filter(|k| !schema.contains(k)).count() as u64;
         if next == 0 {
             return Ok(n);
-        }
-        cursor = next;
-    }
-}
-
-/// Copies the snapshot's keys under the recorded prefix into the instance, renamed to its
-/// prefix, with their remaining time to live; checks the count against the manifest.
-pub(crate) async fn restore(
-    store: &RedisStore,
-    cfg: &BackupSettings,
-    dir: &Path,
-    part: &Part,
-    key: Option<&Key>,
-    replace: bool,
-) -> Result<u64, BackupError> {
-    let from_prefix = part
-        .details
-        .get("key_prefix")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string();
-    let from_db = part.details.get("db").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
-    let scratch_dir = Scratch::folder()?;
-    let copy = scratch_dir.path().join("dump.rdb");
-    {
-        let mut input = open_part(&dir.join(&part.file), key)?;
-        let mut out =
-            std::fs::File::create(&copy).map_err(|e| BackupError::io(&copy, "cannot write", e))?;
-        std::io::copy(&mut input, &mut out)
-            .map_err(|e| BackupError::io(&dir.join(&part.file), "cannot read the part", e))?;
-    }
-    let scratch = Scratch::start(&cfg.redis_server, scratch_dir, who(store)).await?;
-    let copied = copy_keys(store, &scratch, from_db, &from_prefix, replace).await;
-    scratch.stop().await;
-    let (persistent, expiring) = copied?;
-    let want = part.counts.get("keys").copied().unwrap_or(0);
-    if persistent != want {
-        return Err(BackupError::part(
-            &part.file,
-            format!("restored {persistent} keys without a time to live, the snapshot had {want}"),
-        ));
-    }
-    Ok(persistent + expiring)
-}
-
-/// Copies the keys: (without a time to live, with one) copied.
-async fn copy_keys(
-    store: &RedisStore,
-    scratch: &Scratch,
-    db: u32,
-    from_prefix: &str,
-    replace: bool,
-) -> Result<(u64, u64), BackupError> {
-    let scratch_err =
-        |e: redis::RedisError| who(store).failed("redis-server (scratch)", e.to_string());
-    let mut src = scratch.conn(db).await.map_err(scratch_err)?;
-    let mut dst = store
-        .conn()
-        .await
-        .map_err(|e| BackupError::store("redis", store.name(), e))?;
-    let to_prefix = store.key_prefix().as_bytes().to_vec();
-    let pattern = prefix_pattern(from_prefix);
-    let (mut cursor, mut persistent, mut expiring) = (0u64, 0u64, 0u64);
-    loop {
-        let (next, keys) = scan_round(&mut src, cursor, &pattern)
-            .await
-            .map_err(scratch_err)?;
-        if !keys.is_empty() {
-            let mut read = redis::pipe();
-            for k in &keys {
-                read.cmd("PTTL").arg(k).cmd("DUMP").arg(k);
-            }
-            let values: Vec<(i64, Option<Vec<u8>>)> =
-                read.query_async(&mut src).await.map_err(scratch_err)?;
-            // Written in pipelines of at most a few megabytes, so each stays well inside the
-            // instance's command timeout.
-            let mut write = redis::pipe();
-            let mut bytes = 0usize;
-            for (k, (ttl, value)) in keys.iter().zip(values) {
-                // Expired since the scan.
-                let Some(value) = value else { continue };
-                if ttl == -2 {
-                    continue;
-                }
-                let mut name = to_prefix.clone();
-                name.extend_from_slice(&k[from_prefix.len()..]);
-                bytes += value.len() + name.len();
-                // The key-schema record that `migrate` wrote on the empty target gives way to
-                // the one that matches the restored keys.
-                let schema = name.ends_with(b"schema") && k.len() == from_prefix.len() + 6;
-                let c = write.cmd("RESTORE").arg(name).arg(ttl.max(0)).arg(value);
-                if replace || schema {
-                    c.arg("REPLACE");
-                }
-                if ttl == -1 {
-                    persistent += 1;
-                } else {
-                    expiring += 1;
-                }
-                if bytes >= PIPELINE_BYTES {
-                    send(store, &mut dst, &write).await?;
-                    write = redis::pipe();
-                    bytes = 0;
-                }
-            }
-            send(store, &mut dst, &write).await?;
-        }
-        if next == 0 {
-            return Ok((persistent, expiring));
         }
         cursor = next;
     }

@@ -8,7 +8,7 @@ use crate::error::BackupError;
 use crate::manifest::Part;
 use crate::part::check_part;
 use crate::set::{Backups, Progress, Stores};
-use crate::{influx_part, mongo_part, mysql, redis_part};
+use crate::{influx_part, mongo_part, mysql, redis_part, redis_restore};
 
 /// What a restore did.
 #[derive(Debug, Clone, Serialize)]
@@ -183,7 +183,7 @@ impl Backups {
                     .hub
                     .redis(&p.instance)
                     .map_err(|e| BackupError::store("redis", &p.instance, e))?;
-                redis_part::restore(store, &self.cfg, dir, p, key, force)
+                redis_restore::restore(store, &self.cfg, dir, p, key, force)
                     .await
                     .map(|_| ())
             }

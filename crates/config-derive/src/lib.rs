@@ -221,37 +221,10 @@ fn field(f: &syn::Field) -> syn::Result<Tokens> {
         }
     };
     if !base.each.is_empty() {
-        let mut out = Vec::new();
-        for (name, entry) in &base.each {
-            let k = format!("{key}.{name}");
-            // `name = default`, or `name = (default, "its own description")`.
-            let (default, d) = match entry {
-                Expr::Tuple(t) if t.elems.len() == 2 => (&t.elems[0], string(&t.elems[1])?),
-                other => (other, format!("{doc} ({name})")),
-            };
-            out.push(quote! {
-                keys.key(#k, #ty, |_| ::core::option::Option::Some(
-                    crate::declare::IntoRaw::into_raw(#default)), #d);
-            });
-        }
-        return Ok(quote!(#(#out)*));
+        return each_key(&key, &ty, &doc, &base.each);
     }
     let default = default_of(&base);
-    let mut arms = Vec::new();
-    for v in &variants {
-        let name = v.variant.clone().unwrap_or_default();
-        let vty =
-            v.ty.as_ref()
-                .map(|t| quote!(#t))
-                .unwrap_or_else(|| ty.clone());
-        let vdefault = if v.default.is_some() || v.default_fn.is_some() {
-            default_of(v)
-        } else {
-            default.clone()
-        };
-        let vdoc = v.doc.clone().unwrap_or_else(|| doc.clone());
-        arms.push(quote!(#name => keys.key(#key, #vty, #vdefault, #vdoc),));
-    }
+    let arms = variant_arms(&key, &ty, &default, &doc, &variants);
     let declare = quote! {
         match variant {
             #(#arms)*
@@ -263,4 +236,48 @@ fn field(f: &syn::Field) -> syn::Result<Tokens> {
         (None, Some(not)) => quote!(if variant != #not { #declare }),
         (None, None) => declare,
     })
+}
+
+/// One key per `each(...)` entry: `name = default`, or `name = (default, "its own description")`.
+fn each_key(key: &str, ty: &Tokens, doc: &str, each: &[(String, Expr)]) -> syn::Result<Tokens> {
+    let mut out = Vec::new();
+    for (name, entry) in each {
+        let k = format!("{key}.{name}");
+        let (default, d) = match entry {
+            Expr::Tuple(t) if t.elems.len() == 2 => (&t.elems[0], string(&t.elems[1])?),
+            other => (other, format!("{doc} ({name})")),
+        };
+        out.push(quote! {
+            keys.key(#k, #ty, |_| ::core::option::Option::Some(
+                crate::declare::IntoRaw::into_raw(#default)), #d);
+        });
+    }
+    Ok(quote!(#(#out)*))
+}
+
+/// The `match variant` arms of a key whose type, default or description differ by variant.
+fn variant_arms(
+    key: &str,
+    ty: &Tokens,
+    default: &Tokens,
+    doc: &str,
+    variants: &[Setting],
+) -> Vec<Tokens> {
+    variants
+        .iter()
+        .map(|v| {
+            let name = v.variant.clone().unwrap_or_default();
+            let vty =
+                v.ty.as_ref()
+                    .map(|t| quote!(#t))
+                    .unwrap_or_else(|| ty.clone());
+            let vdefault = if v.default.is_some() || v.default_fn.is_some() {
+                default_of(v)
+            } else {
+                default.clone()
+            };
+            let vdoc = v.doc.clone().unwrap_or_else(|| doc.to_string());
+            quote!(#name => keys.key(#key, #vty, #vdefault, #vdoc),)
+        })
+        .collect()
 }
