@@ -31,21 +31,26 @@ cargo fetch --locked --quiet
 "$deny" --offline check licenses bans sources
 # Known vulnerabilities, from the offline RustSec copy; accepted ones are listed in deny.toml.
 scripts/advisories.sh "$deny"
-if cargo nextest --version >/dev/null 2>&1; then
-  run_tests() { cargo nextest run --no-fail-fast "$@"; }
-else
-  run_tests() { cargo test --no-fail-fast "$@"; }
+# Every run below selects tests from one workspace build (nextest filtersets): a `-p` run would
+# resolve features for that package alone and build the dependencies a second time (~2 GB each).
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest into .data/tools (once)"
+  cargo install --locked --quiet cargo-nextest --version 0.9.143 --root .data/tools
+  export PATH="$PWD/.data/tools/bin:$PATH"
 fi
-run_tests --workspace
+run_tests() { cargo nextest run --workspace --no-fail-fast "$@"; }
+run_tests
 # The main job, the trip flow and the consistency drill again over the secure profile: every store
 # over verified TLS, the app accounts only, secrets from files (docs/testing.md#secure).
-TSP_TEST_ENV=secure run_tests -p tsp-server --test integration -- trips:: consistency::
-TSP_TEST_ENV=secure run_tests -p tsp-bench -- the_trip_and_gtfs_benchmarks
+TSP_TEST_ENV=secure run_tests -E 'package(tsp-server) & binary(integration)
+  & (test(/^trips::/) | test(/^consistency::/))
+  | package(tsp-bench) & test(the_trip_and_gtfs_benchmarks)'
 # The queue and cache suites, the four-worker exactly-once test and a queue benchmark again on
 # a Redis Cluster of 3 primaries and 3 replicas (docs/testing.md#cluster).
 scripts/services.sh up --cluster >/dev/null
-export TSP_TEST_REDIS_CLUSTER=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
-run_tests -p tsp-queue --test semantics --test inspection --test batches --test builtins
-run_tests -p tsp-queue --test integrity the_audit
-run_tests -p tsp-hub --test cache
-run_tests -p tsp-server --test integration -- workers::four_workers
+TSP_TEST_REDIS_CLUSTER=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 run_tests -E '
+  package(tsp-queue) & (binary(semantics) | binary(inspection) | binary(batches) | binary(builtins)
+    | binary(integrity) & test(the_audit))
+  | package(tsp-hub) & binary(cache)
+  | package(tsp-server) & binary(integration) & test(workers::four_workers)'
+echo "target/ holds $(du -sh target | cut -f1) after every check"
