@@ -5,6 +5,7 @@
 #   scripts/services.sh down     stop what this script started
 #   scripts/services.sh status   show what answers where
 #   scripts/services.sh kill     SIGKILL every server (no clean shutdown: a crash, for drills)
+#   scripts/services.sh up --browser   also install Chromium and its WebDriver (console tests)
 #   scripts/services.sh up --cluster   also a Redis Cluster of 3 primaries and 3 replicas on
 #                                 ports 7001-7006 (TSP_LOCAL_CLUSTER_PORT for the first), AOF on
 #   scripts/services.sh up --secure    a second, separate set as production runs them: TLS only,
@@ -14,19 +15,23 @@
 #                                 --secure too.
 #
 # Everything runs on loopback with its data under .data/ (git-ignored). Running `up` twice is harmless:
-# a service that already answers is left alone. The ports and credentials here are the ones that
+# a service that already answers is left alone. Nothing this script did not start is stopped: a
+# port held by another process is refused, naming it and the TSP_LOCAL_*_PORT variable that moves
+# ours. The ports and credentials here are the ones that
 # config/development.toml names, so `tsp-job health` is green right after `up`.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VERB=${1:-up}
 CLUSTER=0
+BROWSER=0
 SECURE=${TSP_LOCAL_SECURE:-0}
 for arg in "${@:2}"; do
   case "$arg" in
     --cluster) CLUSTER=1 ;;
     --secure) SECURE=1 ;;
-    *) echo "usage: $0 up|down|kill|status [--cluster] [--secure]" >&2; exit 2 ;;
+    --browser) BROWSER=1 ;;
+    *) echo "usage: $0 up|down|kill|status [--cluster] [--secure] [--browser]" >&2; exit 2 ;;
   esac
 done
 if [ "$SECURE" = 1 ]; then
@@ -72,41 +77,47 @@ wait_for() {
   done
 }
 
-# free_port PORT PIDFILE NAME: if something other than our own process listens on PORT (a system
-# service started by the package install), stop it so ours can take the port.
+# free_port PORT PIDFILE VARIABLE: the port is ours to take: free, or held by the process in
+# PIDFILE. This script never stops a process it did not start; it names the holder and the
+# variable that moves our server to another port instead.
 free_port() {
-  local port=$1 pidfile=$2 name=$3
+  local port=$1 pidfile=$2 variable=$3
   if pid_alive "$pidfile" || ! port_open "$port"; then return 0; fi
-  log "port $port is held by a process this script did not start; stopping the system $name"
-  for unit in "$name" "${name}-server" mariadb mysql redis-server influxdb; do
-    as_root service "$unit" stop >/dev/null 2>&1 || true
-  done
   local holder
-  holder=$(ss -ltnpH "sport = :$port" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
-  [ -n "$holder" ] && as_root kill "$holder" 2>/dev/null || true
-  local deadline=$((SECONDS + 15))
-  while port_open "$port"; do
-    [ $SECONDS -ge $deadline ] && die "port $port is still taken; free it or set TSP_LOCAL_*_PORT"
-    sleep 0.2
-  done
+  holder=$(ss -ltnpH "sport = :$port" 2>/dev/null | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 (pid \2)/p' | head -1)
+  die "port $port is held by ${holder:-a process this script did not start}; stop it, or set $variable to another port"
+}
+
+# Installing a server package starts its system service on the port ours wants; that service is
+# this script's doing, so it is stopped and disabled right after the install (nothing else is).
+stop_packaged_service() {
+  local unit=$1
+  as_root service "$unit" stop >/dev/null 2>&1 || true
+  if command -v systemctl >/dev/null 2>&1; then as_root systemctl disable "$unit" >/dev/null 2>&1 || true; fi
+  log "stopped the $unit service that installing it started (this script runs its own)"
 }
 
 install_missing() {
   local pkgs=()
-  command -v mariadbd >/dev/null 2>&1 || pkgs+=(mariadb-server)
-  command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
-  command -v influxd >/dev/null 2>&1 || pkgs+=(influxdb)
+  local services=()
+  command -v mariadbd >/dev/null 2>&1 || { pkgs+=(mariadb-server); services+=(mariadb); }
+  command -v redis-server >/dev/null 2>&1 || { pkgs+=(redis-server); services+=(redis-server); }
+  command -v influxd >/dev/null 2>&1 || { pkgs+=(influxdb); services+=(influxdb); }
   command -v ss >/dev/null 2>&1 || pkgs+=(iproute2)
   command -v curl >/dev/null 2>&1 || pkgs+=(curl)
   command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
-  # Headless Chromium and its WebDriver, for the console's browser tests.
-  command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
-  command -v chromedriver >/dev/null 2>&1 || pkgs+=(chromium-driver)
+  # Headless Chromium and its WebDriver, for the console's browser tests only (--browser).
+  if [ "$BROWSER" = 1 ]; then
+    command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || pkgs+=(chromium-driver)
+  fi
   if [ ${#pkgs[@]} -gt 0 ]; then
     log "installing ${pkgs[*]} (apt)"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >"$D/apt.log" 2>&1 \
       || die "apt-get install failed; see $D/apt.log"
+    local unit
+    for unit in "${services[@]}"; do stop_packaged_service "$unit"; done
   fi
   if [ ! -x "$ROOT/.venv/bin/secantusd-py" ]; then
     log "installing secantusdb into .venv (pip)"
@@ -133,7 +144,7 @@ up_mysql() {
   if pid_alive "$D/mysql.pid" && mariadb-admin --socket="$D/mysql.sock" -uroot ping >/dev/null 2>&1; then
     log "mariadb already running"
   else
-    free_port "$MYSQL_PORT" "$D/mysql.pid" mariadb
+    free_port "$MYSQL_PORT" "$D/mysql.pid" TSP_LOCAL_MYSQL_PORT
     if [ ! -d "$D/mysql/mysql" ]; then
       mariadb-install-db --no-defaults --datadir="$D/mysql" --user=root \
         --auth-root-authentication-method=normal --skip-test-db >"$D/mysql-install.log" 2>&1 \
@@ -174,7 +185,7 @@ up_redis() {
     log "redis already running"
     return
   fi
-  free_port "$REDIS_PORT" "$D/redis.pid" redis-server
+  free_port "$REDIS_PORT" "$D/redis.pid" TSP_LOCAL_REDIS_PORT
   # The append-only file lives beside the data directory, not in it, as the MySQL binary log
   # does, so the drill can lose the data directory and keep it
   # (docs/backup.md#redis-kept-by-its-append-only-file). Redis names the folder inside `dir`
@@ -200,7 +211,7 @@ up_influx() {
   if pid_alive "$D/influx.pid" && influx_ping >/dev/null; then
     log "influxdb already running"
   else
-    free_port "$INFLUX_PORT" "$D/influx.pid" influxdb
+    free_port "$INFLUX_PORT" "$D/influx.pid" TSP_LOCAL_INFLUX_PORT
     mkdir -p "$D/influx"
     cat >"$D/influx.conf" <<EOF
 reporting-disabled = true
@@ -263,7 +274,7 @@ up_mongo() {
     if [ "$SECURE" = 1 ]; then mongo_secure_accounts; fi
     return
   fi
-  free_port "$MONGO_PORT" "$D/mongo.pid" mongod
+  free_port "$MONGO_PORT" "$D/mongo.pid" TSP_LOCAL_MONGO_PORT
   mkdir -p "$D/mongo"
   # Nothing here reads the oplog (no change streams), and SecantusDB's inserts slow down as a
   # full oplog is pruned (measured: 5 ms an insert with a small oplog, 30 ms at the default cap
@@ -341,8 +352,8 @@ up_cluster() {
   fi
   local p addrs=()
   for p in $(cluster_ports); do
-    if ! redis-cli -p "$p" ping >/dev/null 2>&1; then
-      free_port "$p" "$D/cluster-$p.pid" redis-server
+    if ! pid_alive "$D/cluster-$p.pid" || ! redis-cli -p "$p" ping >/dev/null 2>&1; then
+      free_port "$p" "$D/cluster-$p.pid" TSP_LOCAL_CLUSTER_PORT
       # A node that is not part of a working cluster starts over: its old state is stale.
       rm -rf "$D/cluster/$p"
       mkdir -p "$D/cluster/$p"
@@ -368,7 +379,7 @@ up_cluster() {
 down_cluster() {
   local p
   for p in $(cluster_ports); do
-    redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true
+    if pid_alive "$D/cluster-$p.pid"; then redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; fi
     rm -f "$D/cluster-$p.pid"
   done
 }

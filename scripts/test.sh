@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/services.sh up
+scripts/services.sh up --browser
 # The secure profile too: TLS, least-privilege accounts, encryption at rest (docs/testing.md#secure).
 scripts/services.sh up --secure >/dev/null
 # A fresh build needs about 2 GB under target/; say so up front rather than fail mid-link.
@@ -40,6 +40,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 run_tests() { cargo nextest run --workspace --no-fail-fast "$@"; }
 run_tests
+# The Kubernetes manifests render and validate, the systemd units verify (docs/deploy.md), with
+# the tsp-job binary the tests just built.
+scripts/deploy-check.sh target/debug/tsp-job
 # The main job, the trip flow and the consistency drill again over the secure profile: every store
 # over verified TLS, the app accounts only, secrets from files (docs/testing.md#secure).
 TSP_TEST_ENV=secure run_tests -E 'package(tsp-server) & binary(integration)
@@ -48,9 +51,14 @@ TSP_TEST_ENV=secure run_tests -E 'package(tsp-server) & binary(integration)
 # The queue and cache suites, the four-worker exactly-once test and a queue benchmark again on
 # a Redis Cluster of 3 primaries and 3 replicas (docs/testing.md#cluster).
 scripts/services.sh up --cluster >/dev/null
-TSP_TEST_REDIS_CLUSTER=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 run_tests -E '
+cluster=${TSP_LOCAL_CLUSTER_PORT:-7001}
+seeds=127.0.0.1:$cluster,127.0.0.1:$((cluster + 1)),127.0.0.1:$((cluster + 2))
+TSP_TEST_REDIS_CLUSTER=$seeds run_tests -E '
   package(tsp-queue) & (binary(semantics) | binary(inspection) | binary(batches) | binary(builtins)
     | binary(integrity) & test(the_audit))
   | package(tsp-hub) & binary(cache)
   | package(tsp-server) & binary(integration) & test(workers::four_workers)'
+# The image, where podman is installed: built offline and run against the local stores
+# (docs/deploy.md#image). The release profile: the dist profile's build takes minutes longer.
+if command -v podman >/dev/null 2>&1; then TSP_IMAGE_PROFILE=release scripts/image.sh check; fi
 echo "target/ holds $(du -sh target | cut -f1) after every check"

@@ -50,6 +50,23 @@ fn main() {
     println!("cargo:rustc-env=TSP_BUILD_REVISION={revision}");
     println!("cargo:rustc-env=TSP_BUILD_DATE={date}");
     println!("cargo:rustc-env=TSP_BUILD_RUSTC={compiler}");
+    // Cargo tells a build script the package's enabled features as CARGO_FEATURE_<NAME>.
+    let mut features: Vec<String> = std::env::vars()
+        .filter_map(|(k, _)| {
+            Some(
+                k.strip_prefix("CARGO_FEATURE_")?
+                    .to_lowercase()
+                    .replace('_', "-"),
+            )
+        })
+        .collect();
+    features.sort();
+    let features = if features.is_empty() {
+        "none".into()
+    } else {
+        features.join(",")
+    };
+    println!("cargo:rustc-env=TSP_BUILD_FEATURES={features}");
     println!("cargo:rerun-if-env-changed=TSP_GIT_REVISION");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     // A new commit or checkout changes these; a path that does not exist would rerun every build.

@@ -47,12 +47,27 @@ pub struct MongoStore {
     redactor: Redactor,
 }
 
+/// Whether a connection string is a DNS seed list, which only a build with the driver's
+/// resolver (`mongodb-srv` feature, docs/deploy.md#build) can follow.
+fn is_srv(uri: &str) -> bool {
+    uri.trim_start()
+        .get(..14)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("mongodb+srv://"))
+}
+
 async fn client_options(
     s: &MongoSettings,
     metrics: &StoreMetrics,
     pool: &Arc<PoolCounters>,
 ) -> Result<ClientOptions, String> {
     let mut opts = match &s.uri {
+        Some(uri) if cfg!(not(feature = "mongodb-srv")) && is_srv(uri.expose_secret()) => {
+            return Err(
+                "uri: mongodb+srv needs a build with the `mongodb-srv` feature \
+                        (cargo build --features mongodb-srv; the image has it)"
+                    .into(),
+            );
+        }
         Some(uri) => ClientOptions::parse(uri.expose_secret())
             .await
             // The driver may quote the connection string: report the kind of error only.

@@ -81,3 +81,18 @@ async fn a_wrong_password_is_redacted_in_the_error_and_its_source() {
     assert!(!text.contains(secret), "{text}");
     hub.shutdown(std::time::Duration::from_secs(1)).await;
 }
+
+/// A `mongodb+srv://` seed list needs the driver's DNS resolver, a cargo feature: a build
+/// without it refuses the URI up front, naming the feature and never the password in it.
+#[cfg(not(feature = "mongodb-srv"))]
+#[tokio::test]
+async fn a_seed_list_uri_without_the_resolver_is_refused_naming_the_feature() {
+    let secret = "srv-Pa55word-xyz";
+    let uri = format!("mongodb+srv://tsp:{secret}@cluster0.example.org/tsp_cache");
+    let config = common::config(&[&format!("mongo.cache.uri={uri}")]);
+    let e = Hub::connect(&config).await.err().expect("refused");
+    let text = format!("{e} {e:?}");
+    assert!(text.contains("mongodb-srv"), "{text}");
+    assert!(text.contains("cache"), "{text}");
+    assert!(!text.contains(secret), "{text}");
+}

@@ -1,29 +1,47 @@
 //! The schema of each store, as versioned migrations.
 //!
-//! MySQL: one migration set per instance, embedded at build time from
+//! MySQL: one migration set per instance, embedded at build time (build.rs) from
 //! `migrations/mysql/<instance>/<version>_<name>.sql` and run by [`tsp_hub::migrate_mysql`].
 //! Files are append-only: an applied migration must not be edited (its checksum is checked);
 //! change a schema with a new file.
 
-use sqlx::migrate::Migrator;
+use std::borrow::Cow;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
 use tsp_hub::MigrationReport;
 use tsp_hub::{Hub, HubError};
 
-static PORTAL: Migrator = sqlx::migrate!("migrations/mysql/portal");
-static DATASET: Migrator = sqlx::migrate!("migrations/mysql/dataset");
-static GTFS: Migrator = sqlx::migrate!("migrations/mysql/gtfs");
-static INCENTIVE: Migrator = sqlx::migrate!("migrations/mysql/incentive");
+/// `(version, description, sql)` of each instance's files, in version order.
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+}
 
 /// The migration set of a MySQL instance, if it has one (user-added instances have none).
-pub fn mysql(instance: &str) -> Option<&'static Migrator> {
+///
+/// Built as `sqlx::migrate!` builds it (the fields it fills are public for that macro, so they
+/// hold within sqlx 0.8): the description is the file name's words, the checksum the SHA-384 of
+/// the text, so sets applied by earlier builds still match.
+pub fn mysql(instance: &str) -> Option<Migrator> {
     use tsp_config::instances as i;
-    match instance {
-        i::PORTAL => Some(&PORTAL),
-        i::DATASET => Some(&DATASET),
-        i::GTFS => Some(&GTFS),
-        i::INCENTIVE => Some(&INCENTIVE),
-        _ => None,
-    }
+    let files = match instance {
+        i::PORTAL => embedded::PORTAL,
+        i::DATASET => embedded::DATASET,
+        i::GTFS => embedded::GTFS,
+        i::INCENTIVE => embedded::INCENTIVE,
+        _ => return None,
+    };
+    let migrations = files
+        .iter()
+        .map(|&(version, description, sql)| {
+            let no_tx = sql.starts_with("-- no-transaction");
+            let (description, sql) = (Cow::Borrowed(description), Cow::Borrowed(sql));
+            Migration::new(version, description, MigrationType::Simple, sql, no_tx)
+        })
+        .collect();
+    Some(Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    })
 }
 
 /// Migrates every MySQL instance that has a migration set, one after another. Stops at the
@@ -37,7 +55,7 @@ pub async fn run_mysql(
         let Some(m) = mysql(store.name()) else {
             continue;
         };
-        match tsp_hub::migrate_mysql(store, m, dry_run).await {
+        match tsp_hub::migrate_mysql(store, &m, dry_run).await {
             Ok(r) => reports.push(r),
             Err(e) => return Err((reports, e)),
         }

@@ -12,6 +12,8 @@ pub const REVISION: &str = env!("TSP_BUILD_REVISION");
 pub const DATE: &str = env!("TSP_BUILD_DATE");
 /// `rustc -V` of the compiler that built it.
 pub const RUSTC: &str = env!("TSP_BUILD_RUSTC");
+/// The cargo features it was built with (`mongodb-srv`), comma-separated, or `none`.
+pub const FEATURES: &str = env!("TSP_BUILD_FEATURES");
 
 /// `--version`'s long form.
 pub const LONG_VERSION: &str = concat!(
@@ -22,6 +24,8 @@ pub const LONG_VERSION: &str = concat!(
     env!("TSP_BUILD_DATE"),
     "\ncompiler: ",
     env!("TSP_BUILD_RUSTC"),
+    "\nfeatures: ",
+    env!("TSP_BUILD_FEATURES"),
 );
 
 /// The build facts, as `version --json` prints them.
@@ -31,6 +35,7 @@ pub struct BuildInfo {
     pub revision: &'static str,
     pub source_date: &'static str,
     pub rustc: &'static str,
+    pub features: &'static str,
 }
 
 /// This binary's build facts.
@@ -40,10 +45,19 @@ pub fn build_info() -> BuildInfo {
         revision: REVISION,
         source_date: DATE,
         rustc: RUSTC,
+        features: FEATURES,
     }
 }
 
-/// Sets `tsp_build_info{version, revision} 1`, so a dashboard shows what runs where.
+/// Sets `tsp_build_info{version, revision, rustc, features} 1`, so a dashboard shows what runs
+/// where.
 pub fn record_build_info() {
-    metrics::gauge!("tsp_build_info", "version" => VERSION, "revision" => REVISION).set(1.0);
+    metrics::gauge!(
+        "tsp_build_info",
+        "version" => VERSION,
+        "revision" => REVISION,
+        "rustc" => RUSTC,
+        "features" => FEATURES
+    )
+    .set(1.0);
 }

@@ -50,6 +50,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// GET a probe of a running `serve` or `worker` (the image's health check); exit 0 on 2xx.
+    Probe {
+        /// The probe's URL.
+        #[arg(
+            long,
+            env = "TSP_PROBE_URL",
+            default_value = "http://127.0.0.1:8080/health/live"
+        )]
+        url: String,
+        /// Give up after this long (e.g. 500ms, 3s).
+        #[arg(long, default_value = "3s", value_parser = tsp_config::parse_duration_text)]
+        timeout: std::time::Duration,
+    },
     /// Check every store; exit 0 when all required stores are up, 1 otherwise.
     Health {
         /// JSON instead of a table.

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Command::Version { json } => return version(json),
         Command::Completions { shell } => return completions(shell),
         Command::Man => return man(),
+        Command::Probe { url, timeout } => return probe(&url, timeout),
         _ => {}
     }
     let config = match tsp_config::load(&opts) {
@@ -136,6 +137,7 @@ async fn run(command: Command, config: Config, opts: LoadOptions) -> anyhow::Res
         Command::Config(_)
         | Command::Version { .. }
         | Command::Completions { .. }
+        | Command::Probe { .. }
         | Command::Man => 0,
     };
     if let Some(w) = watch {
@@ -163,6 +165,22 @@ fn man() -> ExitCode {
         Ok(()) => write_out(&page),
         Err(e) => {
             eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// `tsp-job probe`: no configuration, no stores; one GET on a small runtime.
+fn probe(url: &str, timeout: Duration) -> ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(commands::probe::probe(url, timeout)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("probe failed: {e:#}");
             ExitCode::from(EXIT_FAILURE)
         }
     }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod gtfs;
 pub mod health;
 pub mod jobs;
+pub mod probe;
 pub mod roundtrip;
 pub mod schedules;
 pub mod trips;

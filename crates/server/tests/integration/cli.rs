@@ -305,7 +305,14 @@ fn the_binary_says_what_it_is() {
         lines.next(),
         Some(concat!("tsp-job ", env!("CARGO_PKG_VERSION")))
     );
-    for (line, label) in lines.zip(["revision: ", "source date: ", "compiler: rustc "]) {
+    let labels = [
+        "revision: ",
+        "source date: ",
+        "compiler: rustc ",
+        "features: ",
+    ];
+    assert_eq!(lines.clone().count(), labels.len(), "{stdout}");
+    for (line, label) in lines.zip(labels) {
         assert!(
             line.starts_with(label) && line.len() > label.len(),
             "{stdout}"
@@ -320,6 +327,13 @@ fn the_binary_says_what_it_is() {
     for key in ["revision", "source_date", "rustc"] {
         assert!(!v[key].as_str().unwrap().is_empty(), "{key}: {v}");
     }
+    // Integration tests build with the package's features, so they know which to expect.
+    let features = if cfg!(feature = "mongodb-srv") {
+        "mongodb-srv"
+    } else {
+        "none"
+    };
+    assert_eq!(v["features"], features, "{v}");
 }
 
 /// The configuration folder: `TSP_CONFIG_DIR`, else `./config` where there is one, else

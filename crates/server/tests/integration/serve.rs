@@ -24,6 +24,22 @@ fn health_probes_answer_and_metrics_move_after_real_commands() {
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ready, serde_json::json!({"status": "up", "down": []}));
 
+    // The image's health check: the binary GETs a probe; 2xx is 0, anything else 1 with the cause.
+    let probe = |url: &str| {
+        let out = run(&["probe", "--url", url, "--timeout", "2s"], &[]);
+        (out.status.code(), text(&out).1)
+    };
+    assert_eq!(
+        probe(&format!("{}/health/live", server.base)),
+        (Some(0), String::new())
+    );
+    let (code, err) = probe(&format!("{}/health/nowhere", server.base));
+    assert_eq!(code, Some(1));
+    assert!(err.contains("404"), "{err}");
+    let (code, err) = probe(&format!("http://127.0.0.1:{}/health/live", closed_port()));
+    assert_eq!(code, Some(1));
+    assert!(err.starts_with("probe failed: http://127.0.0.1:"), "{err}");
+
     let (_, before) = server.get("/metrics");
     let ping = |t: &str| {
         metric(
