@@ -17,6 +17,8 @@ case "$bench" in
 esac
 
 scripts/services.sh up >/dev/null
+# shellcheck source=scripts/local-ports.sh
+. scripts/local-ports.sh
 tree=target/ab/src
 rm -rf "$tree"
 mkdir -p target/ab
@@ -41,7 +43,7 @@ out=$(mktemp)
 for i in $(seq 1 "$runs"); do
   for side in A B; do
     bin=$a; [ "$side" = B ] && bin=$b
-    line=$(TSP_LOG=error $bin "${args[@]}" 2>/dev/null)
+    line=$(TSP_LOG=error $bin "${LOCAL_SETS[@]}" "${args[@]}" 2>/dev/null)
     echo "$side $line" | tee -a "$out"
   done
 done

@@ -7,11 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${1:-100000}
-SEEDS=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
+# shellcheck source=scripts/local-ports.sh
+. scripts/local-ports.sh
+SEEDS=$LOCAL_CLUSTER_SEEDS
 
 scripts/services.sh up --cluster >/dev/null
 cargo build --release -p tsp-bench >/dev/null
-target/release/tsp-bench queue --jobs "$JOBS" --records off 2>/dev/null
+target/release/tsp-bench "${LOCAL_SETS[@]}" queue --jobs "$JOBS" --records off 2>/dev/null
 target/release/tsp-bench --set redis.cache.cluster_nodes="$SEEDS" queue --jobs "$JOBS" --records off 2>/dev/null
 pids=()
 for _ in 1 2 3; do

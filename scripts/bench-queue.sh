@@ -7,14 +7,16 @@ cd "$(dirname "$0")/.."
 JOBS=${1:-200000}
 
 scripts/services.sh up >/dev/null
+# shellcheck source=scripts/local-ports.sh
+. scripts/local-ports.sh
 cargo build --release -p tsp-bench >/dev/null
 if [ ! -d bench/bullmq/node_modules/bullmq ]; then
   (cd bench/bullmq && npm install --no-audit --no-fund --silent)
 fi
-target/release/tsp-bench queue --jobs "$JOBS" --records off 2>/dev/null
+target/release/tsp-bench "${LOCAL_SETS[@]}" queue --jobs "$JOBS" --records off 2>/dev/null
 # One runtime thread leaves the other core to Redis on a two-core machine (like one Node process).
-target/release/tsp-bench --set server.threads=1 queue --jobs "$JOBS" --records off 2>/dev/null
-target/release/tsp-bench queue --jobs "$JOBS" --records on 2>/dev/null
+target/release/tsp-bench "${LOCAL_SETS[@]}" --set server.threads=1 queue --jobs "$JOBS" --records off 2>/dev/null
+target/release/tsp-bench "${LOCAL_SETS[@]}" queue --jobs "$JOBS" --records on 2>/dev/null
 # BullMQ at the concurrency of its published figure (50), then at tsp-job's default (1024).
-node bench/bullmq/bench.mjs "$JOBS" 50
-node bench/bullmq/bench.mjs "$JOBS" 1024
+REDIS_PORT=$LOCAL_REDIS_PORT node bench/bullmq/bench.mjs "$JOBS" 50
+REDIS_PORT=$LOCAL_REDIS_PORT node bench/bullmq/bench.mjs "$JOBS" 1024

@@ -10,18 +10,23 @@ cd "$(dirname "$0")/.."
 
 scripts/services.sh up >/dev/null
 scripts/services.sh up --secure >/dev/null
+# shellcheck source=scripts/local-ports.sh
+. scripts/local-ports.sh
 cargo build --release -p tsp-bench >/dev/null
+# The development set where TSP_LOCAL_*_PORT put it; the secure set where config/secure.toml says.
 for profile in development secure; do
+  sets=(); [ "$profile" = development ] && sets=("${LOCAL_SETS[@]}")
   printf '%s hub ' "$profile"
-  TSP_ENV=$profile target/release/tsp-bench hub 2>/dev/null
+  TSP_ENV=$profile target/release/tsp-bench "${sets[@]}" hub 2>/dev/null
   printf '%s queue ' "$profile"
-  TSP_ENV=$profile target/release/tsp-bench queue --jobs 100000 2>/dev/null
+  TSP_ENV=$profile target/release/tsp-bench "${sets[@]}" queue --jobs 100000 2>/dev/null
   printf '%s trips ' "$profile"
-  TSP_ENV=$profile target/release/tsp-bench trips --trips 3000 "$@" 2>/dev/null
+  TSP_ENV=$profile target/release/tsp-bench "${sets[@]}" trips --trips 3000 "$@" 2>/dev/null
 done
 
 # The native tools. Ports and accounts as services.sh and config/{development,secure}.toml set them.
 SECURE=.data/secure
+SECURE_MYSQL_PORT=3307 SECURE_REDIS_PORT=6380
 CA=$SECURE/pki/ca.pem
 GETS=300000
 QUERIES=200000
@@ -40,16 +45,16 @@ cnf=$(mktemp)
 trap 'rm -f "$cnf"' EXIT
 option_file() { printf '[client]\nuser=%s\npassword="%s"\n' "$1" "$2" >"$cnf"; }
 redis_pw=$(cat "$SECURE/secrets/redis-app")
-redis_tls=(-p 6380 --tls --cacert "$CA" --user tsp_app -a "$redis_pw")
+redis_tls=(-p "$SECURE_REDIS_PORT" --tls --cacert "$CA" --user tsp_app -a "$redis_pw")
 for shape in "32 1" "1 32"; do
   read -r conns pipeline <<<"$shape"
-  plain=$(redis_get -p 6379 -c "$conns" -P "$pipeline")
+  plain=$(redis_get -p "$LOCAL_REDIS_PORT" -c "$conns" -P "$pipeline")
   tls=$(redis_get "${redis_tls[@]}" -c "$conns" -P "$pipeline")
   printf 'native redis-benchmark {"command":"GET","connections":%s,"pipeline":%s,"plain_per_s":%s,"tls_per_s":%s}\n' \
     "$conns" "$pipeline" "$plain" "$tls"
 done
 option_file tsp tsp-local-dev
-plain=$(slap "$cnf" -h 127.0.0.1 -P 3306 --skip-ssl)
+plain=$(slap "$cnf" -h 127.0.0.1 -P "$LOCAL_MYSQL_PORT" --skip-ssl)
 option_file tsp_app "$(cat "$SECURE/secrets/mysql-app")"
-tls=$(slap "$cnf" -h 127.0.0.1 -P 3307 --ssl-ca="$CA" --ssl-verify-server-cert)
+tls=$(slap "$cnf" -h 127.0.0.1 -P "$SECURE_MYSQL_PORT" --ssl-ca="$CA" --ssl-verify-server-cert)
 printf 'native mariadb-slap {"query":"SELECT 1","connections":32,"plain_per_s":%s,"tls_per_s":%s}\n' "$plain" "$tls"

@@ -11,11 +11,13 @@ jobs=${2:-200000}
 shift $(( $# > 2 ? 2 : $# ))
 
 scripts/services.sh up >/dev/null
+# shellcheck source=scripts/local-ports.sh
+. scripts/local-ports.sh
 cargo build --release -q -p tsp-bench
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for _ in $(seq 1 "$runs"); do
-  target/release/tsp-bench queue --jobs "$jobs" --records off "$@" 2>/dev/null | tee -a "$out"
+  target/release/tsp-bench "${LOCAL_SETS[@]}" queue --jobs "$jobs" --records off "$@" 2>/dev/null | tee -a "$out"
 done
 python3 - "$out" <<'PY'
 import json, statistics, sys

@@ -35,14 +35,9 @@ D=$TSP_LOCAL_DATA
 SETS="$D/backups"
 BIN=${TSP_JOB:-$ROOT/target/release/tsp-job}
 
-sets=(
-  --set "backup.dir=$SETS" --set "backup.influx_rpc_port=$TSP_LOCAL_INFLUX_RPC_PORT"
-  --set "redis.cache.port=$TSP_LOCAL_REDIS_PORT"
-  --set "mongo.cache.port=$TSP_LOCAL_MONGO_PORT" --set "mongo.dataset.port=$TSP_LOCAL_MONGO_PORT"
-  --set "influx.primary.url=http://127.0.0.1:$TSP_LOCAL_INFLUX_PORT"
-  --set "influx.uis.url=http://127.0.0.1:$TSP_LOCAL_INFLUX_PORT"
-)
-for i in portal dataset gtfs incentive; do sets+=(--set "mysql.$i.port=$TSP_LOCAL_MYSQL_PORT"); done
+# shellcheck source=scripts/local-ports.sh
+. "$ROOT/scripts/local-ports.sh"
+sets=("${LOCAL_SETS[@]}" --set "backup.dir=$SETS")
 tsp() { "$BIN" "${sets[@]}" "$@"; }
 log() { printf '[drill] %s\n' "$*" >&2; }
 now() { date +%s.%N; }

@@ -11,6 +11,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=scripts/local-ports.sh
+. scripts/local-ports.sh
 : "${ENGINE:?set by scripts/image.sh}" "${TAG:?set by scripts/image.sh}"
 PREFIX="tsp-image-$$:"
 QUEUE=image-drill
@@ -21,7 +23,7 @@ WORK=$(mktemp -d)
 NAMES=()
 cleanup() {
   for n in "${NAMES[@]}"; do $ENGINE rm -f "$n" >/dev/null 2>&1 || true; done
-  redis-cli -p "${TSP_LOCAL_REDIS_PORT:-6379}" --scan --pattern "${PREFIX}*" | xargs -r redis-cli -p "${TSP_LOCAL_REDIS_PORT:-6379}" del >/dev/null
+  redis-cli -p "$LOCAL_REDIS_PORT" --scan --pattern "${PREFIX}*" | xargs -r redis-cli -p "$LOCAL_REDIS_PORT" del >/dev/null
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -34,11 +36,12 @@ die() { printf '[image-check] error: %s\n' "$*" >&2; exit 1; }
 mkdir -p "$WORK/secrets"
 printf 'tsp-local-dev\n' >"$WORK/secrets/mysql-app"
 chmod 0755 "$WORK" "$WORK/secrets" && chmod 0444 "$WORK/secrets/mysql-app"
-cat >"$WORK/local.toml" <<EOF
-[redis.cache]
-port = ${TSP_LOCAL_REDIS_PORT:-6379}
-key_prefix = "$PREFIX"
-EOF
+{
+  printf '[redis.cache]\nport = %s\nkey_prefix = "%s"\n' "$LOCAL_REDIS_PORT" "$PREFIX"
+  for i in portal dataset gtfs incentive; do printf '[mysql.%s]\nport = %s\n' "$i" "$LOCAL_MYSQL_PORT"; done
+  for i in cache dataset; do printf '[mongo.%s]\nport = %s\n' "$i" "$LOCAL_MONGO_PORT"; done
+  for i in primary uis; do printf '[influx.%s]\nurl = "http://127.0.0.1:%s"\n' "$i" "$LOCAL_INFLUX_PORT"; done
+} >"$WORK/local.toml"
 chmod 0444 "$WORK/local.toml"
 ENVS=()
 for i in PORTAL DATASET GTFS INCENTIVE; do ENVS+=(-e "MYSQL_${i}_PASSWORD_FILE=/run/secrets/tsp-job/mysql-app"); done
@@ -67,7 +70,7 @@ wait_until() {
     sleep 0.5
   done
 }
-marks() { redis-cli -p "${TSP_LOCAL_REDIS_PORT:-6379}" "$@"; }
+marks() { redis-cli -p "$LOCAL_REDIS_PORT" "$@"; }
 
 # 1. What the image declares.
 inspect() { $ENGINE image inspect --format "$1" "$TAG"; }

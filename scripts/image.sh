@@ -75,8 +75,8 @@ build_image() {
   revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
   created=$(date -u -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)" +%Y-%m-%dT%H:%M:%SZ)
   TAG=${TSP_IMAGE_TAG:-localhost/tsp-job:$version}
-  log "building tsp-job (cargo --profile $PROFILE)"
-  cargo build --locked --profile "$PROFILE" -p tsp-server --bin tsp-job
+  log "building tsp-job (cargo --profile $PROFILE --features mongodb-srv)"
+  cargo build --locked --profile "$PROFILE" -p tsp-server --bin tsp-job --features mongodb-srv
   log "building $TAG"
   $ENGINE build --network host -f Containerfile -t "$TAG" -t localhost/tsp-job:latest \
     --build-arg BINARY=prebuilt --build-arg PREBUILT="target/$PROFILE/tsp-job" \

@@ -7,8 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/services.sh up
+# shellcheck source=scripts/local-ports.sh
+. scripts/local-ports.sh
 cargo build --release -p tsp-server
 echo
-target/release/tsp-job migrate
+target/release/tsp-job "${LOCAL_SETS[@]}" migrate
 echo
-target/release/tsp-job simulate "$@"
+target/release/tsp-job "${LOCAL_SETS[@]}" simulate "$@"

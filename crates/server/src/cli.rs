@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 mod gtfs;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 pub use gtfs::GtfsCommand;
 
 /// tsp-job: the TSP job service of the MaaS platform.
@@ -116,9 +116,13 @@ pub enum BackupCommand {
         /// Folder of the sets (default `backup.dir`).
         #[arg(long)]
         to: Option<std::path::PathBuf>,
-        /// Stores to include: any of mysql,redis,mongo,influx.
-        #[arg(long, default_value = "mysql,redis,mongo,influx")]
-        stores: String,
+        /// Stores to include, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "mysql,redis,mongo,influx"
+        )]
+        stores: Vec<StoreKind>,
         /// The manifest as JSON, no progress.
         #[arg(long)]
         json: bool,
@@ -140,9 +144,13 @@ pub enum BackupCommand {
         /// Folder of the sets (default `backup.dir`).
         #[arg(long)]
         from: Option<std::path::PathBuf>,
-        /// Stores to check: any of mysql,redis,mongo,influx.
-        #[arg(long, default_value = "mysql,redis,mongo,influx")]
-        stores: String,
+        /// Stores to check, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "mysql,redis,mongo,influx"
+        )]
+        stores: Vec<StoreKind>,
         /// Restore into a fresh sandbox (removed afterwards) and compare counts.
         #[arg(long)]
         restore_check: bool,
@@ -167,9 +175,13 @@ pub struct RestoreArgs {
     /// Folder of the sets (default `backup.dir`).
     #[arg(long)]
     pub from: Option<std::path::PathBuf>,
-    /// Stores to restore: any of mysql,redis,mongo,influx.
-    #[arg(long, default_value = "mysql,redis,mongo,influx")]
-    pub stores: String,
+    /// Stores to restore, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "mysql,redis,mongo,influx"
+    )]
+    pub stores: Vec<StoreKind>,
     /// Overwrite targets that hold data.
     #[arg(long)]
     pub force: bool,
@@ -237,8 +249,8 @@ pub struct ScheduleArgs {
     #[arg(long, default_value_t = 0)]
     pub priority: u16,
     /// Missed ticks: `skip` (run only the latest) or `catch-up`.
-    #[arg(long, default_value = "skip")]
-    pub missed: String,
+    #[arg(long, value_enum, default_value_t = MissedTicks::Skip)]
+    pub missed: MissedTicks,
     /// With `--missed catch-up`: the most missed ticks run.
     #[arg(long, default_value_t = 100)]
     pub catch_up_max: u32,
@@ -290,9 +302,9 @@ pub enum AdminsCommand {
     Create {
         /// Their login name.
         username: String,
-        /// viewer, operator or admin.
-        #[arg(long, default_value = "viewer")]
-        role: String,
+        /// What they may do.
+        #[arg(long, value_enum, default_value_t = OperatorRole::Viewer)]
+        role: OperatorRole,
     },
     /// End every session of an operator, in every process before this returns.
     RevokeSessions {
@@ -425,8 +437,8 @@ pub struct NearArgs {
 #[derive(Debug, Args, Clone)]
 pub struct MigrateArgs {
     /// `up` applies what is pending; `status` only reports.
-    #[arg(default_value = "up", value_parser = ["up", "status"])]
-    pub action: String,
+    #[arg(value_enum, default_value_t = MigrateAction::Up)]
+    pub action: MigrateAction,
     /// Report what `up` would apply, without applying.
     #[arg(long)]
     pub dry_run: bool,
@@ -486,8 +498,8 @@ pub enum JobsCommand {
     },
     /// Jobs in a state: waiting, delayed, active, completed, dead (or failed).
     List {
-        #[arg(long)]
-        state: String,
+        #[arg(long, value_enum)]
+        state: JobStateArg,
         #[arg(long, default_value = "default")]
         queue: String,
         #[arg(long, default_value_t = 20)]
@@ -589,4 +601,63 @@ mod tests {
         walk(&super::Cli::command(), "tsp-job", &mut missing);
         assert!(missing.is_empty(), "no description: {missing:?}");
     }
+}
+
+/// A store kind, as `--stores` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    Mysql,
+    Redis,
+    Mongo,
+    Influx,
+}
+
+/// `mysql,redis,…`: the text `tsp_backup::Stores::parse` reads.
+pub fn store_list(kinds: &[StoreKind]) -> String {
+    let names: Vec<String> = kinds
+        .iter()
+        .filter_map(|k| k.to_possible_value().map(|v| v.get_name().to_string()))
+        .collect();
+    names.join(",")
+}
+
+/// `tsp-job migrate`'s action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MigrateAction {
+    /// Apply what is pending.
+    Up,
+    /// Only report.
+    Status,
+}
+
+/// What a schedule does with ticks missed while no worker ran it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MissedTicks {
+    /// Run only the latest.
+    Skip,
+    /// Run each, up to --catch-up-max.
+    CatchUp,
+}
+
+/// An operator's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OperatorRole {
+    /// Reads everything.
+    Viewer,
+    /// Also writes jobs and operates queues.
+    Operator,
+    /// Everything.
+    Admin,
+}
+
+/// A job state, as `jobs list` pages them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JobStateArg {
+    Waiting,
+    Delayed,
+    Active,
+    Completed,
+    /// Failed for good (alias: failed).
+    #[value(alias = "failed")]
+    Dead,
 }

@@ -362,7 +362,7 @@ async fn roundtrip(hub: &Hub) -> u8 {
 
 /// `tsp-job migrate`: 1 on a refused or failed migration.
 async fn migrate(hub: &Hub, args: &MigrateArgs) -> anyhow::Result<u8> {
-    let dry = args.dry_run || args.action == "status";
+    let dry = args.dry_run || args.action == tsp_server::cli::MigrateAction::Status;
     let (reports, failure) = tsp_mobility::migrate_all(hub, dry).await;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);

@@ -263,6 +263,7 @@ pub(super) fn parse(raw: &RawValue, ty: FieldType) -> Result<Typed, String> {
             let items: Vec<String> = match raw {
                 RawValue::List(items) => items.iter().map(as_text).collect::<Result<_, _>>()?,
                 RawValue::Str(s) if s.trim().is_empty() => Vec::new(),
+                RawValue::Str(s) if s.trim_start().starts_with('[') => toml_list(s)?,
                 RawValue::Str(s) => s.split(',').map(|x| x.trim().to_string()).collect(),
                 other => {
                     return Err(format!(
@@ -285,6 +286,26 @@ pub(super) fn parse(raw: &RawValue, ty: FieldType) -> Result<Typed, String> {
                 .map_err(|_| "not an ip:port address (e.g. 127.0.0.1:8080)".into())
         }
     }
+}
+
+/// A TOML array of strings given as text (`--set 'k=["a:1","b:2"]'` or a variable): the same
+/// list a TOML file would give.
+fn toml_list(text: &str) -> Result<Vec<String>, String> {
+    let value: toml_edit::Value = text
+        .trim()
+        .parse()
+        .map_err(|_| "not a TOML array of strings (e.g. [\"127.0.0.1:7001\"])".to_string())?;
+    let Some(items) = value.as_array() else {
+        return Err("not a TOML array of strings".into());
+    };
+    items
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("list items must be strings, found {}", v.type_name()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -316,6 +337,19 @@ mod tests {
             FieldType::HostPortList,
         );
         assert!(matches!(ok, Ok(Typed::List(l)) if l == vec!["a:7000", "b:7001"]));
+        // The same list written as TOML, as `--set` and variables may give it.
+        let toml = parse(
+            &RawValue::Str(r#" ["a:7000", 'b:7001'] "#.into()),
+            FieldType::HostPortList,
+        );
+        assert!(matches!(toml, Ok(Typed::List(l)) if l == vec!["a:7000", "b:7001"]));
+        let refused = |text: &str| parse(&RawValue::Str(text.into()), FieldType::HostPortList);
+        assert_eq!(
+            refused("[7000, 7001]").err().as_deref(),
+            Some("list items must be strings, found integer")
+        );
+        assert!(refused(r#"["a:7000""#).unwrap_err().contains("TOML array"));
+        assert!(refused(r#"["a:70000"]"#).is_err());
         assert!(parse(&RawValue::Str("a:70000".into()), FieldType::HostPortList).is_err());
         assert!(parse(&RawValue::Str("nohost".into()), FieldType::HostPortList).is_err());
     }

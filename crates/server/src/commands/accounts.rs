@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use tsp_mobility::auth::{NewUser, Role, Scope};
 
 use crate::app::App;
-use crate::cli::{AdminsCommand, ApikeyCommand, UsersCommand};
+use crate::cli::{AdminsCommand, ApikeyCommand, OperatorRole, UsersCommand};
 
 /// One line of stdin, without its line ending: the password.
 fn password_from_stdin() -> anyhow::Result<String> {
@@ -67,8 +67,10 @@ pub async fn admins(app: &App, cmd: &AdminsCommand) -> anyhow::Result<u8> {
     let auth = app.auth();
     match cmd {
         AdminsCommand::Create { username, role } => {
-            let Some(role) = Role::parse(role) else {
-                bail!("--role: `{role}` is not one of viewer, operator, admin");
+            let role = match role {
+                OperatorRole::Viewer => Role::Viewer,
+                OperatorRole::Operator => Role::Operator,
+                OperatorRole::Admin => Role::Admin,
             };
             let id = auth
                 .create_operator(username, role, password_from_stdin()?)

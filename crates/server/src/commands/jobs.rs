@@ -7,7 +7,7 @@ use tsp_hub::Hub;
 use tsp_queue::{Cancelled, JobState, NewJob, Queue, Worker, WorkerReport};
 
 use crate::app::App;
-use crate::cli::{EnqueueArgs, JobsCommand, WorkerArgs};
+use crate::cli::{EnqueueArgs, JobStateArg, JobsCommand, WorkerArgs};
 
 /// `tsp-job worker`: runs every job type of this build on the queues named (default: `default`
 /// and the trips queue) until `shutdown`.
@@ -130,9 +130,13 @@ pub async fn jobs(app: &App, cmd: &JobsCommand) -> anyhow::Result<String> {
             queue: qn,
             limit,
         } => {
-            let st = JobState::parse(state).with_context(|| {
-                format!("--state: unknown state `{state}`: use waiting, delayed, active, completed or dead")
-            })?;
+            let st = match state {
+                JobStateArg::Waiting => JobState::Waiting,
+                JobStateArg::Delayed => JobState::Delayed,
+                JobStateArg::Active => JobState::Active,
+                JobStateArg::Completed => JobState::Completed,
+                JobStateArg::Dead => JobState::Dead,
+            };
             let jobs = app.queue(qn)?.list(st, *limit).await?;
             serde_json::to_string_pretty(&jobs)?
         }

@@ -4,7 +4,7 @@ use anyhow::{Context, bail};
 use tsp_queue::{Missed, Schedule};
 
 use crate::app::App;
-use crate::cli::{ScheduleArgs, ScheduleCommand};
+use crate::cli::{MissedTicks, ScheduleArgs, ScheduleCommand};
 
 /// The schedule `args` describe.
 pub fn schedule_of(args: &ScheduleArgs) -> anyhow::Result<Schedule> {
@@ -18,12 +18,11 @@ pub fn schedule_of(args: &ScheduleArgs) -> anyhow::Result<Schedule> {
         ),
         None => None,
     };
-    let missed = match args.missed.as_str() {
-        "skip" => Missed::Skip,
-        "catch-up" => Missed::CatchUp {
+    let missed = match args.missed {
+        MissedTicks::Skip => Missed::Skip,
+        MissedTicks::CatchUp => Missed::CatchUp {
             max: args.catch_up_max,
         },
-        other => bail!("--missed: `{other}` is not skip or catch-up"),
     };
     Ok(Schedule {
         name: args.name.clone(),

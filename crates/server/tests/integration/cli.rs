@@ -408,3 +408,49 @@ fn completions_and_the_manual_page_cover_every_subcommand() {
         assert!(page.contains(sub), "man: no {sub}");
     }
 }
+
+/// Options that take one of a set say which in `-h` (`--help` describes each), and refuse anything else before any
+/// work, naming the choices.
+#[test]
+fn options_with_a_set_of_values_list_them_and_refuse_others() {
+    for (args, listed) in [
+        (&["migrate", "-h"][..], "[possible values: up, status]"),
+        (
+            &["jobs", "list", "-h"],
+            "waiting, delayed, active, completed, dead",
+        ),
+        (&["backup", "create", "-h"], "mysql, redis, mongo, influx"),
+        (&["restore", "-h"], "mysql, redis, mongo, influx"),
+        (&["admins", "create", "-h"], "viewer, operator, admin"),
+        (&["schedule", "add", "-h"], "skip, catch-up"),
+    ] {
+        let out = run(args, &[]);
+        let (help, _) = text(&out);
+        assert!(out.status.success(), "{args:?}");
+        let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains(listed), "{args:?}: {help}");
+    }
+    let out = run(&["backup", "create", "--stores", "mysql,postgres"], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("invalid value 'postgres'"), "{stderr}");
+    assert!(stderr.contains("mysql, redis, mongo, influx"), "{stderr}");
+}
+
+/// A list key takes a TOML array or a comma-separated list from `--set` (both read as the same
+/// list: `validate::parse`'s `host_port_lists`); items that are not host:port text are refused.
+#[test]
+fn set_takes_a_list_key_as_a_toml_array_or_a_comma_list() {
+    let check = |value: &str| {
+        let set = format!("redis.cache.cluster_nodes={value}");
+        let out = run(&["--set", &set, "config", "check"], &[]);
+        (out.status.code(), text(&out).1)
+    };
+    assert_eq!(check(r#"["127.0.0.1:7001", "127.0.0.1:7002"]"#).0, Some(0));
+    assert_eq!(check("127.0.0.1:7001,127.0.0.1:7002").0, Some(0));
+    let (code, stderr) = check("[7001]");
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("list items must be strings"), "{stderr}");
+    let (code, stderr) = check(r#"["127.0.0.1:70001"]"#);
+    assert_eq!(code, Some(2), "{stderr}");
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# How long a fresh build of tsp-job takes and how big it is (docs/benchmarks.md#build): each
+# build in a target folder of its own, empty at the start, one after another on an otherwise idle
+# machine. With a revision, that revision's release build is measured first, from a worktree,
+# so both sides come from one sitting.
+#
+#   scripts/bench-build.sh [BEFORE_REVISION]
+# Prints one JSON line per build: profile, features, revision, seconds, bytes.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+WORK=$ROOT/target/bench-build
+rm -rf "$WORK" && mkdir -p "$WORK"
+
+# build LABEL DIR PROFILE FEATURES: one fresh build of tsp-job in DIR.
+build() {
+  local label=$1 dir=$2 profile=$3 features=$4 out=$WORK/$1 start end
+  local args=(--locked --profile "$profile" -p tsp-server --bin tsp-job)
+  [ -n "$features" ] && args+=(--features "$features")
+  start=$(date +%s.%N)
+  (cd "$dir" && CARGO_TARGET_DIR=$out cargo build "${args[@]}" >"$WORK/$label.log" 2>&1) \
+    || { echo "$label failed; see $WORK/$label.log" >&2; exit 1; }
+  end=$(date +%s.%N)
+  printf '{"build":"%s","revision":"%s","profile":"%s","features":"%s","seconds":%.1f,"bytes":%s}\n' \
+    "$label" "$(git -C "$dir" rev-parse --short=12 HEAD)" "$profile" "${features:-none}" \
+    "$(echo "$end - $start" | bc)" "$(stat -c %s "$out/$profile/tsp-job")"
+  rm -rf "$out"
+}
+
+if [ $# -gt 0 ]; then
+  git worktree add --detach -f "$WORK/before-src" "$1" >/dev/null 2>&1
+  build before-release "$WORK/before-src" release ""
+  git worktree remove --force "$WORK/before-src"
+fi
+build release "$ROOT" release ""
+build dist "$ROOT" dist ""
+build dist-srv "$ROOT" dist mongodb-srv
