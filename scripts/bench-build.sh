@@ -34,4 +34,3 @@ if [ $# -gt 0 ]; then
 fi
 build release "$ROOT" release ""
 build dist "$ROOT" dist ""
-build dist-srv "$ROOT" dist mongodb-srv

@@ -56,7 +56,7 @@ EOF
 }
 
 make_base() {
-  if $ENGINE image exists "$BASE" 2>/dev/null; then return 0; fi
+  if $ENGINE image inspect "$BASE" >/dev/null 2>&1; then return 0; fi
   command -v mmdebstrap >/dev/null 2>&1 || die "mmdebstrap is needed to make $BASE"
   log "making $BASE from Debian packages (mmdebstrap, once)"
   # /var/lib/apt/lists and caches are left out: the image never runs apt.
@@ -78,7 +78,10 @@ build_image() {
   log "building tsp-job (cargo --profile $PROFILE --features mongodb-srv)"
   cargo build --locked --profile "$PROFILE" -p tsp-server --bin tsp-job --features mongodb-srv
   log "building $TAG"
-  $ENGINE build --network host -f Containerfile -t "$TAG" -t localhost/tsp-job:latest \
+  # Docker's image format: podman's default, OCI, has no HEALTHCHECK.
+  local format=()
+  [ "$ENGINE" = podman ] && format=(--format docker)
+  $ENGINE build "${format[@]}" --network host -f Containerfile -t "$TAG" -t localhost/tsp-job:latest \
     --build-arg BINARY=prebuilt --build-arg PREBUILT="target/$PROFILE/tsp-job" \
     --build-arg BASE="$BASE" --build-arg PACKAGES= \
     --build-arg VERSION="$version" --build-arg REVISION="$revision" --build-arg CREATED="$created" \

@@ -60,6 +60,6 @@ TSP_TEST_REDIS_CLUSTER=$LOCAL_CLUSTER_SEEDS run_tests -E '
   | package(tsp-hub) & binary(cache)
   | package(tsp-server) & binary(integration) & test(workers::four_workers)'
 # The image, where podman is installed: built offline and run against the local stores
-# (docs/deploy.md#image). The release profile: the dist profile's build takes minutes longer.
-if command -v podman >/dev/null 2>&1; then TSP_IMAGE_PROFILE=release scripts/image.sh check; fi
+# (docs/deploy.md#image).
+if command -v podman >/dev/null 2>&1; then scripts/image.sh check; fi
 echo "target/ holds $(du -sh target | cut -f1) after every check"
