@@ -2,10 +2,16 @@
 
 use std::path::PathBuf;
 
+mod backup;
+mod choices;
 mod gtfs;
+mod moment;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use backup::{BackupCommand, RestoreArgs};
+pub use choices::{JobStateArg, MigrateAction, MissedTicks, OperatorRole, StoreKind, store_list};
+use clap::{Args, Parser, Subcommand};
 pub use gtfs::GtfsCommand;
+use moment::moment;
 
 /// tsp-job: the TSP job service of the MaaS platform.
 #[derive(Debug, Parser)]
@@ -107,92 +113,6 @@ pub enum Command {
     /// GTFS feeds: import, list versions, roll back, prune (docs/gtfs.md).
     #[command(subcommand)]
     Gtfs(GtfsCommand),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BackupCommand {
-    /// Make a set of every configured instance (or the stores named).
-    Create {
-        /// Folder of the sets (default `backup.dir`).
-        #[arg(long)]
-        to: Option<std::path::PathBuf>,
-        /// Stores to include, comma-separated.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "mysql,redis,mongo,influx"
-        )]
-        stores: Vec<StoreKind>,
-        /// The manifest as JSON, no progress.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Every set, newest first; incomplete ones say so.
-    List {
-        /// Folder of the sets (default `backup.dir`).
-        #[arg(long)]
-        from: Option<std::path::PathBuf>,
-        /// JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Check a set: every part's checksum, then read it through; with --restore-check, also
-    /// restore it into a sandbox and compare counts with the manifest.
-    Verify {
-        /// The set's id.
-        set: String,
-        /// Folder of the sets (default `backup.dir`).
-        #[arg(long)]
-        from: Option<std::path::PathBuf>,
-        /// Stores to check, comma-separated.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "mysql,redis,mongo,influx"
-        )]
-        stores: Vec<StoreKind>,
-        /// Restore into a fresh sandbox (removed afterwards) and compare counts.
-        #[arg(long)]
-        restore_check: bool,
-    },
-    /// Remove sets outside `backup.keep_daily` / `backup.keep_weekly`.
-    Prune {
-        /// Folder of the sets (default `backup.dir`).
-        #[arg(long)]
-        from: Option<std::path::PathBuf>,
-        /// Say what would go, remove nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Print a new random key for `backup.encryption_key_file` (keep it apart from the sets).
-    Keygen,
-}
-
-#[derive(Debug, Args)]
-pub struct RestoreArgs {
-    /// The set's id (see `tsp-job backup list`).
-    pub set: String,
-    /// Folder of the sets (default `backup.dir`).
-    #[arg(long)]
-    pub from: Option<std::path::PathBuf>,
-    /// Stores to restore, comma-separated.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "mysql,redis,mongo,influx"
-    )]
-    pub stores: Vec<StoreKind>,
-    /// Overwrite targets that hold data.
-    #[arg(long)]
-    pub force: bool,
-    /// Point-in-time recovery: then replay each MySQL instance's binary log up to this moment
-    /// (RFC 3339, or `YYYY-MM-DD HH:MM:SS` in UTC; events at or after it are not replayed).
-    #[arg(long, value_parser = moment)]
-    pub until: Option<chrono::DateTime<chrono::Utc>>,
-    /// Restore into a new sandbox (`tsp_sb_<tag>_*` databases, `sb:<tag>:` keys) instead of
-    /// the configured stores, and keep it for inspection.
-    #[arg(long)]
-    pub into_sandbox: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -571,16 +491,6 @@ pub enum ConfigCommand {
     },
 }
 
-/// A moment: RFC 3339, or `YYYY-MM-DD HH:MM:SS` taken as UTC (a clear error before any work).
-fn moment(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
-        .map(|t| t.and_utc())
-        .map_err(|_| format!("`{text}` is neither RFC 3339 nor `YYYY-MM-DD HH:MM:SS` (UTC)"))
-}
-
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -601,63 +511,4 @@ mod tests {
         walk(&super::Cli::command(), "tsp-job", &mut missing);
         assert!(missing.is_empty(), "no description: {missing:?}");
     }
-}
-
-/// A store kind, as `--stores` lists them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StoreKind {
-    Mysql,
-    Redis,
-    Mongo,
-    Influx,
-}
-
-/// `mysql,redis,…`: the text `tsp_backup::Stores::parse` reads.
-pub fn store_list(kinds: &[StoreKind]) -> String {
-    let names: Vec<String> = kinds
-        .iter()
-        .filter_map(|k| k.to_possible_value().map(|v| v.get_name().to_string()))
-        .collect();
-    names.join(",")
-}
-
-/// `tsp-job migrate`'s action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MigrateAction {
-    /// Apply what is pending.
-    Up,
-    /// Only report.
-    Status,
-}
-
-/// What a schedule does with ticks missed while no worker ran it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MissedTicks {
-    /// Run only the latest.
-    Skip,
-    /// Run each, up to --catch-up-max.
-    CatchUp,
-}
-
-/// An operator's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OperatorRole {
-    /// Reads everything.
-    Viewer,
-    /// Also writes jobs and operates queues.
-    Operator,
-    /// Everything.
-    Admin,
-}
-
-/// A job state, as `jobs list` pages them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum JobStateArg {
-    Waiting,
-    Delayed,
-    Active,
-    Completed,
-    /// Failed for good (alias: failed).
-    #[value(alias = "failed")]
-    Dead,
 }

@@ -1,0 +1,62 @@
+//! The options that take one of a set of values: clap lists them in `-h` and refuses others.
+
+use clap::ValueEnum;
+
+/// A store kind, as `--stores` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    Mysql,
+    Redis,
+    Mongo,
+    Influx,
+}
+
+/// `mysql,redis,…`: the text `tsp_backup::Stores::parse` reads.
+pub fn store_list(kinds: &[StoreKind]) -> String {
+    let names: Vec<String> = kinds
+        .iter()
+        .filter_map(|k| k.to_possible_value().map(|v| v.get_name().to_string()))
+        .collect();
+    names.join(",")
+}
+
+/// `tsp-job migrate`'s action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MigrateAction {
+    /// Apply what is pending.
+    Up,
+    /// Only report.
+    Status,
+}
+
+/// What a schedule does with ticks missed while no worker ran it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MissedTicks {
+    /// Run only the latest.
+    Skip,
+    /// Run each, up to --catch-up-max.
+    CatchUp,
+}
+
+/// An operator's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OperatorRole {
+    /// Reads everything.
+    Viewer,
+    /// Also writes jobs and operates queues.
+    Operator,
+    /// Everything.
+    Admin,
+}
+
+/// A job state, as `jobs list` pages them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JobStateArg {
+    Waiting,
+    Delayed,
+    Active,
+    Completed,
+    /// Failed for good (alias: failed).
+    #[value(alias = "failed")]
+    Dead,
+}
