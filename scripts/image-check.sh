@@ -47,8 +47,12 @@ ENVS=()
 for i in PORTAL DATASET GTFS INCENTIVE; do ENVS+=(-e "MYSQL_${i}_PASSWORD_FILE=/run/secrets/tsp-job/mysql-app"); done
 
 # in_container ARGS...: a tsp-job command in a fresh container, as deployed.
+# Podman runs the image's periodic health check from a systemd timer, which a machine without
+# systemd as init cannot give; the check itself is run below with `podman healthcheck run`.
+TIMER=()
+[ "$ENGINE" = podman ] && TIMER=(--health-interval disable)
 run_opts() {
-  echo --network host --read-only --security-opt no-new-privileges --cap-drop ALL \
+  echo --network host --read-only --security-opt no-new-privileges --cap-drop ALL "${TIMER[@]}" \
     -v "$WORK/local.toml:/etc/tsp-job/local.toml:ro" -v "$WORK/secrets:/run/secrets/tsp-job:ro"
 }
 in_container() {
@@ -58,12 +62,8 @@ in_container() {
 start() {
   local name=$1; shift
   NAMES+=("$name")
-  # Podman runs the periodic check from a systemd timer, which a machine without systemd as
-  # init cannot give; the check itself is run below with `podman healthcheck run`.
-  local timer=()
-  [ "$ENGINE" = podman ] && timer=(--health-interval disable)
   # shellcheck disable=SC2046
-  $ENGINE run -d --name "$name" $(run_opts) "${timer[@]}" "${ENVS[@]}" "$@" >/dev/null
+  $ENGINE run -d --name "$name" $(run_opts) "${ENVS[@]}" "$@" >/dev/null
 }
 ready() { curl -sf "http://127.0.0.1:$1/health/ready" >/dev/null; }
 wait_until() {
@@ -83,8 +83,9 @@ inspect() { $ENGINE image inspect --format "$1" "$TAG"; }
 inspect '{{json .Config.Healthcheck}}' | grep -q '"tsp-job","probe"' || die "no health check by the binary"
 inspect '{{index .Config.Labels "org.opencontainers.image.revision"}}' | grep -qv '^unknown$' \
   || die "no revision label"
-[ "$($ENGINE run --rm --read-only --entrypoint id "$TAG" -u)" = 10001 ] || die "the process is root"
-$ENGINE run --rm --read-only --entrypoint sh "$TAG" -c 'touch /usr/bin/x' 2>/dev/null \
+[ "$($ENGINE run --rm --read-only "${TIMER[@]}" --entrypoint id "$TAG" -u)" = 10001 ] \
+  || die "the process is root"
+$ENGINE run --rm --read-only "${TIMER[@]}" --entrypoint sh "$TAG" -c 'touch /usr/bin/x' 2>/dev/null \
   && die "the root filesystem is writable"
 in_container version | head -1
 log "user 10001, SIGTERM, health check by the binary, labels; the root filesystem is read-only"

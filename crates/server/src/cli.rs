@@ -7,8 +7,8 @@ mod choices;
 mod gtfs;
 mod moment;
 
-pub use backup::{BackupCommand, RestoreArgs};
-pub use choices::{JobStateArg, MigrateAction, MissedTicks, OperatorRole, StoreKind, store_list};
+pub use backup::{BackupCommand, RestoreArgs, StoreSelection};
+pub use choices::{JobStateArg, MigrateAction, MissedTicks, OperatorRole, StoreKind};
 use clap::{Args, Parser, Subcommand};
 pub use gtfs::GtfsCommand;
 use moment::moment;

@@ -12,13 +12,8 @@ pub enum BackupCommand {
         /// Folder of the sets (default `backup.dir`).
         #[arg(long)]
         to: Option<std::path::PathBuf>,
-        /// Stores to include, comma-separated.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "mysql,redis,mongo,influx"
-        )]
-        stores: Vec<StoreKind>,
+        #[command(flatten)]
+        stores: StoreSelection,
         /// The manifest as JSON, no progress.
         #[arg(long)]
         json: bool,
@@ -40,13 +35,8 @@ pub enum BackupCommand {
         /// Folder of the sets (default `backup.dir`).
         #[arg(long)]
         from: Option<std::path::PathBuf>,
-        /// Stores to check, comma-separated.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "mysql,redis,mongo,influx"
-        )]
-        stores: Vec<StoreKind>,
+        #[command(flatten)]
+        stores: StoreSelection,
         /// Restore into a fresh sandbox (removed afterwards) and compare counts.
         #[arg(long)]
         restore_check: bool,
@@ -71,13 +61,8 @@ pub struct RestoreArgs {
     /// Folder of the sets (default `backup.dir`).
     #[arg(long)]
     pub from: Option<std::path::PathBuf>,
-    /// Stores to restore, comma-separated.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "mysql,redis,mongo,influx"
-    )]
-    pub stores: Vec<StoreKind>,
+    #[command(flatten)]
+    pub stores: StoreSelection,
     /// Overwrite targets that hold data.
     #[arg(long)]
     pub force: bool,
@@ -89,4 +74,23 @@ pub struct RestoreArgs {
     /// the configured stores, and keep it for inspection.
     #[arg(long)]
     pub into_sandbox: bool,
+}
+
+/// `--stores`: which kinds of store a backup command works on.
+#[derive(Debug, Args, Clone)]
+pub struct StoreSelection {
+    /// Stores to work on, comma-separated.
+    #[arg(
+        long = "stores",
+        value_delimiter = ',',
+        default_value = "mysql,redis,mongo,influx"
+    )]
+    pub kinds: Vec<StoreKind>,
+}
+
+impl StoreSelection {
+    /// The selection as `tsp_backup::Stores::parse` reads it: `mysql,redis,…`.
+    pub fn text(&self) -> String {
+        super::choices::store_list(&self.kinds)
+    }
 }

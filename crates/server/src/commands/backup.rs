@@ -10,7 +10,7 @@ use tsp_config::LoadOptions;
 use tsp_hub::{Hub, Status};
 use tsp_mobility::sandbox::Sandbox;
 
-use crate::cli::{BackupCommand, RestoreArgs, StoreKind, store_list};
+use crate::cli::{BackupCommand, RestoreArgs, StoreSelection};
 
 /// A spinner naming the part in hand, and a line per part done (hidden when `quiet` or when
 /// stderr is not a terminal).
@@ -62,7 +62,7 @@ pub async fn backup(hub: &Hub, opts: &LoadOptions, cmd: &BackupCommand) -> anyho
         BackupCommand::Create { to, stores, json } => {
             let (bar, f) = progress(*json);
             let backups = Backups::new(hub, to.clone())?.with_progress(f);
-            let m = backups.create(Stores::parse(&store_list(stores))?).await;
+            let m = backups.create(Stores::parse(&stores.text())?).await;
             bar.finish_and_clear();
             let m = m?;
             if *json {
@@ -132,10 +132,10 @@ async fn verify(
     opts: &LoadOptions,
     set: &str,
     from: Option<std::path::PathBuf>,
-    stores: &[StoreKind],
+    stores: &StoreSelection,
     restore_check: bool,
 ) -> anyhow::Result<u8> {
-    let stores = Stores::parse(&store_list(stores))?;
+    let stores = Stores::parse(&stores.text())?;
     let checked = Backups::new(hub, from.clone())?.verify(set, stores)?;
     for p in &checked {
         println!("{}", part_line(p));
@@ -174,7 +174,7 @@ async fn verify(
 
 /// `tsp-job restore SET`.
 pub async fn restore(hub: &Hub, opts: &LoadOptions, args: &RestoreArgs) -> anyhow::Result<u8> {
-    let stores = Stores::parse(&store_list(&args.stores))?;
+    let stores = Stores::parse(&args.stores.text())?;
     let until = args.until;
     let sandbox = if args.into_sandbox {
         Some(Sandbox::create(opts).await?)
