@@ -48,16 +48,17 @@ for i in PORTAL DATASET GTFS INCENTIVE; do ENVS+=(-e "MYSQL_${i}_PASSWORD_FILE=/
 
 # in_container ARGS...: a tsp-job command in a fresh container, as deployed.
 # Podman runs the image's periodic health check from a systemd timer, which a machine without
-# systemd as init cannot give; the check itself is run below with `podman healthcheck run`.
-TIMER=()
-[ "$ENGINE" = podman ] && TIMER=(--health-interval disable)
+# systemd as init cannot give (it says so on every start): one-off commands run without the
+# check, and serve and the worker have theirs run by `podman healthcheck run` below.
+ONE_OFF=(--no-healthcheck)
+[ "$ENGINE" = podman ] || ONE_OFF=()
 run_opts() {
-  echo --network host --read-only --security-opt no-new-privileges --cap-drop ALL "${TIMER[@]}" \
+  echo --network host --read-only --security-opt no-new-privileges --cap-drop ALL \
     -v "$WORK/local.toml:/etc/tsp-job/local.toml:ro" -v "$WORK/secrets:/run/secrets/tsp-job:ro"
 }
 in_container() {
   # shellcheck disable=SC2046
-  $ENGINE run --rm $(run_opts) "${ENVS[@]}" "$TAG" "$@"
+  $ENGINE run --rm $(run_opts) "${ONE_OFF[@]}" "${ENVS[@]}" "$TAG" "$@"
 }
 start() {
   local name=$1; shift
@@ -83,9 +84,9 @@ inspect() { $ENGINE image inspect --format "$1" "$TAG"; }
 inspect '{{json .Config.Healthcheck}}' | grep -q '"tsp-job","probe"' || die "no health check by the binary"
 inspect '{{index .Config.Labels "org.opencontainers.image.revision"}}' | grep -qv '^unknown$' \
   || die "no revision label"
-[ "$($ENGINE run --rm --read-only "${TIMER[@]}" --entrypoint id "$TAG" -u)" = 10001 ] \
+[ "$($ENGINE run --rm --read-only "${ONE_OFF[@]}" --entrypoint id "$TAG" -u)" = 10001 ] \
   || die "the process is root"
-$ENGINE run --rm --read-only "${TIMER[@]}" --entrypoint sh "$TAG" -c 'touch /usr/bin/x' 2>/dev/null \
+$ENGINE run --rm --read-only "${ONE_OFF[@]}" --entrypoint sh "$TAG" -c 'touch /usr/bin/x' 2>/dev/null \
   && die "the root filesystem is writable"
 in_container version | head -1
 log "user 10001, SIGTERM, health check by the binary, labels; the root filesystem is read-only"
