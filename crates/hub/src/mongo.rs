@@ -48,11 +48,10 @@ pub struct MongoStore {
 }
 
 /// Whether a connection string is a DNS seed list, which only a build with the driver's
-/// resolver (`mongodb-srv` feature, docs/deploy.md#build) can follow.
+/// resolver (`mongodb-srv` feature, docs/deploy.md#build) can follow. The configuration has
+/// already checked the scheme, written as one of `mongodb` and `mongodb+srv`.
 fn is_srv(uri: &str) -> bool {
-    uri.trim_start()
-        .get(..14)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("mongodb+srv://"))
+    uri.trim_start().starts_with("mongodb+srv://")
 }
 
 async fn client_options(

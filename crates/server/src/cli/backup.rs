@@ -89,8 +89,14 @@ pub struct StoreSelection {
 }
 
 impl StoreSelection {
-    /// The selection as `tsp_backup::Stores::parse` reads it: `mysql,redis,…`.
-    pub fn text(&self) -> String {
-        super::choices::store_list(&self.kinds)
+    /// The selection as the backup crate takes it.
+    pub fn stores(&self) -> tsp_backup::Stores {
+        let has = |kind| self.kinds.contains(&kind);
+        tsp_backup::Stores {
+            mysql: has(StoreKind::Mysql),
+            redis: has(StoreKind::Redis),
+            mongo: has(StoreKind::Mongo),
+            influx: has(StoreKind::Influx),
+        }
     }
 }

@@ -11,15 +11,6 @@ pub enum StoreKind {
     Influx,
 }
 
-/// `mysql,redis,…`: the text `tsp_backup::Stores::parse` reads.
-pub fn store_list(kinds: &[StoreKind]) -> String {
-    let names: Vec<String> = kinds
-        .iter()
-        .filter_map(|k| k.to_possible_value().map(|v| v.get_name().to_string()))
-        .collect();
-    names.join(",")
-}
-
 /// `tsp-job migrate`'s action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MigrateAction {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use tsp_backup::{Backups, Key, Part, Progress, Stores};
+use tsp_backup::{Backups, Key, Part, Progress};
 use tsp_config::LoadOptions;
 use tsp_hub::{Hub, Status};
 use tsp_mobility::sandbox::Sandbox;
@@ -62,7 +62,7 @@ pub async fn backup(hub: &Hub, opts: &LoadOptions, cmd: &BackupCommand) -> anyho
         BackupCommand::Create { to, stores, json } => {
             let (bar, f) = progress(*json);
             let backups = Backups::new(hub, to.clone())?.with_progress(f);
-            let m = backups.create(Stores::parse(&stores.text())?).await;
+            let m = backups.create(stores.stores()).await;
             bar.finish_and_clear();
             let m = m?;
             if *json {
@@ -135,7 +135,7 @@ async fn verify(
     stores: &StoreSelection,
     restore_check: bool,
 ) -> anyhow::Result<u8> {
-    let stores = Stores::parse(&stores.text())?;
+    let stores = stores.stores();
     let checked = Backups::new(hub, from.clone())?.verify(set, stores)?;
     for p in &checked {
         println!("{}", part_line(p));
@@ -174,7 +174,7 @@ async fn verify(
 
 /// `tsp-job restore SET`.
 pub async fn restore(hub: &Hub, opts: &LoadOptions, args: &RestoreArgs) -> anyhow::Result<u8> {
-    let stores = Stores::parse(&args.stores.text())?;
+    let stores = args.stores.stores();
     let until = args.until;
     let sandbox = if args.into_sandbox {
         Some(Sandbox::create(opts).await?)
