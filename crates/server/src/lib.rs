@@ -8,10 +8,14 @@ pub mod backup_job;
 pub mod build_info;
 pub mod cli;
 pub mod commands;
+pub mod dispatch;
 pub mod gtfs_job;
 pub mod http;
 pub mod reload;
 pub mod telemetry;
+
+/// The exit code of a store or run failure.
+pub const EXIT_FAILURE: u8 = 1;
 
 /// The async runtime of a tsp-job process: `server.threads` worker threads (0: one per core).
 pub fn runtime(config: &tsp_config::Config) -> std::io::Result<tokio::runtime::Runtime> {

@@ -1,6 +1,23 @@
 //! `tsp-job health`: a table or JSON.
 
-use tsp_hub::{HubHealth, Status};
+use tsp_hub::{Hub, HubHealth, Status};
+
+use crate::EXIT_FAILURE;
+
+/// `tsp-job health`: 0 when every required store is up.
+pub async fn health(hub: &Hub, json: bool) -> anyhow::Result<u8> {
+    let h = hub.health().await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&h)?);
+    } else {
+        print!("{}", table(&h));
+    }
+    Ok(if h.status == Status::Up {
+        0
+    } else {
+        EXIT_FAILURE
+    })
+}
 
 /// A fixed-width table, one row per instance.
 pub fn table(h: &HubHealth) -> String {

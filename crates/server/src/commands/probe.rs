@@ -2,6 +2,15 @@
 
 use std::time::Duration;
 
+/// [`probe`] on a small runtime of its own (the binary has none yet; see [`crate::dispatch`] for
+/// why the waiting happens here rather than in `main.rs`).
+pub fn run(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(probe(url, timeout))
+}
+
 /// GETs `url` (the process's own `/health/live` by default, `TSP_PROBE_URL` in the image);
 /// Ok when it answers 2xx within `timeout`, else an error naming the status or the failure.
 pub async fn probe(url: &str, timeout: Duration) -> anyhow::Result<()> {

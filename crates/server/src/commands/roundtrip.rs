@@ -10,7 +10,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use mongodb::bson::doc;
 use rand::Rng;
-use tsp_hub::{Hub, HubError, InfluxStore, MongoStore, MysqlStore, Point, RedisStore};
+use tsp_hub::{Hub, HubError, InfluxStore, MongoStore, MysqlStore, Point, RedisStore, Status};
+
+use crate::EXIT_FAILURE;
 
 /// The outcome for one instance.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -21,6 +23,31 @@ pub struct Outcome {
     pub ok: bool,
     pub ms: f64,
     pub detail: String,
+}
+
+/// `tsp-job roundtrip`: 1 when a required store failed its round trip or is down.
+pub async fn roundtrip(hub: &Hub) -> u8 {
+    let outcomes = run(hub, Duration::from_secs(15)).await;
+    let mut failed_required = false;
+    for o in &outcomes {
+        println!(
+            "{} {:<7} {:<11} {:>8.1}ms  {}",
+            if o.ok { "ok  " } else { "FAIL" },
+            o.store,
+            o.instance,
+            o.ms,
+            o.detail
+        );
+        failed_required |= !o.ok && o.required;
+    }
+    let h = hub.health().await;
+    println!();
+    print!("{}", super::health::table(&h));
+    if failed_required || h.status != Status::Up {
+        EXIT_FAILURE
+    } else {
+        0
+    }
 }
 
 fn run_id() -> String {
