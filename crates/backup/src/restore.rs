@@ -2,6 +2,7 @@
 //! is checked first and every target looked at before anything is written; a non-empty target
 //! is refused unless forced (docs/backup.md#restore).
 
+use async_recursion::async_recursion as boxed;
 use serde::Serialize;
 
 use crate::error::BackupError;
@@ -93,6 +94,7 @@ impl Backups {
     /// Restores the selected stores of set `id`. With `force`, non-empty targets are
     /// overwritten (MySQL tables replaced, Redis keys replaced, Mongo collections dropped
     /// first, Influx databases dropped first).
+    #[boxed]
     pub async fn restore(
         &self,
         id: &str,
@@ -104,6 +106,7 @@ impl Backups {
 
     /// [`Backups::restore`], then, with `until`, replays each MySQL instance's binary log from
     /// its dump's position up to that moment (point-in-time recovery).
+    #[boxed]
     pub async fn restore_until(
         &self,
         id: &str,

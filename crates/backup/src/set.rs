@@ -7,6 +7,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use async_recursion::async_recursion as boxed;
 use chrono::{Datelike, NaiveDateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -223,6 +224,7 @@ impl Backups {
 
     /// Makes a set of the selected stores. The manifest is written first (incomplete) and
     /// after each part; a failure leaves the set marked incomplete with the error.
+    #[boxed]
     pub async fn create(&self, stores: Stores) -> Result<Manifest, BackupError> {
         let _lock = self.lock()?;
         let started = Utc::now();
@@ -349,6 +351,7 @@ impl Backups {
 
     /// The stores' own tools alone, as a set would run them, writing plain files under `dir`:
     /// seconds and bytes per store (`mysql`, `redis`, `influx`), for `tsp-bench backup`.
+    #[boxed]
     pub async fn native_baseline(
         &self,
         dir: &Path,

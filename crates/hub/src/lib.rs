@@ -29,12 +29,14 @@ mod mysql;
 mod redis;
 mod resolver;
 mod rotation;
+mod roundtrip;
 mod shared;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_recursion::async_recursion as boxed;
 use secrecy::ExposeSecret;
 use tsp_config::Config;
 
@@ -50,6 +52,7 @@ pub use mysql::{NamedLock, NamedLocks, mysql_connect_options};
 pub use redis::{RedisConn, RedisStore};
 pub use resolver::Resolver;
 pub use rotation::{Rotation, RotationOutcome};
+pub use roundtrip::RoundtripOutcome;
 
 struct Inner {
     config: Arc<Config>,
@@ -133,6 +136,7 @@ impl Hub {
     ///
     /// # Errors
     /// Settings a driver refuses (e.g. an unreadable TLS file). Every such problem is reported.
+    #[boxed]
     pub async fn connect(config: &Config) -> Result<Hub, HubError> {
         // rustls picks its crypto provider from crate features; when a build enables more than
         // one (a dependency of a test may), it picks none and TLS connections panic. Choose
@@ -271,12 +275,14 @@ impl Hub {
     }
 
     /// Checks every instance concurrently, each bounded by `health.timeout`.
+    #[boxed]
     pub async fn health(&self) -> HubHealth {
         self.health_with_timeout(self.inner.config.health.timeout)
             .await
     }
 
     /// Checks every instance concurrently, each bounded by `timeout`.
+    #[boxed]
     pub async fn health_with_timeout(&self, timeout: Duration) -> HubHealth {
         use futures::FutureExt;
         let mut checks = Vec::new();
@@ -314,6 +320,7 @@ impl Hub {
     }
 
     /// Checks health and fails when a required store is down, naming each one and why.
+    #[boxed]
     pub async fn require(&self) -> Result<HubHealth, HubError> {
         let health = self.health().await;
         let down: Vec<String> = health
@@ -363,6 +370,7 @@ impl Hub {
     }
 
     /// Flushes every Influx writer (within `grace`) and closes the MySQL pools.
+    #[boxed]
     pub async fn shutdown(&self, grace: Duration) -> Vec<ClosedWriter> {
         let writers: Vec<(String, PointWriter)> = self
             .inner

@@ -15,6 +15,7 @@
 //! - A migration that failed half way (MySQL DDL is not transactional) leaves the version marked
 //!   dirty: the next run refuses until an operator repairs it.
 
+use async_recursion::async_recursion as boxed;
 use serde::Serialize;
 use sqlx::migrate::{Migrate, MigrateError, Migrator};
 
@@ -82,6 +83,7 @@ fn migrate_error(store: &MysqlStore, e: MigrateError) -> HubError {
 
 /// Applies the pending migrations of `migrator` to `store` (or, with `dry_run`, only reports
 /// them), under the database's migration lock.
+#[boxed]
 pub async fn migrate_mysql(
     store: &MysqlStore,
     migrator: &Migrator,

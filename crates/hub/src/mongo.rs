@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use async_recursion::async_recursion as boxed;
 use mongodb::bson::{Document, doc};
 use mongodb::error::ErrorKind;
 use mongodb::event::EventHandler;
@@ -301,6 +302,7 @@ impl MongoStore {
     /// definition). An account refused index creation (code 13, an app account under least
     /// privilege, docs/store-security.md#least-privilege) is fine when every index exists already:
     /// `migrate` made them. Otherwise the error names the missing ones.
+    #[boxed]
     pub async fn ensure_indexes(
         &self,
         collection: &str,
@@ -350,6 +352,21 @@ impl MongoStore {
         }
     }
 
+    /// Inserts `docs` into `collection`: one `insert_many`, bounded like [`MongoStore::timed`].
+    #[boxed]
+    pub async fn insert_documents(
+        &self,
+        collection: &str,
+        docs: &[mongodb::bson::Document],
+    ) -> Result<(), HubError> {
+        let coll = self
+            .database()
+            .collection::<mongodb::bson::Document>(collection);
+        self.timed("insert_many", coll.insert_many(docs))
+            .await
+            .map(|_| ())
+    }
+
     /// Like [`MongoStore::timed`], but hands back the driver's error (for callers that look
     /// into it, e.g. per-document write errors); only the timeout becomes a [`HubError`].
     pub async fn timed_raw<T, F>(
@@ -390,6 +407,7 @@ impl MongoStore {
     }
 
     /// `ping` (and `buildInfo` once, for the version), bounded by `timeout`.
+    #[boxed]
     pub async fn health(&self, timeout: Duration) -> InstanceHealth {
         let check = async {
             self.run_admin(doc! {"ping": 1}).await?;
@@ -499,6 +517,7 @@ impl InsertBatcher {
     }
 
     /// Stores `doc` (in the next batch) and returns once it is stored.
+    #[boxed]
     pub async fn insert(&self, doc: mongodb::bson::Document) -> Result<Inserted, HubError> {
         let (reply, outcome) = tokio::sync::oneshot::channel();
         let stopped =

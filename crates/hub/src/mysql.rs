@@ -3,6 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use async_recursion::async_recursion as boxed;
 use secrecy::ExposeSecret;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
 use tsp_config::{MysqlSettings, TlsMode};
@@ -199,6 +200,7 @@ impl MysqlStore {
     }
 
     /// `SELECT 1` (with the server version in the same round trip), bounded by `timeout`.
+    #[boxed]
     pub async fn health(&self, timeout: Duration) -> InstanceHealth {
         let check = async {
             let (_, version) = self
@@ -215,6 +217,7 @@ impl MysqlStore {
     }
 
     /// Closes the pool, waiting for lent connections to come back.
+    #[boxed]
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -238,6 +241,7 @@ pub struct NamedLock {
 impl NamedLock {
     /// Takes lock `name` (at most 64 characters), waiting at most `wait`; `busy` says, in the
     /// error, what holding it means (e.g. "another migration of this database").
+    #[boxed]
     pub async fn acquire(
         store: &MysqlStore,
         name: &str,
@@ -271,6 +275,7 @@ impl NamedLock {
 
     /// Also takes `names` on this session, waiting at most `wait` for each (in sorted order);
     /// whether every one was taken (when not, none is held).
+    #[boxed]
     pub async fn also(
         &mut self,
         store: &MysqlStore,
@@ -297,6 +302,7 @@ impl NamedLock {
 
     /// Releases `names` taken with [`NamedLock::also`] (the rest stay held). A failed release
     /// leaves them to [`NamedLock::release`], which closes the connection if it fails too.
+    #[boxed]
     pub async fn release_also(&mut self, names: &[String]) {
         let Some(conn) = self.conn.as_mut() else {
             return;
@@ -317,6 +323,7 @@ impl NamedLock {
 
     /// Releases the lock and returns the connection to the pool (or closes it if the release
     /// fails, which frees the lock too).
+    #[boxed]
     pub async fn release(mut self) {
         if let Some(mut conn) = self.conn.take() {
             let mut names = std::mem::take(&mut self.more);
@@ -403,6 +410,7 @@ pub struct NamedLocks {
 impl NamedLocks {
     /// Tries every name (at most 64 characters each) once; returns the locks and, per name,
     /// whether it was taken (`false`: someone else holds it).
+    #[boxed]
     pub async fn try_acquire(
         store: &MysqlStore,
         names: &[String],
@@ -450,6 +458,7 @@ impl NamedLocks {
 
     /// Releases every lock and returns the connection to the pool (or closes it if the release
     /// fails, which frees the locks too).
+    #[boxed]
     pub async fn release(mut self) {
         if let Some(mut conn) = self.conn.take()
             && !free(&mut conn, &self.held).await
@@ -461,6 +470,7 @@ impl NamedLocks {
     /// Also takes `names` on this session, waiting at most `wait` for each (in sorted order:
     /// sessions taking overlapping sets never wait on each other in a cycle); per name, whether
     /// it was taken. Held until [`NamedLocks::release_some`] or [`NamedLocks::release`].
+    #[boxed]
     pub async fn also(
         &mut self,
         store: &MysqlStore,
@@ -482,6 +492,7 @@ impl NamedLocks {
 
     /// Releases those of `names` this session holds (the rest stay held). A failed release
     /// leaves them to [`NamedLocks::release`], which closes the connection if it fails too.
+    #[boxed]
     pub async fn release_some(&mut self, names: &[String]) {
         let mine: Vec<String> = names
             .iter()

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_recursion::async_recursion as boxed;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
@@ -286,6 +287,7 @@ impl RedisStore {
 
     /// Every key matching `pattern`, read with SCAN a page at a time (never KEYS); on a
     /// Cluster, from every primary, since SCAN walks one node.
+    #[boxed]
     pub async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>, HubError> {
         if !self.is_cluster() {
             let mut conn = self.conn().await?;
@@ -349,6 +351,7 @@ impl RedisStore {
 
     /// Deletes every key matching `pattern` (found with [`RedisStore::keys_matching`]); how
     /// many were deleted. One key per `UNLINK`, so that on a Cluster each goes to its own slot.
+    #[boxed]
     pub async fn delete_matching(&self, pattern: &str) -> Result<u64, HubError> {
         let keys = self.keys_matching(pattern).await?;
         let conn = self.conn().await?;
@@ -467,6 +470,7 @@ impl RedisStore {
     }
 
     /// The shared connection, opened on first use within `connect_timeout`.
+    #[boxed]
     pub async fn conn(&self) -> Result<RedisConn, HubError> {
         let timeout = self.settings.connect_timeout;
         let cell = self.conn.get();
@@ -487,6 +491,7 @@ impl RedisStore {
     }
 
     /// `PING` then `INFO`, bounded by `timeout`. Also updates the memory and hit-rate gauges.
+    #[boxed]
     pub async fn health(&self, timeout: Duration) -> InstanceHealth {
         let check = async {
             let mut conn = self.conn().await?;

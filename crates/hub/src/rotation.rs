@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_recursion::async_recursion as boxed;
 use tokio::sync::Notify;
 use tsp_config::Config;
 
@@ -95,6 +96,7 @@ impl Hub {
     /// credentials differ, each after a connection with them succeeds within `timeout`. Other
     /// settings in `new` are not applied: they need a restart. Instances in `new` that the hub
     /// does not have are ignored.
+    #[boxed]
     pub async fn rotate_credentials(&self, new: &Config, timeout: Duration) -> Vec<Rotation> {
         // Known before any message could carry them.
         self.inner.redactor.learn(secrets_of(new));
@@ -127,6 +129,7 @@ impl Hub {
 
     /// Resolves when a store has seen its credentials refused since the last call (see
     /// `tsp_server::reload`): the moment to look for new ones.
+    #[boxed]
     pub async fn credentials_refused(&self) {
         self.inner.alarm.0.notified().await;
     }

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use async_recursion::async_recursion as boxed;
 use futures::future::join_all;
 use mongodb::bson::{Document, doc};
 use serde::Serialize;
@@ -17,6 +18,7 @@ use crate::complete::{ACTIVITY_LOG, TRAJECTORIES, Trips};
 use crate::trip::TripCompletion;
 
 /// Enqueues the trips in bulk; returns their job ids in order.
+#[boxed]
 pub async fn enqueue(queue: &Queue, trips: &[TripCompletion]) -> Result<Vec<String>, QueueError> {
     let mut ids = Vec::with_capacity(trips.len());
     for chunk in trips.chunks(2_000) {
@@ -38,13 +40,14 @@ pub fn settled(c: &QueueCounts) -> bool {
 /// Runs a worker on `queue` with the trip job (its batches collected as `batches` says) and
 /// the built-ins until the queue is settled, calling `progress` about five times a second.
 /// Returns the worker's totals.
+#[boxed]
 pub async fn work_until_settled(
     trips: &Trips,
     batches: BatchOptions,
     queue: &Queue,
     concurrency: usize,
     records: RecordSink,
-    mut progress: impl FnMut(&QueueCounts),
+    progress: &mut (dyn FnMut(&QueueCounts) + Send),
 ) -> Result<WorkerReport, QueueError> {
     let mut registry = Registry::new();
     trips.register(&mut registry, batches);
@@ -127,6 +130,7 @@ pub struct JobTimes {
 }
 
 /// Reads each job's times (pipelined, 256 at a time).
+#[boxed]
 pub async fn job_times(queue: &Queue, ids: &[String]) -> Result<JobTimes, QueueError> {
     let mut run = Vec::with_capacity(ids.len());
     let mut latency = Vec::with_capacity(ids.len());
@@ -219,6 +223,7 @@ async fn booking_points(trips: &Trips) -> Result<(u64, u64), HubError> {
 }
 
 /// Counts what every store holds for the trip flows.
+#[boxed]
 pub async fn footprint(trips: &Trips) -> Result<Footprint, HubError> {
     let stores = trips.stores();
     let dataset = &stores.dataset;

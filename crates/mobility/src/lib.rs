@@ -11,7 +11,8 @@
 //! - [`batch`]: a batch of trips through the queue: enqueue, work, measure, count per store.
 //! - [`gtfs`]: GTFS feeds imported as versions, their stop copies in MongoDB and Redis, and the
 //!   transit queries.
-//! - [`queries`]: cached user stats and points, trips and users near a point, engagement.
+//! - [`queries`]: cached user stats and points, trips and users near a point.
+//! - [`today`]: what the console shows of the last hours: completions per hour, recent starts.
 //! - [`sandbox`]: an isolated, migrated set of databases for benchmarks, drills and tests.
 //! - [`seed`]: deterministic users and trips between the real bus stops of Cairns.
 
@@ -30,8 +31,10 @@ pub mod sandbox;
 pub mod seed;
 pub mod store_schema;
 pub mod stores;
+pub mod today;
 pub mod trip;
 
+use async_recursion::async_recursion as boxed;
 use tsp_hub::MigrationReport;
 use tsp_hub::{Hub, HubError};
 
@@ -64,6 +67,7 @@ fn collect(reports: &mut Vec<MigrationReport>, run: Run) -> Option<HubError> {
 
 /// Every store's migrations, in order: MySQL, then InfluxDB and Redis, then MongoDB. Stops at the
 /// first failure; the reports say what ran before it.
+#[boxed]
 pub async fn migrate_all(hub: &Hub, dry_run: bool) -> (Vec<MigrationReport>, Option<HubError>) {
     let mut reports = Vec::new();
     if let Some(e) = collect(&mut reports, migrations::run_mysql(hub, dry_run).await) {

@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 
+use async_recursion::async_recursion as boxed;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use tsp_hub::MigrationReport;
 use tsp_hub::{Hub, HubError};
@@ -46,6 +47,7 @@ pub fn mysql(instance: &str) -> Option<Migrator> {
 
 /// Migrates every MySQL instance that has a migration set, one after another. Stops at the
 /// first instance that fails and returns the reports so far with the error.
+#[boxed]
 pub async fn run_mysql(
     hub: &Hub,
     dry_run: bool,

@@ -6,6 +6,7 @@
 //! Creating an index that exists with the same definition is a no-op in MongoDB, so two processes
 //! running the same step at once both succeed, and the version is recorded once (`_id`).
 
+use async_recursion::async_recursion as boxed;
 use mongodb::IndexModel;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::options::IndexOptions;
@@ -133,6 +134,7 @@ fn refused(store: &MongoStore, message: String) -> HubError {
 }
 
 /// Applies (or, with `dry_run`, reports) the pending steps of one instance.
+#[boxed]
 pub async fn run(
     store: &MongoStore,
     steps: &[Step],
@@ -200,6 +202,7 @@ pub async fn run(
 }
 
 /// Migrates every Mongo instance that has steps.
+#[boxed]
 pub async fn run_all(
     hub: &Hub,
     dry_run: bool,

@@ -1,10 +1,11 @@
 //! Reads for the API and CLI: user stats and points (cached per user, invalidated by trip
-//! completions), trips and users near a point, and engagement analytics (cached, expiring).
+//! completions), trips and users near a point.
 //!
 //! Parameters are checked here, so HTTP and CLI refuse the same things with the same words.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use async_recursion::async_recursion as boxed;
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 use serde::{Deserialize, Serialize};
@@ -119,32 +120,6 @@ pub struct NearUser {
     pub last_active_ms: i64,
 }
 
-/// One user's row of `GET /analytics/engagement`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Engagement {
-    /// The user.
-    pub user_id: u64,
-    /// Completed trips in the window.
-    pub trips: u64,
-    /// Their distance, summed.
-    pub distance_m: f64,
-    /// Their duration, summed.
-    pub duration_s: f64,
-    /// Distinct modes used.
-    pub mode_variety: u32,
-}
-
-/// `GET /analytics/engagement`: one row per user, most trips first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EngagementReport {
-    /// The window, in days back from now.
-    pub days: u32,
-    /// One row per user.
-    pub users: Vec<Engagement>,
-}
-
 /// A point and radius, checked.
 #[derive(Debug, Clone, Copy)]
 pub struct Around {
@@ -242,6 +217,7 @@ impl Trips {
 
     /// Trip count, distance, average duration and cost of a user's completed trips that
     /// started in the last `days` days. Cached under the user's tag.
+    #[boxed]
     pub async fn user_stats(
         &self,
         user_id: u64,
@@ -258,6 +234,7 @@ impl Trips {
     }
 
     /// [`Trips::user_stats`] from MySQL, bypassing the cache.
+    #[boxed]
     pub async fn user_stats_from_source(
         &self,
         user_id: u64,
@@ -291,6 +268,7 @@ impl Trips {
     }
 
     /// Earned, redeemed and balance of a user's points. Cached under the user's tag.
+    #[boxed]
     pub async fn user_points(&self, user_id: u64) -> Result<Cached<UserPoints>, QueryError> {
         let (value, cache) = self
             .cache()
@@ -323,11 +301,13 @@ impl Trips {
     }
 
     /// Trips that started within the radius, nearest first (`$near` on the 2dsphere index).
+    #[boxed]
     pub async fn trips_near(&self, at: Around, limit: u32) -> Result<Vec<NearTrip>, QueryError> {
         self.near_trips(at, limit, None).await
     }
 
     /// [`Trips::trips_near`] of one user's trips only.
+    #[boxed]
     pub async fn own_trips_near(
         &self,
         user_id: u64,
@@ -392,6 +372,7 @@ impl Trips {
 
     /// Users whose last completed trip ended within the radius and the active window, nearest
     /// first (Redis GEO).
+    #[boxed]
     pub async fn users_near(&self, at: Around, limit: u32) -> Result<Vec<NearUser>, QueryError> {
         let limit = check_limit(limit)?;
         let (geo, active) = self.geo_keys();
@@ -443,6 +424,7 @@ impl Trips {
 
     /// Trip starts within the radius as cells of [`crate::cells`]: counts that cannot be
     /// inverted into anyone's trip.
+    #[boxed]
     pub async fn trip_cells(&self, at: Around) -> Result<Vec<Cell>, QueryError> {
         let mongo = &self.stores().documents;
         let filter = doc! {
@@ -484,6 +466,7 @@ impl Trips {
 
     /// Users' last positions within the radius and the active window, as cells of
     /// [`crate::cells`].
+    #[boxed]
     pub async fn user_cells(&self, at: Around) -> Result<Vec<Cell>, QueryError> {
         let wide = Around {
             radius_km: at.radius_km + cells::MARGIN_KM,
@@ -515,74 +498,6 @@ impl Trips {
             .flatten();
         Ok(cells::count(positions, (at.lat, at.lng, at.radius_km), cut))
     }
-
-    /// Per user over the last `days` days and today (whole UTC days): trips, distance,
-    /// duration and distinct modes, most trips first, from the daily rollups
-    /// (docs/analytics.md), through the cache.
-    pub async fn engagement(
-        &self,
-        days: u32,
-        limit: u32,
-    ) -> Result<Cached<EngagementReport>, QueryError> {
-        let days = check_days(days)?;
-        let limit = check_limit(limit)?;
-        let to = chrono::Utc::now().date_naive();
-        let range = crate::analytics::DayRange {
-            from: to - chrono::Duration::days(i64::from(days)),
-            to,
-        };
-        let (value, cache) = self
-            .cache()
-            .get_or_load(
-                "analytics",
-                &format!("engagement:{days}:{limit}"),
-                || async {
-                    let rows = self.all_user_days(range).await?;
-                    Ok::<_, QueryError>(EngagementReport {
-                        days,
-                        users: engagement_of(rows, limit as usize),
-                    })
-                },
-            )
-            .await?;
-        Ok(Cached { value, cache })
-    }
-}
-
-/// Sums user days per user: trips, distance, duration, and the modes used on any day.
-fn engagement_of(rows: Vec<crate::analytics::UserDay>, limit: usize) -> Vec<Engagement> {
-    let mut by_user: std::collections::BTreeMap<
-        u64,
-        (Engagement, std::collections::BTreeSet<String>),
-    > = std::collections::BTreeMap::new();
-    for r in rows {
-        let (e, modes) = by_user.entry(r.user_id).or_insert_with(|| {
-            (
-                Engagement {
-                    user_id: r.user_id,
-                    trips: 0,
-                    distance_m: 0.0,
-                    duration_s: 0.0,
-                    mode_variety: 0,
-                },
-                Default::default(),
-            )
-        });
-        e.trips += r.trips;
-        e.distance_m += r.distance_m;
-        e.duration_s += r.duration_s as f64;
-        modes.extend(r.mode_list);
-    }
-    let mut out: Vec<Engagement> = by_user
-        .into_values()
-        .map(|(mut e, modes)| {
-            e.mode_variety = modes.len() as u32;
-            e
-        })
-        .collect();
-    out.sort_by(|a, b| b.trips.cmp(&a.trips).then(a.user_id.cmp(&b.user_id)));
-    out.truncate(limit);
-    out
 }
 
 /// A numeric field whatever its BSON number type (0 when absent).

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use async_recursion::async_recursion as boxed;
 use tsp_config::{Config, ConfigError, LoadOptions};
 use tsp_hub::{Hub, HubError};
 
@@ -65,6 +66,7 @@ pub struct Sandbox {
 impl Sandbox {
     /// Creates the sandbox's MySQL databases (the others appear on first write) and migrates
     /// every store. `options` supplies the configuration (its overrides come first).
+    #[boxed]
     pub async fn create(options: &LoadOptions) -> Result<Sandbox, SandboxError> {
         let tag = new_tag();
         let sb = overrides(&tag);
@@ -114,11 +116,13 @@ impl Sandbox {
 
     /// A hub on the sandbox's databases with the migrator accounts, for schema work in it (a
     /// restore drops and creates tables). Shut it down when done.
+    #[boxed]
     pub async fn migrator(&self) -> Result<Hub, HubError> {
         Hub::connect(&self.hub.config().as_migrator()).await
     }
 
     /// [`Sandbox::remove`], logging what could not be removed (for commands that end with it).
+    #[boxed]
     pub async fn dispose(self) {
         let failed = self.remove().await;
         if !failed.is_empty() {
@@ -128,6 +132,7 @@ impl Sandbox {
 
     /// Removes every database and key of the sandbox, as the migrator. Best effort: reports
     /// what failed.
+    #[boxed]
     pub async fn remove(self) -> Vec<String> {
         self.hub.shutdown(Duration::from_secs(2)).await;
         let hub = match Hub::connect(&self.hub.config().as_migrator()).await {

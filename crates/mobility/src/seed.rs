@@ -3,6 +3,7 @@
 //! trips on every machine and release: the generator is SplitMix64, written here because the
 //! `rand` crate does not promise stable sequences across versions.
 
+use async_recursion::async_recursion as boxed;
 use tsp_hub::{HubError, MysqlStore};
 
 use crate::gtfs::Gtfs;
@@ -29,6 +30,7 @@ pub fn cairns_stops() -> Result<Vec<Stop>, String> {
 
 /// The stops trips are generated between: the live version of the configured feed
 /// (`gtfs.feed`) when one is imported, else the shipped Cairns stops. Also says which.
+#[boxed]
 pub async fn trip_stops(gtfs: &Gtfs) -> Result<(Vec<Stop>, String), crate::gtfs::GtfsError> {
     match gtfs.stops(None).await {
         Ok((feed, version, stops)) if stops.len() >= 2 => Ok((
@@ -133,6 +135,7 @@ impl SplitMix64 {
 
 /// Inserts users `1..=count` into `users` of `portal` (existing ids are left as they are);
 /// returns how many were new.
+#[boxed]
 pub async fn seed_users(portal: &MysqlStore, count: u64) -> Result<u64, HubError> {
     // Counted rather than taken from rows_affected, whose meaning for a no-op duplicate depends
     // on the server and the client's found-rows flag.

@@ -12,6 +12,7 @@
 //! - **Redis**: a key-schema version, `<key_prefix>schema` (hash version → checksum), advanced by
 //!   ordered steps under a `SET NX` lock with expiry (`<key_prefix>schema:lock`).
 
+use async_recursion::async_recursion as boxed;
 use tsp_config::InfluxApi;
 use tsp_hub::MigrationReport;
 use tsp_hub::{Hub, HubError, InfluxStore, RedisConn, RedisStore};
@@ -188,6 +189,7 @@ async fn influx_recorded(
 }
 
 /// Applies (or reports) the steps of one v1 instance.
+#[boxed]
 pub async fn run_influx(
     hub: &Hub,
     store: &InfluxStore,
@@ -239,6 +241,7 @@ pub async fn run_influx(
 /// Gives the app account read and write on `databases` when `store` runs as a separate
 /// migrator (see [`tsp_config::Config::as_migrator`]: its `migrate` block then names the app
 /// account); nothing otherwise. Idempotent, so migrations run it every time, not as a step.
+#[boxed]
 pub async fn grant_app_account(store: &InfluxStore, databases: &[&str]) -> Result<(), HubError> {
     let s = store.settings();
     let app = &s.migrate.user;
@@ -281,6 +284,7 @@ fn bucket_retention(bucket: &serde_json::Value) -> u64 {
 }
 
 /// Creates (or reports) the buckets of one v2 instance.
+#[boxed]
 pub async fn run_influx_v2(
     hub: &Hub,
     store: &InfluxStore,
@@ -389,6 +393,7 @@ async fn apply_redis_step(store: &RedisStore, version: i64) -> Result<(), HubErr
 }
 
 /// Records (or reports) the key-schema steps of one Redis instance.
+#[boxed]
 pub async fn run_redis(store: &RedisStore, dry_run: bool) -> Result<MigrationReport, HubError> {
     let mut conn = store.conn().await?;
     let key = format!("{}schema", store.key_prefix());
@@ -500,6 +505,7 @@ async fn tokio_sleep_100ms() {
 }
 
 /// Migrates every InfluxDB (v1) and Redis instance.
+#[boxed]
 pub async fn run_all(
     hub: &Hub,
     dry_run: bool,

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use async_recursion::async_recursion as boxed;
 use serde::de::DeserializeOwned;
 
 use crate::error::{JobError, QueueError};
@@ -28,6 +29,7 @@ pub struct JobContext {
 
 impl JobContext {
     /// Records progress (any JSON) and publishes a `progress` event.
+    #[boxed]
     pub async fn progress(&self, value: serde_json::Value) -> Result<(), QueueError> {
         self.queue.set_progress(&self.id, &value).await
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use async_recursion::async_recursion as boxed;
 use mongodb::bson::{DateTime, Document, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
@@ -141,6 +142,7 @@ pub fn indexes() -> Vec<(Document, IndexOptions)> {
 }
 
 /// Creates the record indexes (idempotent).
+#[boxed]
 pub async fn ensure_indexes(store: &MongoStore) -> Result<(), tsp_hub::HubError> {
     let models: Vec<IndexModel> = indexes()
         .into_iter()
@@ -184,6 +186,7 @@ impl RecordTask {
     /// were not: those the writer gave up on, or, when the grace period ends first, every record
     /// handed over and not yet written (the writer is then stopped). Each is counted in
     /// `tsp_job_records_failed_total` and logged.
+    #[boxed]
     pub async fn finish(mut self, grace: Duration) -> u64 {
         let Some(mut h) = self.handle.take() else {
             return 0;
@@ -245,6 +248,7 @@ impl RecordSink {
     }
 
     /// Hands records over; waits while the buffers are full.
+    #[boxed]
     pub async fn send(&self, records: &[JobRecord]) {
         if let Some(w) = &self.influx {
             for r in records {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use async_recursion::async_recursion as boxed;
 use futures::StreamExt;
 
 use super::{Cache, Invalidation, Shared, VERSION_TTL_S};
@@ -37,6 +38,7 @@ impl Cache {
 
     /// Invalidates every entry of `tags` in every process: new versions in Redis, this
     /// process's L1 entries dropped, then the others', waiting for their acknowledgements.
+    #[boxed]
     pub async fn invalidate(&self, tags: &[String]) -> Result<Invalidation, HubError> {
         if tags.is_empty() {
             return Ok(Invalidation {

@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use async_recursion::async_recursion as boxed;
 use redis::Script;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -189,6 +190,7 @@ impl Cache {
     }
 
     /// Waits (at most `limit`) until L1 is in use; false if it is not by then.
+    #[boxed]
     pub async fn wait_l1(&self, limit: Duration) -> bool {
         let until = Instant::now() + limit;
         while !self.l1_active() {

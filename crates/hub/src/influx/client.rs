@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_recursion::async_recursion as boxed;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use reqwest::StatusCode;
@@ -203,6 +204,7 @@ impl InfluxStore {
 
     /// Sends one body of line protocol to `target` (bucket or database). Not retried here: the
     /// writer decides.
+    #[boxed]
     pub async fn write_body(&self, target: &str, body: Bytes) -> Result<(), WriteFailure> {
         let started = Instant::now();
         let out = self.write_body_once(target, body).await;
@@ -284,6 +286,7 @@ impl InfluxStore {
 
     /// An InfluxQL statement through the v1 `/query` endpoint (also served by 2.x for
     /// compatibility). Returns the JSON response.
+    #[boxed]
     pub async fn query_v1(&self, database: &str, q: &str) -> Result<serde_json::Value, HubError> {
         let started = Instant::now();
         let out = async {
@@ -321,6 +324,7 @@ impl InfluxStore {
 
     /// A JSON call to the v2 management API (`/api/v2/orgs`, `/api/v2/buckets`, …): the parsed
     /// answer, or an error with the server's message.
+    #[boxed]
     pub async fn api_v2(
         &self,
         method: reqwest::Method,
@@ -369,6 +373,7 @@ impl InfluxStore {
     }
 
     /// A Flux query through `/api/v2/query`; returns annotated CSV.
+    #[boxed]
     pub async fn query_flux(&self, flux: &str) -> Result<String, HubError> {
         let started = Instant::now();
         let out = async {
@@ -405,6 +410,7 @@ impl InfluxStore {
     }
 
     /// v1 `/ping` (version from `X-Influxdb-Version`) or v2 `/health` (version from the body).
+    #[boxed]
     pub async fn ping(&self) -> Result<Option<String>, HubError> {
         let started = Instant::now();
         let out = async {
@@ -468,6 +474,7 @@ impl InfluxStore {
     }
 
     /// Pings the server (and reads its version), bounded by `timeout`.
+    #[boxed]
     pub async fn health(&self, timeout: Duration) -> InstanceHealth {
         crate::health::check(
             STORE,

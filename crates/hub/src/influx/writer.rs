@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_recursion::async_recursion as boxed;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -150,6 +151,7 @@ impl PointWriter {
     ///
     /// # Errors
     /// As [`PointWriter::write`].
+    #[boxed]
     pub async fn write_wait(&self, point: &Point) -> Result<(), PointError> {
         // The common case first: room in the buffer, no waiter to register.
         if self.write_inner(point, false)? {
@@ -237,6 +239,7 @@ impl PointWriter {
     }
 
     /// Waits until every point accepted before this call is written, failed or dropped.
+    #[boxed]
     pub async fn flush(&self) {
         let target = self.shared.accepted.load(Ordering::Acquire);
         loop {
@@ -263,6 +266,7 @@ impl PointWriter {
     }
 
     /// Flushes and stops the sending task, waiting at most `grace`. Returns the stats after.
+    #[boxed]
     pub async fn close(&self, grace: Duration) -> WriterStats {
         let _ = tokio::time::timeout(grace, self.flush()).await;
         self.shared.closed.store(true, Ordering::Release);

@@ -4,9 +4,11 @@
 //!
 //! - `rollup`: the `analytics.rollup` job: SQL `GROUP BY` over a day, then one replacement of
 //!   that day's documents and points.
+//! - `engagement`: the per-user sums behind `/analytics/engagement`.
 //! - `reads`: the rollup queries behind `/analytics/daily`, `/analytics/modes` and
 //!   `/analytics/users/{id}/daily`.
 
+mod engagement;
 mod reads;
 mod rollup;
 
@@ -15,6 +17,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+pub use engagement::{Engagement, EngagementReport};
 pub use reads::{DayRange, MAX_DAYS, ModeTotals};
 pub use rollup::{GROUP_BYS, RollupPayload, RollupReport, day_sql, register};
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use async_recursion::async_recursion as boxed;
 use chrono::{NaiveDate, Utc};
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
@@ -116,6 +117,7 @@ impl Trips {
     }
 
     /// Day × mode rollups in `range`, for one mode or all.
+    #[boxed]
     pub async fn daily(
         &self,
         range: DayRange,
@@ -141,6 +143,7 @@ impl Trips {
     }
 
     /// Hour × mode rollups of one day, by hour then mode.
+    #[boxed]
     pub async fn hourly(&self, day: NaiveDate) -> Result<(Vec<ModeHour>, Level), QueryError> {
         let range = DayRange { from: day, to: day };
         self.cache()
@@ -169,6 +172,7 @@ impl Trips {
     }
 
     /// Totals per mode over the last `days` days, most trips first.
+    #[boxed]
     pub async fn mode_totals(&self, days: u32) -> Result<(Vec<ModeTotals>, Level), QueryError> {
         let (rows, level) = self.daily(DayRange::last(days)?, None).await?;
         let mut by_mode: BTreeMap<String, ModeTotals> = BTreeMap::new();
@@ -197,6 +201,7 @@ impl Trips {
     }
 
     /// User `user`'s day rollups in `range`.
+    #[boxed]
     pub async fn user_daily(
         &self,
         user: u64,

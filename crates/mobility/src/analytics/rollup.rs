@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use async_recursion::async_recursion as boxed;
 use chrono::{NaiveDate, Utc};
 use mongodb::bson::{Document, doc};
 use serde::{Deserialize, Serialize};
@@ -115,6 +116,7 @@ struct Grouped {
 
 impl Trips {
     /// Rolls up `day`: replaces its documents and points with what MySQL holds now.
+    #[boxed]
     pub async fn rollup_day(&self, day: NaiveDate) -> Result<RollupReport, HubError> {
         let started = Instant::now();
         self.fill_points(day).await?;

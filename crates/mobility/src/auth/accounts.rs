@@ -1,6 +1,7 @@
 //! Accounts: users (`portal.users`) and operators (`portal.admin_users`), their passwords,
 //! suspension, and login.
 
+use async_recursion::async_recursion as boxed;
 use sqlx::Row;
 use tsp_hub::HubError;
 
@@ -118,6 +119,7 @@ pub(super) async fn operator_role(auth: &Auth, id: u64) -> Result<Option<Role>, 
 
 impl Auth {
     /// Creates a user (no password yet: they cannot log in until one is set).
+    #[boxed]
     pub async fn create_user(&self, user: &NewUser) -> Result<u64, AuthError> {
         let email = user.email.trim();
         if !email.contains('@') || email.len() > 255 {
@@ -157,6 +159,7 @@ impl Auth {
     }
 
     /// Sets user `id`'s password.
+    #[boxed]
     pub async fn set_user_password(&self, id: u64, password: String) -> Result<(), AuthError> {
         check_password(&password)?;
         let hash = self.hash(password).await?;
@@ -179,6 +182,7 @@ impl Auth {
     }
 
     /// Creates (or, if the name exists, updates the role and password of) an operator.
+    #[boxed]
     pub async fn create_operator(
         &self,
         username: &str,
@@ -224,6 +228,7 @@ impl Auth {
     }
 
     /// Operator `username`'s id.
+    #[boxed]
     pub async fn operator_id(&self, username: &str) -> Result<u64, AuthError> {
         let portal = &self.inner.portal;
         let id: Option<u64> = portal
@@ -239,6 +244,7 @@ impl Auth {
 
     /// Ends every session of operator `username`, in every process before returning; how many
     /// were live.
+    #[boxed]
     pub async fn revoke_operator_sessions(&self, username: &str) -> Result<u64, AuthError> {
         let id = self.operator_id(username).await?;
         // The role in the principal does not matter: sessions are indexed by subject.
@@ -252,6 +258,7 @@ impl Auth {
     }
 
     /// Deletes operator `username` and ends their sessions everywhere before returning.
+    #[boxed]
     pub async fn delete_operator(&self, username: &str) -> Result<(), AuthError> {
         let id = self.operator_id(username).await?;
         let portal = &self.inner.portal;
@@ -274,12 +281,14 @@ impl Auth {
 
     /// Marks user `id` deleted (they can no longer log in or act; their data stays for its
     /// retention) and ends their sessions everywhere before returning.
+    #[boxed]
     pub async fn delete_user(&self, id: u64) -> Result<(), AuthError> {
         self.set_user_state(id, "deleted").await
     }
 
     /// Sets user `id`'s status (`active` or `suspended`) and makes every process see it
     /// before returning; a suspension also ends the user's sessions.
+    #[boxed]
     pub async fn set_user_status(&self, id: u64, active: bool) -> Result<(), AuthError> {
         self.set_user_state(id, if active { "active" } else { "suspended" })
             .await
@@ -329,6 +338,7 @@ impl Auth {
     /// checks a decoy hash) and gives the same answer. Each attempt is counted against the
     /// account (as the database resolves the name, so spellings it treats as one account count
     /// as one) and the address *before* its password is checked; a success gives it back.
+    #[boxed]
     pub async fn login(&self, login: Login, address: &str) -> Result<Session, LoginError> {
         let named = match (&login.email, &login.username) {
             (Some(e), None) => format!("email:{}", e.trim().to_lowercase()),

@@ -2,6 +2,7 @@
 //! Redis in one round trip; a key through the cache), the credential's rate limit for the
 //! route class, and the user's status. The guard calls this once per authenticated request.
 
+use async_recursion::async_recursion as boxed;
 use tsp_hub::HubError;
 
 use super::limits::{RateClass, RateError, Throttled};
@@ -30,6 +31,7 @@ fn refused(r: Result<(), RateError>) -> Result<Option<Throttled>, HubError> {
 
 impl Auth {
     /// Checks a request from `address` presenting `credential` for a route of `class`.
+    #[boxed]
     pub async fn admit(
         &self,
         credential: &str,
@@ -55,6 +57,7 @@ impl Auth {
 
     /// Whether `credential` (a session token or a key) still stands for a principal, without
     /// counting against any limit: what a long-lived stream asks every few seconds.
+    #[boxed]
     pub async fn still_valid(&self, credential: &str) -> Result<bool, HubError> {
         Ok(match self.presented(credential).await? {
             Some(p) => self.as_it_stands(p).await?.is_some(),
@@ -86,6 +89,7 @@ impl Auth {
     }
 
     /// Checks only the address's limit (public routes, and first for every request).
+    #[boxed]
     pub async fn admit_address(&self, address: &str) -> Result<Option<Throttled>, HubError> {
         let key = self.key(&format!("rl:a:{address}"));
         refused(self.rate_key(&key, self.address_rate()).await)

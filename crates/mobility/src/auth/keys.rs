@@ -2,6 +2,7 @@
 //! SHA-256, its scopes and whether it is revoked; the cache (tag `apikey:<hash>`) spares MySQL a
 //! query per request, and revoking invalidates the tag in every process before it returns.
 
+use async_recursion::async_recursion as boxed;
 use sqlx::Row;
 use tsp_hub::HubError;
 
@@ -75,6 +76,7 @@ pub(super) async fn principal(auth: &Auth, key: &str) -> Result<Option<Principal
 
 impl Auth {
     /// Makes a key named `name` with `scopes`; the key is in the answer and nowhere else.
+    #[boxed]
     pub async fn create_key(&self, name: &str, scopes: &[Scope]) -> Result<NewApiKey, AuthError> {
         if name.trim().is_empty() || name.len() > 120 {
             return Err(AuthError::Invalid {
@@ -110,6 +112,7 @@ impl Auth {
     }
 
     /// Every key, newest first, without the keys themselves.
+    #[boxed]
     pub async fn list_keys(&self) -> Result<Vec<ApiKey>, AuthError> {
         let portal = &self.inner.portal;
         let rows = portal
@@ -135,6 +138,7 @@ impl Auth {
     }
 
     /// Revokes key `id`: from when this returns, no process accepts it.
+    #[boxed]
     pub async fn revoke_key(&self, id: u64) -> Result<(), AuthError> {
         let portal = &self.inner.portal;
         let hash: Option<String> = portal

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use async_recursion::async_recursion as boxed;
 use redis::Script;
 
 use tsp_hub::HubError;
@@ -328,18 +329,21 @@ pub(super) async fn revoke_all(auth: &Auth, subject: &str) -> Result<u64, HubErr
 impl Auth {
     /// Starts a session for `principal` at its current generation (tests and tools; a login
     /// reads the generation before it checks the password).
+    #[boxed]
     pub async fn start_session(&self, principal: &Principal) -> Result<Session, HubError> {
         let generation = read_generation(self, &principal.subject()).await?;
         create(self, principal, generation).await
     }
 
     /// Ends the session of `token`; whether there was one.
+    #[boxed]
     pub async fn end_session(&self, token: &str) -> Result<bool, HubError> {
         revoke(self, token).await
     }
 
     /// Ends every session of `principal`'s subject, and any login of it still in flight; how
     /// many were live.
+    #[boxed]
     pub async fn end_all_sessions(&self, principal: &Principal) -> Result<u64, HubError> {
         revoke_all(self, &principal.subject()).await
     }

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+use async_recursion::async_recursion as boxed;
 use mongodb::bson::Document;
 use redis::{Script, ScriptInvocation};
 use sqlx::{MySql, QueryBuilder, Row};
@@ -55,6 +56,7 @@ impl Batch<'_> {
 
 impl Trips {
     /// Completes a batch of trips (`(job id, trip)` each); one outcome per trip, in order.
+    #[boxed]
     pub async fn complete_batch(
         &self,
         jobs: &[(String, TripCompletion)],

@@ -7,6 +7,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use async_recursion::async_recursion as boxed;
 use redis::Script;
 use tsp_hub::HubError;
 
@@ -47,6 +48,7 @@ impl Trips {
     }
 
     /// Claims `trip_id` for `user_id` (see the module's documentation).
+    #[boxed]
     pub async fn claim(&self, trip_id: &str, user_id: u64) -> Result<Claim, HubError> {
         let dataset = &self.inner.stores.dataset;
         let owner: Option<u64> = dataset

@@ -1,6 +1,7 @@
 //! The compensation of a trip job that failed for good: its dead-letter hook
 //! (docs/consistency.md).
 
+use async_recursion::async_recursion as boxed;
 use mongodb::bson::{self, doc};
 use tsp_hub::HubError;
 use tsp_hub::NamedLock;
@@ -22,6 +23,7 @@ pub enum Compensation {
 impl Trips {
     /// Undoes what the attempts of dead job `job_id` wrote for `trip`, unless another job
     /// completed the trip. Idempotent.
+    #[boxed]
     pub async fn compensate(
         &self,
         job_id: &str,

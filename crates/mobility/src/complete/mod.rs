@@ -17,6 +17,7 @@ mod timings;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_recursion::async_recursion as boxed;
 use serde::Serialize;
 use tsp_config::{FaultMode, TripSettings};
 use tsp_hub::NamedLock;
@@ -233,6 +234,7 @@ impl Trips {
     }
 
     /// Waits until every `trip_bookings` point accepted so far is written (or given up).
+    #[boxed]
     pub async fn flush_bookings(&self) {
         self.inner.bookings.flush().await;
     }
@@ -299,6 +301,7 @@ impl Trips {
     }
 
     /// Runs the job for one trip (see docs/consistency.md).
+    #[boxed]
     pub async fn complete(
         &self,
         job_id: &str,

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use async_recursion::async_recursion as boxed;
 use serde::Serialize;
 use tsp_config::GtfsSettings;
 use tsp_hub::{Cache, HubError, MongoStore, MysqlStore, NamedLock, RedisStore};
@@ -123,11 +124,13 @@ impl Gtfs {
     }
 
     /// Every version of `feed`, newest first.
+    #[boxed]
     pub async fn versions(&self, feed: &str) -> Result<Vec<Version>, GtfsError> {
         Ok(versions::list(&self.mysql, feed).await?)
     }
 
     /// Imports the feed at `path` as `feed` (docs/gtfs.md#import).
+    #[boxed]
     pub async fn import(
         &self,
         path: &Path,
@@ -341,6 +344,7 @@ impl Gtfs {
 
     /// Makes the version live before the current one live again (`gtfs rollback`). Returns
     /// (the version now live, the one it replaced).
+    #[boxed]
     pub async fn rollback(&self, feed: &str) -> Result<(u32, u32), GtfsError> {
         let lock = NamedLock::acquire(
             &self.mysql,
@@ -375,6 +379,7 @@ impl Gtfs {
 
     /// Removes versions beyond `gtfs.keep_versions` (the live one always stays) and failed ones;
     /// returns the versions removed.
+    #[boxed]
     pub async fn prune(&self, feed: &str) -> Result<Vec<u32>, GtfsError> {
         let all = versions::list(&self.mysql, feed).await?;
         let keep = self.settings.keep_versions as usize;

@@ -1,6 +1,7 @@
 //! Queries on a feed's live version: stops near a point (Redis GEO, details from MySQL through
 //! the cache), departures from a stop on a service day, routes (docs/gtfs.md#queries).
 
+use async_recursion::async_recursion as boxed;
 use chrono::{Datelike, NaiveDate, Weekday};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -142,6 +143,7 @@ fn stop_from(r: &sqlx::mysql::MySqlRow) -> StopInfo {
 
 impl Gtfs {
     /// The live version of `feed` (`None`: the default feed).
+    #[boxed]
     pub async fn live_version(&self, feed: Option<&str>) -> Result<(String, u32), GtfsError> {
         let feed = feed.unwrap_or(&self.settings.feed).to_string();
         match versions::live(&self.mysql, &feed).await? {
@@ -153,6 +155,7 @@ impl Gtfs {
     }
 
     /// Stops within `radius_km` of a point, nearest first (at most `limit`).
+    #[boxed]
     pub async fn stops_near(
         &self,
         feed: Option<&str>,
@@ -238,6 +241,7 @@ impl Gtfs {
     }
 
     /// The live version's stops a vehicle serves (location_type 0, with coordinates).
+    #[boxed]
     pub async fn stops(
         &self,
         feed: Option<&str>,
@@ -260,6 +264,7 @@ impl Gtfs {
     /// Departures from `stop_id` on `date` from `from_secs` after midnight: trips of that
     /// service day, and trips of the day before that run past midnight; calendar_dates
     /// exceptions applied.
+    #[boxed]
     pub async fn departures(
         &self,
         feed: Option<&str>,
@@ -380,6 +385,7 @@ impl Gtfs {
     }
 
     /// Every route of the live version, by short name.
+    #[boxed]
     pub async fn routes(
         &self,
         feed: Option<&str>,
@@ -429,6 +435,7 @@ impl Gtfs {
     }
 
     /// One route of the live version, with its agency and the stops of its longest trip.
+    #[boxed]
     pub async fn route(&self, feed: Option<&str>, id: &str) -> Result<RouteDetail, GtfsError> {
         let (feed, version) = self.live_version(feed).await?;
         let route = self

@@ -3,6 +3,7 @@
 //! version goes live, and removed when it is pruned; readers pick the version first, so they
 //! never mix two (docs/gtfs.md#copies).
 
+use async_recursion::async_recursion as boxed;
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use sqlx::Row;
@@ -84,6 +85,7 @@ impl CopyCounts {
 }
 
 /// Counts each copy of `version`'s stops.
+#[boxed]
 pub async fn counts(
     mysql: &MysqlStore,
     mongo: &MongoStore,
@@ -124,6 +126,7 @@ pub async fn counts(
 
 /// Makes both copies of `version` (replacing any partial ones of an earlier attempt) and
 /// returns their counts.
+#[boxed]
 pub async fn make(
     mysql: &MysqlStore,
     mongo: &MongoStore,
@@ -201,6 +204,7 @@ async fn redis_copy(
 }
 
 /// Points the Redis live pointer at `version`.
+#[boxed]
 pub async fn set_live(redis: &RedisStore, feed: &str, version: u32) -> Result<(), HubError> {
     let mut conn = redis.conn().await?;
     redis::cmd("SET")
@@ -212,6 +216,7 @@ pub async fn set_live(redis: &RedisStore, feed: &str, version: u32) -> Result<()
 }
 
 /// Removes both copies of `version`.
+#[boxed]
 pub async fn remove(
     mongo: &MongoStore,
     redis: &RedisStore,
@@ -235,6 +240,7 @@ pub async fn remove(
 
 /// Stops of `feed`'s `version` within `radius_m` of a point, nearest first, by MongoDB `$near`
 /// (the 2dsphere index): what analytics beside trajectories uses.
+#[boxed]
 pub async fn mongo_near(
     mongo: &MongoStore,
     feed: &str,

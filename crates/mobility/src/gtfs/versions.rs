@@ -1,6 +1,7 @@
 //! Feed versions in MySQL: `feed_versions` (one row per import) and `feeds.live_version`, the
 //! single pointer whose update makes a version live (docs/gtfs.md#versions).
 
+use async_recursion::async_recursion as boxed;
 use serde::Serialize;
 use sqlx::Row;
 use tsp_hub::{HubError, MysqlStore};
@@ -27,6 +28,7 @@ pub struct Version {
 }
 
 /// The live version of `feed`, if any.
+#[boxed]
 pub async fn live(store: &MysqlStore, feed: &str) -> Result<Option<u32>, HubError> {
     let v: Option<Option<u32>> = store
         .timed(
@@ -40,6 +42,7 @@ pub async fn live(store: &MysqlStore, feed: &str) -> Result<Option<u32>, HubErro
 }
 
 /// Every version of `feed`, newest first.
+#[boxed]
 pub async fn list(store: &MysqlStore, feed: &str) -> Result<Vec<Version>, HubError> {
     let rows = store
         .timed(
@@ -210,6 +213,7 @@ pub(crate) async fn delete_table_rows(store: &MysqlStore, version: u32) -> Resul
 }
 
 /// Rows of `version` in each table, in load order.
+#[boxed]
 pub async fn counts(store: &MysqlStore, version: u32) -> Result<Vec<(String, u64)>, HubError> {
     let mut out = Vec::new();
     for spec in FILES {

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use async_recursion::async_recursion as boxed;
 use redis::Value;
 
 use super::{Queue, SCRIPTS};
@@ -66,6 +67,7 @@ fn glob_escape(s: &str) -> String {
 
 impl Queue {
     /// Checks this queue's accounting; with `repair`, mends what it finds (see `audit.lua`).
+    #[boxed]
     pub async fn audit(&self, repair: bool) -> Result<AuditReport, QueueError> {
         let mut report = AuditReport {
             queue: self.inner.name.clone(),

@@ -1,5 +1,7 @@
 //! Cancelling waiting and delayed jobs (an operator's action).
 
+use async_recursion::async_recursion as boxed;
+
 use super::{Queue, SCRIPTS};
 use crate::error::QueueError;
 
@@ -24,6 +26,7 @@ impl Queue {
     /// line with its spec, record and dedup key, counted in the `cancelled` total, and a
     /// `cancelled` event is published. Per id, in order, what became of it. Removing a waiting
     /// job walks its priority's list from the head (Redis `LREM`), O(its position).
+    #[boxed]
     pub async fn cancel(&self, ids: &[String]) -> Result<Vec<Cancelled>, QueueError> {
         if let Some(bad) = ids
             .iter()

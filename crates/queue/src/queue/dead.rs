@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use async_recursion::async_recursion as boxed;
+
 use super::spec::{Spec, UNREADABLE_TYPE};
 use super::{Queue, SCRIPTS};
 use crate::error::QueueError;
@@ -29,6 +31,7 @@ pub struct Requeued {
 impl Queue {
     /// Moves dead-lettered jobs back to waiting, attempts reset. `None`: all of them. Jobs whose
     /// dead-letter hook is running stay dead (counted in `hook_running`).
+    #[boxed]
     pub async fn requeue(&self, ids: Option<&[String]>) -> Result<Requeued, QueueError> {
         let mut inv = SCRIPTS.requeue.key(&self.inner.base);
         inv.arg(self.now_ms());
@@ -56,6 +59,7 @@ impl Queue {
 
     /// Claims up to `limit` dead jobs whose dead-letter hook has not run, for `claim` (after
     /// which another worker may claim them again).
+    #[boxed]
     pub async fn claim_dead(
         &self,
         claim: Duration,
@@ -90,6 +94,7 @@ impl Queue {
     }
 
     /// Marks dead jobs as handled: their hook ran (or they need none).
+    #[boxed]
     pub async fn dead_handled(&self, ids: &[String]) -> Result<(), QueueError> {
         if ids.is_empty() {
             return Ok(());
@@ -104,6 +109,7 @@ impl Queue {
     }
 
     /// Lets the hooks of these claimed dead jobs run again at `at` (Unix ms) after a failure.
+    #[boxed]
     pub async fn dead_retry_at(&self, ids: &[String], at: i64) -> Result<(), QueueError> {
         if ids.is_empty() {
             return Ok(());

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use async_recursion::async_recursion as boxed;
 use redis::Value;
 
 use super::lease::{LeasedJob, by_holder};
@@ -50,6 +51,7 @@ impl Queue {
     /// Reports finished attempts: one round trip per lease id among them (usually one).
     /// `any_dedup`: some of these jobs have a dedup key to release (skips that work for the
     /// common batch without any). Outcomes in the order of `acks`.
+    #[boxed]
     pub async fn finish(
         &self,
         acks: &[(&LeasedJob, Outcome)],

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use async_recursion::async_recursion as boxed;
+
 use super::lease::LeaseRecord;
 use super::spec::{Spec, UNREADABLE_TYPE, created_from_id};
 use super::{Queue, SCRIPTS};
@@ -66,6 +68,7 @@ impl Queue {
     }
 
     /// Per-state sizes and lifetime counters: one script call, O(priorities + workers).
+    #[boxed]
     pub async fn counts(&self) -> Result<QueueCounts, QueueError> {
         #[allow(clippy::type_complexity)]
         let (waiting, delayed, active, completed, dead, dead_unhandled, paused, totals): (
@@ -92,6 +95,7 @@ impl Queue {
     }
 
     /// One job, if it exists (completed and dead jobs exist until retention removes them).
+    #[boxed]
     pub async fn job(&self, id: &str) -> Result<Option<JobInfo>, QueueError> {
         if id.is_empty() || id.len() > 64 || id.contains(['{', '}', ':']) {
             return Err(QueueError::Invalid {
@@ -173,6 +177,7 @@ impl Queue {
 
     /// Up to `limit` jobs in `state`: waiting ones in the order they will run, the others
     /// oldest first (active ones by worker).
+    #[boxed]
     pub async fn list(&self, state: JobState, limit: usize) -> Result<Vec<JobInfo>, QueueError> {
         self.page(state, 0, limit, Order::Oldest).await
     }
@@ -180,6 +185,7 @@ impl Queue {
     /// A page of jobs in `state`: `limit` after skipping `offset`, in `order` (waiting jobs'
     /// oldest-first order is the order they will run; active ones are listed by worker). Redis
     /// work is O(priorities in use + page), whatever the state's size.
+    #[boxed]
     pub async fn page(
         &self,
         state: JobState,
@@ -199,6 +205,7 @@ impl Queue {
     }
 
     /// The ids of [`Queue::page`], without reading the jobs.
+    #[boxed]
     pub async fn page_ids(
         &self,
         state: JobState,
@@ -221,6 +228,7 @@ impl Queue {
     }
 
     /// The job types of `ids` (`None` for a job that is gone or unreadable): one HMGET.
+    #[boxed]
     pub async fn types_of(&self, ids: &[String]) -> Result<Vec<Option<String>>, QueueError> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -244,6 +252,7 @@ impl Queue {
     }
 
     /// The id of the pending or active job holding dedup key `key`, if one does.
+    #[boxed]
     pub async fn by_dedup_key(&self, key: &str) -> Result<Option<String>, QueueError> {
         self.read("hget", |mut conn| async move {
             redis::cmd("HGET")
@@ -258,6 +267,7 @@ impl Queue {
     /// When the oldest waiting job was made (its id, a ULID, says) and every worker lease
     /// holding jobs:
     /// O(priorities in use + workers).
+    #[boxed]
     pub async fn glance(&self) -> Result<Glance, QueueError> {
         let (heads, workers): (Vec<String>, Vec<String>) =
             self.read_script("glance", &SCRIPTS.glance).await?;

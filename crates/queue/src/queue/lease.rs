@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_recursion::async_recursion as boxed;
 use redis::Value;
 
 use super::spec::{UNREADABLE_TYPE, created_from_id, read_spec};
@@ -131,6 +132,7 @@ impl Queue {
     /// Leases up to `n` jobs under lease id `holder` (promoting due delayed jobs first).
     /// `Fetched::evicted`: that lease id expired and its jobs were taken back; fetch again under
     /// a new one.
+    #[boxed]
     pub async fn fetch(&self, n: usize, holder: &str) -> Result<Fetched, QueueError> {
         let mut conn = self.conn().await?;
         let lease = i64::try_from(self.inner.settings.lease.as_millis()).unwrap_or(30_000);
@@ -295,6 +297,7 @@ impl Queue {
     /// Heartbeat: extends the leases of these (id, lease id, leased at) triples; returns the
     /// ids whose lease this worker no longer holds. Jobs on their first attempt get the lease
     /// record their fetch left out (see `common.lua`), so their start shows while they run.
+    #[boxed]
     pub async fn extend(
         &self,
         leases: &[(String, String, i64)],
@@ -321,6 +324,7 @@ impl Queue {
     }
 
     /// Takes back jobs whose lease expired; returns (sent back, dead-lettered).
+    #[boxed]
     pub async fn recover_stalled(&self) -> Result<(u64, u64), QueueError> {
         let mut conn = self.conn().await?;
         let (back, dead): (u64, u64) = SCRIPTS
@@ -345,6 +349,7 @@ impl Queue {
 
     /// Returns leases of (id, lease id) pairs without counting the attempt (graceful
     /// shutdown); returns how many were still held.
+    #[boxed]
     pub async fn release(&self, leases: &[(String, String)]) -> Result<u64, QueueError> {
         let mut returned = 0;
         for (holder, idx) in by_holder(leases.iter().map(|(_, t)| t.as_str())) {

@@ -25,6 +25,7 @@ mod timetable;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use async_recursion::async_recursion as boxed;
 use redis::Value;
 use tsp_config::QueueSettings;
 use tsp_hub::{RedisConn, RedisStore};
@@ -207,6 +208,7 @@ impl Queue {
 
     /// Deletes every key of this queue and forgets its name: for throwaway queues such as a
     /// benchmark's. Not for a queue that workers still use (their next call recreates keys).
+    #[boxed]
     pub async fn delete(&self) -> Result<u64, QueueError> {
         let deleted = self
             .inner
@@ -235,6 +237,7 @@ impl Queue {
     }
 
     /// Every queue that has had a job enqueued under this prefix.
+    #[boxed]
     pub async fn known(store: &RedisStore) -> Result<Vec<String>, QueueError> {
         let mut conn = store.conn().await?;
         let mut names: Vec<String> = redis::cmd("SMEMBERS")
@@ -250,11 +253,13 @@ impl Queue {
     /// current layout (see `upgrade.lua`); returns how many it converted. Workers run it when
     /// they start on a queue (one command when there is nothing to convert); the Redis
     /// key-schema step that introduced the layout runs it for every known queue.
+    #[boxed]
     pub async fn upgrade_storage(&self) -> Result<u64, QueueError> {
         upgrade_queue(&self.inner.store, &self.inner.base).await
     }
 
     /// [`Queue::upgrade_storage`] for every queue known under the store's prefix.
+    #[boxed]
     pub async fn upgrade_all(store: &RedisStore) -> Result<u64, QueueError> {
         let mut converted = 0;
         for name in Queue::known(store).await? {
@@ -270,6 +275,7 @@ impl Queue {
     }
 
     /// Holds workers from fetching (jobs already leased run on).
+    #[boxed]
     pub async fn pause(&self) -> Result<(), QueueError> {
         let mut conn = self.conn().await?;
         redis::cmd("SET")
@@ -281,6 +287,7 @@ impl Queue {
     }
 
     /// Lets workers fetch again.
+    #[boxed]
     pub async fn resume(&self) -> Result<(), QueueError> {
         let mut conn = self.conn().await?;
         let _: i64 = redis::pipe()
@@ -323,6 +330,7 @@ impl Queue {
     }
 
     /// Records progress (any JSON) of a job this worker holds.
+    #[boxed]
     pub async fn set_progress(
         &self,
         id: &str,

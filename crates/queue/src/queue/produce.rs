@@ -3,6 +3,8 @@
 use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
 
+use async_recursion::async_recursion as boxed;
+
 use super::spec::encode_spec;
 use super::{Queue, SCRIPTS};
 use crate::error::QueueError;
@@ -30,6 +32,7 @@ pub(super) fn new_id() -> String {
 
 impl Queue {
     /// Enqueues one job; returns its id (or, for a duplicate dedup key, the pending job's id).
+    #[boxed]
     pub async fn enqueue(&self, job: NewJob) -> Result<String, QueueError> {
         let ids = self.enqueue_many(vec![job]).await?;
         ids.into_iter()
@@ -41,6 +44,7 @@ impl Queue {
     ///
     /// Jobs are sent in chunks, a few at a time over the multiplexed connection, which
     /// pipelines them. If an error is returned, chunks before it may have been stored.
+    #[boxed]
     pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<String>, QueueError> {
         for (n, j) in jobs.iter().enumerate() {
             j.validate().map_err(|e| match e {

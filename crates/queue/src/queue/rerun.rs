@@ -1,5 +1,7 @@
 //! Running completed jobs again, after a restore rolled back what they wrote to other stores.
 
+use async_recursion::async_recursion as boxed;
+
 use super::{Queue, SCRIPTS};
 use crate::error::QueueError;
 
@@ -17,6 +19,7 @@ impl Queue {
     /// workers' clocks) back to waiting, attempts starting over. Only jobs still kept as
     /// completed (`queue.keep_completed`, `keep_completed_age`) can run again; their handlers
     /// must be idempotent, as every handler here is (docs/backup.md#redis-kept-by-its-append-only-file).
+    #[boxed]
     pub async fn rerun_completed_since(&self, since_ms: i64) -> Result<Rerun, QueueError> {
         let mut conn = self.conn().await?;
         let (rerun, left_completed): (u64, u64) = SCRIPTS

@@ -3,6 +3,7 @@
 //! `sched:last` (name → the last tick claimed) and `sched:lastjob` (name → the job that tick
 //! enqueued). What a schedule means is in `crate::schedule`.
 
+use async_recursion::async_recursion as boxed;
 use redis::Value;
 use std::collections::HashMap;
 
@@ -36,6 +37,7 @@ impl Queue {
     }
 
     /// Stores schedule `name` (replacing one of that name) with its next tick, or paused.
+    #[boxed]
     pub async fn put_schedule(
         &self,
         name: &str,
@@ -59,6 +61,7 @@ impl Queue {
     }
 
     /// Removes schedule `name`; whether there was one. No tick is claimed after this returns.
+    #[boxed]
     pub async fn remove_schedule(&self, name: &str) -> Result<bool, QueueError> {
         let mut conn = self.conn().await?;
         let (removed,): (u32,) = redis::pipe()
@@ -77,6 +80,7 @@ impl Queue {
     }
 
     /// Every schedule of this queue, by name.
+    #[boxed]
     pub async fn schedules(&self) -> Result<Vec<StoredSchedule>, QueueError> {
         #[allow(clippy::type_complexity)]
         let (defs, next, last, jobs): (
@@ -114,6 +118,7 @@ impl Queue {
 
     /// Schedules whose next tick is due at `now`, with that tick and their definition (at most
     /// 100 per call, earliest first), and the earliest tick not yet due.
+    #[boxed]
     pub async fn due_ticks(
         &self,
         now: i64,
@@ -163,6 +168,7 @@ impl Queue {
     /// `job` for tick `run` (`due`, or a later one when missed ticks are skipped), moving the
     /// schedule on to `next` (or ending it). Exactly one caller claims a given due tick; the
     /// others get `None`. The job's dedup key names the schedule and `run`.
+    #[boxed]
     pub async fn claim_tick(
         &self,
         name: &str,

@@ -13,6 +13,7 @@ mod timing;
 
 use std::time::Duration;
 
+use async_recursion::async_recursion as boxed;
 use serde::{Deserialize, Serialize};
 
 use crate::error::QueueError;
@@ -248,6 +249,7 @@ impl Schedules {
     }
 
     /// Adds (or replaces) a schedule; its first tick is the first after now.
+    #[boxed]
     pub async fn put(&self, mut s: Schedule) -> Result<ScheduleState, ScheduleError> {
         let now = (self.queue)(&s.queue)?.now_ms();
         if s.every_ms.is_some() {
@@ -276,6 +278,7 @@ impl Schedules {
     }
 
     /// Every schedule, by queue then name.
+    #[boxed]
     pub async fn list(&self) -> Result<Vec<ScheduleState>, ScheduleError> {
         let mut out = Vec::new();
         for name in Queue::known(&self.store).await? {
@@ -298,6 +301,7 @@ impl Schedules {
     }
 
     /// The schedule named `name`, if there is one.
+    #[boxed]
     pub async fn find(&self, name: &str) -> Result<Option<ScheduleState>, ScheduleError> {
         Ok(self
             .list()
@@ -307,6 +311,7 @@ impl Schedules {
     }
 
     /// Removes schedule `name`: no process enqueues a tick of it after this returns.
+    #[boxed]
     pub async fn remove(&self, name: &str) -> Result<(), ScheduleError> {
         let Some(s) = self.find(name).await? else {
             return Err(ScheduleError::NotFound(name.to_string()));
@@ -319,6 +324,7 @@ impl Schedules {
 
     /// Holds (`paused`) or releases a schedule's ticks. Ticks that pass while paused are not
     /// run; released, it carries on from its next tick after now.
+    #[boxed]
     pub async fn set_paused(&self, name: &str, paused: bool) -> Result<(), ScheduleError> {
         let Some(s) = self.find(name).await? else {
             return Err(ScheduleError::NotFound(name.to_string()));

@@ -20,9 +20,11 @@ mod retry;
 mod runtime;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use async_recursion::async_recursion as boxed;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -134,7 +136,27 @@ impl Worker {
     }
 
     /// Runs until `shutdown` resolves, then shuts down gracefully.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> WorkerReport {
+    pub fn run<'a>(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'a,
+    ) -> Pin<Box<dyn Future<Output = WorkerReport> + Send + 'a>> {
+        self.run_boxed(Box::pin(shutdown))
+    }
+
+    /// [`Worker::run`] without its type parameter, boxed here so that the crates that run a
+    /// worker do not compile it again (docs/benchmarks.md#build).
+    #[inline(never)]
+    fn run_boxed<'a>(
+        self,
+        shutdown: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
+    ) -> Pin<Box<dyn Future<Output = WorkerReport> + Send + 'a>> {
+        Box::pin(self.run_until(shutdown))
+    }
+
+    async fn run_until(
+        self,
+        shutdown: Pin<Box<dyn Future<Output = ()> + Send + '_>>,
+    ) -> WorkerReport {
         let (stop_tx, stop_rx) = watch::channel(false);
         let counters = Arc::new(Counters::default());
         let mut loops = JoinSet::new();
@@ -181,6 +203,7 @@ impl Worker {
     /// panic capture as in [`Worker::run`]) and reports their outcomes, then returns: one step
     /// of the runtime without its background loops or records, for tests of handlers and of
     /// queue semantics. Jobs run one after another, in fetch order.
+    #[boxed]
     pub async fn run_once(&self, queue: &Queue) -> Result<Vec<Ran>, QueueError> {
         let fetched = queue.fetch(self.fetch_batch, &self.id).await?;
         let mut done: Vec<(LeasedJob, Result<serde_json::Value, JobError>)> = Vec::new();

@@ -80,7 +80,7 @@ pub async fn run_batch(
     }
     let (sink, task) = app.records().await?;
     let batches = app.batch_options(tsp_mobility::complete::JOB_TYPE);
-    let report = batch::work_until_settled(trips, batches, &queue, concurrency, sink, |c| {
+    let report = batch::work_until_settled(trips, batches, &queue, concurrency, sink, &mut |c| {
         if let Some(b) = bar {
             let done = lifetime(c, "completed") + lifetime(c, "dead")
                 - lifetime(&before, "completed")

@@ -234,14 +234,10 @@ async fn write_events(
 }
 
 async fn insert(store: &MongoStore, rx: &mpsc::Receiver<Document>, buf: &mut Vec<Document>) {
-    let coll = store.database().collection::<Document>(COLLECTION);
     {
         let mut delay = Duration::from_millis(100);
         loop {
-            match store
-                .timed("insert_many", coll.insert_many(buf.iter()))
-                .await
-            {
+            match store.insert_documents(COLLECTION, buf).await {
                 Ok(_) => {
                     metrics::counter!("tsp_activity_events_written_total")
                         .increment(buf.len() as u64);

@@ -46,7 +46,7 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("chromedriver on PATH (scripts/services.sh up installs it)");
+            .expect("chromedriver on PATH (scripts/services.sh up --browser installs it)");
         let listening = || async { TcpStream::connect(("127.0.0.1", port)).map(drop) };
         tsp_testkit::eventually("chromedriver listening", Duration::from_secs(20), listening).await;
         let profile = tempfile::tempdir().unwrap();

@@ -18,9 +18,6 @@ use crate::http::state::AppState;
 
 /// How many recent trip starts the map shows.
 const MAP_TRIPS: u32 = 300;
-/// Trips are at most this long (`trip.max_duration` bounds them far lower), so a trip that ended
-/// today started at most a day earlier: lets the query use the `(status, started_at)` index.
-const LONGEST_TRIP_DAYS: i64 = 1;
 
 /// Today's midnight, UTC, in Unix ms.
 fn midnight_ms() -> i64 {
@@ -31,43 +28,14 @@ fn midnight_ms() -> i64 {
 
 /// Completed trips and points per hour today: (hour, trips, points).
 async fn completed_by_hour(s: &AppState, since: i64) -> Result<Vec<(u32, i64, i64)>, ConsoleError> {
-    let dataset = &s.app.stores().trips.dataset;
     let since = chrono::DateTime::from_timestamp_millis(since)
         .unwrap_or_default()
         .naive_utc();
-    dataset
-        .timed(
-            "console trips by hour",
-            sqlx::query_as::<_, (u32, i64, i64)>(
-                "SELECT CAST(HOUR(ended_at) AS UNSIGNED), CAST(COUNT(*) AS SIGNED), \
-                 CAST(COALESCE(SUM(points), 0) AS SIGNED) FROM trips \
-                 WHERE status = 'completed' AND started_at >= ? - INTERVAL ? DAY \
-                 AND ended_at >= ? GROUP BY 1 ORDER BY 1",
-            )
-            .bind(since)
-            .bind(LONGEST_TRIP_DAYS)
-            .bind(since)
-            .fetch_all(dataset.pool()),
-        )
-        .await
-        .map_err(ConsoleError::from)
+    Ok(s.app.trips().completed_by_hour(since).await?)
 }
 
 async fn recent_starts(s: &AppState) -> Result<Vec<LatLng>, ConsoleError> {
-    let dataset = &s.app.stores().trips.dataset;
-    let rows: Vec<(f64, f64)> = dataset
-        .timed(
-            "console trip starts",
-            sqlx::query_as(
-                "SELECT CAST(start_lat AS DOUBLE), CAST(start_lng AS DOUBLE) FROM trips \
-                 WHERE status = 'completed' AND start_lat IS NOT NULL \
-                 ORDER BY started_at DESC LIMIT ?",
-            )
-            .bind(MAP_TRIPS)
-            .fetch_all(dataset.pool()),
-        )
-        .await?;
-    Ok(rows)
+    Ok(s.app.trips().recent_starts(MAP_TRIPS).await?)
 }
 
 async fn stops(s: &AppState) -> Vec<LatLng> {
