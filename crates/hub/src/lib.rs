@@ -44,7 +44,7 @@ pub use cache::{Cache, CacheStats, Invalidation, Level};
 pub use error::{Cause, ErrorKind, HubError, Redactor};
 pub use health::{HubHealth, InstanceHealth, PoolStats, Status};
 pub use influx::{FieldValue, InfluxStore, Point, PointError, PointWriter, WriterStats};
-pub use metrics::{StoreMetrics, names as metric_names};
+pub use metrics::{Metric, MetricKind, StoreMetrics, describe_metrics, names as metric_names};
 pub use migrate::{MigrationReport, migrate_mysql};
 pub use mongo::{InsertBatcher, Inserted, MongoStore};
 pub use mysql::MysqlStore;

@@ -11,8 +11,75 @@ use std::time::Instant;
 
 use metrics::{Counter, Histogram, counter, histogram};
 
+/// What a metric measures: the `# HELP` line of `/metrics` and its documented labels
+/// (docs/metrics.md). Every crate that records metrics lists its own; the binary describes them
+/// all when it installs the recorder, and a test holds `/metrics` and the docs to the lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    /// The name, `tsp_…`.
+    pub name: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: MetricKind,
+    /// Its label keys; each takes a bounded set of values (never an id or user input).
+    pub labels: &'static [&'static str],
+    /// One sentence: what is counted or measured.
+    pub help: &'static str,
+}
+
+impl Metric {
+    /// A metric of the catalogue.
+    pub const fn new(
+        name: &'static str,
+        kind: MetricKind,
+        labels: &'static [&'static str],
+        help: &'static str,
+    ) -> Metric {
+        Metric {
+            name,
+            kind,
+            labels,
+            help,
+        }
+    }
+}
+
+/// The Prometheus type of a [`Metric`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only goes up.
+    Counter,
+    /// A value that goes up and down.
+    Gauge,
+    /// Observations in buckets (`_seconds` ones share the store latency buckets).
+    Histogram,
+}
+
+impl MetricKind {
+    /// The word of Prometheus's `# TYPE` line.
+    pub fn prometheus_type(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
+        }
+    }
+}
+
+/// Gives the installed recorder each metric's help text (a no-op without a recorder).
+pub fn describe_metrics(list: &[Metric]) {
+    for m in list {
+        match m.kind {
+            MetricKind::Counter => ::metrics::describe_counter!(m.name, m.help),
+            MetricKind::Gauge => ::metrics::describe_gauge!(m.name, m.help),
+            MetricKind::Histogram => ::metrics::describe_histogram!(m.name, m.help),
+        }
+    }
+}
+
 /// Metric names, in one place so dashboards and tests agree.
 pub mod names {
+    use super::{Metric, MetricKind::*};
+
     /// Credential reloads, by store, instance and outcome (`unchanged`, `replaced`,
     /// `refused`).
     pub const ROTATIONS: &str = "tsp_credential_rotations_total";
@@ -42,6 +109,112 @@ pub mod names {
     pub const INFLUX_DROPPED: &str = "tsp_influx_points_dropped_total";
     /// Points waiting in the writer's buffer.
     pub const INFLUX_BUFFERED: &str = "tsp_influx_points_buffered";
+    /// Cache lookups, by level (`l1`, `l2`) and result (`hit`, `miss`).
+    pub const CACHE_REQUESTS: &str = "tsp_cache_requests_total";
+    /// Values loaded from their source after a miss at both levels.
+    pub const CACHE_LOADS: &str = "tsp_cache_loads_total";
+    /// Invalidations received from other processes (Redis pub/sub).
+    pub const CACHE_INVALIDATIONS: &str = "tsp_cache_invalidations_total";
+
+    const STORE: &[&str] = &["store", "instance"];
+    const OP: &[&str] = &["store", "instance", "op"];
+    const INSTANCE: &[&str] = &["instance"];
+
+    /// Every metric the hub records.
+    pub const ALL: &[Metric] = &[
+        Metric::new(
+            ROTATIONS,
+            Counter,
+            &["store", "instance", "outcome"],
+            "Credential reloads, by outcome (unchanged, replaced, refused).",
+        ),
+        Metric::new(COMMANDS, Counter, OP, "Store commands run."),
+        Metric::new(ERRORS, Counter, OP, "Store commands that failed."),
+        Metric::new(
+            DURATION,
+            Histogram,
+            OP,
+            "How long store commands took, in seconds.",
+        ),
+        Metric::new(
+            UP,
+            Gauge,
+            STORE,
+            "1 when the instance passed its last health check, else 0.",
+        ),
+        Metric::new(
+            HEALTH_LATENCY,
+            Gauge,
+            STORE,
+            "How long the instance's last health check took, in seconds.",
+        ),
+        Metric::new(
+            POOL,
+            Gauge,
+            &["store", "instance", "state"],
+            "Pool connections, by state (size, idle, in_use, max).",
+        ),
+        Metric::new(
+            REDIS_USED_MEMORY,
+            Gauge,
+            INSTANCE,
+            "Redis used_memory, from INFO, in bytes.",
+        ),
+        Metric::new(
+            REDIS_HIT_RATIO,
+            Gauge,
+            INSTANCE,
+            "Redis keyspace hits over hits plus misses, from INFO.",
+        ),
+        Metric::new(
+            MONGO_CONNECTED,
+            Gauge,
+            INSTANCE,
+            "1 when the MongoDB instance passed its last health check, else 0.",
+        ),
+        Metric::new(
+            INFLUX_WRITTEN,
+            Counter,
+            INSTANCE,
+            "Points InfluxDB accepted.",
+        ),
+        Metric::new(
+            INFLUX_FAILED,
+            Counter,
+            INSTANCE,
+            "Points InfluxDB refused for good.",
+        ),
+        Metric::new(
+            INFLUX_DROPPED,
+            Counter,
+            INSTANCE,
+            "Points dropped because the writer's buffer was full.",
+        ),
+        Metric::new(
+            INFLUX_BUFFERED,
+            Gauge,
+            INSTANCE,
+            "Points waiting in the writer's buffer.",
+        ),
+        Metric::new(
+            CACHE_REQUESTS,
+            Counter,
+            &["level", "result"],
+            "Cache lookups, by level (l1, l2) and result (hit, miss).",
+        ),
+        Metric::new(
+            CACHE_LOADS,
+            Counter,
+            &[],
+            "Values loaded from their source after a miss at both cache levels.",
+        ),
+        Metric::new(
+            CACHE_INVALIDATIONS,
+            Counter,
+            &[],
+            "Cache invalidations received from other processes.",
+        ),
+    ];
 }
 
 struct OpHandles {

@@ -8,6 +8,7 @@
 //!   key-schema version.
 //! - [`trip`]: the `trip.complete` payload, its validation, distance and duration.
 //! - [`complete`]: the `trip.complete` job across every store, and its compensation.
+//! - [`metrics`]: the trip job's metric names and help texts.
 //! - [`batch`]: a batch of trips through the queue: enqueue, work, measure, count per store.
 //! - [`gtfs`]: GTFS feeds imported as versions, their stop copies in MongoDB and Redis, and the
 //!   transit queries.
@@ -24,6 +25,7 @@ pub mod batch;
 pub mod cells;
 pub mod complete;
 pub mod gtfs;
+pub mod metrics;
 pub mod migrations;
 pub mod mongo_schema;
 pub mod queries;

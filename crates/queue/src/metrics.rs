@@ -1,6 +1,8 @@
 //! Queue metric names (Prometheus, through the `metrics` facade). Labels: `queue`, and `type`
 //! on the time histograms.
 
+use tsp_hub::{Metric, MetricKind::*};
+
 /// Jobs enqueued.
 pub const ENQUEUED: &str = "tsp_queue_jobs_enqueued_total";
 /// Jobs completed.
@@ -37,6 +39,89 @@ pub const HEALTHY: &str = "tsp_worker_healthy";
 /// Writes (enqueue or acknowledgement calls) that fewer replicas than `queue.durability_replicas`
 /// confirmed in time, with `queue.durability = wait`.
 pub const UNREPLICATED: &str = "tsp_queue_unreplicated_writes_total";
+
+const QUEUE: &[&str] = &["queue"];
+const QUEUE_TYPE: &[&str] = &["queue", "type"];
+
+/// Every metric the queue records (docs/metrics.md#queue).
+pub const ALL: &[Metric] = &[
+    Metric::new(ENQUEUED, Counter, QUEUE, "Jobs enqueued."),
+    Metric::new(COMPLETED, Counter, QUEUE, "Jobs completed."),
+    Metric::new(
+        FAILED,
+        Counter,
+        QUEUE,
+        "Failed attempts, whether or not they will run again.",
+    ),
+    Metric::new(
+        RETRIED,
+        Counter,
+        QUEUE,
+        "Failed attempts that will run again.",
+    ),
+    Metric::new(DEAD, Counter, QUEUE, "Jobs moved to the dead letters."),
+    Metric::new(
+        STALLED,
+        Counter,
+        QUEUE,
+        "Jobs taken back from a worker whose lease expired.",
+    ),
+    Metric::new(
+        WAIT,
+        Histogram,
+        QUEUE_TYPE,
+        "Seconds from runnable to leased.",
+    ),
+    Metric::new(
+        RUN,
+        Histogram,
+        QUEUE_TYPE,
+        "Seconds from leased to finished.",
+    ),
+    Metric::new(
+        DEAD_HOOKS,
+        Counter,
+        QUEUE,
+        "Dead-letter hooks (compensations) that ran to the end.",
+    ),
+    Metric::new(DEPTH, Gauge, &["queue", "state"], "Jobs per state."),
+    Metric::new(
+        RECORDS_WRITTEN,
+        Counter,
+        &[],
+        "Job records stored in MongoDB.",
+    ),
+    Metric::new(
+        RECORDS_FAILED,
+        Counter,
+        QUEUE,
+        "Job records given up on (writer stopped, or MongoDB down at shutdown).",
+    ),
+    Metric::new(
+        POINTS_REFUSED,
+        Counter,
+        QUEUE,
+        "job_execution points the Influx writer refused to take.",
+    ),
+    Metric::new(
+        ACKS_ABANDONED,
+        Counter,
+        QUEUE,
+        "Jobs whose outcomes a worker gave up storing after queue.ack_attempts tries.",
+    ),
+    Metric::new(
+        HEALTHY,
+        Gauge,
+        QUEUE,
+        "1 while a worker stores its outcomes, 0 after it gave some up.",
+    ),
+    Metric::new(
+        UNREPLICATED,
+        Counter,
+        QUEUE,
+        "Writes fewer replicas than queue.durability_replicas confirmed in time.",
+    ),
+];
 
 /// A counter labelled with `queue` (none when `queue` is empty).
 pub fn counter(name: &'static str, queue: &str) -> ::metrics::Counter {

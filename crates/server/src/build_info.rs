@@ -49,11 +49,14 @@ pub fn build_info() -> BuildInfo {
     }
 }
 
+/// The gauge that says what runs where.
+pub const BUILD_INFO: &str = "tsp_build_info";
+
 /// Sets `tsp_build_info{version, revision, rustc, features} 1`, so a dashboard shows what runs
 /// where.
 pub fn record_build_info() {
     metrics::gauge!(
-        "tsp_build_info",
+        BUILD_INFO,
         "version" => VERSION,
         "revision" => REVISION,
         "rustc" => RUSTC,

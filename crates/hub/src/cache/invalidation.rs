@@ -83,7 +83,7 @@ impl Cache {
             .counters
             .invalidations
             .fetch_add(1, Ordering::Relaxed);
-        ::metrics::counter!("tsp_cache_invalidations_total").increment(1);
+        ::metrics::counter!(crate::metrics::names::CACHE_INVALIDATIONS).increment(1);
         // Each subscriber INCRs the ack key once it has dropped its entries.
         let until = Instant::now() + self.inner.settings.ack_timeout;
         let mut pause = Duration::from_micros(200);

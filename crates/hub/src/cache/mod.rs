@@ -155,7 +155,7 @@ fn valid_part(s: &str) -> bool {
 }
 
 fn elapsed_counter(level: &'static str, result: &'static str) {
-    ::metrics::counter!("tsp_cache_requests_total", "level" => level, "result" => result)
+    ::metrics::counter!(crate::metrics::names::CACHE_REQUESTS, "level" => level, "result" => result)
         .increment(1);
 }
 
@@ -389,7 +389,7 @@ impl Cache {
                     elapsed_counter("l2", "miss");
                 }
                 c.loads.fetch_add(1, Ordering::Relaxed);
-                ::metrics::counter!("tsp_cache_loads_total").increment(1);
+                ::metrics::counter!(crate::metrics::names::CACHE_LOADS).increment(1);
                 let loaded = load().await;
                 if let (Ok(v), Some(version), true) = (&loaded, &version, shared_level) {
                     self.l2_write(&format!("{base}{version}{suffix}"), v).await;

@@ -106,7 +106,7 @@ impl Trips {
         for (k, a) in batch.attempts.iter().enumerate() {
             if batch.alive[k] {
                 let kind = if batch.already[k] { "again" } else { "new" };
-                ::metrics::counter!("tsp_trips_completed_total", "kind" => kind).increment(1);
+                ::metrics::counter!(crate::metrics::TRIPS_COMPLETED, "kind" => kind).increment(1);
                 batch.out[batch.slot[k]] = Some(Ok(a.completed(batch.already[k])));
             }
         }
@@ -306,7 +306,7 @@ impl Trips {
     fn batch_step_done(&self, step: &str, clock: &mut Instant, b: &mut Batch<'_>) {
         let took = clock.elapsed();
         self.inner.timings.record(step, took);
-        ::metrics::histogram!("tsp_trip_step_seconds", "step" => step.to_string())
+        ::metrics::histogram!(crate::metrics::TRIP_STEP, "step" => step.to_string())
             .record(took.as_secs_f64());
         for k in b.live() {
             if let Err(e) = self.fault(step) {

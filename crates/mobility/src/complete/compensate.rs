@@ -39,7 +39,7 @@ impl Trips {
                 Compensation::CompletedElsewhere => "completed_elsewhere",
                 Compensation::NothingWritten => "nothing_written",
             };
-            ::metrics::counter!("tsp_trips_compensations_total", "result" => result).increment(1);
+            ::metrics::counter!(crate::metrics::COMPENSATIONS, "result" => result).increment(1);
         }
         r
     }

@@ -249,7 +249,7 @@ impl Trips {
     fn step_done(&self, step: &str, clock: &mut Instant) -> Result<(), JobError> {
         let took = clock.elapsed();
         self.inner.timings.record(step, took);
-        ::metrics::histogram!("tsp_trip_step_seconds", "step" => step.to_string())
+        ::metrics::histogram!(crate::metrics::TRIP_STEP, "step" => step.to_string())
             .record(took.as_secs_f64());
         *clock = Instant::now();
         self.fault(step)
@@ -339,7 +339,7 @@ impl Trips {
             } else {
                 "new"
             };
-            ::metrics::counter!("tsp_trips_completed_total", "kind" => kind).increment(1);
+            ::metrics::counter!(crate::metrics::TRIPS_COMPLETED, "kind" => kind).increment(1);
         }
         r
     }

@@ -40,14 +40,15 @@ impl Attempt<'_> {
                 first,
             } => {
                 if capped > 0 && first {
-                    ::metrics::counter!("tsp_trip_points_capped_total").increment(capped as u64);
+                    ::metrics::counter!(crate::metrics::POINTS_CAPPED).increment(capped as u64);
                 }
                 self.points = award;
                 self.capped = capped;
                 Ok(())
             }
             Verdict::Refuse(why) => {
-                ::metrics::counter!("tsp_trips_refused_total", "rule" => "overlap").increment(1);
+                ::metrics::counter!(crate::metrics::TRIPS_REFUSED, "rule" => "overlap")
+                    .increment(1);
                 Err(JobError::abort(why))
             }
         }

@@ -57,7 +57,7 @@ async fn record_vendor_latency(hub: &Hub, w: &tsp_hub::PointWriter, i: &tsp_hub:
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "cannot record vendor latency"),
         Err(_) => {
-            metrics::counter!("tsp_vendor_latency_dropped_total").increment(1);
+            metrics::counter!(crate::telemetry::VENDOR_LATENCY_DROPPED).increment(1);
             tracing::debug!("vendor latency point dropped: the writer stayed full");
         }
     }

@@ -122,7 +122,7 @@ impl Activity {
         );
         let status = e.status.to_string();
         metrics::histogram!(
-            "tsp_http_request_duration_seconds",
+            crate::telemetry::HTTP_DURATION,
             "route" => e.route.clone(),
             "method" => e.method.clone(),
             "status" => status.clone()
@@ -155,7 +155,7 @@ impl Activity {
             "durationMs": e.elapsed.as_secs_f64() * 1000.0,
         };
         if tx.try_send(event).is_err() {
-            metrics::counter!("tsp_activity_events_dropped_total").increment(1);
+            metrics::counter!(crate::telemetry::ACTIVITY_DROPPED).increment(1);
         }
     }
 
@@ -239,12 +239,12 @@ async fn insert(store: &MongoStore, rx: &mpsc::Receiver<Document>, buf: &mut Vec
         loop {
             match store.insert_documents(COLLECTION, buf).await {
                 Ok(_) => {
-                    metrics::counter!("tsp_activity_events_written_total")
+                    metrics::counter!(crate::telemetry::ACTIVITY_WRITTEN)
                         .increment(buf.len() as u64);
                     break;
                 }
                 Err(e) if rx.is_closed() && delay >= Duration::from_secs(2) => {
-                    metrics::counter!("tsp_activity_events_dropped_total")
+                    metrics::counter!(crate::telemetry::ACTIVITY_DROPPED)
                         .increment(buf.len() as u64);
                     tracing::error!(error = %e, events = buf.len(), "activity events lost at shutdown");
                     break;

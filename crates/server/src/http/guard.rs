@@ -69,7 +69,7 @@ async fn admit(
             Ok(None) => Ok(caller),
             Ok(Some(t)) => Err(too_many(t)),
             Err(e) => {
-                metrics::counter!("tsp_http_limit_errors_total").increment(1);
+                metrics::counter!(crate::telemetry::LIMIT_ERRORS).increment(1);
                 tracing::warn!(error = %e, "rate limit not checked: its store failed");
                 Ok(caller)
             }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Server, api_key, closed_port, metric, run, text};
+use crate::common::{Server, api_key, assert_catalogued, closed_port, metric, run, text};
 
 #[test]
 fn health_probes_answer_and_metrics_move_after_real_commands() {
@@ -86,6 +86,11 @@ fn health_probes_answer_and_metrics_move_after_real_commands() {
 
     let (code, after) = server.get("/metrics");
     assert_eq!(code, 200);
+    // Described, typed and labelled as the catalogue says (docs/metrics.md).
+    let seen = assert_catalogued(&after);
+    for family in ["tsp_store_commands_total", "tsp_store_up", "tsp_build_info"] {
+        assert!(seen.iter().any(|s| s == family), "{family} in {seen:?}");
+    }
     let revision = built["revision"].as_str().unwrap();
     assert_eq!(
         metric(&after, "tsp_build_info", &[("revision", revision)]),

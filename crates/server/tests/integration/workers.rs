@@ -547,6 +547,8 @@ fn a_worker_that_cannot_store_outcomes_says_so_on_its_probes() {
         "{ready}"
     );
     let (_, metrics) = get("/metrics").unwrap();
+    let seen = common::assert_catalogued(&metrics);
+    assert!(seen.iter().any(|s| s == "tsp_worker_healthy"), "{seen:?}");
     let abandoned = common::metric(
         &metrics,
         "tsp_queue_acks_abandoned_total",

@@ -262,6 +262,58 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Holds a `/metrics` scrape to the catalogue (`tsp_server::telemetry::catalogue`): every
+/// `tsp_` family has a `# HELP` line, is in the catalogue with the same type, and carries only
+/// the label keys the catalogue documents. The families seen, so a caller can ask for more.
+pub fn assert_catalogued(text: &str) -> Vec<String> {
+    let catalogue: std::collections::HashMap<&str, &tsp_hub::Metric> =
+        tsp_server::telemetry::catalogue()
+            .map(|m| (m.name, m))
+            .collect();
+    let mut seen = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (name, kind) = rest.split_once(' ').unwrap();
+        if !name.starts_with("tsp_") {
+            continue;
+        }
+        let m = catalogue
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not in the metric catalogue"));
+        assert_eq!(kind, m.kind.prometheus_type(), "{name}: type");
+        assert!(
+            text.contains(&format!("# HELP {name} {}", m.help)),
+            "{name}: no # HELP line with its catalogue text"
+        );
+        seen.push(name.to_string());
+    }
+    for sample in text.lines().filter(|l| l.starts_with("tsp_")) {
+        let name = sample.split(['{', ' ']).next().unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| catalogue.contains_key(f)))
+            .unwrap_or(name);
+        let m = catalogue
+            .get(family)
+            .unwrap_or_else(|| panic!("{sample}: {family} is not in the metric catalogue"));
+        let labels = sample
+            .split_once('{')
+            .and_then(|(_, l)| l.rsplit_once('}'))
+            .map_or("", |(l, _)| l);
+        for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+            let key = pair.split_once('=').unwrap().0;
+            assert!(
+                m.labels.contains(&key) || key == "le",
+                "{sample}: label {key} is not one of {family}'s ({:?})",
+                m.labels
+            );
+        }
+    }
+    seen
+}
+
 /// The password every test account gets.
 pub const PASSWORD: &str = "correct horse battery";
 
