@@ -13,6 +13,7 @@ mod consistency;
 mod console;
 mod dr_drill;
 mod gtfs;
+mod memory;
 mod rotation;
 mod schedules;
 mod security;

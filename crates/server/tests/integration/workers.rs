@@ -10,65 +10,10 @@ use std::collections::HashMap;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::workers::{
+    cli, counts, n, prefix, sets, signal, spawn_worker, wait_for, with_sets,
+};
 use crate::common::{Server, run, text, tsp_job};
-
-fn prefix() -> (String, tsp_testkit::RedisKeys) {
-    tsp_testkit::RedisKeys::fresh("w")
-}
-
-/// `--set` arguments that put a test in its own key space with a short lease.
-fn sets(prefix: &str) -> Vec<String> {
-    vec![
-        format!("redis.cache.key_prefix={prefix}"),
-        "queue.lease=2s".into(),
-        "queue.records.mongo=false".into(),
-        "queue.records.influx=false".into(),
-    ]
-}
-
-fn with_sets(args: &[&str], sets: &[String]) -> Vec<String> {
-    let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    for s in sets {
-        v.push("--set".into());
-        v.push(s.clone());
-    }
-    v
-}
-
-fn cli(args: &[&str], sets: &[String]) -> String {
-    let args = with_sets(args, sets);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run(&refs, &[]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{args:?}: {stderr}");
-    stdout
-}
-
-fn spawn_worker(extra: &[&str], sets: &[String]) -> Child {
-    let args = with_sets(&[&["worker"], extra].concat(), sets);
-    tsp_job(&[("TSP_LOG", "warn")])
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-fn counts(sets: &[String]) -> serde_json::Value {
-    let out = cli(&["jobs", "stats", "--json"], sets);
-    let all: serde_json::Value = serde_json::from_str(&out).unwrap();
-    all.as_array()
-        .and_then(|a| a.iter().find(|q| q["queue"] == "default").cloned())
-        .unwrap_or(serde_json::json!({}))
-}
-
-fn n(v: &serde_json::Value, k: &str) -> u64 {
-    v[k].as_u64().unwrap_or(0)
-}
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    tsp_testkit::eventually_blocking(what, limit, || if ok() { Ok(()) } else { Err("no") });
-}
 
 fn marks(prefix: &str, set: &str) -> HashMap<String, i64> {
     let mut cmd = redis::cmd("HGETALL");
@@ -80,13 +25,6 @@ fn marks(prefix: &str, set: &str) -> HashMap<String, i64> {
     }
     cmd.query(&mut tsp_testkit::redis_client().get_connection().unwrap())
         .unwrap()
-}
-
-fn signal(child: &Child, sig: &str) {
-    std::process::Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
 }
 
 /// Enqueues 60 jobs of `job_type`; worker A takes 40 and is SIGKILLed holding them (then
