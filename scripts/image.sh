@@ -77,6 +77,7 @@ build_image() {
   TAG=${TSP_IMAGE_TAG:-localhost/tsp-job:$version}
   log "building tsp-job (cargo --profile $PROFILE --features mongodb-srv)"
   cargo build --locked --profile "$PROFILE" -p tsp-server --bin tsp-job --features mongodb-srv
+  log "target/$PROFILE/tsp-job: $(stat -c %s "target/$PROFILE/tsp-job" | awk '{ printf "%.1f MB", $1 / 1e6 }')"
   log "building $TAG"
   # Docker's image format: podman's default, OCI, has no HEALTHCHECK.
   local format=()
