@@ -90,6 +90,10 @@ pub struct ServerSettings {
     /// a request whose body sends nothing for this long is refused
     #[setting(default = "10s")]
     pub body_timeout: Duration,
+    /// on SIGINT/SIGTERM, how long `serve` lets open requests finish before it cuts them; the
+    /// console's live streams end at once
+    #[setting(default = "30s")]
+    pub shutdown_grace: Duration,
     /// addresses or networks (`10.0.0.0/8`, `::1`), comma-separated, of the proxies in front: only
     /// from them does `X-Forwarded-For` name the client; empty: the socket's address is the client
     #[setting(default = "")]

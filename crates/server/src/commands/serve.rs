@@ -26,7 +26,7 @@ pub async fn serve(
     tracing::info!(%addr, "serving /health, /health/live, /health/ready, /metrics");
     let watcher = tokio::spawn(watch_health(hub.clone()));
     let activity = http::Activity::start(&app.stores().activity, &hub.config().activity).await;
-    let grace = hub.config().queue.shutdown_grace;
+    let grace = hub.config().server.shutdown_grace;
     http::serve(
         listener,
         http::AppState::new(app, prometheus, activity).with_reloader(reloader),

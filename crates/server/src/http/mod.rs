@@ -193,6 +193,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let activity = state.activity.clone();
     let header_timeout = state.app.hub().config().server.header_timeout;
+    // Live streams end first, so the drain waits only for requests that end on their own.
+    let closing = state.closing.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.send_replace(true);
+    };
     listener::serve_connections(listener, router(state), header_timeout, shutdown, grace).await;
     activity.close(grace).await;
     Ok(())

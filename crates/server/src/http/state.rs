@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
 
 use super::activity::Activity;
 use super::caller::Caller;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub(super) trusted: Arc<Vec<tsp_config::Network>>,
     /// Set only by [`router_without_auth`]: the caller every request is taken for.
     pub(super) assume: Option<Arc<Caller>>,
+    /// True once the process shuts down: streams that would never end on their own end then.
+    pub(super) closing: Arc<watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -46,6 +49,7 @@ impl AppState {
             access: Arc::default(),
             trusted: Arc::new(trusted),
             assume: None,
+            closing: Arc::new(watch::channel(false).0),
         }
     }
 
@@ -53,5 +57,16 @@ impl AppState {
     pub fn with_reloader(mut self, reloader: crate::reload::Reloader) -> AppState {
         self.reloader = Some(reloader);
         self
+    }
+}
+
+impl AppState {
+    /// Resolves once the process shuts down ([`super::serve`] says so before it drains).
+    pub(super) fn closing(&self) -> impl Future<Output = ()> + Send + use<> {
+        let mut rx = self.closing.subscribe();
+        async move {
+            // An error means the sender is gone: the server is gone too.
+            let _ = rx.wait_for(|closing| *closing).await;
+        }
     }
 }

@@ -9,7 +9,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use crate::common::api::{call, get, login, token_of, trip};
+use crate::common::api::{call, console_stream, ends_within, get, login, token_of, trip};
 use crate::common::{PASSWORD, Server, Site, until_some};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -167,27 +167,14 @@ async fn the_consoles_live_stream_closes_when_its_session_ends() {
     let server = site.server(&[]);
     let name = site.operator(Role::Viewer).await;
     let token = operator_token(&server, &name).await;
-    let mut stream = reqwest::Client::new()
-        .get(format!("{}/console/events", server.base))
-        .header("cookie", format!("tsp_console={token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), 200);
-    // The first event (the overview) arrives while the session stands.
-    let first = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(first.is_some_and(|c| String::from_utf8_lossy(&c).contains("overview")));
+    let stream = console_stream(&server, &token).await;
     let (code, _) = post(&server, "/auth/logout", &token, json!({})).await;
     assert_eq!(code, 200);
     // The stream ends within its recheck interval (3 s), not at the page's leisure.
-    let ended = tokio::time::timeout(Duration::from_secs(10), async {
-        while stream.chunk().await.unwrap_or(None).is_some() {}
-    })
-    .await;
-    assert!(ended.is_ok(), "the stream outlived its session");
+    assert!(
+        ends_within(stream, Duration::from_secs(10)).await,
+        "the stream outlived its session"
+    );
     drop(server);
     site.done().await;
 }

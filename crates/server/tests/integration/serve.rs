@@ -276,3 +276,25 @@ fn serve_starts_with_an_optional_store_down_and_reports_it() {
         Some(0.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_the_consoles_live_streams_and_serve_exits_at_once() {
+    let site = crate::common::Site::new(&[]).await;
+    // A grace far longer than `terminate` waits: only streams that end at once let it pass.
+    let mut server = site.server(&["server.shutdown_grace=120s"]);
+    let name = site.operator(tsp_mobility::auth::Role::Viewer).await;
+    let body = serde_json::json!({"username": name, "password": crate::common::PASSWORD});
+    let (code, v) = crate::common::api::login(&server, body).await;
+    assert_eq!(code, 200, "{v}");
+    let token = v["token"].as_str().unwrap();
+    let stream = crate::common::api::console_stream(&server, token).await;
+    // `terminate` waits at most 10 s for the exit code.
+    let code = tokio::task::block_in_place(|| server.terminate());
+    assert_eq!(code, Some(0), "{}", server.stderr_so_far());
+    assert!(
+        crate::common::api::ends_within(stream, Duration::from_secs(5)).await,
+        "the stream outlived the process"
+    );
+    drop(server);
+    site.done().await;
+}

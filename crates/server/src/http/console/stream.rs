@@ -1,5 +1,5 @@
 //! `GET /console/events`: the live feed (`live`) as Server-Sent Events to one page, for as
-//! long as the page stays and its session stands.
+//! long as the page stays, its session stands and the process runs.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -36,7 +36,11 @@ pub(super) async fn events(
     State(s): State<AppState>,
     Extension(viewer): Extension<Viewer>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let ended = session_ended(s.app.clone(), viewer.token.clone());
+    // The stream ends with the session or with the process, whichever is first.
+    let ended = futures::future::select(
+        Box::pin(session_ended(s.app.clone(), viewer.token.clone())),
+        Box::pin(s.closing()),
+    );
     let rx = s.console.subscribe().await;
     let first = snapshot(&s.console).await;
     let stream = futures::stream::once(async move {

@@ -61,3 +61,29 @@ pub fn trip(id: &str, user: u64, steps: usize, minutes_per_step: i64) -> Value {
         .collect();
     json!({"tripId": id, "userId": user, "mode": "bus", "trajectory": points})
 }
+
+/// `GET /console/events` with an operator's session, once its first event (the overview) came.
+pub async fn console_stream(server: &Server, token: &str) -> reqwest::Response {
+    let mut stream = reqwest::Client::new()
+        .get(format!("{}/console/events", server.base))
+        .header("cookie", format!("tsp_console={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), stream.chunk())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first.is_some_and(|c| String::from_utf8_lossy(&c).contains("overview")));
+    stream
+}
+
+/// Whether `stream` ends within `limit`.
+pub async fn ends_within(mut stream: reqwest::Response, limit: std::time::Duration) -> bool {
+    tokio::time::timeout(limit, async {
+        while stream.chunk().await.unwrap_or(None).is_some() {}
+    })
+    .await
+    .is_ok()
+}
