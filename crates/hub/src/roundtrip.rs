@@ -188,43 +188,25 @@ impl Hub {
     /// by `timeout` (`tsp-job roundtrip`).
     #[boxed]
     pub async fn roundtrip(&self, timeout: Duration) -> Vec<RoundtripOutcome> {
-        let hub = self;
         let id = run_id();
-        let mut jobs: Vec<Check<'_>> = Vec::new();
-        for s in hub.mysql_instances() {
-            jobs.push((
-                "mysql",
-                s.name().into(),
-                s.required(),
-                mysql(s, &id).boxed(),
-            ));
-        }
-        for s in hub.redis_instances() {
-            jobs.push((
-                "redis",
-                s.name().into(),
-                s.required(),
-                redis(s, &id).boxed(),
-            ));
-        }
-        for s in hub.mongo_instances() {
-            jobs.push((
-                "mongo",
-                s.name().into(),
-                s.required(),
-                mongo(s, &id).boxed(),
-            ));
-        }
-        for s in hub.influx_instances() {
-            jobs.push((
-                "influx",
-                s.name().into(),
-                s.required(),
-                influx(s, &id).boxed(),
-            ));
-        }
-        let runs = jobs
-            .into_iter()
+        let check = |store, name: &str, required, work| -> Check<'_> {
+            (store, name.to_string(), required, work)
+        };
+        let runs = self
+            .mysql_instances()
+            .map(|s| check("mysql", s.name(), s.required(), mysql(s, &id).boxed()))
+            .chain(
+                self.redis_instances()
+                    .map(|s| check("redis", s.name(), s.required(), redis(s, &id).boxed())),
+            )
+            .chain(
+                self.mongo_instances()
+                    .map(|s| check("mongo", s.name(), s.required(), mongo(s, &id).boxed())),
+            )
+            .chain(
+                self.influx_instances()
+                    .map(|s| check("influx", s.name(), s.required(), influx(s, &id).boxed())),
+            )
             .map(|(store, instance, required, fut)| async move {
                 let started = Instant::now();
                 let result = tokio::time::timeout(timeout, fut).await;
@@ -240,7 +222,7 @@ impl Hub {
                     required,
                     ok,
                     ms,
-                    detail: hub.redactor().clean(detail),
+                    detail: self.redactor().clean(detail),
                 }
             });
         futures::future::join_all(runs).await

@@ -1,5 +1,6 @@
 //! The hub against the real local services: every default instance healthy; a store on a closed
-//! port or stopped is exactly the one reported down, within its timeout plus one second.
+//! port or stopped is exactly the one reported down, within its timeout plus one second; the
+//! round trip (`tsp-job roundtrip`) reads back what it wrote to each instance.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -185,4 +186,27 @@ async fn a_stopped_store_turns_unhealthy_and_the_others_stay_up() {
     );
     assert_only_down(&h, "redis", "spare");
     assert_eq!(h.status, Status::Up, "redis.spare is optional");
+}
+
+#[tokio::test]
+async fn the_round_trip_reads_back_every_instance_and_names_the_one_that_fails() {
+    let config = common::config(&[]);
+    let hub = Hub::connect(&config).await.unwrap();
+    let outcomes = hub.roundtrip(Duration::from_secs(15)).await;
+    assert_eq!(outcomes.len(), 9);
+    for o in &outcomes {
+        assert!(o.ok, "{}.{}: {}", o.store, o.instance, o.detail);
+    }
+
+    let port = common::closed_port();
+    let config = common::config(&[&format!("mysql.gtfs.port={port}")]);
+    let hub = Hub::connect(&config).await.unwrap();
+    let outcomes = hub.roundtrip(Duration::from_secs(5)).await;
+    let failed: Vec<_> = outcomes.iter().filter(|o| !o.ok).collect();
+    assert_eq!(failed.len(), 1, "{outcomes:?}");
+    assert_eq!(
+        (failed[0].store, failed[0].instance.as_str()),
+        ("mysql", "gtfs")
+    );
+    assert!(!failed[0].required);
 }

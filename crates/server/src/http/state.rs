@@ -58,9 +58,7 @@ impl AppState {
         self.reloader = Some(reloader);
         self
     }
-}
 
-impl AppState {
     /// Resolves once the process shuts down ([`super::serve`] says so before it drains).
     pub(super) fn closing(&self) -> impl Future<Output = ()> + Send + use<> {
         let mut rx = self.closing.subscribe();
