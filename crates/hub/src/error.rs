@@ -55,8 +55,8 @@ pub enum HubError {
         /// What is wrong, secret-free.
         message: String,
     },
-    #[error("required stores are down: {0}")]
-    /// Required instances that failed their health check (`kind.instance`, comma-separated).
+    #[error("required stores are down or degraded: {0}")]
+    /// Required instances that failed their health check (`kind.instance (why)`, comma-separated).
     RequiredDown(String),
     /// Instances a component needs that the configuration does not have: found at start-up,
     /// when the component resolves its stores, never mid-job.

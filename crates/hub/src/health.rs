@@ -1,19 +1,32 @@
 //! Health reports: per instance and overall.
 
-use std::time::Duration;
-
 use serde::Serialize;
+
+use tsp_config::HealthSettings;
 
 use crate::error::HubError;
 
-/// Up or down. Serialized as `"up"`/`"down"`.
+/// Up, degraded or down. Serialized as `"up"`, `"degraded"`, `"down"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
-    /// Answered its check in time.
+    /// Answered its ping and a real read in time.
     Up,
+    /// Answered its ping but not a real read: a wedged server (docs/operations.md#health).
+    Degraded,
     /// Did not answer, refused, or timed out.
     Down,
+}
+
+impl Status {
+    /// Lower case, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Up => "up",
+            Status::Degraded => "degraded",
+            Status::Down => "down",
+        }
+    }
 }
 
 /// Connection pool figures, where the driver exposes them.
@@ -53,10 +66,11 @@ pub struct InstanceHealth {
     pub error: Option<String>,
 }
 
-/// The health of every instance; `status` is down when any required instance is down.
+/// The health of every instance; `status` is down when any required instance is down, else
+/// degraded when any required instance is.
 #[derive(Debug, Clone, Serialize)]
 pub struct HubHealth {
-    /// Up when every required instance is up.
+    /// Up when every required instance is up; else the worst of theirs.
     pub status: Status,
     /// RFC 3339 time of the check.
     pub checked_at: String,
@@ -69,13 +83,13 @@ pub struct HubHealth {
 }
 
 impl HubHealth {
-    /// The report for these instances: up unless a required one is down.
+    /// The report for these instances: up unless a required one is down or degraded.
     pub fn from_instances(instances: Vec<InstanceHealth>) -> Self {
-        let status = if instances
-            .iter()
-            .any(|i| i.required && i.status == Status::Down)
-        {
+        let required = |s: Status| instances.iter().any(|i| i.required && i.status == s);
+        let status = if required(Status::Down) {
             Status::Down
+        } else if required(Status::Degraded) {
+            Status::Degraded
         } else {
             Status::Up
         };
@@ -87,6 +101,18 @@ impl HubHealth {
         }
     }
 
+    /// `store.instance` of each required instance that is not up, with why.
+    pub fn required_failing(&self) -> Vec<String> {
+        self.instances
+            .iter()
+            .filter(|i| i.required && i.status != Status::Up)
+            .map(|i| {
+                let why = i.error.as_deref().unwrap_or(i.status.as_str());
+                format!("{}.{} ({why})", i.store, i.instance)
+            })
+            .collect()
+    }
+
     /// The instance named `store.instance`, if any.
     pub fn get(&self, store: &str, instance: &str) -> Option<&InstanceHealth> {
         self.instances
@@ -95,26 +121,44 @@ impl HubHealth {
     }
 }
 
-/// Runs one store's check bounded by `timeout` and reports it: up with the server's version, or
-/// down with why; `latency_ms` is the whole check. Stores add their pool figures after.
-pub(crate) async fn check<F>(
-    store: &'static str,
-    instance: &str,
-    required: bool,
-    timeout: Duration,
-    check: F,
+/// Runs one store's check: `ping` bounded by `settings.timeout`, then, when it answered, `read`
+/// (a cheap query of real data, `what` names it) bounded by `settings.read_timeout`. Up with the
+/// server's version (from the ping, or the read where only it says); down when the ping fails; degraded when the ping answers but the read does
+/// not, which is how a wedged server looks (docs/operations.md#health). `latency_ms` is the
+/// whole check. Stores add their pool figures after.
+pub(crate) async fn check<P, R>(
+    (store, instance, required): (&'static str, &str, bool),
+    settings: &HealthSettings,
+    ping: P,
+    (what, read): (&str, R),
 ) -> InstanceHealth
 where
-    F: Future<Output = Result<Option<String>, HubError>>,
+    P: Future<Output = Result<Option<String>, HubError>>,
+    R: Future<Output = Result<Option<String>, HubError>>,
 {
     let started = std::time::Instant::now();
-    let (status, version, error) = match tokio::time::timeout(timeout, check).await {
-        Ok(Ok(version)) => (Status::Up, version, None),
+    let (status, version, error) = match tokio::time::timeout(settings.timeout, ping).await {
+        Ok(Ok(version)) => match tokio::time::timeout(settings.read_timeout, read).await {
+            Ok(Ok(read_version)) => (Status::Up, read_version.or(version), None),
+            Ok(Err(e)) => (
+                Status::Degraded,
+                version,
+                Some(format!("answers a ping, but a read of {what} failed: {e}")),
+            ),
+            Err(_) => (
+                Status::Degraded,
+                version,
+                Some(format!(
+                    "answers a ping, but a read of {what} got no answer within {:?}",
+                    settings.read_timeout
+                )),
+            ),
+        },
         Ok(Err(e)) => (Status::Down, None, Some(e.to_string())),
         Err(_) => (
             Status::Down,
             None,
-            Some(format!("no answer within {timeout:?}")),
+            Some(format!("no answer within {:?}", settings.timeout)),
         ),
     };
     InstanceHealth {

@@ -46,7 +46,7 @@ pub use health::{HubHealth, InstanceHealth, PoolStats, Status};
 pub use influx::{FieldValue, InfluxStore, Point, PointError, PointWriter, WriterStats};
 pub use metrics::{Metric, MetricKind, StoreMetrics, describe_metrics, names as metric_names};
 pub use migrate::{MigrationReport, migrate_mysql};
-pub use mongo::{InsertBatcher, Inserted, MongoStore};
+pub use mongo::{InsertBatcher, Inserted, MIGRATIONS_COLLECTION, MongoStore};
 pub use mysql::MysqlStore;
 pub use mysql::{NamedLock, NamedLocks, mysql_connect_options};
 pub use redis::{RedisConn, RedisStore};
@@ -274,29 +274,24 @@ impl Hub {
         Ok(self.influx(&sm.instance)?.writer_for(&sm.bucket))
     }
 
-    /// Checks every instance concurrently, each bounded by `health.timeout`.
+    /// Checks every instance concurrently: a ping bounded by `health.timeout`, then a real
+    /// read bounded by `health.read_timeout`.
     #[boxed]
     pub async fn health(&self) -> HubHealth {
-        self.health_with_timeout(self.inner.config.health.timeout)
-            .await
-    }
-
-    /// Checks every instance concurrently, each bounded by `timeout`.
-    #[boxed]
-    pub async fn health_with_timeout(&self, timeout: Duration) -> HubHealth {
         use futures::FutureExt;
+        let settings = &self.inner.config.health;
         let mut checks = Vec::new();
         for s in self.inner.mysql.values() {
-            checks.push(s.health(timeout).boxed());
+            checks.push(s.health(settings).boxed());
         }
         for s in self.inner.redis.values() {
-            checks.push(s.health(timeout).boxed());
+            checks.push(s.health(settings).boxed());
         }
         for s in self.inner.mongo.values() {
-            checks.push(s.health(timeout).boxed());
+            checks.push(s.health(settings).boxed());
         }
         for s in self.inner.influx.values() {
-            checks.push(s.health(timeout).boxed());
+            checks.push(s.health(settings).boxed());
         }
         let mut instances = futures::future::join_all(checks).await;
         for i in &mut instances {
@@ -319,27 +314,16 @@ impl Hub {
         report
     }
 
-    /// Checks health and fails when a required store is down, naming each one and why.
+    /// Checks health and fails when a required store is down or degraded, naming each one and
+    /// why.
     #[boxed]
     pub async fn require(&self) -> Result<HubHealth, HubError> {
         let health = self.health().await;
-        let down: Vec<String> = health
-            .instances
-            .iter()
-            .filter(|i| i.required && i.status == Status::Down)
-            .map(|i| {
-                format!(
-                    "{}.{} ({})",
-                    i.store,
-                    i.instance,
-                    i.error.as_deref().unwrap_or("down")
-                )
-            })
-            .collect();
-        if down.is_empty() {
+        let failing = health.required_failing();
+        if failing.is_empty() {
             Ok(health)
         } else {
-            Err(HubError::RequiredDown(down.join(", ")))
+            Err(HubError::RequiredDown(failing.join(", ")))
         }
     }
 

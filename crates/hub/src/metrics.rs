@@ -140,7 +140,7 @@ pub mod names {
             UP,
             Gauge,
             STORE,
-            "1 when the instance passed its last health check, else 0.",
+            "1 when the instance passed its last health check (ping and read), else 0 (down or degraded).",
         ),
         Metric::new(
             HEALTH_LATENCY,

@@ -17,13 +17,17 @@ use mongodb::options::{ClientOptions, Credential, ServerAddress, Tls, TlsOptions
 use mongodb::{Client, Database};
 use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
-use tsp_config::{MongoSettings, TlsMode};
+use tsp_config::{HealthSettings, MongoSettings, TlsMode};
 
 use crate::error::{Cause, HubError, Redactor};
 use crate::health::{InstanceHealth, PoolStats, Status};
 use crate::metrics::{StoreMetrics, names};
 use crate::rotation::AuthAlarm;
 use crate::shared::Shared;
+
+/// The collection in each database that records its applied schema steps (tsp-mobility's
+/// `mongo_schema`); health reads it.
+pub const MIGRATIONS_COLLECTION: &str = "_tsp_migrations";
 
 const STORE: &str = "mongo";
 
@@ -406,10 +410,13 @@ impl MongoStore {
         self.timed(&name, admin.run_command(command)).await
     }
 
-    /// `ping` (and `buildInfo` once, for the version), bounded by `timeout`.
+    /// `ping` (and `buildInfo` once, for the version), then a `findOne` on the migrations
+    /// collection, each bounded (`health.timeout`, `health.read_timeout`; the read also asks the
+    /// server to give up then, `maxTimeMS`). A server that answers pings but not queries shows
+    /// as degraded.
     #[boxed]
-    pub async fn health(&self, timeout: Duration) -> InstanceHealth {
-        let check = async {
+    pub async fn health(&self, settings: &HealthSettings) -> InstanceHealth {
+        let ping = async {
             self.run_admin(doc! {"ping": 1}).await?;
             let version = self
                 .version
@@ -420,14 +427,15 @@ impl MongoStore {
                 .await?;
             Ok::<_, HubError>(Some(version.clone()))
         };
-        let mut h = crate::health::check(
-            STORE,
-            &self.settings.name,
-            self.settings.required,
-            timeout,
-            check,
-        )
-        .await;
+        let read = async {
+            let migrations = self
+                .database()
+                .collection::<Document>(MIGRATIONS_COLLECTION);
+            let find = migrations.find_one(doc! {}).max_time(settings.read_timeout);
+            self.timed("health", find).await.map(|_| None)
+        };
+        let who = (STORE, self.settings.name.as_str(), self.settings.required);
+        let mut h = crate::health::check(who, settings, ping, (MIGRATIONS_COLLECTION, read)).await;
         metrics::gauge!(names::MONGO_CONNECTED, "instance" => self.settings.name.clone())
             .set(if h.status == Status::Up { 1.0 } else { 0.0 });
         h.pool = Some(self.pool_stats());

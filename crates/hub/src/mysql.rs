@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_recursion::async_recursion as boxed;
 use secrecy::ExposeSecret;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
-use tsp_config::{MysqlSettings, TlsMode};
+use tsp_config::{HealthSettings, MysqlSettings, TlsMode};
 
 use crate::error::{Cause, HubError, Redactor};
 use crate::health::{InstanceHealth, PoolStats};
@@ -199,19 +199,31 @@ impl MysqlStore {
         }
     }
 
-    /// `SELECT 1` (with the server version in the same round trip), bounded by `timeout`.
+    /// `SELECT VERSION()`, then a count of the migrations table, each bounded
+    /// (`health.timeout`, `health.read_timeout`). The count waits on a table lock where a ping
+    /// does not, so a wedged server shows as degraded. A database not migrated yet answers
+    /// "no such table" at once: an answer, so up.
     #[boxed]
-    pub async fn health(&self, timeout: Duration) -> InstanceHealth {
-        let check = async {
-            let (_, version) = self
+    pub async fn health(&self, settings: &HealthSettings) -> InstanceHealth {
+        let ping = async {
+            let version = self
                 .timed(
                     "health",
-                    sqlx::query_as::<_, (i64, String)>("SELECT 1, VERSION()").fetch_one(&self.pool),
+                    sqlx::query_scalar::<_, String>("SELECT VERSION()").fetch_one(&self.pool),
                 )
                 .await?;
             Ok(Some(version))
         };
-        let mut h = crate::health::check(STORE, &self.name, self.required, timeout, check).await;
+        let read = async {
+            let count = sqlx::query("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&self.pool);
+            match self.metrics.timed("health", count).await {
+                Ok(_) => Ok(None),
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42S02") => Ok(None),
+                Err(e) => Err(self.error("health", e)),
+            }
+        };
+        let who = (STORE, self.name.as_str(), self.required);
+        let mut h = crate::health::check(who, settings, ping, ("_sqlx_migrations", read)).await;
         h.pool = Some(self.pool_stats());
         h
     }

@@ -14,7 +14,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
-use tsp_config::{RedisSettings, TlsMode};
+use tsp_config::{HealthSettings, RedisSettings, TlsMode};
 
 use crate::error::{Cause, HubError, Redactor};
 use crate::health::{InstanceHealth, PoolStats};
@@ -490,15 +490,22 @@ impl RedisStore {
         Ok(conn.clone())
     }
 
-    /// `PING` then `INFO`, bounded by `timeout`. Also updates the memory and hit-rate gauges.
+    /// `PING`, then `INFO` as the read (it also updates the memory and hit-rate gauges and
+    /// gives the version), each bounded (`health.timeout`, `health.read_timeout`). Redis runs
+    /// one command at a time, so a server that answers `PING` answers reads too, unless a
+    /// script holds it (`BUSY`), which fails both.
     #[boxed]
-    pub async fn health(&self, timeout: Duration) -> InstanceHealth {
-        let check = async {
+    pub async fn health(&self, settings: &HealthSettings) -> InstanceHealth {
+        let ping = async {
             let mut conn = self.conn().await?;
             let _: String = redis::cmd("PING")
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| self.error("ping", &e))?;
+            Ok::<_, HubError>(None)
+        };
+        let read = async {
+            let mut conn = self.conn().await?;
             // A cluster answers with one INFO text per node.
             let info: Value = redis::cmd("INFO")
                 .query_async(&mut conn)
@@ -508,14 +515,8 @@ impl RedisStore {
             self.update_gauges(&info);
             Ok::<_, HubError>(info.get("redis_version").cloned())
         };
-        let mut h = crate::health::check(
-            STORE,
-            &self.settings.name,
-            self.settings.required,
-            timeout,
-            check,
-        )
-        .await;
+        let who = (STORE, self.settings.name.as_str(), self.settings.required);
+        let mut h = crate::health::check(who, settings, ping, ("INFO", read)).await;
         // One multiplexed connection carries every command.
         let connected = u32::from(self.conn.get().initialized());
         h.pool = Some(PoolStats {

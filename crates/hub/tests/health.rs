@@ -1,6 +1,7 @@
 //! The hub against the real local services: every default instance healthy; a store on a closed
-//! port or stopped is exactly the one reported down, within its timeout plus one second; the
-//! round trip (`tsp-job roundtrip`) reads back what it wrote to each instance.
+//! port or stopped is exactly the one reported down, within its timeout plus one second; one that
+//! answers pings but not reads is degraded; the round trip (`tsp-job roundtrip`) reads back what
+//! it wrote to each instance.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -148,7 +149,7 @@ async fn required_store_down_fails_require_and_optional_does_not() {
         .expect_err("a required store blocks start-up");
     let text = err.to_string();
     assert!(
-        text.contains("required stores are down: mysql.portal"),
+        text.contains("required stores are down or degraded: mysql.portal"),
         "{text}"
     );
     assert!(!text.contains("tsp-local-dev"), "{text}");
@@ -209,4 +210,71 @@ async fn the_round_trip_reads_back_every_instance_and_names_the_one_that_fails()
         ("mysql", "gtfs")
     );
     assert!(!failed[0].required);
+}
+
+/// A server that answers pings but not queries (seen with a wedged MongoDB-compatible server)
+/// is degraded, not up: another session write-locks the table the MySQL read counts, so
+/// `SELECT VERSION()` still answers and the read waits. Required, it fails `require` (and so
+/// readiness); unlocked, it is up again.
+#[tokio::test]
+async fn a_store_that_answers_pings_but_not_reads_is_degraded_and_not_ready() {
+    let admin = Hub::connect(&common::config(&[])).await.unwrap();
+    let portal = admin.mysql("portal").unwrap();
+    let db = format!("tsp_t_{}_wedged", common::unique(""));
+    for sql in [
+        format!("CREATE DATABASE `{db}`"),
+        format!("CREATE TABLE `{db}`._sqlx_migrations (version BIGINT PRIMARY KEY)"),
+    ] {
+        sqlx::query(&sql).execute(portal.pool()).await.unwrap();
+    }
+    let config = common::config(&[
+        &format!("mysql.gtfs.database={db}"),
+        "stores.mysql.gtfs.required=true",
+        "health.read_timeout=1s",
+    ]);
+    let hub = Hub::connect(&config).await.unwrap();
+    assert_eq!(hub.health().await.status, Status::Up);
+
+    let mut locker = portal.pool().acquire().await.unwrap();
+    let lock = format!("LOCK TABLES `{db}`._sqlx_migrations WRITE");
+    sqlx::query(&lock).execute(&mut *locker).await.unwrap();
+    let started = Instant::now();
+    let h = hub.health().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "health took {took:?}");
+    let gtfs = h.get("mysql", "gtfs").unwrap();
+    assert_eq!(gtfs.status, Status::Degraded, "{:?}", gtfs.error);
+    let why = gtfs.error.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("answers a ping") && why.contains("_sqlx_migrations") && why.contains("1s"),
+        "{why}"
+    );
+    assert!(gtfs.version.is_some(), "the ping answered with the version");
+    for i in h.instances.iter().filter(|i| i.instance != "gtfs") {
+        assert_eq!(
+            i.status,
+            Status::Up,
+            "{}.{}: {:?}",
+            i.store,
+            i.instance,
+            i.error
+        );
+    }
+    assert_eq!(h.status, Status::Degraded);
+    let err = hub.require().await.expect_err("a degraded required store");
+    assert!(
+        err.to_string().contains("mysql.gtfs (answers a ping"),
+        "{err}"
+    );
+
+    sqlx::query("UNLOCK TABLES")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    drop(locker);
+    let h = hub.health().await;
+    assert_eq!(h.status, Status::Up, "{:?}", h.get("mysql", "gtfs"));
+    hub.shutdown(Duration::from_secs(1)).await;
+    let drop_db = format!("DROP DATABASE `{db}`");
+    sqlx::query(&drop_db).execute(portal.pool()).await.unwrap();
 }

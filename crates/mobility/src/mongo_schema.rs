@@ -141,7 +141,7 @@ pub async fn run(
     dry_run: bool,
 ) -> Result<MigrationReport, HubError> {
     let db = store.database();
-    let state = db.collection::<Document>("_tsp_migrations");
+    let state = db.collection::<Document>(tsp_hub::MIGRATIONS_COLLECTION);
     let mut report = MigrationReport::new("mongo", store.name(), dry_run);
     for step in steps {
         let name = format!("{} {}", step.version, step.description);

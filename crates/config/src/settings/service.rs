@@ -44,9 +44,12 @@ pub struct InfluxTags {
 #[derive(Debug, Clone, Deserialize, Settings)]
 #[serde(deny_unknown_fields)]
 pub struct HealthSettings {
-    /// bound on each instance's health check
+    /// bound on each instance's ping (no answer: down)
     #[setting(default = "2s")]
     pub timeout: Duration,
+    /// bound on each instance's real read after its ping (no answer: degraded, a wedged server)
+    #[setting(default = "2s")]
+    pub read_timeout: Duration,
     /// how often `serve` re-checks every store (gauges, logs, vendor-latency points)
     #[setting(default = "15s")]
     pub interval: Duration,

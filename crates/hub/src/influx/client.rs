@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
-use tsp_config::{BatchSettings, InfluxApi, InfluxSettings};
+use tsp_config::{BatchSettings, HealthSettings, InfluxApi, InfluxSettings};
 
 use super::sink::{LineSink, WriteFailure};
 use super::writer::PointWriter;
@@ -473,17 +473,23 @@ impl InfluxStore {
         out
     }
 
-    /// Pings the server (and reads its version), bounded by `timeout`.
+    /// Pings the server (and reads its version), then lists its databases (v1) or one bucket
+    /// (v2) as the read, each bounded (`health.timeout`, `health.read_timeout`).
     #[boxed]
-    pub async fn health(&self, timeout: Duration) -> InstanceHealth {
-        crate::health::check(
-            STORE,
-            &self.settings.name,
-            self.settings.required,
-            timeout,
-            self.ping(),
-        )
-        .await
+    pub async fn health(&self, settings: &HealthSettings) -> InstanceHealth {
+        let read = async {
+            match self.settings.api {
+                InfluxApi::V1 => self.query_v1("", "SHOW DATABASES").await.map(|_| None),
+                InfluxApi::V2 => {
+                    let limit = [("limit", "1")];
+                    let buckets =
+                        self.api_v2(reqwest::Method::GET, "/api/v2/buckets", &limit, None);
+                    buckets.await.map(|_| None)
+                }
+            }
+        };
+        let who = (STORE, self.settings.name.as_str(), self.settings.required);
+        crate::health::check(who, settings, self.ping(), ("its databases", read)).await
     }
 }
 

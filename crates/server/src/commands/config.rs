@@ -111,7 +111,7 @@ pub async fn reload(hub: &tsp_hub::Hub, pid: Option<i32>) -> anyhow::Result<u8> 
     let down: Vec<String> = h
         .instances
         .iter()
-        .filter(|i| i.status == tsp_hub::Status::Down)
+        .filter(|i| i.status != tsp_hub::Status::Up)
         .map(|i| format!("{}.{}", i.store, i.instance))
         .collect();
     if !down.is_empty() {

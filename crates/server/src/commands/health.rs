@@ -4,7 +4,7 @@ use tsp_hub::{Hub, HubHealth, Status};
 
 use crate::EXIT_FAILURE;
 
-/// `tsp-job health`: 0 when every required store is up.
+/// `tsp-job health`: 0 when every required store is up (not down, not degraded).
 pub async fn health(hub: &Hub, json: bool) -> anyhow::Result<u8> {
     let h = hub.health().await;
     if json {
@@ -22,7 +22,7 @@ pub async fn health(hub: &Hub, json: bool) -> anyhow::Result<u8> {
 /// A fixed-width table, one row per instance.
 pub fn table(h: &HubHealth) -> String {
     let mut out = format!(
-        "{:<7} {:<11} {:<9} {:<6} {:>10}  {:<28} {:<16} {}\n",
+        "{:<7} {:<11} {:<9} {:<8} {:>10}  {:<28} {:<16} {}\n",
         "STORE", "INSTANCE", "REQUIRED", "STATUS", "LATENCY", "VERSION", "POOL s/i/u/max", "ERROR"
     );
     for i in &h.instances {
@@ -31,12 +31,13 @@ pub fn table(h: &HubHealth) -> String {
             .map(|p| format!("{}/{}/{}/{}", p.size, p.idle, p.in_use, p.max))
             .unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "{:<7} {:<11} {:<9} {:<6} {:>8.1}ms  {:<28} {:<16} {}\n",
+            "{:<7} {:<11} {:<9} {:<8} {:>8.1}ms  {:<28} {:<16} {}\n",
             i.store,
             i.instance,
             if i.required { "yes" } else { "no" },
             match i.status {
                 Status::Up => "up",
+                Status::Degraded => "DEGRADED",
                 Status::Down => "DOWN",
             },
             i.latency_ms,
@@ -49,6 +50,7 @@ pub fn table(h: &HubHealth) -> String {
         "overall: {}\n",
         match h.status {
             Status::Up => "up (every required store answers)",
+            Status::Degraded => "DEGRADED (a required store answers pings but not reads)",
             Status::Down => "DOWN (a required store does not answer)",
         }
     ));

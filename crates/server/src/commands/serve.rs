@@ -13,8 +13,8 @@ pub async fn serve(
     reloader: crate::reload::Reloader,
 ) -> anyhow::Result<u8> {
     let health = hub.require().await.context("cannot start")?;
-    for i in health.instances.iter().filter(|i| i.status == Status::Down) {
-        tracing::warn!(store = i.store, instance = %i.instance, error = i.error.as_deref().unwrap_or(""), "optional store is down; it will be retried");
+    for i in health.instances.iter().filter(|i| i.status != Status::Up) {
+        tracing::warn!(store = i.store, instance = %i.instance, error = i.error.as_deref().unwrap_or(""), "optional store is {}; it will be retried", i.status.as_str());
     }
     let app = App::build(hub).context("cannot start")?;
     let listen = hub.config().server.listen;
@@ -81,6 +81,9 @@ async fn watch_health(hub: Hub) {
             if last.insert(key.clone(), i.status) != Some(i.status) && !first_round {
                 match i.status {
                     Status::Up => tracing::info!(store = %key, "store is up"),
+                    Status::Degraded => {
+                        tracing::warn!(store = %key, error = i.error.as_deref().unwrap_or(""), "store is degraded")
+                    }
                     Status::Down => {
                         tracing::warn!(store = %key, error = i.error.as_deref().unwrap_or(""), "store is down")
                     }

@@ -12,7 +12,7 @@ use super::state::AppState;
 fn code(status: Status) -> StatusCode {
     match status {
         Status::Up => StatusCode::OK,
-        Status::Down => StatusCode::SERVICE_UNAVAILABLE,
+        Status::Degraded | Status::Down => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -35,20 +35,23 @@ pub(super) async fn live() -> Response {
     Json(json!({"status": "up"})).into_response()
 }
 
-/// `GET /health/ready`: 200 when every required store is up, else 503 naming those down.
+/// `GET /health/ready`: 200 when every required store is up, else 503 naming those down and
+/// those degraded (answering pings, not reads).
 pub(super) async fn ready(State(s): State<AppState>) -> Response {
     let h = s.app.hub().health().await;
-    let down: Vec<String> = h
-        .instances
-        .iter()
-        .filter(|i| i.required && i.status == Status::Down)
-        .map(|i| format!("{}.{}", i.store, i.instance))
-        .collect();
-    (
-        code(h.status),
-        Json(json!({"status": h.status, "down": down})),
-    )
-        .into_response()
+    let required = |status: Status| -> Vec<String> {
+        h.instances
+            .iter()
+            .filter(|i| i.required && i.status == status)
+            .map(|i| format!("{}.{}", i.store, i.instance))
+            .collect()
+    };
+    let body = json!({
+        "status": h.status,
+        "down": required(Status::Down),
+        "degraded": required(Status::Degraded),
+    });
+    (code(h.status), Json(body)).into_response()
 }
 
 /// `POST /admin/reload`: loads the configuration again and takes every instance's new

@@ -22,7 +22,8 @@ fn health_probes_answer_and_metrics_move_after_real_commands() {
     let (code, body) = server.get("/health/ready");
     assert_eq!(code, 200, "{body}");
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(ready, serde_json::json!({"status": "up", "down": []}));
+    let expected = serde_json::json!({"status": "up", "down": [], "degraded": []});
+    assert_eq!(ready, expected);
 
     // The image's health check: the binary GETs a probe; 2xx is 0, anything else 1 with the cause.
     let probe = |url: &str| {
@@ -241,7 +242,7 @@ fn serve_fails_fast_when_a_required_store_is_down() {
     );
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(
-        stderr.contains("cannot start: required stores are down: mongo.cache"),
+        stderr.contains("cannot start: required stores are down or degraded: mongo.cache"),
         "{stderr}"
     );
     assert!(!stdout.contains("listening"), "{stdout}");

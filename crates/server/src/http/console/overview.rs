@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
-use tsp_hub::{HubHealth, Status};
+use tsp_hub::HubHealth;
 use tsp_queue::QueueCounts;
 
 use super::chart::{self, Series};
@@ -72,7 +72,7 @@ fn stores(health: &HubHealth) -> Markup {
             tbody {
                 @for i in &health.instances {
                     @let key = format!("{}.{}", i.store, i.instance);
-                    @let status = if i.status == Status::Up { "up" } else { "down" };
+                    @let status = i.status.as_str();
                     tr data-store=(key) data-status=(status) {
                         td { (key) @if !i.required { " " small { "(optional)" } } }
                         td.status { (status) }

@@ -32,12 +32,10 @@ pub(super) async fn queue_rows(app: &App) -> Result<Vec<QueueRow>, ConsoleError>
 /// What needs a person, worst first.
 pub(super) fn alerts(health: &HubHealth, rows: &[QueueRow], now: i64) -> Vec<String> {
     let mut out = Vec::new();
-    for i in health.instances.iter().filter(|i| i.status == Status::Down) {
+    for i in health.instances.iter().filter(|i| i.status != Status::Up) {
         let need = if i.required { "required" } else { "optional" };
-        out.push(format!(
-            "Store {}.{} is down ({need}).",
-            i.store, i.instance
-        ));
+        let (store, instance, status) = (i.store, &i.instance, i.status.as_str());
+        out.push(format!("Store {store}.{instance} is {status} ({need})."));
     }
     for r in rows {
         let c = &r.counts;
