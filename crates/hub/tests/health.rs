@@ -9,7 +9,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use tsp_hub::{Hub, HubHealth, Status};
+use tsp_hub::{Hub, HubHealth, InstanceHealth, Status};
+
+fn assert_up(i: &InstanceHealth) {
+    let (store, instance, why) = (i.store, &i.instance, &i.error);
+    assert_eq!(i.status, Status::Up, "{store}.{instance}: {why:?}");
+}
 
 fn assert_only_down(h: &HubHealth, store: &str, instance: &str) {
     for i in &h.instances {
@@ -34,14 +39,7 @@ async fn connects_to_all_nine_default_instances() {
     assert_eq!(h.instances.len(), 9);
     assert_eq!(h.status, Status::Up);
     for i in &h.instances {
-        assert_eq!(
-            i.status,
-            Status::Up,
-            "{}.{}: {:?}",
-            i.store,
-            i.instance,
-            i.error
-        );
+        assert_up(i);
         assert!(
             i.version.as_deref().is_some_and(|v| !v.is_empty()),
             "{}.{} version",
@@ -251,14 +249,7 @@ async fn a_store_that_answers_pings_but_not_reads_is_degraded_and_not_ready() {
     );
     assert!(gtfs.version.is_some(), "the ping answered with the version");
     for i in h.instances.iter().filter(|i| i.instance != "gtfs") {
-        assert_eq!(
-            i.status,
-            Status::Up,
-            "{}.{}: {:?}",
-            i.store,
-            i.instance,
-            i.error
-        );
+        assert_up(i);
     }
     assert_eq!(h.status, Status::Degraded);
     let err = hub.require().await.expect_err("a degraded required store");
