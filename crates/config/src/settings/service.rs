@@ -101,8 +101,8 @@ pub struct ServerSettings {
     /// from them does `X-Forwarded-For` name the client; empty: the socket's address is the client
     #[setting(default = "")]
     pub trusted_proxies: String,
-    /// bearer token that a worker's `--listen` `/metrics` asks of scrapers not on loopback; unset:
-    /// loopback only
+    /// bearer token that reads `/metrics` and nothing else: on `serve` (besides operators) and
+    /// on a worker's `--listen` (besides loopback); unset: operators and loopback only
     pub metrics_token: Option<SecretString>,
 }
 

@@ -64,7 +64,9 @@ async fn admit(
         credential: None,
         address,
     };
-    if access == Access::Public {
+    let scraper =
+        access == Access::Scraper && s.scrape_token.is_some_and(|t| t.presented_in(headers));
+    if access == Access::Public || scraper {
         return match auth.admit_address(&address.to_string()).await {
             Ok(None) => Ok(caller),
             Ok(Some(t)) => Err(too_many(t)),
@@ -96,7 +98,7 @@ async fn admit(
     let allowed = match access {
         Access::Public | Access::Authenticated => true,
         Access::Scope(scope) => principal.has(scope),
-        Access::Operator => principal.is_operator(),
+        Access::Operator | Access::Scraper => principal.is_operator(),
     };
     if !allowed {
         return Err(error(StatusCode::FORBIDDEN, "forbidden"));

@@ -23,6 +23,7 @@ mod queries;
 mod routes;
 mod rules;
 mod schedules;
+mod scrape_token;
 mod sessions;
 mod state;
 mod transit;

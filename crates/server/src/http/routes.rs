@@ -66,7 +66,7 @@ fn service() -> Vec<Route> {
         route("GET", "/health/live", Public, get(probes::live)),
         route("GET", "/health/ready", Public, get(probes::ready)),
         route("GET", "/health", Operator, get(probes::health)),
-        route("GET", "/metrics", Operator, get(probes::metrics)),
+        route("GET", "/metrics", Scraper, get(probes::metrics)),
         route("POST", "/admin/reload", Operator, post(probes::reload)),
         route("POST", "/auth/login", Public, post(sessions::login)),
         route(

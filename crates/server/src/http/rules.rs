@@ -17,6 +17,8 @@ pub enum Access {
     Scope(S),
     /// An operator or admin, or a key with `admin`.
     Operator,
+    /// An operator, or a scraper presenting `server.metrics_token` (`/metrics` only).
+    Scraper,
 }
 
 /// One route's rule, without its handler.

@@ -25,6 +25,8 @@ pub struct AppState {
     /// Credential reloads (`POST /admin/reload`), when the process runs one.
     pub reloader: Option<crate::reload::Reloader>,
     pub(super) access: Arc<AccessMap>,
+    /// `server.metrics_token`: lets a scraper read `/metrics` without an operator's key.
+    pub(super) scrape_token: Option<super::scrape_token::ScrapeToken>,
     /// `server.trusted_proxies`.
     pub(super) trusted: Arc<Vec<tsp_config::Network>>,
     /// Set only by [`router_without_auth`]: the caller every request is taken for.
@@ -39,6 +41,8 @@ impl AppState {
         // Checked when the configuration loaded.
         let trusted =
             tsp_config::networks(&app.hub().config().server.trusted_proxies).unwrap_or_default();
+        let token = app.hub().config().server.metrics_token.as_ref();
+        let scrape_token = super::scrape_token::ScrapeToken::from_config(token);
         AppState {
             console: Live::new(app.clone()),
             app,
@@ -47,6 +51,7 @@ impl AppState {
             reloader: None,
             // Filled by the router from its route table.
             access: Arc::default(),
+            scrape_token,
             trusted: Arc::new(trusted),
             assume: None,
             closing: Arc::new(watch::channel(false).0),

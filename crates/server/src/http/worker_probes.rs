@@ -14,12 +14,14 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tsp_queue::WorkerHealth;
 
+use super::scrape_token::ScrapeToken;
+
 #[derive(Clone)]
 struct Probes {
     health: WorkerHealth,
     prometheus: Option<PrometheusHandle>,
-    /// The SHA-256 of `server.metrics_token`, when set.
-    token: Option<[u8; 32]>,
+    /// `server.metrics_token`, when set.
+    token: Option<ScrapeToken>,
 }
 
 /// The worker's probe routes; serve them with connection info (`SocketAddr`).
@@ -28,8 +30,7 @@ pub fn worker_router(
     prometheus: Option<PrometheusHandle>,
     token: Option<&secrecy::SecretString>,
 ) -> Router {
-    use secrecy::ExposeSecret;
-    let token = token.map(|t| sha256(t.expose_secret().as_bytes()));
+    let token = ScrapeToken::from_config(token);
     Router::new()
         .route(
             "/health/live",
@@ -44,25 +45,9 @@ pub fn worker_router(
         })
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
-}
-
-/// Whether a scrape may read the metrics: from loopback, or presenting the token (compared as
-/// digests, so the time taken says nothing of the token).
+/// Whether a scrape may read the metrics: from loopback, or presenting the token.
 fn may_scrape(p: &Probes, peer: SocketAddr, headers: &HeaderMap) -> bool {
-    if peer.ip().is_loopback() {
-        return true;
-    }
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match (&p.token, presented) {
-        (Some(want), Some(got)) => sha256(got.trim().as_bytes()) == *want,
-        _ => false,
-    }
+    peer.ip().is_loopback() || p.token.is_some_and(|t| t.presented_in(headers))
 }
 
 async fn ready(State(p): State<Probes>) -> Response {
@@ -110,7 +95,7 @@ mod tests {
         Probes {
             health: WorkerHealth::default(),
             prometheus: None,
-            token: token.map(|t| sha256(t.as_bytes())),
+            token: ScrapeToken::from_config(token.map(|t| t.into()).as_ref()),
         }
     }
 

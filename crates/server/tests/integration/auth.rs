@@ -264,7 +264,7 @@ async fn every_route_refuses_missing_credentials_and_lacking_rights() {
             call(&server, method.clone(), &path, Some(&reader), body.clone()).await;
         let (as_viewer, _, _) = call(&server, method, &path, Some(&viewer), body).await;
         match rule.access {
-            Access::Operator => {
+            Access::Operator | Access::Scraper => {
                 assert_eq!(as_user, 403, "{rule:?} as a user: {v}");
                 assert_eq!(as_reader, 403, "{rule:?} with users:read");
                 assert_eq!(as_viewer, 403, "{rule:?} as a viewer");

@@ -299,3 +299,25 @@ async fn sigterm_ends_the_consoles_live_streams_and_serve_exits_at_once() {
     drop(server);
     site.done().await;
 }
+
+/// `server.metrics_token` reads `/metrics` (a scraper needs no operator key) and nothing else;
+/// a wrong token is refused like any unknown credential.
+#[test]
+fn the_metrics_token_reads_metrics_and_nothing_else() {
+    let token = format!("scrape-{}", rand::random::<u64>());
+    let set = format!("server.metrics_token={token}");
+    let server = Server::start(&[&set], &[]);
+    let get = |path: &str, credential: &str| {
+        server.send(reqwest::Method::GET, path, None, Some(credential))
+    };
+    let (code, body) = get("/metrics", &token);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("# HELP tsp_build_info"), "{body}");
+    assert_eq!(get("/metrics", &format!("{token}x")).0, 401);
+    assert_eq!(
+        get("/health", &token).0,
+        401,
+        "the token is not an operator"
+    );
+    assert_eq!(get("/queues", &token).0, 401);
+}
