@@ -302,11 +302,10 @@ impl Hub {
                 ("store", i.store.to_string()),
                 ("instance", i.instance.clone()),
             ];
-            ::metrics::gauge!(metrics::names::UP, &labels).set(if i.status == Status::Up {
-                1.0
-            } else {
-                0.0
-            });
+            let up = if i.status == Status::Up { 1.0 } else { 0.0 };
+            let required = ("required", i.required.to_string());
+            let up_labels = [labels[0].clone(), labels[1].clone(), required];
+            ::metrics::gauge!(metrics::names::UP, &up_labels).set(up);
             ::metrics::gauge!(metrics::names::HEALTH_LATENCY, &labels).set(i.latency_ms / 1000.0);
         }
         let mut report = HubHealth::from_instances(instances);

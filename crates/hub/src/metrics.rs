@@ -139,7 +139,7 @@ pub mod names {
         Metric::new(
             UP,
             Gauge,
-            STORE,
+            &["store", "instance", "required"],
             "1 when the instance passed its last health check (ping and read), else 0 (down or degraded).",
         ),
         Metric::new(

@@ -23,6 +23,8 @@ pub const RUN: &str = "tsp_queue_job_run_seconds";
 pub const DEAD_HOOKS: &str = "tsp_queue_dead_hooks_total";
 /// Jobs per state (gauge, label `state`).
 pub const DEPTH: &str = "tsp_queue_depth";
+/// Seconds the oldest waiting job has waited (gauge; 0 when none waits).
+pub const OLDEST_WAITING: &str = "tsp_queue_oldest_waiting_seconds";
 /// Job records stored in MongoDB.
 pub const RECORDS_WRITTEN: &str = "tsp_queue_records_written_total";
 /// Job records given up on: the record writer had stopped, or MongoDB stayed down at shutdown.
@@ -84,7 +86,18 @@ pub const ALL: &[Metric] = &[
         QUEUE,
         "Dead-letter hooks (compensations) that ran to the end.",
     ),
-    Metric::new(DEPTH, Gauge, &["queue", "state"], "Jobs per state."),
+    Metric::new(
+        DEPTH,
+        Gauge,
+        &["queue", "state"],
+        "Jobs per state (waiting, delayed, active, completed, dead, dead_hook_pending), set when serve is scraped.",
+    ),
+    Metric::new(
+        OLDEST_WAITING,
+        Gauge,
+        QUEUE,
+        "Seconds since the oldest waiting job was made (0 when none waits), set when serve is scraped.",
+    ),
     Metric::new(
         RECORDS_WRITTEN,
         Counter,

@@ -100,7 +100,8 @@ pub(super) async fn metrics(State(s): State<AppState>) -> Response {
     }
 }
 
-/// Queue depth per state, for every known queue (O(1) per state).
+/// Queue depth per state and the age of the oldest waiting job, for every known queue (O(1) per
+/// state; the age is O(priorities in use + workers)).
 async fn refresh_queue_gauges(app: &crate::app::App) {
     let store = &app.stores().queue;
     let wait = std::time::Duration::from_secs(1);
@@ -118,10 +119,17 @@ async fn refresh_queue_gauges(app: &crate::app::App) {
                 ("active", c.active),
                 ("completed", c.completed),
                 ("dead", c.dead),
+                ("dead_hook_pending", c.dead_unhandled),
             ] {
                 metrics::gauge!(tsp_queue::metrics::DEPTH, "queue" => n.clone(), "state" => state)
                     .set(v as f64);
             }
+        }
+        if let Ok(Ok(g)) = tokio::time::timeout(wait, q.glance()).await {
+            let now = chrono::Utc::now().timestamp_millis();
+            let age = g.oldest_waiting_ms.map_or(0, |made| (now - made).max(0));
+            metrics::gauge!(tsp_queue::metrics::OLDEST_WAITING, "queue" => n.clone())
+                .set(age as f64 / 1000.0);
         }
     }
 }
