@@ -6,6 +6,10 @@
 #   scripts/services.sh status   show what answers where
 #   scripts/services.sh kill     SIGKILL every server (no clean shutdown: a crash, for drills)
 #   scripts/services.sh up --browser   also install Chromium and its WebDriver (console tests)
+#   scripts/services.sh up --monitoring   also Prometheus on 127.0.0.1:9090
+#                                 (TSP_LOCAL_PROMETHEUS_PORT), scraping `serve` on 127.0.0.1:8080
+#                                 and the workers listed in .data/prometheus/workers/*.json, with
+#                                 deploy/prometheus/alerts.yml loaded (docs/metrics.md#prometheus)
 #   scripts/services.sh up --cluster   also a Redis Cluster of 3 primaries and 3 replicas on
 #                                 ports 7001-7006 (TSP_LOCAL_CLUSTER_PORT for the first), AOF on
 #   scripts/services.sh up --secure    a second, separate set as production runs them: TLS only,
@@ -25,13 +29,15 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VERB=${1:-up}
 CLUSTER=0
 BROWSER=0
+MONITORING=0
 SECURE=${TSP_LOCAL_SECURE:-0}
 for arg in "${@:2}"; do
   case "$arg" in
     --cluster) CLUSTER=1 ;;
     --secure) SECURE=1 ;;
     --browser) BROWSER=1 ;;
-    *) echo "usage: $0 up|down|kill|status [--cluster] [--secure] [--browser]" >&2; exit 2 ;;
+    --monitoring) MONITORING=1 ;;
+    *) echo "usage: $0 up|down|kill|status [--cluster] [--secure] [--browser] [--monitoring]" >&2; exit 2 ;;
   esac
 done
 if [ "$SECURE" = 1 ]; then
@@ -49,6 +55,7 @@ case "$REDIS_FSYNC" in everysec|always|no) ;; *) echo "TSP_LOCAL_REDIS_FSYNC: ev
 MONGO_PORT=${TSP_LOCAL_MONGO_PORT:-27017}
 INFLUX_PORT=${TSP_LOCAL_INFLUX_PORT:-8086}
 INFLUX_RPC_PORT=${TSP_LOCAL_INFLUX_RPC_PORT:-8088}
+PROMETHEUS_PORT=${TSP_LOCAL_PROMETHEUS_PORT:-9090}
 # Local development credentials only (config/development.toml repeats them); never used in production.
 MYSQL_USER=tsp
 MYSQL_PASSWORD=tsp-local-dev
@@ -110,6 +117,15 @@ install_missing() {
   if [ "$BROWSER" = 1 ]; then
     command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
     command -v chromedriver >/dev/null 2>&1 || pkgs+=(chromium-driver)
+  fi
+  # Prometheus and promtool (--monitoring; also the rule checks of scripts/test.sh). Without its
+  # recommended node exporter, which would take port 9100, where a local worker listens.
+  if [ "$MONITORING" = 1 ] && ! command -v prometheus >/dev/null 2>&1; then
+    log "installing prometheus (apt)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
+      >"$D/apt.log" 2>&1 || die "apt-get install prometheus failed; see $D/apt.log"
+    stop_packaged_service prometheus
   fi
   if [ ${#pkgs[@]} -gt 0 ]; then
     log "installing ${pkgs[*]} (apt)"
@@ -305,6 +321,35 @@ start_mongo() {
   wait_for secantusdb 60 mongo_ping
 }
 
+prometheus_ready() { curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" >/dev/null; }
+
+# Prometheus with the configuration of deploy/prometheus/prometheus.yml, its paths and targets
+# moved to this machine, scraping every 5 s. The token is development.toml's metrics_token.
+up_prometheus() {
+  if pid_alive "$D/prometheus.pid" && prometheus_ready; then
+    log "prometheus already running"
+    return
+  fi
+  free_port "$PROMETHEUS_PORT" "$D/prometheus.pid" TSP_LOCAL_PROMETHEUS_PORT
+  local P=$D/prometheus
+  mkdir -p "$P/data" "$P/workers"
+  printf '%s' tsp-local-metrics >"$P/metrics-token"
+  [ -f "$P/workers/local.json" ] || echo '[{"targets": ["127.0.0.1:9100"]}]' >"$P/workers/local.json"
+  sed -e "s#/etc/prometheus/secrets/tsp-job-metrics-token#$P/metrics-token#" \
+      -e "s#/etc/prometheus/tsp-job-workers/#$P/workers/#" \
+      -e "s#tsp-job-serve:8080#127.0.0.1:8080#" \
+      -e "s#^  - alerts.yml#  - $ROOT/deploy/prometheus/alerts.yml#" \
+      -e "s#_interval: 15s#_interval: 5s#" \
+      "$ROOT/deploy/prometheus/prometheus.yml" >"$P/prometheus.yml"
+  promtool check config "$P/prometheus.yml" >"$P/check.log" 2>&1 || die "the Prometheus configuration is refused; see $P/check.log"
+  nohup prometheus --config.file="$P/prometheus.yml" --storage.tsdb.path="$P/data" \
+    --storage.tsdb.retention.time=2d --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
+    >"$D/prometheus.log" 2>&1 &
+  echo $! >"$D/prometheus.pid"
+  wait_for prometheus 30 prometheus_ready
+  log "prometheus on http://127.0.0.1:$PROMETHEUS_PORT (targets: $P/prometheus.yml, $P/workers/)"
+}
+
 status() {
   local ok=0
   printf '%-12s %-22s %s\n' SERVICE ADDRESS STATE
@@ -327,7 +372,7 @@ down() {
   if pid_alive "$D/redis.pid"; then
     if [ "$SECURE" = 1 ]; then redis_admin shutdown nosave; else redis-cli -p "$REDIS_PORT" shutdown nosave; fi 2>/dev/null || true
   fi
-  for p in influx mongo; do
+  for p in influx mongo prometheus; do
     if pid_alive "$D/$p.pid"; then kill "$(cat "$D/$p.pid")" 2>/dev/null || true; fi
     rm -f "$D/$p.pid"
   done
@@ -404,11 +449,12 @@ case "$VERB" in
     up_influx
     up_mongo
     if [ "$CLUSTER" = 1 ]; then up_cluster; fi
+    if [ "$MONITORING" = 1 ]; then up_prometheus; fi
     status
     if [ "$SECURE" = 1 ]; then secure_summary; fi
     ;;
   down) down; down_cluster ;;
   kill) crash ;;
   status) status ;;
-  *) die "usage: $0 up|down|kill|status [--cluster] [--secure]" ;;
+  *) die "usage: $0 up|down|kill|status [--cluster] [--secure] [--browser] [--monitoring]" ;;
 esac

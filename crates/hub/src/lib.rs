@@ -300,7 +300,7 @@ impl Hub {
             }
             let labels = [
                 ("store", i.store.to_string()),
-                ("instance", i.instance.clone()),
+                ("store_instance", i.instance.clone()),
             ];
             let up = if i.status == Status::Up { 1.0 } else { 0.0 };
             let required = ("required", i.required.to_string());
@@ -335,7 +335,7 @@ impl Hub {
                 ("in_use", p.in_use),
                 ("max", p.max),
             ] {
-                ::metrics::gauge!(metrics::names::POOL, "store" => store, "instance" => instance.to_string(), "state" => state)
+                ::metrics::gauge!(metrics::names::POOL, "store" => store, "store_instance" => instance.to_string(), "state" => state)
                     .set(f64::from(v));
             }
         };
@@ -347,7 +347,7 @@ impl Hub {
         }
         for s in self.inner.influx.values() {
             let buffered: u64 = s.writers().iter().map(|w| w.stats().buffered).sum();
-            ::metrics::gauge!(metrics::names::INFLUX_BUFFERED, "instance" => s.name().to_string())
+            ::metrics::gauge!(metrics::names::INFLUX_BUFFERED, "store_instance" => s.name().to_string())
                 .set(buffered as f64);
         }
     }

@@ -116,16 +116,16 @@ pub mod names {
     /// Invalidations received from other processes (Redis pub/sub).
     pub const CACHE_INVALIDATIONS: &str = "tsp_cache_invalidations_total";
 
-    const STORE: &[&str] = &["store", "instance"];
-    const OP: &[&str] = &["store", "instance", "op"];
-    const INSTANCE: &[&str] = &["instance"];
+    const STORE: &[&str] = &["store", "store_instance"];
+    const OP: &[&str] = &["store", "store_instance", "op"];
+    const INSTANCE: &[&str] = &["store_instance"];
 
     /// Every metric the hub records.
     pub const ALL: &[Metric] = &[
         Metric::new(
             ROTATIONS,
             Counter,
-            &["store", "instance", "outcome"],
+            &["store", "store_instance", "outcome"],
             "Credential reloads, by outcome (unchanged, replaced, refused).",
         ),
         Metric::new(COMMANDS, Counter, OP, "Store commands run."),
@@ -139,7 +139,7 @@ pub mod names {
         Metric::new(
             UP,
             Gauge,
-            &["store", "instance", "required"],
+            &["store", "store_instance", "required"],
             "1 when the instance passed its last health check (ping and read), else 0 (down or degraded).",
         ),
         Metric::new(
@@ -151,7 +151,7 @@ pub mod names {
         Metric::new(
             POOL,
             Gauge,
-            &["store", "instance", "state"],
+            &["store", "store_instance", "state"],
             "Pool connections, by state (size, idle, in_use, max).",
         ),
         Metric::new(
@@ -259,7 +259,7 @@ impl StoreMetrics {
         }
         let labels = [
             ("store", self.store.to_string()),
-            ("instance", self.instance.to_string()),
+            ("store_instance", self.instance.to_string()),
             ("op", op.to_string()),
         ];
         let h = Arc::new(OpHandles {

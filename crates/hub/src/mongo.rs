@@ -436,7 +436,7 @@ impl MongoStore {
         };
         let who = (STORE, self.settings.name.as_str(), self.settings.required);
         let mut h = crate::health::check(who, settings, ping, (MIGRATIONS_COLLECTION, read)).await;
-        metrics::gauge!(names::MONGO_CONNECTED, "instance" => self.settings.name.clone())
+        metrics::gauge!(names::MONGO_CONNECTED, "store_instance" => self.settings.name.clone())
             .set(if h.status == Status::Up { 1.0 } else { 0.0 });
         h.pool = Some(self.pool_stats());
         h

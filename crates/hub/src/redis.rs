@@ -529,7 +529,7 @@ impl RedisStore {
     }
 
     fn update_gauges(&self, info: &HashMap<String, String>) {
-        let labels = [("instance", self.settings.name.clone())];
+        let labels = [("store_instance", self.settings.name.clone())];
         let num = |k: &str| info.get(k).and_then(|v| v.parse::<f64>().ok());
         if let Some(used) = num("used_memory") {
             metrics::gauge!(names::REDIS_USED_MEMORY, &labels).set(used);

@@ -61,7 +61,7 @@ impl Rotation {
             RotationOutcome::Replaced => "replaced",
             RotationOutcome::Refused => "refused",
         };
-        metrics::counter!(crate::metrics::names::ROTATIONS, "store" => store, "instance" => instance.to_string(), "outcome" => label)
+        metrics::counter!(crate::metrics::names::ROTATIONS, "store" => store, "store_instance" => instance.to_string(), "outcome" => label)
             .increment(1);
         Rotation {
             store,

@@ -204,7 +204,7 @@ impl PointWriter {
         drop(st);
         if dropped > 0 {
             sh.dropped.fetch_add(dropped, Ordering::Relaxed);
-            metrics::counter!(names::INFLUX_DROPPED, "instance" => sh.store.name().to_string())
+            metrics::counter!(names::INFLUX_DROPPED, "store_instance" => sh.store.name().to_string())
                 .increment(dropped);
             tracing::warn!(
                 instance = sh.store.name(),
@@ -325,8 +325,11 @@ fn next_batch(sh: &Shared) -> (Option<Batch>, Option<Instant>) {
 
 async fn run(sh: Arc<Shared>) {
     let instance = sh.store.name().to_string();
-    let written = metrics::counter!(names::INFLUX_WRITTEN, "instance" => instance.clone());
-    let failed = metrics::counter!(names::INFLUX_FAILED, "instance" => instance.clone());
+    let written = metrics::counter!(names::INFLUX_WRITTEN, "store_instance" => instance.clone());
+    let failed = metrics::counter!(names::INFLUX_FAILED, "store_instance" => instance.clone());
+    // At 0 from the start, so that an alert's `increase()` sees the first loss: a series that
+    // appears at 1 has no earlier sample to compare with.
+    metrics::counter!(names::INFLUX_DROPPED, "store_instance" => instance.clone()).increment(0);
     let room = sh.cfg.in_flight.max(1);
     let mut sending = FuturesUnordered::new();
     loop {

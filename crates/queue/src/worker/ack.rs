@@ -39,6 +39,9 @@ pub(super) async fn acknowledge(queue: Queue, mut rx: mpsc::Receiver<Done>, cx: 
     } = cx;
     let faults = AckFaults::new(queue.settings().fault.ack_failures);
     let abandoned = metrics::counter(metrics::ACKS_ABANDONED, queue.name());
+    // At 0 from the start, so that an alert's `increase()` sees the first loss.
+    abandoned.increment(0);
+    metrics::counter(metrics::RECORDS_FAILED, queue.name()).increment(0);
     ::metrics::gauge!(metrics::HEALTHY, "queue" => queue.name().to_string()).set(1.0);
     let mut tally = Tally::new(queue.name(), counters.clone());
     let mut batch: Vec<Done> = Vec::with_capacity(ACK_BATCH);

@@ -84,6 +84,8 @@ impl Activity {
     /// TTL index).
     pub async fn start(stores: &ActivityStores, settings: &ActivitySettings) -> Activity {
         let points = stores.points.as_ref().map(|p| p.writer());
+        // At 0 from the start, so that an alert's `increase()` sees the first drop.
+        metrics::counter!(crate::telemetry::ACTIVITY_DROPPED).increment(0);
         let closing = Arc::new(Notify::new());
         let (events, task) = if let Some(store) = stores.log.clone() {
             if let Err(e) = ensure_indexes(&store, settings.keep).await {

@@ -46,7 +46,11 @@ fn health_probes_answer_and_metrics_move_after_real_commands() {
         metric(
             t,
             "tsp_store_commands_total",
-            &[("store", "redis"), ("instance", "cache"), ("op", "ping")],
+            &[
+                ("store", "redis"),
+                ("store_instance", "cache"),
+                ("op", "ping"),
+            ],
         )
         .unwrap_or(0.0)
     };
@@ -54,7 +58,11 @@ fn health_probes_answer_and_metrics_move_after_real_commands() {
         metric(
             t,
             "tsp_store_commands_total",
-            &[("store", "mysql"), ("instance", "portal"), ("op", "health")],
+            &[
+                ("store", "mysql"),
+                ("store_instance", "portal"),
+                ("op", "health"),
+            ],
         )
         .unwrap_or(0.0)
     };
@@ -62,7 +70,11 @@ fn health_probes_answer_and_metrics_move_after_real_commands() {
         metric(
             t,
             "tsp_store_commands_total",
-            &[("store", "mongo"), ("instance", "dataset"), ("op", "ping")],
+            &[
+                ("store", "mongo"),
+                ("store_instance", "dataset"),
+                ("op", "ping"),
+            ],
         )
         .unwrap_or(0.0)
     };
@@ -70,7 +82,11 @@ fn health_probes_answer_and_metrics_move_after_real_commands() {
         metric(
             t,
             "tsp_store_commands_total",
-            &[("store", "influx"), ("instance", "uis"), ("op", "ping")],
+            &[
+                ("store", "influx"),
+                ("store_instance", "uis"),
+                ("op", "ping"),
+            ],
         )
         .unwrap_or(0.0)
     };
@@ -122,7 +138,7 @@ fn health_probes_answer_and_metrics_move_after_real_commands() {
             "tsp_store_pool_connections",
             &[
                 ("store", "mysql"),
-                ("instance", "dataset"),
+                ("store_instance", "dataset"),
                 ("state", "max")
             ]
         ) == Some(20.0)
@@ -131,14 +147,18 @@ fn health_probes_answer_and_metrics_move_after_real_commands() {
         metric(
             &after,
             "tsp_store_pool_connections",
-            &[("store", "mongo"), ("instance", "cache"), ("state", "max")]
+            &[
+                ("store", "mongo"),
+                ("store_instance", "cache"),
+                ("state", "max")
+            ]
         ) == Some(10.0)
     );
     assert!(
         metric(
             &after,
             "tsp_redis_used_memory_bytes",
-            &[("instance", "cache")]
+            &[("store_instance", "cache")]
         )
         .is_some_and(|v| v > 0.0)
     );
@@ -146,7 +166,7 @@ fn health_probes_answer_and_metrics_move_after_real_commands() {
         metric(
             &after,
             "tsp_redis_keyspace_hit_ratio",
-            &[("instance", "cache")]
+            &[("store_instance", "cache")]
         )
         .is_some()
     );
@@ -154,7 +174,7 @@ fn health_probes_answer_and_metrics_move_after_real_commands() {
         metric(
             &after,
             "tsp_mongo_connection_state",
-            &[("instance", "dataset")]
+            &[("store_instance", "dataset")]
         ),
         Some(1.0)
     );
@@ -162,7 +182,7 @@ fn health_probes_answer_and_metrics_move_after_real_commands() {
         metric(
             &after,
             "tsp_store_up",
-            &[("store", "influx"), ("instance", "primary")]
+            &[("store", "influx"), ("store_instance", "primary")]
         ),
         Some(1.0)
     );
@@ -170,7 +190,7 @@ fn health_probes_answer_and_metrics_move_after_real_commands() {
         metric(
             &after,
             "tsp_influx_points_dropped_total",
-            &[("instance", "primary")]
+            &[("store_instance", "primary")]
         )
         .unwrap_or(0.0),
         0.0
@@ -183,7 +203,7 @@ fn health_probes_answer_and_metrics_move_after_real_commands() {
         let written = metric(
             &m,
             "tsp_influx_points_written_total",
-            &[("instance", "primary")],
+            &[("store_instance", "primary")],
         );
         if written.is_some_and(|v| v >= 9.0) {
             Ok(())
@@ -272,7 +292,7 @@ fn serve_starts_with_an_optional_store_down_and_reports_it() {
         metric(
             &m,
             "tsp_store_up",
-            &[("store", "influx"), ("instance", "uis")]
+            &[("store", "influx"), ("store_instance", "uis")]
         ),
         Some(0.0)
     );
