@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/services.sh up --browser
+# --monitoring: Prometheus and promtool, for the rule checks and the `monitoring` tests.
+scripts/services.sh up --browser --monitoring
 # The secure profile too: TLS, least-privilege accounts, encryption at rest (docs/testing.md#secure).
 scripts/services.sh up --secure >/dev/null
 # A fresh run leaves about 6 GB under target/ (it says how much at the end); say so up front
@@ -44,6 +45,9 @@ run_tests
 # The Kubernetes manifests render and validate, the systemd units verify (docs/deploy.md), with
 # the tsp-job binary the tests just built.
 scripts/deploy-check.sh target/debug/tsp-job
+# The alert rules pass their promtool unit tests; the scrape configuration and the dashboard are
+# well formed (docs/metrics.md#alerts).
+scripts/monitoring-check.sh
 # The main job, the trip flow and the consistency drill again over the secure profile: every store
 # over verified TLS, the app accounts only, secrets from files (docs/testing.md#secure).
 TSP_TEST_ENV=secure run_tests -E 'package(tsp-server) & binary(integration)

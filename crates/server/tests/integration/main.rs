@@ -14,6 +14,7 @@ mod console;
 mod dr_drill;
 mod gtfs;
 mod memory;
+mod monitoring;
 mod rotation;
 mod schedules;
 mod security;

@@ -2,6 +2,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod api;
+pub mod prometheus;
 pub mod workers;
 
 use std::io::{BufRead, BufReader, Write};
