@@ -41,7 +41,6 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tsp_server::telemetry::init_logging();
     let opts = LoadOptions::from_process(cli.global.config_dir.clone(), cli.global.sets.clone());
     let config = match tsp_config::load(&opts) {
         Ok(c) => c,
@@ -50,6 +49,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let tracing = tsp_server::logs::init(&config.otlp);
+    let code = run_bench(cli, config, opts);
+    tracing.shutdown();
+    code
+}
+
+fn run_bench(cli: Cli, config: tsp_config::Config, opts: LoadOptions) -> ExitCode {
     let runtime = match tsp_server::runtime(&config) {
         Ok(r) => r,
         Err(e) => {

@@ -14,7 +14,7 @@ use crate::raw::RawValue;
 use crate::settings::{
     ActivitySettings, AuthSettings, BackupSettings, CacheSettings, GtfsSettings, HealthSettings,
     InfluxSettings, InfluxTags, JobBatchSettings, LimitSettings, MongoSettings, MysqlSettings,
-    QueueSettings, RedisSettings, ScheduleSettings, SecretsSettings, ServerSettings,
+    OtlpSettings, QueueSettings, RedisSettings, ScheduleSettings, SecretsSettings, ServerSettings,
     ServiceMonitorSettings, TripSettings,
 };
 pub use crate::settings::{BATCH_MAX_DEFAULT, BATCH_WAIT_DEFAULT, FAULT_STEPS};
@@ -132,6 +132,8 @@ pub static QUEUE_FIELDS: Table = LazyLock::new(|| fields_of::<QueueSettings>("")
 pub static TRIP_FIELDS: Table = LazyLock::new(|| fields_of::<TripSettings>(""));
 /// `cache.*`: the two-level query cache.
 pub static CACHE_FIELDS: Table = LazyLock::new(|| fields_of::<CacheSettings>(""));
+/// `telemetry.otlp.*`: trace export (docs/metrics.md#traces).
+pub static OTLP_FIELDS: Table = LazyLock::new(|| fields_of::<OtlpSettings>(""));
 /// `backup.*`
 pub static BACKUP_FIELDS: Table = LazyLock::new(|| fields_of::<BackupSettings>(""));
 /// `gtfs.*`
@@ -157,6 +159,7 @@ pub static FIXED_SECTIONS: LazyLock<Vec<(&'static str, &'static [Field])>> = Laz
         ("auth", &AUTH_FIELDS[..]),
         ("limits", &LIMIT_FIELDS[..]),
         ("activity", &ACTIVITY_FIELDS[..]),
+        ("telemetry.otlp", &OTLP_FIELDS[..]),
         ("backup", &BACKUP_FIELDS[..]),
         ("gtfs", &GTFS_FIELDS[..]),
     ]
@@ -186,6 +189,7 @@ pub const TOP_LEVEL: &[&str] = &[
     "auth",
     "limits",
     "activity",
+    "telemetry",
     "backup",
     "gtfs",
     "schedules",

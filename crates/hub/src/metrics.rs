@@ -289,13 +289,26 @@ impl StoreMetrics {
         h.latency.record(elapsed.as_secs_f64());
     }
 
-    /// Runs `fut` as operation `op`, recording count, error and latency.
+    /// A span for one command `op` (docs/metrics.md#traces). At debug level: created only while
+    /// spans are exported, so a store call costs nothing more otherwise.
+    pub fn span(&self, op: &str) -> tracing::Span {
+        tracing::debug_span!(
+            "store",
+            otel.name = %format_args!("{} {op}", self.store),
+            db.system.name = self.store,
+            store_instance = %self.instance,
+            db.operation.name = op,
+        )
+    }
+
+    /// Runs `fut` as operation `op`, recording count, error and latency, in a [`Self::span`].
     pub async fn timed<T, E, F>(&self, op: &str, fut: F) -> Result<T, E>
     where
         F: Future<Output = Result<T, E>>,
     {
+        use tracing::Instrument;
         let started = Instant::now();
-        let out = fut.await;
+        let out = fut.instrument(self.span(op)).await;
         self.record(op, started, out.is_ok());
         out
     }

@@ -344,8 +344,10 @@ impl MongoStore {
     where
         F: IntoFuture<Output = mongodb::error::Result<T>>,
     {
+        use tracing::Instrument;
         let after = self.settings.socket_timeout;
-        match tokio::time::timeout(after, fut.into_future()).await {
+        let fut = fut.into_future().instrument(self.metrics.span(op));
+        match tokio::time::timeout(after, fut).await {
             Ok(r) => r.map_err(|e| self.error(op, &e)),
             Err(_) => Err(HubError::Timeout {
                 store: STORE,

@@ -14,6 +14,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
+use tracing::Instrument;
 use tsp_config::{HealthSettings, RedisSettings, TlsMode};
 
 use crate::error::{Cause, HubError, Redactor};
@@ -51,12 +52,13 @@ impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let started = Instant::now();
+            let name = command_name(cmd);
+            let span = self.metrics.span(&name);
             let out = match &mut self.inner {
-                Inner::Single(c) => c.req_packed_command(cmd).await,
-                Inner::Cluster(c) => c.req_packed_command(cmd).await,
+                Inner::Single(c) => c.req_packed_command(cmd).instrument(span).await,
+                Inner::Cluster(c) => c.req_packed_command(cmd).instrument(span).await,
             };
-            self.metrics
-                .record(&command_name(cmd), started, out.is_ok());
+            self.metrics.record(&name, started, out.is_ok());
             out
         })
     }
@@ -69,9 +71,16 @@ impl ConnectionLike for RedisConn {
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
             let started = Instant::now();
+            let span = self.metrics.span("pipeline");
             let out = match &mut self.inner {
-                Inner::Single(c) => c.req_packed_commands(pipeline, offset, count).await,
-                Inner::Cluster(c) => c.req_packed_commands(pipeline, offset, count).await,
+                Inner::Single(c) => {
+                    let ask = c.req_packed_commands(pipeline, offset, count);
+                    ask.instrument(span).await
+                }
+                Inner::Cluster(c) => {
+                    let ask = c.req_packed_commands(pipeline, offset, count);
+                    ask.instrument(span).await
+                }
             };
             self.metrics.record("pipeline", started, out.is_ok());
             out

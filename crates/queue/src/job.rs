@@ -76,6 +76,9 @@ pub struct NewJob {
     pub timeout: Option<Duration>,
     /// While a job with this key is not finished, enqueueing another returns that job.
     pub dedup_key: Option<String>,
+    /// The trace the job continues (W3C `traceparent`); `None`: the enqueue's current trace,
+    /// if the process traces ([`crate::trace`]).
+    pub traceparent: Option<String>,
 }
 
 impl NewJob {
@@ -99,6 +102,7 @@ impl NewJob {
             backoff: None,
             timeout: None,
             dedup_key: None,
+            traceparent: None,
         }
     }
 
@@ -159,6 +163,13 @@ impl NewJob {
             .is_some_and(|k| k.is_empty() || k.len() > 500)
         {
             return invalid("dedup_key", "must be 1-500 characters".into());
+        }
+        if self
+            .traceparent
+            .as_deref()
+            .is_some_and(|t| !crate::trace::is_traceparent(t))
+        {
+            return invalid("traceparent", "must be a W3C traceparent".into());
         }
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&self.payload) {
             return invalid("payload", format!("not valid JSON: {e}"));

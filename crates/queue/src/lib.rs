@@ -27,6 +27,7 @@ pub mod metrics;
 mod queue;
 mod records;
 mod schedule;
+pub mod trace;
 mod worker;
 
 pub use batch::{BatchFuture, BatchJob, BatchOptions};

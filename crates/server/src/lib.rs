@@ -11,8 +11,10 @@ pub mod commands;
 pub mod dispatch;
 pub mod gtfs_job;
 pub mod http;
+pub mod logs;
 pub mod reload;
 pub mod telemetry;
+pub mod traces;
 
 /// The exit code of a store or run failure.
 pub const EXIT_FAILURE: u8 = 1;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use tsp_config::LoadOptions;
 use tsp_server::cli::{Cli, Command, ConfigCommand};
-use tsp_server::{commands, telemetry};
+use tsp_server::commands;
 
 /// Exit codes: 0 ok, 1 failure ([`tsp_server::EXIT_FAILURE`]), 2 invalid configuration.
 const EXIT_CONFIG: u8 = 2;
@@ -19,7 +19,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init_logging();
     let mut sets = cli.global.sets.clone();
     if let Command::Simulate(args) = &cli.command
         && args.per_job
@@ -45,9 +44,17 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let tracing = tsp_server::logs::init(&config.otlp);
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    let code = run(cli, config, opts);
+    tracing.shutdown();
+    code
+}
+
+/// Runs a command that needs the configuration.
+fn run(cli: Cli, config: tsp_config::Config, opts: LoadOptions) -> ExitCode {
     match cli.command {
         Command::Config(ConfigCommand::Show { json, origin }) => {
             let (dir, chosen_by) = tsp_config::find_config_dir(cli.global.config_dir.clone());

@@ -1,10 +1,9 @@
-//! Logging, the Prometheus recorder, and the catalogue of every metric the process records.
+//! The Prometheus recorder, and the catalogue of every metric the process records.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
 use tsp_hub::{Metric, MetricKind::*};
 
 /// Routed requests, by `route` (the template), `method` and `status`.
@@ -74,25 +73,6 @@ const LISTS: [&[Metric]; 4] = [
 /// How often histogram samples are folded into their buckets when nothing scrapes (a scrape
 /// does it too): without it a process that records but is never scraped keeps every sample.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
-
-/// Logs go to stderr so stdout stays clean for JSON output. Level from `TSP_LOG` (e.g.
-/// `info`, `tsp_hub=debug`), else `RUST_LOG`, default `info`; `TSP_LOG_FORMAT=json` for JSON lines. Colours only
-/// on a terminal: a log file or collector gets plain text.
-pub fn init_logging() {
-    use std::io::IsTerminal;
-    let filter = EnvFilter::try_from_env("TSP_LOG")
-        .or_else(|_| EnvFilter::try_from_env("RUST_LOG"))
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,mongodb=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = if std::env::var("TSP_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

@@ -102,6 +102,8 @@ pub struct Config {
     pub auth: AuthSettings,
     pub limits: LimitSettings,
     pub activity: ActivitySettings,
+    /// `telemetry.otlp.*`
+    pub otlp: OtlpSettings,
     pub backup: BackupSettings,
     pub gtfs: GtfsSettings,
     /// Batch settings by job type (`queue.batch.<type>.*`); see [`Config::job_batch`].

@@ -239,3 +239,27 @@ impl InfluxTags {
         .collect()
     }
 }
+
+/// Trace export over OpenTelemetry (`telemetry.otlp.*`, docs/metrics.md#traces). Off while
+/// `endpoint` is unset; trace context is carried from requests into jobs either way.
+#[derive(Debug, Clone, Deserialize, Settings)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpSettings {
+    /// OTLP/HTTP traces endpoint of a collector (e.g. `http://collector:4318/v1/traces`); unset:
+    /// no export
+    #[setting(ty = FieldType::Url(&["http", "https"]))]
+    pub endpoint: Option<String>,
+    /// body encoding of the export
+    #[setting(ty = FieldType::Enum(&["http/protobuf", "http/json"]), default = "http/protobuf")]
+    pub protocol: String,
+    /// bound on one export
+    #[setting(default = "10s")]
+    pub timeout: Duration,
+    /// percent of the traces that start here to export; a caller's `traceparent` decides for
+    /// the traces it starts
+    #[setting(ty = FieldType::UInt { min: 0, max: 100 }, default = 100)]
+    pub sample_percent: u32,
+    /// `service.name` of the exported spans
+    #[setting(default = "tsp-job")]
+    pub service_name: String,
+}

@@ -279,6 +279,7 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
     let auth = sections::auth(&mut b, &redis);
     let limits = sections::plain(&mut b, "limits", &schema::LIMIT_FIELDS);
     let activity = sections::plain(&mut b, "activity", &schema::ACTIVITY_FIELDS);
+    let otlp = sections::plain(&mut b, "telemetry.otlp", &schema::OTLP_FIELDS);
     let backup = sections::plain(&mut b, "backup", &schema::BACKUP_FIELDS);
     let gtfs = sections::plain(&mut b, "gtfs", &schema::GTFS_FIELDS);
     let batches = sections::batches(&mut b);
@@ -304,6 +305,7 @@ pub(crate) fn build(layers: Layers, env: String) -> Result<Config, Vec<Problem>>
             auth: auth?,
             limits: limits?,
             activity: activity?,
+            otlp: otlp?,
             backup: backup?,
             gtfs: gtfs?,
             batches,

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
+use tracing::Instrument;
 use tsp_config::{BatchSettings, HealthSettings, InfluxApi, InfluxSettings};
 
 use super::sink::{LineSink, WriteFailure};
@@ -317,6 +318,7 @@ impl InfluxStore {
             }
             Ok(body)
         }
+        .instrument(self.metrics.span("query"))
         .await;
         self.metrics.record("query", started, out.is_ok());
         out

@@ -10,6 +10,7 @@ use async_recursion::async_recursion as boxed;
 use mongodb::bson::Document;
 use redis::{Script, ScriptInvocation};
 use sqlx::{MySql, QueryBuilder, Row};
+use tracing::Instrument;
 use tsp_hub::{MongoStore, NamedLocks, RedisStore};
 use tsp_queue::JobError;
 
@@ -19,7 +20,7 @@ use super::steps::{
     GEO_UPDATE, NEAREST_STOPS, Nearest, TRANSIT_MODES, activity, booking, completed_event,
     nearest_call, stops_document, trajectory,
 };
-use super::{ACTIVITY_LOG, Completed, TRAJECTORIES, Trips, lock_name, ms_to_naive};
+use super::{ACTIVITY_LOG, Completed, TRAJECTORIES, Trips, lock_name, ms_to_naive, step_span};
 use crate::trip::TripCompletion;
 
 /// The trips of a batch still going, and the outcome of each trip of the batch.
@@ -200,24 +201,32 @@ impl Trips {
             }
         };
         self.judge_and_record_batch(locks, b, clock).await;
-        let r = self.insert_trajectories(b).await;
+        let r = self
+            .insert_trajectories(b)
+            .instrument(step_span("trajectory"))
+            .await;
         step(r, b);
         self.batch_step_done("trajectory", clock, b);
         let docs = b.live().iter().map(|&k| activity(&b.attempts[k])).collect();
-        let r = insert_all(&self.inner.stores.documents, ACTIVITY_LOG, docs).await;
+        let inserted = insert_all(&self.inner.stores.documents, ACTIVITY_LOG, docs);
+        let r = inserted.instrument(step_span("activity")).await;
         step(r, b);
         self.batch_step_done("activity", clock, b);
-        for k in b.live() {
-            let point = booking(&b.attempts[k]);
-            if let Err(e) = self.inner.bookings.write_wait(&point).await {
-                b.fail(k, JobError::abort(format!("trip_bookings point: {e}")));
+        let bookings = async {
+            for k in b.live() {
+                let point = booking(&b.attempts[k]);
+                if let Err(e) = self.inner.bookings.write_wait(&point).await {
+                    b.fail(k, JobError::abort(format!("trip_bookings point: {e}")));
+                }
             }
-        }
+        };
+        bookings.instrument(step_span("metrics")).await;
         self.batch_step_done("metrics", clock, b);
-        let r = self.update_positions(b).await;
+        let r = self.update_positions(b).instrument(step_span("geo")).await;
         step(r, b);
         self.batch_step_done("geo", clock, b);
-        let r = self.mark_all_completed(locks, b).await;
+        let completed = self.mark_all_completed(locks, b);
+        let r = completed.instrument(step_span("complete")).await;
         step(r, b);
         self.batch_step_done("complete", clock, b);
         let tags: HashSet<String> = b
@@ -226,16 +235,11 @@ impl Trips {
             .map(|&k| Self::user_tag(b.attempts[k].trip.user_id))
             .collect();
         let tags: Vec<String> = tags.into_iter().collect();
-        let r = self
-            .inner
-            .cache
-            .invalidate(&tags)
-            .await
-            .map(|_| ())
-            .map_err(JobError::from);
-        step(r, b);
+        let invalidated = self.inner.cache.invalidate(&tags);
+        let r = invalidated.instrument(step_span("cache")).await;
+        step(r.map(|_| ()).map_err(JobError::from), b);
         self.batch_step_done("cache", clock, b);
-        let r = self.publish_all(b).await;
+        let r = self.publish_all(b).instrument(step_span("publish")).await;
         step(r, b);
         self.batch_step_done("publish", clock, b);
     }
@@ -287,12 +291,15 @@ impl Trips {
             }
             Err(e) => b.fail_all(&e),
         }
-        let r = self.insert_trips(locks, b).await;
+        let r = self
+            .insert_trips(locks, b)
+            .instrument(step_span("trip"))
+            .await;
         if let Err(e) = r {
             b.fail_all(&e);
         }
         self.batch_step_done("trip", clock, b);
-        let r = self.insert_earns(b).await;
+        let r = self.insert_earns(b).instrument(step_span("points")).await;
         if let Err(e) = r {
             b.fail_all(&e);
         }

@@ -244,7 +244,8 @@ impl Trips {
         Ok(NewJob::new(JOB_TYPE, trip)?.with_dedup_key(dedup_key(trip)))
     }
 
-    /// Records the time since `clock` as `step`'s, restarts the clock, then injects a fault
+    /// Records the time since `clock` as `step`'s (its span, [`step_span`], has ended), restarts
+    /// the clock, then injects a fault
     /// when configured.
     fn step_done(&self, step: &str, clock: &mut Instant) -> Result<(), JobError> {
         let took = clock.elapsed();
@@ -367,6 +368,11 @@ pub(crate) fn ms_to_naive(ms: i64) -> chrono::NaiveDateTime {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .naive_utc()
+}
+
+/// The span of one step of `trip.complete` (docs/metrics.md#traces).
+fn step_span(step: &'static str) -> tracing::Span {
+    tracing::info_span!("trip.step", step)
 }
 
 #[cfg(test)]

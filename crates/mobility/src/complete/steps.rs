@@ -6,13 +6,14 @@ use std::time::Instant;
 
 use mongodb::bson::{self, Bson, Document, doc};
 use redis::{Script, ScriptInvocation};
+use tracing::Instrument;
 use tsp_hub::NamedLock;
 use tsp_hub::Point;
 use tsp_queue::JobError;
 
 use super::attempt::Attempt;
 use super::history::{USER_WAIT, Verdict, user_lock_name};
-use super::{Completed, Trips, fnv1a, ms_to_naive};
+use super::{Completed, Trips, fnv1a, ms_to_naive, step_span};
 use crate::trip::TripCompletion;
 
 /// See `geo.lua`.
@@ -68,26 +69,33 @@ impl Trips {
         };
         let clock = &mut Instant::now();
         let already_completed = self.judge_and_record(lock, &mut a, clock).await?;
-        let stops = self.nearest_stops(&a).await?;
-        self.inner
-            .trajectories
-            .insert(trajectory(&a, stops))
-            .await?;
+        let trajectory = async {
+            let stops = self.nearest_stops(&a).await?;
+            let doc = trajectory(&a, stops);
+            Ok::<_, JobError>(self.inner.trajectories.insert(doc).await?)
+        };
+        trajectory.instrument(step_span("trajectory")).await?;
         self.step_done("trajectory", clock)?;
-        self.inner.activities.insert(activity(&a)).await?;
+        let activities = self.inner.activities.insert(activity(&a));
+        activities.instrument(step_span("activity")).await?;
         self.step_done("activity", clock)?;
-        self.write_booking(&a).await?;
+        let booking = self.write_booking(&a);
+        booking.instrument(step_span("metrics")).await?;
         self.step_done("metrics", clock)?;
-        self.update_position(&a).await?;
+        let position = self.update_position(&a);
+        position.instrument(step_span("geo")).await?;
         self.step_done("geo", clock)?;
-        self.mark_completed(lock, &a).await?;
+        let completed = self.mark_completed(lock, &a);
+        completed.instrument(step_span("complete")).await?;
         self.step_done("complete", clock)?;
-        self.inner
-            .cache
-            .invalidate(&[Self::user_tag(trip.user_id)])
-            .await?;
+        let tags = [Self::user_tag(trip.user_id)];
+        let invalidated = self.inner.cache.invalidate(&tags);
+        invalidated.instrument(step_span("cache")).await?;
         self.step_done("cache", clock)?;
-        self.publish(&completed_event(&a)).await?;
+        let event = completed_event(&a);
+        self.publish(&event)
+            .instrument(step_span("publish"))
+            .await?;
         self.step_done("publish", clock)?;
         Ok(a.completed(already_completed))
     }
@@ -113,9 +121,10 @@ impl Trips {
             if let Some(v) = verdict.into_iter().next() {
                 a.judged(v)?;
             }
-            let already_completed = self.insert_trip(lock, a).await?;
+            let inserted = self.insert_trip(lock, a);
+            let already_completed = inserted.instrument(step_span("trip")).await?;
             self.step_done("trip", clock)?;
-            self.insert_earn(a).await?;
+            self.insert_earn(a).instrument(step_span("points")).await?;
             self.step_done("points", clock)?;
             Ok(already_completed)
         }

@@ -4,6 +4,7 @@ use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
 
 use async_recursion::async_recursion as boxed;
+use tracing::Instrument;
 
 use super::spec::encode_spec;
 use super::{Queue, SCRIPTS};
@@ -44,8 +45,20 @@ impl Queue {
     ///
     /// Jobs are sent in chunks, a few at a time over the multiplexed connection, which
     /// pipelines them. If an error is returned, chunks before it may have been stored.
+    /// Each job without a trace context takes the current one ([`crate::trace`]).
     #[boxed]
     pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<String>, QueueError> {
+        let span =
+            tracing::info_span!("queue.enqueue", queue = %self.inner.name, jobs = jobs.len());
+        self.store_jobs(jobs).instrument(span).await
+    }
+
+    async fn store_jobs(&self, mut jobs: Vec<NewJob>) -> Result<Vec<String>, QueueError> {
+        if let Some(trace) = crate::trace::current() {
+            for j in jobs.iter_mut().filter(|j| j.traceparent.is_none()) {
+                j.traceparent = Some(trace.clone());
+            }
+        }
         for (n, j) in jobs.iter().enumerate() {
             j.validate().map_err(|e| match e {
                 QueueError::Invalid { field, message } if jobs.len() > 1 => QueueError::Invalid {

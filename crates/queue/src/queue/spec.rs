@@ -5,7 +5,8 @@ use redis::Value;
 use crate::job::{Backoff, NewJob};
 
 /// A job's immutable part, stored as one JSON array per job in the queue's `data` hash:
-/// `[type, payload, priority, max_attempts, backoff, timeout_ms, dedup_key, created_ms]`.
+/// `[type, payload, priority, max_attempts, backoff, timeout_ms, dedup_key, created_ms]`, and a
+/// ninth element, the W3C `traceparent` of the enqueue, when it has one.
 /// (Lua reads position 3, priority, and 4, max_attempts.) The id is the hash field and `fetch`
 /// answers with ids beside the specs; a delayed job's run-at is in its lease record. Specs
 /// written by earlier builds have two more elements, run-at and the id again: they are read as
@@ -23,6 +24,16 @@ pub(super) struct Spec<'a> {
     pub(super) created_ms: i64,
     /// Run-at (earlier builds only).
     pub(super) legacy_run_at: Option<i64>,
+    /// The enqueue's trace context (W3C `traceparent`), if it had one.
+    pub(super) traceparent: Option<String>,
+}
+
+/// The ninth element: a number is an earlier build's run-at, a string a trace context.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Ninth {
+    RunAt(i64),
+    Trace(String),
 }
 
 /// The stored shape: an array, positions as [`Spec`]'s fields (only an array is a spec).
@@ -36,7 +47,7 @@ struct Stored<'a>(
     u64,
     String,
     i64,
-    #[serde(default)] Option<i64>,
+    #[serde(default)] Option<Ninth>,
     /// The id again (earlier builds only).
     #[serde(default)]
     serde::de::IgnoredAny,
@@ -55,7 +66,14 @@ impl<'a> Spec<'a> {
             timeout_ms: s.5,
             dedup_key: s.6,
             created_ms: s.7,
-            legacy_run_at: s.8,
+            legacy_run_at: match s.8 {
+                Some(Ninth::RunAt(t)) => Some(t),
+                _ => None,
+            },
+            traceparent: match s.8 {
+                Some(Ninth::Trace(t)) => Some(t),
+                _ => None,
+            },
         })
     }
 }
@@ -82,8 +100,12 @@ pub(super) fn encode_spec(
     created: i64,
 ) -> String {
     // The payload was checked to be JSON; it is embedded as is, not re-encoded.
+    let trace = match &j.traceparent {
+        Some(t) => format!(",{}", serde_json::Value::String(t.clone())),
+        None => String::new(),
+    };
     format!(
-        "[{},{},{},{},{},{},{},{}]",
+        "[{},{},{},{},{},{},{},{}{trace}]",
         serde_json::Value::String(j.job_type.clone()),
         j.payload,
         j.priority,

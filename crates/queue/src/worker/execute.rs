@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::contract::JobContext;
 use crate::error::JobError;
@@ -39,7 +40,8 @@ pub(super) async fn run_and_report(
     // keep their slots and fetching slows down instead of leased jobs piling up in memory.
     let _slot = slot;
     let started = Instant::now();
-    let result = run_one(registry, queue, &job).await;
+    let span = crate::trace::job_span(queue.name(), &job);
+    let result = run_one(registry, queue, &job).instrument(span).await;
     let _ = done_tx
         .send(Done {
             job,
@@ -106,7 +108,8 @@ pub(super) async fn run_batch_and_report(
 ) {
     let started = Instant::now();
     let (jobs, slots): (Vec<LeasedJob>, Vec<_>) = jobs.into_iter().unzip();
-    let results = run_batch(queue, run, &jobs).await;
+    let span = crate::trace::batch_span(queue.name(), &jobs);
+    let results = run_batch(queue, run, &jobs).instrument(span).await;
     let (took, finished_at) = (started.elapsed(), queue.now_ms());
     for (job, result) in jobs.into_iter().zip(results) {
         let _ = done_tx

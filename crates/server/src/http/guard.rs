@@ -155,6 +155,22 @@ fn client_address(socket: IpAddr, headers: &HeaderMap, trusted: &[Network]) -> I
     client
 }
 
+/// The span of one request: `METHOD route`, a child of the caller's `traceparent` when it sent
+/// a valid one (docs/metrics.md#traces).
+fn request_span(method: &Method, template: &str, id: &str, headers: &HeaderMap) -> tracing::Span {
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{method} {template}"),
+        id = %id,
+        route = %template,
+        http.request.method = %method,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    crate::traces::continue_trace(&span, traceparent);
+    span
+}
+
 /// The middleware on every route.
 pub(super) async fn guard(
     State(s): State<AppState>,
@@ -172,12 +188,15 @@ pub(super) async fn guard(
         .get(&(method.clone(), matched.as_str()))
         .copied()
         .unwrap_or(Access::Operator);
+    // Every log line of the request carries its id and route, and its spans the caller's trace.
+    let span = request_span(&method, &template, &request_id, req.headers());
     let admitted = match &s.assume {
         Some(caller) => Ok(Caller::clone(caller)),
-        None => admit(&s, &method, access, req.headers(), address, &template).await,
+        None => {
+            let admitting = admit(&s, &method, access, req.headers(), address, &template);
+            admitting.instrument(span.clone()).await
+        }
     };
-    // Every log line of the request carries its id and route.
-    let span = tracing::info_span!("request", id = %request_id, route = %template);
     let (caller, mut response) = match admitted {
         Ok(caller) => {
             req.extensions_mut().insert(caller.clone());
@@ -194,6 +213,10 @@ pub(super) async fn guard(
         }
     }
     let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if let Some(v) = crate::traces::traceparent_of(&span).and_then(|t| t.parse().ok()) {
+        response.headers_mut().insert("traceparent", v);
+    }
     let origin = (address, request_id);
     s.activity.record(Event::answered(
         principal, &method, template, status, origin, started,

@@ -19,5 +19,6 @@ mod rotation;
 mod schedules;
 mod security;
 mod serve;
+mod traces;
 mod trips;
 mod workers;

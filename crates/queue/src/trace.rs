@@ -1,0 +1,126 @@
+//! How jobs carry traces (docs/metrics.md#traces): an enqueue stores the current trace context
+//! with each job, as a W3C `traceparent`, and the worker's span for the job continues it, so a
+//! job's spans belong to the trace of the request that enqueued it. The queue knows the format
+//! only; a process that traces installs [`TraceHooks`] once (tsp-server does, with
+//! OpenTelemetry). Without them jobs carry no trace and their spans start their own.
+
+use std::sync::OnceLock;
+
+use tracing::Span;
+
+use crate::queue::LeasedJob;
+
+/// How a trace context is attached to a span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    /// The span is a child in that trace.
+    Parent,
+    /// The span stays in its own trace and links to that one (a batch of jobs from many).
+    Link,
+}
+
+/// What a tracing process tells the queue.
+pub struct TraceHooks {
+    /// The current span's context as a `traceparent`, if there is one.
+    pub current: fn() -> Option<String>,
+    /// Attaches the context `traceparent` to `span`.
+    pub attach: fn(&Span, &str, Relation),
+    /// Whether a job that carries no trace gets a span of its own (when spans are exported);
+    /// otherwise only jobs that continue a trace get one, so a queue full of untraced work
+    /// pays nothing for it.
+    pub every_job: bool,
+}
+
+static HOOKS: OnceLock<TraceHooks> = OnceLock::new();
+
+/// Installs the hooks for this process; false when some were installed already.
+pub fn install(hooks: TraceHooks) -> bool {
+    HOOKS.set(hooks).is_ok()
+}
+
+/// The current trace context, when the process traces.
+pub(crate) fn current() -> Option<String> {
+    HOOKS.get().and_then(|h| (h.current)())
+}
+
+fn attach(span: &Span, traceparent: &str, relation: Relation) {
+    if let Some(h) = HOOKS.get() {
+        (h.attach)(span, traceparent, relation);
+    }
+}
+
+/// Whether `s` is a version-00 W3C `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`, ids not zero.
+pub fn is_traceparent(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let hex = |p: &str, n: usize| {
+        p.len() == n && p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let nonzero = |p: &str| p.bytes().any(|b| b != b'0');
+    matches!(parts.as_slice(), [v, t, s, f]
+        if *v == "00" && hex(t, 32) && nonzero(t) && hex(s, 16) && nonzero(s) && hex(f, 2))
+}
+
+fn every_job() -> bool {
+    HOOKS.get().is_some_and(|h| h.every_job)
+}
+
+/// The span of one attempt of `job`: a child of its enqueue's trace (none for a job without
+/// one, unless every job gets a span).
+pub(crate) fn job_span(queue: &str, job: &LeasedJob) -> Span {
+    if job.traceparent.is_none() && !every_job() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        "job.run",
+        queue,
+        job.id = %job.id,
+        job.r#type = %job.job_type,
+        job.attempt = job.attempts,
+    );
+    if let Some(t) = &job.traceparent {
+        attach(&span, t, Relation::Parent);
+    }
+    span
+}
+
+/// The span of one batch: a child of its job's trace when it holds one job, else linked to
+/// each job's trace (a span has one parent).
+pub(crate) fn batch_span(queue: &str, jobs: &[LeasedJob]) -> Span {
+    if jobs.iter().all(|j| j.traceparent.is_none()) && !every_job() {
+        return Span::none();
+    }
+    let job_type = jobs.first().map_or("", |j| j.job_type.as_str());
+    let span = tracing::info_span!("job.batch", queue, job.r#type = %job_type, jobs = jobs.len());
+    let relation = if jobs.len() == 1 {
+        Relation::Parent
+    } else {
+        Relation::Link
+    };
+    for t in jobs.iter().filter_map(|j| j.traceparent.as_deref()) {
+        attach(&span, t, relation);
+    }
+    span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_traceparent;
+
+    #[test]
+    fn only_a_w3c_traceparent_passes() {
+        assert!(is_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+        ] {
+            assert!(!is_traceparent(bad), "{bad}");
+        }
+    }
+}
