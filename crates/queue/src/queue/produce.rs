@@ -45,16 +45,25 @@ impl Queue {
     ///
     /// Jobs are sent in chunks, a few at a time over the multiplexed connection, which
     /// pipelines them. If an error is returned, chunks before it may have been stored.
-    /// Each job without a trace context takes the current one ([`crate::trace`]).
+    ///
+    /// Inside a trace (a request, a job), each job without a trace context continues it, as a
+    /// child of this enqueue ([`crate::trace`]). Outside one (a bulk enqueue from the command
+    /// line), jobs carry none: a trace of 100 000 jobs helps nobody, and untraced jobs cost the
+    /// worker nothing for tracing.
     #[boxed]
     pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<String>, QueueError> {
+        let traced = crate::trace::current().is_some();
         let span =
             tracing::info_span!("queue.enqueue", queue = %self.inner.name, jobs = jobs.len());
-        self.store_jobs(jobs).instrument(span).await
+        self.store_jobs(jobs, traced).instrument(span).await
     }
 
-    async fn store_jobs(&self, mut jobs: Vec<NewJob>) -> Result<Vec<String>, QueueError> {
-        if let Some(trace) = crate::trace::current() {
+    async fn store_jobs(
+        &self,
+        mut jobs: Vec<NewJob>,
+        traced: bool,
+    ) -> Result<Vec<String>, QueueError> {
+        if let Some(trace) = traced.then(crate::trace::current).flatten() {
             for j in jobs.iter_mut().filter(|j| j.traceparent.is_none()) {
                 j.traceparent = Some(trace.clone());
             }
