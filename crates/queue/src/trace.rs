@@ -8,8 +8,6 @@ use std::sync::OnceLock;
 
 use tracing::Span;
 
-use crate::queue::LeasedJob;
-
 /// How a trace context is attached to a span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Relation {
@@ -43,7 +41,8 @@ pub(crate) fn current() -> Option<String> {
     HOOKS.get().and_then(|h| (h.current)())
 }
 
-fn attach(span: &Span, traceparent: &str, relation: Relation) {
+/// Attaches `traceparent` to `span`, when the process traces.
+pub(crate) fn attach(span: &Span, traceparent: &str, relation: Relation) {
     if let Some(h) = HOOKS.get() {
         (h.attach)(span, traceparent, relation);
     }
@@ -60,46 +59,9 @@ pub fn is_traceparent(s: &str) -> bool {
         if *v == "00" && hex(t, 32) && nonzero(t) && hex(s, 16) && nonzero(s) && hex(f, 2))
 }
 
-fn every_job() -> bool {
+/// Whether every job gets a span, traced or not.
+pub(crate) fn every_job() -> bool {
     HOOKS.get().is_some_and(|h| h.every_job)
-}
-
-/// The span of one attempt of `job`: a child of its enqueue's trace (none for a job without
-/// one, unless every job gets a span).
-pub(crate) fn job_span(queue: &str, job: &LeasedJob) -> Span {
-    if job.traceparent.is_none() && !every_job() {
-        return Span::none();
-    }
-    let span = tracing::info_span!(
-        "job.run",
-        queue,
-        job.id = %job.id,
-        job.r#type = %job.job_type,
-        job.attempt = job.attempts,
-    );
-    if let Some(t) = &job.traceparent {
-        attach(&span, t, Relation::Parent);
-    }
-    span
-}
-
-/// The span of one batch: a child of its job's trace when it holds one job, else linked to
-/// each job's trace (a span has one parent).
-pub(crate) fn batch_span(queue: &str, jobs: &[LeasedJob]) -> Span {
-    if jobs.iter().all(|j| j.traceparent.is_none()) && !every_job() {
-        return Span::none();
-    }
-    let job_type = jobs.first().map_or("", |j| j.job_type.as_str());
-    let span = tracing::info_span!("job.batch", queue, job.r#type = %job_type, jobs = jobs.len());
-    let relation = if jobs.len() == 1 {
-        Relation::Parent
-    } else {
-        Relation::Link
-    };
-    for t in jobs.iter().filter_map(|j| j.traceparent.as_deref()) {
-        attach(&span, t, relation);
-    }
-    span
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ pub(super) async fn run_and_report(
     // keep their slots and fetching slows down instead of leased jobs piling up in memory.
     let _slot = slot;
     let started = Instant::now();
-    let span = crate::trace::job_span(queue.name(), &job);
+    let span = super::spans::job_span(queue.name(), &job);
     let result = run_one(registry, queue, &job).instrument(span).await;
     let _ = done_tx
         .send(Done {
@@ -108,7 +108,7 @@ pub(super) async fn run_batch_and_report(
 ) {
     let started = Instant::now();
     let (jobs, slots): (Vec<LeasedJob>, Vec<_>) = jobs.into_iter().unzip();
-    let span = crate::trace::batch_span(queue.name(), &jobs);
+    let span = super::spans::batch_span(queue.name(), &jobs);
     let results = run_batch(queue, run, &jobs).instrument(span).await;
     let (took, finished_at) = (started.elapsed(), queue.now_ms());
     for (job, result) in jobs.into_iter().zip(results) {

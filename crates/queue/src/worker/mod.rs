@@ -18,6 +18,7 @@ mod held;
 mod loops;
 mod retry;
 mod runtime;
+mod spans;
 
 use std::future::Future;
 use std::pin::Pin;
