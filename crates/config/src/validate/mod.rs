@@ -370,6 +370,7 @@ mod tests {
         #[allow(dead_code)]
         struct HealthWithoutInterval {
             timeout: std::time::Duration,
+            read_timeout: std::time::Duration,
         }
         assert_refused::<HealthWithoutInterval>("interval");
         // And a struct field the schema does not give is missing, not defaulted.
@@ -377,6 +378,7 @@ mod tests {
         #[allow(dead_code)]
         struct HealthWithExtra {
             timeout: std::time::Duration,
+            read_timeout: std::time::Duration,
             interval: std::time::Duration,
             grace: std::time::Duration,
         }
