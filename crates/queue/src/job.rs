@@ -57,6 +57,24 @@ impl Backoff {
     }
 }
 
+/// Where a job came from (stored as the ninth element of its spec).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Origin {
+    /// The enqueue's trace context (W3C `traceparent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The id of the HTTP request that enqueued it (`x-request-id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl Origin {
+    /// Neither is known.
+    pub fn is_unknown(&self) -> bool {
+        self.traceparent.is_none() && self.request_id.is_none()
+    }
+}
+
 /// A job to enqueue. Build with [`NewJob::new`] and the `with_*` methods.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -76,9 +94,9 @@ pub struct NewJob {
     pub timeout: Option<Duration>,
     /// While a job with this key is not finished, enqueueing another returns that job.
     pub dedup_key: Option<String>,
-    /// The trace the job continues (W3C `traceparent`); `None`: the enqueue's current trace,
-    /// if the process traces ([`crate::trace`]).
-    pub traceparent: Option<String>,
+    /// Where it comes from: the trace it continues (`None`: the enqueue's current trace, if
+    /// there is one, [`crate::trace`]) and the request that enqueued it.
+    pub origin: Origin,
 }
 
 impl NewJob {
@@ -102,7 +120,7 @@ impl NewJob {
             backoff: None,
             timeout: None,
             dedup_key: None,
-            traceparent: None,
+            origin: Origin::default(),
         }
     }
 
@@ -136,6 +154,11 @@ impl NewJob {
         self.dedup_key = Some(k.into());
         self
     }
+    /// Records the id of the request that enqueues it (shown with the job and on its spans).
+    pub fn with_request_id(mut self, id: impl Into<String>) -> Self {
+        self.origin.request_id = Some(id.into());
+        self
+    }
 
     /// Checks what the queue cannot fix later, naming the field.
     pub fn validate(&self) -> Result<(), QueueError> {
@@ -164,12 +187,18 @@ impl NewJob {
         {
             return invalid("dedup_key", "must be 1-500 characters".into());
         }
-        if self
-            .traceparent
+        let o = &self.origin;
+        if o.traceparent
             .as_deref()
             .is_some_and(|t| !crate::trace::is_traceparent(t))
         {
             return invalid("traceparent", "must be a W3C traceparent".into());
+        }
+        if o.request_id
+            .as_deref()
+            .is_some_and(|r| r.is_empty() || r.len() > 128)
+        {
+            return invalid("request_id", "must be 1-128 characters".into());
         }
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&self.payload) {
             return invalid("payload", format!("not valid JSON: {e}"));
@@ -278,6 +307,9 @@ pub struct JobInfo {
     pub result: Option<serde_json::Value>,
     /// The last attempt's error.
     pub last_error: Option<String>,
+    /// The trace and the request that enqueued it, when known (docs/metrics.md#traces).
+    #[serde(skip_serializing_if = "Origin::is_unknown")]
+    pub origin: Origin,
     /// Every failed attempt's error.
     pub errors: Vec<AttemptError>,
     /// The lease id of the worker that holds it or ran its last attempt, if any did.

@@ -35,7 +35,7 @@ pub use clock::Clock;
 pub use contract::{HandlerFuture, JobContext, JobRules, PayloadError};
 pub use error::{JobError, QueueError};
 pub use handler::{HookError, HookFuture, Registry};
-pub use job::{Backoff, JobInfo, JobState, MAX_PRIORITY, NewJob, QueueCounts};
+pub use job::{Backoff, JobInfo, JobState, MAX_PRIORITY, NewJob, Origin, QueueCounts};
 pub use queue::{
     AuditReport, Cancelled, DeadJob, Fetched, Finding, Finished, Glance, Lease, LeasedJob, Order,
     Outcome, Queue, Requeued, Rerun, StoredSchedule, UNREADABLE_TYPE, valid_queue_name,

@@ -21,6 +21,7 @@ struct SpecView {
     dedup_key: Option<String>,
     created_at: i64,
     legacy_run_at: Option<i64>,
+    origin: crate::job::Origin,
 }
 
 impl Queue {
@@ -39,6 +40,7 @@ impl Queue {
                 dedup_key: spec.dedup_key().map(str::to_string),
                 created_at: spec.created_ms,
                 legacy_run_at: spec.legacy_run_at,
+                origin: spec.origin,
                 job_type: spec.job_type,
             },
             None => SpecView {
@@ -51,6 +53,7 @@ impl Queue {
                 dedup_key: None,
                 created_at: created_from_id(id).unwrap_or(0),
                 legacy_run_at: None,
+                origin: crate::job::Origin::default(),
             },
         }
     }
@@ -158,6 +161,7 @@ impl Queue {
             timeout_ms: spec.timeout_ms,
             dedup_key: spec.dedup_key,
             created_at: spec.created_at,
+            origin: spec.origin,
             started_at: record.started,
             finished_at: finished
                 .as_deref()

@@ -68,8 +68,8 @@ pub struct LeasedJob {
     /// by a worker that reads it) and dead-lettered after the queue's `max_attempts`, while the
     /// rest of its batch runs. Its type is then [`UNREADABLE_TYPE`], its options the queue's.
     pub unreadable: Option<String>,
-    /// The trace it continues (W3C `traceparent` of its enqueue), if any.
-    pub traceparent: Option<String>,
+    /// The trace it continues and the request that enqueued it, when known.
+    pub origin: crate::job::Origin,
 }
 
 /// The parts of a lease record ("attempts|started|run_at|holder[|finished]", see `common.lua`)
@@ -231,7 +231,7 @@ impl Queue {
                 leased_at: now,
                 id,
                 unreadable: None,
-                traceparent: spec.traceparent,
+                origin: spec.origin,
             });
         }
         jobs
@@ -267,7 +267,7 @@ impl Queue {
             leased_at: now,
             has_dedup: false,
             unreadable: Some(why),
-            traceparent: None,
+            origin: crate::job::Origin::default(),
         }
     }
 

@@ -64,8 +64,8 @@ impl Queue {
         traced: bool,
     ) -> Result<Vec<String>, QueueError> {
         if let Some(trace) = traced.then(crate::trace::current).flatten() {
-            for j in jobs.iter_mut().filter(|j| j.traceparent.is_none()) {
-                j.traceparent = Some(trace.clone());
+            for j in jobs.iter_mut().filter(|j| j.origin.traceparent.is_none()) {
+                j.origin.traceparent = Some(trace.clone());
             }
         }
         for (n, j) in jobs.iter().enumerate() {

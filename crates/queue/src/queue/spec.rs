@@ -2,11 +2,11 @@
 
 use redis::Value;
 
-use crate::job::{Backoff, NewJob};
+use crate::job::{Backoff, NewJob, Origin};
 
 /// A job's immutable part, stored as one JSON array per job in the queue's `data` hash:
 /// `[type, payload, priority, max_attempts, backoff, timeout_ms, dedup_key, created_ms]`, and a
-/// ninth element, the W3C `traceparent` of the enqueue, when it has one.
+/// ninth element, `{"traceparent", "request_id"}`, when the enqueue had either.
 /// (Lua reads position 3, priority, and 4, max_attempts.) The id is the hash field and `fetch`
 /// answers with ids beside the specs; a delayed job's run-at is in its lease record. Specs
 /// written by earlier builds have two more elements, run-at and the id again: they are read as
@@ -24,16 +24,16 @@ pub(super) struct Spec<'a> {
     pub(super) created_ms: i64,
     /// Run-at (earlier builds only).
     pub(super) legacy_run_at: Option<i64>,
-    /// The enqueue's trace context (W3C `traceparent`), if it had one.
-    pub(super) traceparent: Option<String>,
+    /// Where the job came from: its enqueue's trace and request.
+    pub(super) origin: Origin,
 }
 
-/// The ninth element: a number is an earlier build's run-at, a string a trace context.
+/// The ninth element: a number is an earlier build's run-at, an object the job's origin.
 #[derive(serde::Deserialize)]
 #[serde(untagged)]
 enum Ninth {
     RunAt(i64),
-    Trace(String),
+    Origin(Origin),
 }
 
 /// The stored shape: an array, positions as [`Spec`]'s fields (only an array is a spec).
@@ -70,9 +70,9 @@ impl<'a> Spec<'a> {
                 Some(Ninth::RunAt(t)) => Some(t),
                 _ => None,
             },
-            traceparent: match s.8 {
-                Some(Ninth::Trace(t)) => Some(t),
-                _ => None,
+            origin: match s.8 {
+                Some(Ninth::Origin(o)) => o,
+                _ => Origin::default(),
             },
         })
     }
@@ -100,12 +100,12 @@ pub(super) fn encode_spec(
     created: i64,
 ) -> String {
     // The payload was checked to be JSON; it is embedded as is, not re-encoded.
-    let trace = match &j.traceparent {
-        Some(t) => format!(",{}", serde_json::Value::String(t.clone())),
-        None => String::new(),
+    let origin = match &j.origin {
+        o if o.is_unknown() => String::new(),
+        o => serde_json::to_string(o).map_or(String::new(), |o| format!(",{o}")),
     };
     format!(
-        "[{},{},{},{},{},{},{},{}{trace}]",
+        "[{},{},{},{},{},{},{},{}{origin}]",
         serde_json::Value::String(j.job_type.clone()),
         j.payload,
         j.priority,

@@ -8,7 +8,7 @@ use crate::trace::{Relation, attach, every_job};
 /// The span of one attempt of `job`: a child of its enqueue's trace (none for a job without
 /// one, unless every job gets a span).
 pub(super) fn job_span(queue: &str, job: &LeasedJob) -> Span {
-    if job.traceparent.is_none() && !every_job() {
+    if job.origin.traceparent.is_none() && !every_job() {
         return Span::none();
     }
     let span = tracing::info_span!(
@@ -17,8 +17,9 @@ pub(super) fn job_span(queue: &str, job: &LeasedJob) -> Span {
         job.id = %job.id,
         job.r#type = %job.job_type,
         job.attempt = job.attempts,
+        request.id = job.origin.request_id.as_deref(),
     );
-    if let Some(t) = &job.traceparent {
+    if let Some(t) = &job.origin.traceparent {
         attach(&span, t, Relation::Parent);
     }
     span
@@ -27,7 +28,7 @@ pub(super) fn job_span(queue: &str, job: &LeasedJob) -> Span {
 /// The span of one batch: a child of its job's trace when it holds one job, else linked to
 /// each job's trace (a span has one parent).
 pub(super) fn batch_span(queue: &str, jobs: &[LeasedJob]) -> Span {
-    if jobs.iter().all(|j| j.traceparent.is_none()) && !every_job() {
+    if jobs.iter().all(|j| j.origin.traceparent.is_none()) && !every_job() {
         return Span::none();
     }
     let job_type = jobs.first().map_or("", |j| j.job_type.as_str());
@@ -37,7 +38,7 @@ pub(super) fn batch_span(queue: &str, jobs: &[LeasedJob]) -> Span {
     } else {
         Relation::Link
     };
-    for t in jobs.iter().filter_map(|j| j.traceparent.as_deref()) {
+    for t in jobs.iter().filter_map(|j| j.origin.traceparent.as_deref()) {
         attach(&span, t, relation);
     }
     span

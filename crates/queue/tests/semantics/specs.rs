@@ -230,3 +230,33 @@ async fn a_released_batch_with_unreadable_specs_keeps_every_job_in_line() {
     let c = q.counts().await.unwrap();
     assert_eq!((c.completed, c.dead), (1, 3), "{c:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_keeps_its_origin_and_a_job_without_one_stores_none() {
+    let (_hub, q, _cleanup) = setup(&[]).await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut traced = NewJob::raw("builtin.noop", "{}").with_request_id("req-7");
+    traced.origin.traceparent = Some(traceparent.into());
+    let a = q.enqueue(traced).await.unwrap();
+    let b = q.enqueue(NewJob::raw("builtin.noop", "{}")).await.unwrap();
+
+    let origin = q.job(&a).await.unwrap().unwrap().origin;
+    assert_eq!(origin.request_id.as_deref(), Some("req-7"));
+    assert_eq!(origin.traceparent.as_deref(), Some(traceparent));
+    assert!(q.job(&b).await.unwrap().unwrap().origin.is_unknown());
+    // Untraced work costs Redis nothing more: its spec keeps its eight elements.
+    let mut conn = q.store().conn().await.unwrap();
+    let spec: String = redis::cmd("HGET")
+        .arg(format!("{}data", q.base_key()))
+        .arg(&b)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let elements: Vec<serde_json::Value> = serde_json::from_str(&spec).unwrap();
+    assert_eq!(elements.len(), 8, "{spec}");
+
+    let mut forged = NewJob::raw("builtin.noop", "{}");
+    forged.origin.traceparent = Some("00-not-a-trace-01".into());
+    let err = q.enqueue(forged).await.unwrap_err().to_string();
+    assert!(err.contains("traceparent"), "{err}");
+}

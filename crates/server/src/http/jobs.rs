@@ -140,10 +140,11 @@ async fn claim_trip(s: &AppState, payload: &serde_json::Value) -> Result<(), Api
     }
 }
 
-/// `POST /jobs`.
+/// `POST /jobs`. The job keeps the request's id (and, on its enqueue, its trace).
 pub(super) async fn post_job(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
     let result = async {
@@ -164,6 +165,10 @@ pub(super) async fn post_job(
             .with_delay(Duration::from_millis(req.delay_ms));
         if let Some(k) = req.dedup_key {
             job = job.with_dedup_key(k);
+        }
+        // Set by the outermost layer: the client's own when fit, else a fresh one.
+        if let Some(id) = headers.get(super::REQUEST_ID).and_then(|v| v.to_str().ok()) {
+            job = job.with_request_id(id);
         }
         if let Some(n) = req.max_attempts {
             job = job.with_max_attempts(n);

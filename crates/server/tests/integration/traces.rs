@@ -27,12 +27,17 @@ fn child<'a>(spans: &'a [Span], parent: &str, name: &str) -> &'a Span {
     found[0]
 }
 
-async fn post_job(server: &Server, token: &str, traceparent: &str) -> (u16, String) {
+/// The request id every test request presents.
+const REQUEST_ID: &str = "trace-test-request";
+
+/// POST /jobs with a trip: the status, the answer's `traceparent`, the job's id.
+async fn post_job(server: &Server, token: &str, traceparent: &str) -> (u16, String, String) {
     let job = json!({"type": "trip.complete", "queue": "trips", "payload": trip("t-1", 1, 2, 1)});
     let resp = reqwest::Client::new()
         .post(format!("{}/jobs", server.base))
         .bearer_auth(token)
         .header("traceparent", traceparent)
+        .header("x-request-id", REQUEST_ID)
         .json(&job)
         .send()
         .await
@@ -41,7 +46,10 @@ async fn post_job(server: &Server, token: &str, traceparent: &str) -> (u16, Stri
         .headers()
         .get("traceparent")
         .map(|v| v.to_str().unwrap().to_string());
-    (resp.status().as_u16(), answered.unwrap_or_default())
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let id = body["id"].as_str().unwrap_or_default().to_string();
+    (status, answered.unwrap_or_default(), id)
 }
 
 /// The spans of one trip's trace, posted with a caller's `traceparent` (span `CALLER`) to a
@@ -65,7 +73,8 @@ async fn one_trip_traced(worker_sets: &[&str]) -> (Vec<Span>, String, String) {
     // The caller's trace: the request continues it and says so in its answer.
     let trace = format!("{:032x}", rand::random::<u128>() | 1);
     let user = token_of(&server, &email).await;
-    let (code, answered) = post_job(&server, &user, &format!("00-{trace}-{CALLER}-01")).await;
+    let traceparent = format!("00-{trace}-{CALLER}-01");
+    let (code, answered, id) = post_job(&server, &user, &traceparent).await;
     assert_eq!(code, 201);
     assert!(answered.starts_with(&format!("00-{trace}-")), "{answered}");
     let queue = site.app.queue("trips").unwrap();
@@ -73,6 +82,11 @@ async fn one_trip_traced(worker_sets: &[&str]) -> (Vec<Span>, String, String) {
         queue.counts().await.unwrap().completed == 1
     })
     .await;
+    // The job keeps where it came from: the request's id, and its enqueue's trace.
+    let origin = queue.job(&id).await.unwrap().unwrap().origin;
+    assert_eq!(origin.request_id.as_deref(), Some(REQUEST_ID));
+    let stored = origin.traceparent.unwrap_or_default();
+    assert!(stored.starts_with(&format!("00-{trace}-")), "{stored}");
     // Spans still buffered are exported as each process exits on SIGTERM.
     signal(&worker, "-TERM");
     tokio::task::block_in_place(|| worker.wait()).unwrap();
@@ -100,9 +114,13 @@ const EVERY_JOB: &[(&str, &str)] = &[
 /// The caller's span id in [`one_trip_traced`].
 const CALLER: &str = "00f067aa0ba902b7";
 
-/// request → enqueue → `run` (named `run_name`) → each step → its store calls: each of
-/// `calls` (step, store) at least once.
-fn assert_one_tree(spans: &[Span], run_name: &str, calls_of_steps: &[(&str, &str)]) {
+/// request → enqueue → `run` (named `run_name`) → each step → its store calls, each of
+/// `calls_of_steps` (step, store) at least once; the run's span.
+fn assert_one_tree<'a>(
+    spans: &'a [Span],
+    run_name: &str,
+    calls_of_steps: &[(&str, &str)],
+) -> &'a Span {
     let request = child(spans, CALLER, "POST /jobs");
     assert_eq!(request.attr("http.response.status_code"), Some("201"));
     let enqueue = child(spans, &request.span_id, "queue.enqueue");
@@ -137,6 +155,7 @@ fn assert_one_tree(spans: &[Span], run_name: &str, calls_of_steps: &[(&str, &str
             calls(step)
         );
     }
+    run
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,5 +180,6 @@ async fn a_trip_run_alone_is_one_trace_from_the_request_to_each_store_call() {
     let (spans, _, _) = one_trip_traced(&["trips.batch=false"]).await;
     // One job at a time, documents go to MongoDB through a batcher shared by the jobs (one
     // insert for many): that insert is a span of its own, not a step's.
-    assert_one_tree(&spans, "job.run", EVERY_JOB);
+    let run = assert_one_tree(&spans, "job.run", EVERY_JOB);
+    assert_eq!(run.attr("request.id"), Some(REQUEST_ID));
 }
