@@ -153,8 +153,8 @@ pub fn traceparent_of(span: &Span) -> Option<String> {
 /// Makes `span` continue the caller's trace when `traceparent` is a valid one; else it starts
 /// its own.
 pub fn continue_trace(span: &Span, traceparent: Option<&str>) {
-    if let Some(cx) = traceparent.and_then(extract) {
-        let _ = span.set_parent(cx);
+    if let Some(t) = traceparent {
+        attach(span, t, Relation::Parent);
     }
 }
 

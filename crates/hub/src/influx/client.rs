@@ -481,6 +481,8 @@ impl InfluxStore {
     pub async fn health(&self, settings: &HealthSettings) -> InstanceHealth {
         let read = async {
             match self.settings.api {
+                // With credentials the ping listed the databases already, to check them.
+                InfluxApi::V1 if !self.current.get().username.is_empty() => Ok(None),
                 InfluxApi::V1 => self.query_v1("", "SHOW DATABASES").await.map(|_| None),
                 InfluxApi::V2 => {
                     let limit = [("limit", "1")];
