@@ -7,7 +7,7 @@ use tsp_config::HealthSettings;
 use crate::error::HubError;
 
 /// Up, degraded or down. Serialized as `"up"`, `"degraded"`, `"down"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Answered its ping and a real read in time.
@@ -30,7 +30,7 @@ impl Status {
 }
 
 /// Connection pool figures, where the driver exposes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PoolStats {
     /// Open connections.
     pub size: u32,
@@ -43,7 +43,7 @@ pub struct PoolStats {
 }
 
 /// The health of one store instance.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InstanceHealth {
     /// `mysql`, `redis`, `mongo` or `influx`.
     pub store: &'static str,
@@ -68,7 +68,7 @@ pub struct InstanceHealth {
 
 /// The health of every instance; `status` is down when any required instance is down, else
 /// degraded when any required instance is.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HubHealth {
     /// Up when every required instance is up; else the worst of theirs.
     pub status: Status,

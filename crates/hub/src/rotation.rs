@@ -24,7 +24,7 @@ impl AuthAlarm {
 }
 
 /// What a reload did for one instance.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Rotation {
     /// `mysql`, `redis`, `mongo` or `influx`.
     pub store: &'static str,
@@ -38,7 +38,7 @@ pub struct Rotation {
 }
 
 /// The outcome of one instance's reload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RotationOutcome {
     /// The credentials are the ones in use.

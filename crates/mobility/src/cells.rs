@@ -20,7 +20,7 @@ pub const CELL_DEG: f64 = 0.01;
 pub const MARGIN_KM: f64 = 2.0;
 
 /// One cell of the grid: its centre, and what it holds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Cell {
     /// The centre's latitude.

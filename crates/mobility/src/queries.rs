@@ -49,7 +49,7 @@ fn now_ms() -> i64 {
 }
 
 /// An answer and where it came from (`l1`, `l2`, `source`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Cached<T> {
     #[serde(flatten)]
     /// The answer.
@@ -59,7 +59,7 @@ pub struct Cached<T> {
 }
 
 /// `GET /users/{id}/stats?days=N`: completed trips that started in the last N days.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserStats {
     /// The user.
@@ -77,7 +77,7 @@ pub struct UserStats {
 }
 
 /// `GET /users/{id}/points`. Transactions carry signed amounts: earn > 0, redeem < 0.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserPoints {
     /// The user.
@@ -91,7 +91,7 @@ pub struct UserPoints {
 }
 
 /// One trip of `GET /trips/near`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NearTrip {
     /// The trip.
@@ -109,7 +109,7 @@ pub struct NearTrip {
 }
 
 /// One user of `GET /users/near`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NearUser {
     /// The user.

@@ -11,7 +11,7 @@ use crate::error::QueueError;
 pub const MAX_PRIORITY: u16 = 1023;
 
 /// How long to wait before the next attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", content = "base_ms", rename_all = "lowercase")]
 pub enum Backoff {
     /// `base · 2^(attempt-1)` (that floor capped at one hour), plus up to half as much again
@@ -58,7 +58,7 @@ impl Backoff {
 }
 
 /// Where a job came from (stored as the ninth element of its spec).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Origin {
     /// The enqueue's trace context (W3C `traceparent`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -257,7 +257,7 @@ impl JobState {
 }
 
 /// One attempt's failure.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AttemptError {
     /// The attempt's number, from 1.
     pub attempt: u32,
@@ -268,7 +268,7 @@ pub struct AttemptError {
 }
 
 /// A job as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobInfo {
     /// The job's id.
     pub id: String,
@@ -318,7 +318,7 @@ pub struct JobInfo {
 
 /// Per-state sizes (one command per priority in use and per worker holding jobs, never a scan)
 /// and lifetime counters of one queue.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct QueueCounts {
     /// The queue's name.
     pub queue: String,

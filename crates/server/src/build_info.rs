@@ -29,7 +29,7 @@ pub const LONG_VERSION: &str = concat!(
 );
 
 /// The build facts, as `version --json` prints them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BuildInfo {
     pub version: &'static str,
     pub revision: &'static str,

@@ -50,6 +50,8 @@ pub enum Command {
     },
     /// The manual page (roff), on stdout: `tsp-job man > tsp-job.1`.
     Man,
+    /// The HTTP API's OpenAPI document, on stdout: `tsp-job openapi > docs/openapi.json`.
+    Openapi,
     /// What this binary is: version, git revision, source date, compiler.
     Version {
         /// JSON instead of lines.

@@ -79,7 +79,8 @@ async fn on_hub(command: Command, config: Config, opts: LoadOptions) -> anyhow::
         | Command::Version { .. }
         | Command::Completions { .. }
         | Command::Probe { .. }
-        | Command::Man => 0,
+        | Command::Man
+        | Command::Openapi => 0,
     };
     if let Some(w) = watch {
         w.abort();

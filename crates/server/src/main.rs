@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Version { json } => return version(json),
         Command::Completions { shell } => return completions(shell),
         Command::Man => return man(),
+        Command::Openapi => return write_out(tsp_server::http::openapi_document().as_bytes()),
         Command::Probe { url, timeout } => return probe(&url, timeout),
         _ => {}
     }

@@ -11,7 +11,7 @@ use crate::complete::Trips;
 use crate::queries::{Cached, QueryError, check_days, check_limit};
 
 /// One user's row of `GET /analytics/engagement`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Engagement {
     /// The user.
@@ -27,7 +27,7 @@ pub struct Engagement {
 }
 
 /// `GET /analytics/engagement`: one row per user, most trips first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EngagementReport {
     /// The window, in days back from now.

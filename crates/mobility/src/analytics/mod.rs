@@ -35,7 +35,7 @@ pub const USERS_PER_BUCKET: u64 = 1000;
 pub const TAG: &str = "analytics";
 
 /// One day and mode, as rolled up.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModeDay {
     /// The day (UTC), `YYYY-MM-DD`.
@@ -59,7 +59,7 @@ pub struct ModeDay {
 }
 
 /// One hour of a mode's day.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HourCount {
     /// The hour, 0-23 (UTC).
@@ -73,7 +73,7 @@ pub struct HourCount {
 }
 
 /// One hour (UTC) and mode of a day, as rolled up.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModeHour {
     /// The day (UTC), `YYYY-MM-DD`.
@@ -91,7 +91,7 @@ pub struct ModeHour {
 }
 
 /// One day and user, as rolled up.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserDay {
     /// The day (UTC), `YYYY-MM-DD`.

@@ -40,13 +40,20 @@ impl DayRange {
             NaiveDate::parse_from_str(text, "%Y-%m-%d")
                 .map_err(|_| invalid(field, format!("`{text}` is not YYYY-MM-DD")))
         };
-        let to = match to {
-            Some(t) => day("to", t)?,
-            None => Utc::now().date_naive(),
-        };
+        let to = to.map(|t| day("to", t)).transpose()?;
+        let from = from.map(|f| day("from", f)).transpose()?;
+        DayRange::new(from, to)
+    }
+
+    /// `from` to `to`; `to` defaults to today, `from` to 30 days before `to`.
+    pub fn new(from: Option<NaiveDate>, to: Option<NaiveDate>) -> Result<DayRange, QueryError> {
+        let to = to.unwrap_or_else(|| Utc::now().date_naive());
         let from = match from {
-            Some(f) => day("from", f)?,
-            None => to - chrono::Duration::days(29),
+            Some(f) => f,
+            // The earliest dates have no day 29 days before them.
+            None => to
+                .checked_sub_signed(chrono::Duration::days(29))
+                .ok_or_else(|| invalid("to", "too early"))?,
         };
         if from > to {
             return Err(invalid("from", "after `to`"));
@@ -82,7 +89,7 @@ impl DayRange {
 }
 
 /// One mode's totals over a range.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModeTotals {
     /// The mode.

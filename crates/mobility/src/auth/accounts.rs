@@ -9,7 +9,7 @@ use super::limits::RateError;
 use super::{Auth, AuthError, Principal, Role, Session, Throttled, sessions};
 
 /// A login request: a user by email or an operator by username.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     /// A user's email.

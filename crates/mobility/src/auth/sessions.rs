@@ -23,7 +23,7 @@ use tsp_hub::HubError;
 use super::{Auth, Principal, random_token, sha256_hex};
 
 /// A new session: the token, shown once to its holder.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Session {
     /// The bearer token.
     pub token: String,

@@ -12,7 +12,7 @@ use super::versions;
 use super::{Gtfs, GtfsError};
 
 /// A stop's details.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StopInfo {
     /// `stop_id`.
@@ -32,7 +32,7 @@ pub struct StopInfo {
 }
 
 /// A stop and its distance from the point asked about.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NearStop {
     /// The stop.
@@ -43,7 +43,7 @@ pub struct NearStop {
 }
 
 /// Stops near a point, nearest first, all of one version.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NearStops {
     /// The feed.
     pub feed: String,
@@ -54,7 +54,7 @@ pub struct NearStops {
 }
 
 /// One departure from a stop.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Departure {
     /// The service day the trip belongs to (the day before, for a trip past midnight).
@@ -77,7 +77,7 @@ pub struct Departure {
 }
 
 /// Departures from a stop on a date from a time.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Departures {
     /// The feed.
     pub feed: String,
@@ -92,7 +92,7 @@ pub struct Departures {
 }
 
 /// A route.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteInfo {
     /// `route_id`.
@@ -112,7 +112,7 @@ pub struct RouteInfo {
 }
 
 /// A route with its agency and the stops of its longest trip, in order.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RouteDetail {
     /// The feed.
     pub feed: String,

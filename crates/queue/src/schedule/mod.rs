@@ -24,7 +24,7 @@ pub(crate) use ticker::tick_loop;
 use timing::Timing;
 
 /// What to do with ticks that passed while no worker ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "policy")]
 pub enum Missed {
     /// Run only the latest missed tick, then carry on from now.
@@ -38,7 +38,7 @@ pub enum Missed {
 }
 
 /// A schedule as stored and shown.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
     /// Its name: 1-64 letters, digits, `.`, `_`, `-`.
@@ -216,7 +216,7 @@ pub struct Schedules {
 }
 
 /// A schedule and where it stands.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ScheduleState {
     /// The schedule.
     #[serde(flatten)]

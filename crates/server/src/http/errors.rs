@@ -6,7 +6,6 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use tsp_mobility::auth::Throttled;
 use tsp_mobility::queries::QueryError;
 use tsp_queue::QueueError;
@@ -40,8 +39,18 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The body of every error answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(super) struct ErrorBody {
+    /// What went wrong, naming the field at fault (`days: must be 1 to 366`).
+    pub(super) error: String,
+}
+
 pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": message.into()}))).into_response()
+    let body = ErrorBody {
+        error: message.into(),
+    };
+    (status, Json(body)).into_response()
 }
 
 pub(super) fn bad_request(message: impl Into<String>) -> ApiError {

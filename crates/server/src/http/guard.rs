@@ -36,6 +36,18 @@ fn has_type(headers: &HeaderMap, wanted: &str) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case(wanted))
 }
 
+/// Whether the request carries a body, or says it does: a POST without one (`/auth/logout`,
+/// `/queues/{name}/pause`) need not name a content type.
+fn declares_body(headers: &HeaderMap) -> bool {
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    headers.contains_key(header::CONTENT_TYPE)
+        || headers.contains_key(header::TRANSFER_ENCODING)
+        || length != Some(0) && headers.contains_key(header::CONTENT_LENGTH)
+}
+
 /// What the guard decided before the handler: the caller, or the answer to give instead.
 ///
 /// One Redis round trip either way: the address's limit alone on a public route; the address's
@@ -52,7 +64,8 @@ async fn admit(
     template: &str,
 ) -> Result<Caller, Response> {
     let wanted = body_type(template);
-    if *method == Method::POST && !has_type(headers, wanted) {
+    // A type a plain HTML form cannot send keeps cross-site form posts out.
+    if *method == Method::POST && declares_body(headers) && !has_type(headers, wanted) {
         return Err(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("content-type must be {wanted}"),
@@ -185,7 +198,8 @@ pub(super) async fn guard(
     // A route missing from the map is refused as if operator-only: fail closed.
     let access = s
         .access
-        .get(&(method.clone(), matched.as_str()))
+        .get(matched.as_str())
+        .and_then(|by_method| by_method.get(&method))
         .copied()
         .unwrap_or(Access::Operator);
     // Every log line of the request carries its id and route, and its spans the caller's trace.

@@ -3,17 +3,19 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tsp_mobility::auth::{Principal, Scope};
 use tsp_mobility::complete::{Claim, JOB_TYPE as TRIP_JOB};
-use tsp_queue::{Cancelled, JobInfo, NewJob, Queue, QueueError};
+use tsp_queue::{Cancelled, JobInfo, NewJob, Queue, QueueCounts, QueueError};
+use utoipa::{IntoParams, ToSchema};
 
 use super::caller::Caller;
-use super::errors::{ApiError, answer, bad_request, forbidden, queue_error};
+use super::errors::{ApiError, ErrorBody, answer, bad_request, forbidden, queue_error};
+use super::extract::{ApiJson, ApiQuery};
 use super::state::AppState;
 
 /// Priorities from here up are for operators: nobody else can jump every queue.
@@ -25,23 +27,70 @@ pub const MAX_ATTEMPTS: u32 = 25;
 /// The longest attempt a job may ask for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// `POST /jobs` body.
-#[derive(serde::Deserialize)]
+/// A job to enqueue.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PostJob {
+pub(super) struct PostJob {
+    /// Its type: a registered handler (`trip.complete`, …).
     #[serde(rename = "type")]
     job_type: String,
+    /// Its payload, as its type reads it (default `{}`).
     #[serde(default = "empty_object")]
     payload: serde_json::Value,
+    /// The queue (default `default`): one that exists; only operators make new ones.
     #[serde(default = "default_queue")]
     queue: String,
+    /// Higher runs first; 900 and above are for operators.
     #[serde(default)]
     priority: u16,
+    /// Run no sooner than this many milliseconds from now (at most 30 days).
     #[serde(default)]
+    #[schema(maximum = 2_592_000_000_u64)]
     delay_ms: u64,
+    /// While a job with this key is pending, enqueueing another answers the pending one's id.
     dedup_key: Option<String>,
+    /// Attempts allowed in all (the queue's default when absent).
+    #[schema(minimum = 1, maximum = 25)]
     max_attempts: Option<u32>,
+    /// The bound on one attempt, milliseconds (at most one hour).
+    #[schema(minimum = 1, maximum = 3_600_000_u64)]
     timeout_ms: Option<u64>,
+}
+
+/// `POST /jobs`: where the job went.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Enqueued {
+    /// The job's id (the pending job's, for a duplicate `dedup_key`).
+    id: String,
+    /// Its queue.
+    queue: String,
+}
+
+/// `POST /jobs/{id}/retry`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Requeued {
+    /// The job.
+    id: String,
+    /// Always true: it is waiting again.
+    requeued: bool,
+}
+
+/// `POST /jobs/{id}/cancel`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct JobCancelled {
+    /// The job.
+    id: String,
+    /// Always true: it is removed.
+    cancelled: bool,
+}
+
+/// `POST /queues/{name}/pause` and `resume`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct QueuePaused {
+    /// The queue.
+    queue: String,
+    /// Whether workers are now held from fetching.
+    paused: bool,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -52,9 +101,14 @@ fn default_queue() -> String {
     "default".into()
 }
 
-#[derive(serde::Deserialize)]
+/// The job's queue.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct QueueParam {
+    /// The queue the job is in (default `default`).
     #[serde(default = "default_queue")]
+    #[param(default = "default")]
     queue: String,
 }
 
@@ -140,18 +194,30 @@ async fn claim_trip(s: &AppState, payload: &serde_json::Value) -> Result<(), Api
     }
 }
 
-/// `POST /jobs`. The job keeps the request's id (and, on its enqueue, its trace).
+/// Enqueue a job.
+///
+/// The caller needs the scope its type declares, or, for `trip.complete`, to be the trip's own
+/// user. The job keeps the request's id (and, on its enqueue, its trace).
+#[utoipa::path(
+    post,
+    path = "/jobs",
+    tag = "jobs",
+    request_body = PostJob,
+    responses(
+        (status = 201, description = "Enqueued (or the pending job of its dedup key).", body = Enqueued),
+        (status = 400, description = "A field is not valid; the error names it.", body = ErrorBody),
+        (status = 403, description = "The caller may not enqueue this job.", body = ErrorBody),
+        (status = 409, description = "The trip's id is another user's.", body = ErrorBody),
+    )
+)]
 pub(super) async fn post_job(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
     headers: axum::http::HeaderMap,
-    body: Bytes,
+    ApiJson(req): ApiJson<PostJob>,
 ) -> Response {
     let result = async {
         let who = caller.who()?;
-        // serde names the field: "missing field `type`", "unknown field `x`", …
-        let req: PostJob =
-            serde_json::from_slice(&body).map_err(|e| bad_request(format!("body: {e}")))?;
         if !s.app.registry().types().contains(&req.job_type) {
             return Err(bad_request(format!("type: no job type `{}`", req.job_type)));
         }
@@ -185,9 +251,7 @@ pub(super) async fn post_job(
     }
     .await;
     match result {
-        Ok((id, queue)) => {
-            (StatusCode::CREATED, Json(json!({"id": id, "queue": queue}))).into_response()
-        }
+        Ok((id, queue)) => (StatusCode::CREATED, Json(Enqueued { id, queue })).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -205,13 +269,27 @@ async fn find_job(s: &AppState, queue: &str, id: &str) -> Result<(Queue, JobInfo
     }
 }
 
-/// `GET /jobs/{id}`: with `jobs:read`, any job; a user, only a job whose payload is theirs
-/// (any other id is 403, whether it exists or not).
+/// A job: its state, attempts, errors and result.
+///
+/// With `jobs:read`, any job; a user, only a job whose payload is theirs (any other id is 403,
+/// whether it exists or not).
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id."), QueueParam),
+    responses(
+        (status = 200, description = "The job.", body = JobInfo),
+        (status = 400, description = "A parameter is not valid; the error names it.", body = ErrorBody),
+        (status = 403, description = "Not the caller's job.", body = ErrorBody),
+        (status = 404, description = "No such job in the queue.", body = ErrorBody),
+    )
+)]
 pub(super) async fn get_job(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    Query(p): Query<QueueParam>,
+    ApiQuery(p): ApiQuery<QueueParam>,
 ) -> Response {
     answer(
         async {
@@ -236,11 +314,23 @@ pub(super) async fn get_job(
     )
 }
 
-/// `POST /jobs/{id}/retry`: a dead job runs again (operators).
+/// Run a dead job again.
+#[utoipa::path(
+    post,
+    path = "/jobs/{id}/retry",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id."), QueueParam),
+    responses(
+        (status = 200, description = "It is waiting again.", body = Requeued),
+        (status = 400, description = "A parameter is not valid; the error names it.", body = ErrorBody),
+        (status = 404, description = "No such job in the queue.", body = ErrorBody),
+        (status = 409, description = "The job is not dead, or its dead-letter hook is running.", body = ErrorBody),
+    )
+)]
 pub(super) async fn retry_job(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(p): Query<QueueParam>,
+    ApiQuery(p): ApiQuery<QueueParam>,
 ) -> Response {
     let result = async {
         let (q, _) = find_job(&s, &p.queue, &id).await?;
@@ -249,7 +339,7 @@ pub(super) async fn retry_job(
             .await
             .map_err(queue_error)?;
         if r.requeued == 1 {
-            return Ok(json!({"id": id, "requeued": true}));
+            return Ok(Requeued { id, requeued: true });
         }
         let why = if r.hook_running == 1 {
             format!("job {id}: its dead-letter hook is running; try again shortly")
@@ -262,12 +352,23 @@ pub(super) async fn retry_job(
     answer(result)
 }
 
-/// `POST /jobs/{id}/cancel`: a waiting or delayed job is removed (operators); 404 for no
-/// such job, 409 when it is active, finished or dead.
+/// Cancel a waiting or delayed job: it is removed.
+#[utoipa::path(
+    post,
+    path = "/jobs/{id}/cancel",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id."), QueueParam),
+    responses(
+        (status = 200, description = "It is removed.", body = JobCancelled),
+        (status = 400, description = "A parameter is not valid; the error names it.", body = ErrorBody),
+        (status = 404, description = "No such job in the queue.", body = ErrorBody),
+        (status = 409, description = "The job is active, finished or dead.", body = ErrorBody),
+    )
+)]
 pub(super) async fn cancel_job(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(p): Query<QueueParam>,
+    ApiQuery(p): ApiQuery<QueueParam>,
 ) -> Response {
     let result = async {
         let q = s.app.queue(&p.queue).map_err(queue_error)?;
@@ -276,7 +377,10 @@ pub(super) async fn cancel_job(
             .await
             .map_err(queue_error)?;
         match answer.first() {
-            Some(Cancelled::Cancelled) => Ok(json!({"id": id, "cancelled": true})),
+            Some(Cancelled::Cancelled) => Ok(JobCancelled {
+                id: id.clone(),
+                cancelled: true,
+            }),
             Some(Cancelled::Missing) | None => Err(ApiError::Client(
                 StatusCode::NOT_FOUND,
                 format!("job {id} not found in queue {}", p.queue),
@@ -294,7 +398,13 @@ pub(super) async fn cancel_job(
     answer(result)
 }
 
-/// `GET /queues`: every known queue's counts.
+/// Every known queue's counts.
+#[utoipa::path(
+    get,
+    path = "/queues",
+    tag = "jobs",
+    responses((status = 200, description = "One entry per queue.", body = Vec<QueueCounts>))
+)]
 pub(super) async fn queues(State(s): State<AppState>) -> Response {
     let result = async {
         let q = s.app.queue("default").map_err(queue_error)?;
@@ -310,7 +420,7 @@ pub(super) async fn queues(State(s): State<AppState>) -> Response {
     answer(result)
 }
 
-async fn set_paused(s: &AppState, name: &str, paused: bool) -> Result<serde_json::Value, ApiError> {
+async fn set_paused(s: &AppState, name: &str, paused: bool) -> Result<QueuePaused, ApiError> {
     let q = s.app.queue(name).map_err(queue_error)?;
     let done: Result<(), QueueError> = if paused {
         q.pause().await
@@ -318,15 +428,38 @@ async fn set_paused(s: &AppState, name: &str, paused: bool) -> Result<serde_json
         q.resume().await
     };
     done.map_err(queue_error)?;
-    Ok(json!({"queue": name, "paused": paused}))
+    Ok(QueuePaused {
+        queue: name.to_string(),
+        paused,
+    })
 }
 
-/// `POST /queues/{name}/pause` (operators).
+/// Pause a queue: workers stop fetching from it.
+#[utoipa::path(
+    post,
+    path = "/queues/{name}/pause",
+    tag = "jobs",
+    params(("name" = String, Path, description = "The queue.")),
+    responses(
+        (status = 200, description = "Paused.", body = QueuePaused),
+        (status = 400, description = "Not a queue name.", body = ErrorBody),
+    )
+)]
 pub(super) async fn pause(State(s): State<AppState>, Path(name): Path<String>) -> Response {
     answer(set_paused(&s, &name, true).await)
 }
 
-/// `POST /queues/{name}/resume` (operators).
+/// Resume a paused queue.
+#[utoipa::path(
+    post,
+    path = "/queues/{name}/resume",
+    tag = "jobs",
+    params(("name" = String, Path, description = "The queue.")),
+    responses(
+        (status = 200, description = "Resumed.", body = QueuePaused),
+        (status = 400, description = "Not a queue name.", body = ErrorBody),
+    )
+)]
 pub(super) async fn resume(State(s): State<AppState>, Path(name): Path<String>) -> Response {
     answer(set_paused(&s, &name, false).await)
 }

@@ -13,8 +13,10 @@
 mod activity;
 mod analytics;
 mod caller;
+mod contract;
 pub mod console;
 mod errors;
+mod extract;
 mod guard;
 mod jobs;
 mod listener;
@@ -49,6 +51,7 @@ use tower_http::request_id::{
 };
 
 pub use activity::Activity;
+pub use contract::document_text as openapi_document;
 pub use routes::rules;
 pub use rules::{Access, RouteRule, body_type};
 pub use state::AppState;
@@ -100,12 +103,12 @@ async fn drop_unfit_request_id(mut req: axum::extract::Request) -> axum::extract
 
 /// The routes of the table with (`large`) or without a large body, without layers.
 fn routes_only(large: bool) -> Router<AppState> {
-    let mut by_path: BTreeMap<&'static str, MethodRouter<AppState>> = BTreeMap::new();
+    let mut by_path: BTreeMap<String, MethodRouter<AppState>> = BTreeMap::new();
     for route in routes::table()
         .into_iter()
-        .filter(|r| rules::LARGE_BODIES.contains(&r.rule.path) == large)
+        .filter(|r| rules::LARGE_BODIES.contains(&r.rule.path.as_str()) == large)
     {
-        let merged = match by_path.remove(route.rule.path) {
+        let merged = match by_path.remove(&route.rule.path) {
             Some(existing) => existing.merge(route.handler),
             None => route.handler,
         };
@@ -113,7 +116,7 @@ fn routes_only(large: bool) -> Router<AppState> {
     }
     let mut router = Router::new();
     for (path, handler) in by_path {
-        router = router.route(path, handler);
+        router = router.route(&path, handler);
     }
     router
 }

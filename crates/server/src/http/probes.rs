@@ -4,10 +4,47 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
-use tsp_hub::Status;
+use serde::Serialize;
+use tsp_hub::{HubHealth, Rotation, Status};
+use utoipa::ToSchema;
 
+use super::errors::{ErrorBody, error};
 use super::state::AppState;
+use crate::build_info::BuildInfo;
+
+/// `GET /health`: every instance, and this build.
+#[derive(Serialize, ToSchema)]
+pub(super) struct HealthReport {
+    #[serde(flatten)]
+    hub: HubHealth,
+    /// This build.
+    service: BuildInfo,
+}
+
+/// `GET /health/live`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Live {
+    /// Always `up`: the process answers.
+    status: Status,
+}
+
+/// `GET /health/ready`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Ready {
+    /// Up when every required store is.
+    status: Status,
+    /// Required stores that are down, as `store.instance`.
+    down: Vec<String>,
+    /// Required stores that answer pings but not reads.
+    degraded: Vec<String>,
+}
+
+/// `POST /admin/reload`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Reloaded {
+    /// What the reload did for each instance.
+    instances: Vec<Rotation>,
+}
 
 fn code(status: Status) -> StatusCode {
     match status {
@@ -16,27 +53,48 @@ fn code(status: Status) -> StatusCode {
     }
 }
 
-/// `GET /health`: this build (`service`), then every instance, with versions and pools
-/// (operators only).
+/// Every store instance, with versions and pools, and this build.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "service",
+    responses(
+        (status = 200, description = "Every required instance is up.", body = HealthReport),
+        (status = 503, description = "A required instance is down or degraded.", body = HealthReport),
+    )
+)]
 pub(super) async fn health(State(s): State<AppState>) -> Response {
-    let h = s.app.hub().health().await;
-    let status = code(h.status);
-    let mut body = serde_json::to_value(&h).unwrap_or_else(|_| json!({}));
-    if let Some(o) = body.as_object_mut() {
-        let service = serde_json::to_value(crate::build_info::build_info()).unwrap_or_default();
-        o.insert("service".into(), service);
-    }
-    (status, Json(body)).into_response()
+    let hub = s.app.hub().health().await;
+    let status = code(hub.status);
+    let service = crate::build_info::build_info();
+    (status, Json(HealthReport { hub, service })).into_response()
 }
 
-/// `GET /health/live`: the process answers; never touches a store (a store outage must not get
-/// the process restarted).
+/// Liveness: the process answers.
+///
+/// Never touches a store: a store outage must not get the process restarted.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "service",
+    responses((status = 200, description = "The process answers.", body = Live))
+)]
 pub(super) async fn live() -> Response {
-    Json(json!({"status": "up"})).into_response()
+    Json(Live { status: Status::Up }).into_response()
 }
 
-/// `GET /health/ready`: 200 when every required store is up, else 503 naming those down and
-/// those degraded (answering pings, not reads).
+/// Readiness: every required store is up.
+///
+/// 503 names the required stores down, and those degraded (answering pings, not reads).
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "service",
+    responses(
+        (status = 200, description = "Every required store is up.", body = Ready),
+        (status = 503, description = "A required store is down or degraded.", body = Ready),
+    )
+)]
 pub(super) async fn ready(State(s): State<AppState>) -> Response {
     let h = s.app.hub().health().await;
     let required = |status: Status| -> Vec<String> {
@@ -46,22 +104,33 @@ pub(super) async fn ready(State(s): State<AppState>) -> Response {
             .map(|i| format!("{}.{}", i.store, i.instance))
             .collect()
     };
-    let body = json!({
-        "status": h.status,
-        "down": required(Status::Down),
-        "degraded": required(Status::Degraded),
-    });
+    let body = Ready {
+        status: h.status,
+        down: required(Status::Down),
+        degraded: required(Status::Degraded),
+    };
     (code(h.status), Json(body)).into_response()
 }
 
-/// `POST /admin/reload`: loads the configuration again and takes every instance's new
-/// credentials that work (docs/store-security.md#rotation). 200 with each instance's outcome;
-/// 409 when some were refused (the old ones stay in use); 422 when the configuration does not
-/// load.
+/// Reload the configuration and take new store credentials that work.
+///
+/// Every instance's new credentials are tried on a fresh connection first
+/// (docs/store-security.md#rotation); refused ones leave the old ones in use.
+#[utoipa::path(
+    post,
+    path = "/admin/reload",
+    tag = "service",
+    responses(
+        (status = 200, description = "Each instance's outcome.", body = Reloaded),
+        (status = 409, description = "Some new credentials were refused; the old ones stay in use.", body = Reloaded),
+        (status = 422, description = "The configuration does not load.", body = ErrorBody),
+        (status = 503, description = "This process does not reload credentials, or a store is unavailable.", body = ErrorBody),
+    )
+)]
 pub(super) async fn reload(State(s): State<AppState>) -> Response {
     let Some(reloader) = &s.reloader else {
-        let body = json!({"error": "this process does not reload credentials"});
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        let why = "this process does not reload credentials";
+        return error(StatusCode::SERVICE_UNAVAILABLE, why);
     };
     match reloader.reload("POST /admin/reload").await {
         Ok(done) => {
@@ -73,16 +142,25 @@ pub(super) async fn reload(State(s): State<AppState>) -> Response {
             } else {
                 StatusCode::OK
             };
-            (status, Json(json!({"instances": done}))).into_response()
+            (status, Json(Reloaded { instances: done })).into_response()
         }
         Err(e) => {
-            let body = json!({"error": crate::error_chain(&anyhow::Error::new(e))});
-            (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+            let why = crate::error_chain(&anyhow::Error::new(e));
+            error(StatusCode::UNPROCESSABLE_ENTITY, why)
         }
     }
 }
 
-/// `GET /metrics`: Prometheus text.
+/// Prometheus metrics (docs/metrics.md).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    responses(
+        (status = 200, description = "The Prometheus text format.", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 503, description = "No metrics recorder in this process.", body = ErrorBody),
+    )
+)]
 pub(super) async fn metrics(State(s): State<AppState>) -> Response {
     s.app.hub().refresh_gauges();
     refresh_queue_gauges(&s.app).await;
@@ -92,11 +170,10 @@ pub(super) async fn metrics(State(s): State<AppState>) -> Response {
             p.render(),
         )
             .into_response(),
-        None => (
+        None => error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "metrics recorder not installed\n",
-        )
-            .into_response(),
+            "metrics recorder not installed",
+        ),
     }
 }
 

@@ -1,31 +1,57 @@
-//! The route table: each route's method, path, access rule and handler, in one list. The
-//! router is built from it, and the tests generate the 401/403 matrix from it.
+//! The route table: each route's operation (its method, path, parameters and answers, from the
+//! handler's `#[utoipa::path]`), access rule and handler, in one list. The router, the access
+//! map and the OpenAPI document (`contract`) are built from it, and the tests generate the
+//! 401/403 matrix from it: a route cannot exist without its rule and its place in the document.
 
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::handler::Handler;
+use axum::routing::{MethodFilter, MethodRouter, on};
 use tsp_mobility::auth::Scope as S;
+use utoipa::openapi::path::{HttpMethod, Operation};
+use utoipa::openapi::{RefOr, schema::Schema};
 
 use super::rules::{Access, RouteRule};
 use super::state::AppState;
-use super::{analytics, jobs, probes, queries, schedules, sessions, transit};
+use super::{analytics, contract, jobs, probes, queries, schedules, sessions, transit};
+
+/// Named schemas an operation refers to.
+pub(super) type Schemas = Vec<(String, RefOr<Schema>)>;
 
 pub(super) struct Route {
     pub(super) rule: RouteRule,
     pub(super) handler: MethodRouter<AppState>,
+    /// The operation as documented (before the access rule's security and answers are added).
+    pub(super) operation: fn() -> Operation,
+    /// The schemas it refers to.
+    pub(super) schemas: fn(&mut Schemas),
 }
 
-fn route(
-    method: &'static str,
-    path: &'static str,
-    access: Access,
-    handler: MethodRouter<AppState>,
-) -> Route {
+/// The route `P` documents (`__path_<handler>`, which `#[utoipa::path]` makes beside each
+/// handler): its method and path come from the document, so they cannot disagree with it.
+fn entry<P, H, T>(_: P, access: Access, handler: H) -> Route
+where
+    P: utoipa::Path + utoipa::__dev::SchemaReferences,
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let method = match P::methods().first() {
+        Some(HttpMethod::Post) => "POST",
+        Some(HttpMethod::Delete) => "DELETE",
+        _ => "GET",
+    };
+    let filter = match method {
+        "POST" => MethodFilter::POST,
+        "DELETE" => MethodFilter::DELETE,
+        _ => MethodFilter::GET,
+    };
     Route {
         rule: RouteRule {
             method,
-            path,
+            path: P::path(),
             access,
         },
-        handler,
+        handler: on(filter, handler),
+        operation: P::operation,
+        schemas: P::schemas,
     }
 }
 
@@ -40,147 +66,70 @@ pub(super) fn table() -> Vec<Route> {
 /// Transit queries on the live GTFS version, and feed uploads.
 fn transit() -> Vec<Route> {
     use Access::*;
+    use transit::*;
     vec![
-        route(
-            "GET",
-            "/stops/near",
-            Authenticated,
-            get(transit::stops_near),
-        ),
-        route(
-            "GET",
-            "/stops/{id}/departures",
-            Authenticated,
-            get(transit::departures),
-        ),
-        route("GET", "/routes", Authenticated, get(transit::routes)),
-        route("GET", "/routes/{id}", Authenticated, get(transit::route)),
-        route("POST", "/gtfs/uploads", Operator, post(transit::upload)),
+        entry(__path_stops_near, Authenticated, stops_near),
+        entry(__path_departures, Authenticated, departures),
+        entry(__path_routes, Authenticated, routes),
+        entry(__path_route, Authenticated, route),
+        entry(__path_upload, Operator, upload),
     ]
 }
 
-/// Probes, metrics and sessions.
+/// Probes, metrics, the contract and sessions.
 fn service() -> Vec<Route> {
     use Access::*;
+    use probes::*;
+    use sessions::*;
     vec![
-        route("GET", "/health/live", Public, get(probes::live)),
-        route("GET", "/health/ready", Public, get(probes::ready)),
-        route("GET", "/health", Operator, get(probes::health)),
-        route("GET", "/metrics", Scraper, get(probes::metrics)),
-        route("POST", "/admin/reload", Operator, post(probes::reload)),
-        route("POST", "/auth/login", Public, post(sessions::login)),
-        route(
-            "POST",
-            "/auth/logout",
-            Authenticated,
-            post(sessions::logout),
-        ),
-        route(
-            "DELETE",
-            "/users/{id}/sessions",
-            Authenticated,
-            delete(sessions::revoke_all),
-        ),
-        route(
-            "DELETE",
-            "/operators/{name}/sessions",
-            Authenticated,
-            delete(sessions::revoke_operator),
-        ),
+        entry(__path_live, Public, live),
+        entry(__path_ready, Public, ready),
+        entry(__path_health, Operator, health),
+        entry(__path_metrics, Scraper, metrics),
+        entry(__path_reload, Operator, reload),
+        entry(contract::__path_openapi, Public, contract::openapi),
+        entry(__path_login, Public, login),
+        entry(__path_logout, Authenticated, logout),
+        entry(__path_revoke_all, Authenticated, revoke_all),
+        entry(__path_revoke_operator, Authenticated, revoke_operator),
     ]
 }
 
 /// Jobs, queues and schedules.
 fn jobs() -> Vec<Route> {
     use Access::*;
+    use jobs::*;
+    use schedules::*;
     vec![
-        route("POST", "/jobs", Authenticated, post(jobs::post_job)),
-        route("GET", "/jobs/{id}", Authenticated, get(jobs::get_job)),
-        route("POST", "/jobs/{id}/retry", Operator, post(jobs::retry_job)),
-        route(
-            "POST",
-            "/jobs/{id}/cancel",
-            Operator,
-            post(jobs::cancel_job),
-        ),
-        route("GET", "/queues", Scope(S::JobsRead), get(jobs::queues)),
-        route("POST", "/queues/{name}/pause", Operator, post(jobs::pause)),
-        route(
-            "POST",
-            "/queues/{name}/resume",
-            Operator,
-            post(jobs::resume),
-        ),
-        route("GET", "/schedules", Operator, get(schedules::list)),
-        route("POST", "/schedules", Operator, post(schedules::put)),
-        route(
-            "DELETE",
-            "/schedules/{name}",
-            Operator,
-            delete(schedules::remove),
-        ),
+        entry(__path_post_job, Authenticated, post_job),
+        entry(__path_get_job, Authenticated, get_job),
+        entry(__path_retry_job, Operator, retry_job),
+        entry(__path_cancel_job, Operator, cancel_job),
+        entry(__path_queues, Scope(S::JobsRead), queues),
+        entry(__path_pause, Operator, pause),
+        entry(__path_resume, Operator, resume),
+        entry(__path_list_schedules, Operator, list_schedules),
+        entry(__path_put_schedule, Operator, put_schedule),
+        entry(__path_remove_schedule, Operator, remove_schedule),
     ]
 }
 
 /// Users, trips and analytics.
 fn data() -> Vec<Route> {
     use Access::*;
+    use analytics::*;
+    use queries::*;
     let analytics_read = Scope(S::AnalyticsRead);
     vec![
-        route(
-            "GET",
-            "/users/{id}/stats",
-            Authenticated,
-            get(queries::user_stats),
-        ),
-        route(
-            "GET",
-            "/users/{id}/points",
-            Authenticated,
-            get(queries::user_points),
-        ),
-        route(
-            "GET",
-            "/users/near",
-            Authenticated,
-            get(queries::users_near),
-        ),
-        route(
-            "GET",
-            "/trips/near",
-            Authenticated,
-            get(queries::trips_near),
-        ),
-        route(
-            "GET",
-            "/analytics/engagement",
-            analytics_read,
-            get(queries::engagement),
-        ),
-        route(
-            "GET",
-            "/analytics/daily",
-            analytics_read,
-            get(analytics::daily),
-        ),
-        route(
-            "GET",
-            "/analytics/modes",
-            analytics_read,
-            get(analytics::modes),
-        ),
-        route(
-            "GET",
-            "/analytics/hourly",
-            analytics_read,
-            get(analytics::hourly),
-        ),
-        route(
-            "GET",
-            "/analytics/users/{id}/daily",
-            Authenticated,
-            get(analytics::user_daily),
-        ),
+        entry(__path_user_stats, Authenticated, user_stats),
+        entry(__path_user_points, Authenticated, user_points),
+        entry(__path_users_near, Authenticated, users_near),
+        entry(__path_trips_near, Authenticated, trips_near),
+        entry(__path_engagement, analytics_read, engagement),
+        entry(__path_daily, analytics_read, daily),
+        entry(__path_modes, analytics_read, modes),
+        entry(__path_hourly, analytics_read, hourly),
+        entry(__path_user_daily, Authenticated, user_daily),
     ]
 }
 

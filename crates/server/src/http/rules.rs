@@ -22,12 +22,12 @@ pub enum Access {
 }
 
 /// One route's rule, without its handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteRule {
     /// The HTTP method.
     pub method: &'static str,
     /// The path template (`/jobs/{id}`).
-    pub path: &'static str,
+    pub path: String,
     /// Who may call it.
     pub access: Access,
 }
@@ -45,17 +45,15 @@ pub fn body_type(template: &str) -> &'static str {
     }
 }
 
-/// Rules by (method, path template), for the guard.
-pub(super) type AccessMap = HashMap<(Method, &'static str), Access>;
+/// Rules by path template and method, for the guard.
+pub(super) type AccessMap = HashMap<String, HashMap<Method, Access>>;
 
 pub(super) fn access_map(rules: Vec<RouteRule>) -> AccessMap {
-    rules
-        .into_iter()
-        .filter_map(|r| {
-            Some((
-                (Method::from_bytes(r.method.as_bytes()).ok()?, r.path),
-                r.access,
-            ))
-        })
-        .collect()
+    let mut map = AccessMap::new();
+    for r in rules {
+        if let Ok(method) = Method::from_bytes(r.method.as_bytes()) {
+            map.entry(r.path).or_default().insert(method, r.access);
+        }
+    }
+    map
 }

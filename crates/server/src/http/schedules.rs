@@ -1,15 +1,23 @@
 //! Schedules of repeatable jobs (operators only): list, add or replace, remove.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
-use tsp_queue::{Schedule, ScheduleError};
+use serde::Serialize;
+use tsp_queue::{Schedule, ScheduleError, ScheduleState};
+use utoipa::ToSchema;
 
-use super::errors::{ApiError, answer, bad_request};
+use super::errors::{ApiError, ErrorBody, answer, bad_request};
+use super::extract::ApiJson;
 use super::state::AppState;
+
+/// `DELETE /schedules/{name}`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Removed {
+    /// The schedule removed.
+    removed: String,
+}
 
 fn schedule_error(e: ScheduleError) -> ApiError {
     match e {
@@ -23,16 +31,33 @@ fn schedules(s: &AppState) -> Result<tsp_queue::Schedules, ApiError> {
     Ok(s.app.schedules())
 }
 
-/// `GET /schedules`.
-pub(super) async fn list(State(s): State<AppState>) -> Response {
+/// Every schedule, with its next run.
+#[utoipa::path(
+    get,
+    path = "/schedules",
+    tag = "schedules",
+    responses((status = 200, description = "The schedules.", body = Vec<ScheduleState>))
+)]
+pub(super) async fn list_schedules(State(s): State<AppState>) -> Response {
     answer(async { schedules(&s)?.list().await.map_err(schedule_error) }.await)
 }
 
-/// `POST /schedules` with a schedule → 201 with it and its next run.
-pub(super) async fn put(State(s): State<AppState>, body: Bytes) -> Response {
+/// Add or replace a schedule.
+#[utoipa::path(
+    post,
+    path = "/schedules",
+    tag = "schedules",
+    request_body = Schedule,
+    responses(
+        (status = 201, description = "The schedule and its next run.", body = ScheduleState),
+        (status = 400, description = "A field is not valid; the error names it.", body = ErrorBody),
+    )
+)]
+pub(super) async fn put_schedule(
+    State(s): State<AppState>,
+    ApiJson(schedule): ApiJson<Schedule>,
+) -> Response {
     let result = async {
-        let schedule: Schedule =
-            serde_json::from_slice(&body).map_err(|e| bad_request(format!("body: {e}")))?;
         if schedule.declared {
             // Only the configuration declares: a declared schedule is removed by the reconcile
             // once the configuration drops it (docs/queue.md#schedules).
@@ -55,12 +80,26 @@ pub(super) async fn put(State(s): State<AppState>, body: Bytes) -> Response {
     }
 }
 
-/// `DELETE /schedules/{name}`.
-pub(super) async fn remove(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+/// Remove a schedule.
+#[utoipa::path(
+    delete,
+    path = "/schedules/{name}",
+    tag = "schedules",
+    params(("name" = String, Path, description = "The schedule.")),
+    responses(
+        (status = 200, description = "Removed.", body = Removed),
+        (status = 400, description = "Not a schedule name.", body = ErrorBody),
+        (status = 404, description = "No such schedule.", body = ErrorBody),
+    )
+)]
+pub(super) async fn remove_schedule(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Response {
     answer(
         async {
             schedules(&s)?.remove(&name).await.map_err(schedule_error)?;
-            Ok(json!({"removed": name}))
+            Ok(Removed { removed: name })
         }
         .await,
     )

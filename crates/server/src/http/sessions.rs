@@ -5,17 +5,56 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
-use tsp_mobility::auth::{AuthError, Login, LoginError, Principal, Role, Scope};
+use serde::Serialize;
+use tsp_mobility::auth::{AuthError, Login, LoginError, Principal, Role, Scope, Session};
+use utoipa::ToSchema;
 
 use super::caller::Caller;
 use super::errors::too_many;
-use super::errors::{ApiError, answer, error};
+use super::errors::{ApiError, ErrorBody, answer, error};
 use super::queries::readable_user;
 use super::state::AppState;
 
-/// `POST /auth/login`: `{"email","password"}` or `{"username","password"}` → a session. Any
-/// refusal is the same 401 after the same work; repeated failures get 429.
+/// `POST /auth/logout`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct LoggedOut {
+    /// Whether the session was still open.
+    ended: bool,
+}
+
+/// `DELETE /users/{id}/sessions`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct UserSessionsEnded {
+    /// The user.
+    user_id: u64,
+    /// Sessions ended.
+    ended: u64,
+}
+
+/// `DELETE /operators/{name}/sessions`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct OperatorSessionsEnded {
+    /// The operator.
+    operator: String,
+    /// Sessions ended.
+    ended: u64,
+}
+
+/// Log in: a user by email, or an operator by username.
+///
+/// Any refusal (unknown name, wrong password, malformed body) is the same 401 after the same
+/// work; repeated failures get 429.
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "sessions",
+    request_body = Login,
+    responses(
+        (status = 200, description = "A new session; its token is shown once.", body = Session),
+        (status = 401, description = "Refused.", body = ErrorBody),
+    )
+)]
 pub(super) async fn login(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -37,7 +76,13 @@ fn refused() -> Response {
     error(StatusCode::UNAUTHORIZED, "invalid credentials")
 }
 
-/// `POST /auth/logout`: ends the presented session.
+/// Log out: end the presented session.
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "sessions",
+    responses((status = 200, description = "The session is over.", body = LoggedOut))
+)]
 pub(super) async fn logout(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -50,12 +95,23 @@ pub(super) async fn logout(
             .auth()
             .end_session(&credential)
             .await
-            .map(|ended| json!({"ended": ended}))
+            .map(|ended| LoggedOut { ended })
             .map_err(|e| ApiError::Store(e.to_string())),
     )
 }
 
-/// `DELETE /users/{id}/sessions`: ends every session of the user (the user, or an operator).
+/// End every session of a user: the user themselves, or an operator.
+#[utoipa::path(
+    delete,
+    path = "/users/{id}/sessions",
+    tag = "sessions",
+    params(("id" = u64, Path, minimum = 1, description = "The user.")),
+    responses(
+        (status = 200, description = "Their sessions are over.", body = UserSessionsEnded),
+        (status = 400, description = "Not a user id.", body = ErrorBody),
+        (status = 403, description = "Another user's sessions.", body = ErrorBody),
+    )
+)]
 pub(super) async fn revoke_all(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -71,14 +127,24 @@ pub(super) async fn revoke_all(
                 .end_all_sessions(&Principal::User { id })
                 .await
                 .map_err(|e| ApiError::Store(e.to_string()))?;
-            Ok(json!({"userId": id, "ended": ended}))
+            Ok(UserSessionsEnded { user_id: id, ended })
         }
         .await,
     )
 }
 
-/// `DELETE /operators/{name}/sessions`: ends every session of an operator (the operator
-/// themselves, an admin, or a key with `admin`). 404 for no such operator, to those allowed.
+/// End every session of an operator: the operator themselves, an admin, or a key with `admin`.
+#[utoipa::path(
+    delete,
+    path = "/operators/{name}/sessions",
+    tag = "sessions",
+    params(("name" = String, Path, description = "The operator's username.")),
+    responses(
+        (status = 200, description = "Their sessions are over.", body = OperatorSessionsEnded),
+        (status = 403, description = "Another operator's sessions, and not an admin.", body = ErrorBody),
+        (status = 404, description = "No such operator (said only to those who may end sessions).", body = ErrorBody),
+    )
+)]
 pub(super) async fn revoke_operator(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -116,7 +182,10 @@ pub(super) async fn revoke_operator(
                 })
                 .await
                 .map_err(|e| ApiError::Store(e.to_string()))?;
-            Ok(json!({"operator": name, "ended": ended}))
+            Ok(OperatorSessionsEnded {
+                operator: name,
+                ended,
+            })
         }
         .await,
     )

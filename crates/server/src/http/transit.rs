@@ -5,12 +5,81 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::json;
-use tsp_mobility::gtfs::{GtfsError, departure_window};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use tsp_mobility::gtfs::{Departures, GtfsError, NearStops, RouteDetail, RouteInfo, departure_window};
+use utoipa::{IntoParams, ToSchema};
 
-use super::errors::{ApiError, answer, bad_request};
-use super::queries::{Params, known_only, param};
+use super::errors::{ApiError, ErrorBody, answer, bad_request};
+use super::extract::ApiQuery;
 use super::state::AppState;
+
+/// A point and a radius, in one feed.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct StopsNearParams {
+    /// Latitude, degrees.
+    #[param(minimum = -90.0, maximum = 90.0)]
+    lat: f64,
+    /// Longitude, degrees.
+    #[param(minimum = -180.0, maximum = 180.0)]
+    lng: f64,
+    /// Radius, kilometres.
+    #[param(exclusive_minimum = 0.0, maximum = 100.0)]
+    radius_km: f64,
+    /// The most stops answered (default 20).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// The feed (default `gtfs.feed`).
+    feed: Option<String>,
+}
+
+/// A day, a time of day, and a feed.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct DeparturesParams {
+    /// The day (default today, UTC).
+    date: Option<NaiveDate>,
+    /// From this time of day, `HH:MM` or `HH:MM:SS` (default midnight).
+    #[param(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$")]
+    from: Option<String>,
+    /// The most departures answered (default 20).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// The feed (default `gtfs.feed`).
+    feed: Option<String>,
+}
+
+/// A feed.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct FeedParams {
+    /// The feed (default `gtfs.feed`).
+    feed: Option<String>,
+}
+
+/// `GET /routes`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Routes {
+    /// The feed.
+    feed: String,
+    /// The version answered from.
+    version: u32,
+    /// Every route, by short name.
+    routes: Vec<RouteInfo>,
+}
+
+/// `POST /gtfs/uploads`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Uploaded {
+    /// The upload's id (its SHA-256), for a `gtfs.import` job.
+    upload: String,
+    /// Its size.
+    bytes: usize,
+}
 
 pub(super) fn gtfs_error(e: GtfsError) -> ApiError {
     match e {
@@ -20,19 +89,28 @@ pub(super) fn gtfs_error(e: GtfsError) -> ApiError {
     }
 }
 
-/// `GET /stops/near?lat=&lng=&radius_km=&limit=&feed=`.
-pub(super) async fn stops_near(State(s): State<AppState>, p: Params) -> Response {
+/// Stops near a point, nearest first.
+#[utoipa::path(
+    get,
+    path = "/stops/near",
+    tag = "transit",
+    params(StopsNearParams),
+    responses(
+        (status = 200, description = "The stops, of one version.", body = NearStops),
+        (status = 400, description = "A parameter is not valid; the error names it.", body = ErrorBody),
+        (status = 404, description = "The feed has no live version.", body = ErrorBody),
+    )
+)]
+pub(super) async fn stops_near(
+    State(s): State<AppState>,
+    ApiQuery(p): ApiQuery<StopsNearParams>,
+) -> Response {
     answer(
         async {
-            known_only(&p, &["lat", "lng", "radius_km", "limit", "feed"])?;
-            let need = |name: &str| -> Result<f64, ApiError> {
-                param(&p, name)?.ok_or_else(|| bad_request(format!("{name}: required")))
-            };
-            let (lat, lng, radius) = (need("lat")?, need("lng")?, need("radius_km")?);
-            let limit = param(&p, "limit")?.unwrap_or(20);
+            let limit = p.limit.unwrap_or(20);
             s.app
                 .gtfs()
-                .stops_near(p.get("feed").map(String::as_str), lat, lng, radius, limit)
+                .stops_near(p.feed.as_deref(), p.lat, p.lng, p.radius_km, limit)
                 .await
                 .map_err(gtfs_error)
         }
@@ -40,26 +118,32 @@ pub(super) async fn stops_near(State(s): State<AppState>, p: Params) -> Response
     )
 }
 
-/// `GET /stops/{id}/departures?date=YYYY-MM-DD&from=HH:MM&limit=&feed=`.
+/// Departures from a stop on a day, from a time of day, in time order.
+#[utoipa::path(
+    get,
+    path = "/stops/{id}/departures",
+    tag = "transit",
+    params(("id" = String, Path, description = "The stop's `stop_id`."), DeparturesParams),
+    responses(
+        (status = 200, description = "The departures.", body = Departures),
+        (status = 400, description = "A parameter is not valid; the error names it.", body = ErrorBody),
+        (status = 404, description = "No such stop, or the feed has no live version.", body = ErrorBody),
+    )
+)]
 pub(super) async fn departures(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    p: Params,
+    ApiQuery(p): ApiQuery<DeparturesParams>,
 ) -> Response {
     answer(
         async {
-            known_only(&p, &["date", "from", "limit", "feed"])?;
             let today = chrono::Utc::now().date_naive();
-            let (date, from) = departure_window(
-                p.get("date").map(String::as_str),
-                p.get("from").map(String::as_str),
-                today,
-            )
-            .map_err(gtfs_error)?;
-            let limit = param(&p, "limit")?.unwrap_or(20);
+            let (date, from) = departure_window(None, p.from.as_deref(), p.date.unwrap_or(today))
+                .map_err(gtfs_error)?;
+            let limit = p.limit.unwrap_or(20);
             s.app
                 .gtfs()
-                .departures(p.get("feed").map(String::as_str), &id, date, from, limit)
+                .departures(p.feed.as_deref(), &id, date, from, limit)
                 .await
                 .map_err(gtfs_error)
         }
@@ -67,35 +151,62 @@ pub(super) async fn departures(
     )
 }
 
-/// `GET /routes?feed=`.
-pub(super) async fn routes(State(s): State<AppState>, p: Params) -> Response {
+/// Every route of the live version, by short name.
+#[utoipa::path(
+    get,
+    path = "/routes",
+    tag = "transit",
+    params(FeedParams),
+    responses(
+        (status = 200, description = "The routes.", body = Routes),
+        (status = 400, description = "A parameter this route does not take.", body = ErrorBody),
+        (status = 404, description = "The feed has no live version.", body = ErrorBody),
+    )
+)]
+pub(super) async fn routes(
+    State(s): State<AppState>,
+    ApiQuery(p): ApiQuery<FeedParams>,
+) -> Response {
     answer(
         async {
-            known_only(&p, &["feed"])?;
             let (feed, version, routes) = s
                 .app
                 .gtfs()
-                .routes(p.get("feed").map(String::as_str))
+                .routes(p.feed.as_deref())
                 .await
                 .map_err(gtfs_error)?;
-            Ok(json!({"feed": feed, "version": version, "routes": routes}))
+            Ok(Routes {
+                feed,
+                version,
+                routes,
+            })
         }
         .await,
     )
 }
 
-/// `GET /routes/{id}?feed=`.
+/// A route, its agency, and the stops of its longest trip in order.
+#[utoipa::path(
+    get,
+    path = "/routes/{id}",
+    tag = "transit",
+    params(("id" = String, Path, description = "The route's `route_id`."), FeedParams),
+    responses(
+        (status = 200, description = "The route.", body = RouteDetail),
+        (status = 400, description = "A parameter this route does not take.", body = ErrorBody),
+        (status = 404, description = "No such route, or the feed has no live version.", body = ErrorBody),
+    )
+)]
 pub(super) async fn route(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    p: Params,
+    ApiQuery(p): ApiQuery<FeedParams>,
 ) -> Response {
     answer(
         async {
-            known_only(&p, &["feed"])?;
             s.app
                 .gtfs()
-                .route(p.get("feed").map(String::as_str), &id)
+                .route(p.feed.as_deref(), &id)
                 .await
                 .map_err(gtfs_error)
         }
@@ -103,8 +214,19 @@ pub(super) async fn route(
     )
 }
 
-/// `POST /gtfs/uploads`: the body is a feed's zip (at most `gtfs.max_upload` bytes), stored in
-/// `gtfs.upload_dir` under its SHA-256. Answers `{"upload": sha}` for a `gtfs.import` job.
+/// Upload a GTFS feed's zip for a `gtfs.import` job.
+///
+/// At most `gtfs.max_upload` bytes; stored in `gtfs.upload_dir` under its SHA-256.
+#[utoipa::path(
+    post,
+    path = "/gtfs/uploads",
+    tag = "transit",
+    request_body(content = Vec<u8>, content_type = "application/zip", description = "The feed's zip."),
+    responses(
+        (status = 200, description = "Stored.", body = Uploaded),
+        (status = 400, description = "Not a zip archive.", body = ErrorBody),
+    )
+)]
 pub(super) async fn upload(State(s): State<AppState>, body: Bytes) -> Response {
     answer(
         async {
@@ -115,7 +237,10 @@ pub(super) async fn upload(State(s): State<AppState>, body: Bytes) -> Response {
             let id = crate::gtfs_job::store_upload(&dir, &body)
                 .await
                 .map_err(|e| ApiError::Store(format!("gtfs upload: {e}")))?;
-            Ok(json!({"upload": id, "bytes": body.len()}))
+            Ok(Uploaded {
+                upload: id,
+                bytes: body.len(),
+            })
         }
         .await,
     )
