@@ -140,6 +140,13 @@ install_missing() {
     python3 -m venv "$ROOT/.venv"
     "$ROOT/.venv/bin/pip" install -q secantusdb >"$D/pip.log" 2>&1 || die "pip install secantusdb failed; see $D/pip.log"
   fi
+  # The API contract's tools (docs/api.md#contract): the validator, the fuzzer, a client generator.
+  if [ ! -x "$ROOT/.venv/bin/schemathesis" ] || [ ! -x "$ROOT/.venv/bin/openapi-spec-validator" ] \
+    || [ ! -x "$ROOT/.venv/bin/openapi-python-client" ]; then
+    log "installing schemathesis, openapi-spec-validator and openapi-python-client into .venv (pip)"
+    "$ROOT/.venv/bin/pip" install -q schemathesis openapi-spec-validator openapi-python-client >"$D/pip.log" 2>&1 \
+      || die "pip install of the API tools failed; see $D/pip.log"
+  fi
 }
 
 mysql_root() { mariadb --socket="$D/mysql.sock" -uroot "$@"; }

@@ -158,10 +158,11 @@ impl Around {
         let lat = lat.ok_or_else(|| invalid("lat", "required"))?;
         let lng = lng.ok_or_else(|| invalid("lng", "required"))?;
         let radius_km = radius_km.ok_or_else(|| invalid("radius_km", "required"))?;
-        if !(lat.is_finite() && (-90.0..=90.0).contains(&lat)) {
+        let max = crate::trip::MAX_LATITUDE;
+        if !(lat.is_finite() && (-max..=max).contains(&lat)) {
             return Err(invalid(
                 "lat",
-                format!("{lat} is not a latitude (-90 to 90)"),
+                format!("{lat} is not a latitude (-{max} to {max})"),
             ));
         }
         if !(lng.is_finite() && (-180.0..=180.0).contains(&lng)) {

@@ -11,6 +11,10 @@ pub const MODES: &[&str] = &[
     "carpool",
 ];
 
+/// The latitudes a position may have: Redis GEO (users' last positions, stops) indexes only
+/// these (the Web Mercator range), so a position beyond them could not be stored or searched.
+pub const MAX_LATITUDE: f64 = 85.051_128_78;
+
 /// Points a trajectory may have (a day at one fix per 5 s): keeps a trajectory document far
 /// below MongoDB's 16 MB limit.
 pub const MAX_POINTS: usize = 20_000;
@@ -101,10 +105,10 @@ impl TripCompletion {
             ));
         }
         for (i, p) in self.trajectory.iter().enumerate() {
-            if !(p.lat.is_finite() && (-90.0..=90.0).contains(&p.lat)) {
+            if !(p.lat.is_finite() && (-MAX_LATITUDE..=MAX_LATITUDE).contains(&p.lat)) {
                 return Err(invalid(
                     format!("trajectory[{i}].lat"),
-                    format!("{} is not a latitude (-90 to 90)", p.lat),
+                    format!("{} is not a latitude (-{MAX_LATITUDE} to {MAX_LATITUDE})", p.lat),
                 ));
             }
             if !(p.lng.is_finite() && (-180.0..=180.0).contains(&p.lng)) {

@@ -496,8 +496,9 @@ fn check_point(lat: f64, lng: f64, radius_km: f64, limit: u32) -> Result<(), Gtf
             message: message.to_string(),
         })
     };
-    if !(lat.is_finite() && (-90.0..=90.0).contains(&lat)) {
-        return bad("lat", "must be from -90 to 90");
+    let max = crate::trip::MAX_LATITUDE;
+    if !(lat.is_finite() && (-max..=max).contains(&lat)) {
+        return bad("lat", "must be from -85.05112878 to 85.05112878");
     }
     if !(lng.is_finite() && (-180.0..=180.0).contains(&lng)) {
         return bad("lng", "must be from -180 to 180");

@@ -30,7 +30,7 @@ impl Queue {
     pub async fn cancel(&self, ids: &[String]) -> Result<Vec<Cancelled>, QueueError> {
         if let Some(bad) = ids
             .iter()
-            .find(|id| id.is_empty() || id.len() > 64 || id.contains(['{', '}', ':']))
+            .find(|id| !super::valid_job_id(id))
         {
             return Err(QueueError::Invalid {
                 field: "id".into(),

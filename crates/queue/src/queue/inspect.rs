@@ -100,7 +100,7 @@ impl Queue {
     /// One job, if it exists (completed and dead jobs exist until retention removes them).
     #[boxed]
     pub async fn job(&self, id: &str) -> Result<Option<JobInfo>, QueueError> {
-        if id.is_empty() || id.len() > 64 || id.contains(['{', '}', ':']) {
+        if !super::valid_job_id(id) {
             return Err(QueueError::Invalid {
                 field: "id".into(),
                 message: "not a job id".into(),

@@ -85,6 +85,15 @@ pub struct Queue {
     inner: Arc<Inner>,
 }
 
+/// Job ids as a caller may name them: 1-64 printable ASCII characters other than `{`, `}` and
+/// `:` (ids the queue makes are digits; dedup keys and the key layout use the others).
+pub fn valid_job_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'{' | b'}' | b':'))
+}
+
 /// Queue names: letters, digits, `_`, `-`, `.`; up to 64.
 pub fn valid_queue_name(name: &str) -> bool {
     !name.is_empty()

@@ -42,6 +42,7 @@ pub enum Missed {
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
     /// Its name: 1-64 letters, digits, `.`, `_`, `-`.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     pub name: String,
     /// A cron expression (five fields, or six with seconds first); or set `every_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,6 +59,7 @@ pub struct Schedule {
     #[serde(default)]
     pub payload: serde_json::Value,
     /// The queue it goes to.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     pub queue: String,
     /// Its priority.
     #[serde(default)]

@@ -43,18 +43,55 @@ const TAGS: &[(&str, &str)] = &[
 
 /// The document, built once.
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    let mut text = serde_json::to_string_pretty(&document()).unwrap_or_default();
+    let mut doc = serde_json::to_value(document()).unwrap_or_default();
+    open_flattened(&mut doc);
+    let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
     text.push('\n');
     text
 });
+
+/// utoipa writes a `#[serde(flatten)]` field as an `allOf` member referring to the flattened
+/// type; a type that refuses unknown fields (`deny_unknown_fields`, as a request body does)
+/// says `additionalProperties: false`, which would refuse the outer type's own fields. Inside
+/// `allOf`, such a member is the referred schema, inlined without that.
+fn open_flattened(doc: &mut serde_json::Value) {
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    let closed: std::collections::BTreeMap<String, serde_json::Value> = schemas
+        .iter()
+        .filter(|(_, s)| s["additionalProperties"] == serde_json::Value::Bool(false))
+        .map(|(name, s)| {
+            let mut open = s.clone();
+            if let Some(o) = open.as_object_mut() {
+                o.remove("additionalProperties");
+            }
+            (format!("#/components/schemas/{name}"), open)
+        })
+        .collect();
+    for schema in schemas.values_mut() {
+        let Some(members) = schema.get_mut("allOf").and_then(|a| a.as_array_mut()) else {
+            continue;
+        };
+        for member in members {
+            let target = member["$ref"].as_str().and_then(|r| closed.get(r));
+            if let Some(open) = target {
+                *member = open.clone();
+            }
+        }
+    }
+}
 
 /// The document as `docs/openapi.json` holds it: pretty JSON, one trailing newline.
 pub fn document_text() -> &'static str {
     &DOCUMENT
 }
 
-/// The OpenAPI document of every route of the table.
-pub fn document() -> OpenApi {
+/// The OpenAPI document of every route of the table, as utoipa builds it.
+fn document() -> OpenApi {
     let mut paths = Paths::new();
     let mut schemas: Schemas = vec![("ErrorBody".into(), ErrorBody::schema())];
     for route in routes::table() {
@@ -325,6 +362,8 @@ mod tests {
             }
         }
         let doc = doc();
+        let state = &doc["components"]["schemas"]["ScheduleState"]["allOf"][0];
+        assert_eq!(state["additionalProperties"], Value::Null, "{state}");
         let mut found = Vec::new();
         refs(&doc, &mut found);
         assert!(found.len() > 50, "{} references", found.len());

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -18,7 +18,7 @@ use tsp_mobility::auth::{Admission, Principal, RateClass};
 use super::activity::Event;
 use super::caller::Caller;
 use super::errors::{StoreFailure, error, too_many, unauthorized};
-use super::rules::{Access, body_type};
+use super::rules::{Access, AccessMap, body_type};
 use super::state::AppState;
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
@@ -184,6 +184,36 @@ fn request_span(method: &Method, template: &str, id: &str, headers: &HeaderMap) 
     span
 }
 
+/// The rule for `method` on `template`: 405 naming the methods it has when it has not this
+/// one (HEAD is GET's); a route missing from the map is refused as if operator-only (fail
+/// closed).
+fn access_of(map: &AccessMap, template: &str, method: &Method) -> Result<Access, Response> {
+    let Some(by_method) = map.get(template) else {
+        return Ok(Access::Operator);
+    };
+    let wanted = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
+    if let Some(access) = by_method.get(wanted) {
+        return Ok(*access);
+    }
+    let mut allowed: Vec<&str> = by_method.keys().map(Method::as_str).collect();
+    if by_method.contains_key(&Method::GET) {
+        allowed.push("HEAD");
+    }
+    allowed.sort_unstable();
+    let mut r = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not a method of {template}"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+        r.headers_mut().insert(header::ALLOW, v);
+    }
+    Err(r)
+}
+
 /// The middleware on every route.
 pub(super) async fn guard(
     State(s): State<AppState>,
@@ -195,13 +225,10 @@ pub(super) async fn guard(
     let method = req.method().clone();
     let template = matched.as_str().to_string();
     let (address, request_id) = origin(&req, &s.trusted);
-    // A route missing from the map is refused as if operator-only: fail closed.
-    let access = s
-        .access
-        .get(matched.as_str())
-        .and_then(|by_method| by_method.get(&method))
-        .copied()
-        .unwrap_or(Access::Operator);
+    let access = match access_of(&s.access, matched.as_str(), &method) {
+        Ok(access) => access,
+        Err(refused) => return refused,
+    };
     // Every log line of the request carries its id and route, and its spans the caller's trace.
     let span = request_span(&method, &template, &request_id, req.headers());
     let admitted = match &s.assume {

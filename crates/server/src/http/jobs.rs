@@ -29,6 +29,13 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// A job to enqueue.
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({
+    "type": "trip.complete",
+    "queue": "trips",
+    "payload": {"tripId": "t-1", "userId": 1, "mode": "bus", "trajectory": [
+        {"lat": -16.92, "lng": 145.77, "timestamp": 1_790_000_000_000_i64},
+        {"lat": -16.91, "lng": 145.77, "timestamp": 1_790_000_300_000_i64}]}
+}))]
 #[serde(deny_unknown_fields)]
 pub(super) struct PostJob {
     /// Its type: a registered handler (`trip.complete`, …).
@@ -39,6 +46,7 @@ pub(super) struct PostJob {
     payload: serde_json::Value,
     /// The queue (default `default`): one that exists; only operators make new ones.
     #[serde(default = "default_queue")]
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     queue: String,
     /// Higher runs first; 900 and above are for operators.
     #[serde(default)]
@@ -108,7 +116,7 @@ fn default_queue() -> String {
 pub(super) struct QueueParam {
     /// The queue the job is in (default `default`).
     #[serde(default = "default_queue")]
-    #[param(default = "default")]
+    #[param(default = "default", pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     queue: String,
 }
 
@@ -277,7 +285,7 @@ async fn find_job(s: &AppState, queue: &str, id: &str) -> Result<(Queue, JobInfo
     get,
     path = "/jobs/{id}",
     tag = "jobs",
-    params(("id" = String, Path, description = "The job's id."), QueueParam),
+    params(("id" = String, Path, pattern = "^[!-9;-z|~]{1,64}$", description = "The job's id."), QueueParam),
     responses(
         (status = 200, description = "The job.", body = JobInfo),
         (status = 400, description = "A parameter is not valid; the error names it.", body = ErrorBody),
@@ -319,7 +327,7 @@ pub(super) async fn get_job(
     post,
     path = "/jobs/{id}/retry",
     tag = "jobs",
-    params(("id" = String, Path, description = "The job's id."), QueueParam),
+    params(("id" = String, Path, pattern = "^[!-9;-z|~]{1,64}$", description = "The job's id."), QueueParam),
     responses(
         (status = 200, description = "It is waiting again.", body = Requeued),
         (status = 400, description = "A parameter is not valid; the error names it.", body = ErrorBody),
@@ -357,7 +365,7 @@ pub(super) async fn retry_job(
     post,
     path = "/jobs/{id}/cancel",
     tag = "jobs",
-    params(("id" = String, Path, description = "The job's id."), QueueParam),
+    params(("id" = String, Path, pattern = "^[!-9;-z|~]{1,64}$", description = "The job's id."), QueueParam),
     responses(
         (status = 200, description = "It is removed.", body = JobCancelled),
         (status = 400, description = "A parameter is not valid; the error names it.", body = ErrorBody),
@@ -439,7 +447,7 @@ async fn set_paused(s: &AppState, name: &str, paused: bool) -> Result<QueuePause
     post,
     path = "/queues/{name}/pause",
     tag = "jobs",
-    params(("name" = String, Path, description = "The queue.")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The queue.")),
     responses(
         (status = 200, description = "Paused.", body = QueuePaused),
         (status = 400, description = "Not a queue name.", body = ErrorBody),
@@ -454,7 +462,7 @@ pub(super) async fn pause(State(s): State<AppState>, Path(name): Path<String>) -
     post,
     path = "/queues/{name}/resume",
     tag = "jobs",
-    params(("name" = String, Path, description = "The queue.")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The queue.")),
     responses(
         (status = 200, description = "Resumed.", body = QueuePaused),
         (status = 400, description = "Not a queue name.", body = ErrorBody),

@@ -36,8 +36,8 @@ pub(super) struct StatsParams {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(super) struct NearParams {
-    /// Latitude, degrees.
-    #[param(minimum = -90.0, maximum = 90.0)]
+    /// Latitude, degrees (the range Redis GEO indexes).
+    #[param(minimum = -85.05112878, maximum = 85.05112878)]
     lat: f64,
     /// Longitude, degrees.
     #[param(minimum = -180.0, maximum = 180.0)]
@@ -107,10 +107,11 @@ pub(super) struct UserCells {
     min_users: usize,
 }
 
+/// A user id: 1 to 2^63 - 1 (the document's int64).
 fn user_id(id: &str) -> Result<u64, ApiError> {
     id.parse::<u64>()
         .ok()
-        .filter(|&n| n > 0)
+        .filter(|&n| n > 0 && i64::try_from(n).is_ok())
         .ok_or_else(|| bad_request(format!("id: `{id}` is not a user id")))
 }
 

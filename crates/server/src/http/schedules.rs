@@ -85,7 +85,7 @@ pub(super) async fn put_schedule(
     delete,
     path = "/schedules/{name}",
     tag = "schedules",
-    params(("name" = String, Path, description = "The schedule.")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The schedule.")),
     responses(
         (status = 200, description = "Removed.", body = Removed),
         (status = 400, description = "Not a schedule name.", body = ErrorBody),

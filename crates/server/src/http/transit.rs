@@ -19,8 +19,8 @@ use super::state::AppState;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(super) struct StopsNearParams {
-    /// Latitude, degrees.
-    #[param(minimum = -90.0, maximum = 90.0)]
+    /// Latitude, degrees (the range Redis GEO indexes).
+    #[param(minimum = -85.05112878, maximum = 85.05112878)]
     lat: f64,
     /// Longitude, degrees.
     #[param(minimum = -180.0, maximum = 180.0)]
@@ -221,7 +221,7 @@ pub(super) async fn route(
     post,
     path = "/gtfs/uploads",
     tag = "transit",
-    request_body(content = Vec<u8>, content_type = "application/zip", description = "The feed's zip."),
+    request_body(content = String, content_type = "application/zip", description = "The feed's zip archive (bytes)."),
     responses(
         (status = 200, description = "Stored.", body = Uploaded),
         (status = 400, description = "Not a zip archive.", body = ErrorBody),

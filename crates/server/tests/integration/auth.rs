@@ -231,7 +231,7 @@ async fn every_route_refuses_missing_credentials_and_lacking_rights() {
     assert!(table.len() >= 18, "{table:?}");
     for rule in &table {
         let method = Method::from_bytes(rule.method.as_bytes()).unwrap();
-        let path = concrete(rule.path);
+        let path = concrete(&rule.path);
         let body = (method == Method::POST).then(|| json!({}));
         let (anon, _, v) = call(&server, method.clone(), &path, None, body.clone()).await;
         let (forged, _, _) = call(

@@ -10,6 +10,7 @@ mod backup;
 mod cli;
 mod common;
 mod consistency;
+mod contract;
 mod console;
 mod dr_drill;
 mod gtfs;
