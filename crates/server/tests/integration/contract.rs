@@ -157,3 +157,63 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_contract() {
     drop(server);
     site.done().await;
 }
+
+/// What the fuzzer found, each shown right: a method a route lacks is 405 naming those it has
+/// (it was 401, or operator-only, even on public routes); a POST without a body needs no content
+/// type (one with a body still must declare JSON); a query axum could not parse is the common
+/// error body (it was plain text); a job id of non-ASCII characters is a 400 (it passed a
+/// length check counted in bytes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answers_the_fuzzer_found_wrong_are_right() {
+    let site = Site::new(&[]).await;
+    let server = site.server(&[]);
+    let client = reqwest::Client::new();
+    for (method, path, allow) in [
+        ("TRACE", "/health/live", "GET, HEAD"),
+        ("PUT", "/jobs", "POST"),
+        ("GET", "/users/1/sessions", "DELETE"),
+    ] {
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        let r = client
+            .request(m, format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 405, "{method} {path}");
+        assert_eq!(r.headers()["allow"], allow, "{method} {path}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        let error = body["error"].as_str().unwrap();
+        assert!(error.starts_with(&format!("{method} is not a method")), "{body}");
+    }
+    let head = client.head(format!("{}/health/live", server.base));
+    assert_eq!(head.send().await.unwrap().status().as_u16(), 200);
+
+    let name = site.operator(Role::Operator).await;
+    let login = json!({"username": name, "password": PASSWORD});
+    let (_, v) = common::api::login(&server, login).await;
+    let token = v["token"].as_str().unwrap().to_string();
+    let pause = format!("{}/queues/default/pause", server.base);
+    let bare = client.post(&pause).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(bare.status().as_u16(), 200);
+    let text = client
+        .post(&pause)
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text.status().as_u16(), 415);
+
+    for (path, error) in [
+        ("/jobs/1?queue=a&queue=b", "query: duplicate field `queue`"),
+        ("/jobs/%C2%B7?queue=default", "id: not a job id"),
+        ("/jobs/1?queue=%5E", "queue: `^`: use 1-64 letters"),
+    ] {
+        let (code, v) = common::api::get(&server, path, &token).await;
+        assert_eq!(code, 400, "{path}: {v}");
+        assert!(v["error"].as_str().unwrap().starts_with(error), "{path}: {v}");
+    }
+    drop(server);
+    site.done().await;
+}
