@@ -48,6 +48,7 @@ scripts/deploy-check.sh target/debug/tsp-job
 # The alert rules pass their promtool unit tests; the scrape configuration and the dashboard are
 # well formed (docs/metrics.md#alerts).
 scripts/monitoring-check.sh
+scripts/openapi-check.sh
 # The main job, the trip flow and the consistency drill again over the secure profile: every store
 # over verified TLS, the app accounts only, secrets from files (docs/testing.md#secure).
 TSP_TEST_ENV=secure run_tests -E 'package(tsp-server) & binary(integration)

@@ -108,7 +108,10 @@ impl TripCompletion {
             if !(p.lat.is_finite() && (-MAX_LATITUDE..=MAX_LATITUDE).contains(&p.lat)) {
                 return Err(invalid(
                     format!("trajectory[{i}].lat"),
-                    format!("{} is not a latitude (-{MAX_LATITUDE} to {MAX_LATITUDE})", p.lat),
+                    format!(
+                        "{} is not a latitude (-{MAX_LATITUDE} to {MAX_LATITUDE})",
+                        p.lat
+                    ),
                 ));
             }
             if !(p.lng.is_finite() && (-180.0..=180.0).contains(&p.lng)) {

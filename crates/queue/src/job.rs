@@ -58,7 +58,9 @@ impl Backoff {
 }
 
 /// Where a job came from (stored as the ninth element of its spec).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct Origin {
     /// The enqueue's trace context (W3C `traceparent`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

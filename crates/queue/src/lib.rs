@@ -38,7 +38,8 @@ pub use handler::{HookError, HookFuture, Registry};
 pub use job::{Backoff, JobInfo, JobState, MAX_PRIORITY, NewJob, Origin, QueueCounts};
 pub use queue::{
     AuditReport, Cancelled, DeadJob, Fetched, Finding, Finished, Glance, Lease, LeasedJob, Order,
-    Outcome, Queue, Requeued, Rerun, StoredSchedule, UNREADABLE_TYPE, valid_job_id, valid_queue_name,
+    Outcome, Queue, Requeued, Rerun, StoredSchedule, UNREADABLE_TYPE, valid_job_id,
+    valid_queue_name,
 };
 pub use records::{
     COLLECTION as RECORDS_COLLECTION, JobRecord, RecordSink, RecordTask,

@@ -28,10 +28,7 @@ impl Queue {
     /// job walks its priority's list from the head (Redis `LREM`), O(its position).
     #[boxed]
     pub async fn cancel(&self, ids: &[String]) -> Result<Vec<Cancelled>, QueueError> {
-        if let Some(bad) = ids
-            .iter()
-            .find(|id| !super::valid_job_id(id))
-        {
+        if let Some(bad) = ids.iter().find(|id| !super::valid_job_id(id)) {
             return Err(QueueError::Invalid {
                 field: "id".into(),
                 message: format!("`{bad:.70}` is not a job id"),

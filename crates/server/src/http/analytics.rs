@@ -15,7 +15,6 @@ use super::extract::ApiQuery;
 use super::queries::readable_user;
 use super::state::AppState;
 
-
 /// `?from=&to=&mode=`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -218,4 +217,3 @@ pub(super) async fn user_daily(
         .await,
     )
 }
-

@@ -7,7 +7,7 @@
 use std::sync::LazyLock;
 
 use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use utoipa::PartialSchema;
 use utoipa::openapi::header::Header;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{HttpMethod, Operation};
@@ -15,10 +15,9 @@ use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, InfoBuilder, LicenseBuilder, OpenApi, OpenApiBuilder,
-    Paths, Ref, RefOr, Response as ApiResponse,
+    ComponentsBuilder, ContentBuilder, InfoBuilder, LicenseBuilder, OpenApi, OpenApiBuilder, Paths,
+    Ref, RefOr, Response as ApiResponse,
 };
-use utoipa::PartialSchema;
 
 use super::errors::ErrorBody;
 use super::routes::{self, Schemas};
@@ -32,13 +31,22 @@ const METRICS_TOKEN: &str = "metricsToken";
 
 /// The groups operations are listed under, in order, with what each holds.
 const TAGS: &[(&str, &str)] = &[
-    ("service", "Probes, metrics, the contract and configuration reload."),
+    (
+        "service",
+        "Probes, metrics, the contract and configuration reload.",
+    ),
     ("sessions", "Logging in and out, and ending sessions."),
     ("jobs", "Enqueueing and reading jobs; queues."),
     ("schedules", "Repeatable jobs (operators)."),
-    ("users", "A user's stats and points; trips and users near a point."),
+    (
+        "users",
+        "A user's stats and points; trips and users near a point.",
+    ),
     ("analytics", "Daily rollups and engagement."),
-    ("transit", "Stops, departures and routes of the live GTFS version; feed uploads."),
+    (
+        "transit",
+        "Stops, departures and routes of the live GTFS version; feed uploads.",
+    ),
 ];
 
 /// The document, built once.
@@ -224,12 +232,18 @@ fn refusals(op: &mut Operation, rule: &RouteRule) {
     if rule.method == "POST" {
         let wanted = super::rules::body_type(&rule.path);
         add("413", error("The body is larger than the limit."));
-        add("415", error(&format!("A body whose content type is not `{wanted}`.")));
+        add(
+            "415",
+            error(&format!("A body whose content type is not `{wanted}`.")),
+        );
     }
     let mut limited = error("Too many requests from this address or credential.");
     limited.headers.insert(
         header::RETRY_AFTER.to_string(),
-        RefOr::T(header("Seconds until a request may succeed.", u64::schema())),
+        RefOr::T(header(
+            "Seconds until a request may succeed.",
+            u64::schema(),
+        )),
     );
     add("429", limited);
     add(
@@ -284,23 +298,6 @@ fn answer<'a>(
     }
 }
 
-/// `GET /openapi.json`: this document.
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "service",
-    operation_id = "openapi",
-    responses((status = 200, description = "The OpenAPI 3.1 document of this API.", content_type = "application/json", body = Object))
-)]
-pub(super) async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        document_text(),
-    )
-        .into_response()
-}
-
-
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
@@ -329,7 +326,12 @@ mod tests {
         let mut operations = 0;
         for rule in &rules {
             let op = &doc["paths"][&rule.path][rule.method.to_lowercase()];
-            assert!(op.is_object(), "{} {} is not in the document", rule.method, rule.path);
+            assert!(
+                op.is_object(),
+                "{} {} is not in the document",
+                rule.method,
+                rule.path
+            );
             let security = op["security"].as_array().map(Vec::len).unwrap_or(0);
             match rule.access {
                 Access::Public => assert_eq!(security, 0, "{} is public", rule.path),
@@ -368,8 +370,13 @@ mod tests {
         refs(&doc, &mut found);
         assert!(found.len() > 50, "{} references", found.len());
         for r in found {
-            let name = r.strip_prefix("#/components/schemas/").expect("a schema reference");
-            assert!(doc["components"]["schemas"][name].is_object(), "{r} is missing");
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .expect("a schema reference");
+            assert!(
+                doc["components"]["schemas"][name].is_object(),
+                "{r} is missing"
+            );
         }
     }
 
@@ -387,7 +394,10 @@ mod tests {
         for (path, item) in doc["paths"].as_object().expect("paths") {
             for (method, op) in item.as_object().expect("a path item") {
                 let answers = op["responses"].as_object().expect("responses");
-                assert!(answers.keys().any(|s| s.starts_with('2')), "{method} {path}");
+                assert!(
+                    answers.keys().any(|s| s.starts_with('2')),
+                    "{method} {path}"
+                );
                 for (status, answer) in answers.iter().filter(|(s, _)| s.as_str() >= "400") {
                     let schema = &answer["content"]["application/json"]["schema"]["$ref"];
                     let report = REPORTS.contains(&(path.as_str(), status.as_str()));

@@ -184,10 +184,9 @@ fn request_span(method: &Method, template: &str, id: &str, headers: &HeaderMap) 
     span
 }
 
-/// The rule for `method` on `template`: 405 naming the methods it has when it has not this
-/// one (HEAD is GET's); a route missing from the map is refused as if operator-only (fail
-/// closed).
-fn access_of(map: &AccessMap, template: &str, method: &Method) -> Result<Access, Response> {
+/// The rule for `method` on `template`, or the methods it has (HEAD is GET's) when it has
+/// not this one. A route missing from the map is refused as if operator-only (fail closed).
+fn access_of(map: &AccessMap, template: &str, method: &Method) -> Result<Access, String> {
     let Some(by_method) = map.get(template) else {
         return Ok(Access::Operator);
     };
@@ -204,14 +203,19 @@ fn access_of(map: &AccessMap, template: &str, method: &Method) -> Result<Access,
         allowed.push("HEAD");
     }
     allowed.sort_unstable();
+    Err(allowed.join(", "))
+}
+
+/// 405, naming the methods the route has in `Allow`.
+fn method_not_allowed(method: &Method, template: &str, allowed: &str) -> Response {
     let mut r = error(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{method} is not a method of {template}"),
     );
-    if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+    if let Ok(v) = HeaderValue::from_str(allowed) {
         r.headers_mut().insert(header::ALLOW, v);
     }
-    Err(r)
+    r
 }
 
 /// The middleware on every route.
@@ -227,7 +231,7 @@ pub(super) async fn guard(
     let (address, request_id) = origin(&req, &s.trusted);
     let access = match access_of(&s.access, matched.as_str(), &method) {
         Ok(access) => access,
-        Err(refused) => return refused,
+        Err(allowed) => return method_not_allowed(&method, matched.as_str(), &allowed),
     };
     // Every log line of the request carries its id and route, and its spans the caller's trace.
     let span = request_span(&method, &template, &request_id, req.headers());

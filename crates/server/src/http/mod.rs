@@ -13,8 +13,8 @@
 mod activity;
 mod analytics;
 mod caller;
-mod contract;
 pub mod console;
+mod contract;
 mod errors;
 mod extract;
 mod guard;
@@ -140,6 +140,7 @@ pub fn router_without_auth(
 /// The router: every route of the table behind the guard, and the service-wide limits.
 pub fn router(mut state: AppState) -> Router {
     state.access = Arc::new(rules::access_map(routes::rules()));
+    state.openapi = contract::document_text();
     let server = state.app.hub().config().server.clone();
     let max_upload = state.app.hub().config().gtfs.max_upload as usize;
     let guard = || middleware::from_fn_with_state(state.clone(), guard::guard);

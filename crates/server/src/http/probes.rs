@@ -210,3 +210,15 @@ async fn refresh_queue_gauges(app: &crate::app::App) {
         }
     }
 }
+
+/// The OpenAPI document of this API (docs/api.md#contract).
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "service",
+    operation_id = "openapi",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API.", content_type = "application/json", body = Object))
+)]
+pub(super) async fn openapi(State(s): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], s.openapi).into_response()
+}

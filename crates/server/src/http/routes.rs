@@ -11,7 +11,7 @@ use utoipa::openapi::{RefOr, schema::Schema};
 
 use super::rules::{Access, RouteRule};
 use super::state::AppState;
-use super::{analytics, contract, jobs, probes, queries, schedules, sessions, transit};
+use super::{analytics, jobs, probes, queries, schedules, sessions, transit};
 
 /// Named schemas an operation refers to.
 pub(super) type Schemas = Vec<(String, RefOr<Schema>)>;
@@ -87,7 +87,7 @@ fn service() -> Vec<Route> {
         entry(__path_health, Operator, health),
         entry(__path_metrics, Scraper, metrics),
         entry(__path_reload, Operator, reload),
-        entry(contract::__path_openapi, Public, contract::openapi),
+        entry(__path_openapi, Public, openapi),
         entry(__path_login, Public, login),
         entry(__path_logout, Authenticated, logout),
         entry(__path_revoke_all, Authenticated, revoke_all),

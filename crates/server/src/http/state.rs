@@ -25,6 +25,8 @@ pub struct AppState {
     /// Credential reloads (`POST /admin/reload`), when the process runs one.
     pub reloader: Option<crate::reload::Reloader>,
     pub(super) access: Arc<AccessMap>,
+    /// The OpenAPI document `GET /openapi.json` answers (set with `access` by the router).
+    pub(super) openapi: &'static str,
     /// `server.metrics_token`: lets a scraper read `/metrics` without an operator's key.
     pub(super) scrape_token: Option<super::scrape_token::ScrapeToken>,
     /// `server.trusted_proxies`.
@@ -51,6 +53,7 @@ impl AppState {
             reloader: None,
             // Filled by the router from its route table.
             access: Arc::default(),
+            openapi: "",
             scrape_token,
             trusted: Arc::new(trusted),
             assume: None,

@@ -7,7 +7,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use tsp_mobility::gtfs::{Departures, GtfsError, NearStops, RouteDetail, RouteInfo, departure_window};
+use tsp_mobility::gtfs::{
+    Departures, GtfsError, NearStops, RouteDetail, RouteInfo, departure_window,
+};
 use utoipa::{IntoParams, ToSchema};
 
 use super::errors::{ApiError, ErrorBody, answer, bad_request};

@@ -49,7 +49,7 @@ fn fuzz(base: &str, who: &str, login: &str, key: &str, seed: u64) -> (bool, Stri
     );
     let dir = tempfile::tempdir().unwrap();
     let har = dir.path().join("requests.har");
-    let fuzz = root().join("crates/server/tests/fuzz");
+    let fuzz = root().join("crates/server/tests/contract");
     let out = tokio::task::block_in_place(|| {
         Command::new(bin)
             .current_dir(dir.path())
@@ -69,7 +69,8 @@ fn fuzz(base: &str, who: &str, login: &str, key: &str, seed: u64) -> (bool, Stri
             .output()
             .unwrap()
     });
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let requests = std::fs::read_to_string(&har)
         .ok()
         .and_then(|h| serde_json::from_str::<serde_json::Value>(&h).ok())
@@ -134,19 +135,27 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_contract() {
         .unwrap_or(SEED);
     let logins = [
         ("user", json!({"email": email, "password": PASSWORD})),
-        ("operator", json!({"username": operator, "password": PASSWORD})),
+        (
+            "operator",
+            json!({"username": operator, "password": PASSWORD}),
+        ),
         ("key", json!(null)),
     ];
     let mut made = Vec::new();
     for (who, login) in logins {
-        let (passed, output, requests) =
-            fuzz(&server.base, who, &login.to_string(), &key, seed);
+        let (passed, output, requests) = fuzz(&server.base, who, &login.to_string(), &key, seed);
         if !passed {
             let log = std::env::temp_dir().join(format!("tsp-fuzz-{who}.log"));
             let _ = std::fs::write(&log, &output);
-            panic!("schemathesis as {who} (seed {seed}), all of it in {}:\n{output}", log.display());
+            panic!(
+                "schemathesis as {who} (seed {seed}), all of it in {}:\n{output}",
+                log.display()
+            );
         }
-        assert!(requests > 500, "as {who}: only {requests} requests\n{output}");
+        assert!(
+            requests > 500,
+            "as {who}: only {requests} requests\n{output}"
+        );
         made.push(format!("{who}: {requests}"));
     }
     println!("schemathesis, seed {seed}: requests {}", made.join(", "));
@@ -183,7 +192,10 @@ async fn the_answers_the_fuzzer_found_wrong_are_right() {
         assert_eq!(r.headers()["allow"], allow, "{method} {path}");
         let body: serde_json::Value = r.json().await.unwrap();
         let error = body["error"].as_str().unwrap();
-        assert!(error.starts_with(&format!("{method} is not a method")), "{body}");
+        assert!(
+            error.starts_with(&format!("{method} is not a method")),
+            "{body}"
+        );
     }
     let head = client.head(format!("{}/health/live", server.base));
     assert_eq!(head.send().await.unwrap().status().as_u16(), 200);
@@ -193,7 +205,12 @@ async fn the_answers_the_fuzzer_found_wrong_are_right() {
     let (_, v) = common::api::login(&server, login).await;
     let token = v["token"].as_str().unwrap().to_string();
     let pause = format!("{}/queues/default/pause", server.base);
-    let bare = client.post(&pause).bearer_auth(&token).send().await.unwrap();
+    let bare = client
+        .post(&pause)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bare.status().as_u16(), 200);
     let text = client
         .post(&pause)
@@ -212,8 +229,53 @@ async fn the_answers_the_fuzzer_found_wrong_are_right() {
     ] {
         let (code, v) = common::api::get(&server, path, &token).await;
         assert_eq!(code, 400, "{path}: {v}");
-        assert!(v["error"].as_str().unwrap().starts_with(error), "{path}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().starts_with(error),
+            "{path}: {v}"
+        );
     }
+    drop(server);
+    site.done().await;
+}
+
+/// A Python client generated from `docs/openapi.json` (docs/api.md#clients) logs in, posts a
+/// trip, follows its job until a worker completed it, and reads the user's stats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_generated_from_the_document_posts_a_trip_and_reads_the_stats() {
+    let site = Site::new(&[]).await;
+    let server = site.server(&[]);
+    let email = site.user_with_password(2).await;
+    let mut worker = common::trip_worker(&site.sandbox.overrides, 2, "5s", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let package = dir.path().join("tsp_job_client");
+    let generate = Command::new(root().join(".venv/bin/openapi-python-client"))
+        .args(["generate", "--meta", "none", "--path"])
+        .arg(root().join("docs/openapi.json"))
+        .arg("--output-path")
+        .arg(&package)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&generate.stdout).into_owned();
+    assert!(generate.status.success(), "{said}");
+    assert!(package.join("api/default/post_job.py").exists(), "{said}");
+    let login = json!({"email": email, "password": PASSWORD}).to_string();
+    let trip = trip("client-1", 2, 4, 2).to_string();
+    let out = tokio::task::block_in_place(|| {
+        Command::new(root().join(".venv/bin/python"))
+            .arg(root().join("crates/server/tests/contract/client.py"))
+            .env("TSP_CLIENT_DIR", dir.path())
+            .env("TSP_CLIENT_BASE", &server.base)
+            .env("TSP_CLIENT_LOGIN", login)
+            .env("TSP_CLIENT_TRIP", trip)
+            .output()
+            .unwrap()
+    });
+    let (stdout, stderr) = common::text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let answer: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(answer["trips"], 1, "{answer}");
+    let _ = worker.kill();
+    let _ = worker.wait();
     drop(server);
     site.done().await;
 }
