@@ -87,6 +87,30 @@ pub(super) fn answer<T: serde::Serialize>(r: Result<T, ApiError>) -> Response {
     }
 }
 
+/// An error answered in plain text by a layer or extractor outside the handlers (tower-http's
+/// body limit: `length limit exceeded`; axum's path and body rejections), in the common error
+/// body with the same status and words.
+pub(super) async fn json_refusals(r: Response) -> Response {
+    let plain = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(plain && (r.status().is_client_error() || r.status().is_server_error())) {
+        return r;
+    }
+    let status = r.status();
+    let text = axum::body::to_bytes(r.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => format!("body: larger than the limit ({text})"),
+        _ if text.is_empty() => status.canonical_reason().unwrap_or("error").to_lowercase(),
+        _ => text,
+    };
+    error(status, message)
+}
+
 /// No route here.
 pub(super) async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such route")

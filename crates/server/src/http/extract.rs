@@ -35,9 +35,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        // Too large is 413 (the body limit), anything else about reading it 400.
         let body = Bytes::from_request(req, state)
             .await
-            .map_err(|e| bad_request(format!("body: {}", e.body_text())))?;
+            .map_err(|e| ApiError::Client(e.status(), format!("body: {}", e.body_text())))?;
         parse_body(&body).map(ApiJson)
     }
 }

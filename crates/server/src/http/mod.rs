@@ -148,6 +148,7 @@ pub fn router(mut state: AppState) -> Router {
         routes_only(large)
             .route_layer(guard())
             .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+            .layer(middleware::map_response(errors::json_refusals))
     };
     limited(false, server.max_body)
         .merge(limited(true, max_upload))

@@ -170,8 +170,9 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_contract() {
 /// What the fuzzer found, each shown right: a method a route lacks is 405 naming those it has
 /// (it was 401, or operator-only, even on public routes); a POST without a body needs no content
 /// type (one with a body still must declare JSON); a query axum could not parse is the common
-/// error body (it was plain text); a job id of non-ASCII characters is a 400 (it passed a
-/// length check counted in bytes).
+/// error body (it was plain text), as are a body over the limit (413) and a path that is not
+/// UTF-8 (400); a job id of non-ASCII characters is a 400 (it passed a length check counted in
+/// bytes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_answers_the_fuzzer_found_wrong_are_right() {
     let site = Site::new(&[]).await;
@@ -222,7 +223,26 @@ async fn the_answers_the_fuzzer_found_wrong_are_right() {
         .unwrap();
     assert_eq!(text.status().as_u16(), 415);
 
+    let big = client
+        .post(format!("{}/jobs", server.base))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(format!("{{\"pad\": \"{}\"}}", "x".repeat(2 << 20)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status().as_u16(), 413);
+    let v: serde_json::Value = big.json().await.unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("body: larger than the limit"),
+        "{v}"
+    );
+
     for (path, error) in [
+        ("/users/%FF/stats", "Invalid URL: Invalid UTF-8 in `id`"),
         ("/jobs/1?queue=a&queue=b", "query: duplicate field `queue`"),
         ("/jobs/%C2%B7?queue=default", "id: not a job id"),
         ("/jobs/1?queue=%5E", "queue: `^`: use 1-64 letters"),
