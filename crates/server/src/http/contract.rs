@@ -23,11 +23,21 @@ use super::errors::ErrorBody;
 use super::routes::{self, Schemas};
 use super::rules::{Access, RouteRule};
 
-/// The security schemes: every credential is a bearer token; which kind a route takes, and
-/// with which scopes, is its access rule.
-const SESSION: &str = "session";
-const API_KEY: &str = "apiKey";
-const METRICS_TOKEN: &str = "metricsToken";
+/// The security schemes, each with what it is: every credential is a bearer token; which kind
+/// a route takes, and with which scopes, is its access rule.
+const SESSION: (&str, &str) = (
+    "session",
+    "A session token from `POST /auth/login` (users and operators); it expires when idle and \
+     ends on logout or revocation.",
+);
+const API_KEY: (&str, &str) = (
+    "apiKey",
+    "A service key (`tsp-job apikey create`), holding the scopes it was made with.",
+);
+const METRICS_TOKEN: (&str, &str) = (
+    "metricsToken",
+    "`server.metrics_token`: reads `/metrics` and nothing else.",
+);
 
 /// The groups operations are listed under, in order, with what each holds.
 const TAGS: &[(&str, &str)] = &[
@@ -104,6 +114,7 @@ fn document() -> OpenApi {
     let mut schemas: Schemas = vec![("ErrorBody".into(), ErrorBody::schema())];
     for route in routes::table() {
         let mut operation = (route.operation)();
+        operation.tags = Some((route.tags)().into_iter().map(String::from).collect());
         secure(&mut operation, &route.rule);
         refusals(&mut operation, &route.rule);
         let method = match route.rule.method {
@@ -127,23 +138,31 @@ fn document() -> OpenApi {
                      Every error answer is `{\"error\": \"…\"}` naming the field at fault \
                      (docs/api.md).",
                 ))
-                .license(Some(LicenseBuilder::new().name("MIT").build()))
+                .license(Some(
+                    LicenseBuilder::new()
+                        .name(env!("CARGO_PKG_LICENSE"))
+                        .build(),
+                ))
                 .build(),
         )
         .paths(paths)
-        .components(Some(
-            ComponentsBuilder::new()
-                .schemas_from_iter(schemas)
-                .security_scheme(SESSION, bearer("A session token from `POST /auth/login` (users and operators); it expires when idle and ends on logout or revocation."))
-                .security_scheme(API_KEY, bearer("A service key (`tsp-job keys create`), holding the scopes it was made with."))
-                .security_scheme(METRICS_TOKEN, bearer("`server.metrics_token`: reads `/metrics` and nothing else."))
-                .build(),
-        ))
-        .tags(Some(
-            TAGS.iter()
-                .map(|(name, about)| TagBuilder::new().name(*name).description(Some(*about)).build()),
-        ))
+        .components(Some(components(schemas)))
+        .tags(Some(TAGS.iter().map(|(name, about)| {
+            TagBuilder::new()
+                .name(*name)
+                .description(Some(*about))
+                .build()
+        })))
         .build()
+}
+
+/// The named schemas and the security schemes.
+fn components(schemas: Schemas) -> utoipa::openapi::Components {
+    let mut components = ComponentsBuilder::new().schemas_from_iter(schemas);
+    for (name, what) in [SESSION, API_KEY, METRICS_TOKEN] {
+        components = components.security_scheme(name, bearer(what));
+    }
+    components.build()
 }
 
 fn bearer(description: &str) -> SecurityScheme {
@@ -160,8 +179,8 @@ fn bearer(description: &str) -> SecurityScheme {
 fn secure(op: &mut Operation, rule: &RouteRule) {
     let either = |session: &[&str], key: &[&str]| {
         vec![
-            SecurityRequirement::new(SESSION, session.iter().copied()),
-            SecurityRequirement::new(API_KEY, key.iter().copied()),
+            SecurityRequirement::new(SESSION.0, session.iter().copied()),
+            SecurityRequirement::new(API_KEY.0, key.iter().copied()),
         ]
     };
     let (requirements, who) = match rule.access {
@@ -180,7 +199,7 @@ fn secure(op: &mut Operation, rule: &RouteRule) {
         ),
         Access::Scraper => {
             let mut r = either(&["operator"], &["admin"]);
-            r.push(SecurityRequirement::new(METRICS_TOKEN, [""; 0]));
+            r.push(SecurityRequirement::new(METRICS_TOKEN.0, [""; 0]));
             (r, "an operator, or the metrics token".to_string())
         }
     };

@@ -23,13 +23,16 @@ pub(super) struct Route {
     pub(super) operation: fn() -> Operation,
     /// The schemas it refers to.
     pub(super) schemas: fn(&mut Schemas),
+    /// The groups it is listed under (`tag = …`).
+    pub(super) tags: fn() -> Vec<&'static str>,
 }
 
 /// The route `P` documents (`__path_<handler>`, which `#[utoipa::path]` makes beside each
 /// handler): its method and path come from the document, so they cannot disagree with it.
+/// (`SchemaReferences` and `Tags` are what utoipa's own router reads from `P` too.)
 fn entry<P, H, T>(_: P, access: Access, handler: H) -> Route
 where
-    P: utoipa::Path + utoipa::__dev::SchemaReferences,
+    P: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
     H: Handler<T, AppState>,
     T: 'static,
 {
@@ -52,6 +55,7 @@ where
         handler: on(filter, handler),
         operation: P::operation,
         schemas: P::schemas,
+        tags: P::tags,
     }
 }
 

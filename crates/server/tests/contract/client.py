@@ -10,7 +10,9 @@ import time
 sys.path.insert(0, os.environ["TSP_CLIENT_DIR"])
 
 from tsp_job_client import AuthenticatedClient, Client  # noqa: E402
-from tsp_job_client.api.default import get_job, login, post_job, user_stats  # noqa: E402
+from tsp_job_client.api.jobs import get_job, post_job  # noqa: E402
+from tsp_job_client.api.sessions import login  # noqa: E402
+from tsp_job_client.api.users import user_stats  # noqa: E402
 from tsp_job_client.models import (  # noqa: E402
     CachedUserStats,
     Enqueued,

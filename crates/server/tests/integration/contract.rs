@@ -277,7 +277,7 @@ async fn a_client_generated_from_the_document_posts_a_trip_and_reads_the_stats()
         .unwrap();
     let said = String::from_utf8_lossy(&generate.stdout).into_owned();
     assert!(generate.status.success(), "{said}");
-    assert!(package.join("api/default/post_job.py").exists(), "{said}");
+    assert!(package.join("api/jobs/post_job.py").exists(), "{said}");
     let login = json!({"email": email, "password": PASSWORD}).to_string();
     let trip = trip("client-1", 2, 4, 2).to_string();
     let out = tokio::task::block_in_place(|| {
