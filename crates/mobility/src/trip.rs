@@ -429,7 +429,12 @@ mod tests {
             ),
             (
                 trip(&[(0.0, 0.0, 1), (91.0, 0.0, 2)]),
-                "trajectory[1].lat: 91 is not a latitude (-90 to 90)",
+                "trajectory[1].lat: 91 is not a latitude (-85.05112878 to 85.05112878)",
+            ),
+            // A real latitude, but beyond what Redis GEO holds: the trip could not be indexed.
+            (
+                trip(&[(86.0, 0.0, 1), (0.0, 0.0, 2)]),
+                "trajectory[0].lat: 86 is not a latitude (-85.05112878 to 85.05112878)",
             ),
             (
                 trip(&[(0.0, 181.0, 1), (0.0, 0.0, 2)]),
