@@ -1,5 +1,5 @@
 //! The operator console in a real browser: headless Chromium driven over WebDriver
-//! (chromedriver) against a `serve` process on a sandbox. Logging in, the overview's counts
+//! (chromedriver, `common::browser`) against a `serve` process on a sandbox. Logging in, the overview's counts
 //! against `jobs stats --json`, a dead job retried and seen completing live, pause and resume,
 //! cancel, a store turning red, attacker-controlled text shown as text, and a viewer refused.
 //! The pages' screenshots land in `target/screenshots/` (docs/console.md shows them). The
@@ -9,149 +9,13 @@
 
 use crate::common;
 
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::common::browser::Browser;
 use crate::common::{PASSWORD, Site};
-use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tsp_mobility::auth::Role;
 use tsp_queue::{NewJob, Outcome, Queue};
-
-/// Where the tests leave the console's screenshots.
-fn screenshots() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let dir = target.join("screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// chromedriver on a free port and a headless Chromium session through it.
-struct Browser {
-    driver: Child,
-    client: Client,
-    base: String,
-    _profile: tempfile::TempDir,
-}
-
-impl Browser {
-    async fn start(base: &str) -> Browser {
-        let port = common::closed_port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver on PATH (scripts/services.sh up --browser installs it)");
-        let listening = || async { TcpStream::connect(("127.0.0.1", port)).map(drop) };
-        tsp_testkit::eventually("chromedriver listening", Duration::from_secs(20), listening).await;
-        let profile = tempfile::tempdir().unwrap();
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1360,1000",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
-        );
-        // chromedriver speaks plain HTTP, but the builder wants a TLS provider chosen.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = ClientBuilder::rustls()
-            .unwrap()
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("a Chromium session");
-        Browser {
-            driver,
-            client,
-            base: base.to_string(),
-            _profile: profile,
-        }
-    }
-
-    async fn goto(&self, path: &str) {
-        self.client
-            .goto(&format!("{}{path}", self.base))
-            .await
-            .unwrap();
-    }
-
-    /// Waits (bounded) for an element matching `css`: the page's own update is the signal.
-    async fn wait_for(&self, css: &str, within: Duration) -> fantoccini::elements::Element {
-        self.client
-            .wait()
-            .at_most(within)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no `{css}` within {within:?}: {e}"))
-    }
-
-    /// The text of the element matching `css`; found again if a live update replaced it
-    /// between finding and reading.
-    async fn text(&self, css: &str) -> String {
-        let mut last = None;
-        for _ in 0..5 {
-            match self
-                .wait_for(css, Duration::from_secs(10))
-                .await
-                .text()
-                .await
-            {
-                Ok(t) => return t,
-                Err(e) => last = Some(e),
-            }
-        }
-        panic!("`{css}` kept going stale: {last:?}");
-    }
-
-    async fn click(&self, css: &str) {
-        self.wait_for(css, Duration::from_secs(10))
-            .await
-            .click()
-            .await
-            .unwrap();
-    }
-
-    async fn js(&self, script: &str) -> Value {
-        self.client.execute(script, vec![]).await.unwrap()
-    }
-
-    async fn login(&self, username: &str) {
-        self.client.delete_all_cookies().await.unwrap();
-        self.goto("/console").await;
-        // Without a session, the console sends the browser to its login page.
-        self.wait_for("form.login", Duration::from_secs(10)).await;
-        let form = self.client.form(Locator::Css("form.login")).await.unwrap();
-        form.set_by_name("username", username).await.unwrap();
-        form.set_by_name("password", PASSWORD).await.unwrap();
-        form.submit().await.unwrap();
-        // The overview's alerts section exists on no other page: the login went through.
-        self.wait_for("section.alerts", Duration::from_secs(20))
-            .await;
-        assert_eq!(self.text("main h1").await, "Overview");
-    }
-
-    async fn screenshot(&self, name: &str) {
-        let png = self.client.screenshot().await.unwrap();
-        std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
-    }
-
-    async fn close(mut self) {
-        let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
 
 /// `n` no-op jobs (payloads 0..n).
 fn noops(n: u32) -> Vec<NewJob> {
@@ -369,12 +233,18 @@ async fn an_operator_watches_and_acts_and_a_viewer_only_watches() {
         Duration::from_secs(30),
     )
     .await;
-    // The alert comes with it, from the same sample.
+    // The alert comes with it, from the same sample; the row keeps no stale latency or version.
     let alerts = b.text("section.alerts").await;
     assert!(
         alerts.contains("Store redis.spare is down (optional)."),
         "{alerts}"
     );
+    for cell in ["latency", "version"] {
+        let shown = b
+            .text(&format!(r#"tr[data-store="redis.spare"] td.{cell}"#))
+            .await;
+        assert_eq!(shown, "—", "{cell}");
+    }
     assert_eq!(
         b.js("return window.__sameDocument").await,
         7,
@@ -659,6 +529,103 @@ async fn cancelling_from_the_cli_and_the_api() {
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("is completed"), "{body}");
     assert_eq!(q.counts().await.unwrap().totals.get("cancelled"), Some(&4));
+    drop(server);
+    site.done().await;
+}
+
+/// What an on-call operator opens first cannot hide dead jobs: each queue holding some is an
+/// alert linking to its dead tab, its dead count is marked, a totals row sums every queue, and
+/// all of it follows a new death without a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_jobs_cannot_be_missed_on_the_overview() {
+    let site = Site::new(&[]).await;
+    let server = site.server(&[]);
+    let operator = site.operator(Role::Operator).await;
+    let (default, nightly) = (
+        site.app.queue("default").unwrap(),
+        site.app.queue("nightly").unwrap(),
+    );
+    for q in [&default, &default, &nightly] {
+        dead_job(q).await;
+    }
+    default.enqueue_many(noops(2)).await.unwrap();
+    let b = Browser::start(&server.base).await;
+    b.login(&operator).await;
+
+    let alerts = b
+        .js(
+            "return [...document.querySelectorAll('section.alerts li.alert a')]\
+             .map(a => a.textContent + ' -> ' + a.getAttribute('href'))",
+        )
+        .await;
+    for expected in [
+        "Queue default: 2 dead jobs; dead-letter hook pending for 2 dead jobs. -> /console/queues/default?state=dead",
+        "Queue nightly: 1 dead job; dead-letter hook pending for 1 dead job. -> /console/queues/nightly?state=dead",
+    ] {
+        let listed = alerts.as_array().unwrap().iter().any(|a| a == expected);
+        assert!(listed, "{expected} not in {alerts}");
+    }
+    assert_eq!(
+        b.js("return document.querySelector('section.alerts').getAttribute('aria-live')")
+            .await,
+        "polite"
+    );
+    // Dead counts are marked red; a zero or a waiting count is not.
+    let colour =
+        |css: &str| format!("return getComputedStyle(document.querySelector('{css}')).color");
+    let red = "rgb(207, 34, 46)";
+    assert_eq!(b.js(&colour(r#"[data-count="default:dead"]"#)).await, red);
+    assert_eq!(b.js(&colour(r#"[data-count="*:dead"]"#)).await, red);
+    assert_ne!(
+        b.js(&colour(r#"[data-count="default:waiting"]"#)).await,
+        red
+    );
+    assert_eq!(b.text(r#"[data-count="*:dead"]"#).await, "3");
+    assert_eq!(b.text(r#"[data-count="*:waiting"]"#).await, "2");
+    b.screenshot("overview-dead").await;
+
+    // One more death: the open page's totals and alert follow it.
+    b.js("window.__sameDocument = 9").await;
+    dead_job(&nightly).await;
+    b.wait_for(
+        r#"section.alerts a[href="/console/queues/nightly?state=dead"]"#,
+        Duration::from_secs(10),
+    )
+    .await;
+    tsp_testkit::eventually("the totals follow", Duration::from_secs(20), || async {
+        match b.text(r#"[data-count="*:dead"]"#).await.as_str() {
+            "4" => Ok(()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+    assert_eq!(b.js("return window.__sameDocument").await, 9, "reloaded");
+    let alerts = b.text("section.alerts").await;
+    assert!(alerts.contains("Queue nightly: 2 dead jobs;"), "{alerts}");
+
+    // The alert is the way to the jobs.
+    b.click(r#"section.alerts a[href="/console/queues/default?state=dead"]"#)
+        .await;
+    let tab = b
+        .wait_for("nav.tabs a.current", Duration::from_secs(10))
+        .await;
+    let href = tab.attr("href").await.unwrap().unwrap_or_default();
+    assert_eq!(href, "/console/queues/default?state=dead");
+    assert_eq!(
+        tab.attr("aria-current").await.unwrap().as_deref(),
+        Some("page")
+    );
+    let skip = b.wait_for("a.skip", Duration::from_secs(5)).await;
+    assert_eq!(
+        skip.attr("href").await.unwrap().as_deref(),
+        Some("#content")
+    );
+    assert_eq!(
+        b.js("return document.querySelectorAll('table.jobs tbody tr').length")
+            .await,
+        2
+    );
+    b.close().await;
     drop(server);
     site.done().await;
 }

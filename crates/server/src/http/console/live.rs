@@ -104,7 +104,9 @@ pub(super) async fn snapshot(live: &Live) -> serde_json::Value {
             json!({
                 "key": format!("{}.{}", i.store, i.instance),
                 "status": i.status,
-                "latency_ms": (i.latency_ms * 10.0).round() / 10.0,
+                // No latency for a store that did not answer (the page shows a dash).
+                "latency_ms": (i.status != tsp_hub::Status::Down)
+                    .then(|| (i.latency_ms * 10.0).round() / 10.0),
                 "error": i.error.as_deref().unwrap_or(""),
             })
         })

@@ -8,13 +8,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
-use tsp_hub::HubHealth;
+use tsp_hub::{HubHealth, Status};
 use tsp_queue::QueueCounts;
 
 use super::chart::{self, Series};
 use super::error::ConsoleError;
 use super::page::{self, age, now_ms};
-use super::status::{QueueRow, alerts, plural, queue_rows};
+use super::status::{Alert, QueueRow, alerts, plural, queue_rows};
 use super::viewer::Viewer;
 use crate::http::state::AppState;
 
@@ -52,13 +52,15 @@ pub(super) async fn show(
     page::answer(status, page::frame("Overview", Some(&viewer), body))
 }
 
-fn alert_list(alerts: &[String]) -> Markup {
+/// The alerts, each a link to where it is dealt with; announced to screen readers as they
+/// change (the live feed replaces the list).
+fn alert_list(alerts: &[Alert]) -> Markup {
     html! {
-        section.alerts data-alerts=(alerts.len()) {
+        section.alerts data-alerts=(alerts.len()) aria-live="polite" aria-label="Alerts" {
             @if alerts.is_empty() {
                 p.ok { "Nothing needs attention." }
             } @else {
-                ul { @for a in alerts { li.alert { (a) } } }
+                ul { @for a in alerts { li.alert { a href=(a.href) { (a.text) } } } }
             }
         }
     }
@@ -66,18 +68,21 @@ fn alert_list(alerts: &[String]) -> Markup {
 
 fn stores(health: &HubHealth) -> Markup {
     html! {
-        h2 { "Stores" }
+        h2 #stores { "Stores" }
         table.stores {
             thead { tr { th { "Store" } th { "Status" } th { "Latency" } th { "Version" } th { "Pool (in use / max)" } th { "Detail" } } }
             tbody {
                 @for i in &health.instances {
                     @let key = format!("{}.{}", i.store, i.instance);
                     @let status = i.status.as_str();
+                    // A store that did not answer has no latency or version to show: the last
+                    // ones would read as if it were fine.
+                    @let answered = i.status != Status::Down;
                     tr data-store=(key) data-status=(status) {
                         td { (key) @if !i.required { " " small { "(optional)" } } }
                         td.status { (status) }
-                        td.latency { (format!("{:.1} ms", i.latency_ms)) }
-                        td { (i.version.as_deref().unwrap_or("—")) }
+                        td.latency { @if answered { (format!("{:.1} ms", i.latency_ms)) } @else { "—" } }
+                        td.version { @if answered { (i.version.as_deref().unwrap_or("—")) } @else { "—" } }
                         td { @match &i.pool { Some(p) => { (p.in_use) " / " (p.max) }, None => "—" } }
                         td.detail { (i.error.as_deref().unwrap_or("")) }
                     }
@@ -99,6 +104,31 @@ fn count_of(c: &QueueCounts, state: &str) -> u64 {
     }
 }
 
+/// A count cell linking to its tab; a non-zero dead count is marked (red), and the live feed
+/// keeps both the number and the mark current.
+fn count_cell(queue: &str, state: &str, n: u64) -> Markup {
+    let alarming = state == "dead" && n > 0;
+    html! {
+        td.num {
+            a data-count=(format!("{queue}:{state}")) data-nonzero[alarming]
+                href=(format!("/console/queues/{queue}?state={state}")) { (n) }
+        }
+    }
+}
+
+/// The last hour per minute: completed jobs, and dead ones on a scale of their own (a few dead
+/// among thousands completed would not show on a shared one).
+fn throughput(series: &Series) -> Markup {
+    let (done, dead) = (series.total("completed"), series.total("dead"));
+    html! {
+        (chart::bars(series, &[("completed", "ok")], 150.0, 24.0, "completed jobs per minute"))
+        " "
+        (chart::bars(series, &[("dead", "bad")], 60.0, 24.0, "dead jobs per minute"))
+        br;
+        small { (format!("{done:.0} completed, {dead:.0} dead")) }
+    }
+}
+
 fn queues(
     rows: &[QueueRow],
     rates: &Result<BTreeMap<String, Series>, ConsoleError>,
@@ -108,35 +138,42 @@ fn queues(
     html! {
         h2 { "Queues" }
         @if let Err(e) = rates { p.note { "No throughput chart: " (e) } }
+        div.scroll {
         table.queues {
             thead { tr {
-                th { "Queue" }
-                @for st in STATES { th { (st) } }
-                th { "Last hour (completed / dead per minute)" }
-                th { "Oldest waiting" }
-                th { "Workers" }
+                th scope="col" { "Queue" }
+                @for st in STATES { th.num scope="col" { (st) } }
+                th scope="col" { "Last hour, per minute: completed, dead" }
+                th scope="col" { "Oldest waiting" }
+                th scope="col" { "Workers" }
             } }
             tbody {
                 @for r in rows {
                     @let c = &r.counts;
                     tr data-queue=(c.queue) {
-                        td {
+                        th scope="row" {
                             a href=(format!("/console/queues/{}", c.queue)) { (c.queue) }
                             @if c.paused { " " span.badge data-paused { "paused" } }
                         }
-                        @for st in STATES {
-                            td.num { a data-count=(format!("{}:{st}", c.queue)) href=(format!("/console/queues/{}?state={st}", c.queue)) { (count_of(c, st)) } }
-                        }
+                        @for st in STATES { (count_cell(&c.queue, st, count_of(c, st))) }
                         td {
                             @let series = rates.as_ref().ok().and_then(|m| m.get(&c.queue)).unwrap_or(&empty);
-                            (chart::bars(series, &[("completed", "ok"), ("dead", "bad")], 180.0, 28.0, "jobs per minute"))
-                            " " small { (format!("{:.2}/s completed, {:.2}/s dead", series.total("completed") / 3600.0, series.total("dead") / 3600.0)) }
+                            (throughput(series))
                         }
                         td { @match r.glance.oldest_waiting_ms { Some(t) => (age(now - t)), None => "—" } }
                         td { (plural(r.glance.leases.iter().map(|l| l.held).sum::<u64>(), "job", "jobs")) " under " (plural(r.glance.leases.len() as u64, "lease", "leases")) }
                     }
                 }
             }
+            tfoot { tr data-queue="*" {
+                th scope="row" { "All queues" }
+                @for st in STATES {
+                    @let n: u64 = rows.iter().map(|r| count_of(&r.counts, st)).sum();
+                    td.num { span data-count=(format!("*:{st}")) data-nonzero[st == "dead" && n > 0] { (n) } }
+                }
+                td colspan="3" {}
+            } }
+        }
         }
     }
 }

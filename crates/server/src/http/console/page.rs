@@ -28,6 +28,8 @@ pub(super) fn frame(title: &str, viewer: Option<&Viewer>, body: Markup) -> Marku
                 script src="/console/assets/console.js" defer {}
             }
             body {
+                // For keyboard and screen-reader users: past the navigation in one step.
+                a.skip href="#content" { "Skip to content" }
                 header.top {
                     a.brand href="/console" { "tsp-job" }
                     @if let Some(v) = viewer {
@@ -43,7 +45,7 @@ pub(super) fn frame(title: &str, viewer: Option<&Viewer>, body: Markup) -> Marku
                         }
                     }
                 }
-                main { (body) }
+                main #content { (body) }
             }
         }
     }

@@ -150,7 +150,7 @@ pub(super) async fn show(
                 }
                 nav.tabs {
                     @for (st, n) in [("waiting", c.waiting), ("delayed", c.delayed), ("active", c.active), ("completed", c.completed), ("dead", c.dead)] {
-                        a class=(if st == p.state { "current" } else { "" }) href=(format!("/console/queues/{name}?state={st}")) {
+                        a class=(if st == p.state { "current" } else { "" }) aria-current=[(st == p.state).then_some("page")] href=(format!("/console/queues/{name}?state={st}")) {
                             (st) " " span data-count=(format!("{name}:{st}")) { (n) }
                         }
                     }

@@ -1,6 +1,7 @@
 //! What the overview and the live feed both show: every queue's counts and glance, and what
 //! needs a person.
 
+use serde::Serialize;
 use tsp_hub::{HubHealth, Status};
 use tsp_queue::{Glance, Queue, QueueCounts};
 
@@ -29,16 +30,48 @@ pub(super) async fn queue_rows(app: &App) -> Result<Vec<QueueRow>, ConsoleError>
     Ok(rows)
 }
 
-/// What needs a person, worst first.
-pub(super) fn alerts(health: &HubHealth, rows: &[QueueRow], now: i64) -> Vec<String> {
+/// Something that needs a person, and the page where it is dealt with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(super) struct Alert {
+    /// What is wrong, in a sentence.
+    pub(super) text: String,
+    /// Where to look: the store table, or the queue's tab that holds the jobs.
+    pub(super) href: String,
+}
+
+fn alert(text: String, href: String) -> Alert {
+    Alert { text, href }
+}
+
+/// What needs a person, worst first: stores not up, then per queue dead jobs (and their
+/// dead-letter hooks pending), backlogs, and a paused queue with work waiting.
+pub(super) fn alerts(health: &HubHealth, rows: &[QueueRow], now: i64) -> Vec<Alert> {
     let mut out = Vec::new();
     for i in health.instances.iter().filter(|i| i.status != Status::Up) {
         let need = if i.required { "required" } else { "optional" };
         let (store, instance, status) = (i.store, &i.instance, i.status.as_str());
-        out.push(format!("Store {store}.{instance} is {status} ({need})."));
+        let text = format!("Store {store}.{instance} is {status} ({need}).");
+        out.push(alert(text, "/console#stores".into()));
     }
     for r in rows {
         let c = &r.counts;
+        let tab = |state: &str| format!("/console/queues/{}?state={state}", c.queue);
+        // One alert per queue with dead jobs, saying whether compensation is still to run (the
+        // dead-letter hook: the trip job's reversal).
+        if c.dead > 0 {
+            let dead = plural(c.dead, "dead job", "dead jobs");
+            let hook = match c.dead_unhandled {
+                0 => String::new(),
+                n => format!(
+                    "; dead-letter hook pending for {}",
+                    plural(n, "dead job", "dead jobs")
+                ),
+            };
+            out.push(alert(
+                format!("Queue {}: {dead}{hook}.", c.queue),
+                tab("dead"),
+            ));
+        }
         if let Some(t) = r.glance.oldest_waiting_ms
             && now - t > BACKLOG_AGE_MS
         {
@@ -47,25 +80,17 @@ pub(super) fn alerts(health: &HubHealth, rows: &[QueueRow], now: i64) -> Vec<Str
             } else {
                 ""
             };
-            out.push(format!(
+            let text = format!(
                 "Queue {}: {} waiting, the oldest for {}{held}.",
                 c.queue,
                 c.waiting,
                 age(now - t)
-            ));
-        }
-        if c.dead_unhandled > 0 {
-            out.push(format!(
-                "Queue {}: dead-letter hook pending for {}.",
-                c.queue,
-                plural(c.dead_unhandled, "dead job", "dead jobs")
-            ));
+            );
+            out.push(alert(text, tab("waiting")));
         }
         if c.paused && c.waiting > 0 {
-            out.push(format!(
-                "Queue {} is paused with {} waiting.",
-                c.queue, c.waiting
-            ));
+            let text = format!("Queue {} is paused with {} waiting.", c.queue, c.waiting);
+            out.push(alert(text, format!("/console/queues/{}", c.queue)));
         }
     }
     out

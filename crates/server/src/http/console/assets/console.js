@@ -21,18 +21,30 @@
         var cell = row.querySelector("td.status");
         if (cell) cell.textContent = s.status;
         var latency = row.querySelector("td.latency");
-        if (latency) latency.textContent = s.latency_ms.toFixed(1) + " ms";
+        if (latency) latency.textContent = s.latency_ms === null ? "\u2014" : s.latency_ms.toFixed(1) + " ms";
+        var version = row.querySelector("td.version");
+        if (version && s.status === "down") version.textContent = "\u2014";
         var detail = row.querySelector("td.detail");
         if (detail) detail.textContent = s.error || "";
       });
     });
+    // Counts per queue, and their totals; a dead count above zero is marked.
+    var states = ["waiting", "delayed", "active", "completed", "dead"];
+    var totals = {};
+    function setCount(key, state, n) {
+      each('[data-count="' + CSS.escape(key + ":" + state) + '"]', function (el) {
+        el.textContent = n;
+        if (state === "dead" && n > 0) el.setAttribute("data-nonzero", "");
+        else el.removeAttribute("data-nonzero");
+      });
+    }
     (d.queues || []).forEach(function (q) {
-      ["waiting", "delayed", "active", "completed", "dead"].forEach(function (state) {
-        each('[data-count="' + CSS.escape(q.queue + ":" + state) + '"]', function (el) {
-          el.textContent = q[state];
-        });
+      states.forEach(function (state) {
+        totals[state] = (totals[state] || 0) + q[state];
+        setCount(q.queue, state, q[state]);
       });
     });
+    states.forEach(function (state) { setCount("*", state, totals[state] || 0); });
     each("section.alerts", function (section) {
       var alerts = d.alerts || [];
       section.setAttribute("data-alerts", alerts.length);
@@ -44,10 +56,13 @@
         return;
       }
       var list = document.createElement("ul");
-      alerts.forEach(function (text) {
+      alerts.forEach(function (alert) {
         var item = document.createElement("li");
         item.className = "alert";
-        item.textContent = text;
+        var link = document.createElement("a");
+        link.href = alert.href;
+        link.textContent = alert.text;
+        item.appendChild(link);
         list.appendChild(item);
       });
       section.replaceChildren(list);
