@@ -47,18 +47,41 @@ impl Trips {
         )
     }
 
-    /// Claims `trip_id` for `user_id` (see the module's documentation).
-    #[boxed]
-    pub async fn claim(&self, trip_id: &str, user_id: u64) -> Result<Claim, HubError> {
+    /// The user of the trip's row, if it has one.
+    async fn trip_owner(&self, trip_id: &str) -> Result<Option<u64>, HubError> {
         let dataset = &self.inner.stores.dataset;
-        let owner: Option<u64> = dataset
+        dataset
             .timed(
                 "trip owner",
                 sqlx::query_scalar("SELECT user_id FROM trips WHERE trip_id = ?")
                     .bind(trip_id)
                     .fetch_optional(dataset.pool()),
             )
-            .await?;
+            .await
+    }
+
+    /// The user a trip id belongs to: its completed row's, else its claim's (a trip posted and
+    /// not completed yet). `None` for a trip id nobody posted.
+    #[boxed]
+    pub async fn trip_holder(&self, trip_id: &str) -> Result<Option<u64>, HubError> {
+        let owner = self.trip_owner(trip_id).await?;
+        if owner.is_some() {
+            return Ok(owner);
+        }
+        let redis = &self.inner.stores.redis;
+        let mut conn = redis.conn().await?;
+        let held: Option<u64> = redis::cmd("GET")
+            .arg(self.claim_key(trip_id))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis.command_error("trip claim", &e))?;
+        Ok(held)
+    }
+
+    /// Claims `trip_id` for `user_id` (see the module's documentation).
+    #[boxed]
+    pub async fn claim(&self, trip_id: &str, user_id: u64) -> Result<Claim, HubError> {
+        let owner = self.trip_owner(trip_id).await?;
         if owner.is_some_and(|o| o != user_id) {
             return Ok(Claim::Taken);
         }

@@ -255,17 +255,31 @@ impl Queue {
             .collect())
     }
 
-    /// The id of the pending or active job holding dedup key `key`, if one does.
+    /// The ids of the pending or active jobs holding dedup key `key` as a job shows it, under
+    /// any of `types` (a key is held per type, `type:key`), or `key` as held: one round trip.
     #[boxed]
-    pub async fn by_dedup_key(&self, key: &str) -> Result<Option<String>, QueueError> {
-        self.read("hget", |mut conn| async move {
-            redis::cmd("HGET")
-                .arg(format!("{}dedup", self.inner.base))
-                .arg(key)
-                .query_async(&mut conn)
-                .await
-        })
-        .await
+    pub async fn by_dedup_key(
+        &self,
+        types: &[String],
+        key: &str,
+    ) -> Result<Vec<String>, QueueError> {
+        let mut slots = vec![key.to_string()];
+        slots.extend(types.iter().map(|t| format!("{t}:{key}")));
+        let held: Vec<Option<String>> = self
+            .read("hmget", |mut conn| {
+                let slots = slots.clone();
+                async move {
+                    redis::cmd("HMGET")
+                        .arg(format!("{}dedup", self.inner.base))
+                        .arg(slots)
+                        .query_async(&mut conn)
+                        .await
+                }
+            })
+            .await?;
+        let mut ids: Vec<String> = held.into_iter().flatten().collect();
+        ids.dedup();
+        Ok(ids)
     }
 
     /// When the oldest waiting job was made (its id, a ULID, says) and every worker lease

@@ -629,3 +629,87 @@ async fn dead_jobs_cannot_be_missed_on_the_overview() {
     drop(server);
     site.done().await;
 }
+
+/// The header's search box finds a job in any queue by its id in any case, by its dedup key as
+/// the job page shows it, and by its trip id; lists several matches; and a miss is a 404 page
+/// that keeps the navigation. The queue page's old search goes to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_search_box_finds_a_job_in_any_queue() {
+    let site = Site::new(&[]).await;
+    let server = site.server(&[]);
+    let viewer = site.operator(Role::Viewer).await;
+    let (_, v) =
+        common::api::login(&server, json!({"username": viewer, "password": PASSWORD})).await;
+    let cookie = format!("tsp_console={}", v["token"].as_str().unwrap());
+    let (nightly, default) = (
+        site.app.queue("nightly").unwrap(),
+        site.app.queue("default").unwrap(),
+    );
+    let id = nightly
+        .enqueue(NewJob::new("builtin.noop", &1).unwrap())
+        .await
+        .unwrap();
+    let keyed = |n: u32| {
+        NewJob::new("builtin.noop", &n)
+            .unwrap()
+            .with_dedup_key("report:42")
+    };
+    let (first, twin) = (
+        nightly.enqueue(keyed(2)).await.unwrap(),
+        default.enqueue(keyed(3)).await.unwrap(),
+    );
+    // A trip posted and not completed yet: its trip id finds its job.
+    let payload = common::api::trip("t-find", 1, 4, 2).to_string();
+    let trip = site
+        .app
+        .prepare(NewJob::raw("trip.complete", payload))
+        .unwrap();
+    site.app.trips().claim("t-find", 1).await.unwrap();
+    let trips = site.app.queue("trips").unwrap();
+    let trip_job = trips.enqueue(trip).await.unwrap();
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: String| {
+        client
+            .get(format!("{}{path}", server.base))
+            .header("cookie", &cookie)
+            .send()
+    };
+    for (q, queue, job) in [
+        (id.to_lowercase(), "nightly", &id),
+        ("t-find".to_string(), "trips", &trip_job),
+    ] {
+        let r = get(format!("/console/find?q={q}")).await.unwrap();
+        assert_eq!(r.status().as_u16(), 303, "{q}");
+        let to = format!("/console/queues/{queue}/jobs/{job}");
+        assert_eq!(r.headers()["location"], to.as_str(), "{q}");
+    }
+    let r = get("/console/find?q=report:42".into()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains(r#"data-found="2""#), "{page}");
+    for job in [&first, &twin] {
+        assert!(page.contains(job.as_str()), "{job} not listed");
+    }
+    let r = get("/console/find?q=no-such-job".into()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let page = r.text().await.unwrap();
+    assert!(page.contains(r#"data-found="0""#), "{page}");
+    assert!(
+        page.contains(r#"action="/console/find""#),
+        "the navigation is lost: {page}"
+    );
+    let r = get(format!("/console/queues/default?q={id}"))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        format!("/console/find?q={id}").as_str()
+    );
+    drop(server);
+    site.done().await;
+}

@@ -9,6 +9,7 @@
 
 mod chart;
 mod error;
+mod find;
 mod job_view;
 pub(in crate::http) mod live;
 mod map;
@@ -57,6 +58,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/console/schedules/{name}/pause"),
     ("POST", "/console/schedules/{name}/resume"),
     ("GET", "/console/trips"),
+    ("GET", "/console/find"),
 ];
 
 /// Whether a console route may be called by anyone, any operator, or operators who may act.
@@ -118,6 +120,7 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
             schedules_view::route(false),
         )
         .route("/console/trips", get(trips_view::show))
+        .route("/console/find", get(find::show))
         .route_layer(middleware::from_fn_with_state(state, session::guard))
 }
 

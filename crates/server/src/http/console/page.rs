@@ -38,6 +38,10 @@ pub(super) fn frame(title: &str, viewer: Option<&Viewer>, body: Markup) -> Marku
                                 a href=(path) { (label) }
                             }
                         }
+                        form.search method="get" action="/console/find" role="search" {
+                            input type="search" name="q" aria-label="Find a job" placeholder="job id, dedup key or trip id";
+                            button type="submit" { "Find" }
+                        }
                         span.who { "signed in as " (v.role()) }
                         form.inline method="post" action="/console/logout" {
                             input type="hidden" name="csrf" value=(v.csrf);

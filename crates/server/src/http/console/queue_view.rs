@@ -133,10 +133,11 @@ pub(super) async fn show(
         Ok(st) => st,
         Err(e) => return page::refusal(StatusCode::BAD_REQUEST, &e),
     };
-    // A search names one job: go to it.
+    // Old links with a search: the one search box answers them, across queues.
     let wanted = p.q.trim();
     if !wanted.is_empty() {
-        return search(&q, wanted).await;
+        let q: String = form_urlencoded::byte_serialize(wanted.as_bytes()).collect();
+        return Redirect::to(&format!("/console/find?q={q}")).into_response();
     }
     let (counts, list) = tokio::join!(q.counts(), listing(&q, state, &p));
     let body = html! {
@@ -170,35 +171,11 @@ pub(super) async fn show(
     )
 }
 
-async fn search(q: &Queue, wanted: &str) -> Response {
-    let by_id = match q.job(wanted).await {
-        Ok(found) => found.map(|j| j.id),
-        Err(_) => None, // not shaped like an id: try it as a dedup key
-    };
-    let found = match by_id {
-        Some(id) => Some(id),
-        None => q.by_dedup_key(wanted).await.ok().flatten(),
-    };
-    match found {
-        Some(id) => {
-            Redirect::to(&format!("/console/queues/{}/jobs/{id}", q.name())).into_response()
-        }
-        None => page::refusal(
-            StatusCode::NOT_FOUND,
-            &format!(
-                "No job with id or pending dedup key `{}` in queue {}.",
-                fold(wanted, 80),
-                q.name()
-            ),
-        ),
-    }
-}
-
 fn filters(name: &str, p: &ListParams) -> Markup {
     html! {
         form.filters method="get" action=(format!("/console/queues/{name}")) {
             input type="hidden" name="state" value=(p.state);
-            label { "Type " input type="text" name="type" value=(p.job_type) placeholder="trip.complete"; }
+            label { "Type " input type="text" name="type" value=(p.job_type) placeholder="any type"; }
             label { "Order "
                 select name="order" {
                     option value="newest" selected[p.order == Order::Newest] { "newest first" }
@@ -206,10 +183,6 @@ fn filters(name: &str, p: &ListParams) -> Markup {
                 }
             }
             button type="submit" { "Filter" }
-        }
-        form.filters method="get" action=(format!("/console/queues/{name}")) {
-            label { "Find " input type="search" name="q" placeholder="job id or dedup key"; }
-            button type="submit" { "Go" }
         }
     }
 }
