@@ -11,6 +11,7 @@ mod cli;
 mod common;
 mod consistency;
 mod console;
+mod console_http;
 mod contract;
 mod dr_drill;
 mod gtfs;

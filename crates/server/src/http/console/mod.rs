@@ -23,7 +23,7 @@ mod stream;
 mod trips_view;
 mod viewer;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -152,11 +152,12 @@ async fn asset(Path(file): Path<String>) -> Response {
     }
 }
 
-fn login_form(message: Option<&str>) -> maud::Markup {
+fn login_form(message: Option<&str>, next: &str) -> maud::Markup {
     html! {
         h1 { "Log in" }
         @if let Some(m) = message { p.error { (m) } }
         form.login method="post" action="/console/login" {
+            input type="hidden" name="next" value=(session::safe_next(next));
             label { "Username " input type="text" name="username" autocomplete="username" required; }
             label { "Password " input type="password" name="password" autocomplete="current-password" required; }
             button type="submit" { "Log in" }
@@ -165,10 +166,17 @@ fn login_form(message: Option<&str>) -> maud::Markup {
     }
 }
 
-async fn login_page() -> Response {
+/// `?next=`: the page the login page was sent from.
+#[derive(serde::Deserialize)]
+struct NextParam {
+    #[serde(default)]
+    next: String,
+}
+
+async fn login_page(Query(p): Query<NextParam>) -> Response {
     page::answer(
         StatusCode::OK,
-        page::frame("Log in", None, login_form(None)),
+        page::frame("Log in", None, login_form(None, &p.next)),
     )
 }
 
@@ -178,6 +186,9 @@ struct LoginForm {
     username: String,
     #[serde(default)]
     password: String,
+    /// Where to go once logged in (a console page only: `session::safe_next`).
+    #[serde(default)]
+    next: String,
 }
 
 /// `POST /console/login`: an operator's name and password → a session cookie. Every refusal
@@ -196,7 +207,7 @@ async fn login(
     match s.app.auth().login(login, &address.0.to_string()).await {
         Ok(session) => {
             let max_age = s.app.hub().config().auth.session_max.as_secs();
-            let mut r = Redirect::to("/console").into_response();
+            let mut r = Redirect::to(session::safe_next(&form.next)).into_response();
             r.headers_mut().insert(
                 header::SET_COOKIE,
                 cookie(Some(&session.token), over_tls(&headers), max_age),
@@ -208,7 +219,7 @@ async fn login(
             page::frame(
                 "Log in",
                 None,
-                login_form(Some("Wrong username or password.")),
+                login_form(Some("Wrong username or password."), &form.next),
             ),
         ),
         Err(LoginError::Throttled(t)) => crate::http::errors::too_many(t),

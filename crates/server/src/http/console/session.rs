@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use tsp_mobility::auth::{Admission, Principal, RateClass};
@@ -85,7 +85,7 @@ pub(super) fn need(method: &Method, template: &str) -> Need {
 /// Who the session stands for, or the answer to give instead.
 async fn admit(
     s: &AppState,
-    method: &Method,
+    (method, uri): (&Method, &Uri),
     need: Need,
     headers: &HeaderMap,
     address: IpAddr,
@@ -104,7 +104,7 @@ async fn admit(
         };
     }
     let Some(token) = session_token(headers) else {
-        return Err(to_login(method));
+        return Err(to_login(method, uri));
     };
     let class = if *method == Method::GET {
         RateClass::Read
@@ -113,7 +113,7 @@ async fn admit(
     };
     let principal = match auth.admit(&token, &address.to_string(), class).await {
         Ok(Admission::Admitted(p)) => p,
-        Ok(Admission::Unknown) => return Err(to_login(method)),
+        Ok(Admission::Unknown) => return Err(to_login(method, uri)),
         Ok(Admission::Limited(t)) => return Err(crate::http::errors::too_many(t)),
         Err(e) => {
             tracing::warn!(error = %e, "console session not checked: its store failed");
@@ -144,16 +144,29 @@ async fn admit(
     Ok(Some(viewer))
 }
 
-/// A GET without a session goes to the login page; anything else is 401.
-fn to_login(method: &Method) -> Response {
+/// A GET without a session goes to the login page, which comes back to it after (`next`);
+/// anything else is 401.
+fn to_login(method: &Method, uri: &Uri) -> Response {
     if *method == Method::GET {
-        Redirect::to("/console/login").into_response()
+        let here = uri.path_and_query().map_or("/console", |p| p.as_str());
+        let next: String = form_urlencoded::byte_serialize(here.as_bytes()).collect();
+        Redirect::to(&format!("/console/login?next={next}")).into_response()
     } else {
         page::refusal(
             StatusCode::UNAUTHORIZED,
             "Your session has ended: log in again.",
         )
     }
+}
+
+/// Where a login goes on to: `next` when it is a console page of this site, else the overview
+/// (a link to the login page cannot send a browser elsewhere).
+pub(super) fn safe_next(next: &str) -> &str {
+    let inside = next
+        .strip_prefix("/console")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']));
+    let plain = !next.contains("//") && !next.contains('\\') && !next.chars().any(char::is_control);
+    if inside && plain { next } else { "/console" }
 }
 
 /// Checks a form's CSRF token against the session's (constant time).
@@ -186,7 +199,9 @@ pub(super) async fn guard(
     let (address, request_id) = crate::http::guard::origin(&req, &s.trusted);
     req.extensions_mut().insert(Address(address));
     let need = need(&method, &template);
-    let (principal, mut response) = match admit(&s, &method, need, req.headers(), address).await {
+    let uri = req.uri().clone();
+    let admitted = admit(&s, (&method, &uri), need, req.headers(), address).await;
+    let (principal, mut response) = match admitted {
         Ok(viewer) => {
             let principal = viewer.as_ref().map(|v| v.principal.clone());
             if let Some(v) = viewer {
