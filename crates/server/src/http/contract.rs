@@ -117,12 +117,7 @@ fn document() -> OpenApi {
         operation.tags = Some((route.tags)().into_iter().map(String::from).collect());
         secure(&mut operation, &route.rule);
         refusals(&mut operation, &route.rule);
-        let method = match route.rule.method {
-            "POST" => HttpMethod::Post,
-            "DELETE" => HttpMethod::Delete,
-            _ => HttpMethod::Get,
-        };
-        paths.add_path_operation(&route.rule.path, vec![method], operation);
+        paths.add_path_operation(&route.rule.path, vec![route.method], operation);
         (route.schemas)(&mut schemas);
     }
     links(&mut paths);

@@ -18,6 +18,8 @@ pub(super) type Schemas = Vec<(String, RefOr<Schema>)>;
 
 pub(super) struct Route {
     pub(super) rule: RouteRule,
+    /// The rule's method, as the document names it.
+    pub(super) method: HttpMethod,
     pub(super) handler: MethodRouter<AppState>,
     /// The operation as documented (before the access rule's security and answers are added).
     pub(super) operation: fn() -> Operation,
@@ -36,22 +38,19 @@ where
     H: Handler<T, AppState>,
     T: 'static,
 {
-    let method = match P::methods().first() {
-        Some(HttpMethod::Post) => "POST",
-        Some(HttpMethod::Delete) => "DELETE",
-        _ => "GET",
-    };
-    let filter = match method {
-        "POST" => MethodFilter::POST,
-        "DELETE" => MethodFilter::DELETE,
-        _ => MethodFilter::GET,
+    // The table's handlers are GET, POST or DELETE; anything else would be read as GET.
+    let (method, name, filter) = match P::methods().first() {
+        Some(HttpMethod::Post) => (HttpMethod::Post, "POST", MethodFilter::POST),
+        Some(HttpMethod::Delete) => (HttpMethod::Delete, "DELETE", MethodFilter::DELETE),
+        _ => (HttpMethod::Get, "GET", MethodFilter::GET),
     };
     Route {
         rule: RouteRule {
-            method,
+            method: name,
             path: P::path(),
             access,
         },
+        method,
         handler: on(filter, handler),
         operation: P::operation,
         schemas: P::schemas,
